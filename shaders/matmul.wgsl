@@ -1,0 +1,264 @@
+//#include common
+
+// Dense matmul family: C[M,N] = alpha * op(A) * op(B) + beta * C, in the three
+// layouts that backprop needs (A·B, A·Bᵀ, Aᵀ·B, picked by TRANS_A / TRANS_B).
+//
+// Three entry points share the indexing helpers below:
+// - `matmul_regtile`: each thread owns a 4×4 register tile and reads A and B
+//   straight from memory as vec4. No workgroup barriers: the fastest on
+//   software rasterisers (lavapipe), where every barrier is expensive.
+// - `matmul_shared`: the workgroup stages BK-deep slices of A and B in
+//   workgroup memory and each thread still owns a 4×4 register tile. Real GPUs
+//   reward the reuse.
+// - `matmul_naive`: one thread per output; the baseline of `bench matmul`.
+//
+// Buffers are bound as arrays of vec4 so that the aligned path can load four
+// floats at once; unaligned shapes (VEC4_* = false) read single elements from
+// the same binding, so one binding type serves every size.
+
+// Keep in sync with `MatmulParams` in src/ops/matmul.rs.
+struct MatmulParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    // Zero means C is overwritten and never read (it may hold garbage).
+    beta: f32,
+    alpha: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+// A is stored [K, M] instead of [M, K].
+override TRANS_A: bool = false;
+// B is stored [N, K] instead of [K, N].
+override TRANS_B: bool = false;
+// The contiguous dimension of A (M if TRANS_A, else K) is a multiple of 4.
+override VEC4_A: bool = false;
+// The contiguous dimension of B (K if TRANS_B, else N) is a multiple of 4.
+override VEC4_B: bool = false;
+// N is a multiple of 4: rows of C can be written as vec4.
+override VEC4_C: bool = false;
+// Workgroup shape; each thread of the tiled variants covers 4×4 outputs, so a
+// workgroup covers (4·WG_Y) × (4·WG_X) of C.
+override WG_X: u32 = 8u;
+override WG_Y: u32 = 8u;
+// Depth of the K slice staged in workgroup memory by `matmul_shared`.
+override BK: u32 = 16u;
+
+@group(0) @binding(0) var<uniform> p: MatmulParams;
+@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> c: array<vec4<f32>>;
+
+// Logical A[row, col] (row < M, col < K), zero outside.
+fn a_at(row: u32, col: u32) -> f32 {
+    if row >= p.m || col >= p.k {
+        return 0.0;
+    }
+    var idx: u32;
+    if TRANS_A {
+        idx = col * p.m + row;
+    } else {
+        idx = row * p.k + col;
+    }
+    return a[idx >> 2u][idx & 3u];
+}
+
+// Logical B[row, col] (row < K, col < N), zero outside.
+fn b_at(row: u32, col: u32) -> f32 {
+    if row >= p.k || col >= p.n {
+        return 0.0;
+    }
+    var idx: u32;
+    if TRANS_B {
+        idx = col * p.k + row;
+    } else {
+        idx = row * p.n + col;
+    }
+    return b[idx >> 2u][idx & 3u];
+}
+
+// A[r0..r0+4, k0..k0+4] as four rows (result[i][kk] = A[r0+i, k0+kk]).
+fn a_block(r0: u32, k0: u32) -> mat4x4<f32> {
+    var blk: mat4x4<f32>;
+    if TRANS_A {
+        // Columns of A are contiguous: load them and transpose.
+        for (var kk = 0u; kk < 4u; kk++) {
+            let kr = k0 + kk;
+            if VEC4_A {
+                if kr < p.k {
+                    blk[kk] = a[(kr * p.m + r0) >> 2u];
+                }
+            } else {
+                blk[kk] = vec4(a_at(r0, kr), a_at(r0 + 1u, kr), a_at(r0 + 2u, kr), a_at(r0 + 3u, kr));
+            }
+        }
+        return transpose(blk);
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let r = r0 + i;
+        if VEC4_A {
+            if r < p.m {
+                blk[i] = a[(r * p.k + k0) >> 2u];
+            }
+        } else {
+            blk[i] = vec4(a_at(r, k0), a_at(r, k0 + 1u), a_at(r, k0 + 2u), a_at(r, k0 + 3u));
+        }
+    }
+    return blk;
+}
+
+// B[k0..k0+4, c0..c0+4] as four rows along K (result[kk][j] = B[k0+kk, c0+j]).
+fn b_block(k0: u32, c0: u32) -> mat4x4<f32> {
+    var blk: mat4x4<f32>;
+    if TRANS_B {
+        for (var j = 0u; j < 4u; j++) {
+            let col = c0 + j;
+            if VEC4_B {
+                if col < p.n {
+                    blk[j] = b[(col * p.k + k0) >> 2u];
+                }
+            } else {
+                blk[j] = vec4(b_at(k0, col), b_at(k0 + 1u, col), b_at(k0 + 2u, col), b_at(k0 + 3u, col));
+            }
+        }
+        return transpose(blk);
+    }
+    for (var kk = 0u; kk < 4u; kk++) {
+        let kr = k0 + kk;
+        if VEC4_B {
+            if kr < p.k {
+                blk[kk] = b[(kr * p.n + c0) >> 2u];
+            }
+        } else {
+            blk[kk] = vec4(b_at(kr, c0), b_at(kr, c0 + 1u), b_at(kr, c0 + 2u), b_at(kr, c0 + 3u));
+        }
+    }
+    return blk;
+}
+
+fn store_c(idx: u32, v: f32) {
+    var out = p.alpha * v;
+    if p.beta != 0.0 {
+        out += p.beta * c[idx >> 2u][idx & 3u];
+    }
+    c[idx >> 2u][idx & 3u] = out;
+}
+
+// Writes the 4×4 tile acc (acc[i] = row r0+i, columns c0..c0+4).
+fn store_tile(r0: u32, c0: u32, acc: mat4x4<f32>) {
+    for (var i = 0u; i < 4u; i++) {
+        let r = r0 + i;
+        if r >= p.m {
+            return;
+        }
+        if VEC4_C {
+            let v4 = (r * p.n + c0) >> 2u;
+            var out = p.alpha * acc[i];
+            if p.beta != 0.0 {
+                out += p.beta * c[v4];
+            }
+            c[v4] = out;
+        } else {
+            for (var j = 0u; j < 4u; j++) {
+                if c0 + j < p.n {
+                    store_c(r * p.n + c0 + j, acc[i][j]);
+                }
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(WG_X, WG_Y)
+fn matmul_regtile(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let r0 = gid.y * 4u;
+    let c0 = gid.x * 4u;
+    if r0 >= p.m || c0 >= p.n {
+        return;
+    }
+    var acc = mat4x4<f32>();
+    for (var k0 = 0u; k0 < p.k; k0 += 4u) {
+        // Column i of (B-block · A-block) is Σ_kk B[k0+kk, c0..c0+4] · A[r0+i, k0+kk],
+        // which is row i of the C tile: one 4×4 product, 64 FMAs per step.
+        acc += b_block(k0, c0) * a_block(r0, k0);
+    }
+    store_tile(r0, c0, acc);
+}
+
+// Workgroup tiles, k-major: tile_a[kk][m] and tile_b[kk][n], as vec4 over m / n.
+var<workgroup> tile_a: array<vec4<f32>, BK * WG_Y>;
+var<workgroup> tile_b: array<vec4<f32>, BK * WG_X>;
+
+@compute @workgroup_size(WG_X, WG_Y)
+fn matmul_shared(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(local_invocation_index) lidx: u32,
+) {
+    let bm = 4u * WG_Y;
+    let bn = 4u * WG_X;
+    let threads = WG_X * WG_Y;
+    let row_base = wid.y * bm;
+    let col_base = wid.x * bn;
+    var acc = mat4x4<f32>();
+    for (var k0 = 0u; k0 < p.k; k0 += BK) {
+        // Cooperative loads. Consecutive threads walk the contiguous
+        // dimension of each operand so that global reads coalesce.
+        for (var e = lidx; e < bm * BK; e += threads) {
+            var mm: u32;
+            var kk: u32;
+            if TRANS_A {
+                kk = e / bm;
+                mm = e % bm;
+            } else {
+                mm = e / BK;
+                kk = e % BK;
+            }
+            let slot = kk * bm + mm;
+            tile_a[slot >> 2u][slot & 3u] = a_at(row_base + mm, k0 + kk);
+        }
+        for (var e = lidx; e < bn * BK; e += threads) {
+            var nn: u32;
+            var kk: u32;
+            if TRANS_B {
+                nn = e / BK;
+                kk = e % BK;
+            } else {
+                kk = e / bn;
+                nn = e % bn;
+            }
+            let slot = kk * bn + nn;
+            tile_b[slot >> 2u][slot & 3u] = b_at(k0 + kk, col_base + nn);
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK; kk++) {
+            let av = tile_a[kk * WG_Y + lid.y];
+            let bv = tile_b[kk * WG_X + lid.x];
+            acc[0] += av.x * bv;
+            acc[1] += av.y * bv;
+            acc[2] += av.z * bv;
+            acc[3] += av.w * bv;
+        }
+        workgroupBarrier();
+    }
+    let r0 = row_base + lid.y * 4u;
+    let c0 = col_base + lid.x * 4u;
+    if r0 < p.m && c0 < p.n {
+        store_tile(r0, c0, acc);
+    }
+}
+
+@compute @workgroup_size(WG_X, WG_Y)
+fn matmul_naive(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let row = gid.y;
+    let col = gid.x;
+    if row >= p.m || col >= p.n {
+        return;
+    }
+    var sum = 0.0;
+    for (var kk = 0u; kk < p.k; kk++) {
+        sum += a_at(row, kk) * b_at(kk, col);
+    }
+    store_c(row * p.n + col, sum);
+}

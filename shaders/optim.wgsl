@@ -1,0 +1,78 @@
+//#include common
+
+// Optimizer updates, in place over flat parameter buffers.
+// Every gradient is first multiplied by gscale[0]: a factor computed on the
+// device (gradient-norm clipping), or a buffer holding 1.0 when unused. This
+// keeps the factor on the device: no read-back to decide it.
+//
+// sgd_step  (PyTorch convention): g' = s·g + wd·w;  v = μ·v + g';  w -= lr·v
+// adam_step (Kingma & Ba, optional L2 decay folded into g):
+//   m = β1·m + (1-β1)·g';  v = β2·v + (1-β2)·g'²;
+//   w -= lr · (m / bc1) / (sqrt(v / bc2) + eps),  bc_i = 1 - β_i^t
+
+// Keep in sync with `SgdParams` in src/ops/optim.rs.
+struct SgdParams {
+    n: u32,
+    lr: f32,
+    momentum: f32,
+    weight_decay: f32,
+}
+
+// Keep in sync with `AdamParams` in src/ops/optim.rs.
+struct AdamParams {
+    n: u32,
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    // 1 - beta1^t and 1 - beta2^t for the step t being taken.
+    bias_c1: f32,
+    bias_c2: f32,
+    weight_decay: f32,
+}
+
+override WG: u32 = 256u;
+
+@group(0) @binding(0) var<uniform> sgd: SgdParams;
+@group(0) @binding(1) var<uniform> adam: AdamParams;
+@group(0) @binding(2) var<storage, read_write> w: array<f32>;
+@group(0) @binding(3) var<storage, read> g: array<f32>;
+@group(0) @binding(4) var<storage, read> gscale: array<f32>;
+// SGD: the momentum buffer; Adam: the first moment.
+@group(0) @binding(5) var<storage, read_write> m1: array<f32>;
+// Adam: the second moment.
+@group(0) @binding(6) var<storage, read_write> m2: array<f32>;
+
+@compute @workgroup_size(WG)
+fn sgd_step(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lidx: u32,
+) {
+    let i = flat_id(wid, nwg, lidx, WG);
+    if i >= sgd.n {
+        return;
+    }
+    let gi = gscale[0] * g[i] + sgd.weight_decay * w[i];
+    let v = sgd.momentum * m1[i] + gi;
+    m1[i] = v;
+    w[i] -= sgd.lr * v;
+}
+
+@compute @workgroup_size(WG)
+fn adam_step(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lidx: u32,
+) {
+    let i = flat_id(wid, nwg, lidx, WG);
+    if i >= adam.n {
+        return;
+    }
+    let gi = gscale[0] * g[i] + adam.weight_decay * w[i];
+    let m = adam.beta1 * m1[i] + (1.0 - adam.beta1) * gi;
+    let v = adam.beta2 * m2[i] + (1.0 - adam.beta2) * gi * gi;
+    m1[i] = m;
+    m2[i] = v;
+    w[i] -= adam.lr * (m / adam.bias_c1) / (sqrt(v / adam.bias_c2) + adam.eps);
+}

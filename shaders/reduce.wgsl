@@ -1,0 +1,74 @@
+//#include common
+
+// Sum / mean of a vector in two passes, so that a real GPU uses all of its
+// cores on the first pass:
+// reduce_partial: workgroup g sums a strided share of x into partials[g].
+// reduce_final:   one workgroup sums the partials into out[out_index] · scale
+//                 (scale = 1 for a sum, 1/n for a mean).
+
+// Keep in sync with `ReduceParams` in src/ops/reduce.rs.
+struct ReduceParams {
+    // reduce_partial: length of x; reduce_final: number of partials.
+    n: u32,
+    // Slot of `out` that receives the result.
+    out_index: u32,
+    scale: f32,
+    // 1 adds the result to out[out_index] instead of overwriting it.
+    accumulate: u32,
+}
+
+// Must be a power of two (tree reduction).
+override WG: u32 = 256u;
+
+@group(0) @binding(0) var<uniform> p: ReduceParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+var<workgroup> scratch: array<f32, WG>;
+
+// Tree-sums `scratch` within the workgroup; the total ends in scratch[0].
+fn workgroup_sum(lidx: u32) {
+    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+        workgroupBarrier();
+        if lidx < stride {
+            scratch[lidx] += scratch[lidx + stride];
+        }
+    }
+    workgroupBarrier();
+}
+
+@compute @workgroup_size(WG)
+fn reduce_partial(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lidx: u32,
+) {
+    let groups = nwg.x * nwg.y;
+    let g = wid.y * nwg.x + wid.x;
+    var sum = 0.0;
+    for (var i = g * WG + lidx; i < p.n; i += groups * WG) {
+        sum += x[i];
+    }
+    scratch[lidx] = sum;
+    workgroup_sum(lidx);
+    if lidx == 0u {
+        out[g] = scratch[0];
+    }
+}
+
+@compute @workgroup_size(WG)
+fn reduce_final(@builtin(local_invocation_index) lidx: u32) {
+    var sum = 0.0;
+    for (var i = lidx; i < p.n; i += WG) {
+        sum += x[i];
+    }
+    scratch[lidx] = sum;
+    workgroup_sum(lidx);
+    if lidx == 0u {
+        var v = scratch[0] * p.scale;
+        if p.accumulate != 0u {
+            v += out[p.out_index];
+        }
+        out[p.out_index] = v;
+    }
+}

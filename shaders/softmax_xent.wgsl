@@ -1,0 +1,76 @@
+//#include common
+
+// Softmax cross-entropy over rows of logits, forward and backward side by side.
+// forward:  probs[r, :] = softmax(logits[r, :]);  loss_rows[r] = -log probs[r, label[r]]
+//           (the batch mean is then reduced on the device by reduce.wgsl)
+// backward: dlogits[r, c] = scale · (probs[r, c] - [c == label[r]])
+// One thread per row: the class count is small (10) and rows are independent.
+
+// Keep in sync with `SoftmaxXentParams` in src/ops/softmax_xent.rs.
+struct SoftmaxXentParams {
+    rows: u32,
+    cols: u32,
+    // backward: usually 1/rows, the derivative of the batch mean.
+    scale: f32,
+    _pad: u32,
+}
+
+override WG: u32 = 64u;
+
+@group(0) @binding(0) var<uniform> p: SoftmaxXentParams;
+@group(0) @binding(1) var<storage, read> labels: array<u32>;
+
+@group(0) @binding(2) var<storage, read_write> probs: array<f32>;
+@group(0) @binding(3) var<storage, read_write> loss_rows: array<f32>;
+@group(0) @binding(4) var<storage, read> logits: array<f32>;
+
+@compute @workgroup_size(WG)
+fn softmax_xent_forward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lidx: u32,
+) {
+    let r = flat_id(wid, nwg, lidx, WG);
+    if r >= p.rows {
+        return;
+    }
+    let base = r * p.cols;
+    var mx = logits[base];
+    for (var c = 1u; c < p.cols; c++) {
+        mx = max(mx, logits[base + c]);
+    }
+    var sum = 0.0;
+    for (var c = 0u; c < p.cols; c++) {
+        let e = exp(logits[base + c] - mx);
+        probs[base + c] = e;
+        sum += e;
+    }
+    let inv = 1.0 / sum;
+    for (var c = 0u; c < p.cols; c++) {
+        probs[base + c] *= inv;
+    }
+    // log-sum-exp form: exact even when the label's probability underflows.
+    let label = min(labels[r], p.cols - 1u);
+    loss_rows[r] = log(sum) + mx - logits[base + label];
+}
+
+@group(0) @binding(5) var<storage, read_write> dlogits: array<f32>;
+@group(0) @binding(6) var<storage, read> probs_in: array<f32>;
+
+@compute @workgroup_size(WG)
+fn softmax_xent_backward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lidx: u32,
+) {
+    let r = flat_id(wid, nwg, lidx, WG);
+    if r >= p.rows {
+        return;
+    }
+    let base = r * p.cols;
+    let label = labels[r];
+    for (var c = 0u; c < p.cols; c++) {
+        let hot = select(0.0, 1.0, c == label);
+        dlogits[base + c] = p.scale * (probs_in[base + c] - hot);
+    }
+}

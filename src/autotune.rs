@@ -1,0 +1,184 @@
+//! Choosing the matmul variant per adapter. Software and hardware GPUs
+//! disagree about which variant is fastest (lavapipe punishes workgroup
+//! barriers, real GPUs reward workgroup-memory reuse), so the device times
+//! both once, caches the winner by adapter, and falls back to a rule on the
+//! device type when timing is off. `SPARSETRAIN_MATMUL` overrides all of it.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::ops::matmul::{Dims, Layout, Matmul, Variant};
+use crate::record::Recorder;
+use crate::tensor::Tensor;
+
+/// Where the choice came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChoiceSource {
+    /// `SPARSETRAIN_MATMUL`.
+    Env,
+    /// An earlier autotune on this adapter, read from the cache file.
+    Cache,
+    /// Timed just now.
+    Autotune,
+    /// The device-type rule: software adapters get `RegTile`, GPUs `Shared`.
+    DeviceType,
+}
+
+#[derive(Clone, Debug)]
+pub struct MatmulChoice {
+    pub variant: Variant,
+    pub source: ChoiceSource,
+    /// GFLOP/s per variant when timed in this process.
+    pub timings: Vec<(Variant, f64)>,
+}
+
+impl MatmulChoice {
+    pub fn fallback(ty: wgpu::DeviceType) -> MatmulChoice {
+        let variant = if ty == wgpu::DeviceType::Cpu { Variant::RegTile } else { Variant::Shared };
+        MatmulChoice { variant, source: ChoiceSource::DeviceType, timings: Vec::new() }
+    }
+}
+
+fn cache_file() -> Option<PathBuf> {
+    let dir = if let Some(d) = std::env::var_os("SPARSETRAIN_CACHE_DIR") {
+        PathBuf::from(d)
+    } else if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+        PathBuf::from(d).join("sparsetrain")
+    } else {
+        PathBuf::from(std::env::var_os("HOME")?).join(".cache").join("sparsetrain")
+    };
+    Some(dir.join("matmul-variant.tsv"))
+}
+
+fn cache_key(gpu: &Gpu) -> String {
+    let r = gpu.report();
+    format!("{}|{:?}|{}", r.name, r.backend, r.driver_info).replace(['\t', '\n'], " ")
+}
+
+fn cache_lookup(key: &str) -> Option<Variant> {
+    let text = std::fs::read_to_string(cache_file()?).ok()?;
+    text.lines()
+        .filter_map(|l| l.split_once('\t'))
+        .filter(|(k, _)| *k == key)
+        .filter_map(|(_, v)| Variant::parse(v))
+        .next_back()
+}
+
+/// Best effort: a failed write only costs a re-tune next time.
+fn cache_store(key: &str, v: Variant) {
+    let Some(path) = cache_file() else { return };
+    let Some(dir) = path.parent() else { return };
+    if std::fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let mut text: String = old
+        .lines()
+        .filter(|l| l.split_once('\t').is_some_and(|(k, _)| k != key))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    text.push_str(&format!("{key}\t{}\n", v.name()));
+    // Write-then-rename: parallel processes never see a torn file.
+    let tmp = dir.join(format!(".matmul-variant.{}.tmp", std::process::id()));
+    if std::fs::write(&tmp, text).is_ok() && std::fs::rename(&tmp, &path).is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+}
+
+pub(crate) fn choose(gpu: &Gpu, autotune: bool) -> Result<MatmulChoice> {
+    if let Ok(v) = std::env::var("SPARSETRAIN_MATMUL") {
+        if !v.trim().is_empty() && v.trim() != "auto" {
+            let variant = Variant::parse(&v).filter(|v| *v != Variant::Naive).ok_or(Error::InvalidEnv {
+                var: "SPARSETRAIN_MATMUL",
+                value: v.clone(),
+                expected: "regtile, shared or auto",
+            })?;
+            return Ok(MatmulChoice { variant, source: ChoiceSource::Env, timings: Vec::new() });
+        }
+    }
+    let key = cache_key(gpu);
+    if let Some(variant) = cache_lookup(&key) {
+        return Ok(MatmulChoice { variant, source: ChoiceSource::Cache, timings: Vec::new() });
+    }
+    let fallback = MatmulChoice::fallback(gpu.report().device_type);
+    if !autotune {
+        return Ok(fallback);
+    }
+    let (size, inner) = if gpu.report().device_type == wgpu::DeviceType::Cpu { (256, 1) } else { (1024, 10) };
+    let dims = Dims { m: size, n: size, k: size };
+    let mut timings = Vec::new();
+    for v in Variant::TUNED {
+        let runs = Runs { min: 3, max: 3, budget_s: 0.0, inner };
+        let secs = time_matmul(gpu, Matmul::new(Layout::NN).variant(v), dims, runs)?;
+        timings.push((v, crate::ops::matmul::flops(dims) / median(&secs) / 1e9));
+    }
+    let best = timings.iter().cloned().fold(None::<(Variant, f64)>, |acc, t| match acc {
+        Some(a) if a.1 >= t.1 => Some(a),
+        _ => Some(t),
+    });
+    let Some((variant, _)) = best else { return Ok(fallback) };
+    cache_store(&key, variant);
+    Ok(MatmulChoice { variant, source: ChoiceSource::Autotune, timings })
+}
+
+/// Median of a non-empty sample (NaN for an empty one).
+pub fn median(xs: &[f64]) -> f64 {
+    if xs.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 { v[mid] } else { 0.5 * (v[mid - 1] + v[mid]) }
+}
+
+/// How many times to run a timed measurement.
+#[derive(Clone, Copy, Debug)]
+pub struct Runs {
+    pub min: usize,
+    pub max: usize,
+    /// Stop adding runs (beyond `min`) once this many seconds are spent.
+    pub budget_s: f64,
+    /// Matmuls recorded into one submission per run; raises the work per
+    /// submission on fast devices so that launch overhead does not dominate.
+    pub inner: usize,
+}
+
+/// Seconds per matmul over several timed runs, after one warm-up run
+/// (which also compiles the pipeline). Operands hold random values: zeros
+/// can hide bugs and time differently.
+pub fn time_matmul(gpu: &Gpu, mm: Matmul, d: Dims, runs: Runs) -> Result<Vec<f64>> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+    let mut rand_vec = |n: usize| (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<_>>();
+    let (a_shape, b_shape) = match mm.layout {
+        Layout::NN => ([d.m, d.k], [d.k, d.n]),
+        Layout::NT => ([d.m, d.k], [d.n, d.k]),
+        Layout::TN => ([d.k, d.m], [d.k, d.n]),
+    };
+    let a = Tensor::from_f32(gpu, "bench A", &a_shape, &rand_vec(d.m * d.k))?;
+    let b = Tensor::from_f32(gpu, "bench B", &b_shape, &rand_vec(d.k * d.n))?;
+    let c = Tensor::from_f32(gpu, "bench C", &[d.m, d.n], &rand_vec(d.m * d.n))?;
+    let inner = runs.inner.max(1);
+    let run = |count: usize| -> Result<f64> {
+        let t0 = Instant::now();
+        let mut rec = Recorder::new(gpu);
+        for _ in 0..count {
+            mm.record(&mut rec, &c, &a, &b, d)?;
+        }
+        rec.finish()?;
+        Ok(t0.elapsed().as_secs_f64() / count as f64)
+    };
+    run(1)?;
+    let start = Instant::now();
+    let mut out = Vec::new();
+    while out.len() < runs.min.max(1)
+        || (out.len() < runs.max && start.elapsed().as_secs_f64() < runs.budget_s)
+    {
+        out.push(run(inner)?);
+    }
+    Ok(out)
+}

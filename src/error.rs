@@ -1,0 +1,67 @@
+//! The library's one error type. Every variant says what went wrong and, where
+//! the user can act, what to do about it.
+
+use std::path::PathBuf;
+
+/// Errors returned by sparsetrain's library code.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "no GPU adapter found{filter}: install a Vulkan driver (on Debian/Ubuntu: \
+         `apt-get install mesa-vulkan-drivers` for the software rasteriser lavapipe), \
+         or choose another backend with SPARSETRAIN_BACKEND=vulkan|metal|dx12|gl"
+    )]
+    NoAdapter { filter: String },
+
+    #[error("invalid value {value:?} for {var}: expected {expected}")]
+    InvalidEnv {
+        var: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+
+    #[error("could not open the GPU device on adapter {adapter:?}: {source}")]
+    RequestDevice {
+        adapter: String,
+        #[source]
+        source: wgpu::RequestDeviceError,
+    },
+
+    #[error(
+        "{what} needs {bytes} bytes, more than this device allows for {limit_name} ({limit} bytes); \
+         use a smaller layer or batch"
+    )]
+    TooLarge {
+        what: String,
+        bytes: u64,
+        limit_name: &'static str,
+        limit: u64,
+    },
+
+    #[error("shape mismatch in {op}: {detail}")]
+    Shape { op: &'static str, detail: String },
+
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    #[error("shader {shader} failed to compile for this device: {detail}")]
+    Shader { shader: &'static str, detail: String },
+
+    #[error("GPU error: {0}")]
+    Device(String),
+
+    #[error("the GPU device was lost: {0}")]
+    DeviceLost(String),
+
+    #[error("reading data back from the GPU failed: {0}")]
+    Readback(String),
+
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,347 @@
+//! The device: adapter choice (environment variables, hardware before
+//! software), the limits the engine asks for, error capture, and the single
+//! read-back path that counts every byte brought back to the host.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::autotune::{self, MatmulChoice};
+use crate::error::{Error, Result};
+use crate::shader::{Constants, Kernel, PipelineCache};
+use crate::tensor::{DType, Tensor};
+
+/// How to open a device. `Default` reads the environment.
+#[derive(Clone, Debug)]
+pub struct GpuOptions {
+    /// Backends to consider; `None` reads `SPARSETRAIN_BACKEND` (default: all).
+    pub backends: Option<wgpu::Backends>,
+    /// Case-insensitive substring of the adapter name; `None` reads `SPARSETRAIN_ADAPTER`.
+    pub adapter: Option<String>,
+    /// Time the matmul variants when no cached choice exists for this adapter.
+    /// Off, the device-type rule decides.
+    pub autotune: bool,
+}
+
+impl Default for GpuOptions {
+    fn default() -> Self {
+        GpuOptions { backends: None, adapter: None, autotune: true }
+    }
+}
+
+/// What was opened, for `sparsetrain info` and benchmark headers.
+#[derive(Clone, Debug)]
+pub struct AdapterReport {
+    pub name: String,
+    pub backend: wgpu::Backend,
+    pub device_type: wgpu::DeviceType,
+    pub driver: String,
+    pub driver_info: String,
+    pub limits: wgpu::Limits,
+}
+
+impl fmt::Display for AdapterReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let l = &self.limits;
+        writeln!(f, "adapter:      {}", self.name)?;
+        writeln!(f, "backend:      {:?}", self.backend)?;
+        writeln!(f, "device type:  {:?}", self.device_type)?;
+        writeln!(f, "driver:       {} {}", self.driver, self.driver_info)?;
+        writeln!(f, "limits:")?;
+        writeln!(f, "  max_buffer_size                       {}", l.max_buffer_size)?;
+        writeln!(f, "  max_storage_buffer_binding_size       {}", l.max_storage_buffer_binding_size)?;
+        writeln!(f, "  max_storage_buffers_per_shader_stage  {}", l.max_storage_buffers_per_shader_stage)?;
+        writeln!(f, "  max_compute_workgroup_storage_size    {}", l.max_compute_workgroup_storage_size)?;
+        writeln!(f, "  max_compute_invocations_per_workgroup {}", l.max_compute_invocations_per_workgroup)?;
+        writeln!(
+            f,
+            "  max_compute_workgroup_size            {} x {} x {}",
+            l.max_compute_workgroup_size_x, l.max_compute_workgroup_size_y, l.max_compute_workgroup_size_z
+        )?;
+        writeln!(f, "  max_compute_workgroups_per_dimension  {}", l.max_compute_workgroups_per_dimension)?;
+        write!(f, "  min_uniform_buffer_offset_alignment   {}", l.min_uniform_buffer_offset_alignment)
+    }
+}
+
+/// Bytes and calls of device-to-host transfers since the device opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadbackStats {
+    pub bytes: u64,
+    pub calls: u64,
+}
+
+/// An open GPU device with its queue, pipeline cache and read-back counter.
+pub struct Gpu {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    report: AdapterReport,
+    pipelines: PipelineCache,
+    readback_bytes: AtomicU64,
+    readback_calls: AtomicU64,
+    /// First uncaptured device error; surfaced by the next submit or read-back.
+    error: Arc<Mutex<Option<String>>>,
+    lost: Arc<AtomicBool>,
+    matmul: MatmulChoice,
+    /// A one-element tensor holding 1.0: the gradient scale when nothing clips.
+    pub(crate) one: Tensor,
+    pub(crate) params_pool: Mutex<Vec<wgpu::Buffer>>,
+}
+
+fn env_backends() -> Result<wgpu::Backends> {
+    let Ok(v) = std::env::var("SPARSETRAIN_BACKEND") else {
+        return Ok(wgpu::Backends::all());
+    };
+    match v.trim().to_ascii_lowercase().as_str() {
+        "" | "all" => Ok(wgpu::Backends::all()),
+        "vulkan" | "vk" => Ok(wgpu::Backends::VULKAN),
+        "metal" => Ok(wgpu::Backends::METAL),
+        "dx12" | "d3d12" => Ok(wgpu::Backends::DX12),
+        "gl" | "gles" | "opengl" => Ok(wgpu::Backends::GL),
+        _ => Err(Error::InvalidEnv {
+            var: "SPARSETRAIN_BACKEND",
+            value: v,
+            expected: "vulkan, metal, dx12 or gl",
+        }),
+    }
+}
+
+/// Hardware first; among equals, the native APIs before GL (GL through
+/// llvmpipe compiles shaders an order of magnitude slower than lavapipe).
+fn adapter_rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
+    let ty = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    };
+    let backend = match info.backend {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        _ => 1,
+    };
+    (ty, backend)
+}
+
+impl Gpu {
+    /// Opens the preferred adapter according to `SPARSETRAIN_BACKEND` and
+    /// `SPARSETRAIN_ADAPTER`.
+    pub fn open() -> Result<Gpu> {
+        Gpu::open_with(&GpuOptions::default())
+    }
+
+    pub fn open_with(opts: &GpuOptions) -> Result<Gpu> {
+        let backends = match opts.backends {
+            Some(b) => b,
+            None => env_backends()?,
+        };
+        let filter = match &opts.adapter {
+            Some(s) => Some(s.clone()),
+            None => std::env::var("SPARSETRAIN_ADAPTER").ok().filter(|s| !s.trim().is_empty()),
+        };
+        // Native APIs first, GL only when they offer nothing: starting GL
+        // makes EGL probe for a display (noise on headless machines), and GL
+        // is the slowest path anyway.
+        let mut adapters = Vec::new();
+        for set in [backends & wgpu::Backends::PRIMARY, backends & wgpu::Backends::GL] {
+            if set.is_empty() || !adapters.is_empty() {
+                continue;
+            }
+            let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+            desc.backends = set;
+            let instance = wgpu::Instance::new(desc);
+            adapters = pollster::block_on(instance.enumerate_adapters(set));
+            if let Some(f) = &filter {
+                let f = f.to_lowercase();
+                adapters.retain(|a| a.get_info().name.to_lowercase().contains(&f));
+            }
+        }
+        adapters.sort_by_key(|a| adapter_rank(&a.get_info()));
+        let adapter = adapters.into_iter().next().ok_or_else(|| Error::NoAdapter {
+            filter: match (&filter, std::env::var("SPARSETRAIN_BACKEND")) {
+                (Some(f), _) => format!(" whose name contains {f:?}"),
+                (None, Ok(b)) => format!(" for SPARSETRAIN_BACKEND={b}"),
+                _ => String::new(),
+            },
+        })?;
+        let info = adapter.get_info();
+        let limits = Gpu::needed_limits(&adapter.limits());
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("sparsetrain"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits,
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|source| Error::RequestDevice { adapter: info.name.clone(), source })?;
+        Gpu::from_device(device, queue, &info, opts)
+    }
+
+    /// Wraps a device created elsewhere (an application that renders with
+    /// wgpu can share its device). `info` is the adapter's info, used for
+    /// reports and to key the matmul variant choice.
+    pub fn from_device(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: &wgpu::AdapterInfo,
+        opts: &GpuOptions,
+    ) -> Result<Gpu> {
+        let error = Arc::new(Mutex::new(None::<String>));
+        let sink = error.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let mut slot = sink.lock().unwrap_or_else(|p| p.into_inner());
+            if slot.is_none() {
+                *slot = Some(e.to_string());
+            }
+        }));
+        let lost = Arc::new(AtomicBool::new(false));
+        let lost_flag = lost.clone();
+        device.set_device_lost_callback(move |_reason, _msg| {
+            lost_flag.store(true, Ordering::SeqCst);
+        });
+        let one = Tensor::from_buffer(
+            wgpu::util::DeviceExt::create_buffer_init(
+                &device,
+                &wgpu::util::BufferInitDescriptor {
+                    label: Some("one"),
+                    contents: bytemuck::bytes_of(&[1.0f32, 0.0, 0.0, 0.0]),
+                    usage: wgpu::BufferUsages::STORAGE,
+                },
+            ),
+            &[1],
+            DType::F32,
+        );
+        let report = AdapterReport {
+            name: info.name.clone(),
+            backend: info.backend,
+            device_type: info.device_type,
+            driver: info.driver.clone(),
+            driver_info: info.driver_info.clone(),
+            limits: device.limits(),
+        };
+        let mut gpu = Gpu {
+            device,
+            queue,
+            report,
+            pipelines: PipelineCache::default(),
+            readback_bytes: AtomicU64::new(0),
+            readback_calls: AtomicU64::new(0),
+            error,
+            lost,
+            matmul: MatmulChoice::fallback(info.device_type),
+            one,
+            params_pool: Mutex::new(Vec::new()),
+        };
+        gpu.matmul = autotune::choose(&gpu, opts.autotune)?;
+        Ok(gpu)
+    }
+
+    /// The limits the engine asks for: the adapter's best values for the
+    /// resources that bound layer and batch sizes, defaults elsewhere.
+    fn needed_limits(adapter: &wgpu::Limits) -> wgpu::Limits {
+        let mut l = wgpu::Limits::downlevel_defaults().using_alignment(adapter.clone());
+        l.max_buffer_size = adapter.max_buffer_size;
+        l.max_storage_buffer_binding_size = adapter.max_storage_buffer_binding_size;
+        l.max_storage_buffers_per_shader_stage = adapter.max_storage_buffers_per_shader_stage;
+        l.max_compute_workgroup_storage_size = adapter.max_compute_workgroup_storage_size;
+        l.max_compute_invocations_per_workgroup = adapter.max_compute_invocations_per_workgroup;
+        l.max_compute_workgroup_size_x = adapter.max_compute_workgroup_size_x;
+        l.max_compute_workgroup_size_y = adapter.max_compute_workgroup_size_y;
+        l.max_compute_workgroup_size_z = adapter.max_compute_workgroup_size_z;
+        l.max_compute_workgroups_per_dimension = adapter.max_compute_workgroups_per_dimension;
+        l.max_uniform_buffer_binding_size = adapter.max_uniform_buffer_binding_size;
+        l
+    }
+
+    pub fn report(&self) -> &AdapterReport {
+        &self.report
+    }
+
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.report.limits
+    }
+
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    /// The matmul variant in use and why it was chosen.
+    pub fn matmul_choice(&self) -> &MatmulChoice {
+        &self.matmul
+    }
+
+    pub(crate) fn pipeline(&self, kernel: Kernel, constants: &Constants) -> Result<Arc<wgpu::ComputePipeline>> {
+        self.pipelines.get(&self.device, kernel, constants)
+    }
+
+    /// Device-to-host traffic so far.
+    pub fn readback_stats(&self) -> ReadbackStats {
+        ReadbackStats {
+            bytes: self.readback_bytes.load(Ordering::SeqCst),
+            calls: self.readback_calls.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Fails with the first error the device reported since the last check.
+    pub fn check(&self) -> Result<()> {
+        if self.lost.load(Ordering::SeqCst) {
+            return Err(Error::DeviceLost("the driver reported the device lost".into()));
+        }
+        let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        match slot.take() {
+            Some(msg) if msg.to_lowercase().contains("out of memory") => {
+                Err(Error::Device(format!("out of memory: {msg}")))
+            }
+            Some(msg) => Err(Error::Device(msg)),
+            None => Ok(()),
+        }
+    }
+
+    /// Blocks until all submitted work has finished.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Device(e.to_string()))?;
+        self.check()
+    }
+
+    /// The one place where data comes back to the host: copies `size` bytes
+    /// of `buffer` from `offset` into host memory and counts them.
+    pub(crate) fn read_back(&self, buffer: &wgpu::Buffer, offset: u64, size: u64) -> Result<Vec<u8>> {
+        let padded = size.div_ceil(wgpu::COPY_BUFFER_ALIGNMENT) * wgpu::COPY_BUFFER_ALIGNMENT;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: padded.max(wgpu::COPY_BUFFER_ALIGNMENT),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
+        if padded > 0 {
+            enc.copy_buffer_to_buffer(buffer, offset, &staging, 0, padded);
+        }
+        self.queue.submit([enc.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Readback(e.to_string()))?;
+        self.check()?;
+        rx.recv()
+            .map_err(|e| Error::Readback(e.to_string()))?
+            .map_err(|e| Error::Readback(e.to_string()))?;
+        let bytes = {
+            let view = staging.get_mapped_range(..).map_err(|e| Error::Readback(e.to_string()))?;
+            view[..size as usize].to_vec()
+        };
+        staging.unmap();
+        self.readback_bytes.fetch_add(size, Ordering::SeqCst);
+        self.readback_calls.fetch_add(1, Ordering::SeqCst);
+        Ok(bytes)
+    }
+}

@@ -1,0 +1,61 @@
+//! Launchers: one module per kernel family, each with its `#[repr(C)]`
+//! params struct (mirrored in the WGSL file of the same name) and functions
+//! that check shapes and record dispatches. Arguments come outputs first,
+//! sizes last.
+
+pub mod accuracy;
+pub mod bias;
+pub mod fill;
+pub mod matmul;
+pub mod optim;
+pub mod reduce;
+pub mod relu;
+pub mod softmax_xent;
+
+use crate::error::{Error, Result};
+use crate::shader::Shader;
+use crate::tensor::{DType, Tensor};
+
+/// A params struct shared with WGSL. The naga test compares `size_of::<Self>()`
+/// with naga's layout of the struct named `WGSL_NAME` in `SHADER`.
+pub trait KernelParams: bytemuck::Pod {
+    const SHADER: Shader;
+    const WGSL_NAME: &'static str;
+}
+
+/// (shader, WGSL struct name, Rust size) for every params struct.
+pub fn params_layouts() -> Vec<(Shader, &'static str, usize)> {
+    fn row<P: KernelParams>() -> (Shader, &'static str, usize) {
+        (P::SHADER, P::WGSL_NAME, std::mem::size_of::<P>())
+    }
+    vec![
+        row::<matmul::MatmulParams>(),
+        row::<bias::BiasParams>(),
+        row::<relu::ReluParams>(),
+        row::<softmax_xent::SoftmaxXentParams>(),
+        row::<reduce::ReduceParams>(),
+        row::<accuracy::AccuracyParams>(),
+        row::<optim::SgdParams>(),
+        row::<optim::AdamParams>(),
+        row::<fill::FillParams>(),
+    ]
+}
+
+/// Checks that `t` holds at least `len` elements of `dtype`.
+pub(crate) fn need(op: &'static str, name: &str, t: &Tensor, len: usize, dtype: DType) -> Result<()> {
+    if t.dtype() != dtype {
+        return Err(Error::Shape { op, detail: format!("{name} must be {dtype:?}, is {:?}", t.dtype()) });
+    }
+    if t.len() < len {
+        return Err(Error::Shape {
+            op,
+            detail: format!("{name} has {} elements (shape {:?}), needs {len}", t.len(), t.shape()),
+        });
+    }
+    Ok(())
+}
+
+/// Sizes reach kernels as u32; larger ones are refused, not truncated.
+pub(crate) fn u32_of(op: &'static str, what: &str, v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::Shape { op, detail: format!("{what} = {v} exceeds u32") })
+}

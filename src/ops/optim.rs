@@ -1,0 +1,161 @@
+//! Launcher of shaders/optim.wgsl: SGD with momentum and weight decay, and
+//! Adam, updating flat parameter buffers in place. Hyper-parameters travel
+//! in the params struct each step (so schedules need no read-back); the
+//! gradient scale is a device buffer (clipping decided on the device).
+
+use super::{KernelParams, need, u32_of};
+use crate::error::{Error, Result};
+use crate::record::Recorder;
+use crate::shader::{Kernel, Shader, grid_1d};
+use crate::tensor::{DType, Tensor};
+
+/// Keep in sync with `SgdParams` in shaders/optim.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct SgdParams {
+    pub n: u32,
+    pub lr: f32,
+    pub momentum: f32,
+    pub weight_decay: f32,
+}
+
+impl KernelParams for SgdParams {
+    const SHADER: Shader = Shader::Optim;
+    const WGSL_NAME: &'static str = "SgdParams";
+}
+
+/// Keep in sync with `AdamParams` in shaders/optim.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct AdamParams {
+    pub n: u32,
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub bias_c1: f32,
+    pub bias_c2: f32,
+    pub weight_decay: f32,
+}
+
+impl KernelParams for AdamParams {
+    const SHADER: Shader = Shader::Optim;
+    const WGSL_NAME: &'static str = "AdamParams";
+}
+
+const WG: u32 = 256;
+
+/// SGD hyper-parameters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sgd {
+    pub lr: f32,
+    pub momentum: f32,
+    pub weight_decay: f32,
+}
+
+/// Adam hyper-parameters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Adam {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+}
+
+impl Default for Adam {
+    fn default() -> Self {
+        Adam { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
+    }
+}
+
+/// The factor applied to every gradient before the update.
+pub enum GradScale<'a> {
+    /// No scaling.
+    One,
+    /// Element 0 of this device tensor (e.g. a clipping factor).
+    Buffer(&'a Tensor),
+}
+
+fn scale_tensor(rec: &Recorder, scale: GradScale) -> Result<Tensor> {
+    match scale {
+        GradScale::One => Ok(rec.gpu().one.clone()),
+        GradScale::Buffer(t) => {
+            need("optimizer", "gscale", t, 1, DType::F32)?;
+            Ok(t.clone())
+        }
+    }
+}
+
+/// v = μ·v + (s·g + wd·w); w -= lr·v, over the first `n` elements.
+pub fn sgd_step(
+    rec: &mut Recorder,
+    w: &Tensor,
+    v: &Tensor,
+    g: &Tensor,
+    scale: GradScale,
+    hp: Sgd,
+    n: usize,
+) -> Result<()> {
+    const OP: &str = "sgd_step";
+    for (name, t) in [("w", w), ("v", v), ("g", g)] {
+        need(OP, name, t, n, DType::F32)?;
+    }
+    if !(hp.lr.is_finite() && hp.momentum.is_finite() && hp.weight_decay.is_finite()) {
+        return Err(Error::InvalidArgument(format!("non-finite SGD hyper-parameters {hp:?}")));
+    }
+    let n32 = u32_of(OP, "n", n)?;
+    if n32 == 0 {
+        return Ok(());
+    }
+    let params = SgdParams { n: n32, lr: hp.lr, momentum: hp.momentum, weight_decay: hp.weight_decay };
+    let groups = grid_1d(n32, WG, rec.gpu().limits().max_compute_workgroups_per_dimension);
+    let s = scale_tensor(rec, scale)?;
+    rec.dispatch(Kernel::SgdStep, &vec![("WG", WG.into())], (0, &params), &[(2, w), (3, g), (4, &s), (5, v)], groups)
+}
+
+/// One Adam step `t` (1-based) over the first `n` elements.
+#[allow(clippy::too_many_arguments)]
+pub fn adam_step(
+    rec: &mut Recorder,
+    w: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    g: &Tensor,
+    scale: GradScale,
+    hp: Adam,
+    t: u64,
+    n: usize,
+) -> Result<()> {
+    const OP: &str = "adam_step";
+    for (name, x) in [("w", w), ("m", m), ("v", v), ("g", g)] {
+        need(OP, name, x, n, DType::F32)?;
+    }
+    if t == 0 {
+        return Err(Error::InvalidArgument("Adam steps count from 1".into()));
+    }
+    let n32 = u32_of(OP, "n", n)?;
+    if n32 == 0 {
+        return Ok(());
+    }
+    let tt = t.min(i32::MAX as u64) as i32;
+    let params = AdamParams {
+        n: n32,
+        lr: hp.lr,
+        beta1: hp.beta1,
+        beta2: hp.beta2,
+        eps: hp.eps,
+        bias_c1: 1.0 - hp.beta1.powi(tt),
+        bias_c2: 1.0 - hp.beta2.powi(tt),
+        weight_decay: hp.weight_decay,
+    };
+    let groups = grid_1d(n32, WG, rec.gpu().limits().max_compute_workgroups_per_dimension);
+    let s = scale_tensor(rec, scale)?;
+    rec.dispatch(
+        Kernel::AdamStep,
+        &vec![("WG", WG.into())],
+        (1, &params),
+        &[(2, w), (3, g), (4, &s), (5, m), (6, v)],
+        groups,
+    )
+}

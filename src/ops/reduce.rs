@@ -1,0 +1,87 @@
+//! Launcher of shaders/reduce.wgsl: sum and mean of a vector into one slot
+//! of an output buffer, in two passes, without leaving the device.
+
+use super::{KernelParams, need, u32_of};
+use crate::error::Result;
+use crate::record::Recorder;
+use crate::shader::{Kernel, Shader, grid_1d};
+use crate::tensor::{DType, Tensor};
+
+/// Keep in sync with `ReduceParams` in shaders/reduce.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct ReduceParams {
+    pub n: u32,
+    pub out_index: u32,
+    pub scale: f32,
+    pub accumulate: u32,
+}
+
+impl KernelParams for ReduceParams {
+    const SHADER: Shader = Shader::Reduce;
+    const WGSL_NAME: &'static str = "ReduceParams";
+}
+
+const WG: u32 = 256;
+/// Upper bound on first-pass workgroups; also the length of the scratch
+/// buffer that `Reducer` holds.
+pub const MAX_PARTIALS: usize = 1024;
+
+/// The scratch space of a reduction, allocated once and reused every step.
+pub struct Reducer {
+    partials: Tensor,
+}
+
+impl Reducer {
+    pub fn new(gpu: &crate::Gpu) -> Result<Reducer> {
+        Ok(Reducer { partials: Tensor::zeros(gpu, "reduce partials", &[MAX_PARTIALS], DType::F32)? })
+    }
+
+    /// out[out_index] (+)= scale · Σ x[0..n].
+    #[allow(clippy::too_many_arguments)]
+    pub fn reduce(
+        &self,
+        rec: &mut Recorder,
+        out: &Tensor,
+        out_index: usize,
+        x: &Tensor,
+        n: usize,
+        scale: f32,
+        accumulate: bool,
+    ) -> Result<()> {
+        const OP: &str = "reduce";
+        need(OP, "out", out, out_index + 1, DType::F32)?;
+        need(OP, "x", x, n, DType::F32)?;
+        let n32 = u32_of(OP, "n", n)?;
+        let groups = (n32.div_ceil(WG)).clamp(1, MAX_PARTIALS as u32);
+        let max = rec.gpu().limits().max_compute_workgroups_per_dimension;
+        let consts = vec![("WG", f64::from(WG))];
+        let first = ReduceParams { n: n32, out_index: 0, scale: 1.0, accumulate: 0 };
+        rec.dispatch(
+            Kernel::ReducePartial,
+            &consts,
+            (0, &first),
+            &[(1, x), (2, &self.partials)],
+            grid_1d(groups * WG, WG, max),
+        )?;
+        let second = ReduceParams { n: groups, out_index: out_index as u32, scale, accumulate: accumulate.into() };
+        rec.dispatch(
+            Kernel::ReduceFinal,
+            &consts,
+            (0, &second),
+            &[(1, &self.partials), (2, out)],
+            glam::UVec3::ONE,
+        )
+    }
+
+    /// out[out_index] = Σ x[0..n].
+    pub fn sum(&self, rec: &mut Recorder, out: &Tensor, out_index: usize, x: &Tensor, n: usize) -> Result<()> {
+        self.reduce(rec, out, out_index, x, n, 1.0, false)
+    }
+
+    /// out[out_index] = mean of x[0..n] (0 for n = 0).
+    pub fn mean(&self, rec: &mut Recorder, out: &Tensor, out_index: usize, x: &Tensor, n: usize) -> Result<()> {
+        let scale = if n == 0 { 0.0 } else { 1.0 / n as f32 };
+        self.reduce(rec, out, out_index, x, n, scale, false)
+    }
+}

@@ -1,0 +1,245 @@
+//! Kernel registry: the WGSL sources in `shaders/`, their entry points, the
+//! resolution of `//#include` lines, pipeline caching keyed by (kernel,
+//! override constants), and the one helper that turns thread counts into
+//! dispatch grids.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use glam::UVec3;
+
+use crate::error::{Error, Result};
+
+/// A WGSL file of `shaders/`. Each holds one kernel family, forward and
+/// backward side by side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Shader {
+    Matmul,
+    Bias,
+    Relu,
+    SoftmaxXent,
+    Reduce,
+    Accuracy,
+    Optim,
+    Fill,
+}
+
+impl Shader {
+    pub const ALL: [Shader; 8] = [
+        Shader::Matmul,
+        Shader::Bias,
+        Shader::Relu,
+        Shader::SoftmaxXent,
+        Shader::Reduce,
+        Shader::Accuracy,
+        Shader::Optim,
+        Shader::Fill,
+    ];
+
+    /// File name under `shaders/`.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Shader::Matmul => "matmul.wgsl",
+            Shader::Bias => "bias.wgsl",
+            Shader::Relu => "relu.wgsl",
+            Shader::SoftmaxXent => "softmax_xent.wgsl",
+            Shader::Reduce => "reduce.wgsl",
+            Shader::Accuracy => "accuracy.wgsl",
+            Shader::Optim => "optim.wgsl",
+            Shader::Fill => "fill.wgsl",
+        }
+    }
+
+    /// The raw source, before `//#include` resolution.
+    pub fn raw_source(self) -> &'static str {
+        match self {
+            Shader::Matmul => include_str!("../shaders/matmul.wgsl"),
+            Shader::Bias => include_str!("../shaders/bias.wgsl"),
+            Shader::Relu => include_str!("../shaders/relu.wgsl"),
+            Shader::SoftmaxXent => include_str!("../shaders/softmax_xent.wgsl"),
+            Shader::Reduce => include_str!("../shaders/reduce.wgsl"),
+            Shader::Accuracy => include_str!("../shaders/accuracy.wgsl"),
+            Shader::Optim => include_str!("../shaders/optim.wgsl"),
+            Shader::Fill => include_str!("../shaders/fill.wgsl"),
+        }
+    }
+
+    /// The source as the GPU compiler sees it, includes resolved.
+    pub fn source(self) -> Result<String> {
+        preprocess(self.raw_source(), self.file_name())
+    }
+}
+
+/// Shared WGSL helpers that kernels may include, by name.
+pub const SHARED: [(&str, &str); 1] = [("common", include_str!("../shaders/shared/common.wgsl"))];
+
+/// Replaces every `//#include NAME` line by the shared file `shaders/shared/NAME.wgsl`.
+/// Includes are not nested: shared files are leaves, which keeps the order of
+/// definitions obvious.
+pub fn preprocess(src: &str, file: &'static str) -> Result<String> {
+    let mut out = String::with_capacity(src.len() + 1024);
+    for line in src.lines() {
+        if let Some(name) = line.trim().strip_prefix("//#include ") {
+            let name = name.trim();
+            let (_, text) = SHARED.iter().find(|(n, _)| *n == name).ok_or_else(|| Error::Shader {
+                shader: file,
+                detail: format!("unknown include {name:?}"),
+            })?;
+            out.push_str(text);
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// One compute entry point. The launcher in `src/ops/` knows its bindings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    MatmulRegtile,
+    MatmulShared,
+    MatmulNaive,
+    BiasAdd,
+    BiasGrad,
+    ReluForward,
+    ReluBackward,
+    SoftmaxXentForward,
+    SoftmaxXentBackward,
+    ReducePartial,
+    ReduceFinal,
+    AccuracyCount,
+    SgdStep,
+    AdamStep,
+    Fill,
+}
+
+impl Kernel {
+    pub fn shader(self) -> Shader {
+        match self {
+            Kernel::MatmulRegtile | Kernel::MatmulShared | Kernel::MatmulNaive => Shader::Matmul,
+            Kernel::BiasAdd | Kernel::BiasGrad => Shader::Bias,
+            Kernel::ReluForward | Kernel::ReluBackward => Shader::Relu,
+            Kernel::SoftmaxXentForward | Kernel::SoftmaxXentBackward => Shader::SoftmaxXent,
+            Kernel::ReducePartial | Kernel::ReduceFinal => Shader::Reduce,
+            Kernel::AccuracyCount => Shader::Accuracy,
+            Kernel::SgdStep | Kernel::AdamStep => Shader::Optim,
+            Kernel::Fill => Shader::Fill,
+        }
+    }
+
+    pub fn entry_point(self) -> &'static str {
+        match self {
+            Kernel::MatmulRegtile => "matmul_regtile",
+            Kernel::MatmulShared => "matmul_shared",
+            Kernel::MatmulNaive => "matmul_naive",
+            Kernel::BiasAdd => "bias_add",
+            Kernel::BiasGrad => "bias_grad",
+            Kernel::ReluForward => "relu_forward",
+            Kernel::ReluBackward => "relu_backward",
+            Kernel::SoftmaxXentForward => "softmax_xent_forward",
+            Kernel::SoftmaxXentBackward => "softmax_xent_backward",
+            Kernel::ReducePartial => "reduce_partial",
+            Kernel::ReduceFinal => "reduce_final",
+            Kernel::AccuracyCount => "accuracy_count",
+            Kernel::SgdStep => "sgd_step",
+            Kernel::AdamStep => "adam_step",
+            Kernel::Fill => "fill",
+        }
+    }
+}
+
+/// Override constants of one pipeline, as WGSL names and values.
+pub type Constants = Vec<(&'static str, f64)>;
+
+type PipelineKey = (Kernel, Vec<(&'static str, u64)>);
+
+/// Compiled shader modules and pipelines, created on first use and kept for
+/// the life of the device.
+#[derive(Default)]
+pub(crate) struct PipelineCache {
+    modules: Mutex<HashMap<Shader, Arc<wgpu::ShaderModule>>>,
+    pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
+}
+
+impl PipelineCache {
+    pub(crate) fn get(
+        &self,
+        device: &wgpu::Device,
+        kernel: Kernel,
+        constants: &[(&'static str, f64)],
+    ) -> Result<Arc<wgpu::ComputePipeline>> {
+        let key: PipelineKey = (kernel, constants.iter().map(|(n, v)| (*n, v.to_bits())).collect());
+        if let Some(p) = self.pipelines.lock().expect("pipeline cache poisoned").get(&key) {
+            return Ok(p.clone());
+        }
+        let module = self.module(device, kernel.shader())?;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(kernel.entry_point()),
+            layout: None,
+            module: &module,
+            entry_point: Some(kernel.entry_point()),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants,
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        if let Some(err) = pollster::block_on(scope.pop()) {
+            return Err(Error::Shader {
+                shader: kernel.shader().file_name(),
+                detail: format!("{}: {err}", kernel.entry_point()),
+            });
+        }
+        let pipeline = Arc::new(pipeline);
+        self.pipelines
+            .lock()
+            .expect("pipeline cache poisoned")
+            .insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    fn module(&self, device: &wgpu::Device, shader: Shader) -> Result<Arc<wgpu::ShaderModule>> {
+        if let Some(m) = self.modules.lock().expect("module cache poisoned").get(&shader) {
+            return Ok(m.clone());
+        }
+        let source = shader.source()?;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(shader.file_name()),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+        if let Some(err) = pollster::block_on(scope.pop()) {
+            return Err(Error::Shader {
+                shader: shader.file_name(),
+                detail: err.to_string(),
+            });
+        }
+        let module = Arc::new(module);
+        self.modules
+            .lock()
+            .expect("module cache poisoned")
+            .insert(shader, module.clone());
+        Ok(module)
+    }
+}
+
+/// Workgroup counts for a 1-D kernel over `threads` threads with `wg` threads
+/// per workgroup. Grids beyond `max_per_dim` workgroups fold into y; kernels
+/// rebuild the flat index with `flat_id` (shaders/shared/common.wgsl).
+pub fn grid_1d(threads: u32, wg: u32, max_per_dim: u32) -> UVec3 {
+    let groups = threads.div_ceil(wg).max(1);
+    if groups <= max_per_dim {
+        UVec3::new(groups, 1, 1)
+    } else {
+        let y = groups.div_ceil(max_per_dim);
+        UVec3::new(groups.div_ceil(y), y, 1)
+    }
+}
+
+/// Workgroup counts for a 2-D kernel where each workgroup covers `tile`
+/// (x, y) threads' worth of work.
+pub fn grid_2d(x: u32, y: u32, tile: glam::UVec2) -> UVec3 {
+    UVec3::new(x.div_ceil(tile.x).max(1), y.div_ceil(tile.y).max(1), 1)
+}

@@ -1,0 +1,211 @@
+//! Resident tensors: f32 or u32 storage on the device with a shape. A tensor
+//! may be a view into a larger buffer (the flat parameter buffer of a model),
+//! at an offset aligned for binding. Host transfers go through `Gpu`, which
+//! counts what is read back.
+
+use std::sync::Arc;
+
+use bytemuck::Pod;
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::record::Recorder;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DType {
+    F32,
+    U32,
+}
+
+/// Views start at multiples of this many bytes: the largest
+/// `min_storage_buffer_offset_alignment` that WebGPU allows.
+pub const VIEW_ALIGN: u64 = 256;
+
+/// Bytes bound for `len` elements: kernels read some operands as vec4, so
+/// bindings cover whole 16-byte groups.
+pub(crate) fn binding_bytes(len: usize) -> u64 {
+    ((len as u64 * 4).div_ceil(16) * 16).max(16)
+}
+
+/// Elements a segment of `len` elements occupies in a flat buffer so that
+/// the next segment starts aligned for binding.
+pub fn aligned_len(len: usize) -> usize {
+    let per = (VIEW_ALIGN / 4) as usize;
+    len.div_ceil(per).max(1) * per
+}
+
+/// A device-resident array with a shape (row-major).
+#[derive(Clone, Debug)]
+pub struct Tensor {
+    buffer: Arc<wgpu::Buffer>,
+    /// Byte offset of element 0 in `buffer`.
+    offset: u64,
+    shape: Vec<usize>,
+    dtype: DType,
+}
+
+impl Tensor {
+    /// A zero-filled tensor. `label` names it in errors and debuggers.
+    pub fn zeros(gpu: &Gpu, label: &str, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        let len = shape.iter().product::<usize>();
+        let bytes = binding_bytes(len);
+        let limits = gpu.limits();
+        if bytes > limits.max_storage_buffer_binding_size {
+            return Err(Error::TooLarge {
+                what: format!("tensor {label:?} of shape {shape:?}"),
+                bytes,
+                limit_name: "max_storage_buffer_binding_size",
+                limit: limits.max_storage_buffer_binding_size,
+            });
+        }
+        if bytes > limits.max_buffer_size {
+            return Err(Error::TooLarge {
+                what: format!("tensor {label:?} of shape {shape:?}"),
+                bytes,
+                limit_name: "max_buffer_size",
+                limit: limits.max_buffer_size,
+            });
+        }
+        // wgpu zero-initialises new buffers.
+        let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Ok(Tensor { buffer: Arc::new(buffer), offset: 0, shape: shape.to_vec(), dtype })
+    }
+
+    pub(crate) fn from_buffer(buffer: wgpu::Buffer, shape: &[usize], dtype: DType) -> Tensor {
+        Tensor { buffer: Arc::new(buffer), offset: 0, shape: shape.to_vec(), dtype }
+    }
+
+    pub fn from_f32(gpu: &Gpu, label: &str, shape: &[usize], data: &[f32]) -> Result<Tensor> {
+        let t = Tensor::zeros(gpu, label, shape, DType::F32)?;
+        t.upload(gpu, data)?;
+        Ok(t)
+    }
+
+    pub fn from_u32(gpu: &Gpu, label: &str, shape: &[usize], data: &[u32]) -> Result<Tensor> {
+        let t = Tensor::zeros(gpu, label, shape, DType::U32)?;
+        t.upload(gpu, data)?;
+        Ok(t)
+    }
+
+    /// A view of `shape` starting `elem_offset` elements into this tensor.
+    /// The offset must keep the view aligned for binding (see `aligned_len`).
+    pub fn view(&self, elem_offset: usize, shape: &[usize]) -> Result<Tensor> {
+        let len = shape.iter().product::<usize>();
+        let offset = self.offset + elem_offset as u64 * 4;
+        if offset % VIEW_ALIGN != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "view offset of {elem_offset} elements is not aligned to {VIEW_ALIGN} bytes"
+            )));
+        }
+        if elem_offset + len > self.len() || offset + binding_bytes(len) > self.buffer.size() {
+            return Err(Error::Shape {
+                op: "view",
+                detail: format!("view {shape:?} at {elem_offset} exceeds tensor of {} elements", self.len()),
+            });
+        }
+        Ok(Tensor { buffer: self.buffer.clone(), offset, shape: shape.to_vec(), dtype: self.dtype })
+    }
+
+    /// The same storage seen with another shape of equal length.
+    pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
+        if shape.iter().product::<usize>() != self.len() {
+            return Err(Error::Shape {
+                op: "reshape",
+                detail: format!("{:?} -> {shape:?}", self.shape),
+            });
+        }
+        Ok(Tensor { shape: shape.to_vec(), ..self.clone() })
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    pub(crate) fn binding(&self) -> wgpu::BindingResource<'_> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: &self.buffer,
+            offset: self.offset,
+            size: wgpu::BufferSize::new(binding_bytes(self.len())),
+        })
+    }
+
+    fn check_host<T: Pod>(&self, data: &[T]) -> Result<()> {
+        if std::mem::size_of::<T>() != 4 || data.len() != self.len() {
+            return Err(Error::Shape {
+                op: "upload",
+                detail: format!("{} host elements for a tensor of shape {:?}", data.len(), self.shape),
+            });
+        }
+        Ok(())
+    }
+
+    /// Host to device. Queued: it lands before the next submitted work.
+    pub fn upload<T: Pod>(&self, gpu: &Gpu, data: &[T]) -> Result<()> {
+        self.check_host(data)?;
+        let bytes: &[u8] = bytemuck::cast_slice(data);
+        // write_buffer wants a multiple of 4 bytes, which f32/u32 always are.
+        if !bytes.is_empty() {
+            gpu.queue.write_buffer(&self.buffer, self.offset, bytes);
+        }
+        Ok(())
+    }
+
+    /// Device to host, counted by the device's read-back statistics.
+    pub fn download_f32(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        self.expect(DType::F32, "download_f32")?;
+        Ok(bytemuck::cast_slice(&gpu.read_back(&self.buffer, self.offset, self.len() as u64 * 4)?).to_vec())
+    }
+
+    pub fn download_u32(&self, gpu: &Gpu) -> Result<Vec<u32>> {
+        self.expect(DType::U32, "download_u32")?;
+        Ok(bytemuck::cast_slice(&gpu.read_back(&self.buffer, self.offset, self.len() as u64 * 4)?).to_vec())
+    }
+
+    pub(crate) fn expect(&self, dtype: DType, op: &'static str) -> Result<()> {
+        if self.dtype != dtype {
+            return Err(Error::Shape { op, detail: format!("expected {dtype:?}, got {:?}", self.dtype) });
+        }
+        Ok(())
+    }
+
+    /// Records a device-side copy of `src` into this tensor.
+    pub fn copy_from(&self, rec: &mut Recorder, src: &Tensor) -> Result<()> {
+        if src.len() != self.len() || src.dtype != self.dtype {
+            return Err(Error::Shape {
+                op: "copy",
+                detail: format!("{:?} {:?} into {:?} {:?}", src.shape, src.dtype, self.shape, self.dtype),
+            });
+        }
+        rec.copy(&src.buffer, src.offset, &self.buffer, self.offset, self.len() as u64 * 4);
+        Ok(())
+    }
+
+    /// Records a fill with `value` (f32 tensors).
+    pub fn fill_f32(&self, rec: &mut Recorder, value: f32) -> Result<()> {
+        self.expect(DType::F32, "fill_f32")?;
+        crate::ops::fill::fill(rec, self, value.to_bits())
+    }
+
+    /// Records a fill with `value` (u32 tensors).
+    pub fn fill_u32(&self, rec: &mut Recorder, value: u32) -> Result<()> {
+        self.expect(DType::U32, "fill_u32")?;
+        crate::ops::fill::fill(rec, self, value)
+    }
+}

@@ -1,0 +1,70 @@
+//! Test harness shared by the GPU tests: device opening that never passes by
+//! not running, seeded random data, and comparisons that report the max
+//! error and the first mismatches.
+
+use rand::{Rng, SeedableRng};
+use sparsetrain::{Error, Gpu, GpuOptions};
+
+/// Opens a device. Without an adapter the test fails when `CI` or
+/// `SPARSETRAIN_REQUIRE_GPU` is set, and otherwise returns None after saying
+/// that it skips.
+pub fn gpu(test: &str) -> Option<Gpu> {
+    // The matmul variant is forced explicitly where it matters; elsewhere the
+    // cached or device-type choice avoids timing work in every test.
+    match Gpu::open_with(&GpuOptions { autotune: false, ..Default::default() }) {
+        Ok(g) => Some(g),
+        Err(e @ Error::NoAdapter { .. }) => {
+            let required = ["CI", "SPARSETRAIN_REQUIRE_GPU"]
+                .iter()
+                .any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty() && s != "0" && s != "false"));
+            if required {
+                panic!("{test}: a GPU adapter is required (CI or SPARSETRAIN_REQUIRE_GPU is set): {e}");
+            }
+            eprintln!("SKIPPED {test}: {e}");
+            None
+        }
+        Err(e) => panic!("{test}: opening the GPU failed: {e}"),
+    }
+}
+
+pub fn rng(seed: u64) -> rand::rngs::StdRng {
+    rand::rngs::StdRng::seed_from_u64(seed)
+}
+
+pub fn rand_f32(rng: &mut impl Rng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(lo..hi)).collect()
+}
+
+pub fn to_f64(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+/// Panics, listing the max error and the first mismatches, unless every
+/// |got - want| <= abs + rel·|want| (NaN never passes).
+pub fn assert_close(what: &str, got: &[f32], want: &[f64], abs: f64, rel: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length {} vs reference {}", got.len(), want.len());
+    let mut max_err = 0.0f64;
+    let mut bad = Vec::new();
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (g as f64 - w).abs();
+        if !(err <= abs + rel * w.abs()) {
+            bad.push((i, g, w));
+        }
+        if err.is_nan() {
+            max_err = f64::NAN;
+        } else if !max_err.is_nan() {
+            max_err = max_err.max(err);
+        }
+    }
+    if !bad.is_empty() {
+        let first: Vec<String> =
+            bad.iter().take(8).map(|(i, g, w)| format!("[{i}] got {g} want {w}")).collect();
+        panic!(
+            "{what}: {} of {} elements differ (max error {max_err:e}, tolerance {abs:e} + {rel:e}·|want|); first: {}",
+            bad.len(),
+            got.len(),
+            first.join(", ")
+        );
+    }
+    eprintln!("{what}: ok, max error {max_err:e} over {} elements", got.len());
+}

@@ -1,0 +1,13 @@
+//! GPU kernel tests: each kernel against its f64 CPU reference on seeded
+//! random inputs of awkward sizes. One test binary, one module per kernel.
+
+mod common;
+
+mod accuracy;
+mod bias;
+mod matmul;
+mod optim;
+mod reduce;
+mod relu;
+mod softmax_xent;
+mod tensor;

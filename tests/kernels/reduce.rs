@@ -1,0 +1,29 @@
+use sparsetrain::ops::reduce::Reducer;
+use sparsetrain::{DType, Recorder, Tensor, cpu};
+
+use crate::common::*;
+
+#[test]
+fn sum_and_mean_match_reference() {
+    let Some(gpu) = gpu("sum_and_mean_match_reference") else { return };
+    let reducer = Reducer::new(&gpu).unwrap();
+    for (case, &n) in [0usize, 1, 255, 256, 257, 10007, 300_001].iter().enumerate() {
+        let mut r = rng(500 + case as u64);
+        let x = rand_f32(&mut r, n.max(1), -1.0, 1.0);
+        let tx = Tensor::from_f32(&gpu, "x", &[n.max(1)], &x).unwrap();
+        let out = Tensor::from_f32(&gpu, "out", &[3], &[f32::NAN, f32::NAN, 2.5]).unwrap();
+        let mut rec = Recorder::new(&gpu);
+        reducer.sum(&mut rec, &out, 0, &tx, n).unwrap();
+        reducer.mean(&mut rec, &out, 1, &tx, n).unwrap();
+        reducer.reduce(&mut rec, &out, 2, &tx, n, 2.0, true).unwrap();
+        rec.finish().unwrap();
+        let xs = to_f64(&x[..n]);
+        let s = cpu::reduce::sum(&xs);
+        let want = [s, cpu::reduce::mean(&xs), 2.5 + 2.0 * s];
+        assert_close(&format!("sum/mean n={n}"), &out.download_f32(&gpu).unwrap(), &want, 1e-6 * (n as f64 + 1.0), 1e-5);
+    }
+    // A u32 tensor is refused, not misread.
+    let u = Tensor::zeros(&gpu, "u", &[4], DType::U32).unwrap();
+    let out = Tensor::zeros(&gpu, "out", &[1], DType::F32).unwrap();
+    assert!(reducer.sum(&mut Recorder::new(&gpu), &out, 0, &u, 4).is_err());
+}

@@ -1,0 +1,44 @@
+use sparsetrain::{DType, Recorder, Tensor};
+
+use crate::common::*;
+
+#[test]
+fn upload_download_copy_fill_and_counting() {
+    let Some(gpu) = gpu("upload_download_copy_fill_and_counting") else { return };
+    let before = gpu.readback_stats();
+    let data: Vec<f32> = (0..37).map(|i| i as f32 * 0.5 - 3.0).collect();
+    let a = Tensor::from_f32(&gpu, "a", &[37], &data).unwrap();
+    let b = Tensor::zeros(&gpu, "b", &[37], DType::F32).unwrap();
+    let u = Tensor::zeros(&gpu, "u", &[5], DType::U32).unwrap();
+    let mut rec = Recorder::new(&gpu);
+    b.copy_from(&mut rec, &a).unwrap();
+    a.fill_f32(&mut rec, -1.25).unwrap();
+    u.fill_u32(&mut rec, 0xdead_beef).unwrap();
+    rec.finish().unwrap();
+    // Recording and running work reads nothing back.
+    assert_eq!(gpu.readback_stats(), before);
+    assert_eq!(b.download_f32(&gpu).unwrap(), data);
+    assert_eq!(a.download_f32(&gpu).unwrap(), vec![-1.25; 37]);
+    assert_eq!(u.download_u32(&gpu).unwrap(), vec![0xdead_beef; 5]);
+    let after = gpu.readback_stats();
+    assert_eq!(after.calls - before.calls, 3);
+    assert_eq!(after.bytes - before.bytes, (37 + 37 + 5) * 4);
+}
+
+#[test]
+fn shape_and_dtype_errors_are_typed() {
+    let Some(gpu) = gpu("shape_and_dtype_errors_are_typed") else { return };
+    let a = Tensor::zeros(&gpu, "a", &[4], DType::F32).unwrap();
+    assert!(a.upload(&gpu, &[1.0f32; 3]).is_err());
+    assert!(a.download_u32(&gpu).is_err());
+    assert!(a.view(1, &[2]).is_err(), "unaligned view must be refused");
+    assert!(a.view(0, &[5]).is_err(), "view past the end must be refused");
+    assert!(a.reshape(&[2, 2]).is_ok());
+    assert!(a.reshape(&[3]).is_err());
+    let b = Tensor::zeros(&gpu, "b", &[5], DType::F32).unwrap();
+    assert!(b.copy_from(&mut Recorder::new(&gpu), &a).is_err());
+    // Larger than any binding this engine allows: a typed error, not a wgpu panic.
+    let huge = gpu.limits().max_storage_buffer_binding_size as usize / 4 + 1;
+    let err = Tensor::zeros(&gpu, "huge", &[huge], DType::F32).unwrap_err();
+    assert!(err.to_string().contains("huge"), "{err}");
+}
