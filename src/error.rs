@@ -56,6 +56,9 @@ pub enum Error {
     #[error("reading data back from the GPU failed: {0}")]
     Readback(String),
 
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -20,6 +20,7 @@ pub mod ops;
 pub mod record;
 pub mod shader;
 pub mod tensor;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use gpu::{AdapterReport, Gpu, GpuOptions, ReadbackStats};

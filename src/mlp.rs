@@ -264,11 +264,16 @@ impl DenseTrainer {
         Ok(DenseTrainer { mlp, ws, momentum, sgd })
     }
 
-    /// Records one step: forward, loss into `ws.loss()[0]`, backward, update.
+    /// Records one step: forward, loss into `ws.loss()[0]` (and added into
+    /// slot 1), correct predictions added into `ws.correct()`, backward, update.
     /// Nothing is read back.
     pub fn step(&self, rec: &mut Recorder, x: &Tensor, labels: &Tensor, batch: usize) -> Result<()> {
         self.mlp.forward(rec, &self.ws, x, batch)?;
         self.mlp.loss(rec, &self.ws, labels, batch, 0)?;
+        // Running sums for the epoch log, kept on the device: slot 1 adds up
+        // the batch losses, `correct` the training hits.
+        self.ws.reducer.reduce(rec, &self.ws.loss, 1, &self.ws.loss, 1, 1.0, true)?;
+        self.mlp.count_correct(rec, &self.ws, labels, batch)?;
         self.mlp.backward(rec, &self.ws, x, labels, batch)?;
         let n = self.mlp.layout.total;
         sgd_step(rec, &self.mlp.params, &self.momentum, &self.mlp.grads, GradScale::One, self.sgd, n)
