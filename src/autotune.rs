@@ -76,11 +76,8 @@ fn cache_store(key: &str, v: Variant) {
         return;
     }
     let old = std::fs::read_to_string(&path).unwrap_or_default();
-    let mut text: String = old
-        .lines()
-        .filter(|l| l.split_once('\t').is_some_and(|(k, _)| k != key))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let mut text: String =
+        old.lines().filter(|l| l.split_once('\t').is_some_and(|(k, _)| k != key)).map(|l| format!("{l}\n")).collect();
     text.push_str(&format!("{key}\t{}\n", v.name()));
     // Write-then-rename: parallel processes never see a torn file.
     let tmp = dir.join(format!(".matmul-variant.{}.tmp", std::process::id()));
@@ -90,15 +87,16 @@ fn cache_store(key: &str, v: Variant) {
 }
 
 pub(crate) fn choose(gpu: &Gpu, autotune: bool) -> Result<MatmulChoice> {
-    if let Ok(v) = std::env::var("SPARSETRAIN_MATMUL") {
-        if !v.trim().is_empty() && v.trim() != "auto" {
-            let variant = Variant::parse(&v).filter(|v| *v != Variant::Naive).ok_or(Error::InvalidEnv {
-                var: "SPARSETRAIN_MATMUL",
-                value: v.clone(),
-                expected: "regtile, shared or auto",
-            })?;
-            return Ok(MatmulChoice { variant, source: ChoiceSource::Env, timings: Vec::new() });
-        }
+    if let Ok(v) = std::env::var("SPARSETRAIN_MATMUL")
+        && !v.trim().is_empty()
+        && v.trim() != "auto"
+    {
+        let variant = Variant::parse(&v).filter(|v| *v != Variant::Naive).ok_or(Error::InvalidEnv {
+            var: "SPARSETRAIN_MATMUL",
+            value: v.clone(),
+            expected: "regtile, shared or auto",
+        })?;
+        return Ok(MatmulChoice { variant, source: ChoiceSource::Env, timings: Vec::new() });
     }
     let key = cache_key(gpu);
     if let Some(variant) = cache_lookup(&key) {
@@ -175,9 +173,7 @@ pub fn time_matmul(gpu: &Gpu, mm: Matmul, d: Dims, runs: Runs) -> Result<Vec<f64
     run(1)?;
     let start = Instant::now();
     let mut out = Vec::new();
-    while out.len() < runs.min.max(1)
-        || (out.len() < runs.max && start.elapsed().as_secs_f64() < runs.budget_s)
-    {
+    while out.len() < runs.min.max(1) || (out.len() < runs.max && start.elapsed().as_secs_f64() < runs.budget_s) {
         out.push(run(inner)?);
     }
     Ok(out)

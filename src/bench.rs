@@ -34,7 +34,13 @@ fn io_err(e: std::io::Error) -> Error {
 }
 
 /// Times every variant on every layout and size; prints a Markdown table.
-pub fn bench_matmul(gpu: &Gpu, layouts: &[Layout], shapes: &[Dims], runs: Runs, out: &mut dyn Write) -> Result<Vec<MatmulRow>> {
+pub fn bench_matmul(
+    gpu: &Gpu,
+    layouts: &[Layout],
+    shapes: &[Dims],
+    runs: Runs,
+    out: &mut dyn Write,
+) -> Result<Vec<MatmulRow>> {
     let r = gpu.report();
     let choice = gpu.matmul_choice();
     writeln!(out, "device: {} ({:?}, {:?})", r.name, r.backend, r.device_type).map_err(io_err)?;

@@ -47,10 +47,8 @@ pub const NUM_CLASSES: usize = 10;
 pub const SYNTH_SIDE: usize = 28;
 const SYNTH_DIM: usize = SYNTH_SIDE * SYNTH_SIDE;
 
-const MNIST_STEMS: [(&str, &str); 2] = [
-    ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-];
+const MNIST_STEMS: [(&str, &str); 2] =
+    [("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")];
 
 /// Everything that can go wrong while loading a dataset from disk.
 #[derive(Debug, thiserror::Error)]
@@ -90,22 +88,14 @@ pub enum DataError {
         "{} has IDX magic {found:#010x} but {expected:#010x} ({}) was expected; {}",
         .path.display(), magic_name(*.expected), magic_hint(*.expected, *.found)
     )]
-    BadMagic {
-        path: PathBuf,
-        expected: u32,
-        found: u32,
-    },
+    BadMagic { path: PathBuf, expected: u32, found: u32 },
 
     #[error(
         "{} is truncated: its header requires {expected_bytes} bytes (uncompressed) but only {found_bytes} are present; \
          the download was probably cut short, delete it and download it again",
         .path.display()
     )]
-    Truncated {
-        path: PathBuf,
-        expected_bytes: u64,
-        found_bytes: u64,
-    },
+    Truncated { path: PathBuf, expected_bytes: u64, found_bytes: u64 },
 
     #[error(
         "{} holds more data than the {expected_bytes} bytes (uncompressed) its header describes; \
@@ -119,11 +109,7 @@ pub enum DataError {
          the header is corrupt or this is not an IDX file, delete it and download it again",
         .path.display()
     )]
-    TooLarge {
-        path: PathBuf,
-        dims: Vec<u32>,
-        limit: u64,
-    },
+    TooLarge { path: PathBuf, dims: Vec<u32>, limit: u64 },
 
     #[error("{}: unusable image dimensions: {reason}", .path.display())]
     BadDims { path: PathBuf, reason: String },
@@ -132,24 +118,14 @@ pub enum DataError {
         "{} holds {images} images but {} holds {labels} labels; the two files must come from the same set, re-download them",
         .images_path.display(), .labels_path.display()
     )]
-    CountMismatch {
-        images_path: PathBuf,
-        images: usize,
-        labels_path: PathBuf,
-        labels: usize,
-    },
+    CountMismatch { images_path: PathBuf, images: usize, labels_path: PathBuf, labels: usize },
 
     #[error(
         "{}: label {label} at index {index} is not below the class count {classes}; \
          this is not a {classes}-class label file or it is corrupt",
         .path.display()
     )]
-    LabelOutOfRange {
-        path: PathBuf,
-        index: usize,
-        label: u8,
-        classes: usize,
-    },
+    LabelOutOfRange { path: PathBuf, index: usize, label: u8, classes: usize },
 }
 
 fn magic_name(magic: u32) -> &'static str {
@@ -225,9 +201,7 @@ impl Dataset {
             h = mix(h, w);
         }
         h = self.labels.iter().fold(h, |h, &l| mix(h, u64::from(l)));
-        self.images
-            .iter()
-            .fold(h, |h, &p| mix(h, u64::from(p.to_bits())))
+        self.images.iter().fold(h, |h, &p| mix(h, u64::from(p.to_bits())))
     }
 }
 
@@ -321,17 +295,10 @@ fn read_idx(path: &Path, magic: u32) -> Result<(Vec<u32>, Vec<u8>), DataError> {
     file.rewind().map_err(io_err)?;
     let gzip = sniffed == 2 && sniff == [0x1f, 0x8b];
     // Multi-member so that `cat a.gz b.gz`-style files (legal gzip) decode fully.
-    let mut reader: Box<dyn Read> = if gzip {
-        Box::new(MultiGzDecoder::new(BufReader::new(file)))
-    } else {
-        Box::new(BufReader::new(file))
-    };
+    let mut reader: Box<dyn Read> =
+        if gzip { Box::new(MultiGzDecoder::new(BufReader::new(file))) } else { Box::new(BufReader::new(file)) };
     let read_err = |source| {
-        if gzip {
-            DataError::Gzip { path: p(), source }
-        } else {
-            DataError::Io { path: p(), source }
-        }
+        if gzip { DataError::Gzip { path: p(), source } } else { DataError::Io { path: p(), source } }
     };
 
     let ndims = (magic & 0xff) as usize;
@@ -346,30 +313,15 @@ fn read_idx(path: &Path, magic: u32) -> Result<(Vec<u32>, Vec<u8>), DataError> {
     if got >= 4 {
         let found = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
         if found != magic {
-            return Err(DataError::BadMagic {
-                path: p(),
-                expected: magic,
-                found,
-            });
+            return Err(DataError::BadMagic { path: p(), expected: magic, found });
         }
     }
     if got < header_len {
-        return Err(DataError::Truncated {
-            path: p(),
-            expected_bytes: header_len as u64,
-            found_bytes: got as u64,
-        });
+        return Err(DataError::Truncated { path: p(), expected_bytes: header_len as u64, found_bytes: got as u64 });
     }
 
-    let dims: Vec<u32> = header[4..]
-        .chunks_exact(4)
-        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    let too_large = || DataError::TooLarge {
-        path: p(),
-        dims: dims.clone(),
-        limit: MAX_IDX_PAYLOAD_BYTES,
-    };
+    let dims: Vec<u32> = header[4..].chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let too_large = || DataError::TooLarge { path: p(), dims: dims.clone(), limit: MAX_IDX_PAYLOAD_BYTES };
     let payload = dims
         .iter()
         .try_fold(1u64, |acc, &d| acc.checked_mul(u64::from(d)))
@@ -387,37 +339,24 @@ fn read_idx(path: &Path, magic: u32) -> Result<(Vec<u32>, Vec<u8>), DataError> {
         // A raw file's size is known, so a header/size disagreement is reported
         // before anything is read or reserved.
         if file_len < expected_total {
-            return Err(DataError::Truncated {
-                path: p(),
-                expected_bytes: expected_total,
-                found_bytes: file_len,
-            });
+            return Err(DataError::Truncated { path: p(), expected_bytes: expected_total, found_bytes: file_len });
         }
         if file_len > expected_total {
-            return Err(DataError::TrailingBytes {
-                path: p(),
-                expected_bytes: expected_total,
-            });
+            return Err(DataError::TrailingBytes { path: p(), expected_bytes: expected_total });
         }
         payload
     };
     let mut data = Vec::with_capacity(initial_capacity as usize);
     // One byte past the payload is enough to detect trailing data without letting
     // a gzip bomb inflate beyond what the (already capped) header allows.
-    reader
-        .take(payload + 1)
-        .read_to_end(&mut data)
-        .map_err(read_err)?;
+    reader.take(payload + 1).read_to_end(&mut data).map_err(read_err)?;
     match data.len().cmp(&payload_usize) {
         std::cmp::Ordering::Less => Err(DataError::Truncated {
             path: p(),
             expected_bytes: expected_total,
             found_bytes: header_len as u64 + data.len() as u64,
         }),
-        std::cmp::Ordering::Greater => Err(DataError::TrailingBytes {
-            path: p(),
-            expected_bytes: expected_total,
-        }),
+        std::cmp::Ordering::Greater => Err(DataError::TrailingBytes { path: p(), expected_bytes: expected_total }),
         std::cmp::Ordering::Equal => Ok((dims, data)),
     }
 }
@@ -438,10 +377,7 @@ fn find_idx_file(dir: &Path, stem: &str) -> Result<PathBuf, DataError> {
     if raw.exists() {
         return Ok(raw);
     }
-    Err(DataError::MissingFile {
-        dir: dir.to_path_buf(),
-        name: stem.to_string(),
-    })
+    Err(DataError::MissingFile { dir: dir.to_path_buf(), name: stem.to_string() })
 }
 
 fn load_idx_pair(
@@ -455,24 +391,10 @@ fn load_idx_pair(
     let (count, rows, cols, pixels) = read_idx_images(&images_path)?;
     let raw_labels = read_idx_labels(&labels_path)?;
     if raw_labels.len() != count {
-        return Err(DataError::CountMismatch {
-            images_path,
-            images: count,
-            labels_path,
-            labels: raw_labels.len(),
-        });
+        return Err(DataError::CountMismatch { images_path, images: count, labels_path, labels: raw_labels.len() });
     }
-    if let Some((index, &label)) = raw_labels
-        .iter()
-        .enumerate()
-        .find(|&(_, &l)| usize::from(l) >= NUM_CLASSES)
-    {
-        return Err(DataError::LabelOutOfRange {
-            path: labels_path,
-            index,
-            label,
-            classes: NUM_CLASSES,
-        });
+    if let Some((index, &label)) = raw_labels.iter().enumerate().find(|&(_, &l)| usize::from(l) >= NUM_CLASSES) {
+        return Err(DataError::LabelOutOfRange { path: labels_path, index, label, classes: NUM_CLASSES });
     }
     let dataset = Dataset {
         images: pixels.iter().map(|&x| table[usize::from(x)]).collect(),
@@ -491,31 +413,20 @@ fn load_idx_pair(
 pub fn load_mnist_dir(dir: &Path, kind: DatasetKind) -> Result<Split, DataError> {
     match fs::metadata(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(DataError::MissingDir {
-                path: dir.to_path_buf(),
-            });
+            return Err(DataError::MissingDir { path: dir.to_path_buf() });
         }
         Err(source) => {
-            return Err(DataError::Io {
-                path: dir.to_path_buf(),
-                source,
-            });
+            return Err(DataError::Io { path: dir.to_path_buf(), source });
         }
         Ok(m) if !m.is_dir() => {
-            return Err(DataError::NotADir {
-                path: dir.to_path_buf(),
-            });
+            return Err(DataError::NotADir { path: dir.to_path_buf() });
         }
         Ok(_) => {}
     }
     let (mean, std) = kind.norm();
     let table = norm_table(mean, std);
-    let (train, _, train_rows, train_cols) = load_idx_pair(
-        dir,
-        MNIST_STEMS[0],
-        &table,
-        format!("{}-train", kind.name()),
-    )?;
+    let (train, _, train_rows, train_cols) =
+        load_idx_pair(dir, MNIST_STEMS[0], &table, format!("{}-train", kind.name()))?;
     let (test, test_path, test_rows, test_cols) =
         load_idx_pair(dir, MNIST_STEMS[1], &table, format!("{}-test", kind.name()))?;
     if (train_rows, train_cols) != (test_rows, test_cols) {
@@ -537,36 +448,16 @@ pub fn load_mnist_dir(dir: &Path, kind: DatasetKind) -> Result<Split, DataError>
 /// 5x7 bitmap glyphs for 0-9. Strokes are drawn between neighbouring lit cells,
 /// so only the shape's skeleton matters, not its pixel weight.
 const FONT: [[&[u8; 5]; 7]; 10] = [
-    [
-        b".###.", b"#...#", b"#...#", b"#...#", b"#...#", b"#...#", b".###.",
-    ],
-    [
-        b"..#..", b".##..", b"..#..", b"..#..", b"..#..", b"..#..", b".###.",
-    ],
-    [
-        b".###.", b"#...#", b"....#", b"...#.", b"..#..", b".#...", b"#####",
-    ],
-    [
-        b".###.", b"#...#", b"....#", b"..##.", b"....#", b"#...#", b".###.",
-    ],
-    [
-        b"...#.", b"..##.", b".#.#.", b"#..#.", b"#####", b"...#.", b"...#.",
-    ],
-    [
-        b"#####", b"#....", b"####.", b"....#", b"....#", b"#...#", b".###.",
-    ],
-    [
-        b"..##.", b".#...", b"#....", b"####.", b"#...#", b"#...#", b".###.",
-    ],
-    [
-        b"#####", b"....#", b"...#.", b"..#..", b".#...", b".#...", b".#...",
-    ],
-    [
-        b".###.", b"#...#", b"#...#", b".###.", b"#...#", b"#...#", b".###.",
-    ],
-    [
-        b".###.", b"#...#", b"#...#", b".####", b"....#", b"...#.", b".##..",
-    ],
+    [b".###.", b"#...#", b"#...#", b"#...#", b"#...#", b"#...#", b".###."],
+    [b"..#..", b".##..", b"..#..", b"..#..", b"..#..", b"..#..", b".###."],
+    [b".###.", b"#...#", b"....#", b"...#.", b"..#..", b".#...", b"#####"],
+    [b".###.", b"#...#", b"....#", b"..##.", b"....#", b"#...#", b".###."],
+    [b"...#.", b"..##.", b".#.#.", b"#..#.", b"#####", b"...#.", b"...#."],
+    [b"#####", b"#....", b"####.", b"....#", b"....#", b"#...#", b".###."],
+    [b"..##.", b".#...", b"#....", b"####.", b"#...#", b"#...#", b".###."],
+    [b"#####", b"....#", b"...#.", b"..#..", b".#...", b".#...", b".#..."],
+    [b".###.", b"#...#", b"#...#", b".###.", b"#...#", b"#...#", b".###."],
+    [b".###.", b"#...#", b"#...#", b".####", b"....#", b"...#.", b".##.."],
 ];
 const GLYPH_W: usize = 5;
 const GLYPH_H: usize = 7;
@@ -639,11 +530,7 @@ fn draw_segment(canvas: &mut [f32; SYNTH_DIM], a: [f32; 2], b: [f32; 2], radius:
     for y in y0..=y1 {
         for x in x0..=x1 {
             let (px, py) = (x as f32 - a[0], y as f32 - a[1]);
-            let t = if len2 > 0.0 {
-                ((px * dx + py * dy) / len2).clamp(0.0, 1.0)
-            } else {
-                0.0
-            };
+            let t = if len2 > 0.0 { ((px * dx + py * dy) / len2).clamp(0.0, 1.0) } else { 0.0 };
             let (ex, ey) = (px - t * dx, py - t * dy);
             let dist = (ex * ex + ey * ey).sqrt();
             let cover = (radius + 0.5 - dist).clamp(0.0, 1.0) * ink;
@@ -708,10 +595,7 @@ fn render_digit(rng: &mut StdRng, digit: usize, canvas: &mut [f32; SYNTH_DIM]) {
     let bend_x = rng.random_range(-0.6f32..0.6);
     let bend_y = rng.random_range(-0.6f32..0.6);
     let to_image = |[x, y]: [f32; 2]| {
-        let (x, y) = (
-            x + bend_x * (y / 3.0).powi(2),
-            y + bend_y * (x / 2.0).powi(2),
-        );
+        let (x, y) = (x + bend_x * (y / 3.0).powi(2), y + bend_y * (x / 2.0).powi(2));
         let (x, y) = (x * sx, y * sy);
         let x = x + shear * y;
         [cos * x - sin * y + tx, sin * x + cos * y + ty]
@@ -768,20 +652,10 @@ fn synthetic_set(n: usize, stream_seed: u64, name: &str) -> Dataset {
         let digit = rng.random_range(0..NUM_CLASSES);
         render_digit(&mut rng, digit, &mut canvas);
         // Quantising to bytes makes synthetic pixels statistically like IDX pixels.
-        images.extend(
-            canvas
-                .iter()
-                .map(|&v| table[(v * 255.0).round().clamp(0.0, 255.0) as usize]),
-        );
+        images.extend(canvas.iter().map(|&v| table[(v * 255.0).round().clamp(0.0, 255.0) as usize]));
         labels.push(digit as u32);
     }
-    Dataset {
-        images,
-        labels,
-        dim: SYNTH_DIM,
-        classes: NUM_CLASSES,
-        name: name.to_string(),
-    }
+    Dataset { images, labels, dim: SYNTH_DIM, classes: NUM_CLASSES, name: name.to_string() }
 }
 
 /// Built-in procedural dataset: 28x28 images of the digits 0-9 drawn from a 5x7
@@ -893,17 +767,11 @@ mod tests {
     /// images of 2x3, test: `n_test`), gzipped or raw.
     fn write_set(dir: &Path, n_train: u8, n_test: u8, gzip: bool) {
         for (stem, n) in [("train", n_train), ("t10k", n_test)] {
-            let pixels: Vec<u8> = (0..u32::from(n) * 6)
-                .map(|i| (i * 37 % 256) as u8)
-                .collect();
+            let pixels: Vec<u8> = (0..u32::from(n) * 6).map(|i| (i * 37 % 256) as u8).collect();
             let labels: Vec<u8> = (0..n).map(|i| i % 10).collect();
             let img = idx_images(u32::from(n), 2, 3, &pixels);
             let lab = idx_labels(u32::from(n), &labels);
-            let (img, lab, ext) = if gzip {
-                (gz(&img), gz(&lab), ".gz")
-            } else {
-                (img, lab, "")
-            };
+            let (img, lab, ext) = if gzip { (gz(&img), gz(&lab), ".gz") } else { (img, lab, "") };
             write(&dir.join(format!("{stem}-images-idx3-ubyte{ext}")), &img);
             write(&dir.join(format!("{stem}-labels-idx1-ubyte{ext}")), &lab);
         }
@@ -916,10 +784,7 @@ mod tests {
         let labels = [3u8, 1, 4];
         let img = idx_images(3, 4, 5, &pixels);
         let lab = idx_labels(3, &labels);
-        for (tag, img, lab) in [
-            ("raw", img.clone(), lab.clone()),
-            ("gz", gz(&img), gz(&lab)),
-        ] {
+        for (tag, img, lab) in [("raw", img.clone(), lab.clone()), ("gz", gz(&img), gz(&lab))] {
             let ip = write(&tmp.path(&format!("img.{tag}")), &img);
             let lp = write(&tmp.path(&format!("lab.{tag}")), &lab);
             let (n, rows, cols, got) = read_idx_images(&ip).unwrap();
@@ -942,14 +807,7 @@ mod tests {
         let lp = write(&tmp.path("labels"), &idx_labels(2, &[1, 2]));
         let err = read_idx_images(&lp).unwrap_err();
         assert!(
-            matches!(
-                err,
-                DataError::BadMagic {
-                    expected: IDX_IMAGES_MAGIC,
-                    found: IDX_LABELS_MAGIC,
-                    ..
-                }
-            ),
+            matches!(err, DataError::BadMagic { expected: IDX_IMAGES_MAGIC, found: IDX_LABELS_MAGIC, .. }),
             "{err:?}"
         );
         assert!(err.to_string().contains("swapped"), "{err}");
@@ -967,11 +825,7 @@ mod tests {
         for (tag, bytes) in [("raw", img.clone()), ("gz", gz(&img))] {
             let p = write(&tmp.path(tag), &bytes);
             match read_idx_images(&p).unwrap_err() {
-                DataError::Truncated {
-                    expected_bytes,
-                    found_bytes,
-                    ..
-                } => {
+                DataError::Truncated { expected_bytes, found_bytes, .. } => {
                     assert_eq!(expected_bytes, 16 + 100 * 784, "{tag}");
                     assert_eq!(found_bytes, 16 + 3 * 784, "{tag}");
                 }
@@ -986,23 +840,10 @@ mod tests {
         let img = idx_images(1, 28, 28, &[]);
         let p = write(&tmp.path("short"), &img[..10]);
         let err = read_idx_images(&p).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                DataError::Truncated {
-                    expected_bytes: 16,
-                    found_bytes: 10,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert!(matches!(err, DataError::Truncated { expected_bytes: 16, found_bytes: 10, .. }), "{err:?}");
         let p = write(&tmp.path("tiny"), &[0, 0]);
         let err = read_idx_labels(&p).unwrap_err();
-        assert!(
-            matches!(err, DataError::Truncated { found_bytes: 2, .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, DataError::Truncated { found_bytes: 2, .. }), "{err:?}");
     }
 
     #[test]
@@ -1019,10 +860,7 @@ mod tests {
             for (tag, bytes) in [("raw", img.clone()), ("gz", gz(&img))] {
                 let p = write(&tmp.path(&format!("{i}.{tag}")), &bytes);
                 let err = read_idx_images(&p).unwrap_err();
-                assert!(
-                    matches!(err, DataError::TooLarge { .. }),
-                    "{i} {tag}: {err:?}"
-                );
+                assert!(matches!(err, DataError::TooLarge { .. }), "{i} {tag}: {err:?}");
             }
         }
         // Under the cap but far more than the file holds: must not reserve it.
@@ -1032,11 +870,7 @@ mod tests {
             let err = read_idx_images(&p).unwrap_err();
             assert!(matches!(err, DataError::Truncated { .. }), "{tag}: {err:?}");
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "{:?}",
-            start.elapsed()
-        );
+        assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
     }
 
     #[test]
@@ -1067,10 +901,7 @@ mod tests {
         bytes.truncate(mid);
         let p = write(&tmp.path("cut.gz"), &bytes);
         let err = read_idx_labels(&p).unwrap_err();
-        assert!(
-            matches!(err, DataError::Gzip { .. } | DataError::Truncated { .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, DataError::Gzip { .. } | DataError::Truncated { .. }), "{err:?}");
         let p = write(&tmp.path("garbage.gz"), &[0x1f, 0x8b, 0xff, 0xff, 0xff]);
         let err = read_idx_labels(&p).unwrap_err();
         assert!(matches!(err, DataError::Gzip { .. }), "{err:?}");
@@ -1104,10 +935,7 @@ mod tests {
     fn missing_file_is_io_error() {
         let tmp = TempDir::new("nofile");
         let err = read_idx_labels(&tmp.path("nope")).unwrap_err();
-        assert!(
-            matches!(&err, DataError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound),
-            "{err:?}"
-        );
+        assert!(matches!(&err, DataError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound), "{err:?}");
     }
 
     #[test]
@@ -1138,61 +966,28 @@ mod tests {
     fn mismatched_counts() {
         let tmp = TempDir::new("mismatch");
         write_set(&tmp.0, 5, 2, false);
-        write(
-            &tmp.path("train-labels-idx1-ubyte"),
-            &idx_labels(4, &[0, 1, 2, 3]),
-        );
+        write(&tmp.path("train-labels-idx1-ubyte"), &idx_labels(4, &[0, 1, 2, 3]));
         let err = load_mnist_dir(&tmp.0, DatasetKind::Mnist).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                DataError::CountMismatch {
-                    images: 5,
-                    labels: 4,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert!(matches!(err, DataError::CountMismatch { images: 5, labels: 4, .. }), "{err:?}");
     }
 
     #[test]
     fn label_out_of_range() {
         let tmp = TempDir::new("label");
         write_set(&tmp.0, 3, 2, false);
-        write(
-            &tmp.path("t10k-labels-idx1-ubyte"),
-            &idx_labels(2, &[1, 12]),
-        );
+        write(&tmp.path("t10k-labels-idx1-ubyte"), &idx_labels(2, &[1, 12]));
         let err = load_mnist_dir(&tmp.0, DatasetKind::Mnist).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                DataError::LabelOutOfRange {
-                    index: 1,
-                    label: 12,
-                    classes: 10,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert!(matches!(err, DataError::LabelOutOfRange { index: 1, label: 12, classes: 10, .. }), "{err:?}");
     }
 
     #[test]
     fn train_test_dims_must_agree() {
         let tmp = TempDir::new("dims");
         write_set(&tmp.0, 3, 2, false);
-        write(
-            &tmp.path("t10k-images-idx3-ubyte"),
-            &idx_images(2, 3, 2, &[0; 12]),
-        );
+        write(&tmp.path("t10k-images-idx3-ubyte"), &idx_images(2, 3, 2, &[0; 12]));
         let err = load_mnist_dir(&tmp.0, DatasetKind::Mnist).unwrap_err();
         assert!(matches!(err, DataError::BadDims { .. }), "{err:?}");
-        write(
-            &tmp.path("t10k-images-idx3-ubyte"),
-            &idx_images(2, 0, 6, &[]),
-        );
+        write(&tmp.path("t10k-images-idx3-ubyte"), &idx_images(2, 0, 6, &[]));
         let err = load_mnist_dir(&tmp.0, DatasetKind::Mnist).unwrap_err();
         assert!(matches!(err, DataError::BadDims { .. }), "{err:?}");
     }
@@ -1205,10 +1000,7 @@ mod tests {
         assert!(err.to_string().contains("train-images-idx3-ubyte"), "{err}");
 
         let err = load_mnist_dir(&tmp.0, DatasetKind::Mnist).unwrap_err();
-        assert!(
-            matches!(&err, DataError::MissingFile { name, .. } if name == "train-images-idx3-ubyte"),
-            "{err:?}"
-        );
+        assert!(matches!(&err, DataError::MissingFile { name, .. } if name == "train-images-idx3-ubyte"), "{err:?}");
 
         let file = write(&tmp.path("afile"), b"x");
         let err = load_mnist_dir(&file, DatasetKind::Mnist).unwrap_err();
@@ -1220,10 +1012,7 @@ mod tests {
         let tmp = TempDir::new("msg");
         let p = write(&tmp.path("short-file"), &[0, 0, 8]);
         let msg = read_idx_images(&p).unwrap_err().to_string();
-        assert!(
-            msg.contains("short-file") && msg.contains("download"),
-            "{msg}"
-        );
+        assert!(msg.contains("short-file") && msg.contains("download"), "{msg}");
     }
 
     #[test]
@@ -1250,21 +1039,13 @@ mod tests {
         for &l in &a.train.labels {
             counts[l as usize] += 1;
         }
-        assert!(
-            counts.iter().all(|&n| (140..=260).contains(&n)),
-            "{counts:?}"
-        );
+        assert!(counts.iter().all(|&n| (140..=260).contains(&n)), "{counts:?}");
 
         // Pixels come from bytes, so the range is that of normalised bytes.
         let (lo, hi) = (-MNIST_MEAN / MNIST_STD, (1.0 - MNIST_MEAN) / MNIST_STD);
         assert!(a.train.images.iter().all(|&v| v >= lo && v <= hi));
-        let mean_raw = a
-            .train
-            .images
-            .iter()
-            .map(|&v| v * MNIST_STD + MNIST_MEAN)
-            .sum::<f32>()
-            / a.train.images.len() as f32;
+        let mean_raw =
+            a.train.images.iter().map(|&v| v * MNIST_STD + MNIST_MEAN).sum::<f32>() / a.train.images.len() as f32;
         assert!((0.05..0.3).contains(&mean_raw), "mean intensity {mean_raw}");
 
         // A smaller set with the same seed is a prefix of a larger one.
@@ -1333,10 +1114,7 @@ mod tests {
             .map(PathBuf::from)
             .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist"));
         if !dir.is_dir() {
-            println!(
-                "skipping real_mnist_if_present: {} not found (set MNIST_DIR)",
-                dir.display()
-            );
+            println!("skipping real_mnist_if_present: {} not found (set MNIST_DIR)", dir.display());
             return;
         }
         let split = load_mnist_dir(&dir, DatasetKind::Mnist).unwrap();
@@ -1345,13 +1123,7 @@ mod tests {
         assert_eq!(split.train.labels[..10], [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]);
         // The published normalisation constants should describe the data.
         let n = split.train.images.len() as f64;
-        let mean = split
-            .train
-            .images
-            .iter()
-            .map(|&v| f64::from(v))
-            .sum::<f64>()
-            / n;
+        let mean = split.train.images.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
         assert!(mean.abs() < 0.01, "normalised train mean {mean}");
     }
 
@@ -1390,39 +1162,25 @@ mod tests {
         for i in 0..split.train.len() {
             let c = split.train.labels[i] as usize;
             counts[c] += 1;
-            for (acc, &v) in centroids[c * dim..(c + 1) * dim]
-                .iter_mut()
-                .zip(split.train.image(i))
-            {
+            for (acc, &v) in centroids[c * dim..(c + 1) * dim].iter_mut().zip(split.train.image(i)) {
                 *acc += f64::from(v);
             }
         }
         for (c, n) in counts.iter().enumerate() {
-            centroids[c * dim..(c + 1) * dim]
-                .iter_mut()
-                .for_each(|v| *v /= *n as f64);
+            centroids[c * dim..(c + 1) * dim].iter_mut().for_each(|v| *v /= *n as f64);
         }
         let correct = (0..split.test.len())
             .filter(|&i| {
                 let x = split.test.image(i);
                 let dist = |c: usize| -> f64 {
-                    centroids[c * dim..(c + 1) * dim]
-                        .iter()
-                        .zip(x)
-                        .map(|(&m, &v)| (m - f64::from(v)).powi(2))
-                        .sum()
+                    centroids[c * dim..(c + 1) * dim].iter().zip(x).map(|(&m, &v)| (m - f64::from(v)).powi(2)).sum()
                 };
-                let best = (0..10)
-                    .min_by(|&a, &b| dist(a).total_cmp(&dist(b)))
-                    .unwrap();
+                let best = (0..10).min_by(|&a, &b| dist(a).total_cmp(&dist(b))).unwrap();
                 best == split.test.labels[i] as usize
             })
             .count();
         let acc = correct as f64 / split.test.len() as f64;
         println!("synthetic nearest-centroid test accuracy: {acc:.3}");
-        assert!(
-            (0.4..0.92).contains(&acc),
-            "nearest-centroid accuracy {acc}"
-        );
+        assert!((0.4..0.92).contains(&acc), "nearest-centroid accuracy {acc}");
     }
 }

@@ -14,11 +14,7 @@ pub enum Error {
     NoAdapter { filter: String },
 
     #[error("invalid value {value:?} for {var}: expected {expected}")]
-    InvalidEnv {
-        var: &'static str,
-        value: String,
-        expected: &'static str,
-    },
+    InvalidEnv { var: &'static str, value: String, expected: &'static str },
 
     #[error("could not open the GPU device on adapter {adapter:?}: {source}")]
     RequestDevice {
@@ -31,12 +27,7 @@ pub enum Error {
         "{what} needs {bytes} bytes, more than this device allows for {limit_name} ({limit} bytes); \
          use a smaller layer or batch"
     )]
-    TooLarge {
-        what: String,
-        bytes: u64,
-        limit_name: &'static str,
-        limit: u64,
-    },
+    TooLarge { what: String, bytes: u64, limit_name: &'static str, limit: u64 },
 
     #[error("shape mismatch in {op}: {detail}")]
     Shape { op: &'static str, detail: String },

@@ -97,11 +97,7 @@ fn env_backends() -> Result<wgpu::Backends> {
         "metal" => Ok(wgpu::Backends::METAL),
         "dx12" | "d3d12" => Ok(wgpu::Backends::DX12),
         "gl" | "gles" | "opengl" => Ok(wgpu::Backends::GL),
-        _ => Err(Error::InvalidEnv {
-            var: "SPARSETRAIN_BACKEND",
-            value: v,
-            expected: "vulkan, metal, dx12 or gl",
-        }),
+        _ => Err(Error::InvalidEnv { var: "SPARSETRAIN_BACKEND", value: v, expected: "vulkan, metal, dx12 or gl" }),
     }
 }
 
@@ -303,9 +299,7 @@ impl Gpu {
 
     /// Blocks until all submitted work has finished.
     pub fn wait(&self) -> Result<()> {
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Device(e.to_string()))?;
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Device(e.to_string()))?;
         self.check()
     }
 
@@ -328,13 +322,9 @@ impl Gpu {
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = tx.send(r);
         });
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Readback(e.to_string()))?;
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Readback(e.to_string()))?;
         self.check()?;
-        rx.recv()
-            .map_err(|e| Error::Readback(e.to_string()))?
-            .map_err(|e| Error::Readback(e.to_string()))?;
+        rx.recv().map_err(|e| Error::Readback(e.to_string()))?.map_err(|e| Error::Readback(e.to_string()))?;
         let bytes = {
             let view = staging.get_mapped_range(..).map_err(|e| Error::Readback(e.to_string()))?;
             view[..size as usize].to_vec()

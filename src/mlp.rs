@@ -190,7 +190,14 @@ impl Mlp {
 
     /// Gradients of the batch-mean loss (after `forward` and `loss`) into
     /// `self.grads`, overwriting them.
-    pub fn backward(&self, rec: &mut Recorder, ws: &Workspace, x: &Tensor, labels: &Tensor, batch: usize) -> Result<()> {
+    pub fn backward(
+        &self,
+        rec: &mut Recorder,
+        ws: &Workspace,
+        x: &Tensor,
+        labels: &Tensor,
+        batch: usize,
+    ) -> Result<()> {
         self.check_batch(ws, x, batch)?;
         let last = self.layout.layers() - 1;
         let c = self.classes();

@@ -26,19 +26,14 @@ pub struct Recorder<'g> {
 
 impl<'g> Recorder<'g> {
     pub fn new(gpu: &'g Gpu) -> Recorder<'g> {
-        let arena = gpu
-            .params_pool
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop()
-            .unwrap_or_else(|| {
-                gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("params arena"),
-                    size: ARENA_BYTES,
-                    usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                })
-            });
+        let arena = gpu.params_pool.lock().unwrap_or_else(|p| p.into_inner()).pop().unwrap_or_else(|| {
+            gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("params arena"),
+                size: ARENA_BYTES,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        });
         Recorder {
             gpu,
             encoder: None,
@@ -61,8 +56,7 @@ impl<'g> Recorder<'g> {
     fn encoder(&mut self) -> &mut wgpu::CommandEncoder {
         let gpu = self.gpu;
         self.encoder.get_or_insert_with(|| {
-            gpu.device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("sparsetrain") })
+            gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("sparsetrain") })
         })
     }
 

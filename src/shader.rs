@@ -22,10 +22,13 @@ pub enum Shader {
     Accuracy,
     Optim,
     Fill,
+    Mask,
+    Compact,
+    Project,
 }
 
 impl Shader {
-    pub const ALL: [Shader; 8] = [
+    pub const ALL: [Shader; 11] = [
         Shader::Matmul,
         Shader::Bias,
         Shader::Relu,
@@ -34,6 +37,9 @@ impl Shader {
         Shader::Accuracy,
         Shader::Optim,
         Shader::Fill,
+        Shader::Mask,
+        Shader::Compact,
+        Shader::Project,
     ];
 
     /// File name under `shaders/`.
@@ -47,6 +53,9 @@ impl Shader {
             Shader::Accuracy => "accuracy.wgsl",
             Shader::Optim => "optim.wgsl",
             Shader::Fill => "fill.wgsl",
+            Shader::Mask => "mask.wgsl",
+            Shader::Compact => "compact.wgsl",
+            Shader::Project => "project.wgsl",
         }
     }
 
@@ -61,6 +70,9 @@ impl Shader {
             Shader::Accuracy => include_str!("../shaders/accuracy.wgsl"),
             Shader::Optim => include_str!("../shaders/optim.wgsl"),
             Shader::Fill => include_str!("../shaders/fill.wgsl"),
+            Shader::Mask => include_str!("../shaders/mask.wgsl"),
+            Shader::Compact => include_str!("../shaders/compact.wgsl"),
+            Shader::Project => include_str!("../shaders/project.wgsl"),
         }
     }
 
@@ -71,7 +83,8 @@ impl Shader {
 }
 
 /// Shared WGSL helpers that kernels may include, by name.
-pub const SHARED: [(&str, &str); 1] = [("common", include_str!("../shaders/shared/common.wgsl"))];
+pub const SHARED: [(&str, &str); 2] =
+    [("common", include_str!("../shaders/shared/common.wgsl")), ("rng", include_str!("../shaders/shared/rng.wgsl"))];
 
 /// Replaces every `//#include NAME` line by the shared file `shaders/shared/NAME.wgsl`.
 /// Includes are not nested: shared files are leaves, which keeps the order of
@@ -81,10 +94,10 @@ pub fn preprocess(src: &str, file: &'static str) -> Result<String> {
     for line in src.lines() {
         if let Some(name) = line.trim().strip_prefix("//#include ") {
             let name = name.trim();
-            let (_, text) = SHARED.iter().find(|(n, _)| *n == name).ok_or_else(|| Error::Shader {
-                shader: file,
-                detail: format!("unknown include {name:?}"),
-            })?;
+            let (_, text) = SHARED
+                .iter()
+                .find(|(n, _)| *n == name)
+                .ok_or_else(|| Error::Shader { shader: file, detail: format!("unknown include {name:?}") })?;
             out.push_str(text);
         } else {
             out.push_str(line);
@@ -112,6 +125,9 @@ pub enum Kernel {
     SgdStep,
     AdamStep,
     Fill,
+    MaskSample,
+    CompactKept,
+    ProjectScores,
 }
 
 impl Kernel {
@@ -125,6 +141,9 @@ impl Kernel {
             Kernel::AccuracyCount => Shader::Accuracy,
             Kernel::SgdStep | Kernel::AdamStep => Shader::Optim,
             Kernel::Fill => Shader::Fill,
+            Kernel::MaskSample => Shader::Mask,
+            Kernel::CompactKept => Shader::Compact,
+            Kernel::ProjectScores => Shader::Project,
         }
     }
 
@@ -145,6 +164,9 @@ impl Kernel {
             Kernel::SgdStep => "sgd_step",
             Kernel::AdamStep => "adam_step",
             Kernel::Fill => "fill",
+            Kernel::MaskSample => "mask_sample",
+            Kernel::CompactKept => "compact_kept",
+            Kernel::ProjectScores => "project_scores",
         }
     }
 }
@@ -193,10 +215,7 @@ impl PipelineCache {
             });
         }
         let pipeline = Arc::new(pipeline);
-        self.pipelines
-            .lock()
-            .expect("pipeline cache poisoned")
-            .insert(key, pipeline.clone());
+        self.pipelines.lock().expect("pipeline cache poisoned").insert(key, pipeline.clone());
         Ok(pipeline)
     }
 
@@ -211,16 +230,10 @@ impl PipelineCache {
             source: wgpu::ShaderSource::Wgsl(source.into()),
         });
         if let Some(err) = pollster::block_on(scope.pop()) {
-            return Err(Error::Shader {
-                shader: shader.file_name(),
-                detail: err.to_string(),
-            });
+            return Err(Error::Shader { shader: shader.file_name(), detail: err.to_string() });
         }
         let module = Arc::new(module);
-        self.modules
-            .lock()
-            .expect("module cache poisoned")
-            .insert(shader, module.clone());
+        self.modules.lock().expect("module cache poisoned").insert(shader, module.clone());
         Ok(module)
     }
 }

@@ -97,7 +97,7 @@ impl Tensor {
     pub fn view(&self, elem_offset: usize, shape: &[usize]) -> Result<Tensor> {
         let len = shape.iter().product::<usize>();
         let offset = self.offset + elem_offset as u64 * 4;
-        if offset % VIEW_ALIGN != 0 {
+        if !offset.is_multiple_of(VIEW_ALIGN) {
             return Err(Error::InvalidArgument(format!(
                 "view offset of {elem_offset} elements is not aligned to {VIEW_ALIGN} bytes"
             )));
@@ -114,10 +114,7 @@ impl Tensor {
     /// The same storage seen with another shape of equal length.
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
         if shape.iter().product::<usize>() != self.len() {
-            return Err(Error::Shape {
-                op: "reshape",
-                detail: format!("{:?} -> {shape:?}", self.shape),
-            });
+            return Err(Error::Shape { op: "reshape", detail: format!("{:?} -> {shape:?}", self.shape) });
         }
         Ok(Tensor { shape: shape.to_vec(), ..self.clone() })
     }

@@ -55,7 +55,8 @@ impl TrainConfig {
         if self.hidden.contains(&0) {
             return bad(format!("hidden layer widths must be positive, got {:?}", self.hidden));
         }
-        for (name, v) in [("learning rate", self.lr), ("momentum", self.momentum), ("weight decay", self.weight_decay)] {
+        for (name, v) in [("learning rate", self.lr), ("momentum", self.momentum), ("weight decay", self.weight_decay)]
+        {
             if !v.is_finite() || v < 0.0 {
                 return bad(format!("{name} must be finite and non-negative, got {v}"));
             }
@@ -120,7 +121,12 @@ impl<'g> Session<'g> {
 
     /// Trains one epoch; `progress` is called after each step with the
     /// number of steps done. Reads back only at the end (loss and accuracy).
-    pub fn train_epoch(&mut self, ds: &Dataset, epoch: usize, mut progress: impl FnMut(usize, usize)) -> Result<(f64, f64, f64)> {
+    pub fn train_epoch(
+        &mut self,
+        ds: &Dataset,
+        epoch: usize,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<(f64, f64, f64)> {
         if ds.dim != self.trainer.mlp.input_dim() {
             return Err(Error::Shape {
                 op: "train",

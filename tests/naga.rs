@@ -56,6 +56,9 @@ fn every_kernel_entry_point_exists() {
         Kernel::SgdStep,
         Kernel::AdamStep,
         Kernel::Fill,
+        Kernel::MaskSample,
+        Kernel::CompactKept,
+        Kernel::ProjectScores,
     ];
     for k in kernels {
         let shader = k.shader();
@@ -103,7 +106,9 @@ fn unknown_include_is_an_error() {
 #[test]
 fn grid_helpers_cover_every_thread() {
     use sparsetrain::shader::grid_1d;
-    for (threads, wg, max) in [(1u32, 256u32, 65535u32), (256, 256, 65535), (257, 256, 65535), (70_000_000, 256, 65535), (1000, 8, 12)] {
+    for (threads, wg, max) in
+        [(1u32, 256u32, 65535u32), (256, 256, 65535), (257, 256, 65535), (70_000_000, 256, 65535), (1000, 8, 12)]
+    {
         let g = grid_1d(threads, wg, max);
         assert!(g.x <= max && g.y <= max, "{g} exceeds {max}");
         assert!(g.x as u64 * g.y as u64 * wg as u64 >= threads as u64, "{g} does not cover {threads}");

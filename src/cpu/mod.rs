@@ -2,11 +2,17 @@
 //! as its shader. Tests compare the GPU against these; they are written for
 //! clarity, never for speed.
 
+// Index loops read like the math they check; iterator chains would not.
+#![allow(clippy::needless_range_loop)]
+
 pub mod accuracy;
 pub mod bias;
+pub mod compact;
+pub mod mask;
 pub mod matmul;
 pub mod mlp;
 pub mod optim;
+pub mod project;
 pub mod reduce;
 pub mod relu;
 pub mod softmax_xent;

@@ -5,9 +5,12 @@
 
 pub mod accuracy;
 pub mod bias;
+pub mod compact;
 pub mod fill;
+pub mod mask;
 pub mod matmul;
 pub mod optim;
+pub mod project;
 pub mod reduce;
 pub mod relu;
 pub mod softmax_xent;
@@ -38,6 +41,9 @@ pub fn params_layouts() -> Vec<(Shader, &'static str, usize)> {
         row::<optim::SgdParams>(),
         row::<optim::AdamParams>(),
         row::<fill::FillParams>(),
+        row::<mask::MaskParams>(),
+        row::<compact::CompactParams>(),
+        row::<project::ProjectParams>(),
     ]
 }
 

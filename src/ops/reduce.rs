@@ -65,13 +65,7 @@ impl Reducer {
             grid_1d(groups * WG, WG, max),
         )?;
         let second = ReduceParams { n: groups, out_index: out_index as u32, scale, accumulate: accumulate.into() };
-        rec.dispatch(
-            Kernel::ReduceFinal,
-            &consts,
-            (0, &second),
-            &[(1, &self.partials), (2, out)],
-            glam::UVec3::ONE,
-        )
+        rec.dispatch(Kernel::ReduceFinal, &consts, (0, &second), &[(1, &self.partials), (2, out)], glam::UVec3::ONE)
     }
 
     /// out[out_index] = Σ x[0..n].

@@ -47,7 +47,8 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], abs: f64, rel: f64) {
     let mut bad = Vec::new();
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let err = (g as f64 - w).abs();
-        if !(err <= abs + rel * w.abs()) {
+        // Written so that NaN fails.
+        if err.is_nan() || err > abs + rel * w.abs() {
             bad.push((i, g, w));
         }
         if err.is_nan() {
@@ -57,8 +58,7 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], abs: f64, rel: f64) {
         }
     }
     if !bad.is_empty() {
-        let first: Vec<String> =
-            bad.iter().take(8).map(|(i, g, w)| format!("[{i}] got {g} want {w}")).collect();
+        let first: Vec<String> = bad.iter().take(8).map(|(i, g, w)| format!("[{i}] got {g} want {w}")).collect();
         panic!(
             "{what}: {} of {} elements differ (max error {max_err:e}, tolerance {abs:e} + {rel:e}·|want|); first: {}",
             bad.len(),

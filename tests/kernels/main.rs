@@ -5,8 +5,11 @@ mod common;
 
 mod accuracy;
 mod bias;
+mod compact;
+mod mask;
 mod matmul;
 mod optim;
+mod project;
 mod reduce;
 mod relu;
 mod softmax_xent;

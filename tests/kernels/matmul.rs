@@ -54,7 +54,12 @@ fn matmul_matches_reference() {
                     let got = tc.download_f32(&gpu).unwrap();
                     let mut want = if beta == 0.0 { vec![0.0; m * n] } else { to_f64(&c0) };
                     cpu::matmul::matmul(&mut want, &to_f64(&a), &to_f64(&b), layout, alpha as f64, beta as f64, d);
-                    let what = format!("{} {} {m}x{n}x{k} alpha {alpha} beta {beta} (seed {})", variant.name(), layout.name(), 1000 + case);
+                    let what = format!(
+                        "{} {} {m}x{n}x{k} alpha {alpha} beta {beta} (seed {})",
+                        variant.name(),
+                        layout.name(),
+                        1000 + case
+                    );
                     assert_close(&what, &got, &want, 1e-5 * (k as f64 + 1.0), 1e-5);
                 }
             }

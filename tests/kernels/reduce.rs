@@ -20,7 +20,13 @@ fn sum_and_mean_match_reference() {
         let xs = to_f64(&x[..n]);
         let s = cpu::reduce::sum(&xs);
         let want = [s, cpu::reduce::mean(&xs), 2.5 + 2.0 * s];
-        assert_close(&format!("sum/mean n={n}"), &out.download_f32(&gpu).unwrap(), &want, 1e-6 * (n as f64 + 1.0), 1e-5);
+        assert_close(
+            &format!("sum/mean n={n}"),
+            &out.download_f32(&gpu).unwrap(),
+            &want,
+            1e-6 * (n as f64 + 1.0),
+            1e-5,
+        );
     }
     // A u32 tensor is refused, not misread.
     let u = Tensor::zeros(&gpu, "u", &[4], DType::U32).unwrap();
