@@ -15,19 +15,37 @@
 // Buffers are bound as arrays of vec4 so that the aligned path can load four
 // floats at once; unaligned shapes (VEC4_* = false) read single elements from
 // the same binding, so one binding type serves every size.
+//
+// Compressed (sparse) layers use two more features, selected by constants:
+// - dynamic sizes: M, N or K may come from `dims` on the device (the kept-unit
+//   counts written by compact.wgsl), rounded up to a multiple of 4 because
+//   compacted operands are zero-padded to 4. The grid is sized for the
+//   largest case and threads past the real size exit: no host round trip.
+// - epilogues applied at the store: + bias[col], ReLU, a ReLU gate
+//   (zero where gate[row, col] <= 0, for the backward pass), and a scatter
+//   store C[rows_map[r], cols_map[c]] += ... into a full-size gradient.
 
 // Keep in sync with `MatmulParams` in src/ops/matmul.rs.
 struct MatmulParams {
+    // Static sizes; each is replaced by ceil4(dims[dyn_*]) when dyn_* != NONE.
     m: u32,
     n: u32,
     k: u32,
     // Zero means C is overwritten and never read (it may hold garbage).
     beta: f32,
     alpha: f32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    dyn_m: u32,
+    dyn_n: u32,
+    dyn_k: u32,
+    // SCATTER: row length of the full-size C, and where the row / column
+    // maps start in `maps` (NONE: the identity).
+    ldc: u32,
+    rows_map: u32,
+    cols_map: u32,
+    _pad: u32,
 }
+
+const NONE: u32 = 0xffffffffu;
 
 // A is stored [K, M] instead of [M, K].
 override TRANS_A: bool = false;
@@ -45,36 +63,64 @@ override WG_X: u32 = 8u;
 override WG_Y: u32 = 8u;
 // Depth of the K slice staged in workgroup memory by `matmul_shared`.
 override BK: u32 = 16u;
+// Epilogues (see the header).
+override BIAS: bool = false;
+override RELU: bool = false;
+override GATE: bool = false;
+override SCATTER: bool = false;
 
 @group(0) @binding(0) var<uniform> p: MatmulParams;
 @group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> c: array<vec4<f32>>;
+// Bound to a one-element dummy when the feature is off.
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+@group(0) @binding(5) var<storage, read> gate: array<f32>;
+@group(0) @binding(6) var<storage, read> dims: array<u32>;
+@group(0) @binding(7) var<storage, read> maps: array<u32>;
+
+// The effective sizes of this dispatch, set once at entry by `load_dims`.
+var<private> M: u32;
+var<private> N: u32;
+var<private> K: u32;
+
+fn dyn_size(fixed: u32, idx: u32) -> u32 {
+    if idx == NONE {
+        return fixed;
+    }
+    return (dims[idx] + 3u) & ~3u;
+}
+
+fn load_dims() {
+    M = dyn_size(p.m, p.dyn_m);
+    N = dyn_size(p.n, p.dyn_n);
+    K = dyn_size(p.k, p.dyn_k);
+}
 
 // Logical A[row, col] (row < M, col < K), zero outside.
 fn a_at(row: u32, col: u32) -> f32 {
-    if row >= p.m || col >= p.k {
+    if row >= M || col >= K {
         return 0.0;
     }
     var idx: u32;
     if TRANS_A {
-        idx = col * p.m + row;
+        idx = col * M + row;
     } else {
-        idx = row * p.k + col;
+        idx = row * K + col;
     }
     return a[idx >> 2u][idx & 3u];
 }
 
 // Logical B[row, col] (row < K, col < N), zero outside.
 fn b_at(row: u32, col: u32) -> f32 {
-    if row >= p.k || col >= p.n {
+    if row >= K || col >= N {
         return 0.0;
     }
     var idx: u32;
     if TRANS_B {
-        idx = col * p.k + row;
+        idx = col * K + row;
     } else {
-        idx = row * p.n + col;
+        idx = row * N + col;
     }
     return b[idx >> 2u][idx & 3u];
 }
@@ -87,8 +133,8 @@ fn a_block(r0: u32, k0: u32) -> mat4x4<f32> {
         for (var kk = 0u; kk < 4u; kk++) {
             let kr = k0 + kk;
             if VEC4_A {
-                if kr < p.k {
-                    blk[kk] = a[(kr * p.m + r0) >> 2u];
+                if kr < K {
+                    blk[kk] = a[(kr * M + r0) >> 2u];
                 }
             } else {
                 blk[kk] = vec4(a_at(r0, kr), a_at(r0 + 1u, kr), a_at(r0 + 2u, kr), a_at(r0 + 3u, kr));
@@ -99,8 +145,8 @@ fn a_block(r0: u32, k0: u32) -> mat4x4<f32> {
     for (var i = 0u; i < 4u; i++) {
         let r = r0 + i;
         if VEC4_A {
-            if r < p.m {
-                blk[i] = a[(r * p.k + k0) >> 2u];
+            if r < M {
+                blk[i] = a[(r * K + k0) >> 2u];
             }
         } else {
             blk[i] = vec4(a_at(r, k0), a_at(r, k0 + 1u), a_at(r, k0 + 2u), a_at(r, k0 + 3u));
@@ -116,8 +162,8 @@ fn b_block(k0: u32, c0: u32) -> mat4x4<f32> {
         for (var j = 0u; j < 4u; j++) {
             let col = c0 + j;
             if VEC4_B {
-                if col < p.n {
-                    blk[j] = b[(col * p.k + k0) >> 2u];
+                if col < N {
+                    blk[j] = b[(col * K + k0) >> 2u];
                 }
             } else {
                 blk[j] = vec4(b_at(k0, col), b_at(k0 + 1u, col), b_at(k0 + 2u, col), b_at(k0 + 3u, col));
@@ -128,8 +174,8 @@ fn b_block(k0: u32, c0: u32) -> mat4x4<f32> {
     for (var kk = 0u; kk < 4u; kk++) {
         let kr = k0 + kk;
         if VEC4_B {
-            if kr < p.k {
-                blk[kk] = b[(kr * p.n + c0) >> 2u];
+            if kr < K {
+                blk[kk] = b[(kr * N + c0) >> 2u];
             }
         } else {
             blk[kk] = vec4(b_at(kr, c0), b_at(kr, c0 + 1u), b_at(kr, c0 + 2u), b_at(kr, c0 + 3u));
@@ -138,47 +184,94 @@ fn b_block(k0: u32, c0: u32) -> mat4x4<f32> {
     return blk;
 }
 
-fn store_c(idx: u32, v: f32) {
+// One output element through the epilogues.
+fn store_one(r: u32, col: u32, v: f32) {
     var out = p.alpha * v;
+    if BIAS {
+        out += bias[col];
+    }
+    var idx = r * N + col;
+    if GATE && gate[idx] <= 0.0 {
+        out = 0.0;
+    }
+    if SCATTER {
+        var rr = r;
+        var cc = col;
+        if p.rows_map != NONE {
+            rr = maps[p.rows_map + r];
+        }
+        if p.cols_map != NONE {
+            cc = maps[p.cols_map + col];
+        }
+        idx = rr * p.ldc + cc;
+    }
     if p.beta != 0.0 {
         out += p.beta * c[idx >> 2u][idx & 3u];
+    }
+    if RELU {
+        out = max(out, 0.0);
     }
     c[idx >> 2u][idx & 3u] = out;
 }
 
-// Writes the 4×4 tile acc (acc[i] = row r0+i, columns c0..c0+4).
+// Writes the 4×4 tile acc (acc[i] = row r0+i, columns c0..c0+4). `rows` and
+// `cols` bound the real (unpadded) part for scatter stores.
 fn store_tile(r0: u32, c0: u32, acc: mat4x4<f32>) {
     for (var i = 0u; i < 4u; i++) {
         let r = r0 + i;
-        if r >= p.m {
+        if r >= M {
             return;
         }
-        if VEC4_C {
-            let v4 = (r * p.n + c0) >> 2u;
+        if VEC4_C && !SCATTER && !GATE {
+            let v4 = (r * N + c0) >> 2u;
             var out = p.alpha * acc[i];
+            if BIAS {
+                out += vec4(bias[c0], bias[c0 + 1u], bias[c0 + 2u], bias[c0 + 3u]);
+            }
             if p.beta != 0.0 {
                 out += p.beta * c[v4];
+            }
+            if RELU {
+                out = max(out, vec4(0.0));
             }
             c[v4] = out;
         } else {
             for (var j = 0u; j < 4u; j++) {
-                if c0 + j < p.n {
-                    store_c(r * p.n + c0 + j, acc[i][j]);
+                if c0 + j < N && scatter_keeps(r, c0 + j) {
+                    store_one(r, c0 + j, acc[i][j]);
                 }
             }
         }
     }
 }
 
+// A scatter store skips the zero padding of compacted operands: only the
+// first dims[dyn_*] rows / columns map to real units.
+fn scatter_keeps(r: u32, col: u32) -> bool {
+    if !SCATTER {
+        return true;
+    }
+    var real_m = p.m;
+    if p.dyn_m != NONE {
+        real_m = dims[p.dyn_m];
+    }
+    var real_n = p.n;
+    if p.dyn_n != NONE {
+        real_n = dims[p.dyn_n];
+    }
+    return r < real_m && col < real_n;
+}
+
 @compute @workgroup_size(WG_X, WG_Y)
 fn matmul_regtile(@builtin(global_invocation_id) gid: vec3<u32>) {
+    load_dims();
     let r0 = gid.y * 4u;
     let c0 = gid.x * 4u;
-    if r0 >= p.m || c0 >= p.n {
+    if r0 >= M || c0 >= N {
         return;
     }
     var acc = mat4x4<f32>();
-    for (var k0 = 0u; k0 < p.k; k0 += 4u) {
+    for (var k0 = 0u; k0 < K; k0 += 4u) {
         // Column i of (B-block · A-block) is Σ_kk B[k0+kk, c0..c0+4] · A[r0+i, k0+kk],
         // which is row i of the C tile: one 4×4 product, 64 FMAs per step.
         acc += b_block(k0, c0) * a_block(r0, k0);
@@ -196,13 +289,14 @@ fn matmul_shared(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(local_invocation_index) lidx: u32,
 ) {
+    load_dims();
     let bm = 4u * WG_Y;
     let bn = 4u * WG_X;
     let threads = WG_X * WG_Y;
     let row_base = wid.y * bm;
     let col_base = wid.x * bn;
     var acc = mat4x4<f32>();
-    for (var k0 = 0u; k0 < p.k; k0 += BK) {
+    for (var k0 = 0u; k0 < K; k0 += BK) {
         // Cooperative loads. Consecutive threads walk the contiguous
         // dimension of each operand so that global reads coalesce.
         for (var e = lidx; e < bm * BK; e += threads) {
@@ -244,21 +338,24 @@ fn matmul_shared(
     }
     let r0 = row_base + lid.y * 4u;
     let c0 = col_base + lid.x * 4u;
-    if r0 < p.m && c0 < p.n {
+    if r0 < M && c0 < N {
         store_tile(r0, c0, acc);
     }
 }
 
 @compute @workgroup_size(WG_X, WG_Y)
 fn matmul_naive(@builtin(global_invocation_id) gid: vec3<u32>) {
+    load_dims();
     let row = gid.y;
     let col = gid.x;
-    if row >= p.m || col >= p.n {
+    if row >= M || col >= N {
         return;
     }
     var sum = 0.0;
-    for (var kk = 0u; kk < p.k; kk++) {
+    for (var kk = 0u; kk < K; kk++) {
         sum += a_at(row, kk) * b_at(kk, col);
     }
-    store_c(row * p.n + col, sum);
+    if scatter_keeps(row, col) {
+        store_one(row, col, sum);
+    }
 }

@@ -84,6 +84,8 @@ pub struct Gpu {
     matmul: MatmulChoice,
     /// A one-element tensor holding 1.0: the gradient scale when nothing clips.
     pub(crate) one: Tensor,
+    /// A one-element u32 zero: the binding of unused u32 inputs.
+    pub(crate) zero_u32: Tensor,
     pub(crate) params_pool: Mutex<Vec<wgpu::Buffer>>,
 }
 
@@ -207,6 +209,16 @@ impl Gpu {
             &[1],
             DType::F32,
         );
+        let zero_u32 = Tensor::from_buffer(
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("zero u32"),
+                size: 16,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            }),
+            &[1],
+            DType::U32,
+        );
         let report = AdapterReport {
             name: info.name.clone(),
             backend: info.backend,
@@ -226,6 +238,7 @@ impl Gpu {
             lost,
             matmul: MatmulChoice::fallback(info.device_type),
             one,
+            zero_u32,
             params_pool: Mutex::new(Vec::new()),
         };
         gpu.matmul = autotune::choose(&gpu, opts.autotune)?;

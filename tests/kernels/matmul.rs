@@ -48,7 +48,7 @@ fn matmul_matches_reference() {
                     let tb = Tensor::from_f32(&gpu, "B", &sb, &b).unwrap();
                     let tc = Tensor::from_f32(&gpu, "C", &[m, n], &c0).unwrap();
                     let mut rec = Recorder::new(&gpu);
-                    let mm = Matmul { layout, alpha, beta, variant: Some(variant) };
+                    let mm = Matmul { alpha, beta, variant: Some(variant), ..Matmul::new(layout) };
                     mm.record(&mut rec, &tc, &ta, &tb, d).unwrap();
                     rec.finish().unwrap();
                     let got = tc.download_f32(&gpu).unwrap();
@@ -104,4 +104,110 @@ fn matmul_rejects_bad_shapes() {
     let mut rec = Recorder::new(&gpu);
     let err = Matmul::new(Layout::NN).record(&mut rec, &c, &a, &a, Dims { m: 4, n: 4, k: 5 }).unwrap_err();
     assert!(err.to_string().contains("matmul"), "{err}");
+}
+
+/// Compressed-layer features: sizes read from the device (rounded up to 4),
+/// bias + ReLU epilogue, ReLU gate, and scatter-add into a full-size C
+/// through kept-unit maps, including a layer with no unit kept.
+#[test]
+fn matmul_dynamic_sizes_and_epilogues() {
+    use rand::Rng;
+    use sparsetrain::cpu::matmul::{ScatterRef, matmul_fused};
+    use sparsetrain::ops::matmul::{DynDims, Scatter};
+    let Some(gpu) = gpu("matmul_dynamic_sizes_and_epilogues") else { return };
+    let mut case = 0u64;
+    for variant in [Variant::RegTile, Variant::Shared, Variant::Naive] {
+        for layout in Layout::ALL {
+            // (real m, real n, real k) read from `dims`; 0 = nothing kept.
+            for &(rm, rn, rk) in &[(5usize, 7usize, 9usize), (1, 1, 1), (13, 0, 6), (8, 12, 0), (17, 30, 23)] {
+                case += 1;
+                let mut r = rng(1300 + case);
+                let pad = |x: usize| x.div_ceil(4) * 4;
+                let (m, n, k) = (pad(rm), pad(rn), pad(rk));
+                // Static bounds larger than the real sizes, as for a layer's full width.
+                let d_max = Dims { m: m + 8, n: n + 4, k: k + 12 };
+                let d = Dims { m, n, k };
+                let (sa, sb) = shapes_of(layout, d);
+                // Operands zero-padded past the real sizes, as compaction leaves them.
+                let mut a = vec![0.0f32; d_max.m * d_max.k];
+                let mut b = vec![0.0f32; d_max.k * d_max.n];
+                for i in 0..sa[0] {
+                    for j in 0..sa[1] {
+                        let real = if layout.trans_a() { i < rk && j < rm } else { i < rm && j < rk };
+                        if real {
+                            a[i * sa[1] + j] = r.random_range(-1.0..1.0);
+                        }
+                    }
+                }
+                for i in 0..sb[0] {
+                    for j in 0..sb[1] {
+                        let real = if layout.trans_b() { i < rn && j < rk } else { i < rk && j < rn };
+                        if real {
+                            b[i * sb[1] + j] = r.random_range(-1.0..1.0);
+                        }
+                    }
+                }
+                let bias: Vec<f32> =
+                    (0..d_max.n).map(|c| if c < rn { r.random_range(-1.0..1.0) } else { 0.0 }).collect();
+                let gate = rand_f32(&mut r, d_max.m * d_max.n, -1.0, 1.0);
+                let dims = [rm as u32, rn as u32, rk as u32];
+                let ta = Tensor::from_f32(&gpu, "A", &[a.len()], &a).unwrap();
+                let tb = Tensor::from_f32(&gpu, "B", &[b.len()], &b).unwrap();
+                let tbias = Tensor::from_f32(&gpu, "bias", &[bias.len()], &bias).unwrap();
+                let tgate = Tensor::from_f32(&gpu, "gate", &[gate.len()], &gate).unwrap();
+                let tdims = Tensor::from_u32(&gpu, "dims", &[3], &dims).unwrap();
+                let dynd = DynDims { dims: &tdims, m: Some(0), n: Some(1), k: Some(2) };
+
+                // 1. Forward-style: C = relu(A·B + bias), C poisoned.
+                let tc = Tensor::from_f32(&gpu, "C", &[d_max.m * d_max.n], &vec![f32::NAN; d_max.m * d_max.n]).unwrap();
+                // 2. Backward-style: C = (A·B) gated.
+                let tg = Tensor::from_f32(&gpu, "G", &[d_max.m * d_max.n], &vec![f32::NAN; d_max.m * d_max.n]).unwrap();
+                // 3. Scatter-add into a full [40, 50] C through maps.
+                let (full_m, full_n) = (40usize, 50usize);
+                let mut rows: Vec<u32> = (0..full_m as u32).collect();
+                let mut cols: Vec<u32> = (0..full_n as u32).collect();
+                for i in (1..rows.len()).rev() {
+                    rows.swap(i, r.random_range(0..=i));
+                }
+                for i in (1..cols.len()).rev() {
+                    cols.swap(i, r.random_range(0..=i));
+                }
+                // Maps live at offsets inside one u32 buffer, as kept lists do.
+                let mut maps = vec![0u32; 3];
+                maps.extend(&rows);
+                maps.extend(&cols);
+                let tmaps = Tensor::from_u32(&gpu, "maps", &[maps.len()], &maps).unwrap();
+                let full0 = rand_f32(&mut r, full_m * full_n, -1.0, 1.0);
+                let tfull = Tensor::from_f32(&gpu, "full", &[full0.len()], &full0).unwrap();
+                let scatter = Scatter { maps: &tmaps, rows: Some(3), cols: Some(3 + full_m), ldc: full_n };
+
+                let mut rec = Recorder::new(&gpu);
+                let base = Matmul::new(layout).variant(variant).dynamic(dynd);
+                base.bias(&tbias).relu().record(&mut rec, &tc, &ta, &tb, d_max).unwrap();
+                base.gate(&tgate).record(&mut rec, &tg, &ta, &tb, d_max).unwrap();
+                base.accumulate().scatter(scatter).record(&mut rec, &tfull, &ta, &tb, d_max).unwrap();
+                rec.finish().unwrap();
+
+                let (a64, b64) = (to_f64(&a[..d.m * d.k]), to_f64(&b[..d.k * d.n]));
+                let mut want_c = vec![0.0; d.m * d.n];
+                let bias64 = to_f64(&bias[..d.n]);
+                matmul_fused(&mut want_c, &a64, &b64, layout, 1.0, 0.0, d, Some(&bias64), true, None, None);
+                let mut want_g = vec![0.0; d.m * d.n];
+                let gate64 = to_f64(&gate[..d.m * d.n]);
+                matmul_fused(&mut want_g, &a64, &b64, layout, 1.0, 0.0, d, None, false, Some(&gate64), None);
+                let mut want_full = to_f64(&full0);
+                let sref = ScatterRef { rows: Some(&rows), cols: Some(&cols), ldc: full_n, real_m: rm, real_n: rn };
+                matmul_fused(&mut want_full, &a64, &b64, layout, 1.0, 1.0, d, None, false, None, Some(&sref));
+
+                let tag = format!("{} {} real {rm}x{rn}x{rk} (seed {})", variant.name(), layout.name(), 1300 + case);
+                let got_c = tc.download_f32(&gpu).unwrap();
+                assert_close(&format!("bias+relu {tag}"), &got_c[..d.m * d.n], &want_c, 1e-5 * (k as f64 + 1.0), 1e-5);
+                assert!(got_c[d.m * d.n..].iter().all(|v| v.is_nan()), "{tag}: wrote past the dynamic size");
+                let got_g = tg.download_f32(&gpu).unwrap();
+                assert_close(&format!("gate {tag}"), &got_g[..d.m * d.n], &want_g, 1e-5 * (k as f64 + 1.0), 1e-5);
+                let got_full = tfull.download_f32(&gpu).unwrap();
+                assert_close(&format!("scatter {tag}"), &got_full, &want_full, 1e-5 * (k as f64 + 1.0), 1e-5);
+            }
+        }
+    }
 }
