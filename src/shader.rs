@@ -25,10 +25,11 @@ pub enum Shader {
     Mask,
     Compact,
     Project,
+    Gather,
 }
 
 impl Shader {
-    pub const ALL: [Shader; 11] = [
+    pub const ALL: [Shader; 12] = [
         Shader::Matmul,
         Shader::Bias,
         Shader::Relu,
@@ -40,6 +41,7 @@ impl Shader {
         Shader::Mask,
         Shader::Compact,
         Shader::Project,
+        Shader::Gather,
     ];
 
     /// File name under `shaders/`.
@@ -56,6 +58,7 @@ impl Shader {
             Shader::Mask => "mask.wgsl",
             Shader::Compact => "compact.wgsl",
             Shader::Project => "project.wgsl",
+            Shader::Gather => "gather.wgsl",
         }
     }
 
@@ -73,6 +76,7 @@ impl Shader {
             Shader::Mask => include_str!("../shaders/mask.wgsl"),
             Shader::Compact => include_str!("../shaders/compact.wgsl"),
             Shader::Project => include_str!("../shaders/project.wgsl"),
+            Shader::Gather => include_str!("../shaders/gather.wgsl"),
         }
     }
 
@@ -128,6 +132,9 @@ pub enum Kernel {
     MaskSample,
     CompactKept,
     ProjectScores,
+    GatherWeights,
+    GatherBias,
+    ScatterBiasGrad,
 }
 
 impl Kernel {
@@ -144,6 +151,7 @@ impl Kernel {
             Kernel::MaskSample => Shader::Mask,
             Kernel::CompactKept => Shader::Compact,
             Kernel::ProjectScores => Shader::Project,
+            Kernel::GatherWeights | Kernel::GatherBias | Kernel::ScatterBiasGrad => Shader::Gather,
         }
     }
 
@@ -167,6 +175,9 @@ impl Kernel {
             Kernel::MaskSample => "mask_sample",
             Kernel::CompactKept => "compact_kept",
             Kernel::ProjectScores => "project_scores",
+            Kernel::GatherWeights => "gather_weights",
+            Kernel::GatherBias => "gather_bias",
+            Kernel::ScatterBiasGrad => "scatter_bias_grad",
         }
     }
 }

@@ -59,6 +59,9 @@ fn every_kernel_entry_point_exists() {
         Kernel::MaskSample,
         Kernel::CompactKept,
         Kernel::ProjectScores,
+        Kernel::GatherWeights,
+        Kernel::GatherBias,
+        Kernel::ScatterBiasGrad,
     ];
     for k in kernels {
         let shader = k.shader();

@@ -8,6 +8,7 @@
 pub mod accuracy;
 pub mod bias;
 pub mod compact;
+pub mod gather;
 pub mod mask;
 pub mod matmul;
 pub mod mlp;

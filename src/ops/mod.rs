@@ -7,6 +7,7 @@ pub mod accuracy;
 pub mod bias;
 pub mod compact;
 pub mod fill;
+pub mod gather;
 pub mod mask;
 pub mod matmul;
 pub mod optim;
@@ -44,6 +45,7 @@ pub fn params_layouts() -> Vec<(Shader, &'static str, usize)> {
         row::<mask::MaskParams>(),
         row::<compact::CompactParams>(),
         row::<project::ProjectParams>(),
+        row::<gather::GatherParams>(),
     ]
 }
 

@@ -6,6 +6,7 @@ mod common;
 mod accuracy;
 mod bias;
 mod compact;
+mod gather;
 mod mask;
 mod matmul;
 mod optim;

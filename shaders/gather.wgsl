@@ -1,0 +1,132 @@
+//#include common
+
+// Compression of a layer's parameters to its kept units, and the way back for
+// the bias gradient. Forward and backward side by side:
+// gather_weights:    Wc[j, q] = W[rows[j], cols[q]]  (j < kept rows, q < kept cols)
+// gather_bias:       bc[j]    = b[rows[j]]
+// scatter_bias_grad: db[rows[j]] += Σ_r dy[r, j]      (dy compacted, [batch, ·])
+// Compacted operands are zero-padded to multiples of 4 (see matmul.wgsl):
+// padding slots are written as 0, so later products ignore them. Kept counts
+// come from `dims` on the device; a map index NONE is the identity (the input
+// layer's columns, the classifier's rows), with the static size as count.
+
+// Keep in sync with `GatherParams` in src/ops/gather.rs.
+struct GatherParams {
+    // Full-size W is [rows_full, cols_full].
+    rows_full: u32,
+    cols_full: u32,
+    // Index into `dims` of the kept row / column count, or NONE.
+    dyn_rows: u32,
+    dyn_cols: u32,
+    // Offset of the row / column map in `maps`, or NONE.
+    rows_map: u32,
+    cols_map: u32,
+    // scatter_bias_grad: rows of dy (the batch).
+    batch: u32,
+    _pad: u32,
+}
+
+const NONE: u32 = 0xffffffffu;
+
+override WG: u32 = 256u;
+
+@group(0) @binding(0) var<uniform> p: GatherParams;
+@group(0) @binding(1) var<storage, read> dims: array<u32>;
+@group(0) @binding(2) var<storage, read> maps: array<u32>;
+@group(0) @binding(3) var<storage, read> src: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dst: array<f32>;
+
+fn real_count(fixed: u32, idx: u32) -> u32 {
+    if idx == NONE {
+        return fixed;
+    }
+    return dims[idx];
+}
+
+fn map(off: u32, j: u32) -> u32 {
+    if off == NONE {
+        return j;
+    }
+    return maps[off + j];
+}
+
+fn pad4(x: u32) -> u32 {
+    return (x + 3u) & ~3u;
+}
+
+@compute @workgroup_size(WG)
+fn gather_weights(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lidx: u32,
+) {
+    let t = flat_id(wid, nwg, lidx, WG);
+    let kr = real_count(p.rows_full, p.dyn_rows);
+    let kc = real_count(p.cols_full, p.dyn_cols);
+    // The static side keeps its own size (padding it would misalign the
+    // classifier's 10 outputs); compacted sides are padded to 4.
+    var pr = kr;
+    if p.dyn_rows != NONE {
+        pr = pad4(kr);
+    }
+    var pc = kc;
+    if p.dyn_cols != NONE {
+        pc = pad4(kc);
+    }
+    if t >= pr * pc {
+        return;
+    }
+    let j = t / pc;
+    let q = t % pc;
+    var v = 0.0;
+    if j < kr && q < kc {
+        v = src[map(p.rows_map, j) * p.cols_full + map(p.cols_map, q)];
+    }
+    dst[t] = v;
+}
+
+@compute @workgroup_size(WG)
+fn gather_bias(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lidx: u32,
+) {
+    let j = flat_id(wid, nwg, lidx, WG);
+    let kr = real_count(p.rows_full, p.dyn_rows);
+    var pr = kr;
+    if p.dyn_rows != NONE {
+        pr = pad4(kr);
+    }
+    if j >= pr {
+        return;
+    }
+    var v = 0.0;
+    if j < kr {
+        v = src[map(p.rows_map, j)];
+    }
+    dst[j] = v;
+}
+
+// One thread per kept unit; neighbouring threads read neighbouring columns.
+@compute @workgroup_size(WG)
+fn scatter_bias_grad(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lidx: u32,
+) {
+    let j = flat_id(wid, nwg, lidx, WG);
+    let kr = real_count(p.rows_full, p.dyn_rows);
+    if j >= kr {
+        return;
+    }
+    var stride = kr;
+    if p.dyn_rows != NONE {
+        stride = pad4(kr);
+    }
+    var sum = 0.0;
+    for (var r = 0u; r < p.batch; r++) {
+        sum += src[r * stride + j];
+    }
+    let at = map(p.rows_map, j);
+    dst[at] += sum;
+}

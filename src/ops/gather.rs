@@ -1,0 +1,146 @@
+//! Launcher of shaders/gather.wgsl: compressing a layer's weights and bias
+//! to its kept units, and scattering the bias gradient back.
+
+use super::matmul::NONE;
+use super::{KernelParams, need, u32_of};
+use crate::error::Result;
+use crate::record::Recorder;
+use crate::shader::{Kernel, Shader, grid_1d};
+use crate::tensor::{DType, Tensor};
+
+/// Keep in sync with `GatherParams` in shaders/gather.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct GatherParams {
+    pub rows_full: u32,
+    pub cols_full: u32,
+    pub dyn_rows: u32,
+    pub dyn_cols: u32,
+    pub rows_map: u32,
+    pub cols_map: u32,
+    pub batch: u32,
+    pub _pad: u32,
+}
+
+impl KernelParams for GatherParams {
+    const SHADER: Shader = Shader::Gather;
+    const WGSL_NAME: &'static str = "GatherParams";
+}
+
+const WG: u32 = 256;
+
+/// Which units of one side of a layer are kept: all of them (`Full`), or
+/// the `dims[count]` units listed in `maps` from element `map`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Full,
+    Kept { count: usize, map: usize },
+}
+
+impl Side {
+    fn indices(self) -> Result<(u32, u32)> {
+        match self {
+            Side::Full => Ok((NONE, NONE)),
+            Side::Kept { count, map } => Ok((u32_of("gather", "count", count)?, u32_of("gather", "map", map)?)),
+        }
+    }
+
+    /// Upper bound of the compacted size: full size, padded to 4 if compacted.
+    pub fn max_len(self, full: usize) -> usize {
+        match self {
+            Side::Full => full,
+            Side::Kept { .. } => full.div_ceil(4) * 4,
+        }
+    }
+}
+
+/// Where kept counts and lists live on the device.
+#[derive(Clone, Copy, Debug)]
+pub struct KeptSet<'a> {
+    pub dims: &'a Tensor,
+    pub maps: &'a Tensor,
+}
+
+fn params(rows: Side, cols: Side, rows_full: usize, cols_full: usize, batch: usize) -> Result<GatherParams> {
+    let (dyn_rows, rows_map) = rows.indices()?;
+    let (dyn_cols, cols_map) = cols.indices()?;
+    Ok(GatherParams {
+        rows_full: u32_of("gather", "rows", rows_full)?,
+        cols_full: u32_of("gather", "cols", cols_full)?,
+        dyn_rows,
+        dyn_cols,
+        rows_map,
+        cols_map,
+        batch: u32_of("gather", "batch", batch)?,
+        _pad: 0,
+    })
+}
+
+fn run(
+    rec: &mut Recorder,
+    kernel: Kernel,
+    p: &GatherParams,
+    k: KeptSet,
+    src: &Tensor,
+    dst: &Tensor,
+    threads: usize,
+) -> Result<()> {
+    need("gather", "dims", k.dims, 1, DType::U32)?;
+    need("gather", "maps", k.maps, 1, DType::U32)?;
+    let t = u32_of("gather", "threads", threads)?;
+    if t == 0 {
+        return Ok(());
+    }
+    let groups = grid_1d(t, WG, rec.gpu().limits().max_compute_workgroups_per_dimension);
+    rec.dispatch(kernel, &vec![("WG", WG.into())], (0, p), &[(1, k.dims), (2, k.maps), (3, src), (4, dst)], groups)
+}
+
+/// wc = W[kept rows, kept cols] (padded with zeros), W: [rows_full, cols_full].
+pub fn gather_weights(
+    rec: &mut Recorder,
+    wc: &Tensor,
+    w: &Tensor,
+    kept: KeptSet,
+    rows: Side,
+    cols: Side,
+    full: (usize, usize),
+) -> Result<()> {
+    let max = rows.max_len(full.0) * cols.max_len(full.1);
+    need("gather_weights", "wc", wc, max, DType::F32)?;
+    need("gather_weights", "w", w, full.0 * full.1, DType::F32)?;
+    let p = params(rows, cols, full.0, full.1, 0)?;
+    run(rec, Kernel::GatherWeights, &p, kept, w, wc, max)
+}
+
+/// bc = b[kept rows] (padded with zeros), b: [rows_full].
+pub fn gather_bias(
+    rec: &mut Recorder,
+    bc: &Tensor,
+    b: &Tensor,
+    kept: KeptSet,
+    rows: Side,
+    rows_full: usize,
+) -> Result<()> {
+    let max = rows.max_len(rows_full);
+    need("gather_bias", "bc", bc, max, DType::F32)?;
+    need("gather_bias", "b", b, rows_full, DType::F32)?;
+    let p = params(rows, Side::Full, rows_full, 1, 0)?;
+    run(rec, Kernel::GatherBias, &p, kept, b, bc, max)
+}
+
+/// db[kept rows[j]] += Σ_r dy[r, j]; dy: [batch, padded kept rows].
+pub fn scatter_bias_grad(
+    rec: &mut Recorder,
+    db: &Tensor,
+    dy: &Tensor,
+    kept: KeptSet,
+    rows: Side,
+    rows_full: usize,
+    batch: usize,
+) -> Result<()> {
+    let max = rows.max_len(rows_full);
+    need("scatter_bias_grad", "db", db, rows_full, DType::F32)?;
+    need("scatter_bias_grad", "dy", dy, batch * max, DType::F32)?;
+    let p = params(rows, Side::Full, rows_full, 1, batch)?;
+    run(rec, Kernel::ScatterBiasGrad, &p, kept, dy, db, max)
+}

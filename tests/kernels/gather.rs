@@ -1,0 +1,68 @@
+use rand::Rng;
+use sparsetrain::ops::gather::{KeptSet, Side, gather_bias, gather_weights, scatter_bias_grad};
+use sparsetrain::{Recorder, Tensor, cpu};
+
+use crate::common::*;
+
+fn subset(r: &mut impl Rng, n: usize, keep: f64) -> Vec<u32> {
+    (0..n as u32).filter(|_| r.random_bool(keep)).collect()
+}
+
+#[test]
+fn gather_and_scatter_match_reference() {
+    let Some(gpu) = gpu("gather_and_scatter_match_reference") else { return };
+    let (rows_full, cols_full, batch) = (37usize, 23usize, 5usize);
+    let mut case = 0;
+    for keep_rows in [Some(1.0), Some(0.5), Some(0.0), Some(0.1), None] {
+        for keep_cols in [Some(0.5), None, Some(1.0), Some(0.0)] {
+            case += 1;
+            let mut r = rng(1400 + case);
+            let rows = keep_rows.map(|k| subset(&mut r, rows_full, k));
+            let cols = keep_cols.map(|k| subset(&mut r, cols_full, k));
+            // dims = [kept rows, kept cols]; maps = rows list at 0, cols list at 64.
+            let dims = [rows.as_ref().map_or(0, |v| v.len() as u32), cols.as_ref().map_or(0, |v| v.len() as u32)];
+            let mut maps = vec![u32::MAX; 128];
+            if let Some(v) = &rows {
+                maps[..v.len()].copy_from_slice(v);
+            }
+            if let Some(v) = &cols {
+                maps[64..64 + v.len()].copy_from_slice(v);
+            }
+            let rside = if rows.is_some() { Side::Kept { count: 0, map: 0 } } else { Side::Full };
+            let cside = if cols.is_some() { Side::Kept { count: 1, map: 64 } } else { Side::Full };
+            let w = rand_f32(&mut r, rows_full * cols_full, -1.0, 1.0);
+            let b = rand_f32(&mut r, rows_full, -1.0, 1.0);
+            let max = rside.max_len(rows_full) * cside.max_len(cols_full);
+            let pr = rside.max_len(rows_full);
+            let dy = rand_f32(&mut r, batch * pr, -1.0, 1.0);
+            let db0 = rand_f32(&mut r, rows_full, -1.0, 1.0);
+            let tdims = Tensor::from_u32(&gpu, "dims", &[2], &dims).unwrap();
+            let tmaps = Tensor::from_u32(&gpu, "maps", &[128], &maps).unwrap();
+            let kept = KeptSet { dims: &tdims, maps: &tmaps };
+            let tw = Tensor::from_f32(&gpu, "w", &[w.len()], &w).unwrap();
+            let tb = Tensor::from_f32(&gpu, "b", &[b.len()], &b).unwrap();
+            let twc = Tensor::from_f32(&gpu, "wc", &[max], &vec![f32::NAN; max]).unwrap();
+            let tbc = Tensor::from_f32(&gpu, "bc", &[pr], &vec![f32::NAN; pr]).unwrap();
+            let tdy = Tensor::from_f32(&gpu, "dy", &[dy.len()], &dy).unwrap();
+            let tdb = Tensor::from_f32(&gpu, "db", &[rows_full], &db0).unwrap();
+            let mut rec = Recorder::new(&gpu);
+            gather_weights(&mut rec, &twc, &tw, kept, rside, cside, (rows_full, cols_full)).unwrap();
+            gather_bias(&mut rec, &tbc, &tb, kept, rside, rows_full).unwrap();
+            scatter_bias_grad(&mut rec, &tdb, &tdy, kept, rside, rows_full, batch).unwrap();
+            rec.finish().unwrap();
+
+            let tag = format!("rows {keep_rows:?} cols {keep_cols:?}");
+            let want_wc =
+                cpu::gather::gather_weights(&to_f64(&w), (rows_full, cols_full), rows.as_deref(), cols.as_deref());
+            let got_wc = twc.download_f32(&gpu).unwrap();
+            assert_close(&format!("gather_weights {tag}"), &got_wc[..want_wc.len()], &want_wc, 0.0, 0.0);
+            assert!(got_wc[want_wc.len()..].iter().all(|v| v.is_nan()), "{tag}: wrote past the compacted weights");
+            let want_bc = cpu::gather::gather_bias(&to_f64(&b), rows.as_deref());
+            let got_bc = tbc.download_f32(&gpu).unwrap();
+            assert_close(&format!("gather_bias {tag}"), &got_bc[..want_bc.len()], &want_bc, 0.0, 0.0);
+            let mut want_db = to_f64(&db0);
+            cpu::gather::scatter_bias_grad(&mut want_db, &to_f64(&dy), rows.as_deref(), batch);
+            assert_close(&format!("scatter_bias_grad {tag}"), &tdb.download_f32(&gpu).unwrap(), &want_db, 1e-5, 1e-5);
+        }
+    }
+}
