@@ -5,6 +5,10 @@
 // reduce_partial: workgroup g sums a strided share of x into partials[g].
 // reduce_final:   one workgroup sums the partials into out[out_index] · scale
 //                 (scale = 1 for a sum, 1/n for a mean).
+// With SQUARE the first pass sums x² (a squared norm).
+// With CLIP the final pass writes min(1, scale / (sqrt(total) + 1e-6)) instead:
+// the factor of gradient-norm clipping to norm `scale`, from the squared
+// norms of the parameter groups, without leaving the device.
 
 // Keep in sync with `ReduceParams` in src/ops/reduce.rs.
 struct ReduceParams {
@@ -19,6 +23,8 @@ struct ReduceParams {
 
 // Must be a power of two (tree reduction).
 override WG: u32 = 256u;
+override SQUARE: bool = false;
+override CLIP: bool = false;
 
 @group(0) @binding(0) var<uniform> p: ReduceParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -47,7 +53,12 @@ fn reduce_partial(
     let g = wid.y * nwg.x + wid.x;
     var sum = 0.0;
     for (var i = g * WG + lidx; i < p.n; i += groups * WG) {
-        sum += x[i];
+        let v = x[i];
+        if SQUARE {
+            sum += v * v;
+        } else {
+            sum += v;
+        }
     }
     scratch[lidx] = sum;
     workgroup_sum(lidx);
@@ -66,9 +77,13 @@ fn reduce_final(@builtin(local_invocation_index) lidx: u32) {
     workgroup_sum(lidx);
     if lidx == 0u {
         var v = scratch[0] * p.scale;
+        if CLIP {
+            v = min(1.0, p.scale / (sqrt(scratch[0]) + 1e-6));
+        }
         if p.accumulate != 0u {
             v += out[p.out_index];
         }
         out[p.out_index] = v;
     }
 }
+

@@ -26,10 +26,11 @@ pub enum Shader {
     Compact,
     Project,
     Gather,
+    Vrpge,
 }
 
 impl Shader {
-    pub const ALL: [Shader; 12] = [
+    pub const ALL: [Shader; 13] = [
         Shader::Matmul,
         Shader::Bias,
         Shader::Relu,
@@ -42,6 +43,7 @@ impl Shader {
         Shader::Compact,
         Shader::Project,
         Shader::Gather,
+        Shader::Vrpge,
     ];
 
     /// File name under `shaders/`.
@@ -59,6 +61,7 @@ impl Shader {
             Shader::Compact => "compact.wgsl",
             Shader::Project => "project.wgsl",
             Shader::Gather => "gather.wgsl",
+            Shader::Vrpge => "vrpge.wgsl",
         }
     }
 
@@ -77,6 +80,7 @@ impl Shader {
             Shader::Compact => include_str!("../shaders/compact.wgsl"),
             Shader::Project => include_str!("../shaders/project.wgsl"),
             Shader::Gather => include_str!("../shaders/gather.wgsl"),
+            Shader::Vrpge => include_str!("../shaders/vrpge.wgsl"),
         }
     }
 
@@ -135,6 +139,7 @@ pub enum Kernel {
     GatherWeights,
     GatherBias,
     ScatterBiasGrad,
+    ScoreGrad,
 }
 
 impl Kernel {
@@ -152,6 +157,7 @@ impl Kernel {
             Kernel::CompactKept => Shader::Compact,
             Kernel::ProjectScores => Shader::Project,
             Kernel::GatherWeights | Kernel::GatherBias | Kernel::ScatterBiasGrad => Shader::Gather,
+            Kernel::ScoreGrad => Shader::Vrpge,
         }
     }
 
@@ -178,6 +184,7 @@ impl Kernel {
             Kernel::GatherWeights => "gather_weights",
             Kernel::GatherBias => "gather_bias",
             Kernel::ScatterBiasGrad => "scatter_bias_grad",
+            Kernel::ScoreGrad => "score_grad",
         }
     }
 }

@@ -62,6 +62,7 @@ fn every_kernel_entry_point_exists() {
         Kernel::GatherWeights,
         Kernel::GatherBias,
         Kernel::ScatterBiasGrad,
+        Kernel::ScoreGrad,
     ];
     for k in kernels {
         let shader = k.shader();

@@ -17,3 +17,4 @@ pub mod project;
 pub mod reduce;
 pub mod relu;
 pub mod softmax_xent;
+pub mod vrpge;

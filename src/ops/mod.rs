@@ -15,6 +15,7 @@ pub mod project;
 pub mod reduce;
 pub mod relu;
 pub mod softmax_xent;
+pub mod vrpge;
 
 use crate::error::{Error, Result};
 use crate::shader::Shader;
@@ -46,6 +47,7 @@ pub fn params_layouts() -> Vec<(Shader, &'static str, usize)> {
         row::<compact::CompactParams>(),
         row::<project::ProjectParams>(),
         row::<gather::GatherParams>(),
+        row::<vrpge::ScoreGradParams>(),
     ]
 }
 

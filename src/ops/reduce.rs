@@ -27,6 +27,12 @@ const WG: u32 = 256;
 /// buffer that `Reducer` holds.
 pub const MAX_PARTIALS: usize = 1024;
 
+#[derive(Clone, Copy)]
+struct Mode {
+    square: bool,
+    clip: bool,
+}
+
 /// The scratch space of a reduction, allocated once and reused every step.
 pub struct Reducer {
     partials: Tensor,
@@ -49,23 +55,70 @@ impl Reducer {
         scale: f32,
         accumulate: bool,
     ) -> Result<()> {
+        self.run(rec, out, out_index, x, n, Mode { square: false, clip: false }, scale, accumulate)
+    }
+
+    /// out[out_index] = Σ x[0..n]².
+    pub fn sum_squares(&self, rec: &mut Recorder, out: &Tensor, out_index: usize, x: &Tensor, n: usize) -> Result<()> {
+        self.run(rec, out, out_index, x, n, Mode { square: true, clip: false }, 1.0, false)
+    }
+
+    /// out[out_index] = min(1, max_norm / (sqrt(Σ sq[0..n]) + 1e-6)), where `sq`
+    /// holds squared norms: the joint gradient-clipping factor.
+    pub fn clip_factor(
+        &self,
+        rec: &mut Recorder,
+        out: &Tensor,
+        out_index: usize,
+        sq: &Tensor,
+        n: usize,
+        max_norm: f32,
+    ) -> Result<()> {
+        if !(max_norm.is_finite() && max_norm > 0.0) {
+            return Err(crate::Error::InvalidArgument(format!(
+                "clip norm must be finite and positive, got {max_norm}"
+            )));
+        }
+        self.run(rec, out, out_index, sq, n, Mode { square: false, clip: true }, max_norm, false)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        rec: &mut Recorder,
+        out: &Tensor,
+        out_index: usize,
+        x: &Tensor,
+        n: usize,
+        mode: Mode,
+        scale: f32,
+        accumulate: bool,
+    ) -> Result<()> {
         const OP: &str = "reduce";
         need(OP, "out", out, out_index + 1, DType::F32)?;
         need(OP, "x", x, n, DType::F32)?;
         let n32 = u32_of(OP, "n", n)?;
         let groups = (n32.div_ceil(WG)).clamp(1, MAX_PARTIALS as u32);
         let max = rec.gpu().limits().max_compute_workgroups_per_dimension;
-        let consts = vec![("WG", f64::from(WG))];
+        let flag = |b: bool| f64::from(u8::from(b));
+        let first_consts = vec![("WG", f64::from(WG)), ("SQUARE", flag(mode.square))];
+        let final_consts = vec![("WG", f64::from(WG)), ("CLIP", flag(mode.clip))];
         let first = ReduceParams { n: n32, out_index: 0, scale: 1.0, accumulate: 0 };
         rec.dispatch(
             Kernel::ReducePartial,
-            &consts,
+            &first_consts,
             (0, &first),
             &[(1, x), (2, &self.partials)],
             grid_1d(groups * WG, WG, max),
         )?;
         let second = ReduceParams { n: groups, out_index: out_index as u32, scale, accumulate: accumulate.into() };
-        rec.dispatch(Kernel::ReduceFinal, &consts, (0, &second), &[(1, &self.partials), (2, out)], glam::UVec3::ONE)
+        rec.dispatch(
+            Kernel::ReduceFinal,
+            &final_consts,
+            (0, &second),
+            &[(1, &self.partials), (2, out)],
+            glam::UVec3::ONE,
+        )
     }
 
     /// out[out_index] = Σ x[0..n].

@@ -15,3 +15,4 @@ mod reduce;
 mod relu;
 mod softmax_xent;
 mod tensor;
+mod vrpge;

@@ -1,0 +1,89 @@
+//! Launcher of shaders/vrpge.wgsl: the score gradient of the policy-gradient
+//! estimator from two mask samples and their losses, all on the device.
+
+use super::{KernelParams, need, u32_of};
+use crate::error::{Error, Result};
+use crate::record::Recorder;
+use crate::shader::{Kernel, Shader, grid_1d};
+use crate::tensor::{DType, Tensor};
+
+/// Keep in sync with `ScoreGradParams` in shaders/vrpge.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct ScoreGradParams {
+    pub n: u32,
+    pub l1: u32,
+    pub l2: u32,
+    pub eps: f32,
+}
+
+impl KernelParams for ScoreGradParams {
+    const SHADER: Shader = Shader::Vrpge;
+    const WGSL_NAME: &'static str = "ScoreGradParams";
+}
+
+const WG: u32 = 256;
+
+/// The form of the score function g(m, s) = (m − s) / denom.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScoreFn {
+    /// denom = sqrt(s (1 − s)): unit second moment per coordinate (the
+    /// reference code's default).
+    Fisher,
+    /// denom = s (1 − s): the exact score function ∇_s log p(m|s).
+    Exact,
+}
+
+/// How the two samples combine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Estimator {
+    /// Leave-one-out baseline: ((L1 − L2)/2)(g1 − g2).
+    VrPge,
+    /// No baseline (ablation): (L1 g1 + L2 g2)/2.
+    Pge,
+}
+
+/// The guard inside each factor of s (1 − s), as in the reference code.
+pub const SCORE_EPS: f32 = 1e-20;
+
+/// grad[i] = δ_i for i < n, from losses[l1], losses[l2].
+#[allow(clippy::too_many_arguments)]
+pub fn score_grad(
+    rec: &mut Recorder,
+    grad: &Tensor,
+    losses: &Tensor,
+    loss_slots: (usize, usize),
+    scores: &Tensor,
+    masks: (&Tensor, &Tensor),
+    est: (Estimator, ScoreFn),
+    n: usize,
+) -> Result<()> {
+    const OP: &str = "score_grad";
+    need(OP, "grad", grad, n, DType::F32)?;
+    need(OP, "losses", losses, loss_slots.0.max(loss_slots.1) + 1, DType::F32)?;
+    need(OP, "scores", scores, n, DType::F32)?;
+    need(OP, "mask1", masks.0, n, DType::U32)?;
+    need(OP, "mask2", masks.1, n, DType::U32)?;
+    if loss_slots.0 == loss_slots.1 {
+        return Err(Error::InvalidArgument("the two samples need distinct loss slots".into()));
+    }
+    let n32 = u32_of(OP, "n", n)?;
+    if n32 == 0 {
+        return Ok(());
+    }
+    let params = ScoreGradParams { n: n32, l1: loss_slots.0 as u32, l2: loss_slots.1 as u32, eps: SCORE_EPS };
+    let flag = |b: bool| f64::from(u8::from(b));
+    let constants = vec![
+        ("WG", f64::from(WG)),
+        ("FISHER", flag(est.1 == ScoreFn::Fisher)),
+        ("BASELINE", flag(est.0 == Estimator::VrPge)),
+    ];
+    let groups = grid_1d(n32, WG, rec.gpu().limits().max_compute_workgroups_per_dimension);
+    rec.dispatch(
+        Kernel::ScoreGrad,
+        &constants,
+        (0, &params),
+        &[(1, losses), (2, scores), (3, masks.0), (4, masks.1), (5, grad)],
+        groups,
+    )
+}

@@ -1,0 +1,68 @@
+use rand::Rng;
+use sparsetrain::ops::vrpge::{Estimator, ScoreFn, score_grad};
+use sparsetrain::{DType, Recorder, Tensor, cpu};
+
+use crate::common::*;
+
+#[test]
+fn score_grad_matches_reference() {
+    let Some(gpu) = gpu("score_grad_matches_reference") else { return };
+    let mut case = 0;
+    for &n in &[1usize, 255, 1001] {
+        for est in [
+            (Estimator::VrPge, ScoreFn::Fisher),
+            (Estimator::VrPge, ScoreFn::Exact),
+            (Estimator::Pge, ScoreFn::Fisher),
+            (Estimator::Pge, ScoreFn::Exact),
+        ] {
+            case += 1;
+            let mut r = rng(1500 + case);
+            // Scores away from 0 and 1, where the guard does not matter, plus
+            // the exact ends, where it must keep the result finite.
+            let mut s = rand_f32(&mut r, n, 0.05, 0.95);
+            s[0] = if case % 2 == 0 { 0.0 } else { 1.0 };
+            let m1: Vec<u32> = s.iter().map(|&p| u32::from(r.random_bool(p as f64))).collect();
+            let m2: Vec<u32> = s.iter().map(|&p| u32::from(r.random_bool(p as f64))).collect();
+            let losses = [2.5f32, 1.75, 9.0];
+            let tl = Tensor::from_f32(&gpu, "losses", &[3], &losses).unwrap();
+            let ts = Tensor::from_f32(&gpu, "s", &[n], &s).unwrap();
+            let t1 = Tensor::from_u32(&gpu, "m1", &[n], &m1).unwrap();
+            let t2 = Tensor::from_u32(&gpu, "m2", &[n], &m2).unwrap();
+            let tg = Tensor::zeros(&gpu, "g", &[n], DType::F32).unwrap();
+            let mut rec = Recorder::new(&gpu);
+            score_grad(&mut rec, &tg, &tl, (0, 1), &ts, (&t1, &t2), est, n).unwrap();
+            rec.finish().unwrap();
+            let want = cpu::vrpge::score_grad((2.5, 1.75), &to_f64(&s), &m1, &m2, est);
+            let got = tg.download_f32(&gpu).unwrap();
+            assert!(got.iter().all(|v| v.is_finite()), "{est:?}: non-finite score gradient");
+            // s = 0 or 1 with m = s gives 0/eps-guarded 0; compare the rest.
+            assert_close(&format!("score_grad n={n} {est:?}"), &got[1..], &want[1..], 1e-5, 1e-5);
+        }
+    }
+}
+
+#[test]
+fn norm_and_clip_factor_match_reference() {
+    use sparsetrain::ops::reduce::Reducer;
+    let Some(gpu) = gpu("norm_and_clip_factor_match_reference") else { return };
+    let reducer = Reducer::new(&gpu).unwrap();
+    for (case, &(n1, n2, amp)) in [(1000usize, 77usize, 1.0f32), (300_001, 5, 0.001), (3, 1, 10.0)].iter().enumerate() {
+        let mut r = rng(1600 + case as u64);
+        let a = rand_f32(&mut r, n1, -amp, amp);
+        let b = rand_f32(&mut r, n2, -amp, amp);
+        let ta = Tensor::from_f32(&gpu, "a", &[n1], &a).unwrap();
+        let tb = Tensor::from_f32(&gpu, "b", &[n2], &b).unwrap();
+        let sq = Tensor::zeros(&gpu, "sq", &[2], DType::F32).unwrap();
+        let clip = Tensor::zeros(&gpu, "clip", &[1], DType::F32).unwrap();
+        let mut rec = Recorder::new(&gpu);
+        reducer.sum_squares(&mut rec, &sq, 0, &ta, n1).unwrap();
+        reducer.sum_squares(&mut rec, &sq, 1, &tb, n2).unwrap();
+        reducer.clip_factor(&mut rec, &clip, 0, &sq, 2, 3.0).unwrap();
+        rec.finish().unwrap();
+        let s1: f64 = to_f64(&a).iter().map(|v| v * v).sum();
+        let s2: f64 = to_f64(&b).iter().map(|v| v * v).sum();
+        assert_close("sum of squares", &sq.download_f32(&gpu).unwrap(), &[s1, s2], 1e-6, 1e-5);
+        let want = (3.0 / ((s1 + s2).sqrt() + 1e-6)).min(1.0);
+        assert_close("clip factor", &clip.download_f32(&gpu).unwrap(), &[want], 1e-6, 1e-5);
+    }
+}
