@@ -19,6 +19,7 @@ pub mod mlp;
 pub mod ops;
 pub mod record;
 pub mod shader;
+pub mod sparse;
 pub mod tensor;
 pub mod train;
 

@@ -115,6 +115,11 @@ impl Mlp {
         Ok(Mlp { layout, params, grads, w, b, dw, db })
     }
 
+    /// Views of layer l's weight [out, in], bias [out], and their gradients.
+    pub fn layer_views(&self, l: usize) -> (&Tensor, &Tensor, &Tensor, &Tensor) {
+        (&self.w[l], &self.b[l], &self.dw[l], &self.db[l])
+    }
+
     pub fn input_dim(&self) -> usize {
         self.layout.sizes[0]
     }

@@ -12,12 +12,6 @@ use sparsetrain::mlp::{DenseTrainer, Mlp, ParamLayout};
 use sparsetrain::ops::optim::Sgd;
 use sparsetrain::{Recorder, Tensor};
 
-/// Max |gpu - ref| over max |ref|, per parameter tensor.
-fn rel_err(got: &[f32], want: &[f64]) -> f64 {
-    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-30);
-    got.iter().zip(want).fold(0.0f64, |m, (&g, &w)| m.max((g as f64 - w).abs())) / scale
-}
-
 #[test]
 fn gradients_match_f64_reference() {
     let Some(gpu) = gpu("gradients_match_f64_reference") else { return };

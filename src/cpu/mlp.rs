@@ -13,6 +13,20 @@ pub struct MlpResult {
 }
 
 pub fn forward_backward(layout: &ParamLayout, params: &[f64], x: &[f64], labels: &[u32], batch: usize) -> MlpResult {
+    forward_backward_masked(layout, params, x, labels, batch, None)
+}
+
+/// The same with hidden unit masks (one 0/1 vector per hidden layer): a
+/// removed unit's activation is zero, hence its gradients too. This is the
+/// dense-masked definition that the compacted GPU path must reproduce.
+pub fn forward_backward_masked(
+    layout: &ParamLayout,
+    params: &[f64],
+    x: &[f64],
+    labels: &[u32],
+    batch: usize,
+    masks: Option<&[Vec<u32>]>,
+) -> MlpResult {
     let layers = layout.layers();
     let mut acts: Vec<Vec<f64>> = Vec::new();
     for l in 0..layers {
@@ -24,6 +38,15 @@ pub fn forward_backward(layout: &ParamLayout, params: &[f64], x: &[f64], labels:
         bias::bias_add(&mut y, &params[layout.b[l]..layout.b[l] + o], batch, o);
         if l + 1 < layers {
             relu::relu_forward(&mut y);
+            if let Some(m) = masks {
+                for r in 0..batch {
+                    for u in 0..o {
+                        if m[l][u] == 0 {
+                            y[r * o + u] = 0.0;
+                        }
+                    }
+                }
+            }
         }
         acts.push(y);
     }

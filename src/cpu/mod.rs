@@ -17,4 +17,5 @@ pub mod project;
 pub mod reduce;
 pub mod relu;
 pub mod softmax_xent;
+pub mod sparse;
 pub mod vrpge;

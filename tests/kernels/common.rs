@@ -2,6 +2,9 @@
 //! not running, seeded random data, and comparisons that report the max
 //! error and the first mismatches.
 
+// Each test binary that includes this file uses a different subset of it.
+#![allow(dead_code)]
+
 use rand::{Rng, SeedableRng};
 use sparsetrain::{Error, Gpu, GpuOptions};
 
@@ -67,4 +70,19 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], abs: f64, rel: f64) {
         );
     }
     eprintln!("{what}: ok, max error {max_err:e} over {} elements", got.len());
+}
+
+/// Max |got - want| over max |want|: the error measure for whole parameter
+/// tensors, whose small entries would make an elementwise relative test noisy.
+pub fn rel_err(got: &[f32], want: &[f64]) -> f64 {
+    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-30);
+    got.iter().zip(want).fold(0.0f64, |m, (&g, &w)| m.max((g as f64 - w).abs())) / scale
+}
+
+/// Panics unless `rel_err(got, want) <= tol`; prints the error either way.
+pub fn assert_rel(what: &str, got: &[f32], want: &[f64], tol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length {} vs reference {}", got.len(), want.len());
+    let e = rel_err(got, want);
+    eprintln!("{what}: relative error {e:e}");
+    assert!(e <= tol, "{what}: relative error {e:e} > {tol:e}");
 }
