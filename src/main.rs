@@ -34,11 +34,17 @@ struct TrainArgs {
     /// Hidden layer widths, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = vec![256usize, 256])]
     hidden: Vec<usize>,
-    #[arg(long, default_value_t = 3)]
+    /// Fraction of prunable units (hidden neurons) kept, in (0, 1].
+    #[arg(long, default_value_t = 0.25)]
+    keep: f32,
+    /// Train the dense baseline instead: no masks, one pass per step.
+    #[arg(long)]
+    dense: bool,
+    #[arg(long, default_value_t = 5)]
     epochs: usize,
     #[arg(long, default_value_t = 128)]
     batch: usize,
-    /// Initial learning rate (cosine-decayed per epoch unless --no-cosine).
+    /// Initial weight learning rate (SGD; cosine-decayed per epoch unless --no-cosine).
     #[arg(long, default_value_t = 0.05)]
     lr: f32,
     #[arg(long, default_value_t = 0.9)]
@@ -47,6 +53,30 @@ struct TrainArgs {
     weight_decay: f32,
     #[arg(long)]
     no_cosine: bool,
+    /// Initial score learning rate (Adam; cosine-decayed like --lr).
+    #[arg(long, default_value_t = 0.01)]
+    score_lr: f32,
+    /// Score-gradient estimator.
+    #[arg(long, value_enum, default_value_t = EstimatorArg::Vrpge)]
+    estimator: EstimatorArg,
+    /// Score function: Fisher-preconditioned (default) or the exact one.
+    #[arg(long, value_enum, default_value_t = ScoreFnArg::Fisher)]
+    score_fn: ScoreFnArg,
+    /// Joint gradient-norm clipping of weights and scores.
+    #[arg(long, default_value_t = 3.0)]
+    clip: f32,
+    /// Masks drawn from the final scores; the best on the training set is kept.
+    #[arg(long, default_value_t = 10)]
+    select_draws: usize,
+    /// Training images the candidate masks are scored on (0: all).
+    #[arg(long, default_value_t = 0)]
+    select_on: usize,
+    /// Epochs of fine-tuning with the chosen mask fixed.
+    #[arg(long, default_value_t = 1)]
+    finetune_epochs: usize,
+    /// Constant learning rate of fine-tuning.
+    #[arg(long, default_value_t = 0.01)]
+    finetune_lr: f32,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     #[arg(long, value_enum, default_value_t = DatasetArg::Synthetic)]
@@ -60,9 +90,23 @@ struct TrainArgs {
     /// Test images generated for --dataset synthetic.
     #[arg(long, default_value_t = 2_000)]
     test_size: usize,
-    /// Append one JSON line per epoch to this file.
+    /// Append one JSON line per epoch (and a summary line) to this file.
     #[arg(long)]
     metrics: Option<std::path::PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum EstimatorArg {
+    /// Variance-reduced policy gradient (leave-one-out baseline).
+    Vrpge,
+    /// Plain policy gradient without baseline (ablation).
+    Pge,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ScoreFnArg {
+    Fisher,
+    Exact,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -191,9 +235,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn train(a: TrainArgs) -> anyhow::Result<()> {
     use sparsetrain::data::{self, DatasetKind};
-    use sparsetrain::train::{Session, TrainConfig};
+    use sparsetrain::ops::optim::Adam;
+    use sparsetrain::ops::vrpge::{Estimator, ScoreFn};
+    use sparsetrain::sparse::SparseConfig;
+    use sparsetrain::train::{EpochStats, Session, TrainConfig};
     use std::io::Write;
 
+    for (flag, v) in [("--keep", a.keep), ("--score-lr", a.score_lr), ("--clip", a.clip)] {
+        if !v.is_finite() {
+            return Err(usage(format!("{flag} must be a finite number, got {v}")));
+        }
+    }
+    if !(a.keep > 0.0 && a.keep <= 1.0) {
+        return Err(usage(format!("--keep must be in (0, 1], got {}", a.keep)));
+    }
+    let sparse = (!a.dense).then(|| SparseConfig {
+        keep: a.keep,
+        estimator: match a.estimator {
+            EstimatorArg::Vrpge => Estimator::VrPge,
+            EstimatorArg::Pge => Estimator::Pge,
+        },
+        score_fn: match a.score_fn {
+            ScoreFnArg::Fisher => ScoreFn::Fisher,
+            ScoreFnArg::Exact => ScoreFn::Exact,
+        },
+        score_adam: Adam { lr: a.score_lr, ..Adam::default() },
+        clip_norm: a.clip,
+        seed: a.seed,
+        ..SparseConfig::default()
+    });
     let cfg = TrainConfig {
         hidden: a.hidden.clone(),
         epochs: a.epochs,
@@ -203,6 +273,11 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
         weight_decay: a.weight_decay,
         cosine: !a.no_cosine,
         seed: a.seed,
+        sparse,
+        select_draws: a.select_draws,
+        select_on: a.select_on,
+        finetune_epochs: if a.dense { 0 } else { a.finetune_epochs },
+        finetune_lr: a.finetune_lr,
     };
     cfg.validate().map_err(|e| usage(e.to_string()))?;
     let kind = match a.dataset {
@@ -212,8 +287,8 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
     };
     let split = match kind {
         DatasetKind::Synthetic => {
-            if a.train_size == 0 {
-                return Err(usage("--train-size must be at least 1"));
+            if a.train_size == 0 || a.test_size == 0 {
+                return Err(usage("--train-size and --test-size must be at least 1"));
             }
             data::synthetic_digits(a.train_size, a.test_size, a.seed)
         }
@@ -251,67 +326,114 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
         gpu.matmul_choice().variant.name()
     );
     let mut session = Session::new(&gpu, cfg.clone(), split.train.dim, split.train.classes)?;
-    let sizes = &session.trainer.mlp.layout.sizes;
+    let sizes = session.mlp().layout.sizes.clone();
+    let mode = match &cfg.sparse {
+        Some(s) => format!("sparse, keep {} ({:?}, {:?} score function)", s.keep, s.estimator, s.score_fn),
+        None => "dense baseline".into(),
+    };
     println!(
-        "data: {} ({} train, {} test); model: MLP {} ({} parameters), dense",
+        "data: {} ({} train, {} test); model: MLP {} ({} parameters); {mode}",
         kind.name(),
         split.train.len(),
         split.test.len(),
         sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-"),
-        session.trainer.mlp.layout.count()
+        session.mlp().layout.count()
     );
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("epoch {msg} [{bar:30}] {pos}/{len} steps, {per_sec}, eta {eta}")
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps, {per_sec}, eta {eta}")
             .expect("valid template")
             .progress_chars("=> "),
     );
-    let mut last = None;
-    for epoch in 0..cfg.epochs {
-        bar.reset();
-        bar.set_message(format!("{}/{}", epoch + 1, cfg.epochs));
-        let (loss, train_acc, step_s) = session.train_epoch(&split.train, epoch, |done, total| {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-        })?;
-        bar.finish_and_clear();
-        if !loss.is_finite() {
-            anyhow::bail!("the loss became {loss} in epoch {}; lower --lr", epoch + 1);
-        }
-        let test_acc = session.evaluate(&split.test)?;
-        let samples_per_s = cfg.batch as f64 / step_s;
+    let mut report = |s: &EpochStats, total: usize| -> anyhow::Result<()> {
+        let kept = if s.kept.is_empty() {
+            String::new()
+        } else {
+            format!("  kept {}", s.kept.iter().map(|k| k.to_string()).collect::<Vec<_>>().join("/"))
+        };
         println!(
-            "epoch {:>3}/{}  lr {:.4}  loss {:.4}  train acc {:6.2}%  test acc {:6.2}%  step {:7.2} ms  {:8.0} samples/s",
-            epoch + 1,
-            cfg.epochs,
-            cfg.lr_at(epoch),
-            loss,
-            100.0 * train_acc,
-            100.0 * test_acc,
-            1e3 * step_s,
-            samples_per_s
+            "{:8} {:>3}/{}  lr {:.4}  loss {:.4}  train acc {:6.2}%  test acc {:6.2}%  step {:7.2} ms  {:8.0} samples/s{kept}",
+            s.phase,
+            s.epoch,
+            total,
+            s.lr,
+            s.loss,
+            100.0 * s.train_acc,
+            100.0 * s.test_acc,
+            s.step_ms,
+            s.samples_per_s
+        );
+        if let Some(f) = metrics.as_mut() {
+            writeln!(f, "{}", s.to_json())?;
+        }
+        Ok(())
+    };
+    let mut run_epochs = |session: &mut Session, count: usize, finetune: bool| -> anyhow::Result<Option<EpochStats>> {
+        let mut last = None;
+        for epoch in 0..count {
+            bar.reset();
+            bar.set_message(format!("{} {}/{count}", if finetune { "finetune" } else { "epoch" }, epoch + 1));
+            let mut stats = session.train_epoch(&split.train, epoch, finetune, |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            })?;
+            bar.finish_and_clear();
+            let key = if finetune { None } else { session.eval_key(epoch) };
+            stats.test_acc = session.evaluate(&split.test, 0, key)?;
+            report(&stats, count)?;
+            last = Some(stats);
+        }
+        Ok(last)
+    };
+    let mut last = run_epochs(&mut session, cfg.epochs, false)?;
+    if let Some(summary) = session.select_mask(&split.train)? {
+        let cands: Vec<String> = summary.candidates.iter().map(|a| format!("{:.2}", 100.0 * a)).collect();
+        println!(
+            "mask selection: {} draws from the final scores, train acc % [{}], chose #{}",
+            cands.len(),
+            cands.join(", "),
+            summary.chosen
+        );
+        if cfg.finetune_epochs > 0 {
+            last = run_epochs(&mut session, cfg.finetune_epochs, true)?;
+        }
+        let test_acc = session.evaluate(&split.test, 0, None)?;
+        let kept: Vec<String> = summary.kept.iter().map(|k| k.to_string()).collect();
+        println!(
+            "final network: kept units per hidden layer {} of {}; parameters {} of {} ({:.1}%); forward FLOPs/sample {} of {} ({:.1}%); test acc {:.2}%",
+            kept.join("/"),
+            sizes[1..sizes.len() - 1].iter().map(|k| k.to_string()).collect::<Vec<_>>().join("/"),
+            summary.params.0,
+            summary.params.1,
+            100.0 * summary.params.0 as f64 / summary.params.1 as f64,
+            summary.flops.0,
+            summary.flops.1,
+            100.0 * summary.flops.0 as f64 / summary.flops.1 as f64,
+            100.0 * test_acc
         );
         if let Some(f) = metrics.as_mut() {
             writeln!(
                 f,
-                "{{\"epoch\":{},\"lr\":{},\"loss\":{},\"train_acc\":{},\"test_acc\":{},\"step_ms\":{},\"samples_per_s\":{}}}",
-                epoch + 1,
-                cfg.lr_at(epoch),
-                loss,
-                train_acc,
-                test_acc,
-                1e3 * step_s,
-                samples_per_s
+                "{{\"phase\":\"summary\",\"kept\":[{}],\"params\":{},\"dense_params\":{},\"flops\":{},\"dense_flops\":{},\"test_acc\":{}}}",
+                kept.join(","),
+                summary.params.0,
+                summary.params.1,
+                summary.flops.0,
+                summary.flops.1,
+                test_acc
             )?;
         }
-        last = Some((loss, train_acc, test_acc));
+        if let Some(l) = last.as_mut() {
+            l.test_acc = test_acc;
+        }
     }
-    if let Some((loss, train_acc, test_acc)) = last {
+    if let Some(l) = last {
         let rb = gpu.readback_stats();
         println!(
-            "done: final loss {loss:.4}, train acc {:.2}%, test acc {:.2}%; {} bytes read back in {} reads (logging and evaluation only)",
-            100.0 * train_acc,
-            100.0 * test_acc,
+            "done: final loss {:.4}, train acc {:.2}%, test acc {:.2}%; {} bytes read back in {} reads (logging and evaluation only)",
+            l.loss,
+            100.0 * l.train_acc,
+            100.0 * l.test_acc,
             rb.bytes,
             rb.calls
         );

@@ -1,6 +1,8 @@
 //! The training loop behind `sparsetrain train`: shuffled mini-batches from
 //! host memory, one submission per step, nothing read back between logging
-//! points, and an evaluation pass per epoch.
+//! points, an evaluation per epoch, and for sparse runs the method's ending:
+//! pick the best of several masks drawn from the frozen scores, then
+//! fine-tune the weights with that mask fixed.
 
 use std::time::Instant;
 
@@ -8,9 +10,11 @@ use crate::data::{Dataset, epoch_permutation, gather_batch};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::mlp::{DenseTrainer, Mlp};
+use crate::ops::mask::MaskKey;
 use crate::ops::optim::Sgd;
 use crate::record::Recorder;
-use crate::tensor::Tensor;
+use crate::sparse::{LOSS_SUM, SparseConfig, SparseTrainer, kept_cost};
+use crate::tensor::{DType, Tensor};
 
 /// Everything that defines a run.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,9 +26,17 @@ pub struct TrainConfig {
     pub lr: f32,
     pub momentum: f32,
     pub weight_decay: f32,
-    /// Cosine decay of the learning rate over the run, per epoch.
+    /// Cosine decay of the learning rates over the run, per epoch.
     pub cosine: bool,
     pub seed: u64,
+    /// None trains the dense baseline (one pass per step, no masks).
+    pub sparse: Option<SparseConfig>,
+    /// Masks drawn from the final scores to pick the best one from.
+    pub select_draws: usize,
+    /// Training images the candidate masks are scored on (0: all).
+    pub select_on: usize,
+    pub finetune_epochs: usize,
+    pub finetune_lr: f32,
 }
 
 impl Default for TrainConfig {
@@ -38,6 +50,11 @@ impl Default for TrainConfig {
             weight_decay: 5e-4,
             cosine: true,
             seed: 1,
+            sparse: Some(SparseConfig::default()),
+            select_draws: 10,
+            select_on: 0,
+            finetune_epochs: 1,
+            finetune_lr: 0.01,
         }
     }
 }
@@ -55,28 +72,47 @@ impl TrainConfig {
         if self.hidden.contains(&0) {
             return bad(format!("hidden layer widths must be positive, got {:?}", self.hidden));
         }
-        for (name, v) in [("learning rate", self.lr), ("momentum", self.momentum), ("weight decay", self.weight_decay)]
-        {
+        for (name, v) in [
+            ("learning rate", self.lr),
+            ("momentum", self.momentum),
+            ("weight decay", self.weight_decay),
+            ("fine-tuning learning rate", self.finetune_lr),
+        ] {
             if !v.is_finite() || v < 0.0 {
                 return bad(format!("{name} must be finite and non-negative, got {v}"));
+            }
+        }
+        if let Some(s) = &self.sparse {
+            s.validate()?;
+            if self.hidden.is_empty() {
+                return bad("sparse training needs at least one hidden layer (or use --dense)".into());
+            }
+            if self.select_draws == 0 {
+                return bad("at least one mask must be drawn for selection".into());
             }
         }
         Ok(())
     }
 
-    /// Learning rate in `epoch` (0-based): cosine from `lr` towards 0.
-    pub fn lr_at(&self, epoch: usize) -> f32 {
+    /// Cosine factor in `epoch` (0-based): from 1 towards 0 over the run.
+    pub fn decay(&self, epoch: usize) -> f32 {
         if !self.cosine {
-            return self.lr;
+            return 1.0;
         }
         let t = epoch as f64 / self.epochs as f64;
-        (0.5 * self.lr as f64 * (1.0 + (std::f64::consts::PI * t).cos())) as f32
+        (0.5 * (1.0 + (std::f64::consts::PI * t).cos())) as f32
+    }
+
+    /// Weight learning rate in `epoch`.
+    pub fn lr_at(&self, epoch: usize) -> f32 {
+        self.lr * self.decay(epoch)
     }
 }
 
 /// One epoch's summary, as printed and written to metrics files.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EpochStats {
+    pub phase: &'static str,
     pub epoch: usize,
     pub lr: f32,
     pub loss: f64,
@@ -84,18 +120,60 @@ pub struct EpochStats {
     pub test_acc: f64,
     pub step_ms: f64,
     pub samples_per_s: f64,
+    /// Kept units per hidden layer in the epoch's last mask (sparse only).
+    pub kept: Vec<usize>,
+}
+
+impl EpochStats {
+    pub fn to_json(&self) -> String {
+        let kept: Vec<String> = self.kept.iter().map(|k| k.to_string()).collect();
+        format!(
+            "{{\"phase\":\"{}\",\"epoch\":{},\"lr\":{},\"loss\":{},\"train_acc\":{},\"test_acc\":{},\"step_ms\":{},\"samples_per_s\":{},\"kept\":[{}]}}",
+            self.phase,
+            self.epoch,
+            self.lr,
+            self.loss,
+            self.train_acc,
+            self.test_acc,
+            self.step_ms,
+            self.samples_per_s,
+            kept.join(",")
+        )
+    }
+}
+
+/// What a finished sparse run keeps.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SparseSummary {
+    /// Training accuracy of each candidate mask, and the chosen index.
+    pub candidates: Vec<f64>,
+    pub chosen: usize,
+    pub kept: Vec<usize>,
+    pub params: (usize, usize),
+    pub flops: (usize, usize),
+}
+
+/// The trainer of a session. Boxed: one lives per session, and the sizes
+/// of the two differ a lot.
+pub enum Model {
+    Dense(Box<DenseTrainer>),
+    Sparse(Box<SparseTrainer>),
 }
 
 /// A model with its optimizer, batch buffers and data, ready to train.
 pub struct Session<'g> {
     gpu: &'g Gpu,
     pub cfg: TrainConfig,
-    pub trainer: DenseTrainer,
+    pub model: Model,
     x: Tensor,
     y: Tensor,
     host_x: Vec<f32>,
     host_y: Vec<u32>,
 }
+
+/// Mask keys outside the training steps' range, for evaluation and selection.
+const EVAL_STEP: u32 = u32::MAX;
+const SELECT_SAMPLE: u32 = 1000;
 
 impl<'g> Session<'g> {
     pub fn new(gpu: &'g Gpu, cfg: TrainConfig, input_dim: usize, classes: usize) -> Result<Session<'g>> {
@@ -105,10 +183,22 @@ impl<'g> Session<'g> {
         sizes.push(classes);
         let mlp = Mlp::new(gpu, &sizes, cfg.seed)?;
         let sgd = Sgd { lr: cfg.lr, momentum: cfg.momentum, weight_decay: cfg.weight_decay };
-        let trainer = DenseTrainer::new(gpu, mlp, cfg.batch, sgd)?;
-        let x = Tensor::zeros(gpu, "batch x", &[cfg.batch, input_dim], crate::DType::F32)?;
-        let y = Tensor::zeros(gpu, "batch y", &[cfg.batch], crate::DType::U32)?;
-        Ok(Session { gpu, cfg, trainer, x, y, host_x: Vec::new(), host_y: Vec::new() })
+        let model = match cfg.sparse {
+            None => Model::Dense(Box::new(DenseTrainer::new(gpu, mlp, cfg.batch, sgd)?)),
+            Some(sc) => {
+                Model::Sparse(SparseTrainer::new(gpu, mlp, cfg.batch, sgd, SparseConfig { seed: cfg.seed, ..sc })?)
+            }
+        };
+        let x = Tensor::zeros(gpu, "batch x", &[cfg.batch, input_dim], DType::F32)?;
+        let y = Tensor::zeros(gpu, "batch y", &[cfg.batch], DType::U32)?;
+        Ok(Session { gpu, cfg, model, x, y, host_x: Vec::new(), host_y: Vec::new() })
+    }
+
+    pub fn mlp(&self) -> &Mlp {
+        match &self.model {
+            Model::Dense(t) => &t.mlp,
+            Model::Sparse(t) => &t.mlp,
+        }
     }
 
     fn upload_batch(&mut self, ds: &Dataset, idx: &[u32]) -> Result<usize> {
@@ -119,67 +209,180 @@ impl<'g> Session<'g> {
         Ok(n)
     }
 
-    /// Trains one epoch; `progress` is called after each step with the
-    /// number of steps done. Reads back only at the end (loss and accuracy).
+    fn check_data(&self, ds: &Dataset) -> Result<()> {
+        if ds.dim != self.mlp().input_dim() || ds.is_empty() {
+            return Err(Error::Shape {
+                op: "train",
+                detail: format!(
+                    "data has {} images of {} inputs, model takes {}",
+                    ds.len(),
+                    ds.dim,
+                    self.mlp().input_dim()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn reset_counters(&self) -> Result<()> {
+        let mut rec = Recorder::new(self.gpu);
+        let (loss, correct) = match &self.model {
+            Model::Dense(t) => (t.ws.loss(), t.ws.correct()),
+            Model::Sparse(t) => (&t.loss, &t.correct),
+        };
+        loss.fill_f32(&mut rec, 0.0)?;
+        correct.fill_u32(&mut rec, 0)?;
+        rec.submit()
+    }
+
+    /// (mean loss, accuracy) accumulated since `reset_counters`, over `steps`
+    /// steps and `samples` samples: the logging read-back.
+    fn read_counters(&self, steps: usize, samples: usize) -> Result<(f64, f64)> {
+        let (loss, slot, correct) = match &self.model {
+            Model::Dense(t) => (t.ws.loss(), 1, t.ws.correct()),
+            Model::Sparse(t) => (&t.loss, LOSS_SUM, &t.correct),
+        };
+        let l = loss.download_f32(self.gpu)?[slot] as f64 / steps.max(1) as f64;
+        let c = correct.download_u32(self.gpu)?[0] as f64 / samples.max(1) as f64;
+        Ok((l, c))
+    }
+
+    /// Trains one epoch (`finetune`: with the fixed mask, constant rate);
+    /// `progress` is called after each step with (done, total).
     pub fn train_epoch(
         &mut self,
         ds: &Dataset,
         epoch: usize,
+        finetune: bool,
         mut progress: impl FnMut(usize, usize),
-    ) -> Result<(f64, f64, f64)> {
-        if ds.dim != self.trainer.mlp.input_dim() {
-            return Err(Error::Shape {
-                op: "train",
-                detail: format!("data has {} inputs, model {}", ds.dim, self.trainer.mlp.input_dim()),
-            });
-        }
-        self.trainer.sgd.lr = self.cfg.lr_at(epoch);
-        let order = epoch_permutation(ds.len(), self.cfg.seed, epoch as u64);
+    ) -> Result<EpochStats> {
+        self.check_data(ds)?;
+        let decay = self.cfg.decay(epoch);
+        let lr = if finetune { self.cfg.finetune_lr } else { self.cfg.lr * decay };
+        let order = epoch_permutation(ds.len(), self.cfg.seed, epoch as u64 + if finetune { 1 << 32 } else { 0 });
         let steps = order.len().div_ceil(self.cfg.batch);
-        {
-            let mut rec = Recorder::new(self.gpu);
-            self.trainer.ws.loss().fill_f32(&mut rec, 0.0)?;
-            self.trainer.ws.correct().fill_u32(&mut rec, 0)?;
-            rec.submit()?;
-        }
+        self.reset_counters()?;
         let start = Instant::now();
-        for (s, idx) in order.chunks(self.cfg.batch).enumerate() {
+        let batch = self.cfg.batch;
+        for (s, idx) in order.chunks(batch).enumerate() {
             let n = self.upload_batch(ds, idx)?;
             let mut rec = Recorder::new(self.gpu);
-            self.trainer.step(&mut rec, &self.x, &self.y, n)?;
+            match &mut self.model {
+                Model::Dense(t) => {
+                    t.sgd.lr = lr;
+                    t.step(&mut rec, &self.x, &self.y, n)?;
+                }
+                Model::Sparse(t) if finetune => {
+                    let sgd = Sgd { lr, ..t.sgd };
+                    t.finetune_step(&mut rec, &self.x, &self.y, n, sgd)?;
+                }
+                Model::Sparse(t) => {
+                    t.sgd.lr = lr;
+                    let score_lr = t.cfg.score_adam.lr * decay;
+                    t.step(&mut rec, &self.x, &self.y, n, score_lr)?;
+                }
+            }
             rec.submit()?;
             progress(s + 1, steps);
         }
         self.gpu.wait()?;
         let secs = start.elapsed().as_secs_f64();
-        let loss = self.trainer.ws.loss().view(0, &[4])?.download_f32(self.gpu)?[1] as f64 / steps as f64;
-        let correct = self.trainer.ws.correct().download_u32(self.gpu)?[0] as f64;
-        Ok((loss, correct / ds.len() as f64, secs / steps as f64))
+        let (loss, train_acc) = self.read_counters(steps, ds.len())?;
+        if !loss.is_finite() {
+            return Err(Error::InvalidArgument(format!(
+                "the training loss became {loss} in epoch {}; lower the learning rate",
+                epoch + 1
+            )));
+        }
+        let kept = match &self.model {
+            Model::Sparse(t) if finetune => t.kept_counts(self.gpu, &t.fixed)?,
+            Model::Sparse(t) => t.kept_counts(self.gpu, &t.samples[0])?,
+            Model::Dense(_) => Vec::new(),
+        };
+        let step_s = secs / steps as f64;
+        Ok(EpochStats {
+            phase: if finetune { "finetune" } else { "train" },
+            epoch: epoch + 1,
+            lr,
+            loss,
+            train_acc,
+            test_acc: f64::NAN,
+            step_ms: 1e3 * step_s,
+            samples_per_s: ds.len() as f64 / secs,
+            kept,
+        })
     }
 
-    /// Fraction of `ds` classified correctly.
-    pub fn evaluate(&mut self, ds: &Dataset) -> Result<f64> {
-        if ds.is_empty() {
-            return Ok(0.0);
-        }
-        let mlp = &self.trainer.mlp;
-        let ws = &self.trainer.ws;
+    /// Fraction of `ds[..limit]` classified correctly. Sparse models use the
+    /// fixed mask; `draw` first draws it from the current scores with `key`.
+    pub fn evaluate(&mut self, ds: &Dataset, limit: usize, draw: Option<MaskKey>) -> Result<f64> {
+        self.check_data(ds)?;
+        let n_eval = if limit == 0 { ds.len() } else { limit.min(ds.len()) };
         {
             let mut rec = Recorder::new(self.gpu);
-            ws.correct().fill_u32(&mut rec, 0)?;
+            match &self.model {
+                Model::Dense(t) => t.ws.correct().fill_u32(&mut rec, 0)?,
+                Model::Sparse(t) => {
+                    t.correct.fill_u32(&mut rec, 0)?;
+                    if let Some(key) = draw {
+                        t.draw_mask(&mut rec, &t.fixed, key)?;
+                    }
+                }
+            }
             rec.submit()?;
         }
-        let all: Vec<u32> = (0..ds.len() as u32).collect();
+        let all: Vec<u32> = (0..n_eval as u32).collect();
         for idx in all.chunks(self.cfg.batch) {
-            gather_batch(ds, idx, &mut self.host_x, &mut self.host_y);
-            let n = idx.len();
-            self.x.view(0, &[n, ds.dim])?.upload(self.gpu, &self.host_x)?;
-            self.y.view(0, &[n])?.upload(self.gpu, &self.host_y)?;
+            let n = self.upload_batch(ds, idx)?;
             let mut rec = Recorder::new(self.gpu);
-            mlp.forward(&mut rec, ws, &self.x, n)?;
-            mlp.count_correct(&mut rec, ws, &self.y, n)?;
+            match &self.model {
+                Model::Dense(t) => {
+                    t.mlp.forward(&mut rec, &t.ws, &self.x, n)?;
+                    t.mlp.count_correct(&mut rec, &t.ws, &self.y, n)?;
+                }
+                Model::Sparse(t) => t.count_correct(&mut rec, &self.x, &self.y, n)?,
+            }
             rec.submit()?;
         }
-        Ok(ws.correct().download_u32(self.gpu)?[0] as f64 / ds.len() as f64)
+        let correct = match &self.model {
+            Model::Dense(t) => t.ws.correct(),
+            Model::Sparse(t) => &t.correct,
+        };
+        Ok(correct.download_u32(self.gpu)?[0] as f64 / n_eval as f64)
+    }
+
+    /// The key of the per-epoch evaluation mask.
+    pub fn eval_key(&self, epoch: usize) -> Option<MaskKey> {
+        match &self.model {
+            Model::Sparse(t) => Some(MaskKey { seed: t.cfg.seed, step: EVAL_STEP, sample: epoch as u32 }),
+            Model::Dense(_) => None,
+        }
+    }
+
+    /// After training: draws `select_draws` masks from the frozen scores,
+    /// scores each on the training set, and leaves the best one as the fixed
+    /// mask. None for dense models.
+    pub fn select_mask(&mut self, train: &Dataset) -> Result<Option<SparseSummary>> {
+        let Model::Sparse(t) = &self.model else { return Ok(None) };
+        let seed = t.cfg.seed;
+        let key = |i: usize| MaskKey { seed, step: EVAL_STEP, sample: SELECT_SAMPLE + i as u32 };
+        let mut candidates = Vec::new();
+        for i in 0..self.cfg.select_draws {
+            candidates.push(self.evaluate(train, self.cfg.select_on, Some(key(i)))?);
+        }
+        let chosen = candidates.iter().enumerate().fold(0, |best, (i, &a)| if a > candidates[best] { i } else { best });
+        let Model::Sparse(t) = &self.model else { return Ok(None) };
+        let mut rec = Recorder::new(self.gpu);
+        t.draw_mask(&mut rec, &t.fixed, key(chosen))?;
+        rec.submit()?;
+        let kept = t.kept_counts(self.gpu, &t.fixed)?;
+        let (kept_cost, dense_cost) = kept_cost(&t.mlp.layout.sizes, &kept);
+        Ok(Some(SparseSummary {
+            candidates,
+            chosen,
+            kept,
+            params: (kept_cost.0, dense_cost.0),
+            flops: (kept_cost.1, dense_cost.1),
+        }))
     }
 }

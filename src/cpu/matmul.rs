@@ -53,10 +53,8 @@ pub fn matmul_fused(
             if let Some(bias) = bias {
                 out += bias[col];
             }
-            if let Some(g) = gate {
-                if g[r * d.n + col] <= 0.0 {
-                    out = 0.0;
-                }
+            if gate.is_some_and(|g| g[r * d.n + col] <= 0.0) {
+                out = 0.0;
             }
             let idx = match scatter {
                 None => r * d.n + col,

@@ -259,7 +259,7 @@ impl<'a> Matmul<'a> {
         let dynamic = self.dynamic;
         let is_dyn = |pick: fn(&DynDims) -> Option<usize>| dynamic.as_ref().and_then(pick).is_some();
         // Dynamic sizes are multiples of 4 by construction.
-        let aligned = |size: u32, dynamic: bool| dynamic || size % 4 == 0;
+        let aligned = |size: u32, dynamic: bool| dynamic || size.is_multiple_of(4);
         let (dm, dn, dk) = (is_dyn(|d| d.m), is_dyn(|d| d.n), is_dyn(|d| d.k));
         let vec4_a = if layout.trans_a() { aligned(m, dm) } else { aligned(k, dk) };
         let vec4_b = if layout.trans_b() { aligned(k, dk) } else { aligned(n, dn) };
