@@ -185,9 +185,13 @@ impl<'g> Session<'g> {
         let sgd = Sgd { lr: cfg.lr, momentum: cfg.momentum, weight_decay: cfg.weight_decay };
         let model = match cfg.sparse {
             None => Model::Dense(Box::new(DenseTrainer::new(gpu, mlp, cfg.batch, sgd)?)),
-            Some(sc) => {
-                Model::Sparse(SparseTrainer::new(gpu, mlp, cfg.batch, sgd, SparseConfig { seed: cfg.seed, ..sc })?)
-            }
+            Some(sc) => Model::Sparse(Box::new(SparseTrainer::new(
+                gpu,
+                mlp,
+                cfg.batch,
+                sgd,
+                SparseConfig { seed: cfg.seed, ..sc },
+            )?)),
         };
         let x = Tensor::zeros(gpu, "batch x", &[cfg.batch, input_dim], DType::F32)?;
         let y = Tensor::zeros(gpu, "batch y", &[cfg.batch], DType::U32)?;
