@@ -9,6 +9,8 @@
 // padding slots are written as 0, so later products ignore them. Kept counts
 // come from `dims` on the device; a map index NONE is the identity (the input
 // layer's columns, the classifier's rows), with the static size as count.
+// Every kernel loops with a stride of the launched threads: the grid is sized
+// on the host, the work on the device (see `Gpu::grid_cap`).
 
 // Keep in sync with `GatherParams` in src/ops/gather.rs.
 struct GatherParams {
@@ -54,13 +56,16 @@ fn pad4(x: u32) -> u32 {
     return (x + 3u) & ~3u;
 }
 
+fn stride(nwg: vec3<u32>) -> u32 {
+    return nwg.x * nwg.y * WG;
+}
+
 @compute @workgroup_size(WG)
 fn gather_weights(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lidx: u32,
 ) {
-    let t = flat_id(wid, nwg, lidx, WG);
     let kr = real_count(p.rows_full, p.dyn_rows);
     let kc = real_count(p.cols_full, p.dyn_cols);
     // The static side keeps its own size (padding it would misalign the
@@ -73,16 +78,15 @@ fn gather_weights(
     if p.dyn_cols != NONE {
         pc = pad4(kc);
     }
-    if t >= pr * pc {
-        return;
+    for (var t = flat_id(wid, nwg, lidx, WG); t < pr * pc; t += stride(nwg)) {
+        let j = t / pc;
+        let q = t % pc;
+        var v = 0.0;
+        if j < kr && q < kc {
+            v = src[map(p.rows_map, j) * p.cols_full + map(p.cols_map, q)];
+        }
+        dst[t] = v;
     }
-    let j = t / pc;
-    let q = t % pc;
-    var v = 0.0;
-    if j < kr && q < kc {
-        v = src[map(p.rows_map, j) * p.cols_full + map(p.cols_map, q)];
-    }
-    dst[t] = v;
 }
 
 @compute @workgroup_size(WG)
@@ -91,20 +95,18 @@ fn gather_bias(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lidx: u32,
 ) {
-    let j = flat_id(wid, nwg, lidx, WG);
     let kr = real_count(p.rows_full, p.dyn_rows);
     var pr = kr;
     if p.dyn_rows != NONE {
         pr = pad4(kr);
     }
-    if j >= pr {
-        return;
+    for (var j = flat_id(wid, nwg, lidx, WG); j < pr; j += stride(nwg)) {
+        var v = 0.0;
+        if j < kr {
+            v = src[map(p.rows_map, j)];
+        }
+        dst[j] = v;
     }
-    var v = 0.0;
-    if j < kr {
-        v = src[map(p.rows_map, j)];
-    }
-    dst[j] = v;
 }
 
 // One thread per kept unit; neighbouring threads read neighbouring columns.
@@ -114,19 +116,17 @@ fn scatter_bias_grad(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lidx: u32,
 ) {
-    let j = flat_id(wid, nwg, lidx, WG);
     let kr = real_count(p.rows_full, p.dyn_rows);
-    if j >= kr {
-        return;
-    }
-    var stride = kr;
+    var row_len = kr;
     if p.dyn_rows != NONE {
-        stride = pad4(kr);
+        row_len = pad4(kr);
     }
-    var sum = 0.0;
-    for (var r = 0u; r < p.batch; r++) {
-        sum += src[r * stride + j];
+    for (var j = flat_id(wid, nwg, lidx, WG); j < kr; j += stride(nwg)) {
+        var sum = 0.0;
+        for (var r = 0u; r < p.batch; r++) {
+            sum += src[r * row_len + j];
+        }
+        let at = map(p.rows_map, j);
+        dst[at] += sum;
     }
-    let at = map(p.rows_map, j);
-    dst[at] += sum;
 }

@@ -21,6 +21,9 @@
 //   counts written by compact.wgsl), rounded up to a multiple of 4 because
 //   compacted operands are zero-padded to 4. The grid is sized for the
 //   largest case and threads past the real size exit: no host round trip.
+// - a capped grid: each workgroup loops over output tiles (t, t + groups, …),
+//   so a dispatch sized for the layer's full width costs nothing for the
+//   tiles that a small kept count leaves empty (see `Gpu::grid_cap`).
 // - epilogues applied at the store: + bias[col], ReLU, a ReLU gate
 //   (zero where gate[row, col] <= 0, for the backward pass), and a scatter
 //   store C[rows_map[r], cols_map[c]] += ... into a full-size gradient.
@@ -83,6 +86,9 @@ override SCATTER: bool = false;
 var<private> M: u32;
 var<private> N: u32;
 var<private> K: u32;
+// Unpadded M and N: the rows and columns that map to real units (SCATTER).
+var<private> REAL_M: u32;
+var<private> REAL_N: u32;
 
 fn dyn_size(fixed: u32, idx: u32) -> u32 {
     if idx == NONE {
@@ -95,6 +101,19 @@ fn load_dims() {
     M = dyn_size(p.m, p.dyn_m);
     N = dyn_size(p.n, p.dyn_n);
     K = dyn_size(p.k, p.dyn_k);
+    REAL_M = p.m;
+    if p.dyn_m != NONE {
+        REAL_M = dims[p.dyn_m];
+    }
+    REAL_N = p.n;
+    if p.dyn_n != NONE {
+        REAL_N = dims[p.dyn_n];
+    }
+}
+
+// Output tiles of tile_w × tile_h and the workgroups that share them.
+fn tile_count(tile_w: u32, tile_h: u32) -> vec2<u32> {
+    return vec2((N + tile_w - 1u) / tile_w, (M + tile_h - 1u) / tile_h);
 }
 
 // Logical A[row, col] (row < M, col < K), zero outside.
@@ -184,45 +203,69 @@ fn b_block(k0: u32, c0: u32) -> mat4x4<f32> {
     return blk;
 }
 
-// One output element through the epilogues.
-fn store_one(r: u32, col: u32, v: f32) {
+// Where output (r, col) is stored: packed C, or the full-size C through the
+// unit maps when scattering.
+fn map_row(r: u32) -> u32 {
+    if SCATTER && p.rows_map != NONE {
+        return maps[p.rows_map + r];
+    }
+    return r;
+}
+
+fn map_col(col: u32) -> u32 {
+    if SCATTER && p.cols_map != NONE {
+        return maps[p.cols_map + col];
+    }
+    return col;
+}
+
+// One output element through the epilogues; `at` is its store index.
+fn store_one(r: u32, col: u32, at: u32, v: f32) {
     var out = p.alpha * v;
     if BIAS {
         out += bias[col];
     }
-    var idx = r * N + col;
-    if GATE && gate[idx] <= 0.0 {
+    if GATE && gate[r * N + col] <= 0.0 {
         out = 0.0;
     }
-    if SCATTER {
-        var rr = r;
-        var cc = col;
-        if p.rows_map != NONE {
-            rr = maps[p.rows_map + r];
-        }
-        if p.cols_map != NONE {
-            cc = maps[p.cols_map + col];
-        }
-        idx = rr * p.ldc + cc;
-    }
     if p.beta != 0.0 {
-        out += p.beta * c[idx >> 2u][idx & 3u];
+        out += p.beta * c[at >> 2u][at & 3u];
     }
     if RELU {
         out = max(out, 0.0);
     }
-    c[idx >> 2u][idx & 3u] = out;
+    c[at >> 2u][at & 3u] = out;
 }
 
-// Writes the 4×4 tile acc (acc[i] = row r0+i, columns c0..c0+4). `rows` and
-// `cols` bound the real (unpadded) part for scatter stores.
+// Writes the 4×4 tile acc (acc[i] = row r0+i, columns c0..c0+4).
 fn store_tile(r0: u32, c0: u32, acc: mat4x4<f32>) {
+    if SCATTER {
+        // Map lookups once per tile row and column, not per element; padding
+        // rows and columns (past the real counts) are dropped.
+        var cols: vec4<u32>;
+        for (var j = 0u; j < 4u; j++) {
+            cols[j] = map_col(min(c0 + j, REAL_N - 1u));
+        }
+        for (var i = 0u; i < 4u; i++) {
+            let r = r0 + i;
+            if r >= REAL_M {
+                return;
+            }
+            let base = map_row(r) * p.ldc;
+            for (var j = 0u; j < 4u; j++) {
+                if c0 + j < REAL_N {
+                    store_one(r, c0 + j, base + cols[j], acc[i][j]);
+                }
+            }
+        }
+        return;
+    }
     for (var i = 0u; i < 4u; i++) {
         let r = r0 + i;
         if r >= M {
             return;
         }
-        if VEC4_C && !SCATTER && !GATE {
+        if VEC4_C && !GATE {
             let v4 = (r * N + c0) >> 2u;
             var out = p.alpha * acc[i];
             if BIAS {
@@ -237,46 +280,35 @@ fn store_tile(r0: u32, c0: u32, acc: mat4x4<f32>) {
             c[v4] = out;
         } else {
             for (var j = 0u; j < 4u; j++) {
-                if c0 + j < N && scatter_keeps(r, c0 + j) {
-                    store_one(r, c0 + j, acc[i][j]);
+                if c0 + j < N {
+                    store_one(r, c0 + j, r * N + c0 + j, acc[i][j]);
                 }
             }
         }
     }
 }
 
-// A scatter store skips the zero padding of compacted operands: only the
-// first dims[dyn_*] rows / columns map to real units.
-fn scatter_keeps(r: u32, col: u32) -> bool {
-    if !SCATTER {
-        return true;
-    }
-    var real_m = p.m;
-    if p.dyn_m != NONE {
-        real_m = dims[p.dyn_m];
-    }
-    var real_n = p.n;
-    if p.dyn_n != NONE {
-        real_n = dims[p.dyn_n];
-    }
-    return r < real_m && col < real_n;
-}
-
 @compute @workgroup_size(WG_X, WG_Y)
-fn matmul_regtile(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn matmul_regtile(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
     load_dims();
-    let r0 = gid.y * 4u;
-    let c0 = gid.x * 4u;
-    if r0 >= M || c0 >= N {
-        return;
+    let tiles = tile_count(4u * WG_X, 4u * WG_Y);
+    for (var t = wid.y * nwg.x + wid.x; t < tiles.x * tiles.y; t += nwg.x * nwg.y) {
+        let r0 = ((t / tiles.x) * WG_Y + lid.y) * 4u;
+        let c0 = ((t % tiles.x) * WG_X + lid.x) * 4u;
+        if r0 < M && c0 < N {
+            var acc = mat4x4<f32>();
+            for (var k0 = 0u; k0 < K; k0 += 4u) {
+                // Column i of (B-block · A-block) is Σ_kk B[k0+kk, c0..c0+4] · A[r0+i, k0+kk],
+                // which is row i of the C tile: one 4×4 product, 64 FMAs per step.
+                acc += b_block(k0, c0) * a_block(r0, k0);
+            }
+            store_tile(r0, c0, acc);
+        }
     }
-    var acc = mat4x4<f32>();
-    for (var k0 = 0u; k0 < K; k0 += 4u) {
-        // Column i of (B-block · A-block) is Σ_kk B[k0+kk, c0..c0+4] · A[r0+i, k0+kk],
-        // which is row i of the C tile: one 4×4 product, 64 FMAs per step.
-        acc += b_block(k0, c0) * a_block(r0, k0);
-    }
-    store_tile(r0, c0, acc);
 }
 
 // Workgroup tiles, k-major: tile_a[kk][m] and tile_b[kk][n], as vec4 over m / n.
@@ -286,6 +318,7 @@ var<workgroup> tile_b: array<vec4<f32>, BK * WG_X>;
 @compute @workgroup_size(WG_X, WG_Y)
 fn matmul_shared(
     @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(local_invocation_index) lidx: u32,
 ) {
@@ -293,69 +326,82 @@ fn matmul_shared(
     let bm = 4u * WG_Y;
     let bn = 4u * WG_X;
     let threads = WG_X * WG_Y;
-    let row_base = wid.y * bm;
-    let col_base = wid.x * bn;
-    var acc = mat4x4<f32>();
-    for (var k0 = 0u; k0 < K; k0 += BK) {
-        // Cooperative loads. Consecutive threads walk the contiguous
-        // dimension of each operand so that global reads coalesce.
-        for (var e = lidx; e < bm * BK; e += threads) {
-            var mm: u32;
-            var kk: u32;
-            if TRANS_A {
-                kk = e / bm;
-                mm = e % bm;
-            } else {
-                mm = e / BK;
-                kk = e % BK;
+    let tiles = tile_count(bn, bm);
+    // The loop bounds are uniform across the workgroup, so the barriers
+    // inside stay in uniform control flow.
+    for (var t = wid.y * nwg.x + wid.x; t < tiles.x * tiles.y; t += nwg.x * nwg.y) {
+        let row_base = (t / tiles.x) * bm;
+        let col_base = (t % tiles.x) * bn;
+        var acc = mat4x4<f32>();
+        for (var k0 = 0u; k0 < K; k0 += BK) {
+            // Cooperative loads. Consecutive threads walk the contiguous
+            // dimension of each operand so that global reads coalesce.
+            for (var e = lidx; e < bm * BK; e += threads) {
+                var mm: u32;
+                var kk: u32;
+                if TRANS_A {
+                    kk = e / bm;
+                    mm = e % bm;
+                } else {
+                    mm = e / BK;
+                    kk = e % BK;
+                }
+                let slot = kk * bm + mm;
+                tile_a[slot >> 2u][slot & 3u] = a_at(row_base + mm, k0 + kk);
             }
-            let slot = kk * bm + mm;
-            tile_a[slot >> 2u][slot & 3u] = a_at(row_base + mm, k0 + kk);
-        }
-        for (var e = lidx; e < bn * BK; e += threads) {
-            var nn: u32;
-            var kk: u32;
-            if TRANS_B {
-                nn = e / BK;
-                kk = e % BK;
-            } else {
-                kk = e / bn;
-                nn = e % bn;
+            for (var e = lidx; e < bn * BK; e += threads) {
+                var nn: u32;
+                var kk: u32;
+                if TRANS_B {
+                    nn = e / BK;
+                    kk = e % BK;
+                } else {
+                    kk = e / bn;
+                    nn = e % bn;
+                }
+                let slot = kk * bn + nn;
+                tile_b[slot >> 2u][slot & 3u] = b_at(k0 + kk, col_base + nn);
             }
-            let slot = kk * bn + nn;
-            tile_b[slot >> 2u][slot & 3u] = b_at(k0 + kk, col_base + nn);
+            workgroupBarrier();
+            for (var kk = 0u; kk < BK; kk++) {
+                let av = tile_a[kk * WG_Y + lid.y];
+                let bv = tile_b[kk * WG_X + lid.x];
+                acc[0] += av.x * bv;
+                acc[1] += av.y * bv;
+                acc[2] += av.z * bv;
+                acc[3] += av.w * bv;
+            }
+            workgroupBarrier();
         }
-        workgroupBarrier();
-        for (var kk = 0u; kk < BK; kk++) {
-            let av = tile_a[kk * WG_Y + lid.y];
-            let bv = tile_b[kk * WG_X + lid.x];
-            acc[0] += av.x * bv;
-            acc[1] += av.y * bv;
-            acc[2] += av.z * bv;
-            acc[3] += av.w * bv;
+        let r0 = row_base + lid.y * 4u;
+        let c0 = col_base + lid.x * 4u;
+        if r0 < M && c0 < N {
+            store_tile(r0, c0, acc);
         }
-        workgroupBarrier();
-    }
-    let r0 = row_base + lid.y * 4u;
-    let c0 = col_base + lid.x * 4u;
-    if r0 < M && c0 < N {
-        store_tile(r0, c0, acc);
     }
 }
 
 @compute @workgroup_size(WG_X, WG_Y)
-fn matmul_naive(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn matmul_naive(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
     load_dims();
-    let row = gid.y;
-    let col = gid.x;
-    if row >= M || col >= N {
-        return;
-    }
-    var sum = 0.0;
-    for (var kk = 0u; kk < K; kk++) {
-        sum += a_at(row, kk) * b_at(kk, col);
-    }
-    if scatter_keeps(row, col) {
-        store_one(row, col, sum);
+    let tiles = tile_count(WG_X, WG_Y);
+    for (var t = wid.y * nwg.x + wid.x; t < tiles.x * tiles.y; t += nwg.x * nwg.y) {
+        let row = (t / tiles.x) * WG_Y + lid.y;
+        let col = (t % tiles.x) * WG_X + lid.x;
+        if row < M && col < N {
+            var sum = 0.0;
+            for (var kk = 0u; kk < K; kk++) {
+                sum += a_at(row, kk) * b_at(kk, col);
+            }
+            if !SCATTER {
+                store_one(row, col, row * N + col, sum);
+            } else if row < REAL_M && col < REAL_N {
+                store_one(row, col, map_row(row) * p.ldc + map_col(col), sum);
+            }
+        }
     }
 }

@@ -6,6 +6,8 @@
 // keeps the factor on the device: no read-back to decide it.
 //
 // sgd_step  (PyTorch convention): g' = s·g + wd·w;  v = μ·v + g';  w -= lr·v
+//           With ZERO_GRAD it also clears g, so that the next step's
+//           scatter-adds start from zero without a separate pass over memory.
 // adam_step (Kingma & Ba, optional L2 decay folded into g):
 //   m = β1·m + (1-β1)·g';  v = β2·v + (1-β2)·g'²;
 //   w -= lr · (m / bc1) / (sqrt(v / bc2) + eps),  bc_i = 1 - β_i^t
@@ -32,11 +34,12 @@ struct AdamParams {
 }
 
 override WG: u32 = 256u;
+override ZERO_GRAD: bool = false;
 
 @group(0) @binding(0) var<uniform> sgd: SgdParams;
 @group(0) @binding(1) var<uniform> adam: AdamParams;
 @group(0) @binding(2) var<storage, read_write> w: array<f32>;
-@group(0) @binding(3) var<storage, read> g: array<f32>;
+@group(0) @binding(3) var<storage, read_write> g: array<f32>;
 @group(0) @binding(4) var<storage, read> gscale: array<f32>;
 // SGD: the momentum buffer; Adam: the first moment.
 @group(0) @binding(5) var<storage, read_write> m1: array<f32>;
@@ -57,6 +60,9 @@ fn sgd_step(
     let v = sgd.momentum * m1[i] + gi;
     m1[i] = v;
     w[i] -= sgd.lr * v;
+    if ZERO_GRAD {
+        g[i] = 0.0;
+    }
 }
 
 @compute @workgroup_size(WG)

@@ -21,11 +21,14 @@ pub struct GpuOptions {
     /// Time the matmul variants when no cached choice exists for this adapter.
     /// Off, the device-type rule decides.
     pub autotune: bool,
+    /// Most workgroups per data-dependent dispatch (`Gpu::grid_cap`); `None`
+    /// reads `SPARSETRAIN_GRID_CAP`, else the device-type rule.
+    pub grid_cap: Option<u32>,
 }
 
 impl Default for GpuOptions {
     fn default() -> Self {
-        GpuOptions { backends: None, adapter: None, autotune: true }
+        GpuOptions { backends: None, adapter: None, autotune: true, grid_cap: None }
     }
 }
 
@@ -82,6 +85,7 @@ pub struct Gpu {
     error: Arc<Mutex<Option<String>>>,
     lost: Arc<AtomicBool>,
     matmul: MatmulChoice,
+    grid_cap: u32,
     /// A one-element tensor holding 1.0: the gradient scale when nothing clips.
     pub(crate) one: Tensor,
     /// A one-element u32 zero: the binding of unused u32 inputs.
@@ -101,6 +105,26 @@ fn env_backends() -> Result<wgpu::Backends> {
         "gl" | "gles" | "opengl" => Ok(wgpu::Backends::GL),
         _ => Err(Error::InvalidEnv { var: "SPARSETRAIN_BACKEND", value: v, expected: "vulkan, metal, dx12 or gl" }),
     }
+}
+
+/// `SPARSETRAIN_GRID_CAP`, else 64 workgroups on CPU adapters, else no cap.
+fn grid_cap_for(ty: wgpu::DeviceType) -> Result<u32> {
+    if let Ok(v) = std::env::var("SPARSETRAIN_GRID_CAP") {
+        return match v.trim() {
+            "" => Ok(default_grid_cap(ty)),
+            "none" | "0" => Ok(u32::MAX),
+            n => n.parse::<u32>().map_err(|_| Error::InvalidEnv {
+                var: "SPARSETRAIN_GRID_CAP",
+                value: v.clone(),
+                expected: "a number of workgroups, or none",
+            }),
+        };
+    }
+    Ok(default_grid_cap(ty))
+}
+
+fn default_grid_cap(ty: wgpu::DeviceType) -> u32 {
+    if ty == wgpu::DeviceType::Cpu { 64 } else { u32::MAX }
 }
 
 /// Hardware first; among equals, the native APIs before GL (GL through
@@ -163,9 +187,11 @@ impl Gpu {
         })?;
         let info = adapter.get_info();
         let limits = Gpu::needed_limits(&adapter.limits());
+        // Timestamps let `Recorder::profiled` time each kernel; optional.
+        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("sparsetrain"),
-            required_features: wgpu::Features::empty(),
+            required_features: features,
             required_limits: limits,
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
@@ -237,6 +263,10 @@ impl Gpu {
             error,
             lost,
             matmul: MatmulChoice::fallback(info.device_type),
+            grid_cap: match opts.grid_cap {
+                Some(c) => c.max(1),
+                None => grid_cap_for(info.device_type)?,
+            },
             one,
             zero_u32,
             params_pool: Mutex::new(Vec::new()),
@@ -270,12 +300,25 @@ impl Gpu {
         &self.report.limits
     }
 
+    /// Whether per-kernel GPU timestamps are available (`Recorder::profiled`).
+    pub fn has_timestamps(&self) -> bool {
+        self.device.features().contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
     pub fn device(&self) -> &wgpu::Device {
         &self.device
     }
 
     pub fn queue(&self) -> &wgpu::Queue {
         &self.queue
+    }
+
+    /// Most workgroups a kernel with a data-dependent size launches; the
+    /// kernel loops over the rest. Software rasterisers pay for every
+    /// launched workgroup, even one that exits at once, so they get a small
+    /// persistent grid; GPUs get one workgroup per tile.
+    pub fn grid_cap(&self) -> u32 {
+        self.grid_cap
     }
 
     /// The matmul variant in use and why it was chosen.

@@ -118,6 +118,20 @@ enum DatasetArg {
 
 #[derive(Subcommand)]
 enum BenchWhat {
+    /// Training step time, dense and sparse at several keep ratios, with FLOP ratios.
+    Train {
+        /// Hidden sizes of the MLPs to time, e.g. `1024,1024` (repeat the flag for several).
+        #[arg(long = "model", value_delimiter = ',', num_args = 1)]
+        models: Vec<String>,
+        #[arg(long, value_delimiter = ',', default_values_t = vec![0.5f32, 0.25, 0.1, 0.05])]
+        keeps: Vec<f32>,
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// Every matmul variant on every layout: GFLOP/s and the ratio to the naive kernel.
     Matmul {
         /// Square sizes to time (comma-separated).
@@ -205,6 +219,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Bench { what } => match what {
+            BenchWhat::Train { models, keeps, batch, warmup, runs } => {
+                if batch == 0 || runs == 0 {
+                    return Err(usage("--batch and --runs must be at least 1"));
+                }
+                if keeps.iter().any(|k| !(*k > 0.0 && *k <= 1.0)) {
+                    return Err(usage("--keeps must lie in (0, 1]"));
+                }
+                let models: Vec<Vec<usize>> = if models.is_empty() {
+                    vec![vec![784, 1024, 1024, 10], vec![784, 4096, 4096, 10]]
+                } else {
+                    let mut out = Vec::new();
+                    for m in &models {
+                        let hidden: Result<Vec<usize>, _> = m.split(['-', ' ']).map(str::parse).collect();
+                        let hidden = hidden
+                            .map_err(|_| usage(format!("--model {m:?}: expected hidden sizes like 1024-1024")))?;
+                        if hidden.is_empty() || hidden.contains(&0) {
+                            return Err(usage(format!("--model {m:?}: sizes must be positive")));
+                        }
+                        let mut sizes = vec![784];
+                        sizes.extend(hidden);
+                        sizes.push(10);
+                        out.push(sizes);
+                    }
+                    out
+                };
+                let gpu = Gpu::open().context("opening the GPU")?;
+                bench::bench_train(&gpu, &models, &keeps, batch, warmup, runs, &mut std::io::stdout())?;
+            }
             BenchWhat::Matmul { sizes, no_mlp_shapes, layouts, min_runs, max_runs, budget } => {
                 if min_runs == 0 || max_runs < min_runs || !budget.is_finite() || budget < 0.0 {
                     return Err(usage("need 1 <= --min-runs <= --max-runs and a finite --budget >= 0"));

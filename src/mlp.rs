@@ -17,7 +17,7 @@ use rand_distr::{Distribution, Normal};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::ops::matmul::{Dims, Layout, Matmul};
-use crate::ops::optim::{GradScale, Sgd, sgd_step};
+use crate::ops::optim::{AfterStep, GradScale, Sgd, sgd_step};
 use crate::ops::reduce::Reducer;
 use crate::ops::{accuracy, bias, relu, softmax_xent};
 use crate::record::Recorder;
@@ -288,6 +288,15 @@ impl DenseTrainer {
         self.mlp.count_correct(rec, &self.ws, labels, batch)?;
         self.mlp.backward(rec, &self.ws, x, labels, batch)?;
         let n = self.mlp.layout.total;
-        sgd_step(rec, &self.mlp.params, &self.momentum, &self.mlp.grads, GradScale::One, self.sgd, n)
+        sgd_step(
+            rec,
+            &self.mlp.params,
+            &self.momentum,
+            &self.mlp.grads,
+            GradScale::One,
+            self.sgd,
+            AfterStep::KeepGrad,
+            n,
+        )
     }
 }

@@ -22,7 +22,17 @@ pub struct Recorder<'g> {
     params: Vec<u8>,
     align: usize,
     dispatches: usize,
+    profile: Option<Profile>,
 }
+
+/// Begin/end timestamps of every dispatch of a profiled recording.
+struct Profile {
+    queries: wgpu::QuerySet,
+    kernels: Vec<Kernel>,
+}
+
+/// Most dispatches one profiled recording may time.
+const MAX_PROFILED: u32 = 2048;
 
 impl<'g> Recorder<'g> {
     pub fn new(gpu: &'g Gpu) -> Recorder<'g> {
@@ -41,7 +51,26 @@ impl<'g> Recorder<'g> {
             params: Vec::new(),
             align: gpu.limits().min_uniform_buffer_offset_alignment as usize,
             dispatches: 0,
+            profile: None,
         }
+    }
+
+    /// A recorder that timestamps every dispatch (see `finish_profiled`).
+    /// Fails if the device has no timestamp queries.
+    pub fn profiled(gpu: &'g Gpu) -> Result<Recorder<'g>> {
+        if !gpu.has_timestamps() {
+            return Err(Error::InvalidArgument(format!("{} offers no timestamp queries", gpu.report().name)));
+        }
+        let mut rec = Recorder::new(gpu);
+        rec.profile = Some(Profile {
+            queries: gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("kernel timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2 * MAX_PROFILED,
+            }),
+            kernels: Vec::new(),
+        });
+        Ok(rec)
     }
 
     pub fn gpu(&self) -> &'g Gpu {
@@ -106,11 +135,27 @@ impl<'g> Recorder<'g> {
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
-        let enc = self.encoder();
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(kernel.entry_point()),
-            timestamp_writes: None,
+        let slot = match &mut self.profile {
+            Some(p) if (p.kernels.len() as u32) < MAX_PROFILED => {
+                p.kernels.push(kernel);
+                Some(p.kernels.len() as u32 - 1)
+            }
+            _ => None,
+        };
+        let gpu = self.gpu;
+        let encoder = self.encoder.get_or_insert_with(|| {
+            gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("sparsetrain") })
         });
+        let timestamp_writes = match (&self.profile, slot) {
+            (Some(p), Some(i)) => Some(wgpu::ComputePassTimestampWrites {
+                query_set: &p.queries,
+                beginning_of_pass_write_index: Some(2 * i),
+                end_of_pass_write_index: Some(2 * i + 1),
+            }),
+            _ => None,
+        };
+        let mut pass = encoder
+            .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(kernel.entry_point()), timestamp_writes });
         pass.set_pipeline(&pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
         pass.dispatch_workgroups(groups.x, groups.y, groups.z);
@@ -141,6 +186,37 @@ impl<'g> Recorder<'g> {
     pub fn submit(mut self) -> Result<()> {
         self.flush();
         self.gpu.check()
+    }
+
+    /// Submits, waits, and returns each timed dispatch's kernel and GPU
+    /// seconds (a counted read-back of the timestamps).
+    pub fn finish_profiled(mut self) -> Result<Vec<(Kernel, f64)>> {
+        let gpu = self.gpu;
+        let Some(profile) = self.profile.take() else {
+            return Err(Error::InvalidArgument("finish_profiled on a recorder made without `profiled`".into()));
+        };
+        let n = profile.kernels.len() as u32;
+        if n == 0 {
+            self.finish()?;
+            return Ok(Vec::new());
+        }
+        let bytes = 16 * u64::from(n);
+        let resolve = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamps"),
+            size: bytes,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        self.encoder().resolve_query_set(&profile.queries, 0..2 * n, &resolve, 0);
+        self.finish()?;
+        let ticks: Vec<u64> = bytemuck::cast_slice(&gpu.read_back(&resolve, 0, bytes)?).to_vec();
+        let period = f64::from(gpu.queue.get_timestamp_period()) * 1e-9;
+        Ok(profile
+            .kernels
+            .iter()
+            .zip(ticks.chunks(2))
+            .map(|(k, t)| (*k, t[1].saturating_sub(t[0]) as f64 * period))
+            .collect())
     }
 
     /// Submits and waits until the device has finished the work.

@@ -161,6 +161,24 @@ impl Kernel {
         }
     }
 
+    /// The family a kernel's time is reported under in profiles.
+    pub fn family(self) -> &'static str {
+        match self {
+            Kernel::MatmulRegtile | Kernel::MatmulShared | Kernel::MatmulNaive => "matmul",
+            Kernel::GatherWeights | Kernel::GatherBias | Kernel::ScatterBiasGrad => "gather/scatter",
+            Kernel::CompactKept => "compaction",
+            Kernel::MaskSample => "sampling",
+            Kernel::ScoreGrad => "estimator",
+            Kernel::ProjectScores => "projection",
+            Kernel::SgdStep | Kernel::AdamStep => "optimizer",
+            Kernel::ReducePartial | Kernel::ReduceFinal => "reductions",
+            Kernel::SoftmaxXentForward | Kernel::SoftmaxXentBackward | Kernel::AccuracyCount => "loss",
+            Kernel::BiasAdd | Kernel::BiasGrad | Kernel::ReluForward | Kernel::ReluBackward | Kernel::Fill => {
+                "elementwise"
+            }
+        }
+    }
+
     pub fn entry_point(self) -> &'static str {
         match self {
             Kernel::MatmulRegtile => "matmul_regtile",
@@ -273,4 +291,17 @@ pub fn grid_1d(threads: u32, wg: u32, max_per_dim: u32) -> UVec3 {
 /// (x, y) threads' worth of work.
 pub fn grid_2d(x: u32, y: u32, tile: glam::UVec2) -> UVec3 {
     UVec3::new(x.div_ceil(tile.x).max(1), y.div_ceil(tile.y).max(1), 1)
+}
+
+/// Workgroups for `groups` pieces of work when kernels loop over them with a
+/// stride of the launched count (a persistent grid): at most `cap`, folded
+/// into y beyond `max_per_dim`.
+pub fn capped_grid(groups: u32, cap: u32, max_per_dim: u32) -> UVec3 {
+    let g = groups.min(cap).max(1);
+    if g <= max_per_dim {
+        UVec3::new(g, 1, 1)
+    } else {
+        let y = g.div_ceil(max_per_dim);
+        UVec3::new(g.div_ceil(y), y, 1)
+    }
 }

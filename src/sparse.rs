@@ -23,7 +23,7 @@ use crate::ops::compact::compact_kept;
 use crate::ops::gather::{KeptSet, Side, gather_bias, gather_weights, scatter_bias_grad};
 use crate::ops::mask::{MaskKey, mask_sample};
 use crate::ops::matmul::{Dims, DynDims, Layout, Matmul, Scatter};
-use crate::ops::optim::{Adam, GradScale, Sgd, adam_step, sgd_step};
+use crate::ops::optim::{Adam, AfterStep, GradScale, Sgd, adam_step, sgd_step};
 use crate::ops::project::{Projection, project_scores};
 use crate::ops::reduce::Reducer;
 use crate::ops::vrpge::{Estimator, ScoreFn, score_grad};
@@ -332,7 +332,7 @@ impl SparseTrainer {
         let key = |sample| MaskKey { seed: self.cfg.seed, step: t as u32, sample };
         self.draw_mask(rec, &self.samples[0], key(0))?;
         self.draw_mask(rec, &self.samples[1], key(1))?;
-        self.mlp.grads.fill_f32(rec, 0.0)?;
+        // `grads` is zero here: it starts zeroed and every SGD step clears it.
         for (j, slot) in [(0usize, LOSS_1), (1, LOSS_2)] {
             let state = &self.samples[j];
             self.forward(rec, state, x, batch)?;
@@ -353,7 +353,16 @@ impl SparseTrainer {
         self.reducer.sum_squares(rec, &self.sq, 1, &self.score_grad, units)?;
         self.reducer.clip_factor(rec, &self.clip, 0, &self.sq, 2, self.cfg.clip_norm)?;
         let scale = || GradScale::Buffer(&self.clip);
-        sgd_step(rec, &self.mlp.params, &self.momentum, &self.mlp.grads, scale(), self.sgd, total)?;
+        sgd_step(
+            rec,
+            &self.mlp.params,
+            &self.momentum,
+            &self.mlp.grads,
+            scale(),
+            self.sgd,
+            AfterStep::ZeroGrad,
+            total,
+        )?;
         let adam = Adam { lr: score_lr, ..self.cfg.score_adam };
         adam_step(rec, &self.scores, &self.score_m, &self.score_v, &self.score_grad, scale(), adam, t + 1, units)?;
         self.project(rec)?;
@@ -372,14 +381,23 @@ impl SparseTrainer {
         sgd: Sgd,
     ) -> Result<()> {
         self.check_batch(x, batch)?;
-        self.mlp.grads.fill_f32(rec, 0.0)?;
+        // `grads` is zero: every SGD step of this trainer clears it.
         self.forward(rec, &self.fixed, x, batch)?;
         accuracy::accuracy_count(rec, &self.correct, self.logits(), labels, batch, self.mlp.classes())?;
         self.loss_and_grad(rec, labels, batch, LOSS_1, 1.0)?;
         self.backward(rec, &self.fixed, x, batch)?;
         self.reducer.reduce(rec, &self.loss, LOSS_SUM, &self.loss, 1, 1.0, true)?;
         let total = self.mlp.layout.total;
-        sgd_step(rec, &self.mlp.params, &self.momentum, &self.mlp.grads, GradScale::One, sgd, total)
+        sgd_step(
+            rec,
+            &self.mlp.params,
+            &self.momentum,
+            &self.mlp.grads,
+            GradScale::One,
+            sgd,
+            AfterStep::ZeroGrad,
+            total,
+        )
     }
 
     /// Adds the correct predictions of `fixed` on a batch to `correct`.

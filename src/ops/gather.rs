@@ -5,7 +5,7 @@ use super::matmul::NONE;
 use super::{KernelParams, need, u32_of};
 use crate::error::Result;
 use crate::record::Recorder;
-use crate::shader::{Kernel, Shader, grid_1d};
+use crate::shader::{Kernel, Shader, capped_grid};
 use crate::tensor::{DType, Tensor};
 
 /// Keep in sync with `GatherParams` in shaders/gather.wgsl.
@@ -91,7 +91,8 @@ fn run(
     if t == 0 {
         return Ok(());
     }
-    let groups = grid_1d(t, WG, rec.gpu().limits().max_compute_workgroups_per_dimension);
+    let gpu = rec.gpu();
+    let groups = capped_grid(t.div_ceil(WG), gpu.grid_cap(), gpu.limits().max_compute_workgroups_per_dimension);
     rec.dispatch(kernel, &vec![("WG", WG.into())], (0, p), &[(1, k.dims), (2, k.maps), (3, src), (4, dst)], groups)
 }
 

@@ -5,9 +5,9 @@
 use glam::UVec2;
 
 use super::{KernelParams, need, u32_of};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::record::Recorder;
-use crate::shader::{Kernel, Shader, grid_2d};
+use crate::shader::{Kernel, Shader, capped_grid, grid_2d};
 use crate::tensor::{DType, Tensor};
 
 /// Keep in sync with `MatmulParams` in shaders/matmul.wgsl.
@@ -304,16 +304,11 @@ impl<'a> Matmul<'a> {
             params.rows_map = opt_index(OP, "rows map", sc.rows)?;
             params.cols_map = opt_index(OP, "cols map", sc.cols)?;
         }
-        let groups = grid_2d(n, m, wg * per_thread);
+        // One piece of work per output tile; kernels loop over tiles beyond
+        // the launched workgroups.
+        let tiles = grid_2d(n, m, wg * per_thread);
         let limit = gpu.limits().max_compute_workgroups_per_dimension;
-        if groups.x > limit || groups.y > limit {
-            return Err(Error::TooLarge {
-                what: format!("matmul of {m}x{n}"),
-                bytes: u64::from(groups.max_element()),
-                limit_name: "max_compute_workgroups_per_dimension",
-                limit: u64::from(limit),
-            });
-        }
+        let groups = capped_grid(tiles.x.saturating_mul(tiles.y), gpu.grid_cap(), limit);
         let (one, zero_u32) = (&gpu.one, &gpu.zero_u32);
         let bias = self.bias.unwrap_or(one);
         let gate = self.gate.unwrap_or(one);

@@ -53,6 +53,14 @@ pub struct Sgd {
     pub weight_decay: f32,
 }
 
+/// What `sgd_step` leaves in the gradient buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterStep {
+    KeepGrad,
+    /// Clear it: the next step accumulates into zeros.
+    ZeroGrad,
+}
+
 /// Adam hyper-parameters.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Adam {
@@ -88,6 +96,7 @@ fn scale_tensor(rec: &Recorder, scale: GradScale) -> Result<Tensor> {
 }
 
 /// v = μ·v + (s·g + wd·w); w -= lr·v, over the first `n` elements.
+#[allow(clippy::too_many_arguments)]
 pub fn sgd_step(
     rec: &mut Recorder,
     w: &Tensor,
@@ -95,6 +104,7 @@ pub fn sgd_step(
     g: &Tensor,
     scale: GradScale,
     hp: Sgd,
+    after: AfterStep,
     n: usize,
 ) -> Result<()> {
     const OP: &str = "sgd_step";
@@ -111,7 +121,9 @@ pub fn sgd_step(
     let params = SgdParams { n: n32, lr: hp.lr, momentum: hp.momentum, weight_decay: hp.weight_decay };
     let groups = grid_1d(n32, WG, rec.gpu().limits().max_compute_workgroups_per_dimension);
     let s = scale_tensor(rec, scale)?;
-    rec.dispatch(Kernel::SgdStep, &vec![("WG", WG.into())], (0, &params), &[(2, w), (3, g), (4, &s), (5, v)], groups)
+    let zero = f64::from(u8::from(after == AfterStep::ZeroGrad));
+    let constants = vec![("WG", WG.into()), ("ZERO_GRAD", zero)];
+    rec.dispatch(Kernel::SgdStep, &constants, (0, &params), &[(2, w), (3, g), (4, &s), (5, v)], groups)
 }
 
 /// One Adam step `t` (1-based) over the first `n` elements.

@@ -98,7 +98,9 @@ impl Reducer {
         need(OP, "out", out, out_index + 1, DType::F32)?;
         need(OP, "x", x, n, DType::F32)?;
         let n32 = u32_of(OP, "n", n)?;
-        let groups = (n32.div_ceil(WG)).clamp(1, MAX_PARTIALS as u32);
+        // Fewer, longer-running workgroups where the device caps grids: each
+        // first-pass workgroup ends in a barrier-heavy tree.
+        let groups = n32.div_ceil(WG).clamp(1, (MAX_PARTIALS as u32).min(rec.gpu().grid_cap()));
         let max = rec.gpu().limits().max_compute_workgroups_per_dimension;
         let flag = |b: bool| f64::from(u8::from(b));
         let first_consts = vec![("WG", f64::from(WG)), ("SQUARE", flag(mode.square))];

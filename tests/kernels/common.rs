@@ -12,9 +12,14 @@ use sparsetrain::{Error, Gpu, GpuOptions};
 /// `SPARSETRAIN_REQUIRE_GPU` is set, and otherwise returns None after saying
 /// that it skips.
 pub fn gpu(test: &str) -> Option<Gpu> {
-    // The matmul variant is forced explicitly where it matters; elsewhere the
-    // cached or device-type choice avoids timing work in every test.
-    match Gpu::open_with(&GpuOptions { autotune: false, ..Default::default() }) {
+    gpu_with(test, GpuOptions::default())
+}
+
+/// `gpu` with options (the autotune is always off in tests: the matmul
+/// variant is forced explicitly where it matters, and elsewhere the cached or
+/// device-type choice avoids timing work in every test).
+pub fn gpu_with(test: &str, opts: GpuOptions) -> Option<Gpu> {
+    match Gpu::open_with(&GpuOptions { autotune: false, ..opts }) {
         Ok(g) => Some(g),
         Err(e @ Error::NoAdapter { .. }) => {
             let required = ["CI", "SPARSETRAIN_REQUIRE_GPU"]

@@ -11,6 +11,17 @@ fn subset(r: &mut impl Rng, n: usize, keep: f64) -> Vec<u32> {
 #[test]
 fn gather_and_scatter_match_reference() {
     let Some(gpu) = gpu("gather_and_scatter_match_reference") else { return };
+    gather_cases(&gpu);
+}
+
+#[test]
+fn gather_and_scatter_on_a_capped_grid() {
+    let opts = sparsetrain::GpuOptions { grid_cap: Some(1), ..Default::default() };
+    let Some(gpu) = gpu_with("gather_and_scatter_on_a_capped_grid", opts) else { return };
+    gather_cases(&gpu);
+}
+
+fn gather_cases(gpu: &sparsetrain::Gpu) {
     let (rows_full, cols_full, batch) = (37usize, 23usize, 5usize);
     let mut case = 0;
     for keep_rows in [Some(1.0), Some(0.5), Some(0.0), Some(0.1), None] {

@@ -32,6 +32,19 @@ fn shapes_of(layout: Layout, d: Dims) -> ([usize; 2], [usize; 2]) {
 #[test]
 fn matmul_matches_reference() {
     let Some(gpu) = gpu("matmul_matches_reference") else { return };
+    matmul_cases(&gpu);
+}
+
+/// The same with a grid of at most 3 workgroups: every kernel must loop over
+/// the tiles it was not launched for.
+#[test]
+fn matmul_matches_reference_on_a_capped_grid() {
+    let opts = sparsetrain::GpuOptions { grid_cap: Some(3), ..Default::default() };
+    let Some(gpu) = gpu_with("matmul_matches_reference_on_a_capped_grid", opts) else { return };
+    matmul_cases(&gpu);
+}
+
+fn matmul_cases(gpu: &sparsetrain::Gpu) {
     let mut case = 0u64;
     for variant in [Variant::RegTile, Variant::Shared, Variant::Naive] {
         for layout in Layout::ALL {
@@ -111,10 +124,21 @@ fn matmul_rejects_bad_shapes() {
 /// through kept-unit maps, including a layer with no unit kept.
 #[test]
 fn matmul_dynamic_sizes_and_epilogues() {
+    let Some(gpu) = gpu("matmul_dynamic_sizes_and_epilogues") else { return };
+    dynamic_cases(&gpu);
+}
+
+#[test]
+fn matmul_dynamic_sizes_and_epilogues_on_a_capped_grid() {
+    let opts = sparsetrain::GpuOptions { grid_cap: Some(2), ..Default::default() };
+    let Some(gpu) = gpu_with("matmul_dynamic_sizes_and_epilogues_on_a_capped_grid", opts) else { return };
+    dynamic_cases(&gpu);
+}
+
+fn dynamic_cases(gpu: &sparsetrain::Gpu) {
     use rand::Rng;
     use sparsetrain::cpu::matmul::{ScatterRef, matmul_fused};
     use sparsetrain::ops::matmul::{DynDims, Scatter};
-    let Some(gpu) = gpu("matmul_dynamic_sizes_and_epilogues") else { return };
     let mut case = 0u64;
     for variant in [Variant::RegTile, Variant::Shared, Variant::Naive] {
         for layout in Layout::ALL {

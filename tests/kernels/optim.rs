@@ -23,7 +23,7 @@ fn sgd_and_adam_match_reference() {
             let mut rec = Recorder::new(&gpu);
             for t in 1..=3u64 {
                 let s = || if use_scale { GradScale::Buffer(&ts) } else { GradScale::One };
-                optim::sgd_step(&mut rec, &tw, &tv, &tg, s(), sgd, n).unwrap();
+                optim::sgd_step(&mut rec, &tw, &tv, &tg, s(), sgd, optim::AfterStep::KeepGrad, n).unwrap();
                 optim::adam_step(&mut rec, &aw, &am, &av, &tg, s(), adam, t, n).unwrap();
             }
             rec.finish().unwrap();
@@ -39,6 +39,17 @@ fn sgd_and_adam_match_reference() {
             assert_close(&format!("adam w {tag}"), &aw.download_f32(&gpu).unwrap(), &raw, 1e-6, 1e-5);
             assert_close(&format!("adam m {tag}"), &am.download_f32(&gpu).unwrap(), &ram, 1e-6, 1e-5);
             assert_close(&format!("adam v {tag}"), &av.download_f32(&gpu).unwrap(), &rav, 1e-7, 1e-5);
+            assert_eq!(tg.download_f32(&gpu).unwrap(), g, "KeepGrad changed the gradient");
+            // ZeroGrad: the same update, and the gradient cleared.
+            let (zw, zv, zg) = (mk("zw", &w), mk("zv", &v), mk("zg", &g));
+            let mut rec = Recorder::new(&gpu);
+            let s = if use_scale { GradScale::Buffer(&ts) } else { GradScale::One };
+            optim::sgd_step(&mut rec, &zw, &zv, &zg, s, sgd, optim::AfterStep::ZeroGrad, n).unwrap();
+            rec.finish().unwrap();
+            let (mut rw1, mut rv1) = (to_f64(&w), to_f64(&v));
+            cpu::optim::sgd_step(&mut rw1, &mut rv1, &to_f64(&g), scale as f64, sgd);
+            assert_close(&format!("sgd zero-grad w {tag}"), &zw.download_f32(&gpu).unwrap(), &rw1, 1e-6, 1e-5);
+            assert!(zg.download_f32(&gpu).unwrap().iter().all(|&x| x == 0.0), "ZeroGrad left a gradient");
         }
     }
 }
