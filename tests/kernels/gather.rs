@@ -47,16 +47,16 @@ fn gather_cases(gpu: &sparsetrain::Gpu) {
             let pr = rside.max_len(rows_full);
             let dy = rand_f32(&mut r, batch * pr, -1.0, 1.0);
             let db0 = rand_f32(&mut r, rows_full, -1.0, 1.0);
-            let tdims = Tensor::from_u32(&gpu, "dims", &[2], &dims).unwrap();
-            let tmaps = Tensor::from_u32(&gpu, "maps", &[128], &maps).unwrap();
+            let tdims = Tensor::from_u32(gpu, "dims", &[2], &dims).unwrap();
+            let tmaps = Tensor::from_u32(gpu, "maps", &[128], &maps).unwrap();
             let kept = KeptSet { dims: &tdims, maps: &tmaps };
-            let tw = Tensor::from_f32(&gpu, "w", &[w.len()], &w).unwrap();
-            let tb = Tensor::from_f32(&gpu, "b", &[b.len()], &b).unwrap();
-            let twc = Tensor::from_f32(&gpu, "wc", &[max], &vec![f32::NAN; max]).unwrap();
-            let tbc = Tensor::from_f32(&gpu, "bc", &[pr], &vec![f32::NAN; pr]).unwrap();
-            let tdy = Tensor::from_f32(&gpu, "dy", &[dy.len()], &dy).unwrap();
-            let tdb = Tensor::from_f32(&gpu, "db", &[rows_full], &db0).unwrap();
-            let mut rec = Recorder::new(&gpu);
+            let tw = Tensor::from_f32(gpu, "w", &[w.len()], &w).unwrap();
+            let tb = Tensor::from_f32(gpu, "b", &[b.len()], &b).unwrap();
+            let twc = Tensor::from_f32(gpu, "wc", &[max], &vec![f32::NAN; max]).unwrap();
+            let tbc = Tensor::from_f32(gpu, "bc", &[pr], &vec![f32::NAN; pr]).unwrap();
+            let tdy = Tensor::from_f32(gpu, "dy", &[dy.len()], &dy).unwrap();
+            let tdb = Tensor::from_f32(gpu, "db", &[rows_full], &db0).unwrap();
+            let mut rec = Recorder::new(gpu);
             gather_weights(&mut rec, &twc, &tw, kept, rside, cside, (rows_full, cols_full)).unwrap();
             gather_bias(&mut rec, &tbc, &tb, kept, rside, rows_full).unwrap();
             scatter_bias_grad(&mut rec, &tdb, &tdy, kept, rside, rows_full, batch).unwrap();
@@ -65,15 +65,15 @@ fn gather_cases(gpu: &sparsetrain::Gpu) {
             let tag = format!("rows {keep_rows:?} cols {keep_cols:?}");
             let want_wc =
                 cpu::gather::gather_weights(&to_f64(&w), (rows_full, cols_full), rows.as_deref(), cols.as_deref());
-            let got_wc = twc.download_f32(&gpu).unwrap();
+            let got_wc = twc.download_f32(gpu).unwrap();
             assert_close(&format!("gather_weights {tag}"), &got_wc[..want_wc.len()], &want_wc, 0.0, 0.0);
             assert!(got_wc[want_wc.len()..].iter().all(|v| v.is_nan()), "{tag}: wrote past the compacted weights");
             let want_bc = cpu::gather::gather_bias(&to_f64(&b), rows.as_deref());
-            let got_bc = tbc.download_f32(&gpu).unwrap();
+            let got_bc = tbc.download_f32(gpu).unwrap();
             assert_close(&format!("gather_bias {tag}"), &got_bc[..want_bc.len()], &want_bc, 0.0, 0.0);
             let mut want_db = to_f64(&db0);
             cpu::gather::scatter_bias_grad(&mut want_db, &to_f64(&dy), rows.as_deref(), batch);
-            assert_close(&format!("scatter_bias_grad {tag}"), &tdb.download_f32(&gpu).unwrap(), &want_db, 1e-5, 1e-5);
+            assert_close(&format!("scatter_bias_grad {tag}"), &tdb.download_f32(gpu).unwrap(), &want_db, 1e-5, 1e-5);
         }
     }
 }

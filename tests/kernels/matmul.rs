@@ -57,14 +57,14 @@ fn matmul_cases(gpu: &sparsetrain::Gpu) {
                     let a = rand_f32(&mut r, m * k, -1.0, 1.0);
                     let b = rand_f32(&mut r, k * n, -1.0, 1.0);
                     let c0 = if beta == 0.0 { vec![f32::NAN; m * n] } else { rand_f32(&mut r, m * n, -1.0, 1.0) };
-                    let ta = Tensor::from_f32(&gpu, "A", &sa, &a).unwrap();
-                    let tb = Tensor::from_f32(&gpu, "B", &sb, &b).unwrap();
-                    let tc = Tensor::from_f32(&gpu, "C", &[m, n], &c0).unwrap();
-                    let mut rec = Recorder::new(&gpu);
+                    let ta = Tensor::from_f32(gpu, "A", &sa, &a).unwrap();
+                    let tb = Tensor::from_f32(gpu, "B", &sb, &b).unwrap();
+                    let tc = Tensor::from_f32(gpu, "C", &[m, n], &c0).unwrap();
+                    let mut rec = Recorder::new(gpu);
                     let mm = Matmul { alpha, beta, variant: Some(variant), ..Matmul::new(layout) };
                     mm.record(&mut rec, &tc, &ta, &tb, d).unwrap();
                     rec.finish().unwrap();
-                    let got = tc.download_f32(&gpu).unwrap();
+                    let got = tc.download_f32(gpu).unwrap();
                     let mut want = if beta == 0.0 { vec![0.0; m * n] } else { to_f64(&c0) };
                     cpu::matmul::matmul(&mut want, &to_f64(&a), &to_f64(&b), layout, alpha as f64, beta as f64, d);
                     let what = format!(
@@ -175,17 +175,17 @@ fn dynamic_cases(gpu: &sparsetrain::Gpu) {
                     (0..d_max.n).map(|c| if c < rn { r.random_range(-1.0..1.0) } else { 0.0 }).collect();
                 let gate = rand_f32(&mut r, d_max.m * d_max.n, -1.0, 1.0);
                 let dims = [rm as u32, rn as u32, rk as u32];
-                let ta = Tensor::from_f32(&gpu, "A", &[a.len()], &a).unwrap();
-                let tb = Tensor::from_f32(&gpu, "B", &[b.len()], &b).unwrap();
-                let tbias = Tensor::from_f32(&gpu, "bias", &[bias.len()], &bias).unwrap();
-                let tgate = Tensor::from_f32(&gpu, "gate", &[gate.len()], &gate).unwrap();
-                let tdims = Tensor::from_u32(&gpu, "dims", &[3], &dims).unwrap();
+                let ta = Tensor::from_f32(gpu, "A", &[a.len()], &a).unwrap();
+                let tb = Tensor::from_f32(gpu, "B", &[b.len()], &b).unwrap();
+                let tbias = Tensor::from_f32(gpu, "bias", &[bias.len()], &bias).unwrap();
+                let tgate = Tensor::from_f32(gpu, "gate", &[gate.len()], &gate).unwrap();
+                let tdims = Tensor::from_u32(gpu, "dims", &[3], &dims).unwrap();
                 let dynd = DynDims { dims: &tdims, m: Some(0), n: Some(1), k: Some(2) };
 
                 // 1. Forward-style: C = relu(A·B + bias), C poisoned.
-                let tc = Tensor::from_f32(&gpu, "C", &[d_max.m * d_max.n], &vec![f32::NAN; d_max.m * d_max.n]).unwrap();
+                let tc = Tensor::from_f32(gpu, "C", &[d_max.m * d_max.n], &vec![f32::NAN; d_max.m * d_max.n]).unwrap();
                 // 2. Backward-style: C = (A·B) gated.
-                let tg = Tensor::from_f32(&gpu, "G", &[d_max.m * d_max.n], &vec![f32::NAN; d_max.m * d_max.n]).unwrap();
+                let tg = Tensor::from_f32(gpu, "G", &[d_max.m * d_max.n], &vec![f32::NAN; d_max.m * d_max.n]).unwrap();
                 // 3. Scatter-add into a full [40, 50] C through maps.
                 let (full_m, full_n) = (40usize, 50usize);
                 let mut rows: Vec<u32> = (0..full_m as u32).collect();
@@ -200,12 +200,12 @@ fn dynamic_cases(gpu: &sparsetrain::Gpu) {
                 let mut maps = vec![0u32; 3];
                 maps.extend(&rows);
                 maps.extend(&cols);
-                let tmaps = Tensor::from_u32(&gpu, "maps", &[maps.len()], &maps).unwrap();
+                let tmaps = Tensor::from_u32(gpu, "maps", &[maps.len()], &maps).unwrap();
                 let full0 = rand_f32(&mut r, full_m * full_n, -1.0, 1.0);
-                let tfull = Tensor::from_f32(&gpu, "full", &[full0.len()], &full0).unwrap();
+                let tfull = Tensor::from_f32(gpu, "full", &[full0.len()], &full0).unwrap();
                 let scatter = Scatter { maps: &tmaps, rows: Some(3), cols: Some(3 + full_m), ldc: full_n };
 
-                let mut rec = Recorder::new(&gpu);
+                let mut rec = Recorder::new(gpu);
                 let base = Matmul::new(layout).variant(variant).dynamic(dynd);
                 base.bias(&tbias).relu().record(&mut rec, &tc, &ta, &tb, d_max).unwrap();
                 base.gate(&tgate).record(&mut rec, &tg, &ta, &tb, d_max).unwrap();
@@ -224,12 +224,12 @@ fn dynamic_cases(gpu: &sparsetrain::Gpu) {
                 matmul_fused(&mut want_full, &a64, &b64, layout, 1.0, 1.0, d, None, false, None, Some(&sref));
 
                 let tag = format!("{} {} real {rm}x{rn}x{rk} (seed {})", variant.name(), layout.name(), 1300 + case);
-                let got_c = tc.download_f32(&gpu).unwrap();
+                let got_c = tc.download_f32(gpu).unwrap();
                 assert_close(&format!("bias+relu {tag}"), &got_c[..d.m * d.n], &want_c, 1e-5 * (k as f64 + 1.0), 1e-5);
                 assert!(got_c[d.m * d.n..].iter().all(|v| v.is_nan()), "{tag}: wrote past the dynamic size");
-                let got_g = tg.download_f32(&gpu).unwrap();
+                let got_g = tg.download_f32(gpu).unwrap();
                 assert_close(&format!("gate {tag}"), &got_g[..d.m * d.n], &want_g, 1e-5 * (k as f64 + 1.0), 1e-5);
-                let got_full = tfull.download_f32(&gpu).unwrap();
+                let got_full = tfull.download_f32(gpu).unwrap();
                 assert_close(&format!("scatter {tag}"), &got_full, &want_full, 1e-5 * (k as f64 + 1.0), 1e-5);
             }
         }
