@@ -391,7 +391,11 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
         let kept = if s.kept.is_empty() {
             String::new()
         } else {
-            format!("  kept {}", s.kept.iter().map(|k| k.to_string()).collect::<Vec<_>>().join("/"))
+            format!(
+                "  kept {}  scores at 0/1 {:.0}%",
+                s.kept.iter().map(|k| k.to_string()).collect::<Vec<_>>().join("/"),
+                100.0 * s.polarized
+            )
         };
         println!(
             "{:8} {:>3}/{}  lr {:.4}  loss {:.4}  train acc {:6.2}%  test acc {:6.2}%  step {:7.2} ms  {:8.0} samples/s{kept}",

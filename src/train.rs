@@ -122,13 +122,16 @@ pub struct EpochStats {
     pub samples_per_s: f64,
     /// Kept units per hidden layer in the epoch's last mask (sparse only).
     pub kept: Vec<usize>,
+    /// Fraction of scores within 0.05 of 0 or 1 (sparse only): how far the
+    /// projection and the estimator have driven them to a deterministic mask.
+    pub polarized: f64,
 }
 
 impl EpochStats {
     pub fn to_json(&self) -> String {
         let kept: Vec<String> = self.kept.iter().map(|k| k.to_string()).collect();
         format!(
-            "{{\"phase\":\"{}\",\"epoch\":{},\"lr\":{},\"loss\":{},\"train_acc\":{},\"test_acc\":{},\"step_ms\":{},\"samples_per_s\":{},\"kept\":[{}]}}",
+            "{{\"phase\":\"{}\",\"epoch\":{},\"lr\":{},\"loss\":{},\"train_acc\":{},\"test_acc\":{},\"step_ms\":{},\"samples_per_s\":{},\"kept\":[{}],\"polarized\":{}}}",
             self.phase,
             self.epoch,
             self.lr,
@@ -137,7 +140,8 @@ impl EpochStats {
             self.test_acc,
             self.step_ms,
             self.samples_per_s,
-            kept.join(",")
+            kept.join(","),
+            if self.polarized.is_finite() { self.polarized } else { -1.0 }
         )
     }
 }
@@ -303,6 +307,13 @@ impl<'g> Session<'g> {
             Model::Sparse(t) => t.kept_counts(self.gpu, &t.samples[0])?,
             Model::Dense(_) => Vec::new(),
         };
+        let polarized = match &self.model {
+            Model::Sparse(t) => {
+                let s = t.scores.download_f32(self.gpu)?;
+                s.iter().filter(|&&v| !(0.05..=0.95).contains(&v)).count() as f64 / s.len().max(1) as f64
+            }
+            Model::Dense(_) => f64::NAN,
+        };
         let step_s = secs / steps as f64;
         Ok(EpochStats {
             phase: if finetune { "finetune" } else { "train" },
@@ -314,6 +325,7 @@ impl<'g> Session<'g> {
             step_ms: 1e3 * step_s,
             samples_per_s: ds.len() as f64 / secs,
             kept,
+            polarized,
         })
     }
 

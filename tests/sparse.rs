@@ -23,13 +23,26 @@ fn check(what: &str, got: &[f32], want: &[f64]) {
 #[test]
 fn one_step_matches_f64_reference() {
     let Some(gpu) = gpu("one_step_matches_f64_reference") else { return };
+    // Scores: random in (0.1, 0.9), or all 1 (everything kept), all 0 (nothing
+    // kept: every layer must still give a defined, finite result), or a single
+    // unit per layer at 1.
+    #[derive(Clone, Copy, Debug)]
+    enum Init {
+        Random,
+        All,
+        None,
+        Single,
+    }
     let cases = [
-        (vec![13, 11, 7, 5], 6, 0.5f32, Estimator::VrPge, ScoreFn::Fisher),
-        (vec![9, 17, 4], 3, 0.25, Estimator::VrPge, ScoreFn::Exact),
-        (vec![8, 6, 6, 3], 5, 0.9, Estimator::Pge, ScoreFn::Fisher),
-        (vec![20, 40, 30, 10], 16, 0.1, Estimator::VrPge, ScoreFn::Fisher),
+        (vec![13, 11, 7, 5], 6, 0.5f32, Estimator::VrPge, ScoreFn::Fisher, Init::Random),
+        (vec![9, 17, 4], 3, 0.25, Estimator::VrPge, ScoreFn::Exact, Init::Random),
+        (vec![8, 6, 6, 3], 5, 0.9, Estimator::Pge, ScoreFn::Fisher, Init::Random),
+        (vec![20, 40, 30, 10], 16, 0.1, Estimator::VrPge, ScoreFn::Fisher, Init::Random),
+        (vec![12, 9, 10, 4], 7, 1.0, Estimator::VrPge, ScoreFn::Fisher, Init::All),
+        (vec![12, 9, 10, 4], 7, 0.5, Estimator::VrPge, ScoreFn::Fisher, Init::None),
+        (vec![12, 9, 10, 4], 7, 0.5, Estimator::VrPge, ScoreFn::Fisher, Init::Single),
     ];
-    for (case, (sizes, batch, keep, estimator, score_fn)) in cases.into_iter().enumerate() {
+    for (case, (sizes, batch, keep, estimator, score_fn, init)) in cases.into_iter().enumerate() {
         let mut r = rng(1700 + case as u64);
         let layout = ParamLayout::new(&sizes).unwrap();
         let mut flat = layout.kaiming_init(case as u64);
@@ -53,7 +66,12 @@ fn one_step_matches_f64_reference() {
         let mut tr = SparseTrainer::new(&gpu, mlp, batch, sgd, cfg).unwrap();
         let units = tr.units();
         // Varied scores, so that the estimator sees more than the projected constant.
-        let scores = rand_f32(&mut r, units, 0.1, 0.9);
+        let scores: Vec<f32> = match init {
+            Init::Random => rand_f32(&mut r, units, 0.1, 0.9),
+            Init::All => vec![1.0; units],
+            Init::None => vec![0.0; units],
+            Init::Single => (0..units).map(|u| if tr.unit_off.contains(&u) { 1.0 } else { 0.0 }).collect(),
+        };
         tr.scores.upload(&gpu, &scores).unwrap();
         let x = rand_f32(&mut r, batch * sizes[0], -1.0, 1.0);
         let labels: Vec<u32> = (0..batch).map(|_| r.random_range(0..*sizes.last().unwrap() as u32)).collect();
@@ -90,7 +108,11 @@ fn one_step_matches_f64_reference() {
             (sgd, adam, cfg.clip_norm as f64, (estimator, score_fn), proj),
             1,
         );
-        let tag = format!("case {case} {sizes:?} keep {keep} {estimator:?} {score_fn:?}");
+        let tag = format!("case {case} {sizes:?} keep {keep} {estimator:?} {score_fn:?} {init:?}");
+        let kept = tr.kept_counts(&gpu, &tr.samples[0]).unwrap();
+        let want_kept: Vec<usize> =
+            tr.unit_off.windows(2).map(|w| m1[w[0]..w[1]].iter().map(|&b| b as usize).sum()).collect();
+        assert_eq!(kept, want_kept, "{tag}: kept counts");
         let losses = tr.loss.download_f32(&gpu).unwrap();
         check(&format!("{tag} losses"), &losses[..2], &[res.losses.0, res.losses.1]);
         check(&format!("{tag} clip"), &tr.clip.download_f32(&gpu).unwrap(), &[res.clip]);
