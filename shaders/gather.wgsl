@@ -52,8 +52,12 @@ fn map(off: u32, j: u32) -> u32 {
     return maps[off + j];
 }
 
-fn pad4(x: u32) -> u32 {
-    return (x + 3u) & ~3u;
+// Length of a compacted side: padded to 4 when it comes from the device.
+fn side_len(count: u32, idx: u32) -> u32 {
+    if idx == NONE {
+        return count;
+    }
+    return (count + 3u) & ~3u;
 }
 
 fn stride(nwg: vec3<u32>) -> u32 {
@@ -70,14 +74,8 @@ fn gather_weights(
     let kc = real_count(p.cols_full, p.dyn_cols);
     // The static side keeps its own size (padding it would misalign the
     // classifier's 10 outputs); compacted sides are padded to 4.
-    var pr = kr;
-    if p.dyn_rows != NONE {
-        pr = pad4(kr);
-    }
-    var pc = kc;
-    if p.dyn_cols != NONE {
-        pc = pad4(kc);
-    }
+    let pr = side_len(kr, p.dyn_rows);
+    let pc = side_len(kc, p.dyn_cols);
     for (var t = flat_id(wid, nwg, lidx, WG); t < pr * pc; t += stride(nwg)) {
         let j = t / pc;
         let q = t % pc;
@@ -96,10 +94,7 @@ fn gather_bias(
     @builtin(local_invocation_index) lidx: u32,
 ) {
     let kr = real_count(p.rows_full, p.dyn_rows);
-    var pr = kr;
-    if p.dyn_rows != NONE {
-        pr = pad4(kr);
-    }
+    let pr = side_len(kr, p.dyn_rows);
     for (var j = flat_id(wid, nwg, lidx, WG); j < pr; j += stride(nwg)) {
         var v = 0.0;
         if j < kr {
@@ -117,10 +112,7 @@ fn scatter_bias_grad(
     @builtin(local_invocation_index) lidx: u32,
 ) {
     let kr = real_count(p.rows_full, p.dyn_rows);
-    var row_len = kr;
-    if p.dyn_rows != NONE {
-        row_len = pad4(kr);
-    }
+    let row_len = side_len(kr, p.dyn_rows);
     for (var j = flat_id(wid, nwg, lidx, WG); j < kr; j += stride(nwg)) {
         var sum = 0.0;
         for (var r = 0u; r < p.batch; r++) {

@@ -143,6 +143,32 @@ pub enum Kernel {
 }
 
 impl Kernel {
+    /// Every entry point; the naga test checks each exists in its shader.
+    pub const ALL: [Kernel; 22] = [
+        Kernel::MatmulRegtile,
+        Kernel::MatmulShared,
+        Kernel::MatmulNaive,
+        Kernel::BiasAdd,
+        Kernel::BiasGrad,
+        Kernel::ReluForward,
+        Kernel::ReluBackward,
+        Kernel::SoftmaxXentForward,
+        Kernel::SoftmaxXentBackward,
+        Kernel::ReducePartial,
+        Kernel::ReduceFinal,
+        Kernel::AccuracyCount,
+        Kernel::SgdStep,
+        Kernel::AdamStep,
+        Kernel::Fill,
+        Kernel::MaskSample,
+        Kernel::CompactKept,
+        Kernel::ProjectScores,
+        Kernel::GatherWeights,
+        Kernel::GatherBias,
+        Kernel::ScatterBiasGrad,
+        Kernel::ScoreGrad,
+    ];
+
     pub fn shader(self) -> Shader {
         match self {
             Kernel::MatmulRegtile | Kernel::MatmulShared | Kernel::MatmulNaive => Shader::Matmul,

@@ -2,6 +2,9 @@
 //! 2 and a message naming the flag, and a short training run on the built-in
 //! data finishes with its summary (the CI smoke run).
 
+#[path = "kernels/common.rs"]
+mod common;
+
 use std::process::Command;
 
 fn sparsetrain(args: &[&str]) -> std::process::Output {
@@ -27,17 +30,10 @@ fn invalid_flags_exit_with_code_2() {
     }
 }
 
-fn require_gpu() -> bool {
-    let required = ["CI", "SPARSETRAIN_REQUIRE_GPU"]
-        .iter()
-        .any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty() && s != "0" && s != "false"));
-    required || sparsetrain::Gpu::open_with(&sparsetrain::GpuOptions { autotune: false, ..Default::default() }).is_ok()
-}
-
 #[test]
 fn short_sparse_run_finishes_with_a_summary() {
-    if !require_gpu() {
-        eprintln!("SKIPPED short_sparse_run_finishes_with_a_summary: no GPU adapter");
+    // Fails without an adapter where CI or SPARSETRAIN_REQUIRE_GPU is set.
+    if common::gpu("short_sparse_run_finishes_with_a_summary").is_none() {
         return;
     }
     let dir = std::env::temp_dir().join(format!("sparsetrain-cli-{}", std::process::id()));
