@@ -201,9 +201,16 @@ impl Gpu {
         Gpu::from_device(device, queue, &info, opts)
     }
 
-    /// Wraps a device created elsewhere (an application that renders with
-    /// wgpu can share its device). `info` is the adapter's info, used for
-    /// reports and to key the matmul variant choice.
+    /// Wraps a device created elsewhere: an application that renders with
+    /// wgpu shares its device by passing clones of its `Device` and `Queue`
+    /// (both are reference-counted handles). `info` is the adapter's info,
+    /// used for reports and to key the matmul variant choice.
+    ///
+    /// This installs the device's uncaptured-error handler and device-lost
+    /// callback (errors then surface as `Error`s from sparsetrain calls);
+    /// an application that needs its own should install them afterwards.
+    /// The device's limits must allow 8 storage buffers per shader stage
+    /// (the WebGPU default).
     pub fn from_device(
         device: wgpu::Device,
         queue: wgpu::Queue,
