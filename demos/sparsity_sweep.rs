@@ -2,7 +2,8 @@
 //!
 //! Trains the same MLP dense and at several keep ratios (on the procedural
 //! digits, or MNIST with `--data-dir`), and writes the table of test accuracy,
-//! step time and kept parameters to `OUT/sweep.md` and `OUT/sweep.csv`.
+//! step time and kept parameters to `OUT/sweep.md` and `OUT/sweep.csv`, and
+//! the chart of accuracy against step time to `OUT/accuracy_vs_step_time.{png,svg}`.
 //!
 //!     cargo run --release --example sparsity_sweep -- --out sweep-out
 
@@ -11,6 +12,7 @@ use std::io::Write;
 use clap::Parser;
 use sparsetrain::Gpu;
 use sparsetrain::data::{self, DatasetKind};
+use sparsetrain::plot::{SweepPoint, plot_sweep};
 use sparsetrain::sparse::SparseConfig;
 use sparsetrain::train::{Session, TrainConfig};
 
@@ -73,5 +75,12 @@ fn main() -> anyhow::Result<()> {
         writeln!(csv, "{name},{keep},{acc},{ms},{},{params}", dense_ms / ms)?;
     }
     println!("wrote {} and {}", a.out.join("sweep.md").display(), a.out.join("sweep.csv").display());
+    let points: Vec<SweepPoint> = rows
+        .iter()
+        .map(|(name, _, acc, ms, _)| SweepPoint { label: name.clone(), step_ms: *ms, test_acc: *acc })
+        .collect();
+    for f in plot_sweep(&points, &a.out)? {
+        println!("wrote {}", f.display());
+    }
     Ok(())
 }

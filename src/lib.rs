@@ -78,6 +78,7 @@ pub mod error;
 pub mod gpu;
 pub mod mlp;
 pub mod ops;
+pub mod plot;
 pub mod record;
 pub mod shader;
 pub mod sparse;

@@ -27,6 +27,14 @@ enum Command {
     },
     /// Train an MLP on the device (default: the built-in procedural digits).
     Train(TrainArgs),
+    /// Draw the charts of a run from its metrics file (PNG and SVG).
+    Plot {
+        /// A metrics file written by `train --metrics`.
+        metrics: std::path::PathBuf,
+        /// Directory for the charts.
+        #[arg(long, default_value = "plots")]
+        out: std::path::PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -95,6 +103,9 @@ struct TrainArgs {
     /// Append one JSON line per epoch (and a summary line) to this file.
     #[arg(long)]
     metrics: Option<std::path::PathBuf>,
+    /// Draw the run's charts into this directory at the end (PNG and SVG).
+    #[arg(long)]
+    plot: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -211,6 +222,15 @@ fn usage(msg: impl Into<String>) -> anyhow::Error {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Train(args) => train(args)?,
+        Command::Plot { metrics, out } => {
+            if !metrics.is_file() {
+                return Err(usage(format!("{} is not a metrics file", metrics.display())));
+            }
+            let m = sparsetrain::plot::read_metrics(&metrics)?;
+            for f in sparsetrain::plot::plot_run(&m, &out)? {
+                println!("wrote {}", f.display());
+            }
+        }
         Command::Info => {
             let gpu = Gpu::open_with(&GpuOptions::default()).context("opening the GPU")?;
             println!("{}", gpu.report());
@@ -282,7 +302,7 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
     use sparsetrain::ops::optim::Adam;
     use sparsetrain::ops::vrpge::{Estimator, ScoreFn};
     use sparsetrain::sparse::SparseConfig;
-    use sparsetrain::train::{EpochStats, Session, TrainConfig};
+    use sparsetrain::train::{Session, TrainConfig};
     use std::io::Write;
 
     for (flag, v) in [("--keep", a.keep), ("--score-lr", a.score_lr), ("--clip", a.clip)] {
@@ -350,7 +370,7 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
             data::load_mnist_dir(dir, kind)?
         }
     };
-    let mut metrics = match &a.metrics {
+    let metrics = match &a.metrics {
         Some(p) => Some(
             std::fs::OpenOptions::new()
                 .create(true)
@@ -383,13 +403,101 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
         sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-"),
         session.mlp().layout.count()
     );
+    let mut rep = Reporter { metrics, history: Vec::new(), bar: progress_bar() };
+    let mut last = run_epochs(&mut session, &split, &mut rep, cfg.epochs, false)?;
+    let mut plot_summary = None;
+    if let Some(summary) = session.select_mask(&split.train)? {
+        let cands: Vec<String> = summary.candidates.iter().map(|a| format!("{:.2}", 100.0 * a)).collect();
+        println!(
+            "mask selection: {} draws from the final scores, train acc % [{}], chose #{}",
+            cands.len(),
+            cands.join(", "),
+            summary.chosen
+        );
+        if cfg.finetune_epochs > 0 {
+            last = run_epochs(&mut session, &split, &mut rep, cfg.finetune_epochs, true)?;
+        }
+        let test_acc = session.evaluate(&split.test, 0, None)?;
+        let join = |v: &[usize]| v.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+        println!(
+            "final network: kept units per hidden layer {} of {}; parameters {} of {} ({:.1}%); forward FLOPs/sample {} of {} ({:.1}%); test acc {:.2}%",
+            join(&summary.kept).join("/"),
+            join(&sizes[1..sizes.len() - 1]).join("/"),
+            summary.params.0,
+            summary.params.1,
+            100.0 * summary.params.0 as f64 / summary.params.1 as f64,
+            summary.flops.0,
+            summary.flops.1,
+            100.0 * summary.flops.0 as f64 / summary.flops.1 as f64,
+            100.0 * test_acc
+        );
+        if let Some(f) = rep.metrics.as_mut() {
+            writeln!(
+                f,
+                "{{\"phase\":\"summary\",\"kept\":[{}],\"params\":{},\"dense_params\":{},\"flops\":{},\"dense_flops\":{},\"test_acc\":{},\"score_hist\":[{}]}}",
+                join(&summary.kept).join(","),
+                summary.params.0,
+                summary.params.1,
+                summary.flops.0,
+                summary.flops.1,
+                test_acc,
+                join(&summary.score_hist).join(",")
+            )?;
+        }
+        if let Some(l) = last.as_mut() {
+            l.test_acc = test_acc;
+        }
+        plot_summary = Some(sparsetrain::plot::Record {
+            phase: "summary".into(),
+            kept: summary.kept.clone(),
+            params: summary.params.0,
+            dense_params: summary.params.1,
+            test_acc,
+            score_hist: summary.score_hist.clone(),
+            ..Default::default()
+        });
+    }
+    if let Some(l) = last {
+        let rb = gpu.readback_stats();
+        println!(
+            "done: final loss {:.4}, train acc {:.2}%, test acc {:.2}%; {} bytes read back in {} reads (logging and evaluation only)",
+            l.loss,
+            100.0 * l.train_acc,
+            100.0 * l.test_acc,
+            rb.bytes,
+            rb.calls
+        );
+    }
+    if let Some(dir) = &a.plot {
+        let m = sparsetrain::plot::Metrics { epochs: rep.history, summary: plot_summary };
+        for f in sparsetrain::plot::plot_run(&m, dir)? {
+            println!("wrote {}", f.display());
+        }
+    }
+    Ok(())
+}
+
+/// Where epoch results go: the terminal, the metrics file, and the history
+/// kept for `--plot`.
+struct Reporter {
+    metrics: Option<std::fs::File>,
+    history: Vec<sparsetrain::plot::Record>,
+    bar: indicatif::ProgressBar,
+}
+
+fn progress_bar() -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps, {per_sec}, eta {eta}")
             .expect("valid template")
             .progress_chars("=> "),
     );
-    let mut report = |s: &EpochStats, total: usize| -> anyhow::Result<()> {
+    bar
+}
+
+impl Reporter {
+    fn report(&mut self, s: &sparsetrain::train::EpochStats, total: usize) -> anyhow::Result<()> {
+        use std::io::Write;
         let kept = if s.kept.is_empty() {
             String::new()
         } else {
@@ -411,80 +519,49 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
             s.step_ms,
             s.samples_per_s
         );
-        if let Some(f) = metrics.as_mut() {
+        if let Some(f) = self.metrics.as_mut() {
             writeln!(f, "{}", s.to_json())?;
         }
+        self.history.push(sparsetrain::plot::Record {
+            phase: s.phase.into(),
+            epoch: s.epoch,
+            lr: s.lr as f64,
+            loss: s.loss,
+            train_acc: s.train_acc,
+            test_acc: s.test_acc,
+            step_ms: s.step_ms,
+            samples_per_s: s.samples_per_s,
+            kept: s.kept.clone(),
+            polarized: s.polarized,
+            ..Default::default()
+        });
         Ok(())
-    };
-    let mut run_epochs = |session: &mut Session, count: usize, finetune: bool| -> anyhow::Result<Option<EpochStats>> {
-        let mut last = None;
-        for epoch in 0..count {
-            bar.reset();
-            bar.set_message(format!("{} {}/{count}", if finetune { "finetune" } else { "epoch" }, epoch + 1));
-            let mut stats = session.train_epoch(&split.train, epoch, finetune, |done, total| {
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
-            })?;
-            bar.finish_and_clear();
-            let key = if finetune { None } else { session.eval_key(epoch) };
-            stats.test_acc = session.evaluate(&split.test, 0, key)?;
-            report(&stats, count)?;
-            last = Some(stats);
-        }
-        Ok(last)
-    };
-    let mut last = run_epochs(&mut session, cfg.epochs, false)?;
-    if let Some(summary) = session.select_mask(&split.train)? {
-        let cands: Vec<String> = summary.candidates.iter().map(|a| format!("{:.2}", 100.0 * a)).collect();
-        println!(
-            "mask selection: {} draws from the final scores, train acc % [{}], chose #{}",
-            cands.len(),
-            cands.join(", "),
-            summary.chosen
-        );
-        if cfg.finetune_epochs > 0 {
-            last = run_epochs(&mut session, cfg.finetune_epochs, true)?;
-        }
-        let test_acc = session.evaluate(&split.test, 0, None)?;
-        let kept: Vec<String> = summary.kept.iter().map(|k| k.to_string()).collect();
-        println!(
-            "final network: kept units per hidden layer {} of {}; parameters {} of {} ({:.1}%); forward FLOPs/sample {} of {} ({:.1}%); test acc {:.2}%",
-            kept.join("/"),
-            sizes[1..sizes.len() - 1].iter().map(|k| k.to_string()).collect::<Vec<_>>().join("/"),
-            summary.params.0,
-            summary.params.1,
-            100.0 * summary.params.0 as f64 / summary.params.1 as f64,
-            summary.flops.0,
-            summary.flops.1,
-            100.0 * summary.flops.0 as f64 / summary.flops.1 as f64,
-            100.0 * test_acc
-        );
-        if let Some(f) = metrics.as_mut() {
-            writeln!(
-                f,
-                "{{\"phase\":\"summary\",\"kept\":[{}],\"params\":{},\"dense_params\":{},\"flops\":{},\"dense_flops\":{},\"test_acc\":{}}}",
-                kept.join(","),
-                summary.params.0,
-                summary.params.1,
-                summary.flops.0,
-                summary.flops.1,
-                test_acc
-            )?;
-        }
-        if let Some(l) = last.as_mut() {
-            l.test_acc = test_acc;
-        }
     }
-    if let Some(l) = last {
-        let rb = gpu.readback_stats();
-        println!(
-            "done: final loss {:.4}, train acc {:.2}%, test acc {:.2}%; {} bytes read back in {} reads (logging and evaluation only)",
-            l.loss,
-            100.0 * l.train_acc,
-            100.0 * l.test_acc,
-            rb.bytes,
-            rb.calls
-        );
+}
+
+/// Trains `count` epochs (fine-tuning with the fixed mask when `finetune`),
+/// evaluating and reporting each; returns the last epoch's stats.
+fn run_epochs(
+    session: &mut sparsetrain::train::Session,
+    split: &sparsetrain::data::Split,
+    rep: &mut Reporter,
+    count: usize,
+    finetune: bool,
+) -> anyhow::Result<Option<sparsetrain::train::EpochStats>> {
+    let mut last = None;
+    for epoch in 0..count {
+        rep.bar.reset();
+        rep.bar.set_message(format!("{} {}/{count}", if finetune { "finetune" } else { "epoch" }, epoch + 1));
+        let bar = rep.bar.clone();
+        let mut stats = session.train_epoch(&split.train, epoch, finetune, |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        })?;
+        rep.bar.finish_and_clear();
+        let key = if finetune { None } else { session.eval_key(epoch) };
+        stats.test_acc = session.evaluate(&split.test, 0, key)?;
+        rep.report(&stats, count)?;
+        last = Some(stats);
     }
-    Ok(())
+    Ok(last)
 }

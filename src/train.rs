@@ -155,6 +155,9 @@ pub struct SparseSummary {
     pub kept: Vec<usize>,
     pub params: (usize, usize),
     pub flops: (usize, usize),
+    /// Final scores in 20 bins over [0, 1]: driven to 0/1 when training has
+    /// settled the mask.
+    pub score_hist: Vec<usize>,
 }
 
 /// The trainer of a session. Boxed: one lives per session, and the sizes
@@ -393,12 +396,17 @@ impl<'g> Session<'g> {
         rec.submit()?;
         let kept = t.kept_counts(self.gpu, &t.fixed)?;
         let (kept_cost, dense_cost) = kept_cost(&t.mlp.layout.sizes, &kept);
+        let mut score_hist = vec![0usize; 20];
+        for s in t.scores.download_f32(self.gpu)? {
+            score_hist[((s.clamp(0.0, 1.0) * 20.0) as usize).min(19)] += 1;
+        }
         Ok(Some(SparseSummary {
             candidates,
             chosen,
             kept,
             params: (kept_cost.0, dense_cost.0),
             flops: (kept_cost.1, dense_cost.1),
+            score_hist,
         }))
     }
 }
