@@ -105,6 +105,8 @@ pub fn step_flops(sizes: &[usize], b: usize, keep: f64, passes: usize) -> f64 {
 
 pub struct TrainRow {
     pub sizes: Vec<usize>,
+    /// GPU seconds per kernel family in one step (empty without timestamps).
+    pub profile: Vec<(&'static str, f64)>,
     /// None: dense.
     pub keep: Option<f32>,
     pub step_ms: f64,
@@ -155,8 +157,7 @@ pub fn bench_train(
     writeln!(out, "|---|---|---:|---:|---:|---:|---:|").map_err(io_err)?;
     let sgd = Sgd { lr: 0.01, momentum: 0.9, weight_decay: 5e-4 };
     let mut rows = Vec::new();
-    let mut profiles: Vec<Vec<(&'static str, f64)>> = Vec::new();
-    let mut labels = Vec::new();
+
     for sizes in models {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let x: Vec<f32> = (0..batch * sizes[0]).map(|_| rng.random_range(-1.0..1.0)).collect();
@@ -167,6 +168,7 @@ pub fn bench_train(
         let mut dense_ms = f64::NAN;
         for keep in std::iter::once(None).chain(keeps.iter().map(|&k| Some(k))) {
             let mlp = Mlp::new(gpu, sizes, 1)?;
+            let mut profile = Vec::new();
             let mut time_steps = |step: &mut dyn FnMut(&mut Recorder) -> Result<()>| -> Result<(Vec<f64>, f64)> {
                 for _ in 0..warmup {
                     let mut rec = Recorder::new(gpu);
@@ -186,7 +188,7 @@ pub fn bench_train(
                 if gpu.has_timestamps() {
                     let mut rec = Recorder::profiled(gpu)?;
                     step(&mut rec)?;
-                    profiles.push(family_shares(&rec.finish_profiled()?));
+                    profile = family_shares(&rec.finish_profiled()?);
                 }
                 Ok((times, bytes))
             };
@@ -209,6 +211,7 @@ pub fn bench_train(
             let flops = keep.map_or(dense_flops, |k| step_flops(sizes, batch, k as f64, 2));
             let row = TrainRow {
                 sizes: sizes.clone(),
+                profile: std::mem::take(&mut profile),
                 keep,
                 step_ms: ms,
                 runs: times.len(),
@@ -218,7 +221,6 @@ pub fn bench_train(
             };
             let name = sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-");
             let mode = keep.map_or("dense".to_string(), |k| format!("keep {k}"));
-            labels.push(format!("{name} {mode}"));
             writeln!(
                 out,
                 "| {name} | {mode} | {:.2} | {} | {:.2}× | {:.2}× | {} |",
@@ -229,10 +231,13 @@ pub fn bench_train(
             rows.push(row);
         }
     }
-    if !profiles.is_empty() {
+    if rows.iter().any(|r| !r.profile.is_empty()) {
         writeln!(out, "\nGPU time per kernel family in one step (timestamp queries; ms and share of the GPU total):\n")
             .map_err(io_err)?;
-        for (label, fams) in labels.iter().zip(&profiles) {
+        for row in &rows {
+            let name = row.sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-");
+            let label = format!("{name} {}", row.keep.map_or("dense".to_string(), |k| format!("keep {k}")));
+            let fams = &row.profile;
             let total: f64 = fams.iter().map(|f| f.1).sum();
             let parts: Vec<String> = fams
                 .iter()

@@ -1,0 +1,51 @@
+#!/usr/bin/env python3
+"""Turn the JSON of `sparsetrain bench all --json FILE` into the Markdown
+tables of BENCHMARKS.md (printed to stdout).
+
+    python3 scripts/bench_table.py bench.json >> BENCHMARKS.md
+"""
+import datetime
+import json
+import sys
+
+
+def main(path):
+    with open(path) as f:
+        d = json.load(f)
+    dev = d["device"]
+    day = datetime.datetime.fromtimestamp(d["unix_time"], datetime.timezone.utc).strftime("%Y-%m-%d")
+    print(f"## {day}, {dev['name']} ({dev['backend']}, {dev['type']}; {dev['driver']})\n")
+    mv = d["matmul_variant"]
+    print(f"### Matmul (chosen variant: {mv['chosen']}, by {mv['by']})\n")
+    print("| layout | M×N×K | variant | GFLOP/s | runs | × naive |")
+    print("|---|---|---|---:|---:|---:|")
+    for r in d["matmul"]:
+        chosen = " (chosen)" if r["variant"] == mv["chosen"] else ""
+        print(f"| {r['layout']} | {r['m']}×{r['n']}×{r['k']} | {r['variant']}{chosen} "
+              f"| {r['gflops']:.2f} | {r['runs']} | {r['vs_naive']:.2f} |")
+    print("\n### Training step (batch 256, median of 5 steps)\n")
+    print("| model | mode | step ms | speedup vs dense | FLOP ratio | read-back bytes/step |")
+    print("|---|---|---:|---:|---:|---:|")
+    for r in d["train"]:
+        model = "-".join(str(s) for s in r["model"])
+        mode = "dense" if r["keep"] is None else f"keep {r['keep']:g}"
+        print(f"| {model} | {mode} | {r['step_ms']:.2f} | {r['speedup']:.2f}× "
+              f"| {r['flop_ratio']:.2f}× | {r['readback_bytes_per_step']:.0f} |")
+    profiled = [r for r in d["train"] if r["profile_ms"]]
+    if profiled:
+        families = sorted({f for r in profiled for f in r["profile_ms"]})
+        print("\n### Share of GPU step time per kernel family\n")
+        print("| model | mode | " + " | ".join(families) + " |")
+        print("|---|---|" + "---:|" * len(families))
+        for r in profiled:
+            total = sum(r["profile_ms"].values()) or 1.0
+            model = "-".join(str(s) for s in r["model"])
+            mode = "dense" if r["keep"] is None else f"keep {r['keep']:g}"
+            cells = [f"{100 * r['profile_ms'].get(f, 0.0) / total:.0f}%" for f in families]
+            print(f"| {model} | {mode} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: bench_table.py BENCH.json")
+    main(sys.argv[1])
