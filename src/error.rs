@@ -50,6 +50,12 @@ pub enum Error {
     #[error(transparent)]
     Data(#[from] crate::data::DataError),
 
+    #[error("{path}: {reason}")]
+    BadFile { path: PathBuf, reason: String },
+
+    #[error("{path} already exists; pass --force (or overwrite = true) to replace it")]
+    Exists { path: PathBuf },
+
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

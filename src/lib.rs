@@ -75,6 +75,7 @@ pub mod bench;
 pub mod cpu;
 pub mod data;
 pub mod error;
+pub mod export;
 pub mod gpu;
 pub mod mlp;
 pub mod ops;

@@ -27,6 +27,20 @@ enum Command {
     },
     /// Train an MLP on the device (default: the built-in procedural digits).
     Train(TrainArgs),
+    /// Accuracy of an exported network (`train --export`) on a dataset's test set.
+    Eval {
+        /// A file written by `train --export`.
+        network: std::path::PathBuf,
+        #[arg(long, value_enum, default_value_t = DatasetArg::Synthetic)]
+        dataset: DatasetArg,
+        #[arg(long)]
+        data_dir: Option<std::path::PathBuf>,
+        /// Seed of the synthetic data (use the training run's).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 2_000)]
+        test_size: usize,
+    },
     /// Draw the charts of a run from its metrics file (PNG and SVG).
     Plot {
         /// A metrics file written by `train --metrics`.
@@ -106,6 +120,12 @@ struct TrainArgs {
     /// Draw the run's charts into this directory at the end (PNG and SVG).
     #[arg(long)]
     plot: Option<std::path::PathBuf>,
+    /// Write the final network (the kept units only) to this safetensors file.
+    #[arg(long)]
+    export: Option<std::path::PathBuf>,
+    /// Replace an existing --export file.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -231,6 +251,9 @@ fn usage(msg: impl Into<String>) -> anyhow::Error {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Train(args) => train(args)?,
+        Command::Eval { network, dataset, data_dir, seed, test_size } => {
+            eval(network, dataset, data_dir, seed, test_size)?
+        }
         Command::Plot { metrics, out } => {
             if !metrics.is_file() {
                 return Err(usage(format!("{} is not a metrics file", metrics.display())));
@@ -308,7 +331,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn train(a: TrainArgs) -> anyhow::Result<()> {
-    use sparsetrain::data::{self, DatasetKind};
     use sparsetrain::ops::optim::Adam;
     use sparsetrain::ops::vrpge::{Estimator, ScoreFn};
     use sparsetrain::sparse::SparseConfig;
@@ -354,32 +376,10 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
         finetune_lr: a.finetune_lr,
     };
     cfg.validate().map_err(|e| usage(e.to_string()))?;
-    let kind = match a.dataset {
-        DatasetArg::Synthetic => DatasetKind::Synthetic,
-        DatasetArg::Mnist => DatasetKind::Mnist,
-        DatasetArg::FashionMnist => DatasetKind::FashionMnist,
-    };
-    let split = match kind {
-        DatasetKind::Synthetic => {
-            if a.train_size == 0 || a.test_size == 0 {
-                return Err(usage("--train-size and --test-size must be at least 1"));
-            }
-            data::synthetic_digits(a.train_size, a.test_size, a.seed)
-        }
-        _ => {
-            let dir = a.data_dir.as_ref().ok_or_else(|| {
-                usage(format!(
-                    "--dataset {} needs --data-dir DIR with the four IDX files (e.g. ../shared/data/{})",
-                    kind.name(),
-                    kind.name()
-                ))
-            })?;
-            if !dir.is_dir() {
-                return Err(usage(format!("--data-dir {} is not a directory", dir.display())));
-            }
-            data::load_mnist_dir(dir, kind)?
-        }
-    };
+    if let Some(p) = a.export.as_ref().filter(|p| p.exists() && !a.force) {
+        return Err(usage(format!("--export {} already exists; pass --force to replace it", p.display())));
+    }
+    let (kind, split) = load_split(a.dataset, a.data_dir.as_deref(), a.seed, (a.train_size, a.test_size))?;
     let metrics = match &a.metrics {
         Some(p) => Some(
             std::fs::OpenOptions::new()
@@ -476,6 +476,16 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
             100.0 * l.test_acc,
             rb.bytes,
             rb.calls
+        );
+    }
+    if let Some(path) = &a.export {
+        let net = session.export()?;
+        net.save(path, a.force)?;
+        println!(
+            "exported MLP {} ({} parameters) to {}",
+            net.sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-"),
+            net.param_count(),
+            path.display()
         );
     }
     if let Some(dir) = &a.plot {
@@ -619,5 +629,104 @@ fn bench_all(json: Option<std::path::PathBuf>, quick: bool) -> anyhow::Result<()
     std::fs::write(&tmp, serde_json::to_string_pretty(&doc)?).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
     println!("\nwrote {}", path.display());
+    Ok(())
+}
+
+/// The data of `--dataset` / `--data-dir`, with usage errors for bad flags.
+fn load_split(
+    dataset: DatasetArg,
+    data_dir: Option<&std::path::Path>,
+    seed: u64,
+    sizes: (usize, usize),
+) -> anyhow::Result<(sparsetrain::data::DatasetKind, sparsetrain::data::Split)> {
+    use sparsetrain::data::{self, DatasetKind};
+    let kind = match dataset {
+        DatasetArg::Synthetic => DatasetKind::Synthetic,
+        DatasetArg::Mnist => DatasetKind::Mnist,
+        DatasetArg::FashionMnist => DatasetKind::FashionMnist,
+    };
+    let split = match kind {
+        DatasetKind::Synthetic => {
+            if sizes.0 == 0 || sizes.1 == 0 {
+                return Err(usage("--train-size and --test-size must be at least 1"));
+            }
+            data::synthetic_digits(sizes.0, sizes.1, seed)
+        }
+        _ => {
+            let dir = data_dir.ok_or_else(|| {
+                usage(format!(
+                    "--dataset {} needs --data-dir DIR with the four IDX files (e.g. ../shared/data/{})",
+                    kind.name(),
+                    kind.name()
+                ))
+            })?;
+            if !dir.is_dir() {
+                return Err(usage(format!("--data-dir {} is not a directory", dir.display())));
+            }
+            data::load_mnist_dir(dir, kind)?
+        }
+    };
+    Ok((kind, split))
+}
+
+fn eval(
+    network: std::path::PathBuf,
+    dataset: DatasetArg,
+    data_dir: Option<std::path::PathBuf>,
+    seed: u64,
+    test_size: usize,
+) -> anyhow::Result<()> {
+    use sparsetrain::export::CompactMlp;
+    use sparsetrain::{DType, Recorder, Tensor};
+    if !network.is_file() {
+        return Err(usage(format!("{} is not a file", network.display())));
+    }
+    let net = CompactMlp::load(&network)?;
+    // The synthetic set's test images do not depend on the training size.
+    let (kind, split) = load_split(dataset, data_dir.as_deref(), seed, (1, test_size))?;
+    let test = &split.test;
+    if test.dim != net.sizes[0] || test.classes != *net.sizes.last().unwrap_or(&0) {
+        anyhow::bail!(
+            "{} takes {} inputs and {} classes; {} has {} and {}",
+            network.display(),
+            net.sizes[0],
+            net.sizes.last().unwrap_or(&0),
+            kind.name(),
+            test.dim,
+            test.classes
+        );
+    }
+    let gpu = Gpu::open().context("opening the GPU")?;
+    let mlp = net.to_mlp(&gpu)?;
+    let batch = 256;
+    let ws = mlp.workspace(&gpu, batch)?;
+    let x = Tensor::zeros(&gpu, "x", &[batch, test.dim], DType::F32)?;
+    let y = Tensor::zeros(&gpu, "y", &[batch], DType::U32)?;
+    let (mut hx, mut hy) = (Vec::new(), Vec::new());
+    let mut rec = Recorder::new(&gpu);
+    ws.correct().fill_u32(&mut rec, 0)?;
+    rec.submit()?;
+    let idx: Vec<u32> = (0..test.len() as u32).collect();
+    for chunk in idx.chunks(batch) {
+        sparsetrain::data::gather_batch(test, chunk, &mut hx, &mut hy);
+        let n = chunk.len();
+        x.view(0, &[n, test.dim])?.upload(&gpu, &hx)?;
+        y.view(0, &[n])?.upload(&gpu, &hy)?;
+        let mut rec = Recorder::new(&gpu);
+        mlp.forward(&mut rec, &ws, &x, n)?;
+        mlp.count_correct(&mut rec, &ws, &y, n)?;
+        rec.submit()?;
+    }
+    let correct = ws.correct().download_u32(&gpu)?[0];
+    println!(
+        "{}: MLP {} ({} parameters) on {} test: {}/{} correct, accuracy {:.2}%",
+        network.display(),
+        net.sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-"),
+        net.param_count(),
+        kind.name(),
+        correct,
+        test.len(),
+        100.0 * correct as f64 / test.len() as f64
+    );
     Ok(())
 }

@@ -370,6 +370,15 @@ impl<'g> Session<'g> {
         Ok(correct.download_u32(self.gpu)?[0] as f64 / n_eval as f64)
     }
 
+    /// The network to export: the kept units of the fixed mask (after
+    /// `select_mask`) for sparse models, the whole model for dense ones.
+    pub fn export(&self) -> Result<crate::export::CompactMlp> {
+        match &self.model {
+            Model::Dense(t) => crate::export::CompactMlp::from_dense(self.gpu, &t.mlp),
+            Model::Sparse(t) => crate::export::CompactMlp::from_sparse(self.gpu, t, &t.fixed),
+        }
+    }
+
     /// The key of the per-epoch evaluation mask.
     pub fn eval_key(&self, epoch: usize) -> Option<MaskKey> {
         match &self.model {

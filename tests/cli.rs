@@ -39,6 +39,8 @@ fn short_sparse_run_finishes_with_a_summary() {
     let dir = std::env::temp_dir().join(format!("sparsetrain-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let metrics = dir.join("m.jsonl");
+    let net = dir.join("net.safetensors");
+    let plots = dir.join("plots");
     let out = sparsetrain(&[
         "train",
         "--hidden",
@@ -57,6 +59,10 @@ fn short_sparse_run_finishes_with_a_summary() {
         "3",
         "--metrics",
         metrics.to_str().unwrap(),
+        "--export",
+        net.to_str().unwrap(),
+        "--plot",
+        plots.to_str().unwrap(),
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -70,5 +76,18 @@ fn short_sparse_run_finishes_with_a_summary() {
     assert_eq!(lines.lines().count(), 4, "2 train + 1 finetune + 1 summary lines:\n{lines}");
     assert!(lines.lines().all(|l| l.starts_with('{') && l.ends_with('}')));
     assert!(lines.contains("\"phase\":\"summary\""));
+    for chart in ["loss.png", "accuracy.svg", "kept_units.png", "score_histogram.png"] {
+        assert!(plots.join(chart).is_file(), "{chart} not drawn");
+    }
+    // The exported network scores on its own what the masked one scored.
+    let final_acc =
+        stdout.lines().find(|l| l.starts_with("final network")).and_then(|l| l.rsplit("test acc ").next()).unwrap();
+    let eval = sparsetrain(&["eval", net.to_str().unwrap(), "--test-size", "128"]);
+    let eval_out = String::from_utf8_lossy(&eval.stdout);
+    assert!(eval.status.success(), "eval failed: {eval_out}{}", String::from_utf8_lossy(&eval.stderr));
+    assert!(eval_out.contains(&format!("accuracy {final_acc}")), "eval says {eval_out}, training said {final_acc}");
+    // No silent overwrite.
+    let again = sparsetrain(&["train", "--export", net.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(2), "{}", String::from_utf8_lossy(&again.stderr));
     let _ = std::fs::remove_dir_all(&dir);
 }
