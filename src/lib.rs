@@ -72,6 +72,7 @@
 
 pub mod autotune;
 pub mod bench;
+pub mod checkpoint;
 pub mod cpu;
 pub mod data;
 pub mod error;

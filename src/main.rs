@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use sparsetrain::autotune::Runs;
 use sparsetrain::bench;
+use sparsetrain::checkpoint::{CheckpointDir, DataId, Progress};
 use sparsetrain::ops::matmul::{Dims, Layout};
 use sparsetrain::{Gpu, GpuOptions};
 
@@ -123,9 +124,23 @@ struct TrainArgs {
     /// Write the final network (the kept units only) to this safetensors file.
     #[arg(long)]
     export: Option<std::path::PathBuf>,
-    /// Replace an existing --export file.
+    /// Replace an existing --export file; with --resume, continue on other data.
     #[arg(long)]
     force: bool,
+    /// Write checkpoints (safetensors) into this directory.
+    #[arg(long)]
+    checkpoint_dir: Option<std::path::PathBuf>,
+    /// Checkpoint every N steps (0: at the end of each epoch only).
+    #[arg(long, default_value_t = 0)]
+    checkpoint_every: u64,
+    /// Step checkpoints kept besides the best one.
+    #[arg(long, default_value_t = 3)]
+    keep_checkpoints: usize,
+    /// Continue the run whose checkpoints are in this directory (give the
+    /// same flags as the original run; checkpoints keep going there unless
+    /// --checkpoint-dir says otherwise).
+    #[arg(long)]
+    resume: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -399,33 +414,76 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
         r.device_type,
         gpu.matmul_choice().variant.name()
     );
-    let mut session = Session::new(&gpu, cfg.clone(), split.train.dim, split.train.classes)?;
-    let sizes = session.mlp().layout.sizes.clone();
-    let mode = match &cfg.sparse {
-        Some(s) => format!("sparse, keep {} ({:?}, {:?} score function)", s.keep, s.estimator, s.score_fn),
-        None => "dense baseline".into(),
+    let mut sizes = vec![split.train.dim];
+    sizes.extend(&cfg.hidden);
+    sizes.push(split.train.classes);
+    let data_id = DataId { name: kind.name().into(), fingerprint: split.train.fingerprint() };
+    let ck_dir = a
+        .checkpoint_dir
+        .clone()
+        .or_else(|| a.resume.clone())
+        .map(|dir| CheckpointDir { dir, keep_last: a.keep_checkpoints });
+    let (mut session, start) = match &a.resume {
+        Some(dir) => {
+            if !dir.is_dir() {
+                return Err(usage(format!("--resume {} is not a directory", dir.display())));
+            }
+            let (ck, path, skipped) = CheckpointDir { dir: dir.clone(), keep_last: a.keep_checkpoints }.latest()?;
+            for s in skipped {
+                eprintln!("warning: skipped an unreadable checkpoint: {s}");
+            }
+            ck.check_compatible(&cfg, &sizes, &data_id, a.force).map_err(|e| usage(e.to_string()))?;
+            println!(
+                "resuming from {}: {} epoch {} step {} ({} steps done)",
+                path.display(),
+                ck.progress.phase,
+                ck.progress.epoch + 1,
+                ck.progress.step_in_epoch,
+                ck.progress.global_step
+            );
+            (Session::restore(&gpu, &ck)?, ck.progress)
+        }
+        None => (
+            Session::new(&gpu, cfg.clone(), split.train.dim, split.train.classes)?,
+            Progress {
+                phase: "train".into(),
+                epoch: 0,
+                step_in_epoch: 0,
+                global_step: 0,
+                mask_step: 0,
+                best_test_acc: -1.0,
+            },
+        ),
     };
-    println!(
-        "data: {} ({} train, {} test); model: MLP {} ({} parameters); {mode}",
-        kind.name(),
-        split.train.len(),
-        split.test.len(),
-        sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-"),
-        session.mlp().layout.count()
-    );
-    let mut rep = Reporter { metrics, history: Vec::new(), bar: progress_bar() };
-    let mut last = run_epochs(&mut session, &split, &mut rep, cfg.epochs, false)?;
+    let mut rep = Reporter {
+        metrics,
+        history: Vec::new(),
+        bar: progress_bar(),
+        ck_dir,
+        every: a.checkpoint_every,
+        data: data_id,
+        best: start.best_test_acc,
+    };
+    let in_finetune = start.phase == "finetune";
+    let mut last = None;
+    if !in_finetune {
+        last = run_epochs(&mut session, &split, &mut rep, cfg.epochs, false, (start.epoch, start.step_in_epoch))?;
+    }
     let mut plot_summary = None;
-    if let Some(summary) = session.select_mask(&split.train)? {
-        let cands: Vec<String> = summary.candidates.iter().map(|a| format!("{:.2}", 100.0 * a)).collect();
-        println!(
-            "mask selection: {} draws from the final scores, train acc % [{}], chose #{}",
-            cands.len(),
-            cands.join(", "),
-            summary.chosen
-        );
+    let summary = if in_finetune { session.summarize_fixed()? } else { session.select_mask(&split.train)? };
+    if let Some(summary) = summary {
+        if !in_finetune {
+            let cands: Vec<String> = summary.candidates.iter().map(|a| format!("{:.2}", 100.0 * a)).collect();
+            println!(
+                "mask selection: {} draws from the final scores, train acc % [{}], chose #{}",
+                cands.len(),
+                cands.join(", "),
+                summary.chosen
+            );
+        }
         if cfg.finetune_epochs > 0 {
-            last = run_epochs(&mut session, &split, &mut rep, cfg.finetune_epochs, true)?;
+            let from = if in_finetune { (start.epoch, start.step_in_epoch) } else { (0, 0) };
+            last = run_epochs(&mut session, &split, &mut rep, cfg.finetune_epochs, true, from)?.or(last);
         }
         let test_acc = session.evaluate(&split.test, 0, None)?;
         let join = |v: &[usize]| v.iter().map(|k| k.to_string()).collect::<Vec<_>>();
@@ -497,12 +555,47 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Where epoch results go: the terminal, the metrics file, and the history
-/// kept for `--plot`.
+/// Where epoch results go: the terminal, the metrics file, the history kept
+/// for `--plot`, and the checkpoints.
 struct Reporter {
     metrics: Option<std::fs::File>,
     history: Vec<sparsetrain::plot::Record>,
     bar: indicatif::ProgressBar,
+    ck_dir: Option<CheckpointDir>,
+    every: u64,
+    data: DataId,
+    best: f64,
+}
+
+impl Reporter {
+    fn checkpoint(
+        &mut self,
+        session: &sparsetrain::train::Session,
+        finetune: bool,
+        epoch: usize,
+        step_in_epoch: usize,
+        test_acc: Option<f64>,
+    ) -> anyhow::Result<()> {
+        let Some(cd) = &self.ck_dir else { return Ok(()) };
+        let improved = test_acc.is_some_and(|t| t > self.best);
+        if improved {
+            self.best = test_acc.unwrap_or(self.best);
+        }
+        let progress = Progress {
+            phase: if finetune { "finetune" } else { "train" }.into(),
+            epoch,
+            step_in_epoch,
+            global_step: 0,
+            mask_step: 0,
+            best_test_acc: self.best,
+        };
+        let ck = session.checkpoint(progress, self.data.clone())?;
+        cd.save_step(&ck)?;
+        if improved {
+            cd.save_best(&ck)?;
+        }
+        Ok(())
+    }
 }
 
 fn progress_bar() -> indicatif::ProgressBar {
@@ -559,28 +652,54 @@ impl Reporter {
     }
 }
 
-/// Trains `count` epochs (fine-tuning with the fixed mask when `finetune`),
-/// evaluating and reporting each; returns the last epoch's stats.
+/// Trains epochs `from.0..count` of a phase (fine-tuning with the fixed mask
+/// when `finetune`), the first from step `from.1`, checkpointing as asked;
+/// evaluates and reports each; returns the last epoch's stats.
 fn run_epochs(
     session: &mut sparsetrain::train::Session,
     split: &sparsetrain::data::Split,
     rep: &mut Reporter,
     count: usize,
     finetune: bool,
+    from: (usize, usize),
 ) -> anyhow::Result<Option<sparsetrain::train::EpochStats>> {
     let mut last = None;
-    for epoch in 0..count {
+    let ds = &split.train;
+    let batch = session.cfg.batch;
+    for epoch in from.0..count {
+        let first = if epoch == from.0 { from.1 } else { 0 };
+        let steps = session.epoch_steps(ds);
         rep.bar.reset();
         rep.bar.set_message(format!("{} {}/{count}", if finetune { "finetune" } else { "epoch" }, epoch + 1));
-        let bar = rep.bar.clone();
-        let mut stats = session.train_epoch(&split.train, epoch, finetune, |done, total| {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-        })?;
+        let start = std::time::Instant::now();
+        let mut pos = first;
+        while pos < steps {
+            // Run up to the next multiple of --checkpoint-every (counted in
+            // steps of the whole run), then checkpoint there.
+            let end = if rep.every > 0 {
+                let to_next = rep.every - session.steps_taken % rep.every;
+                (pos + to_next as usize).min(steps)
+            } else {
+                steps
+            };
+            let bar = rep.bar.clone();
+            session.run_steps(ds, epoch, finetune, pos..end, |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            })?;
+            pos = end;
+            if rep.every > 0 && pos < steps && session.steps_taken % rep.every == 0 {
+                rep.checkpoint(session, finetune, epoch, pos, None)?;
+            }
+        }
+        let samples = ds.len().saturating_sub(first * batch);
+        let mut stats = session.end_epoch(epoch, finetune, steps - first, samples, start.elapsed().as_secs_f64())?;
         rep.bar.finish_and_clear();
         let key = if finetune { None } else { session.eval_key(epoch) };
         stats.test_acc = session.evaluate(&split.test, 0, key)?;
         rep.report(&stats, count)?;
+        // An epoch-end checkpoint points at the start of the next epoch.
+        rep.checkpoint(session, finetune, epoch + 1, 0, Some(stats.test_acc))?;
         last = Some(stats);
     }
     Ok(last)

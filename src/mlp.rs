@@ -265,7 +265,7 @@ impl Workspace {
 pub struct DenseTrainer {
     pub mlp: Mlp,
     pub ws: Workspace,
-    momentum: Tensor,
+    pub momentum: Tensor,
     pub sgd: Sgd,
 }
 

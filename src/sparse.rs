@@ -32,7 +32,7 @@ use crate::record::Recorder;
 use crate::tensor::{DType, Tensor};
 
 /// Settings of the sparse method.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SparseConfig {
     /// Fraction of prunable units kept: the budget is K = keep · units.
     pub keep: f32,

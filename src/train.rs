@@ -6,6 +6,7 @@
 
 use std::time::Instant;
 
+use crate::checkpoint::{Checkpoint, DataId, Progress};
 use crate::data::{Dataset, epoch_permutation, gather_batch};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -17,7 +18,7 @@ use crate::sparse::{LOSS_SUM, SparseConfig, SparseTrainer, kept_cost};
 use crate::tensor::{DType, Tensor};
 
 /// Everything that defines a run.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainConfig {
     /// Hidden layer widths; input and output sizes come from the data.
     pub hidden: Vec<usize>,
@@ -172,6 +173,8 @@ pub struct Session<'g> {
     gpu: &'g Gpu,
     pub cfg: TrainConfig,
     pub model: Model,
+    /// Steps taken in all phases since the run began (restored on resume).
+    pub steps_taken: u64,
     x: Tensor,
     y: Tensor,
     host_x: Vec<f32>,
@@ -202,7 +205,7 @@ impl<'g> Session<'g> {
         };
         let x = Tensor::zeros(gpu, "batch x", &[cfg.batch, input_dim], DType::F32)?;
         let y = Tensor::zeros(gpu, "batch y", &[cfg.batch], DType::U32)?;
-        Ok(Session { gpu, cfg, model, x, y, host_x: Vec::new(), host_y: Vec::new() })
+        Ok(Session { gpu, cfg, model, steps_taken: 0, x, y, host_x: Vec::new(), host_y: Vec::new() })
     }
 
     pub fn mlp(&self) -> &Mlp {
@@ -258,24 +261,40 @@ impl<'g> Session<'g> {
         Ok((l, c))
     }
 
-    /// Trains one epoch (`finetune`: with the fixed mask, constant rate);
-    /// `progress` is called after each step with (done, total).
-    pub fn train_epoch(
+    /// Steps in one epoch of `ds`.
+    pub fn epoch_steps(&self, ds: &Dataset) -> usize {
+        ds.len().div_ceil(self.cfg.batch)
+    }
+
+    /// Weight learning rate of an epoch of a phase.
+    fn phase_lr(&self, epoch: usize, finetune: bool) -> f32 {
+        if finetune { self.cfg.finetune_lr } else { self.cfg.lr * self.cfg.decay(epoch) }
+    }
+
+    /// Takes the steps `steps` (indices within the epoch) of epoch `epoch`
+    /// of a phase; the data order is a function of (seed, epoch, phase), so
+    /// an epoch may be split into several calls, across a resume too. A
+    /// range starting at 0 resets the epoch's loss and accuracy sums.
+    /// Nothing is read back.
+    pub fn run_steps(
         &mut self,
         ds: &Dataset,
         epoch: usize,
         finetune: bool,
+        steps: std::ops::Range<usize>,
         mut progress: impl FnMut(usize, usize),
-    ) -> Result<EpochStats> {
+    ) -> Result<()> {
         self.check_data(ds)?;
+        if steps.start == 0 {
+            self.reset_counters()?;
+        }
+        let lr = self.phase_lr(epoch, finetune);
         let decay = self.cfg.decay(epoch);
-        let lr = if finetune { self.cfg.finetune_lr } else { self.cfg.lr * decay };
         let order = epoch_permutation(ds.len(), self.cfg.seed, epoch as u64 + if finetune { 1 << 32 } else { 0 });
-        let steps = order.len().div_ceil(self.cfg.batch);
-        self.reset_counters()?;
-        let start = Instant::now();
+        let total = order.len().div_ceil(self.cfg.batch);
         let batch = self.cfg.batch;
-        for (s, idx) in order.chunks(batch).enumerate() {
+        for s in steps.start..steps.end.min(total) {
+            let idx = &order[s * batch..((s + 1) * batch).min(order.len())];
             let n = self.upload_batch(ds, idx)?;
             let mut rec = Recorder::new(self.gpu);
             match &mut self.model {
@@ -294,11 +313,24 @@ impl<'g> Session<'g> {
                 }
             }
             rec.submit()?;
-            progress(s + 1, steps);
+            self.steps_taken += 1;
+            progress(s + 1, total);
         }
+        Ok(())
+    }
+
+    /// The epoch's summary from the sums kept on the device since its first
+    /// step (`steps` steps and `samples` images): the logging read-back.
+    pub fn end_epoch(
+        &mut self,
+        epoch: usize,
+        finetune: bool,
+        steps: usize,
+        samples: usize,
+        secs: f64,
+    ) -> Result<EpochStats> {
         self.gpu.wait()?;
-        let secs = start.elapsed().as_secs_f64();
-        let (loss, train_acc) = self.read_counters(steps, ds.len())?;
+        let (loss, train_acc) = self.read_counters(steps, samples)?;
         if !loss.is_finite() {
             return Err(Error::InvalidArgument(format!(
                 "the training loss became {loss} in epoch {}; lower the learning rate",
@@ -317,19 +349,94 @@ impl<'g> Session<'g> {
             }
             Model::Dense(_) => f64::NAN,
         };
-        let step_s = secs / steps as f64;
+        let step_s = secs / steps.max(1) as f64;
         Ok(EpochStats {
             phase: if finetune { "finetune" } else { "train" },
             epoch: epoch + 1,
-            lr,
+            lr: self.phase_lr(epoch, finetune),
             loss,
             train_acc,
             test_acc: f64::NAN,
             step_ms: 1e3 * step_s,
-            samples_per_s: ds.len() as f64 / secs,
+            samples_per_s: samples as f64 / secs.max(1e-12),
             kept,
             polarized,
         })
+    }
+
+    /// Trains one whole epoch (`finetune`: with the fixed mask, constant
+    /// rate); `progress` is called after each step with (done, total).
+    pub fn train_epoch(
+        &mut self,
+        ds: &Dataset,
+        epoch: usize,
+        finetune: bool,
+        progress: impl FnMut(usize, usize),
+    ) -> Result<EpochStats> {
+        let steps = self.epoch_steps(ds);
+        let start = Instant::now();
+        self.run_steps(ds, epoch, finetune, 0..steps, progress)?;
+        self.gpu.wait()?;
+        self.end_epoch(epoch, finetune, steps, ds.len(), start.elapsed().as_secs_f64())
+    }
+
+    /// Everything needed to continue this run exactly (a counted read-back).
+    pub fn checkpoint(&self, progress: Progress, data: DataId) -> Result<Checkpoint> {
+        let g = self.gpu;
+        let (mut f32s, mut u32s) = (Vec::new(), Vec::new());
+        let mut progress = progress;
+        progress.global_step = self.steps_taken;
+        match &self.model {
+            Model::Dense(t) => {
+                f32s.push(("params".into(), t.mlp.params.download_f32(g)?));
+                f32s.push(("momentum".into(), t.momentum.download_f32(g)?));
+            }
+            Model::Sparse(t) => {
+                f32s.push(("params".into(), t.mlp.params.download_f32(g)?));
+                f32s.push(("momentum".into(), t.momentum.download_f32(g)?));
+                f32s.push(("scores".into(), t.scores.download_f32(g)?));
+                f32s.push(("score_m".into(), t.score_m.download_f32(g)?));
+                f32s.push(("score_v".into(), t.score_v.download_f32(g)?));
+                if progress.phase == "finetune" {
+                    u32s.push(("fixed_mask".into(), t.fixed.mask.download_u32(g)?));
+                }
+                progress.mask_step = t.step;
+            }
+        }
+        Ok(Checkpoint { config: self.cfg.clone(), sizes: self.mlp().layout.sizes.clone(), data, progress, f32s, u32s })
+    }
+
+    /// A session continuing `ck` (checked with `Checkpoint::check_compatible`
+    /// by the caller).
+    pub fn restore(gpu: &'g Gpu, ck: &Checkpoint) -> Result<Session<'g>> {
+        let input = ck.sizes[0];
+        let classes = *ck.sizes.last().unwrap_or(&0);
+        let mut s = Session::new(gpu, ck.config.clone(), input, classes)?;
+        let missing = |n: &str| Error::InvalidArgument(format!("checkpoint lacks {n}"));
+        let f = |n: &str| ck.f32(n).ok_or_else(|| missing(n));
+        match &mut s.model {
+            Model::Dense(t) => {
+                t.mlp.params.upload(gpu, f("params")?)?;
+                t.momentum.upload(gpu, f("momentum")?)?;
+            }
+            Model::Sparse(t) => {
+                t.mlp.params.upload(gpu, f("params")?)?;
+                t.momentum.upload(gpu, f("momentum")?)?;
+                t.scores.upload(gpu, f("scores")?)?;
+                t.score_m.upload(gpu, f("score_m")?)?;
+                t.score_v.upload(gpu, f("score_v")?)?;
+                t.step = ck.progress.mask_step;
+                if let Some(m) = ck.u32("fixed_mask") {
+                    t.fixed.mask.upload(gpu, m)?;
+                    let mut rec = Recorder::new(gpu);
+                    t.compact(&mut rec, &t.fixed)?;
+                    rec.submit()?;
+                }
+            }
+        }
+        s.steps_taken = ck.progress.global_step;
+        gpu.wait()?;
+        Ok(s)
     }
 
     /// Fraction of `ds[..limit]` classified correctly. Sparse models use the
@@ -403,6 +510,15 @@ impl<'g> Session<'g> {
         let mut rec = Recorder::new(self.gpu);
         t.draw_mask(&mut rec, &t.fixed, key(chosen))?;
         rec.submit()?;
+        let summary = self.summarize_fixed()?;
+        Ok(summary.map(|s| SparseSummary { candidates, chosen, ..s }))
+    }
+
+    /// The kept units, size and score histogram of the fixed mask as it is
+    /// (after `select_mask`, or restored from a checkpoint). None for dense
+    /// models.
+    pub fn summarize_fixed(&self) -> Result<Option<SparseSummary>> {
+        let Model::Sparse(t) = &self.model else { return Ok(None) };
         let kept = t.kept_counts(self.gpu, &t.fixed)?;
         let (kept_cost, dense_cost) = kept_cost(&t.mlp.layout.sizes, &kept);
         let mut score_hist = vec![0usize; 20];
@@ -410,8 +526,8 @@ impl<'g> Session<'g> {
             score_hist[((s.clamp(0.0, 1.0) * 20.0) as usize).min(19)] += 1;
         }
         Ok(Some(SparseSummary {
-            candidates,
-            chosen,
+            candidates: Vec::new(),
+            chosen: 0,
             kept,
             params: (kept_cost.0, dense_cost.0),
             flops: (kept_cost.1, dense_cost.1),

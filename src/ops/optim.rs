@@ -46,7 +46,7 @@ impl KernelParams for AdamParams {
 const WG: u32 = 256;
 
 /// SGD hyper-parameters.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sgd {
     pub lr: f32,
     pub momentum: f32,
@@ -62,7 +62,7 @@ pub enum AfterStep {
 }
 
 /// Adam hyper-parameters.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Adam {
     pub lr: f32,
     pub beta1: f32,

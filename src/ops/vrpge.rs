@@ -25,7 +25,7 @@ impl KernelParams for ScoreGradParams {
 const WG: u32 = 256;
 
 /// The form of the score function g(m, s) = (m − s) / denom.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ScoreFn {
     /// denom = sqrt(s (1 − s)): unit second moment per coordinate (the
     /// reference code's default).
@@ -35,7 +35,7 @@ pub enum ScoreFn {
 }
 
 /// How the two samples combine.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Estimator {
     /// Leave-one-out baseline: ((L1 − L2)/2)(g1 − g2).
     VrPge,

@@ -1,0 +1,284 @@
+//! Checkpoints: everything a run needs to continue exactly where it stopped,
+//! in one safetensors file — weights, SGD momentum, scores and their Adam
+//! moments, the fixed mask (once chosen), the step counter (which is also
+//! the mask generator's position), epoch and position in it, the full
+//! training config, the architecture and a fingerprint of the dataset.
+//!
+//! Files are written atomically (`export::write_atomic`), so a crash while
+//! writing leaves the previous checkpoint intact, and they are read as
+//! untrusted input: every header value is checked before it sizes anything.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::export::{MAX_FILE_BYTES, read_limited, write_atomic};
+use crate::train::TrainConfig;
+
+pub const FORMAT: &str = "sparsetrain-checkpoint";
+pub const VERSION: &str = "1";
+
+/// Where in the run a checkpoint was taken.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// "train" or "finetune".
+    pub phase: String,
+    /// Epoch (0-based) in progress, within the phase.
+    pub epoch: usize,
+    /// Steps of that epoch already taken.
+    pub step_in_epoch: usize,
+    /// Steps taken in all phases (names the checkpoint file).
+    pub global_step: u64,
+    /// The sparse trainer's step counter: the mask generator's position and
+    /// Adam's t.
+    pub mask_step: u64,
+    /// Best test accuracy at an epoch end so far (negative: none yet).
+    pub best_test_acc: f64,
+}
+
+/// The data a run trains on, to refuse resuming on other data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataId {
+    pub name: String,
+    pub fingerprint: u64,
+}
+
+/// A checkpoint in host memory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    pub config: TrainConfig,
+    pub sizes: Vec<usize>,
+    pub data: DataId,
+    pub progress: Progress,
+    /// Named f32 state: params, momentum, scores, score_m, score_v.
+    pub f32s: Vec<(String, Vec<f32>)>,
+    /// Named u32 state: fixed_mask (when chosen).
+    pub u32s: Vec<(String, Vec<u32>)>,
+}
+
+fn json<T: Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| Error::InvalidArgument(format!("encoding checkpoint metadata: {e}")))
+}
+
+impl Checkpoint {
+    pub fn f32(&self, name: &str) -> Option<&[f32]> {
+        self.f32s.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+    }
+
+    pub fn u32(&self, name: &str) -> Option<&[u32]> {
+        self.u32s.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+    }
+
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let bad = |e: safetensors::SafeTensorError| Error::InvalidArgument(format!("serialising a checkpoint: {e}"));
+        let mut views = Vec::new();
+        for (name, v) in &self.f32s {
+            views.push((
+                name.clone(),
+                TensorView::new(Dtype::F32, vec![v.len()], bytemuck::cast_slice(v)).map_err(bad)?,
+            ));
+        }
+        for (name, v) in &self.u32s {
+            views.push((
+                name.clone(),
+                TensorView::new(Dtype::U32, vec![v.len()], bytemuck::cast_slice(v)).map_err(bad)?,
+            ));
+        }
+        let mut meta = HashMap::new();
+        meta.insert("format".to_string(), FORMAT.to_string());
+        meta.insert("version".to_string(), VERSION.to_string());
+        meta.insert("config".to_string(), json(&self.config)?);
+        meta.insert("sizes".to_string(), json(&self.sizes)?);
+        meta.insert("data".to_string(), json(&self.data)?);
+        meta.insert("progress".to_string(), json(&self.progress)?);
+        safetensors::serialize(views, Some(meta)).map_err(bad)
+    }
+
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
+        let bad = |reason: String| Error::BadFile { path: path.into(), reason };
+        let st = SafeTensors::deserialize(bytes).map_err(|e| bad(format!("not a safetensors file ({e})")))?;
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| bad(format!("unreadable header ({e})")))?;
+        let meta = header.metadata().clone().unwrap_or_default();
+        if meta.get("format").map(String::as_str) != Some(FORMAT) {
+            return Err(bad("not a sparsetrain checkpoint".into()));
+        }
+        if meta.get("version").map(String::as_str) != Some(VERSION) {
+            return Err(bad(format!("checkpoint version {:?}, this build reads {VERSION}", meta.get("version"))));
+        }
+        fn field<T: for<'de> Deserialize<'de>>(
+            meta: &HashMap<String, String>,
+            key: &str,
+        ) -> std::result::Result<T, String> {
+            let text = meta.get(key).ok_or_else(|| format!("metadata lacks `{key}`"))?;
+            serde_json::from_str(text).map_err(|e| format!("metadata `{key}` is malformed ({e})"))
+        }
+        let config: TrainConfig = field(&meta, "config").map_err(bad)?;
+        let sizes: Vec<usize> = field(&meta, "sizes").map_err(bad)?;
+        let data: DataId = field(&meta, "data").map_err(bad)?;
+        let progress: Progress = field(&meta, "progress").map_err(bad)?;
+        let (mut f32s, mut u32s) = (Vec::new(), Vec::new());
+        let mut names: Vec<String> = st.names().into_iter().map(String::from).collect();
+        names.sort();
+        for name in names {
+            let t = st.tensor(&name).map_err(|e| bad(format!("tensor {name}: {e}")))?;
+            if t.shape().len() != 1 {
+                return Err(bad(format!("tensor {name} has shape {:?}, expected one dimension", t.shape())));
+            }
+            let words = t.data().chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]);
+            match t.dtype() {
+                Dtype::F32 => f32s.push((name, words.map(f32::from_le_bytes).collect())),
+                Dtype::U32 => u32s.push((name, words.map(u32::from_le_bytes).collect())),
+                other => return Err(bad(format!("tensor {name} has dtype {other:?}"))),
+            }
+        }
+        let ck = Checkpoint { config, sizes, data, progress, f32s, u32s };
+        ck.check_shapes().map_err(bad)?;
+        Ok(ck)
+    }
+
+    /// The state tensors a run of this architecture and config must hold.
+    fn check_shapes(&self) -> std::result::Result<(), String> {
+        let layout = crate::mlp::ParamLayout::new(&self.sizes).map_err(|e| e.to_string())?;
+        let units: usize = self.sizes[1..self.sizes.len() - 1].iter().sum();
+        let mut need = vec![("params", layout.total), ("momentum", layout.total)];
+        if self.config.sparse.is_some() {
+            need.extend([("scores", units), ("score_m", units), ("score_v", units)]);
+        }
+        for (name, len) in need {
+            match self.f32(name) {
+                Some(v) if v.len() == len => {
+                    if v.iter().any(|x| !x.is_finite()) {
+                        return Err(format!("tensor {name} holds non-finite values"));
+                    }
+                }
+                Some(v) => return Err(format!("tensor {name} has {} values, the architecture needs {len}", v.len())),
+                None => return Err(format!("missing tensor {name}")),
+            }
+        }
+        if let Some(m) = self.u32("fixed_mask") {
+            if m.len() != units || m.iter().any(|&b| b > 1) {
+                return Err("tensor fixed_mask is not a 0/1 mask over the hidden units".into());
+            }
+        }
+        Ok(())
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        write_atomic(path, &self.to_bytes()?, true)
+    }
+
+    pub fn load(path: &Path) -> Result<Checkpoint> {
+        let bytes = read_limited(path, MAX_FILE_BYTES)?;
+        Checkpoint::from_bytes(&bytes, path)
+    }
+
+    /// Refuses to continue this checkpoint with another architecture or
+    /// config, or (unless `force_data`) on other data; the message names
+    /// what differs.
+    pub fn check_compatible(
+        &self,
+        config: &TrainConfig,
+        sizes: &[usize],
+        data: &DataId,
+        force_data: bool,
+    ) -> Result<()> {
+        let mismatch = |what: String| Err(Error::InvalidArgument(format!("cannot resume: {what}")));
+        if self.sizes != sizes {
+            return mismatch(format!("the checkpoint's architecture is {:?}, this run's {sizes:?}", self.sizes));
+        }
+        if &self.config != config {
+            let a = serde_json::to_value(&self.config).unwrap_or_default();
+            let b = serde_json::to_value(config).unwrap_or_default();
+            let diff: Vec<String> = match (a.as_object(), b.as_object()) {
+                (Some(a), Some(b)) => a
+                    .iter()
+                    .filter(|(k, v)| b.get(*k) != Some(*v))
+                    .map(|(k, v)| format!("{k} = {v} in the checkpoint, {} now", b.get(k).cloned().unwrap_or_default()))
+                    .collect(),
+                _ => vec!["the configs differ".into()],
+            };
+            return mismatch(format!("the training config differs: {}; resume with the same flags", diff.join("; ")));
+        }
+        if &self.data != data && !force_data {
+            return mismatch(format!(
+                "the checkpoint was trained on {} (fingerprint {:016x}), this run uses {} ({:016x}); pass --force to continue on other data",
+                self.data.name, self.data.fingerprint, data.name, data.fingerprint
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Checkpoint files of a run directory: `step-NNNNNNNNNNNN.safetensors` for
+/// the last few, `best.safetensors` for the best test accuracy so far.
+pub struct CheckpointDir {
+    pub dir: PathBuf,
+    pub keep_last: usize,
+}
+
+impl CheckpointDir {
+    pub fn step_path(&self, global_step: u64) -> PathBuf {
+        self.dir.join(format!("step-{global_step:012}.safetensors"))
+    }
+
+    pub fn best_path(&self) -> PathBuf {
+        self.dir.join("best.safetensors")
+    }
+
+    /// Step checkpoints present, oldest first.
+    pub fn steps(&self) -> Result<Vec<(u64, PathBuf)>> {
+        let rd = std::fs::read_dir(&self.dir).map_err(|source| Error::Io { path: self.dir.clone(), source })?;
+        let mut out: Vec<(u64, PathBuf)> = rd
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let step = name.strip_prefix("step-")?.strip_suffix(".safetensors")?.parse().ok()?;
+                Some((step, e.path()))
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Saves a step checkpoint and deletes all but the newest `keep_last`.
+    pub fn save_step(&self, ck: &Checkpoint) -> Result<PathBuf> {
+        std::fs::create_dir_all(&self.dir).map_err(|source| Error::Io { path: self.dir.clone(), source })?;
+        let path = self.step_path(ck.progress.global_step);
+        ck.save(&path)?;
+        let steps = self.steps()?;
+        for (_, old) in steps.iter().take(steps.len().saturating_sub(self.keep_last.max(1))) {
+            let _ = std::fs::remove_file(old);
+        }
+        Ok(path)
+    }
+
+    pub fn save_best(&self, ck: &Checkpoint) -> Result<PathBuf> {
+        std::fs::create_dir_all(&self.dir).map_err(|source| Error::Io { path: self.dir.clone(), source })?;
+        let path = self.best_path();
+        ck.save(&path)?;
+        Ok(path)
+    }
+
+    /// The newest step checkpoint that loads; unreadable newer ones are
+    /// reported and skipped, so a torn or damaged file costs one interval.
+    pub fn latest(&self) -> Result<(Checkpoint, PathBuf, Vec<String>)> {
+        let mut skipped = Vec::new();
+        for (_, path) in self.steps()?.into_iter().rev() {
+            match Checkpoint::load(&path) {
+                Ok(ck) => return Ok((ck, path, skipped)),
+                Err(e) => skipped.push(e.to_string()),
+            }
+        }
+        Err(Error::BadFile {
+            path: self.dir.clone(),
+            reason: if skipped.is_empty() {
+                "no checkpoint (step-*.safetensors) in this directory".into()
+            } else {
+                format!("no readable checkpoint: {}", skipped.join("; "))
+            },
+        })
+    }
+}

@@ -1,0 +1,162 @@
+//! Checkpoints and exact resume: N steps, a checkpoint written to disk and
+//! read back, then N more steps give bit-identical weights, scores and
+//! optimizer state to 2N uninterrupted steps; mismatched checkpoints are
+//! refused by name; a crash between writing and renaming leaves the previous
+//! checkpoint loadable.
+
+#[path = "kernels/common.rs"]
+mod common;
+
+use common::*;
+use sparsetrain::checkpoint::{Checkpoint, CheckpointDir, DataId, Progress};
+use sparsetrain::data::synthetic_digits;
+use sparsetrain::sparse::SparseConfig;
+use sparsetrain::train::{Model, Session, TrainConfig};
+
+fn temp(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("sparsetrain-resume-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn config(sparse: bool) -> TrainConfig {
+    TrainConfig {
+        hidden: vec![40, 24],
+        epochs: 3,
+        batch: 50,
+        sparse: sparse.then(|| SparseConfig { keep: 0.3, ..SparseConfig::default() }),
+        ..TrainConfig::default()
+    }
+}
+
+fn state_bits(s: &Session, gpu: &sparsetrain::Gpu) -> Vec<(String, Vec<u32>)> {
+    let ck = s.checkpoint(progress(0, 0), DataId { name: "x".into(), fingerprint: 0 }).unwrap();
+    let _ = gpu;
+    ck.f32s.iter().map(|(n, v)| (n.clone(), v.iter().map(|x| x.to_bits()).collect())).collect()
+}
+
+fn progress(epoch: usize, step_in_epoch: usize) -> Progress {
+    Progress { phase: "train".into(), epoch, step_in_epoch, global_step: 0, mask_step: 0, best_test_acc: -1.0 }
+}
+
+#[test]
+fn resume_is_bit_identical() {
+    let Some(gpu) = gpu("resume_is_bit_identical") else { return };
+    let split = synthetic_digits(400, 50, 3);
+    let ds = &split.train;
+    let data = DataId { name: "synthetic".into(), fingerprint: ds.fingerprint() };
+    let dir = temp("bits");
+    for sparse in [true, false] {
+        // 2N = 12 uninterrupted steps: all 8 of epoch 0, then 4 of epoch 1.
+        let mut a = Session::new(&gpu, config(sparse), 784, 10).unwrap();
+        let steps = a.epoch_steps(ds);
+        assert_eq!(steps, 8);
+        a.run_steps(ds, 0, false, 0..steps, |_, _| {}).unwrap();
+        a.run_steps(ds, 1, false, 0..4, |_, _| {}).unwrap();
+
+        // N steps, checkpoint mid-epoch 0, a new session from the file, N more.
+        let mut b = Session::new(&gpu, config(sparse), 784, 10).unwrap();
+        b.run_steps(ds, 0, false, 0..6, |_, _| {}).unwrap();
+        let path = dir.join(format!("ck-{sparse}.safetensors"));
+        b.checkpoint(progress(0, 6), data.clone()).unwrap().save(&path).unwrap();
+        drop(b);
+        let ck = Checkpoint::load(&path).unwrap();
+        assert_eq!(ck.progress.step_in_epoch, 6);
+        assert_eq!(ck.progress.global_step, 6);
+        ck.check_compatible(&config(sparse), &[784, 40, 24, 10], &data, false).unwrap();
+        let mut c = Session::restore(&gpu, &ck).unwrap();
+        c.run_steps(ds, 0, false, 6..steps, |_, _| {}).unwrap();
+        c.run_steps(ds, 1, false, 0..4, |_, _| {}).unwrap();
+        assert_eq!(c.steps_taken, a.steps_taken);
+
+        let (sa, sc) = (state_bits(&a, &gpu), state_bits(&c, &gpu));
+        assert_eq!(sa.len(), if sparse { 5 } else { 2 });
+        for ((name, x), (_, y)) in sa.iter().zip(&sc) {
+            let diff = x.iter().zip(y).filter(|(p, q)| p != q).count();
+            assert_eq!(diff, 0, "sparse={sparse}: {name} differs in {diff} of {} values after resume", x.len());
+        }
+        if let (Model::Sparse(ta), Model::Sparse(tc)) = (&a.model, &c.model) {
+            assert_eq!(ta.step, tc.step, "mask generator position");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn mismatched_checkpoints_are_refused_by_name() {
+    let Some(gpu) = gpu("mismatched_checkpoints_are_refused_by_name") else { return };
+    let s = Session::new(&gpu, config(true), 784, 10).unwrap();
+    let data = DataId { name: "synthetic".into(), fingerprint: 42 };
+    let ck = s.checkpoint(progress(0, 0), data.clone()).unwrap();
+    let sizes = [784, 40, 24, 10];
+    let err = ck.check_compatible(&config(true), &[784, 41, 24, 10], &data, false).unwrap_err().to_string();
+    assert!(err.contains("architecture"), "{err}");
+    let mut other = config(true);
+    other.lr = 0.5;
+    let err = ck.check_compatible(&other, &sizes, &data, false).unwrap_err().to_string();
+    assert!(err.contains("lr = 0.05"), "{err}");
+    let other_data = DataId { name: "mnist".into(), fingerprint: 7 };
+    let err = ck.check_compatible(&config(true), &sizes, &other_data, false).unwrap_err().to_string();
+    assert!(err.contains("--force"), "{err}");
+    // --force overrides the data check only.
+    ck.check_compatible(&config(true), &sizes, &other_data, true).unwrap();
+    assert!(ck.check_compatible(&other, &sizes, &other_data, true).is_err());
+}
+
+#[test]
+fn a_crash_mid_checkpoint_keeps_the_previous_one() {
+    let Some(gpu) = gpu("a_crash_mid_checkpoint_keeps_the_previous_one") else { return };
+    let dir = temp("crash");
+    let cd = CheckpointDir { dir: dir.clone(), keep_last: 2 };
+    let mut s = Session::new(&gpu, config(true), 784, 10).unwrap();
+    let split = synthetic_digits(100, 10, 1);
+    let data = DataId { name: "synthetic".into(), fingerprint: split.train.fingerprint() };
+    s.run_steps(&split.train, 0, false, 0..1, |_, _| {}).unwrap();
+    let first = cd.save_step(&s.checkpoint(progress(0, 1), data.clone()).unwrap()).unwrap();
+    // A crash between write and rename leaves a temporary file and, at worst,
+    // a torn file under a newer name (as if the disk filled mid-write).
+    s.run_steps(&split.train, 0, false, 1..2, |_, _| {}).unwrap();
+    let bytes = s.checkpoint(progress(0, 2), data.clone()).unwrap().to_bytes().unwrap();
+    std::fs::write(dir.join(".step-000000000002.safetensors.999.tmp"), &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::write(cd.step_path(2), &bytes[..bytes.len() / 3]).unwrap();
+    let (ck, path, skipped) = cd.latest().unwrap();
+    assert_eq!(path, first, "the previous checkpoint is the one resumed");
+    assert_eq!(ck.progress.global_step, 1);
+    assert_eq!(skipped.len(), 1, "the torn file is reported: {skipped:?}");
+    // Keep-last-k deletes the oldest.
+    for k in 3..6 {
+        s.run_steps(&split.train, 0, false, 0..1, |_, _| {}).unwrap();
+        let mut ck = s.checkpoint(progress(0, k), data.clone()).unwrap();
+        ck.progress.global_step = k as u64 + 10;
+        cd.save_step(&ck).unwrap();
+    }
+    assert_eq!(cd.steps().unwrap().len(), 2, "keep_last = 2");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_checkpoint_files_are_typed_errors() {
+    let Some(gpu) = gpu("bad_checkpoint_files_are_typed_errors") else { return };
+    let dir = temp("badck");
+    let s = Session::new(&gpu, config(true), 784, 10).unwrap();
+    let good = s.checkpoint(progress(0, 0), DataId { name: "d".into(), fingerprint: 1 }).unwrap().to_bytes().unwrap();
+    let p = dir.join("c.safetensors");
+    for cut in (0..good.len()).step_by(97) {
+        std::fs::write(&p, &good[..cut]).unwrap();
+        assert!(Checkpoint::load(&p).is_err(), "truncated to {cut} bytes was accepted");
+    }
+    std::fs::write(&p, &good).unwrap();
+    assert!(Checkpoint::load(&p).is_ok());
+    assert!(Checkpoint::load(&dir).is_err(), "a directory is not a checkpoint");
+    // An export is not a checkpoint.
+    let net = sparsetrain::export::CompactMlp {
+        sizes: vec![2, 2],
+        weights: vec![vec![0.0; 4]],
+        biases: vec![vec![0.0; 2]],
+        info: Default::default(),
+    };
+    std::fs::write(&p, net.to_bytes().unwrap()).unwrap();
+    assert!(Checkpoint::load(&p).unwrap_err().to_string().contains("not a sparsetrain checkpoint"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
