@@ -158,10 +158,10 @@ impl Checkpoint {
                 None => return Err(format!("missing tensor {name}")),
             }
         }
-        if let Some(m) = self.u32("fixed_mask") {
-            if m.len() != units || m.iter().any(|&b| b > 1) {
-                return Err("tensor fixed_mask is not a 0/1 mask over the hidden units".into());
-            }
+        if let Some(m) = self.u32("fixed_mask")
+            && (m.len() != units || m.iter().any(|&b| b > 1))
+        {
+            return Err("tensor fixed_mask is not a 0/1 mask over the hidden units".into());
         }
         Ok(())
     }
