@@ -17,6 +17,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of the train variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Print the adapter, its backend, device type and limits.
@@ -688,7 +690,7 @@ fn run_epochs(
                 bar.set_position(done as u64);
             })?;
             pos = end;
-            if rep.every > 0 && pos < steps && session.steps_taken % rep.every == 0 {
+            if rep.every > 0 && pos < steps && session.steps_taken.is_multiple_of(rep.every) {
                 rep.checkpoint(session, finetune, epoch, pos, None)?;
             }
         }
