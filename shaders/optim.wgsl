@@ -3,7 +3,9 @@
 // Optimizer updates, in place over flat parameter buffers.
 // Every gradient is first multiplied by gscale[0]: a factor computed on the
 // device (gradient-norm clipping), or a buffer holding 1.0 when unused. This
-// keeps the factor on the device: no read-back to decide it.
+// keeps the factor on the device: no read-back to decide it. A factor of
+// exactly 0 marks a step whose loss or gradient was not finite: nothing is
+// updated (SGD still clears the gradient when asked to).
 //
 // sgd_step  (PyTorch convention): g' = s·g + wd·w;  v = μ·v + g';  w -= lr·v
 //           With ZERO_GRAD it also clears g, so that the next step's
@@ -56,6 +58,12 @@ fn sgd_step(
     if i >= sgd.n {
         return;
     }
+    if gscale[0] == 0.0 {
+        if ZERO_GRAD {
+            g[i] = 0.0;
+        }
+        return;
+    }
     let gi = gscale[0] * g[i] + sgd.weight_decay * w[i];
     let v = sgd.momentum * m1[i] + gi;
     m1[i] = v;
@@ -73,6 +81,9 @@ fn adam_step(
 ) {
     let i = flat_id(wid, nwg, lidx, WG);
     if i >= adam.n {
+        return;
+    }
+    if gscale[0] == 0.0 {
         return;
     }
     let gi = gscale[0] * g[i] + adam.weight_decay * w[i];

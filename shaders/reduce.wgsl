@@ -8,7 +8,10 @@
 // With SQUARE the first pass sums x² (a squared norm).
 // With CLIP the final pass writes min(1, scale / (sqrt(total) + 1e-6)) instead:
 // the factor of gradient-norm clipping to norm `scale`, from the squared
-// norms of the parameter groups, without leaving the device.
+// norms of the parameter groups, without leaving the device. A non-finite
+// total writes factor 0 — the optimizers then skip the step — adds 1 to
+// out[out_index + 1] and, for the first such step, stores `tag` (the step
+// number, as u32 bits) in out[out_index + 2].
 
 // Keep in sync with `ReduceParams` in src/ops/reduce.rs.
 struct ReduceParams {
@@ -19,6 +22,17 @@ struct ReduceParams {
     scale: f32,
     // 1 adds the result to out[out_index] instead of overwriting it.
     accumulate: u32,
+    // CLIP: the step number recorded for the first non-finite total.
+    tag: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+// Inf or NaN, tested on the bits: floating-point comparisons may be folded
+// away by compilers that assume finite math.
+fn non_finite(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7f800000u) == 0x7f800000u;
 }
 
 // Must be a power of two (tree reduction).
@@ -78,7 +92,16 @@ fn reduce_final(@builtin(local_invocation_index) lidx: u32) {
     if lidx == 0u {
         var v = scratch[0] * p.scale;
         if CLIP {
-            v = min(1.0, p.scale / (sqrt(scratch[0]) + 1e-6));
+            if non_finite(scratch[0]) {
+                v = 0.0;
+                let seen = out[p.out_index + 1u];
+                if seen == 0.0 {
+                    out[p.out_index + 2u] = bitcast<f32>(p.tag);
+                }
+                out[p.out_index + 1u] = seen + 1.0;
+            } else {
+                v = min(1.0, p.scale / (sqrt(scratch[0]) + 1e-6));
+            }
         }
         if p.accumulate != 0u {
             v += out[p.out_index];

@@ -194,7 +194,7 @@ pub fn bench_train(
             };
             let (times, bytes) = match keep {
                 None => {
-                    let t = DenseTrainer::new(gpu, mlp, batch, sgd)?;
+                    let mut t = DenseTrainer::new(gpu, mlp, batch, sgd)?;
                     time_steps(&mut |rec| t.step(rec, &tx, &ty, batch))?
                 }
                 Some(k) => {

@@ -32,8 +32,8 @@ pub struct Progress {
     pub step_in_epoch: usize,
     /// Steps taken in all phases (names the checkpoint file).
     pub global_step: u64,
-    /// The sparse trainer's step counter: the mask generator's position and
-    /// Adam's t.
+    /// The trainer's step counter: for sparse runs the mask generator's
+    /// position and Adam's t.
     pub mask_step: u64,
     /// Best test accuracy at an epoch end so far (negative: none yet).
     pub best_test_acc: f64,

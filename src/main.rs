@@ -138,11 +138,21 @@ struct TrainArgs {
     /// Step checkpoints kept besides the best one.
     #[arg(long, default_value_t = 3)]
     keep_checkpoints: usize,
+    /// What a step with a non-finite loss or gradient does: stop the run
+    /// (the last checkpoint stays), or skip the step and go on.
+    #[arg(long, value_enum, default_value_t = OnNanArg::Stop)]
+    on_nan: OnNanArg,
     /// Continue the run whose checkpoints are in this directory (give the
     /// same flags as the original run; checkpoints keep going there unless
     /// --checkpoint-dir says otherwise).
     #[arg(long)]
     resume: Option<std::path::PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OnNanArg {
+    Stop,
+    Skip,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -465,6 +475,8 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
         every: a.checkpoint_every,
         data: data_id,
         best: start.best_test_acc,
+        on_nan: a.on_nan,
+        faults_seen: 0,
     };
     let in_finetune = start.phase == "finetune";
     let mut last = None;
@@ -567,9 +579,36 @@ struct Reporter {
     every: u64,
     data: DataId,
     best: f64,
+    on_nan: OnNanArg,
+    faults_seen: u64,
 }
 
 impl Reporter {
+    /// Reads the device's record of non-finite steps: stops the run, or
+    /// reports newly skipped steps, as --on-nan says.
+    fn check_faults(&mut self, session: &sparsetrain::train::Session) -> anyhow::Result<()> {
+        let f = session.faults()?;
+        if f.skipped > self.faults_seen {
+            let first = f.first_step.unwrap_or(0);
+            if self.on_nan == OnNanArg::Stop {
+                let kept = match &self.ck_dir {
+                    Some(cd) => format!("; the last good checkpoint in {} is kept", cd.dir.display()),
+                    None => String::new(),
+                };
+                anyhow::bail!(
+                    "non-finite loss or gradient at step {first} (the step was not applied){kept}; \
+                     lower the learning rate, or pass --on-nan skip to skip such steps"
+                );
+            }
+            eprintln!(
+                "warning: {} step(s) skipped for a non-finite loss or gradient so far (first at step {first})",
+                f.skipped
+            );
+            self.faults_seen = f.skipped;
+        }
+        Ok(())
+    }
+
     fn checkpoint(
         &mut self,
         session: &sparsetrain::train::Session,
@@ -578,6 +617,11 @@ impl Reporter {
         step_in_epoch: usize,
         test_acc: Option<f64>,
     ) -> anyhow::Result<()> {
+        if self.ck_dir.is_none() {
+            return Ok(());
+        }
+        // Never checkpoint past a fault that stops the run.
+        self.check_faults(session)?;
         let Some(cd) = &self.ck_dir else { return Ok(()) };
         let improved = test_acc.is_some_and(|t| t > self.best);
         if improved {
@@ -694,6 +738,7 @@ fn run_epochs(
                 rep.checkpoint(session, finetune, epoch, pos, None)?;
             }
         }
+        rep.check_faults(session)?;
         let samples = ds.len().saturating_sub(first * batch);
         let mut stats = session.end_epoch(epoch, finetune, steps - first, samples, start.elapsed().as_secs_f64())?;
         rep.bar.finish_and_clear();

@@ -267,19 +267,28 @@ pub struct DenseTrainer {
     pub ws: Workspace,
     pub momentum: Tensor,
     pub sgd: Sgd,
+    /// [update factor (1, or 0 to skip a non-finite step), steps skipped,
+    /// first skipped step (u32 bits)].
+    pub clip: Tensor,
+    /// [squared gradient norm, loss] of the last step: what the check reads.
+    sq: Tensor,
+    /// Steps taken (recorded with non-finite faults).
+    pub step: u64,
 }
 
 impl DenseTrainer {
     pub fn new(gpu: &Gpu, mlp: Mlp, batch_capacity: usize, sgd: Sgd) -> Result<DenseTrainer> {
         let ws = mlp.workspace(gpu, batch_capacity)?;
         let momentum = Tensor::zeros(gpu, "momentum", &[mlp.layout.total], DType::F32)?;
-        Ok(DenseTrainer { mlp, ws, momentum, sgd })
+        let clip = Tensor::zeros(gpu, "update factor and fault record", &[4], DType::F32)?;
+        let sq = Tensor::zeros(gpu, "gradient norm and loss", &[2], DType::F32)?;
+        Ok(DenseTrainer { mlp, ws, momentum, sgd, clip, sq, step: 0 })
     }
 
     /// Records one step: forward, loss into `ws.loss()[0]` (and added into
     /// slot 1), correct predictions added into `ws.correct()`, backward, update.
     /// Nothing is read back.
-    pub fn step(&self, rec: &mut Recorder, x: &Tensor, labels: &Tensor, batch: usize) -> Result<()> {
+    pub fn step(&mut self, rec: &mut Recorder, x: &Tensor, labels: &Tensor, batch: usize) -> Result<()> {
         self.mlp.forward(rec, &self.ws, x, batch)?;
         self.mlp.loss(rec, &self.ws, labels, batch, 0)?;
         // Running sums for the epoch log, kept on the device: slot 1 adds up
@@ -287,13 +296,22 @@ impl DenseTrainer {
         self.ws.reducer.reduce(rec, &self.ws.loss, 1, &self.ws.loss, 1, 1.0, true)?;
         self.mlp.count_correct(rec, &self.ws, labels, batch)?;
         self.mlp.backward(rec, &self.ws, x, labels, batch)?;
+        // No clipping in the dense baseline, but the same fault check as the
+        // sparse step: the factor is 1 when the loss and the gradient norm
+        // are finite and 0 (skip the update) otherwise. The gradient matters
+        // on its own: ReLU's max(NaN, 0) is 0 on many devices, which can hide
+        // a NaN input from the loss but not from the first layer's gradient.
         let n = self.mlp.layout.total;
+        self.ws.reducer.sum_squares(rec, &self.sq, 0, &self.mlp.grads, n)?;
+        self.ws.reducer.reduce(rec, &self.sq, 1, &self.ws.loss, 1, 1.0, false)?;
+        self.ws.reducer.clip_factor(rec, &self.clip, 0, &self.sq, 2, f32::MAX, self.step as u32)?;
+        self.step += 1;
         sgd_step(
             rec,
             &self.mlp.params,
             &self.momentum,
             &self.mlp.grads,
-            GradScale::One,
+            GradScale::Buffer(&self.clip),
             self.sgd,
             AfterStep::KeepGrad,
             n,

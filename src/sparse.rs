@@ -140,6 +140,8 @@ pub struct SparseTrainer {
     pub loss: Tensor,
     pub correct: Tensor,
     sq: Tensor,
+    /// [clip factor of the last step, steps skipped as non-finite, first
+    /// such step (u32 bits)].
     pub clip: Tensor,
     shift: Tensor,
     reducer: Reducer,
@@ -202,7 +204,7 @@ impl SparseTrainer {
             loss: Tensor::zeros(gpu, "losses", &[4], DType::F32)?,
             correct: Tensor::zeros(gpu, "correct", &[1], DType::U32)?,
             sq: Tensor::zeros(gpu, "squared norms", &[2], DType::F32)?,
-            clip: Tensor::zeros(gpu, "clip factor", &[1], DType::F32)?,
+            clip: Tensor::zeros(gpu, "clip factor and fault record", &[4], DType::F32)?,
             shift: Tensor::zeros(gpu, "projection shift", &[1], DType::F32)?,
             reducer: Reducer::new(gpu)?,
             capacity,
@@ -355,7 +357,7 @@ impl SparseTrainer {
         let total = self.mlp.layout.total;
         self.reducer.sum_squares(rec, &self.sq, 0, &self.mlp.grads, total)?;
         self.reducer.sum_squares(rec, &self.sq, 1, &self.score_grad, units)?;
-        self.reducer.clip_factor(rec, &self.clip, 0, &self.sq, 2, self.cfg.clip_norm)?;
+        self.reducer.clip_factor(rec, &self.clip, 0, &self.sq, 2, self.cfg.clip_norm, t as u32)?;
         let scale = || GradScale::Buffer(&self.clip);
         sgd_step(
             rec,

@@ -147,6 +147,15 @@ impl EpochStats {
     }
 }
 
+/// Steps whose loss or gradient was not finite, as counted on the device:
+/// each was skipped (no parameter changed).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    pub skipped: u64,
+    /// The first such step, in the trainer's step count.
+    pub first_step: Option<u32>,
+}
+
 /// What a finished sparse run keeps.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SparseSummary {
@@ -330,13 +339,8 @@ impl<'g> Session<'g> {
         secs: f64,
     ) -> Result<EpochStats> {
         self.gpu.wait()?;
+        // A non-finite loss here means skipped steps; `faults` reports them.
         let (loss, train_acc) = self.read_counters(steps, samples)?;
-        if !loss.is_finite() {
-            return Err(Error::InvalidArgument(format!(
-                "the training loss became {loss} in epoch {}; lower the learning rate",
-                epoch + 1
-            )));
-        }
         let kept = match &self.model {
             Model::Sparse(t) if finetune => t.kept_counts(self.gpu, &t.fixed)?,
             Model::Sparse(t) => t.kept_counts(self.gpu, &t.samples[0])?,
@@ -380,6 +384,17 @@ impl<'g> Session<'g> {
         self.end_epoch(epoch, finetune, steps, ds.len(), start.elapsed().as_secs_f64())
     }
 
+    /// Non-finite steps so far (a small read-back, for logging points).
+    pub fn faults(&self) -> Result<Faults> {
+        let clip = match &self.model {
+            Model::Dense(t) => &t.clip,
+            Model::Sparse(t) => &t.clip,
+        };
+        let v = clip.download_f32(self.gpu)?;
+        let skipped = v[1] as u64;
+        Ok(Faults { skipped, first_step: (skipped > 0).then(|| v[2].to_bits()) })
+    }
+
     /// Everything needed to continue this run exactly (a counted read-back).
     pub fn checkpoint(&self, progress: Progress, data: DataId) -> Result<Checkpoint> {
         let g = self.gpu;
@@ -390,6 +405,7 @@ impl<'g> Session<'g> {
             Model::Dense(t) => {
                 f32s.push(("params".into(), t.mlp.params.download_f32(g)?));
                 f32s.push(("momentum".into(), t.momentum.download_f32(g)?));
+                progress.mask_step = t.step;
             }
             Model::Sparse(t) => {
                 f32s.push(("params".into(), t.mlp.params.download_f32(g)?));
@@ -418,6 +434,7 @@ impl<'g> Session<'g> {
             Model::Dense(t) => {
                 t.mlp.params.upload(gpu, f("params")?)?;
                 t.momentum.upload(gpu, f("momentum")?)?;
+                t.step = ck.progress.mask_step;
             }
             Model::Sparse(t) => {
                 t.mlp.params.upload(gpu, f("params")?)?;

@@ -92,7 +92,7 @@ fn dense_training_reduces_loss_and_reads_nothing_back() {
     let batch = 32;
     let (x, y) = blobs(5, 512);
     let mlp = Mlp::new(&gpu, &[12, 32, 16, 4], 3).unwrap();
-    let trainer = DenseTrainer::new(&gpu, mlp, batch, Sgd { lr: 0.05, momentum: 0.9, weight_decay: 5e-4 }).unwrap();
+    let mut trainer = DenseTrainer::new(&gpu, mlp, batch, Sgd { lr: 0.05, momentum: 0.9, weight_decay: 5e-4 }).unwrap();
     let batches: Vec<(Tensor, Tensor)> = (0..512 / batch)
         .map(|b| {
             let xs = &x[b * batch * 12..(b + 1) * batch * 12];

@@ -160,3 +160,33 @@ fn bad_checkpoint_files_are_typed_errors() {
     assert!(Checkpoint::load(&p).unwrap_err().to_string().contains("not a sparsetrain checkpoint"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A batch of NaN inputs: every step is detected on the device and skipped
+/// (no parameter changes), and the first one is named.
+#[test]
+fn non_finite_steps_are_skipped_and_named() {
+    let Some(gpu) = gpu("non_finite_steps_are_skipped_and_named") else { return };
+    let mut split = synthetic_digits(100, 10, 2);
+    for sparse in [true, false] {
+        let mut s = Session::new(&gpu, config(sparse), 784, 10).unwrap();
+        // Two good steps, then poisoned data.
+        s.run_steps(&split.train, 0, false, 0..2, |_, _| {}).unwrap();
+        assert_eq!(s.faults().unwrap().skipped, 0);
+        let before = state_bits(&s, &gpu);
+        let good = split.train.images.clone();
+        split.train.images.iter_mut().step_by(97).for_each(|v| *v = f32::NAN);
+        s.run_steps(&split.train, 0, false, 0..2, |_, _| {}).unwrap();
+        split.train.images = good;
+        let f = s.faults().unwrap();
+        assert_eq!(f.skipped, 2, "sparse={sparse}: {f:?}");
+        assert_eq!(f.first_step, Some(2), "sparse={sparse}: the third step is the first bad one");
+        let after = state_bits(&s, &gpu);
+        for ((name, x), (_, y)) in before.iter().zip(&after) {
+            assert_eq!(x, y, "sparse={sparse}: {name} changed in a skipped step");
+        }
+        // Training goes on afterwards.
+        s.run_steps(&split.train, 0, false, 0..1, |_, _| {}).unwrap();
+        assert_eq!(s.faults().unwrap().skipped, 2);
+        assert_ne!(state_bits(&s, &gpu)[0].1, after[0].1, "a good step after the faults changed nothing");
+    }
+}

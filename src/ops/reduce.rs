@@ -15,6 +15,8 @@ pub struct ReduceParams {
     pub out_index: u32,
     pub scale: f32,
     pub accumulate: u32,
+    pub tag: u32,
+    pub _pad: [u32; 3],
 }
 
 impl KernelParams for ReduceParams {
@@ -31,6 +33,7 @@ pub const MAX_PARTIALS: usize = 1024;
 struct Mode {
     square: bool,
     clip: bool,
+    tag: u32,
 }
 
 /// The scratch space of a reduction, allocated once and reused every step.
@@ -55,16 +58,20 @@ impl Reducer {
         scale: f32,
         accumulate: bool,
     ) -> Result<()> {
-        self.run(rec, out, out_index, x, n, Mode { square: false, clip: false }, scale, accumulate)
+        self.run(rec, out, out_index, x, n, Mode { square: false, clip: false, tag: 0 }, scale, accumulate)
     }
 
     /// out[out_index] = Σ x[0..n]².
     pub fn sum_squares(&self, rec: &mut Recorder, out: &Tensor, out_index: usize, x: &Tensor, n: usize) -> Result<()> {
-        self.run(rec, out, out_index, x, n, Mode { square: true, clip: false }, 1.0, false)
+        self.run(rec, out, out_index, x, n, Mode { square: true, clip: false, tag: 0 }, 1.0, false)
     }
 
     /// out[out_index] = min(1, max_norm / (sqrt(Σ sq[0..n]) + 1e-6)), where `sq`
-    /// holds squared norms: the joint gradient-clipping factor.
+    /// holds squared norms: the joint gradient-clipping factor. A non-finite
+    /// sum gives 0 (the optimizers skip the step), counts one more skipped
+    /// step in out[out_index + 1], and the first one records `step` (as u32
+    /// bits) in out[out_index + 2]; `out` needs those three slots.
+    #[allow(clippy::too_many_arguments)]
     pub fn clip_factor(
         &self,
         rec: &mut Recorder,
@@ -73,13 +80,15 @@ impl Reducer {
         sq: &Tensor,
         n: usize,
         max_norm: f32,
+        step: u32,
     ) -> Result<()> {
+        need("clip_factor", "out", out, out_index + 3, DType::F32)?;
         if !(max_norm.is_finite() && max_norm > 0.0) {
             return Err(crate::Error::InvalidArgument(format!(
                 "clip norm must be finite and positive, got {max_norm}"
             )));
         }
-        self.run(rec, out, out_index, sq, n, Mode { square: false, clip: true }, max_norm, false)
+        self.run(rec, out, out_index, sq, n, Mode { square: false, clip: true, tag: step }, max_norm, false)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -105,7 +114,7 @@ impl Reducer {
         let flag = |b: bool| f64::from(u8::from(b));
         let first_consts = vec![("WG", f64::from(WG)), ("SQUARE", flag(mode.square))];
         let final_consts = vec![("WG", f64::from(WG)), ("CLIP", flag(mode.clip))];
-        let first = ReduceParams { n: n32, out_index: 0, scale: 1.0, accumulate: 0 };
+        let first = ReduceParams { n: n32, out_index: 0, scale: 1.0, accumulate: 0, tag: 0, _pad: [0; 3] };
         rec.dispatch(
             Kernel::ReducePartial,
             &first_consts,
@@ -113,7 +122,14 @@ impl Reducer {
             &[(1, x), (2, &self.partials)],
             grid_1d(groups * WG, WG, max),
         )?;
-        let second = ReduceParams { n: groups, out_index: out_index as u32, scale, accumulate: accumulate.into() };
+        let second = ReduceParams {
+            n: groups,
+            out_index: out_index as u32,
+            scale,
+            accumulate: accumulate.into(),
+            tag: mode.tag,
+            _pad: [0; 3],
+        };
         rec.dispatch(
             Kernel::ReduceFinal,
             &final_consts,

@@ -53,16 +53,40 @@ fn norm_and_clip_factor_match_reference() {
         let ta = Tensor::from_f32(&gpu, "a", &[n1], &a).unwrap();
         let tb = Tensor::from_f32(&gpu, "b", &[n2], &b).unwrap();
         let sq = Tensor::zeros(&gpu, "sq", &[2], DType::F32).unwrap();
-        let clip = Tensor::zeros(&gpu, "clip", &[1], DType::F32).unwrap();
+        let clip = Tensor::zeros(&gpu, "clip", &[3], DType::F32).unwrap();
         let mut rec = Recorder::new(&gpu);
         reducer.sum_squares(&mut rec, &sq, 0, &ta, n1).unwrap();
         reducer.sum_squares(&mut rec, &sq, 1, &tb, n2).unwrap();
-        reducer.clip_factor(&mut rec, &clip, 0, &sq, 2, 3.0).unwrap();
+        reducer.clip_factor(&mut rec, &clip, 0, &sq, 2, 3.0, 17).unwrap();
         rec.finish().unwrap();
         let s1: f64 = to_f64(&a).iter().map(|v| v * v).sum();
         let s2: f64 = to_f64(&b).iter().map(|v| v * v).sum();
         assert_close("sum of squares", &sq.download_f32(&gpu).unwrap(), &[s1, s2], 1e-6, 1e-5);
         let want = (3.0 / ((s1 + s2).sqrt() + 1e-6)).min(1.0);
-        assert_close("clip factor", &clip.download_f32(&gpu).unwrap(), &[want], 1e-6, 1e-5);
+        let got = clip.download_f32(&gpu).unwrap();
+        assert_close("clip factor", &got[..1], &[want], 1e-6, 1e-5);
+        assert_eq!(got[1], 0.0, "a finite norm counted as a fault");
     }
+}
+
+/// A non-finite squared norm gives factor 0 (skip), counts the step and
+/// records the first one's number.
+#[test]
+fn non_finite_norms_are_flagged_on_the_device() {
+    use sparsetrain::ops::reduce::Reducer;
+    let Some(gpu) = gpu("non_finite_norms_are_flagged_on_the_device") else { return };
+    let reducer = Reducer::new(&gpu).unwrap();
+    let clip = Tensor::zeros(&gpu, "clip", &[3], DType::F32).unwrap();
+    for (step, sq) in [(5u32, [1.0f32, 2.0]), (6, [f32::INFINITY, 1.0]), (7, [1.0, f32::NAN]), (8, [0.5, 0.5])] {
+        let t = Tensor::from_f32(&gpu, "sq", &[2], &sq).unwrap();
+        let mut rec = Recorder::new(&gpu);
+        reducer.clip_factor(&mut rec, &clip, 0, &t, 2, 3.0, step).unwrap();
+        rec.finish().unwrap();
+        let got = clip.download_f32(&gpu).unwrap();
+        let bad = !sq.iter().all(|v| v.is_finite());
+        assert_eq!(got[0] == 0.0, bad, "step {step}: factor {}", got[0]);
+    }
+    let got = clip.download_f32(&gpu).unwrap();
+    assert_eq!(got[1], 2.0, "two non-finite steps counted");
+    assert_eq!(got[2].to_bits(), 6, "the first one recorded");
 }
