@@ -1,0 +1,6 @@
+//! The subcommands of the binary, one module each; argument types live in
+//! main.rs.
+
+pub mod bench;
+pub mod eval;
+pub mod train;
