@@ -13,23 +13,52 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 
 /// One line of a metrics file (epoch lines and the summary line share it).
+/// Numbers a run could not produce are null in the file and NaN here.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct Record {
     pub phase: String,
     pub epoch: usize,
+    #[serde(deserialize_with = "nan_if_null")]
     pub lr: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub loss: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub train_acc: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub test_acc: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub step_ms: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub samples_per_s: f64,
     pub kept: Vec<usize>,
-    pub polarized: f64,
+    pub polarized: Option<f64>,
     // Summary line only.
     pub params: usize,
     pub dense_params: usize,
     pub score_hist: Vec<usize>,
+}
+
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+impl From<&crate::train::EpochStats> for Record {
+    fn from(s: &crate::train::EpochStats) -> Record {
+        Record {
+            phase: s.phase.into(),
+            epoch: s.epoch,
+            lr: s.lr as f64,
+            loss: s.loss,
+            train_acc: s.train_acc,
+            test_acc: s.test_acc,
+            step_ms: s.step_ms,
+            samples_per_s: s.samples_per_s,
+            kept: s.kept.clone(),
+            polarized: s.polarized,
+            ..Record::default()
+        }
+    }
 }
 
 /// A parsed metrics file: epoch records in order, and the summary if any.

@@ -110,12 +110,14 @@ impl TrainConfig {
     }
 }
 
-/// One epoch's summary, as printed and written to metrics files.
-#[derive(Clone, Debug, PartialEq)]
+/// One epoch's summary, as printed and written to metrics files (one JSON
+/// object per line, read back by `plot::read_metrics`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct EpochStats {
     pub phase: &'static str,
     pub epoch: usize,
     pub lr: f32,
+    /// Mean training loss over the epoch's steps (NaN where steps were skipped).
     pub loss: f64,
     pub train_acc: f64,
     pub test_acc: f64,
@@ -125,25 +127,13 @@ pub struct EpochStats {
     pub kept: Vec<usize>,
     /// Fraction of scores within 0.05 of 0 or 1 (sparse only): how far the
     /// projection and the estimator have driven them to a deterministic mask.
-    pub polarized: f64,
+    pub polarized: Option<f64>,
 }
 
 impl EpochStats {
+    /// The metrics-file line (non-finite numbers become null).
     pub fn to_json(&self) -> String {
-        let kept: Vec<String> = self.kept.iter().map(|k| k.to_string()).collect();
-        format!(
-            "{{\"phase\":\"{}\",\"epoch\":{},\"lr\":{},\"loss\":{},\"train_acc\":{},\"test_acc\":{},\"step_ms\":{},\"samples_per_s\":{},\"kept\":[{}],\"polarized\":{}}}",
-            self.phase,
-            self.epoch,
-            self.lr,
-            self.loss,
-            self.train_acc,
-            self.test_acc,
-            self.step_ms,
-            self.samples_per_s,
-            kept.join(","),
-            if self.polarized.is_finite() { self.polarized } else { -1.0 }
-        )
+        serde_json::to_string(self).unwrap_or_default()
     }
 }
 
@@ -349,9 +339,9 @@ impl<'g> Session<'g> {
         let polarized = match &self.model {
             Model::Sparse(t) => {
                 let s = t.scores.download_f32(self.gpu)?;
-                s.iter().filter(|&&v| !(0.05..=0.95).contains(&v)).count() as f64 / s.len().max(1) as f64
+                Some(s.iter().filter(|&&v| !(0.05..=0.95).contains(&v)).count() as f64 / s.len().max(1) as f64)
             }
-            Model::Dense(_) => f64::NAN,
+            Model::Dense(_) => None,
         };
         let step_s = secs / steps.max(1) as f64;
         Ok(EpochStats {

@@ -166,17 +166,17 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
             100.0 * test_acc
         );
         if let Some(f) = rep.metrics.as_mut() {
-            writeln!(
-                f,
-                "{{\"phase\":\"summary\",\"kept\":[{}],\"params\":{},\"dense_params\":{},\"flops\":{},\"dense_flops\":{},\"test_acc\":{},\"score_hist\":[{}]}}",
-                join(&summary.kept).join(","),
-                summary.params.0,
-                summary.params.1,
-                summary.flops.0,
-                summary.flops.1,
-                test_acc,
-                join(&summary.score_hist).join(",")
-            )?;
+            let line = serde_json::json!({
+                "phase": "summary",
+                "kept": summary.kept,
+                "params": summary.params.0,
+                "dense_params": summary.params.1,
+                "flops": summary.flops.0,
+                "dense_flops": summary.flops.1,
+                "test_acc": test_acc,
+                "score_hist": summary.score_hist,
+            });
+            writeln!(f, "{line}")?;
         }
         if let Some(l) = last.as_mut() {
             l.test_acc = test_acc;
@@ -315,7 +315,7 @@ impl Reporter {
             format!(
                 "  kept {}  scores at 0/1 {:.0}%",
                 s.kept.iter().map(|k| k.to_string()).collect::<Vec<_>>().join("/"),
-                100.0 * s.polarized
+                100.0 * s.polarized.unwrap_or(f64::NAN)
             )
         };
         println!(
@@ -333,19 +333,7 @@ impl Reporter {
         if let Some(f) = self.metrics.as_mut() {
             writeln!(f, "{}", s.to_json())?;
         }
-        self.history.push(sparsetrain::plot::Record {
-            phase: s.phase.into(),
-            epoch: s.epoch,
-            lr: s.lr as f64,
-            loss: s.loss,
-            train_acc: s.train_acc,
-            test_acc: s.test_acc,
-            step_ms: s.step_ms,
-            samples_per_s: s.samples_per_s,
-            kept: s.kept.clone(),
-            polarized: s.polarized,
-            ..Default::default()
-        });
+        self.history.push(s.into());
         Ok(())
     }
 }
