@@ -21,9 +21,11 @@
 //   counts written by compact.wgsl), rounded up to a multiple of 4 because
 //   compacted operands are zero-padded to 4. The grid is sized for the
 //   largest case and threads past the real size exit: no host round trip.
-// - a capped grid: each workgroup loops over output tiles (t, t + groups, …),
-//   so a dispatch sized for the layer's full width costs nothing for the
-//   tiles that a small kept count leaves empty (see `Gpu::grid_cap`).
+// - a capped grid: each workgroup loops over a contiguous run of output tiles
+//   (row-major, the order an uncapped grid is scheduled in, which keeps
+//   neighbouring tiles' operands in cache together), so a dispatch sized for
+//   the layer's full width costs nothing for the tiles that a small kept
+//   count leaves empty (see `Gpu::grid_cap`).
 // - epilogues applied at the store: + bias[col], ReLU, a ReLU gate
 //   (zero where gate[row, col] <= 0, for the backward pass), and a scatter
 //   store C[rows_map[r], cols_map[c]] += ... into a full-size gradient.
@@ -111,9 +113,17 @@ fn load_dims() {
     }
 }
 
-// Output tiles of tile_w × tile_h and the workgroups that share them.
+// Output tiles of tile_w × tile_h.
 fn tile_count(tile_w: u32, tile_h: u32) -> vec2<u32> {
     return vec2((N + tile_w - 1u) / tile_w, (M + tile_h - 1u) / tile_h);
+}
+
+// This workgroup's run of tiles [x, y) among `total`.
+fn tile_run(wid: vec3<u32>, nwg: vec3<u32>, total: u32) -> vec2<u32> {
+    let groups = nwg.x * nwg.y;
+    let per = (total + groups - 1u) / groups;
+    let first = (wid.y * nwg.x + wid.x) * per;
+    return vec2(min(first, total), min(first + per, total));
 }
 
 // Logical A[row, col] (row < M, col < K), zero outside.
@@ -296,7 +306,8 @@ fn matmul_regtile(
 ) {
     load_dims();
     let tiles = tile_count(4u * WG_X, 4u * WG_Y);
-    for (var t = wid.y * nwg.x + wid.x; t < tiles.x * tiles.y; t += nwg.x * nwg.y) {
+    let run = tile_run(wid, nwg, tiles.x * tiles.y);
+    for (var t = run.x; t < run.y; t++) {
         let r0 = ((t / tiles.x) * WG_Y + lid.y) * 4u;
         let c0 = ((t % tiles.x) * WG_X + lid.x) * 4u;
         if r0 < M && c0 < N {
@@ -329,7 +340,8 @@ fn matmul_shared(
     let tiles = tile_count(bn, bm);
     // The loop bounds are uniform across the workgroup, so the barriers
     // inside stay in uniform control flow.
-    for (var t = wid.y * nwg.x + wid.x; t < tiles.x * tiles.y; t += nwg.x * nwg.y) {
+    let run = tile_run(wid, nwg, tiles.x * tiles.y);
+    for (var t = run.x; t < run.y; t++) {
         let row_base = (t / tiles.x) * bm;
         let col_base = (t % tiles.x) * bn;
         var acc = mat4x4<f32>();
@@ -389,7 +401,8 @@ fn matmul_naive(
 ) {
     load_dims();
     let tiles = tile_count(WG_X, WG_Y);
-    for (var t = wid.y * nwg.x + wid.x; t < tiles.x * tiles.y; t += nwg.x * nwg.y) {
+    let run = tile_run(wid, nwg, tiles.x * tiles.y);
+    for (var t = run.x; t < run.y; t++) {
         let row = (t / tiles.x) * WG_Y + lid.y;
         let col = (t % tiles.x) * WG_X + lid.x;
         if row < M && col < N {

@@ -31,9 +31,20 @@ enum Command {
     },
     /// Train an MLP on the device (default: the built-in procedural digits).
     Train(TrainArgs),
-    /// Accuracy of an exported network (`train --export`) on a dataset's test set.
+    /// Write the network of a checkpoint as the kept units alone (a smaller
+    /// dense MLP in safetensors).
+    Export {
+        /// A checkpoint file (`step-*.safetensors` or `best.safetensors`).
+        checkpoint: std::path::PathBuf,
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Replace an existing --out file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Accuracy of an exported network or a checkpoint on a dataset's test set.
     Eval {
-        /// A file written by `train --export`.
+        /// A file written by `train --export` / `export`, or a checkpoint.
         network: std::path::PathBuf,
         #[arg(long, value_enum, default_value_t = DatasetArg::Synthetic)]
         dataset: DatasetArg,
@@ -279,6 +290,23 @@ fn usage(msg: impl Into<String>) -> anyhow::Error {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Train(args) => cli::train::train(args)?,
+        Command::Export { checkpoint, out, force } => {
+            if !checkpoint.is_file() {
+                return Err(usage(format!("{} is not a checkpoint file", checkpoint.display())));
+            }
+            if out.exists() && !force {
+                return Err(usage(format!("--out {} already exists; pass --force to replace it", out.display())));
+            }
+            let gpu = Gpu::open().context("opening the GPU")?;
+            let net = cli::eval::network_of(&gpu, &checkpoint)?;
+            net.save(&out, force)?;
+            println!(
+                "exported MLP {} ({} parameters) to {}",
+                net.sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-"),
+                net.param_count(),
+                out.display()
+            );
+        }
         Command::Eval { network, dataset, data_dir, seed, test_size } => {
             cli::eval::eval(network, dataset, data_dir, seed, test_size)?
         }

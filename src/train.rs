@@ -521,6 +521,16 @@ impl<'g> Session<'g> {
         Ok(summary.map(|s| SparseSummary { candidates, chosen, ..s }))
     }
 
+    /// Draws the fixed mask as the first candidate of `select_mask` would,
+    /// without scoring it (for exports of checkpoints taken before selection).
+    pub fn draw_first_candidate(&mut self) -> Result<()> {
+        let Model::Sparse(t) = &self.model else { return Ok(()) };
+        let key = MaskKey { seed: t.cfg.seed, step: EVAL_STEP, sample: SELECT_SAMPLE };
+        let mut rec = Recorder::new(self.gpu);
+        t.draw_mask(&mut rec, &t.fixed, key)?;
+        rec.submit()
+    }
+
     /// The kept units, size and score histogram of the fixed mask as it is
     /// (after `select_mask`, or restored from a checkpoint). None for dense
     /// models.

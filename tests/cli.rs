@@ -41,6 +41,7 @@ fn short_sparse_run_finishes_with_a_summary() {
     let metrics = dir.join("m.jsonl");
     let net = dir.join("net.safetensors");
     let plots = dir.join("plots");
+    let ckdir = dir.join("ck");
     let out = sparsetrain(&[
         "train",
         "--hidden",
@@ -63,6 +64,8 @@ fn short_sparse_run_finishes_with_a_summary() {
         net.to_str().unwrap(),
         "--plot",
         plots.to_str().unwrap(),
+        "--checkpoint-dir",
+        ckdir.to_str().unwrap(),
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -86,7 +89,27 @@ fn short_sparse_run_finishes_with_a_summary() {
     let eval_out = String::from_utf8_lossy(&eval.stdout);
     assert!(eval.status.success(), "eval failed: {eval_out}{}", String::from_utf8_lossy(&eval.stderr));
     assert!(eval_out.contains(&format!("accuracy {final_acc}")), "eval says {eval_out}, training said {final_acc}");
+    // The newest checkpoint (after fine-tuning) exports the same network, and
+    // eval takes the checkpoint itself too.
+    let mut steps: Vec<_> = std::fs::read_dir(&ckdir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("step-"))
+        .collect();
+    steps.sort();
+    let newest = steps.last().expect("step checkpoints were written");
+    let net2 = dir.join("net2.safetensors");
+    let ex = sparsetrain(&["export", newest.to_str().unwrap(), "--out", net2.to_str().unwrap()]);
+    assert!(ex.status.success(), "export failed: {}", String::from_utf8_lossy(&ex.stderr));
+    let (a, b) = (sparsetrain::export::CompactMlp::load(&net).unwrap(), sparsetrain::export::CompactMlp::load(&net2).unwrap());
+    assert_eq!((a.sizes, a.weights, a.biases), (b.sizes, b.weights, b.biases), "export of the last checkpoint differs");
+    let ev = sparsetrain(&["eval", newest.to_str().unwrap(), "--test-size", "128"]);
+    assert!(String::from_utf8_lossy(&ev.stdout).contains(&format!("accuracy {final_acc}")), "eval of the checkpoint");
     // No silent overwrite.
+    let again = sparsetrain(&["export", newest.to_str().unwrap(), "--out", net2.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(2), "{}", String::from_utf8_lossy(&again.stderr));
+    let again = sparsetrain(&["train", "--checkpoint-dir", ckdir.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(2), "a new run into an old checkpoint directory");
     let again = sparsetrain(&["train", "--export", net.to_str().unwrap()]);
     assert_eq!(again.status.code(), Some(2), "{}", String::from_utf8_lossy(&again.stderr));
     let _ = std::fs::remove_dir_all(&dir);

@@ -54,7 +54,8 @@ pub fn eval(
     if !network.is_file() {
         return Err(usage(format!("{} is not a file", network.display())));
     }
-    let net = CompactMlp::load(&network)?;
+    let gpu = Gpu::open().context("opening the GPU")?;
+    let net = network_of(&gpu, &network)?;
     // The synthetic set's test images do not depend on the training size.
     let (kind, split) = load_split(dataset, data_dir.as_deref(), seed, (1, test_size))?;
     let test = &split.test;
@@ -69,7 +70,6 @@ pub fn eval(
             test.classes
         );
     }
-    let gpu = Gpu::open().context("opening the GPU")?;
     let mlp = net.to_mlp(&gpu)?;
     let batch = 256;
     let ws = mlp.workspace(&gpu, batch)?;
@@ -102,4 +102,31 @@ pub fn eval(
         100.0 * correct as f64 / test.len() as f64
     );
     Ok(())
+}
+
+/// The network in `path`: an export as it is, or a checkpoint's kept units.
+/// A checkpoint taken after the mask was chosen uses that mask; an earlier
+/// one uses the first candidate the run itself would draw from its scores
+/// (selection needs the training data, which `train` has and this has not).
+pub fn network_of(gpu: &Gpu, path: &std::path::Path) -> anyhow::Result<sparsetrain::export::CompactMlp> {
+    use sparsetrain::checkpoint::Checkpoint;
+    use sparsetrain::export::CompactMlp;
+    let as_export = CompactMlp::load(path);
+    if let Ok(net) = as_export {
+        return Ok(net);
+    }
+    let ck = match Checkpoint::load(path) {
+        Ok(ck) => ck,
+        Err(ck_err) => anyhow::bail!(
+            "{} is neither an exported network ({}) nor a checkpoint ({ck_err})",
+            path.display(),
+            as_export.err().map(|e| e.to_string()).unwrap_or_default()
+        ),
+    };
+    let mut session = sparsetrain::train::Session::restore(gpu, &ck)?;
+    if ck.u32("fixed_mask").is_none() {
+        session.draw_first_candidate()?;
+        eprintln!("note: {} predates mask selection; using one mask drawn from its scores", path.display());
+    }
+    Ok(session.export()?)
 }

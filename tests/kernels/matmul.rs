@@ -235,3 +235,42 @@ fn dynamic_cases(gpu: &sparsetrain::Gpu) {
         }
     }
 }
+
+/// Large shapes (more tiles than any grid cap), checked against f64 at
+/// sampled outputs: every variant must compute every tile.
+#[test]
+fn large_matmuls_compute_every_tile() {
+    use rand::Rng;
+    let Some(gpu) = gpu("large_matmuls_compute_every_tile") else { return };
+    let d = Dims { m: 700, n: 1100, k: 300 };
+    let mut r = rng(2100);
+    let a = rand_f32(&mut r, d.m * d.k, -1.0, 1.0);
+    let b = rand_f32(&mut r, d.k * d.n, -1.0, 1.0);
+    for layout in Layout::ALL {
+        let (sa, sb) = shapes_of(layout, d);
+        let ta = Tensor::from_f32(&gpu, "A", &sa, &a).unwrap();
+        let tb = Tensor::from_f32(&gpu, "B", &sb, &b).unwrap();
+        for variant in [Variant::RegTile, Variant::Shared, Variant::Naive] {
+            let tc = Tensor::from_f32(&gpu, "C", &[d.m, d.n], &vec![f32::NAN; d.m * d.n]).unwrap();
+            let mut rec = Recorder::new(&gpu);
+            Matmul::new(layout).variant(variant).record(&mut rec, &tc, &ta, &tb, d).unwrap();
+            rec.finish().unwrap();
+            let c = tc.download_f32(&gpu).unwrap();
+            let nan = c.iter().filter(|v| v.is_nan()).count();
+            assert_eq!(nan, 0, "{} {}: {nan} outputs never written", variant.name(), layout.name());
+            let (mut got, mut want) = (Vec::new(), Vec::new());
+            for _ in 0..400 {
+                let (i, j) = (r.random_range(0..d.m), r.random_range(0..d.n));
+                let mut s = 0.0f64;
+                for p in 0..d.k {
+                    let av = if layout.trans_a() { a[p * d.m + i] } else { a[i * d.k + p] };
+                    let bv = if layout.trans_b() { b[j * d.k + p] } else { b[p * d.n + j] };
+                    s += av as f64 * bv as f64;
+                }
+                got.push(c[i * d.n + j]);
+                want.push(s);
+            }
+            assert_close(&format!("{} {} 700x1100x300 sampled", variant.name(), layout.name()), &got, &want, 1e-4, 1e-5);
+        }
+    }
+}
