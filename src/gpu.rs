@@ -320,8 +320,9 @@ impl Gpu {
         &self.queue
     }
 
-    /// Most workgroups a kernel with a data-dependent size launches; the
-    /// kernel loops over the rest. Software rasterisers pay for every
+    /// Most workgroups a kernel whose size is only known on the device
+    /// launches (compressed matmuls, gathers, reductions); the kernel loops
+    /// over the rest. Software rasterisers pay for every
     /// launched workgroup, even one that exits at once, so they get a small
     /// persistent grid; GPUs get one workgroup per tile.
     pub fn grid_cap(&self) -> u32 {

@@ -49,7 +49,6 @@ pub fn eval(
     seed: u64,
     test_size: usize,
 ) -> anyhow::Result<()> {
-    use sparsetrain::export::CompactMlp;
     use sparsetrain::{DType, Recorder, Tensor};
     if !network.is_file() {
         return Err(usage(format!("{} is not a file", network.display())));

@@ -87,6 +87,15 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
         .clone()
         .or_else(|| a.resume.clone())
         .map(|dir| CheckpointDir { dir, keep_last: a.keep_checkpoints });
+    if let (Some(cd), None) = (&ck_dir, &a.resume) {
+        // A new run would mix its checkpoints with an old run's.
+        if cd.dir.is_dir() && !cd.steps()?.is_empty() && !a.force {
+            return Err(usage(format!(
+                "--checkpoint-dir {} already holds checkpoints; --resume it, choose another directory, or pass --force",
+                cd.dir.display()
+            )));
+        }
+    }
     let (mut session, start) = match &a.resume {
         Some(dir) => {
             if !dir.is_dir() {

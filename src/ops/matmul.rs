@@ -304,11 +304,15 @@ impl<'a> Matmul<'a> {
             params.rows_map = opt_index(OP, "rows map", sc.rows)?;
             params.cols_map = opt_index(OP, "cols map", sc.cols)?;
         }
-        // One piece of work per output tile; kernels loop over tiles beyond
-        // the launched workgroups.
+        // One workgroup per output tile, except where the sizes are only
+        // known on the device: there at most `grid_cap` workgroups loop over
+        // the tiles, so that the tiles a small kept count leaves empty cost
+        // nothing. Static sizes keep one workgroup per tile: on lavapipe the
+        // looping grid measurably changed dense speeds (BENCHMARKS.md).
         let tiles = grid_2d(n, m, wg * per_thread);
         let limit = gpu.limits().max_compute_workgroups_per_dimension;
-        let groups = capped_grid(tiles.x.saturating_mul(tiles.y), gpu.grid_cap(), limit);
+        let cap = if self.dynamic.is_some() { gpu.grid_cap() } else { u32::MAX };
+        let groups = capped_grid(tiles.x.saturating_mul(tiles.y), cap, limit);
         let (one, zero_u32) = (&gpu.one, &gpu.zero_u32);
         let bias = self.bias.unwrap_or(one);
         let gate = self.gate.unwrap_or(one);

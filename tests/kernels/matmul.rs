@@ -270,7 +270,13 @@ fn large_matmuls_compute_every_tile() {
                 got.push(c[i * d.n + j]);
                 want.push(s);
             }
-            assert_close(&format!("{} {} 700x1100x300 sampled", variant.name(), layout.name()), &got, &want, 1e-4, 1e-5);
+            assert_close(
+                &format!("{} {} 700x1100x300 sampled", variant.name(), layout.name()),
+                &got,
+                &want,
+                1e-4,
+                1e-5,
+            );
         }
     }
 }
