@@ -42,3 +42,23 @@ fn shape_and_dtype_errors_are_typed() {
     let err = Tensor::zeros(&gpu, "huge", &[huge], DType::F32).unwrap_err();
     assert!(err.to_string().contains("huge"), "{err}");
 }
+
+/// A device error (here: a dispatch that leaves a binding out, which wgpu
+/// rejects) surfaces as a typed `Error::Device` from the next submit, not as
+/// a panic, and the device stays usable.
+#[test]
+fn device_errors_are_typed() {
+    use sparsetrain::Error;
+    use sparsetrain::ops::fill::FillParams;
+    use sparsetrain::shader::Kernel;
+    let Some(gpu) = gpu("device_errors_are_typed") else { return };
+    let mut rec = Recorder::new(&gpu);
+    let params = FillParams { n: 4, bits: 0, _pad: [0; 2] };
+    // fill.wgsl also needs binding 1; leaving it out is a validation error.
+    let r = rec.dispatch(Kernel::Fill, &vec![("WG", 256.0)], (0, &params), &[], glam::UVec3::ONE);
+    let err = r.and_then(|_| rec.submit()).unwrap_err();
+    assert!(matches!(err, Error::Device(_)), "expected a typed device error, got {err:?}");
+    // The error was reported once; ordinary work goes on.
+    let t = Tensor::from_f32(&gpu, "t", &[3], &[1.0, 2.0, 3.0]).unwrap();
+    assert_eq!(t.download_f32(&gpu).unwrap(), vec![1.0, 2.0, 3.0]);
+}
