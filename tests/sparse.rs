@@ -124,10 +124,6 @@ fn one_step_matches_f64_reference() {
         let max_abs = got_s.iter().zip(&st.scores).fold(0.0f64, |m, (&g, &w)| m.max((g as f64 - w).abs()));
         eprintln!("{tag} scores: max abs error {max_abs:e}");
         assert!(max_abs <= 1e-4, "{tag}: scores differ by {max_abs:e}");
-        // Removed units get exactly zero weight gradient: rows of masked-out
-        // units in both samples must be untouched except by weight decay and
-        // momentum, i.e. equal to the reference exactly up to rounding, which
-        // `weights` above already covers.
     }
 }
 

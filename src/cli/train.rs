@@ -230,6 +230,16 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn progress_bar() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps, {per_sec}, eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
 /// Where epoch results go: the terminal, the metrics file, the history kept
 /// for `--plot`, and the checkpoints.
 struct Reporter {
@@ -252,8 +262,11 @@ impl Reporter {
         if f.skipped > self.faults_seen {
             let first = f.first_step.unwrap_or(0);
             if self.on_nan == OnNanArg::Stop {
-                let kept = match &self.ck_dir {
-                    Some(cd) => format!("; the last good checkpoint in {} is kept", cd.dir.display()),
+                let kept = match self.ck_dir.as_ref().map(|cd| (cd, cd.steps().unwrap_or_default())) {
+                    Some((_, steps)) if !steps.is_empty() => {
+                        format!("; the last good checkpoint, {}, is kept", steps[steps.len() - 1].1.display())
+                    }
+                    Some((cd, _)) => format!("; no checkpoint had been written to {} yet", cd.dir.display()),
                     None => String::new(),
                 };
                 anyhow::bail!(
@@ -278,11 +291,8 @@ impl Reporter {
         step_in_epoch: usize,
         test_acc: Option<f64>,
     ) -> anyhow::Result<()> {
-        if self.ck_dir.is_none() {
-            return Ok(());
-        }
-        // Never checkpoint past a fault that stops the run.
-        self.check_faults(session)?;
+        // Callers run `check_faults` first: never checkpoint past a fault
+        // that stops the run.
         let Some(cd) = &self.ck_dir else { return Ok(()) };
         let improved = test_acc.is_some_and(|t| t > self.best);
         if improved {
@@ -303,19 +313,6 @@ impl Reporter {
         }
         Ok(())
     }
-}
-
-fn progress_bar() -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps, {per_sec}, eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar
-}
-
-impl Reporter {
     fn report(&mut self, s: &sparsetrain::train::EpochStats, total: usize) -> anyhow::Result<()> {
         use std::io::Write;
         let kept = if s.kept.is_empty() {
@@ -384,6 +381,7 @@ fn run_epochs(
             })?;
             pos = end;
             if rep.every > 0 && pos < steps && session.steps_taken.is_multiple_of(rep.every) {
+                rep.check_faults(session)?;
                 rep.checkpoint(session, finetune, epoch, pos, None)?;
             }
         }
