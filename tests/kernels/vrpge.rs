@@ -37,6 +37,16 @@ fn score_grad_matches_reference() {
             assert!(got.iter().all(|v| v.is_finite()), "{est:?}: non-finite score gradient");
             // s = 0 or 1 with m = s gives 0/eps-guarded 0; compare the rest.
             assert_close(&format!("score_grad n={n} {est:?}"), &got[1..], &want[1..], 1e-5, 1e-5);
+            // With the baseline, agreeing masks give exactly 0 (not a rounding
+            // residue, which Adam would amplify into an update).
+            if est.0 == Estimator::VrPge {
+                let leaks: Vec<String> = (0..n)
+                    .filter(|&i| m1[i] == m2[i] && got[i] != 0.0)
+                    .take(8)
+                    .map(|i| format!("[{i}] s={} m={} grad={:e}", s[i], m1[i], got[i]))
+                    .collect();
+                assert!(leaks.is_empty(), "{est:?} n={n}: agreeing units got non-zero gradients: {}", leaks.join(", "));
+            }
         }
     }
 }
