@@ -6,10 +6,11 @@
 //!
 //!     cargo run --release --example embed
 
-use sparsetrain::mlp::Mlp;
+use sparsetrain::nn::{Graph, Net};
 use sparsetrain::ops::optim::Sgd;
-use sparsetrain::sparse::{SparseConfig, SparseTrainer};
-use sparsetrain::{Gpu, GpuOptions, Recorder, Tensor};
+use sparsetrain::sparse::SparseConfig;
+use sparsetrain::train::{Phase, Trainer};
+use sparsetrain::{Gpu, GpuOptions};
 
 fn main() -> anyhow::Result<()> {
     // 1. The application's own device (here: any adapter, headless).
@@ -25,17 +26,15 @@ fn main() -> anyhow::Result<()> {
     let (batch, dim) = (64, 8);
     let xs: Vec<f32> = (0..batch * dim).map(|i| (((i * 2654435761) >> 7) % 200) as f32 / 100.0 - 1.0).collect();
     let ys: Vec<u32> = (0..batch).map(|r| 2 * (xs[r * dim] > 0.0) as u32 + (xs[r * dim + 1] > 0.0) as u32).collect();
-    let x = Tensor::from_f32(&gpu, "x", &[batch, dim], &xs)?;
-    let y = Tensor::from_u32(&gpu, "y", &[batch], &ys)?;
 
-    // 4. A sparse MLP keeping half of its hidden units.
-    let mlp = Mlp::new(&gpu, &[dim, 128, 128, 4], 1)?;
+    // 4. A sparse MLP keeping half of its hidden units; each step replays
+    //    one recorded plan and reads nothing back.
+    let net = Net::new(&gpu, Graph::mlp(dim, &[128, 128], 4)?, 1)?;
     let sgd = Sgd { lr: 0.05, momentum: 0.9, weight_decay: 5e-4 };
-    let mut trainer = SparseTrainer::new(&gpu, mlp, batch, sgd, SparseConfig { keep: 0.5, ..Default::default() })?;
+    let mut trainer = Trainer::new(&gpu, net, batch, sgd, Some(SparseConfig { keep: 0.5, ..Default::default() }))?;
+    trainer.set_batch(&gpu, &xs, &ys)?;
     for step in 0..200 {
-        let mut rec = Recorder::new(&gpu);
-        trainer.step(&mut rec, &x, &y, batch, 0.05)?;
-        rec.submit()?;
+        trainer.run(&gpu, Phase::Train, batch, 0.05, 0.05, step)?;
         if step % 50 == 49 {
             let l = trainer.loss.download_f32(&gpu)?; // only when we want to see it
             println!("step {:3}: losses of the two masks {:.4} {:.4}", step + 1, l[0], l[1]);

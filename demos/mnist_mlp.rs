@@ -11,7 +11,7 @@ use clap::Parser;
 use sparsetrain::Gpu;
 use sparsetrain::data::{self, DatasetKind};
 use sparsetrain::sparse::SparseConfig;
-use sparsetrain::train::{Session, TrainConfig};
+use sparsetrain::train::{ModelSpec, Session, TrainConfig};
 
 #[derive(Parser)]
 struct Args {
@@ -34,7 +34,7 @@ struct Outcome {
 
 fn run(gpu: &Gpu, split: &data::Split, cfg: TrainConfig, name: &str) -> anyhow::Result<Outcome> {
     let epochs = cfg.epochs;
-    let mut s = Session::new(gpu, cfg, split.train.dim, split.train.classes)?;
+    let mut s = Session::new(gpu, cfg, split.train.shape, split.train.classes)?;
     let mut step_ms = 0.0;
     for e in 0..epochs {
         let st = s.train_epoch(&split.train, e, false, |_, _| {})?;
@@ -48,7 +48,7 @@ fn run(gpu: &Gpu, split: &data::Split, cfg: TrainConfig, name: &str) -> anyhow::
         );
         step_ms = st.step_ms;
     }
-    let dense = s.mlp().layout.count();
+    let dense = s.graph().param_count();
     let params = match s.select_mask(&split.train)? {
         Some(summary) => {
             s.train_epoch(&split.train, 0, true, |_, _| {})?;
@@ -68,7 +68,12 @@ fn main() -> anyhow::Result<()> {
     };
     let gpu = Gpu::open()?;
     println!("device: {}; data: {} train / {} test images", gpu.report().name, split.train.len(), split.test.len());
-    let base = TrainConfig { hidden: a.hidden.clone(), epochs: a.epochs, finetune_epochs: 1, ..TrainConfig::default() };
+    let base = TrainConfig {
+        model: ModelSpec::Mlp { hidden: a.hidden.clone() },
+        epochs: a.epochs,
+        finetune_epochs: 1,
+        ..TrainConfig::default()
+    };
     let sparse = TrainConfig { sparse: Some(SparseConfig { keep: a.keep, ..SparseConfig::default() }), ..base.clone() };
     let dense = TrainConfig { sparse: None, ..base };
     let results = [run(&gpu, &split, sparse, "sparse")?, run(&gpu, &split, dense, "dense")?];

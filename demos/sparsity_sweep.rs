@@ -14,7 +14,7 @@ use sparsetrain::Gpu;
 use sparsetrain::data::{self, DatasetKind};
 use sparsetrain::plot::{SweepPoint, plot_sweep};
 use sparsetrain::sparse::SparseConfig;
-use sparsetrain::train::{Session, TrainConfig};
+use sparsetrain::train::{ModelSpec, Session, TrainConfig};
 
 #[derive(Parser)]
 struct Args {
@@ -41,18 +41,18 @@ fn main() -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for keep in std::iter::once(None).chain(a.keeps.iter().map(|&k| Some(k))) {
         let cfg = TrainConfig {
-            hidden: a.hidden.clone(),
+            model: ModelSpec::Mlp { hidden: a.hidden.clone() },
             epochs: a.epochs,
             sparse: keep.map(|k| SparseConfig { keep: k, ..SparseConfig::default() }),
             finetune_epochs: 1,
             ..TrainConfig::default()
         };
-        let mut s = Session::new(&gpu, cfg, split.train.dim, split.train.classes)?;
+        let mut s = Session::new(&gpu, cfg, split.train.shape, split.train.classes)?;
         let mut step_ms = f64::NAN;
         for e in 0..a.epochs {
             step_ms = s.train_epoch(&split.train, e, false, |_, _| {})?.step_ms;
         }
-        let dense_params = s.mlp().layout.count();
+        let dense_params = s.graph().param_count();
         let params = match s.select_mask(&split.train)? {
             Some(summary) => {
                 s.train_epoch(&split.train, 0, true, |_, _| {})?;

@@ -1,4 +1,5 @@
 //#include common
+//#include step
 
 // Accuracy count: count[0] += #{ r : argmax(logits[r, :]) == label[r] }.
 // Ties go to the lowest class index, as in the CPU reference. The count is a
@@ -8,8 +9,9 @@
 struct AccuracyParams {
     rows: u32,
     cols: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // BATCH: the rows are the step's batch (at most `rows`).
+    rows_code: u32,
+    _pad: u32,
 }
 
 override WG: u32 = 64u;
@@ -34,7 +36,7 @@ fn accuracy_count(
     }
     workgroupBarrier();
     let r = flat_id(wid, nwg, lidx, WG);
-    if r < p.rows {
+    if r < rows_of(p.rows, p.rows_code) {
         let base = r * p.cols;
         var best = 0u;
         var best_v = logits[base];

@@ -1,4 +1,5 @@
 //#include common
+//#include step
 
 // Bias of a linear layer, forward and backward side by side.
 // forward:  y[r, j] += bias[j]           (in place on the layer output)
@@ -10,7 +11,8 @@ struct BiasParams {
     cols: u32,
     // backward only: 1 adds into dbias instead of overwriting it.
     accumulate: u32,
-    _pad: u32,
+    // BATCH: the rows are the step's batch (at most `rows`).
+    rows_code: u32,
 }
 
 override WG: u32 = 256u;
@@ -27,7 +29,7 @@ fn bias_add(
     @builtin(local_invocation_index) lidx: u32,
 ) {
     let i = flat_id(wid, nwg, lidx, WG);
-    if i >= p.rows * p.cols {
+    if i >= rows_of(p.rows, p.rows_code) * p.cols {
         return;
     }
     y[i] += bias[i % p.cols];
@@ -49,7 +51,8 @@ fn bias_grad(
         return;
     }
     var sum = 0.0;
-    for (var r = 0u; r < p.rows; r++) {
+    let rows = rows_of(p.rows, p.rows_code);
+    for (var r = 0u; r < rows; r++) {
         sum += dy[r * p.cols + j];
     }
     if p.accumulate != 0u {

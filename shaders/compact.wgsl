@@ -7,13 +7,17 @@
 // The lists are ordered, so a compacted layer keeps its units' order. Slots
 // past the count are left as they were: kernels read only `counts[l]` entries.
 // A workgroup scans its layer in chunks of WG with a Hillis-Steele prefix sum.
+// Several masks of `units` units each compact in one dispatch (workgroup
+// row y = mask s): mask s is at mask[s·units..], its lists at kept[s·units..]
+// and its counts at counts[s·layers..].
 
 // Keep in sync with `CompactParams` in src/ops/compact.rs.
 struct CompactParams {
     layers: u32,
+    // Units per mask: the stride between consecutive masks and lists.
+    units: u32,
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
 // Must be a power of two.
@@ -31,6 +35,7 @@ var<workgroup> scan: array<u32, WG>;
 @compute @workgroup_size(WG)
 fn compact_kept(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
     let layer = wid.x;
+    let sample_base = wid.y * p.units;
     // Uniform per workgroup, so the barriers below stay in uniform control flow.
     let begin = offsets[min(layer, p.layers)];
     let end = offsets[min(layer + 1u, p.layers)];
@@ -38,7 +43,7 @@ fn compact_kept(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     for (var base = begin; base < end; base += WG) {
         let i = base + lidx;
         var flag = 0u;
-        if i < end && mask[i] != 0u {
+        if i < end && mask[sample_base + i] != 0u {
             flag = 1u;
         }
         workgroupBarrier();
@@ -55,11 +60,11 @@ fn compact_kept(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
         workgroupBarrier();
         // Inclusive scan: scan[lidx] - flag kept units precede unit i in this chunk.
         if flag == 1u {
-            kept[begin + total + scan[lidx] - 1u] = i - begin;
+            kept[sample_base + begin + total + scan[lidx] - 1u] = i - begin;
         }
         total += scan[WG - 1u];
     }
     if lidx == 0u && layer < p.layers {
-        counts[layer] = total;
+        counts[wid.y * p.layers + layer] = total;
     }
 }

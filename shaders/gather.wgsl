@@ -1,4 +1,5 @@
 //#include common
+//#include step
 
 // Compression of a layer's parameters to its kept units, and the way back for
 // the bias gradient. Forward and backward side by side:
@@ -23,12 +24,12 @@ struct GatherParams {
     // Offset of the row / column map in `maps`, or NONE.
     rows_map: u32,
     cols_map: u32,
-    // scatter_bias_grad: rows of dy (the batch).
+    // scatter_bias_grad: rows of dy (the batch, or its capacity when
+    // batch_code is BATCH).
     batch: u32,
-    _pad: u32,
+    batch_code: u32,
 }
 
-const NONE: u32 = 0xffffffffu;
 
 override WG: u32 = 256u;
 
@@ -115,7 +116,8 @@ fn scatter_bias_grad(
     let row_len = side_len(kr, p.dyn_rows);
     for (var j = flat_id(wid, nwg, lidx, WG); j < kr; j += stride(nwg)) {
         var sum = 0.0;
-        for (var r = 0u; r < p.batch; r++) {
+        let rows = rows_of(p.batch, p.batch_code);
+        for (var r = 0u; r < rows; r++) {
             sum += src[r * row_len + j];
         }
         let at = map(p.rows_map, j);

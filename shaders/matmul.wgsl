@@ -1,4 +1,5 @@
 //#include common
+//#include step
 
 // Dense matmul family: C[M,N] = alpha * op(A) * op(B) + beta * C, in the three
 // layouts that backprop needs (A·B, A·Bᵀ, Aᵀ·B, picked by TRANS_A / TRANS_B).
@@ -19,8 +20,9 @@
 // Compressed (sparse) layers use two more features, selected by constants:
 // - dynamic sizes: M, N or K may come from `dims` on the device (the kept-unit
 //   counts written by compact.wgsl), rounded up to a multiple of 4 because
-//   compacted operands are zero-padded to 4. The grid is sized for the
-//   largest case and threads past the real size exit: no host round trip.
+//   compacted operands are zero-padded to 4, or from the step block (the
+//   batch of the step, BATCH). The grid is sized for the largest case and
+//   threads past the real size exit: no host round trip.
 // - a capped grid: each workgroup loops over a contiguous run of output tiles
 //   (row-major, the order an uncapped grid is scheduled in, which keeps
 //   neighbouring tiles' operands in cache together), so a dispatch sized for
@@ -32,7 +34,8 @@
 
 // Keep in sync with `MatmulParams` in src/ops/matmul.rs.
 struct MatmulParams {
-    // Static sizes; each is replaced by ceil4(dims[dyn_*]) when dyn_* != NONE.
+    // Static sizes; each is replaced by ceil4(dims[dyn_*]) when dyn_* is an
+    // index, or by the step's batch when it is BATCH (bounded by the static size).
     m: u32,
     n: u32,
     k: u32,
@@ -50,7 +53,6 @@ struct MatmulParams {
     _pad: u32,
 }
 
-const NONE: u32 = 0xffffffffu;
 
 // A is stored [K, M] instead of [M, K].
 override TRANS_A: bool = false;
@@ -93,24 +95,26 @@ var<private> REAL_M: u32;
 var<private> REAL_N: u32;
 
 fn dyn_size(fixed: u32, idx: u32) -> u32 {
-    if idx == NONE {
-        return fixed;
+    if idx == NONE || idx == BATCH {
+        return rows_of(fixed, idx);
     }
     return (dims[idx] + 3u) & ~3u;
+}
+
+// The unpadded size: a kept count itself rather than its padding.
+fn real_size(fixed: u32, idx: u32) -> u32 {
+    if idx == NONE || idx == BATCH {
+        return rows_of(fixed, idx);
+    }
+    return dims[idx];
 }
 
 fn load_dims() {
     M = dyn_size(p.m, p.dyn_m);
     N = dyn_size(p.n, p.dyn_n);
     K = dyn_size(p.k, p.dyn_k);
-    REAL_M = p.m;
-    if p.dyn_m != NONE {
-        REAL_M = dims[p.dyn_m];
-    }
-    REAL_N = p.n;
-    if p.dyn_n != NONE {
-        REAL_N = dims[p.dyn_n];
-    }
+    REAL_M = real_size(p.m, p.dyn_m);
+    REAL_N = real_size(p.n, p.dyn_n);
 }
 
 // Output tiles of tile_w × tile_h.

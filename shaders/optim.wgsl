@@ -1,4 +1,5 @@
 //#include common
+//#include step
 
 // Optimizer updates, in place over flat parameter buffers.
 // Every gradient is first multiplied by gscale[0]: a factor computed on the
@@ -6,6 +7,10 @@
 // keeps the factor on the device: no read-back to decide it. A factor of
 // exactly 0 marks a step whose loss or gradient was not finite: nothing is
 // updated (SGD still clears the gradient when asked to).
+//
+// The learning rate (and Adam's bias corrections) are fixed when recorded,
+// or read from the step block (from_step != 0), which a replayed plan's
+// schedule changes every step.
 //
 // sgd_step  (PyTorch convention): g' = s·g + wd·w;  v = μ·v + g';  w -= lr·v
 //           With ZERO_GRAD it also clears g, so that the next step's
@@ -20,6 +25,11 @@ struct SgdParams {
     lr: f32,
     momentum: f32,
     weight_decay: f32,
+    // Nonzero: lr is the step block's `lr`.
+    from_step: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 // Keep in sync with `AdamParams` in src/ops/optim.rs.
@@ -33,6 +43,12 @@ struct AdamParams {
     bias_c1: f32,
     bias_c2: f32,
     weight_decay: f32,
+    // Nonzero: lr, bias_c1 and bias_c2 are the step block's `score_lr`,
+    // `adam_c1` and `adam_c2`.
+    from_step: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 override WG: u32 = 256u;
@@ -64,10 +80,14 @@ fn sgd_step(
         }
         return;
     }
+    var lr = sgd.lr;
+    if sgd.from_step != 0u {
+        lr = st.lr;
+    }
     let gi = gscale[0] * g[i] + sgd.weight_decay * w[i];
     let v = sgd.momentum * m1[i] + gi;
     m1[i] = v;
-    w[i] -= sgd.lr * v;
+    w[i] -= lr * v;
     if ZERO_GRAD {
         g[i] = 0.0;
     }
@@ -91,5 +111,13 @@ fn adam_step(
     let v = adam.beta2 * m2[i] + (1.0 - adam.beta2) * gi * gi;
     m1[i] = m;
     m2[i] = v;
-    w[i] -= adam.lr * (m / adam.bias_c1) / (sqrt(v / adam.bias_c2) + adam.eps);
+    var lr = adam.lr;
+    var c1 = adam.bias_c1;
+    var c2 = adam.bias_c2;
+    if adam.from_step != 0u {
+        lr = st.score_lr;
+        c1 = st.adam_c1;
+        c2 = st.adam_c2;
+    }
+    w[i] -= lr * (m / c1) / (sqrt(v / c2) + adam.eps);
 }

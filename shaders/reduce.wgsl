@@ -1,4 +1,5 @@
 //#include common
+//#include step
 
 // Sum / mean of a vector in two passes, so that a real GPU uses all of its
 // cores on the first pass:
@@ -6,12 +7,15 @@
 // reduce_final:   one workgroup sums the partials into out[out_index] · scale
 //                 (scale = 1 for a sum, 1/n for a mean).
 // With SQUARE the first pass sums x² (a squared norm).
+// The length of x may be the step's batch (n_code = BATCH), and a mean may
+// divide by it (mean_rows != 0: scale / rows_of(mean_rows, n_code)).
 // With CLIP the final pass writes min(1, scale / (sqrt(total) + 1e-6)) instead:
 // the factor of gradient-norm clipping to norm `scale`, from the squared
 // norms of the parameter groups, without leaving the device. A non-finite
 // total writes factor 0 — the optimizers then skip the step — adds 1 to
 // out[out_index + 1] and, for the first such step, stores `tag` (the step
-// number, as u32 bits) in out[out_index + 2].
+// number, as u32 bits) in out[out_index + 2]; the number is the step
+// block's `global` when tag = NONE.
 
 // Keep in sync with `ReduceParams` in src/ops/reduce.rs.
 struct ReduceParams {
@@ -22,11 +26,14 @@ struct ReduceParams {
     scale: f32,
     // 1 adds the result to out[out_index] instead of overwriting it.
     accumulate: u32,
-    // CLIP: the step number recorded for the first non-finite total.
+    // CLIP: the step number recorded for the first non-finite total (NONE:
+    // the step block's counter).
     tag: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    // reduce_partial: BATCH when n is the step's batch (at most n).
+    n_code: u32,
+    // reduce_final: nonzero for a mean over rows_of(mean_rows, n_code) rows.
+    mean_rows: u32,
+    _pad: u32,
 }
 
 // Inf or NaN, tested on the bits: floating-point comparisons may be folded
@@ -66,7 +73,8 @@ fn reduce_partial(
     let groups = nwg.x * nwg.y;
     let g = wid.y * nwg.x + wid.x;
     var sum = 0.0;
-    for (var i = g * WG + lidx; i < p.n; i += groups * WG) {
+    let n = rows_of(p.n, p.n_code);
+    for (var i = g * WG + lidx; i < n; i += groups * WG) {
         let v = x[i];
         if SQUARE {
             sum += v * v;
@@ -90,13 +98,21 @@ fn reduce_final(@builtin(local_invocation_index) lidx: u32) {
     scratch[lidx] = sum;
     workgroup_sum(lidx);
     if lidx == 0u {
-        var v = scratch[0] * p.scale;
+        var scale = p.scale;
+        if p.mean_rows != 0u {
+            scale /= f32(max(rows_of(p.mean_rows, p.n_code), 1u));
+        }
+        var v = scratch[0] * scale;
         if CLIP {
             if non_finite(scratch[0]) {
                 v = 0.0;
                 let seen = out[p.out_index + 1u];
                 if seen == 0.0 {
-                    out[p.out_index + 2u] = bitcast<f32>(p.tag);
+                    var tag = p.tag;
+                    if tag == NONE {
+                        tag = st.global;
+                    }
+                    out[p.out_index + 2u] = bitcast<f32>(tag);
                 }
                 out[p.out_index + 1u] = seen + 1.0;
             } else {

@@ -1,4 +1,5 @@
 //#include common
+//#include step
 
 // ReLU, forward and backward side by side, both in place.
 // forward:  x[i] = max(x[i], 0)
@@ -6,10 +7,16 @@
 
 // Keep in sync with `ReluParams` in src/ops/relu.rs.
 struct ReluParams {
-    n: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    // The tensor is [rows, cols].
+    rows: u32,
+    cols: u32,
+    // BATCH: the rows are the step's batch (at most `rows`).
+    rows_code: u32,
+    _pad: u32,
+}
+
+fn len() -> u32 {
+    return rows_of(p.rows, p.rows_code) * p.cols;
 }
 
 override WG: u32 = 256u;
@@ -24,7 +31,7 @@ fn relu_forward(
     @builtin(local_invocation_index) lidx: u32,
 ) {
     let i = flat_id(wid, nwg, lidx, WG);
-    if i >= p.n {
+    if i >= len() {
         return;
     }
     x[i] = max(x[i], 0.0);
@@ -40,7 +47,7 @@ fn relu_backward(
     @builtin(local_invocation_index) lidx: u32,
 ) {
     let i = flat_id(wid, nwg, lidx, WG);
-    if i >= p.n {
+    if i >= len() {
         return;
     }
     dy[i] = select(0.0, dy[i], y[i] > 0.0);

@@ -1,18 +1,21 @@
 //#include common
+//#include step
 
 // Softmax cross-entropy over rows of logits, forward and backward side by side.
 // forward:  probs[r, :] = softmax(logits[r, :]);  loss_rows[r] = -log probs[r, label[r]]
 //           (the batch mean is then reduced on the device by reduce.wgsl)
-// backward: dlogits[r, c] = scale · (probs[r, c] - [c == label[r]])
+// backward: dlogits[r, c] = (scale / rows) · (probs[r, c] - [c == label[r]]),
+//           the gradient of scale · (batch-mean loss)
 // One thread per row: the class count is small (10) and rows are independent.
 
 // Keep in sync with `SoftmaxXentParams` in src/ops/softmax_xent.rs.
 struct SoftmaxXentParams {
     rows: u32,
     cols: u32,
-    // backward: usually 1/rows, the derivative of the batch mean.
+    // backward: the factor of the batch-mean loss (1, or 1/2 for each of two samples).
     scale: f32,
-    _pad: u32,
+    // BATCH: the rows are the step's batch (at most `rows`).
+    rows_code: u32,
 }
 
 override WG: u32 = 64u;
@@ -31,7 +34,7 @@ fn softmax_xent_forward(
     @builtin(local_invocation_index) lidx: u32,
 ) {
     let r = flat_id(wid, nwg, lidx, WG);
-    if r >= p.rows {
+    if r >= rows_of(p.rows, p.rows_code) {
         return;
     }
     let base = r * p.cols;
@@ -63,14 +66,16 @@ fn softmax_xent_backward(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lidx: u32,
 ) {
+    let rows = rows_of(p.rows, p.rows_code);
     let r = flat_id(wid, nwg, lidx, WG);
-    if r >= p.rows {
+    if r >= rows {
         return;
     }
     let base = r * p.cols;
     let label = labels[r];
+    let k = p.scale / f32(rows);
     for (var c = 0u; c < p.cols; c++) {
         let hot = select(0.0, 1.0, c == label);
-        dlogits[base + c] = p.scale * (probs_in[base + c] - hot);
+        dlogits[base + c] = k * (probs_in[base + c] - hot);
     }
 }

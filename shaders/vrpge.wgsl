@@ -17,6 +17,11 @@ struct ScoreGradParams {
     l1: u32,
     l2: u32,
     eps: f32,
+    // Where each mask starts in its binding (both may be one buffer).
+    m1_off: u32,
+    m2_off: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 override WG: u32 = 256u;
@@ -62,12 +67,12 @@ fn score_grad(
         // turned into a multiply by the reciprocal, a difference of products
         // contracted into a fused multiply-add). Computing g1 and g2 apart
         // left ±1e-9 there on an H100, which Adam turned into real updates.
-        let dm = f32(mask1[i]) - f32(mask2[i]);
+        let dm = f32(mask1[p.m1_off + i]) - f32(mask2[p.m2_off + i]);
         grad[i] = 0.5 * (l1 - l2) * dm / denom;
     } else {
         // (L1 (m1 − s) + L2 (m2 − s)) / (2 denom): one division, and each
         // term is exactly 0 where m = s (s at 0 or 1).
-        let num = l1 * (f32(mask1[i]) - s) + l2 * (f32(mask2[i]) - s);
+        let num = l1 * (f32(mask1[p.m1_off + i]) - s) + l2 * (f32(mask2[p.m2_off + i]) - s);
         grad[i] = 0.5 * num / denom;
     }
 }

@@ -1,13 +1,21 @@
 //! Benchmarks. They print the device, the sizes, medians of several runs
 //! and the ratio to a baseline measured in the same run; speed is shown
-//! here, never in timed tests.
+//! here, never in timed tests. The training benchmark also shows the fixed
+//! cost of a step: host time to encode and submit its plan, dispatches and
+//! compute passes, GPU-busy time, and latency against throughput.
 
 use std::io::Write;
 
-use crate::autotune::{Runs, median, time_matmul};
+use std::time::Instant;
+
+use crate::device::gpu::Gpu;
 use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use crate::nn::{Graph, GraphSpec, Net};
+use crate::ops::autotune::{Runs, median, time_matmul};
 use crate::ops::matmul::{Dims, Layout, Matmul, Variant, flops};
+use crate::ops::optim::Sgd;
+use crate::sparse::SparseConfig;
+use crate::train::{Phase, Trainer};
 
 /// The MLP shapes at batch 256 for hidden sizes 1024 and 4096, as (M, N, K)
 /// of the forward product; the layout decides which operand is transposed.
@@ -42,7 +50,7 @@ pub fn bench_matmul(
     out: &mut dyn Write,
 ) -> Result<Vec<MatmulRow>> {
     let r = gpu.report();
-    let choice = gpu.matmul_choice();
+    let choice = crate::ops::autotune::ensure(gpu)?;
     writeln!(out, "device: {} ({:?}, {:?})", r.name, r.backend, r.device_type).map_err(io_err)?;
     writeln!(out, "chosen variant: {} (by {:?})", choice.variant.name(), choice.source).map_err(io_err)?;
     writeln!(
@@ -87,144 +95,179 @@ pub fn bench_matmul(
     Ok(rows)
 }
 
-/// FLOPs of one training step of an MLP of `sizes` at batch `b` where hidden
-/// layers keep the fraction `keep` of their units, with `passes` forward and
-/// backward passes (2 for the sparse method, 1 dense). The input layer has no
-/// input gradient.
-pub fn step_flops(sizes: &[usize], b: usize, keep: f64, passes: usize) -> f64 {
-    let layers = sizes.len() - 1;
-    let mut total = 0.0;
-    for l in 0..layers {
-        let rho_in = if l == 0 { 1.0 } else { keep };
-        let rho_out = if l + 1 == layers { 1.0 } else { keep };
-        let mm = 2.0 * b as f64 * sizes[l] as f64 * rho_in * sizes[l + 1] as f64 * rho_out;
-        total += mm * if l == 0 { 2.0 } else { 3.0 };
-    }
-    total * passes as f64
-}
-
+/// One row of the training benchmark.
 pub struct TrainRow {
-    pub sizes: Vec<usize>,
-    /// GPU seconds per kernel family in one step (empty without timestamps).
-    pub profile: Vec<(&'static str, f64)>,
+    pub model: String,
     /// None: dense.
     pub keep: Option<f32>,
+    /// Median wall time of one step submitted and waited for.
+    pub latency_ms: f64,
+    /// Wall time per step of `runs` steps submitted back to back, waited for
+    /// at the end.
     pub step_ms: f64,
+    /// Median host time to write the step block, encode the plan and submit.
+    pub host_us: f64,
+    pub dispatches: usize,
+    pub passes: usize,
+    /// GPU-busy time of one step (timestamps), where the adapter has them.
+    pub gpu_ms: Option<f64>,
     pub runs: usize,
+    /// Dense step_ms over this row's step_ms (same model, same run).
     pub speedup: f64,
     pub flop_ratio: f64,
     pub readback_per_step: f64,
+    /// GPU seconds per kernel family in one step (empty without timestamps).
+    pub profile: Vec<(&'static str, f64)>,
 }
 
-/// Times training steps (median of `runs` after `warmup`) for each model and
-/// keep ratio, against the dense step of the same model; prints a Markdown table.
+impl TrainRow {
+    pub fn host_us_per_dispatch(&self) -> f64 {
+        self.host_us / self.dispatches.max(1) as f64
+    }
+
+    pub fn mode(&self) -> String {
+        self.keep.map_or("dense".to_string(), |k| format!("keep {k}"))
+    }
+}
+
+/// Matmul FLOPs of one training step per sample, `kept[p]` units kept in
+/// prunable layer p (None: dense): forward, input gradient (not for layers
+/// reading the input) and weight gradient, times `passes`.
+pub fn step_flops(graph: &Graph, kept: Option<&[usize]>, passes: usize) -> f64 {
+    let fwd = graph.flops(kept);
+    let first: f64 = graph
+        .nodes
+        .iter()
+        .filter(|n| n.inputs.contains(&0))
+        .map(|n| {
+            let rho_out = match (kept, graph.values[n.output].set) {
+                (Some(k), crate::nn::graph::ChannelSet::Unit(p)) => k[p] as f64 / graph.unit_widths()[p].max(1) as f64,
+                _ => 1.0,
+            };
+            n.layer.flops(&n.in_shapes, graph.values[n.output].shape, 1.0, rho_out)
+        })
+        .sum();
+    (3.0 * fwd - first) * passes as f64
+}
+
+/// Times training steps of each model, dense and at each keep ratio, with
+/// batch `batch`; prints a Markdown table and the per-kernel profile.
 pub fn bench_train(
     gpu: &Gpu,
-    models: &[Vec<usize>],
+    models: &[(String, GraphSpec)],
     keeps: &[f32],
     batch: usize,
     warmup: usize,
     runs: usize,
     out: &mut dyn Write,
 ) -> Result<Vec<TrainRow>> {
-    use crate::mlp::{DenseTrainer, Mlp};
-    use crate::ops::optim::Sgd;
-    use crate::record::Recorder;
-    use crate::sparse::{SparseConfig, SparseTrainer};
-    use crate::tensor::Tensor;
     use rand::{Rng, SeedableRng};
-    use std::time::Instant;
 
     let r = gpu.report();
+    let variant = crate::ops::autotune::ensure(gpu)?.variant;
+    writeln!(out, "device: {} ({:?}, {:?}); matmul variant {}", r.name, r.backend, r.device_type, variant.name())
+        .map_err(io_err)?;
     writeln!(
         out,
-        "device: {} ({:?}, {:?}); matmul variant {}",
-        r.name,
-        r.backend,
-        r.device_type,
-        gpu.matmul_choice().variant.name()
-    )
-    .map_err(io_err)?;
-    writeln!(
-        out,
-        "batch {batch}; {warmup} warm-up steps, then the median of {runs} steps, each submitted and waited for; \
-         speedup = dense step time / step time, FLOP ratio = dense step FLOPs / step FLOPs (2 passes per sparse step)"
+        "batch {batch}; {warmup} warm-up steps; latency = median of {runs} steps each submitted and waited for; \
+         step = {runs} steps submitted back to back, waited for at the end (per step); host = median time to write \
+         the step block, encode the plan and submit; speedup = dense step / step; FLOP ratio = dense step FLOPs / \
+         step FLOPs (2 passes per sparse step)"
     )
     .map_err(io_err)?;
     writeln!(out).map_err(io_err)?;
-    writeln!(out, "| model | mode | step ms | runs | speedup vs dense | FLOP ratio | read-back bytes/step |")
-        .map_err(io_err)?;
-    writeln!(out, "|---|---|---:|---:|---:|---:|---:|").map_err(io_err)?;
+    writeln!(
+        out,
+        "| model | mode | step ms | latency ms | GPU ms | host µs | host µs/dispatch | dispatches | passes | speedup | FLOP ratio | read-back B/step |"
+    )
+    .map_err(io_err)?;
+    writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|").map_err(io_err)?;
     let sgd = Sgd { lr: 0.01, momentum: 0.9, weight_decay: 5e-4 };
     let mut rows = Vec::new();
-
-    for sizes in models {
+    for (name, spec) in models {
+        let graph = Graph::from_spec(spec.clone())?;
+        let dim = graph.input().len();
+        let classes = graph.classes() as u32;
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let x: Vec<f32> = (0..batch * sizes[0]).map(|_| rng.random_range(-1.0..1.0)).collect();
-        let classes = *sizes.last().unwrap_or(&1) as u32;
+        let x: Vec<f32> = (0..batch * dim).map(|_| rng.random_range(-1.0..1.0)).collect();
         let y: Vec<u32> = (0..batch).map(|_| rng.random_range(0..classes)).collect();
-        let tx = Tensor::from_f32(gpu, "bench x", &[batch, sizes[0]], &x)?;
-        let ty = Tensor::from_u32(gpu, "bench y", &[batch], &y)?;
+        let dense_flops = step_flops(&graph, None, 1);
         let mut dense_ms = f64::NAN;
         for keep in std::iter::once(None).chain(keeps.iter().map(|&k| Some(k))) {
-            let mlp = Mlp::new(gpu, sizes, 1)?;
-            let mut profile = Vec::new();
-            let mut time_steps = |step: &mut dyn FnMut(&mut Recorder) -> Result<()>| -> Result<(Vec<f64>, f64)> {
-                for _ in 0..warmup {
-                    let mut rec = Recorder::new(gpu);
-                    step(&mut rec)?;
-                    rec.finish()?;
-                }
-                let before = gpu.readback_stats();
-                let mut times = Vec::new();
-                for _ in 0..runs {
-                    let t0 = Instant::now();
-                    let mut rec = Recorder::new(gpu);
-                    step(&mut rec)?;
-                    rec.finish()?;
-                    times.push(t0.elapsed().as_secs_f64());
-                }
-                let bytes = (gpu.readback_stats().bytes - before.bytes) as f64 / runs as f64;
-                if gpu.has_timestamps() {
-                    let mut rec = Recorder::profiled(gpu)?;
-                    step(&mut rec)?;
-                    profile = family_shares(&rec.finish_profiled()?);
-                }
-                Ok((times, bytes))
-            };
-            let (times, bytes) = match keep {
-                None => {
-                    let mut t = DenseTrainer::new(gpu, mlp, batch, sgd)?;
-                    time_steps(&mut |rec| t.step(rec, &tx, &ty, batch))?
-                }
-                Some(k) => {
-                    let cfg = SparseConfig { keep: k, ..SparseConfig::default() };
-                    let mut t = SparseTrainer::new(gpu, mlp, batch, sgd, cfg)?;
-                    time_steps(&mut |rec| t.step(rec, &tx, &ty, batch, 0.01))?
-                }
-            };
-            let ms = 1e3 * median(&times);
-            if keep.is_none() {
-                dense_ms = ms;
+            let net = Net::new(gpu, Graph::from_spec(spec.clone())?, 1)?;
+            let sparse = keep.map(|k| SparseConfig { keep: k, ..SparseConfig::default() });
+            let mut t = Trainer::new(gpu, net, batch, sgd, sparse)?;
+            t.set_batch(gpu, &x, &y)?;
+            let (lr, score_lr) = (0.01, 0.01);
+            for _ in 0..warmup {
+                t.run(gpu, Phase::Train, batch, lr, score_lr, 0)?;
             }
-            let dense_flops = step_flops(sizes, batch, 1.0, 1);
-            let flops = keep.map_or(dense_flops, |k| step_flops(sizes, batch, k as f64, 2));
+            gpu.wait()?;
+            let (mut lat, mut host) = (Vec::new(), Vec::new());
+            for _ in 0..runs {
+                let t0 = Instant::now();
+                t.run(gpu, Phase::Train, batch, lr, score_lr, 0)?;
+                host.push(t0.elapsed().as_secs_f64());
+                gpu.wait()?;
+                lat.push(t0.elapsed().as_secs_f64());
+            }
+            let before = gpu.readback_stats();
+            let t0 = Instant::now();
+            for _ in 0..runs {
+                t.run(gpu, Phase::Train, batch, lr, score_lr, 0)?;
+            }
+            gpu.wait()?;
+            let step_ms = 1e3 * t0.elapsed().as_secs_f64() / runs as f64;
+            let bytes = (gpu.readback_stats().bytes - before.bytes) as f64 / runs as f64;
+            let block = t.step_block(Phase::Train, batch, lr, score_lr, 0);
+            let plan = t.plan(gpu, Phase::Train)?;
+            let (dispatches, passes) = (plan.dispatches(), plan.passes());
+            let (gpu_ms, profile) = if gpu.has_timestamps() {
+                let busy: Vec<f64> = (0..3).map(|_| plan.gpu_seconds(gpu, Some(&block))).collect::<Result<Vec<_>>>()?;
+                (Some(1e3 * median(&busy)), family_shares(&plan.profile(gpu, Some(&block))?))
+            } else {
+                (None, Vec::new())
+            };
+            if keep.is_none() {
+                dense_ms = step_ms;
+            }
+            let flops = match keep {
+                None => dense_flops,
+                Some(k) => {
+                    let kept: Vec<usize> =
+                        graph.unit_widths().iter().map(|&w| ((k as f64 * w as f64).round() as usize).max(1)).collect();
+                    step_flops(&graph, Some(&kept), 2)
+                }
+            };
             let row = TrainRow {
-                sizes: sizes.clone(),
-                profile: std::mem::take(&mut profile),
+                model: name.clone(),
                 keep,
-                step_ms: ms,
-                runs: times.len(),
-                speedup: dense_ms / ms,
+                latency_ms: 1e3 * median(&lat),
+                step_ms,
+                host_us: 1e6 * median(&host),
+                dispatches,
+                passes,
+                gpu_ms,
+                runs,
+                speedup: dense_ms / step_ms,
                 flop_ratio: dense_flops / flops,
                 readback_per_step: bytes,
+                profile,
             };
-            let name = sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-");
-            let mode = keep.map_or("dense".to_string(), |k| format!("keep {k}"));
             writeln!(
                 out,
-                "| {name} | {mode} | {:.2} | {} | {:.2}× | {:.2}× | {} |",
-                row.step_ms, row.runs, row.speedup, row.flop_ratio, row.readback_per_step
+                "| {name} | {} | {:.2} | {:.2} | {} | {:.0} | {:.2} | {} | {} | {:.2}× | {:.2}× | {} |",
+                row.mode(),
+                row.step_ms,
+                row.latency_ms,
+                row.gpu_ms.map_or("–".into(), |g| format!("{g:.2}")),
+                row.host_us,
+                row.host_us_per_dispatch(),
+                row.dispatches,
+                row.passes,
+                row.speedup,
+                row.flop_ratio,
+                row.readback_per_step
             )
             .map_err(io_err)?;
             out.flush().map_err(io_err)?;
@@ -232,27 +275,27 @@ pub fn bench_train(
         }
     }
     if rows.iter().any(|r| !r.profile.is_empty()) {
-        writeln!(out, "\nGPU time per kernel family in one step (timestamp queries; ms and share of the GPU total):\n")
+        writeln!(out, "\nGPU time per kernel family in one step (one timed pass per dispatch; ms and share):\n")
             .map_err(io_err)?;
         for row in &rows {
-            let name = row.sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-");
-            let label = format!("{name} {}", row.keep.map_or("dense".to_string(), |k| format!("keep {k}")));
-            let fams = &row.profile;
-            let total: f64 = fams.iter().map(|f| f.1).sum();
-            let parts: Vec<String> = fams
+            let total: f64 = row.profile.iter().map(|f| f.1).sum();
+            let parts: Vec<String> = row
+                .profile
                 .iter()
                 .map(|(f, t)| format!("{f} {:.2} ({:.0}%)", 1e3 * t, 100.0 * t / total.max(1e-12)))
                 .collect();
-            writeln!(out, "- {label}: total {:.2} ms — {}", 1e3 * total, parts.join(", ")).map_err(io_err)?;
+            writeln!(out, "- {} {}: total {:.2} ms — {}", row.model, row.mode(), 1e3 * total, parts.join(", "))
+                .map_err(io_err)?;
         }
     } else {
-        writeln!(out, "\n(no timestamp queries on this adapter: no per-kernel breakdown)").map_err(io_err)?;
+        writeln!(out, "\n(no timestamp queries on this adapter: no GPU time, no per-kernel breakdown)")
+            .map_err(io_err)?;
     }
     Ok(rows)
 }
 
 /// Seconds per kernel family, largest first.
-pub fn family_shares(times: &[(crate::shader::Kernel, f64)]) -> Vec<(&'static str, f64)> {
+pub fn family_shares(times: &[(crate::device::shader::Kernel, f64)]) -> Vec<(&'static str, f64)> {
     let mut fams: Vec<(&'static str, f64)> = Vec::new();
     for (k, t) in times {
         match fams.iter_mut().find(|f| f.0 == k.family()) {
@@ -262,4 +305,12 @@ pub fn family_shares(times: &[(crate::shader::Kernel, f64)]) -> Vec<(&'static st
     }
     fams.sort_by(|a, b| b.1.total_cmp(&a.1));
     fams
+}
+
+/// The MLP 784-hidden-10 for the training benchmark, named like "784-1024-1024-10".
+pub fn mlp_model(hidden: &[usize]) -> (String, GraphSpec) {
+    let mut sizes = vec![784];
+    sizes.extend(hidden);
+    sizes.push(10);
+    (sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-"), GraphSpec::mlp(784, hidden, 10))
 }

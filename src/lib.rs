@@ -2,7 +2,7 @@
 //! reaches, with WGSL compute shaders and everything resident on the device.
 //!
 //! It implements Zhou et al., *Efficient Neural Network Training via Forward
-//! and Backward Propagation Sparsification* (NeurIPS 2021): each hidden unit
+//! and Backward Propagation Sparsification* (NeurIPS 2021): each prunable unit
 //! has a keep probability, every step samples masks from them and runs the
 //! forward and backward passes on the kept units only, and the probabilities
 //! are trained by a variance-reduced policy-gradient estimator.
@@ -10,13 +10,14 @@
 //! # Example
 //!
 //! Train a sparse MLP on data from your own memory, read the loss only when
-//! you want it, then fix the best mask:
+//! you want it, then fix a mask:
 //!
 //! ```
-//! use sparsetrain::mlp::Mlp;
+//! use sparsetrain::nn::{Graph, Net};
 //! use sparsetrain::ops::optim::Sgd;
-//! use sparsetrain::sparse::{SparseConfig, SparseTrainer};
-//! use sparsetrain::{Gpu, Recorder, Tensor};
+//! use sparsetrain::sparse::SparseConfig;
+//! use sparsetrain::train::{Phase, Trainer};
+//! use sparsetrain::Gpu;
 //!
 //! # fn main() -> sparsetrain::Result<()> {
 //! # let gpu = match Gpu::open() {
@@ -30,31 +31,28 @@
 //! # };
 //! // let gpu = Gpu::open()?;  // or Gpu::from_device(device, queue, &info, &opts)
 //! let (batch, dim) = (32, 20);
-//! let mlp = Mlp::new(&gpu, &[dim, 64, 64, 3], 7)?;
+//! let net = Net::new(&gpu, Graph::mlp(dim, &[64, 64], 3)?, 7)?;
 //! let sgd = Sgd { lr: 0.05, momentum: 0.9, weight_decay: 5e-4 };
 //! let cfg = SparseConfig { keep: 0.25, ..SparseConfig::default() };
-//! let mut trainer = SparseTrainer::new(&gpu, mlp, batch, sgd, cfg)?;
+//! let mut trainer = Trainer::new(&gpu, net, batch, sgd, Some(cfg))?;
 //!
 //! // Your data: a class is the sign pattern of the first two inputs.
 //! let x: Vec<f32> = (0..batch * dim).map(|i| ((i * 7919) % 13) as f32 / 6.0 - 1.0).collect();
 //! let y: Vec<u32> = (0..batch).map(|r| (x[r * dim] > 0.0) as u32 + (x[r * dim + 1] > 0.0) as u32).collect();
-//! let x = Tensor::from_f32(&gpu, "x", &[batch, dim], &x)?;
-//! let y = Tensor::from_u32(&gpu, "y", &[batch], &y)?;
+//! trainer.set_batch(&gpu, &x, &y)?;
 //!
-//! for _ in 0..20 {
-//!     let mut rec = Recorder::new(&gpu);
-//!     trainer.step(&mut rec, &x, &y, batch, 0.05)?; // two masks, VR-PGE, updates
-//!     rec.submit()?;                                 // nothing is read back
+//! for step in 0..20 {
+//!     // Two masks, VR-PGE, updates: one recorded plan, replayed; nothing
+//!     // is read back. Learning rates: weights 0.05, scores 0.05.
+//!     trainer.run(&gpu, Phase::Train, batch, 0.05, 0.05, step)?;
 //! }
-//! let losses = trainer.loss.download_f32(&gpu)?;     // read back on request
+//! let losses = trainer.loss.download_f32(&gpu)?; // read back on request
 //! assert!(losses[0].is_finite());
 //!
 //! // Fix a mask drawn from the scores and see what is kept.
-//! let mut rec = Recorder::new(&gpu);
 //! let key = sparsetrain::ops::mask::MaskKey { seed: 1, step: u32::MAX, sample: 0 };
-//! trainer.draw_mask(&mut rec, &trainer.fixed, key)?;
-//! rec.finish()?;
-//! let kept = trainer.kept_counts(&gpu, &trainer.fixed)?;
+//! trainer.draw_fixed(&gpu, key)?;
+//! let kept = trainer.sparse("kept units")?.fixed.kept_counts(&gpu, 0)?;
 //! assert!(kept.iter().all(|&k| k <= 64));
 //! # Ok(())
 //! # }
@@ -62,32 +60,31 @@
 //!
 //! # The pieces, bottom up
 //!
-//! - [`Gpu`]: the device, its limits, and the counted read-back path.
-//! - [`Tensor`]: resident f32/u32 storage with a shape.
-//! - [`shader`]: the kernel registry and pipeline cache; [`ops`]: one
-//!   launcher per kernel; [`cpu`]: the f64 reference of every kernel.
-//! - [`Recorder`]: batches dispatches into one submission.
-//! - [`mlp`]: a dense MLP trained on the device; [`sparse`]: the method;
-//!   [`train`]: the epoch loop behind the command line; [`data`]: datasets.
+//! - [`device`]: the GPU and its limits ([`Gpu`]), resident tensors
+//!   ([`Tensor`]), the kernel registry, and recording dispatches into
+//!   submissions or replayable plans ([`Recorder`], [`Plan`]).
+//! - [`ops`]: one launcher per kernel; [`cpu`]: the f64 reference of every kernel.
+//! - [`nn`]: layer kinds, model graphs and nets on the device.
+//! - [`sparse`]: the method's settings and mask sets; [`train`]: the trainer
+//!   (dense and sparse steps as plans), the epoch loop, checkpoints.
+//! - [`data`]: datasets; [`export`]: the network of kept units; [`bench`],
+//!   [`plot`], [`io`].
 
-pub mod autotune;
 pub mod bench;
-pub mod checkpoint;
 pub mod cpu;
 pub mod data;
+pub mod device;
 pub mod error;
 pub mod export;
-pub mod gpu;
-pub mod mlp;
+pub mod io;
+pub mod nn;
 pub mod ops;
 pub mod plot;
-pub mod record;
-pub mod shader;
 pub mod sparse;
-pub mod tensor;
 pub mod train;
 
+pub use device::gpu::{AdapterReport, Gpu, GpuOptions, ReadbackStats};
+pub use device::record::{Plan, Recorder};
+pub use device::tensor::{DType, Tensor};
+pub use device::{gpu, record, shader, step, tensor};
 pub use error::{Error, Result};
-pub use gpu::{AdapterReport, Gpu, GpuOptions, ReadbackStats};
-pub use record::Recorder;
-pub use tensor::{DType, Tensor};

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use sparsetrain::autotune::Runs;
 use sparsetrain::bench;
+use sparsetrain::ops::autotune::Runs;
 use sparsetrain::ops::matmul::{Dims, Layout};
 use sparsetrain::{Gpu, GpuOptions};
 
@@ -300,12 +300,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let gpu = Gpu::open().context("opening the GPU")?;
             let net = cli::eval::network_of(&gpu, &checkpoint)?;
             net.save(&out, force)?;
-            println!(
-                "exported MLP {} ({} parameters) to {}",
-                net.sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-"),
-                net.param_count(),
-                out.display()
-            );
+            println!("exported network {} ({} parameters) to {}", net.describe(), net.param_count(), out.display());
         }
         Command::Eval { network, dataset, data_dir, seed, test_size } => {
             cli::eval::eval(network, dataset, data_dir, seed, test_size)?
@@ -322,7 +317,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Info => {
             let gpu = Gpu::open_with(&GpuOptions::default()).context("opening the GPU")?;
             println!("{}", gpu.report());
-            let c = gpu.matmul_choice();
+            let c = sparsetrain::ops::autotune::ensure(&gpu)?;
             println!("matmul variant: {} (by {:?})", c.variant.name(), c.source);
             for (v, g) in &c.timings {
                 println!("  {:8} {g:.2} GFLOP/s", v.name());
@@ -337,8 +332,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 if keeps.iter().any(|k| !(*k > 0.0 && *k <= 1.0)) {
                     return Err(usage("--keeps must lie in (0, 1]"));
                 }
-                let models: Vec<Vec<usize>> = if models.is_empty() {
-                    vec![vec![784, 1024, 1024, 10], vec![784, 4096, 4096, 10]]
+                let models = if models.is_empty() {
+                    vec![bench::mlp_model(&[1024, 1024]), bench::mlp_model(&[4096, 4096])]
                 } else {
                     let mut out = Vec::new();
                     for m in &models {
@@ -348,10 +343,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         if hidden.is_empty() || hidden.contains(&0) {
                             return Err(usage(format!("--model {m:?}: sizes must be positive")));
                         }
-                        let mut sizes = vec![784];
-                        sizes.extend(hidden);
-                        sizes.push(10);
-                        out.push(sizes);
+                        out.push(bench::mlp_model(&hidden));
                     }
                     out
                 };

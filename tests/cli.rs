@@ -102,8 +102,8 @@ fn short_sparse_run_finishes_with_a_summary() {
     let ex = sparsetrain(&["export", newest.to_str().unwrap(), "--out", net2.to_str().unwrap()]);
     assert!(ex.status.success(), "export failed: {}", String::from_utf8_lossy(&ex.stderr));
     let (a, b) =
-        (sparsetrain::export::CompactMlp::load(&net).unwrap(), sparsetrain::export::CompactMlp::load(&net2).unwrap());
-    assert_eq!((a.sizes, a.weights, a.biases), (b.sizes, b.weights, b.biases), "export of the last checkpoint differs");
+        (sparsetrain::export::Exported::load(&net).unwrap(), sparsetrain::export::Exported::load(&net2).unwrap());
+    assert_eq!((a.spec, a.tensors), (b.spec, b.tensors), "export of the last checkpoint differs");
     let ev = sparsetrain(&["eval", newest.to_str().unwrap(), "--test-size", "128"]);
     assert!(String::from_utf8_lossy(&ev.stdout).contains(&format!("accuracy {final_acc}")), "eval of the checkpoint");
     // No silent overwrite.

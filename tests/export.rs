@@ -1,23 +1,39 @@
-//! Export of the compact network: its logits equal the masked network's, its
-//! parameter count is the kept count, it round-trips, and bad files are
-//! typed errors (never panics or huge allocations).
+//! Export of the network of kept units: its logits equal the masked
+//! network's, its parameter count is the kept count, it round-trips, files
+//! of the earlier MLP format still load, and bad files are typed errors
+//! (never panics or huge allocations).
 
 #[path = "kernels/common.rs"]
 mod common;
 
 use common::*;
 use rand::Rng;
-use sparsetrain::export::{CompactMlp, write_atomic};
-use sparsetrain::mlp::Mlp;
+use sparsetrain::export::Exported;
+use sparsetrain::io::write_atomic;
+use sparsetrain::nn::{Graph, GraphSpec, Net};
 use sparsetrain::ops::mask::MaskKey;
 use sparsetrain::ops::optim::Sgd;
-use sparsetrain::sparse::{SparseConfig, SparseTrainer, kept_cost};
-use sparsetrain::{Error, Recorder, Tensor};
+use sparsetrain::sparse::SparseConfig;
+use sparsetrain::step::{StepBlock, StepBuffer};
+use sparsetrain::train::{Phase, Trainer};
+use sparsetrain::{Error, Recorder};
 
 fn temp(tag: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("sparsetrain-export-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// Logits of `net` (dense) on `x`, through a recorded plan.
+fn dense_logits(gpu: &sparsetrain::Gpu, net: &Net, x: &[f32], batch: usize) -> Vec<f32> {
+    let ws = net.workspace(gpu, batch, false).unwrap();
+    ws.x.upload(gpu, x).unwrap();
+    let step = StepBuffer::new(gpu);
+    let mut rec = Recorder::with_step(gpu, &step);
+    net.forward(&mut rec, &ws, None).unwrap();
+    rec.into_plan().run(gpu, Some(&StepBlock { batch: batch as u32, ..Default::default() })).unwrap();
+    gpu.wait().unwrap();
+    net.logits(&ws).download_f32(gpu).unwrap()[..batch * net.graph.classes()].to_vec()
 }
 
 #[test]
@@ -26,62 +42,70 @@ fn exported_network_reproduces_the_masked_one() {
     let dir = temp("logits");
     for (case, keep) in [0.3f32, 1.0, 0.05].into_iter().enumerate() {
         let mut r = rng(1900 + case as u64);
-        let sizes = [21, 33, 19, 7];
+        let (input, hidden, classes) = (21, [33, 19], 7);
         let batch = 13;
         let sgd = Sgd { lr: 0.1, momentum: 0.9, weight_decay: 0.0 };
-        let mut tr = SparseTrainer::new(
-            &gpu,
-            Mlp::new(&gpu, &sizes, 5).unwrap(),
-            batch,
-            sgd,
-            SparseConfig { keep, ..Default::default() },
-        )
-        .unwrap();
-        let x = Tensor::from_f32(&gpu, "x", &[batch, 21], &rand_f32(&mut r, batch * 21, -1.0, 1.0)).unwrap();
-        let y: Vec<u32> = (0..batch).map(|_| r.random_range(0..7)).collect();
-        let y = Tensor::from_u32(&gpu, "y", &[batch], &y).unwrap();
+        let graph = Graph::mlp(input, &hidden, classes).unwrap();
+        let net = Net::new(&gpu, Graph::from_spec(graph.spec.clone()).unwrap(), 5).unwrap();
+        let mut tr = Trainer::new(&gpu, net, batch, sgd, Some(SparseConfig { keep, ..Default::default() })).unwrap();
+        let x = rand_f32(&mut r, batch * input, -1.0, 1.0);
+        let y: Vec<u32> = (0..batch).map(|_| r.random_range(0..classes as u32)).collect();
+        tr.set_batch(&gpu, &x, &y).unwrap();
         // A few steps so that weights, biases and scores are not at their start.
-        for _ in 0..3 {
-            let mut rec = Recorder::new(&gpu);
-            tr.step(&mut rec, &x, &y, batch, 0.05).unwrap();
-            rec.submit().unwrap();
+        for step in 0..3 {
+            tr.run(&gpu, Phase::Train, batch, 0.1, 0.05, step).unwrap();
         }
-        let mut rec = Recorder::new(&gpu);
-        tr.draw_mask(&mut rec, &tr.fixed, MaskKey { seed: 9, step: u32::MAX, sample: 0 }).unwrap();
-        tr.forward(&mut rec, &tr.fixed, &x, batch).unwrap();
-        rec.finish().unwrap();
-        let masked = tr.logits().download_f32(&gpu).unwrap()[..batch * 7].to_vec();
+        tr.draw_fixed(&gpu, MaskKey { seed: 9, step: u32::MAX, sample: 0 }).unwrap();
+        tr.run(&gpu, Phase::Eval, batch, 0.0, 0.0, 3).unwrap();
+        gpu.wait().unwrap();
+        let masked = tr.net.logits(&tr.ws).download_f32(&gpu).unwrap()[..batch * classes].to_vec();
 
-        let net = CompactMlp::from_sparse(&gpu, &tr, &tr.fixed).unwrap();
-        let kept = tr.kept_counts(&gpu, &tr.fixed).unwrap();
-        assert_eq!(net.sizes, vec![21, kept[0], kept[1], 7]);
-        assert_eq!(net.param_count(), kept_cost(&sizes, &kept).0.0, "parameters = kept count");
+        let sp = tr.sparse.as_ref().unwrap();
+        let kept = sp.fixed.kept_lists(&gpu, 0).unwrap();
+        let counts: Vec<usize> = kept.iter().map(Vec::len).collect();
+        let flat = tr.net.download_params(&gpu).unwrap();
+        let net = Exported::from_graph(&graph, &kept, &flat).unwrap();
+        let widths = [input, counts[0], counts[1], classes];
+        let want_params: usize = widths.windows(2).map(|w| w[0] * w[1] + w[1]).sum();
+        assert_eq!(net.param_count(), want_params, "parameters = kept count");
+        assert_eq!(net.describe(), widths.map(|w| w.to_string()).join("-"));
         let path = dir.join(format!("net{case}.safetensors"));
         net.save(&path, false).unwrap();
-        let loaded = CompactMlp::load(&path).unwrap();
-        assert_eq!(loaded.sizes, net.sizes);
-        assert_eq!(loaded.weights, net.weights);
-        assert_eq!(loaded.biases, net.biases);
+        let loaded = Exported::load(&path).unwrap();
+        assert_eq!((&loaded.spec, &loaded.tensors), (&net.spec, &net.tensors));
 
-        let mlp = loaded.to_mlp(&gpu).unwrap();
-        let ws = mlp.workspace(&gpu, batch).unwrap();
-        let mut rec = Recorder::new(&gpu);
-        mlp.forward(&mut rec, &ws, &x, batch).unwrap();
-        rec.finish().unwrap();
-        let dense = ws.logits().download_f32(&gpu).unwrap();
+        let dense = dense_logits(&gpu, &loaded.to_net(&gpu).unwrap(), &x, batch);
         let want: Vec<f64> = masked.iter().map(|&v| v as f64).collect();
-        assert_close(&format!("keep {keep}: exported logits vs masked"), &dense[..batch * 7], &want, 1e-5, 1e-5);
+        assert_close(&format!("keep {keep}: exported logits vs masked"), &dense, &want, 1e-5, 1e-5);
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn sample_net() -> CompactMlp {
-    CompactMlp {
-        sizes: vec![3, 2, 2],
-        weights: vec![vec![0.5; 6], vec![-1.0; 4]],
-        biases: vec![vec![0.1; 2], vec![0.2; 2]],
-        info: Default::default(),
-    }
+/// An export of the earlier MLP-only format (`sparsetrain-mlp`, tensors
+/// `layer{l}.weight`/`bias`, architecture in `sizes`) still loads and runs.
+#[test]
+fn legacy_mlp_exports_load() {
+    use safetensors::tensor::{Dtype, TensorView};
+    let (w0, b0, w1, b1) = (vec![0.5f32; 6], vec![0.1f32; 2], vec![-1.0f32; 4], vec![0.2f32; 2]);
+    let views = vec![
+        ("layer0.weight", TensorView::new(Dtype::F32, vec![2, 3], bytemuck::cast_slice(&w0)).unwrap()),
+        ("layer0.bias", TensorView::new(Dtype::F32, vec![2], bytemuck::cast_slice(&b0)).unwrap()),
+        ("layer1.weight", TensorView::new(Dtype::F32, vec![2, 2], bytemuck::cast_slice(&w1)).unwrap()),
+        ("layer1.bias", TensorView::new(Dtype::F32, vec![2], bytemuck::cast_slice(&b1)).unwrap()),
+    ];
+    let meta = [("format".to_string(), "sparsetrain-mlp".to_string()), ("sizes".to_string(), "3,2,2".to_string())];
+    let bytes = safetensors::serialize(views, Some(meta.into_iter().collect())).unwrap();
+    let net = Exported::from_bytes(&bytes, std::path::Path::new("legacy.safetensors")).unwrap();
+    assert_eq!(net.spec, GraphSpec::mlp(3, &[2], 2));
+    assert_eq!(net.tensors[2], ("classifier.weight".to_string(), vec![2, 2], w1));
+    assert_eq!(net.param_count(), 14);
+}
+
+fn sample_net() -> Exported {
+    let graph = Graph::mlp(3, &[2], 2).unwrap();
+    let flat: Vec<f32> = (0..graph.param_total).map(|i| (i % 7) as f32 * 0.25 - 0.5).collect();
+    let kept = vec![vec![0, 1]];
+    Exported::from_graph(&graph, &kept, &flat).unwrap()
 }
 
 #[test]
@@ -96,7 +120,7 @@ fn bad_files_are_typed_errors() {
     // Truncated at every length: never a panic, always an error.
     for cut in 0..good.len() {
         let p = write("cut.safetensors", &good[..cut]);
-        assert!(CompactMlp::load(&p).is_err(), "truncated to {cut} bytes was accepted");
+        assert!(Exported::load(&p).is_err(), "truncated to {cut} bytes was accepted");
     }
     // Random bytes, a header claiming far more than the file holds.
     let mut r = rng(2000);
@@ -104,29 +128,33 @@ fn bad_files_are_typed_errors() {
         let n = r.random_range(0..256);
         let bytes: Vec<u8> = (0..n).map(|_| r.random()).collect();
         let p = write("random.safetensors", &bytes);
-        assert!(CompactMlp::load(&p).is_err());
+        assert!(Exported::load(&p).is_err());
     }
     let mut lying = u64::MAX.to_le_bytes().to_vec();
     lying.extend_from_slice(b"{}");
-    assert!(CompactMlp::load(&write("lying.safetensors", &lying)).is_err());
+    assert!(Exported::load(&write("lying.safetensors", &lying)).is_err());
     // Empty file, a directory, a missing file.
-    assert!(CompactMlp::load(&write("empty.safetensors", b"")).is_err());
-    assert!(matches!(CompactMlp::load(&dir), Err(Error::BadFile { .. })));
-    assert!(matches!(CompactMlp::load(&dir.join("missing")), Err(Error::Io { .. })));
+    assert!(Exported::load(&write("empty.safetensors", b"")).is_err());
+    assert!(matches!(Exported::load(&dir), Err(Error::BadFile { .. })));
+    assert!(matches!(Exported::load(&dir.join("missing")), Err(Error::Io { .. })));
     // Valid safetensors that is not one of ours, or lies about its shapes.
     let other = safetensors::serialize(
         vec![("x", safetensors::tensor::TensorView::new(safetensors::tensor::Dtype::F32, vec![1], &[0u8; 4]).unwrap())],
         None,
     )
     .unwrap();
-    let err = CompactMlp::load(&write("other.safetensors", &other)).unwrap_err().to_string();
+    let err = Exported::load(&write("other.safetensors", &other)).unwrap_err().to_string();
     assert!(err.contains("not a sparsetrain network"), "{err}");
     let mut wrong = sample_net();
-    wrong.sizes = vec![3, 4, 2];
-    assert!(CompactMlp::load(&write("wrong.safetensors", &wrong.to_bytes().unwrap_or_default())).is_err());
+    wrong.spec = GraphSpec::mlp(3, &[4], 2);
+    assert!(Exported::load(&write("wrong.safetensors", &wrong.to_bytes().unwrap_or_default())).is_err());
+    let mut unknown = sample_net();
+    unknown.spec.nodes[1].kind = "gelu".into();
+    let err = Exported::load(&write("unknown.safetensors", &unknown.to_bytes().unwrap())).unwrap_err().to_string();
+    assert!(err.contains("gelu"), "{err}");
     let mut nan = sample_net();
-    nan.weights[1][0] = f32::NAN;
-    let err = CompactMlp::load(&write("nan.safetensors", &nan.to_bytes().unwrap())).unwrap_err().to_string();
+    nan.tensors[2].2[0] = f32::NAN;
+    let err = Exported::load(&write("nan.safetensors", &nan.to_bytes().unwrap())).unwrap_err().to_string();
     assert!(err.contains("non-finite"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -139,11 +167,11 @@ fn writes_are_atomic_and_never_overwrite_silently() {
     net.save(&path, false).unwrap();
     let before = std::fs::read(&path).unwrap();
     let mut other = sample_net();
-    other.biases[0][0] = 7.0;
+    other.tensors[1].2[0] = 7.0;
     assert!(matches!(other.save(&path, false), Err(Error::Exists { .. })));
     assert_eq!(std::fs::read(&path).unwrap(), before, "a refused write changed the file");
     other.save(&path, true).unwrap();
-    assert_eq!(CompactMlp::load(&path).unwrap().biases[0][0], 7.0);
+    assert_eq!(Exported::load(&path).unwrap().tensors[1].2[0], 7.0);
     // A failing write (the target is a directory) leaves no temporary file behind.
     let sub = dir.join("sub");
     std::fs::create_dir_all(sub.join("blocker")).unwrap();

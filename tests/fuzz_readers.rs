@@ -6,9 +6,9 @@
 use std::path::PathBuf;
 
 use proptest::prelude::*;
-use sparsetrain::checkpoint::Checkpoint;
-use sparsetrain::data::{read_idx_images, read_idx_labels};
-use sparsetrain::export::CompactMlp;
+use sparsetrain::data::idx::{read_idx_images, read_idx_labels};
+use sparsetrain::export::Exported;
+use sparsetrain::train::checkpoint::Checkpoint;
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("sparsetrain-fuzz-{}", std::process::id()));
@@ -34,14 +34,8 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 }
 
 fn valid_export() -> Vec<u8> {
-    CompactMlp {
-        sizes: vec![3, 2, 2],
-        weights: vec![vec![0.5; 6], vec![1.0; 4]],
-        biases: vec![vec![0.0; 2]; 2],
-        info: Default::default(),
-    }
-    .to_bytes()
-    .unwrap()
+    let g = sparsetrain::nn::Graph::mlp(3, &[2], 2).unwrap();
+    Exported::from_graph(&g, &[vec![0, 1]], &vec![0.5; g.param_total]).unwrap().to_bytes().unwrap()
 }
 
 proptest! {
@@ -78,8 +72,10 @@ proptest! {
         bytes.truncate(cut.min(bytes.len()));
         let p = scratch("mutated.safetensors");
         std::fs::write(&p, &bytes).unwrap();
-        if let Ok(net) = CompactMlp::load(&p) {
-            prop_assert_eq!(net.weights.len() + 1, net.sizes.len());
+        if let Ok(net) = Exported::load(&p) {
+            let graph = sparsetrain::nn::Graph::from_spec(net.spec.clone());
+            prop_assert!(graph.is_ok());
+            prop_assert_eq!(net.param_count(), graph.unwrap().param_count());
         }
         let _ = Checkpoint::load(&p);
     }
@@ -88,7 +84,7 @@ proptest! {
     fn safetensors_readers_take_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
         let p = scratch("random.safetensors");
         std::fs::write(&p, &bytes).unwrap();
-        prop_assert!(CompactMlp::load(&p).is_err());
+        prop_assert!(Exported::load(&p).is_err());
         prop_assert!(Checkpoint::load(&p).is_err());
     }
 }

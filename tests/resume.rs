@@ -8,10 +8,17 @@
 mod common;
 
 use common::*;
-use sparsetrain::checkpoint::{Checkpoint, CheckpointDir, DataId, Progress};
 use sparsetrain::data::synthetic_digits;
+use sparsetrain::nn::{GraphSpec, Shape};
 use sparsetrain::sparse::SparseConfig;
-use sparsetrain::train::{Model, Session, TrainConfig};
+use sparsetrain::train::checkpoint::{Checkpoint, CheckpointDir, DataId, Progress};
+use sparsetrain::train::{ModelSpec, Phase, Session, TrainConfig};
+
+const INPUT: Shape = Shape { c: 1, h: 28, w: 28 };
+
+fn graph() -> GraphSpec {
+    GraphSpec::mlp(784, &[40, 24], 10)
+}
 
 fn temp(tag: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("sparsetrain-resume-{tag}-{}", std::process::id()));
@@ -22,7 +29,7 @@ fn temp(tag: &str) -> std::path::PathBuf {
 
 fn config(sparse: bool) -> TrainConfig {
     TrainConfig {
-        hidden: vec![40, 24],
+        model: ModelSpec::Mlp { hidden: vec![40, 24] },
         epochs: 3,
         batch: 50,
         sparse: sparse.then(|| SparseConfig { keep: 0.3, ..SparseConfig::default() }),
@@ -48,14 +55,14 @@ fn resume_is_bit_identical() {
     let dir = temp("bits");
     for sparse in [true, false] {
         // 2N = 12 uninterrupted steps: all 8 of epoch 0, then 4 of epoch 1.
-        let mut a = Session::new(&gpu, config(sparse), 784, 10).unwrap();
+        let mut a = Session::new(&gpu, config(sparse), INPUT, 10).unwrap();
         let steps = a.epoch_steps(ds);
         assert_eq!(steps, 8);
         a.run_steps(ds, 0, false, 0..steps, |_, _| {}).unwrap();
         a.run_steps(ds, 1, false, 0..4, |_, _| {}).unwrap();
 
         // N steps, checkpoint mid-epoch 0, a new session from the file, N more.
-        let mut b = Session::new(&gpu, config(sparse), 784, 10).unwrap();
+        let mut b = Session::new(&gpu, config(sparse), INPUT, 10).unwrap();
         b.run_steps(ds, 0, false, 0..6, |_, _| {}).unwrap();
         let path = dir.join(format!("ck-{sparse}.safetensors"));
         b.checkpoint(progress(0, 6), data.clone()).unwrap().save(&path).unwrap();
@@ -63,7 +70,7 @@ fn resume_is_bit_identical() {
         let ck = Checkpoint::load(&path).unwrap();
         assert_eq!(ck.progress.step_in_epoch, 6);
         assert_eq!(ck.progress.global_step, 6);
-        ck.check_compatible(&config(sparse), &[784, 40, 24, 10], &data, false).unwrap();
+        ck.check_compatible(&config(sparse), &graph(), &data, false).unwrap();
         let mut c = Session::restore(&gpu, &ck).unwrap();
         c.run_steps(ds, 0, false, 6..steps, |_, _| {}).unwrap();
         c.run_steps(ds, 1, false, 0..4, |_, _| {}).unwrap();
@@ -75,9 +82,7 @@ fn resume_is_bit_identical() {
             let diff = x.iter().zip(y).filter(|(p, q)| p != q).count();
             assert_eq!(diff, 0, "sparse={sparse}: {name} differs in {diff} of {} values after resume", x.len());
         }
-        if let (Model::Sparse(ta), Model::Sparse(tc)) = (&a.model, &c.model) {
-            assert_eq!(ta.step, tc.step, "mask generator position");
-        }
+        assert_eq!(a.trainer.step, c.trainer.step, "mask generator position");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -85,11 +90,12 @@ fn resume_is_bit_identical() {
 #[test]
 fn mismatched_checkpoints_are_refused_by_name() {
     let Some(gpu) = gpu("mismatched_checkpoints_are_refused_by_name") else { return };
-    let s = Session::new(&gpu, config(true), 784, 10).unwrap();
+    let s = Session::new(&gpu, config(true), INPUT, 10).unwrap();
     let data = DataId { name: "synthetic".into(), fingerprint: 42 };
     let ck = s.checkpoint(progress(0, 0), data.clone()).unwrap();
-    let sizes = [784, 40, 24, 10];
-    let err = ck.check_compatible(&config(true), &[784, 41, 24, 10], &data, false).unwrap_err().to_string();
+    let sizes = graph();
+    let err =
+        ck.check_compatible(&config(true), &GraphSpec::mlp(784, &[41, 24], 10), &data, false).unwrap_err().to_string();
     assert!(err.contains("architecture"), "{err}");
     let mut other = config(true);
     other.lr = 0.5;
@@ -108,7 +114,7 @@ fn a_crash_mid_checkpoint_keeps_the_previous_one() {
     let Some(gpu) = gpu("a_crash_mid_checkpoint_keeps_the_previous_one") else { return };
     let dir = temp("crash");
     let cd = CheckpointDir { dir: dir.clone(), keep_last: 2 };
-    let mut s = Session::new(&gpu, config(true), 784, 10).unwrap();
+    let mut s = Session::new(&gpu, config(true), INPUT, 10).unwrap();
     let split = synthetic_digits(100, 10, 1);
     let data = DataId { name: "synthetic".into(), fingerprint: split.train.fingerprint() };
     s.run_steps(&split.train, 0, false, 0..1, |_, _| {}).unwrap();
@@ -138,7 +144,7 @@ fn a_crash_mid_checkpoint_keeps_the_previous_one() {
 fn bad_checkpoint_files_are_typed_errors() {
     let Some(gpu) = gpu("bad_checkpoint_files_are_typed_errors") else { return };
     let dir = temp("badck");
-    let s = Session::new(&gpu, config(true), 784, 10).unwrap();
+    let s = Session::new(&gpu, config(true), INPUT, 10).unwrap();
     let good = s.checkpoint(progress(0, 0), DataId { name: "d".into(), fingerprint: 1 }).unwrap().to_bytes().unwrap();
     let p = dir.join("c.safetensors");
     for cut in (0..good.len()).step_by(97) {
@@ -149,12 +155,8 @@ fn bad_checkpoint_files_are_typed_errors() {
     assert!(Checkpoint::load(&p).is_ok());
     assert!(Checkpoint::load(&dir).is_err(), "a directory is not a checkpoint");
     // An export is not a checkpoint.
-    let net = sparsetrain::export::CompactMlp {
-        sizes: vec![2, 2],
-        weights: vec![vec![0.0; 4]],
-        biases: vec![vec![0.0; 2]],
-        info: Default::default(),
-    };
+    let g = sparsetrain::nn::Graph::mlp(2, &[], 2).unwrap();
+    let net = sparsetrain::export::Exported::from_graph(&g, &[], &vec![0.0; g.param_total]).unwrap();
     std::fs::write(&p, net.to_bytes().unwrap()).unwrap();
     assert!(Checkpoint::load(&p).unwrap_err().to_string().contains("not a sparsetrain checkpoint"));
     let _ = std::fs::remove_dir_all(&dir);
@@ -165,17 +167,21 @@ fn bad_checkpoint_files_are_typed_errors() {
 #[test]
 fn non_finite_steps_are_skipped_and_named() {
     let Some(gpu) = gpu("non_finite_steps_are_skipped_and_named") else { return };
-    let mut split = synthetic_digits(100, 10, 2);
+    let split = synthetic_digits(100, 10, 2);
     for sparse in [true, false] {
-        let mut s = Session::new(&gpu, config(sparse), 784, 10).unwrap();
-        // Two good steps, then poisoned data.
+        let mut s = Session::new(&gpu, config(sparse), INPUT, 10).unwrap();
+        // Two good steps, then poisoned batches.
         s.run_steps(&split.train, 0, false, 0..2, |_, _| {}).unwrap();
         assert_eq!(s.faults().unwrap().skipped, 0);
         let before = state_bits(&s);
-        let good = split.train.images.clone();
-        split.train.images.iter_mut().step_by(97).for_each(|v| *v = f32::NAN);
-        s.run_steps(&split.train, 0, false, 0..2, |_, _| {}).unwrap();
-        split.train.images = good;
+        let mut x = vec![0.5f32; 50 * 784];
+        x.iter_mut().step_by(97).for_each(|v| *v = f32::NAN);
+        let y = vec![3u32; 50];
+        for global in [2, 3] {
+            s.trainer.set_batch(&gpu, &x, &y).unwrap();
+            s.trainer.run(&gpu, Phase::Train, 50, 0.05, 0.05, global).unwrap();
+            s.steps_taken += 1;
+        }
         let f = s.faults().unwrap();
         assert_eq!(f.skipped, 2, "sparse={sparse}: {f:?}");
         assert_eq!(f.first_step, Some(2), "sparse={sparse}: the third step is the first bad one");

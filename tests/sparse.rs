@@ -8,13 +8,13 @@ mod common;
 use common::*;
 use rand::Rng;
 use sparsetrain::cpu;
-use sparsetrain::mlp::{Mlp, ParamLayout};
+use sparsetrain::nn::{Graph, Net};
 use sparsetrain::ops::mask::MaskKey;
 use sparsetrain::ops::optim::Sgd;
 use sparsetrain::ops::project::Projection;
 use sparsetrain::ops::vrpge::{Estimator, ScoreFn};
-use sparsetrain::sparse::{SparseConfig, SparseTrainer};
-use sparsetrain::{Recorder, Tensor};
+use sparsetrain::sparse::SparseConfig;
+use sparsetrain::train::{Phase, Trainer};
 
 fn check(what: &str, got: &[f32], want: &[f64]) {
     assert_rel(what, got, want, 1e-4);
@@ -44,14 +44,14 @@ fn one_step_matches_f64_reference() {
     ];
     for (case, (sizes, batch, keep, estimator, score_fn, init)) in cases.into_iter().enumerate() {
         let mut r = rng(1700 + case as u64);
-        let layout = ParamLayout::new(&sizes).unwrap();
-        let mut flat = layout.kaiming_init(case as u64);
-        for l in 0..layout.layers() {
-            for v in &mut flat[layout.b[l]..layout.b[l] + sizes[l + 1]] {
+        let graph = Graph::mlp(sizes[0], &sizes[1..sizes.len() - 1], sizes[sizes.len() - 1]).unwrap();
+        let mut flat = graph.init_params(case as u64);
+        for slot in graph.nodes.iter().flat_map(|n| &n.params).filter(|p| p.spec.name == "bias") {
+            for v in &mut flat[slot.offset..slot.offset + slot.spec.len()] {
                 *v = r.random_range(0.0..0.2);
             }
         }
-        let mlp = Mlp::from_flat(&gpu, layout.clone(), &flat).unwrap();
+        let net = Net::from_flat(&gpu, Graph::from_spec(graph.spec.clone()).unwrap(), &flat).unwrap();
         let sgd = Sgd { lr: 0.1, momentum: 0.9, weight_decay: 5e-4 };
         let cfg = SparseConfig {
             keep,
@@ -63,44 +63,43 @@ fn one_step_matches_f64_reference() {
             projection_iters: 40,
             ..SparseConfig::default()
         };
-        let mut tr = SparseTrainer::new(&gpu, mlp, batch, sgd, cfg).unwrap();
-        let units = tr.units();
+        let mut tr = Trainer::new(&gpu, net, batch, sgd, Some(cfg)).unwrap();
+        let units = graph.units();
+        let sp = tr.sparse.as_ref().unwrap();
         // Varied scores, so that the estimator sees more than the projected constant.
         let scores: Vec<f32> = match init {
             Init::Random => rand_f32(&mut r, units, 0.1, 0.9),
             Init::All => vec![1.0; units],
             Init::None => vec![0.0; units],
-            Init::Single => (0..units).map(|u| if tr.unit_off.contains(&u) { 1.0 } else { 0.0 }).collect(),
+            Init::Single => (0..units).map(|u| if graph.unit_off.contains(&u) { 1.0 } else { 0.0 }).collect(),
         };
-        tr.scores.upload(&gpu, &scores).unwrap();
+        sp.scores.upload(&gpu, &scores).unwrap();
         let x = rand_f32(&mut r, batch * sizes[0], -1.0, 1.0);
         let labels: Vec<u32> = (0..batch).map(|_| r.random_range(0..*sizes.last().unwrap() as u32)).collect();
-        let tx = Tensor::from_f32(&gpu, "x", &[batch, sizes[0]], &x).unwrap();
-        let ty = Tensor::from_u32(&gpu, "y", &[batch], &labels).unwrap();
+        tr.set_batch(&gpu, &x, &labels).unwrap();
         let score_lr = 0.05;
-        let mut rec = Recorder::new(&gpu);
-        tr.step(&mut rec, &tx, &ty, batch, score_lr).unwrap();
-        rec.finish().unwrap();
+        tr.run(&gpu, Phase::Train, batch, sgd.lr, score_lr, 0).unwrap();
+        gpu.wait().unwrap();
+        let sp = tr.sparse.as_ref().unwrap();
 
         // The masks, from the reference generator with the same keys.
         let s64 = to_f64(&scores);
         let m1 = cpu::mask::mask_sample(&s64, MaskKey { seed: cfg.seed, step: 0, sample: 0 });
         let m2 = cpu::mask::mask_sample(&s64, MaskKey { seed: cfg.seed, step: 0, sample: 1 });
-        assert_eq!(tr.samples[0].mask.download_u32(&gpu).unwrap(), m1, "mask 1");
-        assert_eq!(tr.samples[1].mask.download_u32(&gpu).unwrap(), m2, "mask 2");
+        assert_eq!(sp.samples.mask_of(&gpu, 0).unwrap(), m1, "mask 1");
+        assert_eq!(sp.samples.mask_of(&gpu, 1).unwrap(), m2, "mask 2");
         let mut st = cpu::sparse::StepState {
             params: to_f64(&flat),
-            momentum: vec![0.0; layout.total],
+            momentum: vec![0.0; graph.param_total],
             scores: s64,
             adam_m: vec![0.0; units],
             adam_v: vec![0.0; units],
         };
         let adam = sparsetrain::ops::optim::Adam { lr: score_lr, ..cfg.score_adam };
-        let proj = Projection { budget: tr.budget(), iters: cfg.projection_iters, tol: cfg.projection_tol };
+        let proj = Projection { budget: sp.budget(), iters: cfg.projection_iters, tol: cfg.projection_tol };
         let res = cpu::sparse::step(
             &mut st,
-            &layout,
-            &tr.unit_off,
+            &graph,
             &to_f64(&x),
             &labels,
             batch,
@@ -109,23 +108,27 @@ fn one_step_matches_f64_reference() {
             1,
         );
         let tag = format!("case {case} {sizes:?} keep {keep} {estimator:?} {score_fn:?} {init:?}");
-        let kept = tr.kept_counts(&gpu, &tr.samples[0]).unwrap();
-        let want_kept: Vec<usize> =
-            tr.unit_off.windows(2).map(|w| m1[w[0]..w[1]].iter().map(|&b| b as usize).sum()).collect();
-        assert_eq!(kept, want_kept, "{tag}: kept counts");
+        for s in 0..2 {
+            let kept = sp.samples.kept_counts(&gpu, s).unwrap();
+            let m = [&m1, &m2][s];
+            let want_kept: Vec<usize> =
+                graph.unit_off.windows(2).map(|w| m[w[0]..w[1]].iter().map(|&b| b as usize).sum()).collect();
+            assert_eq!(kept, want_kept, "{tag}: kept counts of mask {s}");
+        }
         let losses = tr.loss.download_f32(&gpu).unwrap();
         check(&format!("{tag} losses"), &losses[..2], &[res.losses.0, res.losses.1]);
         check(&format!("{tag} clip"), &tr.clip.download_f32(&gpu).unwrap()[..1], &[res.clip]);
-        check(&format!("{tag} weights"), &tr.mlp.params.download_f32(&gpu).unwrap(), &st.params);
+        check(&format!("{tag} weights"), &tr.net.params.download_f32(&gpu).unwrap(), &st.params);
         check(&format!("{tag} momentum"), &tr.momentum.download_f32(&gpu).unwrap(), &st.momentum);
-        check(&format!("{tag} adam m"), &tr.score_m.download_f32(&gpu).unwrap(), &st.adam_m);
-        check(&format!("{tag} adam v"), &tr.score_v.download_f32(&gpu).unwrap(), &st.adam_v);
+        check(&format!("{tag} adam m"), &sp.score_m.download_f32(&gpu).unwrap(), &st.adam_m);
+        check(&format!("{tag} adam v"), &sp.score_v.download_f32(&gpu).unwrap(), &st.adam_v);
         // Per unit, with the first mismatches named: a unit whose masks agree
         // must not move by more than the projection moves every unit.
-        assert_close(&format!("{tag} scores"), &tr.scores.download_f32(&gpu).unwrap(), &st.scores, 1e-4, 0.0);
+        assert_close(&format!("{tag} scores"), &sp.scores.download_f32(&gpu).unwrap(), &st.scores, 1e-4, 0.0);
+        let g = sp.score_grad.download_f32(&gpu).unwrap();
+        assert_close(&format!("{tag} score gradient"), &g, &res.score_grad, 1e-6, 1e-4);
         if estimator == Estimator::VrPge {
             // Where the two masks agree, the score gradient is exactly 0.
-            let g = tr.score_grad.download_f32(&gpu).unwrap();
             let leaks: Vec<String> = (0..units)
                 .filter(|&u| m1[u] == m2[u] && g[u] != 0.0)
                 .take(8)
@@ -141,29 +144,32 @@ fn training_steps_read_back_nothing_and_respect_the_budget() {
     let Some(gpu) = gpu("training_steps_read_back_nothing_and_respect_the_budget") else { return };
     let (batch, dim) = (32, 16);
     let mut r = rng(1800);
-    let mlp = Mlp::new(&gpu, &[dim, 64, 48, 4], 2).unwrap();
+    let net = Net::new(&gpu, Graph::mlp(dim, &[64, 48], 4).unwrap(), 2).unwrap();
     let sgd = Sgd { lr: 0.05, momentum: 0.9, weight_decay: 5e-4 };
-    let mut tr = SparseTrainer::new(&gpu, mlp, batch, sgd, SparseConfig { keep: 0.25, ..Default::default() }).unwrap();
+    let mut tr = Trainer::new(&gpu, net, batch, sgd, Some(SparseConfig { keep: 0.25, ..Default::default() })).unwrap();
     let x = rand_f32(&mut r, batch * dim, -1.0, 1.0);
     let y: Vec<u32> = (0..batch).map(|i| (i % 4) as u32).collect();
-    let tx = Tensor::from_f32(&gpu, "x", &[batch, dim], &x).unwrap();
-    let ty = Tensor::from_u32(&gpu, "y", &[batch], &y).unwrap();
+    tr.set_batch(&gpu, &x, &y).unwrap();
     gpu.wait().unwrap();
     let before = gpu.readback_stats();
-    for _ in 0..20 {
-        let mut rec = Recorder::new(&gpu);
-        tr.step(&mut rec, &tx, &ty, batch, 0.01).unwrap();
-        rec.submit().unwrap();
+    for step in 0..20 {
+        // Batches of changing size: the plan reads the rows from the step block.
+        tr.run(&gpu, Phase::Train, batch - step % 5, 0.05, 0.01, step as u64).unwrap();
     }
     gpu.wait().unwrap();
     assert_eq!(gpu.readback_stats(), before, "20 training steps read data back");
-    let s = tr.scores.download_f32(&gpu).unwrap();
+    assert_eq!(tr.step, 20);
+    let sp = tr.sparse.as_ref().unwrap();
+    let s = sp.scores.download_f32(&gpu).unwrap();
     let sum: f32 = s.iter().sum();
     assert!(s.iter().all(|v| (0.0..=1.0).contains(v)), "scores left [0, 1]");
-    assert!(sum <= tr.budget() + 1e-2, "sum of scores {sum} exceeds the budget {}", tr.budget());
+    assert!(sum <= sp.budget() + 1e-2, "sum of scores {sum} exceeds the budget {}", sp.budget());
     let losses = tr.loss.download_f32(&gpu).unwrap();
     assert!(losses.iter().all(|l| l.is_finite()), "losses {losses:?}");
-    let counts = tr.kept_counts(&gpu, &tr.samples[0]).unwrap();
+    let counts = sp.samples.kept_counts(&gpu, 0).unwrap();
     assert_eq!(counts.len(), 2);
     assert!(counts[0] <= 64 && counts[1] <= 48);
+    // The step is one plan: one compute pass, recorded once.
+    let plan = tr.plan(&gpu, Phase::Train).unwrap();
+    assert_eq!(plan.passes(), 1);
 }

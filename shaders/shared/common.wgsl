@@ -8,3 +8,6 @@
 fn flat_id(wid: vec3<u32>, nwg: vec3<u32>, lidx: u32, wg_size: u32) -> u32 {
     return (wid.y * nwg.x + wid.x) * wg_size + lidx;
 }
+
+// "Not used" for optional indices (dynamic sizes, unit maps, slots).
+const NONE: u32 = 0xffffffffu;

@@ -3,8 +3,8 @@
 
 use anyhow::Context;
 use sparsetrain::Gpu;
-use sparsetrain::autotune::Runs;
 use sparsetrain::bench;
+use sparsetrain::ops::autotune::Runs;
 use sparsetrain::ops::matmul::{Dims, Layout};
 
 /// `bench all`: both benchmarks on one device, printed, and optionally saved
@@ -22,10 +22,10 @@ pub fn bench_all(json: Option<std::path::PathBuf>, quick: bool) -> anyhow::Resul
     let mut stdout = std::io::stdout();
     let mm = bench::bench_matmul(&gpu, &Layout::ALL, &shapes, runs, &mut stdout)?;
     println!();
-    let models: Vec<Vec<usize>> = if quick {
-        vec![vec![784, 1024, 1024, 10]]
+    let models = if quick {
+        vec![bench::mlp_model(&[1024, 1024])]
     } else {
-        vec![vec![784, 1024, 1024, 10], vec![784, 4096, 4096, 10]]
+        vec![bench::mlp_model(&[1024, 1024]), bench::mlp_model(&[4096, 4096])]
     };
     let tr = bench::bench_train(&gpu, &models, &[0.5, 0.25, 0.1, 0.05], 256, 2, 5, &mut stdout)?;
     let Some(path) = json else { return Ok(()) };
@@ -36,12 +36,15 @@ pub fn bench_all(json: Option<std::path::PathBuf>, quick: bool) -> anyhow::Resul
         "device": { "name": r.name, "backend": format!("{:?}", r.backend), "type": format!("{:?}", r.device_type),
                     "driver": format!("{} {}", r.driver, r.driver_info) },
         "matmul_variant": { "chosen": gpu.matmul_choice().variant.name(), "by": format!("{:?}", gpu.matmul_choice().source) },
+        "batch": 256,
         "matmul": mm.iter().map(|m| json!({
             "layout": m.layout.name(), "m": m.dims.m, "n": m.dims.n, "k": m.dims.k,
             "variant": m.variant.name(), "gflops": m.gflops, "runs": m.runs, "vs_naive": m.vs_naive,
         })).collect::<Vec<_>>(),
         "train": tr.iter().map(|t| json!({
-            "model": t.sizes, "keep": t.keep, "step_ms": t.step_ms, "runs": t.runs, "speedup": t.speedup,
+            "model": t.model, "keep": t.keep, "step_ms": t.step_ms, "latency_ms": t.latency_ms, "gpu_ms": t.gpu_ms,
+            "host_us": t.host_us, "host_us_per_dispatch": t.host_us_per_dispatch(), "dispatches": t.dispatches,
+            "passes": t.passes, "runs": t.runs, "speedup": t.speedup,
             "flop_ratio": t.flop_ratio, "readback_bytes_per_step": t.readback_per_step,
             "profile_ms": t.profile.iter().map(|(f, s)| (f.to_string(), json!(1e3 * s))).collect::<serde_json::Map<_, _>>(),
         })).collect::<Vec<_>>(),

@@ -49,7 +49,6 @@ pub fn eval(
     seed: u64,
     test_size: usize,
 ) -> anyhow::Result<()> {
-    use sparsetrain::{DType, Recorder, Tensor};
     if !network.is_file() {
         return Err(usage(format!("{} is not a file", network.display())));
     }
@@ -58,42 +57,23 @@ pub fn eval(
     // The synthetic set's test images do not depend on the training size.
     let (kind, split) = load_split(dataset, data_dir.as_deref(), seed, (1, test_size))?;
     let test = &split.test;
-    if test.dim != net.sizes[0] || test.classes != *net.sizes.last().unwrap_or(&0) {
+    if test.dim() != net.spec.input.len() || test.classes != net.spec.classes {
         anyhow::bail!(
             "{} takes {} inputs and {} classes; {} has {} and {}",
             network.display(),
-            net.sizes[0],
-            net.sizes.last().unwrap_or(&0),
+            net.spec.input,
+            net.spec.classes,
             kind.name(),
-            test.dim,
+            test.shape,
             test.classes
         );
     }
-    let mlp = net.to_mlp(&gpu)?;
-    let batch = 256;
-    let ws = mlp.workspace(&gpu, batch)?;
-    let x = Tensor::zeros(&gpu, "x", &[batch, test.dim], DType::F32)?;
-    let y = Tensor::zeros(&gpu, "y", &[batch], DType::U32)?;
-    let (mut hx, mut hy) = (Vec::new(), Vec::new());
-    let mut rec = Recorder::new(&gpu);
-    ws.correct().fill_u32(&mut rec, 0)?;
-    rec.submit()?;
-    let idx: Vec<u32> = (0..test.len() as u32).collect();
-    for chunk in idx.chunks(batch) {
-        sparsetrain::data::gather_batch(test, chunk, &mut hx, &mut hy);
-        let n = chunk.len();
-        x.view(0, &[n, test.dim])?.upload(&gpu, &hx)?;
-        y.view(0, &[n])?.upload(&gpu, &hy)?;
-        let mut rec = Recorder::new(&gpu);
-        mlp.forward(&mut rec, &ws, &x, n)?;
-        mlp.count_correct(&mut rec, &ws, &y, n)?;
-        rec.submit()?;
-    }
-    let correct = ws.correct().download_u32(&gpu)?[0];
+    let device_net = net.to_net(&gpu)?;
+    let correct = sparsetrain::train::evaluate_net(&gpu, &device_net, test, 256)?;
     println!(
-        "{}: MLP {} ({} parameters) on {} test: {}/{} correct, accuracy {:.2}%",
+        "{}: network {} ({} parameters) on {} test: {}/{} correct, accuracy {:.2}%",
         network.display(),
-        net.sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-"),
+        net.describe(),
         net.param_count(),
         kind.name(),
         correct,
@@ -107,10 +87,10 @@ pub fn eval(
 /// A checkpoint taken after the mask was chosen uses that mask; an earlier
 /// one uses the first candidate the run itself would draw from its scores
 /// (selection needs the training data, which `train` has and this has not).
-pub fn network_of(gpu: &Gpu, path: &std::path::Path) -> anyhow::Result<sparsetrain::export::CompactMlp> {
-    use sparsetrain::checkpoint::Checkpoint;
-    use sparsetrain::export::CompactMlp;
-    let as_export = CompactMlp::load(path);
+pub fn network_of(gpu: &Gpu, path: &std::path::Path) -> anyhow::Result<sparsetrain::export::Exported> {
+    use sparsetrain::export::Exported;
+    use sparsetrain::train::checkpoint::Checkpoint;
+    let as_export = Exported::load(path);
     if let Ok(net) = as_export {
         return Ok(net);
     }

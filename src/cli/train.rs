@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use sparsetrain::Gpu;
-use sparsetrain::checkpoint::{CheckpointDir, DataId, Progress};
+use sparsetrain::train::checkpoint::{CheckpointDir, DataId, Progress};
 
 use super::eval::load_split;
 use crate::{EstimatorArg, OnNanArg, ScoreFnArg, TrainArgs, usage};
@@ -13,7 +13,7 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     use sparsetrain::ops::optim::Adam;
     use sparsetrain::ops::vrpge::{Estimator, ScoreFn};
     use sparsetrain::sparse::SparseConfig;
-    use sparsetrain::train::{Session, TrainConfig};
+    use sparsetrain::train::{ModelSpec, Session, TrainConfig};
     use std::io::Write;
 
     for (flag, v) in [("--keep", a.keep), ("--score-lr", a.score_lr), ("--clip", a.clip)] {
@@ -40,7 +40,7 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
         ..SparseConfig::default()
     });
     let cfg = TrainConfig {
-        hidden: a.hidden.clone(),
+        model: ModelSpec::Mlp { hidden: a.hidden.clone() },
         epochs: a.epochs,
         batch: a.batch,
         lr: a.lr,
@@ -78,9 +78,8 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
         r.device_type,
         gpu.matmul_choice().variant.name()
     );
-    let mut sizes = vec![split.train.dim];
-    sizes.extend(&cfg.hidden);
-    sizes.push(split.train.classes);
+    let graph_spec = cfg.model.graph(split.train.shape, split.train.classes)?;
+    let widths: Vec<usize> = sparsetrain::nn::Graph::from_spec(graph_spec.clone())?.unit_widths();
     let data_id = DataId { name: kind.name().into(), fingerprint: split.train.fingerprint() };
     let ck_dir = a
         .checkpoint_dir
@@ -105,7 +104,7 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
             for s in skipped {
                 eprintln!("warning: skipped an unreadable checkpoint: {s}");
             }
-            ck.check_compatible(&cfg, &sizes, &data_id, a.force).map_err(|e| usage(e.to_string()))?;
+            ck.check_compatible(&cfg, &graph_spec, &data_id, a.force).map_err(|e| usage(e.to_string()))?;
             println!(
                 "resuming from {}: {} epoch {} step {} ({} steps done)",
                 path.display(),
@@ -117,7 +116,7 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
             (Session::restore(&gpu, &ck)?, ck.progress)
         }
         None => (
-            Session::new(&gpu, cfg.clone(), split.train.dim, split.train.classes)?,
+            Session::new(&gpu, cfg.clone(), split.train.shape, split.train.classes)?,
             Progress {
                 phase: "train".into(),
                 epoch: 0,
@@ -163,15 +162,15 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
         let test_acc = session.evaluate(&split.test, 0, None)?;
         let join = |v: &[usize]| v.iter().map(|k| k.to_string()).collect::<Vec<_>>();
         println!(
-            "final network: kept units per hidden layer {} of {}; parameters {} of {} ({:.1}%); forward FLOPs/sample {} of {} ({:.1}%); test acc {:.2}%",
+            "final network: kept units per prunable layer {} of {}; parameters {} of {} ({:.1}%); forward FLOPs/sample {:.0} of {:.0} ({:.1}%); test acc {:.2}%",
             join(&summary.kept).join("/"),
-            join(&sizes[1..sizes.len() - 1]).join("/"),
+            join(&widths).join("/"),
             summary.params.0,
             summary.params.1,
             100.0 * summary.params.0 as f64 / summary.params.1 as f64,
             summary.flops.0,
             summary.flops.1,
-            100.0 * summary.flops.0 as f64 / summary.flops.1 as f64,
+            100.0 * summary.flops.0 / summary.flops.1,
             100.0 * test_acc
         );
         if let Some(f) = rep.metrics.as_mut() {
@@ -214,12 +213,7 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     if let Some(path) = &a.export {
         let net = session.export()?;
         net.save(path, a.force)?;
-        println!(
-            "exported MLP {} ({} parameters) to {}",
-            net.sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-"),
-            net.param_count(),
-            path.display()
-        );
+        println!("exported network {} ({} parameters) to {}", net.describe(), net.param_count(), path.display());
     }
     if let Some(dir) = &a.plot {
         let m = sparsetrain::plot::Metrics { epochs: rep.history, summary: plot_summary };

@@ -11,11 +11,12 @@ pub mod compact;
 pub mod gather;
 pub mod mask;
 pub mod matmul;
-pub mod mlp;
+
 pub mod optim;
 pub mod project;
 pub mod reduce;
 pub mod relu;
 pub mod softmax_xent;
 pub mod sparse;
+
 pub mod vrpge;

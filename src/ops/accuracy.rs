@@ -1,11 +1,11 @@
 //! Launcher of shaders/accuracy.wgsl: count of rows whose argmax equals the
 //! label, added into a u32 counter on the device.
 
-use super::{KernelParams, need, u32_of};
+use super::{KernelParams, Rows, need, u32_of};
+use crate::device::record::Recorder;
+use crate::device::shader::{Kernel, Shader, grid_1d};
+use crate::device::tensor::{DType, Tensor};
 use crate::error::{Error, Result};
-use crate::record::Recorder;
-use crate::shader::{Kernel, Shader, grid_1d};
-use crate::tensor::{DType, Tensor};
 
 /// Keep in sync with `AccuracyParams` in shaders/accuracy.wgsl.
 #[repr(C)]
@@ -13,7 +13,8 @@ use crate::tensor::{DType, Tensor};
 pub struct AccuracyParams {
     pub rows: u32,
     pub cols: u32,
-    pub _pad: [u32; 2],
+    pub rows_code: u32,
+    pub _pad: u32,
 }
 
 impl KernelParams for AccuracyParams {
@@ -29,10 +30,12 @@ pub fn accuracy_count(
     count: &Tensor,
     logits: &Tensor,
     labels: &Tensor,
-    rows: usize,
+    rows: impl Into<Rows>,
     cols: usize,
 ) -> Result<()> {
     const OP: &str = "accuracy_count";
+    let rows_at = rows.into();
+    let rows = rows_at.max();
     need(OP, "count", count, 1, DType::U32)?;
     need(OP, "logits", logits, rows * cols, DType::F32)?;
     need(OP, "labels", labels, rows, DType::U32)?;
@@ -43,7 +46,7 @@ pub fn accuracy_count(
     if r == 0 {
         return Ok(());
     }
-    let params = AccuracyParams { rows: rows as u32, cols: cols as u32, _pad: [0; 2] };
+    let params = AccuracyParams { rows: rows as u32, cols: cols as u32, rows_code: rows_at.code(), _pad: 0 };
     let groups = grid_1d(rows as u32, WG, rec.gpu().limits().max_compute_workgroups_per_dimension);
     rec.dispatch(
         Kernel::AccuracyCount,

@@ -1,12 +1,11 @@
 //! Launcher of shaders/gather.wgsl: compressing a layer's weights and bias
 //! to its kept units, and scattering the bias gradient back.
 
-use super::matmul::NONE;
-use super::{KernelParams, need, u32_of};
+use super::{KernelParams, NONE, Rows, need, u32_of};
+use crate::device::record::Recorder;
+use crate::device::shader::{Kernel, Shader, capped_grid};
+use crate::device::tensor::{DType, Tensor};
 use crate::error::Result;
-use crate::record::Recorder;
-use crate::shader::{Kernel, Shader, capped_grid};
-use crate::tensor::{DType, Tensor};
 
 /// Keep in sync with `GatherParams` in shaders/gather.wgsl.
 #[repr(C)]
@@ -19,7 +18,7 @@ pub struct GatherParams {
     pub rows_map: u32,
     pub cols_map: u32,
     pub batch: u32,
-    pub _pad: u32,
+    pub batch_code: u32,
 }
 
 impl KernelParams for GatherParams {
@@ -61,7 +60,7 @@ pub struct KeptSet<'a> {
     pub maps: &'a Tensor,
 }
 
-fn params(rows: Side, cols: Side, rows_full: usize, cols_full: usize, batch: usize) -> Result<GatherParams> {
+fn params(rows: Side, cols: Side, rows_full: usize, cols_full: usize, batch: Rows) -> Result<GatherParams> {
     let (dyn_rows, rows_map) = rows.indices()?;
     let (dyn_cols, cols_map) = cols.indices()?;
     Ok(GatherParams {
@@ -71,8 +70,8 @@ fn params(rows: Side, cols: Side, rows_full: usize, cols_full: usize, batch: usi
         dyn_cols,
         rows_map,
         cols_map,
-        batch: u32_of("gather", "batch", batch)?,
-        _pad: 0,
+        batch: u32_of("gather", "batch", batch.max())?,
+        batch_code: batch.code(),
     })
 }
 
@@ -109,7 +108,7 @@ pub fn gather_weights(
     let max = rows.max_len(full.0) * cols.max_len(full.1);
     need("gather_weights", "wc", wc, max, DType::F32)?;
     need("gather_weights", "w", w, full.0 * full.1, DType::F32)?;
-    let p = params(rows, cols, full.0, full.1, 0)?;
+    let p = params(rows, cols, full.0, full.1, Rows::Fixed(0))?;
     run(rec, Kernel::GatherWeights, &p, kept, w, wc, max)
 }
 
@@ -125,7 +124,7 @@ pub fn gather_bias(
     let max = rows.max_len(rows_full);
     need("gather_bias", "bc", bc, max, DType::F32)?;
     need("gather_bias", "b", b, rows_full, DType::F32)?;
-    let p = params(rows, Side::Full, rows_full, 1, 0)?;
+    let p = params(rows, Side::Full, rows_full, 1, Rows::Fixed(0))?;
     run(rec, Kernel::GatherBias, &p, kept, b, bc, max)
 }
 
@@ -137,11 +136,12 @@ pub fn scatter_bias_grad(
     kept: KeptSet,
     rows: Side,
     rows_full: usize,
-    batch: usize,
+    batch: impl Into<Rows>,
 ) -> Result<()> {
+    let batch = batch.into();
     let max = rows.max_len(rows_full);
     need("scatter_bias_grad", "db", db, rows_full, DType::F32)?;
-    need("scatter_bias_grad", "dy", dy, batch * max, DType::F32)?;
+    need("scatter_bias_grad", "dy", dy, batch.max() * max, DType::F32)?;
     let p = params(rows, Side::Full, rows_full, 1, batch)?;
     run(rec, Kernel::ScatterBiasGrad, &p, kept, dy, db, max)
 }

@@ -2,10 +2,10 @@
 //! counter-based generator of shaders/shared/rng.wgsl.
 
 use super::{KernelParams, need, u32_of};
+use crate::device::record::Recorder;
+use crate::device::shader::{Kernel, Shader, grid_1d};
+use crate::device::tensor::{DType, Tensor};
 use crate::error::Result;
-use crate::record::Recorder;
-use crate::shader::{Kernel, Shader, grid_1d};
-use crate::tensor::{DType, Tensor};
 
 /// Keep in sync with `MaskParams` in shaders/mask.wgsl.
 #[repr(C)]
@@ -16,7 +16,9 @@ pub struct MaskParams {
     pub seed_hi: u32,
     pub step: u32,
     pub sample: u32,
-    pub _pad: [u32; 3],
+    pub samples: u32,
+    pub step_from_block: u32,
+    pub _pad: u32,
 }
 
 impl KernelParams for MaskParams {
@@ -34,22 +36,47 @@ pub struct MaskKey {
     pub sample: u32,
 }
 
+/// Where the step of a draw's key comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyStep {
+    /// `MaskKey::step`.
+    Fixed,
+    /// The step block's counter when the work runs: a plan replayed every
+    /// step draws that step's masks.
+    Block,
+}
+
 /// mask[i] = 1 with probability scores[i] (u32 0/1), for i < n.
 pub fn mask_sample(rec: &mut Recorder, mask: &Tensor, scores: &Tensor, key: MaskKey, n: usize) -> Result<()> {
-    need("mask_sample", "mask", mask, n, DType::U32)?;
+    mask_samples(rec, mask, scores, key, KeyStep::Fixed, n, 1)
+}
+
+/// `samples` masks in one dispatch: mask[s·n + i] for sample `key.sample + s`.
+pub fn mask_samples(
+    rec: &mut Recorder,
+    mask: &Tensor,
+    scores: &Tensor,
+    key: MaskKey,
+    step: KeyStep,
+    n: usize,
+    samples: usize,
+) -> Result<()> {
+    need("mask_sample", "mask", mask, n * samples, DType::U32)?;
     need("mask_sample", "scores", scores, n, DType::F32)?;
-    let n32 = u32_of("mask_sample", "n", n)?;
-    if n32 == 0 {
+    let total = u32_of("mask_sample", "n * samples", n * samples)?;
+    if total == 0 {
         return Ok(());
     }
     let params = MaskParams {
-        n: n32,
+        n: n as u32,
         seed_lo: key.seed as u32,
         seed_hi: (key.seed >> 32) as u32,
         step: key.step,
         sample: key.sample,
-        _pad: [0; 3],
+        samples: samples as u32,
+        step_from_block: u32::from(step == KeyStep::Block),
+        _pad: 0,
     };
-    let groups = grid_1d(n32, WG, rec.gpu().limits().max_compute_workgroups_per_dimension);
+    let groups = grid_1d(total, WG, rec.gpu().limits().max_compute_workgroups_per_dimension);
     rec.dispatch(Kernel::MaskSample, &vec![("WG", WG.into())], (0, &params), &[(1, scores), (2, mask)], groups)
 }

@@ -4,11 +4,11 @@
 
 use glam::UVec2;
 
-use super::{KernelParams, need, u32_of};
-use crate::error::Result;
-use crate::record::Recorder;
-use crate::shader::{Kernel, Shader, capped_grid, grid_2d};
-use crate::tensor::{DType, Tensor};
+use super::{KernelParams, NONE, need, u32_of};
+use crate::device::record::Recorder;
+use crate::device::shader::{Shader, capped_grid, grid_2d};
+use crate::device::tensor::{DType, Tensor};
+use crate::error::{Error, Result};
 
 /// Keep in sync with `MatmulParams` in shaders/matmul.wgsl.
 #[repr(C)]
@@ -28,8 +28,7 @@ pub struct MatmulParams {
     pub _pad: u32,
 }
 
-/// "Not used" for the dynamic-size and map indices.
-pub const NONE: u32 = u32::MAX;
+pub use crate::device::shader::Variant;
 
 impl KernelParams for MatmulParams {
     const SHADER: Shader = Shader::Matmul;
@@ -67,53 +66,12 @@ impl Layout {
     }
 }
 
-/// Kernel variants of the one family (see the header of shaders/matmul.wgsl).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Variant {
-    /// 4×4 register tile per thread, vec4 loads from memory, no barriers.
-    RegTile,
-    /// Workgroup-memory tiles plus 4×4 register tiles.
-    Shared,
-    /// One thread per output; the benchmark baseline.
-    Naive,
-}
-
-impl Variant {
-    /// The variants the device may choose between.
-    pub const TUNED: [Variant; 2] = [Variant::RegTile, Variant::Shared];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Variant::RegTile => "regtile",
-            Variant::Shared => "shared",
-            Variant::Naive => "naive",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Variant> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "regtile" => Some(Variant::RegTile),
-            "shared" => Some(Variant::Shared),
-            "naive" => Some(Variant::Naive),
-            _ => None,
-        }
-    }
-
-    fn kernel(self) -> Kernel {
-        match self {
-            Variant::RegTile => Kernel::MatmulRegtile,
-            Variant::Shared => Kernel::MatmulShared,
-            Variant::Naive => Kernel::MatmulNaive,
-        }
-    }
-
-    /// Workgroup shape (x, y) and the outputs each thread covers per side.
-    fn shape(self) -> (UVec2, u32) {
-        match self {
-            Variant::RegTile => (UVec2::new(8, 8), 4),
-            Variant::Shared => (UVec2::new(16, 16), 4),
-            Variant::Naive => (UVec2::new(16, 16), 1),
-        }
+/// Workgroup shape (x, y) of a variant and the outputs each thread covers per side.
+fn shape(v: Variant) -> (UVec2, u32) {
+    match v {
+        Variant::RegTile => (UVec2::new(8, 8), 4),
+        Variant::Shared => (UVec2::new(16, 16), 4),
+        Variant::Naive => (UVec2::new(16, 16), 1),
     }
 }
 
@@ -134,6 +92,35 @@ pub struct DynDims<'a> {
     pub m: Option<usize>,
     pub n: Option<usize>,
     pub k: Option<usize>,
+}
+
+/// Where one of M, N, K comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Size {
+    Static,
+    /// The step's batch (step block), at most the static size.
+    Batch,
+    /// ceil4(dims[i]): a kept count.
+    Kept(usize),
+}
+
+impl Size {
+    fn code(self) -> Result<u32> {
+        match self {
+            Size::Static => Ok(NONE),
+            Size::Batch => Ok(crate::device::step::BATCH),
+            Size::Kept(i) => u32_of("matmul", "dims index", i),
+        }
+    }
+
+    /// Whether the size is known to be a multiple of 4.
+    fn aligned(self, fixed: u32) -> bool {
+        match self {
+            Size::Static => fixed.is_multiple_of(4),
+            Size::Batch => false,
+            Size::Kept(_) => true,
+        }
+    }
 }
 
 /// Scatter store: C[rows[r], cols[c]] (+)= value, into a C of row length
@@ -161,7 +148,10 @@ pub struct Matmul<'a> {
     /// Zero where gate[row, col] <= 0 (gate shaped like C).
     pub gate: Option<&'a Tensor>,
     pub scatter: Option<Scatter<'a>>,
-    pub dynamic: Option<DynDims<'a>>,
+    /// The tensor of kept counts, where a size is `Kept`.
+    dims: Option<&'a Tensor>,
+    /// Where M, N and K come from.
+    sizes: [Size; 3],
 }
 
 fn opt_index(op: &'static str, what: &str, v: Option<usize>) -> Result<u32> {
@@ -179,7 +169,8 @@ impl<'a> Matmul<'a> {
             relu: false,
             gate: None,
             scatter: None,
-            dynamic: None,
+            dims: None,
+            sizes: [Size::Static; 3],
         }
     }
 
@@ -214,9 +205,31 @@ impl<'a> Matmul<'a> {
         self
     }
 
+    /// Sizes read from kept counts on the device (see `DynDims`).
     pub fn dynamic(mut self, d: DynDims<'a>) -> Matmul<'a> {
-        self.dynamic = Some(d);
+        self.dims = Some(d.dims);
+        for (slot, v) in self.sizes.iter_mut().zip([d.m, d.n, d.k]) {
+            if let Some(i) = v {
+                *slot = Size::Kept(i);
+            }
+        }
         self
+    }
+
+    /// M is the step's batch (the static `m` is its capacity).
+    pub fn batch_m(mut self) -> Matmul<'a> {
+        self.sizes[0] = Size::Batch;
+        self
+    }
+
+    /// K is the step's batch (the static `k` is its capacity).
+    pub fn batch_k(mut self) -> Matmul<'a> {
+        self.sizes[2] = Size::Batch;
+        self
+    }
+
+    fn is_dynamic(&self) -> bool {
+        self.sizes.iter().any(|s| *s != Size::Static)
     }
 
     /// Records C = alpha·op(A)·op(B) + beta·C (+ epilogues).
@@ -243,33 +256,26 @@ impl<'a> Matmul<'a> {
         for (name, len) in [("A", d.m * d.k), ("B", d.k * d.n), ("C", d.m * d.n)] {
             u32_of(OP, name, len)?;
         }
-        let plain = self.bias.is_none()
-            && self.gate.is_none()
-            && self.scatter.is_none()
-            && self.dynamic.is_none()
-            && !self.relu;
+        let plain =
+            self.bias.is_none() && self.gate.is_none() && self.scatter.is_none() && !self.is_dynamic() && !self.relu;
         if d.k == 0 && self.beta == 0.0 && plain {
             // An empty sum: C = 0.
-            return c.view(0, &[d.m * d.n]).and_then(|v| v.fill_f32(rec, 0.0));
+            return c.view(0, &[d.m * d.n]).and_then(|v| super::fill::fill_f32(rec, &v, 0.0));
         }
         let gpu = rec.gpu();
         let variant = self.variant.unwrap_or(gpu.matmul_choice().variant);
-        let (wg, per_thread) = variant.shape();
+        let (wg, per_thread) = shape(variant);
         let layout = self.layout;
-        let dynamic = self.dynamic;
-        let is_dyn = |pick: fn(&DynDims) -> Option<usize>| dynamic.as_ref().and_then(pick).is_some();
-        // Dynamic sizes are multiples of 4 by construction.
-        let aligned = |size: u32, dynamic: bool| dynamic || size.is_multiple_of(4);
-        let (dm, dn, dk) = (is_dyn(|d| d.m), is_dyn(|d| d.n), is_dyn(|d| d.k));
-        let vec4_a = if layout.trans_a() { aligned(m, dm) } else { aligned(k, dk) };
-        let vec4_b = if layout.trans_b() { aligned(k, dk) } else { aligned(n, dn) };
+        let [sm, sn, sk] = self.sizes;
+        let vec4_a = if layout.trans_a() { sm.aligned(m) } else { sk.aligned(k) };
+        let vec4_b = if layout.trans_b() { sk.aligned(k) } else { sn.aligned(n) };
         let flag = |b: bool| f64::from(u8::from(b));
         let constants = vec![
             ("TRANS_A", flag(layout.trans_a())),
             ("TRANS_B", flag(layout.trans_b())),
             ("VEC4_A", flag(vec4_a)),
             ("VEC4_B", flag(vec4_b)),
-            ("VEC4_C", flag(aligned(n, dn))),
+            ("VEC4_C", flag(sn.aligned(n))),
             ("WG_X", f64::from(wg.x)),
             ("WG_Y", f64::from(wg.y)),
             ("BIAS", flag(self.bias.is_some())),
@@ -283,19 +289,19 @@ impl<'a> Matmul<'a> {
             k,
             beta: self.beta,
             alpha: self.alpha,
-            dyn_m: NONE,
-            dyn_n: NONE,
-            dyn_k: NONE,
+            dyn_m: sm.code()?,
+            dyn_n: sn.code()?,
+            dyn_k: sk.code()?,
             ldc: n,
             rows_map: NONE,
             cols_map: NONE,
             _pad: 0,
         };
-        if let Some(dd) = &self.dynamic {
-            need(OP, "dims", dd.dims, 1, DType::U32)?;
-            params.dyn_m = opt_index(OP, "dyn m", dd.m)?;
-            params.dyn_n = opt_index(OP, "dyn n", dd.n)?;
-            params.dyn_k = opt_index(OP, "dyn k", dd.k)?;
+        if self.sizes.iter().any(|s| matches!(s, Size::Kept(_))) {
+            let Some(dims) = self.dims else {
+                return Err(Error::InvalidArgument("matmul: kept sizes without a dims tensor".into()));
+            };
+            need(OP, "dims", dims, 1, DType::U32)?;
         }
         if let Some(sc) = &self.scatter {
             need(OP, "maps", sc.maps, 1, DType::U32)?;
@@ -311,13 +317,13 @@ impl<'a> Matmul<'a> {
         // looping grid measurably changed dense speeds (BENCHMARKS.md).
         let tiles = grid_2d(n, m, wg * per_thread);
         let limit = gpu.limits().max_compute_workgroups_per_dimension;
-        let cap = if self.dynamic.is_some() { gpu.grid_cap() } else { u32::MAX };
+        let cap = if self.is_dynamic() { gpu.grid_cap() } else { u32::MAX };
         let groups = capped_grid(tiles.x.saturating_mul(tiles.y), cap, limit);
-        let (one, zero_u32) = (&gpu.one, &gpu.zero_u32);
-        let bias = self.bias.unwrap_or(one);
-        let gate = self.gate.unwrap_or(one);
-        let dims = self.dynamic.map_or(zero_u32, |d| d.dims);
-        let maps = self.scatter.map_or(zero_u32, |s| s.maps);
+        let (one, zero_u32) = (Tensor::one(gpu), Tensor::zero_u32(gpu));
+        let bias = self.bias.unwrap_or(&one);
+        let gate = self.gate.unwrap_or(&one);
+        let dims = self.dims.unwrap_or(&zero_u32);
+        let maps = self.scatter.map_or(&zero_u32, |s| s.maps);
         rec.dispatch(
             variant.kernel(),
             &constants,

@@ -4,6 +4,7 @@
 //! sizes last.
 
 pub mod accuracy;
+pub mod autotune;
 pub mod bias;
 pub mod compact;
 pub mod fill;
@@ -17,9 +18,44 @@ pub mod relu;
 pub mod softmax_xent;
 pub mod vrpge;
 
+use crate::device::shader::Shader;
+use crate::device::step::BATCH;
+use crate::device::tensor::{DType, Tensor};
 use crate::error::{Error, Result};
-use crate::shader::Shader;
-use crate::tensor::{DType, Tensor};
+
+/// "Not used" for optional indices in params structs (`NONE` in common.wgsl).
+pub const NONE: u32 = u32::MAX;
+
+/// The rows a kernel covers: a count fixed when it is recorded, or the
+/// batch of each step, read from the step block, up to a capacity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rows {
+    Fixed(usize),
+    Batch(usize),
+}
+
+impl Rows {
+    /// The fixed count, or the capacity: what buffers and grids are sized for.
+    pub fn max(self) -> usize {
+        match self {
+            Rows::Fixed(n) | Rows::Batch(n) => n,
+        }
+    }
+
+    /// The size code kernels resolve with `rows_of` (step.wgsl).
+    pub fn code(self) -> u32 {
+        match self {
+            Rows::Fixed(_) => NONE,
+            Rows::Batch(_) => BATCH,
+        }
+    }
+}
+
+impl From<usize> for Rows {
+    fn from(n: usize) -> Rows {
+        Rows::Fixed(n)
+    }
+}
 
 /// A params struct shared with WGSL. The naga test compares `size_of::<Self>()`
 /// with naga's layout of the struct named `WGSL_NAME` in `SHADER`.

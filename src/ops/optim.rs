@@ -1,13 +1,14 @@
 //! Launcher of shaders/optim.wgsl: SGD with momentum and weight decay, and
-//! Adam, updating flat parameter buffers in place. Hyper-parameters travel
-//! in the params struct each step (so schedules need no read-back); the
-//! gradient scale is a device buffer (clipping decided on the device).
+//! Adam, updating flat parameter buffers in place. Learning rates (and
+//! Adam's bias corrections) are fixed when recorded or read from the step
+//! block, so schedules need no re-recording and no read-back; the gradient
+//! scale is a device buffer (clipping decided on the device).
 
 use super::{KernelParams, need, u32_of};
+use crate::device::record::Recorder;
+use crate::device::shader::{Kernel, Shader, grid_1d};
+use crate::device::tensor::{DType, Tensor};
 use crate::error::{Error, Result};
-use crate::record::Recorder;
-use crate::shader::{Kernel, Shader, grid_1d};
-use crate::tensor::{DType, Tensor};
 
 /// Keep in sync with `SgdParams` in shaders/optim.wgsl.
 #[repr(C)]
@@ -17,6 +18,8 @@ pub struct SgdParams {
     pub lr: f32,
     pub momentum: f32,
     pub weight_decay: f32,
+    pub from_step: u32,
+    pub _pad: [u32; 3],
 }
 
 impl KernelParams for SgdParams {
@@ -36,6 +39,8 @@ pub struct AdamParams {
     pub bias_c1: f32,
     pub bias_c2: f32,
     pub weight_decay: f32,
+    pub from_step: u32,
+    pub _pad: [u32; 3],
 }
 
 impl KernelParams for AdamParams {
@@ -77,6 +82,21 @@ impl Default for Adam {
     }
 }
 
+/// Where an update's learning rate comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rate {
+    /// The hyper-parameters given (Adam: at the step given).
+    Fixed,
+    /// The step block: `lr` for SGD; `score_lr`, `adam_c1`, `adam_c2` for Adam.
+    FromStep,
+}
+
+/// Adam's bias corrections (1 − β1^t, 1 − β2^t) for step t (1-based).
+pub fn adam_corrections(hp: &Adam, t: u64) -> (f32, f32) {
+    let tt = t.clamp(1, i32::MAX as u64) as i32;
+    (1.0 - hp.beta1.powi(tt), 1.0 - hp.beta2.powi(tt))
+}
+
 /// The factor applied to every gradient before the update.
 pub enum GradScale<'a> {
     /// No scaling.
@@ -87,7 +107,7 @@ pub enum GradScale<'a> {
 
 fn scale_tensor(rec: &Recorder, scale: GradScale) -> Result<Tensor> {
     match scale {
-        GradScale::One => Ok(rec.gpu().one.clone()),
+        GradScale::One => Ok(Tensor::one(rec.gpu())),
         GradScale::Buffer(t) => {
             need("optimizer", "gscale", t, 1, DType::F32)?;
             Ok(t.clone())
@@ -104,6 +124,7 @@ pub fn sgd_step(
     g: &Tensor,
     scale: GradScale,
     hp: Sgd,
+    rate: Rate,
     after: AfterStep,
     n: usize,
 ) -> Result<()> {
@@ -118,7 +139,14 @@ pub fn sgd_step(
     if n32 == 0 {
         return Ok(());
     }
-    let params = SgdParams { n: n32, lr: hp.lr, momentum: hp.momentum, weight_decay: hp.weight_decay };
+    let params = SgdParams {
+        n: n32,
+        lr: hp.lr,
+        momentum: hp.momentum,
+        weight_decay: hp.weight_decay,
+        from_step: u32::from(rate == Rate::FromStep),
+        _pad: [0; 3],
+    };
     let groups = grid_1d(n32, WG, rec.gpu().limits().max_compute_workgroups_per_dimension);
     let s = scale_tensor(rec, scale)?;
     let zero = f64::from(u8::from(after == AfterStep::ZeroGrad));
@@ -126,7 +154,8 @@ pub fn sgd_step(
     rec.dispatch(Kernel::SgdStep, &constants, (0, &params), &[(2, w), (3, g), (4, &s), (5, v)], groups)
 }
 
-/// One Adam step `t` (1-based) over the first `n` elements.
+/// One Adam step `t` (1-based) over the first `n` elements (with
+/// `Rate::FromStep`, t is ignored: the step block holds the corrections).
 #[allow(clippy::too_many_arguments)]
 pub fn adam_step(
     rec: &mut Recorder,
@@ -136,6 +165,7 @@ pub fn adam_step(
     g: &Tensor,
     scale: GradScale,
     hp: Adam,
+    rate: Rate,
     t: u64,
     n: usize,
 ) -> Result<()> {
@@ -143,23 +173,25 @@ pub fn adam_step(
     for (name, x) in [("w", w), ("m", m), ("v", v), ("g", g)] {
         need(OP, name, x, n, DType::F32)?;
     }
-    if t == 0 {
+    if t == 0 && rate == Rate::Fixed {
         return Err(Error::InvalidArgument("Adam steps count from 1".into()));
     }
     let n32 = u32_of(OP, "n", n)?;
     if n32 == 0 {
         return Ok(());
     }
-    let tt = t.min(i32::MAX as u64) as i32;
+    let (bias_c1, bias_c2) = adam_corrections(&hp, t);
     let params = AdamParams {
         n: n32,
         lr: hp.lr,
         beta1: hp.beta1,
         beta2: hp.beta2,
         eps: hp.eps,
-        bias_c1: 1.0 - hp.beta1.powi(tt),
-        bias_c2: 1.0 - hp.beta2.powi(tt),
+        bias_c1,
+        bias_c2,
         weight_decay: hp.weight_decay,
+        from_step: u32::from(rate == Rate::FromStep),
+        _pad: [0; 3],
     };
     let groups = grid_1d(n32, WG, rec.gpu().limits().max_compute_workgroups_per_dimension);
     let s = scale_tensor(rec, scale)?;

@@ -2,10 +2,10 @@
 //! { 0 <= s <= 1, Σ s <= K } by bisection, on the device.
 
 use super::{KernelParams, need, u32_of};
+use crate::device::record::Recorder;
+use crate::device::shader::{Kernel, Shader};
+use crate::device::tensor::{DType, Tensor};
 use crate::error::{Error, Result};
-use crate::record::Recorder;
-use crate::shader::{Kernel, Shader};
-use crate::tensor::{DType, Tensor};
 
 /// Keep in sync with `ProjectParams` in shaders/project.wgsl.
 #[repr(C)]

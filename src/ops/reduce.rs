@@ -1,11 +1,11 @@
 //! Launcher of shaders/reduce.wgsl: sum and mean of a vector into one slot
 //! of an output buffer, in two passes, without leaving the device.
 
-use super::{KernelParams, need, u32_of};
+use super::{KernelParams, NONE, Rows, need, u32_of};
+use crate::device::record::Recorder;
+use crate::device::shader::{Kernel, Shader, grid_1d};
+use crate::device::tensor::{DType, Tensor};
 use crate::error::Result;
-use crate::record::Recorder;
-use crate::shader::{Kernel, Shader, grid_1d};
-use crate::tensor::{DType, Tensor};
 
 /// Keep in sync with `ReduceParams` in shaders/reduce.wgsl.
 #[repr(C)]
@@ -16,7 +16,9 @@ pub struct ReduceParams {
     pub scale: f32,
     pub accumulate: u32,
     pub tag: u32,
-    pub _pad: [u32; 3],
+    pub n_code: u32,
+    pub mean_rows: u32,
+    pub _pad: u32,
 }
 
 impl KernelParams for ReduceParams {
@@ -33,7 +35,23 @@ pub const MAX_PARTIALS: usize = 1024;
 struct Mode {
     square: bool,
     clip: bool,
+    /// The step recorded for a non-finite total (NONE: the step block's).
     tag: u32,
+    /// Divide by the rows (a mean).
+    mean: bool,
+}
+
+impl Mode {
+    const SUM: Mode = Mode { square: false, clip: false, tag: 0, mean: false };
+}
+
+/// The step number a clipping factor records for a non-finite gradient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultTag {
+    /// This number.
+    Fixed(u32),
+    /// The step block's `global` at run time (plans replayed every step).
+    Step,
 }
 
 /// The scratch space of a reduction, allocated once and reused every step.
@@ -54,16 +72,16 @@ impl Reducer {
         out: &Tensor,
         out_index: usize,
         x: &Tensor,
-        n: usize,
+        n: impl Into<Rows>,
         scale: f32,
         accumulate: bool,
     ) -> Result<()> {
-        self.run(rec, out, out_index, x, n, Mode { square: false, clip: false, tag: 0 }, scale, accumulate)
+        self.run(rec, out, out_index, x, n.into(), Mode::SUM, scale, accumulate)
     }
 
     /// out[out_index] = Σ x[0..n]².
     pub fn sum_squares(&self, rec: &mut Recorder, out: &Tensor, out_index: usize, x: &Tensor, n: usize) -> Result<()> {
-        self.run(rec, out, out_index, x, n, Mode { square: true, clip: false, tag: 0 }, 1.0, false)
+        self.run(rec, out, out_index, x, n.into(), Mode { square: true, ..Mode::SUM }, 1.0, false)
     }
 
     /// out[out_index] = min(1, max_norm / (sqrt(Σ sq[0..n]) + 1e-6)), where `sq`
@@ -80,7 +98,7 @@ impl Reducer {
         sq: &Tensor,
         n: usize,
         max_norm: f32,
-        step: u32,
+        step: FaultTag,
     ) -> Result<()> {
         need("clip_factor", "out", out, out_index + 3, DType::F32)?;
         if !(max_norm.is_finite() && max_norm > 0.0) {
@@ -88,7 +106,14 @@ impl Reducer {
                 "clip norm must be finite and positive, got {max_norm}"
             )));
         }
-        self.run(rec, out, out_index, sq, n, Mode { square: false, clip: true, tag: step }, max_norm, false)
+        let tag = match step {
+            FaultTag::Fixed(t) if t != NONE => t,
+            FaultTag::Fixed(_) => {
+                return Err(crate::Error::InvalidArgument("step number u32::MAX is reserved".into()));
+            }
+            FaultTag::Step => NONE,
+        };
+        self.run(rec, out, out_index, sq, n.into(), Mode { clip: true, tag, ..Mode::SUM }, max_norm, false)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -98,15 +123,19 @@ impl Reducer {
         out: &Tensor,
         out_index: usize,
         x: &Tensor,
-        n: usize,
+        rows: Rows,
         mode: Mode,
         scale: f32,
         accumulate: bool,
     ) -> Result<()> {
         const OP: &str = "reduce";
+        let n = rows.max();
         need(OP, "out", out, out_index + 1, DType::F32)?;
         need(OP, "x", x, n, DType::F32)?;
         let n32 = u32_of(OP, "n", n)?;
+        if mode.mean && n32 == 0 {
+            return Err(crate::Error::InvalidArgument("mean of zero rows".into()));
+        }
         // Fewer, longer-running workgroups where the device caps grids: each
         // first-pass workgroup ends in a barrier-heavy tree.
         let groups = n32.div_ceil(WG).clamp(1, (MAX_PARTIALS as u32).min(rec.gpu().grid_cap()));
@@ -114,7 +143,16 @@ impl Reducer {
         let flag = |b: bool| f64::from(u8::from(b));
         let first_consts = vec![("WG", f64::from(WG)), ("SQUARE", flag(mode.square))];
         let final_consts = vec![("WG", f64::from(WG)), ("CLIP", flag(mode.clip))];
-        let first = ReduceParams { n: n32, out_index: 0, scale: 1.0, accumulate: 0, tag: 0, _pad: [0; 3] };
+        let first = ReduceParams {
+            n: n32,
+            out_index: 0,
+            scale: 1.0,
+            accumulate: 0,
+            tag: 0,
+            n_code: rows.code(),
+            mean_rows: 0,
+            _pad: 0,
+        };
         rec.dispatch(
             Kernel::ReducePartial,
             &first_consts,
@@ -128,7 +166,9 @@ impl Reducer {
             scale,
             accumulate: accumulate.into(),
             tag: mode.tag,
-            _pad: [0; 3],
+            n_code: rows.code(),
+            mean_rows: if mode.mean { n32 } else { 0 },
+            _pad: 0,
         };
         rec.dispatch(
             Kernel::ReduceFinal,
@@ -144,9 +184,15 @@ impl Reducer {
         self.reduce(rec, out, out_index, x, n, 1.0, false)
     }
 
-    /// out[out_index] = mean of x[0..n] (0 for n = 0).
-    pub fn mean(&self, rec: &mut Recorder, out: &Tensor, out_index: usize, x: &Tensor, n: usize) -> Result<()> {
-        let scale = if n == 0 { 0.0 } else { 1.0 / n as f32 };
-        self.reduce(rec, out, out_index, x, n, scale, false)
+    /// out[out_index] = mean of x over `rows` (at least one row).
+    pub fn mean(
+        &self,
+        rec: &mut Recorder,
+        out: &Tensor,
+        out_index: usize,
+        x: &Tensor,
+        rows: impl Into<Rows>,
+    ) -> Result<()> {
+        self.run(rec, out, out_index, x, rows.into(), Mode { mean: true, ..Mode::SUM }, 1.0, false)
     }
 }

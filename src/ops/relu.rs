@@ -1,17 +1,19 @@
 //! Launcher of shaders/relu.wgsl: ReLU forward and backward, both in place.
 
-use super::{KernelParams, need, u32_of};
+use super::{KernelParams, Rows, need, u32_of};
+use crate::device::record::Recorder;
+use crate::device::shader::{Kernel, Shader, grid_1d};
+use crate::device::tensor::{DType, Tensor};
 use crate::error::Result;
-use crate::record::Recorder;
-use crate::shader::{Kernel, Shader, grid_1d};
-use crate::tensor::{DType, Tensor};
 
 /// Keep in sync with `ReluParams` in shaders/relu.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct ReluParams {
-    pub n: u32,
-    pub _pad: [u32; 3],
+    pub rows: u32,
+    pub cols: u32,
+    pub rows_code: u32,
+    pub _pad: u32,
 }
 
 impl KernelParams for ReluParams {
@@ -21,27 +23,29 @@ impl KernelParams for ReluParams {
 
 const WG: u32 = 256;
 
-/// x = max(x, 0) over the first `n` elements.
-pub fn relu_forward(rec: &mut Recorder, x: &Tensor, n: usize) -> Result<()> {
-    need("relu_forward", "x", x, n, DType::F32)?;
-    let n = u32_of("relu_forward", "n", n)?;
+fn params(op: &'static str, rows: Rows, cols: usize) -> Result<Option<(ReluParams, u32)>> {
+    let n = u32_of(op, "rows*cols", rows.max() * cols)?;
     if n == 0 {
-        return Ok(());
+        return Ok(None);
     }
+    Ok(Some((ReluParams { rows: rows.max() as u32, cols: cols as u32, rows_code: rows.code(), _pad: 0 }, n)))
+}
+
+/// x = max(x, 0) over x: [rows, cols].
+pub fn relu_forward(rec: &mut Recorder, x: &Tensor, rows: impl Into<Rows>, cols: usize) -> Result<()> {
+    let rows = rows.into();
+    need("relu_forward", "x", x, rows.max() * cols, DType::F32)?;
+    let Some((params, n)) = params("relu_forward", rows, cols)? else { return Ok(()) };
     let groups = grid_1d(n, WG, rec.gpu().limits().max_compute_workgroups_per_dimension);
-    let params = ReluParams { n, _pad: [0; 3] };
     rec.dispatch(Kernel::ReluForward, &vec![("WG", WG.into())], (0, &params), &[(1, x)], groups)
 }
 
-/// dy = dy · [y > 0] over the first `n` elements; y is the forward output.
-pub fn relu_backward(rec: &mut Recorder, dy: &Tensor, y: &Tensor, n: usize) -> Result<()> {
-    need("relu_backward", "dy", dy, n, DType::F32)?;
-    need("relu_backward", "y", y, n, DType::F32)?;
-    let n = u32_of("relu_backward", "n", n)?;
-    if n == 0 {
-        return Ok(());
-    }
+/// dy = dy · [y > 0] over dy, y: [rows, cols]; y is the forward output.
+pub fn relu_backward(rec: &mut Recorder, dy: &Tensor, y: &Tensor, rows: impl Into<Rows>, cols: usize) -> Result<()> {
+    let rows = rows.into();
+    need("relu_backward", "dy", dy, rows.max() * cols, DType::F32)?;
+    need("relu_backward", "y", y, rows.max() * cols, DType::F32)?;
+    let Some((params, n)) = params("relu_backward", rows, cols)? else { return Ok(()) };
     let groups = grid_1d(n, WG, rec.gpu().limits().max_compute_workgroups_per_dimension);
-    let params = ReluParams { n, _pad: [0; 3] };
     rec.dispatch(Kernel::ReluBackward, &vec![("WG", WG.into())], (0, &params), &[(2, dy), (3, y)], groups)
 }

@@ -2,11 +2,11 @@
 //! (forward) and its gradient (backward). The batch mean of the loss is
 //! reduced on the device with `reduce::mean`.
 
-use super::{KernelParams, need, u32_of};
+use super::{KernelParams, Rows, need, u32_of};
+use crate::device::record::Recorder;
+use crate::device::shader::{Kernel, Shader, grid_1d};
+use crate::device::tensor::{DType, Tensor};
 use crate::error::{Error, Result};
-use crate::record::Recorder;
-use crate::shader::{Kernel, Shader, grid_1d};
-use crate::tensor::{DType, Tensor};
 
 /// Keep in sync with `SoftmaxXentParams` in shaders/softmax_xent.wgsl.
 #[repr(C)]
@@ -15,7 +15,7 @@ pub struct SoftmaxXentParams {
     pub rows: u32,
     pub cols: u32,
     pub scale: f32,
-    pub _pad: u32,
+    pub rows_code: u32,
 }
 
 impl KernelParams for SoftmaxXentParams {
@@ -41,10 +41,12 @@ pub fn forward(
     loss_rows: &Tensor,
     logits: &Tensor,
     labels: &Tensor,
-    rows: usize,
+    rows: impl Into<Rows>,
     cols: usize,
 ) -> Result<()> {
     const OP: &str = "softmax_xent_forward";
+    let rows_at = rows.into();
+    let rows = rows_at.max();
     let (r, c) = check(OP, rows, cols)?;
     need(OP, "probs", probs, rows * cols, DType::F32)?;
     need(OP, "loss_rows", loss_rows, rows, DType::F32)?;
@@ -53,7 +55,7 @@ pub fn forward(
     if r == 0 {
         return Ok(());
     }
-    let params = SoftmaxXentParams { rows: r, cols: c, scale: 0.0, _pad: 0 };
+    let params = SoftmaxXentParams { rows: r, cols: c, scale: 0.0, rows_code: rows_at.code() };
     let groups = grid_1d(r, WG, rec.gpu().limits().max_compute_workgroups_per_dimension);
     rec.dispatch(
         Kernel::SoftmaxXentForward,
@@ -64,18 +66,20 @@ pub fn forward(
     )
 }
 
-/// dlogits = scale · (probs - onehot(labels)). Use scale = 1/rows for the
-/// gradient of the batch-mean loss.
+/// dlogits = (scale / rows) · (probs - onehot(labels)): the gradient of
+/// scale · (the batch-mean loss), with the rows of this step.
 pub fn backward(
     rec: &mut Recorder,
     dlogits: &Tensor,
     probs: &Tensor,
     labels: &Tensor,
     scale: f32,
-    rows: usize,
+    rows: impl Into<Rows>,
     cols: usize,
 ) -> Result<()> {
     const OP: &str = "softmax_xent_backward";
+    let rows_at = rows.into();
+    let rows = rows_at.max();
     let (r, c) = check(OP, rows, cols)?;
     need(OP, "dlogits", dlogits, rows * cols, DType::F32)?;
     need(OP, "probs", probs, rows * cols, DType::F32)?;
@@ -83,7 +87,7 @@ pub fn backward(
     if r == 0 {
         return Ok(());
     }
-    let params = SoftmaxXentParams { rows: r, cols: c, scale, _pad: 0 };
+    let params = SoftmaxXentParams { rows: r, cols: c, scale, rows_code: rows_at.code() };
     let groups = grid_1d(r, WG, rec.gpu().limits().max_compute_workgroups_per_dimension);
     rec.dispatch(
         Kernel::SoftmaxXentBackward,

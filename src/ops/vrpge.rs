@@ -2,10 +2,10 @@
 //! estimator from two mask samples and their losses, all on the device.
 
 use super::{KernelParams, need, u32_of};
+use crate::device::record::Recorder;
+use crate::device::shader::{Kernel, Shader, grid_1d};
+use crate::device::tensor::{DType, Tensor};
 use crate::error::{Error, Result};
-use crate::record::Recorder;
-use crate::shader::{Kernel, Shader, grid_1d};
-use crate::tensor::{DType, Tensor};
 
 /// Keep in sync with `ScoreGradParams` in shaders/vrpge.wgsl.
 #[repr(C)]
@@ -15,6 +15,9 @@ pub struct ScoreGradParams {
     pub l1: u32,
     pub l2: u32,
     pub eps: f32,
+    pub m1_off: u32,
+    pub m2_off: u32,
+    pub _pad: [u32; 2],
 }
 
 impl KernelParams for ScoreGradParams {
@@ -46,7 +49,8 @@ pub enum Estimator {
 /// The guard inside each factor of s (1 − s), as in the reference code.
 pub const SCORE_EPS: f32 = 1e-20;
 
-/// grad[i] = δ_i for i < n, from losses[l1], losses[l2].
+/// grad[i] = δ_i for i < n, from losses[l1], losses[l2] and the two masks,
+/// each given with the element where it starts.
 #[allow(clippy::too_many_arguments)]
 pub fn score_grad(
     rec: &mut Recorder,
@@ -54,7 +58,7 @@ pub fn score_grad(
     losses: &Tensor,
     loss_slots: (usize, usize),
     scores: &Tensor,
-    masks: (&Tensor, &Tensor),
+    masks: [(&Tensor, usize); 2],
     est: (Estimator, ScoreFn),
     n: usize,
 ) -> Result<()> {
@@ -62,8 +66,8 @@ pub fn score_grad(
     need(OP, "grad", grad, n, DType::F32)?;
     need(OP, "losses", losses, loss_slots.0.max(loss_slots.1) + 1, DType::F32)?;
     need(OP, "scores", scores, n, DType::F32)?;
-    need(OP, "mask1", masks.0, n, DType::U32)?;
-    need(OP, "mask2", masks.1, n, DType::U32)?;
+    need(OP, "mask1", masks[0].0, masks[0].1 + n, DType::U32)?;
+    need(OP, "mask2", masks[1].0, masks[1].1 + n, DType::U32)?;
     if loss_slots.0 == loss_slots.1 {
         return Err(Error::InvalidArgument("the two samples need distinct loss slots".into()));
     }
@@ -71,7 +75,15 @@ pub fn score_grad(
     if n32 == 0 {
         return Ok(());
     }
-    let params = ScoreGradParams { n: n32, l1: loss_slots.0 as u32, l2: loss_slots.1 as u32, eps: SCORE_EPS };
+    let params = ScoreGradParams {
+        n: n32,
+        l1: loss_slots.0 as u32,
+        l2: loss_slots.1 as u32,
+        eps: SCORE_EPS,
+        m1_off: u32_of(OP, "mask1 offset", masks[0].1)?,
+        m2_off: u32_of(OP, "mask2 offset", masks[1].1)?,
+        _pad: [0; 2],
+    };
     let flag = |b: bool| f64::from(u8::from(b));
     let constants = vec![
         ("WG", f64::from(WG)),
@@ -83,7 +95,7 @@ pub fn score_grad(
         Kernel::ScoreGrad,
         &constants,
         (0, &params),
-        &[(1, losses), (2, scores), (3, masks.0), (4, masks.1), (5, grad)],
+        &[(1, losses), (2, scores), (3, masks[0].0), (4, masks[1].0), (5, grad)],
         groups,
     )
 }

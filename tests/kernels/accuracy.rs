@@ -15,7 +15,7 @@ fn accuracy_count_matches_reference() {
         let tlab = Tensor::from_u32(&gpu, "labels", &[rows], &labels).unwrap();
         let count = Tensor::zeros(&gpu, "count", &[1], DType::U32).unwrap();
         let mut rec = Recorder::new(&gpu);
-        count.fill_u32(&mut rec, 5).unwrap();
+        sparsetrain::ops::fill::fill_u32(&mut rec, &count, 5).unwrap();
         // Twice: the count accumulates.
         accuracy::accuracy_count(&mut rec, &count, &tl, &tlab, rows, cols).unwrap();
         accuracy::accuracy_count(&mut rec, &count, &tl, &tlab, rows, cols).unwrap();

@@ -61,7 +61,8 @@ fn matmul_cases(gpu: &sparsetrain::Gpu) {
                     let tb = Tensor::from_f32(gpu, "B", &sb, &b).unwrap();
                     let tc = Tensor::from_f32(gpu, "C", &[m, n], &c0).unwrap();
                     let mut rec = Recorder::new(gpu);
-                    let mm = Matmul { alpha, beta, variant: Some(variant), ..Matmul::new(layout) };
+                    let mut mm = Matmul::new(layout).variant(variant);
+                    (mm.alpha, mm.beta) = (alpha, beta);
                     mm.record(&mut rec, &tc, &ta, &tb, d).unwrap();
                     rec.finish().unwrap();
                     let got = tc.download_f32(gpu).unwrap();

@@ -23,8 +23,9 @@ fn sgd_and_adam_match_reference() {
             let mut rec = Recorder::new(&gpu);
             for t in 1..=3u64 {
                 let s = || if use_scale { GradScale::Buffer(&ts) } else { GradScale::One };
-                optim::sgd_step(&mut rec, &tw, &tv, &tg, s(), sgd, optim::AfterStep::KeepGrad, n).unwrap();
-                optim::adam_step(&mut rec, &aw, &am, &av, &tg, s(), adam, t, n).unwrap();
+                optim::sgd_step(&mut rec, &tw, &tv, &tg, s(), sgd, optim::Rate::Fixed, optim::AfterStep::KeepGrad, n)
+                    .unwrap();
+                optim::adam_step(&mut rec, &aw, &am, &av, &tg, s(), adam, optim::Rate::Fixed, t, n).unwrap();
             }
             rec.finish().unwrap();
             let (mut rw, mut rv) = (to_f64(&w), to_f64(&v));
@@ -44,7 +45,8 @@ fn sgd_and_adam_match_reference() {
             let (zw, zv, zg) = (mk("zw", &w), mk("zv", &v), mk("zg", &g));
             let mut rec = Recorder::new(&gpu);
             let s = if use_scale { GradScale::Buffer(&ts) } else { GradScale::One };
-            optim::sgd_step(&mut rec, &zw, &zv, &zg, s, sgd, optim::AfterStep::ZeroGrad, n).unwrap();
+            optim::sgd_step(&mut rec, &zw, &zv, &zg, s, sgd, optim::Rate::Fixed, optim::AfterStep::ZeroGrad, n)
+                .unwrap();
             rec.finish().unwrap();
             let (mut rw1, mut rv1) = (to_f64(&w), to_f64(&v));
             cpu::optim::sgd_step(&mut rw1, &mut rv1, &to_f64(&g), scale as f64, sgd);

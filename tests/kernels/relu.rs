@@ -13,8 +13,8 @@ fn relu_forward_backward_match_reference() {
         let tx = Tensor::from_f32(&gpu, "x", &[n], &x).unwrap();
         let tdy = Tensor::from_f32(&gpu, "dy", &[n], &dy).unwrap();
         let mut rec = Recorder::new(&gpu);
-        relu::relu_forward(&mut rec, &tx, n).unwrap();
-        relu::relu_backward(&mut rec, &tdy, &tx, n).unwrap();
+        relu::relu_forward(&mut rec, &tx, 1, n).unwrap();
+        relu::relu_backward(&mut rec, &tdy, &tx, 1, n).unwrap();
         rec.finish().unwrap();
         let mut want_y = to_f64(&x);
         cpu::relu::relu_forward(&mut want_y);

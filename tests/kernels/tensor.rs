@@ -1,3 +1,4 @@
+use sparsetrain::ops::fill::{fill_f32, fill_u32};
 use sparsetrain::{DType, Recorder, Tensor};
 
 use crate::common::*;
@@ -11,9 +12,9 @@ fn upload_download_copy_fill_and_counting() {
     let b = Tensor::zeros(&gpu, "b", &[37], DType::F32).unwrap();
     let u = Tensor::zeros(&gpu, "u", &[5], DType::U32).unwrap();
     let mut rec = Recorder::new(&gpu);
-    b.copy_from(&mut rec, &a).unwrap();
-    a.fill_f32(&mut rec, -1.25).unwrap();
-    u.fill_u32(&mut rec, 0xdead_beef).unwrap();
+    rec.copy_tensor(&b, &a).unwrap();
+    fill_f32(&mut rec, &a, -1.25).unwrap();
+    fill_u32(&mut rec, &u, 0xdead_beef).unwrap();
     rec.finish().unwrap();
     // Recording and running work reads nothing back.
     assert_eq!(gpu.readback_stats(), before);
@@ -36,27 +37,32 @@ fn shape_and_dtype_errors_are_typed() {
     assert!(a.reshape(&[2, 2]).is_ok());
     assert!(a.reshape(&[3]).is_err());
     let b = Tensor::zeros(&gpu, "b", &[5], DType::F32).unwrap();
-    assert!(b.copy_from(&mut Recorder::new(&gpu), &a).is_err());
+    assert!(Recorder::new(&gpu).copy_tensor(&b, &a).is_err());
+    assert!(fill_u32(&mut Recorder::new(&gpu), &a, 1).is_err(), "u32 fill of an f32 tensor");
     // Larger than any binding this engine allows: a typed error, not a wgpu panic.
     let huge = gpu.limits().max_storage_buffer_binding_size as usize / 4 + 1;
     let err = Tensor::zeros(&gpu, "huge", &[huge], DType::F32).unwrap_err();
     assert!(err.to_string().contains("huge"), "{err}");
 }
 
-/// A device error (here: a dispatch that leaves a binding out, which wgpu
-/// rejects) surfaces as a typed `Error::Device` from the next submit, not as
-/// a panic, and the device stays usable.
+/// A device error (here: one buffer bound for writing and for reading in the
+/// same dispatch, which wgpu rejects) surfaces as a typed `Error::Device`
+/// from the next submit, not as a panic, and the device stays usable. A
+/// binding the launcher leaves out is caught before wgpu sees it.
 #[test]
 fn device_errors_are_typed() {
     use sparsetrain::Error;
     use sparsetrain::ops::fill::FillParams;
     use sparsetrain::shader::Kernel;
     let Some(gpu) = gpu("device_errors_are_typed") else { return };
-    let mut rec = Recorder::new(&gpu);
     let params = FillParams { n: 4, bits: 0, _pad: [0; 2] };
-    // fill.wgsl also needs binding 1; leaving it out is a validation error.
-    let r = rec.dispatch(Kernel::Fill, &vec![("WG", 256.0)], (0, &params), &[], glam::UVec3::ONE);
-    let err = r.and_then(|_| rec.submit()).unwrap_err();
+    let missing = Recorder::new(&gpu).dispatch(Kernel::Fill, &vec![("WG", 256.0)], (0, &params), &[], glam::UVec3::ONE);
+    let err = missing.unwrap_err().to_string();
+    assert!(err.contains("binding 1"), "{err}");
+    let t = Tensor::zeros(&gpu, "t", &[8], DType::F32).unwrap();
+    let mut rec = Recorder::new(&gpu);
+    let r = sparsetrain::ops::relu::relu_backward(&mut rec, &t, &t, 1, 8);
+    let err = r.and_then(|_| rec.submit()).and_then(|_| gpu.wait()).unwrap_err();
     assert!(matches!(err, Error::Device(_)), "expected a typed device error, got {err:?}");
     // The error was reported once; ordinary work goes on.
     let t = Tensor::from_f32(&gpu, "t", &[3], &[1.0, 2.0, 3.0]).unwrap();

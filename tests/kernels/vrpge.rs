@@ -30,7 +30,7 @@ fn score_grad_matches_reference() {
             let t2 = Tensor::from_u32(&gpu, "m2", &[n], &m2).unwrap();
             let tg = Tensor::zeros(&gpu, "g", &[n], DType::F32).unwrap();
             let mut rec = Recorder::new(&gpu);
-            score_grad(&mut rec, &tg, &tl, (0, 1), &ts, (&t1, &t2), est, n).unwrap();
+            score_grad(&mut rec, &tg, &tl, (0, 1), &ts, [(&t1, 0), (&t2, 0)], est, n).unwrap();
             rec.finish().unwrap();
             let want = cpu::vrpge::score_grad((2.5, 1.75), &to_f64(&s), &m1, &m2, est);
             let got = tg.download_f32(&gpu).unwrap();
@@ -53,7 +53,7 @@ fn score_grad_matches_reference() {
 
 #[test]
 fn norm_and_clip_factor_match_reference() {
-    use sparsetrain::ops::reduce::Reducer;
+    use sparsetrain::ops::reduce::{FaultTag, Reducer};
     let Some(gpu) = gpu("norm_and_clip_factor_match_reference") else { return };
     let reducer = Reducer::new(&gpu).unwrap();
     for (case, &(n1, n2, amp)) in [(1000usize, 77usize, 1.0f32), (300_001, 5, 0.001), (3, 1, 10.0)].iter().enumerate() {
@@ -67,7 +67,7 @@ fn norm_and_clip_factor_match_reference() {
         let mut rec = Recorder::new(&gpu);
         reducer.sum_squares(&mut rec, &sq, 0, &ta, n1).unwrap();
         reducer.sum_squares(&mut rec, &sq, 1, &tb, n2).unwrap();
-        reducer.clip_factor(&mut rec, &clip, 0, &sq, 2, 3.0, 17).unwrap();
+        reducer.clip_factor(&mut rec, &clip, 0, &sq, 2, 3.0, FaultTag::Fixed(17)).unwrap();
         rec.finish().unwrap();
         let s1: f64 = to_f64(&a).iter().map(|v| v * v).sum();
         let s2: f64 = to_f64(&b).iter().map(|v| v * v).sum();
@@ -83,14 +83,14 @@ fn norm_and_clip_factor_match_reference() {
 /// records the first one's number.
 #[test]
 fn non_finite_norms_are_flagged_on_the_device() {
-    use sparsetrain::ops::reduce::Reducer;
+    use sparsetrain::ops::reduce::{FaultTag, Reducer};
     let Some(gpu) = gpu("non_finite_norms_are_flagged_on_the_device") else { return };
     let reducer = Reducer::new(&gpu).unwrap();
     let clip = Tensor::zeros(&gpu, "clip", &[3], DType::F32).unwrap();
     for (step, sq) in [(5u32, [1.0f32, 2.0]), (6, [f32::INFINITY, 1.0]), (7, [1.0, f32::NAN]), (8, [0.5, 0.5])] {
         let t = Tensor::from_f32(&gpu, "sq", &[2], &sq).unwrap();
         let mut rec = Recorder::new(&gpu);
-        reducer.clip_factor(&mut rec, &clip, 0, &t, 2, 3.0, step).unwrap();
+        reducer.clip_factor(&mut rec, &clip, 0, &t, 2, 3.0, FaultTag::Fixed(step)).unwrap();
         rec.finish().unwrap();
         let got = clip.download_f32(&gpu).unwrap();
         let bad = !sq.iter().all(|v| v.is_finite());

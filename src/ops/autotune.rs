@@ -9,39 +9,12 @@ use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 
+use crate::device::gpu::Gpu;
+use crate::device::record::Recorder;
+pub use crate::device::shader::{ChoiceSource, MatmulChoice};
+use crate::device::tensor::Tensor;
 use crate::error::{Error, Result};
-use crate::gpu::Gpu;
 use crate::ops::matmul::{Dims, Layout, Matmul, Variant};
-use crate::record::Recorder;
-use crate::tensor::Tensor;
-
-/// Where the choice came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ChoiceSource {
-    /// `SPARSETRAIN_MATMUL`.
-    Env,
-    /// An earlier autotune on this adapter, read from the cache file.
-    Cache,
-    /// Timed just now.
-    Autotune,
-    /// The device-type rule: software adapters get `RegTile`, GPUs `Shared`.
-    DeviceType,
-}
-
-#[derive(Clone, Debug)]
-pub struct MatmulChoice {
-    pub variant: Variant,
-    pub source: ChoiceSource,
-    /// GFLOP/s per variant when timed in this process.
-    pub timings: Vec<(Variant, f64)>,
-}
-
-impl MatmulChoice {
-    pub fn fallback(ty: wgpu::DeviceType) -> MatmulChoice {
-        let variant = if ty == wgpu::DeviceType::Cpu { Variant::RegTile } else { Variant::Shared };
-        MatmulChoice { variant, source: ChoiceSource::DeviceType, timings: Vec::new() }
-    }
-}
 
 fn cache_file() -> Option<PathBuf> {
     let dir = if let Some(d) = std::env::var_os("SPARSETRAIN_CACHE_DIR") {
@@ -86,7 +59,22 @@ fn cache_store(key: &str, v: Variant) {
     }
 }
 
-pub(crate) fn choose(gpu: &Gpu, autotune: bool) -> Result<MatmulChoice> {
+/// The device's matmul choice, made now if it has not been: from
+/// `SPARSETRAIN_MATMUL`, the per-adapter cache, timing (when the device was
+/// opened with `autotune`), or the device-type rule. Trainers, benchmarks
+/// and the command line run it before recording; matmuls recorded before
+/// it use the device-type rule.
+pub fn ensure(gpu: &Gpu) -> Result<MatmulChoice> {
+    if let Some(c) = gpu.matmul.get() {
+        return Ok(c.clone());
+    }
+    let choice = choose(gpu, gpu.autotune)?;
+    // A concurrent caller may have won; either choice is valid.
+    let _ = gpu.matmul.set(choice);
+    Ok(gpu.matmul_choice())
+}
+
+fn choose(gpu: &Gpu, autotune: bool) -> Result<MatmulChoice> {
     if let Ok(v) = std::env::var("SPARSETRAIN_MATMUL")
         && !v.trim().is_empty()
         && v.trim() != "auto"

@@ -1,7 +1,8 @@
 //! Kernel registry: the WGSL sources in `shaders/`, their entry points, the
 //! resolution of `//#include` lines, pipeline caching keyed by (kernel,
-//! override constants), and the one helper that turns thread counts into
-//! dispatch grids.
+//! override constants) with the bindings each entry point uses, the matmul
+//! variants a device may choose between, and the helpers that turn thread
+//! counts into dispatch grids.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -68,19 +69,19 @@ impl Shader {
     /// The raw source, before `//#include` resolution.
     pub fn raw_source(self) -> &'static str {
         match self {
-            Shader::Matmul => include_str!("../shaders/matmul.wgsl"),
-            Shader::Bias => include_str!("../shaders/bias.wgsl"),
-            Shader::Relu => include_str!("../shaders/relu.wgsl"),
-            Shader::SoftmaxXent => include_str!("../shaders/softmax_xent.wgsl"),
-            Shader::Reduce => include_str!("../shaders/reduce.wgsl"),
-            Shader::Accuracy => include_str!("../shaders/accuracy.wgsl"),
-            Shader::Optim => include_str!("../shaders/optim.wgsl"),
-            Shader::Fill => include_str!("../shaders/fill.wgsl"),
-            Shader::Mask => include_str!("../shaders/mask.wgsl"),
-            Shader::Compact => include_str!("../shaders/compact.wgsl"),
-            Shader::Project => include_str!("../shaders/project.wgsl"),
-            Shader::Gather => include_str!("../shaders/gather.wgsl"),
-            Shader::Vrpge => include_str!("../shaders/vrpge.wgsl"),
+            Shader::Matmul => include_str!("../../shaders/matmul.wgsl"),
+            Shader::Bias => include_str!("../../shaders/bias.wgsl"),
+            Shader::Relu => include_str!("../../shaders/relu.wgsl"),
+            Shader::SoftmaxXent => include_str!("../../shaders/softmax_xent.wgsl"),
+            Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
+            Shader::Accuracy => include_str!("../../shaders/accuracy.wgsl"),
+            Shader::Optim => include_str!("../../shaders/optim.wgsl"),
+            Shader::Fill => include_str!("../../shaders/fill.wgsl"),
+            Shader::Mask => include_str!("../../shaders/mask.wgsl"),
+            Shader::Compact => include_str!("../../shaders/compact.wgsl"),
+            Shader::Project => include_str!("../../shaders/project.wgsl"),
+            Shader::Gather => include_str!("../../shaders/gather.wgsl"),
+            Shader::Vrpge => include_str!("../../shaders/vrpge.wgsl"),
         }
     }
 
@@ -91,8 +92,11 @@ impl Shader {
 }
 
 /// Shared WGSL helpers that kernels may include, by name.
-pub const SHARED: [(&str, &str); 2] =
-    [("common", include_str!("../shaders/shared/common.wgsl")), ("rng", include_str!("../shaders/shared/rng.wgsl"))];
+pub const SHARED: [(&str, &str); 3] = [
+    ("common", include_str!("../../shaders/shared/common.wgsl")),
+    ("rng", include_str!("../../shaders/shared/rng.wgsl")),
+    ("step", include_str!("../../shaders/shared/step.wgsl")),
+];
 
 /// Replaces every `//#include NAME` line by the shared file `shaders/shared/NAME.wgsl`.
 /// Includes are not nested: shared files are leaves, which keeps the order of
@@ -238,12 +242,51 @@ pub type Constants = Vec<(&'static str, f64)>;
 
 type PipelineKey = (Kernel, Vec<(&'static str, u64)>);
 
+/// A compiled pipeline with the bindings of group 0 its entry point uses.
+/// Pipelines use layouts derived from the shader, which list only the
+/// bindings an entry point statically uses; a bind group must name exactly
+/// those, so recordings filter what launchers offer through `bindings`.
+pub struct Pipeline {
+    pub(crate) raw: wgpu::ComputePipeline,
+    pub(crate) layout: wgpu::BindGroupLayout,
+    pub(crate) bindings: Vec<u32>,
+}
+
+/// A shader module with, per entry point, the group-0 bindings it uses.
+struct Module {
+    raw: wgpu::ShaderModule,
+    uses: HashMap<String, Vec<u32>>,
+}
+
 /// Compiled shader modules and pipelines, created on first use and kept for
 /// the life of the device.
 #[derive(Default)]
 pub(crate) struct PipelineCache {
-    modules: Mutex<HashMap<Shader, Arc<wgpu::ShaderModule>>>,
-    pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
+    modules: Mutex<HashMap<Shader, Arc<Module>>>,
+    pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
+}
+
+/// The group-0 bindings each entry point of `source` statically uses, as
+/// naga (the front end wgpu derives layouts with) sees them.
+pub fn used_bindings(source: &str, file: &'static str) -> Result<HashMap<String, Vec<u32>>> {
+    let module = naga::front::wgsl::parse_str(source)
+        .map_err(|e| Error::Shader { shader: file, detail: e.emit_to_string(source) })?;
+    let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
+        .validate(&module)
+        .map_err(|e| Error::Shader { shader: file, detail: e.emit_to_string(source) })?;
+    let mut out = HashMap::new();
+    for (i, ep) in module.entry_points.iter().enumerate() {
+        let fi = info.get_entry_point(i);
+        let mut used: Vec<u32> = module
+            .global_variables
+            .iter()
+            .filter(|(h, _)| !fi[*h].is_empty())
+            .filter_map(|(_, g)| g.binding.as_ref().filter(|b| b.group == 0).map(|b| b.binding))
+            .collect();
+        used.sort_unstable();
+        out.insert(ep.name.clone(), used);
+    }
+    Ok(out)
 }
 
 impl PipelineCache {
@@ -252,17 +295,17 @@ impl PipelineCache {
         device: &wgpu::Device,
         kernel: Kernel,
         constants: &[(&'static str, f64)],
-    ) -> Result<Arc<wgpu::ComputePipeline>> {
+    ) -> Result<Arc<Pipeline>> {
         let key: PipelineKey = (kernel, constants.iter().map(|(n, v)| (*n, v.to_bits())).collect());
         if let Some(p) = self.pipelines.lock().expect("pipeline cache poisoned").get(&key) {
             return Ok(p.clone());
         }
         let module = self.module(device, kernel.shader())?;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        let raw = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(kernel.entry_point()),
             layout: None,
-            module: &module,
+            module: &module.raw,
             entry_point: Some(kernel.entry_point()),
             compilation_options: wgpu::PipelineCompilationOptions {
                 constants,
@@ -276,27 +319,103 @@ impl PipelineCache {
                 detail: format!("{}: {err}", kernel.entry_point()),
             });
         }
-        let pipeline = Arc::new(pipeline);
+        let bindings = module.uses.get(kernel.entry_point()).cloned().ok_or_else(|| Error::Shader {
+            shader: kernel.shader().file_name(),
+            detail: format!("no entry point {}", kernel.entry_point()),
+        })?;
+        let layout = raw.get_bind_group_layout(0);
+        let pipeline = Arc::new(Pipeline { raw, layout, bindings });
         self.pipelines.lock().expect("pipeline cache poisoned").insert(key, pipeline.clone());
         Ok(pipeline)
     }
 
-    fn module(&self, device: &wgpu::Device, shader: Shader) -> Result<Arc<wgpu::ShaderModule>> {
+    fn module(&self, device: &wgpu::Device, shader: Shader) -> Result<Arc<Module>> {
         if let Some(m) = self.modules.lock().expect("module cache poisoned").get(&shader) {
             return Ok(m.clone());
         }
         let source = shader.source()?;
+        let uses = used_bindings(&source, shader.file_name())?;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        let raw = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(shader.file_name()),
             source: wgpu::ShaderSource::Wgsl(source.into()),
         });
         if let Some(err) = pollster::block_on(scope.pop()) {
             return Err(Error::Shader { shader: shader.file_name(), detail: err.to_string() });
         }
-        let module = Arc::new(module);
+        let module = Arc::new(Module { raw, uses });
         self.modules.lock().expect("module cache poisoned").insert(shader, module.clone());
         Ok(module)
+    }
+}
+
+/// Variants of the matmul family (see the header of shaders/matmul.wgsl).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Variant {
+    /// 4×4 register tile per thread, vec4 loads from memory, no barriers.
+    RegTile,
+    /// Workgroup-memory tiles plus 4×4 register tiles.
+    Shared,
+    /// One thread per output; the benchmark baseline.
+    Naive,
+}
+
+impl Variant {
+    /// The variants the device may choose between.
+    pub const TUNED: [Variant; 2] = [Variant::RegTile, Variant::Shared];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::RegTile => "regtile",
+            Variant::Shared => "shared",
+            Variant::Naive => "naive",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Variant> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "regtile" => Some(Variant::RegTile),
+            "shared" => Some(Variant::Shared),
+            "naive" => Some(Variant::Naive),
+            _ => None,
+        }
+    }
+
+    pub fn kernel(self) -> Kernel {
+        match self {
+            Variant::RegTile => Kernel::MatmulRegtile,
+            Variant::Shared => Kernel::MatmulShared,
+            Variant::Naive => Kernel::MatmulNaive,
+        }
+    }
+}
+
+/// Where a device's matmul choice came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChoiceSource {
+    /// `SPARSETRAIN_MATMUL`.
+    Env,
+    /// An earlier autotune on this adapter, read from the cache file.
+    Cache,
+    /// Timed just now.
+    Autotune,
+    /// The device-type rule: software adapters get `RegTile`, GPUs `Shared`.
+    DeviceType,
+}
+
+/// The matmul variant a device uses, and why.
+#[derive(Clone, Debug)]
+pub struct MatmulChoice {
+    pub variant: Variant,
+    pub source: ChoiceSource,
+    /// GFLOP/s per variant when timed in this process.
+    pub timings: Vec<(Variant, f64)>,
+}
+
+impl MatmulChoice {
+    pub fn fallback(ty: wgpu::DeviceType) -> MatmulChoice {
+        let variant = if ty == wgpu::DeviceType::Cpu { Variant::RegTile } else { Variant::Shared };
+        MatmulChoice { variant, source: ChoiceSource::DeviceType, timings: Vec::new() }
     }
 }
 

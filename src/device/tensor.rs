@@ -7,9 +7,8 @@ use std::sync::Arc;
 
 use bytemuck::Pod;
 
+use crate::device::gpu::Gpu;
 use crate::error::{Error, Result};
-use crate::gpu::Gpu;
-use crate::record::Recorder;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DType {
@@ -45,27 +44,31 @@ pub struct Tensor {
 }
 
 impl Tensor {
+    /// Fails, naming the tensor and the limit, unless a tensor of `shape`
+    /// fits this device. Nothing is allocated: callers check every size
+    /// before they allocate anything, on the host or the device.
+    pub fn check_fits(gpu: &Gpu, label: &str, shape: &[usize]) -> Result<()> {
+        let what = || format!("tensor {label:?} of shape {shape:?}");
+        let len = shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64));
+        let bytes = len.and_then(|l| l.checked_mul(4)).map(|b| b.div_ceil(16) * 16);
+        let limits = gpu.limits();
+        for (limit_name, limit) in [
+            ("max_storage_buffer_binding_size", limits.max_storage_buffer_binding_size),
+            ("max_buffer_size", limits.max_buffer_size),
+        ] {
+            match bytes {
+                Some(b) if b <= limit => {}
+                _ => return Err(Error::TooLarge { what: what(), bytes: bytes.unwrap_or(u64::MAX), limit_name, limit }),
+            }
+        }
+        Ok(())
+    }
+
     /// A zero-filled tensor. `label` names it in errors and debuggers.
     pub fn zeros(gpu: &Gpu, label: &str, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        Tensor::check_fits(gpu, label, shape)?;
         let len = shape.iter().product::<usize>();
         let bytes = binding_bytes(len);
-        let limits = gpu.limits();
-        if bytes > limits.max_storage_buffer_binding_size {
-            return Err(Error::TooLarge {
-                what: format!("tensor {label:?} of shape {shape:?}"),
-                bytes,
-                limit_name: "max_storage_buffer_binding_size",
-                limit: limits.max_storage_buffer_binding_size,
-            });
-        }
-        if bytes > limits.max_buffer_size {
-            return Err(Error::TooLarge {
-                what: format!("tensor {label:?} of shape {shape:?}"),
-                bytes,
-                limit_name: "max_buffer_size",
-                limit: limits.max_buffer_size,
-            });
-        }
         // wgpu zero-initialises new buffers.
         let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
@@ -76,8 +79,23 @@ impl Tensor {
         Ok(Tensor { buffer: Arc::new(buffer), offset: 0, shape: shape.to_vec(), dtype })
     }
 
-    pub(crate) fn from_buffer(buffer: wgpu::Buffer, shape: &[usize], dtype: DType) -> Tensor {
-        Tensor { buffer: Arc::new(buffer), offset: 0, shape: shape.to_vec(), dtype }
+    /// A one-element f32 tensor holding 1.0, shared by the device.
+    pub(crate) fn one(gpu: &Gpu) -> Tensor {
+        Tensor { buffer: gpu.one.clone(), offset: 0, shape: vec![1], dtype: DType::F32 }
+    }
+
+    /// A one-element u32 zero, shared by the device: the binding of unused inputs.
+    pub(crate) fn zero_u32(gpu: &Gpu) -> Tensor {
+        Tensor { buffer: gpu.zero_u32.clone(), offset: 0, shape: vec![1], dtype: DType::U32 }
+    }
+
+    pub(crate) fn buffer(&self) -> &Arc<wgpu::Buffer> {
+        &self.buffer
+    }
+
+    /// Byte offset of element 0 in the underlying buffer.
+    pub(crate) fn byte_offset(&self) -> u64 {
+        self.offset
     }
 
     pub fn from_f32(gpu: &Gpu, label: &str, shape: &[usize], data: &[f32]) -> Result<Tensor> {
@@ -180,29 +198,5 @@ impl Tensor {
             return Err(Error::Shape { op, detail: format!("expected {dtype:?}, got {:?}", self.dtype) });
         }
         Ok(())
-    }
-
-    /// Records a device-side copy of `src` into this tensor.
-    pub fn copy_from(&self, rec: &mut Recorder, src: &Tensor) -> Result<()> {
-        if src.len() != self.len() || src.dtype != self.dtype {
-            return Err(Error::Shape {
-                op: "copy",
-                detail: format!("{:?} {:?} into {:?} {:?}", src.shape, src.dtype, self.shape, self.dtype),
-            });
-        }
-        rec.copy(&src.buffer, src.offset, &self.buffer, self.offset, self.len() as u64 * 4);
-        Ok(())
-    }
-
-    /// Records a fill with `value` (f32 tensors).
-    pub fn fill_f32(&self, rec: &mut Recorder, value: f32) -> Result<()> {
-        self.expect(DType::F32, "fill_f32")?;
-        crate::ops::fill::fill(rec, self, value.to_bits())
-    }
-
-    /// Records a fill with `value` (u32 tensors).
-    pub fn fill_u32(&self, rec: &mut Recorder, value: u32) -> Result<()> {
-        self.expect(DType::U32, "fill_u32")?;
-        crate::ops::fill::fill(rec, self, value)
     }
 }

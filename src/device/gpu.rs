@@ -4,12 +4,10 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::autotune::{self, MatmulChoice};
+use crate::device::shader::{Constants, Kernel, MatmulChoice, Pipeline, PipelineCache};
 use crate::error::{Error, Result};
-use crate::shader::{Constants, Kernel, PipelineCache};
-use crate::tensor::{DType, Tensor};
 
 /// How to open a device. `Default` reads the environment.
 #[derive(Clone, Debug)]
@@ -18,8 +16,9 @@ pub struct GpuOptions {
     pub backends: Option<wgpu::Backends>,
     /// Case-insensitive substring of the adapter name; `None` reads `SPARSETRAIN_ADAPTER`.
     pub adapter: Option<String>,
-    /// Time the matmul variants when no cached choice exists for this adapter.
-    /// Off, the device-type rule decides.
+    /// Time the matmul variants when no cached choice exists for this adapter
+    /// (`ops::autotune::ensure`, run before the first matmul). Off, the
+    /// device-type rule decides.
     pub autotune: bool,
     /// Most workgroups per data-dependent dispatch (`Gpu::grid_cap`); `None`
     /// reads `SPARSETRAIN_GRID_CAP`, else the device-type rule.
@@ -84,12 +83,17 @@ pub struct Gpu {
     /// First uncaptured device error; surfaced by the next submit or read-back.
     error: Arc<Mutex<Option<String>>>,
     lost: Arc<AtomicBool>,
-    matmul: MatmulChoice,
+    /// Set by `ops::autotune::ensure`, or by the device-type rule on first use.
+    pub(crate) matmul: OnceLock<MatmulChoice>,
+    pub(crate) autotune: bool,
     grid_cap: u32,
-    /// A one-element tensor holding 1.0: the gradient scale when nothing clips.
-    pub(crate) one: Tensor,
-    /// A one-element u32 zero: the binding of unused u32 inputs.
-    pub(crate) zero_u32: Tensor,
+    /// 16 bytes holding 1.0: the gradient scale when nothing clips.
+    pub(crate) one: Arc<wgpu::Buffer>,
+    /// 16 zero bytes: the binding of unused u32 inputs.
+    pub(crate) zero_u32: Arc<wgpu::Buffer>,
+    /// The step block of recordings made without one of their own (zeros),
+    /// made on first use by `Recorder::new`.
+    pub(crate) default_step: OnceLock<Arc<wgpu::Buffer>>,
     pub(crate) params_pool: Mutex<Vec<wgpu::Buffer>>,
 }
 
@@ -230,28 +234,21 @@ impl Gpu {
         device.set_device_lost_callback(move |_reason, _msg| {
             lost_flag.store(true, Ordering::SeqCst);
         });
-        let one = Tensor::from_buffer(
-            wgpu::util::DeviceExt::create_buffer_init(
-                &device,
-                &wgpu::util::BufferInitDescriptor {
-                    label: Some("one"),
-                    contents: bytemuck::bytes_of(&[1.0f32, 0.0, 0.0, 0.0]),
-                    usage: wgpu::BufferUsages::STORAGE,
-                },
-            ),
-            &[1],
-            DType::F32,
-        );
-        let zero_u32 = Tensor::from_buffer(
-            device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("zero u32"),
-                size: 16,
+        let one = Arc::new(wgpu::util::DeviceExt::create_buffer_init(
+            &device,
+            &wgpu::util::BufferInitDescriptor {
+                label: Some("one"),
+                contents: bytemuck::bytes_of(&[1.0f32, 0.0, 0.0, 0.0]),
                 usage: wgpu::BufferUsages::STORAGE,
-                mapped_at_creation: false,
-            }),
-            &[1],
-            DType::U32,
-        );
+            },
+        ));
+        let zero_u32 = Arc::new(device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("zero u32"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        }));
+
         let report = AdapterReport {
             name: info.name.clone(),
             backend: info.backend,
@@ -260,7 +257,7 @@ impl Gpu {
             driver_info: info.driver_info.clone(),
             limits: device.limits(),
         };
-        let mut gpu = Gpu {
+        Ok(Gpu {
             device,
             queue,
             report,
@@ -269,17 +266,17 @@ impl Gpu {
             readback_calls: AtomicU64::new(0),
             error,
             lost,
-            matmul: MatmulChoice::fallback(info.device_type),
+            matmul: OnceLock::new(),
+            autotune: opts.autotune,
             grid_cap: match opts.grid_cap {
                 Some(c) => c.max(1),
                 None => grid_cap_for(info.device_type)?,
             },
             one,
             zero_u32,
+            default_step: OnceLock::new(),
             params_pool: Mutex::new(Vec::new()),
-        };
-        gpu.matmul = autotune::choose(&gpu, opts.autotune)?;
-        Ok(gpu)
+        })
     }
 
     /// The limits the engine asks for: the adapter's best values for the
@@ -329,12 +326,13 @@ impl Gpu {
         self.grid_cap
     }
 
-    /// The matmul variant in use and why it was chosen.
-    pub fn matmul_choice(&self) -> &MatmulChoice {
-        &self.matmul
+    /// The matmul variant in use and why it was chosen: set by
+    /// `ops::autotune::ensure`, else the device-type rule.
+    pub fn matmul_choice(&self) -> MatmulChoice {
+        self.matmul.get().cloned().unwrap_or_else(|| MatmulChoice::fallback(self.report.device_type))
     }
 
-    pub(crate) fn pipeline(&self, kernel: Kernel, constants: &Constants) -> Result<Arc<wgpu::ComputePipeline>> {
+    pub(crate) fn pipeline(&self, kernel: Kernel, constants: &Constants) -> Result<Arc<Pipeline>> {
         self.pipelines.get(&self.device, kernel, constants)
     }
 
@@ -359,6 +357,14 @@ impl Gpu {
             Some(msg) => Err(Error::Device(msg)),
             None => Ok(()),
         }
+    }
+
+    /// Blocks until the submission `index` (and all before it) has finished.
+    pub fn wait_for(&self, index: wgpu::SubmissionIndex) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None })
+            .map_err(|e| Error::Device(e.to_string()))?;
+        self.check()
     }
 
     /// Blocks until all submitted work has finished.

@@ -2,7 +2,7 @@
 //! in one safetensors file — weights, SGD momentum, scores and their Adam
 //! moments, the fixed mask (once chosen), the step counter (which is also
 //! the mask generator's position), epoch and position in it, the full
-//! training config, the architecture and a fingerprint of the dataset.
+//! training config, the graph's description and a fingerprint of the data.
 //!
 //! Files are written atomically (`export::write_atomic`), so a crash while
 //! writing leaves the previous checkpoint intact, and they are read as
@@ -14,12 +14,14 @@ use std::path::{Path, PathBuf};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
+use super::config::TrainConfig;
 use crate::error::{Error, Result};
-use crate::export::{MAX_FILE_BYTES, read_limited, write_atomic};
-use crate::train::TrainConfig;
+use crate::io::{MAX_FILE_BYTES, read_limited, write_atomic};
+use crate::nn::{Graph, GraphSpec};
 
 pub const FORMAT: &str = "sparsetrain-checkpoint";
-pub const VERSION: &str = "1";
+/// Version 2 describes the model as a graph (version 1 had MLP sizes).
+pub const VERSION: &str = "2";
 
 /// Where in the run a checkpoint was taken.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -50,7 +52,7 @@ pub struct DataId {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {
     pub config: TrainConfig,
-    pub sizes: Vec<usize>,
+    pub graph: GraphSpec,
     pub data: DataId,
     pub progress: Progress,
     /// Named f32 state: params, momentum, scores, score_m, score_v.
@@ -91,7 +93,7 @@ impl Checkpoint {
         meta.insert("format".to_string(), FORMAT.to_string());
         meta.insert("version".to_string(), VERSION.to_string());
         meta.insert("config".to_string(), json(&self.config)?);
-        meta.insert("sizes".to_string(), json(&self.sizes)?);
+        meta.insert("graph".to_string(), json(&self.graph)?);
         meta.insert("data".to_string(), json(&self.data)?);
         meta.insert("progress".to_string(), json(&self.progress)?);
         safetensors::serialize(views, Some(meta)).map_err(bad)
@@ -116,7 +118,7 @@ impl Checkpoint {
             serde_json::from_str(text).map_err(|e| format!("metadata `{key}` is malformed ({e})"))
         }
         let config: TrainConfig = field(&meta, "config").map_err(bad)?;
-        let sizes: Vec<usize> = field(&meta, "sizes").map_err(bad)?;
+        let graph: GraphSpec = field(&meta, "graph").map_err(bad)?;
         let data: DataId = field(&meta, "data").map_err(bad)?;
         let progress: Progress = field(&meta, "progress").map_err(bad)?;
         let (mut f32s, mut u32s) = (Vec::new(), Vec::new());
@@ -134,16 +136,16 @@ impl Checkpoint {
                 other => return Err(bad(format!("tensor {name} has dtype {other:?}"))),
             }
         }
-        let ck = Checkpoint { config, sizes, data, progress, f32s, u32s };
+        let ck = Checkpoint { config, graph, data, progress, f32s, u32s };
         ck.check_shapes().map_err(bad)?;
         Ok(ck)
     }
 
     /// The state tensors a run of this architecture and config must hold.
     fn check_shapes(&self) -> std::result::Result<(), String> {
-        let layout = crate::mlp::ParamLayout::new(&self.sizes).map_err(|e| e.to_string())?;
-        let units: usize = self.sizes[1..self.sizes.len() - 1].iter().sum();
-        let mut need = vec![("params", layout.total), ("momentum", layout.total)];
+        let graph = Graph::from_spec(self.graph.clone()).map_err(|e| format!("invalid graph: {e}"))?;
+        let units = graph.units();
+        let mut need = vec![("params", graph.param_total), ("momentum", graph.param_total)];
         if self.config.sparse.is_some() {
             need.extend([("scores", units), ("score_m", units), ("score_v", units)]);
         }
@@ -161,7 +163,7 @@ impl Checkpoint {
         if let Some(m) = self.u32("fixed_mask")
             && (m.len() != units || m.iter().any(|&b| b > 1))
         {
-            return Err("tensor fixed_mask is not a 0/1 mask over the hidden units".into());
+            return Err("tensor fixed_mask is not a 0/1 mask over the prunable units".into());
         }
         Ok(())
     }
@@ -181,13 +183,19 @@ impl Checkpoint {
     pub fn check_compatible(
         &self,
         config: &TrainConfig,
-        sizes: &[usize],
+        graph: &GraphSpec,
         data: &DataId,
         force_data: bool,
     ) -> Result<()> {
         let mismatch = |what: String| Err(Error::InvalidArgument(format!("cannot resume: {what}")));
-        if self.sizes != sizes {
-            return mismatch(format!("the checkpoint's architecture is {:?}, this run's {sizes:?}", self.sizes));
+        if &self.graph != graph {
+            return mismatch(format!(
+                "the checkpoint's architecture ({} on input {}) differs from this run's ({} on input {})",
+                describe(&self.graph),
+                self.graph.input,
+                describe(graph),
+                graph.input
+            ));
         }
         if &self.config != config {
             let a = serde_json::to_value(&self.config).unwrap_or_default();
@@ -281,4 +289,16 @@ impl CheckpointDir {
             },
         })
     }
+}
+
+/// "linear 256, relu, linear 10" for messages.
+fn describe(g: &GraphSpec) -> String {
+    g.nodes
+        .iter()
+        .map(|n| match n.settings.get("out") {
+            Some(o) => format!("{} {o}", n.kind),
+            None => n.kind.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }

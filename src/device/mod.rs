@@ -1,0 +1,11 @@
+//! The device layer: the GPU and its limits (`gpu`), resident tensors
+//! (`tensor`), the kernel registry and pipeline cache (`shader`), the
+//! per-step values every plan reads (`step`), and recording dispatches into
+//! submissions or replayable plans (`record`). Nothing here knows about
+//! layers or training.
+
+pub mod gpu;
+pub mod record;
+pub mod shader;
+pub mod step;
+pub mod tensor;

@@ -1,0 +1,98 @@
+//! The network made of kept units alone: the same graph with every pruned
+//! channel removed (a smaller dense network of the same architecture), its
+//! description and its parameters cut from the full ones. Export, the kept
+//! parameter count and the kept FLOPs all come from here.
+
+use super::graph::{ChannelSet, Graph, GraphSpec, NodeSpec};
+use super::layer::Channels;
+use crate::error::{Error, Result};
+
+/// One parameter of a compacted network: "node.param", shape, data.
+pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
+
+impl Graph {
+    /// The kept channels of every value, from the kept units of every
+    /// prunable layer (`kept[p]`, ascending unit indices within the layer).
+    pub fn kept_channels(&self, kept: &[Vec<usize>]) -> Result<Vec<Vec<usize>>> {
+        let widths = self.unit_widths();
+        if kept.len() != widths.len() || kept.iter().zip(&widths).any(|(k, &w)| k.iter().any(|&u| u >= w)) {
+            return Err(Error::InvalidArgument(format!(
+                "kept units {:?} do not fit the prunable layers {widths:?}",
+                kept.iter().map(Vec::len).collect::<Vec<_>>()
+            )));
+        }
+        Ok(self
+            .values
+            .iter()
+            .map(|v| match v.set {
+                ChannelSet::Full => (0..v.shape.c).collect(),
+                ChannelSet::Unit(p) => kept[p].clone(),
+            })
+            .collect())
+    }
+
+    /// The description of the network of kept units, `kept[p]` units kept
+    /// in prunable layer p.
+    pub fn compacted_spec(&self, kept: &[usize]) -> Result<GraphSpec> {
+        if kept.len() != self.prunable.len() {
+            return Err(Error::InvalidArgument(format!(
+                "{} kept counts for {} prunable layers",
+                kept.len(),
+                self.prunable.len()
+            )));
+        }
+        let mut count = vec![0usize; self.values.len()];
+        count[0] = self.spec.input.c;
+        let mut nodes = Vec::new();
+        for (n, node) in self.nodes.iter().enumerate() {
+            let out = match node.layer.channels() {
+                Channels::New { prunable: true } => kept[node.unit.unwrap_or(0)],
+                Channels::New { prunable: false } => self.values[node.output].shape.c,
+                Channels::Same => count[node.inputs[0]],
+            };
+            count[node.output] = out;
+            let small = node.layer.compacted(out);
+            nodes.push(NodeSpec {
+                name: node.name.clone(),
+                kind: small.kind().into(),
+                inputs: self.spec.nodes[n].inputs.clone(),
+                settings: small.settings(),
+            });
+        }
+        Ok(GraphSpec { nodes, ..self.spec.clone() })
+    }
+
+    /// The parameters of the network of kept units, cut from `flat` (this
+    /// graph's flat parameters), named "node.param" in node order.
+    pub fn compact_params(&self, kept: &[Vec<usize>], flat: &[f32]) -> Result<Vec<NamedTensor>> {
+        if flat.len() < self.param_total {
+            return Err(Error::InvalidArgument(format!(
+                "{} parameters for a graph of {}",
+                flat.len(),
+                self.param_total
+            )));
+        }
+        let channels = self.kept_channels(kept)?;
+        let small = Graph::from_spec(self.compacted_spec(&kept.iter().map(Vec::len).collect::<Vec<_>>())?)?;
+        let mut out = Vec::new();
+        for (node, small_node) in self.nodes.iter().zip(&small.nodes) {
+            let params: Vec<Vec<f32>> =
+                node.params.iter().map(|p| flat[p.offset..p.offset + p.spec.len()].to_vec()).collect();
+            let kept_in: Vec<Vec<usize>> = node.inputs.iter().map(|&v| channels[v].clone()).collect();
+            let cut = node.layer.compact_params(&node.in_shapes, &kept_in, &channels[node.output], &params);
+            for (slot, data) in small_node.params.iter().zip(cut) {
+                if data.len() != slot.spec.len() {
+                    return Err(Error::InvalidArgument(format!(
+                        "{}.{}: compaction gave {} values for shape {:?}",
+                        node.name,
+                        slot.spec.name,
+                        data.len(),
+                        slot.spec.shape
+                    )));
+                }
+                out.push((format!("{}.{}", node.name, slot.spec.name), slot.spec.shape.clone(), data));
+            }
+        }
+        Ok(out)
+    }
+}

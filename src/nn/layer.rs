@@ -1,0 +1,244 @@
+//! What a layer kind provides: its parameters, its output shape, what its
+//! prunable units are, its forward and backward recorded into a plan (dense
+//! or on kept units only), its FLOPs, its f64 reference, and the smaller
+//! layer made of its kept units (for export). The trainer never looks inside
+//! a layer; the graph (`nn::graph`) wires layers together.
+
+use crate::device::record::Recorder;
+use crate::device::tensor::Tensor;
+use crate::error::{Error, Result};
+use crate::ops::Rows;
+use crate::ops::gather::{KeptSet, Side};
+
+/// The shape of one sample's activation: channels × height × width (an
+/// MLP's features are channels with h = w = 1). Channels are the unit of
+/// pruning, and the leading dimension of a sample's data (NCHW).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Shape {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+}
+
+impl Shape {
+    pub fn flat(c: usize) -> Shape {
+        Shape { c, h: 1, w: 1 }
+    }
+
+    pub fn len(&self) -> usize {
+        self.c * self.h * self.w
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Values per channel.
+    pub fn plane(&self) -> usize {
+        self.h * self.w
+    }
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.h == 1 && self.w == 1 { write!(f, "{}", self.c) } else { write!(f, "{}x{}x{}", self.c, self.h, self.w) }
+    }
+}
+
+/// How a parameter starts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Init {
+    /// Kaiming-normal for ReLU networks: std = sqrt(2 / fan_in).
+    Kaiming {
+        fan_in: usize,
+    },
+    Zeros,
+    Ones,
+}
+
+/// One parameter tensor of a layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamSpec {
+    /// Its name within the layer ("weight", "bias", ...).
+    pub name: &'static str,
+    pub shape: Vec<usize>,
+    pub init: Init,
+}
+
+impl ParamSpec {
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A scratch tensor a layer needs in a workspace (compacted operands).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScratchSpec {
+    pub name: &'static str,
+    pub len: usize,
+}
+
+/// How a layer's output channels relate to its input's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Channels {
+    /// The layer makes new channels: its own units when it is prunable,
+    /// else all of them (a classifier).
+    New { prunable: bool },
+    /// Channel c of the output comes from channel c of the input (ReLU,
+    /// BatchNorm, pooling): the same channels are kept.
+    Same,
+}
+
+/// One activation as a layer sees it while recording: the tensor
+/// ([rows, channels, h, w] with channels compacted when `side` is `Kept`),
+/// the per-sample shape of the full network, and which channels are stored.
+#[derive(Clone, Copy, Debug)]
+pub struct Act<'a> {
+    pub t: &'a Tensor,
+    pub shape: Shape,
+    pub side: Side,
+}
+
+/// Where a layer writes the gradient of one of its inputs.
+#[derive(Clone, Copy, Debug)]
+pub struct GradOut<'a> {
+    pub t: &'a Tensor,
+    /// Add into it (another consumer of the same value wrote first).
+    pub accumulate: bool,
+    /// The input is a ReLU's output: zero the gradient where the input is
+    /// not positive (the ReLU's backward, done at this store).
+    pub gate: bool,
+}
+
+/// Everything a layer's forward or backward records with.
+pub struct Ctx<'a, 'g> {
+    pub rec: &'a mut Recorder<'g>,
+    /// The rows of a step: the batch in the step block, up to the capacity.
+    pub rows: Rows,
+    pub inputs: Vec<Act<'a>>,
+    pub output: Act<'a>,
+    /// Forward: apply ReLU where the output is stored (the graph fused the
+    /// following ReLU into this layer).
+    pub relu: bool,
+    /// Backward: the gradient of the output (already gated where the output
+    /// is a ReLU's).
+    pub d_output: Option<&'a Tensor>,
+    /// Backward: where input gradients go; None where none is needed.
+    pub d_inputs: Vec<Option<GradOut<'a>>>,
+    /// Views of the layer's parameters, in `params()` order, and of their
+    /// gradients (which backward adds into).
+    pub params: &'a [Tensor],
+    pub grads: &'a [Tensor],
+    pub scratch: &'a [Tensor],
+    /// Kept counts and lists of the mask in use (for `Side::Kept` sides).
+    pub kept: Option<KeptSet<'a>>,
+}
+
+impl<'a> Ctx<'a, '_> {
+    pub fn kept(&self, op: &'static str) -> Result<KeptSet<'a>> {
+        self.kept.ok_or_else(|| Error::InvalidArgument(format!("{op}: compacted sides without a mask")))
+    }
+}
+
+/// A layer's f64 reference: data of one batch, row-major like the device.
+pub struct CpuIo<'a> {
+    pub batch: usize,
+    pub in_shapes: &'a [Shape],
+    pub out_shape: Shape,
+    pub params: &'a [&'a [f64]],
+}
+
+/// One layer kind. See the module header; README "Adding a layer" walks
+/// through writing one.
+pub trait Layer: std::fmt::Debug + Send + Sync {
+    /// The kind's registered name (`nn::registry`).
+    fn kind(&self) -> &'static str;
+
+    /// The layer's settings, as stored in descriptions (kind excluded).
+    fn settings(&self) -> serde_json::Value;
+
+    /// Inputs it takes (1 for most layers).
+    fn arity(&self) -> usize {
+        1
+    }
+
+    /// The output shape for these input shapes, or why they do not fit.
+    fn output_shape(&self, inputs: &[Shape]) -> Result<Shape>;
+
+    /// Its parameters for these input shapes.
+    fn params(&self, _inputs: &[Shape]) -> Vec<ParamSpec> {
+        Vec::new()
+    }
+
+    fn channels(&self) -> Channels {
+        Channels::Same
+    }
+
+    /// Scratch tensors its compacted forward/backward needs, given the
+    /// sides of its input and output (empty when everything is dense).
+    fn scratch(&self, _inputs: &[Shape], _in_sides: &[Side], _out_side: Side, _out: Shape) -> Vec<ScratchSpec> {
+        Vec::new()
+    }
+
+    /// Whether its forward can apply a following ReLU at its store.
+    fn fuses_relu(&self) -> bool {
+        false
+    }
+
+    /// Whether its backward gates input gradients (`GradOut::gate`).
+    fn gates_input_grads(&self) -> bool {
+        false
+    }
+
+    /// Whether it is the identity on data apart from a fused activation (a
+    /// ReLU fused into its producer records nothing).
+    fn is_relu(&self) -> bool {
+        false
+    }
+
+    fn forward(&self, cx: &mut Ctx) -> Result<()>;
+
+    fn backward(&self, cx: &mut Ctx) -> Result<()>;
+
+    /// Multiply-add FLOPs (2 per MAC) of one sample's forward pass, with
+    /// `rho_in` and `rho_out` of the input and output channels kept.
+    fn flops(&self, _inputs: &[Shape], _out: Shape, _rho_in: f64, _rho_out: f64) -> f64 {
+        0.0
+    }
+
+    /// The f64 forward of a batch: the output, [batch, out_shape].
+    fn cpu_forward(&self, io: &CpuIo, x: &[&[f64]]) -> Vec<f64>;
+
+    /// The f64 backward: input gradients (one per input) and parameter
+    /// gradients (one per parameter), from the forward's inputs `x`, its
+    /// output `y` and the output gradient `dy`.
+    fn cpu_backward(&self, io: &CpuIo, x: &[&[f64]], y: &[f64], dy: &[f64]) -> (Vec<Vec<f64>>, Vec<Vec<f64>>);
+
+    /// The layer made of kept channels only (for export), where `kept_out`
+    /// of its output channels are kept (its input shapes shrink likewise).
+    fn compacted(&self, kept_out: usize) -> Box<dyn Layer>;
+
+    /// The parameters of `compacted`, cut from `params`: `kept_in[i]` lists
+    /// input i's kept channels, `kept_out` the output's.
+    fn compact_params(
+        &self,
+        _inputs: &[Shape],
+        _kept_in: &[Vec<usize>],
+        _kept_out: &[usize],
+        _params: &[Vec<f32>],
+    ) -> Vec<Vec<f32>> {
+        Vec::new()
+    }
+}
+
+/// Shape checks shared by layers: exactly `n` inputs.
+pub fn expect_inputs(kind: &str, inputs: &[Shape], n: usize) -> Result<()> {
+    if inputs.len() != n {
+        return Err(Error::InvalidArgument(format!("{kind} takes {n} input(s), got {}", inputs.len())));
+    }
+    Ok(())
+}

@@ -1,0 +1,234 @@
+//! Linear (fully connected) layer: y = x·Wᵀ + b, W stored [out, in] so that
+//! a unit (output neuron) is a row. Its prunable units are its outputs.
+//!
+//! Dense, it runs on W directly; on kept units it first gathers the kept
+//! rows and columns into compact, zero-padded operands (gather.wgsl) and
+//! runs the matmuls on them with sizes read on the device. Backprop uses
+//! the three matmul layouts:
+//!   forward      Y  = X·Wᵀ        (NT, + bias, + ReLU when fused)
+//!   input grad   dX = dY·W        (NN, gated when X is a ReLU output)
+//!   weight grad  dW += dYᵀ·X      (TN, scattered into the full-size gradient)
+
+use serde::{Deserialize, Serialize};
+
+use super::layer::{Act, Channels, CpuIo, Ctx, Init, Layer, ParamSpec, ScratchSpec, Shape, expect_inputs};
+use crate::cpu;
+use crate::error::{Error, Result};
+use crate::ops::gather::{Side, gather_bias, gather_weights, scatter_bias_grad};
+use crate::ops::matmul::{Dims, DynDims, Layout, Matmul, Scatter};
+use crate::ops::{Rows, bias};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Linear {
+    /// Output features.
+    pub out: usize,
+    /// Whether its outputs are prunable units (hidden layers: yes; the
+    /// classifier: no).
+    #[serde(default)]
+    pub prunable: bool,
+}
+
+impl Linear {
+    pub fn new(out: usize, prunable: bool) -> Linear {
+        Linear { out, prunable }
+    }
+}
+
+/// Input features of a linear layer: the whole sample, flattened.
+fn fan_in(inputs: &[Shape]) -> usize {
+    inputs[0].len()
+}
+
+/// The count index and map offset of a compacted side, if any.
+fn count_index(s: Side) -> Option<usize> {
+    match s {
+        Side::Full => None,
+        Side::Kept { count, .. } => Some(count),
+    }
+}
+
+fn map_offset(s: Side) -> Option<usize> {
+    match s {
+        Side::Full => None,
+        Side::Kept { map, .. } => Some(map),
+    }
+}
+
+/// The input side as columns of W: a compacted input is compacted by
+/// channels, and each channel is `plane` consecutive features.
+fn in_side(x: &Act) -> Result<Side> {
+    if x.shape.plane() != 1 && x.side != Side::Full {
+        return Err(Error::InvalidArgument(format!(
+            "linear: a compacted input of shape {} (more than one value per channel) is not supported",
+            x.shape
+        )));
+    }
+    Ok(x.side)
+}
+
+impl Layer for Linear {
+    fn kind(&self) -> &'static str {
+        "linear"
+    }
+
+    fn settings(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+
+    fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
+        expect_inputs("linear", inputs, 1)?;
+        if self.out == 0 || inputs[0].is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "linear {} -> {}: sizes must be positive",
+                inputs[0], self.out
+            )));
+        }
+        Ok(Shape::flat(self.out))
+    }
+
+    fn params(&self, inputs: &[Shape]) -> Vec<ParamSpec> {
+        let i = fan_in(inputs);
+        vec![
+            ParamSpec { name: "weight", shape: vec![self.out, i], init: Init::Kaiming { fan_in: i } },
+            ParamSpec { name: "bias", shape: vec![self.out], init: Init::Zeros },
+        ]
+    }
+
+    fn channels(&self) -> Channels {
+        Channels::New { prunable: self.prunable }
+    }
+
+    fn scratch(&self, inputs: &[Shape], in_sides: &[Side], out_side: Side, _out: Shape) -> Vec<ScratchSpec> {
+        let cols = in_sides[0];
+        if cols == Side::Full && out_side == Side::Full {
+            return Vec::new();
+        }
+        let (pr, pc) = (out_side.max_len(self.out), cols.max_len(fan_in(inputs)));
+        vec![ScratchSpec { name: "compact weight", len: pr * pc }, ScratchSpec { name: "compact bias", len: pr }]
+    }
+
+    fn fuses_relu(&self) -> bool {
+        true
+    }
+
+    fn gates_input_grads(&self) -> bool {
+        true
+    }
+
+    fn forward(&self, cx: &mut Ctx) -> Result<()> {
+        let x = cx.inputs[0];
+        let (cols, rows) = (in_side(&x)?, cx.output.side);
+        let (i, o) = (fan_in(&[x.shape]), self.out);
+        let cap = cx.rows.max();
+        let (w, b) = (&cx.params[0], &cx.params[1]);
+        if cols == Side::Full && rows == Side::Full {
+            let mut mm = Matmul::new(Layout::NT).bias(b).batch_m();
+            if cx.relu {
+                mm = mm.relu();
+            }
+            return mm.record(cx.rec, cx.output.t, x.t, w, Dims { m: cap, n: o, k: i });
+        }
+        let kept = cx.kept("linear")?;
+        let (wc, bc) = (&cx.scratch[0], &cx.scratch[1]);
+        gather_weights(cx.rec, wc, w, kept, rows, cols, (o, i))?;
+        gather_bias(cx.rec, bc, b, kept, rows, o)?;
+        let dynd = DynDims { dims: kept.dims, m: None, n: count_index(rows), k: count_index(cols) };
+        let mut mm = Matmul::new(Layout::NT).bias(bc).dynamic(dynd).batch_m();
+        if cx.relu {
+            mm = mm.relu();
+        }
+        mm.record(cx.rec, cx.output.t, x.t, wc, Dims { m: cap, n: rows.max_len(o), k: cols.max_len(i) })
+    }
+
+    fn backward(&self, cx: &mut Ctx) -> Result<()> {
+        let x = cx.inputs[0];
+        let (cols, rows) = (in_side(&x)?, cx.output.side);
+        let (i, o) = (fan_in(&[x.shape]), self.out);
+        let cap = cx.rows.max();
+        let dy = cx.d_output.ok_or_else(|| Error::InvalidArgument("linear backward without d_output".into()))?;
+        let (dw, db) = (&cx.grads[0], &cx.grads[1]);
+        let dense = cols == Side::Full && rows == Side::Full;
+        let (pr, pc) = (rows.max_len(o), cols.max_len(i));
+        // Weight and bias gradients add into the full-size gradient: two mask
+        // samples add up, and the optimizer clears it after each step.
+        if dense {
+            Matmul::new(Layout::TN).accumulate().batch_k().record(cx.rec, dw, dy, x.t, Dims { m: o, n: i, k: cap })?;
+            bias::bias_grad(cx.rec, db, dy, true, cx.rows, o)?;
+        } else {
+            let kept = cx.kept("linear")?;
+            let scatter = Scatter { maps: kept.maps, rows: map_offset(rows), cols: map_offset(cols), ldc: i };
+            Matmul::new(Layout::TN)
+                .accumulate()
+                .dynamic(DynDims { dims: kept.dims, m: count_index(rows), n: count_index(cols), k: None })
+                .batch_k()
+                .scatter(scatter)
+                .record(cx.rec, dw, dy, x.t, Dims { m: pr, n: pc, k: cap })?;
+            scatter_bias_grad(cx.rec, db, dy, kept, rows, o, Rows::Batch(cap))?;
+        }
+        let Some(dx) = cx.d_inputs[0] else { return Ok(()) };
+        let mut mm = Matmul::new(Layout::NN).batch_m();
+        if dx.accumulate {
+            mm = mm.accumulate();
+        }
+        if dx.gate {
+            mm = mm.gate(x.t);
+        }
+        if dense {
+            mm.record(cx.rec, dx.t, dy, &cx.params[0], Dims { m: cap, n: i, k: o })
+        } else {
+            let kept = cx.kept("linear")?;
+            mm.dynamic(DynDims { dims: kept.dims, m: None, n: count_index(cols), k: count_index(rows) }).record(
+                cx.rec,
+                dx.t,
+                dy,
+                &cx.scratch[0],
+                Dims { m: cap, n: pc, k: pr },
+            )
+        }
+    }
+
+    fn flops(&self, inputs: &[Shape], _out: Shape, rho_in: f64, rho_out: f64) -> f64 {
+        2.0 * fan_in(inputs) as f64 * rho_in * self.out as f64 * rho_out
+    }
+
+    fn cpu_forward(&self, io: &CpuIo, x: &[&[f64]]) -> Vec<f64> {
+        let (i, o, n) = (io.in_shapes[0].len(), self.out, io.batch);
+        let mut y = vec![0.0; n * o];
+        cpu::matmul::matmul(&mut y, x[0], io.params[0], Layout::NT, 1.0, 0.0, Dims { m: n, n: o, k: i });
+        cpu::bias::bias_add(&mut y, io.params[1], n, o);
+        y
+    }
+
+    fn cpu_backward(&self, io: &CpuIo, x: &[&[f64]], _y: &[f64], dy: &[f64]) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+        let (i, o, n) = (io.in_shapes[0].len(), self.out, io.batch);
+        let mut dw = vec![0.0; o * i];
+        cpu::matmul::matmul(&mut dw, dy, x[0], Layout::TN, 1.0, 0.0, Dims { m: o, n: i, k: n });
+        let mut db = vec![0.0; o];
+        cpu::bias::bias_grad(&mut db, dy, false, n, o);
+        let mut dx = vec![0.0; n * i];
+        cpu::matmul::matmul(&mut dx, dy, io.params[0], Layout::NN, 1.0, 0.0, Dims { m: n, n: i, k: o });
+        (vec![dx], vec![dw, db])
+    }
+
+    fn compacted(&self, kept_out: usize) -> Box<dyn Layer> {
+        Box::new(Linear { out: kept_out, prunable: self.prunable })
+    }
+
+    fn compact_params(
+        &self,
+        inputs: &[Shape],
+        kept_in: &[Vec<usize>],
+        kept_out: &[usize],
+        params: &[Vec<f32>],
+    ) -> Vec<Vec<f32>> {
+        let shape = inputs[0];
+        let i = shape.len();
+        let plane = shape.plane();
+        // Input features of the kept channels, channel by channel.
+        let cols: Vec<usize> = kept_in[0].iter().flat_map(|&c| (0..plane).map(move |p| c * plane + p)).collect();
+        let (w, b) = (&params[0], &params[1]);
+        let weight: Vec<f32> = kept_out.iter().flat_map(|&r| cols.iter().map(move |&c| w[r * i + c])).collect();
+        let bias: Vec<f32> = kept_out.iter().map(|&r| b[r]).collect();
+        vec![weight, bias]
+    }
+}

@@ -1,0 +1,75 @@
+//! The loss head: softmax cross-entropy of the logits against the labels,
+//! its batch mean reduced on the device into a slot of a loss tensor, and
+//! its gradient; plus the count of correct predictions. The mean and the
+//! gradient use the step's batch from the step block.
+
+use crate::cpu;
+use crate::device::record::Recorder;
+use crate::device::tensor::Tensor;
+use crate::error::Result;
+use crate::ops::reduce::Reducer;
+use crate::ops::{Rows, accuracy, softmax_xent};
+
+/// Softmax cross-entropy over `classes` logits per row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SoftmaxXent {
+    pub classes: usize,
+}
+
+/// Device buffers of the loss for batches of up to `capacity` rows.
+pub struct LossBuffers {
+    pub probs: Tensor,
+    pub loss_rows: Tensor,
+    pub reducer: Reducer,
+}
+
+impl SoftmaxXent {
+    pub const KIND: &'static str = "softmax_xent";
+
+    /// out.0[out.1] = mean over the batch of −log softmax(logits)[label].
+    pub fn forward(
+        &self,
+        rec: &mut Recorder,
+        b: &LossBuffers,
+        logits: &Tensor,
+        labels: &Tensor,
+        rows: Rows,
+        out: (&Tensor, usize),
+    ) -> Result<()> {
+        softmax_xent::forward(rec, &b.probs, &b.loss_rows, logits, labels, rows, self.classes)?;
+        b.reducer.mean(rec, out.0, out.1, &b.loss_rows, rows)
+    }
+
+    /// dlogits = gradient of `scale` · (the batch-mean loss), after `forward`.
+    pub fn backward(
+        &self,
+        rec: &mut Recorder,
+        b: &LossBuffers,
+        dlogits: &Tensor,
+        labels: &Tensor,
+        rows: Rows,
+        scale: f32,
+    ) -> Result<()> {
+        softmax_xent::backward(rec, dlogits, &b.probs, labels, scale, rows, self.classes)
+    }
+
+    /// count[0] += correct predictions among the batch's logits.
+    pub fn count_correct(
+        &self,
+        rec: &mut Recorder,
+        count: &Tensor,
+        logits: &Tensor,
+        labels: &Tensor,
+        rows: Rows,
+    ) -> Result<()> {
+        accuracy::accuracy_count(rec, count, logits, labels, rows, self.classes)
+    }
+
+    /// f64 reference: (mean loss, d(mean loss)/dlogits · scale).
+    pub fn cpu(&self, logits: &[f64], labels: &[u32], batch: usize, scale: f64) -> (f64, Vec<f64>) {
+        let (probs, rows) = cpu::softmax_xent::forward(logits, labels, batch, self.classes);
+        let loss = cpu::reduce::mean(&rows);
+        let d = cpu::softmax_xent::backward(&probs, labels, scale / batch as f64, batch, self.classes);
+        (loss, d)
+    }
+}

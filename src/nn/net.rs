@@ -1,0 +1,310 @@
+//! A graph on the device: its parameters and their gradients in two flat
+//! buffers cut into views, and the recording of its forward and backward
+//! passes over a workspace (activation and gradient buffers for a batch
+//! capacity), dense or on the kept units of a mask. Everything sized here is
+//! checked against the device's limits before anything is allocated.
+
+use super::graph::{ChannelSet, Graph};
+use super::layer::{Act, Ctx, GradOut};
+use super::loss::LossBuffers;
+use crate::device::gpu::Gpu;
+use crate::device::record::Recorder;
+use crate::device::tensor::{DType, Tensor};
+use crate::error::{Error, Result};
+use crate::ops::Rows;
+use crate::ops::gather::{KeptSet, Side};
+use crate::ops::reduce::Reducer;
+
+/// The kept units of one mask: sample `sample` of a mask set laid out as
+/// `sparse::MaskSet` lays them out (counts at sample·P + p, lists at
+/// sample·U + unit_off[p]).
+#[derive(Clone, Copy, Debug)]
+pub struct MaskRef<'a> {
+    pub kept: KeptSet<'a>,
+    pub sample: usize,
+}
+
+/// The model on the device.
+pub struct Net {
+    pub graph: Graph,
+    pub params: Tensor,
+    pub grads: Tensor,
+    views: Vec<Vec<Tensor>>,
+    grad_views: Vec<Vec<Tensor>>,
+}
+
+/// Per-batch device memory of a `Net`: the batch itself (x, labels), one
+/// buffer per stored value and gradient, layer scratch, loss buffers.
+pub struct Workspace {
+    capacity: usize,
+    compressed: bool,
+    /// [capacity, input] f32: the batch's inputs.
+    pub x: Tensor,
+    /// [capacity] u32: the batch's labels.
+    pub y: Tensor,
+    acts: Vec<Option<Tensor>>,
+    grads: Vec<Option<Tensor>>,
+    scratch: Vec<Vec<Tensor>>,
+    loss: LossBuffers,
+}
+
+impl Workspace {
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Whether it can hold compacted passes (`Net::workspace`).
+    pub fn compressed(&self) -> bool {
+        self.compressed
+    }
+}
+
+impl Net {
+    /// The graph with parameters from `Graph::init_params(seed)`.
+    pub fn new(gpu: &Gpu, graph: Graph, seed: u64) -> Result<Net> {
+        Tensor::check_fits(gpu, "parameters", &[graph.param_total])?;
+        let init = graph.init_params(seed);
+        Net::from_flat(gpu, graph, &init)
+    }
+
+    /// The graph with the given flat parameters (its layout).
+    pub fn from_flat(gpu: &Gpu, graph: Graph, flat: &[f32]) -> Result<Net> {
+        if flat.len() != graph.param_total {
+            return Err(Error::Shape {
+                op: "net",
+                detail: format!("{} parameters for a graph of {}", flat.len(), graph.param_total),
+            });
+        }
+        Tensor::check_fits(gpu, "parameters", &[graph.param_total])?;
+        let params = Tensor::from_f32(gpu, "params", &[graph.param_total], flat)?;
+        let grads = Tensor::zeros(gpu, "grads", &[graph.param_total], DType::F32)?;
+        let mut views = Vec::new();
+        let mut grad_views = Vec::new();
+        for node in &graph.nodes {
+            let (mut v, mut g) = (Vec::new(), Vec::new());
+            for slot in &node.params {
+                v.push(params.view(slot.offset, &slot.spec.shape)?);
+                g.push(grads.view(slot.offset, &slot.spec.shape)?);
+            }
+            views.push(v);
+            grad_views.push(g);
+        }
+        Ok(Net { graph, params, grads, views, grad_views })
+    }
+
+    /// Views of node n's parameters, in `Layer::params` order.
+    pub fn param_views(&self, node: usize) -> &[Tensor] {
+        &self.views[node]
+    }
+
+    /// Elements of each stored value's buffer for `capacity` rows.
+    fn storage_lens(&self, capacity: usize, compressed: bool) -> Result<Vec<Option<(String, usize)>>> {
+        let g = &self.graph;
+        let mut lens: Vec<Option<(String, usize)>> = vec![None; g.storages];
+        for (v, val) in g.values.iter().enumerate().skip(1) {
+            let c = match val.set {
+                ChannelSet::Unit(_) if compressed => val.shape.c.div_ceil(4) * 4,
+                _ => val.shape.c,
+            };
+            let len = capacity
+                .checked_mul(c)
+                .and_then(|x| x.checked_mul(val.shape.plane()))
+                .ok_or_else(|| Error::InvalidArgument(format!("value {v}: size overflows")))?;
+            let slot = &mut lens[val.storage];
+            let name = val.producer.map_or("input".to_string(), |p| g.nodes[p].name.clone());
+            if slot.as_ref().is_none_or(|(_, l)| *l < len) {
+                *slot = Some((name, len));
+            }
+        }
+        Ok(lens)
+    }
+
+    /// Buffers for batches of up to `capacity` rows; `compressed` sizes them
+    /// for passes on kept units too (compacted channels pad to 4).
+    pub fn workspace(&self, gpu: &Gpu, capacity: usize, compressed: bool) -> Result<Workspace> {
+        let g = &self.graph;
+        if capacity == 0 {
+            return Err(Error::InvalidArgument("batch capacity must be at least 1".into()));
+        }
+        let lens = self.storage_lens(capacity, compressed)?;
+        // Every size is checked before anything is allocated.
+        let input_len = capacity.checked_mul(g.input().len());
+        let input_len = input_len.ok_or_else(|| Error::InvalidArgument("batch input size overflows".into()))?;
+        Tensor::check_fits(gpu, "batch x", &[input_len])?;
+        for (name, len) in lens.iter().flatten() {
+            Tensor::check_fits(gpu, &format!("{name} output"), &[*len])?;
+        }
+        let sides = self.sides(None, compressed);
+        let mut scratch_specs = Vec::new();
+        for node in &g.nodes {
+            let in_sides: Vec<Side> = node.inputs.iter().map(|&v| sides[v]).collect();
+            let specs = node.layer.scratch(&node.in_shapes, &in_sides, sides[node.output], g.values[node.output].shape);
+            for s in &specs {
+                Tensor::check_fits(gpu, &format!("{} {}", node.name, s.name), &[s.len])?;
+            }
+            scratch_specs.push(specs);
+        }
+        let classes = g.classes();
+        Tensor::check_fits(gpu, "probs", &[capacity, classes])?;
+        let mut acts = vec![None; g.storages];
+        let mut grads = vec![None; g.storages];
+        for (s, l) in lens.iter().enumerate() {
+            if let Some((name, len)) = l {
+                acts[s] = Some(Tensor::zeros(gpu, &format!("{name} output"), &[*len], DType::F32)?);
+                grads[s] = Some(Tensor::zeros(gpu, &format!("{name} output grad"), &[*len], DType::F32)?);
+            }
+        }
+        let mut scratch = Vec::new();
+        for (node, specs) in g.nodes.iter().zip(scratch_specs) {
+            let mut v = Vec::new();
+            for s in specs {
+                v.push(Tensor::zeros(gpu, &format!("{} {}", node.name, s.name), &[s.len], DType::F32)?);
+            }
+            scratch.push(v);
+        }
+        Ok(Workspace {
+            capacity,
+            compressed,
+            x: Tensor::zeros(gpu, "batch x", &[capacity, g.input().len()], DType::F32)?,
+            y: Tensor::zeros(gpu, "batch labels", &[capacity], DType::U32)?,
+            acts,
+            grads,
+            scratch,
+            loss: LossBuffers {
+                probs: Tensor::zeros(gpu, "probs", &[capacity, classes], DType::F32)?,
+                loss_rows: Tensor::zeros(gpu, "loss rows", &[capacity], DType::F32)?,
+                reducer: Reducer::new(gpu)?,
+            },
+        })
+    }
+
+    /// Each value's side: compacted to the mask's kept units where its
+    /// channels are a prunable layer's, else full.
+    fn sides(&self, mask: Option<MaskRef>, compressed: bool) -> Vec<Side> {
+        let g = &self.graph;
+        let (layers, units) = (g.prunable.len(), g.units());
+        g.values
+            .iter()
+            .map(|v| match (v.set, mask.map(|m| m.sample), compressed) {
+                (ChannelSet::Unit(p), Some(s), true) => {
+                    Side::Kept { count: s * layers + p, map: s * units + g.unit_off[p] }
+                }
+                // Scratch is sized from a representative compacted side.
+                (ChannelSet::Unit(p), None, true) => Side::Kept { count: p, map: g.unit_off[p] },
+                _ => Side::Full,
+            })
+            .collect()
+    }
+
+    fn act<'w>(&self, ws: &'w Workspace, v: usize) -> &'w Tensor {
+        if v == 0 { &ws.x } else { ws.acts[self.graph.values[v].storage].as_ref().expect("every value has storage") }
+    }
+
+    fn grad<'w>(&self, ws: &'w Workspace, v: usize) -> &'w Tensor {
+        ws.grads[self.graph.values[v].storage].as_ref().expect("every value but the input has a gradient buffer")
+    }
+
+    fn check_mask(&self, ws: &Workspace, mask: &Option<MaskRef>) -> Result<()> {
+        if mask.is_some() && !ws.compressed {
+            return Err(Error::InvalidArgument("a pass on kept units needs a compressed workspace".into()));
+        }
+        Ok(())
+    }
+
+    /// The logits of the last forward: [capacity, classes].
+    pub fn logits<'w>(&self, ws: &'w Workspace) -> &'w Tensor {
+        self.act(ws, self.graph.logits())
+    }
+
+    /// Records the forward pass of `ws.x` (the step's batch rows), on the
+    /// kept units of `mask` or dense.
+    pub fn forward(&self, rec: &mut Recorder, ws: &Workspace, mask: Option<MaskRef>) -> Result<()> {
+        self.check_mask(ws, &mask)?;
+        let sides = self.sides(mask, ws.compressed && mask.is_some());
+        let g = &self.graph;
+        for (n, node) in g.nodes.iter().enumerate() {
+            if node.skip_forward {
+                continue;
+            }
+            let act = |v: usize| Act { t: self.act(ws, v), shape: g.values[v].shape, side: sides[v] };
+            let mut cx = Ctx {
+                rec,
+                rows: Rows::Batch(ws.capacity),
+                inputs: node.inputs.iter().map(|&v| act(v)).collect(),
+                output: act(node.output),
+                relu: node.relu_fused,
+                d_output: None,
+                d_inputs: Vec::new(),
+                params: &self.views[n],
+                grads: &self.grad_views[n],
+                scratch: &ws.scratch[n],
+                kept: mask.map(|m| m.kept),
+            };
+            node.layer.forward(&mut cx).map_err(|e| node_error(&node.name, "forward", e))?;
+        }
+        Ok(())
+    }
+
+    /// Batch-mean loss of the last forward into `loss[slot]`.
+    pub fn loss(&self, rec: &mut Recorder, ws: &Workspace, loss: &Tensor, slot: usize) -> Result<()> {
+        let rows = Rows::Batch(ws.capacity);
+        self.graph.loss.forward(rec, &ws.loss, self.logits(ws), &ws.y, rows, (loss, slot))
+    }
+
+    /// Adds the correct predictions of the last forward to `count[0]`.
+    pub fn count_correct(&self, rec: &mut Recorder, ws: &Workspace, count: &Tensor) -> Result<()> {
+        self.graph.loss.count_correct(rec, count, self.logits(ws), &ws.y, Rows::Batch(ws.capacity))
+    }
+
+    /// Records the backward pass of `scale` · (the loss of the last forward,
+    /// same mask), after `loss`: parameter gradients add into `grads`.
+    pub fn backward(&self, rec: &mut Recorder, ws: &Workspace, scale: f32, mask: Option<MaskRef>) -> Result<()> {
+        self.check_mask(ws, &mask)?;
+        let g = &self.graph;
+        let rows = Rows::Batch(ws.capacity);
+        let logits = g.logits();
+        g.loss.backward(rec, &ws.loss, self.grad(ws, logits), &ws.y, rows, scale)?;
+        let sides = self.sides(mask, ws.compressed && mask.is_some());
+        for (n, node) in g.nodes.iter().enumerate().rev() {
+            if node.skip_backward {
+                continue;
+            }
+            let act = |v: usize| Act { t: self.act(ws, v), shape: g.values[v].shape, side: sides[v] };
+            let d_inputs = node
+                .inputs
+                .iter()
+                .zip(&node.accumulate)
+                .map(|(&v, &accumulate)| {
+                    (v != 0).then(|| GradOut { t: self.grad(ws, v), accumulate, gate: g.values[v].gated })
+                })
+                .collect();
+            let mut cx = Ctx {
+                rec,
+                rows,
+                inputs: node.inputs.iter().map(|&v| act(v)).collect(),
+                output: act(node.output),
+                relu: node.relu_fused,
+                d_output: Some(self.grad(ws, node.output)),
+                d_inputs,
+                params: &self.views[n],
+                grads: &self.grad_views[n],
+                scratch: &ws.scratch[n],
+                kept: mask.map(|m| m.kept),
+            };
+            node.layer.backward(&mut cx).map_err(|e| node_error(&node.name, "backward", e))?;
+        }
+        Ok(())
+    }
+
+    /// Downloads the flat parameters (counted as read-back).
+    pub fn download_params(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        self.params.download_f32(gpu)
+    }
+}
+
+fn node_error(name: &str, pass: &str, e: Error) -> Error {
+    match e {
+        Error::InvalidArgument(m) => Error::InvalidArgument(format!("{name} {pass}: {m}")),
+        other => other,
+    }
+}

@@ -1,0 +1,90 @@
+//! The f64 reference of a whole graph, built only from the layers' own
+//! references: forward, loss and backward of one batch, dense or with unit
+//! masks. With masks it is the dense-masked definition that the compacted
+//! device passes must reproduce: every value whose channels are a prunable
+//! layer's is zero in the removed channels (so are their gradients).
+
+use super::graph::{ChannelSet, Graph};
+use super::layer::CpuIo;
+
+/// What one reference pass gives.
+pub struct CpuPass {
+    pub logits: Vec<f64>,
+    pub loss: f64,
+    /// Gradients of `scale` · loss, in the flat parameter layout (padding 0).
+    pub grads: Vec<f64>,
+}
+
+/// Zeroes the channels of `data` ([batch, c, plane]) that `mask` removes.
+fn apply_mask(data: &mut [f64], mask: &[u32], batch: usize, c: usize, plane: usize) {
+    for r in 0..batch {
+        for (ch, &m) in mask.iter().enumerate().take(c) {
+            if m == 0 {
+                data[(r * c + ch) * plane..(r * c + ch + 1) * plane].fill(0.0);
+            }
+        }
+    }
+}
+
+/// One forward and backward pass. `masks[p]` is the 0/1 mask of prunable
+/// layer p's units (None: dense).
+pub fn forward_backward(
+    graph: &Graph,
+    params: &[f64],
+    x: &[f64],
+    labels: &[u32],
+    batch: usize,
+    masks: Option<&[Vec<u32>]>,
+    scale: f64,
+) -> CpuPass {
+    let g = graph;
+    let mask_of = |v: usize| -> Option<&Vec<u32>> {
+        match (g.values[v].set, masks) {
+            (ChannelSet::Unit(p), Some(m)) => Some(&m[p]),
+            _ => None,
+        }
+    };
+    let node_params = |n: usize| -> Vec<&[f64]> {
+        g.nodes[n].params.iter().map(|p| &params[p.offset..p.offset + p.spec.len()]).collect()
+    };
+    let mut vals: Vec<Vec<f64>> = vec![Vec::new(); g.values.len()];
+    vals[0] = x.to_vec();
+    for (n, node) in g.nodes.iter().enumerate() {
+        let ps = node_params(n);
+        let io = CpuIo { batch, in_shapes: &node.in_shapes, out_shape: g.values[node.output].shape, params: &ps };
+        let xs: Vec<&[f64]> = node.inputs.iter().map(|&v| vals[v].as_slice()).collect();
+        let mut y = node.layer.cpu_forward(&io, &xs);
+        if let Some(m) = mask_of(node.output) {
+            let s = g.values[node.output].shape;
+            apply_mask(&mut y, m, batch, s.c, s.plane());
+        }
+        vals[node.output] = y;
+    }
+    let logits = vals[g.logits()].clone();
+    let (loss, dlogits) = g.loss.cpu(&logits, labels, batch, scale);
+    let mut grads = vec![0.0; g.param_total];
+    let mut dvals: Vec<Vec<f64>> = g.values.iter().map(|v| vec![0.0; batch * v.shape.len()]).collect();
+    dvals[g.logits()] = dlogits;
+    for (n, node) in g.nodes.iter().enumerate().rev() {
+        let mut dy = std::mem::take(&mut dvals[node.output]);
+        if let Some(m) = mask_of(node.output) {
+            let s = g.values[node.output].shape;
+            apply_mask(&mut dy, m, batch, s.c, s.plane());
+        }
+        let ps = node_params(n);
+        let io = CpuIo { batch, in_shapes: &node.in_shapes, out_shape: g.values[node.output].shape, params: &ps };
+        let xs: Vec<&[f64]> = node.inputs.iter().map(|&v| vals[v].as_slice()).collect();
+        let (dxs, dps) = node.layer.cpu_backward(&io, &xs, &vals[node.output], &dy);
+        for (&v, dx) in node.inputs.iter().zip(dxs) {
+            for (a, b) in dvals[v].iter_mut().zip(dx) {
+                *a += b;
+            }
+        }
+        for (slot, dp) in node.params.iter().zip(dps) {
+            for (a, b) in grads[slot.offset..slot.offset + slot.spec.len()].iter_mut().zip(dp) {
+                *a += b;
+            }
+        }
+    }
+    CpuPass { logits, loss, grads }
+}

@@ -1,0 +1,142 @@
+//! What defines a run: the model, the schedule and optimizer settings, the
+//! sparse method's settings (or none, for the dense baseline), and the
+//! method's ending (mask selection and fine-tuning).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::nn::{GraphSpec, Shape};
+use crate::sparse::SparseConfig;
+
+/// The architecture of a run, sized to the data when the run starts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ModelSpec {
+    /// Linear layers of these widths with ReLUs, then the classifier.
+    Mlp { hidden: Vec<usize> },
+}
+
+impl ModelSpec {
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            ModelSpec::Mlp { hidden } if hidden.contains(&0) => {
+                Err(Error::InvalidArgument(format!("hidden layer widths must be positive, got {hidden:?}")))
+            }
+            ModelSpec::Mlp { .. } => Ok(()),
+        }
+    }
+
+    /// Whether the model has units to prune.
+    pub fn has_prunable_layers(&self) -> bool {
+        match self {
+            ModelSpec::Mlp { hidden } => !hidden.is_empty(),
+        }
+    }
+
+    /// The graph for data of `input` shape and `classes` classes.
+    pub fn graph(&self, input: Shape, classes: usize) -> Result<GraphSpec> {
+        match self {
+            ModelSpec::Mlp { hidden } => Ok(GraphSpec::mlp(input.len(), hidden, classes)),
+        }
+    }
+
+    /// A short name for reports: "mlp 784-256-256-10" once sized.
+    pub fn describe(&self) -> String {
+        match self {
+            ModelSpec::Mlp { hidden } => {
+                format!("mlp {}", hidden.iter().map(|h| h.to_string()).collect::<Vec<_>>().join("-"))
+            }
+        }
+    }
+}
+
+/// Everything that defines a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// The architecture; input and output sizes come from the data.
+    pub model: ModelSpec,
+    pub epochs: usize,
+    pub batch: usize,
+    pub lr: f32,
+    pub momentum: f32,
+    pub weight_decay: f32,
+    /// Cosine decay of the learning rates over the run, per epoch.
+    pub cosine: bool,
+    pub seed: u64,
+    /// None trains the dense baseline (one pass per step, no masks).
+    pub sparse: Option<SparseConfig>,
+    /// Masks drawn from the final scores to pick the best one from.
+    pub select_draws: usize,
+    /// Training images the candidate masks are scored on (0: all).
+    pub select_on: usize,
+    pub finetune_epochs: usize,
+    pub finetune_lr: f32,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            model: ModelSpec::Mlp { hidden: vec![256, 256] },
+            epochs: 3,
+            batch: 128,
+            lr: 0.05,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            cosine: true,
+            seed: 1,
+            sparse: Some(SparseConfig::default()),
+            select_draws: 10,
+            select_on: 0,
+            finetune_epochs: 1,
+            finetune_lr: 0.01,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Rejects settings that cannot train, with a message naming the setting.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidArgument(m));
+        if self.batch == 0 {
+            return bad("batch size must be at least 1".into());
+        }
+        if self.epochs == 0 {
+            return bad("epochs must be at least 1".into());
+        }
+        self.model.validate()?;
+        for (name, v) in [
+            ("learning rate", self.lr),
+            ("momentum", self.momentum),
+            ("weight decay", self.weight_decay),
+            ("fine-tuning learning rate", self.finetune_lr),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return bad(format!("{name} must be finite and non-negative, got {v}"));
+            }
+        }
+        if let Some(s) = &self.sparse {
+            s.validate()?;
+            if !self.model.has_prunable_layers() {
+                return bad("sparse training needs at least one hidden layer (or use --dense)".into());
+            }
+            if self.select_draws == 0 {
+                return bad("at least one mask must be drawn for selection".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Cosine factor in `epoch` (0-based): from 1 towards 0 over the run.
+    pub fn decay(&self, epoch: usize) -> f32 {
+        if !self.cosine {
+            return 1.0;
+        }
+        let t = epoch as f64 / self.epochs as f64;
+        (0.5 * (1.0 + (std::f64::consts::PI * t).cos())) as f32
+    }
+
+    /// Weight learning rate in `epoch`.
+    pub fn lr_at(&self, epoch: usize) -> f32 {
+        self.lr * self.decay(epoch)
+    }
+}

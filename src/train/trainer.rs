@@ -1,0 +1,345 @@
+//! The trainer: a net with its optimizer state, dense or by the sparse
+//! method, and the schedules of its steps recorded once as plans. A step is
+//! one replay: the host writes the batch and the step block (batch size,
+//! step counter, learning rates) and submits; nothing is read back.
+//!
+//! The sparse step (`record_sparse_step`) is the method of Zhou et al.
+//! (NeurIPS 2021), top to bottom, whatever the layers: draw two masks,
+//! two compressed passes, VR-PGE, joint clipping, SGD and Adam, projection.
+
+use crate::device::gpu::Gpu;
+use crate::device::record::{Plan, Recorder};
+use crate::device::step::{StepBlock, StepBuffer};
+use crate::device::tensor::{DType, Tensor};
+use crate::error::{Error, Result};
+use crate::nn::{Net, Workspace};
+use crate::ops::mask::{KeyStep, MaskKey};
+use crate::ops::optim::{Adam, AfterStep, GradScale, Rate, Sgd, adam_corrections, adam_step, sgd_step};
+use crate::ops::project::{Projection, project_scores};
+use crate::ops::reduce::{FaultTag, Reducer};
+use crate::ops::vrpge::score_grad;
+use crate::sparse::{MaskSet, SparseConfig};
+
+/// Slots of `Trainer::loss`: the two samples' losses and the running sum of
+/// step losses since the counters were reset (the epoch log).
+pub const LOSS_1: usize = 0;
+pub const LOSS_2: usize = 1;
+pub const LOSS_SUM: usize = 2;
+
+/// Most steps the host submits ahead of the device (see `Trainer::run`).
+pub const MAX_IN_FLIGHT: usize = 16;
+
+/// The sparse method's state: scores, their gradient and Adam moments, the
+/// two masks of a step and the fixed mask of evaluation and fine-tuning.
+pub struct SparseState {
+    pub cfg: SparseConfig,
+    pub scores: Tensor,
+    pub score_grad: Tensor,
+    pub score_m: Tensor,
+    pub score_v: Tensor,
+    pub samples: MaskSet,
+    pub fixed: MaskSet,
+    /// The last projection's shift (for inspection).
+    pub shift: Tensor,
+}
+
+impl SparseState {
+    pub fn units(&self) -> usize {
+        self.samples.units
+    }
+
+    /// The budget K = keep · units.
+    pub fn budget(&self) -> f32 {
+        self.cfg.keep * self.units() as f32
+    }
+
+    fn project(&self, rec: &mut Recorder) -> Result<()> {
+        let pr = Projection { budget: self.budget(), iters: self.cfg.projection_iters, tol: self.cfg.projection_tol };
+        project_scores(rec, &self.scores, &self.shift, pr, self.units())
+    }
+}
+
+/// The schedules a trainer replays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// A training step: the sparse method, or a dense step.
+    Train,
+    /// A fine-tuning step with the fixed mask (sparse only).
+    Finetune,
+    /// A forward pass counting correct predictions (fixed mask, or dense).
+    Eval,
+}
+
+/// See the module header.
+pub struct Trainer {
+    pub net: Net,
+    pub ws: Workspace,
+    pub momentum: Tensor,
+    /// Momentum and weight decay of the weights; the rate is per step.
+    pub sgd: Sgd,
+    pub sparse: Option<SparseState>,
+    /// [loss 1, loss 2, running sum of step losses, _].
+    pub loss: Tensor,
+    /// Running count of correct predictions (u32).
+    pub correct: Tensor,
+    /// [update factor of the last step (the clipping factor; 0 skips a
+    /// non-finite step), steps skipped so far, first such step (u32 bits), _].
+    pub clip: Tensor,
+    sq: Tensor,
+    reducer: Reducer,
+    step_buf: StepBuffer,
+    plans: [Option<Plan>; 3],
+    /// Submitted steps not known to be finished, oldest first.
+    in_flight: std::collections::VecDeque<wgpu::SubmissionIndex>,
+    /// Steps taken by the training phase: the mask generator's position and
+    /// Adam's t.
+    pub step: u64,
+}
+
+impl Trainer {
+    /// Wraps `net` for batches of up to `capacity` rows, dense when `sparse`
+    /// is None. Scores start at 0.5 and are projected at once, so the budget
+    /// holds from the first step.
+    pub fn new(gpu: &Gpu, net: Net, capacity: usize, sgd: Sgd, sparse: Option<SparseConfig>) -> Result<Trainer> {
+        crate::ops::autotune::ensure(gpu)?;
+        let sparse = match sparse {
+            None => None,
+            Some(cfg) => {
+                cfg.validate()?;
+                let units = net.graph.units();
+                if units == 0 {
+                    return Err(Error::InvalidArgument(
+                        "sparse training needs at least one prunable layer (or use --dense)".into(),
+                    ));
+                }
+                Some(SparseState {
+                    cfg,
+                    scores: Tensor::from_f32(gpu, "scores", &[units], &vec![0.5; units])?,
+                    score_grad: Tensor::zeros(gpu, "score grad", &[units], DType::F32)?,
+                    score_m: Tensor::zeros(gpu, "score adam m", &[units], DType::F32)?,
+                    score_v: Tensor::zeros(gpu, "score adam v", &[units], DType::F32)?,
+                    samples: MaskSet::new(gpu, &net.graph, 2, "step")?,
+                    fixed: MaskSet::new(gpu, &net.graph, 1, "fixed")?,
+                    shift: Tensor::zeros(gpu, "projection shift", &[1], DType::F32)?,
+                })
+            }
+        };
+        let ws = net.workspace(gpu, capacity, sparse.is_some())?;
+        let t = Trainer {
+            momentum: Tensor::zeros(gpu, "momentum", &[net.graph.param_total], DType::F32)?,
+            ws,
+            net,
+            sgd,
+            sparse,
+            loss: Tensor::zeros(gpu, "losses", &[4], DType::F32)?,
+            correct: Tensor::zeros(gpu, "correct", &[1], DType::U32)?,
+            clip: Tensor::zeros(gpu, "clip factor and fault record", &[4], DType::F32)?,
+            sq: Tensor::zeros(gpu, "squared norms", &[2], DType::F32)?,
+            reducer: Reducer::new(gpu)?,
+            step_buf: StepBuffer::new(gpu),
+            plans: [None, None, None],
+            in_flight: std::collections::VecDeque::new(),
+            step: 0,
+        };
+        if let Some(sp) = &t.sparse {
+            let mut rec = Recorder::new(gpu);
+            sp.project(&mut rec)?;
+            rec.submit()?;
+        }
+        Ok(t)
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.ws.capacity()
+    }
+
+    /// The sparse state, or an error naming `what` for dense trainers.
+    pub fn sparse(&self, what: &str) -> Result<&SparseState> {
+        self.sparse.as_ref().ok_or_else(|| Error::InvalidArgument(format!("{what} needs a sparse trainer")))
+    }
+
+    /// Records the sparse method's step: see the module header.
+    fn record_sparse_step(&self, rec: &mut Recorder, sp: &SparseState) -> Result<()> {
+        let (net, ws) = (&self.net, &self.ws);
+        let units = sp.units();
+        // 1. Two masks m ~ Bernoulli(s), keyed by (seed, this step, sample),
+        //    compacted into kept lists per prunable layer.
+        let key = MaskKey { seed: sp.cfg.seed, step: 0, sample: 0 };
+        sp.samples.draw(rec, &sp.scores, key, KeyStep::Block)?;
+        // 2. Forward and backward of L_j / 2 on the kept units of each mask,
+        //    same batch; the weight gradients of the two passes add up.
+        for (j, slot) in [(0, LOSS_1), (1, LOSS_2)] {
+            let mask = Some(sp.samples.sample(j));
+            net.forward(rec, ws, mask)?;
+            if j == 0 {
+                net.count_correct(rec, ws, &self.correct)?;
+            }
+            net.loss(rec, ws, &self.loss, slot)?;
+            net.backward(rec, ws, 0.5, mask)?;
+        }
+        self.reducer.reduce(rec, &self.loss, LOSS_SUM, &self.loss, 2, 0.5, true)?;
+        // 3. The VR-PGE score gradient from the two losses and masks.
+        let est = (sp.cfg.estimator, sp.cfg.score_fn);
+        let masks = [(&sp.samples.mask, 0), (&sp.samples.mask, units)];
+        score_grad(rec, &sp.score_grad, &self.loss, (LOSS_1, LOSS_2), &sp.scores, masks, est, units)?;
+        // 4. Joint gradient-norm clipping of weights and scores; a non-finite
+        //    norm makes the factor 0 and the step is skipped and counted.
+        let total = self.net.graph.param_total;
+        self.reducer.sum_squares(rec, &self.sq, 0, &self.net.grads, total)?;
+        self.reducer.sum_squares(rec, &self.sq, 1, &sp.score_grad, units)?;
+        self.reducer.clip_factor(rec, &self.clip, 0, &self.sq, 2, sp.cfg.clip_norm, FaultTag::Step)?;
+        // 5. SGD on the weights (clearing their gradient), Adam on the scores.
+        let scale = || GradScale::Buffer(&self.clip);
+        let (w, m, g) = (&self.net.params, &self.momentum, &self.net.grads);
+        sgd_step(rec, w, m, g, scale(), self.sgd, Rate::FromStep, AfterStep::ZeroGrad, total)?;
+        adam_step(
+            rec,
+            &sp.scores,
+            &sp.score_m,
+            &sp.score_v,
+            &sp.score_grad,
+            scale(),
+            sp.cfg.score_adam,
+            Rate::FromStep,
+            1,
+            units,
+        )?;
+        // 6. Project s onto {0 ≤ s ≤ 1, Σ s ≤ K}.
+        sp.project(rec)
+    }
+
+    /// Records one plain step: a dense step (`fixed` None) or a fine-tuning
+    /// step with the fixed mask. The same fault check as the sparse step:
+    /// a non-finite loss or gradient norm skips the update. The gradient
+    /// matters on its own: ReLU's max(NaN, 0) is 0 on many devices, which
+    /// can hide a NaN input from the loss but not from the gradient.
+    fn record_plain_step(&self, rec: &mut Recorder, fixed: Option<&MaskSet>) -> Result<()> {
+        let (net, ws) = (&self.net, &self.ws);
+        let mask = fixed.map(|f| f.sample(0));
+        net.forward(rec, ws, mask)?;
+        net.count_correct(rec, ws, &self.correct)?;
+        net.loss(rec, ws, &self.loss, LOSS_1)?;
+        net.backward(rec, ws, 1.0, mask)?;
+        self.reducer.reduce(rec, &self.loss, LOSS_SUM, &self.loss, 1, 1.0, true)?;
+        let total = net.graph.param_total;
+        self.reducer.sum_squares(rec, &self.sq, 0, &net.grads, total)?;
+        self.reducer.reduce(rec, &self.sq, 1, &self.loss, 1, 1.0, false)?;
+        self.reducer.clip_factor(rec, &self.clip, 0, &self.sq, 2, f32::MAX, FaultTag::Step)?;
+        let (w, m, g) = (&net.params, &self.momentum, &net.grads);
+        sgd_step(rec, w, m, g, GradScale::Buffer(&self.clip), self.sgd, Rate::FromStep, AfterStep::ZeroGrad, total)
+    }
+
+    fn record(&self, gpu: &Gpu, phase: Phase) -> Result<Plan> {
+        let mut rec = Recorder::with_step(gpu, &self.step_buf);
+        match (phase, &self.sparse) {
+            (Phase::Train, Some(sp)) => self.record_sparse_step(&mut rec, sp)?,
+            (Phase::Train, None) => self.record_plain_step(&mut rec, None)?,
+            (Phase::Finetune, Some(sp)) => self.record_plain_step(&mut rec, Some(&sp.fixed))?,
+            (Phase::Finetune, None) => {
+                return Err(Error::InvalidArgument("fine-tuning needs a sparse trainer".into()));
+            }
+            (Phase::Eval, sp) => {
+                let mask = sp.as_ref().map(|s| s.fixed.sample(0));
+                self.net.forward(&mut rec, &self.ws, mask)?;
+                self.net.count_correct(&mut rec, &self.ws, &self.correct)?;
+            }
+        }
+        Ok(rec.into_plan())
+    }
+
+    /// The plan of `phase`, recorded on first use.
+    pub fn plan(&mut self, gpu: &Gpu, phase: Phase) -> Result<&Plan> {
+        let i = phase as usize;
+        if self.plans[i].is_none() {
+            self.plans[i] = Some(self.record(gpu, phase)?);
+        }
+        Ok(self.plans[i].as_ref().expect("recorded above"))
+    }
+
+    /// The step block of the next step of `phase` over `rows` rows.
+    pub fn step_block(&self, phase: Phase, rows: usize, lr: f32, score_lr: f32, global: u64) -> StepBlock {
+        let adam = self.sparse.as_ref().map_or(Adam::default(), |s| s.cfg.score_adam);
+        let (c1, c2) = adam_corrections(&adam, self.step + 1);
+        StepBlock {
+            batch: rows as u32,
+            // The counter wraps after 2^32 steps, far beyond any run.
+            step: self.step as u32,
+            lr: if phase == Phase::Eval { 0.0 } else { lr },
+            score_lr,
+            adam_c1: c1,
+            adam_c2: c2,
+            global: global as u32,
+            _pad: 0,
+        }
+    }
+
+    /// Queues a batch: `x` holds `rows` samples, `y` their labels.
+    pub fn set_batch(&self, gpu: &Gpu, x: &[f32], y: &[u32]) -> Result<usize> {
+        let rows = y.len();
+        let dim = self.net.graph.input().len();
+        if rows == 0 || rows > self.capacity() || x.len() != rows * dim {
+            return Err(Error::Shape {
+                op: "set_batch",
+                detail: format!(
+                    "{} inputs and {rows} labels for batches of up to {} rows of {dim} inputs",
+                    x.len(),
+                    self.capacity()
+                ),
+            });
+        }
+        self.ws.x.view(0, &[rows * dim])?.upload(gpu, x)?;
+        self.ws.y.view(0, &[rows])?.upload(gpu, y)?;
+        Ok(rows)
+    }
+
+    /// Submits one replay of `phase` on the last batch set (`rows` rows),
+    /// with the weight rate `lr` and score rate `score_lr`; `global` is the
+    /// step number recorded for a fault. Training steps advance the step
+    /// counter. Nothing is read back. The host runs at most `MAX_IN_FLIGHT`
+    /// steps ahead of the device: past that, it waits for the oldest one,
+    /// which bounds the memory of queued batch uploads while the device
+    /// always has work queued.
+    pub fn run(&mut self, gpu: &Gpu, phase: Phase, rows: usize, lr: f32, score_lr: f32, global: u64) -> Result<()> {
+        if rows == 0 || rows > self.capacity() {
+            return Err(Error::InvalidArgument(format!("batch of {rows} rows for capacity {}", self.capacity())));
+        }
+        for (name, v) in [("learning rate", lr), ("score learning rate", score_lr)] {
+            if !v.is_finite() {
+                return Err(Error::InvalidArgument(format!("{name} {v} is not finite")));
+            }
+        }
+        let block = self.step_block(phase, rows, lr, score_lr, global);
+        let index = self.plan(gpu, phase)?.run(gpu, Some(&block))?;
+        self.in_flight.push_back(index);
+        if self.in_flight.len() > MAX_IN_FLIGHT
+            && let Some(oldest) = self.in_flight.pop_front()
+        {
+            gpu.wait_for(oldest)?;
+        }
+        if phase == Phase::Train {
+            self.step += 1;
+        }
+        Ok(())
+    }
+
+    /// Records clearing the running loss sum and correct count.
+    pub fn reset_counters(&self, rec: &mut Recorder) -> Result<()> {
+        crate::ops::fill::fill_f32(rec, &self.loss, 0.0)?;
+        crate::ops::fill::fill_u32(rec, &self.correct, 0)
+    }
+
+    /// Non-finite steps so far, as counted on the device (a small read-back).
+    pub fn faults(&self, gpu: &Gpu) -> Result<super::stats::Faults> {
+        let v = self.clip.download_f32(gpu)?;
+        let skipped = v[1] as u64;
+        Ok(super::stats::Faults { skipped, first_step: (skipped > 0).then(|| v[2].to_bits()) })
+    }
+
+    /// Draws the fixed mask from the scores with `key` (evaluation, selection).
+    pub fn draw_fixed(&self, gpu: &Gpu, key: MaskKey) -> Result<()> {
+        let sp = self.sparse("a fixed mask")?;
+        let mut rec = Recorder::new(gpu);
+        sp.fixed.draw(&mut rec, &sp.scores, key, KeyStep::Fixed)?;
+        rec.submit()
+    }
+}
