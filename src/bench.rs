@@ -38,7 +38,7 @@ pub struct MatmulRow {
 }
 
 fn io_err(e: std::io::Error) -> Error {
-    Error::Io { path: "<stdout>".into(), source: e }
+    Error::Io { path: "<stdout>".into(), error: e }
 }
 
 /// Times every variant on every layout and size; prints a Markdown table.

@@ -16,12 +16,8 @@ pub enum Error {
     #[error("invalid value {value:?} for {var}: expected {expected}")]
     InvalidEnv { var: &'static str, value: String, expected: &'static str },
 
-    #[error("could not open the GPU device on adapter {adapter:?}: {source}")]
-    RequestDevice {
-        adapter: String,
-        #[source]
-        source: wgpu::RequestDeviceError,
-    },
+    #[error("could not open the GPU device on adapter {adapter:?}: {error}")]
+    RequestDevice { adapter: String, error: wgpu::RequestDeviceError },
 
     #[error(
         "{what} needs {bytes} bytes, more than this device allows for {limit_name} ({limit} bytes); \
@@ -56,12 +52,10 @@ pub enum Error {
     #[error("{path} already exists; pass --force (or overwrite = true) to replace it")]
     Exists { path: PathBuf },
 
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    // The I/O error is part of the message, not a separate source: printed
+    // with its causes, it would otherwise appear twice.
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

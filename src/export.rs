@@ -47,6 +47,20 @@ impl Exported {
         Ok(Exported { spec, tensors, info })
     }
 
+    /// Records how the network is fed: the data it was trained on, one
+    /// sample's shape, the class count, the per-channel normalisation of
+    /// pixel bytes (x / 255 − mean) / std, and the layer kinds in order — what
+    /// an outside client needs to reproduce `eval` (README, "Using an export").
+    pub fn describe_input(&mut self, dataset: &str, shape: crate::nn::Shape, norm: &crate::data::Norm) {
+        let s = shape;
+        self.info.insert("dataset".into(), dataset.into());
+        self.info.insert("input_shape".into(), format!("{},{},{}", s.c, s.h, s.w));
+        self.info.insert("classes".into(), self.spec.classes.to_string());
+        self.info.insert("input_norm".into(), serde_json::json!({"mean": norm.mean, "std": norm.std}).to_string());
+        let kinds: Vec<&str> = self.spec.nodes.iter().map(|n| n.kind.as_str()).collect();
+        self.info.insert("layers".into(), kinds.join(","));
+    }
+
     pub fn param_count(&self) -> usize {
         self.tensors.iter().map(|t| t.2.len()).sum()
     }
@@ -82,9 +96,15 @@ impl Exported {
         Net::from_flat(gpu, graph, &flat)
     }
 
-    /// The safetensors bytes.
+    /// The safetensors bytes. A network holding non-finite values is refused:
+    /// it cannot compute anything.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let bad = |e: safetensors::SafeTensorError| Error::InvalidArgument(format!("serialising the network: {e}"));
+        if let Some((name, _, _)) = self.tensors.iter().find(|t| t.2.iter().any(|x| !x.is_finite())) {
+            return Err(Error::InvalidArgument(format!(
+                "the network's {name} holds non-finite values (the training diverged); it was not exported"
+            )));
+        }
         let mut views = Vec::new();
         for (name, shape, data) in &self.tensors {
             views.push((

@@ -69,7 +69,8 @@ enum Command {
 #[derive(clap::Args)]
 struct TrainArgs {
     /// Hidden layer widths, comma-separated.
-    #[arg(long, value_delimiter = ',', default_values_t = vec![256usize, 256])]
+    /// (Given once: a repeated flag is an error, not a concatenation.)
+    #[arg(long, value_delimiter = ',', default_values_t = vec![256usize, 256], action = clap::ArgAction::Set)]
     hidden: Vec<usize>,
     /// Fraction of prunable units (hidden neurons) kept, in (0, 1].
     #[arg(long, default_value_t = 0.25)]
@@ -201,8 +202,9 @@ enum BenchWhat {
     },
     /// Training step time, dense and sparse at several keep ratios, with FLOP ratios.
     Train {
-        /// Hidden sizes of the MLPs to time, e.g. `1024,1024` (repeat the flag for several).
-        #[arg(long = "model", value_delimiter = ',', num_args = 1)]
+        /// Hidden sizes of an MLP to time, e.g. `1024-1024` or `1024,1024`
+        /// (repeat the flag for several models).
+        #[arg(long = "model", num_args = 1)]
         models: Vec<String>,
         #[arg(long, value_delimiter = ',', default_values_t = vec![0.5f32, 0.25, 0.1, 0.05])]
         keeps: Vec<f32>,
@@ -297,6 +299,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if out.exists() && !force {
                 return Err(usage(format!("--out {} already exists; pass --force to replace it", out.display())));
             }
+            let same = |a: &std::path::Path, b: &std::path::Path| match (a.canonicalize(), b.canonicalize()) {
+                (Ok(x), Ok(y)) => x == y,
+                _ => false,
+            };
+            if same(&out, &checkpoint) {
+                return Err(usage(format!(
+                    "--out {} is the checkpoint being exported; choose another file",
+                    out.display()
+                )));
+            }
+            sparsetrain::io::check_writable_file(&out).map_err(|e| usage(format!("--out {e}")))?;
             let gpu = Gpu::open().context("opening the GPU")?;
             let net = cli::eval::network_of(&gpu, &checkpoint)?;
             net.save(&out, force)?;
@@ -310,6 +323,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 return Err(usage(format!("{} is not a metrics file", metrics.display())));
             }
             let m = sparsetrain::plot::read_metrics(&metrics)?;
+            for w in m.warnings() {
+                eprintln!("warning: {}: {w}", metrics.display());
+            }
             for f in sparsetrain::plot::plot_run(&m, &out)? {
                 println!("wrote {}", f.display());
             }
@@ -337,7 +353,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 } else {
                     let mut out = Vec::new();
                     for m in &models {
-                        let hidden: Result<Vec<usize>, _> = m.split(['-', ' ']).map(str::parse).collect();
+                        let hidden: Result<Vec<usize>, _> = m.split(['-', ',', ' ']).map(str::parse).collect();
                         let hidden = hidden
                             .map_err(|_| usage(format!("--model {m:?}: expected hidden sizes like 1024-1024")))?;
                         if hidden.is_empty() || hidden.contains(&0) {

@@ -68,8 +68,29 @@ pub struct Metrics {
     pub summary: Option<Record>,
 }
 
+impl Metrics {
+    /// What looks wrong in the file: accuracies outside [0, 1] (they are
+    /// fractions; the charts show percent) and non-finite losses. The charts
+    /// clip accuracies to [0, 100] %.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let records = self.epochs.iter().chain(&self.summary);
+        for r in records {
+            for (name, v) in [("train_acc", r.train_acc), ("test_acc", r.test_acc)] {
+                if v.is_finite() && !(0.0..=1.0).contains(&v) {
+                    out.push(format!(
+                        "{} epoch {}: {name} {v} is not a fraction in [0, 1]; the chart clips it to [0, 100] %",
+                        r.phase, r.epoch
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
+
 pub fn read_metrics(path: &Path) -> Result<Metrics> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.into(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|error| Error::Io { path: path.into(), error })?;
     let mut m = Metrics::default();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let r: Record = serde_json::from_str(line)
@@ -117,7 +138,7 @@ trait Chart {
 /// Draws `chart` to `dir/name.png` and `dir/name.svg`.
 fn render<C: Chart>(dir: &Path, name: &str, chart: &C) -> Result<Vec<PathBuf>> {
     font_ready();
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.into(), source })?;
+    std::fs::create_dir_all(dir).map_err(|error| Error::Io { path: dir.into(), error })?;
     let png = dir.join(format!("{name}.png"));
     let svg = dir.join(format!("{name}.svg"));
     {
@@ -182,8 +203,8 @@ impl Chart for Curves<'_> {
         let n = x.len() as f64;
         let series: Vec<(&str, Vec<f64>, RGBColor)> = if self.accuracy {
             vec![
-                ("train accuracy", self.epochs.iter().map(|r| 100.0 * r.train_acc).collect(), BLUE),
-                ("test accuracy", self.epochs.iter().map(|r| 100.0 * r.test_acc).collect(), RED),
+                ("train accuracy", self.epochs.iter().map(|r| 100.0 * r.train_acc.clamp(0.0, 1.0)).collect(), BLUE),
+                ("test accuracy", self.epochs.iter().map(|r| 100.0 * r.test_acc.clamp(0.0, 1.0)).collect(), RED),
             ]
         } else {
             vec![("training loss", self.epochs.iter().map(|r| r.loss).collect(), BLUE)]

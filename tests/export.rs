@@ -101,6 +101,21 @@ fn legacy_mlp_exports_load() {
     assert_eq!(net.param_count(), 14);
 }
 
+/// The file `to_bytes` would write, without its checks (to forge bad files).
+fn unchecked_bytes(net: &Exported) -> Vec<u8> {
+    use safetensors::tensor::{Dtype, TensorView};
+    let views: Vec<(String, TensorView)> = net
+        .tensors
+        .iter()
+        .map(|(n, shape, d)| (n.clone(), TensorView::new(Dtype::F32, shape.clone(), bytemuck::cast_slice(d)).unwrap()))
+        .collect();
+    let meta = [
+        ("format".to_string(), sparsetrain::export::FORMAT.to_string()),
+        ("graph".to_string(), serde_json::to_string(&net.spec).unwrap()),
+    ];
+    safetensors::serialize(views, Some(meta.into_iter().collect())).unwrap()
+}
+
 fn sample_net() -> Exported {
     let graph = Graph::mlp(3, &[2], 2).unwrap();
     let flat: Vec<f32> = (0..graph.param_total).map(|i| (i % 7) as f32 * 0.25 - 0.5).collect();
@@ -136,7 +151,13 @@ fn bad_files_are_typed_errors() {
     // Empty file, a directory, a missing file.
     assert!(Exported::load(&write("empty.safetensors", b"")).is_err());
     assert!(matches!(Exported::load(&dir), Err(Error::BadFile { .. })));
-    assert!(matches!(Exported::load(&dir.join("missing")), Err(Error::Io { .. })));
+    let missing = Exported::load(&dir.join("missing")).unwrap_err();
+    assert!(matches!(missing, Error::Io { .. }));
+    // Printed with its causes (as the binary prints errors), the OS error
+    // appears once, next to the path asked for.
+    let shown = format!("{:#}", anyhow::Error::from(missing));
+    assert_eq!(shown.matches("No such file").count(), 1, "{shown}");
+    assert!(shown.contains("missing"), "{shown}");
     // Valid safetensors that is not one of ours, or lies about its shapes.
     let other = safetensors::serialize(
         vec![("x", safetensors::tensor::TensorView::new(safetensors::tensor::Dtype::F32, vec![1], &[0u8; 4]).unwrap())],
@@ -152,9 +173,11 @@ fn bad_files_are_typed_errors() {
     unknown.spec.nodes[1].kind = "gelu".into();
     let err = Exported::load(&write("unknown.safetensors", &unknown.to_bytes().unwrap())).unwrap_err().to_string();
     assert!(err.contains("gelu"), "{err}");
+    // A network holding NaN is neither written nor read.
     let mut nan = sample_net();
     nan.tensors[2].2[0] = f32::NAN;
-    let err = Exported::load(&write("nan.safetensors", &nan.to_bytes().unwrap())).unwrap_err().to_string();
+    assert!(nan.to_bytes().unwrap_err().to_string().contains("non-finite"));
+    let err = Exported::load(&write("nan.safetensors", &unchecked_bytes(&nan))).unwrap_err().to_string();
     assert!(err.contains("non-finite"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }

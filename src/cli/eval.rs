@@ -6,11 +6,13 @@ use sparsetrain::Gpu;
 use crate::{DatasetArg, usage};
 
 /// The data of `--dataset` / `--data-dir`, with usage errors for bad flags.
+/// `sizes` are the synthetic set's (`--train-size`, `--test-size`); `None`
+/// for a flag the command does not have (eval has no training set).
 pub fn load_split(
     dataset: DatasetArg,
     data_dir: Option<&std::path::Path>,
     seed: u64,
-    sizes: (usize, usize),
+    sizes: (Option<usize>, usize),
 ) -> anyhow::Result<(sparsetrain::data::DatasetKind, sparsetrain::data::Split)> {
     use sparsetrain::data::{self, DatasetKind};
     let kind = match dataset {
@@ -20,10 +22,20 @@ pub fn load_split(
     };
     let split = match kind {
         DatasetKind::Synthetic => {
-            if sizes.0 == 0 || sizes.1 == 0 {
-                return Err(usage("--train-size and --test-size must be at least 1"));
+            let max = data::synthetic::MAX_IMAGES;
+            for (flag, n) in [("--train-size", sizes.0), ("--test-size", Some(sizes.1))] {
+                match n {
+                    Some(0) => return Err(usage(format!("{flag} must be at least 1"))),
+                    Some(n) if n > max => {
+                        return Err(usage(format!(
+                            "{flag} {n} is more than the {max} images the synthetic set generates ({} bytes each)",
+                            data::synthetic::SYNTH_SIDE * data::synthetic::SYNTH_SIDE
+                        )));
+                    }
+                    _ => {}
+                }
             }
-            data::synthetic_digits(sizes.0, sizes.1, seed)
+            data::synthetic_digits(sizes.0.unwrap_or(1), sizes.1, seed)
         }
         _ => {
             let dir = data_dir.ok_or_else(|| {
@@ -55,7 +67,7 @@ pub fn eval(
     let gpu = Gpu::open().context("opening the GPU")?;
     let net = network_of(&gpu, &network)?;
     // The synthetic set's test images do not depend on the training size.
-    let (kind, split) = load_split(dataset, data_dir.as_deref(), seed, (1, test_size))?;
+    let (kind, split) = load_split(dataset, data_dir.as_deref(), seed, (None, test_size))?;
     let test = &split.test;
     if test.dim() != net.spec.input.len() || test.classes != net.spec.classes {
         anyhow::bail!(
@@ -107,5 +119,10 @@ pub fn network_of(gpu: &Gpu, path: &std::path::Path) -> anyhow::Result<sparsetra
         session.draw_first_candidate()?;
         eprintln!("note: {} predates mask selection; using one mask drawn from its scores", path.display());
     }
-    Ok(session.export()?)
+    let mut net = session.export()?;
+    if let Some(kind) = sparsetrain::data::DatasetKind::parse(&ck.data.name) {
+        let (mean, std) = kind.norm();
+        net.describe_input(kind.name(), kind.shape(), &sparsetrain::data::Norm::gray(mean, std));
+    }
+    Ok(net)
 }

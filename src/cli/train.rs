@@ -1,21 +1,27 @@
-//! `sparsetrain train`: a run from flags to summary — data, device, resume,
-//! the epoch loop with progress, checkpoints and fault checks, mask
-//! selection, fine-tuning, export and plots.
+//! `sparsetrain train`: a run from flags to summary. Everything that can be
+//! checked is checked before the first step — flags, sizes against the
+//! device, every output path, the checkpoint directory's lock — so a run
+//! never trains for an hour to fail on a typo. Then data, device, resume,
+//! the epoch loop (`report`), mask selection, fine-tuning, export, plots.
+
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use sparsetrain::Gpu;
+use sparsetrain::io::{DirLock, check_writable_file, prepare_dir, remove_stale_temporaries};
+use sparsetrain::nn::Graph;
 use sparsetrain::train::checkpoint::{CheckpointDir, DataId, Progress};
+use sparsetrain::train::{ModelSpec, Session, TrainConfig, Trainer};
 
 use super::eval::load_split;
-use crate::{EstimatorArg, OnNanArg, ScoreFnArg, TrainArgs, usage};
+use super::report::{Reporter, progress_bar, run_epochs};
+use crate::{DatasetArg, EstimatorArg, ScoreFnArg, TrainArgs, usage};
 
-pub fn train(a: TrainArgs) -> anyhow::Result<()> {
+/// The run's settings from its flags; nonsense is a usage error.
+fn config_of(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
     use sparsetrain::ops::optim::Adam;
     use sparsetrain::ops::vrpge::{Estimator, ScoreFn};
     use sparsetrain::sparse::SparseConfig;
-    use sparsetrain::train::{ModelSpec, Session, TrainConfig};
-    use std::io::Write;
-
     for (flag, v) in [("--keep", a.keep), ("--score-lr", a.score_lr), ("--clip", a.clip)] {
         if !v.is_finite() {
             return Err(usage(format!("{flag} must be a finite number, got {v}")));
@@ -23,6 +29,14 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     }
     if !(a.keep > 0.0 && a.keep <= 1.0) {
         return Err(usage(format!("--keep must be in (0, 1], got {}", a.keep)));
+    }
+    if a.keep_checkpoints == 0 {
+        return Err(usage("--keep-checkpoints must be at least 1 (the newest checkpoint is what --resume reads)"));
+    }
+    if a.data_dir.is_some() && matches!(a.dataset, DatasetArg::Synthetic) {
+        return Err(usage(
+            "--data-dir is only read with --dataset mnist or fashion-mnist; the synthetic set is generated",
+        ));
     }
     let sparse = (!a.dense).then(|| SparseConfig {
         keep: a.keep,
@@ -55,54 +69,107 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
         finetune_lr: a.finetune_lr,
     };
     cfg.validate().map_err(|e| usage(e.to_string()))?;
-    if let Some(p) = a.export.as_ref().filter(|p| p.exists() && !a.force) {
-        return Err(usage(format!("--export {} already exists; pass --force to replace it", p.display())));
+    Ok(cfg)
+}
+
+/// Every output of the run, checked writable before any work.
+fn check_outputs(a: &TrainArgs) -> anyhow::Result<()> {
+    if let Some(p) = &a.export {
+        check_writable_file(p).map_err(|e| usage(format!("--export {e}")))?;
+        if p.exists() && !a.force {
+            return Err(usage(format!("--export {} already exists; pass --force to replace it", p.display())));
+        }
     }
-    let (kind, split) = load_split(a.dataset, a.data_dir.as_deref(), a.seed, (a.train_size, a.test_size))?;
-    let metrics = match &a.metrics {
-        Some(p) => Some(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .with_context(|| format!("opening metrics file {}", p.display()))?,
-        ),
+    if let Some(p) = &a.metrics {
+        check_writable_file(p).map_err(|e| usage(format!("--metrics {e}")))?;
+    }
+    if let Some(d) = &a.plot {
+        prepare_dir(d).map_err(|e| usage(format!("--plot {e}")))?;
+    }
+    if let Some(d) = &a.checkpoint_dir {
+        prepare_dir(d).map_err(|e| usage(format!("--checkpoint-dir {e}")))?;
+    }
+    Ok(())
+}
+
+/// Refuses a budget that cannot keep one unit in every prunable layer, and
+/// sizes beyond the device, naming the flag: the model alone is --hidden's
+/// doing, a batch that does not fit --batch's.
+fn check_sizes(gpu: &Gpu, a: &TrainArgs, graph: &Graph, sparse: bool) -> anyhow::Result<()> {
+    let (units, layers) = (graph.units(), graph.prunable.len());
+    if sparse && (a.keep as f64) * (units as f64) < layers as f64 {
+        return Err(usage(format!(
+            "--keep {} keeps {:.3} of the {units} prunable units: too few for one unit in each of the {layers} \
+             prunable layers; the smallest valid --keep here is {:.6}",
+            a.keep,
+            a.keep as f64 * units as f64,
+            (layers as f64 / units as f64).min(1.0)
+        )));
+    }
+    Trainer::check_fits(gpu, graph, 1, sparse)
+        .map_err(|e| usage(format!("--hidden {:?}: the model does not fit this device: {e}", a.hidden)))?;
+    Trainer::check_fits(gpu, graph, a.batch, sparse)
+        .map_err(|e| usage(format!("--batch {}: the batch does not fit this device: {e}", a.batch)))?;
+    Ok(())
+}
+
+pub fn train(a: TrainArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+
+    let cfg = config_of(&a)?;
+    check_outputs(&a)?;
+    // The checkpoint directory is this run's alone while it runs; what a
+    // killed earlier run left half-written goes first.
+    let ck_path: Option<PathBuf> = a.checkpoint_dir.clone().or_else(|| a.resume.clone());
+    if let Some(dir) = &a.resume
+        && !dir.is_dir()
+    {
+        return Err(usage(format!("--resume {} is not a directory", dir.display())));
+    }
+    let _lock = match &ck_path {
+        Some(dir) => Some(DirLock::acquire(dir, a.force).map_err(|e| usage(e.to_string()))?),
         None => None,
     };
-    let gpu = Gpu::open().context("opening the GPU")?;
-    let r = gpu.report();
-    println!(
-        "device: {} ({:?}, {:?}); matmul variant {}",
-        r.name,
-        r.backend,
-        r.device_type,
-        gpu.matmul_choice().variant.name()
-    );
-    let graph_spec = cfg.model.graph(split.train.shape, split.train.classes)?;
-    let widths: Vec<usize> = sparsetrain::nn::Graph::from_spec(graph_spec.clone())?.unit_widths();
-    let data_id = DataId { name: kind.name().into(), fingerprint: split.train.fingerprint() };
-    let ck_dir = a
-        .checkpoint_dir
-        .clone()
-        .or_else(|| a.resume.clone())
-        .map(|dir| CheckpointDir { dir, keep_last: a.keep_checkpoints });
+    if let Some(dir) = &ck_path {
+        for name in remove_stale_temporaries(dir, &["step-", "best."])? {
+            eprintln!("note: removed {name}, a checkpoint half-written by a run that was killed");
+        }
+    }
+    let ck_dir = ck_path.map(|dir| CheckpointDir { dir, keep_last: a.keep_checkpoints });
     if let (Some(cd), None) = (&ck_dir, &a.resume) {
         // A new run would mix its checkpoints with an old run's.
-        if cd.dir.is_dir() && !cd.steps()?.is_empty() && !a.force {
+        if !cd.steps()?.is_empty() && !a.force {
             return Err(usage(format!(
                 "--checkpoint-dir {} already holds checkpoints; --resume it, choose another directory, or pass --force",
                 cd.dir.display()
             )));
         }
     }
-    let (mut session, start) = match &a.resume {
-        Some(dir) => {
-            if !dir.is_dir() {
-                return Err(usage(format!("--resume {} is not a directory", dir.display())));
-            }
-            let (ck, path, skipped) = CheckpointDir { dir: dir.clone(), keep_last: a.keep_checkpoints }.latest()?;
+    let (kind, split) = load_split(a.dataset, a.data_dir.as_deref(), a.seed, (Some(a.train_size), a.test_size))?;
+    let gpu = Gpu::open().context("opening the GPU")?;
+    let graph_spec = cfg.model.graph(split.train.shape, split.train.classes)?;
+    let graph = Graph::from_spec(graph_spec.clone()).map_err(|e| usage(format!("--hidden {:?}: {e}", a.hidden)))?;
+    check_sizes(&gpu, &a, &graph, cfg.sparse.is_some())?;
+    let r = gpu.report();
+    println!(
+        "device: {} ({:?}, {:?}); matmul variant {}",
+        r.name,
+        r.backend,
+        r.device_type,
+        sparsetrain::ops::autotune::ensure(&gpu)?.variant.name()
+    );
+    let widths = graph.unit_widths();
+    let data_id = DataId { name: kind.name().into(), fingerprint: split.train.fingerprint() };
+    let steps_per_epoch = |ck_batch: usize| split.train.len().div_ceil(ck_batch.max(1));
+    let (mut session, start) = match &ck_dir {
+        Some(cd) if a.resume.is_some() => {
+            let (ck, path, skipped) = cd.latest(|ck| {
+                ck.progress
+                    .check_steps(&ck.config, steps_per_epoch(ck.config.batch))
+                    .map_err(|e| sparsetrain::Error::InvalidArgument(format!("progress does not fit the data: {e}")))
+            })?;
             for s in skipped {
-                eprintln!("warning: skipped an unreadable checkpoint: {s}");
+                eprintln!("warning: skipped a checkpoint that cannot be resumed: {s}");
             }
             ck.check_compatible(&cfg, &graph_spec, &data_id, a.force).map_err(|e| usage(e.to_string()))?;
             println!(
@@ -115,7 +182,7 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
             );
             (Session::restore(&gpu, &ck)?, ck.progress)
         }
-        None => (
+        _ => (
             Session::new(&gpu, cfg.clone(), split.train.shape, split.train.classes)?,
             Progress {
                 phase: "train".into(),
@@ -126,6 +193,16 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
                 best_test_acc: -1.0,
             },
         ),
+    };
+    let metrics = match &a.metrics {
+        Some(p) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("opening --metrics {}", p.display()))?,
+        ),
+        None => None,
     };
     let mut rep = Reporter {
         metrics,
@@ -154,6 +231,12 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
                 cands.join(", "),
                 summary.chosen
             );
+            if !summary.revived.is_empty() {
+                println!(
+                    "note: the chosen mask kept no unit of {}; their highest-scoring unit was kept (one unit per layer at least)",
+                    summary.revived.join(", ")
+                );
+            }
         }
         if cfg.finetune_epochs > 0 {
             let from = if in_finetune { (start.epoch, start.step_in_epoch) } else { (0, 0) };
@@ -184,7 +267,9 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
                 "test_acc": test_acc,
                 "score_hist": summary.score_hist,
             });
-            writeln!(f, "{line}")?;
+            writeln!(f, "{line}").with_context(|| {
+                format!("writing --metrics {}", a.metrics.as_ref().map_or(String::new(), |p| p.display().to_string()))
+            })?;
         }
         if let Some(l) = last.as_mut() {
             l.test_acc = test_acc;
@@ -211,184 +296,41 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(path) = &a.export {
-        let net = session.export()?;
-        net.save(path, a.force)?;
-        println!("exported network {} ({} parameters) to {}", net.describe(), net.param_count(), path.display());
+        let mut net = session.export()?;
+        net.describe_input(kind.name(), split.train.shape, &split.train.norm);
+        save_export(&net, path, a.force)?;
     }
     if let Some(dir) = &a.plot {
         let m = sparsetrain::plot::Metrics { epochs: rep.history, summary: plot_summary };
-        for f in sparsetrain::plot::plot_run(&m, dir)? {
+        for f in sparsetrain::plot::plot_run(&m, dir).with_context(|| format!("--plot {}", dir.display()))? {
             println!("wrote {}", f.display());
         }
     }
     Ok(())
 }
 
-fn progress_bar() -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps, {per_sec}, eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar
-}
-
-/// Where epoch results go: the terminal, the metrics file, the history kept
-/// for `--plot`, and the checkpoints.
-struct Reporter {
-    metrics: Option<std::fs::File>,
-    history: Vec<sparsetrain::plot::Record>,
-    bar: indicatif::ProgressBar,
-    ck_dir: Option<CheckpointDir>,
-    every: u64,
-    data: DataId,
-    best: f64,
-    on_nan: OnNanArg,
-    faults_seen: u64,
-}
-
-impl Reporter {
-    /// Reads the device's record of non-finite steps: stops the run, or
-    /// reports newly skipped steps, as --on-nan says.
-    fn check_faults(&mut self, session: &sparsetrain::train::Session) -> anyhow::Result<()> {
-        let f = session.faults()?;
-        if f.skipped > self.faults_seen {
-            let first = f.first_step.unwrap_or(0);
-            if self.on_nan == OnNanArg::Stop {
-                let kept = match self.ck_dir.as_ref().map(|cd| (cd, cd.steps().unwrap_or_default())) {
-                    Some((_, steps)) if !steps.is_empty() => {
-                        format!("; the last good checkpoint, {}, is kept", steps[steps.len() - 1].1.display())
-                    }
-                    Some((cd, _)) => format!("; no checkpoint had been written to {} yet", cd.dir.display()),
-                    None => String::new(),
-                };
-                anyhow::bail!(
-                    "non-finite loss or gradient at step {first} (the step was not applied){kept}; \
-                     lower the learning rate, or pass --on-nan skip to skip such steps"
-                );
+/// Writes the export; if that fails now (the disk filled, the directory
+/// went away), the trained network is written next to the working
+/// directory or the temporary directory instead, and the error says where.
+fn save_export(net: &sparsetrain::export::Exported, path: &Path, force: bool) -> anyhow::Result<()> {
+    match net.save(path, force) {
+        Ok(()) => {
+            println!("exported network {} ({} parameters) to {}", net.describe(), net.param_count(), path.display());
+            Ok(())
+        }
+        Err(e) => {
+            let name = format!("sparsetrain-export-{}.safetensors", std::process::id());
+            for dir in [PathBuf::from("."), std::env::temp_dir()] {
+                let rescue = dir.join(&name);
+                if net.save(&rescue, false).is_ok() {
+                    anyhow::bail!(
+                        "could not write --export {}: {e}; the network was saved to {} instead",
+                        path.display(),
+                        rescue.display()
+                    );
+                }
             }
-            eprintln!(
-                "warning: {} step(s) skipped for a non-finite loss or gradient so far (first at step {first})",
-                f.skipped
-            );
-            self.faults_seen = f.skipped;
+            anyhow::bail!("could not write --export {}: {e}; no other place took the network either", path.display())
         }
-        Ok(())
     }
-
-    fn checkpoint(
-        &mut self,
-        session: &sparsetrain::train::Session,
-        finetune: bool,
-        epoch: usize,
-        step_in_epoch: usize,
-        test_acc: Option<f64>,
-    ) -> anyhow::Result<()> {
-        // Callers run `check_faults` first: never checkpoint past a fault
-        // that stops the run.
-        let Some(cd) = &self.ck_dir else { return Ok(()) };
-        let improved = test_acc.is_some_and(|t| t > self.best);
-        if improved {
-            self.best = test_acc.unwrap_or(self.best);
-        }
-        let progress = Progress {
-            phase: if finetune { "finetune" } else { "train" }.into(),
-            epoch,
-            step_in_epoch,
-            global_step: 0,
-            mask_step: 0,
-            best_test_acc: self.best,
-        };
-        let ck = session.checkpoint(progress, self.data.clone())?;
-        cd.save_step(&ck)?;
-        if improved {
-            cd.save_best(&ck)?;
-        }
-        Ok(())
-    }
-    fn report(&mut self, s: &sparsetrain::train::EpochStats, total: usize) -> anyhow::Result<()> {
-        use std::io::Write;
-        let kept = if s.kept.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "  kept {}  scores at 0/1 {:.0}%",
-                s.kept.iter().map(|k| k.to_string()).collect::<Vec<_>>().join("/"),
-                100.0 * s.polarized.unwrap_or(f64::NAN)
-            )
-        };
-        println!(
-            "{:8} {:>3}/{}  lr {:.4}  loss {:.4}  train acc {:6.2}%  test acc {:6.2}%  step {:7.2} ms  {:8.0} samples/s{kept}",
-            s.phase,
-            s.epoch,
-            total,
-            s.lr,
-            s.loss,
-            100.0 * s.train_acc,
-            100.0 * s.test_acc,
-            s.step_ms,
-            s.samples_per_s
-        );
-        if let Some(f) = self.metrics.as_mut() {
-            writeln!(f, "{}", s.to_json())?;
-        }
-        self.history.push(s.into());
-        Ok(())
-    }
-}
-
-/// Trains epochs `from.0..count` of a phase (fine-tuning with the fixed mask
-/// when `finetune`), the first from step `from.1`, checkpointing as asked;
-/// evaluates and reports each; returns the last epoch's stats.
-fn run_epochs(
-    session: &mut sparsetrain::train::Session,
-    split: &sparsetrain::data::Split,
-    rep: &mut Reporter,
-    count: usize,
-    finetune: bool,
-    from: (usize, usize),
-) -> anyhow::Result<Option<sparsetrain::train::EpochStats>> {
-    let mut last = None;
-    let ds = &split.train;
-    let batch = session.cfg.batch;
-    for epoch in from.0..count {
-        let first = if epoch == from.0 { from.1 } else { 0 };
-        let steps = session.epoch_steps(ds);
-        rep.bar.reset();
-        rep.bar.set_message(format!("{} {}/{count}", if finetune { "finetune" } else { "epoch" }, epoch + 1));
-        let start = std::time::Instant::now();
-        let mut pos = first;
-        while pos < steps {
-            // Run up to the next multiple of --checkpoint-every (counted in
-            // steps of the whole run), then checkpoint there.
-            let end = if rep.every > 0 {
-                let to_next = rep.every - session.steps_taken % rep.every;
-                (pos + to_next as usize).min(steps)
-            } else {
-                steps
-            };
-            let bar = rep.bar.clone();
-            session.run_steps(ds, epoch, finetune, pos..end, |done, total| {
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
-            })?;
-            pos = end;
-            if rep.every > 0 && pos < steps && session.steps_taken.is_multiple_of(rep.every) {
-                rep.check_faults(session)?;
-                rep.checkpoint(session, finetune, epoch, pos, None)?;
-            }
-        }
-        rep.check_faults(session)?;
-        let samples = ds.len().saturating_sub(first * batch);
-        let mut stats = session.end_epoch(epoch, finetune, steps - first, samples, start.elapsed().as_secs_f64())?;
-        rep.bar.finish_and_clear();
-        let key = if finetune { None } else { session.eval_key(epoch) };
-        stats.test_acc = session.evaluate(&split.test, 0, key)?;
-        rep.report(&stats, count)?;
-        // An epoch-end checkpoint points at the start of the next epoch.
-        rep.checkpoint(session, finetune, epoch + 1, 0, Some(stats.test_acc))?;
-        last = Some(stats);
-    }
-    Ok(last)
 }

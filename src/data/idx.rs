@@ -35,14 +35,14 @@ const MNIST_STEMS: [(&str, &str); 2] =
 /// Everything that can go wrong while loading a dataset from disk.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("cannot read {}: {source}; check that the path exists and is readable", .path.display())]
-    Io { path: PathBuf, source: io::Error },
+    #[error("cannot read {}: {error}; check that the path exists and is readable", .path.display())]
+    Io { path: PathBuf, error: io::Error },
 
     #[error(
-        "{} looks gzip-compressed but does not decompress ({source}); the file is corrupt, delete it and download it again",
+        "{} looks gzip-compressed but does not decompress ({error}); the file is corrupt, delete it and download it again",
         .path.display()
     )]
-    Gzip { path: PathBuf, source: io::Error },
+    Gzip { path: PathBuf, error: io::Error },
 
     #[error("{} is not a regular file (is it a directory?); pass the path of an IDX file", .path.display())]
     NotAFile { path: PathBuf },
@@ -197,7 +197,7 @@ impl IdxFile {
     /// file's length (raw) or compression ratio (gzip) must fit it.
     fn open(path: &Path, magic: u32) -> Result<IdxFile, DataError> {
         let p = || path.to_path_buf();
-        let io_err = |source| DataError::Io { path: p(), source };
+        let io_err = |error| DataError::Io { path: p(), error };
         let meta = fs::metadata(path).map_err(io_err)?;
         if !meta.is_file() {
             return Err(DataError::NotAFile { path: p() });
@@ -214,8 +214,8 @@ impl IdxFile {
         // Multi-member so that `cat a.gz b.gz`-style files (legal gzip) decode fully.
         let mut reader: Box<dyn Read> =
             if gzip { Box::new(MultiGzDecoder::new(BufReader::new(file))) } else { Box::new(BufReader::new(file)) };
-        let read_err = |source| {
-            if gzip { DataError::Gzip { path: p(), source } } else { DataError::Io { path: p(), source } }
+        let read_err = |error| {
+            if gzip { DataError::Gzip { path: p(), error } } else { DataError::Io { path: p(), error } }
         };
         let ndims = (magic & 0xff) as usize;
         let header_len = 4 + 4 * ndims;
@@ -277,11 +277,11 @@ impl IdxFile {
     /// The payload, exactly as long as the header says.
     fn read_payload(self) -> Result<Vec<u8>, DataError> {
         let IdxFile { path, reader, gzip, header_len, payload, .. } = self;
-        let read_err = |source| {
+        let read_err = |error| {
             if gzip {
-                DataError::Gzip { path: path.clone(), source }
+                DataError::Gzip { path: path.clone(), error }
             } else {
-                DataError::Io { path: path.clone(), source }
+                DataError::Io { path: path.clone(), error }
             }
         };
         let expected_total = header_len + payload;
@@ -362,8 +362,8 @@ pub fn load_mnist_dir(dir: &Path, kind: DatasetKind) -> Result<Split, DataError>
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(DataError::MissingDir { path: dir.to_path_buf() });
         }
-        Err(source) => {
-            return Err(DataError::Io { path: dir.to_path_buf(), source });
+        Err(error) => {
+            return Err(DataError::Io { path: dir.to_path_buf(), error });
         }
         Ok(m) if !m.is_dir() => {
             return Err(DataError::NotADir { path: dir.to_path_buf() });

@@ -236,7 +236,7 @@ fn directory_where_file_expected() {
 fn missing_file_is_io_error() {
     let tmp = TempDir::new("nofile");
     let err = read_idx_labels(&tmp.path("nope")).unwrap_err();
-    assert!(matches!(&err, DataError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound), "{err:?}");
+    assert!(matches!(&err, DataError::Io { error, .. } if error.kind() == io::ErrorKind::NotFound), "{err:?}");
 }
 
 #[test]

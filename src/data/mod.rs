@@ -161,6 +161,16 @@ impl DatasetKind {
             DatasetKind::FashionMnist => "fashion-mnist",
         }
     }
+
+    /// The kind a `name()` names.
+    pub fn parse(name: &str) -> Option<DatasetKind> {
+        [DatasetKind::Synthetic, DatasetKind::Mnist, DatasetKind::FashionMnist].into_iter().find(|k| k.name() == name)
+    }
+
+    /// One sample's shape (all three are 28×28 grey images).
+    pub fn shape(&self) -> Shape {
+        Shape { c: 1, h: 28, w: 28 }
+    }
 }
 
 pub(crate) fn splitmix64(mut z: u64) -> u64 {

@@ -8,6 +8,10 @@ use rand::{Rng, SeedableRng};
 use super::{Dataset, DatasetKind, NUM_CLASSES, Norm, Split, derive_seed};
 use crate::nn::Shape;
 
+/// Most images one synthetic set holds (3.1 GB of pixels): the command line
+/// refuses larger sizes rather than exhausting host memory.
+pub const MAX_IMAGES: usize = 4_000_000;
+
 /// Side length of the synthetic images (matches MNIST).
 pub const SYNTH_SIDE: usize = 28;
 const SYNTH_DIM: usize = SYNTH_SIDE * SYNTH_SIDE;
@@ -194,8 +198,8 @@ fn render_digit(rng: &mut StdRng, digit: usize, canvas: &mut [f32; SYNTH_DIM]) {
 
 fn synthetic_set(n: usize, stream_seed: u64, name: &str) -> Dataset {
     let (mean, std) = DatasetKind::Synthetic.norm();
-    let mut pixels = Vec::with_capacity(n * SYNTH_DIM);
-    let mut labels = Vec::with_capacity(n);
+    let mut pixels = Vec::with_capacity(n.min(MAX_IMAGES) * SYNTH_DIM);
+    let mut labels = Vec::with_capacity(n.min(MAX_IMAGES));
     let mut canvas = [0.0f32; SYNTH_DIM];
     for i in 0..n {
         // A generator per image makes image i independent of n, so a smaller

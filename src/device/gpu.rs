@@ -201,7 +201,7 @@ impl Gpu {
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
-        .map_err(|source| Error::RequestDevice { adapter: info.name.clone(), source })?;
+        .map_err(|error| Error::RequestDevice { adapter: info.name.clone(), error })?;
         Gpu::from_device(device, queue, &info, opts)
     }
 

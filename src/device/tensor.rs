@@ -30,7 +30,7 @@ pub(crate) fn binding_bytes(len: usize) -> u64 {
 /// the next segment starts aligned for binding.
 pub fn aligned_len(len: usize) -> usize {
     let per = (VIEW_ALIGN / 4) as usize;
-    len.div_ceil(per).max(1) * per
+    len.div_ceil(per).max(1).saturating_mul(per)
 }
 
 /// A device-resident array with a shape (row-major).

@@ -181,7 +181,9 @@ impl Graph {
             let out = layer.output_shape(&in_shapes).map_err(|e| bad(format!("node {}: {e}", ns.name)))?;
             let mut params = Vec::new();
             for p in layer.params(&in_shapes) {
-                let len = p.len();
+                let len = p.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| {
+                    bad(format!("node {}: parameter {} of shape {:?} overflows", ns.name, p.name, p.shape))
+                })?;
                 params.push(ParamSlot { spec: p, offset: param_total });
                 param_total = param_total
                     .checked_add(aligned_len(len))

@@ -97,9 +97,24 @@ impl Net {
         &self.views[node]
     }
 
+    /// Fails, naming the buffer and the device limit, unless a net of `g`
+    /// with a workspace of `capacity` rows fits the device; allocates
+    /// nothing. Sizes that overflow are errors too.
+    pub fn check_fits(gpu: &Gpu, g: &Graph, capacity: usize, compressed: bool) -> Result<()> {
+        Tensor::check_fits(gpu, "parameters", &[g.param_total])?;
+        let input_len = capacity.checked_mul(g.input().len()).ok_or_else(|| {
+            Error::InvalidArgument(format!("a batch of {capacity} inputs of {} overflows", g.input()))
+        })?;
+        Tensor::check_fits(gpu, "batch x", &[input_len])?;
+        Tensor::check_fits(gpu, "probs", &[capacity, g.classes()])?;
+        for (name, len) in Net::storage_lens(g, capacity, compressed)?.iter().flatten() {
+            Tensor::check_fits(gpu, &format!("{name} output"), &[*len])?;
+        }
+        Ok(())
+    }
+
     /// Elements of each stored value's buffer for `capacity` rows.
-    fn storage_lens(&self, capacity: usize, compressed: bool) -> Result<Vec<Option<(String, usize)>>> {
-        let g = &self.graph;
+    fn storage_lens(g: &Graph, capacity: usize, compressed: bool) -> Result<Vec<Option<(String, usize)>>> {
         let mut lens: Vec<Option<(String, usize)>> = vec![None; g.storages];
         for (v, val) in g.values.iter().enumerate().skip(1) {
             let c = match val.set {
@@ -126,14 +141,9 @@ impl Net {
         if capacity == 0 {
             return Err(Error::InvalidArgument("batch capacity must be at least 1".into()));
         }
-        let lens = self.storage_lens(capacity, compressed)?;
         // Every size is checked before anything is allocated.
-        let input_len = capacity.checked_mul(g.input().len());
-        let input_len = input_len.ok_or_else(|| Error::InvalidArgument("batch input size overflows".into()))?;
-        Tensor::check_fits(gpu, "batch x", &[input_len])?;
-        for (name, len) in lens.iter().flatten() {
-            Tensor::check_fits(gpu, &format!("{name} output"), &[*len])?;
-        }
+        Net::check_fits(gpu, g, capacity, compressed)?;
+        let lens = Net::storage_lens(g, capacity, compressed)?;
         let sides = self.sides(None, compressed);
         let mut scratch_specs = Vec::new();
         for node in &g.nodes {
@@ -145,7 +155,6 @@ impl Net {
             scratch_specs.push(specs);
         }
         let classes = g.classes();
-        Tensor::check_fits(gpu, "probs", &[capacity, classes])?;
         let mut acts = vec![None; g.storages];
         let mut grads = vec![None; g.storages];
         for (s, l) in lens.iter().enumerate() {

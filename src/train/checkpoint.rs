@@ -4,9 +4,12 @@
 //! the mask generator's position), epoch and position in it, the full
 //! training config, the graph's description and a fingerprint of the data.
 //!
-//! Files are written atomically (`export::write_atomic`), so a crash while
+//! Files are written atomically (`io::write_atomic`), so a crash while
 //! writing leaves the previous checkpoint intact, and they are read as
-//! untrusted input: every header value is checked before it sizes anything.
+//! untrusted input: every header value is checked before it sizes anything,
+//! the tensor data must match its CRC-32C checksum, and the progress must
+//! fit the run's configuration. A checkpoint holding non-finite values is
+//! never written.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +25,9 @@ use crate::nn::{Graph, GraphSpec};
 pub const FORMAT: &str = "sparsetrain-checkpoint";
 /// Version 2 describes the model as a graph (version 1 had MLP sizes).
 pub const VERSION: &str = "2";
+
+/// Phases a checkpoint may be taken in.
+pub const PHASES: [&str; 2] = ["train", "finetune"];
 
 /// Where in the run a checkpoint was taken.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -40,6 +46,60 @@ pub struct Progress {
     /// Best test accuracy at an epoch end so far (negative: none yet).
     pub best_test_acc: f64,
 }
+
+impl Progress {
+    /// Checks what can be checked without the data: a known phase, an epoch
+    /// within the configured ones, counters that agree with each other.
+    pub fn validate(&self, config: &TrainConfig) -> std::result::Result<(), String> {
+        let epochs = match self.phase.as_str() {
+            "train" => config.epochs,
+            "finetune" => config.finetune_epochs,
+            other => return Err(format!("unknown phase {other:?} (expected train or finetune)")),
+        };
+        if self.epoch > epochs || (self.epoch == epochs && self.step_in_epoch > 0) {
+            return Err(format!("{} epoch {} is beyond the run's {epochs}", self.phase, self.epoch + 1));
+        }
+        if self.mask_step > self.global_step {
+            return Err(format!("mask step {} exceeds the global step {}", self.mask_step, self.global_step));
+        }
+        if self.global_step > MAX_STEPS {
+            return Err(format!("global step {} is beyond any run ({MAX_STEPS})", self.global_step));
+        }
+        if !(self.best_test_acc.is_finite() && (-1.0..=1.0).contains(&self.best_test_acc)) {
+            return Err(format!("best test accuracy {} is not a fraction", self.best_test_acc));
+        }
+        Ok(())
+    }
+
+    /// Checks the counters against the run, with `steps` steps per epoch:
+    /// the global step is exactly the steps of the epochs before plus the
+    /// steps of this one, and the mask step the training steps among them.
+    pub fn check_steps(&self, config: &TrainConfig, steps: usize) -> std::result::Result<(), String> {
+        if self.step_in_epoch > steps {
+            return Err(format!("step {} of an epoch of {steps} steps", self.step_in_epoch));
+        }
+        let (steps, epoch, done) = (steps as u64, self.epoch as u64, self.step_in_epoch as u64);
+        let train_steps = config.epochs as u64 * steps;
+        let (global, mask) = match self.phase.as_str() {
+            "train" => (epoch * steps + done, epoch * steps + done),
+            _ => (train_steps + epoch * steps + done, train_steps),
+        };
+        if (self.global_step, self.mask_step) != (global, mask) {
+            return Err(format!(
+                "step counters (global {}, mask {}) do not match {} epoch {} step {} of {steps}-step epochs                  (expected {global}, {mask})",
+                self.global_step,
+                self.mask_step,
+                self.phase,
+                self.epoch + 1,
+                self.step_in_epoch
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// No run takes more steps (2^40): counters beyond it are corrupt.
+pub const MAX_STEPS: u64 = 1 << 40;
 
 /// The data a run trains on, to refuse resuming on other data.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -74,6 +134,33 @@ impl Checkpoint {
         self.u32s.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
     }
 
+    /// CRC-32C of every tensor's name and data, in name order.
+    fn checksum(&self) -> u32 {
+        let mut parts: Vec<(&str, &[u8])> = self
+            .f32s
+            .iter()
+            .map(|(n, v)| (n.as_str(), bytemuck::cast_slice(v)))
+            .chain(self.u32s.iter().map(|(n, v)| (n.as_str(), bytemuck::cast_slice(v))))
+            .collect();
+        parts.sort_by(|a, b| a.0.cmp(b.0));
+        parts
+            .iter()
+            .fold(0u32, |crc, (name, data)| crc32c::crc32c_append(crc32c::crc32c_append(crc, name.as_bytes()), data))
+    }
+
+    /// Refuses a checkpoint holding non-finite values: it could only replace
+    /// a good one with a broken one.
+    pub fn check_finite(&self) -> Result<()> {
+        for (name, v) in &self.f32s {
+            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                return Err(Error::InvalidArgument(format!(
+                    "the run's {name} hold non-finite values (first at index {i}); a checkpoint of it would be useless"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let bad = |e: safetensors::SafeTensorError| Error::InvalidArgument(format!("serialising a checkpoint: {e}"));
         let mut views = Vec::new();
@@ -96,6 +183,7 @@ impl Checkpoint {
         meta.insert("graph".to_string(), json(&self.graph)?);
         meta.insert("data".to_string(), json(&self.data)?);
         meta.insert("progress".to_string(), json(&self.progress)?);
+        meta.insert("checksum".to_string(), format!("crc32c:{:08x}", self.checksum()));
         safetensors::serialize(views, Some(meta)).map_err(bad)
     }
 
@@ -137,6 +225,15 @@ impl Checkpoint {
             }
         }
         let ck = Checkpoint { config, graph, data, progress, f32s, u32s };
+        let want = meta.get("checksum").ok_or_else(|| bad("metadata lacks `checksum`".into()))?;
+        let got = format!("crc32c:{:08x}", ck.checksum());
+        if *want != got {
+            return Err(bad(format!(
+                "tensor data does not match its checksum ({got}, stored {want}): the file is damaged"
+            )));
+        }
+        ck.progress.validate(&ck.config).map_err(|e| bad(format!("progress: {e}")))?;
+        ck.config.validate().map_err(|e| bad(format!("config: {e}")))?;
         ck.check_shapes().map_err(bad)?;
         Ok(ck)
     }
@@ -169,6 +266,7 @@ impl Checkpoint {
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
+        self.check_finite()?;
         write_atomic(path, &self.to_bytes()?, true)
     }
 
@@ -200,14 +298,11 @@ impl Checkpoint {
         if &self.config != config {
             let a = serde_json::to_value(&self.config).unwrap_or_default();
             let b = serde_json::to_value(config).unwrap_or_default();
-            let diff: Vec<String> = match (a.as_object(), b.as_object()) {
-                (Some(a), Some(b)) => a
-                    .iter()
-                    .filter(|(k, v)| b.get(*k) != Some(*v))
-                    .map(|(k, v)| format!("{k} = {v} in the checkpoint, {} now", b.get(k).cloned().unwrap_or_default()))
-                    .collect(),
-                _ => vec!["the configs differ".into()],
-            };
+            let mut diff = Vec::new();
+            json_diff("", &a, &b, &mut diff);
+            if diff.is_empty() {
+                diff.push("the configs differ".into());
+            }
             return mismatch(format!("the training config differs: {}; resume with the same flags", diff.join("; ")));
         }
         if &self.data != data && !force_data {
@@ -238,7 +333,7 @@ impl CheckpointDir {
 
     /// Step checkpoints present, oldest first.
     pub fn steps(&self) -> Result<Vec<(u64, PathBuf)>> {
-        let rd = std::fs::read_dir(&self.dir).map_err(|source| Error::Io { path: self.dir.clone(), source })?;
+        let rd = std::fs::read_dir(&self.dir).map_err(|error| Error::Io { path: self.dir.clone(), error })?;
         let mut out: Vec<(u64, PathBuf)> = rd
             .filter_map(|e| e.ok())
             .filter_map(|e| {
@@ -251,33 +346,36 @@ impl CheckpointDir {
         Ok(out)
     }
 
-    /// Saves a step checkpoint and deletes all but the newest `keep_last`.
+    /// Saves a step checkpoint and deletes all but the newest `keep_last`;
+    /// nothing is deleted unless the new one was written.
     pub fn save_step(&self, ck: &Checkpoint) -> Result<PathBuf> {
-        std::fs::create_dir_all(&self.dir).map_err(|source| Error::Io { path: self.dir.clone(), source })?;
+        std::fs::create_dir_all(&self.dir).map_err(|error| Error::Io { path: self.dir.clone(), error })?;
         let path = self.step_path(ck.progress.global_step);
         ck.save(&path)?;
         let steps = self.steps()?;
-        for (_, old) in steps.iter().take(steps.len().saturating_sub(self.keep_last.max(1))) {
+        for (_, old) in steps.iter().take(steps.len().saturating_sub(self.keep_last.max(1))).filter(|(_, p)| *p != path)
+        {
             let _ = std::fs::remove_file(old);
         }
         Ok(path)
     }
 
     pub fn save_best(&self, ck: &Checkpoint) -> Result<PathBuf> {
-        std::fs::create_dir_all(&self.dir).map_err(|source| Error::Io { path: self.dir.clone(), source })?;
+        std::fs::create_dir_all(&self.dir).map_err(|error| Error::Io { path: self.dir.clone(), error })?;
         let path = self.best_path();
         ck.save(&path)?;
         Ok(path)
     }
 
-    /// The newest step checkpoint that loads; unreadable newer ones are
+    /// The newest step checkpoint that loads and passes `check` (e.g. its
+    /// progress against the data); unreadable or failing newer ones are
     /// reported and skipped, so a torn or damaged file costs one interval.
-    pub fn latest(&self) -> Result<(Checkpoint, PathBuf, Vec<String>)> {
+    pub fn latest(&self, check: impl Fn(&Checkpoint) -> Result<()>) -> Result<(Checkpoint, PathBuf, Vec<String>)> {
         let mut skipped = Vec::new();
         for (_, path) in self.steps()?.into_iter().rev() {
-            match Checkpoint::load(&path) {
+            match Checkpoint::load(&path).and_then(|ck| check(&ck).map(|_| ck)) {
                 Ok(ck) => return Ok((ck, path, skipped)),
-                Err(e) => skipped.push(e.to_string()),
+                Err(e) => skipped.push(format!("{}: {e}", path.display())),
             }
         }
         Err(Error::BadFile {
@@ -301,4 +399,23 @@ fn describe(g: &GraphSpec) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The leaves where two JSON values differ, as "path = a in the checkpoint,
+/// b now" (so a differing seed names `seed`, not a whole nested object).
+fn json_diff(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+    match (a, b) {
+        (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                let null = serde_json::Value::Null;
+                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                json_diff(&p, x.get(k).unwrap_or(&null), y.get(k).unwrap_or(&null), out);
+            }
+        }
+        _ if a != b => out.push(format!("{path} = {a} in the checkpoint, {b} now")),
+        _ => {}
+    }
 }

@@ -286,8 +286,35 @@ impl<'g> Session<'g> {
         }
         let chosen = candidates.iter().enumerate().fold(0, |best, (i, &a)| if a > candidates[best] { i } else { best });
         self.trainer.draw_fixed(self.gpu, key(chosen))?;
+        let revived = self.keep_one_unit_per_layer()?;
         let summary = self.summarize_fixed()?;
-        Ok(summary.map(|s| SparseSummary { candidates, chosen, ..s }))
+        Ok(summary.map(|s| SparseSummary { candidates, chosen, revived, ..s }))
+    }
+
+    /// A network needs at least one unit in every layer: where the fixed
+    /// mask keeps none of a prunable layer, its highest-scoring unit is kept.
+    /// Returns the names of the layers so mended (a small read-back).
+    pub fn keep_one_unit_per_layer(&mut self) -> Result<Vec<String>> {
+        let Some(sp) = &self.trainer.sparse else { return Ok(Vec::new()) };
+        let counts = sp.fixed.kept_counts(self.gpu, 0)?;
+        if counts.iter().all(|&c| c > 0) {
+            return Ok(Vec::new());
+        }
+        let g = &self.trainer.net.graph;
+        let scores = sp.scores.download_f32(self.gpu)?;
+        let mut mask = sp.fixed.mask_of(self.gpu, 0)?;
+        let mut revived = Vec::new();
+        for (p, _) in counts.iter().enumerate().filter(|(_, c)| **c == 0) {
+            let (lo, hi) = (g.unit_off[p], g.unit_off[p + 1]);
+            let best = (lo..hi).fold(lo, |b, u| if scores[u] > scores[b] { u } else { b });
+            mask[best] = 1;
+            revived.push(g.prunable_names()[p].to_string());
+        }
+        sp.fixed.mask.upload(self.gpu, &mask)?;
+        let mut rec = Recorder::new(self.gpu);
+        sp.fixed.compact(&mut rec)?;
+        rec.submit()?;
+        Ok(revived)
     }
 
     /// Draws the fixed mask as the first candidate of `select_mask` would,
@@ -295,7 +322,8 @@ impl<'g> Session<'g> {
     pub fn draw_first_candidate(&mut self) -> Result<()> {
         let Some(sp) = &self.trainer.sparse else { return Ok(()) };
         let key = MaskKey { seed: sp.cfg.seed, step: EVAL_STEP, sample: SELECT_SAMPLE };
-        self.trainer.draw_fixed(self.gpu, key)
+        self.trainer.draw_fixed(self.gpu, key)?;
+        self.keep_one_unit_per_layer().map(|_| ())
     }
 
     /// The kept units, size and score histogram of the fixed mask as it is
@@ -313,6 +341,7 @@ impl<'g> Session<'g> {
         Ok(Some(SparseSummary {
             candidates: Vec::new(),
             chosen: 0,
+            revived: Vec::new(),
             layers: g.prunable_names().iter().map(|s| s.to_string()).collect(),
             params: (small.param_count(), g.param_count()),
             flops: (g.flops(Some(&kept)), g.flops(None)),

@@ -44,6 +44,9 @@ pub struct SparseSummary {
     /// Training accuracy of each candidate mask, and the chosen index.
     pub candidates: Vec<f64>,
     pub chosen: usize,
+    /// Prunable layers where the chosen mask kept nothing and the
+    /// highest-scoring unit was kept instead.
+    pub revived: Vec<String>,
     /// Kept units per prunable layer, and each layer's name.
     pub kept: Vec<usize>,
     pub layers: Vec<String>,

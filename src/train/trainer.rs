@@ -97,6 +97,16 @@ pub struct Trainer {
 }
 
 impl Trainer {
+    /// Fails, naming the buffer and the device limit, unless a trainer of
+    /// `graph` for `capacity` rows fits the device; allocates nothing.
+    pub fn check_fits(gpu: &Gpu, graph: &crate::nn::Graph, capacity: usize, sparse: bool) -> Result<()> {
+        Net::check_fits(gpu, graph, capacity, sparse)?;
+        if sparse {
+            Tensor::check_fits(gpu, "masks", &[2, graph.units()])?;
+        }
+        Ok(())
+    }
+
     /// Wraps `net` for batches of up to `capacity` rows, dense when `sparse`
     /// is None. Scores start at 0.5 and are projected at once, so the budget
     /// holds from the first step.
