@@ -3,7 +3,10 @@
 
 // Compression of a layer's parameters to its kept units, and the way back for
 // the bias gradient. Forward and backward side by side:
-// gather_weights:    Wc[j, q] = W[rows[j], cols[q]]  (j < kept rows, q < kept cols)
+// gather_weights:    Wc[j, q] = W[rows[j], cols[q]]  (j < kept rows, q < kept cols);
+//                    with col_blocks > 1, W is [rows, blocks × cols_full] (a
+//                    convolution's kernel positions × input channels) and each
+//                    block of Wc keeps the kept columns of that block
 // gather_bias:       bc[j]    = b[rows[j]]
 // scatter_bias_grad: db[rows[j]] += Σ_r dy[r, j]      (dy compacted, [batch, ·])
 // Compacted operands are zero-padded to multiples of 4 (see matmul.wgsl):
@@ -28,6 +31,11 @@ struct GatherParams {
     // batch_code is BATCH).
     batch: u32,
     batch_code: u32,
+    // gather_weights: column blocks of W (1 for a linear layer).
+    col_blocks: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 
@@ -77,12 +85,15 @@ fn gather_weights(
     // classifier's 10 outputs); compacted sides are padded to 4.
     let pr = side_len(kr, p.dyn_rows);
     let pc = side_len(kc, p.dyn_cols);
-    for (var t = flat_id(wid, nwg, lidx, WG); t < pr * pc; t += stride(nwg)) {
-        let j = t / pc;
+    let blocks = max(p.col_blocks, 1u);
+    let row_len = pc * blocks;
+    for (var t = flat_id(wid, nwg, lidx, WG); t < pr * row_len; t += stride(nwg)) {
+        let j = t / row_len;
+        let b = (t % row_len) / pc;
         let q = t % pc;
         var v = 0.0;
         if j < kr && q < kc {
-            v = src[map(p.rows_map, j) * p.cols_full + map(p.cols_map, q)];
+            v = src[(map(p.rows_map, j) * blocks + b) * p.cols_full + map(p.cols_map, q)];
         }
         dst[t] = v;
     }

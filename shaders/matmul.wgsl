@@ -20,9 +20,10 @@
 // Compressed (sparse) layers use two more features, selected by constants:
 // - dynamic sizes: M, N or K may come from `dims` on the device (the kept-unit
 //   counts written by compact.wgsl), rounded up to a multiple of 4 because
-//   compacted operands are zero-padded to 4, or from the step block (the
-//   batch of the step, BATCH). The grid is sized for the largest case and
-//   threads past the real size exit: no host round trip.
+//   compacted operands are zero-padded to 4, times a number of blocks (a
+//   convolution's K is kernel positions × kept channels), or from the step
+//   block (the step's batch times rows per sample). The grid is sized for
+//   the largest case and threads past the real size exit: no host round trip.
 // - a capped grid: each workgroup loops over a contiguous run of output tiles
 //   (row-major, the order an uncapped grid is scheduled in, which keeps
 //   neighbouring tiles' operands in cache together), so a dispatch sized for
@@ -30,12 +31,15 @@
 //   count leaves empty (see `Gpu::grid_cap`).
 // - epilogues applied at the store: + bias[col], ReLU, a ReLU gate
 //   (zero where gate[row, col] <= 0, for the backward pass), and a scatter
-//   store C[rows_map[r], cols_map[c]] += ... into a full-size gradient.
+//   store C[rows_map[r], cols_map[c]] += ... into a full-size gradient; with
+//   column blocks (a convolution's weight, [out, positions × channels]) the
+//   column map applies within each block of kept channels.
 
 // Keep in sync with `MatmulParams` in src/ops/matmul.rs.
 struct MatmulParams {
-    // Static sizes; each is replaced by ceil4(dims[dyn_*]) when dyn_* is an
-    // index, or by the step's batch when it is BATCH (bounded by the static size).
+    // Static sizes; each is replaced per its code dyn_*: NONE keeps it; a
+    // batch code (step.wgsl) gives the step's rows; else ceil4(dims[code &
+    // 0xffff]) × max(code >> 16, 1) (kept count, padded, times blocks).
     m: u32,
     n: u32,
     k: u32,
@@ -50,7 +54,13 @@ struct MatmulParams {
     ldc: u32,
     rows_map: u32,
     cols_map: u32,
-    _pad: u32,
+    // SCATTER: the columns are col_blocks blocks of kept channels, each of
+    // col_block_full channels in the full-size C.
+    col_blocks: u32,
+    col_block_full: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 
@@ -94,19 +104,19 @@ var<private> K: u32;
 var<private> REAL_M: u32;
 var<private> REAL_N: u32;
 
-fn dyn_size(fixed: u32, idx: u32) -> u32 {
-    if idx == NONE || idx == BATCH {
-        return rows_of(fixed, idx);
+fn dyn_size(fixed: u32, code: u32) -> u32 {
+    if code == NONE || is_batch_code(code) {
+        return rows_of(fixed, code);
     }
-    return (dims[idx] + 3u) & ~3u;
+    return ((dims[code & 0xffffu] + 3u) & ~3u) * max(code >> 16u, 1u);
 }
 
 // The unpadded size: a kept count itself rather than its padding.
-fn real_size(fixed: u32, idx: u32) -> u32 {
-    if idx == NONE || idx == BATCH {
-        return rows_of(fixed, idx);
+fn real_size(fixed: u32, code: u32) -> u32 {
+    if code == NONE || is_batch_code(code) {
+        return rows_of(fixed, code);
     }
-    return dims[idx];
+    return dims[code & 0xffffu];
 }
 
 fn load_dims() {
@@ -226,11 +236,23 @@ fn map_row(r: u32) -> u32 {
     return r;
 }
 
+// NONE for a padding column.
 fn map_col(col: u32) -> u32 {
-    if SCATTER && p.cols_map != NONE {
-        return maps[p.cols_map + col];
+    if p.cols_map == NONE {
+        return select(NONE, col, col < N);
     }
-    return col;
+    if p.col_blocks > 1u {
+        let len = (REAL_N + 3u) & ~3u;
+        let j = col % len;
+        if j >= REAL_N {
+            return NONE;
+        }
+        return (col / len) * p.col_block_full + maps[p.cols_map + j];
+    }
+    if col >= REAL_N {
+        return NONE;
+    }
+    return maps[p.cols_map + col];
 }
 
 // One output element through the epilogues; `at` is its store index.
@@ -258,7 +280,7 @@ fn store_tile(r0: u32, c0: u32, acc: mat4x4<f32>) {
         // rows and columns (past the real counts) are dropped.
         var cols: vec4<u32>;
         for (var j = 0u; j < 4u; j++) {
-            cols[j] = map_col(min(c0 + j, REAL_N - 1u));
+            cols[j] = map_col(c0 + j);
         }
         for (var i = 0u; i < 4u; i++) {
             let r = r0 + i;
@@ -267,7 +289,7 @@ fn store_tile(r0: u32, c0: u32, acc: mat4x4<f32>) {
             }
             let base = map_row(r) * p.ldc;
             for (var j = 0u; j < 4u; j++) {
-                if c0 + j < REAL_N {
+                if cols[j] != NONE {
                     store_one(r, c0 + j, base + cols[j], acc[i][j]);
                 }
             }
@@ -416,7 +438,7 @@ fn matmul_naive(
             }
             if !SCATTER {
                 store_one(row, col, row * N + col, sum);
-            } else if row < REAL_M && col < REAL_N {
+            } else if row < REAL_M && map_col(col) != NONE {
                 store_one(row, col, map_row(row) * p.ldc + map_col(col), sum);
             }
         }

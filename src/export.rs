@@ -39,8 +39,7 @@ impl Exported {
     /// The network of `kept[p]` units of each prunable layer of `graph`,
     /// cut from its flat parameters `flat`.
     pub fn from_graph(graph: &Graph, kept: &[Vec<usize>], flat: &[f32]) -> Result<Exported> {
-        let counts: Vec<usize> = kept.iter().map(Vec::len).collect();
-        let spec = graph.compacted_spec(&counts)?;
+        let spec = graph.compacted_spec(kept)?;
         let tensors = graph.compact_params(kept, flat)?;
         let mut info = HashMap::new();
         info.insert("dense_params".into(), graph.param_count().to_string());

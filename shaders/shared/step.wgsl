@@ -24,14 +24,25 @@ struct StepBlock {
 
 @group(0) @binding(15) var<uniform> st: StepBlock;
 
-// A size code that means "the rows of this step's batch".
-const BATCH: u32 = 0xfffffffeu;
+// Size codes: NONE (common.wgsl) is a size fixed when recorded; a code with
+// the top bit set, BATCH_ROWS | k, is the step's batch times k (k rows per
+// sample: the pixels of an image); other codes are kernel-specific (indices
+// of kept counts).
+const BATCH_ROWS: u32 = 0x80000000u;
+// The step's batch itself.
+const BATCH: u32 = 0x80000001u;
 
-// Rows of a kernel whose row count is `fixed`, or the step's batch (never
-// more than `fixed`, the capacity) when `code` is BATCH.
+fn is_batch_code(code: u32) -> bool {
+    // 0xffffffff is NONE (common.wgsl), which has every bit set.
+    return code != 0xffffffffu && (code & BATCH_ROWS) != 0u;
+}
+
+// Rows of a kernel whose row count is `fixed`, or, for a batch code, the
+// step's batch times the code's rows per sample (never more than `fixed`,
+// the capacity).
 fn rows_of(fixed: u32, code: u32) -> u32 {
-    if code == BATCH {
-        return min(st.batch, fixed);
+    if is_batch_code(code) {
+        return min(st.batch * (code & ~BATCH_ROWS), fixed);
     }
     return fixed;
 }

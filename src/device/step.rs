@@ -25,8 +25,10 @@ pub struct StepBlock {
 /// The binding number of the step block in every kernel.
 pub const STEP_BINDING: u32 = 15;
 
-/// A size code: the rows of the step's batch (see `rows_of` in step.wgsl).
-pub const BATCH: u32 = 0xffff_fffe;
+/// Size codes (see `rows_of` in step.wgsl): `BATCH_ROWS | k` is the step's
+/// batch times k rows per sample; `BATCH` is the batch itself.
+pub const BATCH_ROWS: u32 = 0x8000_0000;
+pub const BATCH: u32 = BATCH_ROWS | 1;
 
 /// Bytes of the step block.
 pub const STEP_BYTES: u64 = std::mem::size_of::<StepBlock>() as u64;

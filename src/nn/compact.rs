@@ -4,7 +4,6 @@
 //! parameter count and the kept FLOPs all come from here.
 
 use super::graph::{ChannelSet, Graph, GraphSpec, NodeSpec};
-use super::layer::Channels;
 use crate::error::{Error, Result};
 
 /// One parameter of a compacted network: "node.param", shape, data.
@@ -27,31 +26,24 @@ impl Graph {
             .map(|v| match v.set {
                 ChannelSet::Full => (0..v.shape.c).collect(),
                 ChannelSet::Unit(p) => kept[p].clone(),
+                ChannelSet::Union(u) => {
+                    let mut all: Vec<usize> = self.unions[u].iter().flat_map(|&p| kept[p].iter().copied()).collect();
+                    all.sort_unstable();
+                    all.dedup();
+                    all
+                }
             })
             .collect())
     }
 
-    /// The description of the network of kept units, `kept[p]` units kept
-    /// in prunable layer p.
-    pub fn compacted_spec(&self, kept: &[usize]) -> Result<GraphSpec> {
-        if kept.len() != self.prunable.len() {
-            return Err(Error::InvalidArgument(format!(
-                "{} kept counts for {} prunable layers",
-                kept.len(),
-                self.prunable.len()
-            )));
-        }
-        let mut count = vec![0usize; self.values.len()];
-        count[0] = self.spec.input.c;
+    /// The description of the network of kept units: `kept[p]` lists the
+    /// units kept in prunable layer p (a union keeps the channels any of its
+    /// layers keeps).
+    pub fn compacted_spec(&self, kept: &[Vec<usize>]) -> Result<GraphSpec> {
+        let channels = self.kept_channels(kept)?;
         let mut nodes = Vec::new();
         for (n, node) in self.nodes.iter().enumerate() {
-            let out = match node.layer.channels() {
-                Channels::New { prunable: true } => kept[node.unit.unwrap_or(0)],
-                Channels::New { prunable: false } => self.values[node.output].shape.c,
-                Channels::Same => count[node.inputs[0]],
-            };
-            count[node.output] = out;
-            let small = node.layer.compacted(out);
+            let small = node.layer.compacted(channels[node.output].len());
             nodes.push(NodeSpec {
                 name: node.name.clone(),
                 kind: small.kind().into(),
@@ -73,7 +65,7 @@ impl Graph {
             )));
         }
         let channels = self.kept_channels(kept)?;
-        let small = Graph::from_spec(self.compacted_spec(&kept.iter().map(Vec::len).collect::<Vec<_>>())?)?;
+        let small = Graph::from_spec(self.compacted_spec(kept)?)?;
         let mut out = Vec::new();
         for (node, small_node) in self.nodes.iter().zip(&small.nodes) {
             let params: Vec<Vec<f32>> =

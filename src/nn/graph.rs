@@ -15,6 +15,7 @@ use super::loss::SoftmaxXent;
 use super::registry;
 use crate::device::tensor::aligned_len;
 use crate::error::{Error, Result};
+use crate::ops::compact::SetDesc;
 
 /// One node of a description.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -69,6 +70,9 @@ pub enum ChannelSet {
     Full,
     /// The kept units of prunable layer `p` (in unit order).
     Unit(usize),
+    /// Union `u` of several prunable layers' kept units over the same
+    /// channels (`Graph::unions[u]` lists them): what a residual sum keeps.
+    Union(usize),
 }
 
 /// One value flowing through the graph (value 0 is the input).
@@ -126,7 +130,39 @@ pub struct Graph {
     /// the score vector (one more entry than nodes).
     pub prunable: Vec<usize>,
     pub unit_off: Vec<usize>,
+    /// The prunable layers (indices into `prunable`) each union set joins.
+    pub unions: Vec<Vec<usize>>,
     pub loss: SoftmaxXent,
+}
+
+/// The prunable layers a channel set is made of.
+fn members(set: ChannelSet, unions: &[Vec<usize>]) -> Vec<usize> {
+    match set {
+        ChannelSet::Full => Vec::new(),
+        ChannelSet::Unit(p) => vec![p],
+        ChannelSet::Union(u) => unions[u].clone(),
+    }
+}
+
+/// The channel set of a sum of values of `sets`: all channels if any input
+/// has all, else the union of their prunable layers (a new union if needed).
+fn union_of(sets: &[ChannelSet], unions: &mut Vec<Vec<usize>>) -> ChannelSet {
+    if sets.contains(&ChannelSet::Full) {
+        return ChannelSet::Full;
+    }
+    let mut all: Vec<usize> = sets.iter().flat_map(|&s| members(s, unions)).collect();
+    all.sort_unstable();
+    all.dedup();
+    if let [p] = all[..] {
+        return ChannelSet::Unit(p);
+    }
+    match unions.iter().position(|u| *u == all) {
+        Some(u) => ChannelSet::Union(u),
+        None => {
+            unions.push(all);
+            ChannelSet::Union(unions.len() - 1)
+        }
+    }
 }
 
 impl Graph {
@@ -156,6 +192,7 @@ impl Graph {
         };
         let mut values = vec![input];
         let mut nodes: Vec<Node> = Vec::new();
+        let mut unions: Vec<Vec<usize>> = Vec::new();
         let (mut prunable, mut unit_off, mut param_total) = (Vec::new(), vec![0usize], 0usize);
         for (n, ns) in spec.nodes.iter().enumerate() {
             if names.contains(&ns.name.as_str()) || ns.name.is_empty() {
@@ -197,6 +234,10 @@ impl Graph {
                 }
                 Channels::New { prunable: false } => (ChannelSet::Full, None),
                 Channels::Same => (values[inputs[0]].set, None),
+                Channels::Union => {
+                    let sets: Vec<ChannelSet> = inputs.iter().map(|&v| values[v].set).collect();
+                    (union_of(&sets, &mut unions), None)
+                }
             };
             for &i in &inputs {
                 values[i].consumers.push(n);
@@ -244,6 +285,7 @@ impl Graph {
             param_total,
             prunable,
             unit_off,
+            unions,
         };
         g.fuse_relus()?;
         g.plan_gradients();
@@ -322,6 +364,30 @@ impl Graph {
         *self.unit_off.last().unwrap_or(&0)
     }
 
+    /// Channel sets a mask compacts into: the prunable layers' (set p is
+    /// layer p), then the unions (set P + u). Slots of each sample: the
+    /// units, then each union's channels.
+    pub fn channel_sets(&self) -> Vec<SetDesc> {
+        let widths = self.unit_widths();
+        let mut sets = crate::ops::compact::base_sets(&self.unit_off);
+        let mut slot = self.units();
+        for u in &self.unions {
+            let len = widths[u[0]];
+            sets.push(SetDesc { slot, len, members: u.iter().map(|&p| self.unit_off[p]).collect() });
+            slot += len;
+        }
+        sets
+    }
+
+    /// The index of a value's set among `channel_sets` (None: all channels).
+    pub fn set_index(&self, set: ChannelSet) -> Option<usize> {
+        match set {
+            ChannelSet::Full => None,
+            ChannelSet::Unit(p) => Some(p),
+            ChannelSet::Union(u) => Some(self.prunable.len() + u),
+        }
+    }
+
     /// Real parameters, padding excluded.
     pub fn param_count(&self) -> usize {
         self.nodes.iter().flat_map(|n| &n.params).map(|p| p.spec.len()).sum()
@@ -358,14 +424,18 @@ impl Graph {
     }
 
     /// Fraction of each value's channels kept, given kept units per
-    /// prunable layer.
-    fn kept_fractions(&self, kept: &[usize]) -> Vec<f64> {
+    /// prunable layer. A union keeps 1 − Π(1 − ρ) of its channels in
+    /// expectation (masks drawn independently): an estimate, where the
+    /// compacted network (`compacted_spec`) counts exactly.
+    pub fn kept_fractions(&self, kept: &[usize]) -> Vec<f64> {
         let widths = self.unit_widths();
+        let rho = |p: usize| kept[p] as f64 / widths[p].max(1) as f64;
         self.values
             .iter()
             .map(|v| match v.set {
                 ChannelSet::Full => 1.0,
-                ChannelSet::Unit(p) => kept[p] as f64 / widths[p].max(1) as f64,
+                ChannelSet::Unit(p) => rho(p),
+                ChannelSet::Union(u) => 1.0 - self.unions[u].iter().map(|&p| 1.0 - rho(p)).product::<f64>(),
             })
             .collect()
     }

@@ -91,6 +91,9 @@ pub enum Channels {
     /// Channel c of the output comes from channel c of the input (ReLU,
     /// BatchNorm, pooling): the same channels are kept.
     Same,
+    /// Channel c of the output combines channel c of every input (a
+    /// residual sum): a channel is kept where any input keeps it.
+    Union,
 }
 
 /// One activation as a layer sees it while recording: the tensor

@@ -156,7 +156,14 @@ impl Layer for Linear {
             bias::bias_grad(cx.rec, db, dy, true, cx.rows, o)?;
         } else {
             let kept = cx.kept("linear")?;
-            let scatter = Scatter { maps: kept.maps, rows: map_offset(rows), cols: map_offset(cols), ldc: i };
+            let scatter = Scatter {
+                maps: kept.maps,
+                rows: map_offset(rows),
+                cols: map_offset(cols),
+                ldc: i,
+                col_blocks: 1,
+                col_block_full: i,
+            };
             Matmul::new(Layout::TN)
                 .accumulate()
                 .dynamic(DynDims { dims: kept.dims, m: count_index(rows), n: count_index(cols), k: None })

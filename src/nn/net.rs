@@ -15,9 +15,9 @@ use crate::ops::Rows;
 use crate::ops::gather::{KeptSet, Side};
 use crate::ops::reduce::Reducer;
 
-/// The kept units of one mask: sample `sample` of a mask set laid out as
-/// `sparse::MaskSet` lays them out (counts at sample·P + p, lists at
-/// sample·U + unit_off[p]).
+/// The kept channels of one mask: sample `sample` of a mask set laid out as
+/// `sparse::MaskSet` lays them out (counts at sample·S + set, lists and
+/// ranks at sample·T + the set's slot; `Graph::channel_sets`).
 #[derive(Clone, Copy, Debug)]
 pub struct MaskRef<'a> {
     pub kept: KeptSet<'a>,
@@ -118,7 +118,8 @@ impl Net {
         let mut lens: Vec<Option<(String, usize)>> = vec![None; g.storages];
         for (v, val) in g.values.iter().enumerate().skip(1) {
             let c = match val.set {
-                ChannelSet::Unit(_) if compressed => val.shape.c.div_ceil(4) * 4,
+                ChannelSet::Full => val.shape.c,
+                _ if compressed => val.shape.c.div_ceil(4) * 4,
                 _ => val.shape.c,
             };
             let len = capacity
@@ -187,19 +188,20 @@ impl Net {
         })
     }
 
-    /// Each value's side: compacted to the mask's kept units where its
-    /// channels are a prunable layer's, else full.
+    /// Each value's side: compacted to the mask's kept channels where its
+    /// channels are a prunable layer's (or a union of them), else full.
     fn sides(&self, mask: Option<MaskRef>, compressed: bool) -> Vec<Side> {
         let g = &self.graph;
-        let (layers, units) = (g.prunable.len(), g.units());
+        let descs = g.channel_sets();
+        let slots = descs.iter().map(|d| d.slot + d.len).max().unwrap_or(0);
         g.values
             .iter()
-            .map(|v| match (v.set, mask.map(|m| m.sample), compressed) {
-                (ChannelSet::Unit(p), Some(s), true) => {
-                    Side::Kept { count: s * layers + p, map: s * units + g.unit_off[p] }
+            .map(|v| match (g.set_index(v.set), compressed) {
+                (Some(k), true) => {
+                    // Scratch is sized from a representative compacted side.
+                    let s = mask.map_or(0, |m| m.sample);
+                    Side::Kept { count: s * descs.len() + k, map: s * slots + descs[k].slot }
                 }
-                // Scratch is sized from a representative compacted side.
-                (ChannelSet::Unit(p), None, true) => Side::Kept { count: p, map: g.unit_off[p] },
                 _ => Side::Full,
             })
             .collect()

@@ -38,12 +38,19 @@ pub fn forward_backward(
     scale: f64,
 ) -> CpuPass {
     let g = graph;
-    let mask_of = |v: usize| -> Option<&Vec<u32>> {
-        match (g.values[v].set, masks) {
-            (ChannelSet::Unit(p), Some(m)) => Some(&m[p]),
+    // A union keeps a channel where any of its prunable layers does.
+    let value_masks: Vec<Option<Vec<u32>>> = g
+        .values
+        .iter()
+        .map(|v| match (v.set, masks) {
+            (ChannelSet::Unit(p), Some(m)) => Some(m[p].clone()),
+            (ChannelSet::Union(u), Some(m)) => {
+                Some((0..v.shape.c).map(|c| u32::from(g.unions[u].iter().any(|&p| m[p][c] != 0))).collect())
+            }
             _ => None,
-        }
-    };
+        })
+        .collect();
+    let mask_of = |v: usize| -> Option<&Vec<u32>> { value_masks[v].as_ref() };
     let node_params = |n: usize| -> Vec<&[f64]> {
         g.nodes[n].params.iter().map(|p| &params[p.offset..p.offset + p.spec.len()]).collect()
     };

@@ -1,5 +1,7 @@
-//! Launcher of shaders/compact.wgsl: the ordered list of kept units of every
-//! layer, and their counts, built on the device from the masks.
+//! Launcher of shaders/compact.wgsl: the ordered list of kept channels of
+//! every channel set (a prunable layer's units, or a union of such sets),
+//! their counts and every channel's rank in its list, built on the device
+//! from the masks.
 
 use super::{KernelParams, need, u32_of};
 use crate::device::record::Recorder;
@@ -11,9 +13,10 @@ use crate::error::{Error, Result};
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct CompactParams {
-    pub layers: u32,
-    pub units: u32,
-    pub _pad: [u32; 2],
+    pub sets: u32,
+    pub mask_stride: u32,
+    pub slot_stride: u32,
+    pub _pad: u32,
 }
 
 impl KernelParams for CompactParams {
@@ -23,56 +26,81 @@ impl KernelParams for CompactParams {
 
 const WG: u32 = 256;
 
-/// For each layer l (units offsets[l]..offsets[l+1] of `mask`):
-/// kept[offsets[l] + j] = local index of the j-th kept unit; counts[l] = kept.
-/// `offsets` is a u32 tensor of layers + 1 entries, non-decreasing.
-pub fn compact_kept(
-    rec: &mut Recorder,
-    kept: &Tensor,
-    counts: &Tensor,
-    mask: &Tensor,
-    offsets: &Tensor,
-    layers: usize,
-    units: usize,
-) -> Result<()> {
-    compact_samples(rec, kept, counts, mask, offsets, layers, units, 1)
+/// One channel set: where its slots start, how many channels it has, and,
+/// for a union, the mask offsets of its member base sets (empty for a base
+/// set, whose mask starts at `slot`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetDesc {
+    pub slot: usize,
+    pub len: usize,
+    pub members: Vec<usize>,
 }
 
-/// `compact_kept` of `samples` consecutive masks in one dispatch: mask s at
-/// mask[s·units..], its lists at kept[s·units..], its counts at counts[s·layers..].
-#[allow(clippy::too_many_arguments)]
-pub fn compact_samples(
+/// The set table compact.wgsl reads: a 4-word record per set, then members.
+pub fn set_table(sets: &[SetDesc]) -> Result<Vec<u32>> {
+    let u = |v: usize| u32_of("compact", "set table", v);
+    let mut table = Vec::with_capacity(4 * sets.len());
+    let mut members = Vec::new();
+    let head = 4 * sets.len();
+    for s in sets {
+        table.extend([u(s.slot)?, u(s.len)?, u(head + members.len())?, u(s.members.len())?]);
+        for &m in &s.members {
+            members.push(u(m)?);
+        }
+    }
+    table.extend(members);
+    Ok(table)
+}
+
+/// Consecutive base sets cut from the mask by `offsets` (sets + 1 entries).
+pub fn base_sets(offsets: &[usize]) -> Vec<SetDesc> {
+    offsets.windows(2).map(|w| SetDesc { slot: w[0], len: w[1] - w[0], members: Vec::new() }).collect()
+}
+
+/// Where a compaction writes: kept lists and ranks (`samples` × `slot_stride`)
+/// and counts (`samples` × sets).
+#[derive(Clone, Copy, Debug)]
+pub struct Compacted<'a> {
+    pub kept: &'a Tensor,
+    pub counts: &'a Tensor,
+    pub ranks: &'a Tensor,
+}
+
+/// Compacts `samples` masks (sample s at mask[s·mask_stride..]) into every
+/// set of `table` (built by `set_table` for `sets` sets): one dispatch.
+pub fn compact_sets(
     rec: &mut Recorder,
-    kept: &Tensor,
-    counts: &Tensor,
+    out: Compacted,
     mask: &Tensor,
-    offsets: &Tensor,
-    layers: usize,
-    units: usize,
+    table: &Tensor,
+    sets: usize,
+    (mask_stride, slot_stride): (usize, usize),
     samples: usize,
 ) -> Result<()> {
     const OP: &str = "compact_kept";
-    need(OP, "kept", kept, units * samples, DType::U32)?;
-    need(OP, "counts", counts, layers * samples, DType::U32)?;
-    need(OP, "mask", mask, units * samples, DType::U32)?;
-    need(OP, "offsets", offsets, layers + 1, DType::U32)?;
-    let l32 = u32_of(OP, "layers", layers)?;
-    if l32 == 0 {
+    need(OP, "kept", out.kept, slot_stride * samples, DType::U32)?;
+    need(OP, "ranks", out.ranks, slot_stride * samples, DType::U32)?;
+    need(OP, "counts", out.counts, sets * samples, DType::U32)?;
+    need(OP, "mask", mask, mask_stride * samples, DType::U32)?;
+    need(OP, "table", table, 4 * sets, DType::U32)?;
+    let (s32, n32) = (u32_of(OP, "sets", sets)?, u32_of(OP, "samples", samples)?);
+    if s32 == 0 || n32 == 0 {
         return Ok(());
     }
-    if l32 > rec.gpu().limits().max_compute_workgroups_per_dimension {
-        return Err(Error::InvalidArgument(format!("{layers} layers exceed one workgroup per layer")));
+    if s32 > rec.gpu().limits().max_compute_workgroups_per_dimension {
+        return Err(Error::InvalidArgument(format!("{sets} channel sets exceed one workgroup per set")));
     }
-    let s32 = u32_of(OP, "samples", samples)?;
-    if s32 == 0 {
-        return Ok(());
-    }
-    let params = CompactParams { layers: l32, units: u32_of(OP, "units", units)?, _pad: [0; 2] };
+    let params = CompactParams {
+        sets: s32,
+        mask_stride: u32_of(OP, "mask stride", mask_stride)?,
+        slot_stride: u32_of(OP, "slot stride", slot_stride)?,
+        _pad: 0,
+    };
     rec.dispatch(
         Kernel::CompactKept,
         &vec![("WG", WG.into())],
         (0, &params),
-        &[(1, mask), (2, offsets), (3, kept), (4, counts)],
-        glam::UVec3::new(l32, s32, 1),
+        &[(1, mask), (2, table), (3, out.kept), (4, out.counts), (5, out.ranks)],
+        glam::UVec3::new(s32, n32, 1),
     )
 }

@@ -19,6 +19,8 @@ pub struct GatherParams {
     pub cols_map: u32,
     pub batch: u32,
     pub batch_code: u32,
+    pub col_blocks: u32,
+    pub _pad: [u32; 3],
 }
 
 impl KernelParams for GatherParams {
@@ -58,6 +60,9 @@ impl Side {
 pub struct KeptSet<'a> {
     pub dims: &'a Tensor,
     pub maps: &'a Tensor,
+    /// Each channel's position in its set's list (at the same offsets as the
+    /// lists), or u32::MAX: how a residual sum finds a channel in each input.
+    pub ranks: &'a Tensor,
 }
 
 fn params(rows: Side, cols: Side, rows_full: usize, cols_full: usize, batch: Rows) -> Result<GatherParams> {
@@ -72,6 +77,8 @@ fn params(rows: Side, cols: Side, rows_full: usize, cols_full: usize, batch: Row
         cols_map,
         batch: u32_of("gather", "batch", batch.max())?,
         batch_code: batch.code(),
+        col_blocks: 1,
+        _pad: [0; 3],
     })
 }
 
@@ -105,10 +112,26 @@ pub fn gather_weights(
     cols: Side,
     full: (usize, usize),
 ) -> Result<()> {
-    let max = rows.max_len(full.0) * cols.max_len(full.1);
+    gather_weight_blocks(rec, wc, w, kept, (rows, cols), full, 1)
+}
+
+/// `gather_weights` of W [rows_full, blocks × cols_full] whose columns are
+/// `blocks` blocks of `cols_full` (a convolution's kernel positions × input
+/// channels): wc is [kept rows, blocks × kept cols], each block compacted.
+pub fn gather_weight_blocks(
+    rec: &mut Recorder,
+    wc: &Tensor,
+    w: &Tensor,
+    kept: KeptSet,
+    (rows, cols): (Side, Side),
+    full: (usize, usize),
+    blocks: usize,
+) -> Result<()> {
+    let max = rows.max_len(full.0) * cols.max_len(full.1) * blocks;
     need("gather_weights", "wc", wc, max, DType::F32)?;
-    need("gather_weights", "w", w, full.0 * full.1, DType::F32)?;
-    let p = params(rows, cols, full.0, full.1, Rows::Fixed(0))?;
+    need("gather_weights", "w", w, full.0 * full.1 * blocks, DType::F32)?;
+    let mut p = params(rows, cols, full.0, full.1, Rows::Fixed(0))?;
+    p.col_blocks = u32_of("gather", "blocks", blocks.max(1))?;
     run(rec, Kernel::GatherWeights, &p, kept, w, wc, max)
 }
 

@@ -25,7 +25,9 @@ pub struct MatmulParams {
     pub ldc: u32,
     pub rows_map: u32,
     pub cols_map: u32,
-    pub _pad: u32,
+    pub col_blocks: u32,
+    pub col_block_full: u32,
+    pub _pad: [u32; 3],
 }
 
 pub use crate::device::shader::Variant;
@@ -96,20 +98,28 @@ pub struct DynDims<'a> {
 
 /// Where one of M, N, K comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Size {
+pub enum Size {
+    /// The static size given to `record`.
     Static,
-    /// The step's batch (step block), at most the static size.
-    Batch,
-    /// ceil4(dims[i]): a kept count.
-    Kept(usize),
+    /// The step's batch (step block) times `per` rows per sample, at most
+    /// the static size.
+    Batch { per: usize },
+    /// ceil4(dims[count]) × blocks: a kept count, padded, times the blocks
+    /// it repeats in (a convolution's kernel positions).
+    Kept { count: usize, blocks: usize },
 }
 
 impl Size {
     fn code(self) -> Result<u32> {
         match self {
             Size::Static => Ok(NONE),
-            Size::Batch => Ok(crate::device::step::BATCH),
-            Size::Kept(i) => u32_of("matmul", "dims index", i),
+            Size::Batch { per } => Ok(super::Rows::BatchOf { cap: 1, per }.code()),
+            Size::Kept { count, blocks } if count < 1 << 16 && (1..1 << 15).contains(&blocks) => {
+                Ok(((blocks as u32) << 16) | count as u32)
+            }
+            Size::Kept { count, blocks } => {
+                Err(Error::InvalidArgument(format!("matmul: kept count index {count} or {blocks} blocks out of range")))
+            }
         }
     }
 
@@ -117,20 +127,25 @@ impl Size {
     fn aligned(self, fixed: u32) -> bool {
         match self {
             Size::Static => fixed.is_multiple_of(4),
-            Size::Batch => false,
-            Size::Kept(_) => true,
+            Size::Batch { .. } => false,
+            Size::Kept { .. } => true,
         }
     }
 }
 
 /// Scatter store: C[rows[r], cols[c]] (+)= value, into a C of row length
-/// `ldc`. Maps are element offsets into `maps`; None is the identity.
+/// `ldc`. Maps are element offsets into `maps`; None is the identity. With
+/// `col_blocks` > 1 the columns are that many blocks of kept channels (a
+/// convolution's weight: kernel positions × channels), each block mapping
+/// into `col_block_full` channels of C.
 #[derive(Clone, Copy, Debug)]
 pub struct Scatter<'a> {
     pub maps: &'a Tensor,
     pub rows: Option<usize>,
     pub cols: Option<usize>,
     pub ldc: usize,
+    pub col_blocks: usize,
+    pub col_block_full: usize,
 }
 
 /// One matmul: layout, scaling, epilogues, and optionally a forced variant.
@@ -209,22 +224,31 @@ impl<'a> Matmul<'a> {
     pub fn dynamic(mut self, d: DynDims<'a>) -> Matmul<'a> {
         self.dims = Some(d.dims);
         for (slot, v) in self.sizes.iter_mut().zip([d.m, d.n, d.k]) {
-            if let Some(i) = v {
-                *slot = Size::Kept(i);
+            if let Some(count) = v {
+                *slot = Size::Kept { count, blocks: 1 };
             }
         }
         self
     }
 
+    /// Where M, N and K come from; `dims` holds the kept counts of `Kept` sizes.
+    pub fn sizes(mut self, dims: Option<&'a Tensor>, m: Size, n: Size, k: Size) -> Matmul<'a> {
+        if dims.is_some() {
+            self.dims = dims;
+        }
+        self.sizes = [m, n, k];
+        self
+    }
+
     /// M is the step's batch (the static `m` is its capacity).
     pub fn batch_m(mut self) -> Matmul<'a> {
-        self.sizes[0] = Size::Batch;
+        self.sizes[0] = Size::Batch { per: 1 };
         self
     }
 
     /// K is the step's batch (the static `k` is its capacity).
     pub fn batch_k(mut self) -> Matmul<'a> {
-        self.sizes[2] = Size::Batch;
+        self.sizes[2] = Size::Batch { per: 1 };
         self
     }
 
@@ -295,9 +319,11 @@ impl<'a> Matmul<'a> {
             ldc: n,
             rows_map: NONE,
             cols_map: NONE,
-            _pad: 0,
+            col_blocks: 1,
+            col_block_full: n,
+            _pad: [0; 3],
         };
-        if self.sizes.iter().any(|s| matches!(s, Size::Kept(_))) {
+        if self.sizes.iter().any(|s| matches!(s, Size::Kept { .. })) {
             let Some(dims) = self.dims else {
                 return Err(Error::InvalidArgument("matmul: kept sizes without a dims tensor".into()));
             };
@@ -309,6 +335,8 @@ impl<'a> Matmul<'a> {
             params.ldc = u32_of(OP, "ldc", sc.ldc)?;
             params.rows_map = opt_index(OP, "rows map", sc.rows)?;
             params.cols_map = opt_index(OP, "cols map", sc.cols)?;
+            params.col_blocks = u32_of(OP, "column blocks", sc.col_blocks.max(1))?;
+            params.col_block_full = u32_of(OP, "column block width", sc.col_block_full)?;
         }
         // One workgroup per output tile, except where the sizes are only
         // known on the device: there at most `grid_cap` workgroups loop over

@@ -19,7 +19,7 @@ pub mod softmax_xent;
 pub mod vrpge;
 
 use crate::device::shader::Shader;
-use crate::device::step::BATCH;
+use crate::device::step::BATCH_ROWS;
 use crate::device::tensor::{DType, Tensor};
 use crate::error::{Error, Result};
 
@@ -27,18 +27,27 @@ use crate::error::{Error, Result};
 pub const NONE: u32 = u32::MAX;
 
 /// The rows a kernel covers: a count fixed when it is recorded, or the
-/// batch of each step, read from the step block, up to a capacity.
+/// batch of each step, read from the step block, up to a capacity; a batch
+/// of images may have several rows per sample (one per pixel, NHWC).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rows {
     Fixed(usize),
+    /// The step's batch, at most this many samples.
     Batch(usize),
+    /// The step's batch times `per` rows per sample, at most `cap` samples.
+    BatchOf {
+        cap: usize,
+        per: usize,
+    },
 }
 
 impl Rows {
-    /// The fixed count, or the capacity: what buffers and grids are sized for.
+    /// The fixed count, or the capacity in rows: what buffers and grids are
+    /// sized for.
     pub fn max(self) -> usize {
         match self {
             Rows::Fixed(n) | Rows::Batch(n) => n,
+            Rows::BatchOf { cap, per } => cap * per,
         }
     }
 
@@ -46,7 +55,18 @@ impl Rows {
     pub fn code(self) -> u32 {
         match self {
             Rows::Fixed(_) => NONE,
-            Rows::Batch(_) => BATCH,
+            Rows::Batch(_) => BATCH_ROWS | 1,
+            // Rows per sample are at most the pixels of an image, far below 2^31.
+            Rows::BatchOf { per, .. } => BATCH_ROWS | (per as u32 & !BATCH_ROWS),
+        }
+    }
+
+    /// The same rows, `per` times as many per sample (a batch of images).
+    pub fn per_sample(self, per: usize) -> Rows {
+        match self {
+            Rows::Fixed(n) => Rows::Fixed(n * per),
+            Rows::Batch(cap) => Rows::BatchOf { cap, per },
+            Rows::BatchOf { cap, per: p } => Rows::BatchOf { cap, per: p * per },
         }
     }
 }

@@ -1,31 +1,38 @@
 //! Mask sets: one or more Bernoulli masks over all prunable units, drawn
-//! from the scores in one dispatch and compacted in another into ordered
-//! kept-unit lists and counts per prunable layer. Sample s of a set keeps
-//! its mask at mask[s·U..], its lists at kept[s·U + unit_off[p]..] and its
-//! counts at counts[s·P + p] (U units, P prunable layers): the layout the
-//! compressed passes of `nn::Net` address.
+//! from the scores in one dispatch and compacted in another into the kept
+//! channels of every channel set of the graph (each prunable layer's units,
+//! and the unions residual sums carry), with their counts and every
+//! channel's rank. Sample s keeps its mask at mask[s·U..], its lists and
+//! ranks at kept[s·T + slot..] and its counts at counts[s·S + set] (U units,
+//! T slots, S sets; `nn::Graph::channel_sets`): the layout the compressed
+//! passes of `nn::Net` address.
 
 use crate::device::gpu::Gpu;
 use crate::device::record::Recorder;
 use crate::device::tensor::{DType, Tensor};
 use crate::error::{Error, Result};
 use crate::nn::{Graph, MaskRef};
-use crate::ops::compact::compact_samples;
+use crate::ops::compact::{Compacted, compact_sets, set_table};
 use crate::ops::gather::KeptSet;
 use crate::ops::mask::{KeyStep, MaskKey, mask_samples};
 
 pub struct MaskSet {
     pub samples: usize,
+    /// Units (the mask's length per sample), prunable layers, all sets, slots.
     pub units: usize,
     pub layers: usize,
+    pub sets: usize,
+    pub slots: usize,
     /// [samples · units] u32 0/1.
     pub mask: Tensor,
-    /// [samples · units] u32: kept lists, laid out like the units.
+    /// [samples · slots] u32: kept lists of every set.
     pub kept: Tensor,
-    /// [samples · layers] u32: kept units per prunable layer.
+    /// [samples · slots] u32: each channel's position in its set's list, or u32::MAX.
+    pub ranks: Tensor,
+    /// [samples · sets] u32: kept channels per set.
     pub counts: Tensor,
     unit_off: Vec<usize>,
-    offsets: Tensor,
+    table: Tensor,
 }
 
 impl MaskSet {
@@ -34,16 +41,21 @@ impl MaskSet {
         if units == 0 {
             return Err(Error::InvalidArgument("the graph has no prunable units".into()));
         }
-        let off32: Vec<u32> = graph.unit_off.iter().map(|&o| o as u32).collect();
+        let descs = graph.channel_sets();
+        let slots = descs.iter().map(|d| d.slot + d.len).max().unwrap_or(units);
+        let table = set_table(&descs)?;
         Ok(MaskSet {
             samples,
             units,
             layers,
+            sets: descs.len(),
+            slots,
             mask: Tensor::zeros(gpu, &format!("{label} masks"), &[samples * units], DType::U32)?,
-            kept: Tensor::zeros(gpu, &format!("{label} kept units"), &[samples * units], DType::U32)?,
-            counts: Tensor::zeros(gpu, &format!("{label} kept counts"), &[samples * layers], DType::U32)?,
+            kept: Tensor::zeros(gpu, &format!("{label} kept channels"), &[samples * slots], DType::U32)?,
+            ranks: Tensor::zeros(gpu, &format!("{label} channel ranks"), &[samples * slots], DType::U32)?,
+            counts: Tensor::zeros(gpu, &format!("{label} kept counts"), &[samples * descs.len()], DType::U32)?,
             unit_off: graph.unit_off.clone(),
-            offsets: Tensor::from_u32(gpu, "unit offsets", &[off32.len()], &off32)?,
+            table: Tensor::from_u32(gpu, "channel set table", &[table.len()], &table)?,
         })
     }
 
@@ -56,18 +68,19 @@ impl MaskSet {
 
     /// Compacts the masks as they are (e.g. uploaded from a checkpoint).
     pub fn compact(&self, rec: &mut Recorder) -> Result<()> {
-        compact_samples(rec, &self.kept, &self.counts, &self.mask, &self.offsets, self.layers, self.units, self.samples)
+        let out = Compacted { kept: &self.kept, counts: &self.counts, ranks: &self.ranks };
+        compact_sets(rec, out, &self.mask, &self.table, self.sets, (self.units, self.slots), self.samples)
     }
 
     /// Sample s, as the compressed passes take it.
     pub fn sample(&self, s: usize) -> MaskRef<'_> {
-        MaskRef { kept: KeptSet { dims: &self.counts, maps: &self.kept }, sample: s }
+        MaskRef { kept: KeptSet { dims: &self.counts, maps: &self.kept, ranks: &self.ranks }, sample: s }
     }
 
     /// Kept units per prunable layer of sample s (a small read-back).
     pub fn kept_counts(&self, gpu: &Gpu, s: usize) -> Result<Vec<usize>> {
         let c = self.counts.download_u32(gpu)?;
-        Ok(c[s * self.layers..(s + 1) * self.layers].iter().map(|&v| v as usize).collect())
+        Ok(c[s * self.sets..s * self.sets + self.layers].iter().map(|&v| v as usize).collect())
     }
 
     /// The kept units of each prunable layer of sample s, ascending (read-back).
@@ -76,7 +89,7 @@ impl MaskSet {
         let lists = self.kept.download_u32(gpu)?;
         Ok((0..self.layers)
             .map(|p| {
-                let at = s * self.units + self.unit_off[p];
+                let at = s * self.slots + self.unit_off[p];
                 lists[at..at + counts[p]].iter().map(|&u| u as usize).collect()
             })
             .collect())

@@ -332,8 +332,9 @@ impl<'g> Session<'g> {
     pub fn summarize_fixed(&self) -> Result<Option<SparseSummary>> {
         let Some(sp) = &self.trainer.sparse else { return Ok(None) };
         let g = self.graph();
-        let kept = sp.fixed.kept_counts(self.gpu, 0)?;
-        let small = Graph::from_spec(g.compacted_spec(&kept)?)?;
+        let lists = sp.fixed.kept_lists(self.gpu, 0)?;
+        let kept: Vec<usize> = lists.iter().map(Vec::len).collect();
+        let small = Graph::from_spec(g.compacted_spec(&lists)?)?;
         let mut score_hist = vec![0usize; 20];
         for s in sp.scores.download_f32(self.gpu)? {
             score_hist[((s.clamp(0.0, 1.0) * 20.0) as usize).min(19)] += 1;
@@ -344,7 +345,7 @@ impl<'g> Session<'g> {
             revived: Vec::new(),
             layers: g.prunable_names().iter().map(|s| s.to_string()).collect(),
             params: (small.param_count(), g.param_count()),
-            flops: (g.flops(Some(&kept)), g.flops(None)),
+            flops: (small.flops(None), g.flops(None)),
             kept,
             score_hist,
         }))

@@ -49,7 +49,7 @@ fn gather_cases(gpu: &sparsetrain::Gpu) {
             let db0 = rand_f32(&mut r, rows_full, -1.0, 1.0);
             let tdims = Tensor::from_u32(gpu, "dims", &[2], &dims).unwrap();
             let tmaps = Tensor::from_u32(gpu, "maps", &[128], &maps).unwrap();
-            let kept = KeptSet { dims: &tdims, maps: &tmaps };
+            let kept = KeptSet { dims: &tdims, maps: &tmaps, ranks: &tmaps };
             let tw = Tensor::from_f32(gpu, "w", &[w.len()], &w).unwrap();
             let tb = Tensor::from_f32(gpu, "b", &[b.len()], &b).unwrap();
             let twc = Tensor::from_f32(gpu, "wc", &[max], &vec![f32::NAN; max]).unwrap();

@@ -204,7 +204,14 @@ fn dynamic_cases(gpu: &sparsetrain::Gpu) {
                 let tmaps = Tensor::from_u32(gpu, "maps", &[maps.len()], &maps).unwrap();
                 let full0 = rand_f32(&mut r, full_m * full_n, -1.0, 1.0);
                 let tfull = Tensor::from_f32(gpu, "full", &[full0.len()], &full0).unwrap();
-                let scatter = Scatter { maps: &tmaps, rows: Some(3), cols: Some(3 + full_m), ldc: full_n };
+                let scatter = Scatter {
+                    maps: &tmaps,
+                    rows: Some(3),
+                    cols: Some(3 + full_m),
+                    ldc: full_n,
+                    col_blocks: 1,
+                    col_block_full: full_n,
+                };
 
                 let mut rec = Recorder::new(gpu);
                 let base = Matmul::new(layout).variant(variant).dynamic(dynd);
