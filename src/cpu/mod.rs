@@ -6,13 +6,16 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod accuracy;
+pub mod batchnorm;
 pub mod bias;
 pub mod compact;
+pub mod conv;
 pub mod gather;
 pub mod mask;
 pub mod matmul;
 
 pub mod optim;
+pub mod pool;
 pub mod project;
 pub mod reduce;
 pub mod relu;

@@ -28,10 +28,14 @@ pub enum Shader {
     Project,
     Gather,
     Vrpge,
+    Conv,
+    Batchnorm,
+    Pool,
+    Add,
 }
 
 impl Shader {
-    pub const ALL: [Shader; 13] = [
+    pub const ALL: [Shader; 17] = [
         Shader::Matmul,
         Shader::Bias,
         Shader::Relu,
@@ -45,6 +49,10 @@ impl Shader {
         Shader::Project,
         Shader::Gather,
         Shader::Vrpge,
+        Shader::Conv,
+        Shader::Batchnorm,
+        Shader::Pool,
+        Shader::Add,
     ];
 
     /// File name under `shaders/`.
@@ -63,6 +71,10 @@ impl Shader {
             Shader::Project => "project.wgsl",
             Shader::Gather => "gather.wgsl",
             Shader::Vrpge => "vrpge.wgsl",
+            Shader::Conv => "conv.wgsl",
+            Shader::Batchnorm => "batchnorm.wgsl",
+            Shader::Pool => "pool.wgsl",
+            Shader::Add => "add.wgsl",
         }
     }
 
@@ -82,6 +94,10 @@ impl Shader {
             Shader::Project => include_str!("../../shaders/project.wgsl"),
             Shader::Gather => include_str!("../../shaders/gather.wgsl"),
             Shader::Vrpge => include_str!("../../shaders/vrpge.wgsl"),
+            Shader::Conv => include_str!("../../shaders/conv.wgsl"),
+            Shader::Batchnorm => include_str!("../../shaders/batchnorm.wgsl"),
+            Shader::Pool => include_str!("../../shaders/pool.wgsl"),
+            Shader::Add => include_str!("../../shaders/add.wgsl"),
         }
     }
 
@@ -144,11 +160,21 @@ pub enum Kernel {
     GatherBias,
     ScatterBiasGrad,
     ScoreGrad,
+    Im2col,
+    Col2im,
+    BnStats,
+    BnApply,
+    BnGradReduce,
+    BnGradApply,
+    PoolForward,
+    PoolBackward,
+    AddForward,
+    AddBackward,
 }
 
 impl Kernel {
     /// Every entry point; the naga test checks each exists in its shader.
-    pub const ALL: [Kernel; 22] = [
+    pub const ALL: [Kernel; 32] = [
         Kernel::MatmulRegtile,
         Kernel::MatmulShared,
         Kernel::MatmulNaive,
@@ -171,6 +197,16 @@ impl Kernel {
         Kernel::GatherBias,
         Kernel::ScatterBiasGrad,
         Kernel::ScoreGrad,
+        Kernel::Im2col,
+        Kernel::Col2im,
+        Kernel::BnStats,
+        Kernel::BnApply,
+        Kernel::BnGradReduce,
+        Kernel::BnGradApply,
+        Kernel::PoolForward,
+        Kernel::PoolBackward,
+        Kernel::AddForward,
+        Kernel::AddBackward,
     ];
 
     pub fn shader(self) -> Shader {
@@ -188,6 +224,10 @@ impl Kernel {
             Kernel::ProjectScores => Shader::Project,
             Kernel::GatherWeights | Kernel::GatherBias | Kernel::ScatterBiasGrad => Shader::Gather,
             Kernel::ScoreGrad => Shader::Vrpge,
+            Kernel::Im2col | Kernel::Col2im => Shader::Conv,
+            Kernel::BnStats | Kernel::BnApply | Kernel::BnGradReduce | Kernel::BnGradApply => Shader::Batchnorm,
+            Kernel::PoolForward | Kernel::PoolBackward => Shader::Pool,
+            Kernel::AddForward | Kernel::AddBackward => Shader::Add,
         }
     }
 
@@ -206,6 +246,10 @@ impl Kernel {
             Kernel::BiasAdd | Kernel::BiasGrad | Kernel::ReluForward | Kernel::ReluBackward | Kernel::Fill => {
                 "elementwise"
             }
+            Kernel::Im2col | Kernel::Col2im => "im2col",
+            Kernel::BnStats | Kernel::BnApply | Kernel::BnGradReduce | Kernel::BnGradApply => "batchnorm",
+            Kernel::PoolForward | Kernel::PoolBackward => "pooling",
+            Kernel::AddForward | Kernel::AddBackward => "residual",
         }
     }
 
@@ -233,6 +277,16 @@ impl Kernel {
             Kernel::GatherBias => "gather_bias",
             Kernel::ScatterBiasGrad => "scatter_bias_grad",
             Kernel::ScoreGrad => "score_grad",
+            Kernel::Im2col => "im2col",
+            Kernel::Col2im => "col2im",
+            Kernel::BnStats => "bn_stats",
+            Kernel::BnApply => "bn_apply",
+            Kernel::BnGradReduce => "bn_grad_reduce",
+            Kernel::BnGradApply => "bn_grad_apply",
+            Kernel::PoolForward => "pool_forward",
+            Kernel::PoolBackward => "pool_backward",
+            Kernel::AddForward => "add_forward",
+            Kernel::AddBackward => "add_backward",
         }
     }
 }

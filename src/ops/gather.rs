@@ -39,7 +39,8 @@ pub enum Side {
 }
 
 impl Side {
-    fn indices(self) -> Result<(u32, u32)> {
+    /// (count index, map offset) as kernels take them; NONE for `Full`.
+    pub(crate) fn indices(self) -> Result<(u32, u32)> {
         match self {
             Side::Full => Ok((NONE, NONE)),
             Side::Kept { count, map } => Ok((u32_of("gather", "count", count)?, u32_of("gather", "map", map)?)),

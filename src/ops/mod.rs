@@ -4,14 +4,18 @@
 //! sizes last.
 
 pub mod accuracy;
+pub mod add;
 pub mod autotune;
+pub mod batchnorm;
 pub mod bias;
 pub mod compact;
+pub mod conv;
 pub mod fill;
 pub mod gather;
 pub mod mask;
 pub mod matmul;
 pub mod optim;
+pub mod pool;
 pub mod project;
 pub mod reduce;
 pub mod relu;
@@ -104,6 +108,10 @@ pub fn params_layouts() -> Vec<(Shader, &'static str, usize)> {
         row::<project::ProjectParams>(),
         row::<gather::GatherParams>(),
         row::<vrpge::ScoreGradParams>(),
+        row::<conv::ConvParams>(),
+        row::<batchnorm::BnParams>(),
+        row::<pool::PoolParams>(),
+        row::<add::AddParams>(),
     ]
 }
 

@@ -91,3 +91,26 @@ pub fn assert_rel(what: &str, got: &[f32], want: &[f64], tol: f64) {
     eprintln!("{what}: relative error {e:e}");
     assert!(e <= tol, "{what}: relative error {e:e} > {tol:e}");
 }
+
+/// Records with a step block whose batch is `batch`, runs, and waits: for
+/// kernels whose rows come from the step.
+pub fn run_with_batch(gpu: &Gpu, batch: usize, record: impl FnOnce(&mut sparsetrain::Recorder)) {
+    use sparsetrain::step::{StepBlock, StepBuffer};
+    let step = StepBuffer::new(gpu);
+    let mut rec = sparsetrain::Recorder::with_step(gpu, &step);
+    record(&mut rec);
+    let plan = rec.into_plan();
+    plan.run(gpu, Some(&StepBlock { batch: batch as u32, ..Default::default() })).unwrap();
+    gpu.wait().unwrap();
+}
+
+/// A stored-channel layout for kernel tests: all `full` channels, or the
+/// first `count` of them kept (padded to 4), with the count at dims[0].
+pub fn stored(full: usize, count: Option<usize>) -> sparsetrain::ops::conv::Stored {
+    use sparsetrain::ops::gather::Side;
+    let side = match count {
+        None => Side::Full,
+        Some(_) => Side::Kept { count: 0, map: 0 },
+    };
+    sparsetrain::ops::conv::Stored { side, full }
+}

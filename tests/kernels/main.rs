@@ -4,12 +4,16 @@
 mod common;
 
 mod accuracy;
+mod add;
+mod batchnorm;
 mod bias;
 mod compact;
+mod conv;
 mod gather;
 mod mask;
 mod matmul;
 mod optim;
+mod pool;
 mod project;
 mod reduce;
 mod relu;

@@ -1,0 +1,223 @@
+//#include common
+//#include step
+
+// BatchNorm over the channels of NHWC activations (rows = batch × pixels),
+// forward and backward side by side. Channel j of the stored tensor is unit
+// u = maps[map + j] of the layer (or j when all channels are stored), whose
+// γ, β and running statistics sit at u in the full-size parameters.
+// bn_stats (training): mean_j and 1/σ_j = 1/sqrt(var_j + eps) over the rows
+//     (two passes: the mean, then the squared deviations), into stats; and
+//     the running averages of unit u: r ← (1 − m)·r + m·batch value
+//     (variance unbiased, as PyTorch keeps it).
+// bn_apply: y = γ_u·(x − mean)/σ + β_u [ReLU], from the batch statistics
+//     (training) or the running averages (evaluation). Padding channels
+//     (past the kept count) stay exactly 0, not β: a removed channel is
+//     removed after BatchNorm too.
+// bn_grad_reduce: Σ dy and Σ dy·x̂ per channel into stats, and added into
+//     dβ_u, dγ_u.
+// bn_grad_apply: dx = γ_u/σ · (dy − Σdy/R − x̂·Σ(dy·x̂)/R) (+ gate, accumulate).
+// One workgroup per channel for the reductions (a grid over the largest
+// channel count; channels past the device-side count leave at once).
+
+// Keep in sync with `BnParams` in src/ops/batchnorm.rs.
+struct BnParams {
+    // Rows: the capacity, and a batch code (rows per sample) or NONE.
+    rows: u32,
+    rows_code: u32,
+    // Stored channels: c_full, or ceil4(dims[c_code]) with dims[c_code] real.
+    c_full: u32,
+    c_code: u32,
+    // Where the kept list starts in `maps`, or NONE (all channels).
+    map: u32,
+    eps: f32,
+    momentum: f32,
+    // bn_apply: 1 normalises with the batch statistics, 0 with the running ones.
+    train: u32,
+    relu: u32,
+    // bn_grad_apply: add into dx; zero dx where x <= 0.
+    accumulate: u32,
+    gate: u32,
+    _pad: u32,
+}
+
+override WG: u32 = 256u;
+
+@group(0) @binding(0) var<uniform> p: BnParams;
+@group(0) @binding(1) var<storage, read> dims: array<u32>;
+@group(0) @binding(2) var<storage, read> maps: array<u32>;
+@group(0) @binding(3) var<storage, read> x: array<f32>;
+// [4 × C]: mean, 1/σ, Σdy, Σdy·x̂ of each stored channel.
+@group(0) @binding(4) var<storage, read_write> stats: array<f32>;
+// [2 × C_full]: running mean, running variance (the layer's state).
+@group(0) @binding(5) var<storage, read_write> running: array<f32>;
+@group(0) @binding(6) var<storage, read> gamma: array<f32>;
+@group(0) @binding(7) var<storage, read> beta: array<f32>;
+@group(0) @binding(8) var<storage, read_write> y: array<f32>;
+@group(0) @binding(9) var<storage, read> dy: array<f32>;
+@group(0) @binding(10) var<storage, read_write> dgamma: array<f32>;
+@group(0) @binding(11) var<storage, read_write> dbeta: array<f32>;
+
+var<workgroup> red: array<f32, WG>;
+var<workgroup> red2: array<f32, WG>;
+
+// (stored channels, kept channels).
+fn channels() -> vec2<u32> {
+    if p.c_code == NONE {
+        return vec2(p.c_full, p.c_full);
+    }
+    let k = dims[p.c_code];
+    return vec2((k + 3u) & ~3u, k);
+}
+
+fn unit(j: u32) -> u32 {
+    if p.map == NONE {
+        return j;
+    }
+    return maps[p.map + j];
+}
+
+// Tree sums of `red` and `red2` over the workgroup, read by every thread.
+fn workgroup_sums(lidx: u32) -> vec2<f32> {
+    for (var s = WG / 2u; s > 0u; s /= 2u) {
+        workgroupBarrier();
+        if lidx < s {
+            red[lidx] += red[lidx + s];
+            red2[lidx] += red2[lidx + s];
+        }
+    }
+    workgroupBarrier();
+    let out = vec2(red[0], red2[0]);
+    workgroupBarrier();
+    return out;
+}
+
+@compute @workgroup_size(WG)
+fn bn_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
+    let ch = channels();
+    let j = wid.x;
+    let rows = rows_of(p.rows, p.rows_code);
+    // Uniform per workgroup: the barriers below stay in uniform control flow.
+    let live = j < ch.y && rows > 0u;
+    var s = 0.0;
+    if live {
+        for (var r = lidx; r < rows; r += WG) {
+            s += x[r * ch.x + j];
+        }
+    }
+    red[lidx] = s;
+    red2[lidx] = 0.0;
+    let mean = workgroup_sums(lidx).x / f32(max(rows, 1u));
+    var d = 0.0;
+    if live {
+        for (var r = lidx; r < rows; r += WG) {
+            let v = x[r * ch.x + j] - mean;
+            d += v * v;
+        }
+    }
+    red[lidx] = d;
+    red2[lidx] = 0.0;
+    let var_b = workgroup_sums(lidx).x / f32(max(rows, 1u));
+    if lidx == 0u && j < ch.x {
+        if live {
+            stats[j] = mean;
+            stats[ch.x + j] = 1.0 / sqrt(var_b + p.eps);
+            let u = unit(j);
+            let unbiased = var_b * f32(rows) / f32(max(rows, 2u) - 1u);
+            running[u] = (1.0 - p.momentum) * running[u] + p.momentum * mean;
+            running[p.c_full + u] = (1.0 - p.momentum) * running[p.c_full + u] + p.momentum * unbiased;
+        } else {
+            stats[j] = 0.0;
+            stats[ch.x + j] = 0.0;
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn bn_apply(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lidx: u32,
+) {
+    let ch = channels();
+    let total = rows_of(p.rows, p.rows_code) * ch.x;
+    for (var t = flat_id(wid, nwg, lidx, WG); t < total; t += nwg.x * nwg.y * WG) {
+        let j = t % ch.x;
+        var out = 0.0;
+        if j < ch.y {
+            let u = unit(j);
+            var mean = 0.0;
+            var inv = 0.0;
+            if p.train != 0u {
+                mean = stats[j];
+                inv = stats[ch.x + j];
+            } else {
+                mean = running[u];
+                inv = 1.0 / sqrt(running[p.c_full + u] + p.eps);
+            }
+            out = gamma[u] * ((x[t] - mean) * inv) + beta[u];
+            if p.relu != 0u {
+                out = max(out, 0.0);
+            }
+        }
+        y[t] = out;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn bn_grad_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
+    let ch = channels();
+    let j = wid.x;
+    let rows = rows_of(p.rows, p.rows_code);
+    let live = j < ch.y;
+    var sd = 0.0;
+    var sdx = 0.0;
+    if live {
+        let mean = stats[j];
+        let inv = stats[ch.x + j];
+        for (var r = lidx; r < rows; r += WG) {
+            let g = dy[r * ch.x + j];
+            sd += g;
+            sdx += g * ((x[r * ch.x + j] - mean) * inv);
+        }
+    }
+    red[lidx] = sd;
+    red2[lidx] = sdx;
+    let sums = workgroup_sums(lidx);
+    if lidx == 0u && j < ch.x {
+        stats[2u * ch.x + j] = sums.x;
+        stats[3u * ch.x + j] = sums.y;
+        if live {
+            let u = unit(j);
+            dbeta[u] += sums.x;
+            dgamma[u] += sums.y;
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn bn_grad_apply(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lidx: u32,
+) {
+    let ch = channels();
+    let rows = rows_of(p.rows, p.rows_code);
+    let total = rows * ch.x;
+    let inv_rows = 1.0 / f32(max(rows, 1u));
+    for (var t = flat_id(wid, nwg, lidx, WG); t < total; t += nwg.x * nwg.y * WG) {
+        let j = t % ch.x;
+        var g = 0.0;
+        if j < ch.y {
+            let inv = stats[ch.x + j];
+            let xhat = (x[t] - stats[j]) * inv;
+            g = gamma[unit(j)] * inv * (dy[t] - stats[2u * ch.x + j] * inv_rows - xhat * stats[3u * ch.x + j] * inv_rows);
+        }
+        if p.gate != 0u && x[t] <= 0.0 {
+            g = 0.0;
+        }
+        if p.accumulate != 0u {
+            g += y[t];
+        }
+        y[t] = g;
+    }
+}

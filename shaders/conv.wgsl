@@ -1,0 +1,126 @@
+//#include common
+//#include step
+
+// A 2-D convolution as one matrix product per layer, over NHWC activations
+// (forward and backward side by side; the products are matmul.wgsl's):
+// im2col:  cols[r, q] = X[n, oh·s − pad + kh, ow·s − pad + kw, c]  (0 outside)
+//          r = (n, oh, ow) over the step's batch, q = (kh, kw, c) over the
+//          stored channels C (all, or the kept ones padded to 4); then
+//          Y = cols · Wᵀ with W [out, kh·kw·C] gives Y in NHWC.
+// col2im:  dX[n, ih, iw, c] (+)= Σ dcols[(n, oh, ow), (kh, kw, c)] over the
+//          (oh, ow, kh, kw) with ih = oh·s − pad + kh, iw = ow·s − pad + kw:
+//          a gather, one thread per input value, so no atomics; zero where X
+//          is a ReLU's output and not positive (GATE).
+// Every loop strides by the launched threads: the grid is sized on the
+// host for the largest case, the work on the device (kept counts, batch).
+
+// Keep in sync with `ConvParams` in src/ops/conv.rs.
+struct ConvParams {
+    h: u32,
+    w: u32,
+    oh: u32,
+    ow: u32,
+    kh: u32,
+    kw: u32,
+    stride: u32,
+    pad: u32,
+    // Stored channels: c_full, or ceil4(dims[c_code]) when c_code != NONE.
+    c_full: u32,
+    c_code: u32,
+    // Samples: the capacity, and BATCH when the step's batch applies.
+    batch: u32,
+    batch_code: u32,
+    // col2im: add into dX instead of overwriting it; gate by X > 0.
+    accumulate: u32,
+    gate: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+override WG: u32 = 256u;
+
+@group(0) @binding(0) var<uniform> p: ConvParams;
+@group(0) @binding(1) var<storage, read> dims: array<u32>;
+@group(0) @binding(2) var<storage, read> src: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
+// col2im: X, for the gate.
+@group(0) @binding(4) var<storage, read> gate_x: array<f32>;
+
+fn channels() -> u32 {
+    if p.c_code == NONE {
+        return p.c_full;
+    }
+    return (dims[p.c_code] + 3u) & ~3u;
+}
+
+fn stride(nwg: vec3<u32>) -> u32 {
+    return nwg.x * nwg.y * WG;
+}
+
+@compute @workgroup_size(WG)
+fn im2col(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lidx: u32,
+) {
+    let c = channels();
+    let row_len = p.kh * p.kw * c;
+    let pixels = p.oh * p.ow;
+    let total = rows_of(p.batch, p.batch_code) * pixels * row_len;
+    for (var t = flat_id(wid, nwg, lidx, WG); t < total; t += stride(nwg)) {
+        let r = t / row_len;
+        let q = t % row_len;
+        let kk = q / c;
+        let ch = q % c;
+        let n = r / pixels;
+        let pix = r % pixels;
+        let ih = i32((pix / p.ow) * p.stride + kk / p.kw) - i32(p.pad);
+        let iw = i32((pix % p.ow) * p.stride + kk % p.kw) - i32(p.pad);
+        var v = 0.0;
+        if ih >= 0 && iw >= 0 && u32(ih) < p.h && u32(iw) < p.w {
+            v = src[((n * p.h + u32(ih)) * p.w + u32(iw)) * c + ch];
+        }
+        dst[t] = v;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn col2im(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lidx: u32,
+) {
+    let c = channels();
+    let row_len = p.kh * p.kw * c;
+    let total = rows_of(p.batch, p.batch_code) * p.h * p.w * c;
+    for (var t = flat_id(wid, nwg, lidx, WG); t < total; t += stride(nwg)) {
+        let ch = t % c;
+        let pix = t / c;
+        let n = pix / (p.h * p.w);
+        let ih = (pix / p.w) % p.h;
+        let iw = pix % p.w;
+        var sum = 0.0;
+        for (var kh = 0u; kh < p.kh; kh++) {
+            let th = i32(ih + p.pad) - i32(kh);
+            if th < 0 || u32(th) % p.stride != 0u || u32(th) / p.stride >= p.oh {
+                continue;
+            }
+            let oh = u32(th) / p.stride;
+            for (var kw = 0u; kw < p.kw; kw++) {
+                let tw = i32(iw + p.pad) - i32(kw);
+                if tw < 0 || u32(tw) % p.stride != 0u || u32(tw) / p.stride >= p.ow {
+                    continue;
+                }
+                let ow = u32(tw) / p.stride;
+                sum += src[((n * p.oh + oh) * p.ow + ow) * row_len + (kh * p.kw + kw) * c + ch];
+            }
+        }
+        if p.gate != 0u && gate_x[t] <= 0.0 {
+            sum = 0.0;
+        }
+        if p.accumulate != 0u {
+            sum += dst[t];
+        }
+        dst[t] = sum;
+    }
+}

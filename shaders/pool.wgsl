@@ -1,0 +1,128 @@
+//#include common
+//#include step
+
+// Pooling over NHWC activations, forward and backward side by side. Windows
+// of kh × kw with strides sh, sw that do not overlap (s ≥ k), so every input
+// value is in at most one window and the backward is a gather, one thread
+// per input value: no atomics. Global average pooling is a window of the
+// whole image.
+// pool_forward:  y[n, oh, ow, c] = max or mean of x over the window
+// pool_backward: dx[n, ih, iw, c] (+)= dy of its window · (max: 1 for the
+//                window's first maximum, else 0; mean: 1 / (kh·kw)), zero
+//                where x is a ReLU's output and not positive (GATE)
+
+// Keep in sync with `PoolParams` in src/ops/pool.rs.
+struct PoolParams {
+    h: u32,
+    w: u32,
+    oh: u32,
+    ow: u32,
+    kh: u32,
+    kw: u32,
+    sh: u32,
+    sw: u32,
+    // Stored channels: c_full, or ceil4(dims[c_code]) when c_code != NONE.
+    c_full: u32,
+    c_code: u32,
+    batch: u32,
+    batch_code: u32,
+    // 0: max, 1: mean.
+    mode: u32,
+    accumulate: u32,
+    gate: u32,
+    _pad: u32,
+}
+
+override WG: u32 = 256u;
+
+@group(0) @binding(0) var<uniform> p: PoolParams;
+@group(0) @binding(1) var<storage, read> dims: array<u32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read> dy: array<f32>;
+
+fn channels() -> u32 {
+    if p.c_code == NONE {
+        return p.c_full;
+    }
+    return (dims[p.c_code] + 3u) & ~3u;
+}
+
+struct Win {
+    value: f32,
+    // Max: the flat index of the window's first input that attains it.
+    at: u32,
+}
+
+// The window's maximum or mean.
+fn window(n: u32, oh: u32, ow: u32, ch: u32, c: u32) -> Win {
+    var best = 0.0;
+    var at = 0u;
+    var sum = 0.0;
+    for (var i = 0u; i < p.kh; i++) {
+        for (var j = 0u; j < p.kw; j++) {
+            let idx = ((n * p.h + oh * p.sh + i) * p.w + ow * p.sw + j) * c + ch;
+            let v = x[idx];
+            sum += v;
+            if (i == 0u && j == 0u) || v > best {
+                best = v;
+                at = idx;
+            }
+        }
+    }
+    if p.mode == 1u {
+        return Win(sum / f32(p.kh * p.kw), 0u);
+    }
+    return Win(best, at);
+}
+
+@compute @workgroup_size(WG)
+fn pool_forward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lidx: u32,
+) {
+    let c = channels();
+    let total = rows_of(p.batch, p.batch_code) * p.oh * p.ow * c;
+    for (var t = flat_id(wid, nwg, lidx, WG); t < total; t += nwg.x * nwg.y * WG) {
+        let ch = t % c;
+        let pix = t / c;
+        let n = pix / (p.oh * p.ow);
+        y[t] = window(n, (pix / p.ow) % p.oh, pix % p.ow, ch, c).value;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn pool_backward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lidx: u32,
+) {
+    let c = channels();
+    let total = rows_of(p.batch, p.batch_code) * p.h * p.w * c;
+    for (var t = flat_id(wid, nwg, lidx, WG); t < total; t += nwg.x * nwg.y * WG) {
+        let ch = t % c;
+        let pix = t / c;
+        let n = pix / (p.h * p.w);
+        let ih = (pix / p.w) % p.h;
+        let iw = pix % p.w;
+        let oh = ih / p.sh;
+        let ow = iw / p.sw;
+        var g = 0.0;
+        if oh < p.oh && ow < p.ow && ih - oh * p.sh < p.kh && iw - ow * p.sw < p.kw {
+            let d = dy[((n * p.oh + oh) * p.ow + ow) * c + ch];
+            if p.mode == 1u {
+                g = d / f32(p.kh * p.kw);
+            } else if window(n, oh, ow, ch, c).at == t {
+                g = d;
+            }
+        }
+        if p.gate != 0u && x[t] <= 0.0 {
+            g = 0.0;
+        }
+        if p.accumulate != 0u {
+            g += y[t];
+        }
+        y[t] = g;
+    }
+}

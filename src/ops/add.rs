@@ -1,0 +1,113 @@
+//! Launcher of shaders/add.wgsl: the residual sum of two NHWC activations
+//! whose stored channels may be different kept sets, into their union, and
+//! the gradient back to each input.
+
+use super::gather::Side;
+use super::{KernelParams, Rows, need, u32_of};
+use crate::device::record::Recorder;
+use crate::device::shader::{Kernel, Shader, capped_grid};
+use crate::device::tensor::{DType, Tensor};
+use crate::error::Result;
+use crate::ops::gather::KeptSet;
+
+/// Keep in sync with `AddParams` in shaders/add.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct AddParams {
+    pub rows: u32,
+    pub rows_code: u32,
+    pub c_full: u32,
+    pub relu: u32,
+    pub out_count: u32,
+    pub out_map: u32,
+    pub a_count: u32,
+    pub a_map: u32,
+    pub b_count: u32,
+    pub b_map: u32,
+    pub accumulate: u32,
+    pub gate: u32,
+}
+
+impl KernelParams for AddParams {
+    const SHADER: Shader = Shader::Add;
+    const WGSL_NAME: &'static str = "AddParams";
+}
+
+const WG: u32 = 256;
+
+fn launch(rec: &mut Recorder, kernel: Kernel, p: &AddParams, bind: &[(u32, &Tensor)], threads: usize) -> Result<()> {
+    let t = u32_of("add", "threads", threads)?;
+    if t == 0 {
+        return Ok(());
+    }
+    let gpu = rec.gpu();
+    let groups = capped_grid(t.div_ceil(WG), gpu.grid_cap(), gpu.limits().max_compute_workgroups_per_dimension);
+    rec.dispatch(kernel, &vec![("WG", WG.into())], (0, p), bind, groups)
+}
+
+fn params(rows: Rows, c_full: usize, sides: [Side; 3]) -> Result<AddParams> {
+    let [(oc, om), (ac, am), (bc, bm)] = [sides[0].indices()?, sides[1].indices()?, sides[2].indices()?];
+    Ok(AddParams {
+        rows: u32_of("add", "rows", rows.max())?,
+        rows_code: rows.code(),
+        c_full: u32_of("add", "channels", c_full)?,
+        relu: 0,
+        out_count: oc,
+        out_map: om,
+        a_count: ac,
+        a_map: am,
+        b_count: bc,
+        b_map: bm,
+        accumulate: 0,
+        gate: 0,
+    })
+}
+
+/// out = a + b (ReLU'd when `relu`), each [rows, stored channels of its
+/// side]; `sides` are (out, a, b). `kept` holds the sets' counts, lists and
+/// ranks.
+#[allow(clippy::too_many_arguments)]
+pub fn forward(
+    rec: &mut Recorder,
+    out: &Tensor,
+    (a, b): (&Tensor, &Tensor),
+    kept: KeptSet,
+    sides: [Side; 3],
+    rows: Rows,
+    c_full: usize,
+    relu: bool,
+) -> Result<()> {
+    let mut p = params(rows, c_full, sides)?;
+    p.relu = relu.into();
+    let max = rows.max() * sides[0].max_len(c_full);
+    need("add", "out", out, max, DType::F32)?;
+    need("add", "a", a, rows.max() * sides[1].max_len(c_full), DType::F32)?;
+    need("add", "b", b, rows.max() * sides[2].max_len(c_full), DType::F32)?;
+    let bind = [(1, kept.dims), (2, kept.maps), (3, kept.ranks), (4, a), (5, b), (6, out)];
+    launch(rec, Kernel::AddForward, &p, &bind, max)
+}
+
+/// dx (+)= the part of d_out that flows to an input of side `x_side`
+/// (activation `x`, for the gate); `out_side` is the sum's side.
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    rec: &mut Recorder,
+    dx: &Tensor,
+    d_out: &Tensor,
+    x: &Tensor,
+    kept: KeptSet,
+    (out_side, x_side): (Side, Side),
+    rows: Rows,
+    c_full: usize,
+    (accumulate, gate): (bool, bool),
+) -> Result<()> {
+    let mut p = params(rows, c_full, [out_side, x_side, Side::Full])?;
+    p.accumulate = accumulate.into();
+    p.gate = gate.into();
+    let max = rows.max() * x_side.max_len(c_full);
+    need("add", "dx", dx, max, DType::F32)?;
+    need("add", "x", x, max, DType::F32)?;
+    need("add", "d_out", d_out, rows.max() * out_side.max_len(c_full), DType::F32)?;
+    let bind = [(1, kept.dims), (2, kept.maps), (3, kept.ranks), (4, d_out), (5, x), (6, dx)];
+    launch(rec, Kernel::AddBackward, &p, &bind, max)
+}

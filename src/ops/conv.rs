@@ -1,0 +1,166 @@
+//! Launcher of shaders/conv.wgsl: im2col (a convolution's input as the rows
+//! of a matrix product) and col2im (its input gradient back from them), over
+//! NHWC activations whose stored channels may be a kept set.
+
+use super::gather::Side;
+use super::{KernelParams, Rows, need, u32_of};
+use crate::device::record::Recorder;
+use crate::device::shader::{Kernel, Shader, capped_grid};
+use crate::device::tensor::{DType, Tensor};
+use crate::error::{Error, Result};
+
+/// Keep in sync with `ConvParams` in shaders/conv.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct ConvParams {
+    pub h: u32,
+    pub w: u32,
+    pub oh: u32,
+    pub ow: u32,
+    pub kh: u32,
+    pub kw: u32,
+    pub stride: u32,
+    pub pad: u32,
+    pub c_full: u32,
+    pub c_code: u32,
+    pub batch: u32,
+    pub batch_code: u32,
+    pub accumulate: u32,
+    pub gate: u32,
+    pub _pad: [u32; 2],
+}
+
+impl KernelParams for ConvParams {
+    const SHADER: Shader = Shader::Conv;
+    const WGSL_NAME: &'static str = "ConvParams";
+}
+
+const WG: u32 = 256;
+
+/// A convolution's geometry: input h × w, a kh × kw kernel, stride, zero
+/// padding on every side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeom {
+    pub h: usize,
+    pub w: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl ConvGeom {
+    /// Output height and width, or an error if the kernel does not fit.
+    pub fn out(&self) -> Result<(usize, usize)> {
+        let (ph, pw) = (self.h + 2 * self.pad, self.w + 2 * self.pad);
+        if self.stride == 0 || self.kh == 0 || self.kw == 0 || self.kh > ph || self.kw > pw {
+            return Err(Error::InvalidArgument(format!(
+                "a {}x{} kernel with stride {} and padding {} does not fit a {}x{} input",
+                self.kh, self.kw, self.stride, self.pad, self.h, self.w
+            )));
+        }
+        Ok(((ph - self.kh) / self.stride + 1, (pw - self.kw) / self.stride + 1))
+    }
+}
+
+/// The stored channels of an activation: all `full`, or a kept set's count
+/// (padded to 4) per `side`.
+#[derive(Clone, Copy, Debug)]
+pub struct Stored {
+    pub side: Side,
+    pub full: usize,
+}
+
+impl Stored {
+    pub fn max(&self) -> usize {
+        self.side.max_len(self.full)
+    }
+}
+
+fn params(g: ConvGeom, ch: Stored, batch: Rows) -> Result<ConvParams> {
+    const OP: &str = "conv";
+    let (oh, ow) = g.out()?;
+    let u = |what: &str, v: usize| u32_of(OP, what, v);
+    let (c_code, _) = ch.side.indices()?;
+    Ok(ConvParams {
+        h: u("h", g.h)?,
+        w: u("w", g.w)?,
+        oh: u("oh", oh)?,
+        ow: u("ow", ow)?,
+        kh: u("kh", g.kh)?,
+        kw: u("kw", g.kw)?,
+        stride: u("stride", g.stride)?,
+        pad: u("pad", g.pad)?,
+        c_full: u("channels", ch.full)?,
+        c_code,
+        batch: u("batch", batch.max())?,
+        batch_code: batch.code(),
+        accumulate: 0,
+        gate: 0,
+        _pad: [0; 2],
+    })
+}
+
+fn launch(rec: &mut Recorder, kernel: Kernel, p: &ConvParams, bind: &[(u32, &Tensor)], threads: usize) -> Result<()> {
+    let t = u32_of("conv", "threads", threads)?;
+    if t == 0 {
+        return Ok(());
+    }
+    let gpu = rec.gpu();
+    let groups = capped_grid(t.div_ceil(WG), gpu.grid_cap(), gpu.limits().max_compute_workgroups_per_dimension);
+    rec.dispatch(kernel, &vec![("WG", WG.into())], (0, p), bind, groups)
+}
+
+/// cols [batch · oh · ow, kh · kw · C] from x [batch, h, w, C] (C the
+/// stored channels; `dims` holds a kept set's count).
+#[allow(clippy::too_many_arguments)]
+pub fn im2col(
+    rec: &mut Recorder,
+    cols: &Tensor,
+    x: &Tensor,
+    dims: &Tensor,
+    g: ConvGeom,
+    ch: Stored,
+    batch: Rows,
+) -> Result<()> {
+    let p = params(g, ch, batch)?;
+    let rows = batch.max() * (p.oh * p.ow) as usize;
+    let row_len = g.kh * g.kw * ch.max();
+    need("im2col", "cols", cols, rows * row_len, DType::F32)?;
+    need("im2col", "x", x, batch.max() * g.h * g.w * ch.max(), DType::F32)?;
+    need("im2col", "dims", dims, 1, DType::U32)?;
+    launch(rec, Kernel::Im2col, &p, &[(1, dims), (2, x), (3, cols)], rows * row_len)
+}
+
+/// dx [batch, h, w, C] (+)= col2im(dcols); zero where `gate` (x) is not
+/// positive.
+#[allow(clippy::too_many_arguments)]
+pub fn col2im(
+    rec: &mut Recorder,
+    dx: &Tensor,
+    dcols: &Tensor,
+    gate: Option<&Tensor>,
+    dims: &Tensor,
+    g: ConvGeom,
+    ch: Stored,
+    batch: Rows,
+    accumulate: bool,
+) -> Result<()> {
+    let mut p = params(g, ch, batch)?;
+    p.accumulate = accumulate.into();
+    p.gate = gate.is_some().into();
+    let len = batch.max() * g.h * g.w * ch.max();
+    need("col2im", "dx", dx, len, DType::F32)?;
+    need("col2im", "dcols", dcols, batch.max() * (p.oh * p.ow) as usize * g.kh * g.kw * ch.max(), DType::F32)?;
+    need("col2im", "dims", dims, 1, DType::U32)?;
+    // Unused, the gate is bound to a dummy: dx itself would be bound twice.
+    let one = Tensor::one(rec.gpu());
+    let gate = match gate {
+        Some(g) => {
+            need("col2im", "gate", g, len, DType::F32)?;
+            g
+        }
+        None => &one,
+    };
+    launch(rec, Kernel::Col2im, &p, &[(1, dims), (2, dcols), (3, dx), (4, gate)], len)
+}

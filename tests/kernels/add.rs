@@ -1,0 +1,124 @@
+use rand::Rng;
+use sparsetrain::ops::Rows;
+use sparsetrain::ops::add::{backward, forward};
+use sparsetrain::ops::compact::{Compacted, SetDesc, compact_sets, set_table};
+use sparsetrain::ops::gather::{KeptSet, Side};
+use sparsetrain::{DType, Recorder, Tensor};
+
+use crate::common::*;
+
+/// The residual sum of two inputs with different kept channel sets, into
+/// their union (compacted on the device as training does), and with one
+/// input (or both) holding all channels; the backward to each input, gated
+/// and accumulated. Checked against the dense-masked sum.
+#[test]
+fn residual_sum_over_channel_sets_matches_reference() {
+    let Some(gpu) = gpu("residual_sum_over_channel_sets_matches_reference") else { return };
+    let c = 13usize;
+    for (case, (pa, pb)) in [(0.5, 0.3), (1.0, 0.0), (0.0, 0.0), (0.2, 0.9)].into_iter().enumerate() {
+        let mut r = rng(2400 + case as u64);
+        // Units 0..c are A's layer, c..2c are B's; set 2 is their union.
+        let mask: Vec<u32> = (0..2 * c).map(|u| u32::from(r.random_bool(if u < c { pa } else { pb }))).collect();
+        let sets = vec![
+            SetDesc { slot: 0, len: c, members: vec![] },
+            SetDesc { slot: c, len: c, members: vec![] },
+            SetDesc { slot: 2 * c, len: c, members: vec![0, c] },
+        ];
+        let table = set_table(&sets).unwrap();
+        let tm = Tensor::from_u32(&gpu, "mask", &[2 * c], &mask).unwrap();
+        let tt = Tensor::from_u32(&gpu, "table", &[table.len()], &table).unwrap();
+        let (kept, ranks) = (
+            Tensor::zeros(&gpu, "kept", &[3 * c], DType::U32).unwrap(),
+            Tensor::zeros(&gpu, "ranks", &[3 * c], DType::U32).unwrap(),
+        );
+        let counts = Tensor::zeros(&gpu, "counts", &[3], DType::U32).unwrap();
+        let mut rec = Recorder::new(&gpu);
+        compact_sets(
+            &mut rec,
+            Compacted { kept: &kept, counts: &counts, ranks: &ranks },
+            &tm,
+            &tt,
+            3,
+            (2 * c, 3 * c),
+            1,
+        )
+        .unwrap();
+        rec.finish().unwrap();
+        let ks = KeptSet { dims: &counts, maps: &kept, ranks: &ranks };
+        let (sa, sb, su) =
+            (Side::Kept { count: 0, map: 0 }, Side::Kept { count: 1, map: c }, Side::Kept { count: 2, map: 2 * c });
+        let in_a: Vec<usize> = (0..c).filter(|&u| mask[u] != 0).collect();
+        let in_b: Vec<usize> = (0..c).filter(|&u| mask[c + u] != 0).collect();
+        let union: Vec<usize> = (0..c).filter(|u| in_a.contains(u) || in_b.contains(u)).collect();
+        // Three layouts: both kept (sum = union), A kept and B full (sum = full), both full.
+        let layouts = [
+            (sa, sb, su, &in_a, &in_b, &union),
+            (sa, Side::Full, Side::Full, &in_a, &(0..c).collect(), &(0..c).collect()),
+            (Side::Full, Side::Full, Side::Full, &(0..c).collect(), &(0..c).collect(), &(0..c).collect()),
+        ];
+        for (li, (a_side, b_side, o_side, la, lb, lo)) in layouts.into_iter().enumerate() {
+            let (cap, n) = (5usize, 4usize);
+            let width = |l: &Vec<usize>, s: Side| if s == Side::Full { c } else { l.len().div_ceil(4) * 4 };
+            let (ca, cb, co) = (width(la, a_side), width(lb, b_side), width(lo, o_side));
+            // Dense-masked values: channel u of row rr, zero where a side lacks it.
+            let va: Vec<f32> = rand_f32(&mut r, cap * c, -1.0, 1.0);
+            let vb: Vec<f32> = rand_f32(&mut r, cap * c, -1.0, 1.0);
+            // Buffers hold the largest layout (all channels, padded to 4).
+            let big = cap * c.div_ceil(4) * 4;
+            let pack = |v: &[f32], l: &Vec<usize>, w: usize| -> Vec<f32> {
+                let mut out = vec![0.0; big];
+                for rr in 0..cap {
+                    for (j, &u) in l.iter().enumerate() {
+                        out[rr * w + j] = v[rr * c + u];
+                    }
+                }
+                out
+            };
+            let (pa_, pb_) = (pack(&va, la, ca), pack(&vb, lb, cb));
+            let ta = Tensor::from_f32(&gpu, "a", &[pa_.len()], &pa_).unwrap();
+            let tb = Tensor::from_f32(&gpu, "b", &[pb_.len()], &pb_).unwrap();
+            let out = Tensor::from_f32(&gpu, "out", &[big], &vec![9.0; big]).unwrap();
+            let dout_h = rand_f32(&mut r, big, -1.0, 1.0);
+            let dout = Tensor::from_f32(&gpu, "dout", &[dout_h.len()], &dout_h).unwrap();
+            let prior = rand_f32(&mut r, pa_.len(), -1.0, 1.0);
+            let da = Tensor::from_f32(&gpu, "da", &[prior.len()], &prior).unwrap();
+            run_with_batch(&gpu, n, |rec| {
+                forward(rec, &out, (&ta, &tb), ks, [o_side, a_side, b_side], Rows::Batch(cap), c, true).unwrap();
+                backward(rec, &da, &dout, &ta, ks, (o_side, a_side), Rows::Batch(cap), c, (true, true)).unwrap();
+            });
+            let tag = format!("case {case} layout {li}: |A| {} |B| {} |sum| {}", la.len(), lb.len(), lo.len());
+            let got = out.download_f32(&gpu).unwrap();
+            let mut want = Vec::new();
+            let mut got_kept = Vec::new();
+            for rr in 0..n {
+                for j in 0..co {
+                    got_kept.push(got[rr * co + j]);
+                    want.push(if j < lo.len() {
+                        let u = lo[j];
+                        let a = if la.contains(&u) { va[rr * c + u] } else { 0.0 };
+                        let b = if lb.contains(&u) { vb[rr * c + u] } else { 0.0 };
+                        (a as f64 + b as f64).max(0.0)
+                    } else {
+                        0.0
+                    });
+                }
+            }
+            assert_close(&format!("{tag} sum"), &got_kept, &want, 1e-6, 1e-6);
+            assert!(got[n * co..].iter().all(|&v| v == 9.0), "{tag}: rows past the step were written");
+            let got = da.download_f32(&gpu).unwrap();
+            let mut want = Vec::new();
+            for rr in 0..n {
+                for i in 0..ca {
+                    let g = if i < la.len() && pa_[rr * ca + i] > 0.0 {
+                        let jo = lo.iter().position(|&u| u == la[i]).expect("every channel of an input is in the sum");
+                        dout_h[rr * co + jo] as f64
+                    } else {
+                        0.0
+                    };
+                    want.push(prior[rr * ca + i] as f64 + g);
+                }
+            }
+            assert_close(&format!("{tag} dA"), &got[..n * ca], &want, 1e-6, 1e-6);
+        }
+    }
+}
