@@ -37,10 +37,10 @@ pub struct Exported {
 
 impl Exported {
     /// The network of `kept[p]` units of each prunable layer of `graph`,
-    /// cut from its flat parameters `flat`.
-    pub fn from_graph(graph: &Graph, kept: &[Vec<usize>], flat: &[f32]) -> Result<Exported> {
+    /// cut from its flat parameters `flat` and state `state`.
+    pub fn from_graph(graph: &Graph, kept: &[Vec<usize>], flat: &[f32], state: &[f32]) -> Result<Exported> {
         let spec = graph.compacted_spec(kept)?;
-        let tensors = graph.compact_params(kept, flat)?;
+        let tensors = graph.compact_params(kept, flat, state)?;
         let mut info = HashMap::new();
         info.insert("dense_params".into(), graph.param_count().to_string());
         Ok(Exported { spec, tensors, info })
@@ -81,8 +81,12 @@ impl Exported {
     pub fn to_net(&self, gpu: &Gpu) -> Result<Net> {
         let graph = Graph::from_spec(self.spec.clone())?;
         let mut flat = vec![0.0f32; graph.param_total];
-        let slots = graph.nodes.iter().flat_map(|n| n.params.iter().map(move |p| (n, p)));
-        for ((node, slot), (name, shape, data)) in slots.zip(&self.tensors) {
+        let mut state = vec![0.0f32; graph.state_total];
+        let slots = graph
+            .nodes
+            .iter()
+            .flat_map(|n| n.params.iter().map(move |p| (n, p, false)).chain(n.state.iter().map(move |p| (n, p, true))));
+        for ((node, slot, is_state), (name, shape, data)) in slots.zip(&self.tensors) {
             let want = format!("{}.{}", node.name, slot.spec.name);
             if *name != want || *shape != slot.spec.shape {
                 return Err(Error::InvalidArgument(format!(
@@ -90,9 +94,10 @@ impl Exported {
                     slot.spec.shape
                 )));
             }
-            flat[slot.offset..slot.offset + data.len()].copy_from_slice(data);
+            let dst = if is_state { &mut state } else { &mut flat };
+            dst[slot.offset..slot.offset + data.len()].copy_from_slice(data);
         }
-        Net::from_flat(gpu, graph, &flat)
+        Net::from_flat(gpu, graph, &flat, &state)
     }
 
     /// The safetensors bytes. A network holding non-finite values is refused:
@@ -140,7 +145,7 @@ impl Exported {
         let mut tensors = Vec::new();
         let mut layer = 0;
         for node in &graph.nodes {
-            for slot in &node.params {
+            for slot in node.params.iter().chain(&node.state) {
                 let name = if legacy {
                     format!("layer{layer}.{}", slot.spec.name)
                 } else {

@@ -137,7 +137,10 @@ fn sizes_beyond_the_device_are_refused_by_flag() {
     let dir = temp("eval-size");
     let net = dir.join("net.safetensors");
     let g = sparsetrain::nn::Graph::mlp(784, &[], 10).unwrap();
-    sparsetrain::export::Exported::from_graph(&g, &[], &vec![0.0; g.param_total]).unwrap().save(&net, true).unwrap();
+    sparsetrain::export::Exported::from_graph(&g, &[], &vec![0.0; g.param_total], &[])
+        .unwrap()
+        .save(&net, true)
+        .unwrap();
     let out = sparsetrain(&["eval", s(&net), "--test-size", "18446744073709551615"]);
     expect_usage(&out, &["--test-size"], "eval --test-size huge");
     let out = sparsetrain(&["eval", s(&net), "--test-size", "0"]);

@@ -30,7 +30,7 @@ fn dense_logits(gpu: &sparsetrain::Gpu, net: &Net, x: &[f32], batch: usize) -> V
     ws.x.upload(gpu, x).unwrap();
     let step = StepBuffer::new(gpu);
     let mut rec = Recorder::with_step(gpu, &step);
-    net.forward(&mut rec, &ws, None).unwrap();
+    net.forward(&mut rec, &ws, None, false).unwrap();
     rec.into_plan().run(gpu, Some(&StepBlock { batch: batch as u32, ..Default::default() })).unwrap();
     gpu.wait().unwrap();
     net.logits(&ws).download_f32(gpu).unwrap()[..batch * net.graph.classes()].to_vec()
@@ -64,7 +64,7 @@ fn exported_network_reproduces_the_masked_one() {
         let kept = sp.fixed.kept_lists(&gpu, 0).unwrap();
         let counts: Vec<usize> = kept.iter().map(Vec::len).collect();
         let flat = tr.net.download_params(&gpu).unwrap();
-        let net = Exported::from_graph(&graph, &kept, &flat).unwrap();
+        let net = Exported::from_graph(&graph, &kept, &flat, &[]).unwrap();
         let widths = [input, counts[0], counts[1], classes];
         let want_params: usize = widths.windows(2).map(|w| w[0] * w[1] + w[1]).sum();
         assert_eq!(net.param_count(), want_params, "parameters = kept count");
@@ -120,7 +120,7 @@ fn sample_net() -> Exported {
     let graph = Graph::mlp(3, &[2], 2).unwrap();
     let flat: Vec<f32> = (0..graph.param_total).map(|i| (i % 7) as f32 * 0.25 - 0.5).collect();
     let kept = vec![vec![0, 1]];
-    Exported::from_graph(&graph, &kept, &flat).unwrap()
+    Exported::from_graph(&graph, &kept, &flat, &[]).unwrap()
 }
 
 #[test]

@@ -60,7 +60,7 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 
 fn valid_export() -> Vec<u8> {
     let g = sparsetrain::nn::Graph::mlp(3, &[2], 2).unwrap();
-    Exported::from_graph(&g, &[vec![0, 1]], &vec![0.5; g.param_total]).unwrap().to_bytes().unwrap()
+    Exported::from_graph(&g, &[vec![0, 1]], &vec![0.5; g.param_total], &[]).unwrap().to_bytes().unwrap()
 }
 
 proptest! {

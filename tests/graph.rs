@@ -57,8 +57,8 @@ fn gradients_match_f64_reference() {
         let (dim, classes) = (graph.input().len(), graph.classes());
         let x = rand_f32(&mut r, batch * dim, -1.0, 1.0);
         let labels: Vec<u32> = (0..batch).map(|_| r.random_range(0..classes as u32)).collect();
-        let want = forward_backward(&graph, &to_f64(&flat), &to_f64(&x), &labels, batch, None, 1.0);
-        let net = Net::from_flat(&gpu, graph, &flat).unwrap();
+        let want = forward_backward(&graph, &to_f64(&flat), &[], &to_f64(&x), &labels, batch, None, 1.0);
+        let net = Net::from_flat(&gpu, graph, &flat, &[]).unwrap();
         // A workspace larger than the batch: the step block says how many rows.
         let ws = net.workspace(&gpu, batch + 3, false).unwrap();
         ws.x.view(0, &[batch * dim]).unwrap().upload(&gpu, &x).unwrap();
@@ -66,7 +66,7 @@ fn gradients_match_f64_reference() {
         let loss = Tensor::zeros(&gpu, "loss", &[1], sparsetrain::DType::F32).unwrap();
         let step = sparsetrain::step::StepBuffer::new(&gpu);
         let mut rec = Recorder::with_step(&gpu, &step);
-        net.forward(&mut rec, &ws, None).unwrap();
+        net.forward(&mut rec, &ws, None, true).unwrap();
         net.loss(&mut rec, &ws, &loss, 0).unwrap();
         net.backward(&mut rec, &ws, 1.0, None).unwrap();
         let block = sparsetrain::step::StepBlock { batch: batch as u32, ..Default::default() };

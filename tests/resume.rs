@@ -156,7 +156,7 @@ fn bad_checkpoint_files_are_typed_errors() {
     assert!(Checkpoint::load(&dir).is_err(), "a directory is not a checkpoint");
     // An export is not a checkpoint.
     let g = sparsetrain::nn::Graph::mlp(2, &[], 2).unwrap();
-    let net = sparsetrain::export::Exported::from_graph(&g, &[], &vec![0.0; g.param_total]).unwrap();
+    let net = sparsetrain::export::Exported::from_graph(&g, &[], &vec![0.0; g.param_total], &[]).unwrap();
     std::fs::write(&p, net.to_bytes().unwrap()).unwrap();
     assert!(Checkpoint::load(&p).unwrap_err().to_string().contains("not a sparsetrain checkpoint"));
     let _ = std::fs::remove_dir_all(&dir);

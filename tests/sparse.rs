@@ -51,7 +51,7 @@ fn one_step_matches_f64_reference() {
                 *v = r.random_range(0.0..0.2);
             }
         }
-        let net = Net::from_flat(&gpu, Graph::from_spec(graph.spec.clone()).unwrap(), &flat).unwrap();
+        let net = Net::from_flat(&gpu, Graph::from_spec(graph.spec.clone()).unwrap(), &flat, &[]).unwrap();
         let sgd = Sgd { lr: 0.1, momentum: 0.9, weight_decay: 5e-4 };
         let cfg = SparseConfig {
             keep,
@@ -90,6 +90,7 @@ fn one_step_matches_f64_reference() {
         assert_eq!(sp.samples.mask_of(&gpu, 1).unwrap(), m2, "mask 2");
         let mut st = cpu::sparse::StepState {
             params: to_f64(&flat),
+            state: Vec::new(),
             momentum: vec![0.0; graph.param_total],
             scores: s64,
             adam_m: vec![0.0; units],

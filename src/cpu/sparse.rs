@@ -12,6 +12,8 @@ use crate::ops::vrpge::{Estimator, ScoreFn};
 
 pub struct StepState {
     pub params: Vec<f64>,
+    /// Running statistics: each of the two passes updates them in turn.
+    pub state: Vec<f64>,
     pub momentum: Vec<f64>,
     pub scores: Vec<f64>,
     pub adam_m: Vec<f64>,
@@ -40,8 +42,9 @@ pub fn step(
     let (sgd, adam, clip_norm, est, proj) = hp;
     let per_layer =
         |m: &[u32]| -> Vec<Vec<u32>> { graph.unit_off.windows(2).map(|w| m[w[0]..w[1]].to_vec()).collect() };
-    let r1 = forward_backward(graph, &st.params, x, labels, batch, Some(&per_layer(masks[0])), 0.5);
-    let r2 = forward_backward(graph, &st.params, x, labels, batch, Some(&per_layer(masks[1])), 0.5);
+    let r1 = forward_backward(graph, &st.params, &st.state, x, labels, batch, Some(&per_layer(masks[0])), 0.5);
+    let r2 = forward_backward(graph, &st.params, &r1.state, x, labels, batch, Some(&per_layer(masks[1])), 0.5);
+    st.state = r2.state;
     let grads: Vec<f64> = r1.grads.iter().zip(&r2.grads).map(|(a, b)| a + b).collect();
     let delta = vrpge::score_grad((r1.loss, r2.loss), &st.scores, masks[0], masks[1], est);
     let sq: f64 = grads.iter().map(|g| g * g).sum::<f64>() + delta.iter().map(|g| g * g).sum::<f64>();

@@ -54,25 +54,33 @@ impl Graph {
         Ok(GraphSpec { nodes, ..self.spec.clone() })
     }
 
-    /// The parameters of the network of kept units, cut from `flat` (this
-    /// graph's flat parameters), named "node.param" in node order.
-    pub fn compact_params(&self, kept: &[Vec<usize>], flat: &[f32]) -> Result<Vec<NamedTensor>> {
-        if flat.len() < self.param_total {
+    /// The parameters, then the state, of each node of the network of kept
+    /// units, cut from `flat` and `state` (this graph's flat buffers), named
+    /// "node.param" in node order.
+    pub fn compact_params(&self, kept: &[Vec<usize>], flat: &[f32], state: &[f32]) -> Result<Vec<NamedTensor>> {
+        if flat.len() < self.param_total || state.len() < self.state_total {
             return Err(Error::InvalidArgument(format!(
-                "{} parameters for a graph of {}",
+                "{} parameters and {} state values for a graph of {} and {}",
                 flat.len(),
-                self.param_total
+                state.len(),
+                self.param_total,
+                self.state_total
             )));
         }
         let channels = self.kept_channels(kept)?;
         let small = Graph::from_spec(self.compacted_spec(kept)?)?;
         let mut out = Vec::new();
         for (node, small_node) in self.nodes.iter().zip(&small.nodes) {
-            let params: Vec<Vec<f32>> =
-                node.params.iter().map(|p| flat[p.offset..p.offset + p.spec.len()].to_vec()).collect();
+            let params: Vec<Vec<f32>> = node
+                .params
+                .iter()
+                .map(|p| flat[p.offset..p.offset + p.spec.len()].to_vec())
+                .chain(node.state.iter().map(|p| state[p.offset..p.offset + p.spec.len()].to_vec()))
+                .collect();
             let kept_in: Vec<Vec<usize>> = node.inputs.iter().map(|&v| channels[v].clone()).collect();
             let cut = node.layer.compact_params(&node.in_shapes, &kept_in, &channels[node.output], &params);
-            for (slot, data) in small_node.params.iter().zip(cut) {
+            let slots = small_node.params.iter().chain(&small_node.state);
+            for (slot, data) in slots.zip(cut) {
                 if data.len() != slot.spec.len() {
                     return Err(Error::InvalidArgument(format!(
                         "{}.{}: compaction gave {} values for shape {:?}",

@@ -104,6 +104,8 @@ pub struct Node {
     pub output: usize,
     pub in_shapes: Vec<Shape>,
     pub params: Vec<ParamSlot>,
+    /// Its state (running statistics), in the flat state buffer.
+    pub state: Vec<ParamSlot>,
     /// Index among prunable layers, if prunable.
     pub unit: Option<usize>,
     /// A ReLU fused into this layer's forward (this layer applies it).
@@ -126,6 +128,8 @@ pub struct Graph {
     pub storages: usize,
     /// Elements of the flat parameter buffer, alignment padding included.
     pub param_total: usize,
+    /// Elements of the flat state buffer (running statistics), likewise.
+    pub state_total: usize,
     /// Prunable nodes in unit order, and where each one's units start in
     /// the score vector (one more entry than nodes).
     pub prunable: Vec<usize>,
@@ -193,7 +197,7 @@ impl Graph {
         let mut values = vec![input];
         let mut nodes: Vec<Node> = Vec::new();
         let mut unions: Vec<Vec<usize>> = Vec::new();
-        let (mut prunable, mut unit_off, mut param_total) = (Vec::new(), vec![0usize], 0usize);
+        let (mut prunable, mut unit_off, mut param_total, mut state_total) = (Vec::new(), vec![0usize], 0usize, 0usize);
         for (n, ns) in spec.nodes.iter().enumerate() {
             if names.contains(&ns.name.as_str()) || ns.name.is_empty() {
                 return Err(bad(format!("node name {:?} is empty or used twice", ns.name)));
@@ -225,6 +229,15 @@ impl Graph {
                 param_total = param_total
                     .checked_add(aligned_len(len))
                     .ok_or_else(|| bad(format!("node {}: parameter count overflows", ns.name)))?;
+            }
+            let mut state = Vec::new();
+            for p in layer.state(&in_shapes) {
+                let len = p.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+                let len = len.ok_or_else(|| bad(format!("node {}: state {} overflows", ns.name, p.name)))?;
+                state.push(ParamSlot { spec: p, offset: state_total });
+                state_total = state_total
+                    .checked_add(aligned_len(len))
+                    .ok_or_else(|| bad(format!("node {}: state size overflows", ns.name)))?;
             }
             let (set, unit) = match layer.channels() {
                 Channels::New { prunable: true } => {
@@ -259,6 +272,7 @@ impl Graph {
                 output,
                 in_shapes,
                 params,
+                state,
                 unit,
                 relu_fused: false,
                 skip_forward: false,
@@ -283,6 +297,7 @@ impl Graph {
             storages: values.len(),
             values,
             param_total,
+            state_total,
             prunable,
             unit_off,
             unions,
@@ -408,19 +423,13 @@ impl Graph {
     /// `seed`, drawn layer by layer in order.
     pub fn init_params(&self, seed: u64) -> Vec<f32> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let mut flat = vec![0.0f32; self.param_total];
-        for slot in self.nodes.iter().flat_map(|n| &n.params) {
-            let dst = &mut flat[slot.offset..slot.offset + slot.spec.len()];
-            match slot.spec.init {
-                Init::Kaiming { fan_in } => {
-                    let normal = Normal::new(0.0, (2.0 / fan_in.max(1) as f64).sqrt()).expect("finite std");
-                    dst.iter_mut().for_each(|v| *v = normal.sample(&mut rng) as f32);
-                }
-                Init::Zeros => {}
-                Init::Ones => dst.fill(1.0),
-            }
-        }
-        flat
+        init_flat(self.nodes.iter().flat_map(|n| &n.params), self.param_total, &mut rng)
+    }
+
+    /// The initial flat state: running means 0, running variances 1.
+    pub fn init_state(&self) -> Vec<f32> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+        init_flat(self.nodes.iter().flat_map(|n| &n.state), self.state_total, &mut rng)
     }
 
     /// Fraction of each value's channels kept, given kept units per
@@ -449,4 +458,24 @@ impl Graph {
             .map(|n| n.layer.flops(&n.in_shapes, self.values[n.output].shape, rho[n.inputs[0]], rho[n.output]))
             .sum()
     }
+}
+
+fn init_flat<'a>(slots: impl Iterator<Item = &'a ParamSlot>, total: usize, rng: &mut rand::rngs::StdRng) -> Vec<f32> {
+    let mut flat = vec![0.0f32; total];
+    for slot in slots {
+        let dst = &mut flat[slot.offset..slot.offset + slot.spec.len()];
+        match slot.spec.init {
+            Init::Kaiming { fan_in } => {
+                let normal = Normal::new(0.0, (2.0 / fan_in.max(1) as f64).sqrt()).expect("finite std");
+                dst.iter_mut().for_each(|v| *v = normal.sample(rng) as f32);
+            }
+            Init::Zeros => {}
+            Init::Ones => dst.fill(1.0),
+            Init::Running => {
+                let half = dst.len() / 2;
+                dst[half..].fill(1.0);
+            }
+        }
+    }
+    flat
 }

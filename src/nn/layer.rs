@@ -54,6 +54,8 @@ pub enum Init {
     },
     Zeros,
     Ones,
+    /// Running statistics [mean..., variance...]: zeros, then ones.
+    Running,
 }
 
 /// One parameter tensor of a layer.
@@ -80,6 +82,19 @@ impl ParamSpec {
 pub struct ScratchSpec {
     pub name: &'static str,
     pub len: usize,
+    /// Used only within one forward or one backward of the layer (im2col
+    /// columns): all layers share one buffer per transient slot.
+    pub transient: bool,
+}
+
+impl ScratchSpec {
+    pub fn kept(name: &'static str, len: usize) -> ScratchSpec {
+        ScratchSpec { name, len, transient: false }
+    }
+
+    pub fn transient(name: &'static str, len: usize) -> ScratchSpec {
+        ScratchSpec { name, len, transient: true }
+    }
 }
 
 /// How a layer's output channels relate to its input's.
@@ -136,23 +151,41 @@ pub struct Ctx<'a, 'g> {
     /// gradients (which backward adds into).
     pub params: &'a [Tensor],
     pub grads: &'a [Tensor],
+    /// Views of the layer's state (`state()` order): running statistics.
+    pub state: &'a [Tensor],
     pub scratch: &'a [Tensor],
+    /// A training pass (batch statistics, running averages updated) rather
+    /// than an evaluation.
+    pub train: bool,
     /// Kept counts and lists of the mask in use (for `Side::Kept` sides).
     pub kept: Option<KeptSet<'a>>,
+    /// A small u32 tensor to bind where a kernel takes kept sets a dense
+    /// pass does not have.
+    pub unused: &'a Tensor,
 }
 
 impl<'a> Ctx<'a, '_> {
     pub fn kept(&self, op: &'static str) -> Result<KeptSet<'a>> {
         self.kept.ok_or_else(|| Error::InvalidArgument(format!("{op}: compacted sides without a mask")))
     }
+
+    /// The mask's kept sets, or (dense passes) placeholders to bind where a
+    /// kernel reads none.
+    pub fn kept_or_unused(&self) -> KeptSet<'a> {
+        self.kept.unwrap_or(KeptSet { dims: self.unused, maps: self.unused, ranks: self.unused })
+    }
 }
 
-/// A layer's f64 reference: data of one batch, row-major like the device.
+/// A layer's f64 reference: data of one batch, row-major like the device
+/// (NHWC).
 pub struct CpuIo<'a> {
     pub batch: usize,
     pub in_shapes: &'a [Shape],
     pub out_shape: Shape,
     pub params: &'a [&'a [f64]],
+    pub state: &'a [&'a [f64]],
+    /// A training pass (batch statistics) rather than an evaluation.
+    pub train: bool,
 }
 
 /// One layer kind. See the module header; README "Adding a layer" walks
@@ -177,13 +210,19 @@ pub trait Layer: std::fmt::Debug + Send + Sync {
         Vec::new()
     }
 
+    /// Its state: values it keeps that are not trained by gradients (a
+    /// BatchNorm's running statistics), in a buffer of their own.
+    fn state(&self, _inputs: &[Shape]) -> Vec<ParamSpec> {
+        Vec::new()
+    }
+
     fn channels(&self) -> Channels {
         Channels::Same
     }
 
-    /// Scratch tensors its compacted forward/backward needs, given the
-    /// sides of its input and output (empty when everything is dense).
-    fn scratch(&self, _inputs: &[Shape], _in_sides: &[Side], _out_side: Side, _out: Shape) -> Vec<ScratchSpec> {
+    /// Scratch tensors its forward/backward needs for batches of up to
+    /// `capacity` samples, given the sides of its input and output.
+    fn scratch(&self, _inputs: &[Shape], _sides: (&[Side], Side), _out: Shape, _capacity: usize) -> Vec<ScratchSpec> {
         Vec::new()
     }
 
@@ -216,6 +255,12 @@ pub trait Layer: std::fmt::Debug + Send + Sync {
     /// The f64 forward of a batch: the output, [batch, out_shape].
     fn cpu_forward(&self, io: &CpuIo, x: &[&[f64]]) -> Vec<f64>;
 
+    /// The f64 state after a training forward on `x`, where `kept` (when
+    /// given) marks the output channels a mask keeps: only those change.
+    fn cpu_state_update(&self, io: &CpuIo, _x: &[&[f64]], _kept: Option<&[u32]>) -> Vec<Vec<f64>> {
+        io.state.iter().map(|s| s.to_vec()).collect()
+    }
+
     /// The f64 backward: input gradients (one per input) and parameter
     /// gradients (one per parameter), from the forward's inputs `x`, its
     /// output `y` and the output gradient `dy`.
@@ -225,8 +270,9 @@ pub trait Layer: std::fmt::Debug + Send + Sync {
     /// of its output channels are kept (its input shapes shrink likewise).
     fn compacted(&self, kept_out: usize) -> Box<dyn Layer>;
 
-    /// The parameters of `compacted`, cut from `params`: `kept_in[i]` lists
-    /// input i's kept channels, `kept_out` the output's.
+    /// The parameters, then the state, of `compacted`, cut from `params`
+    /// (parameters then state): `kept_in[i]` lists input i's kept channels,
+    /// `kept_out` the output's.
     fn compact_params(
         &self,
         _inputs: &[Shape],

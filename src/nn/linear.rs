@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use super::layer::{Act, Channels, CpuIo, Ctx, Init, Layer, ParamSpec, ScratchSpec, Shape, expect_inputs};
 use crate::cpu;
 use crate::error::{Error, Result};
-use crate::ops::gather::{Side, gather_bias, gather_weights, scatter_bias_grad};
-use crate::ops::matmul::{Dims, DynDims, Layout, Matmul, Scatter};
+use crate::ops::gather::{Side, gather_bias, gather_weight_blocks, scatter_bias_grad};
+use crate::ops::matmul::{Dims, Layout, Matmul, Scatter, Size};
 use crate::ops::{Rows, bias};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -39,14 +39,7 @@ fn fan_in(inputs: &[Shape]) -> usize {
     inputs[0].len()
 }
 
-/// The count index and map offset of a compacted side, if any.
-fn count_index(s: Side) -> Option<usize> {
-    match s {
-        Side::Full => None,
-        Side::Kept { count, .. } => Some(count),
-    }
-}
-
+/// The map offset of a compacted side, if any.
 fn map_offset(s: Side) -> Option<usize> {
     match s {
         Side::Full => None,
@@ -54,16 +47,18 @@ fn map_offset(s: Side) -> Option<usize> {
     }
 }
 
-/// The input side as columns of W: a compacted input is compacted by
-/// channels, and each channel is `plane` consecutive features.
-fn in_side(x: &Act) -> Result<Side> {
-    if x.shape.plane() != 1 && x.side != Side::Full {
-        return Err(Error::InvalidArgument(format!(
-            "linear: a compacted input of shape {} (more than one value per channel) is not supported",
-            x.shape
-        )));
+/// A matmul size for a side of `blocks` blocks of channels.
+fn size(s: Side, blocks: usize) -> Size {
+    match s {
+        Side::Full => Size::Static,
+        Side::Kept { count, .. } => Size::Kept { count, blocks },
     }
-    Ok(x.side)
+}
+
+/// The input as columns of W: the image flattened pixel-major (NHWC), so a
+/// compacted input is `plane` blocks of its kept channels (one per pixel).
+fn columns(x: &Act) -> (Side, usize, usize) {
+    (x.side, x.shape.plane(), x.shape.c)
 }
 
 impl Layer for Linear {
@@ -98,13 +93,19 @@ impl Layer for Linear {
         Channels::New { prunable: self.prunable }
     }
 
-    fn scratch(&self, inputs: &[Shape], in_sides: &[Side], out_side: Side, _out: Shape) -> Vec<ScratchSpec> {
+    fn scratch(
+        &self,
+        inputs: &[Shape],
+        (in_sides, out_side): (&[Side], Side),
+        _out: Shape,
+        _cap: usize,
+    ) -> Vec<ScratchSpec> {
         let cols = in_sides[0];
         if cols == Side::Full && out_side == Side::Full {
             return Vec::new();
         }
-        let (pr, pc) = (out_side.max_len(self.out), cols.max_len(fan_in(inputs)));
-        vec![ScratchSpec { name: "compact weight", len: pr * pc }, ScratchSpec { name: "compact bias", len: pr }]
+        let (pr, pc) = (out_side.max_len(self.out), cols.max_len(inputs[0].c) * inputs[0].plane());
+        vec![ScratchSpec::kept("compact weight", pr * pc), ScratchSpec::kept("compact bias", pr)]
     }
 
     fn fuses_relu(&self) -> bool {
@@ -117,7 +118,7 @@ impl Layer for Linear {
 
     fn forward(&self, cx: &mut Ctx) -> Result<()> {
         let x = cx.inputs[0];
-        let (cols, rows) = (in_side(&x)?, cx.output.side);
+        let ((cols, plane, c), rows) = (columns(&x), cx.output.side);
         let (i, o) = (fan_in(&[x.shape]), self.out);
         let cap = cx.rows.max();
         let (w, b) = (&cx.params[0], &cx.params[1]);
@@ -130,25 +131,29 @@ impl Layer for Linear {
         }
         let kept = cx.kept("linear")?;
         let (wc, bc) = (&cx.scratch[0], &cx.scratch[1]);
-        gather_weights(cx.rec, wc, w, kept, rows, cols, (o, i))?;
+        gather_weight_blocks(cx.rec, wc, w, kept, (rows, cols), (o, c), plane)?;
         gather_bias(cx.rec, bc, b, kept, rows, o)?;
-        let dynd = DynDims { dims: kept.dims, m: None, n: count_index(rows), k: count_index(cols) };
-        let mut mm = Matmul::new(Layout::NT).bias(bc).dynamic(dynd).batch_m();
+        let mut mm = Matmul::new(Layout::NT).bias(bc).sizes(
+            Some(kept.dims),
+            Size::Batch { per: 1 },
+            size(rows, 1),
+            size(cols, plane),
+        );
         if cx.relu {
             mm = mm.relu();
         }
-        mm.record(cx.rec, cx.output.t, x.t, wc, Dims { m: cap, n: rows.max_len(o), k: cols.max_len(i) })
+        mm.record(cx.rec, cx.output.t, x.t, wc, Dims { m: cap, n: rows.max_len(o), k: cols.max_len(c) * plane })
     }
 
     fn backward(&self, cx: &mut Ctx) -> Result<()> {
         let x = cx.inputs[0];
-        let (cols, rows) = (in_side(&x)?, cx.output.side);
+        let ((cols, plane, c), rows) = (columns(&x), cx.output.side);
         let (i, o) = (fan_in(&[x.shape]), self.out);
         let cap = cx.rows.max();
         let dy = cx.d_output.ok_or_else(|| Error::InvalidArgument("linear backward without d_output".into()))?;
         let (dw, db) = (&cx.grads[0], &cx.grads[1]);
         let dense = cols == Side::Full && rows == Side::Full;
-        let (pr, pc) = (rows.max_len(o), cols.max_len(i));
+        let (pr, pc) = (rows.max_len(o), cols.max_len(c) * plane);
         // Weight and bias gradients add into the full-size gradient: two mask
         // samples add up, and the optimizer clears it after each step.
         if dense {
@@ -161,13 +166,12 @@ impl Layer for Linear {
                 rows: map_offset(rows),
                 cols: map_offset(cols),
                 ldc: i,
-                col_blocks: 1,
-                col_block_full: i,
+                col_blocks: plane,
+                col_block_full: c,
             };
             Matmul::new(Layout::TN)
                 .accumulate()
-                .dynamic(DynDims { dims: kept.dims, m: count_index(rows), n: count_index(cols), k: None })
-                .batch_k()
+                .sizes(Some(kept.dims), size(rows, 1), size(cols, plane), Size::Batch { per: 1 })
                 .scatter(scatter)
                 .record(cx.rec, dw, dy, x.t, Dims { m: pr, n: pc, k: cap })?;
             scatter_bias_grad(cx.rec, db, dy, kept, rows, o, Rows::Batch(cap))?;
@@ -184,7 +188,7 @@ impl Layer for Linear {
             mm.record(cx.rec, dx.t, dy, &cx.params[0], Dims { m: cap, n: i, k: o })
         } else {
             let kept = cx.kept("linear")?;
-            mm.dynamic(DynDims { dims: kept.dims, m: None, n: count_index(cols), k: count_index(rows) }).record(
+            mm.sizes(Some(kept.dims), Size::Batch { per: 1 }, size(cols, plane), size(rows, 1)).record(
                 cx.rec,
                 dx.t,
                 dy,
@@ -195,6 +199,7 @@ impl Layer for Linear {
     }
 
     fn flops(&self, inputs: &[Shape], _out: Shape, rho_in: f64, rho_out: f64) -> f64 {
+        // A compacted input keeps rho_in of every pixel's channels.
         2.0 * fan_in(inputs) as f64 * rho_in * self.out as f64 * rho_out
     }
 
@@ -230,9 +235,9 @@ impl Layer for Linear {
     ) -> Vec<Vec<f32>> {
         let shape = inputs[0];
         let i = shape.len();
-        let plane = shape.plane();
-        // Input features of the kept channels, channel by channel.
-        let cols: Vec<usize> = kept_in[0].iter().flat_map(|&c| (0..plane).map(move |p| c * plane + p)).collect();
+        // Input features of the kept channels, pixel by pixel (NHWC).
+        let cols: Vec<usize> =
+            (0..shape.plane()).flat_map(|p| kept_in[0].iter().map(move |&c| p * shape.c + c)).collect();
         let (w, b) = (&params[0], &params[1]);
         let weight: Vec<f32> = kept_out.iter().flat_map(|&r| cols.iter().map(move |&c| w[r * i + c])).collect();
         let bias: Vec<f32> = kept_out.iter().map(|&r| b[r]).collect();

@@ -29,8 +29,11 @@ pub struct Net {
     pub graph: Graph,
     pub params: Tensor,
     pub grads: Tensor,
+    /// Running statistics and other state that gradients do not train.
+    pub state: Tensor,
     views: Vec<Vec<Tensor>>,
     grad_views: Vec<Vec<Tensor>>,
+    state_views: Vec<Vec<Tensor>>,
 }
 
 /// Per-batch device memory of a `Net`: the batch itself (x, labels), one
@@ -46,6 +49,8 @@ pub struct Workspace {
     grads: Vec<Option<Tensor>>,
     scratch: Vec<Vec<Tensor>>,
     loss: LossBuffers,
+    /// Bound where a kernel takes kept sets and a dense pass has none.
+    unused: Tensor,
 }
 
 impl Workspace {
@@ -60,36 +65,52 @@ impl Workspace {
 }
 
 impl Net {
-    /// The graph with parameters from `Graph::init_params(seed)`.
+    /// The graph with parameters from `Graph::init_params(seed)` and its
+    /// initial state.
     pub fn new(gpu: &Gpu, graph: Graph, seed: u64) -> Result<Net> {
         Tensor::check_fits(gpu, "parameters", &[graph.param_total])?;
         let init = graph.init_params(seed);
-        Net::from_flat(gpu, graph, &init)
+        let state = graph.init_state();
+        Net::from_flat(gpu, graph, &init, &state)
     }
 
-    /// The graph with the given flat parameters (its layout).
-    pub fn from_flat(gpu: &Gpu, graph: Graph, flat: &[f32]) -> Result<Net> {
-        if flat.len() != graph.param_total {
+    /// The graph with the given flat parameters and state (its layouts).
+    pub fn from_flat(gpu: &Gpu, graph: Graph, flat: &[f32], state: &[f32]) -> Result<Net> {
+        if flat.len() != graph.param_total || state.len() != graph.state_total {
             return Err(Error::Shape {
                 op: "net",
-                detail: format!("{} parameters for a graph of {}", flat.len(), graph.param_total),
+                detail: format!(
+                    "{} parameters and {} state values for a graph of {} and {}",
+                    flat.len(),
+                    state.len(),
+                    graph.param_total,
+                    graph.state_total
+                ),
             });
         }
         Tensor::check_fits(gpu, "parameters", &[graph.param_total])?;
+        Tensor::check_fits(gpu, "state", &[graph.state_total])?;
         let params = Tensor::from_f32(gpu, "params", &[graph.param_total], flat)?;
         let grads = Tensor::zeros(gpu, "grads", &[graph.param_total], DType::F32)?;
-        let mut views = Vec::new();
-        let mut grad_views = Vec::new();
+        let state_t = Tensor::zeros(gpu, "state", &[graph.state_total.max(1)], DType::F32)?;
+        if !state.is_empty() {
+            state_t.view(0, &[state.len()])?.upload(gpu, state)?;
+        }
+        let (mut views, mut grad_views, mut state_views) = (Vec::new(), Vec::new(), Vec::new());
         for node in &graph.nodes {
-            let (mut v, mut g) = (Vec::new(), Vec::new());
+            let (mut v, mut g, mut s) = (Vec::new(), Vec::new(), Vec::new());
             for slot in &node.params {
                 v.push(params.view(slot.offset, &slot.spec.shape)?);
                 g.push(grads.view(slot.offset, &slot.spec.shape)?);
             }
+            for slot in &node.state {
+                s.push(state_t.view(slot.offset, &slot.spec.shape)?);
+            }
             views.push(v);
             grad_views.push(g);
+            state_views.push(s);
         }
-        Ok(Net { graph, params, grads, views, grad_views })
+        Ok(Net { graph, params, grads, state: state_t, views, grad_views, state_views })
     }
 
     /// Views of node n's parameters, in `Layer::params` order.
@@ -149,7 +170,8 @@ impl Net {
         let mut scratch_specs = Vec::new();
         for node in &g.nodes {
             let in_sides: Vec<Side> = node.inputs.iter().map(|&v| sides[v]).collect();
-            let specs = node.layer.scratch(&node.in_shapes, &in_sides, sides[node.output], g.values[node.output].shape);
+            let out = g.values[node.output].shape;
+            let specs = node.layer.scratch(&node.in_shapes, (&in_sides, sides[node.output]), out, capacity);
             for s in &specs {
                 Tensor::check_fits(gpu, &format!("{} {}", node.name, s.name), &[s.len])?;
             }
@@ -164,11 +186,31 @@ impl Net {
                 grads[s] = Some(Tensor::zeros(gpu, &format!("{name} output grad"), &[*len], DType::F32)?);
             }
         }
+        // Transient scratch (slot i of every layer) shares one buffer, sized
+        // for the largest use: layers run one after another.
+        let mut shared: Vec<usize> = Vec::new();
+        for specs in &scratch_specs {
+            for (i, s) in specs.iter().enumerate().filter(|(_, s)| s.transient) {
+                if shared.len() <= i {
+                    shared.resize(i + 1, 0);
+                }
+                shared[i] = shared[i].max(s.len);
+            }
+        }
+        let shared: Vec<Tensor> = shared
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| Tensor::zeros(gpu, &format!("shared scratch {i}"), &[len.max(1)], DType::F32))
+            .collect::<Result<_>>()?;
         let mut scratch = Vec::new();
         for (node, specs) in g.nodes.iter().zip(scratch_specs) {
             let mut v = Vec::new();
-            for s in specs {
-                v.push(Tensor::zeros(gpu, &format!("{} {}", node.name, s.name), &[s.len], DType::F32)?);
+            for (i, s) in specs.into_iter().enumerate() {
+                v.push(if s.transient {
+                    shared[i].clone()
+                } else {
+                    Tensor::zeros(gpu, &format!("{} {}", node.name, s.name), &[s.len.max(1)], DType::F32)?
+                });
             }
             scratch.push(v);
         }
@@ -185,6 +227,7 @@ impl Net {
                 loss_rows: Tensor::zeros(gpu, "loss rows", &[capacity], DType::F32)?,
                 reducer: Reducer::new(gpu)?,
             },
+            unused: Tensor::zeros(gpu, "unused kept sets", &[4], DType::U32)?,
         })
     }
 
@@ -228,8 +271,9 @@ impl Net {
     }
 
     /// Records the forward pass of `ws.x` (the step's batch rows), on the
-    /// kept units of `mask` or dense.
-    pub fn forward(&self, rec: &mut Recorder, ws: &Workspace, mask: Option<MaskRef>) -> Result<()> {
+    /// kept units of `mask` or dense; `train` uses batch statistics and
+    /// updates the running ones (BatchNorm), else the running ones are used.
+    pub fn forward(&self, rec: &mut Recorder, ws: &Workspace, mask: Option<MaskRef>, train: bool) -> Result<()> {
         self.check_mask(ws, &mask)?;
         let sides = self.sides(mask, ws.compressed && mask.is_some());
         let g = &self.graph;
@@ -248,8 +292,11 @@ impl Net {
                 d_inputs: Vec::new(),
                 params: &self.views[n],
                 grads: &self.grad_views[n],
+                state: &self.state_views[n],
                 scratch: &ws.scratch[n],
+                train,
                 kept: mask.map(|m| m.kept),
+                unused: &ws.unused,
             };
             node.layer.forward(&mut cx).map_err(|e| node_error(&node.name, "forward", e))?;
         }
@@ -299,8 +346,11 @@ impl Net {
                 d_inputs,
                 params: &self.views[n],
                 grads: &self.grad_views[n],
+                state: &self.state_views[n],
                 scratch: &ws.scratch[n],
+                train: true,
                 kept: mask.map(|m| m.kept),
+                unused: &ws.unused,
             };
             node.layer.backward(&mut cx).map_err(|e| node_error(&node.name, "backward", e))?;
         }
@@ -310,6 +360,11 @@ impl Net {
     /// Downloads the flat parameters (counted as read-back).
     pub fn download_params(&self, gpu: &Gpu) -> Result<Vec<f32>> {
         self.params.download_f32(gpu)
+    }
+
+    /// Downloads the flat state (counted as read-back).
+    pub fn download_state(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        Ok(self.state.download_f32(gpu)?[..self.graph.state_total].to_vec())
     }
 }
 

@@ -13,6 +13,8 @@ pub struct CpuPass {
     pub loss: f64,
     /// Gradients of `scale` · loss, in the flat parameter layout (padding 0).
     pub grads: Vec<f64>,
+    /// The state after the pass (running statistics updated where kept).
+    pub state: Vec<f64>,
 }
 
 /// Zeroes the channels of `data` ([batch, c, plane]) that `mask` removes.
@@ -26,11 +28,13 @@ fn apply_mask(data: &mut [f64], mask: &[u32], batch: usize, c: usize, plane: usi
     }
 }
 
-/// One forward and backward pass. `masks[p]` is the 0/1 mask of prunable
-/// layer p's units (None: dense).
+/// One training forward and backward pass. `masks[p]` is the 0/1 mask of
+/// prunable layer p's units (None: dense); `state` the flat state.
+#[allow(clippy::too_many_arguments)]
 pub fn forward_backward(
     graph: &Graph,
     params: &[f64],
+    state: &[f64],
     x: &[f64],
     labels: &[u32],
     batch: usize,
@@ -54,12 +58,22 @@ pub fn forward_backward(
     let node_params = |n: usize| -> Vec<&[f64]> {
         g.nodes[n].params.iter().map(|p| &params[p.offset..p.offset + p.spec.len()]).collect()
     };
+    let node_state = |n: usize| -> Vec<&[f64]> {
+        g.nodes[n].state.iter().map(|p| &state[p.offset..p.offset + p.spec.len()]).collect()
+    };
+    let mut new_state = state.to_vec();
     let mut vals: Vec<Vec<f64>> = vec![Vec::new(); g.values.len()];
     vals[0] = x.to_vec();
     for (n, node) in g.nodes.iter().enumerate() {
-        let ps = node_params(n);
-        let io = CpuIo { batch, in_shapes: &node.in_shapes, out_shape: g.values[node.output].shape, params: &ps };
+        let (ps, ss) = (node_params(n), node_state(n));
+        let out_shape = g.values[node.output].shape;
+        let io = CpuIo { batch, in_shapes: &node.in_shapes, out_shape, params: &ps, state: &ss, train: true };
         let xs: Vec<&[f64]> = node.inputs.iter().map(|&v| vals[v].as_slice()).collect();
+        for (slot, updated) in
+            node.state.iter().zip(node.layer.cpu_state_update(&io, &xs, mask_of(node.output).map(|m| m.as_slice())))
+        {
+            new_state[slot.offset..slot.offset + slot.spec.len()].copy_from_slice(&updated);
+        }
         let mut y = node.layer.cpu_forward(&io, &xs);
         if let Some(m) = mask_of(node.output) {
             let s = g.values[node.output].shape;
@@ -78,8 +92,9 @@ pub fn forward_backward(
             let s = g.values[node.output].shape;
             apply_mask(&mut dy, m, batch, s.c, s.plane());
         }
-        let ps = node_params(n);
-        let io = CpuIo { batch, in_shapes: &node.in_shapes, out_shape: g.values[node.output].shape, params: &ps };
+        let (ps, ss) = (node_params(n), node_state(n));
+        let out_shape = g.values[node.output].shape;
+        let io = CpuIo { batch, in_shapes: &node.in_shapes, out_shape, params: &ps, state: &ss, train: true };
         let xs: Vec<&[f64]> = node.inputs.iter().map(|&v| vals[v].as_slice()).collect();
         let (dxs, dps) = node.layer.cpu_backward(&io, &xs, &vals[node.output], &dy);
         for (&v, dx) in node.inputs.iter().zip(dxs) {
@@ -93,5 +108,5 @@ pub fn forward_backward(
             }
         }
     }
-    CpuPass { logits, loss, grads }
+    CpuPass { logits, loss, grads, state: new_state }
 }

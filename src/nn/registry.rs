@@ -4,8 +4,12 @@
 
 use serde::de::DeserializeOwned;
 
+use super::add::Add;
+use super::batchnorm::BatchNorm2d;
+use super::conv::Conv2d;
 use super::layer::Layer;
 use super::linear::Linear;
+use super::pool::{GlobalAvgPool, Pool2d};
 use super::relu::Relu;
 use crate::error::{Error, Result};
 
@@ -18,7 +22,15 @@ fn make<L: Layer + DeserializeOwned + 'static>(settings: &serde_json::Value) -> 
 }
 
 /// Every registered kind, by name.
-pub const KINDS: &[(&str, Make)] = &[("linear", make::<Linear>), ("relu", make::<Relu>)];
+pub const KINDS: &[(&str, Make)] = &[
+    ("linear", make::<Linear>),
+    ("relu", make::<Relu>),
+    ("conv2d", make::<Conv2d>),
+    ("batchnorm2d", make::<BatchNorm2d>),
+    ("pool2d", make::<Pool2d>),
+    ("global_avg_pool", make::<GlobalAvgPool>),
+    ("add", make::<Add>),
+];
 
 /// A layer of `kind` with `settings`; unknown kinds and bad settings are errors.
 pub fn layer(kind: &str, settings: &serde_json::Value) -> Result<Box<dyn Layer>> {

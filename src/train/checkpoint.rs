@@ -243,6 +243,9 @@ impl Checkpoint {
         let graph = Graph::from_spec(self.graph.clone()).map_err(|e| format!("invalid graph: {e}"))?;
         let units = graph.units();
         let mut need = vec![("params", graph.param_total), ("momentum", graph.param_total)];
+        if graph.state_total > 0 {
+            need.push(("state", graph.state_total));
+        }
         if self.config.sparse.is_some() {
             need.extend([("scores", units), ("score_m", units), ("score_v", units)]);
         }

@@ -192,6 +192,9 @@ impl<'g> Session<'g> {
             ("params".to_string(), t.net.params.download_f32(g)?),
             ("momentum".to_string(), t.momentum.download_f32(g)?),
         ];
+        if t.net.graph.state_total > 0 {
+            f32s.push(("state".into(), t.net.download_state(g)?));
+        }
         let mut u32s = Vec::new();
         if let Some(sp) = &t.sparse {
             f32s.push(("scores".into(), sp.scores.download_f32(g)?));
@@ -217,6 +220,9 @@ impl<'g> Session<'g> {
         let t = &mut s.trainer;
         t.net.params.upload(gpu, f("params")?)?;
         t.momentum.upload(gpu, f("momentum")?)?;
+        if t.net.graph.state_total > 0 {
+            t.net.state.view(0, &[t.net.graph.state_total])?.upload(gpu, f("state")?)?;
+        }
         t.step = ck.progress.mask_step;
         if let Some(sp) = &t.sparse {
             sp.scores.upload(gpu, f("scores")?)?;
@@ -264,7 +270,8 @@ impl<'g> Session<'g> {
             None => g.unit_widths().iter().map(|&w| (0..w).collect()).collect(),
         };
         let flat = self.trainer.net.download_params(self.gpu)?;
-        Exported::from_graph(g, &kept, &flat)
+        let state = self.trainer.net.download_state(self.gpu)?;
+        Exported::from_graph(g, &kept, &flat, &state)
     }
 
     /// The key of the per-epoch evaluation mask.
@@ -373,7 +380,7 @@ pub fn evaluate_net(gpu: &Gpu, net: &Net, ds: &Dataset, batch: usize) -> Result<
     let correct = crate::device::tensor::Tensor::zeros(gpu, "correct", &[1], crate::device::tensor::DType::U32)?;
     let step = StepBuffer::new(gpu);
     let mut rec = Recorder::with_step(gpu, &step);
-    net.forward(&mut rec, &ws, None)?;
+    net.forward(&mut rec, &ws, None, false)?;
     net.count_correct(&mut rec, &ws, &correct)?;
     let plan = rec.into_plan();
     let (mut hx, mut hy) = (Vec::new(), Vec::new());

@@ -180,7 +180,7 @@ impl Trainer {
         //    same batch; the weight gradients of the two passes add up.
         for (j, slot) in [(0, LOSS_1), (1, LOSS_2)] {
             let mask = Some(sp.samples.sample(j));
-            net.forward(rec, ws, mask)?;
+            net.forward(rec, ws, mask, true)?;
             if j == 0 {
                 net.count_correct(rec, ws, &self.correct)?;
             }
@@ -226,7 +226,7 @@ impl Trainer {
     fn record_plain_step(&self, rec: &mut Recorder, fixed: Option<&MaskSet>) -> Result<()> {
         let (net, ws) = (&self.net, &self.ws);
         let mask = fixed.map(|f| f.sample(0));
-        net.forward(rec, ws, mask)?;
+        net.forward(rec, ws, mask, true)?;
         net.count_correct(rec, ws, &self.correct)?;
         net.loss(rec, ws, &self.loss, LOSS_1)?;
         net.backward(rec, ws, 1.0, mask)?;
@@ -250,7 +250,7 @@ impl Trainer {
             }
             (Phase::Eval, sp) => {
                 let mask = sp.as_ref().map(|s| s.fixed.sample(0));
-                self.net.forward(&mut rec, &self.ws, mask)?;
+                self.net.forward(&mut rec, &self.ws, mask, false)?;
                 self.net.count_correct(&mut rec, &self.ws, &self.correct)?;
             }
         }

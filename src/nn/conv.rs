@@ -1,0 +1,283 @@
+//! 2-D convolution over NHWC activations, W stored [out, kh, kw, in] so
+//! that an output channel (the unit of pruning) is a row. Its prunable
+//! units are its output channels, so its cost on kept channels is
+//! ρ_in·ρ_out of dense.
+//!
+//! One matrix product per pass over the whole batch (NHWC makes the batch
+//! times the pixels the rows, as an MLP's batch is):
+//!   forward      cols = im2col(X);  Y = cols·Wᵀ (+ bias, + ReLU fused)
+//!   weight grad  dW += dYᵀ·cols     (scattered into the full-size gradient)
+//!   input grad   dcols = dY·W;  dX = col2im(dcols)  (gated by a ReLU'd X)
+//! A 1×1 convolution with stride 1 and no padding reads X as its columns.
+//! On kept channels, W's kept rows and, within each kernel position, kept
+//! input channels are gathered first (gather.wgsl), as a linear layer does.
+
+use serde::{Deserialize, Serialize};
+
+use super::layer::{Channels, CpuIo, Ctx, Init, Layer, ParamSpec, ScratchSpec, Shape, expect_inputs};
+use crate::cpu;
+use crate::error::{Error, Result};
+use crate::ops::bias;
+use crate::ops::conv::{ConvGeom, Stored, col2im, im2col};
+use crate::ops::gather::{Side, gather_bias, gather_weight_blocks, scatter_bias_grad};
+use crate::ops::matmul::{Dims, Layout, Matmul, Scatter, Size};
+
+fn one() -> usize {
+    1
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Conv2d {
+    /// Output channels.
+    pub out: usize,
+    /// Square kernel side.
+    pub kernel: usize,
+    #[serde(default = "one")]
+    pub stride: usize,
+    #[serde(default)]
+    pub pad: usize,
+    #[serde(default)]
+    pub bias: bool,
+    #[serde(default)]
+    pub prunable: bool,
+}
+
+fn size(s: Side, blocks: usize) -> Size {
+    match s {
+        Side::Full => Size::Static,
+        Side::Kept { count, .. } => Size::Kept { count, blocks },
+    }
+}
+
+fn map_offset(s: Side) -> Option<usize> {
+    match s {
+        Side::Full => None,
+        Side::Kept { map, .. } => Some(map),
+    }
+}
+
+impl Conv2d {
+    fn geom(&self, x: Shape) -> ConvGeom {
+        ConvGeom { h: x.h, w: x.w, kh: self.kernel, kw: self.kernel, stride: self.stride, pad: self.pad }
+    }
+
+    /// Whether X is its own im2col.
+    fn identity(&self) -> bool {
+        self.kernel == 1 && self.stride == 1 && self.pad == 0
+    }
+
+    fn positions(&self) -> usize {
+        self.kernel * self.kernel
+    }
+}
+
+impl Layer for Conv2d {
+    fn kind(&self) -> &'static str {
+        "conv2d"
+    }
+
+    fn settings(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+
+    fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
+        expect_inputs("conv2d", inputs, 1)?;
+        if self.out == 0 || inputs[0].is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "conv2d {} -> {}: sizes must be positive",
+                inputs[0], self.out
+            )));
+        }
+        let (h, w) = self.geom(inputs[0]).out()?;
+        Ok(Shape { c: self.out, h, w })
+    }
+
+    fn params(&self, inputs: &[Shape]) -> Vec<ParamSpec> {
+        let (k, ci) = (self.kernel, inputs[0].c);
+        let mut p = vec![ParamSpec {
+            name: "weight",
+            shape: vec![self.out, k, k, ci],
+            init: Init::Kaiming { fan_in: k * k * ci },
+        }];
+        if self.bias {
+            p.push(ParamSpec { name: "bias", shape: vec![self.out], init: Init::Zeros });
+        }
+        p
+    }
+
+    fn channels(&self) -> Channels {
+        Channels::New { prunable: self.prunable }
+    }
+
+    fn scratch(
+        &self,
+        inputs: &[Shape],
+        (in_sides, out_side): (&[Side], Side),
+        out: Shape,
+        cap: usize,
+    ) -> Vec<ScratchSpec> {
+        let (ci, kk) = (inputs[0].c, self.positions());
+        let (pr, pc) = (out_side.max_len(self.out), in_sides[0].max_len(ci));
+        let mut s = Vec::new();
+        if in_sides[0] != Side::Full || out_side != Side::Full {
+            s.push(ScratchSpec::kept("compact weight", pr * kk * pc));
+            s.push(ScratchSpec::kept("compact bias", pr));
+        }
+        if !self.identity() {
+            // im2col's columns; the backward reuses them for the input gradient.
+            s.push(ScratchSpec::transient("columns", cap * out.plane() * kk * pc));
+        }
+        s
+    }
+
+    fn fuses_relu(&self) -> bool {
+        true
+    }
+
+    fn gates_input_grads(&self) -> bool {
+        true
+    }
+
+    fn forward(&self, cx: &mut Ctx) -> Result<()> {
+        let x = cx.inputs[0];
+        let (in_side, out_side) = (x.side, cx.output.side);
+        let (ci, co, kk) = (x.shape.c, self.out, self.positions());
+        let g = self.geom(x.shape);
+        let pixels = cx.output.shape.plane();
+        let cap = cx.rows.max();
+        let kept = cx.kept_or_unused();
+        let dense = in_side == Side::Full && out_side == Side::Full;
+        let cols = if self.identity() {
+            x.t
+        } else {
+            let cols = cx.scratch.last().expect("columns");
+            im2col(cx.rec, cols, x.t, kept.dims, g, Stored { side: in_side, full: ci }, cx.rows)?;
+            cols
+        };
+        let rows = Size::Batch { per: pixels };
+        let dims = Dims { m: cap * pixels, n: out_side.max_len(co), k: kk * in_side.max_len(ci) };
+        let (w, b) = if dense {
+            (&cx.params[0], cx.params.get(1))
+        } else {
+            let (wc, bc) = (&cx.scratch[0], &cx.scratch[1]);
+            gather_weight_blocks(cx.rec, wc, &cx.params[0], kept, (out_side, in_side), (co, ci), kk)?;
+            if self.bias {
+                gather_bias(cx.rec, bc, &cx.params[1], kept, out_side, co)?;
+            }
+            (wc, self.bias.then_some(bc))
+        };
+        let mut mm = Matmul::new(Layout::NT).sizes(Some(kept.dims), rows, size(out_side, 1), size(in_side, kk));
+        if let Some(b) = b {
+            mm = mm.bias(b);
+        }
+        if cx.relu {
+            mm = mm.relu();
+        }
+        mm.record(cx.rec, cx.output.t, cols, w, dims)
+    }
+
+    fn backward(&self, cx: &mut Ctx) -> Result<()> {
+        let x = cx.inputs[0];
+        let (in_side, out_side) = (x.side, cx.output.side);
+        let (ci, co, kk) = (x.shape.c, self.out, self.positions());
+        let g = self.geom(x.shape);
+        let pixels = cx.output.shape.plane();
+        let cap = cx.rows.max();
+        let kept = cx.kept_or_unused();
+        let dense = in_side == Side::Full && out_side == Side::Full;
+        let dy = cx.d_output.ok_or_else(|| Error::InvalidArgument("conv2d backward without d_output".into()))?;
+        let stored = Stored { side: in_side, full: ci };
+        let cols = if self.identity() {
+            x.t
+        } else {
+            let cols = cx.scratch.last().expect("columns");
+            im2col(cx.rec, cols, x.t, kept.dims, g, stored, cx.rows)?;
+            cols
+        };
+        let rows = Size::Batch { per: pixels };
+        let (pr, pk) = (out_side.max_len(co), kk * in_side.max_len(ci));
+        let out_rows = cx.rows.per_sample(pixels);
+        // dW (+)= dYᵀ·cols, and the bias gradient: into the full-size
+        // gradients, through the kept lists where compacted.
+        let mut mm =
+            Matmul::new(Layout::TN).accumulate().sizes(Some(kept.dims), size(out_side, 1), size(in_side, kk), rows);
+        if !dense {
+            mm = mm.scatter(Scatter {
+                maps: kept.maps,
+                rows: map_offset(out_side),
+                cols: map_offset(in_side),
+                ldc: kk * ci,
+                col_blocks: kk,
+                col_block_full: ci,
+            });
+        }
+        mm.record(cx.rec, &cx.grads[0], dy, cols, Dims { m: pr, n: pk, k: cap * pixels })?;
+        if self.bias {
+            if dense {
+                bias::bias_grad(cx.rec, &cx.grads[1], dy, true, out_rows, co)?;
+            } else {
+                scatter_bias_grad(cx.rec, &cx.grads[1], dy, kept, out_side, co, out_rows)?;
+            }
+        }
+        let Some(dx) = cx.d_inputs[0] else { return Ok(()) };
+        let w = if dense { &cx.params[0] } else { &cx.scratch[0] };
+        let nn = Matmul::new(Layout::NN).sizes(Some(kept.dims), rows, size(in_side, kk), size(out_side, 1));
+        if self.identity() {
+            let mut nn = nn;
+            if dx.accumulate {
+                nn = nn.accumulate();
+            }
+            if dx.gate {
+                nn = nn.gate(x.t);
+            }
+            return nn.record(cx.rec, dx.t, dy, w, Dims { m: cap * pixels, n: pk, k: pr });
+        }
+        // The columns are spent: they take the input gradient's columns.
+        nn.record(cx.rec, cols, dy, w, Dims { m: cap * pixels, n: pk, k: pr })?;
+        col2im(cx.rec, dx.t, cols, dx.gate.then_some(x.t), kept.dims, g, stored, cx.rows, dx.accumulate)
+    }
+
+    fn flops(&self, inputs: &[Shape], out: Shape, rho_in: f64, rho_out: f64) -> f64 {
+        let (ci, kk) = (inputs[0].c as f64, self.positions() as f64);
+        2.0 * out.plane() as f64 * kk * ci * rho_in * self.out as f64 * rho_out
+    }
+
+    fn cpu_forward(&self, io: &CpuIo, x: &[&[f64]]) -> Vec<f64> {
+        let (xs, ci) = (io.in_shapes[0], io.in_shapes[0].c);
+        cpu::conv::conv_forward(x[0], io.params[0], io.params.get(1).copied(), io.batch, (ci, self.out), self.geom(xs))
+    }
+
+    fn cpu_backward(&self, io: &CpuIo, x: &[&[f64]], _y: &[f64], dy: &[f64]) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+        let (xs, ci) = (io.in_shapes[0], io.in_shapes[0].c);
+        let (dx, dw, db) = cpu::conv::conv_backward(x[0], io.params[0], dy, io.batch, (ci, self.out), self.geom(xs));
+        let mut grads = vec![dw];
+        if self.bias {
+            grads.push(db);
+        }
+        (vec![dx], grads)
+    }
+
+    fn compacted(&self, kept_out: usize) -> Box<dyn Layer> {
+        Box::new(Conv2d { out: kept_out, ..self.clone() })
+    }
+
+    fn compact_params(
+        &self,
+        inputs: &[Shape],
+        kept_in: &[Vec<usize>],
+        kept_out: &[usize],
+        params: &[Vec<f32>],
+    ) -> Vec<Vec<f32>> {
+        let (ci, kk) = (inputs[0].c, self.positions());
+        let w = &params[0];
+        let weight: Vec<f32> = kept_out
+            .iter()
+            .flat_map(|&o| (0..kk).flat_map(move |p| kept_in[0].iter().map(move |&c| w[(o * kk + p) * ci + c])))
+            .collect();
+        let mut out = vec![weight];
+        if self.bias {
+            out.push(kept_out.iter().map(|&o| params[1][o]).collect());
+        }
+        out
+    }
+}
