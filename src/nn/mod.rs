@@ -15,6 +15,7 @@ pub mod graph;
 pub mod layer;
 pub mod linear;
 pub mod loss;
+pub mod models;
 pub mod net;
 pub mod pool;
 pub mod reference;

@@ -250,11 +250,14 @@ impl Net {
             .collect()
     }
 
-    fn act<'w>(&self, ws: &'w Workspace, v: usize) -> &'w Tensor {
+    /// The buffer of value v (`Graph::values`) in a workspace: [capacity,
+    /// h, w, stored channels] after a pass.
+    pub fn act<'w>(&self, ws: &'w Workspace, v: usize) -> &'w Tensor {
         if v == 0 { &ws.x } else { ws.acts[self.graph.values[v].storage].as_ref().expect("every value has storage") }
     }
 
-    fn grad<'w>(&self, ws: &'w Workspace, v: usize) -> &'w Tensor {
+    /// The gradient buffer of value v (not the input) after a backward.
+    pub fn grad<'w>(&self, ws: &'w Workspace, v: usize) -> &'w Tensor {
         ws.grads[self.graph.values[v].storage].as_ref().expect("every value but the input has a gradient buffer")
     }
 

@@ -15,14 +15,16 @@ pub struct CpuPass {
     pub grads: Vec<f64>,
     /// The state after the pass (running statistics updated where kept).
     pub state: Vec<f64>,
+    /// Every value of the forward pass (`Graph::values`), masked.
+    pub values: Vec<Vec<f64>>,
 }
 
-/// Zeroes the channels of `data` ([batch, c, plane]) that `mask` removes.
-fn apply_mask(data: &mut [f64], mask: &[u32], batch: usize, c: usize, plane: usize) {
-    for r in 0..batch {
-        for (ch, &m) in mask.iter().enumerate().take(c) {
+/// Zeroes the channels of `data` (NHWC: [batch · plane, c]) that `mask` removes.
+fn apply_mask(data: &mut [f64], mask: &[u32], c: usize) {
+    for row in data.chunks_exact_mut(c) {
+        for (v, &m) in row.iter_mut().zip(mask) {
             if m == 0 {
-                data[(r * c + ch) * plane..(r * c + ch + 1) * plane].fill(0.0);
+                *v = 0.0;
             }
         }
     }
@@ -76,8 +78,7 @@ pub fn forward_backward(
         }
         let mut y = node.layer.cpu_forward(&io, &xs);
         if let Some(m) = mask_of(node.output) {
-            let s = g.values[node.output].shape;
-            apply_mask(&mut y, m, batch, s.c, s.plane());
+            apply_mask(&mut y, m, g.values[node.output].shape.c);
         }
         vals[node.output] = y;
     }
@@ -89,8 +90,7 @@ pub fn forward_backward(
     for (n, node) in g.nodes.iter().enumerate().rev() {
         let mut dy = std::mem::take(&mut dvals[node.output]);
         if let Some(m) = mask_of(node.output) {
-            let s = g.values[node.output].shape;
-            apply_mask(&mut dy, m, batch, s.c, s.plane());
+            apply_mask(&mut dy, m, g.values[node.output].shape.c);
         }
         let (ps, ss) = (node_params(n), node_state(n));
         let out_shape = g.values[node.output].shape;
@@ -108,5 +108,5 @@ pub fn forward_backward(
             }
         }
     }
-    CpuPass { logits, loss, grads, state: new_state }
+    CpuPass { logits, loss, grads, state: new_state, values: vals }
 }

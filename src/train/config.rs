@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::nn::{GraphSpec, Shape};
+use crate::nn::{GraphSpec, Shape, models};
 use crate::sparse::SparseConfig;
 
 /// The architecture of a run, sized to the data when the run starts.
@@ -14,6 +14,12 @@ use crate::sparse::SparseConfig;
 pub enum ModelSpec {
     /// Linear layers of these widths with ReLUs, then the classifier.
     Mlp { hidden: Vec<usize> },
+    /// LeNet-5 (`nn::models::lenet5`).
+    Lenet5,
+    /// A CIFAR ResNet of 6n + 2 layers with base width `width`.
+    Resnet { depth: usize, width: usize },
+    /// VGG-11/16/19 with first-stage width `width`.
+    Vgg { depth: usize, width: usize },
 }
 
 impl ModelSpec {
@@ -22,7 +28,11 @@ impl ModelSpec {
             ModelSpec::Mlp { hidden } if hidden.contains(&0) => {
                 Err(Error::InvalidArgument(format!("hidden layer widths must be positive, got {hidden:?}")))
             }
-            ModelSpec::Mlp { .. } => Ok(()),
+            // The builders check their own settings against a nominal image.
+            ModelSpec::Resnet { .. } | ModelSpec::Vgg { .. } => {
+                self.graph(Shape { c: 3, h: 32, w: 32 }, 10).map(|_| ())
+            }
+            ModelSpec::Mlp { .. } | ModelSpec::Lenet5 => Ok(()),
         }
     }
 
@@ -30,22 +40,34 @@ impl ModelSpec {
     pub fn has_prunable_layers(&self) -> bool {
         match self {
             ModelSpec::Mlp { hidden } => !hidden.is_empty(),
+            _ => true,
         }
+    }
+
+    /// Whether the model convolves images (and so needs their shape).
+    pub fn is_convolutional(&self) -> bool {
+        !matches!(self, ModelSpec::Mlp { .. })
     }
 
     /// The graph for data of `input` shape and `classes` classes.
     pub fn graph(&self, input: Shape, classes: usize) -> Result<GraphSpec> {
         match self {
             ModelSpec::Mlp { hidden } => Ok(GraphSpec::mlp(input.len(), hidden, classes)),
+            ModelSpec::Lenet5 => models::lenet5(input, classes),
+            ModelSpec::Resnet { depth, width } => models::resnet(*depth, *width, input, classes),
+            ModelSpec::Vgg { depth, width } => models::vgg(*depth, *width, input, classes),
         }
     }
 
-    /// A short name for reports: "mlp 784-256-256-10" once sized.
+    /// A short name for reports: "mlp 256-256", "resnet20 (width 16)".
     pub fn describe(&self) -> String {
         match self {
             ModelSpec::Mlp { hidden } => {
                 format!("mlp {}", hidden.iter().map(|h| h.to_string()).collect::<Vec<_>>().join("-"))
             }
+            ModelSpec::Lenet5 => "lenet5".into(),
+            ModelSpec::Resnet { depth, width } => format!("resnet{depth} (width {width})"),
+            ModelSpec::Vgg { depth, width } => format!("vgg{depth} (width {width})"),
         }
     }
 }

@@ -1,0 +1,273 @@
+//! Convolutional layers on the device against the graph's f64 reference:
+//! every parameter gradient and the running statistics of dense training
+//! passes through convolutions (3×3, 5×5 with stride, 1×1), BatchNorm,
+//! pooling, residual sums, LeNet-5, ResNet and VGG; and a residual network
+//! on kept channels, where kept channels match the dense-masked reference
+//! and removed channels are exactly zero in activations and gradients.
+
+#[path = "kernels/common.rs"]
+mod common;
+
+use common::*;
+use rand::Rng;
+use sparsetrain::nn::reference::forward_backward;
+use sparsetrain::nn::{Graph, GraphSpec, Net, NodeSpec, Shape, models};
+use sparsetrain::sparse::MaskSet;
+use sparsetrain::step::{StepBlock, StepBuffer};
+use sparsetrain::{DType, Gpu, Recorder, Tensor};
+
+fn node(name: &str, kind: &str, settings: serde_json::Value, input: &str) -> NodeSpec {
+    NodeSpec { name: name.into(), kind: kind.into(), inputs: vec![input.into()], settings }
+}
+
+fn spec(input: Shape, classes: usize, nodes: Vec<NodeSpec>) -> GraphSpec {
+    GraphSpec { input, classes, nodes, loss: "softmax_xent".into() }
+}
+
+/// Small graphs covering every layer kind and the models.
+fn graphs() -> Vec<(&'static str, GraphSpec, usize)> {
+    vec![
+        (
+            "conv3x3+bias, relu, max pool, linear",
+            spec(
+                Shape { c: 3, h: 6, w: 6 },
+                4,
+                vec![
+                    node(
+                        "c",
+                        "conv2d",
+                        serde_json::json!({"out": 5, "kernel": 3, "pad": 1, "bias": true, "prunable": true}),
+                        "input",
+                    ),
+                    node("r", "relu", serde_json::json!({}), "c"),
+                    node("p", "pool2d", serde_json::json!({"mode": "max", "kernel": 2, "stride": 2}), "r"),
+                    node("classifier", "linear", serde_json::json!({"out": 4}), "p"),
+                ],
+            ),
+            3,
+        ),
+        (
+            "conv5x5 stride 2, batchnorm, relu, global average",
+            spec(
+                Shape { c: 2, h: 7, w: 7 },
+                3,
+                vec![
+                    node(
+                        "c",
+                        "conv2d",
+                        serde_json::json!({"out": 6, "kernel": 5, "stride": 2, "pad": 2, "prunable": true}),
+                        "input",
+                    ),
+                    node("bn", "batchnorm2d", serde_json::json!({}), "c"),
+                    node("r", "relu", serde_json::json!({}), "bn"),
+                    node("g", "global_avg_pool", serde_json::json!({}), "r"),
+                    node("classifier", "linear", serde_json::json!({"out": 3}), "g"),
+                ],
+            ),
+            4,
+        ),
+        (
+            "stem, then conv1x1, batchnorm, relu, average pool (unfused relu before pooling)",
+            spec(
+                Shape { c: 4, h: 5, w: 5 },
+                2,
+                vec![
+                    node(
+                        "stem",
+                        "conv2d",
+                        serde_json::json!({"out": 4, "kernel": 3, "pad": 1, "prunable": true}),
+                        "input",
+                    ),
+                    node("c", "conv2d", serde_json::json!({"out": 3, "kernel": 1, "prunable": true}), "stem"),
+                    node("bn", "batchnorm2d", serde_json::json!({}), "c"),
+                    node("r", "relu", serde_json::json!({}), "bn"),
+                    node("p", "pool2d", serde_json::json!({"mode": "avg", "kernel": 5, "stride": 5}), "r"),
+                    node("classifier", "linear", serde_json::json!({"out": 2}), "p"),
+                ],
+            ),
+            3,
+        ),
+        ("resnet8 width 2", models::resnet(8, 2, Shape { c: 3, h: 8, w: 8 }, 5).unwrap(), 3),
+        ("lenet5 on 12x12", models::lenet5(Shape { c: 1, h: 12, w: 12 }, 4).unwrap(), 2),
+        ("vgg11 width 2 on 32x32", models::vgg(11, 2, Shape { c: 3, h: 32, w: 32 }, 3).unwrap(), 4),
+    ]
+}
+
+/// Inputs, labels and non-trivial parameters (biases, γ, β random; running
+/// statistics not at their start) for a graph.
+fn setup(g: &Graph, batch: usize, seed: u64) -> (Vec<f32>, Vec<u32>, Vec<f32>, Vec<f32>) {
+    let mut r = rng(seed);
+    let mut flat = g.init_params(seed);
+    for slot in g.nodes.iter().flat_map(|n| &n.params) {
+        let d = &mut flat[slot.offset..slot.offset + slot.spec.len()];
+        match slot.spec.name {
+            "bias" => d.iter_mut().for_each(|v| *v = r.random_range(-0.2..0.2)),
+            "weight" if slot.spec.shape.len() == 1 => d.iter_mut().for_each(|v| *v = r.random_range(0.5..1.5)),
+            _ => {}
+        }
+    }
+    let mut state = g.init_state();
+    for v in state.iter_mut() {
+        *v += r.random_range(0.0..0.3);
+    }
+    let x = rand_f32(&mut r, batch * g.input().len(), -1.0, 1.0);
+    let labels = (0..batch).map(|_| r.random_range(0..g.classes() as u32)).collect();
+    (x, labels, flat, state)
+}
+
+/// One training pass on the device (workspace larger than the batch).
+fn device_pass(
+    gpu: &Gpu,
+    net: &Net,
+    x: &[f32],
+    labels: &[u32],
+    batch: usize,
+    mask: Option<&MaskSet>,
+) -> (sparsetrain::nn::Workspace, f32) {
+    let ws = net.workspace(gpu, batch + 2, mask.is_some()).unwrap();
+    ws.x.view(0, &[x.len()]).unwrap().upload(gpu, x).unwrap();
+    ws.y.view(0, &[batch]).unwrap().upload(gpu, labels).unwrap();
+    let loss = Tensor::zeros(gpu, "loss", &[1], DType::F32).unwrap();
+    let step = StepBuffer::new(gpu);
+    let mut rec = Recorder::with_step(gpu, &step);
+    let m = mask.map(|m| m.sample(0));
+    net.forward(&mut rec, &ws, m, true).unwrap();
+    net.loss(&mut rec, &ws, &loss, 0).unwrap();
+    net.backward(&mut rec, &ws, 1.0, m).unwrap();
+    rec.into_plan().run(gpu, Some(&StepBlock { batch: batch as u32, ..Default::default() })).unwrap();
+    gpu.wait().unwrap();
+    let l = loss.download_f32(gpu).unwrap()[0];
+    (ws, l)
+}
+
+fn check_params(tag: &str, g: &Graph, got: &[f32], want: &[f64], what: &str) {
+    let floor = 1e-3 * want.iter().fold(1e-30f64, |m, v| m.max(v.abs()));
+    for node in &g.nodes {
+        let slots = if what == "state" { &node.state } else { &node.params };
+        for slot in slots {
+            let range = slot.offset..slot.offset + slot.spec.len();
+            // Relative to the slot's largest value, or to a thousandth of
+            // the network's where a slot's true gradient is (nearly) zero.
+            let scale = want[range.clone()].iter().fold(floor, |m, v| m.max(v.abs()));
+            let e = got[range.clone()].iter().zip(&want[range]).fold(0.0f64, |m, (&a, &b)| m.max((a as f64 - b).abs()))
+                / scale;
+            eprintln!("{tag} {what} {}.{}: relative error {e:e}", node.name, slot.spec.name);
+            assert!(e <= 1e-4, "{tag}: {what} of {}.{} relative error {e:e} > 1e-4", node.name, slot.spec.name);
+        }
+    }
+}
+
+#[test]
+fn cnn_gradients_match_f64_reference() {
+    let Some(gpu) = gpu("cnn_gradients_match_f64_reference") else { return };
+    for (case, (tag, spec, batch)) in graphs().into_iter().enumerate() {
+        let g = Graph::from_spec(spec.clone()).unwrap();
+        let (x, labels, flat, state) = setup(&g, batch, 3000 + case as u64);
+        let want = forward_backward(&g, &to_f64(&flat), &to_f64(&state), &to_f64(&x), &labels, batch, None, 1.0);
+        let net = Net::from_flat(&gpu, Graph::from_spec(spec).unwrap(), &flat, &state).unwrap();
+        let (ws, loss) = device_pass(&gpu, &net, &x, &labels, batch, None);
+        assert!(
+            ((loss as f64) - want.loss).abs() <= 1e-5 * want.loss.abs().max(1.0),
+            "{tag}: loss {loss} vs {}",
+            want.loss
+        );
+        let logits = net.logits(&ws).download_f32(&gpu).unwrap();
+        assert_close(&format!("{tag} logits"), &logits[..batch * g.classes()], &want.logits, 1e-5, 1e-4);
+        check_params(tag, &g, &net.grads.download_f32(&gpu).unwrap(), &want.grads, "gradient");
+        check_params(tag, &g, &net.download_state(&gpu).unwrap(), &want.state, "state");
+    }
+}
+
+/// The kept channels of every set of one mask sample, from the device.
+fn kept_sets(gpu: &Gpu, g: &Graph, m: &MaskSet) -> Vec<Vec<usize>> {
+    let (kept, counts) = (m.kept.download_u32(gpu).unwrap(), m.counts.download_u32(gpu).unwrap());
+    g.channel_sets()
+        .iter()
+        .enumerate()
+        .map(|(k, d)| kept[d.slot..d.slot + counts[k] as usize].iter().map(|&c| c as usize).collect())
+        .collect()
+}
+
+/// A residual network on kept channels: layers keeping some, all or none of
+/// their channels; residual sums over unions of sets.
+#[test]
+fn masked_residual_network_matches_reference() {
+    let Some(gpu) = gpu("masked_residual_network_matches_reference") else { return };
+    let spec = models::resnet(8, 6, Shape { c: 3, h: 8, w: 8 }, 4).unwrap();
+    let batch = 3;
+    for (case, keep) in [0.5f64, 1.0, 0.0, 0.2].into_iter().enumerate() {
+        let g = Graph::from_spec(spec.clone()).unwrap();
+        assert!(!g.unions.is_empty(), "the graph has residual unions");
+        let (x, labels, flat, state) = setup(&g, batch, 3100 + case as u64);
+        let mut r = rng(3200 + case as u64);
+        let mut mask: Vec<u32> = (0..g.units()).map(|_| u32::from(r.random_bool(keep))).collect();
+        if case == 3 {
+            // One layer keeps nothing, another everything.
+            let w = g.unit_widths();
+            mask[g.unit_off[1]..g.unit_off[1] + w[1]].fill(0);
+            mask[g.unit_off[2]..g.unit_off[2] + w[2]].fill(1);
+        }
+        let per_layer: Vec<Vec<u32>> = g.unit_off.windows(2).map(|w| mask[w[0]..w[1]].to_vec()).collect();
+        let want =
+            forward_backward(&g, &to_f64(&flat), &to_f64(&state), &to_f64(&x), &labels, batch, Some(&per_layer), 1.0);
+        let net = Net::from_flat(&gpu, Graph::from_spec(spec.clone()).unwrap(), &flat, &state).unwrap();
+        let ms = MaskSet::new(&gpu, &net.graph, 1, "test").unwrap();
+        ms.mask.upload(&gpu, &mask).unwrap();
+        let mut rec = Recorder::new(&gpu);
+        ms.compact(&mut rec).unwrap();
+        rec.finish().unwrap();
+        let (ws, loss) = device_pass(&gpu, &net, &x, &labels, batch, Some(&ms));
+        let tag = format!("keep {keep} (case {case})");
+        let sets = kept_sets(&gpu, &g, &ms);
+        // Every stored value: kept channels equal the reference, padding
+        // columns exactly 0, and the reference is 0 wherever the set lacks a channel.
+        for (v, val) in g.values.iter().enumerate().skip(1) {
+            // A ReLU runs in place: its input's storage holds its output.
+            if g.values[v + 1..].iter().any(|later| later.storage == val.storage) {
+                continue;
+            }
+            let Some(k) = g.set_index(val.set) else { continue };
+            let kept = &sets[k];
+            let (c, pix) = (val.shape.c, val.shape.plane());
+            let stored = kept.len().div_ceil(4) * 4;
+            let got = net.act(&ws, v).download_f32(&gpu).unwrap();
+            let refv = &want.values[v];
+            let (mut g_kept, mut w_kept) = (Vec::new(), Vec::new());
+            for row in 0..batch * pix {
+                for (j, &ch) in kept.iter().enumerate() {
+                    g_kept.push(got[row * stored + j]);
+                    w_kept.push(refv[row * c + ch]);
+                }
+                for j in kept.len()..stored {
+                    assert_eq!(got[row * stored + j], 0.0, "{tag}: value {v} padding column {j} is not 0");
+                }
+                for ch in (0..c).filter(|ch| !kept.contains(ch)) {
+                    assert_eq!(refv[row * c + ch], 0.0, "{tag}: the reference keeps removed channel {ch} of value {v}");
+                }
+            }
+            assert_close(&format!("{tag} value {v} ({:?})", val.set), &g_kept, &w_kept, 1e-5, 1e-4);
+        }
+        assert!(
+            ((loss as f64) - want.loss).abs() <= 1e-5 * want.loss.abs().max(1.0),
+            "{tag}: loss {loss} vs {}",
+            want.loss
+        );
+        check_params(&tag, &g, &net.grads.download_f32(&gpu).unwrap(), &want.grads, "gradient");
+        check_params(&tag, &g, &net.download_state(&gpu).unwrap(), &want.state, "state");
+        // Removed output channels get exactly zero weight gradient.
+        let grads = net.grads.download_f32(&gpu).unwrap();
+        for (p, &n) in g.prunable.iter().enumerate() {
+            let w = &g.nodes[n].params[0];
+            let rows = w.spec.shape[0];
+            let per = w.spec.len() / rows;
+            for o in (0..rows).filter(|&o| per_layer[p][o] == 0) {
+                let row = &grads[w.offset + o * per..w.offset + (o + 1) * per];
+                assert!(
+                    row.iter().all(|&v| v == 0.0),
+                    "{tag}: removed channel {o} of {} has weight gradient",
+                    g.nodes[n].name
+                );
+            }
+        }
+    }
+}
