@@ -68,7 +68,7 @@ pub fn lenet5(input: Shape, classes: usize) -> Result<GraphSpec> {
 /// The CIFAR ResNet of `depth` = 6n + 2 layers (20, 32, 56, ...) and base
 /// width `width` (16 in He et al., 32 in the reference code's ResNet-32).
 pub fn resnet(depth: usize, width: usize, input: Shape, classes: usize) -> Result<GraphSpec> {
-    if depth < 8 || (depth - 2) % 6 != 0 || width == 0 {
+    if depth < 8 || !(depth - 2).is_multiple_of(6) || width == 0 {
         return Err(Error::InvalidArgument(format!(
             "a CIFAR ResNet has 6n + 2 layers (20, 32, 56, ...) and a positive width; got depth {depth}, width {width}"
         )));
