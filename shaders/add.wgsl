@@ -6,7 +6,9 @@
 // their union), forward and backward side by side. A side is either all
 // channels (map NONE: channel c at column c) or a kept set: its count at
 // dims[count], its channel list at maps[map..] and each channel's column,
-// or NONE, at ranks[map + c] (compact.wgsl).
+// or NONE, at ranks[map + c] (compact.wgsl). A kept side stores its count
+// padded to 4 columns, or (EXACT: the fixed sets of a compacted network's
+// sums) exactly its count.
 // add_forward:  out[r, j] = A[r, col_A(c)] + B[r, col_B(c)] [ReLU], c the
 //               j-th channel of the sum; a channel an input lacks counts 0;
 //               padding columns (past the sum's count) are 0.
@@ -30,6 +32,10 @@ struct AddParams {
     b_map: u32,
     accumulate: u32,
     gate: u32,
+    exact: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 override WG: u32 = 256u;
@@ -48,6 +54,9 @@ fn side(count: u32) -> vec2<u32> {
         return vec2(p.c_full, p.c_full);
     }
     let k = dims[count];
+    if p.exact != 0u {
+        return vec2(k, k);
+    }
     return vec2((k + 3u) & ~3u, k);
 }
 

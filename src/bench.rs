@@ -307,6 +307,39 @@ pub fn family_shares(times: &[(crate::device::shader::Kernel, f64)]) -> Vec<(&'s
     fams
 }
 
+/// A model for the training benchmark by name: `lenet5` (28×28 grey),
+/// `resnetN` (width 16) and `vggN` (width 64) on 32×32 colour with a
+/// `:WIDTH` suffix for another width, all 10 classes; or the hidden sizes of
+/// an MLP on 784 inputs ("1024-1024").
+pub fn model_by_name(name: &str) -> Result<(String, GraphSpec)> {
+    use crate::nn::{Shape, models};
+    let bad = |m: String| Error::InvalidArgument(m);
+    let (base, width) = match name.split_once(':') {
+        Some((b, w)) => (b, Some(w.parse::<usize>().map_err(|_| bad(format!("width {w:?} is not a number")))?)),
+        None => (name, None),
+    };
+    let rgb = Shape { c: 3, h: 32, w: 32 };
+    let depth = |prefix: &str| base.strip_prefix(prefix).and_then(|d| d.parse::<usize>().ok());
+    let spec = if base == "lenet5" && width.is_none() {
+        models::lenet5(Shape { c: 1, h: 28, w: 28 }, 10)?
+    } else if let Some(d) = depth("resnet") {
+        models::resnet(d, width.unwrap_or(16), rgb, 10)?
+    } else if let Some(d) = depth("vgg") {
+        models::vgg(d, width.unwrap_or(64), rgb, 10)?
+    } else {
+        let hidden: std::result::Result<Vec<usize>, _> = base.split(['-', ',', ' ']).map(str::parse).collect();
+        match hidden {
+            Ok(h) if !h.is_empty() && !h.contains(&0) && width.is_none() => return Ok(mlp_model(&h)),
+            _ => {
+                return Err(bad(
+                    "expected lenet5, resnetN or vggN (optionally :WIDTH), or MLP hidden sizes like 1024-1024".into(),
+                ));
+            }
+        }
+    };
+    Ok((name.to_string(), spec))
+}
+
 /// The MLP 784-hidden-10 for the training benchmark, named like "784-1024-1024-10".
 pub fn mlp_model(hidden: &[usize]) -> (String, GraphSpec) {
     let mut sizes = vec![784];

@@ -60,21 +60,34 @@ impl Exported {
         self.info.insert("layers".into(), kinds.join(","));
     }
 
+    /// Trained parameters (running statistics, which the file holds too,
+    /// are not counted).
     pub fn param_count(&self) -> usize {
-        self.tensors.iter().map(|t| t.2.len()).sum()
+        let state = Graph::from_spec(self.spec.clone()).map_or(0, |g| g.state_total);
+        self.tensors.iter().map(|t| t.2.len()).sum::<usize>().saturating_sub(state)
     }
 
-    /// "784-109-87-10" for an MLP; the layer kinds otherwise.
+    /// "784-109-87-10" for an MLP; else the input, the output channels of
+    /// the convolutions and the widths of the linear layers:
+    /// "3x32x32, conv 3/1/2/…, linear 10".
     pub fn describe(&self) -> String {
-        let mut widths = vec![self.spec.input.to_string()];
-        for n in &self.spec.nodes {
-            match n.settings.get("out").and_then(|v| v.as_u64()) {
-                Some(o) => widths.push(o.to_string()),
-                None if n.kind == "relu" => {}
-                None => widths.push(n.kind.clone()),
+        let outs = |kind: &str| -> Vec<String> {
+            let nodes = self.spec.nodes.iter().filter(|n| n.kind == kind);
+            nodes.filter_map(|n| n.settings.get("out").and_then(|v| v.as_u64())).map(|o| o.to_string()).collect()
+        };
+        if self.spec.nodes.iter().all(|n| n.kind == "linear" || n.kind == "relu") {
+            let mut widths = vec![self.spec.input.len().to_string()];
+            widths.extend(outs("linear"));
+            return widths.join("-");
+        }
+        let mut parts = vec![self.spec.input.to_string()];
+        for (kind, name) in [("conv2d", "conv"), ("linear", "linear")] {
+            let o = outs(kind);
+            if !o.is_empty() {
+                parts.push(format!("{name} {}", o.join("/")));
             }
         }
-        widths.join("-")
+        parts.join(", ")
     }
 
     /// The network on the device, ready for a dense forward pass.

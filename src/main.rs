@@ -29,10 +29,12 @@ enum Command {
         #[command(subcommand)]
         what: BenchWhat,
     },
-    /// Train an MLP on the device (default: the built-in procedural digits).
+    /// Train a network on the device (default: an MLP on the built-in
+    /// procedural digits; `--model resnet20` and the other CNNs default to
+    /// the built-in procedural colour shapes).
     Train(TrainArgs),
     /// Write the network of a checkpoint as the kept units alone (a smaller
-    /// dense MLP in safetensors).
+    /// dense network of the same architecture, in safetensors).
     Export {
         /// A checkpoint file (`step-*.safetensors` or `best.safetensors`).
         checkpoint: std::path::PathBuf,
@@ -46,8 +48,10 @@ enum Command {
     Eval {
         /// A file written by `train --export` / `export`, or a checkpoint.
         network: std::path::PathBuf,
-        #[arg(long, value_enum, default_value_t = DatasetArg::Synthetic)]
-        dataset: DatasetArg,
+        /// The test set (default: the one the network was trained on, as
+        /// its file records; else the synthetic digits).
+        #[arg(long, value_enum)]
+        dataset: Option<DatasetArg>,
         #[arg(long)]
         data_dir: Option<std::path::PathBuf>,
         /// Seed of the synthetic data (use the training run's).
@@ -68,11 +72,20 @@ enum Command {
 
 #[derive(clap::Args)]
 struct TrainArgs {
-    /// Hidden layer widths, comma-separated.
+    /// The architecture. Prunable units: the MLP's hidden neurons, every
+    /// convolution's output channels (1×1 shortcuts included).
+    #[arg(long, value_enum, default_value_t = ModelArg::Mlp)]
+    model: ModelArg,
+    /// Hidden layer widths of the MLP, comma-separated [default: 256,256].
     /// (Given once: a repeated flag is an error, not a concatenation.)
-    #[arg(long, value_delimiter = ',', default_values_t = vec![256usize, 256], action = clap::ArgAction::Set)]
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set)]
     hidden: Vec<usize>,
-    /// Fraction of prunable units (hidden neurons) kept, in (0, 1].
+    /// Base width of ResNet (first stage's channels, doubled per stage) and
+    /// VGG [default: 16 for ResNet as in He et al.; the reference code's
+    /// ResNet-32 uses 32; 64 for VGG].
+    #[arg(long)]
+    width: Option<usize>,
+    /// Fraction of prunable units kept, in (0, 1].
     #[arg(long, default_value_t = 0.25)]
     keep: f32,
     /// Train the dense baseline instead: no masks, one pass per step.
@@ -119,15 +132,22 @@ struct TrainArgs {
     finetune_lr: f32,
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    #[arg(long, value_enum, default_value_t = DatasetArg::Synthetic)]
-    dataset: DatasetArg,
-    /// Directory with the four MNIST-format IDX files (mnist, fashion-mnist).
+    /// The data [default: synthetic for mlp and lenet5, shapes for the
+    /// 32×32 models].
+    #[arg(long, value_enum)]
+    dataset: Option<DatasetArg>,
+    /// Directory with the dataset's files: the four MNIST-format IDX files
+    /// (mnist, fashion-mnist) or the binary CIFAR files (cifar10, cifar100).
     #[arg(long)]
     data_dir: Option<std::path::PathBuf>,
-    /// Training images generated for --dataset synthetic.
+    /// Training-time augmentation [default: crop-flip for shapes and CIFAR,
+    /// none for digits].
+    #[arg(long, value_enum)]
+    augment: Option<AugmentArg>,
+    /// Training images generated for the built-in sets (synthetic, shapes).
     #[arg(long, default_value_t = 10_000)]
     train_size: usize,
-    /// Test images generated for --dataset synthetic.
+    /// Test images generated for the built-in sets (synthetic, shapes).
     #[arg(long, default_value_t = 2_000)]
     test_size: usize,
     /// Append one JSON line per epoch (and a summary line) to this file.
@@ -184,9 +204,54 @@ enum ScoreFnArg {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum DatasetArg {
+    /// Built-in procedural digits, 28×28 grey.
     Synthetic,
+    /// Built-in procedural coloured shapes, 32×32 colour.
+    Shapes,
     Mnist,
     FashionMnist,
+    Cifar10,
+    Cifar100,
+}
+
+impl DatasetArg {
+    fn kind(self) -> sparsetrain::data::DatasetKind {
+        use sparsetrain::data::DatasetKind;
+        match self {
+            DatasetArg::Synthetic => DatasetKind::Synthetic,
+            DatasetArg::Shapes => DatasetKind::Shapes,
+            DatasetArg::Mnist => DatasetKind::Mnist,
+            DatasetArg::FashionMnist => DatasetKind::FashionMnist,
+            DatasetArg::Cifar10 => DatasetKind::Cifar10,
+            DatasetArg::Cifar100 => DatasetKind::Cifar100,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ModelArg {
+    /// Linear layers of --hidden widths with ReLUs.
+    Mlp,
+    /// LeNet-5: two 5×5 convolutions (6, 16 channels) with max pooling,
+    /// then 120 and 84 units and the classifier.
+    Lenet5,
+    /// CIFAR ResNets (He et al. 2016) of 20, 32, 44, 56 and 110 layers.
+    Resnet20,
+    Resnet32,
+    Resnet44,
+    Resnet56,
+    Resnet110,
+    /// VGG with BatchNorm, 11, 16 and 19 layers.
+    Vgg11,
+    Vgg16,
+    Vgg19,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum AugmentArg {
+    None,
+    /// Random crop of the image padded by 4 pixels, and horizontal flip.
+    CropFlip,
 }
 
 #[derive(Subcommand)]
@@ -202,8 +267,10 @@ enum BenchWhat {
     },
     /// Training step time, dense and sparse at several keep ratios, with FLOP ratios.
     Train {
-        /// Hidden sizes of an MLP to time, e.g. `1024-1024` or `1024,1024`
-        /// (repeat the flag for several models).
+        /// A model to time: a name (lenet5, resnet20, resnet32, resnet56,
+        /// vgg11, vgg16, vgg19; ResNets at width 16, VGG at 64, with a
+        /// `:WIDTH` suffix for another, e.g. `resnet32:32`) or the hidden
+        /// sizes of an MLP, e.g. `1024-1024` (repeat the flag for several).
         #[arg(long = "model", num_args = 1)]
         models: Vec<String>,
         #[arg(long, value_delimiter = ',', default_values_t = vec![0.5f32, 0.25, 0.1, 0.05])]
@@ -351,17 +418,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let models = if models.is_empty() {
                     vec![bench::mlp_model(&[1024, 1024]), bench::mlp_model(&[4096, 4096])]
                 } else {
-                    let mut out = Vec::new();
-                    for m in &models {
-                        let hidden: Result<Vec<usize>, _> = m.split(['-', ',', ' ']).map(str::parse).collect();
-                        let hidden = hidden
-                            .map_err(|_| usage(format!("--model {m:?}: expected hidden sizes like 1024-1024")))?;
-                        if hidden.is_empty() || hidden.contains(&0) {
-                            return Err(usage(format!("--model {m:?}: sizes must be positive")));
-                        }
-                        out.push(bench::mlp_model(&hidden));
-                    }
-                    out
+                    models
+                        .iter()
+                        .map(|m| bench::model_by_name(m).map_err(|e| usage(format!("--model {m:?}: {e}"))))
+                        .collect::<anyhow::Result<Vec<_>>>()?
                 };
                 let gpu = Gpu::open().context("opening the GPU")?;
                 bench::bench_train(&gpu, &models, &keeps, batch, warmup, runs, &mut std::io::stdout())?;

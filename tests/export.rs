@@ -36,48 +36,88 @@ fn dense_logits(gpu: &sparsetrain::Gpu, net: &Net, x: &[f32], batch: usize) -> V
     net.logits(&ws).download_f32(gpu).unwrap()[..batch * net.graph.classes()].to_vec()
 }
 
+/// Trains a few sparse steps of `spec`, fixes a mask, and checks that the
+/// export holds the kept units alone and gives the masked network's
+/// evaluation logits.
+fn check_export(gpu: &sparsetrain::Gpu, spec: &GraphSpec, keep: f32, seed: u64, dir: &std::path::Path) -> Exported {
+    let mut r = rng(seed);
+    let graph = Graph::from_spec(spec.clone()).unwrap();
+    let (dim, classes, batch) = (graph.input().len(), graph.classes(), 13);
+    let sgd = Sgd { lr: 0.1, momentum: 0.9, weight_decay: 0.0 };
+    let net = Net::new(gpu, Graph::from_spec(spec.clone()).unwrap(), 5).unwrap();
+    let mut tr = Trainer::new(gpu, net, batch, sgd, Some(SparseConfig { keep, ..Default::default() })).unwrap();
+    let x = rand_f32(&mut r, batch * dim, -1.0, 1.0);
+    let y: Vec<u32> = (0..batch).map(|_| r.random_range(0..classes as u32)).collect();
+    tr.set_batch(gpu, &x, &y).unwrap();
+    // A few steps so that weights, biases, running statistics and scores
+    // are not at their start.
+    for step in 0..3 {
+        tr.run(gpu, Phase::Train, batch, 0.1, 0.05, step).unwrap();
+    }
+    tr.draw_fixed(gpu, MaskKey { seed: 9, step: u32::MAX, sample: 0 }).unwrap();
+    tr.run(gpu, Phase::Eval, batch, 0.0, 0.0, 3).unwrap();
+    gpu.wait().unwrap();
+    let masked = tr.net.logits(&tr.ws).download_f32(gpu).unwrap()[..batch * classes].to_vec();
+
+    let sp = tr.sparse.as_ref().unwrap();
+    let kept = sp.fixed.kept_lists(gpu, 0).unwrap();
+    let flat = tr.net.download_params(gpu).unwrap();
+    let state = tr.net.download_state(gpu).unwrap();
+    let net = Exported::from_graph(&graph, &kept, &flat, &state).unwrap();
+    // Every prunable layer holds its kept units alone.
+    for (p, &n) in graph.prunable.iter().enumerate() {
+        let node = net.spec.nodes.iter().find(|s| s.name == graph.nodes[n].name).unwrap();
+        assert_eq!(node.settings["out"], kept[p].len(), "{}: kept units", node.name);
+    }
+    let path = dir.join(format!("net{seed}.safetensors"));
+    net.save(&path, false).unwrap();
+    let loaded = Exported::load(&path).unwrap();
+    assert_eq!((&loaded.spec, &loaded.tensors), (&net.spec, &net.tensors));
+
+    let dense = dense_logits(gpu, &loaded.to_net(gpu).unwrap(), &x, batch);
+    let want: Vec<f64> = masked.iter().map(|&v| v as f64).collect();
+    let kept_counts: Vec<usize> = kept.iter().map(Vec::len).collect();
+    assert_close(&format!("keep {keep} (kept {kept_counts:?}): exported logits vs masked"), &dense, &want, 1e-5, 1e-5);
+    net
+}
+
 #[test]
 fn exported_network_reproduces_the_masked_one() {
     let Some(gpu) = gpu("exported_network_reproduces_the_masked_one") else { return };
     let dir = temp("logits");
     for (case, keep) in [0.3f32, 1.0, 0.05].into_iter().enumerate() {
-        let mut r = rng(1900 + case as u64);
         let (input, hidden, classes) = (21, [33, 19], 7);
-        let batch = 13;
-        let sgd = Sgd { lr: 0.1, momentum: 0.9, weight_decay: 0.0 };
-        let graph = Graph::mlp(input, &hidden, classes).unwrap();
-        let net = Net::new(&gpu, Graph::from_spec(graph.spec.clone()).unwrap(), 5).unwrap();
-        let mut tr = Trainer::new(&gpu, net, batch, sgd, Some(SparseConfig { keep, ..Default::default() })).unwrap();
-        let x = rand_f32(&mut r, batch * input, -1.0, 1.0);
-        let y: Vec<u32> = (0..batch).map(|_| r.random_range(0..classes as u32)).collect();
-        tr.set_batch(&gpu, &x, &y).unwrap();
-        // A few steps so that weights, biases and scores are not at their start.
-        for step in 0..3 {
-            tr.run(&gpu, Phase::Train, batch, 0.1, 0.05, step).unwrap();
-        }
-        tr.draw_fixed(&gpu, MaskKey { seed: 9, step: u32::MAX, sample: 0 }).unwrap();
-        tr.run(&gpu, Phase::Eval, batch, 0.0, 0.0, 3).unwrap();
-        gpu.wait().unwrap();
-        let masked = tr.net.logits(&tr.ws).download_f32(&gpu).unwrap()[..batch * classes].to_vec();
-
-        let sp = tr.sparse.as_ref().unwrap();
-        let kept = sp.fixed.kept_lists(&gpu, 0).unwrap();
-        let counts: Vec<usize> = kept.iter().map(Vec::len).collect();
-        let flat = tr.net.download_params(&gpu).unwrap();
-        let net = Exported::from_graph(&graph, &kept, &flat, &[]).unwrap();
+        let net = check_export(&gpu, &GraphSpec::mlp(input, &hidden, classes), keep, 1900 + case as u64, &dir);
+        let counts: Vec<usize> =
+            net.spec.nodes.iter().filter_map(|n| n.settings["out"].as_u64()).map(|v| v as usize).collect();
         let widths = [input, counts[0], counts[1], classes];
         let want_params: usize = widths.windows(2).map(|w| w[0] * w[1] + w[1]).sum();
         assert_eq!(net.param_count(), want_params, "parameters = kept count");
         assert_eq!(net.describe(), widths.map(|w| w.to_string()).join("-"));
-        let path = dir.join(format!("net{case}.safetensors"));
-        net.save(&path, false).unwrap();
-        let loaded = Exported::load(&path).unwrap();
-        assert_eq!((&loaded.spec, &loaded.tensors), (&net.spec, &net.tensors));
-
-        let dense = dense_logits(&gpu, &loaded.to_net(&gpu).unwrap(), &x, batch);
-        let want: Vec<f64> = masked.iter().map(|&v| v as f64).collect();
-        assert_close(&format!("keep {keep}: exported logits vs masked"), &dense, &want, 1e-5, 1e-5);
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A residual network (identity and 1×1 shortcuts, BatchNorm) and LeNet-5:
+/// the export's residual sums place each branch's kept channels in the
+/// union they carry, and its logits equal the masked network's.
+#[test]
+fn exported_cnns_reproduce_the_masked_ones() {
+    use sparsetrain::nn::{Shape, models};
+    let Some(gpu) = gpu("exported_cnns_reproduce_the_masked_ones") else { return };
+    let dir = temp("cnn");
+    let resnet = models::resnet(8, 6, Shape { c: 3, h: 8, w: 8 }, 5).unwrap();
+    for (case, keep) in [0.3f32, 0.6, 1.0].into_iter().enumerate() {
+        let net = check_export(&gpu, &resnet, keep, 1950 + case as u64, &dir);
+        let fixed_sums =
+            net.spec.nodes.iter().filter(|n| n.kind == "add" && n.settings.get("channels").is_some()).count();
+        eprintln!("resnet8 keep {keep}: {fixed_sums} sums over differing channel sets");
+        if keep < 1.0 {
+            assert!(fixed_sums > 0, "keep {keep}: some sum should combine different channel sets");
+        }
+    }
+    let lenet = models::lenet5(Shape { c: 1, h: 12, w: 12 }, 4).unwrap();
+    check_export(&gpu, &lenet, 0.4, 1960, &dir);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -89,8 +89,20 @@ fn graphs() -> Vec<(&'static str, GraphSpec, usize)> {
         ),
         ("resnet8 width 2", models::resnet(8, 2, Shape { c: 3, h: 8, w: 8 }, 5).unwrap(), 3),
         ("lenet5 on 12x12", models::lenet5(Shape { c: 1, h: 12, w: 12 }, 4).unwrap(), 2),
+        ("compacted resnet8 (sums over differing channel sets)", compacted_resnet(), 3),
         ("vgg11 width 2 on 32x32", models::vgg(11, 2, Shape { c: 3, h: 32, w: 32 }, 3).unwrap(), 4),
     ]
+}
+
+/// A ResNet-8 made of some kept channels of each layer, so that its
+/// residual sums place differing channel sets (an export's network).
+fn compacted_resnet() -> GraphSpec {
+    let g = Graph::from_spec(models::resnet(8, 6, Shape { c: 3, h: 6, w: 6 }, 4).unwrap()).unwrap();
+    let kept: Vec<Vec<usize>> =
+        g.unit_widths().iter().enumerate().map(|(p, &w)| (0..w).filter(|u| (u + p) % 3 != 0).collect()).collect();
+    let spec = g.compacted_spec(&kept).unwrap();
+    assert!(spec.nodes.iter().any(|n| n.kind == "add" && n.settings.get("channels").is_some()));
+    spec
 }
 
 /// Inputs, labels and non-trivial parameters (biases, γ, β random; running

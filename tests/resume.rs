@@ -195,3 +195,57 @@ fn non_finite_steps_are_skipped_and_named() {
         assert_ne!(state_bits(&s)[0].1, after[0].1, "a good step after the faults changed nothing");
     }
 }
+
+/// A residual network with BatchNorm (running statistics in the state) and
+/// augmented batches (crops and flips keyed by the step) resumes bit for
+/// bit; evaluation is never augmented, so the session's masked accuracy is
+/// the export's.
+#[test]
+fn cnn_resume_with_augmentation_is_bit_identical() {
+    use sparsetrain::data::{Augment, synthetic_shapes};
+    let Some(gpu) = gpu("cnn_resume_with_augmentation_is_bit_identical") else { return };
+    let split = synthetic_shapes(60, 40, 4);
+    let (ds, shape) = (&split.train, split.train.shape);
+    let data = DataId { name: "shapes".into(), fingerprint: ds.fingerprint() };
+    let cfg = TrainConfig {
+        model: ModelSpec::Resnet { depth: 8, width: 4 },
+        augment: Augment::CROP_FLIP,
+        epochs: 2,
+        batch: 20,
+        sparse: Some(SparseConfig { keep: 0.5, ..SparseConfig::default() }),
+        ..TrainConfig::default()
+    };
+    let spec = cfg.model.graph(shape, 10).unwrap();
+    let dir = temp("cnn");
+    let mut a = Session::new(&gpu, cfg.clone(), shape, 10).unwrap();
+    a.run_steps(ds, 0, false, 0..3, |_, _| {}).unwrap();
+    a.run_steps(ds, 1, false, 0..2, |_, _| {}).unwrap();
+    let mut b = Session::new(&gpu, cfg.clone(), shape, 10).unwrap();
+    b.run_steps(ds, 0, false, 0..2, |_, _| {}).unwrap();
+    let path = dir.join("ck.safetensors");
+    b.checkpoint(progress(0, 2), data.clone()).unwrap().save(&path).unwrap();
+    drop(b);
+    let ck = Checkpoint::load(&path).unwrap();
+    ck.check_compatible(&cfg, &spec, &data, false).unwrap();
+    let mut c = Session::restore(&gpu, &ck).unwrap();
+    c.run_steps(ds, 0, false, 2..3, |_, _| {}).unwrap();
+    c.run_steps(ds, 1, false, 0..2, |_, _| {}).unwrap();
+    let (sa, sc) = (state_bits(&a), state_bits(&c));
+    assert!(
+        sa.iter().any(|(n, _)| n == "state"),
+        "running statistics are checkpointed: {:?}",
+        sa.iter().map(|s| &s.0).collect::<Vec<_>>()
+    );
+    for ((name, x), (_, y)) in sa.iter().zip(&sc) {
+        let diff = x.iter().zip(y).filter(|(p, q)| p != q).count();
+        assert_eq!(diff, 0, "{name} differs in {diff} of {} values after resume", x.len());
+    }
+    // Evaluation: unaugmented, repeatable, and what the export scores.
+    a.select_mask(ds).unwrap();
+    let acc = a.evaluate(&split.test, 0, None).unwrap();
+    assert_eq!(acc, a.evaluate(&split.test, 0, None).unwrap());
+    let net = a.export().unwrap().to_net(&gpu).unwrap();
+    let correct = sparsetrain::train::evaluate_net(&gpu, &net, &split.test, 16).unwrap();
+    assert_eq!(correct as f64 / split.test.len() as f64, acc, "export vs masked network");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -3,60 +3,66 @@
 use anyhow::Context;
 use sparsetrain::Gpu;
 
+use sparsetrain::data::DatasetKind;
+
 use crate::{DatasetArg, usage};
 
-/// The data of `--dataset` / `--data-dir`, with usage errors for bad flags.
-/// `sizes` are the synthetic set's (`--train-size`, `--test-size`); `None`
+/// The data of `kind` / `--data-dir`, with usage errors for bad flags.
+/// `sizes` are the built-in sets' (`--train-size`, `--test-size`); `None`
 /// for a flag the command does not have (eval has no training set).
 pub fn load_split(
-    dataset: DatasetArg,
+    kind: sparsetrain::data::DatasetKind,
     data_dir: Option<&std::path::Path>,
     seed: u64,
     sizes: (Option<usize>, usize),
-) -> anyhow::Result<(sparsetrain::data::DatasetKind, sparsetrain::data::Split)> {
+) -> anyhow::Result<sparsetrain::data::Split> {
     use sparsetrain::data::{self, DatasetKind};
-    let kind = match dataset {
-        DatasetArg::Synthetic => DatasetKind::Synthetic,
-        DatasetArg::Mnist => DatasetKind::Mnist,
-        DatasetArg::FashionMnist => DatasetKind::FashionMnist,
-    };
-    let split = match kind {
-        DatasetKind::Synthetic => {
-            let max = data::synthetic::MAX_IMAGES;
-            for (flag, n) in [("--train-size", sizes.0), ("--test-size", Some(sizes.1))] {
-                match n {
-                    Some(0) => return Err(usage(format!("{flag} must be at least 1"))),
-                    Some(n) if n > max => {
-                        return Err(usage(format!(
-                            "{flag} {n} is more than the {max} images the synthetic set generates ({} bytes each)",
-                            data::synthetic::SYNTH_SIDE * data::synthetic::SYNTH_SIDE
-                        )));
-                    }
-                    _ => {}
+    if kind.is_builtin() {
+        let (max, bytes) = match kind {
+            DatasetKind::Shapes => (data::shapes::MAX_IMAGES, kind.shape().len()),
+            _ => (data::synthetic::MAX_IMAGES, kind.shape().len()),
+        };
+        for (flag, n) in [("--train-size", sizes.0), ("--test-size", Some(sizes.1))] {
+            match n {
+                Some(0) => return Err(usage(format!("{flag} must be at least 1"))),
+                Some(n) if n > max => {
+                    return Err(usage(format!(
+                        "{flag} {n} is more than the {max} images the {} set generates ({bytes} bytes each)",
+                        kind.name()
+                    )));
                 }
+                _ => {}
             }
-            data::synthetic_digits(sizes.0.unwrap_or(1), sizes.1, seed)
         }
-        _ => {
-            let dir = data_dir.ok_or_else(|| {
-                usage(format!(
-                    "--dataset {} needs --data-dir DIR with the four IDX files (e.g. ../shared/data/{})",
-                    kind.name(),
-                    kind.name()
-                ))
-            })?;
-            if !dir.is_dir() {
-                return Err(usage(format!("--data-dir {} is not a directory", dir.display())));
-            }
-            data::load_mnist_dir(dir, kind)?
-        }
+        let n_train = sizes.0.unwrap_or(1);
+        return Ok(match kind {
+            DatasetKind::Shapes => data::synthetic_shapes(n_train, sizes.1, seed),
+            _ => data::synthetic_digits(n_train, sizes.1, seed),
+        });
+    }
+    let files = match kind {
+        DatasetKind::Cifar10 | DatasetKind::Cifar100 => "the binary CIFAR files",
+        _ => "the four IDX files",
     };
-    Ok((kind, split))
+    let dir = data_dir.ok_or_else(|| {
+        usage(format!(
+            "--dataset {} needs --data-dir DIR with {files} (e.g. ../shared/data/{})",
+            kind.name(),
+            kind.name()
+        ))
+    })?;
+    if !dir.is_dir() {
+        return Err(usage(format!("--data-dir {} is not a directory", dir.display())));
+    }
+    Ok(match kind {
+        DatasetKind::Cifar10 | DatasetKind::Cifar100 => data::load_cifar_dir(dir, kind)?,
+        _ => data::load_mnist_dir(dir, kind)?,
+    })
 }
 
 pub fn eval(
     network: std::path::PathBuf,
-    dataset: DatasetArg,
+    dataset: Option<DatasetArg>,
     data_dir: Option<std::path::PathBuf>,
     seed: u64,
     test_size: usize,
@@ -66,10 +72,17 @@ pub fn eval(
     }
     let gpu = Gpu::open().context("opening the GPU")?;
     let net = network_of(&gpu, &network)?;
-    // The synthetic set's test images do not depend on the training size.
-    let (kind, split) = load_split(dataset, data_dir.as_deref(), seed, (None, test_size))?;
+    let kind = match dataset {
+        Some(d) => d.kind(),
+        None => net.info.get("dataset").and_then(|d| DatasetKind::parse(d)).unwrap_or(DatasetKind::Synthetic),
+    };
+    // The built-in sets' test images do not depend on the training size.
+    let split = load_split(kind, data_dir.as_deref(), seed, (None, test_size))?;
     let test = &split.test;
-    if test.dim() != net.spec.input.len() || test.classes != net.spec.classes {
+    // An MLP takes any image of its size; a CNN its shape.
+    let fits =
+        if net.spec.input.plane() > 1 { test.shape == net.spec.input } else { test.dim() == net.spec.input.len() };
+    if !fits || test.classes != net.spec.classes {
         anyhow::bail!(
             "{} takes {} inputs and {} classes; {} has {} and {}",
             network.display(),
@@ -121,8 +134,7 @@ pub fn network_of(gpu: &Gpu, path: &std::path::Path) -> anyhow::Result<sparsetra
     }
     let mut net = session.export()?;
     if let Some(kind) = sparsetrain::data::DatasetKind::parse(&ck.data.name) {
-        let (mean, std) = kind.norm();
-        net.describe_input(kind.name(), kind.shape(), &sparsetrain::data::Norm::gray(mean, std));
+        net.describe_input(kind.name(), kind.shape(), &kind.norm());
     }
     Ok(net)
 }

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use clap::ValueEnum;
 use sparsetrain::Gpu;
 use sparsetrain::io::{DirLock, check_writable_file, prepare_dir, remove_stale_temporaries};
 use sparsetrain::nn::Graph;
@@ -15,7 +16,46 @@ use sparsetrain::train::{ModelSpec, Session, TrainConfig, Trainer};
 
 use super::eval::load_split;
 use super::report::{Reporter, progress_bar, run_epochs};
-use crate::{DatasetArg, EstimatorArg, ScoreFnArg, TrainArgs, usage};
+use crate::{AugmentArg, EstimatorArg, ModelArg, ScoreFnArg, TrainArgs, usage};
+
+/// The model of the flags; `--hidden` and `--width` only where they mean something.
+fn model_of(a: &TrainArgs) -> anyhow::Result<ModelSpec> {
+    let name = a.model.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
+    if a.model != ModelArg::Mlp && !a.hidden.is_empty() {
+        return Err(usage(format!("--hidden sets the MLP's widths; --model {name} has its own (see --width)")));
+    }
+    let width = |default: usize| a.width.unwrap_or(default);
+    let model = match a.model {
+        ModelArg::Mlp | ModelArg::Lenet5 if a.width.is_some() => {
+            return Err(usage(format!(
+                "--width sets the base width of ResNet and VGG; --model {name} has fixed widths{}",
+                if a.model == ModelArg::Mlp { " (use --hidden)" } else { "" }
+            )));
+        }
+        ModelArg::Mlp => ModelSpec::Mlp { hidden: if a.hidden.is_empty() { vec![256, 256] } else { a.hidden.clone() } },
+        ModelArg::Lenet5 => ModelSpec::Lenet5,
+        ModelArg::Resnet20 => ModelSpec::Resnet { depth: 20, width: width(16) },
+        ModelArg::Resnet32 => ModelSpec::Resnet { depth: 32, width: width(16) },
+        ModelArg::Resnet44 => ModelSpec::Resnet { depth: 44, width: width(16) },
+        ModelArg::Resnet56 => ModelSpec::Resnet { depth: 56, width: width(16) },
+        ModelArg::Resnet110 => ModelSpec::Resnet { depth: 110, width: width(16) },
+        ModelArg::Vgg11 => ModelSpec::Vgg { depth: 11, width: width(64) },
+        ModelArg::Vgg16 => ModelSpec::Vgg { depth: 16, width: width(64) },
+        ModelArg::Vgg19 => ModelSpec::Vgg { depth: 19, width: width(64) },
+    };
+    model.validate().map_err(|e| usage(format!("--model {name}: {e}")))?;
+    Ok(model)
+}
+
+/// The data of the flags: --dataset, or the model's built-in default.
+pub fn dataset_of(a: &TrainArgs, model: &ModelSpec) -> sparsetrain::data::DatasetKind {
+    use sparsetrain::data::DatasetKind;
+    match a.dataset {
+        Some(d) => d.kind(),
+        None if model.is_convolutional() && !matches!(model, ModelSpec::Lenet5) => DatasetKind::Shapes,
+        None => DatasetKind::Synthetic,
+    }
+}
 
 /// The run's settings from its flags; nonsense is a usage error.
 fn config_of(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
@@ -33,11 +73,20 @@ fn config_of(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
     if a.keep_checkpoints == 0 {
         return Err(usage("--keep-checkpoints must be at least 1 (the newest checkpoint is what --resume reads)"));
     }
-    if a.data_dir.is_some() && matches!(a.dataset, DatasetArg::Synthetic) {
-        return Err(usage(
-            "--data-dir is only read with --dataset mnist or fashion-mnist; the synthetic set is generated",
-        ));
+    let model = model_of(a)?;
+    let kind = dataset_of(a, &model);
+    if a.data_dir.is_some() && kind.is_builtin() {
+        return Err(usage(format!(
+            "--data-dir is only read with --dataset mnist, fashion-mnist, cifar10 or cifar100; the {} set is generated{}",
+            kind.name(),
+            if a.dataset.is_none() { " (the model's default data: name a --dataset)" } else { "" }
+        )));
     }
+    let augment = match a.augment {
+        None => kind.default_augment(),
+        Some(AugmentArg::None) => sparsetrain::data::Augment::NONE,
+        Some(AugmentArg::CropFlip) => sparsetrain::data::Augment::CROP_FLIP,
+    };
     let sparse = (!a.dense).then(|| SparseConfig {
         keep: a.keep,
         estimator: match a.estimator {
@@ -54,7 +103,8 @@ fn config_of(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
         ..SparseConfig::default()
     });
     let cfg = TrainConfig {
-        model: ModelSpec::Mlp { hidden: a.hidden.clone() },
+        model,
+        augment,
         epochs: a.epochs,
         batch: a.batch,
         lr: a.lr,
@@ -93,8 +143,8 @@ fn check_outputs(a: &TrainArgs) -> anyhow::Result<()> {
 }
 
 /// Refuses a budget that cannot keep one unit in every prunable layer, and
-/// sizes beyond the device, naming the flag: the model alone is --hidden's
-/// doing, a batch that does not fit --batch's.
+/// sizes beyond the device, naming the flag: the model alone is the model
+/// flags' doing, a batch that does not fit --batch's.
 fn check_sizes(gpu: &Gpu, a: &TrainArgs, graph: &Graph, sparse: bool) -> anyhow::Result<()> {
     let (units, layers) = (graph.units(), graph.prunable.len());
     if sparse && (a.keep as f64) * (units as f64) < layers as f64 {
@@ -107,10 +157,20 @@ fn check_sizes(gpu: &Gpu, a: &TrainArgs, graph: &Graph, sparse: bool) -> anyhow:
         )));
     }
     Trainer::check_fits(gpu, graph, 1, sparse)
-        .map_err(|e| usage(format!("--hidden {:?}: the model does not fit this device: {e}", a.hidden)))?;
+        .map_err(|e| usage(format!("{}: the model does not fit this device: {e}", model_flags(a))))?;
     Trainer::check_fits(gpu, graph, a.batch, sparse)
         .map_err(|e| usage(format!("--batch {}: the batch does not fit this device: {e}", a.batch)))?;
     Ok(())
+}
+
+/// The flags that chose the model, for messages.
+fn model_flags(a: &TrainArgs) -> String {
+    let name = a.model.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
+    match (a.model, a.width) {
+        (ModelArg::Mlp, _) if !a.hidden.is_empty() => format!("--hidden {:?}", a.hidden),
+        (_, Some(w)) => format!("--model {name} --width {w}"),
+        _ => format!("--model {name}"),
+    }
 }
 
 pub fn train(a: TrainArgs) -> anyhow::Result<()> {
@@ -145,10 +205,14 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
             )));
         }
     }
-    let (kind, split) = load_split(a.dataset, a.data_dir.as_deref(), a.seed, (Some(a.train_size), a.test_size))?;
+    let kind = dataset_of(&a, &cfg.model);
+    let split = load_split(kind, a.data_dir.as_deref(), a.seed, (Some(a.train_size), a.test_size))?;
     let gpu = Gpu::open().context("opening the GPU")?;
-    let graph_spec = cfg.model.graph(split.train.shape, split.train.classes)?;
-    let graph = Graph::from_spec(graph_spec.clone()).map_err(|e| usage(format!("--hidden {:?}: {e}", a.hidden)))?;
+    let graph_spec = cfg
+        .model
+        .graph(split.train.shape, split.train.classes)
+        .map_err(|e| usage(format!("{} on {} ({}): {e}", model_flags(&a), kind.name(), split.train.shape)))?;
+    let graph = Graph::from_spec(graph_spec.clone()).map_err(|e| usage(format!("{}: {e}", model_flags(&a))))?;
     check_sizes(&gpu, &a, &graph, cfg.sparse.is_some())?;
     let r = gpu.report();
     println!(
@@ -157,6 +221,18 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
         r.backend,
         r.device_type,
         sparsetrain::ops::autotune::ensure(&gpu)?.variant.name()
+    );
+    println!(
+        "model {}: {} parameters, {} prunable units in {} layers; data {} ({} train, {} test images of {}); augmentation {}",
+        cfg.model.describe(),
+        graph.param_count(),
+        graph.units(),
+        graph.prunable.len(),
+        kind.name(),
+        split.train.len(),
+        split.test.len(),
+        split.train.shape,
+        cfg.augment.describe()
     );
     let widths = graph.unit_widths();
     let data_id = DataId { name: kind.name().into(), fingerprint: split.train.fingerprint() };

@@ -129,6 +129,20 @@ pub enum DataError {
         .path.display()
     )]
     LabelOutOfRange { path: PathBuf, index: usize, label: u8, classes: usize },
+
+    #[error(
+        "{} has no {name}; pass the directory of the binary version of the set \
+         (the files {expected}, as unpacked from the archive)",
+        .dir.display()
+    )]
+    MissingSetFile { dir: PathBuf, name: String, expected: String },
+
+    #[error(
+        "{} is {len} bytes, not a whole number of {record}-byte records ({labels} label byte(s) and 3072 pixel bytes); \
+         it is truncated or not a {set} binary file, download it again",
+        .path.display()
+    )]
+    RecordSize { path: PathBuf, len: u64, record: u64, labels: u64, set: &'static str },
 }
 
 fn magic_name(magic: u32) -> &'static str {
@@ -370,8 +384,7 @@ pub fn load_mnist_dir(dir: &Path, kind: DatasetKind) -> Result<Split, DataError>
         }
         Ok(_) => {}
     }
-    let (mean, std) = kind.norm();
-    let norm = Norm::gray(mean, std);
+    let norm = kind.norm();
     let (train, _) = load_idx_pair(dir, MNIST_STEMS[0], &norm, format!("{}-train", kind.name()))?;
     let (test, test_path) = load_idx_pair(dir, MNIST_STEMS[1], &norm, format!("{}-test", kind.name()))?;
     if train.shape != test.shape {

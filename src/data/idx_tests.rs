@@ -5,34 +5,18 @@ use super::*;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use std::io::Write;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// A per-test scratch directory, removed on drop.
-struct TempDir(PathBuf);
+struct TempDir(tempfile::TempDir);
 
 impl TempDir {
     fn new(tag: &str) -> Self {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "sparsetrain-data-test-{}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed),
-            tag
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
+        TempDir(tempfile::Builder::new().prefix(&format!("sparsetrain-data-{tag}-")).tempdir().unwrap())
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
+        self.0.path().join(name)
     }
 }
 
@@ -222,13 +206,13 @@ fn empty_file_raw_and_gzip() {
 #[test]
 fn directory_where_file_expected() {
     let tmp = TempDir::new("dirasfile");
-    let err = read_idx_images(&tmp.0).unwrap_err();
+    let err = read_idx_images(tmp.0.path()).unwrap_err();
     assert!(matches!(err, DataError::NotAFile { .. }), "{err:?}");
 
     // The same through the directory loader, via a directory named like a file.
-    write_set(&tmp.0, 4, 2, false);
+    write_set(tmp.0.path(), 4, 2, false);
     fs::create_dir(tmp.path("train-labels-idx1-ubyte.gz")).unwrap();
-    let err = load_mnist_dir(&tmp.0, DatasetKind::Mnist).unwrap_err();
+    let err = load_mnist_dir(tmp.0.path(), DatasetKind::Mnist).unwrap_err();
     assert!(matches!(err, DataError::NotAFile { .. }), "{err:?}");
 }
 
@@ -242,25 +226,26 @@ fn missing_file_is_io_error() {
 #[test]
 fn load_dir_happy_path_prefers_gzip() {
     let tmp = TempDir::new("happy");
-    write_set(&tmp.0, 12, 5, true);
+    write_set(tmp.0.path(), 12, 5, true);
     // Raw files with different contents: if they were read, counts would differ.
-    write_set(&tmp.0, 3, 2, false);
-    let split = load_mnist_dir(&tmp.0, DatasetKind::FashionMnist).unwrap();
+    write_set(tmp.0.path(), 3, 2, false);
+    let split = load_mnist_dir(tmp.0.path(), DatasetKind::FashionMnist).unwrap();
     assert_eq!((split.train.len(), split.test.len()), (12, 5));
     assert_eq!((split.train.dim(), split.train.classes), (6, 10));
     assert_eq!(split.train.pixels.len(), 12 * 6, "one byte per pixel in host memory");
     assert_eq!(split.train.name, "fashion-mnist-train");
     assert_eq!(split.test.labels, [0, 1, 2, 3, 4]);
     // Pixel 0 is byte 0, pixel 1 is byte 37, normalised when batched.
-    let (m, s) = DatasetKind::FashionMnist.norm();
+    let norm = DatasetKind::FashionMnist.norm();
+    let (m, s) = (norm.mean[0], norm.std[0]);
     let x = split.train.normalised(0);
     assert_eq!(x[0], (0.0 - m) / s);
     assert_eq!(x[1], (37.0 / 255.0 - m) / s);
 
     // Uncompressed-only directories work too.
     let raw = TempDir::new("rawonly");
-    write_set(&raw.0, 3, 2, false);
-    let split = load_mnist_dir(&raw.0, DatasetKind::Mnist).unwrap();
+    write_set(raw.0.path(), 3, 2, false);
+    let split = load_mnist_dir(raw.0.path(), DatasetKind::Mnist).unwrap();
     assert_eq!((split.train.len(), split.test.len()), (3, 2));
 }
 
@@ -270,24 +255,24 @@ fn load_dir_happy_path_prefers_gzip() {
 #[test]
 fn headers_of_a_pair_are_checked_before_payloads() {
     let tmp = TempDir::new("headers");
-    write_set(&tmp.0, 5, 2, false);
+    write_set(tmp.0.path(), 5, 2, false);
     let mut cut = idx_images(5, 2, 3, &[1; 30]);
     cut.truncate(20);
     write(&tmp.path("train-images-idx3-ubyte"), &cut);
     write(&tmp.path("train-labels-idx1-ubyte"), &idx_labels(4, &[0, 1, 2, 3]));
-    let err = load_mnist_dir(&tmp.0, DatasetKind::Mnist).unwrap_err();
+    let err = load_mnist_dir(tmp.0.path(), DatasetKind::Mnist).unwrap_err();
     assert!(matches!(err, DataError::Truncated { .. } | DataError::CountMismatch { .. }), "{err:?}");
     let gz_cut = gz(&idx_images(5, 2, 3, &[7; 12]));
     fs::remove_file(tmp.path("train-images-idx3-ubyte")).unwrap();
     write(&tmp.path("train-images-idx3-ubyte.gz"), &gz_cut);
-    let err = load_mnist_dir(&tmp.0, DatasetKind::Mnist).unwrap_err();
+    let err = load_mnist_dir(tmp.0.path(), DatasetKind::Mnist).unwrap_err();
     assert!(matches!(err, DataError::CountMismatch { images: 5, labels: 4, .. }), "{err:?}");
 
     let empty = TempDir::new("empty-set");
-    write_set(&empty.0, 3, 2, false);
+    write_set(empty.0.path(), 3, 2, false);
     write(&empty.path("t10k-images-idx3-ubyte"), &idx_images(0, 2, 3, &[]));
     write(&empty.path("t10k-labels-idx1-ubyte"), &idx_labels(0, &[]));
-    let err = load_mnist_dir(&empty.0, DatasetKind::Mnist).unwrap_err();
+    let err = load_mnist_dir(empty.0.path(), DatasetKind::Mnist).unwrap_err();
     assert!(matches!(err, DataError::NoImages { .. }), "{err:?}");
     assert!(err.to_string().contains("no images"), "{err}");
 }
@@ -295,30 +280,30 @@ fn headers_of_a_pair_are_checked_before_payloads() {
 #[test]
 fn mismatched_counts() {
     let tmp = TempDir::new("mismatch");
-    write_set(&tmp.0, 5, 2, false);
+    write_set(tmp.0.path(), 5, 2, false);
     write(&tmp.path("train-labels-idx1-ubyte"), &idx_labels(4, &[0, 1, 2, 3]));
-    let err = load_mnist_dir(&tmp.0, DatasetKind::Mnist).unwrap_err();
+    let err = load_mnist_dir(tmp.0.path(), DatasetKind::Mnist).unwrap_err();
     assert!(matches!(err, DataError::CountMismatch { images: 5, labels: 4, .. }), "{err:?}");
 }
 
 #[test]
 fn label_out_of_range() {
     let tmp = TempDir::new("label");
-    write_set(&tmp.0, 3, 2, false);
+    write_set(tmp.0.path(), 3, 2, false);
     write(&tmp.path("t10k-labels-idx1-ubyte"), &idx_labels(2, &[1, 12]));
-    let err = load_mnist_dir(&tmp.0, DatasetKind::Mnist).unwrap_err();
+    let err = load_mnist_dir(tmp.0.path(), DatasetKind::Mnist).unwrap_err();
     assert!(matches!(err, DataError::LabelOutOfRange { index: 1, label: 12, classes: 10, .. }), "{err:?}");
 }
 
 #[test]
 fn train_test_dims_must_agree() {
     let tmp = TempDir::new("dims");
-    write_set(&tmp.0, 3, 2, false);
+    write_set(tmp.0.path(), 3, 2, false);
     write(&tmp.path("t10k-images-idx3-ubyte"), &idx_images(2, 3, 2, &[0; 12]));
-    let err = load_mnist_dir(&tmp.0, DatasetKind::Mnist).unwrap_err();
+    let err = load_mnist_dir(tmp.0.path(), DatasetKind::Mnist).unwrap_err();
     assert!(matches!(err, DataError::BadDims { .. }), "{err:?}");
     write(&tmp.path("t10k-images-idx3-ubyte"), &idx_images(2, 0, 6, &[]));
-    let err = load_mnist_dir(&tmp.0, DatasetKind::Mnist).unwrap_err();
+    let err = load_mnist_dir(tmp.0.path(), DatasetKind::Mnist).unwrap_err();
     assert!(matches!(err, DataError::BadDims { .. }), "{err:?}");
 }
 
@@ -329,7 +314,7 @@ fn missing_dir_and_missing_files() {
     assert!(matches!(err, DataError::MissingDir { .. }), "{err:?}");
     assert!(err.to_string().contains("train-images-idx3-ubyte"), "{err}");
 
-    let err = load_mnist_dir(&tmp.0, DatasetKind::Mnist).unwrap_err();
+    let err = load_mnist_dir(tmp.0.path(), DatasetKind::Mnist).unwrap_err();
     assert!(matches!(&err, DataError::MissingFile { name, .. } if name == "train-images-idx3-ubyte"), "{err:?}");
 
     let file = write(&tmp.path("afile"), b"x");

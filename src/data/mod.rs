@@ -1,21 +1,33 @@
 //! Host-side datasets for training: image sets held as bytes (about their
 //! payload in host memory) and normalised when a batch is built, with
-//! deterministic shuffling and batching. The readers live beside this:
-//! `idx` (MNIST-format files), `synthetic` (the built-in procedural digits).
+//! deterministic shuffling, batching and augmentation. The readers live
+//! beside this: `idx` (MNIST-format files), `cifar` (CIFAR-10/100 binary
+//! files), `synthetic` (the built-in procedural digits) and `shapes` (the
+//! built-in procedural 32×32 colour set).
 //!
-//! Determinism: the synthetic set and the epoch permutations depend only on
-//! their seeds (and on `rand` 0.9's `StdRng`, whose stream may change across
-//! `rand` major versions), so [`Dataset::fingerprint`] is stable between runs
-//! of the same build on the same platform.
+//! Layout: sets keep their files' channel planes (CHW bytes); batches are
+//! NHWC floats, the engine's activation layout (see `nn::conv` for why).
+//!
+//! Determinism: the procedural sets, the epoch permutations and the
+//! augmentations depend only on their seeds (and on `rand` 0.9's `StdRng`,
+//! whose stream may change across `rand` major versions), so
+//! [`Dataset::fingerprint`] is stable between runs of the same build on the
+//! same platform.
 
+mod batch;
+pub mod cifar;
 pub mod idx;
+pub mod shapes;
 pub mod synthetic;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
+pub use batch::{Augment, gather_augmented, gather_batch};
+pub use cifar::load_cifar_dir;
 pub use idx::{DataError, load_mnist_dir};
+pub use shapes::synthetic_shapes;
 pub use synthetic::synthetic_digits;
 
 use crate::nn::Shape;
@@ -28,6 +40,14 @@ pub const MNIST_STD: f32 = 0.3081;
 pub const FASHION_MNIST_MEAN: f32 = 0.2860;
 /// Standard deviation of Fashion-MNIST training pixels scaled to [0, 1].
 pub const FASHION_MNIST_STD: f32 = 0.3530;
+/// Per-channel (R, G, B) mean of CIFAR-10 training pixels scaled to [0, 1].
+pub const CIFAR10_MEAN: [f32; 3] = [0.4914, 0.4822, 0.4465];
+/// Per-channel standard deviation of CIFAR-10 training pixels.
+pub const CIFAR10_STD: [f32; 3] = [0.2470, 0.2435, 0.2616];
+/// Per-channel mean of CIFAR-100 training pixels scaled to [0, 1].
+pub const CIFAR100_MEAN: [f32; 3] = [0.5071, 0.4865, 0.4409];
+/// Per-channel standard deviation of CIFAR-100 training pixels.
+pub const CIFAR100_STD: [f32; 3] = [0.2673, 0.2564, 0.2762];
 
 /// Number of classes in the digit and fashion sets.
 pub const NUM_CLASSES: usize = 10;
@@ -45,6 +65,10 @@ impl Norm {
         Norm { mean: vec![mean], std: vec![std] }
     }
 
+    pub fn rgb(mean: [f32; 3], std: [f32; 3]) -> Norm {
+        Norm { mean: mean.to_vec(), std: std.to_vec() }
+    }
+
     /// The normalised value of every byte, per channel: every loader gives
     /// bit-identical inputs at table-lookup cost.
     pub fn tables(&self) -> Vec<[f32; 256]> {
@@ -55,7 +79,8 @@ impl Norm {
 /// A labelled image classification set held in host memory as bytes.
 #[derive(Clone)]
 pub struct Dataset {
-    /// `len() * shape.len()` bytes, sample-major, channels first (CHW).
+    /// `len() * shape.len()` bytes, sample-major, channel planes (CHW) as
+    /// the files store them; batches are built NHWC.
     pub pixels: Vec<u8>,
     /// One label per image, each `< classes`.
     pub labels: Vec<u8>,
@@ -139,37 +164,83 @@ pub struct Split {
 /// Which data a run uses; decides the normalisation constants and set names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DatasetKind {
+    /// The built-in procedural digits (28×28 grey).
     Synthetic,
+    /// The built-in procedural coloured shapes (32×32 colour).
+    Shapes,
     Mnist,
     FashionMnist,
+    Cifar10,
+    Cifar100,
 }
 
 impl DatasetKind {
-    /// `(mean, std)` of pixels scaled to [0, 1]. The synthetic set borrows
-    /// MNIST's constants so that models and learning rates transfer between them.
-    pub fn norm(&self) -> (f32, f32) {
+    pub const ALL: [DatasetKind; 6] = [
+        DatasetKind::Synthetic,
+        DatasetKind::Shapes,
+        DatasetKind::Mnist,
+        DatasetKind::FashionMnist,
+        DatasetKind::Cifar10,
+        DatasetKind::Cifar100,
+    ];
+
+    /// Per-channel normalisation of pixels scaled to [0, 1]. The synthetic
+    /// digits borrow MNIST's constants so that models and learning rates
+    /// transfer between them; the shapes set is normalised around grey.
+    pub fn norm(&self) -> Norm {
         match self {
-            DatasetKind::Synthetic | DatasetKind::Mnist => (MNIST_MEAN, MNIST_STD),
-            DatasetKind::FashionMnist => (FASHION_MNIST_MEAN, FASHION_MNIST_STD),
+            DatasetKind::Synthetic | DatasetKind::Mnist => Norm::gray(MNIST_MEAN, MNIST_STD),
+            DatasetKind::FashionMnist => Norm::gray(FASHION_MNIST_MEAN, FASHION_MNIST_STD),
+            DatasetKind::Shapes => Norm::rgb([0.5; 3], [0.25; 3]),
+            DatasetKind::Cifar10 => Norm::rgb(CIFAR10_MEAN, CIFAR10_STD),
+            DatasetKind::Cifar100 => Norm::rgb(CIFAR100_MEAN, CIFAR100_STD),
         }
     }
 
     pub fn name(&self) -> &'static str {
         match self {
             DatasetKind::Synthetic => "synthetic",
+            DatasetKind::Shapes => "shapes",
             DatasetKind::Mnist => "mnist",
             DatasetKind::FashionMnist => "fashion-mnist",
+            DatasetKind::Cifar10 => "cifar10",
+            DatasetKind::Cifar100 => "cifar100",
         }
     }
 
     /// The kind a `name()` names.
     pub fn parse(name: &str) -> Option<DatasetKind> {
-        [DatasetKind::Synthetic, DatasetKind::Mnist, DatasetKind::FashionMnist].into_iter().find(|k| k.name() == name)
+        DatasetKind::ALL.into_iter().find(|k| k.name() == name)
     }
 
-    /// One sample's shape (all three are 28×28 grey images).
+    /// One sample's shape.
     pub fn shape(&self) -> Shape {
-        Shape { c: 1, h: 28, w: 28 }
+        match self {
+            DatasetKind::Synthetic | DatasetKind::Mnist | DatasetKind::FashionMnist => Shape { c: 1, h: 28, w: 28 },
+            DatasetKind::Shapes | DatasetKind::Cifar10 | DatasetKind::Cifar100 => Shape { c: 3, h: 32, w: 32 },
+        }
+    }
+
+    pub fn classes(&self) -> usize {
+        match self {
+            DatasetKind::Cifar100 => 100,
+            _ => NUM_CLASSES,
+        }
+    }
+
+    /// Generated rather than read from files.
+    pub fn is_builtin(&self) -> bool {
+        matches!(self, DatasetKind::Synthetic | DatasetKind::Shapes)
+    }
+
+    /// The augmentation its usual recipe trains with: crops and flips for
+    /// natural (and shape) images, none for digits, where a flip changes
+    /// the class.
+    pub fn default_augment(&self) -> Augment {
+        match self {
+            DatasetKind::Shapes | DatasetKind::Cifar10 | DatasetKind::Cifar100 => Augment::CROP_FLIP,
+            _ => Augment::NONE,
+        }
     }
 }
 
@@ -182,7 +253,7 @@ pub(crate) fn splitmix64(mut z: u64) -> u64 {
 
 /// Independent sub-seed for `stream` under `seed`; hashing (rather than adding)
 /// keeps e.g. (seed 1, epoch 0) and (seed 0, epoch 1) unrelated.
-pub(crate) fn derive_seed(seed: u64, stream: u64) -> u64 {
+pub fn derive_seed(seed: u64, stream: u64) -> u64 {
     splitmix64(seed ^ splitmix64(stream))
 }
 
@@ -197,26 +268,6 @@ pub fn epoch_permutation(n: usize, seed: u64, epoch: u64) -> Vec<u32> {
     let mut rng = StdRng::seed_from_u64(derive_seed(derive_seed(seed, STREAM_SHUFFLE), epoch));
     order.shuffle(&mut rng);
     order
-}
-
-/// Normalises the samples `idx` of `ds` into contiguous buffers (`images`:
-/// `idx.len() * dim` f32, `labels`: `idx.len()`), reusing their capacity.
-/// Panics if an index is out of range.
-pub fn gather_batch(ds: &Dataset, idx: &[u32], images: &mut Vec<f32>, labels: &mut Vec<u32>) {
-    let tables = ds.norm.tables();
-    let plane = ds.shape.plane();
-    images.clear();
-    labels.clear();
-    images.reserve(idx.len() * ds.dim());
-    labels.reserve(idx.len());
-    for &i in idx {
-        let i = i as usize;
-        for (c, channel) in ds.image(i).chunks(plane).enumerate() {
-            let table = &tables[c.min(tables.len() - 1)];
-            images.extend(channel.iter().map(|&b| table[usize::from(b)]));
-        }
-        labels.push(u32::from(ds.labels[i]));
-    }
 }
 
 #[cfg(test)]
@@ -238,26 +289,6 @@ mod tests {
         }
         assert_ne!(p0, (0..n as u32).collect::<Vec<_>>());
         assert!(epoch_permutation(0, 1, 1).is_empty());
-    }
-
-    #[test]
-    fn gather_batch_normalises_rows_per_channel_and_reuses_buffers() {
-        let ds = Dataset {
-            pixels: (0..12).collect(),
-            labels: vec![0, 1, 2, 3],
-            shape: Shape { c: 3, h: 1, w: 1 },
-            classes: 10,
-            norm: Norm { mean: vec![0.0, 0.0, 1.0], std: vec![1.0 / 255.0, 2.0 / 255.0, 1.0] },
-            name: "t".into(),
-        };
-        let (mut imgs, mut labs) = (vec![99.0; 50], vec![7; 9]);
-        gather_batch(&ds, &[2, 0, 2], &mut imgs, &mut labs);
-        let c2 = |b: f32| b / 255.0 - 1.0;
-        let want = [6.0, 3.5, c2(8.0), 0.0, 0.5, c2(2.0), 6.0, 3.5, c2(8.0)];
-        assert!(imgs.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-5), "{imgs:?}");
-        assert_eq!(labs, [2, 0, 2]);
-        gather_batch(&ds, &[], &mut imgs, &mut labs);
-        assert!(imgs.is_empty() && labs.is_empty());
     }
 
     #[test]

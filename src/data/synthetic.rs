@@ -5,7 +5,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{Dataset, DatasetKind, NUM_CLASSES, Norm, Split, derive_seed};
+use super::{Dataset, DatasetKind, NUM_CLASSES, Split, derive_seed};
 use crate::nn::Shape;
 
 /// Most images one synthetic set holds (3.1 GB of pixels): the command line
@@ -197,7 +197,6 @@ fn render_digit(rng: &mut StdRng, digit: usize, canvas: &mut [f32; SYNTH_DIM]) {
 }
 
 fn synthetic_set(n: usize, stream_seed: u64, name: &str) -> Dataset {
-    let (mean, std) = DatasetKind::Synthetic.norm();
     let mut pixels = Vec::with_capacity(n.min(MAX_IMAGES) * SYNTH_DIM);
     let mut labels = Vec::with_capacity(n.min(MAX_IMAGES));
     let mut canvas = [0.0f32; SYNTH_DIM];
@@ -216,7 +215,7 @@ fn synthetic_set(n: usize, stream_seed: u64, name: &str) -> Dataset {
         labels,
         shape: Shape { c: 1, h: SYNTH_SIDE, w: SYNTH_SIDE },
         classes: NUM_CLASSES,
-        norm: Norm::gray(mean, std),
+        norm: DatasetKind::Synthetic.norm(),
         name: name.to_string(),
     }
 }
@@ -238,7 +237,7 @@ pub fn synthetic_digits(n_train: usize, n_test: usize, seed: u64) -> Split {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{MNIST_MEAN, MNIST_STD};
+    use super::super::{MNIST_MEAN, MNIST_STD, Norm};
     use super::*;
 
     #[test]

@@ -173,7 +173,7 @@ impl Layer for BatchNorm2d {
         (vec![dx], vec![dg, db])
     }
 
-    fn compacted(&self, _kept_out: usize) -> Box<dyn Layer> {
+    fn compacted(&self, _kept_in: &[Vec<usize>], _kept_out: &[usize]) -> Box<dyn Layer> {
         Box::new(self.clone())
     }
 

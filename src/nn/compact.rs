@@ -43,7 +43,8 @@ impl Graph {
         let channels = self.kept_channels(kept)?;
         let mut nodes = Vec::new();
         for (n, node) in self.nodes.iter().enumerate() {
-            let small = node.layer.compacted(channels[node.output].len());
+            let kept_in: Vec<Vec<usize>> = node.inputs.iter().map(|&v| channels[v].clone()).collect();
+            let small = node.layer.compacted(&kept_in, &channels[node.output]);
             nodes.push(NodeSpec {
                 name: node.name.clone(),
                 kind: small.kind().into(),

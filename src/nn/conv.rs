@@ -257,8 +257,8 @@ impl Layer for Conv2d {
         (vec![dx], grads)
     }
 
-    fn compacted(&self, kept_out: usize) -> Box<dyn Layer> {
-        Box::new(Conv2d { out: kept_out, ..self.clone() })
+    fn compacted(&self, _kept_in: &[Vec<usize>], kept_out: &[usize]) -> Box<dyn Layer> {
+        Box::new(Conv2d { out: kept_out.len(), ..self.clone() })
     }
 
     fn compact_params(

@@ -162,6 +162,10 @@ pub struct Ctx<'a, 'g> {
     /// A small u32 tensor to bind where a kernel takes kept sets a dense
     /// pass does not have.
     pub unused: &'a Tensor,
+    /// The network's fixed channel sets (`Layer::fixed_sets` of every
+    /// layer) and the sides of this layer's, in its order.
+    pub fixed: Option<KeptSet<'a>>,
+    pub fixed_sides: &'a [Side],
 }
 
 impl<'a> Ctx<'a, '_> {
@@ -173,6 +177,16 @@ impl<'a> Ctx<'a, '_> {
     /// kernel reads none.
     pub fn kept_or_unused(&self) -> KeptSet<'a> {
         self.kept.unwrap_or(KeptSet { dims: self.unused, maps: self.unused, ranks: self.unused })
+    }
+
+    /// The fixed sets and this layer's sides in them; an error in a pass on
+    /// kept units (a compacted network runs dense).
+    pub fn fixed(&self, op: &'static str) -> Result<(KeptSet<'a>, &'a [Side])> {
+        match (self.fixed, self.kept) {
+            (Some(k), None) => Ok((k, self.fixed_sides)),
+            (_, Some(_)) => Err(Error::InvalidArgument(format!("{op}: a compacted layer runs without masks"))),
+            (None, None) => Err(Error::InvalidArgument(format!("{op}: the network has no fixed channel sets"))),
+        }
     }
 }
 
@@ -266,9 +280,16 @@ pub trait Layer: std::fmt::Debug + Send + Sync {
     /// output `y` and the output gradient `dy`.
     fn cpu_backward(&self, io: &CpuIo, x: &[&[f64]], y: &[f64], dy: &[f64]) -> (Vec<Vec<f64>>, Vec<Vec<f64>>);
 
-    /// The layer made of kept channels only (for export), where `kept_out`
-    /// of its output channels are kept (its input shapes shrink likewise).
-    fn compacted(&self, kept_out: usize) -> Box<dyn Layer>;
+    /// The layer made of kept channels only (for export): `kept_in[i]`
+    /// lists input i's kept channels, `kept_out` the output's (ascending).
+    fn compacted(&self, kept_in: &[Vec<usize>], kept_out: &[usize]) -> Box<dyn Layer>;
+
+    /// Fixed channel sets the layer's kernels look up, as (channels of the
+    /// space, the set's channels ascending): a compacted network's residual
+    /// sums. The network uploads them once (`Ctx::fixed`).
+    fn fixed_sets(&self) -> Vec<(usize, Vec<usize>)> {
+        Vec::new()
+    }
 
     /// The parameters, then the state, of `compacted`, cut from `params`
     /// (parameters then state): `kept_in[i]` lists input i's kept channels,

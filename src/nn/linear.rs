@@ -222,8 +222,8 @@ impl Layer for Linear {
         (vec![dx], vec![dw, db])
     }
 
-    fn compacted(&self, kept_out: usize) -> Box<dyn Layer> {
-        Box::new(Linear { out: kept_out, prunable: self.prunable })
+    fn compacted(&self, _kept_in: &[Vec<usize>], kept_out: &[usize]) -> Box<dyn Layer> {
+        Box::new(Linear { out: kept_out.len(), prunable: self.prunable })
     }
 
     fn compact_params(

@@ -34,6 +34,9 @@ pub struct Net {
     views: Vec<Vec<Tensor>>,
     grad_views: Vec<Vec<Tensor>>,
     state_views: Vec<Vec<Tensor>>,
+    /// The layers' fixed channel sets (counts, lists, ranks), if any.
+    fixed: Option<[Tensor; 3]>,
+    fixed_sides: Vec<Vec<Side>>,
 }
 
 /// Per-batch device memory of a `Net`: the batch itself (x, labels), one
@@ -110,7 +113,12 @@ impl Net {
             grad_views.push(g);
             state_views.push(s);
         }
-        Ok(Net { graph, params, grads, state: state_t, views, grad_views, state_views })
+        let (fixed, fixed_sides) = fixed_sets(gpu, &graph)?;
+        Ok(Net { graph, params, grads, state: state_t, views, grad_views, state_views, fixed, fixed_sides })
+    }
+
+    fn fixed_kept(&self) -> Option<KeptSet<'_>> {
+        self.fixed.as_ref().map(|[dims, maps, ranks]| KeptSet { dims, maps, ranks })
     }
 
     /// Views of node n's parameters, in `Layer::params` order.
@@ -300,6 +308,8 @@ impl Net {
                 train,
                 kept: mask.map(|m| m.kept),
                 unused: &ws.unused,
+                fixed: self.fixed_kept(),
+                fixed_sides: &self.fixed_sides[n],
             };
             node.layer.forward(&mut cx).map_err(|e| node_error(&node.name, "forward", e))?;
         }
@@ -354,6 +364,8 @@ impl Net {
                 train: true,
                 kept: mask.map(|m| m.kept),
                 unused: &ws.unused,
+                fixed: self.fixed_kept(),
+                fixed_sides: &self.fixed_sides[n],
             };
             node.layer.backward(&mut cx).map_err(|e| node_error(&node.name, "backward", e))?;
         }
@@ -369,6 +381,36 @@ impl Net {
     pub fn download_state(&self, gpu: &Gpu) -> Result<Vec<f32>> {
         Ok(self.state.download_f32(gpu)?[..self.graph.state_total].to_vec())
     }
+}
+
+/// The fixed channel sets of every layer, laid out as kept sets are
+/// (`sparse::MaskSet`): set i's count at i, its list and each channel's
+/// rank (or NONE) from its offset; and each node's sides in them.
+#[allow(clippy::type_complexity)]
+fn fixed_sets(gpu: &Gpu, g: &Graph) -> Result<(Option<[Tensor; 3]>, Vec<Vec<Side>>)> {
+    use crate::ops::NONE;
+    let (mut dims, mut maps, mut ranks) = (Vec::new(), Vec::new(), Vec::new());
+    let mut sides = Vec::new();
+    for node in &g.nodes {
+        let mut own = Vec::new();
+        for (full, list) in node.layer.fixed_sets() {
+            let (count, map) = (dims.len(), maps.len());
+            dims.push(list.len() as u32);
+            maps.extend(list.iter().map(|&c| c as u32));
+            maps.resize(map + full, NONE);
+            ranks.resize(map + full, NONE);
+            for (j, &c) in list.iter().enumerate() {
+                ranks[map + c] = j as u32;
+            }
+            own.push(Side::Kept { count, map });
+        }
+        sides.push(own);
+    }
+    if dims.is_empty() {
+        return Ok((None, sides));
+    }
+    let t = |name: &str, v: &[u32]| Tensor::from_u32(gpu, name, &[v.len()], v);
+    Ok((Some([t("fixed counts", &dims)?, t("fixed lists", &maps)?, t("fixed ranks", &ranks)?]), sides))
 }
 
 fn node_error(name: &str, pass: &str, e: Error) -> Error {

@@ -86,7 +86,7 @@ impl Layer for Pool2d {
         (vec![cpu::pool::backward(x[0], dy, io.batch, s.c, self.geom(s), self.mode)], Vec::new())
     }
 
-    fn compacted(&self, _kept_out: usize) -> Box<dyn Layer> {
+    fn compacted(&self, _kept_in: &[Vec<usize>], _kept_out: &[usize]) -> Box<dyn Layer> {
         Box::new(self.clone())
     }
 }
@@ -132,7 +132,7 @@ impl Layer for GlobalAvgPool {
         )
     }
 
-    fn compacted(&self, _kept_out: usize) -> Box<dyn Layer> {
+    fn compacted(&self, _kept_in: &[Vec<usize>], _kept_out: &[usize]) -> Box<dyn Layer> {
         Box::new(self.clone())
     }
 }

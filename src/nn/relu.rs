@@ -60,7 +60,7 @@ impl Layer for Relu {
         (vec![dx], Vec::new())
     }
 
-    fn compacted(&self, _kept_out: usize) -> Box<dyn Layer> {
+    fn compacted(&self, _kept_in: &[Vec<usize>], _kept_out: &[usize]) -> Box<dyn Layer> {
         Box::new(Relu {})
     }
 }

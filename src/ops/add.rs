@@ -26,6 +26,10 @@ pub struct AddParams {
     pub b_map: u32,
     pub accumulate: u32,
     pub gate: u32,
+    /// Kept sides store exactly their count (fixed sets of a compacted
+    /// network), not a multiple of 4.
+    pub exact: u32,
+    pub _pad: [u32; 3],
 }
 
 impl KernelParams for AddParams {
@@ -60,12 +64,23 @@ fn params(rows: Rows, c_full: usize, sides: [Side; 3]) -> Result<AddParams> {
         b_map: bm,
         accumulate: 0,
         gate: 0,
+        exact: 0,
+        _pad: [0; 3],
     })
+}
+
+/// Most columns a side stores. An exact kept side's count is in a fixed
+/// set its layer checked against the shapes; 1 stands for it here.
+fn stored(side: Side, c_full: usize, exact: bool) -> usize {
+    match side {
+        Side::Kept { .. } if exact => 1,
+        s => s.max_len(c_full),
+    }
 }
 
 /// out = a + b (ReLU'd when `relu`), each [rows, stored channels of its
 /// side]; `sides` are (out, a, b). `kept` holds the sets' counts, lists and
-/// ranks.
+/// ranks; `exact`: kept sides store exactly their count (else padded to 4).
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
     rec: &mut Recorder,
@@ -75,14 +90,15 @@ pub fn forward(
     sides: [Side; 3],
     rows: Rows,
     c_full: usize,
-    relu: bool,
+    (relu, exact): (bool, bool),
 ) -> Result<()> {
     let mut p = params(rows, c_full, sides)?;
     p.relu = relu.into();
-    let max = rows.max() * sides[0].max_len(c_full);
+    p.exact = exact.into();
+    let max = rows.max() * stored(sides[0], c_full, exact);
     need("add", "out", out, max, DType::F32)?;
-    need("add", "a", a, rows.max() * sides[1].max_len(c_full), DType::F32)?;
-    need("add", "b", b, rows.max() * sides[2].max_len(c_full), DType::F32)?;
+    need("add", "a", a, rows.max() * stored(sides[1], c_full, exact), DType::F32)?;
+    need("add", "b", b, rows.max() * stored(sides[2], c_full, exact), DType::F32)?;
     let bind = [(1, kept.dims), (2, kept.maps), (3, kept.ranks), (4, a), (5, b), (6, out)];
     launch(rec, Kernel::AddForward, &p, &bind, max)
 }
@@ -99,15 +115,17 @@ pub fn backward(
     (out_side, x_side): (Side, Side),
     rows: Rows,
     c_full: usize,
-    (accumulate, gate): (bool, bool),
+    (accumulate, gate, exact): (bool, bool, bool),
 ) -> Result<()> {
     let mut p = params(rows, c_full, [out_side, x_side, Side::Full])?;
     p.accumulate = accumulate.into();
     p.gate = gate.into();
-    let max = rows.max() * x_side.max_len(c_full);
+    p.exact = exact.into();
+    let max = rows.max() * stored(x_side, c_full, exact);
     need("add", "dx", dx, max, DType::F32)?;
     need("add", "x", x, max, DType::F32)?;
-    need("add", "d_out", d_out, rows.max() * out_side.max_len(c_full), DType::F32)?;
+    need("add", "d_out", d_out, rows.max() * stored(out_side, c_full, exact), DType::F32)?;
     let bind = [(1, kept.dims), (2, kept.maps), (3, kept.ranks), (4, d_out), (5, x), (6, dx)];
-    launch(rec, Kernel::AddBackward, &p, &bind, max)
+    // An exact side has at most the sum's channels.
+    launch(rec, Kernel::AddBackward, &p, &bind, rows.max() * x_side.max_len(c_full))
 }

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::Augment;
 use crate::error::{Error, Result};
 use crate::nn::{GraphSpec, Shape, models};
 use crate::sparse::SparseConfig;
@@ -77,6 +78,9 @@ impl ModelSpec {
 pub struct TrainConfig {
     /// The architecture; input and output sizes come from the data.
     pub model: ModelSpec,
+    /// Training-time augmentation of the images.
+    #[serde(default)]
+    pub augment: Augment,
     pub epochs: usize,
     pub batch: usize,
     pub lr: f32,
@@ -99,6 +103,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             model: ModelSpec::Mlp { hidden: vec![256, 256] },
+            augment: Augment::NONE,
             epochs: 3,
             batch: 128,
             lr: 0.05,

@@ -10,7 +10,7 @@ use super::checkpoint::{Checkpoint, DataId, Progress};
 use super::config::TrainConfig;
 use super::stats::{EpochStats, Faults, SparseSummary};
 use super::trainer::{LOSS_SUM, Phase, Trainer};
-use crate::data::{Dataset, epoch_permutation, gather_batch};
+use crate::data::{Dataset, derive_seed, epoch_permutation, gather_augmented, gather_batch};
 use crate::device::gpu::Gpu;
 use crate::device::record::Recorder;
 use crate::error::{Error, Result};
@@ -62,8 +62,16 @@ impl<'g> Session<'g> {
         Ok(())
     }
 
-    fn upload_batch(&mut self, ds: &Dataset, idx: &[u32]) -> Result<usize> {
-        gather_batch(ds, idx, &mut self.host_x, &mut self.host_y);
+    /// A batch; training batches are augmented as the run says, with
+    /// draws keyed by the step (so a resumed run sees the images it would
+    /// have seen), evaluation batches never.
+    fn upload_batch(&mut self, ds: &Dataset, idx: &[u32], training: bool) -> Result<usize> {
+        if training {
+            let seed = derive_seed(self.cfg.seed, self.steps_taken);
+            gather_augmented(ds, idx, self.cfg.augment, seed, &mut self.host_x, &mut self.host_y);
+        } else {
+            gather_batch(ds, idx, &mut self.host_x, &mut self.host_y);
+        }
         self.trainer.set_batch(self.gpu, &self.host_x, &self.host_y)
     }
 
@@ -116,7 +124,7 @@ impl<'g> Session<'g> {
         let batch = self.cfg.batch;
         for s in steps.start..steps.end.min(total) {
             let idx = &order[s * batch..((s + 1) * batch).min(order.len())];
-            let n = self.upload_batch(ds, idx)?;
+            let n = self.upload_batch(ds, idx, true)?;
             self.trainer.run(self.gpu, phase, n, lr, score_lr, self.steps_taken)?;
             self.steps_taken += 1;
             progress(s + 1, total);
@@ -255,7 +263,7 @@ impl<'g> Session<'g> {
         }
         let all: Vec<u32> = (0..n_eval as u32).collect();
         for idx in all.chunks(self.cfg.batch) {
-            let n = self.upload_batch(ds, idx)?;
+            let n = self.upload_batch(ds, idx, false)?;
             self.trainer.run(self.gpu, Phase::Eval, n, 0.0, 0.0, self.steps_taken)?;
         }
         Ok(self.trainer.correct.download_u32(self.gpu)?[0] as f64 / n_eval as f64)
