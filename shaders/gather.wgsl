@@ -9,6 +9,11 @@
 //                    block of Wc keeps the kept columns of that block
 // gather_bias:       bc[j]    = b[rows[j]]
 // scatter_bias_grad: db[rows[j]] += Σ_r dy[r, j]      (dy compacted, [batch, ·])
+// column_partials:   P[c, j] = Σ_{r in chunk c} dy[r, j], chunks of `chunk`
+//                    rows, `chunks` of them (zero past the batch): the first
+//                    level of a column sum over many rows (a convolution's
+//                    pixels, a large batch), so that no thread loops over
+//                    them all; bias_grad / scatter_bias_grad sum P's rows.
 // Compacted operands are zero-padded to multiples of 4 (see matmul.wgsl):
 // padding slots are written as 0, so later products ignore them. Kept counts
 // come from `dims` on the device; a map index NONE is the identity (the input
@@ -33,9 +38,10 @@ struct GatherParams {
     batch_code: u32,
     // gather_weights: column blocks of W (1 for a linear layer).
     col_blocks: u32,
+    // column_partials: rows per chunk, and chunks written.
+    chunk: u32,
+    chunks: u32,
     _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
 }
 
 
@@ -133,5 +139,27 @@ fn scatter_bias_grad(
         }
         let at = map(p.rows_map, j);
         dst[at] += sum;
+    }
+}
+
+// Neighbouring threads read neighbouring columns of a row.
+@compute @workgroup_size(WG)
+fn column_partials(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lidx: u32,
+) {
+    let kr = real_count(p.rows_full, p.dyn_rows);
+    let row_len = side_len(kr, p.dyn_rows);
+    let rows = rows_of(p.batch, p.batch_code);
+    for (var t = flat_id(wid, nwg, lidx, WG); t < p.chunks * row_len; t += stride(nwg)) {
+        let c = t / row_len;
+        let j = t % row_len;
+        let end = min(rows, (c + 1u) * p.chunk);
+        var sum = 0.0;
+        for (var r = c * p.chunk; r < end; r++) {
+            sum += src[r * row_len + j];
+        }
+        dst[t] = sum;
     }
 }

@@ -41,3 +41,17 @@ pub fn scatter_bias_grad(db: &mut [f64], dy: &[f64], rows: Option<&[u32]>, batch
         db[rmap[j]] += s;
     }
 }
+
+/// P[c, j] = Σ dy[r, j] over the rows r < batch of chunk c (`chunk` rows
+/// each), for `chunks` chunks; dy and P have `width` columns.
+pub fn column_partials(dy: &[f64], width: usize, batch: usize, chunk: usize, chunks: usize) -> Vec<f64> {
+    let mut p = vec![0.0; chunks * width];
+    for c in 0..chunks {
+        for r in c * chunk..((c + 1) * chunk).min(batch) {
+            for j in 0..width {
+                p[c * width + j] += dy[r * width + j];
+            }
+        }
+    }
+    p
+}

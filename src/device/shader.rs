@@ -159,6 +159,7 @@ pub enum Kernel {
     GatherWeights,
     GatherBias,
     ScatterBiasGrad,
+    ColumnPartials,
     ScoreGrad,
     Im2col,
     Col2im,
@@ -174,7 +175,7 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every entry point; the naga test checks each exists in its shader.
-    pub const ALL: [Kernel; 32] = [
+    pub const ALL: [Kernel; 33] = [
         Kernel::MatmulRegtile,
         Kernel::MatmulShared,
         Kernel::MatmulNaive,
@@ -196,6 +197,7 @@ impl Kernel {
         Kernel::GatherWeights,
         Kernel::GatherBias,
         Kernel::ScatterBiasGrad,
+        Kernel::ColumnPartials,
         Kernel::ScoreGrad,
         Kernel::Im2col,
         Kernel::Col2im,
@@ -222,7 +224,9 @@ impl Kernel {
             Kernel::MaskSample => Shader::Mask,
             Kernel::CompactKept => Shader::Compact,
             Kernel::ProjectScores => Shader::Project,
-            Kernel::GatherWeights | Kernel::GatherBias | Kernel::ScatterBiasGrad => Shader::Gather,
+            Kernel::GatherWeights | Kernel::GatherBias | Kernel::ScatterBiasGrad | Kernel::ColumnPartials => {
+                Shader::Gather
+            }
             Kernel::ScoreGrad => Shader::Vrpge,
             Kernel::Im2col | Kernel::Col2im => Shader::Conv,
             Kernel::BnStats | Kernel::BnApply | Kernel::BnGradReduce | Kernel::BnGradApply => Shader::Batchnorm,
@@ -235,7 +239,9 @@ impl Kernel {
     pub fn family(self) -> &'static str {
         match self {
             Kernel::MatmulRegtile | Kernel::MatmulShared | Kernel::MatmulNaive => "matmul",
-            Kernel::GatherWeights | Kernel::GatherBias | Kernel::ScatterBiasGrad => "gather/scatter",
+            Kernel::GatherWeights | Kernel::GatherBias | Kernel::ScatterBiasGrad | Kernel::ColumnPartials => {
+                "gather/scatter"
+            }
             Kernel::CompactKept => "compaction",
             Kernel::MaskSample => "sampling",
             Kernel::ScoreGrad => "estimator",
@@ -276,6 +282,7 @@ impl Kernel {
             Kernel::GatherWeights => "gather_weights",
             Kernel::GatherBias => "gather_bias",
             Kernel::ScatterBiasGrad => "scatter_bias_grad",
+            Kernel::ColumnPartials => "column_partials",
             Kernel::ScoreGrad => "score_grad",
             Kernel::Im2col => "im2col",
             Kernel::Col2im => "col2im",

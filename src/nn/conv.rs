@@ -17,9 +17,8 @@ use serde::{Deserialize, Serialize};
 use super::layer::{Channels, CpuIo, Ctx, Init, Layer, ParamSpec, ScratchSpec, Shape, expect_inputs};
 use crate::cpu;
 use crate::error::{Error, Result};
-use crate::ops::bias;
 use crate::ops::conv::{ConvGeom, Stored, col2im, im2col};
-use crate::ops::gather::{Side, gather_bias, gather_weight_blocks, scatter_bias_grad};
+use crate::ops::gather::{Side, bias_grad_of, bias_partials_len, gather_bias, gather_weight_blocks};
 use crate::ops::matmul::{Dims, Layout, Matmul, Scatter, Size};
 
 fn one() -> usize {
@@ -68,6 +67,13 @@ impl Conv2d {
 
     fn positions(&self) -> usize {
         self.kernel * self.kernel
+    }
+
+    /// Where im2col's columns sit in `scratch` (after the compacted weight
+    /// and bias of a pass on kept channels).
+    fn columns_slot(&self, cx: &Ctx) -> usize {
+        let compacted = cx.inputs[0].side != Side::Full || cx.output.side != Side::Full;
+        if compacted { 2 } else { 0 }
     }
 }
 
@@ -127,6 +133,10 @@ impl Layer for Conv2d {
             // im2col's columns; the backward reuses them for the input gradient.
             s.push(ScratchSpec::transient("columns", cap * out.plane() * kk * pc));
         }
+        let partials = if self.bias { bias_partials_len(cap * out.plane(), out_side, self.out) } else { 0 };
+        if partials > 0 {
+            s.push(ScratchSpec::transient("bias partial sums", partials));
+        }
         s
     }
 
@@ -150,7 +160,7 @@ impl Layer for Conv2d {
         let cols = if self.identity() {
             x.t
         } else {
-            let cols = cx.scratch.last().expect("columns");
+            let cols = &cx.scratch[self.columns_slot(cx)];
             im2col(cx.rec, cols, x.t, kept.dims, g, Stored { side: in_side, full: ci }, cx.rows)?;
             cols
         };
@@ -190,7 +200,7 @@ impl Layer for Conv2d {
         let cols = if self.identity() {
             x.t
         } else {
-            let cols = cx.scratch.last().expect("columns");
+            let cols = &cx.scratch[self.columns_slot(cx)];
             im2col(cx.rec, cols, x.t, kept.dims, g, stored, cx.rows)?;
             cols
         };
@@ -213,11 +223,9 @@ impl Layer for Conv2d {
         }
         mm.record(cx.rec, &cx.grads[0], dy, cols, Dims { m: pr, n: pk, k: cap * pixels })?;
         if self.bias {
-            if dense {
-                bias::bias_grad(cx.rec, &cx.grads[1], dy, true, out_rows, co)?;
-            } else {
-                scatter_bias_grad(cx.rec, &cx.grads[1], dy, kept, out_side, co, out_rows)?;
-            }
+            // The partial sums come after the columns in `scratch`.
+            let partials = cx.scratch.get(self.columns_slot(cx) + usize::from(!self.identity()));
+            bias_grad_of(cx.rec, &cx.grads[1], dy, kept, out_side, co, out_rows, partials)?;
         }
         let Some(dx) = cx.d_inputs[0] else { return Ok(()) };
         let w = if dense { &cx.params[0] } else { &cx.scratch[0] };

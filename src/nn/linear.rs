@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use super::layer::{Act, Channels, CpuIo, Ctx, Init, Layer, ParamSpec, ScratchSpec, Shape, expect_inputs};
 use crate::cpu;
 use crate::error::{Error, Result};
-use crate::ops::gather::{Side, gather_bias, gather_weight_blocks, scatter_bias_grad};
+use crate::ops::Rows;
+use crate::ops::gather::{Side, bias_grad_of, bias_partials_len, gather_bias, gather_weight_blocks};
 use crate::ops::matmul::{Dims, Layout, Matmul, Scatter, Size};
-use crate::ops::{Rows, bias};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Linear {
@@ -98,14 +98,19 @@ impl Layer for Linear {
         inputs: &[Shape],
         (in_sides, out_side): (&[Side], Side),
         _out: Shape,
-        _cap: usize,
+        cap: usize,
     ) -> Vec<ScratchSpec> {
         let cols = in_sides[0];
-        if cols == Side::Full && out_side == Side::Full {
-            return Vec::new();
+        let mut s = Vec::new();
+        if cols != Side::Full || out_side != Side::Full {
+            let (pr, pc) = (out_side.max_len(self.out), cols.max_len(inputs[0].c) * inputs[0].plane());
+            s = vec![ScratchSpec::kept("compact weight", pr * pc), ScratchSpec::kept("compact bias", pr)];
         }
-        let (pr, pc) = (out_side.max_len(self.out), cols.max_len(inputs[0].c) * inputs[0].plane());
-        vec![ScratchSpec::kept("compact weight", pr * pc), ScratchSpec::kept("compact bias", pr)]
+        let partials = bias_partials_len(cap, out_side, self.out);
+        if partials > 0 {
+            s.push(ScratchSpec::transient("bias partial sums", partials));
+        }
+        s
     }
 
     fn fuses_relu(&self) -> bool {
@@ -158,7 +163,6 @@ impl Layer for Linear {
         // samples add up, and the optimizer clears it after each step.
         if dense {
             Matmul::new(Layout::TN).accumulate().batch_k().record(cx.rec, dw, dy, x.t, Dims { m: o, n: i, k: cap })?;
-            bias::bias_grad(cx.rec, db, dy, true, cx.rows, o)?;
         } else {
             let kept = cx.kept("linear")?;
             let scatter = Scatter {
@@ -174,8 +178,9 @@ impl Layer for Linear {
                 .sizes(Some(kept.dims), size(rows, 1), size(cols, plane), Size::Batch { per: 1 })
                 .scatter(scatter)
                 .record(cx.rec, dw, dy, x.t, Dims { m: pr, n: pc, k: cap })?;
-            scatter_bias_grad(cx.rec, db, dy, kept, rows, o, Rows::Batch(cap))?;
         }
+        let partials = cx.scratch.get(if dense { 0 } else { 2 });
+        bias_grad_of(cx.rec, db, dy, cx.kept_or_unused(), rows, o, Rows::Batch(cap), partials)?;
         let Some(dx) = cx.d_inputs[0] else { return Ok(()) };
         let mut mm = Matmul::new(Layout::NN).batch_m();
         if dx.accumulate {

@@ -20,7 +20,9 @@ pub struct GatherParams {
     pub batch: u32,
     pub batch_code: u32,
     pub col_blocks: u32,
-    pub _pad: [u32; 3],
+    pub chunk: u32,
+    pub chunks: u32,
+    pub _pad: u32,
 }
 
 impl KernelParams for GatherParams {
@@ -79,7 +81,9 @@ fn params(rows: Side, cols: Side, rows_full: usize, cols_full: usize, batch: Row
         batch: u32_of("gather", "batch", batch.max())?,
         batch_code: batch.code(),
         col_blocks: 1,
-        _pad: [0; 3],
+        chunk: 0,
+        chunks: 0,
+        _pad: 0,
     })
 }
 
@@ -168,4 +172,87 @@ pub fn scatter_bias_grad(
     need("scatter_bias_grad", "dy", dy, batch.max() * max, DType::F32)?;
     let p = params(rows, Side::Full, rows_full, 1, batch)?;
     run(rec, Kernel::ScatterBiasGrad, &p, kept, dy, db, max)
+}
+
+/// Most rows a bias gradient sums in one level (one thread per column).
+const DIRECT_ROWS: usize = 256;
+
+/// Rows per chunk and the number of chunks of a two-level column sum over
+/// up to `rows` rows: about √rows serial additions per thread in each level
+/// instead of `rows`. None where one level is enough.
+pub fn column_chunks(rows: usize) -> Option<(usize, usize)> {
+    if rows <= DIRECT_ROWS {
+        return None;
+    }
+    let chunk = ((rows as f64).sqrt().ceil() as usize).max(64);
+    Some((chunk, rows.div_ceil(chunk)))
+}
+
+/// The first level of a column sum: P[c, j] = Σ dy[r, j] over the rows r of
+/// chunk c (`chunk` rows each, `chunks` chunks, zero past the step's batch);
+/// dy is [batch, side's stored columns], P [chunks, the same].
+#[allow(clippy::too_many_arguments)]
+pub fn column_partials(
+    rec: &mut Recorder,
+    partials: &Tensor,
+    dy: &Tensor,
+    kept: KeptSet,
+    side: Side,
+    full: usize,
+    batch: impl Into<Rows>,
+    (chunk, chunks): (usize, usize),
+) -> Result<()> {
+    let batch = batch.into();
+    let max = side.max_len(full);
+    need("column_partials", "partials", partials, chunks * max, DType::F32)?;
+    need("column_partials", "dy", dy, batch.max() * max, DType::F32)?;
+    if chunk * chunks < batch.max() {
+        return Err(crate::error::Error::InvalidArgument(format!(
+            "column_partials: {chunks} chunks of {chunk} rows do not cover {} rows",
+            batch.max()
+        )));
+    }
+    let mut p = params(side, Side::Full, full, 1, batch)?;
+    p.chunk = u32_of("column_partials", "chunk", chunk)?;
+    p.chunks = u32_of("column_partials", "chunks", chunks)?;
+    run(rec, Kernel::ColumnPartials, &p, kept, dy, partials, chunks * max)
+}
+
+/// The bias gradient: db (+)= Σ_r dy[r, ·], through the kept list of `side`
+/// where compacted (`kept` then holds it), in two levels through `partials`
+/// (sized by `bias_partials_len`) where the rows are many.
+#[allow(clippy::too_many_arguments)]
+pub fn bias_grad_of(
+    rec: &mut Recorder,
+    db: &Tensor,
+    dy: &Tensor,
+    kept: KeptSet,
+    side: Side,
+    full: usize,
+    rows: Rows,
+    partials: Option<&Tensor>,
+) -> Result<()> {
+    let (src, rows) = match (column_chunks(rows.max()), partials) {
+        (Some(chunks), Some(p)) => {
+            column_partials(rec, p, dy, kept, side, full, rows, chunks)?;
+            (p, Rows::Fixed(chunks.1))
+        }
+        (Some(_), None) => {
+            return Err(crate::error::Error::InvalidArgument(format!(
+                "bias gradient over {} rows without its partial sums' buffer",
+                rows.max()
+            )));
+        }
+        (None, _) => (dy, rows),
+    };
+    match side {
+        Side::Full => super::bias::bias_grad(rec, db, src, true, rows, full),
+        _ => scatter_bias_grad(rec, db, src, kept, side, full, rows),
+    }
+}
+
+/// Floats of the partial sums `bias_grad_of` needs for up to `rows` rows
+/// (0: none).
+pub fn bias_partials_len(rows: usize, side: Side, full: usize) -> usize {
+    column_chunks(rows).map_or(0, |(_, chunks)| chunks * side.max_len(full))
 }

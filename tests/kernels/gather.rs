@@ -77,3 +77,69 @@ fn gather_cases(gpu: &sparsetrain::Gpu) {
         }
     }
 }
+
+/// Bias gradients over many rows (a convolution's pixels, a large batch):
+/// the first level's partial sums against their reference, and the two
+/// levels together against the one-level sum, dense and through kept
+/// lists, with the step's batch below the capacity.
+#[test]
+fn bias_grad_in_two_levels_matches_reference() {
+    use sparsetrain::ops::Rows;
+    use sparsetrain::ops::gather::{bias_grad_of, bias_partials_len, column_chunks, column_partials};
+    let Some(gpu) = gpu("bias_grad_in_two_levels_matches_reference") else { return };
+    let full = 13usize;
+    for (case, (cap, batch)) in
+        [(257usize, 257usize), (1000, 999), (4099, 3001), (300, 1), (100, 100)].into_iter().enumerate()
+    {
+        for keep in [None, Some(0.5), Some(0.0), Some(1.0)] {
+            let mut r = rng(1450 + case as u64);
+            let rows = keep.map(|k| subset(&mut r, full, k));
+            let dims = [rows.as_ref().map_or(0, |v| v.len() as u32)];
+            let mut maps = vec![u32::MAX; 16];
+            if let Some(v) = &rows {
+                maps[..v.len()].copy_from_slice(v);
+            }
+            let side = if rows.is_some() { Side::Kept { count: 0, map: 0 } } else { Side::Full };
+            let width = match &rows {
+                Some(v) => v.len().div_ceil(4) * 4,
+                None => full,
+            };
+            // dy as stored: the kept columns, zero padding.
+            let mut dy = rand_f32(&mut r, cap * side.max_len(full), -1.0, 1.0);
+            for row in dy.chunks_mut(width.max(1)).take(cap) {
+                row[rows.as_ref().map_or(full, |v| v.len())..].fill(0.0);
+            }
+            let db0 = rand_f32(&mut r, full, -1.0, 1.0);
+            let tdims = Tensor::from_u32(&gpu, "dims", &[1], &dims).unwrap();
+            let tmaps = Tensor::from_u32(&gpu, "maps", &[16], &maps).unwrap();
+            let kept = KeptSet { dims: &tdims, maps: &tmaps, ranks: &tmaps };
+            let tdy = Tensor::from_f32(&gpu, "dy", &[dy.len()], &dy).unwrap();
+            let tdb = Tensor::from_f32(&gpu, "db", &[full], &db0).unwrap();
+            let plen = bias_partials_len(cap, side, full).max(1);
+            let tp = Tensor::from_f32(&gpu, "partials", &[plen], &vec![f32::NAN; plen]).unwrap();
+            run_with_batch(&gpu, batch, |rec| {
+                bias_grad_of(rec, &tdb, &tdy, kept, side, full, Rows::Batch(cap), Some(&tp)).unwrap();
+            });
+            let tag = format!("capacity {cap} batch {batch} keep {keep:?}");
+            let mut want = to_f64(&db0);
+            cpu::gather::scatter_bias_grad(&mut want, &to_f64(&dy), rows.as_deref(), batch);
+            assert_close(
+                &format!("two-level bias gradient {tag}"),
+                &tdb.download_f32(&gpu).unwrap(),
+                &want,
+                1e-5,
+                1e-5,
+            );
+            if let Some((chunk, chunks)) = column_chunks(cap) {
+                let got = tp.download_f32(&gpu).unwrap();
+                let want = cpu::gather::column_partials(&to_f64(&dy), width, batch, chunk, chunks);
+                assert_close(&format!("column partials {tag}"), &got[..chunks * width], &want, 1e-5, 1e-5);
+                // Called alone, with a batch past the chunks' reach: an error.
+                let mut rec = Recorder::new(&gpu);
+                assert!(column_partials(&mut rec, &tp, &tdy, kept, side, full, cap, (chunk, chunks - 1)).is_err());
+            } else {
+                assert!(bias_partials_len(cap, side, full) == 0, "{tag}: one level needs no partial sums");
+            }
+        }
+    }
+}
