@@ -23,13 +23,20 @@ def main(path):
         chosen = " (chosen)" if r["variant"] == mv["chosen"] else ""
         print(f"| {r['layout']} | {r['m']}×{r['n']}×{r['k']} | {r['variant']}{chosen} "
               f"| {r['gflops']:.2f} | {r['runs']} | {r['vs_naive']:.2f} |")
-    print("\n### Training step (batch 256, median of 5 steps)\n")
-    print("| model | mode | step ms | speedup vs dense | FLOP ratio | read-back bytes/step |")
-    print("|---|---|---:|---:|---:|---:|")
+    batch = d.get("batch", 256)
+    print(f"\n### Training step (batch {batch})\n")
+    print("step: runs pipelined, waited for at the end (per step); latency: one step submitted and waited for "
+          "(median); host: writing the step block, encoding the plan and submitting (median)\n")
+    print("| model | mode | step ms | latency ms | GPU ms | host µs | host µs/dispatch | dispatches | passes "
+          "| speedup vs dense | FLOP ratio | read-back bytes/step |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in d["train"]:
-        model = "-".join(str(s) for s in r["model"])
+        model = r["model"] if isinstance(r["model"], str) else "-".join(str(s) for s in r["model"])
         mode = "dense" if r["keep"] is None else f"keep {r['keep']:g}"
-        print(f"| {model} | {mode} | {r['step_ms']:.2f} | {r['speedup']:.2f}× "
+        gpu = "—" if r.get("gpu_ms") is None else f"{r['gpu_ms']:.2f}"
+        print(f"| {model} | {mode} | {r['step_ms']:.2f} | {r.get('latency_ms', float('nan')):.2f} | {gpu} "
+              f"| {r.get('host_us', float('nan')):.0f} | {r.get('host_us_per_dispatch', float('nan')):.2f} "
+              f"| {r.get('dispatches', '')} | {r.get('passes', '')} | {r['speedup']:.2f}× "
               f"| {r['flop_ratio']:.2f}× | {r['readback_bytes_per_step']:.0f} |")
     profiled = [r for r in d["train"] if r["profile_ms"]]
     if profiled:
@@ -39,7 +46,7 @@ def main(path):
         print("|---|---|" + "---:|" * len(families))
         for r in profiled:
             total = sum(r["profile_ms"].values()) or 1.0
-            model = "-".join(str(s) for s in r["model"])
+            model = r["model"] if isinstance(r["model"], str) else "-".join(str(s) for s in r["model"])
             mode = "dense" if r["keep"] is None else f"keep {r['keep']:g}"
             cells = [f"{100 * r['profile_ms'].get(f, 0.0) / total:.0f}%" for f in families]
             print(f"| {model} | {mode} | " + " | ".join(cells) + " |")

@@ -22,13 +22,20 @@ with safe_open(net, "np") as f:
 graph, norm = json.loads(meta["graph"]), json.loads(meta["input_norm"])
 c, h, w = map(int, meta["input_shape"].split(","))
 
-if os.path.exists(f"{data}/t10k-images-idx3-ubyte.gz"):
-    read = lambda name, skip: np.frombuffer(gzip.open(f"{data}/{name}").read()[skip:], np.uint8)
-    x = read("t10k-images-idx3-ubyte.gz", 16).reshape(-1, c, h, w)
-    y = read("t10k-labels-idx1-ubyte.gz", 8)
-else:  # CIFAR: label byte(s), then R, G, B planes
-    name, labels = ("test_batch.bin", 1) if int(meta["classes"]) == 10 else ("test.bin", 2)
-    rec = np.fromfile(f"{data}/{name}", np.uint8).reshape(-1, labels + 3072)
+def idx(stem, skip):  # an IDX file, gzip-compressed or raw
+    gz = f"{data}/{stem}.gz"
+    raw = gzip.open(gz).read() if os.path.exists(gz) else open(f"{data}/{stem}", "rb").read()
+    return np.frombuffer(raw[skip:], np.uint8)
+
+
+if any(os.path.exists(f"{data}/t10k-images-idx3-ubyte{z}") for z in ("", ".gz")):
+    x = idx("t10k-images-idx3-ubyte", 16).reshape(-1, c, h, w)
+    y = idx("t10k-labels-idx1-ubyte", 8)
+else:  # CIFAR: label byte(s), then R, G, B planes; in DIR or the archive's folder
+    name, labels, folder = ("test_batch.bin", 1, "cifar-10-batches-bin") if int(meta["classes"]) == 10 else (
+        "test.bin", 2, "cifar-100-binary")
+    path = f"{data}/{name}" if os.path.exists(f"{data}/{name}") else f"{data}/{folder}/{name}"
+    rec = np.fromfile(path, np.uint8).reshape(-1, labels + 3072)
     x, y = rec[:, labels:].reshape(-1, 3, 32, 32), rec[:, labels - 1]
 mean, std = np.array(norm["mean"])[:, None, None], np.array(norm["std"])[:, None, None]
 x = ((x / 255.0 - mean) / std).astype(np.float32).transpose(0, 2, 3, 1)  # NHWC
@@ -54,10 +61,11 @@ def pool(x, mode, k, s):
     return np.max(wins, 0) if mode == "max" else np.mean(wins, 0)
 
 
-vals = {"input": x}
+vals, prev = {"input": x}, "input"
 for n in graph["nodes"]:
-    name, kind, st = n["name"], n["kind"], n["settings"]
-    ins = [vals[i] for i in n["inputs"]]
+    name, kind, st = n["name"], n["kind"], n.get("settings", {})
+    ins = [vals[i] for i in n.get("inputs") or [prev]]  # no inputs: the previous node's output
+    prev = name
     p = lambda key: t[f"{name}.{key}"]
     if kind == "linear":
         v = ins[0].reshape(len(ins[0]), -1) @ p("weight").T + p("bias")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: library, kernels against their f64 references, the
-# MLP gradient and training tests, naga validation, data readers, doctests.
+# layer-graph gradient and training tests (MLPs and CNNs), naga validation,
+# data readers, the command line, doctests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-gpu.sh

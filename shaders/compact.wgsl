@@ -3,7 +3,7 @@
 // Stream compaction of masks into channel sets, one workgroup per (set,
 // mask sample). A set is either a prunable layer's units (its slice of the
 // mask) or the union of several such sets over the same channels (the
-// channels a resetual sum carries: kept in either branch). For set k with
+// channels a residual sum carries: kept in either branch). For set k with
 // slots [off_k, off_k + len_k) of a sample's slot space:
 //   kept[off_k + j]  = the j-th channel c of the set (ascending),
 //   ranks[off_k + c] = the position j of channel c, or NONE if not in the set,

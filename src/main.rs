@@ -159,7 +159,9 @@ struct TrainArgs {
     /// Write the final network (the kept units only) to this safetensors file.
     #[arg(long)]
     export: Option<std::path::PathBuf>,
-    /// Replace an existing --export file; with --resume, continue on other data.
+    /// Replace an existing --export file, start over in a checkpoint
+    /// directory that holds checkpoints, take over a stale lock on it; with
+    /// --resume, continue on other data.
     #[arg(long)]
     force: bool,
     /// Write checkpoints (safetensors) into this directory.
@@ -267,8 +269,8 @@ enum BenchWhat {
     },
     /// Training step time, dense and sparse at several keep ratios, with FLOP ratios.
     Train {
-        /// A model to time: a name (lenet5, resnet20, resnet32, resnet56,
-        /// vgg11, vgg16, vgg19; ResNets at width 16, VGG at 64, with a
+        /// A model to time: a name (lenet5; resnetN for any depth 6n + 2,
+        /// e.g. resnet20; vgg11, vgg16, vgg19; ResNets at width 16, VGG at 64, with a
         /// `:WIDTH` suffix for another, e.g. `resnet32:32`) or the hidden
         /// sizes of an MLP, e.g. `1024-1024` (repeat the flag for several).
         #[arg(long = "model", num_args = 1)]

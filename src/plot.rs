@@ -260,7 +260,7 @@ impl Chart for Kept<'_> {
         let layers = self.epochs.iter().map(|r| r.kept.len()).max().unwrap_or(0);
         let hi = self.epochs.iter().flat_map(|r| r.kept.iter()).copied().max().unwrap_or(1) as f64 * 1.15;
         let mut chart = ChartBuilder::on(root)
-            .caption("Kept units per hidden layer", ("sans-serif", 26))
+            .caption("Kept units per prunable layer", ("sans-serif", 26))
             .margin(18)
             .x_label_area_size(50)
             .y_label_area_size(70)
@@ -282,7 +282,7 @@ impl Chart for Kept<'_> {
             chart
                 .draw_series(LineSeries::new(pts.clone(), color.stroke_width(3)))
                 .map_err(e2s)?
-                .label(format!("hidden layer {}", l + 1))
+                .label(format!("prunable layer {}", l + 1))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3)));
             chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled()))).map_err(e2s)?;
         }

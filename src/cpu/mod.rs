@@ -6,6 +6,7 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod accuracy;
+pub mod add;
 pub mod batchnorm;
 pub mod bias;
 pub mod compact;

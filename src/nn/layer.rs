@@ -12,7 +12,8 @@ use crate::ops::gather::{KeptSet, Side};
 
 /// The shape of one sample's activation: channels × height × width (an
 /// MLP's features are channels with h = w = 1). Channels are the unit of
-/// pruning, and the leading dimension of a sample's data (NCHW).
+/// pruning; a sample's data is stored pixel by pixel, channels innermost
+/// (NHWC).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Shape {
     pub c: usize,
@@ -112,7 +113,7 @@ pub enum Channels {
 }
 
 /// One activation as a layer sees it while recording: the tensor
-/// ([rows, channels, h, w] with channels compacted when `side` is `Kept`),
+/// ([rows, h, w, channels] with channels compacted when `side` is `Kept`),
 /// the per-sample shape of the full network, and which channels are stored.
 #[derive(Clone, Copy, Debug)]
 pub struct Act<'a> {

@@ -86,7 +86,7 @@ impl Progress {
         };
         if (self.global_step, self.mask_step) != (global, mask) {
             return Err(format!(
-                "step counters (global {}, mask {}) do not match {} epoch {} step {} of {steps}-step epochs                  (expected {global}, {mask})",
+                "step counters (global {}, mask {}) do not match {} epoch {} step {} of {steps}-step epochs (expected {global}, {mask})",
                 self.global_step,
                 self.mask_step,
                 self.phase,

@@ -3,7 +3,7 @@ use sparsetrain::ops::Rows;
 use sparsetrain::ops::add::{backward, forward};
 use sparsetrain::ops::compact::{Compacted, SetDesc, compact_sets, set_table};
 use sparsetrain::ops::gather::{KeptSet, Side};
-use sparsetrain::{DType, Recorder, Tensor};
+use sparsetrain::{DType, Recorder, Tensor, cpu};
 
 use crate::common::*;
 
@@ -89,36 +89,13 @@ fn residual_sum_over_channel_sets_matches_reference() {
             });
             let tag = format!("case {case} layout {li}: |A| {} |B| {} |sum| {}", la.len(), lb.len(), lo.len());
             let got = out.download_f32(&gpu).unwrap();
-            let mut want = Vec::new();
-            let mut got_kept = Vec::new();
-            for rr in 0..n {
-                for j in 0..co {
-                    got_kept.push(got[rr * co + j]);
-                    want.push(if j < lo.len() {
-                        let u = lo[j];
-                        let a = if la.contains(&u) { va[rr * c + u] } else { 0.0 };
-                        let b = if lb.contains(&u) { vb[rr * c + u] } else { 0.0 };
-                        (a as f64 + b as f64).max(0.0)
-                    } else {
-                        0.0
-                    });
-                }
-            }
-            assert_close(&format!("{tag} sum"), &got_kept, &want, 1e-6, 1e-6);
+            let sides = [(&lo[..], co), (&la[..], ca), (&lb[..], cb)];
+            let want = cpu::add::add_forward(&to_f64(&pa_), &to_f64(&pb_), sides, n, true);
+            assert_close(&format!("{tag} sum"), &got[..n * co], &want, 1e-6, 1e-6);
             assert!(got[n * co..].iter().all(|&v| v == 9.0), "{tag}: rows past the step were written");
             let got = da.download_f32(&gpu).unwrap();
-            let mut want = Vec::new();
-            for rr in 0..n {
-                for i in 0..ca {
-                    let g = if i < la.len() && pa_[rr * ca + i] > 0.0 {
-                        let jo = lo.iter().position(|&u| u == la[i]).expect("every channel of an input is in the sum");
-                        dout_h[rr * co + jo] as f64
-                    } else {
-                        0.0
-                    };
-                    want.push(prior[rr * ca + i] as f64 + g);
-                }
-            }
+            let sides = ((&lo[..], co), (&la[..], ca));
+            let want = cpu::add::add_backward(&to_f64(&dout_h), &to_f64(&pa_), &to_f64(&prior), sides, n, true);
             assert_close(&format!("{tag} dA"), &got[..n * ca], &want, 1e-6, 1e-6);
         }
     }
