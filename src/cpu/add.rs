@@ -3,10 +3,13 @@
 //! gradient back to one input. A side is (its channel list, its stored
 //! columns); a stored row holds the listed channels in order, then padding.
 
+/// A side: its channel list and its stored columns.
+pub type AddSide<'a> = (&'a [usize], usize);
+
 /// out[r, j] = A[r, col_A(c)] + B[r, col_B(c)] (ReLU'd when `relu`), c the
 /// j-th channel of the sum; a channel an input lacks counts 0; padding
 /// columns are 0. `sides` are (out, A, B).
-pub fn add_forward(a: &[f64], b: &[f64], sides: [(&[usize], usize); 3], rows: usize, relu: bool) -> Vec<f64> {
+pub fn add_forward(a: &[f64], b: &[f64], sides: [AddSide; 3], rows: usize, relu: bool) -> Vec<f64> {
     let [(lo, wo), (la, wa), (lb, wb)] = sides;
     let mut out = vec![0.0; rows * wo];
     for r in 0..rows {
@@ -31,7 +34,7 @@ pub fn add_backward(
     d_out: &[f64],
     x: &[f64],
     prior: &[f64],
-    (out, input): ((&[usize], usize), (&[usize], usize)),
+    (out, input): (AddSide, AddSide),
     rows: usize,
     gate: bool,
 ) -> Vec<f64> {
