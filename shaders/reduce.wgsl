@@ -15,7 +15,8 @@
 // total writes factor 0 — the optimizers then skip the step — adds 1 to
 // out[out_index + 1] and, for the first such step, stores `tag` (the step
 // number, as u32 bits) in out[out_index + 2]; the number is the step
-// block's `global` when tag = NONE.
+// block's `global` when tag = NONE. A finite total adds 1 to the u32 (bits)
+// in out[out_index + 3]: the count of updates applied (lazy.wgsl's clock).
 
 // Keep in sync with `ReduceParams` in src/ops/reduce.rs.
 struct ReduceParams {
@@ -117,6 +118,8 @@ fn reduce_final(@builtin(local_invocation_index) lidx: u32) {
                 out[p.out_index + 1u] = seen + 1.0;
             } else {
                 v = min(1.0, p.scale / (sqrt(scratch[0]) + 1e-6));
+                // The clock of lazy updates (lazy.wgsl): updates applied.
+                out[p.out_index + 3u] = bitcast<f32>(bitcast<u32>(out[p.out_index + 3u]) + 1u);
             }
         }
         if p.accumulate != 0u {

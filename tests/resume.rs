@@ -37,9 +37,11 @@ fn config(sparse: bool) -> TrainConfig {
     }
 }
 
+/// Every tensor of a checkpoint, as bits.
 fn state_bits(s: &Session) -> Vec<(String, Vec<u32>)> {
     let ck = s.checkpoint(progress(0, 0), DataId { name: "x".into(), fingerprint: 0 }).unwrap();
-    ck.f32s.iter().map(|(n, v)| (n.clone(), v.iter().map(|x| x.to_bits()).collect())).collect()
+    let f = ck.f32s.iter().map(|(n, v)| (n.clone(), v.iter().map(|x| x.to_bits()).collect()));
+    f.chain(ck.u32s.iter().cloned()).collect()
 }
 
 fn progress(epoch: usize, step_in_epoch: usize) -> Progress {
@@ -77,12 +79,18 @@ fn resume_is_bit_identical() {
         assert_eq!(c.steps_taken, a.steps_taken);
 
         let (sa, sc) = (state_bits(&a), state_bits(&c));
-        assert_eq!(sa.len(), if sparse { 5 } else { 2 });
+        // Sparse: params, momentum, scores and their two moments, and lazy
+        // SGD's deferred state (rate, clocks, update count).
+        assert_eq!(sa.len(), if sparse { 8 } else { 2 });
         for ((name, x), (_, y)) in sa.iter().zip(&sc) {
             let diff = x.iter().zip(y).filter(|(p, q)| p != q).count();
             assert_eq!(diff, 0, "sparse={sparse}: {name} differs in {diff} of {} values after resume", x.len());
         }
         assert_eq!(a.trainer.step, c.trainer.step, "mask generator position");
+        // Brought up to date, they stay identical.
+        a.trainer.catch_up(&gpu).unwrap();
+        c.trainer.catch_up(&gpu).unwrap();
+        assert_eq!(state_bits(&a), state_bits(&c), "sparse={sparse}: after catch-up");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -173,7 +181,13 @@ fn non_finite_steps_are_skipped_and_named() {
         // Two good steps, then poisoned batches.
         s.run_steps(&split.train, 0, false, 0..2, |_, _| {}).unwrap();
         assert_eq!(s.faults().unwrap().skipped, 0);
-        let before = state_bits(&s);
+        // Lazy SGD defers updates; compare weights brought up to date (the
+        // clocks of lazy SGD legitimately move when deferred work is done).
+        s.trainer.catch_up(&gpu).unwrap();
+        let trained = |s: &Session| -> Vec<(String, Vec<u32>)> {
+            state_bits(s).into_iter().filter(|(n, _)| !n.starts_with("lazy")).collect()
+        };
+        let before = trained(&s);
         let mut x = vec![0.5f32; 50 * 784];
         x.iter_mut().step_by(97).for_each(|v| *v = f32::NAN);
         let y = vec![3u32; 50];
@@ -185,7 +199,8 @@ fn non_finite_steps_are_skipped_and_named() {
         let f = s.faults().unwrap();
         assert_eq!(f.skipped, 2, "sparse={sparse}: {f:?}");
         assert_eq!(f.first_step, Some(2), "sparse={sparse}: the third step is the first bad one");
-        let after = state_bits(&s);
+        s.trainer.catch_up(&gpu).unwrap();
+        let after = trained(&s);
         for ((name, x), (_, y)) in before.iter().zip(&after) {
             assert_eq!(x, y, "sparse={sparse}: {name} changed in a skipped step");
         }
@@ -247,5 +262,63 @@ fn cnn_resume_with_augmentation_is_bit_identical() {
     let net = a.export().unwrap().to_net(&gpu).unwrap();
     let correct = sparsetrain::train::evaluate_net(&gpu, &net, &split.test, 16).unwrap();
     assert_eq!(correct as f64 / split.test.len() as f64, acc, "export vs masked network");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Lazy SGD (the default) against eager SGD of every weight, same run:
+/// after steps in two epochs (two rates), a checkpoint and a resume of the
+/// lazy run mid-epoch, units that sat out several steps, the weights and
+/// momenta agree to 1e-5 of their largest magnitude once brought up to date.
+#[test]
+fn lazy_sgd_equals_eager_across_resume() {
+    let Some(gpu) = gpu("lazy_sgd_equals_eager_across_resume") else { return };
+    let split = synthetic_digits(400, 50, 5);
+    let ds = &split.train;
+    let data = DataId { name: "synthetic".into(), fingerprint: ds.fingerprint() };
+    let with = |lazy: bool| TrainConfig {
+        sparse: Some(SparseConfig { keep: 0.2, lazy, ..SparseConfig::default() }),
+        ..config(true)
+    };
+    let mut eager = Session::new(&gpu, with(false), INPUT, 10).unwrap();
+    assert!(eager.trainer.lazy.is_none());
+    eager.run_steps(ds, 0, false, 0..8, |_, _| {}).unwrap();
+    eager.run_steps(ds, 1, false, 0..5, |_, _| {}).unwrap();
+
+    let mut lazy = Session::new(&gpu, with(true), INPUT, 10).unwrap();
+    lazy.run_steps(ds, 0, false, 0..5, |_, _| {}).unwrap();
+    let dir = temp("lazy");
+    let path = dir.join("ck.safetensors");
+    lazy.checkpoint(progress(0, 5), data).unwrap().save(&path).unwrap();
+    drop(lazy);
+    let mut lazy = Session::restore(&gpu, &Checkpoint::load(&path).unwrap()).unwrap();
+    lazy.run_steps(ds, 0, false, 5..8, |_, _| {}).unwrap();
+    lazy.run_steps(ds, 1, false, 0..5, |_, _| {}).unwrap();
+    lazy.trainer.catch_up(&gpu).unwrap();
+    // Some weights sat out: their clocks lag the update count before catch-up.
+    for (name, t) in [("params", 0), ("momentum", 1)] {
+        let (a, b) = match t {
+            0 => (
+                eager.trainer.net.params.download_f32(&gpu).unwrap(),
+                lazy.trainer.net.params.download_f32(&gpu).unwrap(),
+            ),
+            _ => {
+                (eager.trainer.momentum.download_f32(&gpu).unwrap(), lazy.trainer.momentum.download_f32(&gpu).unwrap())
+            }
+        };
+        let scale = a.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let (i, err) = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .enumerate()
+            .fold((0, 0.0f32), |m, (i, e)| if e > m.1 { (i, e) } else { m });
+        eprintln!("{name}: max difference {err:e} at {i} (largest magnitude {scale:e})");
+        assert!(
+            err <= 1e-5 * scale,
+            "{name}: lazy and eager differ by {err:e} at {i} (scale {scale:e}): {} vs {}",
+            b[i],
+            a[i]
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -12,6 +12,7 @@ pub mod bias;
 pub mod compact;
 pub mod conv;
 pub mod gather;
+pub mod lazy;
 pub mod mask;
 pub mod matmul;
 

@@ -32,10 +32,11 @@ pub enum Shader {
     Batchnorm,
     Pool,
     Add,
+    Lazy,
 }
 
 impl Shader {
-    pub const ALL: [Shader; 17] = [
+    pub const ALL: [Shader; 18] = [
         Shader::Matmul,
         Shader::Bias,
         Shader::Relu,
@@ -53,6 +54,7 @@ impl Shader {
         Shader::Batchnorm,
         Shader::Pool,
         Shader::Add,
+        Shader::Lazy,
     ];
 
     /// File name under `shaders/`.
@@ -75,6 +77,7 @@ impl Shader {
             Shader::Batchnorm => "batchnorm.wgsl",
             Shader::Pool => "pool.wgsl",
             Shader::Add => "add.wgsl",
+            Shader::Lazy => "lazy.wgsl",
         }
     }
 
@@ -98,6 +101,7 @@ impl Shader {
             Shader::Batchnorm => include_str!("../../shaders/batchnorm.wgsl"),
             Shader::Pool => include_str!("../../shaders/pool.wgsl"),
             Shader::Add => include_str!("../../shaders/add.wgsl"),
+            Shader::Lazy => include_str!("../../shaders/lazy.wgsl"),
         }
     }
 
@@ -171,11 +175,15 @@ pub enum Kernel {
     PoolBackward,
     AddForward,
     AddBackward,
+    LazyRefresh,
+    LazyNorm,
+    LazySgd,
+    LazyCatchUp,
 }
 
 impl Kernel {
     /// Every entry point; the naga test checks each exists in its shader.
-    pub const ALL: [Kernel; 33] = [
+    pub const ALL: [Kernel; 37] = [
         Kernel::MatmulRegtile,
         Kernel::MatmulShared,
         Kernel::MatmulNaive,
@@ -209,6 +217,10 @@ impl Kernel {
         Kernel::PoolBackward,
         Kernel::AddForward,
         Kernel::AddBackward,
+        Kernel::LazyRefresh,
+        Kernel::LazyNorm,
+        Kernel::LazySgd,
+        Kernel::LazyCatchUp,
     ];
 
     pub fn shader(self) -> Shader {
@@ -232,6 +244,7 @@ impl Kernel {
             Kernel::BnStats | Kernel::BnApply | Kernel::BnGradReduce | Kernel::BnGradApply => Shader::Batchnorm,
             Kernel::PoolForward | Kernel::PoolBackward => Shader::Pool,
             Kernel::AddForward | Kernel::AddBackward => Shader::Add,
+            Kernel::LazyRefresh | Kernel::LazyNorm | Kernel::LazySgd | Kernel::LazyCatchUp => Shader::Lazy,
         }
     }
 
@@ -256,6 +269,8 @@ impl Kernel {
             Kernel::BnStats | Kernel::BnApply | Kernel::BnGradReduce | Kernel::BnGradApply => "batchnorm",
             Kernel::PoolForward | Kernel::PoolBackward => "pooling",
             Kernel::AddForward | Kernel::AddBackward => "residual",
+            Kernel::LazyNorm => "reductions",
+            Kernel::LazyRefresh | Kernel::LazySgd | Kernel::LazyCatchUp => "optimizer",
         }
     }
 
@@ -294,6 +309,10 @@ impl Kernel {
             Kernel::PoolBackward => "pool_backward",
             Kernel::AddForward => "add_forward",
             Kernel::AddBackward => "add_backward",
+            Kernel::LazyRefresh => "lazy_refresh",
+            Kernel::LazyNorm => "lazy_norm",
+            Kernel::LazySgd => "lazy_sgd",
+            Kernel::LazyCatchUp => "lazy_catch_up",
         }
     }
 }

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::layer::{CpuIo, Ctx, Init, Layer, ParamSpec, ScratchSpec, Shape, expect_inputs};
+use super::layer::{CpuIo, Ctx, Init, Layer, ParamSets, ParamSpec, ScratchSpec, Shape, expect_inputs};
 use crate::cpu;
 use crate::error::{Error, Result};
 use crate::ops::batchnorm::{BnConfig, BnTensors, backward, forward};
@@ -82,6 +82,10 @@ impl Layer for BatchNorm2d {
             ParamSpec { name: "weight", shape: vec![c], init: Init::Ones },
             ParamSpec { name: "bias", shape: vec![c], init: Init::Zeros },
         ]
+    }
+
+    fn param_sets(&self, inputs: &[Shape]) -> Vec<ParamSets> {
+        vec![ParamSets::per_output(inputs[0].c); 2]
     }
 
     fn state(&self, inputs: &[Shape]) -> Vec<ParamSpec> {

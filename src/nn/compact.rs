@@ -5,11 +5,53 @@
 
 use super::graph::{ChannelSet, Graph, GraphSpec, NodeSpec};
 use crate::error::{Error, Result};
+use crate::ops::lazy::{LazySlot, SlotSide};
 
 /// One parameter of a compacted network: "node.param", shape, data.
 pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
 
 impl Graph {
+    /// Every parameter as lazy SGD sees it (`ops::lazy`): its rows and
+    /// columns tied to the channel sets of its layer's output and input
+    /// where the layer says they follow them (`Layer::param_sets`).
+    pub fn lazy_slots(&self) -> Result<Vec<LazySlot>> {
+        let descs = self.channel_sets();
+        let side = |len: usize, follow: bool, value: usize| SlotSide {
+            len,
+            set: if follow { self.set_index(self.values[value].set).map(|k| (k, descs[k].slot)) } else { None },
+        };
+        let mut out = Vec::new();
+        for node in &self.nodes {
+            let sets = node.layer.param_sets(&node.in_shapes);
+            if sets.len() != node.params.len() {
+                return Err(Error::InvalidArgument(format!(
+                    "{}: {} parameter layouts for {} parameters",
+                    node.name,
+                    sets.len(),
+                    node.params.len()
+                )));
+            }
+            for (slot, ps) in node.params.iter().zip(sets) {
+                let lazy = LazySlot {
+                    offset: slot.offset,
+                    rows: side(ps.rows, ps.rows_follow, node.output),
+                    cols: side(ps.cols, ps.cols_follow, node.inputs[0]),
+                    blocks: ps.blocks,
+                };
+                if lazy.len() != slot.spec.len() {
+                    return Err(Error::InvalidArgument(format!(
+                        "{}.{}: layout {ps:?} does not cover its {} elements",
+                        node.name,
+                        slot.spec.name,
+                        slot.spec.len()
+                    )));
+                }
+                out.push(lazy);
+            }
+        }
+        Ok(out)
+    }
+
     /// The kept channels of every value, from the kept units of every
     /// prunable layer (`kept[p]`, ascending unit indices within the layer).
     pub fn kept_channels(&self, kept: &[Vec<usize>]) -> Result<Vec<Vec<usize>>> {

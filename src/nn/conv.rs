@@ -14,7 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::layer::{Channels, CpuIo, Ctx, Init, Layer, ParamSpec, ScratchSpec, Shape, expect_inputs};
+use super::layer::{Channels, CpuIo, Ctx, Init, Layer, ParamSets, ParamSpec, ScratchSpec, Shape, expect_inputs};
 use crate::cpu;
 use crate::error::{Error, Result};
 use crate::ops::conv::{ConvGeom, Stored, col2im, im2col};
@@ -113,6 +113,16 @@ impl Layer for Conv2d {
 
     fn channels(&self) -> Channels {
         Channels::New { prunable: self.prunable }
+    }
+
+    fn param_sets(&self, inputs: &[Shape]) -> Vec<ParamSets> {
+        let ci = inputs[0].c;
+        let w = ParamSets { rows: self.out, rows_follow: true, cols: ci, cols_follow: true, blocks: self.positions() };
+        let mut p = vec![w];
+        if self.bias {
+            p.push(ParamSets::per_output(self.out));
+        }
+        p
     }
 
     fn scratch(

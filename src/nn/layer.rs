@@ -68,6 +68,33 @@ pub struct ParamSpec {
     pub init: Init,
 }
 
+/// How a parameter's elements follow channels, for updates that touch only
+/// what a step's masks keep (`ops::lazy`): the parameter is [rows, blocks ×
+/// cols]; its rows follow the output's channels where `rows_follow`, its
+/// columns input 0's where `cols_follow` (in each of `blocks` blocks);
+/// elements of removed channels then get no gradient. Elsewhere every step
+/// may touch every element.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParamSets {
+    pub rows: usize,
+    pub rows_follow: bool,
+    pub cols: usize,
+    pub cols_follow: bool,
+    pub blocks: usize,
+}
+
+impl ParamSets {
+    /// A parameter every step touches whole.
+    pub fn whole(len: usize) -> ParamSets {
+        ParamSets { rows: len, rows_follow: false, cols: 1, cols_follow: false, blocks: 1 }
+    }
+
+    /// A per-output-channel vector (a bias, BatchNorm's γ and β).
+    pub fn per_output(len: usize) -> ParamSets {
+        ParamSets { rows_follow: true, ..ParamSets::whole(len) }
+    }
+}
+
 impl ParamSpec {
     pub fn len(&self) -> usize {
         self.shape.iter().product()
@@ -223,6 +250,12 @@ pub trait Layer: std::fmt::Debug + Send + Sync {
     /// Its parameters for these input shapes.
     fn params(&self, _inputs: &[Shape]) -> Vec<ParamSpec> {
         Vec::new()
+    }
+
+    /// How each parameter follows channels (`ParamSets`), in `params` order.
+    /// The default, every element touched every step, is always correct.
+    fn param_sets(&self, inputs: &[Shape]) -> Vec<ParamSets> {
+        self.params(inputs).iter().map(|p| ParamSets::whole(p.len())).collect()
     }
 
     /// Its state: values it keeps that are not trained by gradients (a

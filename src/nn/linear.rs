@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::layer::{Act, Channels, CpuIo, Ctx, Init, Layer, ParamSpec, ScratchSpec, Shape, expect_inputs};
+use super::layer::{Act, Channels, CpuIo, Ctx, Init, Layer, ParamSets, ParamSpec, ScratchSpec, Shape, expect_inputs};
 use crate::cpu;
 use crate::error::{Error, Result};
 use crate::ops::Rows;
@@ -91,6 +91,12 @@ impl Layer for Linear {
 
     fn channels(&self) -> Channels {
         Channels::New { prunable: self.prunable }
+    }
+
+    fn param_sets(&self, inputs: &[Shape]) -> Vec<ParamSets> {
+        let x = inputs[0];
+        let w = ParamSets { rows: self.out, rows_follow: true, cols: x.c, cols_follow: true, blocks: x.plane() };
+        vec![w, ParamSets::per_output(self.out)]
     }
 
     fn scratch(

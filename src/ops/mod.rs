@@ -12,6 +12,7 @@ pub mod compact;
 pub mod conv;
 pub mod fill;
 pub mod gather;
+pub mod lazy;
 pub mod mask;
 pub mod matmul;
 pub mod optim;
@@ -112,6 +113,7 @@ pub fn params_layouts() -> Vec<(Shader, &'static str, usize)> {
         row::<batchnorm::BnParams>(),
         row::<pool::PoolParams>(),
         row::<add::AddParams>(),
+        row::<lazy::LazyParams>(),
     ]
 }
 

@@ -100,7 +100,7 @@ impl Reducer {
         max_norm: f32,
         step: FaultTag,
     ) -> Result<()> {
-        need("clip_factor", "out", out, out_index + 3, DType::F32)?;
+        need("clip_factor", "out", out, out_index + 4, DType::F32)?;
         if !(max_norm.is_finite() && max_norm > 0.0) {
             return Err(crate::Error::InvalidArgument(format!(
                 "clip norm must be finite and positive, got {max_norm}"

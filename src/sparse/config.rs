@@ -25,6 +25,15 @@ pub struct SparseConfig {
     /// Projection bisection settings (tolerance on Σ s − K, steps).
     pub projection_tol: f32,
     pub projection_iters: u32,
+    /// SGD and the gradient norm over the weights a step's masks reach,
+    /// the others caught up exactly when next reached (`ops::lazy`); false
+    /// updates every weight every step (the same result, in O(dense)).
+    #[serde(default = "lazy_default")]
+    pub lazy: bool,
+}
+
+fn lazy_default() -> bool {
+    true
 }
 
 impl Default for SparseConfig {
@@ -38,6 +47,7 @@ impl Default for SparseConfig {
             seed: 1,
             projection_tol: 1e-3,
             projection_iters: 30,
+            lazy: true,
         }
     }
 }

@@ -9,7 +9,7 @@
 
 use crate::device::gpu::Gpu;
 use crate::device::record::Recorder;
-use crate::device::tensor::{DType, Tensor};
+use crate::device::tensor::{DType, Tensor, aligned_len};
 use crate::error::{Error, Result};
 use crate::nn::{Graph, MaskRef};
 use crate::ops::compact::{Compacted, compact_sets, set_table};
@@ -31,6 +31,11 @@ pub struct MaskSet {
     pub ranks: Tensor,
     /// [samples · sets] u32: kept channels per set.
     pub counts: Tensor,
+    /// One buffer holding `kept`, `ranks` and `counts` (views of it, at
+    /// `offsets`), for kernels that read all three through one binding.
+    pub all: Tensor,
+    /// Element offsets of kept, ranks and counts in `all`.
+    pub offsets: [usize; 3],
     unit_off: Vec<usize>,
     table: Tensor,
 }
@@ -44,6 +49,9 @@ impl MaskSet {
         let descs = graph.channel_sets();
         let slots = descs.iter().map(|d| d.slot + d.len).max().unwrap_or(units);
         let table = set_table(&descs)?;
+        let lens = [samples * slots, samples * slots, samples * descs.len()];
+        let offsets = [0, aligned_len(lens[0]), aligned_len(lens[0]) + aligned_len(lens[1])];
+        let all = Tensor::zeros(gpu, &format!("{label} kept sets"), &[offsets[2] + lens[2]], DType::U32)?;
         Ok(MaskSet {
             samples,
             units,
@@ -51,9 +59,11 @@ impl MaskSet {
             sets: descs.len(),
             slots,
             mask: Tensor::zeros(gpu, &format!("{label} masks"), &[samples * units], DType::U32)?,
-            kept: Tensor::zeros(gpu, &format!("{label} kept channels"), &[samples * slots], DType::U32)?,
-            ranks: Tensor::zeros(gpu, &format!("{label} channel ranks"), &[samples * slots], DType::U32)?,
-            counts: Tensor::zeros(gpu, &format!("{label} kept counts"), &[samples * descs.len()], DType::U32)?,
+            kept: all.view(offsets[0], &[lens[0]])?,
+            ranks: all.view(offsets[1], &[lens[1]])?,
+            counts: all.view(offsets[2], &[lens[2]])?,
+            all,
+            offsets,
             unit_off: graph.unit_off.clone(),
             table: Tensor::from_u32(gpu, "channel set table", &[table.len()], &table)?,
         })

@@ -115,9 +115,11 @@ pub struct Checkpoint {
     pub graph: GraphSpec,
     pub data: DataId,
     pub progress: Progress,
-    /// Named f32 state: params, momentum, scores, score_m, score_v.
+    /// Named f32 state: params, momentum, state (running statistics),
+    /// scores, score_m, score_v, lazy_rate (lazy SGD's pending rate).
     pub f32s: Vec<(String, Vec<f32>)>,
-    /// Named u32 state: fixed_mask (when chosen).
+    /// Named u32 state: fixed_mask (when chosen); lazy_last (each weight's
+    /// clock) and lazy_clock ([updates applied, updates pending]) of lazy SGD.
     pub u32s: Vec<(String, Vec<u32>)>,
 }
 
@@ -264,6 +266,18 @@ impl Checkpoint {
             && (m.len() != units || m.iter().any(|&b| b > 1))
         {
             return Err("tensor fixed_mask is not a 0/1 mask over the prunable units".into());
+        }
+        match (self.u32("lazy_last"), self.u32("lazy_clock"), self.f32("lazy_rate")) {
+            (None, None, None) => {}
+            (Some(last), Some(&[clock, pending]), Some(&[rate])) => {
+                if last.len() != graph.param_total || last.iter().any(|&l| l > clock) || pending > 1 {
+                    return Err("lazy SGD clocks do not fit the parameters or the update count".into());
+                }
+                if !rate.is_finite() {
+                    return Err("lazy SGD's pending rate is not finite".into());
+                }
+            }
+            _ => return Err("lazy SGD state is incomplete (lazy_last, lazy_clock, lazy_rate)".into()),
         }
         Ok(())
     }

@@ -212,6 +212,14 @@ impl<'g> Session<'g> {
                 u32s.push(("fixed_mask".into(), sp.fixed.mask_of(g, 0)?));
             }
         }
+        // Lazy SGD's deferred updates stay deferred: the weights, each one's
+        // clock and the pending rate continue exactly.
+        if let Some(lz) = &t.lazy {
+            let clock = t.clip.download_f32(g)?[3].to_bits();
+            u32s.push(("lazy_last".into(), lz.last.download_u32(g)?));
+            u32s.push(("lazy_clock".into(), vec![clock, u32::from(lz.pending.is_some())]));
+            f32s.push(("lazy_rate".into(), vec![lz.pending.unwrap_or(0.0)]));
+        }
         Ok(Checkpoint { config: self.cfg.clone(), graph: self.graph().spec.clone(), data, progress, f32s, u32s })
     }
 
@@ -232,6 +240,16 @@ impl<'g> Session<'g> {
             t.net.state.view(0, &[t.net.graph.state_total])?.upload(gpu, f("state")?)?;
         }
         t.step = ck.progress.mask_step;
+        if let (Some(lz), Some(last), Some(clock), Some(rate)) =
+            (&mut t.lazy, ck.u32("lazy_last"), ck.u32("lazy_clock"), ck.f32("lazy_rate"))
+        {
+            if last.len() != t.net.graph.param_total || clock.len() != 2 || rate.len() != 1 {
+                return Err(Error::InvalidArgument("checkpoint's lazy SGD state has the wrong size".into()));
+            }
+            lz.last.upload(gpu, last)?;
+            t.clip.upload(gpu, &[0.0, 0.0, 0.0, f32::from_bits(clock[0])])?;
+            lz.pending = (clock[1] != 0).then_some(rate[0]);
+        }
         if let Some(sp) = &t.sparse {
             sp.scores.upload(gpu, f("scores")?)?;
             sp.score_m.upload(gpu, f("score_m")?)?;
@@ -271,7 +289,8 @@ impl<'g> Session<'g> {
 
     /// The network to export: the kept units of the fixed mask (after
     /// `select_mask`) for sparse models, the whole model for dense ones.
-    pub fn export(&self) -> Result<Exported> {
+    pub fn export(&mut self) -> Result<Exported> {
+        self.trainer.catch_up(self.gpu)?;
         let g = self.graph();
         let kept = match &self.trainer.sparse {
             Some(sp) => sp.fixed.kept_lists(self.gpu, 0)?,

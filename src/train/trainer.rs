@@ -13,6 +13,7 @@ use crate::device::step::{StepBlock, StepBuffer};
 use crate::device::tensor::{DType, Tensor};
 use crate::error::{Error, Result};
 use crate::nn::{Net, Workspace};
+use crate::ops::lazy::{Lazy, LazyState, SetsRef};
 use crate::ops::mask::{KeyStep, MaskKey};
 use crate::ops::optim::{Adam, AfterStep, GradScale, Rate, Sgd, adam_corrections, adam_step, sgd_step};
 use crate::ops::project::{Projection, project_scores};
@@ -59,6 +60,21 @@ impl SparseState {
     }
 }
 
+/// Lazy SGD of the sparse step (`ops::lazy`).
+pub struct LazySgd {
+    pub op: Lazy,
+    /// u32: the update count at which each weight was last brought up to date.
+    pub last: Tensor,
+    /// The rate of updates some weights have not had yet (a training phase
+    /// in progress); None when every weight is up to date.
+    pub pending: Option<f32>,
+}
+
+/// Where lazy SGD finds the kept sets of a step's two samples.
+fn sets_of(m: &MaskSet) -> SetsRef<'_> {
+    SetsRef { all: &m.all, offsets: m.offsets, sets: m.sets, entries: m.slots }
+}
+
 /// The schedules a trainer replays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
@@ -78,12 +94,15 @@ pub struct Trainer {
     /// Momentum and weight decay of the weights; the rate is per step.
     pub sgd: Sgd,
     pub sparse: Option<SparseState>,
+    /// Present for sparse trainers with `SparseConfig::lazy`.
+    pub lazy: Option<LazySgd>,
     /// [loss 1, loss 2, running sum of step losses, _].
     pub loss: Tensor,
     /// Running count of correct predictions (u32).
     pub correct: Tensor,
     /// [update factor of the last step (the clipping factor; 0 skips a
-    /// non-finite step), steps skipped so far, first such step (u32 bits), _].
+    /// non-finite step), steps skipped so far, first such step (u32 bits),
+    /// updates applied so far (u32 bits: the clock of lazy SGD)].
     pub clip: Tensor,
     sq: Tensor,
     reducer: Reducer,
@@ -135,12 +154,21 @@ impl Trainer {
             }
         };
         let ws = net.workspace(gpu, capacity, sparse.is_some())?;
+        let lazy = match &sparse {
+            Some(sp) if sp.cfg.lazy => Some(LazySgd {
+                op: Lazy::new(gpu, net.graph.lazy_slots()?, net.graph.param_total)?,
+                last: Tensor::zeros(gpu, "lazy clocks", &[net.graph.param_total], DType::U32)?,
+                pending: None,
+            }),
+            _ => None,
+        };
         let t = Trainer {
             momentum: Tensor::zeros(gpu, "momentum", &[net.graph.param_total], DType::F32)?,
             ws,
             net,
             sgd,
             sparse,
+            lazy,
             loss: Tensor::zeros(gpu, "losses", &[4], DType::F32)?,
             correct: Tensor::zeros(gpu, "correct", &[1], DType::U32)?,
             clip: Tensor::zeros(gpu, "clip factor and fault record", &[4], DType::F32)?,
@@ -176,6 +204,12 @@ impl Trainer {
         //    compacted into kept lists per prunable layer.
         let key = MaskKey { seed: sp.cfg.seed, step: 0, sample: 0 };
         sp.samples.draw(rec, &sp.scores, key, KeyStep::Block)?;
+        // Lazy SGD: the weights these masks reach, brought up to date
+        // before the passes read them.
+        if let Some(lz) = &self.lazy {
+            let st = LazyState { w: &net.params, momentum: &self.momentum, last: &lz.last, clip: &self.clip };
+            lz.op.refresh(rec, st, sets_of(&sp.samples), self.sgd)?;
+        }
         // 2. Forward and backward of L_j / 2 on the kept units of each mask,
         //    same batch; the weight gradients of the two passes add up.
         for (j, slot) in [(0, LOSS_1), (1, LOSS_2)] {
@@ -195,13 +229,26 @@ impl Trainer {
         // 4. Joint gradient-norm clipping of weights and scores; a non-finite
         //    norm makes the factor 0 and the step is skipped and counted.
         let total = self.net.graph.param_total;
-        self.reducer.sum_squares(rec, &self.sq, 0, &self.net.grads, total)?;
+        match &self.lazy {
+            Some(lz) => {
+                lz.op.norm(rec, &self.net.grads, sets_of(&sp.samples))?;
+                let parts = &lz.op.partials;
+                self.reducer.reduce(rec, &self.sq, 0, parts, parts.len(), 1.0, false)?;
+            }
+            None => self.reducer.sum_squares(rec, &self.sq, 0, &self.net.grads, total)?,
+        }
         self.reducer.sum_squares(rec, &self.sq, 1, &sp.score_grad, units)?;
         self.reducer.clip_factor(rec, &self.clip, 0, &self.sq, 2, sp.cfg.clip_norm, FaultTag::Step)?;
         // 5. SGD on the weights (clearing their gradient), Adam on the scores.
         let scale = || GradScale::Buffer(&self.clip);
         let (w, m, g) = (&self.net.params, &self.momentum, &self.net.grads);
-        sgd_step(rec, w, m, g, scale(), self.sgd, Rate::FromStep, AfterStep::ZeroGrad, total)?;
+        match &self.lazy {
+            Some(lz) => {
+                let st = LazyState { w, momentum: m, last: &lz.last, clip: &self.clip };
+                lz.op.sgd(rec, st, g, sets_of(&sp.samples), self.sgd)?;
+            }
+            None => sgd_step(rec, w, m, g, scale(), self.sgd, Rate::FromStep, AfterStep::ZeroGrad, total)?,
+        }
         adam_step(
             rec,
             &sp.scores,
@@ -318,6 +365,18 @@ impl Trainer {
                 return Err(Error::InvalidArgument(format!("{name} {v} is not finite")));
             }
         }
+        // Other phases read or update every weight: bring them up to date.
+        if phase != Phase::Train {
+            self.catch_up(gpu)?;
+        } else if let Some(lz) = &mut self.lazy {
+            if lz.pending.is_some_and(|p| p != lr) {
+                // The lazy map holds while the rate does.
+                self.catch_up(gpu)?;
+            }
+            if let Some(lz) = &mut self.lazy {
+                lz.pending = Some(lr);
+            }
+        }
         let block = self.step_block(phase, rows, lr, score_lr, global);
         let index = self.plan(gpu, phase)?.run(gpu, Some(&block))?;
         self.in_flight.push_back(index);
@@ -329,6 +388,23 @@ impl Trainer {
         if phase == Phase::Train {
             self.step += 1;
         }
+        Ok(())
+    }
+
+    /// Brings every weight up to date with the updates lazy SGD deferred
+    /// (nothing to do for eager trainers or when none are pending). Done
+    /// before any phase but training, before an export, and when the rate
+    /// changes; checkpoints keep the deferred state instead (bit-exact
+    /// resume).
+    pub fn catch_up(&mut self, gpu: &Gpu) -> Result<()> {
+        let Some(lz) = &mut self.lazy else { return Ok(()) };
+        let Some(lr) = lz.pending.take() else { return Ok(()) };
+        let mut rec = Recorder::with_step(gpu, &self.step_buf);
+        let st = LazyState { w: &self.net.params, momentum: &self.momentum, last: &lz.last, clip: &self.clip };
+        lz.op.catch_up(&mut rec, st, self.sgd)?;
+        let block = StepBlock { lr, ..StepBlock::default() };
+        let index = rec.into_plan().run(gpu, Some(&block))?;
+        self.in_flight.push_back(index);
         Ok(())
     }
 

@@ -10,6 +10,7 @@ mod bias;
 mod compact;
 mod conv;
 mod gather;
+mod lazy;
 mod mask;
 mod matmul;
 mod optim;

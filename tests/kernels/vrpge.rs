@@ -63,7 +63,7 @@ fn norm_and_clip_factor_match_reference() {
         let ta = Tensor::from_f32(&gpu, "a", &[n1], &a).unwrap();
         let tb = Tensor::from_f32(&gpu, "b", &[n2], &b).unwrap();
         let sq = Tensor::zeros(&gpu, "sq", &[2], DType::F32).unwrap();
-        let clip = Tensor::zeros(&gpu, "clip", &[3], DType::F32).unwrap();
+        let clip = Tensor::zeros(&gpu, "clip", &[4], DType::F32).unwrap();
         let mut rec = Recorder::new(&gpu);
         reducer.sum_squares(&mut rec, &sq, 0, &ta, n1).unwrap();
         reducer.sum_squares(&mut rec, &sq, 1, &tb, n2).unwrap();
@@ -80,13 +80,14 @@ fn norm_and_clip_factor_match_reference() {
 }
 
 /// A non-finite squared norm gives factor 0 (skip), counts the step and
-/// records the first one's number.
+/// records the first one's number; finite ones advance the clock of lazy
+/// updates.
 #[test]
 fn non_finite_norms_are_flagged_on_the_device() {
     use sparsetrain::ops::reduce::{FaultTag, Reducer};
     let Some(gpu) = gpu("non_finite_norms_are_flagged_on_the_device") else { return };
     let reducer = Reducer::new(&gpu).unwrap();
-    let clip = Tensor::zeros(&gpu, "clip", &[3], DType::F32).unwrap();
+    let clip = Tensor::zeros(&gpu, "clip", &[4], DType::F32).unwrap();
     for (step, sq) in [(5u32, [1.0f32, 2.0]), (6, [f32::INFINITY, 1.0]), (7, [1.0, f32::NAN]), (8, [0.5, 0.5])] {
         let t = Tensor::from_f32(&gpu, "sq", &[2], &sq).unwrap();
         let mut rec = Recorder::new(&gpu);
@@ -99,4 +100,5 @@ fn non_finite_norms_are_flagged_on_the_device() {
     let got = clip.download_f32(&gpu).unwrap();
     assert_eq!(got[1], 2.0, "two non-finite steps counted");
     assert_eq!(got[2].to_bits(), 6, "the first one recorded");
+    assert_eq!(got[3].to_bits(), 2, "two updates applied");
 }

@@ -1,0 +1,243 @@
+//#include common
+//#include step
+
+// SGD in O(kept): the gradient norm and the update touch only the weights a
+// step's two masks can give a gradient, and the weights no gradient reached
+// catch up exactly when next touched.
+//
+// Why it is exact: under SGD with momentum μ and weight decay wd (the
+// convention of optim.wgsl), a weight whose gradient is 0 moves by
+//     v' = μ·v + wd·w;  w' = w − lr·v'
+// a fixed linear map of (w, v):  A = [[1 − lr·wd, −lr·μ], [wd, μ]],
+// constant while lr is (within an epoch). Each weight remembers the update
+// count at which it was last brought up to date (`last`); before a step
+// reads it (its masks reach it), the k skipped updates are applied at once
+// as A^k (repeated squaring); then the step's passes and its own update.
+//
+// Touched weights: a parameter is [rows, blocks × cols_full]; its rows
+// follow a channel set (a layer's units) or are all kept, likewise its
+// columns (a linear layer's inputs, a convolution's input channels per
+// kernel position). The gradient of a step is zero outside kept rows ×
+// kept columns of either mask sample. Workgroup row y handles (slot, sample)
+// y / 2, y % 2; sample 1 skips what sample 0 covered (ranks of sample 0).
+//
+// lazy_refresh:  before a step's passes read them: the weights it can
+//                reach caught up, last = clock (its passes must see the
+//                weights eager SGD would hold).
+// lazy_norm:     partials[y·X·WG + x·WG + lidx] = Σ g² over the thread's share
+// lazy_sgd:      v = μ·v + (s·g + wd·w); w −= lr·v; g = 0; last = clock
+//                (catching up first, should a weight not be fresh). A
+//                factor s of 0 (a non-finite step) updates nothing and only
+//                clears g.
+// lazy_catch_up: every weight: (w, v) ← A^(clock − last)·(w, v); last = clock.
+//
+// The clock (updates applied so far) is clip[3] (u32 bits), advanced by the
+// clip factor's reduction (reduce.wgsl) on every finite step; the factor is
+// clip[0]. lr is the step block's.
+
+// Keep in sync with `LazyParams` in src/ops/lazy.rs.
+struct LazyParams {
+    // Parameter slots in `table`, and workgroups per (slot, sample).
+    slots: u32,
+    groups: u32,
+    // Kept sets per sample (S) and list entries per sample (T): sample s's
+    // count of set k is at counts_at + s·S + k, its list at kept_at + s·T + slot_k.
+    sets: u32,
+    entries: u32,
+    momentum: f32,
+    weight_decay: f32,
+    // lazy_catch_up: number of weights.
+    n: u32,
+    // Where the kept lists, ranks and counts start in `sets` (a mask set's
+    // one buffer, sparse::MaskSet).
+    kept_at: u32,
+    ranks_at: u32,
+    counts_at: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+// One parameter slot, 8 words in `table`.
+struct Slot {
+    offset: u32,
+    rows: u32,
+    // Set index and list offset (within a sample) of the rows, or NONE.
+    row_set: u32,
+    row_slot: u32,
+    cols: u32,
+    col_set: u32,
+    col_slot: u32,
+    blocks: u32,
+}
+
+override WG: u32 = 64u;
+
+@group(0) @binding(0) var<uniform> p: LazyParams;
+@group(0) @binding(1) var<storage, read> table: array<u32>;
+@group(0) @binding(2) var<storage, read> sets: array<u32>;
+@group(0) @binding(3) var<storage, read_write> g: array<f32>;
+@group(0) @binding(4) var<storage, read_write> w: array<f32>;
+// The momentum.
+@group(0) @binding(5) var<storage, read_write> mom: array<f32>;
+@group(0) @binding(6) var<storage, read_write> last: array<u32>;
+@group(0) @binding(7) var<storage, read> clip: array<f32>;
+@group(0) @binding(8) var<storage, read_write> partials: array<f32>;
+
+fn slot_at(i: u32) -> Slot {
+    let b = 8u * i;
+    return Slot(table[b], table[b + 1u], table[b + 2u], table[b + 3u], table[b + 4u], table[b + 5u], table[b + 6u], table[b + 7u]);
+}
+
+// Kept count of a side in sample s (all of them where the side follows no set).
+fn kept_count(full: u32, kset: u32, s: u32) -> u32 {
+    if kset == NONE {
+        return full;
+    }
+    return sets[p.counts_at + s * p.sets + kset];
+}
+
+// The index of the j-th kept element of a side in sample s.
+fn kept_at(kset: u32, slot: u32, s: u32, j: u32) -> u32 {
+    if kset == NONE {
+        return j;
+    }
+    return sets[p.kept_at + s * p.entries + slot + j];
+}
+
+// Whether sample 0 keeps element i of a side.
+fn kept_in_first(kset: u32, slot: u32, i: u32) -> bool {
+    return kset == NONE || sets[p.ranks_at + slot + i] != NONE;
+}
+
+// The weight index of work item t of (slot, sample), or NONE where the
+// item is past the kept rectangle or (sample 1) sample 0 covered it.
+fn weight_index(sl: Slot, s: u32, t: u32) -> u32 {
+    let kr = kept_count(sl.rows, sl.row_set, s);
+    let kc = kept_count(sl.cols, sl.col_set, s);
+    let per_row = sl.blocks * kc;
+    if t >= kr * per_row {
+        return NONE;
+    }
+    let row = kept_at(sl.row_set, sl.row_slot, s, t / per_row);
+    let rem = t % per_row;
+    let col = kept_at(sl.col_set, sl.col_slot, s, rem % kc);
+    if s == 1u && kept_in_first(sl.row_set, sl.row_slot, row) && kept_in_first(sl.col_set, sl.col_slot, col) {
+        return NONE;
+    }
+    return sl.offset + (row * sl.blocks + rem / kc) * sl.cols + col;
+}
+
+// Work items of (slot, sample): the largest rectangle, whatever is kept.
+fn items(sl: Slot) -> u32 {
+    return sl.rows * sl.blocks * sl.cols;
+}
+
+@compute @workgroup_size(WG)
+fn lazy_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
+    let y = wid.y;
+    let sl = slot_at(y / 2u);
+    let s = y % 2u;
+    let n = items(sl);
+    var sum = 0.0;
+    for (var t = wid.x * WG + lidx; t < n; t += p.groups * WG) {
+        let i = weight_index(sl, s, t);
+        if i == NONE {
+            // Items are row-major over the kept rectangle: past it, done.
+            if t >= kept_count(sl.rows, sl.row_set, s) * sl.blocks * kept_count(sl.cols, sl.col_set, s) {
+                break;
+            }
+            continue;
+        }
+        sum += g[i] * g[i];
+    }
+    partials[(y * p.groups + wid.x) * WG + lidx] = sum;
+}
+
+// (w, v) ← A^k·(w, v) for A = [[1 − lr·wd, −lr·μ], [wd, μ]].
+fn catch_up(wv: vec2<f32>, k: u32, lr: f32) -> vec2<f32> {
+    if k == 0u {
+        return wv;
+    }
+    // Column-major 2×2: a = (a00, a10, a01, a11).
+    var a = vec4(1.0 - lr * p.weight_decay, p.weight_decay, -lr * p.momentum, p.momentum);
+    var r = vec4(1.0, 0.0, 0.0, 1.0);
+    var e = k;
+    loop {
+        if (e & 1u) != 0u {
+            r = vec4(r.x * a.x + r.z * a.y, r.y * a.x + r.w * a.y, r.x * a.z + r.z * a.w, r.y * a.z + r.w * a.w);
+        }
+        e = e >> 1u;
+        if e == 0u {
+            break;
+        }
+        a = vec4(a.x * a.x + a.z * a.y, a.y * a.x + a.w * a.y, a.x * a.z + a.z * a.w, a.y * a.z + a.w * a.w);
+    }
+    return vec2(r.x * wv.x + r.z * wv.y, r.y * wv.x + r.w * wv.y);
+}
+
+@compute @workgroup_size(WG)
+fn lazy_refresh(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
+    let y = wid.y;
+    let sl = slot_at(y / 2u);
+    let s = y % 2u;
+    let n = items(sl);
+    let clock = bitcast<u32>(clip[3]);
+    for (var t = wid.x * WG + lidx; t < n; t += p.groups * WG) {
+        let i = weight_index(sl, s, t);
+        if i == NONE {
+            if t >= kept_count(sl.rows, sl.row_set, s) * sl.blocks * kept_count(sl.cols, sl.col_set, s) {
+                break;
+            }
+            continue;
+        }
+        let wv = catch_up(vec2(w[i], mom[i]), clock - last[i], st.lr);
+        w[i] = wv.x;
+        mom[i] = wv.y;
+        last[i] = clock;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn lazy_sgd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
+    let y = wid.y;
+    let sl = slot_at(y / 2u);
+    let s = y % 2u;
+    let n = items(sl);
+    let factor = clip[0];
+    let clock = bitcast<u32>(clip[3]);
+    let lr = st.lr;
+    for (var t = wid.x * WG + lidx; t < n; t += p.groups * WG) {
+        let i = weight_index(sl, s, t);
+        if i == NONE {
+            if t >= kept_count(sl.rows, sl.row_set, s) * sl.blocks * kept_count(sl.cols, sl.col_set, s) {
+                break;
+            }
+            continue;
+        }
+        if factor != 0.0 {
+            // The skipped updates: every one since `last` but this step's.
+            let wv = catch_up(vec2(w[i], mom[i]), clock - 1u - last[i], lr);
+            let gi = factor * g[i] + p.weight_decay * wv.x;
+            let v = p.momentum * wv.y + gi;
+            mom[i] = v;
+            w[i] = wv.x - lr * v;
+            last[i] = clock;
+        }
+        g[i] = 0.0;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn lazy_catch_up(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lidx: u32,
+) {
+    let clock = bitcast<u32>(clip[3]);
+    for (var i = flat_id(wid, nwg, lidx, WG); i < p.n; i += nwg.x * nwg.y * WG) {
+        let wv = catch_up(vec2(w[i], mom[i]), clock - last[i], st.lr);
+        w[i] = wv.x;
+        mom[i] = wv.y;
+        last[i] = clock;
+    }
+}

@@ -1,0 +1,149 @@
+use rand::Rng;
+use sparsetrain::ops::lazy::{Lazy, LazySlot, LazyState, SetsRef, SlotSide};
+use sparsetrain::ops::optim::Sgd;
+use sparsetrain::step::{StepBlock, StepBuffer};
+use sparsetrain::{DType, Recorder, Tensor, cpu};
+
+use crate::common::*;
+
+const NONE: u32 = u32::MAX;
+
+/// Lazy SGD against eager steps of every weight: parameters whose rows
+/// and columns follow two channel sets (a weight in kernel-position
+/// blocks, a bias, a classifier with all rows, a parameter touched whole),
+/// two mask samples per step keeping some, none or all channels, a skipped
+/// (non-finite) step, units that sit out several steps; the weights a step
+/// reaches refreshed to their eager values before its passes, the norm's
+/// partial sums against Σ g², gradients cleared, and after the final
+/// catch-up every weight and momentum equal to the eager run's.
+#[test]
+fn lazy_sgd_equals_eager_steps() {
+    let Some(gpu) = gpu("lazy_sgd_equals_eager_steps") else { return };
+    for grid_cap in [None, Some(1)] {
+        let gpu_c;
+        let gpu = match grid_cap {
+            None => &gpu,
+            Some(c) => {
+                let opts = sparsetrain::GpuOptions { grid_cap: Some(c), ..Default::default() };
+                let Some(g) = gpu_with("lazy_sgd_equals_eager_steps (capped grid)", opts) else { return };
+                gpu_c = g;
+                &gpu_c
+            }
+        };
+        run_case(gpu, grid_cap);
+    }
+}
+
+fn run_case(gpu: &sparsetrain::Gpu, grid_cap: Option<u32>) {
+    // Set 0: 7 channels at list slot 0; set 1: 5 channels at slot 7.
+    let (c0, c1, entries, sets) = (7usize, 5usize, 12usize, 2usize);
+    let s0 = Some((0, 0));
+    let s1 = Some((1, 7));
+    let side = |len, set| SlotSide { len, set };
+    let slots = vec![
+        LazySlot { offset: 0, rows: side(c0, s0), cols: side(c1, s1), blocks: 3 },
+        LazySlot { offset: 105, rows: side(c0, s0), cols: side(1, None), blocks: 1 },
+        LazySlot { offset: 112, rows: side(4, None), cols: side(c0, s0), blocks: 1 },
+        LazySlot { offset: 140, rows: side(6, None), cols: side(1, None), blocks: 1 },
+    ];
+    let total = 146;
+    let hp = Sgd { lr: 0.07, momentum: 0.9, weight_decay: 0.01 };
+    let mut r = rng(4100 + grid_cap.unwrap_or(0) as u64);
+    let lazy = Lazy::new(gpu, slots.clone(), total).unwrap();
+    let w0 = rand_f32(&mut r, total, -1.0, 1.0);
+    let v0 = rand_f32(&mut r, total, -0.1, 0.1);
+    let (tw, tv) =
+        (Tensor::from_f32(gpu, "w", &[total], &w0).unwrap(), Tensor::from_f32(gpu, "v", &[total], &v0).unwrap());
+    let tlast = Tensor::zeros(gpu, "last", &[total], DType::U32).unwrap();
+    let tclip = Tensor::zeros(gpu, "clip", &[4], DType::F32).unwrap();
+    let tg = Tensor::zeros(gpu, "g", &[total], DType::F32).unwrap();
+    let tsets = Tensor::zeros(gpu, "sets", &[256], DType::U32).unwrap();
+    let sref = SetsRef { all: &tsets, offsets: [0, 64, 128], sets, entries };
+    let st = LazyState { w: &tw, momentum: &tv, last: &tlast, clip: &tclip };
+    let (mut w, mut v) = (to_f64(&w0), to_f64(&v0));
+    let mut clock = 0u32;
+    let steps = 9;
+    for step in 0..steps {
+        // Per sample: kept channels of each set (some steps keep none or all).
+        let keep = match step {
+            2 => [0.0, 0.0],
+            5 => [1.0, 1.0],
+            _ => [0.3, 0.6],
+        };
+        let masks: Vec<[Vec<bool>; 2]> = (0..2)
+            .map(|_| {
+                [(0..c0).map(|_| r.random_bool(keep[0])).collect(), (0..c1).map(|_| r.random_bool(keep[1])).collect()]
+            })
+            .collect();
+        let mut buf = vec![0u32; 256];
+        for (s, m) in masks.iter().enumerate() {
+            for (k, (slot, len)) in [(0usize, c0), (7, c1)].into_iter().enumerate() {
+                let list: Vec<usize> = (0..len).filter(|&c| m[k][c]).collect();
+                buf[128 + s * sets + k] = list.len() as u32;
+                for (j, &c) in list.iter().enumerate() {
+                    buf[s * entries + slot + j] = c as u32;
+                }
+                for c in 0..len {
+                    buf[64 + s * entries + slot + c] = list.iter().position(|&x| x == c).map_or(NONE, |j| j as u32);
+                }
+            }
+        }
+        // The gradient: random where either sample reaches, zero elsewhere.
+        let touched = |i: usize| -> bool {
+            slots.iter().any(|sl| {
+                if i < sl.offset || i >= sl.offset + sl.len() {
+                    return false;
+                }
+                let e = i - sl.offset;
+                let (row, col) = (e / (sl.blocks * sl.cols.len), e % sl.cols.len);
+                let keeps = |sd: SlotSide, x: usize, s: usize| sd.set.is_none_or(|(k, _)| masks[s][k][x]);
+                (0..2).any(|s| keeps(sl.rows, row, s) && keeps(sl.cols, col, s))
+            })
+        };
+        let g: Vec<f32> = (0..total).map(|i| if touched(i) { r.random_range(-1.0..1.0) } else { 0.0 }).collect();
+        let factor = if step == 4 { 0.0 } else { r.random_range(0.3..1.0f32) };
+        if factor != 0.0 {
+            clock += 1;
+        }
+        tsets.upload(gpu, &buf).unwrap();
+        tg.upload(gpu, &g).unwrap();
+        // The clock before the step's update: what the refresh brings the
+        // reachable weights to, before the passes would read them.
+        tclip.upload(gpu, &[factor, 0.0, 0.0, f32::from_bits(clock - u32::from(factor != 0.0))]).unwrap();
+        let block = StepBlock { lr: hp.lr, ..Default::default() };
+        let step_buf = StepBuffer::new(gpu);
+        let mut rec = Recorder::with_step(gpu, &step_buf);
+        lazy.refresh(&mut rec, st, sref, hp).unwrap();
+        rec.into_plan().run(gpu, Some(&block)).unwrap();
+        gpu.wait().unwrap();
+        let reach: Vec<usize> = (0..total).filter(|&i| touched(i)).collect();
+        let (gw, gv) = (tw.download_f32(gpu).unwrap(), tv.download_f32(gpu).unwrap());
+        let fresh: Vec<f32> = reach.iter().flat_map(|&i| [gw[i], gv[i]]).collect();
+        let want: Vec<f64> = reach.iter().flat_map(|&i| [w[i], v[i]]).collect();
+        assert_close(&format!("grid cap {grid_cap:?} step {step}: refreshed weights"), &fresh, &want, 1e-6, 1e-5);
+        // The clip factor's reduction advances the clock on a finite step.
+        tclip.upload(gpu, &[factor, 0.0, 0.0, f32::from_bits(clock)]).unwrap();
+        let mut rec = Recorder::with_step(gpu, &step_buf);
+        lazy.norm(&mut rec, &tg, sref).unwrap();
+        lazy.sgd(&mut rec, st, &tg, sref, hp).unwrap();
+        rec.into_plan().run(gpu, Some(&block)).unwrap();
+        gpu.wait().unwrap();
+        let tag = format!("grid cap {grid_cap:?} step {step}");
+        let partials = lazy.partials.download_f32(gpu).unwrap();
+        let got: f64 = partials.iter().map(|&x| x as f64).sum();
+        let want = cpu::lazy::norm_sq(&to_f64(&g));
+        assert!((got - want).abs() <= 1e-5 * want.max(1.0), "{tag}: norm² {got} vs {want}");
+        assert!(tg.download_f32(gpu).unwrap().iter().all(|&x| x == 0.0), "{tag}: gradient not cleared");
+        cpu::lazy::eager_step(&mut w, &mut v, &to_f64(&g), factor as f64, hp);
+    }
+    let block = StepBlock { lr: hp.lr, ..Default::default() };
+    let step_buf = StepBuffer::new(gpu);
+    let mut rec = Recorder::with_step(gpu, &step_buf);
+    lazy.catch_up(&mut rec, st, hp).unwrap();
+    rec.into_plan().run(gpu, Some(&block)).unwrap();
+    gpu.wait().unwrap();
+    let tag = format!("grid cap {grid_cap:?}, {steps} steps");
+    assert_close(&format!("{tag}: weights"), &tw.download_f32(gpu).unwrap(), &w, 1e-6, 1e-5);
+    assert_close(&format!("{tag}: momentum"), &tv.download_f32(gpu).unwrap(), &v, 1e-6, 1e-5);
+    assert!(tlast.download_u32(gpu).unwrap().iter().all(|&l| l == clock), "{tag}: every weight is up to date");
+}
