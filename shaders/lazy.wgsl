@@ -26,9 +26,8 @@
 //                weights eager SGD would hold).
 // lazy_norm:     partials[y·X·WG + x·WG + lidx] = Σ g² over the thread's share
 // lazy_sgd:      v = μ·v + (s·g + wd·w); w −= lr·v; g = 0; last = clock
-//                (catching up first, should a weight not be fresh). A
-//                factor s of 0 (a non-finite step) updates nothing and only
-//                clears g.
+//                (after lazy_refresh of the same masks). A factor s of 0 (a
+//                non-finite step) updates nothing and only clears g.
 // lazy_catch_up: every weight: (w, v) ← A^(clock − last)·(w, v); last = clock.
 //
 // The clock (updates applied so far) is clip[3] (u32 bits), advanced by the
@@ -109,48 +108,69 @@ fn kept_in_first(kset: u32, slot: u32, i: u32) -> bool {
     return kset == NONE || sets[p.ranks_at + slot + i] != NONE;
 }
 
-// The weight index of work item t of (slot, sample), or NONE where the
-// item is past the kept rectangle or (sample 1) sample 0 covered it.
-fn weight_index(sl: Slot, s: u32, t: u32) -> u32 {
+// Kept row j of (slot, sample s): its first weight's index, and whether
+// sample 1 must skip the columns sample 0 covered in it.
+fn row_of(sl: Slot, s: u32, j: u32) -> vec2<u32> {
+    let row = kept_at(sl.row_set, sl.row_slot, s, j);
+    let covered = s == 1u && kept_in_first(sl.row_set, sl.row_slot, row);
+    return vec2(sl.offset + row * sl.blocks * sl.cols, u32(covered));
+}
+
+// The weight at item q of a row (kc kept columns per block), or NONE where
+// sample 0 covered it.
+fn item(sl: Slot, s: u32, r: vec2<u32>, q: u32, kc: u32) -> u32 {
+    var b = 0u;
+    var qc = q;
+    if sl.blocks > 1u {
+        b = q / kc;
+        qc = q - b * kc;
+    }
+    let col = kept_at(sl.col_set, sl.col_slot, s, qc);
+    if r.y != 0u && kept_in_first(sl.col_set, sl.col_slot, col) {
+        return NONE;
+    }
+    return r.x + b * sl.cols + col;
+}
+
+// How a workgroup walks the kept rectangle of (slot, sample): whole rows to
+// workgroups and a row's items to threads; a vector's (one item per row)
+// items to every thread. No division per item but the block's.
+struct Walk {
+    kr: u32,
+    kc: u32,
+    per_row: u32,
+    j0: u32,
+    dj: u32,
+    q0: u32,
+    dq: u32,
+}
+
+fn walk(sl: Slot, s: u32, x: u32, lidx: u32) -> Walk {
     let kr = kept_count(sl.rows, sl.row_set, s);
     let kc = kept_count(sl.cols, sl.col_set, s);
     let per_row = sl.blocks * kc;
-    if t >= kr * per_row {
-        return NONE;
+    if per_row == 1u {
+        return Walk(kr, kc, per_row, x * WG + lidx, p.groups * WG, 0u, 1u);
     }
-    let row = kept_at(sl.row_set, sl.row_slot, s, t / per_row);
-    let rem = t % per_row;
-    let col = kept_at(sl.col_set, sl.col_slot, s, rem % kc);
-    if s == 1u && kept_in_first(sl.row_set, sl.row_slot, row) && kept_in_first(sl.col_set, sl.col_slot, col) {
-        return NONE;
-    }
-    return sl.offset + (row * sl.blocks + rem / kc) * sl.cols + col;
-}
-
-// Work items of (slot, sample): the largest rectangle, whatever is kept.
-fn items(sl: Slot) -> u32 {
-    return sl.rows * sl.blocks * sl.cols;
+    return Walk(kr, kc, per_row, x, p.groups, lidx, WG);
 }
 
 @compute @workgroup_size(WG)
 fn lazy_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
-    let y = wid.y;
-    let sl = slot_at(y / 2u);
-    let s = y % 2u;
-    let n = items(sl);
+    let sl = slot_at(wid.y / 2u);
+    let s = wid.y % 2u;
+    let wk = walk(sl, s, wid.x, lidx);
     var sum = 0.0;
-    for (var t = wid.x * WG + lidx; t < n; t += p.groups * WG) {
-        let i = weight_index(sl, s, t);
-        if i == NONE {
-            // Items are row-major over the kept rectangle: past it, done.
-            if t >= kept_count(sl.rows, sl.row_set, s) * sl.blocks * kept_count(sl.cols, sl.col_set, s) {
-                break;
+    for (var j = wk.j0; j < wk.kr; j += wk.dj) {
+        let r = row_of(sl, s, j);
+        for (var q = wk.q0; q < wk.per_row; q += wk.dq) {
+            let i = item(sl, s, r, q, wk.kc);
+            if i != NONE {
+                sum += g[i] * g[i];
             }
-            continue;
         }
-        sum += g[i] * g[i];
     }
-    partials[(y * p.groups + wid.x) * WG + lidx] = sum;
+    partials[(wid.y * p.groups + wid.x) * WG + lidx] = sum;
 }
 
 // (w, v) ← A^k·(w, v) for A = [[1 − lr·wd, −lr·μ], [wd, μ]].
@@ -177,53 +197,50 @@ fn catch_up(wv: vec2<f32>, k: u32, lr: f32) -> vec2<f32> {
 
 @compute @workgroup_size(WG)
 fn lazy_refresh(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
-    let y = wid.y;
-    let sl = slot_at(y / 2u);
-    let s = y % 2u;
-    let n = items(sl);
+    let sl = slot_at(wid.y / 2u);
+    let s = wid.y % 2u;
+    let wk = walk(sl, s, wid.x, lidx);
     let clock = bitcast<u32>(clip[3]);
-    for (var t = wid.x * WG + lidx; t < n; t += p.groups * WG) {
-        let i = weight_index(sl, s, t);
-        if i == NONE {
-            if t >= kept_count(sl.rows, sl.row_set, s) * sl.blocks * kept_count(sl.cols, sl.col_set, s) {
-                break;
+    for (var j = wk.j0; j < wk.kr; j += wk.dj) {
+        let r = row_of(sl, s, j);
+        for (var q = wk.q0; q < wk.per_row; q += wk.dq) {
+            let i = item(sl, s, r, q, wk.kc);
+            if i == NONE {
+                continue;
             }
-            continue;
+            let wv = catch_up(vec2(w[i], mom[i]), clock - last[i], st.lr);
+            w[i] = wv.x;
+            mom[i] = wv.y;
+            last[i] = clock;
         }
-        let wv = catch_up(vec2(w[i], mom[i]), clock - last[i], st.lr);
-        w[i] = wv.x;
-        mom[i] = wv.y;
-        last[i] = clock;
     }
 }
 
 @compute @workgroup_size(WG)
 fn lazy_sgd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
-    let y = wid.y;
-    let sl = slot_at(y / 2u);
-    let s = y % 2u;
-    let n = items(sl);
+    let sl = slot_at(wid.y / 2u);
+    let s = wid.y % 2u;
+    let wk = walk(sl, s, wid.x, lidx);
     let factor = clip[0];
     let clock = bitcast<u32>(clip[3]);
     let lr = st.lr;
-    for (var t = wid.x * WG + lidx; t < n; t += p.groups * WG) {
-        let i = weight_index(sl, s, t);
-        if i == NONE {
-            if t >= kept_count(sl.rows, sl.row_set, s) * sl.blocks * kept_count(sl.cols, sl.col_set, s) {
-                break;
+    for (var j = wk.j0; j < wk.kr; j += wk.dj) {
+        let r = row_of(sl, s, j);
+        for (var q = wk.q0; q < wk.per_row; q += wk.dq) {
+            let i = item(sl, s, r, q, wk.kc);
+            if i == NONE {
+                continue;
             }
-            continue;
+            // Fresh: lazy_refresh brought it up to date before the passes.
+            if factor != 0.0 {
+                let wi = w[i];
+                let v = p.momentum * mom[i] + (factor * g[i] + p.weight_decay * wi);
+                mom[i] = v;
+                w[i] = wi - lr * v;
+                last[i] = clock;
+            }
+            g[i] = 0.0;
         }
-        if factor != 0.0 {
-            // The skipped updates: every one since `last` but this step's.
-            let wv = catch_up(vec2(w[i], mom[i]), clock - 1u - last[i], lr);
-            let gi = factor * g[i] + p.weight_decay * wv.x;
-            let v = p.momentum * wv.y + gi;
-            mom[i] = v;
-            w[i] = wv.x - lr * v;
-            last[i] = clock;
-        }
-        g[i] = 0.0;
     }
 }
 

@@ -114,11 +114,12 @@ impl Lazy {
             table.push(u32_of("lazy", "blocks", s.blocks.max(1))?);
         }
         let rows = 2 * slots.len().max(1) as u32;
-        // Lavapipe pays per workgroup: share the cap among the slots. GPUs:
-        // enough workgroups for the largest slot at a few items per thread.
-        let largest = slots.iter().map(LazySlot::len).max().unwrap_or(0) as u32;
+        // Workgroups take whole rows (lazy.wgsl). Lavapipe pays per
+        // workgroup: share the cap among the slots. GPUs: a workgroup per
+        // row of the tallest parameter.
+        let tallest = slots.iter().map(|s| s.rows.len).max().unwrap_or(0) as u32;
         let groups = if gpu.grid_cap() == u32::MAX {
-            largest.div_ceil(WG * 4).clamp(1, gpu.limits().max_compute_workgroups_per_dimension)
+            tallest.clamp(1, gpu.limits().max_compute_workgroups_per_dimension)
         } else {
             (gpu.grid_cap() / rows).max(1)
         };
