@@ -20,9 +20,9 @@ pub mod idx;
 pub mod shapes;
 pub mod synthetic;
 
-use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 
 pub use batch::{Augment, gather_augmented, gather_batch};
 pub use cifar::load_cifar_dir;
@@ -243,6 +243,35 @@ impl DatasetKind {
         }
     }
 }
+
+/// A procedural set of `n` images of `kind` (its shape, classes and
+/// normalisation), image i drawn by `render(rng, class, canvas)` into
+/// values in [0, 1] (CHW) with a generator of its own: image i does not
+/// depend on n, so a smaller set is a prefix of a larger one. Pixels are
+/// kept as bytes, like the files'.
+pub(crate) fn generated_set(
+    n: usize,
+    stream_seed: u64,
+    kind: DatasetKind,
+    name: &str,
+    mut render: impl FnMut(&mut StdRng, usize, &mut [f32]),
+) -> Dataset {
+    let shape = kind.shape();
+    let mut pixels = Vec::with_capacity(n.min(MAX_GENERATED) * shape.len());
+    let mut labels = Vec::with_capacity(n.min(MAX_GENERATED));
+    let mut canvas = vec![0.0f32; shape.len()];
+    for i in 0..n {
+        let mut rng = StdRng::seed_from_u64(derive_seed(stream_seed, i as u64));
+        let class = rng.random_range(0..kind.classes());
+        render(&mut rng, class, &mut canvas);
+        pixels.extend(canvas.iter().map(|&v| (v * 255.0).round().clamp(0.0, 255.0) as u8));
+        labels.push(class as u8);
+    }
+    Dataset { pixels, labels, shape, classes: kind.classes(), norm: kind.norm(), name: name.to_string() }
+}
+
+/// Images reserved up front when generating (more are added as they come).
+const MAX_GENERATED: usize = 1 << 16;
 
 pub(crate) fn splitmix64(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);

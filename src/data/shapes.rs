@@ -5,10 +5,11 @@
 //! no-files default of the 32×32 models (ResNet, VGG): colour, position and
 //! size carry no class information, so a network has to see the shape.
 
+use rand::Rng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
-use super::{Dataset, DatasetKind, NUM_CLASSES, Split, derive_seed};
+use super::{Dataset, DatasetKind, Split, derive_seed, generated_set};
+#[cfg(test)]
 use crate::nn::Shape;
 
 /// Most images one shapes set holds (3 GB of pixels): the command line
@@ -103,25 +104,9 @@ fn render(rng: &mut StdRng, class: usize, out: &mut [f32; 3 * PLANE]) {
 }
 
 fn shapes_set(n: usize, stream_seed: u64, name: &str) -> Dataset {
-    let mut pixels = Vec::with_capacity(n.min(MAX_IMAGES) * 3 * PLANE);
-    let mut labels = Vec::with_capacity(n.min(MAX_IMAGES));
-    let mut canvas = [0.0f32; 3 * PLANE];
-    for i in 0..n {
-        // A generator per image: image i does not depend on n.
-        let mut rng = StdRng::seed_from_u64(derive_seed(stream_seed, i as u64));
-        let class = rng.random_range(0..NUM_CLASSES);
-        render(&mut rng, class, &mut canvas);
-        pixels.extend(canvas.iter().map(|&v| (v * 255.0).round().clamp(0.0, 255.0) as u8));
-        labels.push(class as u8);
-    }
-    Dataset {
-        pixels,
-        labels,
-        shape: Shape { c: 3, h: SIDE, w: SIDE },
-        classes: NUM_CLASSES,
-        norm: DatasetKind::Shapes.norm(),
-        name: name.to_string(),
-    }
+    generated_set(n, stream_seed, DatasetKind::Shapes, name, |rng, class, canvas| {
+        render(rng, class, canvas.try_into().expect("a 3x32x32 canvas"))
+    })
 }
 
 /// The procedural colour set, deterministic in `seed`; train and test come

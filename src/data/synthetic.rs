@@ -2,11 +2,10 @@
 //! with random affine transforms, stroke widths, clutter and noise, so that
 //! every command works without data files.
 
+use rand::Rng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
-use super::{Dataset, DatasetKind, NUM_CLASSES, Split, derive_seed};
-use crate::nn::Shape;
+use super::{Dataset, DatasetKind, Split, derive_seed, generated_set};
 
 /// Most images one synthetic set holds (3.1 GB of pixels): the command line
 /// refuses larger sizes rather than exhausting host memory.
@@ -197,27 +196,9 @@ fn render_digit(rng: &mut StdRng, digit: usize, canvas: &mut [f32; SYNTH_DIM]) {
 }
 
 fn synthetic_set(n: usize, stream_seed: u64, name: &str) -> Dataset {
-    let mut pixels = Vec::with_capacity(n.min(MAX_IMAGES) * SYNTH_DIM);
-    let mut labels = Vec::with_capacity(n.min(MAX_IMAGES));
-    let mut canvas = [0.0f32; SYNTH_DIM];
-    for i in 0..n {
-        // A generator per image makes image i independent of n, so a smaller
-        // set is a prefix of a larger one with the same seed.
-        let mut rng = StdRng::seed_from_u64(derive_seed(stream_seed, i as u64));
-        let digit = rng.random_range(0..NUM_CLASSES);
-        render_digit(&mut rng, digit, &mut canvas);
-        // Bytes, like IDX pixels (and a quarter of the memory of floats).
-        pixels.extend(canvas.iter().map(|&v| (v * 255.0).round().clamp(0.0, 255.0) as u8));
-        labels.push(digit as u8);
-    }
-    Dataset {
-        pixels,
-        labels,
-        shape: Shape { c: 1, h: SYNTH_SIDE, w: SYNTH_SIDE },
-        classes: NUM_CLASSES,
-        norm: DatasetKind::Synthetic.norm(),
-        name: name.to_string(),
-    }
+    generated_set(n, stream_seed, DatasetKind::Synthetic, name, |rng, digit, canvas| {
+        render_digit(rng, digit, canvas.try_into().expect("a 28x28 canvas"))
+    })
 }
 
 /// Built-in procedural dataset: 28x28 images of the digits 0-9 drawn from a 5x7

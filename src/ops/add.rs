@@ -3,9 +3,9 @@
 //! the gradient back to each input.
 
 use super::gather::Side;
-use super::{KernelParams, Rows, need, u32_of};
+use super::{KernelParams, Rows, launch_1d, need, u32_of};
 use crate::device::record::Recorder;
-use crate::device::shader::{Kernel, Shader, capped_grid};
+use crate::device::shader::{Kernel, Shader};
 use crate::device::tensor::{DType, Tensor};
 use crate::error::Result;
 use crate::ops::gather::KeptSet;
@@ -40,13 +40,7 @@ impl KernelParams for AddParams {
 const WG: u32 = 256;
 
 fn launch(rec: &mut Recorder, kernel: Kernel, p: &AddParams, bind: &[(u32, &Tensor)], threads: usize) -> Result<()> {
-    let t = u32_of("add", "threads", threads)?;
-    if t == 0 {
-        return Ok(());
-    }
-    let gpu = rec.gpu();
-    let groups = capped_grid(t.div_ceil(WG), gpu.grid_cap(), gpu.limits().max_compute_workgroups_per_dimension);
-    rec.dispatch(kernel, &vec![("WG", WG.into())], (0, p), bind, groups)
+    launch_1d(rec, kernel, ("add", WG), p, bind, threads)
 }
 
 fn params(rows: Rows, c_full: usize, sides: [Side; 3]) -> Result<AddParams> {

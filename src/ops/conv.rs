@@ -3,9 +3,9 @@
 //! NHWC activations whose stored channels may be a kept set.
 
 use super::gather::Side;
-use super::{KernelParams, Rows, need, u32_of};
+use super::{KernelParams, Rows, launch_1d, need, u32_of};
 use crate::device::record::Recorder;
-use crate::device::shader::{Kernel, Shader, capped_grid};
+use crate::device::shader::{Kernel, Shader};
 use crate::device::tensor::{DType, Tensor};
 use crate::error::{Error, Result};
 
@@ -102,13 +102,7 @@ fn params(g: ConvGeom, ch: Stored, batch: Rows) -> Result<ConvParams> {
 }
 
 fn launch(rec: &mut Recorder, kernel: Kernel, p: &ConvParams, bind: &[(u32, &Tensor)], threads: usize) -> Result<()> {
-    let t = u32_of("conv", "threads", threads)?;
-    if t == 0 {
-        return Ok(());
-    }
-    let gpu = rec.gpu();
-    let groups = capped_grid(t.div_ceil(WG), gpu.grid_cap(), gpu.limits().max_compute_workgroups_per_dimension);
-    rec.dispatch(kernel, &vec![("WG", WG.into())], (0, p), bind, groups)
+    launch_1d(rec, kernel, ("conv", WG), p, bind, threads)
 }
 
 /// cols [batch · oh · ow, kh · kw · C] from x [batch, h, w, C] (C the

@@ -1,9 +1,9 @@
 //! Launcher of shaders/gather.wgsl: compressing a layer's weights and bias
 //! to its kept units, and scattering the bias gradient back.
 
-use super::{KernelParams, NONE, Rows, need, u32_of};
+use super::{KernelParams, NONE, Rows, launch_1d, need, u32_of};
 use crate::device::record::Recorder;
-use crate::device::shader::{Kernel, Shader, capped_grid};
+use crate::device::shader::{Kernel, Shader};
 use crate::device::tensor::{DType, Tensor};
 use crate::error::Result;
 
@@ -98,13 +98,7 @@ fn run(
 ) -> Result<()> {
     need("gather", "dims", k.dims, 1, DType::U32)?;
     need("gather", "maps", k.maps, 1, DType::U32)?;
-    let t = u32_of("gather", "threads", threads)?;
-    if t == 0 {
-        return Ok(());
-    }
-    let gpu = rec.gpu();
-    let groups = capped_grid(t.div_ceil(WG), gpu.grid_cap(), gpu.limits().max_compute_workgroups_per_dimension);
-    rec.dispatch(kernel, &vec![("WG", WG.into())], (0, p), &[(1, k.dims), (2, k.maps), (3, src), (4, dst)], groups)
+    launch_1d(rec, kernel, ("gather", WG), p, &[(1, k.dims), (2, k.maps), (3, src), (4, dst)], threads)
 }
 
 /// wc = W[kept rows, kept cols] (padded with zeros), W: [rows_full, cols_full].

@@ -89,6 +89,27 @@ pub trait KernelParams: bytemuck::Pod {
     const WGSL_NAME: &'static str;
 }
 
+/// Records a 1-D kernel of `threads` threads in workgroups of `wg` on a
+/// capped grid (`Gpu::grid_cap`; the kernel loops over what the grid does
+/// not cover); nothing for 0 threads.
+pub(crate) fn launch_1d<P: KernelParams>(
+    rec: &mut crate::device::record::Recorder,
+    kernel: crate::device::shader::Kernel,
+    (op, wg): (&'static str, u32),
+    p: &P,
+    bind: &[(u32, &Tensor)],
+    threads: usize,
+) -> Result<()> {
+    let t = u32_of(op, "threads", threads)?;
+    if t == 0 {
+        return Ok(());
+    }
+    let gpu = rec.gpu();
+    let cap = (gpu.grid_cap(), gpu.limits().max_compute_workgroups_per_dimension);
+    let groups = crate::device::shader::capped_grid(t.div_ceil(wg), cap.0, cap.1);
+    rec.dispatch(kernel, &vec![("WG", wg.into())], (0, p), bind, groups)
+}
+
 /// (shader, WGSL struct name, Rust size) for every params struct.
 pub fn params_layouts() -> Vec<(Shader, &'static str, usize)> {
     fn row<P: KernelParams>() -> (Shader, &'static str, usize) {

@@ -3,9 +3,9 @@
 //! window of the whole image), forward and backward.
 
 use super::conv::Stored;
-use super::{KernelParams, Rows, need, u32_of};
+use super::{KernelParams, Rows, launch_1d, need, u32_of};
 use crate::device::record::Recorder;
-use crate::device::shader::{Kernel, Shader, capped_grid};
+use crate::device::shader::{Kernel, Shader};
 use crate::device::tensor::{DType, Tensor};
 use crate::error::{Error, Result};
 
@@ -101,13 +101,7 @@ fn params(g: PoolGeom, ch: Stored, batch: Rows, mode: PoolMode) -> Result<PoolPa
 }
 
 fn launch(rec: &mut Recorder, kernel: Kernel, p: &PoolParams, bind: &[(u32, &Tensor)], threads: usize) -> Result<()> {
-    let t = u32_of("pool", "threads", threads)?;
-    if t == 0 {
-        return Ok(());
-    }
-    let gpu = rec.gpu();
-    let groups = capped_grid(t.div_ceil(WG), gpu.grid_cap(), gpu.limits().max_compute_workgroups_per_dimension);
-    rec.dispatch(kernel, &vec![("WG", WG.into())], (0, p), bind, groups)
+    launch_1d(rec, kernel, ("pool", WG), p, bind, threads)
 }
 
 /// y [batch, oh, ow, C] = pooled x [batch, h, w, C].
