@@ -9,8 +9,8 @@
 //          Y = cols · Wᵀ with W [out, kh·kw·C] gives Y in NHWC.
 // col2im:  dX[n, ih, iw, c] (+)= Σ dcols[(n, oh, ow), (kh, kw, c)] over the
 //          (oh, ow, kh, kw) with ih = oh·s − pad + kh, iw = ow·s − pad + kw:
-//          a gather, one thread per input value, so no atomics; zero where X
-//          is a ReLU's output and not positive (GATE).
+//          a gather, one thread per input pixel, so no atomics; zero where
+//          X is a ReLU's output and not positive (GATE). Kernels up to 7×7.
 // Every loop strides by the launched threads: the grid is sized on the
 // host for the largest case, the work on the device (kept counts, batch).
 
@@ -38,6 +38,8 @@ struct ConvParams {
 }
 
 override WG: u32 = 256u;
+// Most kernel positions (kh · kw) col2im handles: 7×7.
+const MAX_TAPS: u32 = 49u;
 
 @group(0) @binding(0) var<uniform> p: ConvParams;
 @group(0) @binding(1) var<storage, read> dims: array<u32>;
@@ -57,6 +59,8 @@ fn stride(nwg: vec3<u32>) -> u32 {
     return nwg.x * nwg.y * WG;
 }
 
+// One thread per (row, kernel position): the index arithmetic once, then
+// the position's stored channels, contiguous in X and in cols.
 @compute @workgroup_size(WG)
 fn im2col(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -64,26 +68,34 @@ fn im2col(
     @builtin(local_invocation_index) lidx: u32,
 ) {
     let c = channels();
-    let row_len = p.kh * p.kw * c;
+    let taps = p.kh * p.kw;
     let pixels = p.oh * p.ow;
-    let total = rows_of(p.batch, p.batch_code) * pixels * row_len;
+    let total = rows_of(p.batch, p.batch_code) * pixels * taps;
     for (var t = flat_id(wid, nwg, lidx, WG); t < total; t += stride(nwg)) {
-        let r = t / row_len;
-        let q = t % row_len;
-        let kk = q / c;
-        let ch = q % c;
+        let r = t / taps;
+        let kk = t - r * taps;
         let n = r / pixels;
-        let pix = r % pixels;
-        let ih = i32((pix / p.ow) * p.stride + kk / p.kw) - i32(p.pad);
-        let iw = i32((pix % p.ow) * p.stride + kk % p.kw) - i32(p.pad);
-        var v = 0.0;
+        let pix = r - n * pixels;
+        let oy = pix / p.ow;
+        let ky = kk / p.kw;
+        let ih = i32(oy * p.stride + ky) - i32(p.pad);
+        let iw = i32((pix - oy * p.ow) * p.stride + kk - ky * p.kw) - i32(p.pad);
+        let out = t * c;
         if ih >= 0 && iw >= 0 && u32(ih) < p.h && u32(iw) < p.w {
-            v = src[((n * p.h + u32(ih)) * p.w + u32(iw)) * c + ch];
+            let at = ((n * p.h + u32(ih)) * p.w + u32(iw)) * c;
+            for (var ch = 0u; ch < c; ch++) {
+                dst[out + ch] = src[at + ch];
+            }
+        } else {
+            for (var ch = 0u; ch < c; ch++) {
+                dst[out + ch] = 0.0;
+            }
         }
-        dst[t] = v;
     }
 }
 
+// One thread per input pixel: the taps that reach it found once, then each
+// stored channel summed over them.
 @compute @workgroup_size(WG)
 fn col2im(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -92,14 +104,15 @@ fn col2im(
 ) {
     let c = channels();
     let row_len = p.kh * p.kw * c;
-    let total = rows_of(p.batch, p.batch_code) * p.h * p.w * c;
-    for (var t = flat_id(wid, nwg, lidx, WG); t < total; t += stride(nwg)) {
-        let ch = t % c;
-        let pix = t / c;
+    let total = rows_of(p.batch, p.batch_code) * p.h * p.w;
+    for (var pix = flat_id(wid, nwg, lidx, WG); pix < total; pix += stride(nwg)) {
         let n = pix / (p.h * p.w);
-        let ih = (pix / p.w) % p.h;
-        let iw = pix % p.w;
-        var sum = 0.0;
+        let rest = pix - n * p.h * p.w;
+        let ih = rest / p.w;
+        let iw = rest - ih * p.w;
+        // Offsets in dcols of the taps that read this pixel.
+        var taps: array<u32, MAX_TAPS>;
+        var count = 0u;
         for (var kh = 0u; kh < p.kh; kh++) {
             let th = i32(ih + p.pad) - i32(kh);
             if th < 0 || u32(th) % p.stride != 0u || u32(th) / p.stride >= p.oh {
@@ -112,15 +125,23 @@ fn col2im(
                     continue;
                 }
                 let ow = u32(tw) / p.stride;
-                sum += src[((n * p.oh + oh) * p.ow + ow) * row_len + (kh * p.kw + kw) * c + ch];
+                taps[count] = ((n * p.oh + oh) * p.ow + ow) * row_len + (kh * p.kw + kw) * c;
+                count++;
             }
         }
-        if p.gate != 0u && gate_x[t] <= 0.0 {
-            sum = 0.0;
+        for (var ch = 0u; ch < c; ch++) {
+            let t = pix * c + ch;
+            var sum = 0.0;
+            for (var k = 0u; k < count; k++) {
+                sum += src[taps[k] + ch];
+            }
+            if p.gate != 0u && gate_x[t] <= 0.0 {
+                sum = 0.0;
+            }
+            if p.accumulate != 0u {
+                sum += dst[t];
+            }
+            dst[t] = sum;
         }
-        if p.accumulate != 0u {
-            sum += dst[t];
-        }
-        dst[t] = sum;
     }
 }

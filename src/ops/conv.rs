@@ -37,6 +37,9 @@ impl KernelParams for ConvParams {
 
 const WG: u32 = 256;
 
+/// Most kernel positions (kh · kw) of a convolution: `MAX_TAPS` in conv.wgsl.
+pub const MAX_TAPS: usize = 49;
+
 /// A convolution's geometry: input h × w, a kh × kw kernel, stride, zero
 /// padding on every side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +56,12 @@ impl ConvGeom {
     /// Output height and width, or an error if the kernel does not fit.
     pub fn out(&self) -> Result<(usize, usize)> {
         let (ph, pw) = (self.h + 2 * self.pad, self.w + 2 * self.pad);
+        if self.kh * self.kw > MAX_TAPS {
+            return Err(Error::InvalidArgument(format!(
+                "a {}x{} kernel: convolutions take at most {MAX_TAPS} kernel positions (7x7)",
+                self.kh, self.kw
+            )));
+        }
         if self.stride == 0 || self.kh == 0 || self.kw == 0 || self.kh > ph || self.kw > pw {
             return Err(Error::InvalidArgument(format!(
                 "a {}x{} kernel with stride {} and padding {} does not fit a {}x{} input",
@@ -123,7 +132,8 @@ pub fn im2col(
     need("im2col", "cols", cols, rows * row_len, DType::F32)?;
     need("im2col", "x", x, batch.max() * g.h * g.w * ch.max(), DType::F32)?;
     need("im2col", "dims", dims, 1, DType::U32)?;
-    launch(rec, Kernel::Im2col, &p, &[(1, dims), (2, x), (3, cols)], rows * row_len)
+    // A thread per (row, kernel position).
+    launch(rec, Kernel::Im2col, &p, &[(1, dims), (2, x), (3, cols)], rows * g.kh * g.kw)
 }
 
 /// dx [batch, h, w, C] (+)= col2im(dcols); zero where `gate` (x) is not
@@ -156,5 +166,6 @@ pub fn col2im(
         }
         None => &one,
     };
-    launch(rec, Kernel::Col2im, &p, &[(1, dims), (2, dcols), (3, dx), (4, gate)], len)
+    // A thread per input pixel.
+    launch(rec, Kernel::Col2im, &p, &[(1, dims), (2, dcols), (3, dx), (4, gate)], batch.max() * g.h * g.w)
 }

@@ -71,4 +71,8 @@ fn im2col_and_col2im_match_reference() {
     let t = Tensor::zeros(&gpu, "t", &[64], DType::F32).unwrap();
     let d = Tensor::zeros(&gpu, "d", &[1], DType::U32).unwrap();
     assert!(im2col(&mut sparsetrain::Recorder::new(&gpu), &t, &t, &d, bad, stored(1, None), Rows::Fixed(1)).is_err());
+    // Kernels past 7×7 are refused by name.
+    let big = ConvGeom { h: 9, w: 9, kh: 9, kw: 9, stride: 1, pad: 4 };
+    let e = big.out().unwrap_err().to_string();
+    assert!(e.contains("9x9") && e.contains("49"), "{e}");
 }
