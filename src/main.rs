@@ -115,6 +115,11 @@ struct TrainArgs {
     /// Score function: Fisher-preconditioned (default) or the exact one.
     #[arg(long, value_enum, default_value_t = ScoreFnArg::Fisher)]
     score_fn: ScoreFnArg,
+    /// SGD of the weights no mask of a step reaches: lazy (caught up
+    /// exactly when next reached; O(kept) work per step) or eager (every
+    /// weight every step); auto is lazy at --keep 0.12 and below.
+    #[arg(long, value_enum, default_value_t = UpdatesArg::Auto)]
+    updates: UpdatesArg,
     /// Joint gradient-norm clipping of weights and scores.
     #[arg(long, default_value_t = 3.0)]
     clip: f32,
@@ -196,6 +201,13 @@ enum EstimatorArg {
     Vrpge,
     /// Plain policy gradient without baseline (ablation).
     Pge,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum UpdatesArg {
+    Auto,
+    Lazy,
+    Eager,
 }
 
 #[derive(Clone, Copy, ValueEnum)]

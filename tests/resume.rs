@@ -10,7 +10,7 @@ mod common;
 use common::*;
 use sparsetrain::data::synthetic_digits;
 use sparsetrain::nn::{GraphSpec, Shape};
-use sparsetrain::sparse::SparseConfig;
+use sparsetrain::sparse::{SparseConfig, Updates};
 use sparsetrain::train::checkpoint::{Checkpoint, CheckpointDir, DataId, Progress};
 use sparsetrain::train::{ModelSpec, Phase, Session, TrainConfig};
 
@@ -32,7 +32,8 @@ fn config(sparse: bool) -> TrainConfig {
         model: ModelSpec::Mlp { hidden: vec![40, 24] },
         epochs: 3,
         batch: 50,
-        sparse: sparse.then(|| SparseConfig { keep: 0.3, ..SparseConfig::default() }),
+        // Lazy SGD, so that its deferred state is checkpointed too.
+        sparse: sparse.then(|| SparseConfig { keep: 0.3, updates: Updates::Lazy, ..SparseConfig::default() }),
         ..TrainConfig::default()
     }
 }
@@ -276,7 +277,11 @@ fn lazy_sgd_equals_eager_across_resume() {
     let ds = &split.train;
     let data = DataId { name: "synthetic".into(), fingerprint: ds.fingerprint() };
     let with = |lazy: bool| TrainConfig {
-        sparse: Some(SparseConfig { keep: 0.2, lazy, ..SparseConfig::default() }),
+        sparse: Some(SparseConfig {
+            keep: 0.2,
+            updates: if lazy { Updates::Lazy } else { Updates::Eager },
+            ..SparseConfig::default()
+        }),
         ..config(true)
     };
     let mut eager = Session::new(&gpu, with(false), INPUT, 10).unwrap();

@@ -16,7 +16,7 @@ use sparsetrain::train::{ModelSpec, Session, TrainConfig, Trainer};
 
 use super::eval::load_split;
 use super::report::{Reporter, progress_bar, run_epochs};
-use crate::{AugmentArg, EstimatorArg, ModelArg, ScoreFnArg, TrainArgs, usage};
+use crate::{AugmentArg, EstimatorArg, ModelArg, ScoreFnArg, TrainArgs, UpdatesArg, usage};
 
 /// The model of the flags; `--hidden` and `--width` only where they mean something.
 fn model_of(a: &TrainArgs) -> anyhow::Result<ModelSpec> {
@@ -61,7 +61,7 @@ pub fn dataset_of(a: &TrainArgs, model: &ModelSpec) -> sparsetrain::data::Datase
 fn config_of(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
     use sparsetrain::ops::optim::Adam;
     use sparsetrain::ops::vrpge::{Estimator, ScoreFn};
-    use sparsetrain::sparse::SparseConfig;
+    use sparsetrain::sparse::{SparseConfig, Updates};
     for (flag, v) in [("--keep", a.keep), ("--score-lr", a.score_lr), ("--clip", a.clip)] {
         if !v.is_finite() {
             return Err(usage(format!("{flag} must be a finite number, got {v}")));
@@ -99,6 +99,11 @@ fn config_of(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
         },
         score_adam: Adam { lr: a.score_lr, ..Adam::default() },
         clip_norm: a.clip,
+        updates: match a.updates {
+            UpdatesArg::Auto => Updates::Auto,
+            UpdatesArg::Lazy => Updates::Lazy,
+            UpdatesArg::Eager => Updates::Eager,
+        },
         seed: a.seed,
         ..SparseConfig::default()
     });

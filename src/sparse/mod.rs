@@ -5,5 +5,5 @@
 pub mod config;
 pub mod mask;
 
-pub use config::SparseConfig;
+pub use config::{LAZY_MAX_KEEP, SparseConfig, Updates};
 pub use mask::MaskSet;

@@ -94,7 +94,7 @@ pub struct Trainer {
     /// Momentum and weight decay of the weights; the rate is per step.
     pub sgd: Sgd,
     pub sparse: Option<SparseState>,
-    /// Present for sparse trainers with `SparseConfig::lazy`.
+    /// Present for sparse trainers whose `SparseConfig::updates` are lazy.
     pub lazy: Option<LazySgd>,
     /// [loss 1, loss 2, running sum of step losses, _].
     pub loss: Tensor,
@@ -155,7 +155,7 @@ impl Trainer {
         };
         let ws = net.workspace(gpu, capacity, sparse.is_some())?;
         let lazy = match &sparse {
-            Some(sp) if sp.cfg.lazy => Some(LazySgd {
+            Some(sp) if sp.cfg.updates.lazy_at(sp.cfg.keep) => Some(LazySgd {
                 op: Lazy::new(gpu, net.graph.lazy_slots()?, net.graph.param_total)?,
                 last: Tensor::zeros(gpu, "lazy clocks", &[net.graph.param_total], DType::U32)?,
                 pending: None,
