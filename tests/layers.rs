@@ -283,3 +283,49 @@ fn masked_residual_network_matches_reference() {
         }
     }
 }
+
+/// What lazy SGD relies on (`Layer::param_sets`): a pass on kept channels
+/// gives no gradient outside each parameter's kept rows × kept columns.
+/// Checked on every parameter of a masked ResNet and LeNet-5.
+#[test]
+fn gradients_stay_inside_the_kept_rectangles() {
+    let Some(gpu) = gpu("gradients_stay_inside_the_kept_rectangles") else { return };
+    let specs = [
+        ("resnet8", models::resnet(8, 6, Shape { c: 3, h: 8, w: 8 }, 4).unwrap()),
+        ("lenet5", models::lenet5(Shape { c: 1, h: 12, w: 12 }, 4).unwrap()),
+    ];
+    for (case, (tag, spec)) in specs.into_iter().enumerate() {
+        let g = Graph::from_spec(spec.clone()).unwrap();
+        let batch = 3;
+        let (x, labels, flat, state) = setup(&g, batch, 3300 + case as u64);
+        let mut r = rng(3400 + case as u64);
+        let mask: Vec<u32> = (0..g.units()).map(|_| u32::from(r.random_bool(0.4))).collect();
+        let net = Net::from_flat(&gpu, Graph::from_spec(spec).unwrap(), &flat, &state).unwrap();
+        let ms = MaskSet::new(&gpu, &net.graph, 1, "test").unwrap();
+        ms.mask.upload(&gpu, &mask).unwrap();
+        let mut rec = Recorder::new(&gpu);
+        ms.compact(&mut rec).unwrap();
+        rec.finish().unwrap();
+        device_pass(&gpu, &net, &x, &labels, batch, Some(&ms));
+        let grads = net.grads.download_f32(&gpu).unwrap();
+        let sets = kept_sets(&gpu, &g, &ms);
+        let kept =
+            |side: sparsetrain::ops::lazy::SlotSide, i: usize| side.set.is_none_or(|(k, _)| sets[k].contains(&i));
+        let mut inside = 0;
+        for (s, slot) in g.lazy_slots().unwrap().iter().enumerate() {
+            for e in 0..slot.len() {
+                let (row, col) = (e / (slot.blocks * slot.cols.len), e % slot.cols.len);
+                let v = grads[slot.offset + e];
+                if kept(slot.rows, row) && kept(slot.cols, col) {
+                    inside += usize::from(v != 0.0);
+                } else {
+                    assert_eq!(
+                        v, 0.0,
+                        "{tag}: slot {s} ({slot:?}) element {e} (row {row}, column {col}) has a gradient outside the kept rectangle"
+                    );
+                }
+            }
+        }
+        assert!(inside > 0, "{tag}: some gradient inside the rectangles");
+    }
+}
