@@ -17,6 +17,32 @@ use crate::ops::optim::Sgd;
 use crate::sparse::SparseConfig;
 use crate::train::{Phase, Trainer};
 
+/// GPU seconds of one matmul per run, from timestamps around its pass
+/// (`Plan::gpu_seconds`): no submit or wait in the figure.
+fn time_matmul_gpu(gpu: &Gpu, mm: Matmul, d: Dims, runs: Runs) -> Result<Vec<f64>> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+    let mut rand_vec = |n: usize| (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<_>>();
+    let (a_shape, b_shape) = match mm.layout {
+        Layout::NN => ([d.m, d.k], [d.k, d.n]),
+        Layout::NT => ([d.m, d.k], [d.n, d.k]),
+        Layout::TN => ([d.k, d.m], [d.k, d.n]),
+    };
+    let a = crate::device::tensor::Tensor::from_f32(gpu, "bench A", &a_shape, &rand_vec(d.m * d.k))?;
+    let b = crate::device::tensor::Tensor::from_f32(gpu, "bench B", &b_shape, &rand_vec(d.k * d.n))?;
+    let c = crate::device::tensor::Tensor::from_f32(gpu, "bench C", &[d.m, d.n], &rand_vec(d.m * d.n))?;
+    let mut rec = crate::device::record::Recorder::new(gpu);
+    mm.record(&mut rec, &c, &a, &b, d)?;
+    let plan = rec.into_plan();
+    plan.gpu_seconds(gpu, None)?;
+    let start = Instant::now();
+    let mut out = Vec::new();
+    while out.len() < runs.min.max(1) || (out.len() < runs.max && start.elapsed().as_secs_f64() < runs.budget_s) {
+        out.push(plan.gpu_seconds(gpu, None)?);
+    }
+    Ok(out)
+}
+
 /// The MLP shapes at batch 256 for hidden sizes 1024 and 4096, as (M, N, K)
 /// of the forward product; the layout decides which operand is transposed.
 pub fn mlp_shapes() -> Vec<Dims> {
@@ -35,6 +61,36 @@ pub struct MatmulRow {
     pub gflops: f64,
     pub runs: usize,
     pub vs_naive: f64,
+    /// Timed by GPU timestamps (else wall clock around submit and wait).
+    pub gpu_timed: bool,
+    /// Share of the adapter's fp32 peak, where the peak is known.
+    pub peak_share: Option<f64>,
+}
+
+/// The fp32 peak of an adapter in TFLOP/s: `SPARSETRAIN_PEAK_TFLOPS`, else
+/// a few known data-centre and desktop GPUs by name (vendor figures for
+/// non-tensor fp32), else None.
+pub fn fp32_peak_tflops(adapter: &str) -> Option<f64> {
+    if let Some(v) = std::env::var("SPARSETRAIN_PEAK_TFLOPS").ok().and_then(|v| v.parse::<f64>().ok()) {
+        return (v > 0.0).then_some(v);
+    }
+    peak_by_name(adapter)
+}
+
+/// The fp32 peak of a known adapter, by name.
+fn peak_by_name(adapter: &str) -> Option<f64> {
+    let name = adapter.to_lowercase();
+    let known: [(&[&str], f64); 8] = [
+        (&["h100", "pcie"], 51.2),
+        (&["h100"], 66.9),
+        (&["h200"], 66.9),
+        (&["a100"], 19.5),
+        (&["l40s"], 91.6),
+        (&["rtx 4090"], 82.6),
+        (&["rtx 3090"], 35.6),
+        (&["a10g"], 31.2),
+    ];
+    known.iter().find(|(keys, _)| keys.iter().all(|k| name.contains(k))).map(|&(_, t)| t)
 }
 
 fn io_err(e: std::io::Error) -> Error {
@@ -59,23 +115,34 @@ pub fn bench_matmul(
         runs.min, runs.max, runs.budget_s
     )
     .map_err(io_err)?;
+    let timed = gpu.has_timestamps();
+    let peak = fp32_peak_tflops(&r.name);
+    writeln!(
+        out,
+        "timing: {}; fp32 peak: {}",
+        if timed { "GPU timestamps around the kernel" } else { "wall clock around submit and wait (no timestamps)" },
+        peak.map_or("unknown (set SPARSETRAIN_PEAK_TFLOPS)".to_string(), |p| format!("{p} TFLOP/s"))
+    )
+    .map_err(io_err)?;
     writeln!(out).map_err(io_err)?;
-    writeln!(out, "| layout | M×N×K | variant | GFLOP/s | runs | × naive |").map_err(io_err)?;
-    writeln!(out, "|---|---|---|---:|---:|---:|").map_err(io_err)?;
+    writeln!(out, "| layout | M×N×K | variant | GFLOP/s | % of fp32 peak | runs | × naive |").map_err(io_err)?;
+    writeln!(out, "|---|---|---|---:|---:|---:|---:|").map_err(io_err)?;
     let mut rows = Vec::new();
     for &layout in layouts {
         for &d in shapes {
             let mut cells = Vec::new();
             for v in [Variant::Naive, Variant::RegTile, Variant::Shared] {
-                let secs = time_matmul(gpu, Matmul::new(layout).variant(v), d, runs)?;
+                let mm = Matmul::new(layout).variant(v);
+                let secs = if timed { time_matmul_gpu(gpu, mm, d, runs)? } else { time_matmul(gpu, mm, d, runs)? };
                 cells.push((v, flops(d) / median(&secs) / 1e9, secs.len()));
             }
             let naive = cells[0].1;
             for (v, gflops, n) in cells {
                 let mark = if v == choice.variant { " (chosen)" } else { "" };
+                let share = peak.map(|p| gflops / (p * 1e3));
                 writeln!(
                     out,
-                    "| {} | {}×{}×{} | {}{} | {:.2} | {} | {:.2} |",
+                    "| {} | {}×{}×{} | {}{} | {:.2} | {} | {} | {:.2} |",
                     layout.name(),
                     d.m,
                     d.n,
@@ -83,12 +150,23 @@ pub fn bench_matmul(
                     v.name(),
                     mark,
                     gflops,
+                    share.map_or("—".to_string(), |s| format!("{:.1}%", 100.0 * s)),
                     n,
                     gflops / naive
                 )
                 .map_err(io_err)?;
                 out.flush().map_err(io_err)?;
-                rows.push(MatmulRow { layout, dims: d, variant: v, gflops, runs: n, vs_naive: gflops / naive });
+                let vs_naive = gflops / naive;
+                rows.push(MatmulRow {
+                    layout,
+                    dims: d,
+                    variant: v,
+                    gflops,
+                    runs: n,
+                    vs_naive,
+                    gpu_timed: timed,
+                    peak_share: share,
+                });
             }
         }
     }
@@ -346,4 +424,27 @@ pub fn mlp_model(hidden: &[usize]) -> (String, GraphSpec) {
     sizes.extend(hidden);
     sizes.push(10);
     (sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-"), GraphSpec::mlp(784, hidden, 10))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_peaks_by_adapter_name() {
+        assert_eq!(peak_by_name("NVIDIA H100 80GB HBM3"), Some(66.9));
+        assert_eq!(peak_by_name("NVIDIA H100 PCIe"), Some(51.2));
+        assert_eq!(peak_by_name("NVIDIA A100-SXM4-40GB"), Some(19.5));
+        assert_eq!(peak_by_name("llvmpipe (LLVM 15.0.6, 256 bits)"), None);
+    }
+
+    #[test]
+    fn models_by_name() {
+        assert_eq!(model_by_name("1024-1024").unwrap().0, "784-1024-1024-10");
+        assert_eq!(model_by_name("resnet20").unwrap().0, "resnet20");
+        assert!(model_by_name("resnet32:32").is_ok());
+        for bad in ["resnet21", "vgg12", "lenet5:4", "1024-0", "", "resnet20:x"] {
+            assert!(model_by_name(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 }

@@ -40,6 +40,7 @@ pub fn bench_all(json: Option<std::path::PathBuf>, quick: bool) -> anyhow::Resul
         "matmul": mm.iter().map(|m| json!({
             "layout": m.layout.name(), "m": m.dims.m, "n": m.dims.n, "k": m.dims.k,
             "variant": m.variant.name(), "gflops": m.gflops, "runs": m.runs, "vs_naive": m.vs_naive,
+            "gpu_timed": m.gpu_timed, "peak_share": m.peak_share,
         })).collect::<Vec<_>>(),
         "train": tr.iter().map(|t| json!({
             "model": t.model, "keep": t.keep, "step_ms": t.step_ms, "latency_ms": t.latency_ms, "gpu_ms": t.gpu_ms,
