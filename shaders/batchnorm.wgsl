@@ -17,7 +17,7 @@
 //     dβ_u, dγ_u.
 // bn_grad_apply: dx = γ_u/σ · (dy − Σdy/R − x̂·Σ(dy·x̂)/R) (+ gate, accumulate).
 // One workgroup per channel for the reductions (a grid over the largest
-// channel count; channels past the device-side count leave at once).
+// channel count; workgroups past the stored channels leave at once).
 
 // Keep in sync with `BnParams` in src/ops/batchnorm.rs.
 struct BnParams {
@@ -59,6 +59,7 @@ override WG: u32 = 256u;
 
 var<workgroup> red: array<f32, WG>;
 var<workgroup> red2: array<f32, WG>;
+var<workgroup> stored: u32;
 
 // (stored channels, kept channels).
 fn channels() -> vec2<u32> {
@@ -74,6 +75,16 @@ fn unit(j: u32) -> u32 {
         return j;
     }
     return maps[p.map + j];
+}
+
+// Whether workgroup j has a stored channel, made uniform across the
+// workgroup (the count is read from a buffer): the workgroups of channels
+// a mask removed leave after one barrier, not the reductions' sixteen.
+fn has_channel(j: u32, lidx: u32) -> bool {
+    if lidx == 0u {
+        stored = channels().x;
+    }
+    return j < workgroupUniformLoad(&stored);
 }
 
 // Tree sums of `red` and `red2` over the workgroup, read by every thread.
@@ -93,8 +104,11 @@ fn workgroup_sums(lidx: u32) -> vec2<f32> {
 
 @compute @workgroup_size(WG)
 fn bn_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
-    let ch = channels();
     let j = wid.x;
+    if !has_channel(j, lidx) {
+        return;
+    }
+    let ch = channels();
     let rows = rows_of(p.rows, p.rows_code);
     // Uniform per workgroup: the barriers below stay in uniform control flow.
     let live = j < ch.y && rows > 0u;
@@ -165,8 +179,11 @@ fn bn_apply(
 
 @compute @workgroup_size(WG)
 fn bn_grad_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
-    let ch = channels();
     let j = wid.x;
+    if !has_channel(j, lidx) {
+        return;
+    }
+    let ch = channels();
     let rows = rows_of(p.rows, p.rows_code);
     let live = j < ch.y;
     var sd = 0.0;
