@@ -38,6 +38,8 @@ struct ConvParams {
 }
 
 override WG: u32 = 256u;
+// im2col: a thread per row rather than per (row, kernel position).
+override PER_ROW: bool = false;
 // Most kernel positions (kh · kw) col2im handles: 7×7.
 const MAX_TAPS: u32 = 49u;
 
@@ -59,8 +61,11 @@ fn stride(nwg: vec3<u32>) -> u32 {
     return nwg.x * nwg.y * WG;
 }
 
-// One thread per (row, kernel position): the index arithmetic once, then
-// the position's stored channels, contiguous in X and in cols.
+// One thread per (row, kernel position), or with PER_ROW per row and all
+// its positions (CPU adapters, where the index arithmetic per position
+// dominates at a few kept channels; GPUs keep neighbouring threads on
+// neighbouring positions): then each position's stored channels, contiguous
+// in X and in cols.
 @compute @workgroup_size(WG)
 fn im2col(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -70,25 +75,44 @@ fn im2col(
     let c = channels();
     let taps = p.kh * p.kw;
     let pixels = p.oh * p.ow;
-    let total = rows_of(p.batch, p.batch_code) * pixels * taps;
-    for (var t = flat_id(wid, nwg, lidx, WG); t < total; t += stride(nwg)) {
-        let r = t / taps;
-        let kk = t - r * taps;
+    let rows = rows_of(p.batch, p.batch_code) * pixels;
+    var items = rows * taps;
+    if PER_ROW {
+        items = rows;
+    }
+    for (var t = flat_id(wid, nwg, lidx, WG); t < items; t += stride(nwg)) {
+        var r = t;
+        var k0 = 0u;
+        var k1 = taps;
+        if !PER_ROW {
+            r = t / taps;
+            k0 = t - r * taps;
+            k1 = k0 + 1u;
+        }
         let n = r / pixels;
         let pix = r - n * pixels;
         let oy = pix / p.ow;
-        let ky = kk / p.kw;
-        let ih = i32(oy * p.stride + ky) - i32(p.pad);
-        let iw = i32((pix - oy * p.ow) * p.stride + kk - ky * p.kw) - i32(p.pad);
-        let out = t * c;
-        if ih >= 0 && iw >= 0 && u32(ih) < p.h && u32(iw) < p.w {
-            let at = ((n * p.h + u32(ih)) * p.w + u32(iw)) * c;
-            for (var ch = 0u; ch < c; ch++) {
-                dst[out + ch] = src[at + ch];
+        let ox = pix - oy * p.ow;
+        var ky = k0 / p.kw;
+        var kx = k0 - ky * p.kw;
+        for (var kk = k0; kk < k1; kk++) {
+            let ih = i32(oy * p.stride + ky) - i32(p.pad);
+            let iw = i32(ox * p.stride + kx) - i32(p.pad);
+            let out = (r * taps + kk) * c;
+            if ih >= 0 && iw >= 0 && u32(ih) < p.h && u32(iw) < p.w {
+                let at = ((n * p.h + u32(ih)) * p.w + u32(iw)) * c;
+                for (var ch = 0u; ch < c; ch++) {
+                    dst[out + ch] = src[at + ch];
+                }
+            } else {
+                for (var ch = 0u; ch < c; ch++) {
+                    dst[out + ch] = 0.0;
+                }
             }
-        } else {
-            for (var ch = 0u; ch < c; ch++) {
-                dst[out + ch] = 0.0;
+            kx++;
+            if kx == p.kw {
+                kx = 0u;
+                ky++;
             }
         }
     }

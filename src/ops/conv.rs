@@ -115,7 +115,8 @@ fn launch(rec: &mut Recorder, kernel: Kernel, p: &ConvParams, bind: &[(u32, &Ten
 }
 
 /// cols [batch · oh · ow, kh · kw · C] from x [batch, h, w, C] (C the
-/// stored channels; `dims` holds a kept set's count).
+/// stored channels; `dims` holds a kept set's count). A thread per (row,
+/// kernel position) on GPUs, per row on CPU adapters (conv.wgsl says why).
 #[allow(clippy::too_many_arguments)]
 pub fn im2col(
     rec: &mut Recorder,
@@ -126,14 +127,39 @@ pub fn im2col(
     ch: Stored,
     batch: Rows,
 ) -> Result<()> {
+    let per_row = rec.gpu().report().device_type == wgpu::DeviceType::Cpu;
+    im2col_as(rec, cols, x, dims, g, ch, batch, per_row)
+}
+
+/// `im2col` with the thread layout chosen: one per row (`per_row`) or one
+/// per (row, kernel position).
+#[allow(clippy::too_many_arguments)]
+pub fn im2col_as(
+    rec: &mut Recorder,
+    cols: &Tensor,
+    x: &Tensor,
+    dims: &Tensor,
+    g: ConvGeom,
+    ch: Stored,
+    batch: Rows,
+    per_row: bool,
+) -> Result<()> {
     let p = params(g, ch, batch)?;
     let rows = batch.max() * (p.oh * p.ow) as usize;
     let row_len = g.kh * g.kw * ch.max();
     need("im2col", "cols", cols, rows * row_len, DType::F32)?;
     need("im2col", "x", x, batch.max() * g.h * g.w * ch.max(), DType::F32)?;
     need("im2col", "dims", dims, 1, DType::U32)?;
-    // A thread per (row, kernel position).
-    launch(rec, Kernel::Im2col, &p, &[(1, dims), (2, x), (3, cols)], rows * g.kh * g.kw)
+    let threads = if per_row { rows } else { rows * g.kh * g.kw };
+    let t = u32_of("im2col", "threads", threads)?;
+    if t == 0 {
+        return Ok(());
+    }
+    let gpu = rec.gpu();
+    let cap = (gpu.grid_cap(), gpu.limits().max_compute_workgroups_per_dimension);
+    let groups = crate::device::shader::capped_grid(t.div_ceil(WG), cap.0, cap.1);
+    let constants = vec![("WG", WG.into()), ("PER_ROW", f64::from(u8::from(per_row)))];
+    rec.dispatch(Kernel::Im2col, &constants, (0, &p), &[(1, dims), (2, x), (3, cols)], groups)
 }
 
 /// dx [batch, h, w, C] (+)= col2im(dcols); zero where `gate` (x) is not

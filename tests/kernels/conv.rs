@@ -1,5 +1,5 @@
 use sparsetrain::ops::Rows;
-use sparsetrain::ops::conv::{ConvGeom, col2im, im2col};
+use sparsetrain::ops::conv::{ConvGeom, col2im, im2col, im2col_as};
 use sparsetrain::{DType, Tensor, cpu};
 
 use crate::common::*;
@@ -40,6 +40,10 @@ fn im2col_and_col2im_match_reference() {
             let row = g.kh * g.kw * c;
             let cols_len = cap * oh * ow * g.kh * g.kw * max;
             let cols = Tensor::from_f32(&gpu, "cols", &[cols_len], &vec![7.0; cols_len]).unwrap();
+            // The other thread layout of im2col (per row on GPUs, per
+            // position on CPU adapters) gives the same columns.
+            let cols_other = Tensor::from_f32(&gpu, "cols", &[cols_len], &vec![7.0; cols_len]).unwrap();
+            let per_row_here = gpu.report().device_type == wgpu::DeviceType::Cpu;
             let dcols_h = rand_f32(&mut r, cols_len, -1.0, 1.0);
             let dcols = Tensor::from_f32(&gpu, "dcols", &[dcols_h.len()], &dcols_h).unwrap();
             let prior = rand_f32(&mut r, x.len(), -1.0, 1.0);
@@ -47,6 +51,7 @@ fn im2col_and_col2im_match_reference() {
             let dx_acc = Tensor::from_f32(&gpu, "dx acc", &[x.len()], &prior).unwrap();
             run_with_batch(&gpu, n, |rec| {
                 im2col(rec, &cols, &tx, &dims, g, st, Rows::Batch(cap)).unwrap();
+                im2col_as(rec, &cols_other, &tx, &dims, g, st, Rows::Batch(cap), !per_row_here).unwrap();
                 col2im(rec, &dx, &dcols, None, &dims, g, st, Rows::Batch(cap), false).unwrap();
                 col2im(rec, &dx_acc, &dcols, Some(&tx), &dims, g, st, Rows::Batch(cap), true).unwrap();
             });
@@ -55,6 +60,7 @@ fn im2col_and_col2im_match_reference() {
             let got = cols.download_f32(&gpu).unwrap();
             assert_close(&format!("im2col {tag}"), &got[..want.len()], &want, 0.0, 0.0);
             assert!(got[want.len()..].iter().all(|&v| v == 7.0), "{tag}: im2col wrote past the step's batch");
+            assert_eq!(got, cols_other.download_f32(&gpu).unwrap(), "{tag}: the two im2col thread layouts differ");
             let dcols64 = to_f64(&dcols_h[..n * oh * ow * row]);
             let want = cpu::conv::col2im(&dcols64, n, c, g);
             let got = dx.download_f32(&gpu).unwrap();
