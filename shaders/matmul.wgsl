@@ -7,7 +7,8 @@
 // Three entry points share the indexing helpers below:
 // - `matmul_regtile`: each thread owns a 4×4 register tile and reads A and B
 //   straight from memory as vec4. No workgroup barriers: the fastest on
-//   software rasterisers (lavapipe), where every barrier is expensive.
+//   software rasterisers (lavapipe), where every barrier is expensive. Its
+//   tile narrows to N when N is small (see `regtile_threads_x`).
 // - `matmul_shared`: the workgroup stages BK-deep slices of A and B in
 //   workgroup memory and each thread still owns a 4×4 register tile. Real GPUs
 //   reward the reuse.
@@ -324,18 +325,42 @@ fn store_tile(r0: u32, c0: u32, acc: mat4x4<f32>) {
     }
 }
 
+// Threads along N in a `matmul_regtile` tile: the fewest (a power of two, at
+// most WG_X) whose 4-wide columns cover N; the rest of the workgroup is
+// stacked along M. Narrow products (a convolution's few kept output
+// channels) then keep every invocation busy instead of leaving the threads
+// past N idle in each row: software rasterisers run consecutive invocations
+// as SIMD lanes, so with N = 8 and WG_X = 8 three lanes in four were
+// masked off. Keep in sync with `regtile_tile` in src/ops/matmul.rs.
+fn regtile_threads_x() -> u32 {
+    let need = (N + 3u) / 4u;
+    var tx = 1u;
+    while tx < need && tx < WG_X {
+        tx *= 2u;
+    }
+    return min(tx, WG_X);
+}
+
 @compute @workgroup_size(WG_X, WG_Y)
 fn matmul_regtile(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(local_invocation_index) lidx: u32,
 ) {
     load_dims();
-    let tiles = tile_count(4u * WG_X, 4u * WG_Y);
+    let tx = regtile_threads_x();
+    let ty = (WG_X * WG_Y) / tx;
+    let lx = lidx % tx;
+    let ly = lidx / tx;
+    if ly >= ty {
+        // Left over when tx does not divide the workgroup.
+        return;
+    }
+    let tiles = tile_count(4u * tx, 4u * ty);
     let run = tile_run(wid, nwg, tiles.x * tiles.y);
     for (var t = run.x; t < run.y; t++) {
-        let r0 = ((t / tiles.x) * WG_Y + lid.y) * 4u;
-        let c0 = ((t % tiles.x) * WG_X + lid.x) * 4u;
+        let r0 = ((t / tiles.x) * ty + ly) * 4u;
+        let c0 = ((t % tiles.x) * tx + lx) * 4u;
         if r0 < M && c0 < N {
             var acc = mat4x4<f32>();
             for (var k0 = 0u; k0 < K; k0 += 4u) {

@@ -77,6 +77,20 @@ fn shape(v: Variant) -> (UVec2, u32) {
     }
 }
 
+/// The output tile of one `matmul_regtile` workgroup of shape `wg` for a
+/// product n columns wide: the fewest threads along N (a power of two, at
+/// most wg.x) whose 4-wide columns cover n, the rest of the workgroup
+/// stacked along M. Keep in sync with `regtile_threads_x` in matmul.wgsl.
+pub fn regtile_tile(wg: UVec2, n: u32) -> UVec2 {
+    let need = n.div_ceil(4);
+    let mut tx = 1;
+    while tx < need && tx < wg.x {
+        tx *= 2;
+    }
+    let tx = tx.min(wg.x);
+    UVec2::new(4 * tx, 4 * ((wg.x * wg.y) / tx))
+}
+
 /// Problem size: C is [m, n], the inner dimension is k.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Dims {
@@ -343,7 +357,8 @@ impl<'a> Matmul<'a> {
         // the tiles, so that the tiles a small kept count leaves empty cost
         // nothing. Static sizes keep one workgroup per tile: on lavapipe the
         // looping grid measurably changed dense speeds (BENCHMARKS.md).
-        let tiles = grid_2d(n, m, wg * per_thread);
+        let tile = if variant == Variant::RegTile { regtile_tile(wg, n) } else { wg * per_thread };
+        let tiles = grid_2d(n, m, tile);
         let limit = gpu.limits().max_compute_workgroups_per_dimension;
         let cap = if self.is_dynamic() { gpu.grid_cap() } else { u32::MAX };
         let groups = capped_grid(tiles.x.saturating_mul(tiles.y), cap, limit);

@@ -4,7 +4,9 @@ use sparsetrain::{Recorder, Tensor};
 
 use crate::common::*;
 
-const SHAPES: [(usize, usize, usize); 11] = [
+// The last three are narrow and tall: `matmul_regtile` narrows its tile to
+// N and stacks the rest of the workgroup along M (several tiles of M).
+const SHAPES: [(usize, usize, usize); 14] = [
     (1, 1, 1),
     (1, 7, 3),
     (5, 1, 9),
@@ -16,6 +18,9 @@ const SHAPES: [(usize, usize, usize); 11] = [
     (128, 96, 260),
     (3, 5, 1),
     (6, 5, 0),
+    (300, 3, 17),
+    (517, 6, 7),
+    (263, 13, 10),
 ];
 
 fn shapes_of(layout: Layout, d: Dims) -> ([usize; 2], [usize; 2]) {
@@ -144,7 +149,9 @@ fn dynamic_cases(gpu: &sparsetrain::Gpu) {
     for variant in [Variant::RegTile, Variant::Shared, Variant::Naive] {
         for layout in Layout::ALL {
             // (real m, real n, real k) read from `dims`; 0 = nothing kept.
-            for &(rm, rn, rk) in &[(5usize, 7usize, 9usize), (1, 1, 1), (13, 0, 6), (8, 12, 0), (17, 30, 23)] {
+            for &(rm, rn, rk) in
+                &[(5usize, 7usize, 9usize), (1, 1, 1), (13, 0, 6), (8, 12, 0), (17, 30, 23), (290, 6, 11)]
+            {
                 case += 1;
                 let mut r = rng(1300 + case);
                 let pad = |x: usize| x.div_ceil(4) * 4;
@@ -187,8 +194,8 @@ fn dynamic_cases(gpu: &sparsetrain::Gpu) {
                 let tc = Tensor::from_f32(gpu, "C", &[d_max.m * d_max.n], &vec![f32::NAN; d_max.m * d_max.n]).unwrap();
                 // 2. Backward-style: C = (A·B) gated.
                 let tg = Tensor::from_f32(gpu, "G", &[d_max.m * d_max.n], &vec![f32::NAN; d_max.m * d_max.n]).unwrap();
-                // 3. Scatter-add into a full [40, 50] C through maps.
-                let (full_m, full_n) = (40usize, 50usize);
+                // 3. Scatter-add into a full C (at least [40, 50]) through maps.
+                let (full_m, full_n) = (40usize.max(rm + 10), 50usize.max(rn + 10));
                 let mut rows: Vec<u32> = (0..full_m as u32).collect();
                 let mut cols: Vec<u32> = (0..full_n as u32).collect();
                 for i in (1..rows.len()).rev() {
