@@ -45,10 +45,26 @@ const MAX_TAPS: u32 = 49u;
 
 @group(0) @binding(0) var<uniform> p: ConvParams;
 @group(0) @binding(1) var<storage, read> dims: array<u32>;
-@group(0) @binding(2) var<storage, read> src: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
+// Bound as vec4 (tensors are allocated and bound in whole 16-byte groups):
+// with a multiple of 4 stored channels (every kept count is padded to 4)
+// a channel run moves four floats per access; other counts (an RGB image,
+// LeNet's 6 channels) take single floats from the same bindings.
+@group(0) @binding(2) var<storage, read> src: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> dst: array<vec4<f32>>;
 // col2im: X, for the gate.
-@group(0) @binding(4) var<storage, read> gate_x: array<f32>;
+@group(0) @binding(4) var<storage, read> gate_x: array<vec4<f32>>;
+
+fn src_at(i: u32) -> f32 {
+    return src[i >> 2u][i & 3u];
+}
+
+fn dst_at(i: u32) -> f32 {
+    return dst[i >> 2u][i & 3u];
+}
+
+fn dst_set(i: u32, v: f32) {
+    dst[i >> 2u][i & 3u] = v;
+}
 
 fn channels() -> u32 {
     if p.c_code == NONE {
@@ -99,14 +115,23 @@ fn im2col(
             let ih = i32(oy * p.stride + ky) - i32(p.pad);
             let iw = i32(ox * p.stride + kx) - i32(p.pad);
             let out = (r * taps + kk) * c;
-            if ih >= 0 && iw >= 0 && u32(ih) < p.h && u32(iw) < p.w {
-                let at = ((n * p.h + u32(ih)) * p.w + u32(iw)) * c;
-                for (var ch = 0u; ch < c; ch++) {
-                    dst[out + ch] = src[at + ch];
+            let inside = ih >= 0 && iw >= 0 && u32(ih) < p.h && u32(iw) < p.w;
+            let at = ((n * p.h + u32(max(ih, 0))) * p.w + u32(max(iw, 0))) * c;
+            if (c & 3u) == 0u {
+                for (var q = 0u; q < c / 4u; q++) {
+                    var v = vec4(0.0);
+                    if inside {
+                        v = src[at / 4u + q];
+                    }
+                    dst[out / 4u + q] = v;
                 }
             } else {
                 for (var ch = 0u; ch < c; ch++) {
-                    dst[out + ch] = 0.0;
+                    var v = 0.0;
+                    if inside {
+                        v = src_at(at + ch);
+                    }
+                    dst_set(out + ch, v);
                 }
             }
             kx++;
@@ -153,19 +178,36 @@ fn col2im(
                 count++;
             }
         }
-        for (var ch = 0u; ch < c; ch++) {
-            let t = pix * c + ch;
-            var sum = 0.0;
-            for (var k = 0u; k < count; k++) {
-                sum += src[taps[k] + ch];
+        if (c & 3u) == 0u {
+            for (var q = 0u; q < c / 4u; q++) {
+                let t = pix * (c / 4u) + q;
+                var sum = vec4(0.0);
+                for (var k = 0u; k < count; k++) {
+                    sum += src[taps[k] / 4u + q];
+                }
+                if p.gate != 0u {
+                    sum = select(sum, vec4(0.0), gate_x[t] <= vec4(0.0));
+                }
+                if p.accumulate != 0u {
+                    sum += dst[t];
+                }
+                dst[t] = sum;
             }
-            if p.gate != 0u && gate_x[t] <= 0.0 {
-                sum = 0.0;
+        } else {
+            for (var ch = 0u; ch < c; ch++) {
+                let t = pix * c + ch;
+                var sum = 0.0;
+                for (var k = 0u; k < count; k++) {
+                    sum += src_at(taps[k] + ch);
+                }
+                if p.gate != 0u && gate_x[t >> 2u][t & 3u] <= 0.0 {
+                    sum = 0.0;
+                }
+                if p.accumulate != 0u {
+                    sum += dst_at(t);
+                }
+                dst_set(t, sum);
             }
-            if p.accumulate != 0u {
-                sum += dst[t];
-            }
-            dst[t] = sum;
         }
     }
 }

@@ -265,7 +265,8 @@ impl Kernel {
             Kernel::BiasAdd | Kernel::BiasGrad | Kernel::ReluForward | Kernel::ReluBackward | Kernel::Fill => {
                 "elementwise"
             }
-            Kernel::Im2col | Kernel::Col2im => "im2col",
+            Kernel::Im2col => "im2col",
+            Kernel::Col2im => "col2im",
             Kernel::BnStats | Kernel::BnApply | Kernel::BnGradReduce | Kernel::BnGradApply => "batchnorm",
             Kernel::PoolForward | Kernel::PoolBackward => "pooling",
             Kernel::AddForward | Kernel::AddBackward => "residual",

@@ -19,7 +19,9 @@ fn im2col_and_col2im_match_reference() {
         ConvGeom { h: 7, w: 7, kh: 2, kw: 3, stride: 3, pad: 0 },
     ];
     for (case, g) in geoms.into_iter().enumerate() {
-        for (full, count) in [(3usize, None), (11, Some(5usize)), (4, Some(0))] {
+        // Stored channels 3 and 6 take the single-float path, 8, 12 and 16
+        // the vec4 path.
+        for (full, count) in [(3usize, None), (6, None), (8, None), (11, Some(5usize)), (13, Some(13)), (4, Some(0))] {
             let mut r = rng(2100 + case as u64);
             let st = stored(full, count);
             // Buffers hold the largest layout; the data is laid out with the
