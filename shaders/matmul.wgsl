@@ -35,6 +35,11 @@
 //   store C[rows_map[r], cols_map[c]] += ... into a full-size gradient; with
 //   column blocks (a convolution's weight, [out, positions × channels]) the
 //   column map applies within each block of kept channels.
+// - an implicit convolution operand (IMPLICIT): A or B is the im2col
+//   columns of an NHWC X, read from X through the convolution's geometry
+//   instead of from materialised columns (no im2col pass, no columns
+//   written and read back). `matmul_regtile` walks kernel positions and
+//   pixels incrementally; the other variants index per element.
 
 // Keep in sync with `MatmulParams` in src/ops/matmul.rs.
 struct MatmulParams {
@@ -59,6 +64,18 @@ struct MatmulParams {
     // col_block_full channels in the full-size C.
     col_blocks: u32,
     col_block_full: u32,
+    // IMPLICIT: the convolution whose im2col columns the implicit operand
+    // is: NHWC X of im_h × im_w pixels, output im_oh × im_ow, kernel
+    // im_kh × im_kw, stride and padding. Its stored channels are the
+    // operand's column count / (im_kh · im_kw).
+    im_h: u32,
+    im_w: u32,
+    im_oh: u32,
+    im_ow: u32,
+    im_kh: u32,
+    im_kw: u32,
+    im_stride: u32,
+    im_pad: u32,
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
@@ -81,6 +98,10 @@ override WG_X: u32 = 8u;
 override WG_Y: u32 = 8u;
 // Depth of the K slice staged in workgroup memory by `matmul_shared`.
 override BK: u32 = 16u;
+// Implicit convolution (see the header): 1 when A [M, K] is im2col(X), 2
+// when B [K, N] is (neither transposed); X is bound in that operand's place
+// and its stored channels are a multiple of 4.
+override IMPLICIT: u32 = 0u;
 // Epilogues (see the header).
 override BIAS: bool = false;
 override RELU: bool = false;
@@ -141,10 +162,37 @@ fn tile_run(wid: vec3<u32>, nwg: vec3<u32>, total: u32) -> vec2<u32> {
     return vec2(min(first, total), min(first + per, total));
 }
 
+// Where column q of im2col row `row` reads X, with c stored channels per
+// pixel; NONE in the padding.
+fn im_index(row: u32, q: u32, c: u32) -> u32 {
+    let pixels = p.im_oh * p.im_ow;
+    let n = row / pixels;
+    let pix = row - n * pixels;
+    let oy = pix / p.im_ow;
+    let ox = pix - oy * p.im_ow;
+    let tap = q / c;
+    let ch = q - tap * c;
+    let ky = tap / p.im_kw;
+    let kx = tap - ky * p.im_kw;
+    let ih = i32(oy * p.im_stride + ky) - i32(p.im_pad);
+    let iw = i32(ox * p.im_stride + kx) - i32(p.im_pad);
+    if ih < 0 || iw < 0 || u32(ih) >= p.im_h || u32(iw) >= p.im_w {
+        return NONE;
+    }
+    return ((n * p.im_h + u32(ih)) * p.im_w + u32(iw)) * c + ch;
+}
+
 // Logical A[row, col] (row < M, col < K), zero outside.
 fn a_at(row: u32, col: u32) -> f32 {
     if row >= M || col >= K {
         return 0.0;
+    }
+    if IMPLICIT == 1u {
+        let i = im_index(row, col, K / (p.im_kh * p.im_kw));
+        if i == NONE {
+            return 0.0;
+        }
+        return a[i >> 2u][i & 3u];
     }
     var idx: u32;
     if TRANS_A {
@@ -159,6 +207,13 @@ fn a_at(row: u32, col: u32) -> f32 {
 fn b_at(row: u32, col: u32) -> f32 {
     if row >= K || col >= N {
         return 0.0;
+    }
+    if IMPLICIT == 2u {
+        let i = im_index(row, col, N / (p.im_kh * p.im_kw));
+        if i == NONE {
+            return 0.0;
+        }
+        return b[i >> 2u][i & 3u];
     }
     var idx: u32;
     if TRANS_B {
@@ -331,14 +386,116 @@ fn store_tile(r0: u32, c0: u32, acc: mat4x4<f32>) {
 // channels) then keep every invocation busy instead of leaving the threads
 // past N idle in each row: software rasterisers run consecutive invocations
 // as SIMD lanes, so with N = 8 and WG_X = 8 three lanes in four were
-// masked off. Keep in sync with `regtile_tile` in src/ops/matmul.rs.
+// masked off. Where M fills every tile's rows whatever the shape, the width
+// that pads N least is taken instead (ties: the wider), so N = 36 runs on
+// nine 4-wide columns rather than two 32-wide tiles, the second one 1/8 busy.
+// Keep in sync with `regtile_tile` in src/ops/matmul.rs.
 fn regtile_threads_x() -> u32 {
-    let need = (N + 3u) / 4u;
+    let quads_n = (N + 3u) / 4u;
     var tx = 1u;
-    while tx < need && tx < WG_X {
+    while tx < quads_n && tx < WG_X {
         tx *= 2u;
     }
-    return min(tx, WG_X);
+    tx = min(tx, WG_X);
+    if (M + 3u) / 4u >= WG_X * WG_Y {
+        var padded = ((quads_n + tx - 1u) / tx) * tx;
+        for (var t = tx / 2u; t > 0u; t /= 2u) {
+            let cols = ((quads_n + t - 1u) / t) * t;
+            if cols < padded {
+                tx = t;
+                padded = cols;
+            }
+        }
+    }
+    return tx;
+}
+
+// The C tile at (r0, c0) when A is im2col(X): a loop over kernel positions,
+// where each of the thread's four rows finds its window's pixel once, then
+// over the stored channels in fours. Nothing is divided inside the loops.
+fn regtile_implicit_a(r0: u32, c0: u32) -> mat4x4<f32> {
+    let c = K / (p.im_kh * p.im_kw);
+    let pixels = p.im_oh * p.im_ow;
+    // Per row: its sample's first row of X, and its window's top-left corner.
+    var first: vec4<u32>;
+    var top: vec4<i32>;
+    var left: vec4<i32>;
+    var live: vec4<bool>;
+    for (var i = 0u; i < 4u; i++) {
+        let r = r0 + i;
+        let n = r / pixels;
+        let pix = r - n * pixels;
+        let oy = pix / p.im_ow;
+        first[i] = n * p.im_h;
+        top[i] = i32(oy * p.im_stride) - i32(p.im_pad);
+        left[i] = i32((pix - oy * p.im_ow) * p.im_stride) - i32(p.im_pad);
+        live[i] = r < M;
+    }
+    var acc = mat4x4<f32>();
+    var k0 = 0u;
+    for (var ky = 0u; ky < p.im_kh; ky++) {
+        for (var kx = 0u; kx < p.im_kw; kx++) {
+            // Where each row reads this kernel position (vec4 index), NONE
+            // in the padding.
+            var at: vec4<u32>;
+            for (var i = 0u; i < 4u; i++) {
+                let ih = top[i] + i32(ky);
+                let iw = left[i] + i32(kx);
+                let inside = live[i] && ih >= 0 && iw >= 0 && u32(ih) < p.im_h && u32(iw) < p.im_w;
+                at[i] = select(NONE, ((first[i] + u32(max(ih, 0))) * p.im_w + u32(max(iw, 0))) * (c / 4u), inside);
+            }
+            for (var q = 0u; q < c / 4u; q++) {
+                var blk: mat4x4<f32>;
+                for (var i = 0u; i < 4u; i++) {
+                    if at[i] != NONE {
+                        blk[i] = a[at[i] + q];
+                    }
+                }
+                acc += b_block(k0, c0) * blk;
+                k0 += 4u;
+            }
+        }
+    }
+    return acc;
+}
+
+// The C tile at (r0, c0) when B is im2col(X) (a weight gradient, K running
+// over output pixels): the thread's four columns are four channels of one
+// kernel position, and the pixel of each row of B is stepped, not divided.
+fn regtile_implicit_b(r0: u32, c0: u32) -> mat4x4<f32> {
+    let c = N / (p.im_kh * p.im_kw);
+    let tap = c0 / c;
+    let ch4 = (c0 - tap * c) / 4u;
+    let ky = tap / p.im_kw;
+    let kx = tap - ky * p.im_kw;
+    // The output pixel (n, oy, ox) of row k of B.
+    var n = 0u;
+    var oy = 0u;
+    var ox = 0u;
+    var acc = mat4x4<f32>();
+    for (var k0 = 0u; k0 < K; k0 += 4u) {
+        var blk: mat4x4<f32>;
+        for (var kk = 0u; kk < 4u; kk++) {
+            let ih = i32(oy * p.im_stride + ky) - i32(p.im_pad);
+            let iw = i32(ox * p.im_stride + kx) - i32(p.im_pad);
+            if k0 + kk < K && ih >= 0 && iw >= 0 && u32(ih) < p.im_h && u32(iw) < p.im_w {
+                blk[kk] = b[((n * p.im_h + u32(ih)) * p.im_w + u32(iw)) * (c / 4u) + ch4];
+            }
+            ox++;
+            if ox == p.im_ow {
+                ox = 0u;
+                oy++;
+                if oy == p.im_oh {
+                    oy = 0u;
+                    n++;
+                }
+            }
+        }
+        // Column i of (B-block · A-block) is row i of the C tile, as in the
+        // plain loop.
+        acc += blk * a_block(r0, k0);
+    }
+    return acc;
 }
 
 @compute @workgroup_size(WG_X, WG_Y)
@@ -363,10 +520,16 @@ fn matmul_regtile(
         let c0 = ((t % tiles.x) * tx + lx) * 4u;
         if r0 < M && c0 < N {
             var acc = mat4x4<f32>();
-            for (var k0 = 0u; k0 < K; k0 += 4u) {
-                // Column i of (B-block · A-block) is Σ_kk B[k0+kk, c0..c0+4] · A[r0+i, k0+kk],
-                // which is row i of the C tile: one 4×4 product, 64 FMAs per step.
-                acc += b_block(k0, c0) * a_block(r0, k0);
+            if IMPLICIT == 1u {
+                acc = regtile_implicit_a(r0, c0);
+            } else if IMPLICIT == 2u {
+                acc = regtile_implicit_b(r0, c0);
+            } else {
+                for (var k0 = 0u; k0 < K; k0 += 4u) {
+                    // Column i of (B-block · A-block) is Σ_kk B[k0+kk, c0..c0+4] · A[r0+i, k0+kk],
+                    // which is row i of the C tile: one 4×4 product, 64 FMAs per step.
+                    acc += b_block(k0, c0) * a_block(r0, k0);
+                }
             }
             store_tile(r0, c0, acc);
         }

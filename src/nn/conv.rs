@@ -9,6 +9,9 @@
 //!   weight grad  dW += dYᵀ·cols     (scattered into the full-size gradient)
 //!   input grad   dcols = dY·W;  dX = col2im(dcols)  (gated by a ReLU'd X)
 //! A 1×1 convolution with stride 1 and no padding reads X as its columns.
+//! Where the matmul variant supports it (see `Conv2d::implicit`), the
+//! forward and weight-gradient products read cols from X themselves
+//! (an implicit convolution, matmul.wgsl's IMPLICIT): no im2col pass.
 //! On kept channels, W's kept rows and, within each kernel position, kept
 //! input channels are gathered first (gather.wgsl), as a linear layer does.
 
@@ -19,7 +22,7 @@ use crate::cpu;
 use crate::error::{Error, Result};
 use crate::ops::conv::{ConvGeom, Stored, col2im, im2col};
 use crate::ops::gather::{Side, bias_grad_of, bias_partials_len, gather_bias, gather_weight_blocks};
-use crate::ops::matmul::{Dims, Layout, Matmul, Scatter, Size};
+use crate::ops::matmul::{Dims, Implicit, Layout, Matmul, Scatter, Size, Variant};
 
 fn one() -> usize {
     1
@@ -67,6 +70,18 @@ impl Conv2d {
 
     fn positions(&self) -> usize {
         self.kernel * self.kernel
+    }
+
+    /// Whether the products read X as their im2col operand directly (an
+    /// implicit convolution) rather than through materialised columns:
+    /// where the matmul variant walks kernel positions itself (`regtile`,
+    /// chosen on CPU adapters, where writing and re-reading the columns cost
+    /// a quarter of a sparse ResNet step) and the stored channels come in
+    /// fours (every kept count does; all channels where their count does).
+    fn implicit(&self, cx: &Ctx, in_side: Side, ci: usize) -> bool {
+        !self.identity()
+            && (in_side != Side::Full || ci.is_multiple_of(4))
+            && cx.rec.gpu().matmul_choice().variant == Variant::RegTile
     }
 
     /// Where im2col's columns sit in `scratch` (after the compacted weight
@@ -167,7 +182,8 @@ impl Layer for Conv2d {
         let cap = cx.rows.max();
         let kept = cx.kept_or_unused();
         let dense = in_side == Side::Full && out_side == Side::Full;
-        let cols = if self.identity() {
+        let implicit = self.implicit(cx, in_side, ci);
+        let cols = if self.identity() || implicit {
             x.t
         } else {
             let cols = &cx.scratch[self.columns_slot(cx)];
@@ -187,6 +203,9 @@ impl Layer for Conv2d {
             (wc, self.bias.then_some(bc))
         };
         let mut mm = Matmul::new(Layout::NT).sizes(Some(kept.dims), rows, size(out_side, 1), size(in_side, kk));
+        if implicit {
+            mm = mm.implicit(Implicit::A(g));
+        }
         if let Some(b) = b {
             mm = mm.bias(b);
         }
@@ -207,7 +226,8 @@ impl Layer for Conv2d {
         let dense = in_side == Side::Full && out_side == Side::Full;
         let dy = cx.d_output.ok_or_else(|| Error::InvalidArgument("conv2d backward without d_output".into()))?;
         let stored = Stored { side: in_side, full: ci };
-        let cols = if self.identity() {
+        let implicit = self.implicit(cx, in_side, ci);
+        let cols = if self.identity() || implicit {
             x.t
         } else {
             let cols = &cx.scratch[self.columns_slot(cx)];
@@ -221,6 +241,9 @@ impl Layer for Conv2d {
         // gradients, through the kept lists where compacted.
         let mut mm =
             Matmul::new(Layout::TN).accumulate().sizes(Some(kept.dims), size(out_side, 1), size(in_side, kk), rows);
+        if implicit {
+            mm = mm.implicit(Implicit::B(g));
+        }
         if !dense {
             mm = mm.scatter(Scatter {
                 maps: kept.maps,
@@ -250,9 +273,11 @@ impl Layer for Conv2d {
             }
             return nn.record(cx.rec, dx.t, dy, w, Dims { m: cap * pixels, n: pk, k: pr });
         }
-        // The columns are spent: they take the input gradient's columns.
-        nn.record(cx.rec, cols, dy, w, Dims { m: cap * pixels, n: pk, k: pr })?;
-        col2im(cx.rec, dx.t, cols, dx.gate.then_some(x.t), kept.dims, g, stored, cx.rows, dx.accumulate)
+        // The columns (spent, or never written by an implicit product) take
+        // the input gradient's columns.
+        let dcols = &cx.scratch[self.columns_slot(cx)];
+        nn.record(cx.rec, dcols, dy, w, Dims { m: cap * pixels, n: pk, k: pr })?;
+        col2im(cx.rec, dx.t, dcols, dx.gate.then_some(x.t), kept.dims, g, stored, cx.rows, dx.accumulate)
     }
 
     fn flops(&self, inputs: &[Shape], out: Shape, rho_in: f64, rho_out: f64) -> f64 {

@@ -4,6 +4,7 @@
 
 use glam::UVec2;
 
+use super::conv::ConvGeom;
 use super::{KernelParams, NONE, need, u32_of};
 use crate::device::record::Recorder;
 use crate::device::shader::{Shader, capped_grid, grid_2d};
@@ -27,6 +28,14 @@ pub struct MatmulParams {
     pub cols_map: u32,
     pub col_blocks: u32,
     pub col_block_full: u32,
+    pub im_h: u32,
+    pub im_w: u32,
+    pub im_oh: u32,
+    pub im_ow: u32,
+    pub im_kh: u32,
+    pub im_kw: u32,
+    pub im_stride: u32,
+    pub im_pad: u32,
     pub _pad: [u32; 3],
 }
 
@@ -77,17 +86,31 @@ fn shape(v: Variant) -> (UVec2, u32) {
     }
 }
 
-/// The output tile of one `matmul_regtile` workgroup of shape `wg` for a
-/// product n columns wide: the fewest threads along N (a power of two, at
-/// most wg.x) whose 4-wide columns cover n, the rest of the workgroup
-/// stacked along M. Keep in sync with `regtile_threads_x` in matmul.wgsl.
-pub fn regtile_tile(wg: UVec2, n: u32) -> UVec2 {
-    let need = n.div_ceil(4);
+/// The output tile of one `matmul_regtile` workgroup of shape `wg` for an
+/// m × n product: the fewest threads along N (a power of two, at most wg.x)
+/// whose 4-wide columns cover n, the rest of the workgroup stacked along M;
+/// where m fills every tile's rows whatever the shape, the width that pads
+/// n least (ties: the wider). Keep in sync with `regtile_threads_x` in
+/// matmul.wgsl.
+pub fn regtile_tile(wg: UVec2, m: u32, n: u32) -> UVec2 {
+    let quads_n = n.div_ceil(4);
     let mut tx = 1;
-    while tx < need && tx < wg.x {
+    while tx < quads_n && tx < wg.x {
         tx *= 2;
     }
-    let tx = tx.min(wg.x);
+    let mut tx = tx.min(wg.x);
+    if m.div_ceil(4) >= wg.x * wg.y {
+        let mut padded = quads_n.div_ceil(tx) * tx;
+        let mut t = tx / 2;
+        while t > 0 {
+            let cols = quads_n.div_ceil(t) * t;
+            if cols < padded {
+                tx = t;
+                padded = cols;
+            }
+            t /= 2;
+        }
+    }
     UVec2::new(4 * tx, 4 * ((wg.x * wg.y) / tx))
 }
 
@@ -162,6 +185,18 @@ pub struct Scatter<'a> {
     pub col_block_full: usize,
 }
 
+/// Which operand of a product is the im2col columns of a convolution's
+/// input, read from the input itself (an implicit convolution).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Implicit {
+    /// A [M, K] = im2col(X): M runs over output pixels, K over kernel
+    /// positions × stored channels (a forward convolution, layouts NN / NT).
+    A(ConvGeom),
+    /// B [K, N] = im2col(X): K runs over output pixels (a weight gradient,
+    /// layouts NN / TN).
+    B(ConvGeom),
+}
+
 /// One matmul: layout, scaling, epilogues, and optionally a forced variant.
 #[derive(Clone, Copy, Debug)]
 pub struct Matmul<'a> {
@@ -181,6 +216,7 @@ pub struct Matmul<'a> {
     dims: Option<&'a Tensor>,
     /// Where M, N and K come from.
     sizes: [Size; 3],
+    implicit: Option<Implicit>,
 }
 
 fn opt_index(op: &'static str, what: &str, v: Option<usize>) -> Result<u32> {
@@ -200,7 +236,16 @@ impl<'a> Matmul<'a> {
             scatter: None,
             dims: None,
             sizes: [Size::Static; 3],
+            implicit: None,
         }
+    }
+
+    /// Reads one operand as the im2col columns of X, bound in its place:
+    /// X is NHWC with a multiple of 4 stored channels (the operand's column
+    /// count over the kernel positions), and the operand is not transposed.
+    pub fn implicit(mut self, i: Implicit) -> Matmul<'a> {
+        self.implicit = Some(i);
+        self
     }
 
     /// Adds into C instead of overwriting it.
@@ -278,8 +323,29 @@ impl<'a> Matmul<'a> {
         if self.scatter.is_none() {
             need(OP, "C", c, d.m * d.n, DType::F32)?;
         }
-        need(OP, "A", a, d.m * d.k, DType::F32)?;
-        need(OP, "B", b, d.k * d.n, DType::F32)?;
+        let x_len = |g: ConvGeom, rows: usize, cols: usize| -> Result<usize> {
+            let (oh, ow) = g.out()?;
+            let taps = g.kh * g.kw;
+            if !cols.is_multiple_of(4 * taps) {
+                return Err(Error::InvalidArgument(format!(
+                    "matmul: an implicit convolution operand needs a multiple of 4 channels per kernel position, got {cols} columns over {taps} positions"
+                )));
+            }
+            Ok(rows.div_ceil(oh * ow) * g.h * g.w * (cols / taps))
+        };
+        let (a_len, b_len) = match self.implicit {
+            None => (d.m * d.k, d.k * d.n),
+            Some(Implicit::A(g)) if !self.layout.trans_a() => (x_len(g, d.m, d.k)?, d.k * d.n),
+            Some(Implicit::B(g)) if !self.layout.trans_b() => (d.m * d.k, x_len(g, d.k, d.n)?),
+            Some(_) => {
+                return Err(Error::InvalidArgument(format!(
+                    "matmul: an implicit convolution operand cannot be transposed (layout {})",
+                    self.layout.name()
+                )));
+            }
+        };
+        need(OP, "A", a, a_len, DType::F32)?;
+        need(OP, "B", b, b_len, DType::F32)?;
         if let Some(bias) = self.bias {
             need(OP, "bias", bias, d.n, DType::F32)?;
         }
@@ -294,8 +360,12 @@ impl<'a> Matmul<'a> {
         for (name, len) in [("A", d.m * d.k), ("B", d.k * d.n), ("C", d.m * d.n)] {
             u32_of(OP, name, len)?;
         }
-        let plain =
-            self.bias.is_none() && self.gate.is_none() && self.scatter.is_none() && !self.is_dynamic() && !self.relu;
+        let plain = self.bias.is_none()
+            && self.gate.is_none()
+            && self.scatter.is_none()
+            && !self.is_dynamic()
+            && !self.relu
+            && self.implicit.is_none();
         if d.k == 0 && self.beta == 0.0 && plain {
             // An empty sum: C = 0.
             return c.view(0, &[d.m * d.n]).and_then(|v| super::fill::fill_f32(rec, &v, 0.0));
@@ -320,6 +390,14 @@ impl<'a> Matmul<'a> {
             ("RELU", flag(self.relu)),
             ("GATE", flag(self.gate.is_some())),
             ("SCATTER", flag(self.scatter.is_some())),
+            (
+                "IMPLICIT",
+                match self.implicit {
+                    None => 0.0,
+                    Some(Implicit::A(_)) => 1.0,
+                    Some(Implicit::B(_)) => 2.0,
+                },
+            ),
         ];
         let mut params = MatmulParams {
             m,
@@ -335,8 +413,24 @@ impl<'a> Matmul<'a> {
             cols_map: NONE,
             col_blocks: 1,
             col_block_full: n,
+            im_h: 0,
+            im_w: 0,
+            im_oh: 0,
+            im_ow: 0,
+            im_kh: 1,
+            im_kw: 1,
+            im_stride: 1,
+            im_pad: 0,
             _pad: [0; 3],
         };
+        if let Some(Implicit::A(g) | Implicit::B(g)) = self.implicit {
+            let (oh, ow) = g.out()?;
+            let u = |what: &str, v: usize| u32_of(OP, what, v);
+            (params.im_h, params.im_w, params.im_oh, params.im_ow) =
+                (u("h", g.h)?, u("w", g.w)?, u("oh", oh)?, u("ow", ow)?);
+            (params.im_kh, params.im_kw) = (u("kh", g.kh)?, u("kw", g.kw)?);
+            (params.im_stride, params.im_pad) = (u("stride", g.stride)?, u("pad", g.pad)?);
+        }
         if self.sizes.iter().any(|s| matches!(s, Size::Kept { .. })) {
             let Some(dims) = self.dims else {
                 return Err(Error::InvalidArgument("matmul: kept sizes without a dims tensor".into()));
@@ -357,7 +451,7 @@ impl<'a> Matmul<'a> {
         // the tiles, so that the tiles a small kept count leaves empty cost
         // nothing. Static sizes keep one workgroup per tile: on lavapipe the
         // looping grid measurably changed dense speeds (BENCHMARKS.md).
-        let tile = if variant == Variant::RegTile { regtile_tile(wg, n) } else { wg * per_thread };
+        let tile = if variant == Variant::RegTile { regtile_tile(wg, m, n) } else { wg * per_thread };
         let tiles = grid_2d(n, m, tile);
         let limit = gpu.limits().max_compute_workgroups_per_dimension;
         let cap = if self.is_dynamic() { gpu.grid_cap() } else { u32::MAX };
@@ -380,4 +474,26 @@ impl<'a> Matmul<'a> {
 /// FLOPs of one matmul (multiply and add counted separately).
 pub fn flops(d: Dims) -> f64 {
     2.0 * d.m as f64 * d.n as f64 * d.k as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regtile_tiles_follow_narrow_and_tall_products() {
+        let wg = UVec2::new(8, 8);
+        // Wide products keep the square tile.
+        assert_eq!(regtile_tile(wg, 4096, 4096), UVec2::new(32, 32));
+        // Narrow N: the fewest threads along N, the rest along M.
+        assert_eq!(regtile_tile(wg, 100, 8), UVec2::new(8, 128));
+        assert_eq!(regtile_tile(wg, 100, 1), UVec2::new(4, 256));
+        // N = 36 (nine 4-wide columns): short M keeps the covering width;
+        // tall M takes the width that pads N least.
+        assert_eq!(regtile_tile(wg, 100, 36), UVec2::new(32, 32));
+        assert_eq!(regtile_tile(wg, 1031, 36), UVec2::new(4, 256));
+        assert_eq!(regtile_tile(wg, 1031, 40), UVec2::new(8, 128));
+        // A workgroup width that is not a power of two.
+        assert_eq!(regtile_tile(UVec2::new(6, 6), 10, 8), UVec2::new(8, 72));
+    }
 }

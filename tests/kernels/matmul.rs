@@ -1,12 +1,13 @@
 use sparsetrain::cpu;
 use sparsetrain::ops::matmul::{Dims, Layout, Matmul, Variant};
-use sparsetrain::{Recorder, Tensor};
+use sparsetrain::{DType, Recorder, Tensor};
 
 use crate::common::*;
 
-// The last three are narrow and tall: `matmul_regtile` narrows its tile to
-// N and stacks the rest of the workgroup along M (several tiles of M).
-const SHAPES: [(usize, usize, usize); 14] = [
+// The last four are narrow and tall: `matmul_regtile` narrows its tile to
+// N and stacks the rest of the workgroup along M (several tiles of M); the
+// last is tall enough that it picks the width padding N least (4 wide).
+const SHAPES: [(usize, usize, usize); 15] = [
     (1, 1, 1),
     (1, 7, 3),
     (5, 1, 9),
@@ -21,6 +22,7 @@ const SHAPES: [(usize, usize, usize); 14] = [
     (300, 3, 17),
     (517, 6, 7),
     (263, 13, 10),
+    (1031, 36, 9),
 ];
 
 fn shapes_of(layout: Layout, d: Dims) -> ([usize; 2], [usize; 2]) {
@@ -150,7 +152,7 @@ fn dynamic_cases(gpu: &sparsetrain::Gpu) {
         for layout in Layout::ALL {
             // (real m, real n, real k) read from `dims`; 0 = nothing kept.
             for &(rm, rn, rk) in
-                &[(5usize, 7usize, 9usize), (1, 1, 1), (13, 0, 6), (8, 12, 0), (17, 30, 23), (290, 6, 11)]
+                &[(5usize, 7usize, 9usize), (1, 1, 1), (13, 0, 6), (8, 12, 0), (17, 30, 23), (290, 6, 11), (300, 37, 5)]
             {
                 case += 1;
                 let mut r = rng(1300 + case);
@@ -294,4 +296,100 @@ fn large_matmuls_compute_every_tile() {
             );
         }
     }
+}
+
+/// Implicit convolution operands (IMPLICIT) in every variant: the forward
+/// product with A = im2col(X) (layout A·Bᵀ) and the weight gradient with
+/// B = im2col(X) (layout Aᵀ·B, accumulated) against the f64 product of the
+/// explicit im2col; awkward geometries (strides, padding, 1×1, a single
+/// pixel, rectangular kernels), 4 to 12 channels, and a step batch below the
+/// capacity (rows past it untouched). A channel count that is not a multiple
+/// of 4 is refused.
+#[test]
+fn implicit_convolution_operands_match_im2col() {
+    use sparsetrain::ops::conv::ConvGeom;
+    use sparsetrain::ops::matmul::{Implicit, Size};
+    let Some(gpu) = gpu("implicit_convolution_operands_match_im2col") else { return };
+    let geoms = [
+        ConvGeom { h: 5, w: 7, kh: 3, kw: 3, stride: 1, pad: 1 },
+        ConvGeom { h: 8, w: 8, kh: 3, kw: 3, stride: 2, pad: 1 },
+        ConvGeom { h: 6, w: 6, kh: 1, kw: 1, stride: 2, pad: 0 },
+        ConvGeom { h: 1, w: 1, kh: 1, kw: 1, stride: 1, pad: 0 },
+        ConvGeom { h: 9, w: 5, kh: 5, kw: 5, stride: 1, pad: 2 },
+        ConvGeom { h: 7, w: 7, kh: 2, kw: 3, stride: 3, pad: 0 },
+    ];
+    let mut case = 0u64;
+    for g in geoms {
+        for c in [4usize, 8, 12] {
+            for variant in [Variant::RegTile, Variant::Shared, Variant::Naive] {
+                case += 1;
+                let mut r = rng(3100 + case);
+                let (cap, n, co) = (3usize, 2usize, 5usize);
+                let (oh, ow) = g.out().unwrap();
+                let (pixels, kdim) = (oh * ow, g.kh * g.kw * c);
+                let (rows_cap, rows) = (cap * pixels, n * pixels);
+                let x = rand_f32(&mut r, cap * g.h * g.w * c, -1.0, 1.0);
+                let w = rand_f32(&mut r, co * kdim, -1.0, 1.0);
+                let dy = rand_f32(&mut r, rows_cap * co, -1.0, 1.0);
+                let dw0 = rand_f32(&mut r, co * kdim, -1.0, 1.0);
+                let tx = Tensor::from_f32(&gpu, "x", &[x.len()], &x).unwrap();
+                let tw = Tensor::from_f32(&gpu, "w", &[co, kdim], &w).unwrap();
+                let tdy = Tensor::from_f32(&gpu, "dy", &[rows_cap, co], &dy).unwrap();
+                let ty = Tensor::from_f32(&gpu, "y", &[rows_cap, co], &vec![f32::NAN; rows_cap * co]).unwrap();
+                let tdw = Tensor::from_f32(&gpu, "dw", &[co, kdim], &dw0).unwrap();
+                let per = Size::Batch { per: pixels };
+                run_with_batch(&gpu, n, |rec| {
+                    Matmul::new(Layout::NT)
+                        .variant(variant)
+                        .implicit(Implicit::A(g))
+                        .sizes(None, per, Size::Static, Size::Static)
+                        .record(rec, &ty, &tx, &tw, Dims { m: rows_cap, n: co, k: kdim })
+                        .unwrap();
+                    Matmul::new(Layout::TN)
+                        .variant(variant)
+                        .accumulate()
+                        .implicit(Implicit::B(g))
+                        .sizes(None, Size::Static, Size::Static, per)
+                        .record(rec, &tdw, &tdy, &tx, Dims { m: co, n: kdim, k: rows_cap })
+                        .unwrap();
+                });
+                let tag = format!("{} {g:?} channels {c}", variant.name());
+                let cols = cpu::conv::im2col(&to_f64(&x[..n * g.h * g.w * c]), n, c, g);
+                let mut want = vec![0.0; rows * co];
+                cpu::matmul::matmul(
+                    &mut want,
+                    &cols,
+                    &to_f64(&w),
+                    Layout::NT,
+                    1.0,
+                    0.0,
+                    Dims { m: rows, n: co, k: kdim },
+                );
+                let got = ty.download_f32(&gpu).unwrap();
+                assert_close(&format!("implicit forward {tag}"), &got[..want.len()], &want, 1e-5, 1e-5);
+                assert!(got[want.len()..].iter().all(|v| v.is_nan()), "{tag}: rows past the step's batch written");
+                let mut want = to_f64(&dw0);
+                let d = Dims { m: co, n: kdim, k: rows };
+                cpu::matmul::matmul(&mut want, &to_f64(&dy[..rows * co]), &cols, Layout::TN, 1.0, 1.0, d);
+                let got = tdw.download_f32(&gpu).unwrap();
+                assert_close(&format!("implicit weight gradient {tag}"), &got, &want, 1e-4, 1e-5);
+            }
+        }
+    }
+    // Three channels per kernel position cannot be read in fours.
+    let g = ConvGeom { h: 4, w: 4, kh: 3, kw: 3, stride: 1, pad: 1 };
+    let t = Tensor::zeros(&gpu, "t", &[4096], DType::F32).unwrap();
+    let mut rec = Recorder::new(&gpu);
+    let e = Matmul::new(Layout::NT)
+        .implicit(Implicit::A(g))
+        .record(&mut rec, &t, &t, &t, Dims { m: 16, n: 2, k: 27 })
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("multiple of 4"), "{e}");
+    let e = Matmul::new(Layout::TN)
+        .implicit(Implicit::A(g))
+        .record(&mut rec, &t, &t, &t, Dims { m: 16, n: 2, k: 36 })
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("transposed"), "{e}");
 }
