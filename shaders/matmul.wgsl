@@ -38,8 +38,10 @@
 // - an implicit convolution operand (IMPLICIT): A or B is the im2col
 //   columns of an NHWC X, read from X through the convolution's geometry
 //   instead of from materialised columns (no im2col pass, no columns
-//   written and read back). `matmul_regtile` walks kernel positions and
-//   pixels incrementally; the other variants index per element.
+//   written and read back); and the input gradient dX = col2im(dY·W) as
+//   one product gathering dY (no col2im pass). `matmul_regtile` walks
+//   kernel positions and pixels incrementally; the other variants index
+//   per element.
 
 // Keep in sync with `MatmulParams` in src/ops/matmul.rs.
 struct MatmulParams {
@@ -100,7 +102,11 @@ override WG_Y: u32 = 8u;
 override BK: u32 = 16u;
 // Implicit convolution (see the header): 1 when A [M, K] is im2col(X), 2
 // when B [K, N] is (neither transposed); X is bound in that operand's place
-// and its stored channels are a multiple of 4.
+// and its stored channels are a multiple of 4. 3 for the input gradient
+// dX = col2im(dY·W) as one product: A [M, K] gathers dY (rows: X's pixels,
+// columns: kernel positions × output channels), B [K, N] is W [out,
+// positions, N] read by (position, output channel) rows; both channel
+// counts in fours.
 override IMPLICIT: u32 = 0u;
 // Epilogues (see the header).
 override BIAS: bool = false;
@@ -182,10 +188,43 @@ fn im_index(row: u32, q: u32, c: u32) -> u32 {
     return ((n * p.im_h + u32(ih)) * p.im_w + u32(iw)) * c + ch;
 }
 
+// IMPLICIT 3: where A's column q (kernel position, output channel of
+// cout) of X's pixel `row` reads dY; NONE where no output pixel reads the
+// input pixel through that position.
+fn im_back_index(row: u32, q: u32, cout: u32) -> u32 {
+    let plane = p.im_h * p.im_w;
+    let n = row / plane;
+    let pix = row - n * plane;
+    let ih = pix / p.im_w;
+    let iw = pix - ih * p.im_w;
+    let tap = q / cout;
+    let co = q - tap * cout;
+    let ky = tap / p.im_kw;
+    let kx = tap - ky * p.im_kw;
+    let th = i32(ih + p.im_pad) - i32(ky);
+    let tw = i32(iw + p.im_pad) - i32(kx);
+    if th < 0 || tw < 0 || u32(th) % p.im_stride != 0u || u32(tw) % p.im_stride != 0u {
+        return NONE;
+    }
+    let oy = u32(th) / p.im_stride;
+    let ox = u32(tw) / p.im_stride;
+    if oy >= p.im_oh || ox >= p.im_ow {
+        return NONE;
+    }
+    return ((n * p.im_oh + oy) * p.im_ow + ox) * cout + co;
+}
+
 // Logical A[row, col] (row < M, col < K), zero outside.
 fn a_at(row: u32, col: u32) -> f32 {
     if row >= M || col >= K {
         return 0.0;
+    }
+    if IMPLICIT == 3u {
+        let i = im_back_index(row, col, K / (p.im_kh * p.im_kw));
+        if i == NONE {
+            return 0.0;
+        }
+        return a[i >> 2u][i & 3u];
     }
     if IMPLICIT == 1u {
         let i = im_index(row, col, K / (p.im_kh * p.im_kw));
@@ -213,6 +252,14 @@ fn b_at(row: u32, col: u32) -> f32 {
         if i == NONE {
             return 0.0;
         }
+        return b[i >> 2u][i & 3u];
+    }
+    if IMPLICIT == 3u {
+        // Row (position, output channel) of W [out, positions, N].
+        let taps = p.im_kh * p.im_kw;
+        let cout = K / taps;
+        let tap = row / cout;
+        let i = ((row - tap * cout) * taps + tap) * N + col;
         return b[i >> 2u][i & 3u];
     }
     var idx: u32;
@@ -498,6 +545,61 @@ fn regtile_implicit_b(r0: u32, c0: u32) -> mat4x4<f32> {
     return acc;
 }
 
+// The dX tile at (r0, c0) (IMPLICIT 3): for each kernel position, each of
+// the thread's four input pixels finds the output pixel that reads it
+// through that position (or none), then the output channels in fours.
+fn regtile_implicit_dx(r0: u32, c0: u32) -> mat4x4<f32> {
+    let taps = p.im_kh * p.im_kw;
+    let quads = K / taps / 4u;
+    let plane = p.im_h * p.im_w;
+    // Per row: its sample's first row of dY, and its pixel plus the padding.
+    var first: vec4<u32>;
+    var py: vec4<i32>;
+    var px: vec4<i32>;
+    var live: vec4<bool>;
+    for (var i = 0u; i < 4u; i++) {
+        let r = r0 + i;
+        let n = r / plane;
+        let pix = r - n * plane;
+        let ih = pix / p.im_w;
+        first[i] = n * p.im_oh;
+        py[i] = i32(ih + p.im_pad);
+        px[i] = i32(pix - ih * p.im_w + p.im_pad);
+        live[i] = r < M;
+    }
+    var acc = mat4x4<f32>();
+    for (var ky = 0u; ky < p.im_kh; ky++) {
+        for (var kx = 0u; kx < p.im_kw; kx++) {
+            let tap = ky * p.im_kw + kx;
+            var at: vec4<u32>;
+            for (var i = 0u; i < 4u; i++) {
+                let th = py[i] - i32(ky);
+                let tw = px[i] - i32(kx);
+                let oy = u32(max(th, 0)) / p.im_stride;
+                let ox = u32(max(tw, 0)) / p.im_stride;
+                let hit = live[i] && th >= 0 && tw >= 0 && oy * p.im_stride == u32(th)
+                    && ox * p.im_stride == u32(tw) && oy < p.im_oh && ox < p.im_ow;
+                at[i] = select(NONE, ((first[i] + oy) * p.im_ow + ox) * quads, hit);
+            }
+            for (var q = 0u; q < quads; q++) {
+                var ablk: mat4x4<f32>;
+                for (var i = 0u; i < 4u; i++) {
+                    if at[i] != NONE {
+                        ablk[i] = a[at[i] + q];
+                    }
+                }
+                // Rows (tap, 4q + kk) of B: W[4q + kk, tap, c0..c0+4].
+                var bblk: mat4x4<f32>;
+                for (var kk = 0u; kk < 4u; kk++) {
+                    bblk[kk] = b[(((4u * q + kk) * taps + tap) * N + c0) >> 2u];
+                }
+                acc += bblk * ablk;
+            }
+        }
+    }
+    return acc;
+}
+
 @compute @workgroup_size(WG_X, WG_Y)
 fn matmul_regtile(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -524,6 +626,8 @@ fn matmul_regtile(
                 acc = regtile_implicit_a(r0, c0);
             } else if IMPLICIT == 2u {
                 acc = regtile_implicit_b(r0, c0);
+            } else if IMPLICIT == 3u {
+                acc = regtile_implicit_dx(r0, c0);
             } else {
                 for (var k0 = 0u; k0 < K; k0 += 4u) {
                     // Column i of (B-block · A-block) is Σ_kk B[k0+kk, c0..c0+4] · A[r0+i, k0+kk],

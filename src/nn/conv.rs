@@ -10,8 +10,9 @@
 //!   input grad   dcols = dY·W;  dX = col2im(dcols)  (gated by a ReLU'd X)
 //! A 1×1 convolution with stride 1 and no padding reads X as its columns.
 //! Where the matmul variant supports it (see `Conv2d::implicit`), the
-//! forward and weight-gradient products read cols from X themselves
-//! (an implicit convolution, matmul.wgsl's IMPLICIT): no im2col pass.
+//! forward and weight-gradient products read cols from X themselves and
+//! the input gradient gathers dY inside its product (an implicit
+//! convolution, matmul.wgsl's IMPLICIT): no im2col or col2im pass.
 //! On kept channels, W's kept rows and, within each kernel position, kept
 //! input channels are gathered first (gather.wgsl), as a linear layer does.
 
@@ -272,6 +273,20 @@ impl Layer for Conv2d {
                 nn = nn.gate(x.t);
             }
             return nn.record(cx.rec, dx.t, dy, w, Dims { m: cap * pixels, n: pk, k: pr });
+        }
+        if implicit && (out_side != Side::Full || co.is_multiple_of(4)) {
+            // dX as one product gathering dY: no columns, no col2im.
+            let mut nn = Matmul::new(Layout::NN)
+                .sizes(Some(kept.dims), Size::Batch { per: g.h * g.w }, size(in_side, 1), size(out_side, kk))
+                .implicit(Implicit::Dx(g));
+            if dx.accumulate {
+                nn = nn.accumulate();
+            }
+            if dx.gate {
+                nn = nn.gate(x.t);
+            }
+            let d = Dims { m: cap * g.h * g.w, n: in_side.max_len(ci), k: kk * pr };
+            return nn.record(cx.rec, dx.t, dy, w, d);
         }
         // The columns (spent, or never written by an implicit product) take
         // the input gradient's columns.

@@ -195,6 +195,10 @@ pub enum Implicit {
     /// B [K, N] = im2col(X): K runs over output pixels (a weight gradient,
     /// layouts NN / TN).
     B(ConvGeom),
+    /// The input gradient dX [M, N] = col2im(dY·W) as one product (layout
+    /// NN): A is dY (M runs over X's pixels, K over kernel positions ×
+    /// output channels), B is W [out, positions, N]; X's geometry.
+    Dx(ConvGeom),
 }
 
 /// One matmul: layout, scaling, epilogues, and optionally a forced variant.
@@ -337,6 +341,20 @@ impl<'a> Matmul<'a> {
             None => (d.m * d.k, d.k * d.n),
             Some(Implicit::A(g)) if !self.layout.trans_a() => (x_len(g, d.m, d.k)?, d.k * d.n),
             Some(Implicit::B(g)) if !self.layout.trans_b() => (d.m * d.k, x_len(g, d.k, d.n)?),
+            Some(Implicit::Dx(g)) if self.layout == Layout::NN => {
+                let (oh, ow) = g.out()?;
+                if !d.n.is_multiple_of(4) {
+                    return Err(Error::InvalidArgument(format!(
+                        "matmul: an implicit input gradient needs a multiple of 4 input channels, got {}",
+                        d.n
+                    )));
+                }
+                // dY: the samples' output pixels × K / positions channels
+                // (x_len's check of K, then the count over dY's pixels).
+                x_len(g, d.m, d.k)?;
+                let samples = d.m.div_ceil(g.h * g.w);
+                (samples * oh * ow * (d.k / (g.kh * g.kw)), d.k * d.n)
+            }
             Some(_) => {
                 return Err(Error::InvalidArgument(format!(
                     "matmul: an implicit convolution operand cannot be transposed (layout {})",
@@ -396,6 +414,7 @@ impl<'a> Matmul<'a> {
                     None => 0.0,
                     Some(Implicit::A(_)) => 1.0,
                     Some(Implicit::B(_)) => 2.0,
+                    Some(Implicit::Dx(_)) => 3.0,
                 },
             ),
         ];
@@ -423,7 +442,7 @@ impl<'a> Matmul<'a> {
             im_pad: 0,
             _pad: [0; 3],
         };
-        if let Some(Implicit::A(g) | Implicit::B(g)) = self.implicit {
+        if let Some(Implicit::A(g) | Implicit::B(g) | Implicit::Dx(g)) = self.implicit {
             let (oh, ow) = g.out()?;
             let u = |what: &str, v: usize| u32_of(OP, what, v);
             (params.im_h, params.im_w, params.im_oh, params.im_ow) =

@@ -301,7 +301,8 @@ fn large_matmuls_compute_every_tile() {
 /// Implicit convolution operands (IMPLICIT) in every variant: the forward
 /// product with A = im2col(X) (layout A·Bᵀ) and the weight gradient with
 /// B = im2col(X) (layout Aᵀ·B, accumulated) against the f64 product of the
-/// explicit im2col; awkward geometries (strides, padding, 1×1, a single
+/// explicit im2col, and the input gradient col2im(dY·W) as one product
+/// (gated, accumulated) against the explicit col2im; awkward geometries (strides, padding, 1×1, a single
 /// pixel, rectangular kernels), 4 to 12 channels, and a step batch below the
 /// capacity (rows past it untouched). A channel count that is not a multiple
 /// of 4 is refused.
@@ -373,6 +374,36 @@ fn implicit_convolution_operands_match_im2col() {
                 cpu::matmul::matmul(&mut want, &to_f64(&dy[..rows * co]), &cols, Layout::TN, 1.0, 1.0, d);
                 let got = tdw.download_f32(&gpu).unwrap();
                 assert_close(&format!("implicit weight gradient {tag}"), &got, &want, 1e-4, 1e-5);
+
+                // dX = col2im(dY·W) in one product (8 output channels: in
+                // fours), gated by X > 0 and added to what dX held.
+                let co = 8usize;
+                let w = rand_f32(&mut r, co * kdim, -1.0, 1.0);
+                let dy = rand_f32(&mut r, rows_cap * co, -1.0, 1.0);
+                let dx0 = rand_f32(&mut r, x.len(), -1.0, 1.0);
+                let tw = Tensor::from_f32(&gpu, "w", &[co, kdim], &w).unwrap();
+                let tdy = Tensor::from_f32(&gpu, "dy", &[rows_cap, co], &dy).unwrap();
+                let tdx = Tensor::from_f32(&gpu, "dx", &[x.len()], &dx0).unwrap();
+                let plane = g.h * g.w;
+                run_with_batch(&gpu, n, |rec| {
+                    Matmul::new(Layout::NN)
+                        .variant(variant)
+                        .accumulate()
+                        .gate(&tx)
+                        .implicit(Implicit::Dx(g))
+                        .sizes(None, Size::Batch { per: plane }, Size::Static, Size::Static)
+                        .record(rec, &tdx, &tdy, &tw, Dims { m: cap * plane, n: c, k: g.kh * g.kw * co })
+                        .unwrap();
+                });
+                let mut dcols = vec![0.0; rows * kdim];
+                let d = Dims { m: rows, n: kdim, k: co };
+                cpu::matmul::matmul(&mut dcols, &to_f64(&dy[..rows * co]), &to_f64(&w), Layout::NN, 1.0, 0.0, d);
+                let dx = cpu::conv::col2im(&dcols, n, c, g);
+                let want: Vec<f64> =
+                    dx.iter().enumerate().map(|(i, &v)| dx0[i] as f64 + if x[i] > 0.0 { v } else { 0.0 }).collect();
+                let got = tdx.download_f32(&gpu).unwrap();
+                assert_close(&format!("implicit input gradient {tag}"), &got[..want.len()], &want, 1e-5, 1e-5);
+                assert_eq!(got[want.len()..], dx0[want.len()..], "{tag}: dX past the step's batch written");
             }
         }
     }
