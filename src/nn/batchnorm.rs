@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::layer::{CpuIo, Ctx, Init, Layer, ParamSets, ParamSpec, ScratchSpec, Shape, expect_inputs};
 use crate::cpu;
+use crate::device::gpu::Gpu;
 use crate::error::{Error, Result};
 use crate::ops::batchnorm::{BnConfig, BnTensors, backward, forward};
 use crate::ops::conv::Stored;
@@ -92,7 +93,14 @@ impl Layer for BatchNorm2d {
         vec![ParamSpec { name: "running", shape: vec![2, inputs[0].c], init: Init::Running }]
     }
 
-    fn scratch(&self, inputs: &[Shape], (in_sides, _): (&[Side], Side), _out: Shape, _cap: usize) -> Vec<ScratchSpec> {
+    fn scratch(
+        &self,
+        _gpu: &Gpu,
+        inputs: &[Shape],
+        (in_sides, _): (&[Side], Side),
+        _out: Shape,
+        _cap: usize,
+    ) -> Vec<ScratchSpec> {
         // Mean, 1/σ, Σdy, Σdy·x̂ per stored channel, from forward to backward.
         vec![ScratchSpec::kept("statistics", 4 * in_sides[0].max_len(inputs[0].c))]
     }

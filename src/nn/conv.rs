@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::layer::{Channels, CpuIo, Ctx, Init, Layer, ParamSets, ParamSpec, ScratchSpec, Shape, expect_inputs};
 use crate::cpu;
+use crate::device::gpu::Gpu;
 use crate::error::{Error, Result};
 use crate::ops::conv::{ConvGeom, Stored, col2im, im2col};
 use crate::ops::gather::{Side, bias_grad_of, bias_partials_len, gather_bias, gather_weight_blocks};
@@ -85,6 +86,16 @@ impl Conv2d {
             && cx.rec.gpu().matmul_choice().variant == Variant::RegTile
     }
 
+    /// Whether it needs im2col's columns on `gpu`: not where X is its own
+    /// columns, nor where every pass is implicit whatever the sides
+    /// (channels in fours on both sides; kept counts always are). Then a
+    /// VGG's first stage at batch 128 needs no 300 MB of columns.
+    fn has_columns(&self, gpu: &Gpu, ci: usize) -> bool {
+        let all_implicit =
+            gpu.matmul_choice().variant == Variant::RegTile && ci.is_multiple_of(4) && self.out.is_multiple_of(4);
+        !self.identity() && !all_implicit
+    }
+
     /// Where im2col's columns sit in `scratch` (after the compacted weight
     /// and bias of a pass on kept channels).
     fn columns_slot(&self, cx: &Ctx) -> usize {
@@ -143,6 +154,7 @@ impl Layer for Conv2d {
 
     fn scratch(
         &self,
+        gpu: &Gpu,
         inputs: &[Shape],
         (in_sides, out_side): (&[Side], Side),
         out: Shape,
@@ -155,7 +167,7 @@ impl Layer for Conv2d {
             s.push(ScratchSpec::kept("compact weight", pr * kk * pc));
             s.push(ScratchSpec::kept("compact bias", pr));
         }
-        if !self.identity() {
+        if self.has_columns(gpu, ci) {
             // im2col's columns; the backward reuses them for the input gradient.
             s.push(ScratchSpec::transient("columns", cap * out.plane() * kk * pc));
         }
@@ -258,7 +270,7 @@ impl Layer for Conv2d {
         mm.record(cx.rec, &cx.grads[0], dy, cols, Dims { m: pr, n: pk, k: cap * pixels })?;
         if self.bias {
             // The partial sums come after the columns in `scratch`.
-            let partials = cx.scratch.get(self.columns_slot(cx) + usize::from(!self.identity()));
+            let partials = cx.scratch.get(self.columns_slot(cx) + usize::from(self.has_columns(cx.rec.gpu(), ci)));
             bias_grad_of(cx.rec, &cx.grads[1], dy, kept, out_side, co, out_rows, partials)?;
         }
         let Some(dx) = cx.d_inputs[0] else { return Ok(()) };

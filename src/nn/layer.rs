@@ -4,6 +4,7 @@
 //! layer made of its kept units (for export). The trainer never looks inside
 //! a layer; the graph (`nn::graph`) wires layers together.
 
+use crate::device::gpu::Gpu;
 use crate::device::record::Recorder;
 use crate::device::tensor::Tensor;
 use crate::error::{Error, Result};
@@ -268,9 +269,17 @@ pub trait Layer: std::fmt::Debug + Send + Sync {
         Channels::Same
     }
 
-    /// Scratch tensors its forward/backward needs for batches of up to
-    /// `capacity` samples, given the sides of its input and output.
-    fn scratch(&self, _inputs: &[Shape], _sides: (&[Side], Side), _out: Shape, _capacity: usize) -> Vec<ScratchSpec> {
+    /// Scratch tensors its forward/backward needs on `gpu` (whose kernel
+    /// choices may spare some) for batches of up to `capacity` samples,
+    /// given the sides of its input and output.
+    fn scratch(
+        &self,
+        _gpu: &Gpu,
+        _inputs: &[Shape],
+        _sides: (&[Side], Side),
+        _out: Shape,
+        _capacity: usize,
+    ) -> Vec<ScratchSpec> {
         Vec::new()
     }
 

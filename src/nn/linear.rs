@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::layer::{Act, Channels, CpuIo, Ctx, Init, Layer, ParamSets, ParamSpec, ScratchSpec, Shape, expect_inputs};
 use crate::cpu;
+use crate::device::gpu::Gpu;
 use crate::error::{Error, Result};
 use crate::ops::Rows;
 use crate::ops::gather::{Side, bias_grad_of, bias_partials_len, gather_bias, gather_weight_blocks};
@@ -101,6 +102,7 @@ impl Layer for Linear {
 
     fn scratch(
         &self,
+        _gpu: &Gpu,
         inputs: &[Shape],
         (in_sides, out_side): (&[Side], Side),
         _out: Shape,

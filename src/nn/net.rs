@@ -179,7 +179,7 @@ impl Net {
         for node in &g.nodes {
             let in_sides: Vec<Side> = node.inputs.iter().map(|&v| sides[v]).collect();
             let out = g.values[node.output].shape;
-            let specs = node.layer.scratch(&node.in_shapes, (&in_sides, sides[node.output]), out, capacity);
+            let specs = node.layer.scratch(gpu, &node.in_shapes, (&in_sides, sides[node.output]), out, capacity);
             for s in &specs {
                 Tensor::check_fits(gpu, &format!("{} {}", node.name, s.name), &[s.len])?;
             }
