@@ -433,9 +433,10 @@ fn store_tile(r0: u32, c0: u32, acc: mat4x4<f32>) {
 // channels) then keep every invocation busy instead of leaving the threads
 // past N idle in each row: software rasterisers run consecutive invocations
 // as SIMD lanes, so with N = 8 and WG_X = 8 three lanes in four were
-// masked off. Where M fills every tile's rows whatever the shape, the width
-// that pads N least is taken instead (ties: the wider), so N = 36 runs on
-// nine 4-wide columns rather than two 32-wide tiles, the second one 1/8 busy.
+// masked off. Where M fills every tile's rows whatever the shape, the
+// widest tile that pads N by at most an eighth is taken instead, so N = 36
+// runs on five 8-wide columns rather than two 32-wide tiles, the second one
+// 1/8 busy (a 1024-wide product keeps its 32-wide tiles).
 // Keep in sync with `regtile_tile` in src/ops/matmul.rs.
 fn regtile_threads_x() -> u32 {
     let quads_n = (N + 3u) / 4u;
@@ -445,12 +446,11 @@ fn regtile_threads_x() -> u32 {
     }
     tx = min(tx, WG_X);
     if (M + 3u) / 4u >= WG_X * WG_Y {
-        var padded = ((quads_n + tx - 1u) / tx) * tx;
-        for (var t = tx / 2u; t > 0u; t /= 2u) {
-            let cols = ((quads_n + t - 1u) / t) * t;
-            if cols < padded {
+        // The widest that pads N by at most an eighth (one always does).
+        for (var t = tx; t > 0u; t /= 2u) {
+            if ((quads_n + t - 1u) / t) * t * 8u <= quads_n * 9u {
                 tx = t;
-                padded = cols;
+                break;
             }
         }
     }

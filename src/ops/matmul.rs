@@ -89,8 +89,8 @@ fn shape(v: Variant) -> (UVec2, u32) {
 /// The output tile of one `matmul_regtile` workgroup of shape `wg` for an
 /// m × n product: the fewest threads along N (a power of two, at most wg.x)
 /// whose 4-wide columns cover n, the rest of the workgroup stacked along M;
-/// where m fills every tile's rows whatever the shape, the width that pads
-/// n least (ties: the wider). Keep in sync with `regtile_threads_x` in
+/// where m fills every tile's rows whatever the shape, the widest that pads
+/// n by at most an eighth. Keep in sync with `regtile_threads_x` in
 /// matmul.wgsl.
 pub fn regtile_tile(wg: UVec2, m: u32, n: u32) -> UVec2 {
     let quads_n = n.div_ceil(4);
@@ -100,13 +100,12 @@ pub fn regtile_tile(wg: UVec2, m: u32, n: u32) -> UVec2 {
     }
     let mut tx = tx.min(wg.x);
     if m.div_ceil(4) >= wg.x * wg.y {
-        let mut padded = quads_n.div_ceil(tx) * tx;
-        let mut t = tx / 2;
+        // The widest that pads n by at most an eighth (one always does).
+        let mut t = tx;
         while t > 0 {
-            let cols = quads_n.div_ceil(t) * t;
-            if cols < padded {
+            if quads_n.div_ceil(t) * t * 8 <= quads_n * 9 {
                 tx = t;
-                padded = cols;
+                break;
             }
             t /= 2;
         }
@@ -508,10 +507,13 @@ mod tests {
         assert_eq!(regtile_tile(wg, 100, 8), UVec2::new(8, 128));
         assert_eq!(regtile_tile(wg, 100, 1), UVec2::new(4, 256));
         // N = 36 (nine 4-wide columns): short M keeps the covering width;
-        // tall M takes the width that pads N least.
+        // tall M takes the widest that pads N by at most an eighth.
         assert_eq!(regtile_tile(wg, 100, 36), UVec2::new(32, 32));
-        assert_eq!(regtile_tile(wg, 1031, 36), UVec2::new(4, 256));
+        assert_eq!(regtile_tile(wg, 1031, 36), UVec2::new(8, 128));
         assert_eq!(regtile_tile(wg, 1031, 40), UVec2::new(8, 128));
+        assert_eq!(regtile_tile(wg, 1031, 20), UVec2::new(4, 256));
+        // 103 columns of four: 32-wide tiles pad by one column only.
+        assert_eq!(regtile_tile(wg, 1031, 410), UVec2::new(32, 32));
         // A workgroup width that is not a power of two.
         assert_eq!(regtile_tile(UVec2::new(6, 6), 10, 8), UVec2::new(8, 72));
     }

@@ -6,7 +6,7 @@ use crate::common::*;
 
 // The last four are narrow and tall: `matmul_regtile` narrows its tile to
 // N and stacks the rest of the workgroup along M (several tiles of M); the
-// last is tall enough that it picks the width padding N least (4 wide).
+// last is tall enough that it picks a narrower width padding N less (8 wide).
 const SHAPES: [(usize, usize, usize); 15] = [
     (1, 1, 1),
     (1, 7, 3),
