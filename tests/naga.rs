@@ -34,7 +34,22 @@ fn every_shader_file_validates() {
         validate(name, &src);
     }
     for (name, src) in SHARED {
-        validate(&format!("shared/{name}.wgsl"), src);
+        // A shared file named `<shader>_<part>` is a fragment of that shader
+        // (it uses the shader's bindings): it validates as part of it, which
+        // must include it. Other shared files are leaves that stand alone.
+        let owner = on_disk.iter().find(|f| name.starts_with(&format!("{}_", f.trim_end_matches(".wgsl"))));
+        match owner {
+            Some(f) => {
+                let raw = std::fs::read_to_string(format!("{dir}/{f}")).unwrap();
+                assert!(
+                    raw.contains(&format!("//#include {name}\n")),
+                    "{f} must include its fragment shared/{name}.wgsl"
+                );
+            }
+            None => {
+                validate(&format!("shared/{name}.wgsl"), src);
+            }
+        }
     }
 }
 

@@ -112,10 +112,11 @@ impl Shader {
 }
 
 /// Shared WGSL helpers that kernels may include, by name.
-pub const SHARED: [(&str, &str); 3] = [
+pub const SHARED: [(&str, &str); 4] = [
     ("common", include_str!("../../shaders/shared/common.wgsl")),
     ("rng", include_str!("../../shaders/shared/rng.wgsl")),
     ("step", include_str!("../../shaders/shared/step.wgsl")),
+    ("matmul_implicit", include_str!("../../shaders/shared/matmul_implicit.wgsl")),
 ];
 
 /// Replaces every `//#include NAME` line by the shared file `shaders/shared/NAME.wgsl`.

@@ -1,0 +1,193 @@
+// Implicit convolution operands of matmul.wgsl (its IMPLICIT constant):
+// im2col's columns read from X, and the input gradient's gather of dY,
+// without materialised columns. Included by matmul.wgsl only; uses its
+// bindings, sizes (M, N, K), params `p` and block loaders.
+
+// Where column q of im2col row `row` reads X, with c stored channels per
+// pixel; NONE in the padding.
+fn im_index(row: u32, q: u32, c: u32) -> u32 {
+    let pixels = p.im_oh * p.im_ow;
+    let n = row / pixels;
+    let pix = row - n * pixels;
+    let oy = pix / p.im_ow;
+    let ox = pix - oy * p.im_ow;
+    let tap = q / c;
+    let ch = q - tap * c;
+    let ky = tap / p.im_kw;
+    let kx = tap - ky * p.im_kw;
+    let ih = i32(oy * p.im_stride + ky) - i32(p.im_pad);
+    let iw = i32(ox * p.im_stride + kx) - i32(p.im_pad);
+    if ih < 0 || iw < 0 || u32(ih) >= p.im_h || u32(iw) >= p.im_w {
+        return NONE;
+    }
+    return ((n * p.im_h + u32(ih)) * p.im_w + u32(iw)) * c + ch;
+}
+
+// IMPLICIT 3: where A's column q (kernel position, output channel of
+// cout) of X's pixel `row` reads dY; NONE where no output pixel reads the
+// input pixel through that position.
+fn im_back_index(row: u32, q: u32, cout: u32) -> u32 {
+    let plane = p.im_h * p.im_w;
+    let n = row / plane;
+    let pix = row - n * plane;
+    let ih = pix / p.im_w;
+    let iw = pix - ih * p.im_w;
+    let tap = q / cout;
+    let co = q - tap * cout;
+    let ky = tap / p.im_kw;
+    let kx = tap - ky * p.im_kw;
+    let th = i32(ih + p.im_pad) - i32(ky);
+    let tw = i32(iw + p.im_pad) - i32(kx);
+    if th < 0 || tw < 0 || u32(th) % p.im_stride != 0u || u32(tw) % p.im_stride != 0u {
+        return NONE;
+    }
+    let oy = u32(th) / p.im_stride;
+    let ox = u32(tw) / p.im_stride;
+    if oy >= p.im_oh || ox >= p.im_ow {
+        return NONE;
+    }
+    return ((n * p.im_oh + oy) * p.im_ow + ox) * cout + co;
+}
+
+// The C tile at (r0, c0) when A is im2col(X): a loop over kernel positions,
+// where each of the thread's four rows finds its window's pixel once, then
+// over the stored channels in fours. Nothing is divided inside the loops.
+fn regtile_implicit_a(r0: u32, c0: u32) -> mat4x4<f32> {
+    let c = K / (p.im_kh * p.im_kw);
+    let pixels = p.im_oh * p.im_ow;
+    // Per row: its sample's first row of X, and its window's top-left corner.
+    var first: vec4<u32>;
+    var top: vec4<i32>;
+    var left: vec4<i32>;
+    var live: vec4<bool>;
+    for (var i = 0u; i < 4u; i++) {
+        let r = r0 + i;
+        let n = r / pixels;
+        let pix = r - n * pixels;
+        let oy = pix / p.im_ow;
+        first[i] = n * p.im_h;
+        top[i] = i32(oy * p.im_stride) - i32(p.im_pad);
+        left[i] = i32((pix - oy * p.im_ow) * p.im_stride) - i32(p.im_pad);
+        live[i] = r < M;
+    }
+    var acc = mat4x4<f32>();
+    var k0 = 0u;
+    for (var ky = 0u; ky < p.im_kh; ky++) {
+        for (var kx = 0u; kx < p.im_kw; kx++) {
+            // Where each row reads this kernel position (vec4 index), NONE
+            // in the padding.
+            var at: vec4<u32>;
+            for (var i = 0u; i < 4u; i++) {
+                let ih = top[i] + i32(ky);
+                let iw = left[i] + i32(kx);
+                let inside = live[i] && ih >= 0 && iw >= 0 && u32(ih) < p.im_h && u32(iw) < p.im_w;
+                at[i] = select(NONE, ((first[i] + u32(max(ih, 0))) * p.im_w + u32(max(iw, 0))) * (c / 4u), inside);
+            }
+            for (var q = 0u; q < c / 4u; q++) {
+                var blk: mat4x4<f32>;
+                for (var i = 0u; i < 4u; i++) {
+                    if at[i] != NONE {
+                        blk[i] = a[at[i] + q];
+                    }
+                }
+                acc += b_block(k0, c0) * blk;
+                k0 += 4u;
+            }
+        }
+    }
+    return acc;
+}
+
+// The C tile at (r0, c0) when B is im2col(X) (a weight gradient, K running
+// over output pixels): the thread's four columns are four channels of one
+// kernel position, and the pixel of each row of B is stepped, not divided.
+fn regtile_implicit_b(r0: u32, c0: u32) -> mat4x4<f32> {
+    let c = N / (p.im_kh * p.im_kw);
+    let tap = c0 / c;
+    let ch4 = (c0 - tap * c) / 4u;
+    let ky = tap / p.im_kw;
+    let kx = tap - ky * p.im_kw;
+    // The output pixel (n, oy, ox) of row k of B.
+    var n = 0u;
+    var oy = 0u;
+    var ox = 0u;
+    var acc = mat4x4<f32>();
+    for (var k0 = 0u; k0 < K; k0 += 4u) {
+        var blk: mat4x4<f32>;
+        for (var kk = 0u; kk < 4u; kk++) {
+            let ih = i32(oy * p.im_stride + ky) - i32(p.im_pad);
+            let iw = i32(ox * p.im_stride + kx) - i32(p.im_pad);
+            if k0 + kk < K && ih >= 0 && iw >= 0 && u32(ih) < p.im_h && u32(iw) < p.im_w {
+                blk[kk] = b[((n * p.im_h + u32(ih)) * p.im_w + u32(iw)) * (c / 4u) + ch4];
+            }
+            ox++;
+            if ox == p.im_ow {
+                ox = 0u;
+                oy++;
+                if oy == p.im_oh {
+                    oy = 0u;
+                    n++;
+                }
+            }
+        }
+        // Column i of (B-block · A-block) is row i of the C tile, as in the
+        // plain loop.
+        acc += blk * a_block(r0, k0);
+    }
+    return acc;
+}
+
+// The dX tile at (r0, c0) (IMPLICIT 3): for each kernel position, each of
+// the thread's four input pixels finds the output pixel that reads it
+// through that position (or none), then the output channels in fours.
+fn regtile_implicit_dx(r0: u32, c0: u32) -> mat4x4<f32> {
+    let taps = p.im_kh * p.im_kw;
+    let quads = K / taps / 4u;
+    let plane = p.im_h * p.im_w;
+    // Per row: its sample's first row of dY, and its pixel plus the padding.
+    var first: vec4<u32>;
+    var py: vec4<i32>;
+    var px: vec4<i32>;
+    var live: vec4<bool>;
+    for (var i = 0u; i < 4u; i++) {
+        let r = r0 + i;
+        let n = r / plane;
+        let pix = r - n * plane;
+        let ih = pix / p.im_w;
+        first[i] = n * p.im_oh;
+        py[i] = i32(ih + p.im_pad);
+        px[i] = i32(pix - ih * p.im_w + p.im_pad);
+        live[i] = r < M;
+    }
+    var acc = mat4x4<f32>();
+    for (var ky = 0u; ky < p.im_kh; ky++) {
+        for (var kx = 0u; kx < p.im_kw; kx++) {
+            let tap = ky * p.im_kw + kx;
+            var at: vec4<u32>;
+            for (var i = 0u; i < 4u; i++) {
+                let th = py[i] - i32(ky);
+                let tw = px[i] - i32(kx);
+                let oy = u32(max(th, 0)) / p.im_stride;
+                let ox = u32(max(tw, 0)) / p.im_stride;
+                let hit = live[i] && th >= 0 && tw >= 0 && oy * p.im_stride == u32(th)
+                    && ox * p.im_stride == u32(tw) && oy < p.im_oh && ox < p.im_ow;
+                at[i] = select(NONE, ((first[i] + oy) * p.im_ow + ox) * quads, hit);
+            }
+            for (var q = 0u; q < quads; q++) {
+                var ablk: mat4x4<f32>;
+                for (var i = 0u; i < 4u; i++) {
+                    if at[i] != NONE {
+                        ablk[i] = a[at[i] + q];
+                    }
+                }
+                // Rows (tap, 4q + kk) of B: W[4q + kk, tap, c0..c0+4].
+                var bblk: mat4x4<f32>;
+                for (var kk = 0u; kk < 4u; kk++) {
+                    bblk[kk] = b[(((4u * q + kk) * taps + tap) * N + c0) >> 2u];
+                }
+                acc += bblk * ablk;
+            }
+        }
+    }
+    return acc;
+}
