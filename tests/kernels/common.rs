@@ -114,3 +114,17 @@ pub fn stored(full: usize, count: Option<usize>) -> sparsetrain::ops::conv::Stor
     };
     sparsetrain::ops::conv::Stored { side, full }
 }
+
+/// Awkward convolution geometries for kernel tests: odd sizes, strides,
+/// padding, 1×1 kernels, a single pixel, a rectangular kernel.
+pub fn conv_geoms() -> [sparsetrain::ops::conv::ConvGeom; 6] {
+    use sparsetrain::ops::conv::ConvGeom;
+    [
+        ConvGeom { h: 5, w: 7, kh: 3, kw: 3, stride: 1, pad: 1 },
+        ConvGeom { h: 8, w: 8, kh: 3, kw: 3, stride: 2, pad: 1 },
+        ConvGeom { h: 6, w: 6, kh: 1, kw: 1, stride: 2, pad: 0 },
+        ConvGeom { h: 1, w: 1, kh: 1, kw: 1, stride: 1, pad: 0 },
+        ConvGeom { h: 9, w: 5, kh: 5, kw: 5, stride: 1, pad: 2 },
+        ConvGeom { h: 7, w: 7, kh: 2, kw: 3, stride: 3, pad: 0 },
+    ]
+}

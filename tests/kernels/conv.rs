@@ -10,14 +10,7 @@ use crate::common::*;
 #[test]
 fn im2col_and_col2im_match_reference() {
     let Some(gpu) = gpu("im2col_and_col2im_match_reference") else { return };
-    let geoms = [
-        ConvGeom { h: 5, w: 7, kh: 3, kw: 3, stride: 1, pad: 1 },
-        ConvGeom { h: 8, w: 8, kh: 3, kw: 3, stride: 2, pad: 1 },
-        ConvGeom { h: 6, w: 6, kh: 1, kw: 1, stride: 2, pad: 0 },
-        ConvGeom { h: 1, w: 1, kh: 1, kw: 1, stride: 1, pad: 0 },
-        ConvGeom { h: 9, w: 5, kh: 5, kw: 5, stride: 1, pad: 2 },
-        ConvGeom { h: 7, w: 7, kh: 2, kw: 3, stride: 3, pad: 0 },
-    ];
+    let geoms = conv_geoms();
     for (case, g) in geoms.into_iter().enumerate() {
         // Stored channels 3 and 6 take the single-float path, 8, 12 and 16
         // the vec4 path.

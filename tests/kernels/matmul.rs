@@ -311,14 +311,7 @@ fn implicit_convolution_operands_match_im2col() {
     use sparsetrain::ops::conv::ConvGeom;
     use sparsetrain::ops::matmul::{Implicit, Size};
     let Some(gpu) = gpu("implicit_convolution_operands_match_im2col") else { return };
-    let geoms = [
-        ConvGeom { h: 5, w: 7, kh: 3, kw: 3, stride: 1, pad: 1 },
-        ConvGeom { h: 8, w: 8, kh: 3, kw: 3, stride: 2, pad: 1 },
-        ConvGeom { h: 6, w: 6, kh: 1, kw: 1, stride: 2, pad: 0 },
-        ConvGeom { h: 1, w: 1, kh: 1, kw: 1, stride: 1, pad: 0 },
-        ConvGeom { h: 9, w: 5, kh: 5, kw: 5, stride: 1, pad: 2 },
-        ConvGeom { h: 7, w: 7, kh: 2, kw: 3, stride: 3, pad: 0 },
-    ];
+    let geoms = conv_geoms();
     let mut case = 0u64;
     for g in geoms {
         for c in [4usize, 8, 12] {
