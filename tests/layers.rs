@@ -47,6 +47,34 @@ fn graphs() -> Vec<(&'static str, GraphSpec, usize)> {
             3,
         ),
         (
+            // Channels in fours on both sides: on regtile adapters every pass
+            // is implicit and the convolutions hold no columns, so the bias
+            // partial sums take the columns' scratch slot.
+            "conv3x3+bias 4->8, relu, conv3x3+bias stride 2 8->4, linear",
+            spec(
+                Shape { c: 4, h: 5, w: 5 },
+                3,
+                vec![
+                    node(
+                        "c1",
+                        "conv2d",
+                        serde_json::json!({"out": 8, "kernel": 3, "pad": 1, "bias": true, "prunable": true}),
+                        "input",
+                    ),
+                    node("r1", "relu", serde_json::json!({}), "c1"),
+                    node(
+                        "c2",
+                        "conv2d",
+                        serde_json::json!({"out": 4, "kernel": 3, "stride": 2, "pad": 1, "bias": true, "prunable": true}),
+                        "r1",
+                    ),
+                    node("r2", "relu", serde_json::json!({}), "c2"),
+                    node("classifier", "linear", serde_json::json!({"out": 3}), "r2"),
+                ],
+            ),
+            3,
+        ),
+        (
             "conv5x5 stride 2, batchnorm, relu, global average",
             spec(
                 Shape { c: 2, h: 7, w: 7 },

@@ -171,6 +171,10 @@ impl Net {
         if capacity == 0 {
             return Err(Error::InvalidArgument("batch capacity must be at least 1".into()));
         }
+        // The matmul variant is settled first: layers size their scratch by
+        // it (a convolution with implicit products needs no columns) and
+        // record their passes by it, so it must not change in between.
+        crate::ops::autotune::ensure(gpu)?;
         // Every size is checked before anything is allocated.
         Net::check_fits(gpu, g, capacity, compressed)?;
         let lens = Net::storage_lens(g, capacity, compressed)?;

@@ -374,7 +374,7 @@ impl<'a> Matmul<'a> {
         }
         let (m, n, k) = (u32_of(OP, "m", d.m)?, u32_of(OP, "n", d.n)?, u32_of(OP, "k", d.k)?);
         // Flat indices inside the kernel are u32 too.
-        for (name, len) in [("A", d.m * d.k), ("B", d.k * d.n), ("C", d.m * d.n)] {
+        for (name, len) in [("A", a_len), ("B", b_len), ("C", d.m * d.n)] {
             u32_of(OP, name, len)?;
         }
         let plain = self.bias.is_none()
