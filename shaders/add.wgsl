@@ -86,9 +86,10 @@ fn add_forward(
     let sa = side(p.a_count);
     let sb = side(p.b_count);
     let total = rows_of(p.rows, p.rows_code) * so.x;
-    for (var t = flat_id(wid, nwg, lidx, WG); t < total; t += nwg.x * nwg.y * WG) {
-        let r = t / so.x;
-        let j = t % so.x;
+    for (var w = row_walk(flat_id(wid, nwg, lidx, WG), nwg.x * nwg.y * WG, so.x); w.t < total; row_walk_next(&w, so.x)) {
+        let t = w.t;
+        let r = w.r;
+        let j = w.c;
         var v = 0.0;
         if j < so.y {
             let c = channel(p.out_map, j);
@@ -119,9 +120,10 @@ fn add_backward(
     let so = side(p.out_count);
     let sx = side(p.a_count);
     let total = rows_of(p.rows, p.rows_code) * sx.x;
-    for (var t = flat_id(wid, nwg, lidx, WG); t < total; t += nwg.x * nwg.y * WG) {
-        let r = t / sx.x;
-        let i = t % sx.x;
+    for (var w = row_walk(flat_id(wid, nwg, lidx, WG), nwg.x * nwg.y * WG, sx.x); w.t < total; row_walk_next(&w, sx.x)) {
+        let t = w.t;
+        let r = w.r;
+        let i = w.c;
         var g = 0.0;
         if i < sx.y {
             let jo = column(p.out_map, channel(p.a_map, i));

@@ -154,8 +154,9 @@ fn bn_apply(
 ) {
     let ch = channels();
     let total = rows_of(p.rows, p.rows_code) * ch.x;
-    for (var t = flat_id(wid, nwg, lidx, WG); t < total; t += nwg.x * nwg.y * WG) {
-        let j = t % ch.x;
+    for (var w = row_walk(flat_id(wid, nwg, lidx, WG), nwg.x * nwg.y * WG, ch.x); w.t < total; row_walk_next(&w, ch.x)) {
+        let t = w.t;
+        let j = w.c;
         var out = 0.0;
         if j < ch.y {
             let u = unit(j);
@@ -221,8 +222,9 @@ fn bn_grad_apply(
     let rows = rows_of(p.rows, p.rows_code);
     let total = rows * ch.x;
     let inv_rows = 1.0 / f32(max(rows, 1u));
-    for (var t = flat_id(wid, nwg, lidx, WG); t < total; t += nwg.x * nwg.y * WG) {
-        let j = t % ch.x;
+    for (var w = row_walk(flat_id(wid, nwg, lidx, WG), nwg.x * nwg.y * WG, ch.x); w.t < total; row_walk_next(&w, ch.x)) {
+        let t = w.t;
+        let j = w.c;
         var g = 0.0;
         if j < ch.y {
             let inv = stats[ch.x + j];

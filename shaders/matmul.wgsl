@@ -429,9 +429,18 @@ fn matmul_regtile(
     }
     let tiles = tile_count(4u * tx, 4u * ty);
     let run = tile_run(wid, nwg, tiles.x * tiles.y);
+    // The run's tiles are consecutive: (tile row, tile column) is stepped,
+    // not divided out per tile.
+    var tile_r = run.x / max(tiles.x, 1u);
+    var tile_c = run.x - tile_r * tiles.x;
     for (var t = run.x; t < run.y; t++) {
-        let r0 = ((t / tiles.x) * ty + ly) * 4u;
-        let c0 = ((t % tiles.x) * tx + lx) * 4u;
+        let r0 = (tile_r * ty + ly) * 4u;
+        let c0 = (tile_c * tx + lx) * 4u;
+        tile_c++;
+        if tile_c == tiles.x {
+            tile_c = 0u;
+            tile_r++;
+        }
         if r0 < M && c0 < N {
             var acc = mat4x4<f32>();
             if IMPLICIT == 1u {

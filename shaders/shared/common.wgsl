@@ -11,3 +11,32 @@ fn flat_id(wid: vec3<u32>, nwg: vec3<u32>, lidx: u32, wg_size: u32) -> u32 {
 
 // "Not used" for optional indices (dynamic sizes, unit maps, slots).
 const NONE: u32 = 0xffffffffu;
+
+// A grid-stride walk over a row-major [rows, cols] matrix that keeps each
+// element's row and column without a division per element: integer
+// division has no vector instruction on CPUs (lavapipe splits it into one
+// scalar divide per lane) and is slow on GPUs too. `first` is the thread's
+// flat index, `step` the threads launched.
+struct RowWalk {
+    t: u32,
+    r: u32,
+    c: u32,
+    step: u32,
+    dr: u32,
+    dc: u32,
+}
+
+fn row_walk(first: u32, step: u32, cols: u32) -> RowWalk {
+    let n = max(cols, 1u);
+    return RowWalk(first, first / n, first % n, step, step / n, step % n);
+}
+
+fn row_walk_next(w: ptr<function, RowWalk>, cols: u32) {
+    (*w).t += (*w).step;
+    (*w).r += (*w).dr;
+    (*w).c += (*w).dc;
+    if (*w).c >= cols {
+        (*w).c -= cols;
+        (*w).r += 1u;
+    }
+}

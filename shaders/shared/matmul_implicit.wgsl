@@ -56,19 +56,31 @@ fn regtile_implicit_a(r0: u32, c0: u32) -> mat4x4<f32> {
     let c = K / (p.im_kh * p.im_kw);
     let pixels = p.im_oh * p.im_ow;
     // Per row: its sample's first row of X, and its window's top-left corner.
+    // The first row's pixel is divided out; the next three step from it
+    // (integer division has no vector instruction on CPUs, and with few
+    // channels this setup weighs as much as the products).
     var first: vec4<u32>;
     var top: vec4<i32>;
     var left: vec4<i32>;
     var live: vec4<bool>;
+    var n = r0 / pixels;
+    let pix = r0 - n * pixels;
+    var oy = pix / p.im_ow;
+    var ox = pix - oy * p.im_ow;
     for (var i = 0u; i < 4u; i++) {
-        let r = r0 + i;
-        let n = r / pixels;
-        let pix = r - n * pixels;
-        let oy = pix / p.im_ow;
         first[i] = n * p.im_h;
         top[i] = i32(oy * p.im_stride) - i32(p.im_pad);
-        left[i] = i32((pix - oy * p.im_ow) * p.im_stride) - i32(p.im_pad);
-        live[i] = r < M;
+        left[i] = i32(ox * p.im_stride) - i32(p.im_pad);
+        live[i] = r0 + i < M;
+        ox++;
+        if ox == p.im_ow {
+            ox = 0u;
+            oy++;
+            if oy == p.im_oh {
+                oy = 0u;
+                n++;
+            }
+        }
     }
     var acc = mat4x4<f32>();
     var k0 = 0u;
@@ -145,20 +157,35 @@ fn regtile_implicit_dx(r0: u32, c0: u32) -> mat4x4<f32> {
     let quads = K / taps / 4u;
     let plane = p.im_h * p.im_w;
     // Per row: its sample's first row of dY, and its pixel plus the padding.
+    // The first row's pixel divided out, the next three stepped from it.
     var first: vec4<u32>;
     var py: vec4<i32>;
     var px: vec4<i32>;
     var live: vec4<bool>;
+    var n = r0 / plane;
+    let pix = r0 - n * plane;
+    var ih = pix / p.im_w;
+    var iw = pix - ih * p.im_w;
     for (var i = 0u; i < 4u; i++) {
-        let r = r0 + i;
-        let n = r / plane;
-        let pix = r - n * plane;
-        let ih = pix / p.im_w;
         first[i] = n * p.im_oh;
         py[i] = i32(ih + p.im_pad);
-        px[i] = i32(pix - ih * p.im_w + p.im_pad);
-        live[i] = r < M;
+        px[i] = i32(iw + p.im_pad);
+        live[i] = r0 + i < M;
+        iw++;
+        if iw == p.im_w {
+            iw = 0u;
+            ih++;
+            if ih == p.im_h {
+                ih = 0u;
+                n++;
+            }
+        }
     }
+    // Strides that are powers of two (all of the zoo's) shift and mask
+    // instead of dividing for every row and kernel position.
+    let s = p.im_stride;
+    let pow2 = (s & (s - 1u)) == 0u;
+    let shift = countTrailingZeros(s);
     var acc = mat4x4<f32>();
     for (var ky = 0u; ky < p.im_kh; ky++) {
         for (var kx = 0u; kx < p.im_kw; kx++) {
@@ -167,10 +194,19 @@ fn regtile_implicit_dx(r0: u32, c0: u32) -> mat4x4<f32> {
             for (var i = 0u; i < 4u; i++) {
                 let th = py[i] - i32(ky);
                 let tw = px[i] - i32(kx);
-                let oy = u32(max(th, 0)) / p.im_stride;
-                let ox = u32(max(tw, 0)) / p.im_stride;
-                let hit = live[i] && th >= 0 && tw >= 0 && oy * p.im_stride == u32(th)
-                    && ox * p.im_stride == u32(tw) && oy < p.im_oh && ox < p.im_ow;
+                let uh = u32(max(th, 0));
+                let uw = u32(max(tw, 0));
+                var oy: u32;
+                var ox: u32;
+                if pow2 {
+                    oy = uh >> shift;
+                    ox = uw >> shift;
+                } else {
+                    oy = uh / s;
+                    ox = uw / s;
+                }
+                let hit = live[i] && th >= 0 && tw >= 0 && oy * s == uh && ox * s == uw && oy < p.im_oh
+                    && ox < p.im_ow;
                 at[i] = select(NONE, ((first[i] + oy) * p.im_ow + ox) * quads, hit);
             }
             for (var q = 0u; q < quads; q++) {

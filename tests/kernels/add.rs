@@ -10,11 +10,18 @@ use crate::common::*;
 /// The residual sum of two inputs with different kept channel sets, into
 /// their union (compacted on the device as training does), and with one
 /// input (or both) holding all channels; the backward to each input, gated
-/// and accumulated. Checked against the dense-masked sum.
+/// and accumulated. Checked against the dense-masked sum; again with one
+/// workgroup striding over many rows.
 #[test]
 fn residual_sum_over_channel_sets_matches_reference() {
-    let Some(gpu) = gpu("residual_sum_over_channel_sets_matches_reference") else { return };
+    with_single_workgroup("residual_sum_over_channel_sets_matches_reference", run_cases);
+}
+
+fn run_cases(gpu: &sparsetrain::Gpu, label: &str) {
     let c = 13usize;
+    // Rows of the buffers and of the step: more than one workgroup's threads
+    // cover when the grid is capped.
+    let (cap, n) = if label.is_empty() { (5usize, 4usize) } else { (60, 53) };
     for (case, (pa, pb)) in [(0.5, 0.3), (1.0, 0.0), (0.0, 0.0), (0.2, 0.9)].into_iter().enumerate() {
         let mut r = rng(2400 + case as u64);
         // Units 0..c are A's layer, c..2c are B's; set 2 is their union.
@@ -25,14 +32,14 @@ fn residual_sum_over_channel_sets_matches_reference() {
             SetDesc { slot: 2 * c, len: c, members: vec![0, c] },
         ];
         let table = set_table(&sets).unwrap();
-        let tm = Tensor::from_u32(&gpu, "mask", &[2 * c], &mask).unwrap();
-        let tt = Tensor::from_u32(&gpu, "table", &[table.len()], &table).unwrap();
+        let tm = Tensor::from_u32(gpu, "mask", &[2 * c], &mask).unwrap();
+        let tt = Tensor::from_u32(gpu, "table", &[table.len()], &table).unwrap();
         let (kept, ranks) = (
-            Tensor::zeros(&gpu, "kept", &[3 * c], DType::U32).unwrap(),
-            Tensor::zeros(&gpu, "ranks", &[3 * c], DType::U32).unwrap(),
+            Tensor::zeros(gpu, "kept", &[3 * c], DType::U32).unwrap(),
+            Tensor::zeros(gpu, "ranks", &[3 * c], DType::U32).unwrap(),
         );
-        let counts = Tensor::zeros(&gpu, "counts", &[3], DType::U32).unwrap();
-        let mut rec = Recorder::new(&gpu);
+        let counts = Tensor::zeros(gpu, "counts", &[3], DType::U32).unwrap();
+        let mut rec = Recorder::new(gpu);
         compact_sets(
             &mut rec,
             Compacted { kept: &kept, counts: &counts, ranks: &ranks },
@@ -57,7 +64,6 @@ fn residual_sum_over_channel_sets_matches_reference() {
             (Side::Full, Side::Full, Side::Full, &(0..c).collect(), &(0..c).collect(), &(0..c).collect()),
         ];
         for (li, (a_side, b_side, o_side, la, lb, lo)) in layouts.into_iter().enumerate() {
-            let (cap, n) = (5usize, 4usize);
             let width = |l: &Vec<usize>, s: Side| if s == Side::Full { c } else { l.len().div_ceil(4) * 4 };
             let (ca, cb, co) = (width(la, a_side), width(lb, b_side), width(lo, o_side));
             // Dense-masked values: channel u of row rr, zero where a side lacks it.
@@ -75,25 +81,25 @@ fn residual_sum_over_channel_sets_matches_reference() {
                 out
             };
             let (pa_, pb_) = (pack(&va, la, ca), pack(&vb, lb, cb));
-            let ta = Tensor::from_f32(&gpu, "a", &[pa_.len()], &pa_).unwrap();
-            let tb = Tensor::from_f32(&gpu, "b", &[pb_.len()], &pb_).unwrap();
-            let out = Tensor::from_f32(&gpu, "out", &[big], &vec![9.0; big]).unwrap();
+            let ta = Tensor::from_f32(gpu, "a", &[pa_.len()], &pa_).unwrap();
+            let tb = Tensor::from_f32(gpu, "b", &[pb_.len()], &pb_).unwrap();
+            let out = Tensor::from_f32(gpu, "out", &[big], &vec![9.0; big]).unwrap();
             let dout_h = rand_f32(&mut r, big, -1.0, 1.0);
-            let dout = Tensor::from_f32(&gpu, "dout", &[dout_h.len()], &dout_h).unwrap();
+            let dout = Tensor::from_f32(gpu, "dout", &[dout_h.len()], &dout_h).unwrap();
             let prior = rand_f32(&mut r, pa_.len(), -1.0, 1.0);
-            let da = Tensor::from_f32(&gpu, "da", &[prior.len()], &prior).unwrap();
-            run_with_batch(&gpu, n, |rec| {
+            let da = Tensor::from_f32(gpu, "da", &[prior.len()], &prior).unwrap();
+            run_with_batch(gpu, n, |rec| {
                 forward(rec, &out, (&ta, &tb), ks, [o_side, a_side, b_side], Rows::Batch(cap), c, (true, false))
                     .unwrap();
                 backward(rec, &da, &dout, &ta, ks, (o_side, a_side), Rows::Batch(cap), c, (true, true, false)).unwrap();
             });
-            let tag = format!("case {case} layout {li}: |A| {} |B| {} |sum| {}", la.len(), lb.len(), lo.len());
-            let got = out.download_f32(&gpu).unwrap();
+            let tag = format!("case {case}{label} layout {li}: |A| {} |B| {} |sum| {}", la.len(), lb.len(), lo.len());
+            let got = out.download_f32(gpu).unwrap();
             let sides = [(&lo[..], co), (&la[..], ca), (&lb[..], cb)];
             let want = cpu::add::add_forward(&to_f64(&pa_), &to_f64(&pb_), sides, n, true);
             assert_close(&format!("{tag} sum"), &got[..n * co], &want, 1e-6, 1e-6);
             assert!(got[n * co..].iter().all(|&v| v == 9.0), "{tag}: rows past the step were written");
-            let got = da.download_f32(&gpu).unwrap();
+            let got = da.download_f32(gpu).unwrap();
             let sides = ((&lo[..], co), (&la[..], ca));
             let want = cpu::add::add_backward(&to_f64(&dout_h), &to_f64(&pa_), &to_f64(&prior), sides, n, true);
             assert_close(&format!("{tag} dA"), &got[..n * ca], &want, 1e-6, 1e-6);

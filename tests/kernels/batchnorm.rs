@@ -10,10 +10,14 @@ use crate::common::*;
 /// BatchNorm on all channels and on a kept subset (γ, β and running
 /// statistics addressed through the kept list, padding channels exactly 0),
 /// training and evaluation forward, the backward's dγ, dβ added into the
-/// full-size gradients and dx (gated, accumulated), rows from the step.
+/// full-size gradients and dx (gated, accumulated), rows from the step;
+/// also with one workgroup striding over many rows of awkward widths.
 #[test]
 fn batchnorm_matches_reference() {
-    let Some(gpu) = gpu("batchnorm_matches_reference") else { return };
+    with_single_workgroup("batchnorm_matches_reference", run_cases);
+}
+
+fn run_cases(gpu: &sparsetrain::Gpu, label: &str) {
     let cfg = BnConfig::default();
     for (case, (full, kept_units, per, cap, n)) in [
         (7usize, None, 5usize, 3usize, 3usize),
@@ -21,6 +25,8 @@ fn batchnorm_matches_reference() {
         (13, Some(vec![5]), 1, 2, 2),
         (6, Some(vec![]), 9, 2, 1),
         (300, None, 1, 1, 1),
+        (7, None, 23, 9, 7),
+        (11, Some(vec![0usize, 2, 3, 5, 6, 9]), 31, 5, 5),
     ]
     .into_iter()
     .enumerate()
@@ -50,25 +56,25 @@ fn batchnorm_matches_reference() {
         let prior_g = rand_f32(&mut r, full, -1.0, 1.0);
         let prior_dx = rand_f32(&mut r, rows_cap * max, -1.0, 1.0);
         let t = |name: &str, v: &[f32]| {
-            Tensor::from_f32(&gpu, name, &[v.len().max(1)], if v.is_empty() { &[0.0] } else { v }).unwrap()
+            Tensor::from_f32(gpu, name, &[v.len().max(1)], if v.is_empty() { &[0.0] } else { v }).unwrap()
         };
         let (tx, tg, tb, trun, tdy) =
             (t("x", &x), t("gamma", &gamma), t("beta", &beta), t("running", &running), t("dy", &dy));
         let maps: Vec<u32> = if units.is_empty() { vec![0] } else { units.iter().map(|&u| u as u32).collect() };
-        let tmaps = Tensor::from_u32(&gpu, "maps", &[maps.len()], &maps).unwrap();
-        let tdims = Tensor::from_u32(&gpu, "dims", &[1], &[count as u32]).unwrap();
+        let tmaps = Tensor::from_u32(gpu, "maps", &[maps.len()], &maps).unwrap();
+        let tdims = Tensor::from_u32(gpu, "dims", &[1], &[count as u32]).unwrap();
         let stats = t("stats", &vec![0.0; 4 * max]);
         let (y, y_eval) = (t("y", &vec![9.0; rows_cap * max]), t("y eval", &vec![9.0; rows_cap * max]));
         let (dg, db, dx) = (t("dgamma", &prior_g), t("dbeta", &prior_g), t("dx", &prior_dx));
         let bt = BnTensors { x: &tx, dims: &tdims, maps: &tmaps, stats: &stats, running: &trun, gamma: &tg, beta: &tb };
         let rows_of = Rows::BatchOf { cap, per };
-        run_with_batch(&gpu, n, |rec| {
+        run_with_batch(gpu, n, |rec| {
             // Evaluation first, with the running statistics as given.
             forward(rec, &y_eval, bt, rows_of, st, cfg, false, false).unwrap();
             forward(rec, &y, bt, rows_of, st, cfg, true, false).unwrap();
             backward(rec, &dx, &tdy, (&dg, &db), bt, rows_of, st, (true, true)).unwrap();
         });
-        let tag = format!("case {case}: {rows} rows, {count} of {full} channels");
+        let tag = format!("case {case}{label}: {rows} rows, {count} of {full} channels");
         // The kept channels of the first `rows` rows, as dense [rows, count] data.
         let dense = |v: &[f32]| -> Vec<f64> {
             (0..rows).flat_map(|r| (0..count).map(move |j| (r, j))).map(|(r, j)| v[r * c + j] as f64).collect()
@@ -87,7 +93,7 @@ fn batchnorm_matches_reference() {
             &pick(&running, full),
             cfg.eps as f64,
         );
-        let (ydev, yev) = (y.download_f32(&gpu).unwrap(), y_eval.download_f32(&gpu).unwrap());
+        let (ydev, yev) = (y.download_f32(gpu).unwrap(), y_eval.download_f32(gpu).unwrap());
         assert_close(&format!("{tag} y (train)"), &dense_f32(&ydev, rows, c, count), &want_y, 1e-5, 1e-4);
         assert_close(&format!("{tag} y (eval)"), &dense_f32(&yev, rows, c, count), &want_eval, 1e-5, 1e-4);
         for rr in 0..rows {
@@ -105,7 +111,7 @@ fn batchnorm_matches_reference() {
             rm[u] = km[i];
             rv[u] = kv[i];
         }
-        let got_run = trun.download_f32(&gpu).unwrap();
+        let got_run = trun.download_f32(gpu).unwrap();
         assert_close(&format!("{tag} running mean"), &got_run[..full], &rm, 1e-6, 1e-5);
         assert_close(&format!("{tag} running var"), &got_run[full..], &rv, 1e-6, 1e-5);
         // Backward.
@@ -116,9 +122,9 @@ fn batchnorm_matches_reference() {
             full_dg[u] += want_dg[i];
             full_db[u] += want_db[i];
         }
-        assert_close(&format!("{tag} dgamma"), &dg.download_f32(&gpu).unwrap(), &full_dg, 1e-4, 1e-4);
-        assert_close(&format!("{tag} dbeta"), &db.download_f32(&gpu).unwrap(), &full_db, 1e-4, 1e-4);
-        let got_dx = dx.download_f32(&gpu).unwrap();
+        assert_close(&format!("{tag} dgamma"), &dg.download_f32(gpu).unwrap(), &full_dg, 1e-4, 1e-4);
+        assert_close(&format!("{tag} dbeta"), &db.download_f32(gpu).unwrap(), &full_db, 1e-4, 1e-4);
+        let got_dx = dx.download_f32(gpu).unwrap();
         let want: Vec<f64> = (0..rows * count)
             .map(|k| {
                 let (rr, j) = (k / count, k % count);

@@ -15,6 +15,18 @@ pub fn gpu(test: &str) -> Option<Gpu> {
     gpu_with(test, GpuOptions::default())
 }
 
+/// Runs `case` on the default device and again on one whose grids are
+/// capped to a single workgroup (the label says which), so that kernels
+/// striding over their work are checked past their first stride.
+pub fn with_single_workgroup(test: &str, mut case: impl FnMut(&Gpu, &str)) {
+    let Some(g) = gpu(test) else { return };
+    case(&g, "");
+    drop(g);
+    let opts = GpuOptions { grid_cap: Some(1), ..Default::default() };
+    let Some(g) = gpu_with(&format!("{test} (one workgroup)"), opts) else { return };
+    case(&g, " (one workgroup)");
+}
+
 /// `gpu` with options (the autotune is always off in tests: the matmul
 /// variant is forced explicitly where it matters, and elsewhere the cached or
 /// device-type choice avoids timing work in every test).

@@ -304,13 +304,17 @@ fn large_matmuls_compute_every_tile() {
 /// explicit im2col, and the input gradient col2im(dY·W) as one product
 /// (gated, accumulated) against the explicit col2im; awkward geometries (strides, padding, 1×1, a single
 /// pixel, rectangular kernels), 4 to 12 channels, and a step batch below the
-/// capacity (rows past it untouched). A channel count that is not a multiple
+/// capacity (rows past it untouched), on the default grid and on one
+/// workgroup walking every tile. A channel count that is not a multiple
 /// of 4 is refused.
 #[test]
 fn implicit_convolution_operands_match_im2col() {
+    with_single_workgroup("implicit_convolution_operands_match_im2col", implicit_cases);
+}
+
+fn implicit_cases(gpu: &sparsetrain::Gpu, label: &str) {
     use sparsetrain::ops::conv::ConvGeom;
     use sparsetrain::ops::matmul::{Implicit, Size};
-    let Some(gpu) = gpu("implicit_convolution_operands_match_im2col") else { return };
     let geoms = conv_geoms();
     let mut case = 0u64;
     for g in geoms {
@@ -326,13 +330,13 @@ fn implicit_convolution_operands_match_im2col() {
                 let w = rand_f32(&mut r, co * kdim, -1.0, 1.0);
                 let dy = rand_f32(&mut r, rows_cap * co, -1.0, 1.0);
                 let dw0 = rand_f32(&mut r, co * kdim, -1.0, 1.0);
-                let tx = Tensor::from_f32(&gpu, "x", &[x.len()], &x).unwrap();
-                let tw = Tensor::from_f32(&gpu, "w", &[co, kdim], &w).unwrap();
-                let tdy = Tensor::from_f32(&gpu, "dy", &[rows_cap, co], &dy).unwrap();
-                let ty = Tensor::from_f32(&gpu, "y", &[rows_cap, co], &vec![f32::NAN; rows_cap * co]).unwrap();
-                let tdw = Tensor::from_f32(&gpu, "dw", &[co, kdim], &dw0).unwrap();
+                let tx = Tensor::from_f32(gpu, "x", &[x.len()], &x).unwrap();
+                let tw = Tensor::from_f32(gpu, "w", &[co, kdim], &w).unwrap();
+                let tdy = Tensor::from_f32(gpu, "dy", &[rows_cap, co], &dy).unwrap();
+                let ty = Tensor::from_f32(gpu, "y", &[rows_cap, co], &vec![f32::NAN; rows_cap * co]).unwrap();
+                let tdw = Tensor::from_f32(gpu, "dw", &[co, kdim], &dw0).unwrap();
                 let per = Size::Batch { per: pixels };
-                run_with_batch(&gpu, n, |rec| {
+                run_with_batch(gpu, n, |rec| {
                     Matmul::new(Layout::NT)
                         .variant(variant)
                         .implicit(Implicit::A(g))
@@ -347,7 +351,7 @@ fn implicit_convolution_operands_match_im2col() {
                         .record(rec, &tdw, &tdy, &tx, Dims { m: co, n: kdim, k: rows_cap })
                         .unwrap();
                 });
-                let tag = format!("{} {g:?} channels {c}", variant.name());
+                let tag = format!("{} {g:?} channels {c}{label}", variant.name());
                 let cols = cpu::conv::im2col(&to_f64(&x[..n * g.h * g.w * c]), n, c, g);
                 let mut want = vec![0.0; rows * co];
                 cpu::matmul::matmul(
@@ -359,13 +363,13 @@ fn implicit_convolution_operands_match_im2col() {
                     0.0,
                     Dims { m: rows, n: co, k: kdim },
                 );
-                let got = ty.download_f32(&gpu).unwrap();
+                let got = ty.download_f32(gpu).unwrap();
                 assert_close(&format!("implicit forward {tag}"), &got[..want.len()], &want, 1e-5, 1e-5);
                 assert!(got[want.len()..].iter().all(|v| v.is_nan()), "{tag}: rows past the step's batch written");
                 let mut want = to_f64(&dw0);
                 let d = Dims { m: co, n: kdim, k: rows };
                 cpu::matmul::matmul(&mut want, &to_f64(&dy[..rows * co]), &cols, Layout::TN, 1.0, 1.0, d);
-                let got = tdw.download_f32(&gpu).unwrap();
+                let got = tdw.download_f32(gpu).unwrap();
                 assert_close(&format!("implicit weight gradient {tag}"), &got, &want, 1e-4, 1e-5);
 
                 // dX = col2im(dY·W) in one product (8 output channels: in
@@ -374,11 +378,11 @@ fn implicit_convolution_operands_match_im2col() {
                 let w = rand_f32(&mut r, co * kdim, -1.0, 1.0);
                 let dy = rand_f32(&mut r, rows_cap * co, -1.0, 1.0);
                 let dx0 = rand_f32(&mut r, x.len(), -1.0, 1.0);
-                let tw = Tensor::from_f32(&gpu, "w", &[co, kdim], &w).unwrap();
-                let tdy = Tensor::from_f32(&gpu, "dy", &[rows_cap, co], &dy).unwrap();
-                let tdx = Tensor::from_f32(&gpu, "dx", &[x.len()], &dx0).unwrap();
+                let tw = Tensor::from_f32(gpu, "w", &[co, kdim], &w).unwrap();
+                let tdy = Tensor::from_f32(gpu, "dy", &[rows_cap, co], &dy).unwrap();
+                let tdx = Tensor::from_f32(gpu, "dx", &[x.len()], &dx0).unwrap();
                 let plane = g.h * g.w;
-                run_with_batch(&gpu, n, |rec| {
+                run_with_batch(gpu, n, |rec| {
                     Matmul::new(Layout::NN)
                         .variant(variant)
                         .accumulate()
@@ -394,7 +398,7 @@ fn implicit_convolution_operands_match_im2col() {
                 let dx = cpu::conv::col2im(&dcols, n, c, g);
                 let want: Vec<f64> =
                     dx.iter().enumerate().map(|(i, &v)| dx0[i] as f64 + if x[i] > 0.0 { v } else { 0.0 }).collect();
-                let got = tdx.download_f32(&gpu).unwrap();
+                let got = tdx.download_f32(gpu).unwrap();
                 assert_close(&format!("implicit input gradient {tag}"), &got[..want.len()], &want, 1e-5, 1e-5);
                 assert_eq!(got[want.len()..], dx0[want.len()..], "{tag}: dX past the step's batch written");
             }
@@ -402,8 +406,8 @@ fn implicit_convolution_operands_match_im2col() {
     }
     // Three channels per kernel position cannot be read in fours.
     let g = ConvGeom { h: 4, w: 4, kh: 3, kw: 3, stride: 1, pad: 1 };
-    let t = Tensor::zeros(&gpu, "t", &[4096], DType::F32).unwrap();
-    let mut rec = Recorder::new(&gpu);
+    let t = Tensor::zeros(gpu, "t", &[4096], DType::F32).unwrap();
+    let mut rec = Recorder::new(gpu);
     let e = Matmul::new(Layout::NT)
         .implicit(Implicit::A(g))
         .record(&mut rec, &t, &t, &t, Dims { m: 16, n: 2, k: 27 })
