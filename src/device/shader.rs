@@ -418,10 +418,16 @@ impl PipelineCache {
         let source = shader.source()?;
         let uses = used_bindings(&source, shader.file_name())?;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let raw = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        let desc = wgpu::ShaderModuleDescriptor {
             label: Some(shader.file_name()),
             source: wgpu::ShaderSource::Wgsl(source.into()),
-        });
+        };
+        let raw = match runtime_checks() {
+            None => device.create_shader_module(desc),
+            // SAFETY: `runtime_checks` only drops the loop bound, and every
+            // loop of our kernels ends (see there).
+            Some(checks) => unsafe { device.create_shader_module_trusted(desc, checks) },
+        };
         if let Some(err) = pollster::block_on(scope.pop()) {
             return Err(Error::Shader { shader: shader.file_name(), detail: err.to_string() });
         }
@@ -429,6 +435,24 @@ impl PipelineCache {
         self.modules.lock().expect("module cache poisoned").insert(shader, module.clone());
         Ok(module)
     }
+}
+
+/// The runtime checks naga adds to our kernels, or None for all of them.
+/// By default one is left out: the counter naga puts in every loop so that
+/// an infinite loop cannot hang a driver (wgpu 25+). It costs an add and a
+/// compare per iteration and keeps drivers from unrolling the register
+/// tiles' 4-step loops (gfx-rs/wgpu#7698 measured a 100× slowdown of one
+/// compute pipeline); every loop of our kernels ends (grid-stride loops
+/// over u32 counts far below 2³², reductions halving a constant). Bounds
+/// checks and the guard of integer division stay (a raw divide by zero
+/// traps on a CPU adapter). `SPARSETRAIN_SHADER_CHECKS=all` keeps them all.
+fn runtime_checks() -> Option<wgpu::ShaderRuntimeChecks> {
+    if std::env::var("SPARSETRAIN_SHADER_CHECKS").is_ok_and(|v| v == "all") {
+        return None;
+    }
+    let mut checks = wgpu::ShaderRuntimeChecks::checked();
+    checks.force_loop_bounding = false;
+    Some(checks)
 }
 
 /// Variants of the matmul family (see the header of shaders/matmul.wgsl).
