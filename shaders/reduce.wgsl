@@ -6,7 +6,10 @@
 // reduce_partial: workgroup g sums a strided share of x into partials[g].
 // reduce_final:   one workgroup sums the partials into out[out_index] · scale
 //                 (scale = 1 for a sum, 1/n for a mean).
-// With SQUARE the first pass sums x² (a squared norm).
+// With SQUARE the first pass sums x² (a squared norm). A short vector (a
+// batch's losses, the scores' gradient, two squared norms) skips the first
+// pass: reduce_final reads x itself (SQUARE applies there then) and its
+// length may be the step's batch (count_code): one launch instead of two.
 // The length of x may be the step's batch (n_code = BATCH), and a mean may
 // divide by it (mean_rows != 0: scale / rows_of(mean_rows, n_code)).
 // With CLIP the final pass writes min(1, scale / (sqrt(total) + 1e-6)) instead:
@@ -34,7 +37,8 @@ struct ReduceParams {
     n_code: u32,
     // reduce_final: nonzero for a mean over rows_of(mean_rows, n_code) rows.
     mean_rows: u32,
-    _pad: u32,
+    // reduce_final: it sums rows_of(n, count_code) values (NONE: n partials).
+    count_code: u32,
 }
 
 // Inf or NaN, tested on the bits: floating-point comparisons may be folded
@@ -93,8 +97,14 @@ fn reduce_partial(
 @compute @workgroup_size(WG)
 fn reduce_final(@builtin(local_invocation_index) lidx: u32) {
     var sum = 0.0;
-    for (var i = lidx; i < p.n; i += WG) {
-        sum += x[i];
+    let n = rows_of(p.n, p.count_code);
+    for (var i = lidx; i < n; i += WG) {
+        let v = x[i];
+        if SQUARE {
+            sum += v * v;
+        } else {
+            sum += v;
+        }
     }
     scratch[lidx] = sum;
     workgroup_sum(lidx);

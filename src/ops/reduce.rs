@@ -1,5 +1,6 @@
 //! Launcher of shaders/reduce.wgsl: sum and mean of a vector into one slot
-//! of an output buffer, in two passes, without leaving the device.
+//! of an output buffer, in two passes (one for short vectors), without
+//! leaving the device.
 
 use super::{KernelParams, NONE, Rows, need, u32_of};
 use crate::device::record::Recorder;
@@ -18,7 +19,7 @@ pub struct ReduceParams {
     pub tag: u32,
     pub n_code: u32,
     pub mean_rows: u32,
-    pub _pad: u32,
+    pub count_code: u32,
 }
 
 impl KernelParams for ReduceParams {
@@ -30,6 +31,10 @@ const WG: u32 = 256;
 /// Upper bound on first-pass workgroups; also the length of the scratch
 /// buffer that `Reducer` holds.
 pub const MAX_PARTIALS: usize = 1024;
+/// Vectors up to this long are summed by one workgroup in one launch (16
+/// values per thread): a second launch, and the barrier between the two,
+/// costs more than the first pass would save.
+pub const SINGLE_PASS_MAX: usize = 16 * WG as usize;
 
 #[derive(Clone, Copy)]
 struct Mode {
@@ -136,11 +141,27 @@ impl Reducer {
         if mode.mean && n32 == 0 {
             return Err(crate::Error::InvalidArgument("mean of zero rows".into()));
         }
+        let flag = |b: bool| f64::from(u8::from(b));
+        // One launch cannot both read and write a buffer: a reduction into
+        // the buffer it reads (the two losses into their sum) keeps both.
+        if n <= SINGLE_PASS_MAX && x.buffer() != out.buffer() {
+            let consts = vec![("WG", f64::from(WG)), ("SQUARE", flag(mode.square)), ("CLIP", flag(mode.clip))];
+            let only = ReduceParams {
+                n: n32,
+                out_index: out_index as u32,
+                scale,
+                accumulate: accumulate.into(),
+                tag: mode.tag,
+                n_code: rows.code(),
+                mean_rows: if mode.mean { n32 } else { 0 },
+                count_code: rows.code(),
+            };
+            return rec.dispatch(Kernel::ReduceFinal, &consts, (0, &only), &[(1, x), (2, out)], glam::UVec3::ONE);
+        }
         // Fewer, longer-running workgroups where the device caps grids: each
         // first-pass workgroup ends in a barrier-heavy tree.
         let groups = n32.div_ceil(WG).clamp(1, (MAX_PARTIALS as u32).min(rec.gpu().grid_cap()));
         let max = rec.gpu().limits().max_compute_workgroups_per_dimension;
-        let flag = |b: bool| f64::from(u8::from(b));
         let first_consts = vec![("WG", f64::from(WG)), ("SQUARE", flag(mode.square))];
         let final_consts = vec![("WG", f64::from(WG)), ("CLIP", flag(mode.clip))];
         let first = ReduceParams {
@@ -151,7 +172,7 @@ impl Reducer {
             tag: 0,
             n_code: rows.code(),
             mean_rows: 0,
-            _pad: 0,
+            count_code: NONE,
         };
         rec.dispatch(
             Kernel::ReducePartial,
@@ -168,7 +189,7 @@ impl Reducer {
             tag: mode.tag,
             n_code: rows.code(),
             mean_rows: if mode.mean { n32 } else { 0 },
-            _pad: 0,
+            count_code: NONE,
         };
         rec.dispatch(
             Kernel::ReduceFinal,

@@ -1,7 +1,7 @@
 //! Launcher of shaders/vrpge.wgsl: the score gradient of the policy-gradient
 //! estimator from two mask samples and their losses, all on the device.
 
-use super::{KernelParams, need, u32_of};
+use super::{KernelParams, NONE, need, u32_of};
 use crate::device::record::Recorder;
 use crate::device::shader::{Kernel, Shader, grid_1d};
 use crate::device::tensor::{DType, Tensor};
@@ -17,7 +17,8 @@ pub struct ScoreGradParams {
     pub eps: f32,
     pub m1_off: u32,
     pub m2_off: u32,
-    pub _pad: [u32; 2],
+    pub sum: u32,
+    pub _pad: u32,
 }
 
 impl KernelParams for ScoreGradParams {
@@ -50,13 +51,14 @@ pub enum Estimator {
 pub const SCORE_EPS: f32 = 1e-20;
 
 /// grad[i] = δ_i for i < n, from losses[l1], losses[l2] and the two masks,
-/// each given with the element where it starts.
+/// each given with the element where it starts; with `sum_slot`, also
+/// losses[sum_slot] += (L1 + L2) / 2 (the step's loss, for the log).
 #[allow(clippy::too_many_arguments)]
 pub fn score_grad(
     rec: &mut Recorder,
     grad: &Tensor,
     losses: &Tensor,
-    loss_slots: (usize, usize),
+    (loss_slots, sum_slot): ((usize, usize), Option<usize>),
     scores: &Tensor,
     masks: [(&Tensor, usize); 2],
     est: (Estimator, ScoreFn),
@@ -64,15 +66,16 @@ pub fn score_grad(
 ) -> Result<()> {
     const OP: &str = "score_grad";
     need(OP, "grad", grad, n, DType::F32)?;
-    need(OP, "losses", losses, loss_slots.0.max(loss_slots.1) + 1, DType::F32)?;
+    let last = loss_slots.0.max(loss_slots.1).max(sum_slot.unwrap_or(0));
+    need(OP, "losses", losses, last + 1, DType::F32)?;
     need(OP, "scores", scores, n, DType::F32)?;
     need(OP, "mask1", masks[0].0, masks[0].1 + n, DType::U32)?;
     need(OP, "mask2", masks[1].0, masks[1].1 + n, DType::U32)?;
-    if loss_slots.0 == loss_slots.1 {
-        return Err(Error::InvalidArgument("the two samples need distinct loss slots".into()));
+    if loss_slots.0 == loss_slots.1 || sum_slot.is_some_and(|s| s == loss_slots.0 || s == loss_slots.1) {
+        return Err(Error::InvalidArgument("the two samples and their sum need distinct loss slots".into()));
     }
     let n32 = u32_of(OP, "n", n)?;
-    if n32 == 0 {
+    if n32 == 0 && sum_slot.is_none() {
         return Ok(());
     }
     let params = ScoreGradParams {
@@ -82,7 +85,11 @@ pub fn score_grad(
         eps: SCORE_EPS,
         m1_off: u32_of(OP, "mask1 offset", masks[0].1)?,
         m2_off: u32_of(OP, "mask2 offset", masks[1].1)?,
-        _pad: [0; 2],
+        sum: match sum_slot {
+            Some(s) => u32_of(OP, "sum slot", s)?,
+            None => NONE,
+        },
+        _pad: 0,
     };
     let flag = |b: bool| f64::from(u8::from(b));
     let constants = vec![
@@ -90,7 +97,7 @@ pub fn score_grad(
         ("FISHER", flag(est.1 == ScoreFn::Fisher)),
         ("BASELINE", flag(est.0 == Estimator::VrPge)),
     ];
-    let groups = grid_1d(n32, WG, rec.gpu().limits().max_compute_workgroups_per_dimension);
+    let groups = grid_1d(n32.max(1), WG, rec.gpu().limits().max_compute_workgroups_per_dimension);
     rec.dispatch(
         Kernel::ScoreGrad,
         &constants,

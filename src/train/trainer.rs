@@ -221,11 +221,12 @@ impl Trainer {
             net.loss(rec, ws, &self.loss, slot)?;
             net.backward(rec, ws, 0.5, mask)?;
         }
-        self.reducer.reduce(rec, &self.loss, LOSS_SUM, &self.loss, 2, 0.5, true)?;
-        // 3. The VR-PGE score gradient from the two losses and masks.
+        // 3. The VR-PGE score gradient from the two losses and masks (which
+        //    also adds the step's loss, their mean, to the logged sum).
         let est = (sp.cfg.estimator, sp.cfg.score_fn);
         let masks = [(&sp.samples.mask, 0), (&sp.samples.mask, units)];
-        score_grad(rec, &sp.score_grad, &self.loss, (LOSS_1, LOSS_2), &sp.scores, masks, est, units)?;
+        let slots = ((LOSS_1, LOSS_2), Some(LOSS_SUM));
+        score_grad(rec, &sp.score_grad, &self.loss, slots, &sp.scores, masks, est, units)?;
         // 4. Joint gradient-norm clipping of weights and scores; a non-finite
         //    norm makes the factor 0 and the step is skipped and counted.
         let total = self.net.graph.param_total;

@@ -7,7 +7,7 @@ use crate::common::*;
 fn sum_and_mean_match_reference() {
     let Some(gpu) = gpu("sum_and_mean_match_reference") else { return };
     let reducer = Reducer::new(&gpu).unwrap();
-    for (case, &n) in [0usize, 1, 255, 256, 257, 10007, 300_001].iter().enumerate() {
+    for (case, &n) in [0usize, 1, 255, 256, 257, 4096, 4097, 10007, 300_001].iter().enumerate() {
         let mut r = rng(500 + case as u64);
         let x = rand_f32(&mut r, n.max(1), -1.0, 1.0);
         let tx = Tensor::from_f32(&gpu, "x", &[n.max(1)], &x).unwrap();
@@ -39,4 +39,33 @@ fn sum_and_mean_match_reference() {
     let u = Tensor::zeros(&gpu, "u", &[4], DType::U32).unwrap();
     let out = Tensor::zeros(&gpu, "out", &[1], DType::F32).unwrap();
     assert!(reducer.sum(&mut Recorder::new(&gpu), &out, 0, &u, 4).is_err());
+}
+
+/// Squared norms and means over the step's batch (a length known on the
+/// device only), on both sides of the one-launch threshold.
+#[test]
+fn batch_sized_reductions_match_reference() {
+    use sparsetrain::ops::Rows;
+    use sparsetrain::ops::reduce::SINGLE_PASS_MAX;
+    let Some(gpu) = gpu("batch_sized_reductions_match_reference") else { return };
+    let reducer = Reducer::new(&gpu).unwrap();
+    for (case, (cap, per, n)) in
+        [(7usize, 3usize, 5usize), (300, 1, 299), (SINGLE_PASS_MAX + 900, 1, SINGLE_PASS_MAX + 611), (40, 250, 33)]
+            .into_iter()
+            .enumerate()
+    {
+        let mut r = rng(520 + case as u64);
+        let x = rand_f32(&mut r, cap * per, -1.0, 1.0);
+        let tx = Tensor::from_f32(&gpu, "x", &[x.len()], &x).unwrap();
+        let out = Tensor::from_f32(&gpu, "out", &[2], &[f32::NAN; 2]).unwrap();
+        let rows = if per == 1 { Rows::Batch(cap) } else { Rows::BatchOf { cap, per } };
+        run_with_batch(&gpu, n, |rec| {
+            reducer.mean(rec, &out, 0, &tx, rows).unwrap();
+            reducer.reduce(rec, &out, 1, &tx, rows, 0.5, false).unwrap();
+        });
+        let xs = to_f64(&x[..n * per]);
+        let want = [cpu::reduce::mean(&xs), 0.5 * cpu::reduce::sum(&xs)];
+        let tag = format!("batch {n} of {cap}, {per} rows each");
+        assert_close(&tag, &out.download_f32(&gpu).unwrap(), &want, 1e-6 * (n * per) as f64, 1e-5);
+    }
 }

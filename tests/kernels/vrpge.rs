@@ -30,8 +30,15 @@ fn score_grad_matches_reference() {
             let t2 = Tensor::from_u32(&gpu, "m2", &[n], &m2).unwrap();
             let tg = Tensor::zeros(&gpu, "g", &[n], DType::F32).unwrap();
             let mut rec = Recorder::new(&gpu);
-            score_grad(&mut rec, &tg, &tl, (0, 1), &ts, [(&t1, 0), (&t2, 0)], est, n).unwrap();
+            // Every other case also adds the step's loss (L1 + L2)/2 into slot 2.
+            let sum = (case % 2 == 0).then_some(2);
+            score_grad(&mut rec, &tg, &tl, ((0, 1), sum), &ts, [(&t1, 0), (&t2, 0)], est, n).unwrap();
             rec.finish().unwrap();
+            let want_losses = [2.5, 1.75, if sum.is_some() { 9.0 + 0.5 * (2.5 + 1.75) } else { 9.0 }];
+            assert_eq!(tl.download_f32(&gpu).unwrap(), want_losses, "{est:?}: losses after the score gradient");
+            let clash =
+                score_grad(&mut Recorder::new(&gpu), &tg, &tl, ((0, 1), Some(1)), &ts, [(&t1, 0), (&t2, 0)], est, n);
+            assert!(clash.is_err(), "a sum slot that is a loss slot was accepted");
             let want = cpu::vrpge::score_grad((2.5, 1.75), &to_f64(&s), &m1, &m2, est);
             let got = tg.download_f32(&gpu).unwrap();
             assert!(got.iter().all(|v| v.is_finite()), "{est:?}: non-finite score gradient");
