@@ -372,13 +372,17 @@ pub fn bench_train(
     Ok(rows)
 }
 
-/// Seconds per kernel family, largest first.
+/// Seconds per kernel family, largest first; per kernel (entry point)
+/// instead when `SPARSETRAIN_PROFILE=kernels` is set, to see which pass of
+/// a family costs what.
 pub fn family_shares(times: &[(crate::device::shader::Kernel, f64)]) -> Vec<(&'static str, f64)> {
+    let by_kernel = std::env::var("SPARSETRAIN_PROFILE").is_ok_and(|v| v == "kernels");
     let mut fams: Vec<(&'static str, f64)> = Vec::new();
     for (k, t) in times {
-        match fams.iter_mut().find(|f| f.0 == k.family()) {
+        let name = if by_kernel { k.entry_point() } else { k.family() };
+        match fams.iter_mut().find(|f| f.0 == name) {
             Some(f) => f.1 += t,
-            None => fams.push((k.family(), *t)),
+            None => fams.push((name, *t)),
         }
     }
     fams.sort_by(|a, b| b.1.total_cmp(&a.1));
