@@ -1,11 +1,12 @@
 //#include common
 //#include step
 //#include matmul_implicit
+//#include matmul_wide
 
 // Dense matmul family: C[M,N] = alpha * op(A) * op(B) + beta * C, in the three
 // layouts that backprop needs (A·B, A·Bᵀ, Aᵀ·B, picked by TRANS_A / TRANS_B).
 //
-// Three entry points share the indexing helpers below:
+// Four entry points share the indexing helpers below:
 // - `matmul_regtile`: each thread owns a 4×4 register tile and reads A and B
 //   straight from memory as vec4. No workgroup barriers: the fastest on
 //   software rasterisers (lavapipe), where every barrier is expensive. Its
@@ -13,6 +14,9 @@
 // - `matmul_shared`: the workgroup stages BK-deep slices of A and B in
 //   workgroup memory and each thread still owns a 4×4 register tile. Real GPUs
 //   reward the reuse.
+// - `matmul_wide` (shared/matmul_wide.wgsl): built for large GPUs: 128×128
+//   block tiles, 8×8 outputs per thread, double-buffered K slices in
+//   workgroup memory, vec4 loads with bounds checks on edge tiles only.
 // - `matmul_naive`: one thread per output; the baseline of `bench matmul`.
 //
 // Buffers are bound as arrays of vec4 so that the aligned path can load four

@@ -131,7 +131,7 @@ pub fn bench_matmul(
     for &layout in layouts {
         for &d in shapes {
             let mut cells = Vec::new();
-            for v in [Variant::Naive, Variant::RegTile, Variant::Shared] {
+            for v in [Variant::Naive, Variant::RegTile, Variant::Shared, Variant::Wide] {
                 let mm = Matmul::new(layout).variant(v);
                 let secs = if timed { time_matmul_gpu(gpu, mm, d, runs)? } else { time_matmul(gpu, mm, d, runs)? };
                 cells.push((v, flops(d) / median(&secs) / 1e9, secs.len()));

@@ -112,11 +112,12 @@ impl Shader {
 }
 
 /// Shared WGSL helpers that kernels may include, by name.
-pub const SHARED: [(&str, &str); 4] = [
+pub const SHARED: [(&str, &str); 5] = [
     ("common", include_str!("../../shaders/shared/common.wgsl")),
     ("rng", include_str!("../../shaders/shared/rng.wgsl")),
     ("step", include_str!("../../shaders/shared/step.wgsl")),
     ("matmul_implicit", include_str!("../../shaders/shared/matmul_implicit.wgsl")),
+    ("matmul_wide", include_str!("../../shaders/shared/matmul_wide.wgsl")),
 ];
 
 /// Replaces every `//#include NAME` line by the shared file `shaders/shared/NAME.wgsl`.
@@ -145,6 +146,7 @@ pub fn preprocess(src: &str, file: &'static str) -> Result<String> {
 pub enum Kernel {
     MatmulRegtile,
     MatmulShared,
+    MatmulWide,
     MatmulNaive,
     BiasAdd,
     BiasGrad,
@@ -184,9 +186,10 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every entry point; the naga test checks each exists in its shader.
-    pub const ALL: [Kernel; 37] = [
+    pub const ALL: [Kernel; 38] = [
         Kernel::MatmulRegtile,
         Kernel::MatmulShared,
+        Kernel::MatmulWide,
         Kernel::MatmulNaive,
         Kernel::BiasAdd,
         Kernel::BiasGrad,
@@ -226,7 +229,7 @@ impl Kernel {
 
     pub fn shader(self) -> Shader {
         match self {
-            Kernel::MatmulRegtile | Kernel::MatmulShared | Kernel::MatmulNaive => Shader::Matmul,
+            Kernel::MatmulRegtile | Kernel::MatmulShared | Kernel::MatmulWide | Kernel::MatmulNaive => Shader::Matmul,
             Kernel::BiasAdd | Kernel::BiasGrad => Shader::Bias,
             Kernel::ReluForward | Kernel::ReluBackward => Shader::Relu,
             Kernel::SoftmaxXentForward | Kernel::SoftmaxXentBackward => Shader::SoftmaxXent,
@@ -252,7 +255,7 @@ impl Kernel {
     /// The family a kernel's time is reported under in profiles.
     pub fn family(self) -> &'static str {
         match self {
-            Kernel::MatmulRegtile | Kernel::MatmulShared | Kernel::MatmulNaive => "matmul",
+            Kernel::MatmulRegtile | Kernel::MatmulShared | Kernel::MatmulWide | Kernel::MatmulNaive => "matmul",
             Kernel::GatherWeights | Kernel::GatherBias | Kernel::ScatterBiasGrad | Kernel::ColumnPartials => {
                 "gather/scatter"
             }
@@ -280,6 +283,7 @@ impl Kernel {
         match self {
             Kernel::MatmulRegtile => "matmul_regtile",
             Kernel::MatmulShared => "matmul_shared",
+            Kernel::MatmulWide => "matmul_wide",
             Kernel::MatmulNaive => "matmul_naive",
             Kernel::BiasAdd => "bias_add",
             Kernel::BiasGrad => "bias_grad",
@@ -462,18 +466,22 @@ pub enum Variant {
     RegTile,
     /// Workgroup-memory tiles plus 4×4 register tiles.
     Shared,
+    /// Large GPUs: 128×128 block tiles, 8×8 register tiles, double-buffered
+    /// workgroup memory.
+    Wide,
     /// One thread per output; the benchmark baseline.
     Naive,
 }
 
 impl Variant {
     /// The variants the device may choose between.
-    pub const TUNED: [Variant; 2] = [Variant::RegTile, Variant::Shared];
+    pub const TUNED: [Variant; 3] = [Variant::RegTile, Variant::Shared, Variant::Wide];
 
     pub fn name(self) -> &'static str {
         match self {
             Variant::RegTile => "regtile",
             Variant::Shared => "shared",
+            Variant::Wide => "wide",
             Variant::Naive => "naive",
         }
     }
@@ -482,6 +490,7 @@ impl Variant {
         match s.trim().to_ascii_lowercase().as_str() {
             "regtile" => Some(Variant::RegTile),
             "shared" => Some(Variant::Shared),
+            "wide" => Some(Variant::Wide),
             "naive" => Some(Variant::Naive),
             _ => None,
         }
@@ -491,6 +500,7 @@ impl Variant {
         match self {
             Variant::RegTile => Kernel::MatmulRegtile,
             Variant::Shared => Kernel::MatmulShared,
+            Variant::Wide => Kernel::MatmulWide,
             Variant::Naive => Kernel::MatmulNaive,
         }
     }

@@ -82,7 +82,7 @@ fn choose(gpu: &Gpu, autotune: bool) -> Result<MatmulChoice> {
         let variant = Variant::parse(&v).filter(|v| *v != Variant::Naive).ok_or(Error::InvalidEnv {
             var: "SPARSETRAIN_MATMUL",
             value: v.clone(),
-            expected: "regtile, shared or auto",
+            expected: "regtile, shared, wide or auto",
         })?;
         return Ok(MatmulChoice { variant, source: ChoiceSource::Env, timings: Vec::new() });
     }

@@ -82,6 +82,7 @@ fn shape(v: Variant) -> (UVec2, u32) {
     match v {
         Variant::RegTile => (UVec2::new(8, 8), 4),
         Variant::Shared => (UVec2::new(16, 16), 4),
+        Variant::Wide => (UVec2::new(16, 16), 8),
         Variant::Naive => (UVec2::new(16, 16), 1),
     }
 }

@@ -53,7 +53,7 @@ fn matmul_matches_reference_on_a_capped_grid() {
 
 fn matmul_cases(gpu: &sparsetrain::Gpu) {
     let mut case = 0u64;
-    for variant in [Variant::RegTile, Variant::Shared, Variant::Naive] {
+    for variant in [Variant::RegTile, Variant::Shared, Variant::Wide, Variant::Naive] {
         for layout in Layout::ALL {
             for &(m, n, k) in &SHAPES {
                 for (alpha, beta) in [(1.0f32, 0.0f32), (0.5, 1.0)] {
@@ -148,7 +148,7 @@ fn dynamic_cases(gpu: &sparsetrain::Gpu) {
     use sparsetrain::cpu::matmul::{ScatterRef, matmul_fused};
     use sparsetrain::ops::matmul::{DynDims, Scatter};
     let mut case = 0u64;
-    for variant in [Variant::RegTile, Variant::Shared, Variant::Naive] {
+    for variant in [Variant::RegTile, Variant::Shared, Variant::Wide, Variant::Naive] {
         for layout in Layout::ALL {
             // (real m, real n, real k) read from `dims`; 0 = nothing kept.
             for &(rm, rn, rk) in
@@ -267,7 +267,7 @@ fn large_matmuls_compute_every_tile() {
         let (sa, sb) = shapes_of(layout, d);
         let ta = Tensor::from_f32(&gpu, "A", &sa, &a).unwrap();
         let tb = Tensor::from_f32(&gpu, "B", &sb, &b).unwrap();
-        for variant in [Variant::RegTile, Variant::Shared, Variant::Naive] {
+        for variant in [Variant::RegTile, Variant::Shared, Variant::Wide, Variant::Naive] {
             let tc = Tensor::from_f32(&gpu, "C", &[d.m, d.n], &vec![f32::NAN; d.m * d.n]).unwrap();
             let mut rec = Recorder::new(&gpu);
             Matmul::new(layout).variant(variant).record(&mut rec, &tc, &ta, &tb, d).unwrap();
@@ -319,7 +319,7 @@ fn implicit_cases(gpu: &sparsetrain::Gpu, label: &str) {
     let mut case = 0u64;
     for g in geoms {
         for c in [4usize, 8, 12] {
-            for variant in [Variant::RegTile, Variant::Shared, Variant::Naive] {
+            for variant in [Variant::RegTile, Variant::Shared, Variant::Wide, Variant::Naive] {
                 case += 1;
                 let mut r = rng(3100 + case);
                 let (cap, n, co) = (3usize, 2usize, 5usize);

@@ -1,0 +1,201 @@
+// `matmul_wide`, the variant built for large GPUs (included by matmul.wgsl
+// only; uses its bindings, sizes, loaders and epilogues). Each workgroup of
+// WG_X × WG_Y threads computes a block tile of (8·WG_Y) × (8·WG_X) outputs
+// (128 × 128 with 16 × 16 threads), each thread 8 × 8 of them as four 4 × 4
+// register tiles: rows 4·ly and 4·(WG_Y + ly), columns 4·lx and 4·(WG_X + lx)
+// of the block, so that the threads of a row read consecutive vec4 from
+// workgroup memory. K runs in slices of WBK, staged in two workgroup-memory
+// buffers: while the block multiplies one slice, its threads hold the next
+// slice's global loads in registers and store them into the other buffer,
+// so each slice costs one barrier, and the global loads' latency hides
+// behind the arithmetic. Interior tiles load vec4 straight from memory;
+// only edge tiles, unaligned shapes and implicit operands go through the
+// bounds-checked element loaders (`a_at`, `b_at`).
+
+// Depth of a K slice: a multiple of 4 with 2·WBK a multiple of WG_X, the
+// workgroup square (WG_X = WG_Y), so that the threads share a slice's loads
+// evenly (`wide_loads`, at most WIDE_MAX_LOADS).
+override WBK: u32 = 8u;
+
+const WIDE_MAX_LOADS: u32 = 4u;
+
+// Two buffers × WBK rows × (8·WG_Y floats = 2·WG_Y vec4), k-major. (The
+// lengths are named overrides: naga 30 cannot specialise an array length
+// written as a compound expression.)
+override WIDE_A_LEN: u32 = 4u * WBK * WG_Y;
+override WIDE_B_LEN: u32 = 4u * WBK * WG_X;
+var<workgroup> wide_a: array<vec4<f32>, WIDE_A_LEN>;
+var<workgroup> wide_b: array<vec4<f32>, WIDE_B_LEN>;
+
+// vec4 loads per thread per operand and slice: a slice of A holds
+// 8·WG_Y·WBK floats = 2·WBK·WG_Y vec4 over WG_X·WG_Y threads (one each
+// with 16 × 16 threads and WBK = 8; B likewise).
+fn wide_loads() -> u32 {
+    return min((2u * WBK) / WG_X, WIDE_MAX_LOADS);
+}
+
+// The e-th vec4 of A's slice at (row_base, k0), along A's contiguous
+// dimension: K (four k of one row) or, with TRANS_A, M (four rows of one k).
+fn wide_fetch_a(row_base: u32, k0: u32, e: u32, interior: bool) -> vec4<f32> {
+    if TRANS_A {
+        let kk = e / (2u * WG_Y);
+        let m = row_base + 4u * (e % (2u * WG_Y));
+        if interior && VEC4_A && IMPLICIT == 0u {
+            return a[((k0 + kk) * M + m) >> 2u];
+        }
+        return vec4(a_at(m, k0 + kk), a_at(m + 1u, k0 + kk), a_at(m + 2u, k0 + kk), a_at(m + 3u, k0 + kk));
+    }
+    let row = row_base + e / (WBK / 4u);
+    let k = k0 + 4u * (e % (WBK / 4u));
+    if interior && VEC4_A && IMPLICIT == 0u {
+        return a[(row * K + k) >> 2u];
+    }
+    return vec4(a_at(row, k), a_at(row, k + 1u), a_at(row, k + 2u), a_at(row, k + 3u));
+}
+
+// Stores what `wide_fetch_a` returned for e into buffer `buf`.
+fn wide_store_a(buf: u32, e: u32, v: vec4<f32>) {
+    let rows = 2u * WG_Y;
+    if TRANS_A {
+        wide_a[(buf * WBK + e / rows) * rows + e % rows] = v;
+        return;
+    }
+    let mm = e / (WBK / 4u);
+    let kk = 4u * (e % (WBK / 4u));
+    for (var q = 0u; q < 4u; q++) {
+        wide_a[(buf * WBK + kk + q) * rows + mm / 4u][mm % 4u] = v[q];
+    }
+}
+
+// The e-th vec4 of B's slice at (k0, col_base), along B's contiguous
+// dimension: N (four columns of one k) or, with TRANS_B, K.
+fn wide_fetch_b(k0: u32, col_base: u32, e: u32, interior: bool) -> vec4<f32> {
+    if TRANS_B {
+        let col = col_base + e / (WBK / 4u);
+        let k = k0 + 4u * (e % (WBK / 4u));
+        if interior && VEC4_B && IMPLICIT == 0u {
+            return b[(col * K + k) >> 2u];
+        }
+        return vec4(b_at(k, col), b_at(k + 1u, col), b_at(k + 2u, col), b_at(k + 3u, col));
+    }
+    let kk = e / (2u * WG_X);
+    let col = col_base + 4u * (e % (2u * WG_X));
+    if interior && VEC4_B && IMPLICIT == 0u {
+        return b[((k0 + kk) * N + col) >> 2u];
+    }
+    return vec4(b_at(k0 + kk, col), b_at(k0 + kk, col + 1u), b_at(k0 + kk, col + 2u), b_at(k0 + kk, col + 3u));
+}
+
+fn wide_store_b(buf: u32, e: u32, v: vec4<f32>) {
+    let cols = 2u * WG_X;
+    if TRANS_B {
+        let nn = e / (WBK / 4u);
+        let kk = 4u * (e % (WBK / 4u));
+        for (var q = 0u; q < 4u; q++) {
+            wide_b[(buf * WBK + kk + q) * cols + nn / 4u][nn % 4u] = v[q];
+        }
+        return;
+    }
+    wide_b[(buf * WBK + e / cols) * cols + e % cols] = v;
+}
+
+@compute @workgroup_size(WG_X, WG_Y)
+fn matmul_wide(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(local_invocation_index) lidx: u32,
+) {
+    load_dims();
+    let threads = WG_X * WG_Y;
+    let bm = 8u * WG_Y;
+    let bn = 8u * WG_X;
+    let loads = wide_loads();
+    let tiles = tile_count(bn, bm);
+    let run = tile_run(wid, nwg, tiles.x * tiles.y);
+    let slices = (K + WBK - 1u) / WBK;
+    for (var t = run.x; t < run.y; t++) {
+        let row_base = (t / tiles.x) * bm;
+        let col_base = (t % tiles.x) * bn;
+        let rows_in = row_base + bm <= M;
+        let cols_in = col_base + bn <= N;
+        var ra: array<vec4<f32>, WIDE_MAX_LOADS>;
+        var rb: array<vec4<f32>, WIDE_MAX_LOADS>;
+        // Prologue: slice 0 into buffer 0.
+        if slices > 0u {
+            let k_in = WBK <= K;
+            for (var l = 0u; l < loads; l++) {
+                let e = lidx + l * threads;
+                wide_store_a(0u, e, wide_fetch_a(row_base, 0u, e, rows_in && k_in));
+                wide_store_b(0u, e, wide_fetch_b(0u, col_base, e, cols_in && k_in));
+            }
+        }
+        workgroupBarrier();
+        var acc00 = mat4x4<f32>();
+        var acc01 = mat4x4<f32>();
+        var acc10 = mat4x4<f32>();
+        var acc11 = mat4x4<f32>();
+        for (var s = 0u; s < slices; s++) {
+            let cur = s & 1u;
+            let more = s + 1u < slices;
+            if more {
+                // The next slice's global loads, held while this one runs.
+                let k0 = (s + 1u) * WBK;
+                let k_in = k0 + WBK <= K;
+                for (var l = 0u; l < loads; l++) {
+                    let e = lidx + l * threads;
+                    ra[l] = wide_fetch_a(row_base, k0, e, rows_in && k_in);
+                    rb[l] = wide_fetch_b(k0, col_base, e, cols_in && k_in);
+                }
+            }
+            for (var kk = 0u; kk < WBK; kk++) {
+                let ia = (cur * WBK + kk) * 2u * WG_Y;
+                let ib = (cur * WBK + kk) * 2u * WG_X;
+                let a0 = wide_a[ia + lid.y];
+                let a1 = wide_a[ia + WG_Y + lid.y];
+                let b0 = wide_b[ib + lid.x];
+                let b1 = wide_b[ib + WG_X + lid.x];
+                acc00[0] += a0.x * b0;
+                acc00[1] += a0.y * b0;
+                acc00[2] += a0.z * b0;
+                acc00[3] += a0.w * b0;
+                acc01[0] += a0.x * b1;
+                acc01[1] += a0.y * b1;
+                acc01[2] += a0.z * b1;
+                acc01[3] += a0.w * b1;
+                acc10[0] += a1.x * b0;
+                acc10[1] += a1.y * b0;
+                acc10[2] += a1.z * b0;
+                acc10[3] += a1.w * b0;
+                acc11[0] += a1.x * b1;
+                acc11[1] += a1.y * b1;
+                acc11[2] += a1.z * b1;
+                acc11[3] += a1.w * b1;
+            }
+            if more {
+                for (var l = 0u; l < loads; l++) {
+                    let e = lidx + l * threads;
+                    wide_store_a(cur ^ 1u, e, ra[l]);
+                    wide_store_b(cur ^ 1u, e, rb[l]);
+                }
+            }
+            workgroupBarrier();
+        }
+        let r0 = row_base + 4u * lid.y;
+        let r1 = row_base + 4u * (WG_Y + lid.y);
+        let c0 = col_base + 4u * lid.x;
+        let c1 = col_base + 4u * (WG_X + lid.x);
+        if r0 < M && c0 < N {
+            store_tile(r0, c0, acc00);
+        }
+        if r0 < M && c1 < N {
+            store_tile(r0, c1, acc01);
+        }
+        if r1 < M && c0 < N {
+            store_tile(r1, c0, acc10);
+        }
+        if r1 < M && c1 < N {
+            store_tile(r1, c1, acc11);
+        }
+    }
+}
