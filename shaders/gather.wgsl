@@ -7,7 +7,8 @@
 //                    with col_blocks > 1, W is [rows, blocks × cols_full] (a
 //                    convolution's kernel positions × input channels) and each
 //                    block of Wc keeps the kept columns of that block
-// gather_bias:       bc[j]    = b[rows[j]]
+//                    and, with `bias`, in the same launch
+//                    bc[j]    = b[rows[j]]  (one launch per layer, not two)
 // scatter_bias_grad: db[rows[j]] += Σ_r dy[r, j]      (dy compacted, [batch, ·])
 // column_partials:   P[c, j] = Σ_{r in chunk c} dy[r, j], chunks of `chunk`
 //                    rows, `chunks` of them (zero past the batch): the first
@@ -41,7 +42,8 @@ struct GatherParams {
     // column_partials: rows per chunk, and chunks written.
     chunk: u32,
     chunks: u32,
-    _pad0: u32,
+    // gather_weights: 1 also gathers the bias (bias_src into bias_dst).
+    bias: u32,
 }
 
 
@@ -52,6 +54,10 @@ override WG: u32 = 256u;
 @group(0) @binding(2) var<storage, read> maps: array<u32>;
 @group(0) @binding(3) var<storage, read> src: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dst: array<f32>;
+// gather_weights with `bias`: b [rows_full] and bc [padded kept rows]
+// (bound to one-element dummies otherwise).
+@group(0) @binding(5) var<storage, read> bias_src: array<f32>;
+@group(0) @binding(6) var<storage, read_write> bias_dst: array<f32>;
 
 fn real_count(fixed: u32, idx: u32) -> u32 {
     if idx == NONE {
@@ -103,22 +109,15 @@ fn gather_weights(
         }
         dst[t] = v;
     }
-}
-
-@compute @workgroup_size(WG)
-fn gather_bias(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lidx: u32,
-) {
-    let kr = real_count(p.rows_full, p.dyn_rows);
-    let pr = side_len(kr, p.dyn_rows);
+    if p.bias == 0u {
+        return;
+    }
     for (var j = flat_id(wid, nwg, lidx, WG); j < pr; j += stride(nwg)) {
         var v = 0.0;
         if j < kr {
-            v = src[map(p.rows_map, j)];
+            v = bias_src[map(p.rows_map, j)];
         }
-        dst[j] = v;
+        bias_dst[j] = v;
     }
 }
 

@@ -164,7 +164,6 @@ pub enum Kernel {
     CompactKept,
     ProjectScores,
     GatherWeights,
-    GatherBias,
     ScatterBiasGrad,
     ColumnPartials,
     ScoreGrad,
@@ -186,7 +185,7 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every entry point; the naga test checks each exists in its shader.
-    pub const ALL: [Kernel; 38] = [
+    pub const ALL: [Kernel; 37] = [
         Kernel::MatmulRegtile,
         Kernel::MatmulShared,
         Kernel::MatmulWide,
@@ -207,7 +206,6 @@ impl Kernel {
         Kernel::CompactKept,
         Kernel::ProjectScores,
         Kernel::GatherWeights,
-        Kernel::GatherBias,
         Kernel::ScatterBiasGrad,
         Kernel::ColumnPartials,
         Kernel::ScoreGrad,
@@ -240,9 +238,7 @@ impl Kernel {
             Kernel::MaskSample => Shader::Mask,
             Kernel::CompactKept => Shader::Compact,
             Kernel::ProjectScores => Shader::Project,
-            Kernel::GatherWeights | Kernel::GatherBias | Kernel::ScatterBiasGrad | Kernel::ColumnPartials => {
-                Shader::Gather
-            }
+            Kernel::GatherWeights | Kernel::ScatterBiasGrad | Kernel::ColumnPartials => Shader::Gather,
             Kernel::ScoreGrad => Shader::Vrpge,
             Kernel::Im2col | Kernel::Col2im => Shader::Conv,
             Kernel::BnStats | Kernel::BnApply | Kernel::BnGradReduce | Kernel::BnGradApply => Shader::Batchnorm,
@@ -256,9 +252,7 @@ impl Kernel {
     pub fn family(self) -> &'static str {
         match self {
             Kernel::MatmulRegtile | Kernel::MatmulShared | Kernel::MatmulWide | Kernel::MatmulNaive => "matmul",
-            Kernel::GatherWeights | Kernel::GatherBias | Kernel::ScatterBiasGrad | Kernel::ColumnPartials => {
-                "gather/scatter"
-            }
+            Kernel::GatherWeights | Kernel::ScatterBiasGrad | Kernel::ColumnPartials => "gather/scatter",
             Kernel::CompactKept => "compaction",
             Kernel::MaskSample => "sampling",
             Kernel::ScoreGrad => "estimator",
@@ -301,7 +295,6 @@ impl Kernel {
             Kernel::CompactKept => "compact_kept",
             Kernel::ProjectScores => "project_scores",
             Kernel::GatherWeights => "gather_weights",
-            Kernel::GatherBias => "gather_bias",
             Kernel::ScatterBiasGrad => "scatter_bias_grad",
             Kernel::ColumnPartials => "column_partials",
             Kernel::ScoreGrad => "score_grad",

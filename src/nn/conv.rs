@@ -23,7 +23,7 @@ use crate::cpu;
 use crate::device::gpu::Gpu;
 use crate::error::{Error, Result};
 use crate::ops::conv::{ConvGeom, Stored, col2im, im2col};
-use crate::ops::gather::{Side, bias_grad_of, bias_partials_len, gather_bias, gather_weight_blocks};
+use crate::ops::gather::{Side, bias_grad_of, bias_partials_len, gather_weight_blocks};
 use crate::ops::matmul::{Dims, Implicit, Layout, Matmul, Scatter, Size, Variant};
 
 fn one() -> usize {
@@ -209,10 +209,8 @@ impl Layer for Conv2d {
             (&cx.params[0], cx.params.get(1))
         } else {
             let (wc, bc) = (&cx.scratch[0], &cx.scratch[1]);
-            gather_weight_blocks(cx.rec, wc, &cx.params[0], kept, (out_side, in_side), (co, ci), kk)?;
-            if self.bias {
-                gather_bias(cx.rec, bc, &cx.params[1], kept, out_side, co)?;
-            }
+            let bias = self.bias.then(|| (bc, &cx.params[1]));
+            gather_weight_blocks(cx.rec, (wc, &cx.params[0]), bias, kept, (out_side, in_side), (co, ci), kk)?;
             (wc, self.bias.then_some(bc))
         };
         let mut mm = Matmul::new(Layout::NT).sizes(Some(kept.dims), rows, size(out_side, 1), size(in_side, kk));

@@ -16,7 +16,7 @@ use crate::cpu;
 use crate::device::gpu::Gpu;
 use crate::error::{Error, Result};
 use crate::ops::Rows;
-use crate::ops::gather::{Side, bias_grad_of, bias_partials_len, gather_bias, gather_weight_blocks};
+use crate::ops::gather::{Side, bias_grad_of, bias_partials_len, gather_weight_blocks};
 use crate::ops::matmul::{Dims, Layout, Matmul, Scatter, Size};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -144,8 +144,7 @@ impl Layer for Linear {
         }
         let kept = cx.kept("linear")?;
         let (wc, bc) = (&cx.scratch[0], &cx.scratch[1]);
-        gather_weight_blocks(cx.rec, wc, w, kept, (rows, cols), (o, c), plane)?;
-        gather_bias(cx.rec, bc, b, kept, rows, o)?;
+        gather_weight_blocks(cx.rec, (wc, w), Some((bc, b)), kept, (rows, cols), (o, c), plane)?;
         let mut mm = Matmul::new(Layout::NT).bias(bc).sizes(
             Some(kept.dims),
             Size::Batch { per: 1 },

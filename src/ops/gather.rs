@@ -22,7 +22,7 @@ pub struct GatherParams {
     pub col_blocks: u32,
     pub chunk: u32,
     pub chunks: u32,
-    pub _pad: u32,
+    pub bias: u32,
 }
 
 impl KernelParams for GatherParams {
@@ -83,7 +83,7 @@ fn params(rows: Side, cols: Side, rows_full: usize, cols_full: usize, batch: Row
         col_blocks: 1,
         chunk: 0,
         chunks: 0,
-        _pad: 0,
+        bias: 0,
     })
 }
 
@@ -101,17 +101,21 @@ fn run(
     launch_1d(rec, kernel, ("gather", WG), p, &[(1, k.dims), (2, k.maps), (3, src), (4, dst)], threads)
 }
 
-/// wc = W[kept rows, kept cols] (padded with zeros), W: [rows_full, cols_full].
+/// wc = W[kept rows, kept cols] (padded with zeros), W: [rows_full, cols_full];
+/// with `bias` = (bc, b), also bc = b[kept rows] (padded), b: [rows_full],
+/// in the same launch.
+#[allow(clippy::too_many_arguments)]
 pub fn gather_weights(
     rec: &mut Recorder,
     wc: &Tensor,
     w: &Tensor,
+    bias: Option<(&Tensor, &Tensor)>,
     kept: KeptSet,
     rows: Side,
     cols: Side,
     full: (usize, usize),
 ) -> Result<()> {
-    gather_weight_blocks(rec, wc, w, kept, (rows, cols), full, 1)
+    gather_weight_blocks(rec, (wc, w), bias, kept, (rows, cols), full, 1)
 }
 
 /// `gather_weights` of W [rows_full, blocks × cols_full] whose columns are
@@ -119,35 +123,36 @@ pub fn gather_weights(
 /// channels): wc is [kept rows, blocks × kept cols], each block compacted.
 pub fn gather_weight_blocks(
     rec: &mut Recorder,
-    wc: &Tensor,
-    w: &Tensor,
+    (wc, w): (&Tensor, &Tensor),
+    bias: Option<(&Tensor, &Tensor)>,
     kept: KeptSet,
     (rows, cols): (Side, Side),
     full: (usize, usize),
     blocks: usize,
 ) -> Result<()> {
+    const OP: &str = "gather_weights";
     let max = rows.max_len(full.0) * cols.max_len(full.1) * blocks;
-    need("gather_weights", "wc", wc, max, DType::F32)?;
-    need("gather_weights", "w", w, full.0 * full.1 * blocks, DType::F32)?;
+    need(OP, "wc", wc, max, DType::F32)?;
+    need(OP, "w", w, full.0 * full.1 * blocks, DType::F32)?;
     let mut p = params(rows, cols, full.0, full.1, Rows::Fixed(0))?;
     p.col_blocks = u32_of("gather", "blocks", blocks.max(1))?;
-    run(rec, Kernel::GatherWeights, &p, kept, w, wc, max)
-}
-
-/// bc = b[kept rows] (padded with zeros), b: [rows_full].
-pub fn gather_bias(
-    rec: &mut Recorder,
-    bc: &Tensor,
-    b: &Tensor,
-    kept: KeptSet,
-    rows: Side,
-    rows_full: usize,
-) -> Result<()> {
-    let max = rows.max_len(rows_full);
-    need("gather_bias", "bc", bc, max, DType::F32)?;
-    need("gather_bias", "b", b, rows_full, DType::F32)?;
-    let p = params(rows, Side::Full, rows_full, 1, Rows::Fixed(0))?;
-    run(rec, Kernel::GatherBias, &p, kept, b, bc, max)
+    // Without a bias the kernel never touches its bindings: W and Wc stand
+    // in (a shared dummy cannot be both read and written by one launch).
+    let (bc, b) = match bias {
+        Some((bc, b)) => {
+            need(OP, "bc", bc, rows.max_len(full.0), DType::F32)?;
+            need(OP, "b", b, full.0, DType::F32)?;
+            p.bias = 1;
+            (bc, b)
+        }
+        None => (wc, w),
+    };
+    need("gather", "dims", kept.dims, 1, DType::U32)?;
+    need("gather", "maps", kept.maps, 1, DType::U32)?;
+    let bind = [(1, kept.dims), (2, kept.maps), (3, w), (4, wc), (5, b), (6, bc)];
+    // Every padded bias row has a thread too (a weightless layer, 0 columns).
+    let threads = max.max(if bias.is_some() { rows.max_len(full.0) } else { 0 });
+    launch_1d(rec, Kernel::GatherWeights, ("gather", WG), &p, &bind, threads)
 }
 
 /// db[kept rows[j]] += Σ_r dy[r, j]; dy: [batch, padded kept rows].
