@@ -467,8 +467,17 @@ pub enum Variant {
 }
 
 impl Variant {
-    /// The variants the device may choose between.
-    pub const TUNED: [Variant; 3] = [Variant::RegTile, Variant::Shared, Variant::Wide];
+    /// The variants a device of type `ty` chooses between. Software
+    /// adapters leave `wide` out: its square-product timing can beat
+    /// `regtile` there, but only `regtile` reads convolution operands in
+    /// place (no column buffers) and narrows its tile to few kept units.
+    pub fn tuned(ty: wgpu::DeviceType) -> &'static [Variant] {
+        if ty == wgpu::DeviceType::Cpu {
+            &[Variant::RegTile, Variant::Shared]
+        } else {
+            &[Variant::RegTile, Variant::Shared, Variant::Wide]
+        }
+    }
 
     pub fn name(self) -> &'static str {
         match self {

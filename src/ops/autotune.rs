@@ -97,7 +97,7 @@ fn choose(gpu: &Gpu, autotune: bool) -> Result<MatmulChoice> {
     let (size, inner) = if gpu.report().device_type == wgpu::DeviceType::Cpu { (256, 1) } else { (1024, 10) };
     let dims = Dims { m: size, n: size, k: size };
     let mut timings = Vec::new();
-    for v in Variant::TUNED {
+    for &v in Variant::tuned(gpu.report().device_type) {
         let runs = Runs { min: 3, max: 3, budget_s: 0.0, inner };
         match time_matmul(gpu, Matmul::new(Layout::NN).variant(v), dims, runs) {
             Ok(secs) => timings.push((v, crate::ops::matmul::flops(dims) / median(&secs) / 1e9)),
