@@ -84,18 +84,22 @@ fn regtile_implicit_a(r0: u32, c0: u32) -> mat4x4<f32> {
     }
     var acc = mat4x4<f32>();
     var k0 = 0u;
+    let quads = c / 4u;
+    let h = i32(p.im_h);
+    let w = i32(p.im_w);
     for (var ky = 0u; ky < p.im_kh; ky++) {
+        // Per row, once per kernel row: whether its input row is inside,
+        // and that row's first pixel (column 0).
+        let ih = top + vec4(i32(ky));
+        let row_in = live & (ih >= vec4(0)) & (ih < vec4(h));
+        let row_px = (vec4<i32>(first) + max(ih, vec4(0))) * w;
         for (var kx = 0u; kx < p.im_kw; kx++) {
             // Where each row reads this kernel position (vec4 index), NONE
             // in the padding.
-            var at: vec4<u32>;
-            for (var i = 0u; i < 4u; i++) {
-                let ih = top[i] + i32(ky);
-                let iw = left[i] + i32(kx);
-                let inside = live[i] && ih >= 0 && iw >= 0 && u32(ih) < p.im_h && u32(iw) < p.im_w;
-                at[i] = select(NONE, ((first[i] + u32(max(ih, 0))) * p.im_w + u32(max(iw, 0))) * (c / 4u), inside);
-            }
-            for (var q = 0u; q < c / 4u; q++) {
+            let iw = left + vec4(i32(kx));
+            let inside = row_in & (iw >= vec4(0)) & (iw < vec4(w));
+            let at = select(vec4(NONE), vec4<u32>(row_px + max(iw, vec4(0))) * quads, inside);
+            for (var q = 0u; q < quads; q++) {
                 var blk: mat4x4<f32>;
                 for (var i = 0u; i < 4u; i++) {
                     if at[i] != NONE {
