@@ -53,7 +53,12 @@ fn wide_fetch_a(row_base: u32, k0: u32, e: u32, interior: bool) -> vec4<f32> {
     return vec4(a_at(row, k), a_at(row, k + 1u), a_at(row, k + 2u), a_at(row, k + 3u));
 }
 
-// Stores what `wide_fetch_a` returned for e into buffer `buf`.
+// Stores what `wide_fetch_a` returned for e into buffer `buf`. Without
+// TRANS_A, four threads write different components of one vec4 between the
+// same barriers (as `matmul_shared` does): SPIR-V and MSL store a component
+// as a scalar, but WGSL allows a component write to touch the whole vector,
+// so a backend lowering it as read-modify-write would need f32 buffers here
+// (which would cost the vec4 reads of the inner loop).
 fn wide_store_a(buf: u32, e: u32, v: vec4<f32>) {
     let rows = 2u * WG_Y;
     if TRANS_A {

@@ -82,6 +82,8 @@ fn shape(v: Variant) -> (UVec2, u32) {
     match v {
         Variant::RegTile => (UVec2::new(8, 8), 4),
         Variant::Shared => (UVec2::new(16, 16), 4),
+        // matmul_wide shares each K slice's loads evenly only with a square
+        // workgroup whose side divides 2·WBK (WBK = 8): see `wide_loads`.
         Variant::Wide => (UVec2::new(16, 16), 8),
         Variant::Naive => (UVec2::new(16, 16), 1),
     }
