@@ -17,7 +17,14 @@
 //     dβ_u, dγ_u.
 // bn_grad_apply: dx = γ_u/σ · (dy − Σdy/R − x̂·Σ(dy·x̂)/R) (+ gate, accumulate).
 // One workgroup per channel for the reductions (a grid over the largest
-// channel count; workgroups past the stored channels leave at once).
+// channel count; workgroups past the stored channels leave at once). On
+// GPUs a channel's rows (batch × pixels, 131072 for a 32×32 CIFAR batch)
+// are too many for one workgroup: with `splits` > 1 the grid is channels ×
+// splits, workgroup (j, s) sums its chunk of rows into partials (after the
+// four statistics in `stats`), and bn_stats_final / bn_grad_final add each
+// channel's partials, a thread per channel. Split statistics are one pass
+// of shifted sums: Σ(x − K) and Σ(x − K)² with K = x[row 0, j], a value
+// near the channel's mean, so that the variance does not cancel.
 
 // Keep in sync with `BnParams` in src/ops/batchnorm.rs.
 struct BnParams {
@@ -37,7 +44,8 @@ struct BnParams {
     // bn_grad_apply: add into dx; zero dx where x <= 0.
     accumulate: u32,
     gate: u32,
-    _pad: u32,
+    // Row chunks of the reductions (1: one workgroup per channel).
+    splits: u32,
 }
 
 override WG: u32 = 256u;
@@ -46,7 +54,8 @@ override WG: u32 = 256u;
 @group(0) @binding(1) var<storage, read> dims: array<u32>;
 @group(0) @binding(2) var<storage, read> maps: array<u32>;
 @group(0) @binding(3) var<storage, read> x: array<f32>;
-// [4 × C]: mean, 1/σ, Σdy, Σdy·x̂ of each stored channel.
+// [4 × C]: mean, 1/σ, Σdy, Σdy·x̂ of each stored channel; then, with
+// splits, two partial sums per (split, channel).
 @group(0) @binding(4) var<storage, read_write> stats: array<f32>;
 // [2 × C_full]: running mean, running variance (the layer's state).
 @group(0) @binding(5) var<storage, read_write> running: array<f32>;
@@ -102,10 +111,44 @@ fn workgroup_sums(lidx: u32) -> vec2<f32> {
     return out;
 }
 
+// Mean and 1/σ of stored channel j into stats, and the running averages
+// of its unit; zeros where j is padding (or there are no rows).
+fn finish_stats(j: u32, mean: f32, var_b: f32, live: bool, rows: u32) {
+    let c = channels().x;
+    if live {
+        stats[j] = mean;
+        stats[c + j] = 1.0 / sqrt(var_b + p.eps);
+        let u = unit(j);
+        let unbiased = var_b * f32(rows) / f32(max(rows, 2u) - 1u);
+        running[u] = (1.0 - p.momentum) * running[u] + p.momentum * mean;
+        running[p.c_full + u] = (1.0 - p.momentum) * running[p.c_full + u] + p.momentum * unbiased;
+    } else {
+        stats[j] = 0.0;
+        stats[c + j] = 0.0;
+    }
+}
+
+// Where split s of stored channel j keeps its two partial sums.
+fn partial_at(s: u32, j: u32) -> u32 {
+    let c = channels().x;
+    return 4u * c + 2u * (s * c + j);
+}
+
+// Rows [x, y) of split s.
+fn split_rows(s: u32, rows: u32) -> vec2<u32> {
+    let chunk = (rows + p.splits - 1u) / p.splits;
+    let r0 = min(s * chunk, rows);
+    return vec2(r0, min(r0 + chunk, rows));
+}
+
 @compute @workgroup_size(WG)
 fn bn_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
     let j = wid.x;
     if !has_channel(j, lidx) {
+        return;
+    }
+    if p.splits > 1u {
+        stats_partial(j, wid.y, lidx);
         return;
     }
     let ch = channels();
@@ -132,17 +175,62 @@ fn bn_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
     red2[lidx] = 0.0;
     let var_b = workgroup_sums(lidx).x / f32(max(rows, 1u));
     if lidx == 0u && j < ch.x {
-        if live {
-            stats[j] = mean;
-            stats[ch.x + j] = 1.0 / sqrt(var_b + p.eps);
-            let u = unit(j);
-            let unbiased = var_b * f32(rows) / f32(max(rows, 2u) - 1u);
-            running[u] = (1.0 - p.momentum) * running[u] + p.momentum * mean;
-            running[p.c_full + u] = (1.0 - p.momentum) * running[p.c_full + u] + p.momentum * unbiased;
-        } else {
-            stats[j] = 0.0;
-            stats[ch.x + j] = 0.0;
+        finish_stats(j, mean, var_b, live, rows);
+    }
+}
+
+// Split statistics, first level: Σ(x − K), Σ(x − K)² over split s's rows.
+fn stats_partial(j: u32, s: u32, lidx: u32) {
+    let ch = channels();
+    let rows = rows_of(p.rows, p.rows_code);
+    let range = split_rows(s, rows);
+    // Uniform per workgroup: the barriers below stay in uniform control flow.
+    let live = j < ch.y && rows > 0u;
+    var s1 = 0.0;
+    var s2 = 0.0;
+    if live {
+        let k = x[j];
+        for (var r = range.x + lidx; r < range.y; r += WG) {
+            let d = x[r * ch.x + j] - k;
+            s1 += d;
+            s2 += d * d;
         }
+    }
+    red[lidx] = s1;
+    red2[lidx] = s2;
+    let sums = workgroup_sums(lidx);
+    if lidx == 0u && j < ch.x {
+        let at = partial_at(s, j);
+        stats[at] = sums.x;
+        stats[at + 1u] = sums.y;
+    }
+}
+
+// Split statistics, second level: a thread per stored channel.
+@compute @workgroup_size(WG)
+fn bn_stats_final(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lidx: u32,
+) {
+    let ch = channels();
+    let rows = rows_of(p.rows, p.rows_code);
+    for (var j = flat_id(wid, nwg, lidx, WG); j < ch.x; j += nwg.x * nwg.y * WG) {
+        let live = j < ch.y && rows > 0u;
+        var s1 = 0.0;
+        var s2 = 0.0;
+        for (var s = 0u; s < p.splits; s++) {
+            let at = partial_at(s, j);
+            s1 += stats[at];
+            s2 += stats[at + 1u];
+        }
+        let n = f32(max(rows, 1u));
+        let m1 = s1 / n;
+        var mean = m1;
+        if live {
+            mean += x[j];
+        }
+        finish_stats(j, mean, max(s2 / n - m1 * m1, 0.0), live, rows);
     }
 }
 
@@ -186,13 +274,18 @@ fn bn_grad_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     }
     let ch = channels();
     let rows = rows_of(p.rows, p.rows_code);
+    // With splits, this workgroup's chunk of rows into the partials.
+    var range = vec2(0u, rows);
+    if p.splits > 1u {
+        range = split_rows(wid.y, rows);
+    }
     let live = j < ch.y;
     var sd = 0.0;
     var sdx = 0.0;
     if live {
         let mean = stats[j];
         let inv = stats[ch.x + j];
-        for (var r = lidx; r < rows; r += WG) {
+        for (var r = range.x + lidx; r < range.y; r += WG) {
             let g = dy[r * ch.x + j];
             sd += g;
             sdx += g * ((x[r * ch.x + j] - mean) * inv);
@@ -201,6 +294,14 @@ fn bn_grad_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     red[lidx] = sd;
     red2[lidx] = sdx;
     let sums = workgroup_sums(lidx);
+    if p.splits > 1u {
+        if lidx == 0u && j < ch.x {
+            let at = partial_at(wid.y, j);
+            stats[at] = sums.x;
+            stats[at + 1u] = sums.y;
+        }
+        return;
+    }
     if lidx == 0u && j < ch.x {
         stats[2u * ch.x + j] = sums.x;
         stats[3u * ch.x + j] = sums.y;
@@ -208,6 +309,32 @@ fn bn_grad_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
             let u = unit(j);
             dbeta[u] += sums.x;
             dgamma[u] += sums.y;
+        }
+    }
+}
+
+// Split backward sums, second level: a thread per stored channel.
+@compute @workgroup_size(WG)
+fn bn_grad_final(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lidx: u32,
+) {
+    let ch = channels();
+    for (var j = flat_id(wid, nwg, lidx, WG); j < ch.x; j += nwg.x * nwg.y * WG) {
+        var sd = 0.0;
+        var sdx = 0.0;
+        for (var s = 0u; s < p.splits; s++) {
+            let at = partial_at(s, j);
+            sd += stats[at];
+            sdx += stats[at + 1u];
+        }
+        stats[2u * ch.x + j] = sd;
+        stats[3u * ch.x + j] = sdx;
+        if j < ch.y {
+            let u = unit(j);
+            dbeta[u] += sd;
+            dgamma[u] += sdx;
         }
     }
 }

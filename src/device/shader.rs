@@ -170,8 +170,10 @@ pub enum Kernel {
     Im2col,
     Col2im,
     BnStats,
+    BnStatsFinal,
     BnApply,
     BnGradReduce,
+    BnGradFinal,
     BnGradApply,
     PoolForward,
     PoolBackward,
@@ -185,7 +187,7 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every entry point; the naga test checks each exists in its shader.
-    pub const ALL: [Kernel; 37] = [
+    pub const ALL: [Kernel; 39] = [
         Kernel::MatmulRegtile,
         Kernel::MatmulShared,
         Kernel::MatmulWide,
@@ -212,8 +214,10 @@ impl Kernel {
         Kernel::Im2col,
         Kernel::Col2im,
         Kernel::BnStats,
+        Kernel::BnStatsFinal,
         Kernel::BnApply,
         Kernel::BnGradReduce,
+        Kernel::BnGradFinal,
         Kernel::BnGradApply,
         Kernel::PoolForward,
         Kernel::PoolBackward,
@@ -241,7 +245,12 @@ impl Kernel {
             Kernel::GatherWeights | Kernel::ScatterBiasGrad | Kernel::ColumnPartials => Shader::Gather,
             Kernel::ScoreGrad => Shader::Vrpge,
             Kernel::Im2col | Kernel::Col2im => Shader::Conv,
-            Kernel::BnStats | Kernel::BnApply | Kernel::BnGradReduce | Kernel::BnGradApply => Shader::Batchnorm,
+            Kernel::BnStats
+            | Kernel::BnStatsFinal
+            | Kernel::BnApply
+            | Kernel::BnGradReduce
+            | Kernel::BnGradFinal
+            | Kernel::BnGradApply => Shader::Batchnorm,
             Kernel::PoolForward | Kernel::PoolBackward => Shader::Pool,
             Kernel::AddForward | Kernel::AddBackward => Shader::Add,
             Kernel::LazyRefresh | Kernel::LazyNorm | Kernel::LazySgd | Kernel::LazyCatchUp => Shader::Lazy,
@@ -265,7 +274,12 @@ impl Kernel {
             }
             Kernel::Im2col => "im2col",
             Kernel::Col2im => "col2im",
-            Kernel::BnStats | Kernel::BnApply | Kernel::BnGradReduce | Kernel::BnGradApply => "batchnorm",
+            Kernel::BnStats
+            | Kernel::BnStatsFinal
+            | Kernel::BnApply
+            | Kernel::BnGradReduce
+            | Kernel::BnGradFinal
+            | Kernel::BnGradApply => "batchnorm",
             Kernel::PoolForward | Kernel::PoolBackward => "pooling",
             Kernel::AddForward | Kernel::AddBackward => "residual",
             Kernel::LazyNorm => "reductions",
@@ -301,6 +315,8 @@ impl Kernel {
             Kernel::Im2col => "im2col",
             Kernel::Col2im => "col2im",
             Kernel::BnStats => "bn_stats",
+            Kernel::BnStatsFinal => "bn_stats_final",
+            Kernel::BnGradFinal => "bn_grad_final",
             Kernel::BnApply => "bn_apply",
             Kernel::BnGradReduce => "bn_grad_reduce",
             Kernel::BnGradApply => "bn_grad_apply",

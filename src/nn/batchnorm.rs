@@ -40,7 +40,7 @@ impl Default for BatchNorm2d {
 
 impl BatchNorm2d {
     fn cfg(&self) -> BnConfig {
-        BnConfig { eps: self.eps, momentum: self.momentum }
+        BnConfig { eps: self.eps, momentum: self.momentum, ..BnConfig::default() }
     }
 
     /// The kept channels' (γ, β, running mean, running variance) of a layer
@@ -95,14 +95,16 @@ impl Layer for BatchNorm2d {
 
     fn scratch(
         &self,
-        _gpu: &Gpu,
+        gpu: &Gpu,
         inputs: &[Shape],
         (in_sides, _): (&[Side], Side),
         _out: Shape,
-        _cap: usize,
+        cap: usize,
     ) -> Vec<ScratchSpec> {
-        // Mean, 1/σ, Σdy, Σdy·x̂ per stored channel, from forward to backward.
-        vec![ScratchSpec::kept("statistics", 4 * in_sides[0].max_len(inputs[0].c))]
+        // Mean, 1/σ, Σdy, Σdy·x̂ per stored channel, from forward to
+        // backward, and the partial sums of split reductions.
+        let splits = crate::ops::batchnorm::splits(gpu, cap * inputs[0].plane(), self.cfg());
+        vec![ScratchSpec::kept("statistics", (4 + 2 * splits) * in_sides[0].max_len(inputs[0].c))]
     }
 
     fn fuses_relu(&self) -> bool {
@@ -145,7 +147,7 @@ impl Layer for BatchNorm2d {
         };
         let rows = cx.rows.per_sample(x.shape.plane());
         let stored = Stored { side: x.side, full: x.shape.c };
-        backward(cx.rec, dx.t, dy, (&cx.grads[0], &cx.grads[1]), t, rows, stored, (dx.accumulate, dx.gate))
+        backward(cx.rec, dx.t, dy, (&cx.grads[0], &cx.grads[1]), t, rows, stored, self.cfg(), (dx.accumulate, dx.gate))
     }
 
     fn cpu_forward(&self, io: &CpuIo, x: &[&[f64]]) -> Vec<f64> {

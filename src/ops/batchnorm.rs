@@ -25,7 +25,7 @@ pub struct BnParams {
     pub relu: u32,
     pub accumulate: u32,
     pub gate: u32,
-    pub _pad: u32,
+    pub splits: u32,
 }
 
 impl KernelParams for BnParams {
@@ -35,17 +35,43 @@ impl KernelParams for BnParams {
 
 const WG: u32 = 256;
 
-/// BatchNorm's constants (PyTorch's defaults).
+/// BatchNorm's constants (PyTorch's defaults), and how its reductions
+/// split their rows.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BnConfig {
     pub eps: f32,
     pub momentum: f32,
+    /// Rows per workgroup of a reduction; 0 lets the device decide (see
+    /// `splits`). Tests set it to exercise the split reductions anywhere.
+    pub split_rows: usize,
 }
 
 impl Default for BnConfig {
     fn default() -> Self {
-        BnConfig { eps: 1e-5, momentum: 0.1 }
+        BnConfig { eps: 1e-5, momentum: 0.1, split_rows: 0 }
     }
+}
+
+/// Most row chunks of one channel's reduction.
+const MAX_SPLITS: usize = 256;
+/// Rows per chunk on adapters that split.
+const AUTO_SPLIT_ROWS: usize = 4096;
+
+/// Row chunks of the statistics and backward sums over `rows` rows (at
+/// most): 1 — one workgroup per channel, the exact two-pass statistics —
+/// on adapters that cap their grids (software rasterisers, where a few
+/// workgroups fill the cores and each extra launch costs), else enough that
+/// no workgroup sums more than 4096 rows (`cfg.split_rows` when set), so
+/// that a GPU is not left with one workgroup per channel over a whole
+/// batch of pixels. The scratch of a BatchNorm holds (4 + 2·splits) values
+/// per stored channel.
+pub fn splits(gpu: &crate::Gpu, rows: usize, cfg: BnConfig) -> usize {
+    let per = match cfg.split_rows {
+        0 if gpu.grid_cap() < u32::MAX => return 1,
+        0 => AUTO_SPLIT_ROWS,
+        n => n,
+    };
+    rows.div_ceil(per).clamp(1, MAX_SPLITS)
 }
 
 /// The tensors of one BatchNorm: its input, its kept set (counts and
@@ -62,7 +88,7 @@ pub struct BnTensors<'a> {
     pub beta: &'a Tensor,
 }
 
-fn params(rows: Rows, ch: Stored, cfg: BnConfig) -> Result<BnParams> {
+fn params(rows: Rows, ch: Stored, cfg: BnConfig, splits: usize) -> Result<BnParams> {
     let (c_code, map) = ch.side.indices()?;
     Ok(BnParams {
         rows: u32_of("batchnorm", "rows", rows.max())?,
@@ -76,14 +102,14 @@ fn params(rows: Rows, ch: Stored, cfg: BnConfig) -> Result<BnParams> {
         relu: 0,
         accumulate: 0,
         gate: 0,
-        _pad: 0,
+        splits: u32_of("batchnorm", "splits", splits)?,
     })
 }
 
-fn check(t: &BnTensors, rows: Rows, ch: Stored) -> Result<()> {
+fn check(t: &BnTensors, rows: Rows, ch: Stored, splits: usize) -> Result<()> {
     const OP: &str = "batchnorm";
     need(OP, "x", t.x, rows.max() * ch.max(), DType::F32)?;
-    need(OP, "stats", t.stats, 4 * ch.max(), DType::F32)?;
+    need(OP, "stats", t.stats, (4 + 2 * splits) * ch.max(), DType::F32)?;
     need(OP, "running", t.running, 2 * ch.full, DType::F32)?;
     need(OP, "gamma", t.gamma, ch.full, DType::F32)?;
     need(OP, "beta", t.beta, ch.full, DType::F32)?;
@@ -97,8 +123,9 @@ fn elementwise(rec: &Recorder, threads: usize) -> Result<glam::UVec3> {
     Ok(capped_grid(t.div_ceil(WG), gpu.grid_cap(), gpu.limits().max_compute_workgroups_per_dimension))
 }
 
-fn per_channel(ch: Stored) -> Result<glam::UVec3> {
-    Ok(glam::UVec3::new(u32_of("batchnorm", "channels", ch.max())?.max(1), 1, 1))
+fn per_channel(ch: Stored, splits: usize) -> Result<glam::UVec3> {
+    let c = u32_of("batchnorm", "channels", ch.max())?.max(1);
+    Ok(glam::UVec3::new(c, u32_of("batchnorm", "splits", splits)?.max(1), 1))
 }
 
 /// Forward: in training, batch statistics into `stats` and the running
@@ -114,14 +141,18 @@ pub fn forward(
     train: bool,
     relu: bool,
 ) -> Result<()> {
-    check(&t, rows, ch)?;
+    let splits = splits(rec.gpu(), rows.max(), cfg);
+    check(&t, rows, ch, splits)?;
     need("batchnorm", "y", y, rows.max() * ch.max(), DType::F32)?;
-    let mut p = params(rows, ch, cfg)?;
+    let mut p = params(rows, ch, cfg, splits)?;
     let wg = vec![("WG", f64::from(WG))];
     let base = [(1, t.dims), (2, t.maps), (3, t.x), (4, t.stats), (5, t.running), (6, t.gamma), (7, t.beta), (8, y)];
     if train {
         p.train = 1;
-        rec.dispatch(Kernel::BnStats, &wg, (0, &p), &base, per_channel(ch)?)?;
+        rec.dispatch(Kernel::BnStats, &wg, (0, &p), &base, per_channel(ch, splits)?)?;
+        if splits > 1 {
+            rec.dispatch(Kernel::BnStatsFinal, &wg, (0, &p), &base, elementwise(rec, ch.max())?)?;
+        }
     }
     p.relu = relu.into();
     rec.dispatch(Kernel::BnApply, &wg, (0, &p), &base, elementwise(rec, rows.max() * ch.max())?)
@@ -139,25 +170,25 @@ pub fn backward(
     t: BnTensors,
     rows: Rows,
     ch: Stored,
+    cfg: BnConfig,
     (accumulate, gate): (bool, bool),
 ) -> Result<()> {
-    check(&t, rows, ch)?;
+    let splits = splits(rec.gpu(), rows.max(), cfg);
+    check(&t, rows, ch, splits)?;
     need("batchnorm", "dy", dy, rows.max() * ch.max(), DType::F32)?;
     need("batchnorm", "dx", dx, rows.max() * ch.max(), DType::F32)?;
     need("batchnorm", "dgamma", dgamma, ch.full, DType::F32)?;
     need("batchnorm", "dbeta", dbeta, ch.full, DType::F32)?;
-    let mut p = params(rows, ch, BnConfig::default())?;
+    let mut p = params(rows, ch, cfg, splits)?;
     p.train = 1;
     p.accumulate = accumulate.into();
     p.gate = gate.into();
     let wg = vec![("WG", f64::from(WG))];
-    rec.dispatch(
-        Kernel::BnGradReduce,
-        &wg,
-        (0, &p),
-        &[(1, t.dims), (2, t.maps), (3, t.x), (4, t.stats), (9, dy), (10, dgamma), (11, dbeta)],
-        per_channel(ch)?,
-    )?;
+    let sums = [(1, t.dims), (2, t.maps), (3, t.x), (4, t.stats), (9, dy), (10, dgamma), (11, dbeta)];
+    rec.dispatch(Kernel::BnGradReduce, &wg, (0, &p), &sums, per_channel(ch, splits)?)?;
+    if splits > 1 {
+        rec.dispatch(Kernel::BnGradFinal, &wg, (0, &p), &sums, elementwise(rec, ch.max())?)?;
+    }
     rec.dispatch(
         Kernel::BnGradApply,
         &wg,

@@ -18,7 +18,14 @@ fn batchnorm_matches_reference() {
 }
 
 fn run_cases(gpu: &sparsetrain::Gpu, label: &str) {
-    let cfg = BnConfig::default();
+    // The device's own choice (one workgroup per channel on lavapipe), then
+    // reductions split into chunks of 16 rows (GPUs split by 4096).
+    run_split_cases(gpu, label, 0);
+    run_split_cases(gpu, &format!("{label} (rows split by 16)"), 16);
+}
+
+fn run_split_cases(gpu: &sparsetrain::Gpu, label: &str, split_rows: usize) {
+    let cfg = BnConfig { split_rows, ..BnConfig::default() };
     for (case, (full, kept_units, per, cap, n)) in [
         (7usize, None, 5usize, 3usize, 3usize),
         (9, Some(vec![0usize, 3, 4, 7, 8]), 4, 4, 2),
@@ -27,6 +34,7 @@ fn run_cases(gpu: &sparsetrain::Gpu, label: &str) {
         (300, None, 1, 1, 1),
         (7, None, 23, 9, 7),
         (11, Some(vec![0usize, 2, 3, 5, 6, 9]), 31, 5, 5),
+        (5, None, 100, 8, 5),
     ]
     .into_iter()
     .enumerate()
@@ -63,7 +71,8 @@ fn run_cases(gpu: &sparsetrain::Gpu, label: &str) {
         let maps: Vec<u32> = if units.is_empty() { vec![0] } else { units.iter().map(|&u| u as u32).collect() };
         let tmaps = Tensor::from_u32(gpu, "maps", &[maps.len()], &maps).unwrap();
         let tdims = Tensor::from_u32(gpu, "dims", &[1], &[count as u32]).unwrap();
-        let stats = t("stats", &vec![0.0; 4 * max]);
+        let splits = sparsetrain::ops::batchnorm::splits(gpu, rows_cap, cfg);
+        let stats = t("stats", &vec![0.0; (4 + 2 * splits) * max]);
         let (y, y_eval) = (t("y", &vec![9.0; rows_cap * max]), t("y eval", &vec![9.0; rows_cap * max]));
         let (dg, db, dx) = (t("dgamma", &prior_g), t("dbeta", &prior_g), t("dx", &prior_dx));
         let bt = BnTensors { x: &tx, dims: &tdims, maps: &tmaps, stats: &stats, running: &trun, gamma: &tg, beta: &tb };
@@ -72,9 +81,9 @@ fn run_cases(gpu: &sparsetrain::Gpu, label: &str) {
             // Evaluation first, with the running statistics as given.
             forward(rec, &y_eval, bt, rows_of, st, cfg, false, false).unwrap();
             forward(rec, &y, bt, rows_of, st, cfg, true, false).unwrap();
-            backward(rec, &dx, &tdy, (&dg, &db), bt, rows_of, st, (true, true)).unwrap();
+            backward(rec, &dx, &tdy, (&dg, &db), bt, rows_of, st, cfg, (true, true)).unwrap();
         });
-        let tag = format!("case {case}{label}: {rows} rows, {count} of {full} channels");
+        let tag = format!("case {case}{label}: {rows} rows, {count} of {full} channels, {splits} splits");
         // The kept channels of the first `rows` rows, as dense [rows, count] data.
         let dense = |v: &[f32]| -> Vec<f64> {
             (0..rows).flat_map(|r| (0..count).map(move |j| (r, j))).map(|(r, j)| v[r * c + j] as f64).collect()
