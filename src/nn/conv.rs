@@ -200,7 +200,9 @@ impl Layer for Conv2d {
             x.t
         } else {
             let cols = &cx.scratch[self.columns_slot(cx)];
-            im2col(cx.rec, cols, x.t, kept.dims, g, Stored { side: in_side, full: ci }, cx.rows)?;
+            if !cx.input_ready {
+                im2col(cx.rec, cols, x.t, kept.dims, g, Stored { side: in_side, full: ci }, cx.rows)?;
+            }
             cols
         };
         let rows = Size::Batch { per: pixels };
@@ -242,7 +244,9 @@ impl Layer for Conv2d {
             x.t
         } else {
             let cols = &cx.scratch[self.columns_slot(cx)];
-            im2col(cx.rec, cols, x.t, kept.dims, g, stored, cx.rows)?;
+            if !cx.input_ready {
+                im2col(cx.rec, cols, x.t, kept.dims, g, stored, cx.rows)?;
+            }
             cols
         };
         let rows = Size::Batch { per: pixels };

@@ -186,6 +186,12 @@ pub struct Ctx<'a, 'g> {
     /// A training pass (batch statistics, running averages updated) rather
     /// than an evaluation.
     pub train: bool,
+    /// The layer reads the graph's input, and an earlier pass over this
+    /// batch (its forward, or the first mask's forward) already left in the
+    /// layer's scratch what it derives from the input alone (a
+    /// convolution's im2col columns): that work may be skipped. Such a
+    /// layer's scratch is its own, not shared with other layers.
+    pub input_ready: bool,
     /// Kept counts and lists of the mask in use (for `Side::Kept` sides).
     pub kept: Option<KeptSet<'a>>,
     /// A small u32 tensor to bind where a kernel takes kept sets a dense

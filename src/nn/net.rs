@@ -201,6 +201,13 @@ impl Net {
         // Transient scratch (slot i of every layer) shares one buffer, sized
         // for the largest use: layers run one after another.
         let mut shared: Vec<usize> = Vec::new();
+        // A layer reading the graph's input keeps its own: what it derives
+        // from the input (im2col columns) holds for every pass of a step.
+        for (node, specs) in g.nodes.iter().zip(scratch_specs.iter_mut()) {
+            if node.inputs.contains(&0) {
+                specs.iter_mut().for_each(|s| s.transient = false);
+            }
+        }
         for specs in &scratch_specs {
             for (i, s) in specs.iter().enumerate().filter(|(_, s)| s.transient) {
                 if shared.len() <= i {
@@ -289,6 +296,24 @@ impl Net {
     /// kept units of `mask` or dense; `train` uses batch statistics and
     /// updates the running ones (BatchNorm), else the running ones are used.
     pub fn forward(&self, rec: &mut Recorder, ws: &Workspace, mask: Option<MaskRef>, train: bool) -> Result<()> {
+        self.forward_pass(rec, ws, mask, train, false)
+    }
+
+    /// `forward` again on the same batch (the sparse step's second mask):
+    /// layers reading the graph's input reuse what they derived from it in
+    /// the first pass (`Ctx::input_ready`).
+    pub fn forward_again(&self, rec: &mut Recorder, ws: &Workspace, mask: Option<MaskRef>, train: bool) -> Result<()> {
+        self.forward_pass(rec, ws, mask, train, true)
+    }
+
+    fn forward_pass(
+        &self,
+        rec: &mut Recorder,
+        ws: &Workspace,
+        mask: Option<MaskRef>,
+        train: bool,
+        again: bool,
+    ) -> Result<()> {
         self.check_mask(ws, &mask)?;
         let sides = self.sides(mask, ws.compressed && mask.is_some());
         let g = &self.graph;
@@ -310,6 +335,7 @@ impl Net {
                 state: &self.state_views[n],
                 scratch: &ws.scratch[n],
                 train,
+                input_ready: again && node.inputs.contains(&0),
                 kept: mask.map(|m| m.kept),
                 unused: &ws.unused,
                 fixed: self.fixed_kept(),
@@ -366,6 +392,8 @@ impl Net {
                 state: &self.state_views[n],
                 scratch: &ws.scratch[n],
                 train: true,
+                // The forward of this batch ran before any backward.
+                input_ready: node.inputs.contains(&0),
                 kept: mask.map(|m| m.kept),
                 unused: &ws.unused,
                 fixed: self.fixed_kept(),

@@ -214,7 +214,11 @@ impl Trainer {
         //    same batch; the weight gradients of the two passes add up.
         for (j, slot) in [(0, LOSS_1), (1, LOSS_2)] {
             let mask = Some(sp.samples.sample(j));
-            net.forward(rec, ws, mask, true)?;
+            if j == 0 {
+                net.forward(rec, ws, mask, true)?;
+            } else {
+                net.forward_again(rec, ws, mask, true)?;
+            }
             if j == 0 {
                 net.count_correct(rec, ws, &self.correct)?;
             }
