@@ -49,38 +49,53 @@ fn im_back_index(row: u32, q: u32, cout: u32) -> u32 {
     return ((n * p.im_oh + oy) * p.im_ow + ox) * cout + co;
 }
 
+// Pixel (y, x) of sample n in an h × w plane; a row index of NHWC data
+// divided out once (`pixel_of`), then stepped to the next row
+// (`next_pixel`) without dividing: integer division has no vector
+// instruction on CPUs, and with few channels the setup weighs as much as
+// the products.
+struct Pixel {
+    n: u32,
+    y: u32,
+    x: u32,
+}
+
+fn pixel_of(row: u32, h: u32, w: u32) -> Pixel {
+    let n = row / (h * w);
+    let pix = row - n * h * w;
+    let y = pix / w;
+    return Pixel(n, y, pix - y * w);
+}
+
+fn next_pixel(q: ptr<function, Pixel>, h: u32, w: u32) {
+    (*q).x++;
+    if (*q).x == w {
+        (*q).x = 0u;
+        (*q).y++;
+        if (*q).y == h {
+            (*q).y = 0u;
+            (*q).n++;
+        }
+    }
+}
+
 // The C tile at (r0, c0) when A is im2col(X): a loop over kernel positions,
 // where each of the thread's four rows finds its window's pixel once, then
 // over the stored channels in fours. Nothing is divided inside the loops.
 fn regtile_implicit_a(r0: u32, c0: u32) -> mat4x4<f32> {
     let c = K / (p.im_kh * p.im_kw);
-    let pixels = p.im_oh * p.im_ow;
     // Per row: its sample's first row of X, and its window's top-left corner.
-    // The first row's pixel is divided out; the next three step from it
-    // (integer division has no vector instruction on CPUs, and with few
-    // channels this setup weighs as much as the products).
     var first: vec4<u32>;
     var top: vec4<i32>;
     var left: vec4<i32>;
     var live: vec4<bool>;
-    var n = r0 / pixels;
-    let pix = r0 - n * pixels;
-    var oy = pix / p.im_ow;
-    var ox = pix - oy * p.im_ow;
+    var q = pixel_of(r0, p.im_oh, p.im_ow);
     for (var i = 0u; i < 4u; i++) {
-        first[i] = n * p.im_h;
-        top[i] = i32(oy * p.im_stride) - i32(p.im_pad);
-        left[i] = i32(ox * p.im_stride) - i32(p.im_pad);
+        first[i] = q.n * p.im_h;
+        top[i] = i32(q.y * p.im_stride) - i32(p.im_pad);
+        left[i] = i32(q.x * p.im_stride) - i32(p.im_pad);
         live[i] = r0 + i < M;
-        ox++;
-        if ox == p.im_ow {
-            ox = 0u;
-            oy++;
-            if oy == p.im_oh {
-                oy = 0u;
-                n++;
-            }
-        }
+        next_pixel(&q, p.im_oh, p.im_ow);
     }
     var acc = mat4x4<f32>();
     var k0 = 0u;
@@ -123,28 +138,18 @@ fn regtile_implicit_b(r0: u32, c0: u32) -> mat4x4<f32> {
     let ch4 = (c0 - tap * c) / 4u;
     let ky = tap / p.im_kw;
     let kx = tap - ky * p.im_kw;
-    // The output pixel (n, oy, ox) of row k of B.
-    var n = 0u;
-    var oy = 0u;
-    var ox = 0u;
+    // The output pixel of row k of B.
+    var q = Pixel(0u, 0u, 0u);
     var acc = mat4x4<f32>();
     for (var k0 = 0u; k0 < K; k0 += 4u) {
         var blk: mat4x4<f32>;
         for (var kk = 0u; kk < 4u; kk++) {
-            let ih = i32(oy * p.im_stride + ky) - i32(p.im_pad);
-            let iw = i32(ox * p.im_stride + kx) - i32(p.im_pad);
+            let ih = i32(q.y * p.im_stride + ky) - i32(p.im_pad);
+            let iw = i32(q.x * p.im_stride + kx) - i32(p.im_pad);
             if k0 + kk < K && ih >= 0 && iw >= 0 && u32(ih) < p.im_h && u32(iw) < p.im_w {
-                blk[kk] = b[((n * p.im_h + u32(ih)) * p.im_w + u32(iw)) * (c / 4u) + ch4];
+                blk[kk] = b[((q.n * p.im_h + u32(ih)) * p.im_w + u32(iw)) * (c / 4u) + ch4];
             }
-            ox++;
-            if ox == p.im_ow {
-                ox = 0u;
-                oy++;
-                if oy == p.im_oh {
-                    oy = 0u;
-                    n++;
-                }
-            }
+            next_pixel(&q, p.im_oh, p.im_ow);
         }
         // Column i of (B-block · A-block) is row i of the C tile, as in the
         // plain loop.
@@ -159,31 +164,18 @@ fn regtile_implicit_b(r0: u32, c0: u32) -> mat4x4<f32> {
 fn regtile_implicit_dx(r0: u32, c0: u32) -> mat4x4<f32> {
     let taps = p.im_kh * p.im_kw;
     let quads = K / taps / 4u;
-    let plane = p.im_h * p.im_w;
     // Per row: its sample's first row of dY, and its pixel plus the padding.
-    // The first row's pixel divided out, the next three stepped from it.
     var first: vec4<u32>;
     var py: vec4<i32>;
     var px: vec4<i32>;
     var live: vec4<bool>;
-    var n = r0 / plane;
-    let pix = r0 - n * plane;
-    var ih = pix / p.im_w;
-    var iw = pix - ih * p.im_w;
+    var q = pixel_of(r0, p.im_h, p.im_w);
     for (var i = 0u; i < 4u; i++) {
-        first[i] = n * p.im_oh;
-        py[i] = i32(ih + p.im_pad);
-        px[i] = i32(iw + p.im_pad);
+        first[i] = q.n * p.im_oh;
+        py[i] = i32(q.y + p.im_pad);
+        px[i] = i32(q.x + p.im_pad);
         live[i] = r0 + i < M;
-        iw++;
-        if iw == p.im_w {
-            iw = 0u;
-            ih++;
-            if ih == p.im_h {
-                ih = 0u;
-                n++;
-            }
-        }
+        next_pixel(&q, p.im_h, p.im_w);
     }
     // Strides that are powers of two (all of the zoo's) shift and mask
     // instead of dividing for every row and kernel position.

@@ -142,20 +142,23 @@ impl Reducer {
             return Err(crate::Error::InvalidArgument("mean of zero rows".into()));
         }
         let flag = |b: bool| f64::from(u8::from(b));
+        // The final pass over `n` values (NONE: n partials; else the code
+        // of x's length).
+        let final_params = |n: u32, count_code: u32| ReduceParams {
+            n,
+            out_index: out_index as u32,
+            scale,
+            accumulate: accumulate.into(),
+            tag: mode.tag,
+            n_code: rows.code(),
+            mean_rows: if mode.mean { n32 } else { 0 },
+            count_code,
+        };
         // One launch cannot both read and write a buffer: a reduction into
         // the buffer it reads (the two losses into their sum) keeps both.
         if n <= SINGLE_PASS_MAX && x.buffer() != out.buffer() {
             let consts = vec![("WG", f64::from(WG)), ("SQUARE", flag(mode.square)), ("CLIP", flag(mode.clip))];
-            let only = ReduceParams {
-                n: n32,
-                out_index: out_index as u32,
-                scale,
-                accumulate: accumulate.into(),
-                tag: mode.tag,
-                n_code: rows.code(),
-                mean_rows: if mode.mean { n32 } else { 0 },
-                count_code: rows.code(),
-            };
+            let only = final_params(n32, rows.code());
             return rec.dispatch(Kernel::ReduceFinal, &consts, (0, &only), &[(1, x), (2, out)], glam::UVec3::ONE);
         }
         // Fewer, longer-running workgroups where the device caps grids: each
@@ -181,16 +184,7 @@ impl Reducer {
             &[(1, x), (2, &self.partials)],
             grid_1d(groups * WG, WG, max),
         )?;
-        let second = ReduceParams {
-            n: groups,
-            out_index: out_index as u32,
-            scale,
-            accumulate: accumulate.into(),
-            tag: mode.tag,
-            n_code: rows.code(),
-            mean_rows: if mode.mean { n32 } else { 0 },
-            count_code: NONE,
-        };
+        let second = final_params(groups, NONE);
         rec.dispatch(
             Kernel::ReduceFinal,
             &final_consts,
