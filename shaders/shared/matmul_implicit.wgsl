@@ -6,38 +6,30 @@
 // Where column q of im2col row `row` reads X, with c stored channels per
 // pixel; NONE in the padding.
 fn im_index(row: u32, q: u32, c: u32) -> u32 {
-    let pixels = p.im_oh * p.im_ow;
-    let n = row / pixels;
-    let pix = row - n * pixels;
-    let oy = pix / p.im_ow;
-    let ox = pix - oy * p.im_ow;
+    let o = pixel_of(row, p.im_oh, p.im_ow);
     let tap = q / c;
     let ch = q - tap * c;
     let ky = tap / p.im_kw;
     let kx = tap - ky * p.im_kw;
-    let ih = i32(oy * p.im_stride + ky) - i32(p.im_pad);
-    let iw = i32(ox * p.im_stride + kx) - i32(p.im_pad);
+    let ih = i32(o.y * p.im_stride + ky) - i32(p.im_pad);
+    let iw = i32(o.x * p.im_stride + kx) - i32(p.im_pad);
     if ih < 0 || iw < 0 || u32(ih) >= p.im_h || u32(iw) >= p.im_w {
         return NONE;
     }
-    return ((n * p.im_h + u32(ih)) * p.im_w + u32(iw)) * c + ch;
+    return ((o.n * p.im_h + u32(ih)) * p.im_w + u32(iw)) * c + ch;
 }
 
 // IMPLICIT 3: where A's column q (kernel position, output channel of
 // cout) of X's pixel `row` reads dY; NONE where no output pixel reads the
 // input pixel through that position.
 fn im_back_index(row: u32, q: u32, cout: u32) -> u32 {
-    let plane = p.im_h * p.im_w;
-    let n = row / plane;
-    let pix = row - n * plane;
-    let ih = pix / p.im_w;
-    let iw = pix - ih * p.im_w;
+    let i = pixel_of(row, p.im_h, p.im_w);
     let tap = q / cout;
     let co = q - tap * cout;
     let ky = tap / p.im_kw;
     let kx = tap - ky * p.im_kw;
-    let th = i32(ih + p.im_pad) - i32(ky);
-    let tw = i32(iw + p.im_pad) - i32(kx);
+    let th = i32(i.y + p.im_pad) - i32(ky);
+    let tw = i32(i.x + p.im_pad) - i32(kx);
     if th < 0 || tw < 0 || u32(th) % p.im_stride != 0u || u32(tw) % p.im_stride != 0u {
         return NONE;
     }
@@ -46,7 +38,7 @@ fn im_back_index(row: u32, q: u32, cout: u32) -> u32 {
     if oy >= p.im_oh || ox >= p.im_ow {
         return NONE;
     }
-    return ((n * p.im_oh + oy) * p.im_ow + ox) * cout + co;
+    return ((i.n * p.im_oh + oy) * p.im_ow + ox) * cout + co;
 }
 
 // Pixel (y, x) of sample n in an h × w plane; a row index of NHWC data
