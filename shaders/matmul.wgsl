@@ -178,15 +178,15 @@ fn a_at(row: u32, col: u32) -> f32 {
     if row >= M || col >= K {
         return 0.0;
     }
-    if IMPLICIT == 3u {
-        let i = im_back_index(row, col, K / (p.im_kh * p.im_kw));
-        if i == NONE {
-            return 0.0;
+    if IMPLICIT == 1u || IMPLICIT == 3u {
+        // im2col(X) (forward) or the gather of dY (input gradient).
+        let c = K / (p.im_kh * p.im_kw);
+        var i: u32;
+        if IMPLICIT == 1u {
+            i = im_index(row, col, c);
+        } else {
+            i = im_back_index(row, col, c);
         }
-        return a[i >> 2u][i & 3u];
-    }
-    if IMPLICIT == 1u {
-        let i = im_index(row, col, K / (p.im_kh * p.im_kw));
         if i == NONE {
             return 0.0;
         }
