@@ -21,6 +21,8 @@ def main(path):
     print("|---|---|---|---:|---:|---:|")
     for r in d["matmul"]:
         chosen = " (chosen)" if r["variant"] == mv["chosen"] else ""
+        if r.get("splits", 1) > 1:
+            chosen = f" split {r['splits']}" + chosen
         print(f"| {r['layout']} | {r['m']}×{r['n']}×{r['k']} | {r['variant']}{chosen} "
               f"| {r['gflops']:.2f} | {r['runs']} | {r['vs_naive']:.2f} |")
     batch = d.get("batch", 256)

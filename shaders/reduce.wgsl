@@ -20,6 +20,18 @@
 // number, as u32 bits) in out[out_index + 2]; the number is the step
 // block's `global` when tag = NONE. A finite total adds 1 to the u32 (bits)
 // in out[out_index + 3]: the count of updates applied (lazy.wgsl's clock).
+//
+// With CLIP and LOSS_SCALE (mixed precision, dynamic loss scaling as in
+// PyTorch's GradScaler), x = [squared norms of gradients that are all
+// scaled by S = out[out_index + LOSS_SCALE_SLOT] ..., the step's loss]:
+// the last value is left out of the total and only tells an overflow from
+// a fault. The factor becomes min(1, scale / (sqrt(total) / S + 1e-6)) / S,
+// which unscales and clips at once (S is a power of two: exact). A
+// non-finite total with a finite loss is an overflow (of the f16 operands,
+// or of the squares): the step is skipped (factor 0), S halves (not below
+// 1) and no fault is counted; a non-finite loss is a fault as without
+// scaling. After `growth` finite steps in a row (counted in
+// out[out_index + 5]) S doubles, up to 2^24.
 
 // Keep in sync with `ReduceParams` in src/ops/reduce.rs.
 struct ReduceParams {
@@ -39,6 +51,11 @@ struct ReduceParams {
     mean_rows: u32,
     // reduce_final: it sums rows_of(n, count_code) values (NONE: n partials).
     count_code: u32,
+    // CLIP with LOSS_SCALE: finite steps before the loss scale doubles.
+    growth: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 // Inf or NaN, tested on the bits: floating-point comparisons may be folded
@@ -51,6 +68,7 @@ fn non_finite(v: f32) -> bool {
 override WG: u32 = 256u;
 override SQUARE: bool = false;
 override CLIP: bool = false;
+override LOSS_SCALE: bool = false;
 
 @group(0) @binding(0) var<uniform> p: ReduceParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -67,6 +85,45 @@ fn workgroup_sum(lidx: u32) {
         }
     }
     workgroupBarrier();
+}
+
+// Records a non-finite step: counted in out[out_index + 1], the first one's
+// number in out[out_index + 2].
+fn record_fault() {
+    let seen = out[p.out_index + 1u];
+    if seen == 0.0 {
+        var tag = p.tag;
+        if tag == NONE {
+            tag = st.global;
+        }
+        out[p.out_index + 2u] = bitcast<f32>(tag);
+    }
+    out[p.out_index + 1u] = seen + 1.0;
+}
+
+// The update factor under dynamic loss scaling (see the header), updating
+// the scale and the fault record.
+fn clip_scaled(total: f32) -> f32 {
+    let at_s = p.out_index + LOSS_SCALE_SLOT;
+    let s = out[at_s];
+    let fault = non_finite(x[p.n - 1u]);
+    if fault || non_finite(total) {
+        if fault {
+            record_fault();
+        } else {
+            out[at_s] = max(s * 0.5, 1.0);
+        }
+        out[at_s + 1u] = 0.0;
+        return 0.0;
+    }
+    var good = out[at_s + 1u] + 1.0;
+    if good >= f32(p.growth) {
+        out[at_s] = min(s * 2.0, 16777216.0);
+        good = 0.0;
+    }
+    out[at_s + 1u] = good;
+    out[p.out_index + 3u] = bitcast<f32>(bitcast<u32>(out[p.out_index + 3u]) + 1u);
+    return min(1.0, p.scale / (sqrt(total) / s + 1e-6)) / s;
 }
 
 @compute @workgroup_size(WG)
@@ -97,7 +154,11 @@ fn reduce_partial(
 @compute @workgroup_size(WG)
 fn reduce_final(@builtin(local_invocation_index) lidx: u32) {
     var sum = 0.0;
-    let n = rows_of(p.n, p.count_code);
+    var n = rows_of(p.n, p.count_code);
+    if CLIP && LOSS_SCALE {
+        // The loss, last, is no norm (see the header).
+        n -= 1u;
+    }
     for (var i = lidx; i < n; i += WG) {
         let v = x[i];
         if SQUARE {
@@ -114,18 +175,12 @@ fn reduce_final(@builtin(local_invocation_index) lidx: u32) {
             scale /= f32(max(rows_of(p.mean_rows, p.n_code), 1u));
         }
         var v = scratch[0] * scale;
-        if CLIP {
+        if CLIP && LOSS_SCALE {
+            v = clip_scaled(scratch[0]);
+        } else if CLIP {
             if non_finite(scratch[0]) {
                 v = 0.0;
-                let seen = out[p.out_index + 1u];
-                if seen == 0.0 {
-                    var tag = p.tag;
-                    if tag == NONE {
-                        tag = st.global;
-                    }
-                    out[p.out_index + 2u] = bitcast<f32>(tag);
-                }
-                out[p.out_index + 1u] = seen + 1.0;
+                record_fault();
             } else {
                 v = min(1.0, p.scale / (sqrt(scratch[0]) + 1e-6));
                 // The clock of lazy updates (lazy.wgsl): updates applied.

@@ -7,6 +7,10 @@
 // backward: dlogits[r, c] = (scale / rows) · (probs[r, c] - [c == label[r]]),
 //           the gradient of scale · (batch-mean loss)
 // One thread per row: the class count is small (10) and rows are independent.
+// With LOSS_SCALE (mixed precision) the backward also multiplies by the loss
+// scale S = loss_scale[LOSS_SCALE_SLOT], so that every gradient below it
+// is S times the true one (exactly: S is a power of two) and small
+// gradients keep their digits when the matmuls round them to f16.
 
 // Keep in sync with `SoftmaxXentParams` in src/ops/softmax_xent.rs.
 struct SoftmaxXentParams {
@@ -59,6 +63,9 @@ fn softmax_xent_forward(
 
 @group(0) @binding(5) var<storage, read_write> dlogits: array<f32>;
 @group(0) @binding(6) var<storage, read> probs_in: array<f32>;
+@group(0) @binding(7) var<storage, read> loss_scale: array<f32>;
+
+override LOSS_SCALE: bool = false;
 
 @compute @workgroup_size(WG)
 fn softmax_xent_backward(
@@ -73,7 +80,10 @@ fn softmax_xent_backward(
     }
     let base = r * p.cols;
     let label = labels[r];
-    let k = p.scale / f32(rows);
+    var k = p.scale / f32(rows);
+    if LOSS_SCALE {
+        k *= loss_scale[LOSS_SCALE_SLOT];
+    }
     for (var c = 0u; c < p.cols; c++) {
         let hot = select(0.0, 1.0, c == label);
         dlogits[base + c] = k * (probs_in[base + c] - hot);

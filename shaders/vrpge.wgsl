@@ -10,7 +10,10 @@
 // on the device; nothing is read back. With the baseline, a unit where the
 // two masks agree gets a gradient of exactly 0 on every device. One thread
 // also adds the step's loss (L1 + L2) / 2 into losses[sum] (the running
-// sum the log reads), which saved a launch of its own.
+// sum the log reads), which saved a launch of its own. With LOSS_SCALE
+// (mixed precision) δ is multiplied by the loss scale S (a power of two,
+// so exactly), like the weight gradients, so that one factor (clip / S)
+// unscales and clips both.
 
 // Keep in sync with `ScoreGradParams` in src/ops/vrpge.rs.
 struct ScoreGradParams {
@@ -39,6 +42,16 @@ override BASELINE: bool = true;
 @group(0) @binding(3) var<storage, read> mask1: array<u32>;
 @group(0) @binding(4) var<storage, read> mask2: array<u32>;
 @group(0) @binding(5) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(6) var<storage, read> loss_scale: array<f32>;
+
+override LOSS_SCALE: bool = false;
+
+fn scaled(g: f32) -> f32 {
+    if LOSS_SCALE {
+        return g * loss_scale[LOSS_SCALE_SLOT];
+    }
+    return g;
+}
 
 // The denominator of g: sqrt(s (1 − s)) (FISHER) or s (1 − s), guarded.
 fn score_denom(s: f32) -> f32 {
@@ -74,11 +87,11 @@ fn score_grad(
         // contracted into a fused multiply-add). Computing g1 and g2 apart
         // left ±1e-9 there on an H100, which Adam turned into real updates.
         let dm = f32(mask1[p.m1_off + i]) - f32(mask2[p.m2_off + i]);
-        grad[i] = 0.5 * (l1 - l2) * dm / denom;
+        grad[i] = scaled(0.5 * (l1 - l2) * dm / denom);
     } else {
         // (L1 (m1 − s) + L2 (m2 − s)) / (2 denom): one division, and each
         // term is exactly 0 where m = s (s at 0 or 1).
         let num = l1 * (f32(mask1[p.m1_off + i]) - s) + l2 * (f32(mask2[p.m2_off + i]) - s);
-        grad[i] = 0.5 * num / denom;
+        grad[i] = scaled(0.5 * num / denom);
     }
 }

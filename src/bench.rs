@@ -44,13 +44,17 @@ fn time_matmul_gpu(gpu: &Gpu, mm: Matmul, d: Dims, runs: Runs) -> Result<Vec<f64
 }
 
 /// The MLP shapes at batch 256 for hidden sizes 1024 and 4096, as (M, N, K)
-/// of the forward product; the layout decides which operand is transposed.
+/// of the forward product (the layout decides which operand is
+/// transposed), and the weight gradient of ResNet-20's first 3×3
+/// convolutions at batch 128 (16 × 144 outputs, K = 128 · 32 · 32): few
+/// output tiles over a long K, the product split-K is for.
 pub fn mlp_shapes() -> Vec<Dims> {
     vec![
         Dims { m: 256, n: 1024, k: 784 },
         Dims { m: 256, n: 1024, k: 1024 },
         Dims { m: 256, n: 4096, k: 4096 },
         Dims { m: 1024, n: 784, k: 256 },
+        Dims { m: 16, n: 144, k: 131072 },
     ]
 }
 
@@ -58,6 +62,8 @@ pub struct MatmulRow {
     pub layout: Layout,
     pub dims: Dims,
     pub variant: Variant,
+    /// Splits of K (1: none).
+    pub splits: u32,
     pub gflops: f64,
     pub runs: usize,
     pub vs_naive: f64,
@@ -131,23 +137,37 @@ pub fn bench_matmul(
     for &layout in layouts {
         for &d in shapes {
             let mut cells = Vec::new();
-            for v in [Variant::Naive, Variant::RegTile, Variant::Shared, Variant::Wide] {
-                let mm = Matmul::new(layout).variant(v);
-                let secs = if timed { time_matmul_gpu(gpu, mm, d, runs)? } else { time_matmul(gpu, mm, d, runs)? };
-                cells.push((v, flops(d) / median(&secs) / 1e9, secs.len()));
+            let mut variants = vec![Variant::Naive, Variant::RegTile, Variant::Shared, Variant::Wide];
+            // The mixed-precision kernel (f16 operands, f32 accumulation)
+            // where the adapter has cooperative matrices.
+            if gpu.coop().is_ok() {
+                variants.push(Variant::Coop);
             }
-            let naive = cells[0].1;
-            for (v, gflops, n) in cells {
+            for v in variants {
+                // Unsplit, and split as the launcher would on this device.
+                let tiles = (d.m.div_ceil(64) * d.n.div_ceil(64)) as u32;
+                let auto = crate::ops::matmul::auto_splits(r.device_type, tiles, d.k as u32);
+                let splits = if v.splits_k() && auto > 1 { vec![1, auto] } else { vec![1] };
+                for s in splits {
+                    let mm = Matmul::new(layout).variant(v).split_k(s);
+                    let secs = if timed { time_matmul_gpu(gpu, mm, d, runs)? } else { time_matmul(gpu, mm, d, runs)? };
+                    cells.push((v, s, flops(d) / median(&secs) / 1e9, secs.len()));
+                }
+            }
+            let naive = cells[0].2;
+            for (v, splits, gflops, n) in cells {
                 let mark = if v == choice.variant { " (chosen)" } else { "" };
+                let split = if splits > 1 { format!(" split {splits}") } else { String::new() };
                 let share = peak.map(|p| gflops / (p * 1e3));
                 writeln!(
                     out,
-                    "| {} | {}×{}×{} | {}{} | {:.2} | {} | {} | {:.2} |",
+                    "| {} | {}×{}×{} | {}{}{} | {:.2} | {} | {} | {:.2} |",
                     layout.name(),
                     d.m,
                     d.n,
                     d.k,
                     v.name(),
+                    split,
                     mark,
                     gflops,
                     share.map_or("—".to_string(), |s| format!("{:.1}%", 100.0 * s)),
@@ -161,6 +181,7 @@ pub fn bench_matmul(
                     layout,
                     dims: d,
                     variant: v,
+                    splits,
                     gflops,
                     runs: n,
                     vs_naive,
@@ -242,9 +263,18 @@ pub fn bench_train(
     use rand::{Rng, SeedableRng};
 
     let r = gpu.report();
-    let variant = crate::ops::autotune::ensure(gpu)?.variant;
-    writeln!(out, "device: {} ({:?}, {:?}); matmul variant {}", r.name, r.backend, r.device_type, variant.name())
-        .map_err(io_err)?;
+    crate::ops::autotune::ensure(gpu)?;
+    let variant = gpu.matmul_variant();
+    writeln!(
+        out,
+        "device: {} ({:?}, {:?}); matmul variant {}; precision {}",
+        r.name,
+        r.backend,
+        r.device_type,
+        variant.name(),
+        gpu.precision().name()
+    )
+    .map_err(io_err)?;
     writeln!(
         out,
         "batch {batch}; {warmup} warm-up steps; latency = median of {runs} steps each submitted and waited for; \

@@ -83,7 +83,7 @@ pub mod plot;
 pub mod sparse;
 pub mod train;
 
-pub use device::gpu::{AdapterReport, Gpu, GpuOptions, ReadbackStats};
+pub use device::gpu::{AdapterReport, CoopSupport, Gpu, GpuOptions, Precision, ReadbackStats};
 pub use device::record::{Plan, Recorder};
 pub use device::tensor::{DType, Tensor};
 pub use device::{gpu, record, shader, step, tensor};

@@ -123,6 +123,11 @@ struct TrainArgs {
     /// Joint gradient-norm clipping of weights and scores.
     #[arg(long, default_value_t = 3.0)]
     clip: f32,
+    /// Matmul arithmetic: f32, or mixed (f16 operands on tensor cores with
+    /// f32 accumulation and f32 master weights, dynamic loss scaling);
+    /// mixed needs an adapter with cooperative matrices (`sparsetrain info`).
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    precision: PrecisionArg,
     /// Masks drawn from the final scores; the best on the training set is kept.
     #[arg(long, default_value_t = 10)]
     select_draws: usize,
@@ -201,6 +206,21 @@ enum EstimatorArg {
     Vrpge,
     /// Plain policy gradient without baseline (ablation).
     Pge,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PrecisionArg {
+    F32,
+    Mixed,
+}
+
+impl PrecisionArg {
+    fn get(self) -> sparsetrain::Precision {
+        match self {
+            PrecisionArg::F32 => sparsetrain::Precision::F32,
+            PrecisionArg::Mixed => sparsetrain::Precision::Mixed,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -295,6 +315,9 @@ enum BenchWhat {
         warmup: usize,
         #[arg(long, default_value_t = 5)]
         runs: usize,
+        /// Matmul arithmetic of every row (see `train --precision`).
+        #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+        precision: PrecisionArg,
     },
     /// Every matmul variant on every layout: GFLOP/s and the ratio to the naive kernel.
     Matmul {
@@ -422,7 +445,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench { what } => match what {
             BenchWhat::All { json, quick } => cli::bench::bench_all(json, quick)?,
-            BenchWhat::Train { models, keeps, batch, warmup, runs } => {
+            BenchWhat::Train { models, keeps, batch, warmup, runs, precision } => {
                 if batch == 0 || runs == 0 {
                     return Err(usage("--batch and --runs must be at least 1"));
                 }
@@ -438,6 +461,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         .collect::<anyhow::Result<Vec<_>>>()?
                 };
                 let gpu = Gpu::open().context("opening the GPU")?;
+                gpu.set_precision(precision.get())?;
                 bench::bench_train(&gpu, &models, &keeps, batch, warmup, runs, &mut std::io::stdout())?;
             }
             BenchWhat::Matmul { sizes, no_mlp_shapes, layouts, min_runs, max_runs, budget } => {

@@ -8,13 +8,76 @@ use std::collections::BTreeSet;
 use sparsetrain::ops::params_layouts;
 use sparsetrain::shader::{Kernel, SHARED, Shader, preprocess};
 
+/// Parses and validates with the capabilities the shader's device features
+/// give (WebGPU's defaults for all but the mixed-precision matmul).
 fn validate(name: &str, src: &str) -> naga::Module {
+    validate_with_info(name, src).0
+}
+
+fn validate_with_info(name: &str, src: &str) -> (naga::Module, naga::valid::ModuleInfo) {
+    let caps = Shader::ALL
+        .iter()
+        .find(|s| name.ends_with(s.file_name()))
+        .map_or(naga::valid::Capabilities::default(), |s| s.capabilities());
     let module = naga::front::wgsl::parse_str(src)
         .unwrap_or_else(|e| panic!("{name} does not parse:\n{}", e.emit_to_string_with_path(src, name)));
-    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::default())
+    let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
         .validate(&module)
         .unwrap_or_else(|e| panic!("{name} does not validate:\n{}", e.emit_to_string_with_path(src, name)));
-    module
+    (module, info)
+}
+
+/// The mixed-precision matmul through naga's SPIR-V writer, which is young
+/// for cooperative matrices (its writer panicked on an inline uniform
+/// operand of `coopStoreT` on the H100 probe): every layout, implicit mode
+/// and epilogue combination the launcher can build, every block shape,
+/// specialised as a pipeline would be. No device needed.
+#[test]
+fn coop_matmul_writes_spirv_for_every_configuration() {
+    let shader = Shader::MatmulCoop;
+    let (module, info) = validate_with_info(shader.file_name(), &shader.source().unwrap());
+    let mut written = 0;
+    for (trans_a, trans_b) in [(0.0, 0.0), (0.0, 1.0), (1.0, 0.0)] {
+        for implicit in [0.0, 1.0, 2.0, 3.0] {
+            for (epilogue, vec4) in [(0.0, 1.0), (1.0, 0.0)] {
+                for (tm, wm, wn, threads) in [(2.0, 2.0, 2.0, 128.0), (2.0, 4.0, 2.0, 256.0), (4.0, 2.0, 2.0, 128.0)] {
+                    let mut c = naga::back::PipelineConstants::default();
+                    for (k, v) in [
+                        ("TRANS_A", trans_a),
+                        ("TRANS_B", trans_b),
+                        ("VEC4_A", vec4),
+                        ("VEC4_B", vec4),
+                        ("VEC4_C", vec4),
+                        ("WG_X", threads),
+                        ("WG_Y", 1.0),
+                        ("BIAS", epilogue),
+                        ("RELU", epilogue),
+                        ("GATE", epilogue),
+                        ("SCATTER", epilogue),
+                        ("IMPLICIT", implicit),
+                        ("COOP_TM", tm),
+                        ("COOP_WM", wm),
+                        ("COOP_WN", wn),
+                    ] {
+                        c.insert(k.to_string(), v);
+                    }
+                    let ep = (naga::ShaderStage::Compute, "matmul_coop");
+                    let (m, i) = naga::back::pipeline_constants::process_overrides(&module, &info, Some(ep), &c)
+                        .unwrap_or_else(|e| panic!("overrides {c:?}: {e}"));
+                    let options = naga::back::spv::Options { lang_version: (1, 4), ..Default::default() };
+                    let pipeline = naga::back::spv::PipelineOptions {
+                        shader_stage: naga::ShaderStage::Compute,
+                        entry_point: "matmul_coop".into(),
+                    };
+                    let words = naga::back::spv::write_vec(&m, &i, &options, Some(&pipeline))
+                        .unwrap_or_else(|e| panic!("SPIR-V for {c:?}: {e}"));
+                    assert!(words.len() > 100);
+                    written += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(written, 72);
 }
 
 #[test]

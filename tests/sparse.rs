@@ -14,7 +14,7 @@ use sparsetrain::ops::optim::Sgd;
 use sparsetrain::ops::project::Projection;
 use sparsetrain::ops::vrpge::{Estimator, ScoreFn};
 use sparsetrain::sparse::{SparseConfig, Updates};
-use sparsetrain::train::{Phase, Trainer};
+use sparsetrain::train::{LossScaling, Phase, Trainer};
 
 fn check(what: &str, got: &[f32], want: &[f64]) {
     assert_rel(what, got, want, 1e-4);
@@ -180,4 +180,66 @@ fn training_steps_read_back_nothing_and_respect_the_budget() {
     // The step is one plan: one compute pass, recorded once.
     let plan = tr.plan(&gpu, Phase::Train).unwrap();
     assert_eq!(plan.passes(), 1);
+}
+
+/// Dynamic loss scaling, checked in f32 (where it runs everywhere): with a
+/// power-of-two scale the training is the same as without (the scale only
+/// shifts exponents), the scale grows after `growth` finite steps, and a
+/// scale so large that the gradients' squares overflow skips every step
+/// (weights and scores untouched), halves the scale each time, and counts
+/// no fault. Dense and sparse trainers.
+#[test]
+fn loss_scaling_changes_nothing_in_f32_and_skips_overflowing_steps() {
+    let Some(gpu) = gpu("loss_scaling_changes_nothing_in_f32_and_skips_overflowing_steps") else { return };
+    let (batch, dim) = (32, 16);
+    let mut r = rng(1900);
+    let x = rand_f32(&mut r, batch * dim, -1.0, 1.0);
+    let y: Vec<u32> = (0..batch).map(|i| (i % 4) as u32).collect();
+    for sparse in [false, true] {
+        let make = |scaling: Option<LossScaling>| {
+            let net = Net::new(&gpu, Graph::mlp(dim, &[64, 48], 4).unwrap(), 2).unwrap();
+            let sgd = Sgd { lr: 0.05, momentum: 0.9, weight_decay: 5e-4 };
+            let cfg = sparse.then(|| SparseConfig { keep: 0.5, ..Default::default() });
+            let mut tr = Trainer::new(&gpu, net, batch, sgd, cfg).unwrap();
+            tr.set_loss_scaling(&gpu, scaling).unwrap();
+            tr.set_batch(&gpu, &x, &y).unwrap();
+            tr
+        };
+        let tag = if sparse { "sparse" } else { "dense" };
+        let mut plain = make(None);
+        let mut scaled = make(Some(LossScaling { init: 1024.0, growth: 3 }));
+        for step in 0..7 {
+            plain.run(&gpu, Phase::Train, batch, 0.05, 0.01, step).unwrap();
+            scaled.run(&gpu, Phase::Train, batch, 0.05, 0.01, step).unwrap();
+        }
+        let want = to_f64(&plain.net.params.download_f32(&gpu).unwrap());
+        assert_rel(
+            &format!("{tag}: weights with loss scale 1024"),
+            &scaled.net.params.download_f32(&gpu).unwrap(),
+            &want,
+            1e-5,
+        );
+        if sparse {
+            let want = to_f64(&plain.sparse.as_ref().unwrap().scores.download_f32(&gpu).unwrap());
+            let got = scaled.sparse.as_ref().unwrap().scores.download_f32(&gpu).unwrap();
+            assert_rel(&format!("{tag}: scores with loss scale 1024"), &got, &want, 1e-5);
+        }
+        assert_eq!(scaled.loss_scale(&gpu).unwrap(), Some((4096.0, 1.0)), "{tag}: grown twice in 7 steps");
+        assert_eq!(plain.loss_scale(&gpu).unwrap(), None);
+        assert_eq!(scaled.faults(&gpu).unwrap().skipped, 0, "{tag}: faults counted");
+
+        let mut huge = make(Some(LossScaling { init: 2f32.powi(120), growth: 2000 }));
+        let w0 = huge.net.params.download_f32(&gpu).unwrap();
+        for step in 0..3 {
+            huge.run(&gpu, Phase::Train, batch, 0.05, 0.01, step).unwrap();
+        }
+        assert_eq!(huge.net.params.download_f32(&gpu).unwrap(), w0, "{tag}: overflowing steps changed weights");
+        assert_eq!(huge.loss_scale(&gpu).unwrap(), Some((2f32.powi(117), 0.0)), "{tag}: scale halved thrice");
+        assert_eq!(huge.faults(&gpu).unwrap().skipped, 0, "{tag}: an overflow counted as a fault");
+    }
+    // Scales that are not powers of two are refused.
+    let net = Net::new(&gpu, Graph::mlp(dim, &[8], 4).unwrap(), 2).unwrap();
+    let mut tr = Trainer::new(&gpu, net, batch, Sgd { lr: 0.1, momentum: 0.0, weight_decay: 0.0 }, None).unwrap();
+    assert!(tr.set_loss_scaling(&gpu, Some(LossScaling { init: 1000.0, growth: 10 })).is_err());
+    assert!(tr.set_loss_scaling(&gpu, Some(LossScaling { init: 0.5, growth: 10 })).is_err());
 }

@@ -12,6 +12,11 @@ fn flat_id(wid: vec3<u32>, nwg: vec3<u32>, lidx: u32, wg_size: u32) -> u32 {
 // "Not used" for optional indices (dynamic sizes, unit maps, slots).
 const NONE: u32 = 0xffffffffu;
 
+// Dynamic loss scaling (mixed precision): the slot of the trainer's clip
+// record that holds the loss scale S. Keep in sync with LOSS_SCALE_SLOT in
+// src/ops/mod.rs.
+const LOSS_SCALE_SLOT: u32 = 4u;
+
 // A grid-stride walk over a row-major [rows, cols] matrix that keeps each
 // element's row and column without a division per element: integer
 // division has no vector instruction on CPUs (lavapipe splits it into one

@@ -34,23 +34,13 @@ fn wide_loads() -> u32 {
     return min((2u * WBK) / WG_X, WIDE_MAX_LOADS);
 }
 
-// The e-th vec4 of A's slice at (row_base, k0), along A's contiguous
-// dimension: K (four k of one row) or, with TRANS_A, M (four rows of one k).
+// The e-th vec4 of A's and B's slices (see `fetch_a_vec4`).
 fn wide_fetch_a(row_base: u32, k0: u32, e: u32, interior: bool) -> vec4<f32> {
-    if TRANS_A {
-        let kk = e / (2u * WG_Y);
-        let m = row_base + 4u * (e % (2u * WG_Y));
-        if interior && VEC4_A && IMPLICIT == 0u {
-            return a[((k0 + kk) * M + m) >> 2u];
-        }
-        return vec4(a_at(m, k0 + kk), a_at(m + 1u, k0 + kk), a_at(m + 2u, k0 + kk), a_at(m + 3u, k0 + kk));
-    }
-    let row = row_base + e / (WBK / 4u);
-    let k = k0 + 4u * (e % (WBK / 4u));
-    if interior && VEC4_A && IMPLICIT == 0u {
-        return a[(row * K + k) >> 2u];
-    }
-    return vec4(a_at(row, k), a_at(row, k + 1u), a_at(row, k + 2u), a_at(row, k + 3u));
+    return fetch_a_vec4(row_base, k0, e, 8u * WG_Y, WBK, interior);
+}
+
+fn wide_fetch_b(k0: u32, col_base: u32, e: u32, interior: bool) -> vec4<f32> {
+    return fetch_b_vec4(k0, col_base, e, 8u * WG_X, WBK, interior);
 }
 
 // Stores what `wide_fetch_a` returned for e into buffer `buf`. Without
@@ -70,25 +60,6 @@ fn wide_store_a(buf: u32, e: u32, v: vec4<f32>) {
     for (var q = 0u; q < 4u; q++) {
         wide_a[(buf * WBK + kk + q) * rows + mm / 4u][mm % 4u] = v[q];
     }
-}
-
-// The e-th vec4 of B's slice at (k0, col_base), along B's contiguous
-// dimension: N (four columns of one k) or, with TRANS_B, K.
-fn wide_fetch_b(k0: u32, col_base: u32, e: u32, interior: bool) -> vec4<f32> {
-    if TRANS_B {
-        let col = col_base + e / (WBK / 4u);
-        let k = k0 + 4u * (e % (WBK / 4u));
-        if interior && VEC4_B && IMPLICIT == 0u {
-            return b[(col * K + k) >> 2u];
-        }
-        return vec4(b_at(k, col), b_at(k + 1u, col), b_at(k + 2u, col), b_at(k + 3u, col));
-    }
-    let kk = e / (2u * WG_X);
-    let col = col_base + 4u * (e % (2u * WG_X));
-    if interior && VEC4_B && IMPLICIT == 0u {
-        return b[((k0 + kk) * N + col) >> 2u];
-    }
-    return vec4(b_at(k0 + kk, col), b_at(k0 + kk, col + 1u), b_at(k0 + kk, col + 2u), b_at(k0 + kk, col + 3u));
 }
 
 fn wide_store_b(buf: u32, e: u32, v: vec4<f32>) {
@@ -112,13 +83,14 @@ fn matmul_wide(
     @builtin(local_invocation_index) lidx: u32,
 ) {
     load_dims();
+    split_k(wid.z, nwg.z);
     let threads = WG_X * WG_Y;
     let bm = 8u * WG_Y;
     let bn = 8u * WG_X;
     let loads = wide_loads();
     let tiles = tile_count(bn, bm);
     let run = tile_run(wid, nwg, tiles.x * tiles.y);
-    let slices = (K + WBK - 1u) / WBK;
+    let slices = (KE - KB + WBK - 1u) / WBK;
     for (var t = run.x; t < run.y; t++) {
         let row_base = (t / tiles.x) * bm;
         let col_base = (t % tiles.x) * bn;
@@ -128,11 +100,11 @@ fn matmul_wide(
         var rb: array<vec4<f32>, WIDE_MAX_LOADS>;
         // Prologue: slice 0 into buffer 0.
         if slices > 0u {
-            let k_in = WBK <= K;
+            let k_in = KB + WBK <= K;
             for (var l = 0u; l < loads; l++) {
                 let e = lidx + l * threads;
-                wide_store_a(0u, e, wide_fetch_a(row_base, 0u, e, rows_in && k_in));
-                wide_store_b(0u, e, wide_fetch_b(0u, col_base, e, cols_in && k_in));
+                wide_store_a(0u, e, wide_fetch_a(row_base, KB, e, rows_in && k_in));
+                wide_store_b(0u, e, wide_fetch_b(KB, col_base, e, cols_in && k_in));
             }
         }
         workgroupBarrier();
@@ -145,7 +117,7 @@ fn matmul_wide(
             let more = s + 1u < slices;
             if more {
                 // The next slice's global loads, held while this one runs.
-                let k0 = (s + 1u) * WBK;
+                let k0 = KB + (s + 1u) * WBK;
                 let k_in = k0 + WBK <= K;
                 for (var l = 0u; l < loads; l++) {
                     let e = lidx + l * threads;

@@ -3,10 +3,10 @@
 //! read-back path that counts every byte brought back to the host.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::device::shader::{Constants, Kernel, MatmulChoice, Pipeline, PipelineCache};
+use crate::device::shader::{Constants, Kernel, MatmulChoice, Pipeline, PipelineCache, Variant, coop_features};
 use crate::error::{Error, Result};
 
 /// How to open a device. `Default` reads the environment.
@@ -31,6 +31,77 @@ impl Default for GpuOptions {
     }
 }
 
+/// The arithmetic of matmuls recorded on a device.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// f32 operands and accumulation (every adapter).
+    #[default]
+    F32,
+    /// f16 operands on tensor cores, f32 accumulation and outputs, f32
+    /// master weights and optimizer state (adapters with cooperative
+    /// matrices; see `Gpu::coop`).
+    Mixed,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Mixed => "mixed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Precision> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "f32" | "fp32" => Some(Precision::F32),
+            "mixed" | "f16" | "fp16" => Some(Precision::Mixed),
+            _ => None,
+        }
+    }
+}
+
+/// What the mixed-precision path found on an adapter: 16×16×16 cooperative
+/// matrices of f16 inputs with f32 accumulation, and a fixed subgroup width
+/// (the workgroup of `matmul_coop` is sized in whole subgroups).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CoopSupport {
+    pub subgroup: u32,
+}
+
+impl CoopSupport {
+    /// Why an adapter has no mixed-precision path, or what it offers.
+    pub fn probe(adapter: &wgpu::Adapter) -> std::result::Result<CoopSupport, String> {
+        let info = adapter.get_info();
+        let missing = coop_features() - adapter.features();
+        if !missing.is_empty() {
+            return Err(format!("adapter {:?} lacks {missing:?}", info.name));
+        }
+        let has_16 = adapter.cooperative_matrix_properties().iter().any(|p| {
+            (p.m_size, p.n_size, p.k_size) == (16, 16, 16)
+                && p.ab_type == wgpu::CooperativeScalarType::F16
+                && p.cr_type == wgpu::CooperativeScalarType::F32
+        });
+        if !has_16 {
+            return Err(format!(
+                "adapter {:?} offers no 16x16x16 cooperative matrix of f16 inputs with f32 accumulation",
+                info.name
+            ));
+        }
+        CoopSupport::from_info(&info)
+    }
+
+    fn from_info(info: &wgpu::AdapterInfo) -> std::result::Result<CoopSupport, String> {
+        if info.subgroup_min_size != info.subgroup_max_size || info.subgroup_min_size == 0 {
+            return Err(format!(
+                "adapter {:?} has subgroups of {} to {} invocations; the mixed-precision matmul needs a fixed width",
+                info.name, info.subgroup_min_size, info.subgroup_max_size
+            ));
+        }
+        Ok(CoopSupport { subgroup: info.subgroup_min_size })
+    }
+}
+
 /// What was opened, for `sparsetrain info` and benchmark headers.
 #[derive(Clone, Debug)]
 pub struct AdapterReport {
@@ -40,6 +111,8 @@ pub struct AdapterReport {
     pub driver: String,
     pub driver_info: String,
     pub limits: wgpu::Limits,
+    /// The mixed-precision path, or why there is none.
+    pub coop: std::result::Result<CoopSupport, String>,
 }
 
 impl fmt::Display for AdapterReport {
@@ -49,6 +122,10 @@ impl fmt::Display for AdapterReport {
         writeln!(f, "backend:      {:?}", self.backend)?;
         writeln!(f, "device type:  {:?}", self.device_type)?;
         writeln!(f, "driver:       {} {}", self.driver, self.driver_info)?;
+        match &self.coop {
+            Ok(c) => writeln!(f, "precision:    f32, mixed (cooperative matrices, subgroups of {})", c.subgroup)?,
+            Err(why) => writeln!(f, "precision:    f32 only ({why})")?,
+        }
         writeln!(f, "limits:")?;
         writeln!(f, "  max_buffer_size                       {}", l.max_buffer_size)?;
         writeln!(f, "  max_storage_buffer_binding_size       {}", l.max_storage_buffer_binding_size)?;
@@ -87,6 +164,10 @@ pub struct Gpu {
     pub(crate) matmul: OnceLock<MatmulChoice>,
     pub(crate) autotune: bool,
     grid_cap: u32,
+    /// `Precision` of the matmuls recorded from now on (0 f32, 1 mixed).
+    precision: AtomicU8,
+    /// The partial products of split-K matmuls (`Gpu::split_scratch`).
+    split_scratch: Mutex<Option<crate::device::tensor::Tensor>>,
     /// 16 bytes holding 1.0: the gradient scale when nothing clips.
     pub(crate) one: Arc<wgpu::Buffer>,
     /// 16 zero bytes: the binding of unused u32 inputs.
@@ -192,17 +273,36 @@ impl Gpu {
         let info = adapter.get_info();
         let limits = Gpu::needed_limits(&adapter.limits());
         // Timestamps let `Recorder::profiled` time each kernel; optional.
-        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        let mut features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        // The mixed-precision path's features, where the adapter has all of
+        // them and SPARSETRAIN_COOP is not "off".
+        let coop_off = std::env::var("SPARSETRAIN_COOP").is_ok_and(|v| v.trim().eq_ignore_ascii_case("off"));
+        let coop = if coop_off { Err("SPARSETRAIN_COOP=off".to_string()) } else { CoopSupport::probe(&adapter) };
+        let experimental = if coop.is_ok() {
+            features |= coop_features();
+            // SAFETY: wgpu gates cooperative matrices behind this token
+            // because the feature is young (its API may change); we ask for
+            // it only where the adapter reports it, only `matmul_coop` uses
+            // it, and SPARSETRAIN_COOP=off opts out.
+            unsafe { wgpu::ExperimentalFeatures::enabled() }
+        } else {
+            wgpu::ExperimentalFeatures::disabled()
+        };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("sparsetrain"),
             required_features: features,
             required_limits: limits,
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            experimental_features: experimental,
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
         .map_err(|error| Error::RequestDevice { adapter: info.name.clone(), error })?;
-        Gpu::from_device(device, queue, &info, opts)
+        let mut gpu = Gpu::from_device(device, queue, &info, opts)?;
+        if let Err(why) = coop {
+            // The adapter's reason rather than "opened without".
+            gpu.report.coop = Err(why);
+        }
+        Ok(gpu)
     }
 
     /// Wraps a device created elsewhere: an application that renders with
@@ -256,6 +356,11 @@ impl Gpu {
             driver: info.driver.clone(),
             driver_info: info.driver_info.clone(),
             limits: device.limits(),
+            coop: if device.features().contains(coop_features()) {
+                CoopSupport::from_info(info)
+            } else {
+                Err(format!("the device was opened without {:?}", coop_features() - device.features()))
+            },
         };
         Ok(Gpu {
             device,
@@ -272,6 +377,8 @@ impl Gpu {
                 Some(c) => c.max(1),
                 None => grid_cap_for(info.device_type)?,
             },
+            precision: AtomicU8::new(0),
+            split_scratch: Mutex::new(None),
             one,
             zero_u32,
             default_step: OnceLock::new(),
@@ -330,6 +437,80 @@ impl Gpu {
     /// `ops::autotune::ensure`, else the device-type rule.
     pub fn matmul_choice(&self) -> MatmulChoice {
         self.matmul.get().cloned().unwrap_or_else(|| MatmulChoice::fallback(self.report.device_type))
+    }
+
+    /// Scratch of at least `len` floats for the partial products of
+    /// split-K matmuls, shared by all of them: the dispatches of a
+    /// recording run in order, and a recorded plan keeps the buffer it was
+    /// recorded with alive when a later, larger need replaces it.
+    pub(crate) fn split_scratch(&self, len: usize) -> Result<crate::device::tensor::Tensor> {
+        let mut slot = self.split_scratch.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = slot.as_ref().filter(|t| t.len() >= len) {
+            return Ok(t.clone());
+        }
+        let want = slot.as_ref().map_or(len, |t| len.max(2 * t.len()));
+        let limit = (self.limits().max_storage_buffer_binding_size / 4) as usize;
+        let t = crate::device::tensor::Tensor::zeros(
+            self,
+            "split-K partials",
+            &[want.min(limit).max(len)],
+            crate::device::tensor::DType::F32,
+        )?;
+        *slot = Some(t.clone());
+        Ok(t)
+    }
+
+    /// The mixed-precision path of this device, or why there is none.
+    pub fn coop(&self) -> std::result::Result<CoopSupport, String> {
+        self.report.coop.clone()
+    }
+
+    /// Sets the precision of the matmuls recorded from now on (plans
+    /// recorded earlier keep theirs). Mixed fails, saying why, where the
+    /// adapter lacks cooperative matrices.
+    pub fn set_precision(&self, p: Precision) -> Result<()> {
+        if p == Precision::Mixed
+            && let Err(why) = &self.report.coop
+        {
+            return Err(Error::InvalidArgument(format!(
+                "--precision mixed needs tensor cores through wgpu's cooperative matrices: {why}"
+            )));
+        }
+        self.precision.store(u8::from(p == Precision::Mixed), Ordering::SeqCst);
+        Ok(())
+    }
+
+    pub fn precision(&self) -> Precision {
+        if self.precision.load(Ordering::SeqCst) == 1 { Precision::Mixed } else { Precision::F32 }
+    }
+
+    /// The variant a matmul without a forced one runs: `coop` under mixed
+    /// precision, else the device's choice.
+    pub fn matmul_variant(&self) -> Variant {
+        match self.precision() {
+            Precision::Mixed => Variant::Coop,
+            Precision::F32 => self.matmul_choice().variant,
+        }
+    }
+
+    /// `matmul_variant` for an m × n product: on hardware GPUs, products
+    /// of at least 256 tiles of 128 × 128 run `wide` unless
+    /// SPARSETRAIN_MATMUL forced a variant. The autotuner times one 1024³
+    /// product, where `wide`'s 64 block tiles leave a large GPU half idle
+    /// and `shared` wins; from 2048² on, `wide` ran 1.5× faster on an H200
+    /// (BENCHMARKS.md).
+    pub fn matmul_variant_for(&self, m: u32, n: u32) -> Variant {
+        let v = self.matmul_variant();
+        let choice = self.matmul_choice();
+        let big = m.div_ceil(128) * n.div_ceil(128) >= 256;
+        if v != Variant::Coop
+            && big
+            && self.report.device_type != wgpu::DeviceType::Cpu
+            && choice.source != crate::device::shader::ChoiceSource::Env
+        {
+            return Variant::Wide;
+        }
+        v
     }
 
     pub(crate) fn pipeline(&self, kernel: Kernel, constants: &Constants) -> Result<Arc<Pipeline>> {

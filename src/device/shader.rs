@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Shader {
     Matmul,
+    MatmulCoop,
     Bias,
     Relu,
     SoftmaxXent,
@@ -36,8 +37,9 @@ pub enum Shader {
 }
 
 impl Shader {
-    pub const ALL: [Shader; 18] = [
+    pub const ALL: [Shader; 19] = [
         Shader::Matmul,
+        Shader::MatmulCoop,
         Shader::Bias,
         Shader::Relu,
         Shader::SoftmaxXent,
@@ -61,6 +63,7 @@ impl Shader {
     pub fn file_name(self) -> &'static str {
         match self {
             Shader::Matmul => "matmul.wgsl",
+            Shader::MatmulCoop => "matmul_coop.wgsl",
             Shader::Bias => "bias.wgsl",
             Shader::Relu => "relu.wgsl",
             Shader::SoftmaxXent => "softmax_xent.wgsl",
@@ -85,6 +88,7 @@ impl Shader {
     pub fn raw_source(self) -> &'static str {
         match self {
             Shader::Matmul => include_str!("../../shaders/matmul.wgsl"),
+            Shader::MatmulCoop => include_str!("../../shaders/matmul_coop.wgsl"),
             Shader::Bias => include_str!("../../shaders/bias.wgsl"),
             Shader::Relu => include_str!("../../shaders/relu.wgsl"),
             Shader::SoftmaxXent => include_str!("../../shaders/softmax_xent.wgsl"),
@@ -105,6 +109,24 @@ impl Shader {
         }
     }
 
+    /// The device features a shader needs beyond WebGPU's defaults: the
+    /// mixed-precision matmul needs f16, subgroups and cooperative matrices.
+    pub fn features(self) -> wgpu::Features {
+        match self {
+            Shader::MatmulCoop => coop_features(),
+            _ => wgpu::Features::empty(),
+        }
+    }
+
+    /// The naga capabilities matching `features` (what validation allows).
+    pub fn capabilities(self) -> naga::valid::Capabilities {
+        use naga::valid::Capabilities as C;
+        match self {
+            Shader::MatmulCoop => C::default() | C::SHADER_FLOAT16 | C::SUBGROUP | C::COOPERATIVE_MATRIX,
+            _ => C::default(),
+        }
+    }
+
     /// The source as the GPU compiler sees it, includes resolved.
     pub fn source(self) -> Result<String> {
         preprocess(self.raw_source(), self.file_name())
@@ -112,10 +134,11 @@ impl Shader {
 }
 
 /// Shared WGSL helpers that kernels may include, by name.
-pub const SHARED: [(&str, &str); 5] = [
+pub const SHARED: [(&str, &str); 6] = [
     ("common", include_str!("../../shaders/shared/common.wgsl")),
     ("rng", include_str!("../../shaders/shared/rng.wgsl")),
     ("step", include_str!("../../shaders/shared/step.wgsl")),
+    ("matmul_core", include_str!("../../shaders/shared/matmul_core.wgsl")),
     ("matmul_implicit", include_str!("../../shaders/shared/matmul_implicit.wgsl")),
     ("matmul_wide", include_str!("../../shaders/shared/matmul_wide.wgsl")),
 ];
@@ -147,7 +170,9 @@ pub enum Kernel {
     MatmulRegtile,
     MatmulShared,
     MatmulWide,
+    MatmulCoop,
     MatmulNaive,
+    MatmulSplitReduce,
     BiasAdd,
     BiasGrad,
     ReluForward,
@@ -187,11 +212,13 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every entry point; the naga test checks each exists in its shader.
-    pub const ALL: [Kernel; 39] = [
+    pub const ALL: [Kernel; 41] = [
         Kernel::MatmulRegtile,
         Kernel::MatmulShared,
         Kernel::MatmulWide,
+        Kernel::MatmulCoop,
         Kernel::MatmulNaive,
+        Kernel::MatmulSplitReduce,
         Kernel::BiasAdd,
         Kernel::BiasGrad,
         Kernel::ReluForward,
@@ -231,7 +258,12 @@ impl Kernel {
 
     pub fn shader(self) -> Shader {
         match self {
-            Kernel::MatmulRegtile | Kernel::MatmulShared | Kernel::MatmulWide | Kernel::MatmulNaive => Shader::Matmul,
+            Kernel::MatmulRegtile
+            | Kernel::MatmulShared
+            | Kernel::MatmulWide
+            | Kernel::MatmulNaive
+            | Kernel::MatmulSplitReduce => Shader::Matmul,
+            Kernel::MatmulCoop => Shader::MatmulCoop,
             Kernel::BiasAdd | Kernel::BiasGrad => Shader::Bias,
             Kernel::ReluForward | Kernel::ReluBackward => Shader::Relu,
             Kernel::SoftmaxXentForward | Kernel::SoftmaxXentBackward => Shader::SoftmaxXent,
@@ -260,7 +292,12 @@ impl Kernel {
     /// The family a kernel's time is reported under in profiles.
     pub fn family(self) -> &'static str {
         match self {
-            Kernel::MatmulRegtile | Kernel::MatmulShared | Kernel::MatmulWide | Kernel::MatmulNaive => "matmul",
+            Kernel::MatmulRegtile
+            | Kernel::MatmulShared
+            | Kernel::MatmulWide
+            | Kernel::MatmulCoop
+            | Kernel::MatmulNaive
+            | Kernel::MatmulSplitReduce => "matmul",
             Kernel::GatherWeights | Kernel::ScatterBiasGrad | Kernel::ColumnPartials => "gather/scatter",
             Kernel::CompactKept => "compaction",
             Kernel::MaskSample => "sampling",
@@ -292,7 +329,9 @@ impl Kernel {
             Kernel::MatmulRegtile => "matmul_regtile",
             Kernel::MatmulShared => "matmul_shared",
             Kernel::MatmulWide => "matmul_wide",
+            Kernel::MatmulCoop => "matmul_coop",
             Kernel::MatmulNaive => "matmul_naive",
+            Kernel::MatmulSplitReduce => "matmul_split_reduce",
             Kernel::BiasAdd => "bias_add",
             Kernel::BiasGrad => "bias_grad",
             Kernel::ReluForward => "relu_forward",
@@ -480,6 +519,10 @@ pub enum Variant {
     Wide,
     /// One thread per output; the benchmark baseline.
     Naive,
+    /// Mixed precision on tensor cores: f16 operands in cooperative
+    /// matrices, f32 accumulation and outputs. Not a tuning choice: chosen
+    /// by `Precision::Mixed` (or forced), where the adapter has the features.
+    Coop,
 }
 
 impl Variant {
@@ -501,6 +544,7 @@ impl Variant {
             Variant::Shared => "shared",
             Variant::Wide => "wide",
             Variant::Naive => "naive",
+            Variant::Coop => "coop",
         }
     }
 
@@ -510,8 +554,14 @@ impl Variant {
             "shared" => Some(Variant::Shared),
             "wide" => Some(Variant::Wide),
             "naive" => Some(Variant::Naive),
+            "coop" => Some(Variant::Coop),
             _ => None,
         }
+    }
+
+    /// Whether the variant can split K (see `Matmul::split_k`).
+    pub fn splits_k(self) -> bool {
+        matches!(self, Variant::Shared | Variant::Wide | Variant::Coop)
     }
 
     pub fn kernel(self) -> Kernel {
@@ -520,8 +570,14 @@ impl Variant {
             Variant::Shared => Kernel::MatmulShared,
             Variant::Wide => Kernel::MatmulWide,
             Variant::Naive => Kernel::MatmulNaive,
+            Variant::Coop => Kernel::MatmulCoop,
         }
     }
+}
+
+/// The device features of the mixed-precision path (`matmul_coop`).
+pub fn coop_features() -> wgpu::Features {
+    wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP | wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
 }
 
 /// Where a device's matmul choice came from.

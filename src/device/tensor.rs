@@ -182,6 +182,21 @@ impl Tensor {
         Ok(())
     }
 
+    /// Host to device into elements [at, at + data.len()) (no alignment
+    /// beyond 4 bytes needed, unlike a view). Queued like `upload`.
+    pub fn upload_at<T: Pod>(&self, gpu: &Gpu, at: usize, data: &[T]) -> Result<()> {
+        if std::mem::size_of::<T>() != 4 || at + data.len() > self.len() {
+            return Err(Error::Shape {
+                op: "upload",
+                detail: format!("{} host elements at {at} for a tensor of shape {:?}", data.len(), self.shape),
+            });
+        }
+        if !data.is_empty() {
+            gpu.queue.write_buffer(&self.buffer, self.offset + at as u64 * 4, bytemuck::cast_slice(data));
+        }
+        Ok(())
+    }
+
     /// Device to host, counted by the device's read-back statistics.
     pub fn download_f32(&self, gpu: &Gpu) -> Result<Vec<f32>> {
         self.expect(DType::F32, "download_f32")?;

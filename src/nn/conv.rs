@@ -83,7 +83,7 @@ impl Conv2d {
     fn implicit(&self, cx: &Ctx, in_side: Side, ci: usize) -> bool {
         !self.identity()
             && (in_side != Side::Full || ci.is_multiple_of(4))
-            && cx.rec.gpu().matmul_choice().variant == Variant::RegTile
+            && cx.rec.gpu().matmul_variant() == Variant::RegTile
     }
 
     /// Whether it needs im2col's columns on `gpu`: not where X is its own
@@ -92,7 +92,7 @@ impl Conv2d {
     /// VGG's first stage at batch 128 needs no 300 MB of columns.
     fn has_columns(&self, gpu: &Gpu, ci: usize) -> bool {
         let all_implicit =
-            gpu.matmul_choice().variant == Variant::RegTile && ci.is_multiple_of(4) && self.out.is_multiple_of(4);
+            gpu.matmul_variant() == Variant::RegTile && ci.is_multiple_of(4) && self.out.is_multiple_of(4);
         !self.identity() && !all_implicit
     }
 

@@ -40,7 +40,9 @@ impl SoftmaxXent {
         b.reducer.mean(rec, out.0, out.1, &b.loss_rows, rows)
     }
 
-    /// dlogits = gradient of `scale` · (the batch-mean loss), after `forward`.
+    /// dlogits = gradient of `scale` · (the batch-mean loss), after `forward`
+    /// (times the loss scale, with `loss_scale`: see `Net::loss_scale`).
+    #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
         rec: &mut Recorder,
@@ -49,8 +51,9 @@ impl SoftmaxXent {
         labels: &Tensor,
         rows: Rows,
         scale: f32,
+        loss_scale: Option<&Tensor>,
     ) -> Result<()> {
-        softmax_xent::backward(rec, dlogits, &b.probs, labels, scale, rows, self.classes)
+        softmax_xent::backward(rec, dlogits, &b.probs, labels, scale, rows, self.classes, loss_scale)
     }
 
     /// count[0] += correct predictions among the batch's logits.

@@ -37,6 +37,10 @@ pub struct Net {
     /// The layers' fixed channel sets (counts, lists, ranks), if any.
     fixed: Option<[Tensor; 3]>,
     fixed_sides: Vec<Vec<Side>>,
+    /// Dynamic loss scaling (mixed precision): the backward pass multiplies
+    /// the loss gradient by the scale in this tensor's `LOSS_SCALE_SLOT`
+    /// (the trainer's clip record), so every gradient is scaled.
+    pub loss_scale: Option<Tensor>,
 }
 
 /// Per-batch device memory of a `Net`: the batch itself (x, labels), one
@@ -114,7 +118,18 @@ impl Net {
             state_views.push(s);
         }
         let (fixed, fixed_sides) = fixed_sets(gpu, &graph)?;
-        Ok(Net { graph, params, grads, state: state_t, views, grad_views, state_views, fixed, fixed_sides })
+        Ok(Net {
+            graph,
+            params,
+            grads,
+            state: state_t,
+            views,
+            grad_views,
+            state_views,
+            fixed,
+            fixed_sides,
+            loss_scale: None,
+        })
     }
 
     fn fixed_kept(&self) -> Option<KeptSet<'_>> {
@@ -364,7 +379,7 @@ impl Net {
         let g = &self.graph;
         let rows = Rows::Batch(ws.capacity);
         let logits = g.logits();
-        g.loss.backward(rec, &ws.loss, self.grad(ws, logits), &ws.y, rows, scale)?;
+        g.loss.backward(rec, &ws.loss, self.grad(ws, logits), &ws.y, rows, scale, self.loss_scale.as_ref())?;
         let sides = self.sides(mask, ws.compressed && mask.is_some());
         for (n, node) in g.nodes.iter().enumerate().rev() {
             if node.skip_backward {

@@ -79,11 +79,13 @@ fn choose(gpu: &Gpu, autotune: bool) -> Result<MatmulChoice> {
         && !v.trim().is_empty()
         && v.trim() != "auto"
     {
-        let variant = Variant::parse(&v).filter(|v| *v != Variant::Naive).ok_or(Error::InvalidEnv {
-            var: "SPARSETRAIN_MATMUL",
-            value: v.clone(),
-            expected: "regtile, shared, wide or auto",
-        })?;
+        // `coop` is a precision (train --precision mixed), not a tuning choice.
+        let variant =
+            Variant::parse(&v).filter(|v| !matches!(v, Variant::Naive | Variant::Coop)).ok_or(Error::InvalidEnv {
+                var: "SPARSETRAIN_MATMUL",
+                value: v.clone(),
+                expected: "regtile, shared, wide or auto",
+            })?;
         return Ok(MatmulChoice { variant, source: ChoiceSource::Env, timings: Vec::new() });
     }
     let key = cache_key(gpu);

@@ -7,7 +7,7 @@ use glam::UVec2;
 use super::conv::ConvGeom;
 use super::{KernelParams, NONE, need, u32_of};
 use crate::device::record::Recorder;
-use crate::device::shader::{Shader, capped_grid, grid_2d};
+use crate::device::shader::{Kernel, Shader, capped_grid, grid_2d};
 use crate::device::tensor::{DType, Tensor};
 use crate::error::{Error, Result};
 
@@ -36,7 +36,8 @@ pub struct MatmulParams {
     pub im_kw: u32,
     pub im_stride: u32,
     pub im_pad: u32,
-    pub _pad: [u32; 3],
+    pub splits: u32,
+    pub _pad: [u32; 2],
 }
 
 pub use crate::device::shader::Variant;
@@ -86,6 +87,26 @@ fn shape(v: Variant) -> (UVec2, u32) {
         // workgroup whose side divides 2·WBK (WBK = 8): see `wide_loads`.
         Variant::Wide => (UVec2::new(16, 16), 8),
         Variant::Naive => (UVec2::new(16, 16), 1),
+        // Sized per adapter and product by `coop_shape`.
+        Variant::Coop => (UVec2::new(128, 1), 0),
+    }
+}
+
+/// `matmul_coop`'s shape for an m × n product: (16-row pieces per
+/// subgroup, subgroups along M, along N). Products that still give at
+/// least 256 block tiles of 128 × 64 run 2 × 2 subgroups of 64 × 32 each
+/// (each staged B piece serves four products), smaller ones 2 × 2
+/// subgroups of 32 × 32 (64 × 64 blocks: enough of them to fill a large
+/// GPU on the narrow products of compressed layers).
+/// `SPARSETRAIN_COOP_TILE=32x32` keeps 32 × 32 subgroup tiles throughout
+/// (4 × 2 subgroups on big products), for comparison.
+pub fn coop_shape(m: u32, n: u32) -> (u32, u32, u32) {
+    let big = m.div_ceil(128) * n.div_ceil(64) >= 256;
+    let small_tiles = std::env::var("SPARSETRAIN_COOP_TILE").is_ok_and(|v| v.trim() == "32x32");
+    match (big, small_tiles) {
+        (true, false) => (4, 2, 2),
+        (true, true) => (2, 4, 2),
+        (false, _) => (2, 2, 2),
     }
 }
 
@@ -223,6 +244,8 @@ pub struct Matmul<'a> {
     /// Where M, N and K come from.
     sizes: [Size; 3],
     implicit: Option<Implicit>,
+    /// Splits of K (None: the launcher's rule, `auto_splits`).
+    split: Option<u32>,
 }
 
 fn opt_index(op: &'static str, what: &str, v: Option<usize>) -> Result<u32> {
@@ -243,7 +266,16 @@ impl<'a> Matmul<'a> {
             dims: None,
             sizes: [Size::Static; 3],
             implicit: None,
+            split: None,
         }
+    }
+
+    /// Splits K into `n` ranges summed by separate workgroups and added up
+    /// by a second pass (1: no split). Only the `shared`, `wide` and `coop`
+    /// variants split; without this the launcher decides (`auto_splits`).
+    pub fn split_k(mut self, n: u32) -> Matmul<'a> {
+        self.split = Some(n.max(1));
+        self
     }
 
     /// Reads one operand as the im2col columns of X, bound in its place:
@@ -391,14 +423,25 @@ impl<'a> Matmul<'a> {
             return c.view(0, &[d.m * d.n]).and_then(|v| super::fill::fill_f32(rec, &v, 0.0));
         }
         let gpu = rec.gpu();
-        let variant = self.variant.unwrap_or(gpu.matmul_choice().variant);
-        let (wg, per_thread) = shape(variant);
+        let variant = self.variant.unwrap_or(gpu.matmul_variant_for(m, n));
+        let (mut wg, per_thread) = shape(variant);
+        let mut coop_tile = UVec2::ZERO;
+        let mut coop_consts = Vec::new();
+        if variant == Variant::Coop {
+            let support = gpu.coop().map_err(|why| {
+                Error::InvalidArgument(format!("the mixed-precision matmul (coop) cannot run: {why}"))
+            })?;
+            let (tm, wm, wn) = coop_shape(m, n);
+            wg = UVec2::new(wm * wn * support.subgroup, 1);
+            coop_tile = UVec2::new(32 * wn, 16 * tm * wm);
+            coop_consts = vec![("COOP_TM", f64::from(tm)), ("COOP_WM", f64::from(wm)), ("COOP_WN", f64::from(wn))];
+        }
         let layout = self.layout;
         let [sm, sn, sk] = self.sizes;
         let vec4_a = if layout.trans_a() { sm.aligned(m) } else { sk.aligned(k) };
         let vec4_b = if layout.trans_b() { sk.aligned(k) } else { sn.aligned(n) };
         let flag = |b: bool| f64::from(u8::from(b));
-        let constants = vec![
+        let mut constants = vec![
             ("TRANS_A", flag(layout.trans_a())),
             ("TRANS_B", flag(layout.trans_b())),
             ("VEC4_A", flag(vec4_a)),
@@ -420,6 +463,7 @@ impl<'a> Matmul<'a> {
                 },
             ),
         ];
+        constants.extend(coop_consts);
         let mut params = MatmulParams {
             m,
             n,
@@ -442,7 +486,8 @@ impl<'a> Matmul<'a> {
             im_kw: 1,
             im_stride: 1,
             im_pad: 0,
-            _pad: [0; 3],
+            splits: 1,
+            _pad: [0; 2],
         };
         if let Some(Implicit::A(g) | Implicit::B(g) | Implicit::Dx(g)) = self.implicit {
             let (oh, ow) = g.out()?;
@@ -472,7 +517,11 @@ impl<'a> Matmul<'a> {
         // the tiles, so that the tiles a small kept count leaves empty cost
         // nothing. Static sizes keep one workgroup per tile: on lavapipe the
         // looping grid measurably changed dense speeds (BENCHMARKS.md).
-        let tile = if variant == Variant::RegTile { regtile_tile(wg, m, n) } else { wg * per_thread };
+        let tile = match variant {
+            Variant::RegTile => regtile_tile(wg, m, n),
+            Variant::Coop => coop_tile,
+            _ => wg * per_thread,
+        };
         let tiles = grid_2d(n, m, tile);
         let limit = gpu.limits().max_compute_workgroups_per_dimension;
         let cap = if self.is_dynamic() { gpu.grid_cap() } else { u32::MAX };
@@ -482,14 +531,80 @@ impl<'a> Matmul<'a> {
         let gate = self.gate.unwrap_or(&one);
         let dims = self.dims.unwrap_or(&zero_u32);
         let maps = self.scatter.map_or(&zero_u32, |s| s.maps);
+        let splits = match self.split {
+            Some(n) if n > 1 && !variant.splits_k() => {
+                return Err(Error::InvalidArgument(format!("matmul: the {} variant does not split K", variant.name())));
+            }
+            Some(n) => n,
+            None if variant.splits_k() => auto_splits(gpu.report().device_type, tiles.x * tiles.y, k),
+            None => 1,
+        };
+        // Partial products of [splits, m, n] must fit one binding.
+        let max_floats = gpu.limits().max_storage_buffer_binding_size / 4;
+        let splits = splits.min((max_floats / (u64::from(m) * u64::from(n))).clamp(1, u64::from(u32::MAX)) as u32);
+        if splits <= 1 {
+            return rec.dispatch(
+                variant.kernel(),
+                &constants,
+                (0, &params),
+                &[(1, a), (2, b), (3, c), (4, bias), (5, gate), (6, dims), (7, maps)],
+                groups,
+            );
+        }
+        // Split-K: the variant writes each split's raw partial product into
+        // the device's scratch, then `matmul_split_reduce` adds them up
+        // through the epilogues into C.
+        let scratch = gpu.split_scratch(splits as usize * d.m * d.n)?;
+        let flag = |b: bool| f64::from(u8::from(b));
+        let mut first = constants.clone();
+        for (name, v) in first.iter_mut() {
+            if matches!(*name, "BIAS" | "RELU" | "GATE" | "SCATTER") {
+                *v = 0.0;
+            }
+        }
+        first.push(("SPLIT_K", 1.0));
+        let first_groups = glam::UVec3::new(groups.x, groups.y, splits);
         rec.dispatch(
             variant.kernel(),
-            &constants,
+            &first,
             (0, &params),
-            &[(1, a), (2, b), (3, c), (4, bias), (5, gate), (6, dims), (7, maps)],
-            groups,
+            &[(1, a), (2, b), (3, &scratch), (4, bias), (5, gate), (6, dims), (7, maps)],
+            first_groups,
+        )?;
+        let wg = UVec2::new(16, 16);
+        let reduce_consts = vec![
+            ("VEC4_C", flag(sn.aligned(n))),
+            ("WG_X", f64::from(wg.x)),
+            ("WG_Y", f64::from(wg.y)),
+            ("BIAS", flag(self.bias.is_some())),
+            ("RELU", flag(self.relu)),
+            ("GATE", flag(self.gate.is_some())),
+            ("SCATTER", flag(self.scatter.is_some())),
+        ];
+        let reduce = MatmulParams { splits, ..params };
+        let tiles = grid_2d(n, m, wg * 4);
+        let reduce_groups = capped_grid(tiles.x.saturating_mul(tiles.y), cap, limit);
+        rec.dispatch(
+            Kernel::MatmulSplitReduce,
+            &reduce_consts,
+            (0, &reduce),
+            &[(1, &scratch), (2, b), (3, c), (4, bias), (5, gate), (6, dims), (7, maps)],
+            reduce_groups,
         )
     }
+}
+
+/// Splits of K for a product of `tiles` output tiles and inner size `k`
+/// on a device of type `ty`: enough workgroups for a large GPU (about 256:
+/// two waves of 132 multiprocessors) where the tiles alone leave most of it
+/// idle and K is long, with splits of at least 512; none on CPU adapters
+/// (lavapipe runs workgroups on a few cores, which the tiles fill).
+pub fn auto_splits(ty: wgpu::DeviceType, tiles: u32, k: u32) -> u32 {
+    const TARGET: u32 = 256;
+    if ty == wgpu::DeviceType::Cpu || tiles >= TARGET / 2 || k < 2048 {
+        return 1;
+    }
+    (TARGET / tiles.max(1)).min(k / 512).clamp(1, 64)
 }
 
 /// FLOPs of one matmul (multiply and add counted separately).

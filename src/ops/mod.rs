@@ -31,6 +31,12 @@ use crate::error::{Error, Result};
 /// "Not used" for optional indices in params structs (`NONE` in common.wgsl).
 pub const NONE: u32 = u32::MAX;
 
+/// Dynamic loss scaling (mixed precision): the loss scale S lives in this
+/// slot of the trainer's clip record, the step count since S last changed
+/// in the next. Keep in sync with LOSS_SCALE_SLOT in
+/// shaders/shared/common.wgsl.
+pub const LOSS_SCALE_SLOT: usize = 4;
+
 /// The rows a kernel covers: a count fixed when it is recorded, or the
 /// batch of each step, read from the step block, up to a capacity; a batch
 /// of images may have several rows per sample (one per pixel, NHWC).

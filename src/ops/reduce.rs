@@ -20,6 +20,8 @@ pub struct ReduceParams {
     pub n_code: u32,
     pub mean_rows: u32,
     pub count_code: u32,
+    pub growth: u32,
+    pub _pad: [u32; 3],
 }
 
 impl KernelParams for ReduceParams {
@@ -40,6 +42,8 @@ pub const SINGLE_PASS_MAX: usize = 16 * WG as usize;
 struct Mode {
     square: bool,
     clip: bool,
+    /// Dynamic loss scaling: the growth interval (0: off).
+    growth: u32,
     /// The step recorded for a non-finite total (NONE: the step block's).
     tag: u32,
     /// Divide by the rows (a mean).
@@ -47,7 +51,7 @@ struct Mode {
 }
 
 impl Mode {
-    const SUM: Mode = Mode { square: false, clip: false, tag: 0, mean: false };
+    const SUM: Mode = Mode { square: false, clip: false, growth: 0, tag: 0, mean: false };
 }
 
 /// The step number a clipping factor records for a non-finite gradient.
@@ -94,6 +98,14 @@ impl Reducer {
     /// sum gives 0 (the optimizers skip the step), counts one more skipped
     /// step in out[out_index + 1], and the first one records `step` (as u32
     /// bits) in out[out_index + 2]; `out` needs those three slots.
+    ///
+    /// With `loss_scale` = Some(growth interval) (mixed precision): dynamic
+    /// loss scaling. `sq` is then [squared norms of gradients scaled by the
+    /// loss scale S in out[out_index + LOSS_SCALE_SLOT] ..., the step's
+    /// loss] (the loss only tells an overflow from a fault); the factor
+    /// also divides by S, an overflow halves S and skips the step without
+    /// counting a fault, and `growth` finite steps in a row double S (see
+    /// shaders/reduce.wgsl).
     #[allow(clippy::too_many_arguments)]
     pub fn clip_factor(
         &self,
@@ -104,8 +116,18 @@ impl Reducer {
         n: usize,
         max_norm: f32,
         step: FaultTag,
+        loss_scale: Option<u32>,
     ) -> Result<()> {
         need("clip_factor", "out", out, out_index + 4, DType::F32)?;
+        if let Some(growth) = loss_scale {
+            need("clip_factor", "out", out, out_index + super::LOSS_SCALE_SLOT + 2, DType::F32)?;
+            // The final pass reads sq itself (one launch): see the kernel.
+            if !(2..=SINGLE_PASS_MAX).contains(&n) || growth == 0 || sq.buffer() == out.buffer() {
+                return Err(crate::Error::InvalidArgument(format!(
+                    "loss scaling needs a squared norm and the loss, apart from the clip record, and a growth interval of at least 1; got {n} values and {growth}"
+                )));
+            }
+        }
         if !(max_norm.is_finite() && max_norm > 0.0) {
             return Err(crate::Error::InvalidArgument(format!(
                 "clip norm must be finite and positive, got {max_norm}"
@@ -118,7 +140,8 @@ impl Reducer {
             }
             FaultTag::Step => NONE,
         };
-        self.run(rec, out, out_index, sq, n.into(), Mode { clip: true, tag, ..Mode::SUM }, max_norm, false)
+        let mode = Mode { clip: true, tag, growth: loss_scale.unwrap_or(0), ..Mode::SUM };
+        self.run(rec, out, out_index, sq, n.into(), mode, max_norm, false)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -153,11 +176,18 @@ impl Reducer {
             n_code: rows.code(),
             mean_rows: if mode.mean { n32 } else { 0 },
             count_code,
+            growth: mode.growth,
+            _pad: [0; 3],
         };
         // One launch cannot both read and write a buffer: a reduction into
         // the buffer it reads (the two losses into their sum) keeps both.
         if n <= SINGLE_PASS_MAX && x.buffer() != out.buffer() {
-            let consts = vec![("WG", f64::from(WG)), ("SQUARE", flag(mode.square)), ("CLIP", flag(mode.clip))];
+            let consts = vec![
+                ("WG", f64::from(WG)),
+                ("SQUARE", flag(mode.square)),
+                ("CLIP", flag(mode.clip)),
+                ("LOSS_SCALE", flag(mode.growth > 0)),
+            ];
             let only = final_params(n32, rows.code());
             return rec.dispatch(Kernel::ReduceFinal, &consts, (0, &only), &[(1, x), (2, out)], glam::UVec3::ONE);
         }
@@ -166,7 +196,8 @@ impl Reducer {
         let groups = n32.div_ceil(WG).clamp(1, (MAX_PARTIALS as u32).min(rec.gpu().grid_cap()));
         let max = rec.gpu().limits().max_compute_workgroups_per_dimension;
         let first_consts = vec![("WG", f64::from(WG)), ("SQUARE", flag(mode.square))];
-        let final_consts = vec![("WG", f64::from(WG)), ("CLIP", flag(mode.clip))];
+        let final_consts =
+            vec![("WG", f64::from(WG)), ("CLIP", flag(mode.clip)), ("LOSS_SCALE", flag(mode.growth > 0))];
         let first = ReduceParams {
             n: n32,
             out_index: 0,
@@ -176,6 +207,8 @@ impl Reducer {
             n_code: rows.code(),
             mean_rows: 0,
             count_code: NONE,
+            growth: 0,
+            _pad: [0; 3],
         };
         rec.dispatch(
             Kernel::ReducePartial,

@@ -68,6 +68,7 @@ pub fn forward(
 
 /// dlogits = (scale / rows) · (probs - onehot(labels)): the gradient of
 /// scale · (the batch-mean loss), with the rows of this step.
+#[allow(clippy::too_many_arguments)]
 pub fn backward(
     rec: &mut Recorder,
     dlogits: &Tensor,
@@ -76,6 +77,7 @@ pub fn backward(
     scale: f32,
     rows: impl Into<Rows>,
     cols: usize,
+    loss_scale: Option<&Tensor>,
 ) -> Result<()> {
     const OP: &str = "softmax_xent_backward";
     let rows_at = rows.into();
@@ -84,16 +86,21 @@ pub fn backward(
     need(OP, "dlogits", dlogits, rows * cols, DType::F32)?;
     need(OP, "probs", probs, rows * cols, DType::F32)?;
     need(OP, "labels", labels, rows, DType::U32)?;
+    if let Some(t) = loss_scale {
+        need(OP, "loss scale", t, super::LOSS_SCALE_SLOT + 1, DType::F32)?;
+    }
     if r == 0 {
         return Ok(());
     }
     let params = SoftmaxXentParams { rows: r, cols: c, scale, rows_code: rows_at.code() };
+    let one = Tensor::one(rec.gpu());
+    let consts = vec![("WG", WG.into()), ("LOSS_SCALE", f64::from(u8::from(loss_scale.is_some())))];
     let groups = grid_1d(r, WG, rec.gpu().limits().max_compute_workgroups_per_dimension);
     rec.dispatch(
         Kernel::SoftmaxXentBackward,
-        &vec![("WG", WG.into())],
+        &consts,
         (0, &params),
-        &[(1, labels), (5, dlogits), (6, probs)],
+        &[(1, labels), (5, dlogits), (6, probs), (7, loss_scale.unwrap_or(&one))],
         groups,
     )
 }

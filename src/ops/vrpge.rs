@@ -53,6 +53,8 @@ pub const SCORE_EPS: f32 = 1e-20;
 /// grad[i] = δ_i for i < n, from losses[l1], losses[l2] and the two masks,
 /// each given with the element where it starts; with `sum_slot`, also
 /// losses[sum_slot] += (L1 + L2) / 2 (the step's loss, for the log).
+/// With `loss_scale` (mixed precision), δ is multiplied by the loss scale in
+/// its `LOSS_SCALE_SLOT`, as the weight gradients are.
 #[allow(clippy::too_many_arguments)]
 pub fn score_grad(
     rec: &mut Recorder,
@@ -63,8 +65,12 @@ pub fn score_grad(
     masks: [(&Tensor, usize); 2],
     est: (Estimator, ScoreFn),
     n: usize,
+    loss_scale: Option<&Tensor>,
 ) -> Result<()> {
     const OP: &str = "score_grad";
+    if let Some(t) = loss_scale {
+        need(OP, "loss scale", t, super::LOSS_SCALE_SLOT + 1, DType::F32)?;
+    }
     need(OP, "grad", grad, n, DType::F32)?;
     let last = loss_slots.0.max(loss_slots.1).max(sum_slot.unwrap_or(0));
     need(OP, "losses", losses, last + 1, DType::F32)?;
@@ -96,13 +102,15 @@ pub fn score_grad(
         ("WG", f64::from(WG)),
         ("FISHER", flag(est.1 == ScoreFn::Fisher)),
         ("BASELINE", flag(est.0 == Estimator::VrPge)),
+        ("LOSS_SCALE", flag(loss_scale.is_some())),
     ];
+    let one = Tensor::one(rec.gpu());
     let groups = grid_1d(n32.max(1), WG, rec.gpu().limits().max_compute_workgroups_per_dimension);
     rec.dispatch(
         Kernel::ScoreGrad,
         &constants,
         (0, &params),
-        &[(1, losses), (2, scores), (3, masks[0].0), (4, masks[1].0), (5, grad)],
+        &[(1, losses), (2, scores), (3, masks[0].0), (4, masks[1].0), (5, grad), (6, loss_scale.unwrap_or(&one))],
         groups,
     )
 }

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::data::Augment;
+use crate::device::gpu::Precision;
 use crate::error::{Error, Result};
 use crate::nn::{GraphSpec, Shape, models};
 use crate::sparse::SparseConfig;
@@ -97,6 +98,10 @@ pub struct TrainConfig {
     pub select_on: usize,
     pub finetune_epochs: usize,
     pub finetune_lr: f32,
+    /// f32, or mixed (f16 operands on tensor cores, f32 accumulation,
+    /// master weights and optimizer state; dynamic loss scaling).
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 impl Default for TrainConfig {
@@ -116,6 +121,7 @@ impl Default for TrainConfig {
             select_on: 0,
             finetune_epochs: 1,
             finetune_lr: 0.01,
+            precision: Precision::F32,
         }
     }
 }

@@ -39,6 +39,9 @@ impl<'g> Session<'g> {
     /// A new run of `cfg` on data of `input` shape and `classes` classes.
     pub fn new(gpu: &'g Gpu, cfg: TrainConfig, input: Shape, classes: usize) -> Result<Session<'g>> {
         cfg.validate()?;
+        // Before anything is recorded: the matmuls' arithmetic, and with it
+        // the trainer's loss scaling.
+        gpu.set_precision(cfg.precision)?;
         let graph = Graph::from_spec(cfg.model.graph(input, classes)?)?;
         let net = Net::new(gpu, graph, cfg.seed)?;
         let sgd = Sgd { lr: cfg.lr, momentum: cfg.momentum, weight_decay: cfg.weight_decay };
@@ -220,6 +223,10 @@ impl<'g> Session<'g> {
             u32s.push(("lazy_clock".into(), vec![clock, u32::from(lz.pending.is_some())]));
             f32s.push(("lazy_rate".into(), vec![lz.pending.unwrap_or(0.0)]));
         }
+        // Mixed precision: the loss scale and its growth count continue.
+        if let Some((scale, good)) = t.loss_scale(g)? {
+            f32s.push(("loss_scale".into(), vec![scale, good]));
+        }
         Ok(Checkpoint { config: self.cfg.clone(), graph: self.graph().spec.clone(), data, progress, f32s, u32s })
     }
 
@@ -247,8 +254,15 @@ impl<'g> Session<'g> {
                 return Err(Error::InvalidArgument("checkpoint's lazy SGD state has the wrong size".into()));
             }
             lz.last.upload(gpu, last)?;
-            t.clip.upload(gpu, &[0.0, 0.0, 0.0, f32::from_bits(clock[0])])?;
+            t.clip.upload_at(gpu, 0, &[0.0, 0.0, 0.0, f32::from_bits(clock[0])])?;
             lz.pending = (clock[1] != 0).then_some(rate[0]);
+        }
+        if t.loss_scaling.is_some() {
+            match ck.f32("loss_scale") {
+                Some([scale, good]) => t.restore_loss_scale(gpu, *scale, *good)?,
+                Some(_) => return Err(Error::InvalidArgument("checkpoint's loss scale has the wrong size".into())),
+                None => return Err(missing("loss_scale")),
+            }
         }
         if let Some(sp) = &t.sparse {
             sp.scores.upload(gpu, f("scores")?)?;

@@ -27,6 +27,25 @@ pub const LOSS_1: usize = 0;
 pub const LOSS_2: usize = 1;
 pub const LOSS_SUM: usize = 2;
 
+/// Dynamic loss scaling of mixed-precision training, as PyTorch's
+/// GradScaler does it: the loss gradient is multiplied by S, a step whose
+/// gradients overflow (in the f16 operands) is skipped and halves S, and
+/// `growth` finite steps in a row double it. S lives on the device (slot
+/// `LOSS_SCALE_SLOT` of the clip record); nothing is read back.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LossScaling {
+    /// The first S: a power of two, at least 1.
+    pub init: f32,
+    pub growth: u32,
+}
+
+impl Default for LossScaling {
+    /// GradScaler's defaults.
+    fn default() -> Self {
+        LossScaling { init: 65536.0, growth: 2000 }
+    }
+}
+
 /// Most steps the host submits ahead of the device (see `Trainer::run`).
 pub const MAX_IN_FLIGHT: usize = 16;
 
@@ -102,8 +121,11 @@ pub struct Trainer {
     pub correct: Tensor,
     /// [update factor of the last step (the clipping factor; 0 skips a
     /// non-finite step), steps skipped so far, first such step (u32 bits),
-    /// updates applied so far (u32 bits: the clock of lazy SGD)].
+    /// updates applied so far (u32 bits: the clock of lazy SGD), loss scale
+    /// S, finite steps since S last changed, _, _].
     pub clip: Tensor,
+    /// Dynamic loss scaling; on under mixed precision.
+    pub loss_scaling: Option<LossScaling>,
     sq: Tensor,
     reducer: Reducer,
     step_buf: StepBuffer,
@@ -162,7 +184,7 @@ impl Trainer {
             }),
             _ => None,
         };
-        let t = Trainer {
+        let mut t = Trainer {
             momentum: Tensor::zeros(gpu, "momentum", &[net.graph.param_total], DType::F32)?,
             ws,
             net,
@@ -171,8 +193,14 @@ impl Trainer {
             lazy,
             loss: Tensor::zeros(gpu, "losses", &[4], DType::F32)?,
             correct: Tensor::zeros(gpu, "correct", &[1], DType::U32)?,
-            clip: Tensor::zeros(gpu, "clip factor and fault record", &[4], DType::F32)?,
-            sq: Tensor::zeros(gpu, "squared norms", &[2], DType::F32)?,
+            clip: Tensor::from_f32(
+                gpu,
+                "clip factor, fault record, loss scale",
+                &[8],
+                &[0., 0., 0., 0., 1., 0., 0., 0.],
+            )?,
+            loss_scaling: None,
+            sq: Tensor::zeros(gpu, "squared norms and loss", &[3], DType::F32)?,
             reducer: Reducer::new(gpu)?,
             step_buf: StepBuffer::new(gpu),
             plans: [None, None, None],
@@ -184,7 +212,52 @@ impl Trainer {
             sp.project(&mut rec)?;
             rec.submit()?;
         }
+        if gpu.precision() == crate::device::gpu::Precision::Mixed {
+            t.set_loss_scaling(gpu, Some(LossScaling::default()))?;
+        }
         Ok(t)
+    }
+
+    /// Turns dynamic loss scaling on (starting from `init`) or off. On by
+    /// default where the device's precision was mixed when the trainer was
+    /// built; in f32 it changes nothing but the arithmetic's exponent (S is
+    /// a power of two), which the tests use.
+    pub fn set_loss_scaling(&mut self, gpu: &Gpu, ls: Option<LossScaling>) -> Result<()> {
+        if let Some(l) = ls
+            && !(l.init >= 1.0 && l.init.is_finite() && l.init.log2().fract() == 0.0 && l.growth >= 1)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "the loss scale must start at a power of two >= 1 and grow after at least one step, got {l:?}"
+            )));
+        }
+        let init = ls.map_or(1.0, |l| l.init);
+        self.clip.upload_at(gpu, crate::ops::LOSS_SCALE_SLOT, &[init, 0.0])?;
+        self.net.loss_scale = ls.map(|_| self.clip.clone());
+        self.loss_scaling = ls;
+        self.plans = [None, None, None];
+        Ok(())
+    }
+
+    /// The loss scale now and the finite steps since it last changed (read
+    /// back, counted), or None without loss scaling.
+    pub fn loss_scale(&self, gpu: &Gpu) -> Result<Option<(f32, f32)>> {
+        if self.loss_scaling.is_none() {
+            return Ok(None);
+        }
+        let at = crate::ops::LOSS_SCALE_SLOT;
+        let v = self.clip.download_f32(gpu)?;
+        Ok(Some((v[at], v[at + 1])))
+    }
+
+    /// Restores a loss scale saved by `loss_scale` (checkpoints).
+    pub fn restore_loss_scale(&self, gpu: &Gpu, scale: f32, good: f32) -> Result<()> {
+        if self.loss_scaling.is_none() {
+            return Ok(());
+        }
+        if !(scale >= 1.0 && scale.is_finite() && good >= 0.0) {
+            return Err(Error::InvalidArgument(format!("invalid saved loss scale {scale} ({good} steps)")));
+        }
+        self.clip.upload_at(gpu, crate::ops::LOSS_SCALE_SLOT, &[scale, good])
     }
 
     pub fn capacity(&self) -> usize {
@@ -230,9 +303,12 @@ impl Trainer {
         let est = (sp.cfg.estimator, sp.cfg.score_fn);
         let masks = [(&sp.samples.mask, 0), (&sp.samples.mask, units)];
         let slots = ((LOSS_1, LOSS_2), Some(LOSS_SUM));
-        score_grad(rec, &sp.score_grad, &self.loss, slots, &sp.scores, masks, est, units)?;
+        let loss_scale = self.loss_scaling.map(|_| &self.clip);
+        score_grad(rec, &sp.score_grad, &self.loss, slots, &sp.scores, masks, est, units, loss_scale)?;
         // 4. Joint gradient-norm clipping of weights and scores; a non-finite
         //    norm makes the factor 0 and the step is skipped and counted.
+        //    Under loss scaling the factor also unscales both gradients, and
+        //    an f16 overflow halves the scale instead of counting a fault.
         let total = self.net.graph.param_total;
         match &self.lazy {
             Some(lz) => {
@@ -243,7 +319,15 @@ impl Trainer {
             None => self.reducer.sum_squares(rec, &self.sq, 0, &self.net.grads, total)?,
         }
         self.reducer.sum_squares(rec, &self.sq, 1, &sp.score_grad, units)?;
-        self.reducer.clip_factor(rec, &self.clip, 0, &self.sq, 2, sp.cfg.clip_norm, FaultTag::Step)?;
+        let growth = self.loss_scaling.map(|l| l.growth);
+        let n = if growth.is_some() {
+            // The step's losses, by which an overflow is told from a fault.
+            self.reducer.reduce(rec, &self.sq, 2, &self.loss, 2, 1.0, false)?;
+            3
+        } else {
+            2
+        };
+        self.reducer.clip_factor(rec, &self.clip, 0, &self.sq, n, sp.cfg.clip_norm, FaultTag::Step, growth)?;
         // 5. SGD on the weights (clearing their gradient), Adam on the scores.
         let scale = || GradScale::Buffer(&self.clip);
         let (w, m, g) = (&self.net.params, &self.momentum, &self.net.grads);
@@ -286,7 +370,8 @@ impl Trainer {
         let total = net.graph.param_total;
         self.reducer.sum_squares(rec, &self.sq, 0, &net.grads, total)?;
         self.reducer.reduce(rec, &self.sq, 1, &self.loss, 1, 1.0, false)?;
-        self.reducer.clip_factor(rec, &self.clip, 0, &self.sq, 2, f32::MAX, FaultTag::Step)?;
+        let growth = self.loss_scaling.map(|l| l.growth);
+        self.reducer.clip_factor(rec, &self.clip, 0, &self.sq, 2, f32::MAX, FaultTag::Step, growth)?;
         let (w, m, g) = (&net.params, &self.momentum, &net.grads);
         sgd_step(rec, w, m, g, GradScale::Buffer(&self.clip), self.sgd, Rate::FromStep, AfterStep::ZeroGrad, total)
     }

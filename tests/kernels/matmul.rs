@@ -4,6 +4,45 @@ use sparsetrain::{DType, Recorder, Tensor};
 
 use crate::common::*;
 
+/// The variants a matmul test runs, each with the splits of K it runs with:
+/// the f32 family everywhere, and `coop` (mixed precision) where the device
+/// has cooperative matrices; the variants that split K run unsplit and in 3
+/// splits (uneven, some empty on short K). Where the device lacks `coop`,
+/// the test says that it did not run, and fails if
+/// `SPARSETRAIN_REQUIRE_COOP` is set (as on the GPU machine's runs).
+fn matmul_variants(gpu: &sparsetrain::Gpu, test: &str) -> Vec<(Variant, u32)> {
+    let mut v = vec![Variant::RegTile, Variant::Shared, Variant::Wide, Variant::Naive];
+    match gpu.coop() {
+        Ok(_) => v.push(Variant::Coop),
+        Err(why) => {
+            if std::env::var("SPARSETRAIN_REQUIRE_COOP").is_ok_and(|s| !s.is_empty() && s != "0") {
+                panic!("{test}: SPARSETRAIN_REQUIRE_COOP is set but the coop variant cannot run: {why}");
+            }
+            eprintln!("NOT RUN {test} [coop]: mixed precision needs cooperative matrices: {why}");
+        }
+    }
+    v.into_iter().flat_map(|v| if v.splits_k() { vec![(v, 1), (v, 3)] } else { vec![(v, 1)] }).collect()
+}
+
+fn label(variant: Variant, split: u32) -> String {
+    if split > 1 { format!("{} split {split}", variant.name()) } else { variant.name().to_string() }
+}
+
+/// Inputs of a `coop` case, rounded to f16 (the f64 reference then sees the
+/// values the tensor cores multiply); others unchanged.
+fn f16_for(variant: Variant, v: Vec<f32>) -> Vec<f32> {
+    if variant != Variant::Coop {
+        return v;
+    }
+    v.into_iter().map(|x| half::f16::from_f32(x).to_f32()).collect()
+}
+
+/// A `coop` case's absolute tolerance: its inputs are exact in f16, but
+/// tensor cores may accumulate with less care than f32 fused multiply-adds.
+fn tol(variant: Variant, abs: f64) -> f64 {
+    if variant == Variant::Coop { 10.0 * abs } else { abs }
+}
+
 // The last four are narrow and tall: `matmul_regtile` narrows its tile to
 // N and stacks the rest of the workgroup along M (several tiles of M); the
 // last is tall enough that it picks a narrower width padding N less (8 wide).
@@ -53,7 +92,7 @@ fn matmul_matches_reference_on_a_capped_grid() {
 
 fn matmul_cases(gpu: &sparsetrain::Gpu) {
     let mut case = 0u64;
-    for variant in [Variant::RegTile, Variant::Shared, Variant::Wide, Variant::Naive] {
+    for (variant, split) in matmul_variants(gpu, "matmul_matches_reference") {
         for layout in Layout::ALL {
             for &(m, n, k) in &SHAPES {
                 for (alpha, beta) in [(1.0f32, 0.0f32), (0.5, 1.0)] {
@@ -61,14 +100,14 @@ fn matmul_cases(gpu: &sparsetrain::Gpu) {
                     let mut r = rng(1000 + case);
                     let d = Dims { m, n, k };
                     let (sa, sb) = shapes_of(layout, d);
-                    let a = rand_f32(&mut r, m * k, -1.0, 1.0);
-                    let b = rand_f32(&mut r, k * n, -1.0, 1.0);
+                    let a = f16_for(variant, rand_f32(&mut r, m * k, -1.0, 1.0));
+                    let b = f16_for(variant, rand_f32(&mut r, k * n, -1.0, 1.0));
                     let c0 = if beta == 0.0 { vec![f32::NAN; m * n] } else { rand_f32(&mut r, m * n, -1.0, 1.0) };
                     let ta = Tensor::from_f32(gpu, "A", &sa, &a).unwrap();
                     let tb = Tensor::from_f32(gpu, "B", &sb, &b).unwrap();
                     let tc = Tensor::from_f32(gpu, "C", &[m, n], &c0).unwrap();
                     let mut rec = Recorder::new(gpu);
-                    let mut mm = Matmul::new(layout).variant(variant);
+                    let mut mm = Matmul::new(layout).variant(variant).split_k(split);
                     (mm.alpha, mm.beta) = (alpha, beta);
                     mm.record(&mut rec, &tc, &ta, &tb, d).unwrap();
                     rec.finish().unwrap();
@@ -77,11 +116,11 @@ fn matmul_cases(gpu: &sparsetrain::Gpu) {
                     cpu::matmul::matmul(&mut want, &to_f64(&a), &to_f64(&b), layout, alpha as f64, beta as f64, d);
                     let what = format!(
                         "{} {} {m}x{n}x{k} alpha {alpha} beta {beta} (seed {})",
-                        variant.name(),
+                        label(variant, split),
                         layout.name(),
                         1000 + case
                     );
-                    assert_close(&what, &got, &want, 1e-5 * (k as f64 + 1.0), 1e-5);
+                    assert_close(&what, &got, &want, tol(variant, 1e-5 * (k as f64 + 1.0)), tol(variant, 1e-5));
                 }
             }
         }
@@ -148,7 +187,7 @@ fn dynamic_cases(gpu: &sparsetrain::Gpu) {
     use sparsetrain::cpu::matmul::{ScatterRef, matmul_fused};
     use sparsetrain::ops::matmul::{DynDims, Scatter};
     let mut case = 0u64;
-    for variant in [Variant::RegTile, Variant::Shared, Variant::Wide, Variant::Naive] {
+    for (variant, split) in matmul_variants(gpu, "matmul_dynamic_sizes_and_epilogues") {
         for layout in Layout::ALL {
             // (real m, real n, real k) read from `dims`; 0 = nothing kept.
             for &(rm, rn, rk) in
@@ -181,6 +220,7 @@ fn dynamic_cases(gpu: &sparsetrain::Gpu) {
                         }
                     }
                 }
+                let (a, b) = (f16_for(variant, a), f16_for(variant, b));
                 let bias: Vec<f32> =
                     (0..d_max.n).map(|c| if c < rn { r.random_range(-1.0..1.0) } else { 0.0 }).collect();
                 let gate = rand_f32(&mut r, d_max.m * d_max.n, -1.0, 1.0);
@@ -223,7 +263,7 @@ fn dynamic_cases(gpu: &sparsetrain::Gpu) {
                 };
 
                 let mut rec = Recorder::new(gpu);
-                let base = Matmul::new(layout).variant(variant).dynamic(dynd);
+                let base = Matmul::new(layout).variant(variant).split_k(split).dynamic(dynd);
                 base.bias(&tbias).relu().record(&mut rec, &tc, &ta, &tb, d_max).unwrap();
                 base.gate(&tgate).record(&mut rec, &tg, &ta, &tb, d_max).unwrap();
                 base.accumulate().scatter(scatter).record(&mut rec, &tfull, &ta, &tb, d_max).unwrap();
@@ -240,14 +280,33 @@ fn dynamic_cases(gpu: &sparsetrain::Gpu) {
                 let sref = ScatterRef { rows: Some(&rows), cols: Some(&cols), ldc: full_n, real_m: rm, real_n: rn };
                 matmul_fused(&mut want_full, &a64, &b64, layout, 1.0, 1.0, d, None, false, None, Some(&sref));
 
-                let tag = format!("{} {} real {rm}x{rn}x{rk} (seed {})", variant.name(), layout.name(), 1300 + case);
+                let tag =
+                    format!("{} {} real {rm}x{rn}x{rk} (seed {})", label(variant, split), layout.name(), 1300 + case);
                 let got_c = tc.download_f32(gpu).unwrap();
-                assert_close(&format!("bias+relu {tag}"), &got_c[..d.m * d.n], &want_c, 1e-5 * (k as f64 + 1.0), 1e-5);
+                assert_close(
+                    &format!("bias+relu {tag}"),
+                    &got_c[..d.m * d.n],
+                    &want_c,
+                    tol(variant, 1e-5 * (k as f64 + 1.0)),
+                    1e-5,
+                );
                 assert!(got_c[d.m * d.n..].iter().all(|v| v.is_nan()), "{tag}: wrote past the dynamic size");
                 let got_g = tg.download_f32(gpu).unwrap();
-                assert_close(&format!("gate {tag}"), &got_g[..d.m * d.n], &want_g, 1e-5 * (k as f64 + 1.0), 1e-5);
+                assert_close(
+                    &format!("gate {tag}"),
+                    &got_g[..d.m * d.n],
+                    &want_g,
+                    tol(variant, 1e-5 * (k as f64 + 1.0)),
+                    1e-5,
+                );
                 let got_full = tfull.download_f32(gpu).unwrap();
-                assert_close(&format!("scatter {tag}"), &got_full, &want_full, 1e-5 * (k as f64 + 1.0), 1e-5);
+                assert_close(
+                    &format!("scatter {tag}"),
+                    &got_full,
+                    &want_full,
+                    tol(variant, 1e-5 * (k as f64 + 1.0)),
+                    1e-5,
+                );
             }
         }
     }
@@ -265,16 +324,17 @@ fn large_matmuls_compute_every_tile() {
     let b = rand_f32(&mut r, d.k * d.n, -1.0, 1.0);
     for layout in Layout::ALL {
         let (sa, sb) = shapes_of(layout, d);
-        let ta = Tensor::from_f32(&gpu, "A", &sa, &a).unwrap();
-        let tb = Tensor::from_f32(&gpu, "B", &sb, &b).unwrap();
-        for variant in [Variant::RegTile, Variant::Shared, Variant::Wide, Variant::Naive] {
+        for (variant, split) in matmul_variants(&gpu, "large_matmuls_compute_every_tile") {
+            let (a, b) = (f16_for(variant, a.clone()), f16_for(variant, b.clone()));
+            let ta = Tensor::from_f32(&gpu, "A", &sa, &a).unwrap();
+            let tb = Tensor::from_f32(&gpu, "B", &sb, &b).unwrap();
             let tc = Tensor::from_f32(&gpu, "C", &[d.m, d.n], &vec![f32::NAN; d.m * d.n]).unwrap();
             let mut rec = Recorder::new(&gpu);
-            Matmul::new(layout).variant(variant).record(&mut rec, &tc, &ta, &tb, d).unwrap();
+            Matmul::new(layout).variant(variant).split_k(split).record(&mut rec, &tc, &ta, &tb, d).unwrap();
             rec.finish().unwrap();
             let c = tc.download_f32(&gpu).unwrap();
             let nan = c.iter().filter(|v| v.is_nan()).count();
-            assert_eq!(nan, 0, "{} {}: {nan} outputs never written", variant.name(), layout.name());
+            assert_eq!(nan, 0, "{} {}: {nan} outputs never written", label(variant, split), layout.name());
             let (mut got, mut want) = (Vec::new(), Vec::new());
             for _ in 0..400 {
                 let (i, j) = (r.random_range(0..d.m), r.random_range(0..d.n));
@@ -288,10 +348,10 @@ fn large_matmuls_compute_every_tile() {
                 want.push(s);
             }
             assert_close(
-                &format!("{} {} 700x1100x300 sampled", variant.name(), layout.name()),
+                &format!("{} {} 700x1100x300 sampled", label(variant, split), layout.name()),
                 &got,
                 &want,
-                1e-4,
+                tol(variant, 1e-4),
                 1e-5,
             );
         }
@@ -319,7 +379,7 @@ fn implicit_cases(gpu: &sparsetrain::Gpu, label: &str) {
     let mut case = 0u64;
     for g in geoms {
         for c in [4usize, 8, 12] {
-            for variant in [Variant::RegTile, Variant::Shared, Variant::Wide, Variant::Naive] {
+            for (variant, split) in matmul_variants(gpu, "implicit_convolution_operands_match_im2col") {
                 case += 1;
                 let mut r = rng(3100 + case);
                 let (cap, n, co) = (3usize, 2usize, 5usize);
@@ -330,6 +390,7 @@ fn implicit_cases(gpu: &sparsetrain::Gpu, label: &str) {
                 let w = rand_f32(&mut r, co * kdim, -1.0, 1.0);
                 let dy = rand_f32(&mut r, rows_cap * co, -1.0, 1.0);
                 let dw0 = rand_f32(&mut r, co * kdim, -1.0, 1.0);
+                let (x, w, dy) = (f16_for(variant, x), f16_for(variant, w), f16_for(variant, dy));
                 let tx = Tensor::from_f32(gpu, "x", &[x.len()], &x).unwrap();
                 let tw = Tensor::from_f32(gpu, "w", &[co, kdim], &w).unwrap();
                 let tdy = Tensor::from_f32(gpu, "dy", &[rows_cap, co], &dy).unwrap();
@@ -339,19 +400,21 @@ fn implicit_cases(gpu: &sparsetrain::Gpu, label: &str) {
                 run_with_batch(gpu, n, |rec| {
                     Matmul::new(Layout::NT)
                         .variant(variant)
+                        .split_k(split)
                         .implicit(Implicit::A(g))
                         .sizes(None, per, Size::Static, Size::Static)
                         .record(rec, &ty, &tx, &tw, Dims { m: rows_cap, n: co, k: kdim })
                         .unwrap();
                     Matmul::new(Layout::TN)
                         .variant(variant)
+                        .split_k(split)
                         .accumulate()
                         .implicit(Implicit::B(g))
                         .sizes(None, Size::Static, Size::Static, per)
                         .record(rec, &tdw, &tdy, &tx, Dims { m: co, n: kdim, k: rows_cap })
                         .unwrap();
                 });
-                let tag = format!("{} {g:?} channels {c}{label}", variant.name());
+                let tag = format!("{} {g:?} channels {c}{label}", self::label(variant, split));
                 let cols = cpu::conv::im2col(&to_f64(&x[..n * g.h * g.w * c]), n, c, g);
                 let mut want = vec![0.0; rows * co];
                 cpu::matmul::matmul(
@@ -364,19 +427,19 @@ fn implicit_cases(gpu: &sparsetrain::Gpu, label: &str) {
                     Dims { m: rows, n: co, k: kdim },
                 );
                 let got = ty.download_f32(gpu).unwrap();
-                assert_close(&format!("implicit forward {tag}"), &got[..want.len()], &want, 1e-5, 1e-5);
+                assert_close(&format!("implicit forward {tag}"), &got[..want.len()], &want, tol(variant, 1e-5), 1e-5);
                 assert!(got[want.len()..].iter().all(|v| v.is_nan()), "{tag}: rows past the step's batch written");
                 let mut want = to_f64(&dw0);
                 let d = Dims { m: co, n: kdim, k: rows };
                 cpu::matmul::matmul(&mut want, &to_f64(&dy[..rows * co]), &cols, Layout::TN, 1.0, 1.0, d);
                 let got = tdw.download_f32(gpu).unwrap();
-                assert_close(&format!("implicit weight gradient {tag}"), &got, &want, 1e-4, 1e-5);
+                assert_close(&format!("implicit weight gradient {tag}"), &got, &want, tol(variant, 1e-4), 1e-5);
 
                 // dX = col2im(dY·W) in one product (8 output channels: in
                 // fours), gated by X > 0 and added to what dX held.
                 let co = 8usize;
-                let w = rand_f32(&mut r, co * kdim, -1.0, 1.0);
-                let dy = rand_f32(&mut r, rows_cap * co, -1.0, 1.0);
+                let w = f16_for(variant, rand_f32(&mut r, co * kdim, -1.0, 1.0));
+                let dy = f16_for(variant, rand_f32(&mut r, rows_cap * co, -1.0, 1.0));
                 let dx0 = rand_f32(&mut r, x.len(), -1.0, 1.0);
                 let tw = Tensor::from_f32(gpu, "w", &[co, kdim], &w).unwrap();
                 let tdy = Tensor::from_f32(gpu, "dy", &[rows_cap, co], &dy).unwrap();
@@ -385,6 +448,7 @@ fn implicit_cases(gpu: &sparsetrain::Gpu, label: &str) {
                 run_with_batch(gpu, n, |rec| {
                     Matmul::new(Layout::NN)
                         .variant(variant)
+                        .split_k(split)
                         .accumulate()
                         .gate(&tx)
                         .implicit(Implicit::Dx(g))
@@ -399,7 +463,13 @@ fn implicit_cases(gpu: &sparsetrain::Gpu, label: &str) {
                 let want: Vec<f64> =
                     dx.iter().enumerate().map(|(i, &v)| dx0[i] as f64 + if x[i] > 0.0 { v } else { 0.0 }).collect();
                 let got = tdx.download_f32(gpu).unwrap();
-                assert_close(&format!("implicit input gradient {tag}"), &got[..want.len()], &want, 1e-5, 1e-5);
+                assert_close(
+                    &format!("implicit input gradient {tag}"),
+                    &got[..want.len()],
+                    &want,
+                    tol(variant, 1e-5),
+                    1e-5,
+                );
                 assert_eq!(got[want.len()..], dx0[want.len()..], "{tag}: dX past the step's batch written");
             }
         }

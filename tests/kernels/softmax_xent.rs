@@ -24,7 +24,13 @@ fn softmax_xent_matches_reference() {
         let mut rec = Recorder::new(&gpu);
         softmax_xent::forward(&mut rec, &probs, &loss_rows, &tl, &tlab, rows, cols).unwrap();
         reducer.mean(&mut rec, &loss, 0, &loss_rows, rows).unwrap();
-        softmax_xent::backward(&mut rec, &dlogits, &probs, &tlab, scale, rows, cols).unwrap();
+        softmax_xent::backward(&mut rec, &dlogits, &probs, &tlab, scale, rows, cols, None).unwrap();
+        // Under loss scaling (S = 1024 in slot 4 of a clip record): S times
+        // the gradient (not bit-exactly: the compiler may order the factors
+        // differently).
+        let record = Tensor::from_f32(&gpu, "clip", &[8], &[0., 0., 0., 0., 1024., 0., 0., 0.]).unwrap();
+        let scaled = Tensor::zeros(&gpu, "scaled", &[rows, cols], DType::F32).unwrap();
+        softmax_xent::backward(&mut rec, &scaled, &probs, &tlab, scale, rows, cols, Some(&record)).unwrap();
         rec.finish().unwrap();
         let (want_p, want_l) = cpu::softmax_xent::forward(&to_f64(&logits), &labels, rows, cols);
         let want_d = cpu::softmax_xent::backward(&want_p, &labels, scale as f64 / rows as f64, rows, cols);
@@ -34,5 +40,8 @@ fn softmax_xent_matches_reference() {
         let mean = cpu::reduce::mean(&want_l);
         assert_close(&format!("mean loss {tag}"), &loss.download_f32(&gpu).unwrap(), &[mean], 1e-5, 1e-5);
         assert_close(&format!("dlogits {tag}"), &dlogits.download_f32(&gpu).unwrap(), &want_d, 1e-7, 1e-5);
+        let want_scaled: Vec<f64> = want_d.iter().map(|v| v * 1024.0).collect();
+        let got = scaled.download_f32(&gpu).unwrap();
+        assert_close(&format!("loss-scaled dlogits {tag}"), &got, &want_scaled, 1024e-7, 1e-5);
     }
 }

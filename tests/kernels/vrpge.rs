@@ -32,12 +32,30 @@ fn score_grad_matches_reference() {
             let mut rec = Recorder::new(&gpu);
             // Every other case also adds the step's loss (L1 + L2)/2 into slot 2.
             let sum = (case % 2 == 0).then_some(2);
-            score_grad(&mut rec, &tg, &tl, ((0, 1), sum), &ts, [(&t1, 0), (&t2, 0)], est, n).unwrap();
+            score_grad(&mut rec, &tg, &tl, ((0, 1), sum), &ts, [(&t1, 0), (&t2, 0)], est, n, None).unwrap();
+            // Under loss scaling (S = 256 in slot 4): exactly S times (and
+            // the sum added once more, into slot 2 of a copy of the losses).
+            let record = Tensor::from_f32(&gpu, "clip", &[8], &[0., 0., 0., 0., 256., 0., 0., 0.]).unwrap();
+            let tl2 = Tensor::from_f32(&gpu, "losses", &[3], &losses).unwrap();
+            let tg2 = Tensor::zeros(&gpu, "g", &[n], DType::F32).unwrap();
+            let masks = [(&t1, 0), (&t2, 0)];
+            score_grad(&mut rec, &tg2, &tl2, ((0, 1), sum), &ts, masks, est, n, Some(&record)).unwrap();
             rec.finish().unwrap();
+            let plain: Vec<f32> = tg.download_f32(&gpu).unwrap().iter().map(|v| v * 256.0).collect();
+            assert_eq!(tg2.download_f32(&gpu).unwrap(), plain, "{est:?} n={n}: loss-scaled score gradient");
             let want_losses = [2.5, 1.75, if sum.is_some() { 9.0 + 0.5 * (2.5 + 1.75) } else { 9.0 }];
             assert_eq!(tl.download_f32(&gpu).unwrap(), want_losses, "{est:?}: losses after the score gradient");
-            let clash =
-                score_grad(&mut Recorder::new(&gpu), &tg, &tl, ((0, 1), Some(1)), &ts, [(&t1, 0), (&t2, 0)], est, n);
+            let clash = score_grad(
+                &mut Recorder::new(&gpu),
+                &tg,
+                &tl,
+                ((0, 1), Some(1)),
+                &ts,
+                [(&t1, 0), (&t2, 0)],
+                est,
+                n,
+                None,
+            );
             assert!(clash.is_err(), "a sum slot that is a loss slot was accepted");
             let want = cpu::vrpge::score_grad((2.5, 1.75), &to_f64(&s), &m1, &m2, est);
             let got = tg.download_f32(&gpu).unwrap();
@@ -74,7 +92,7 @@ fn norm_and_clip_factor_match_reference() {
         let mut rec = Recorder::new(&gpu);
         reducer.sum_squares(&mut rec, &sq, 0, &ta, n1).unwrap();
         reducer.sum_squares(&mut rec, &sq, 1, &tb, n2).unwrap();
-        reducer.clip_factor(&mut rec, &clip, 0, &sq, 2, 3.0, FaultTag::Fixed(17)).unwrap();
+        reducer.clip_factor(&mut rec, &clip, 0, &sq, 2, 3.0, FaultTag::Fixed(17), None).unwrap();
         rec.finish().unwrap();
         let s1: f64 = to_f64(&a).iter().map(|v| v * v).sum();
         let s2: f64 = to_f64(&b).iter().map(|v| v * v).sum();
@@ -98,7 +116,7 @@ fn non_finite_norms_are_flagged_on_the_device() {
     for (step, sq) in [(5u32, [1.0f32, 2.0]), (6, [f32::INFINITY, 1.0]), (7, [1.0, f32::NAN]), (8, [0.5, 0.5])] {
         let t = Tensor::from_f32(&gpu, "sq", &[2], &sq).unwrap();
         let mut rec = Recorder::new(&gpu);
-        reducer.clip_factor(&mut rec, &clip, 0, &t, 2, 3.0, FaultTag::Fixed(step)).unwrap();
+        reducer.clip_factor(&mut rec, &clip, 0, &t, 2, 3.0, FaultTag::Fixed(step), None).unwrap();
         rec.finish().unwrap();
         let got = clip.download_f32(&gpu).unwrap();
         let bad = !sq.iter().all(|v| v.is_finite());
@@ -108,4 +126,59 @@ fn non_finite_norms_are_flagged_on_the_device() {
     assert_eq!(got[1], 2.0, "two non-finite steps counted");
     assert_eq!(got[2].to_bits(), 6, "the first one recorded");
     assert_eq!(got[3].to_bits(), 2, "two updates applied");
+}
+
+/// Dynamic loss scaling in the clip factor: the factor unscales and clips
+/// (exactly, for a power-of-two scale), an overflow of the scaled norms with
+/// a finite loss halves the scale and skips the step without a fault, a
+/// non-finite loss is a fault (scale kept), `growth` finite steps in a row
+/// double the scale, and the scale stays within [1, 2^24].
+#[test]
+fn loss_scaled_clip_factor_unscales_backs_off_and_grows() {
+    use sparsetrain::ops::reduce::{FaultTag, Reducer};
+    let Some(gpu) = gpu("loss_scaled_clip_factor_unscales_backs_off_and_grows") else { return };
+    let reducer = Reducer::new(&gpu).unwrap();
+    let clip = Tensor::from_f32(&gpu, "clip", &[8], &[0., 0., 0., 0., 1024., 0., 0., 0.]).unwrap();
+    let inf = f32::INFINITY;
+    let s2 = 1024.0f32 * 1024.0;
+    let unclipped = |s: f32| (3.0f32 / ((2.0f32.sqrt() / s) + 1e-6)).min(1.0) / s;
+    // ([weights, scores, loss], factor, scale after, good steps after, faults)
+    let cases: [([f32; 3], f32, f32, f32, f32); 7] = [
+        // Norm 5 (scaled: 5·1024) clipped to 3: factor (3 / 5) / 1024.
+        ([16.0 * s2, 9.0 * s2, 2.3], (3.0 / (5.0 + 1e-6)) / 1024.0, 1024.0, 1.0, 0.0),
+        // Norm 1: no clipping, factor 1 / 1024.
+        ([0.5 * s2, 0.5 * s2, 2.3], 1.0 / 1024.0, 1024.0, 2.0, 0.0),
+        // Overflow with a finite loss: skip, halve, no fault.
+        ([inf, 1.0, 2.3], 0.0, 512.0, 0.0, 0.0),
+        // A non-finite loss: a fault, the scale kept.
+        ([1.0, 1.0, f32::NAN], 0.0, 512.0, 0.0, 1.0),
+        ([1.0, 1.0, 2.3], unclipped(512.0), 512.0, 1.0, 1.0),
+        ([1.0, 1.0, 2.3], unclipped(512.0), 512.0, 2.0, 1.0),
+        // The third finite step in a row doubles the scale (growth 3).
+        ([1.0, 1.0, 2.3], unclipped(512.0), 1024.0, 0.0, 1.0),
+    ];
+    for (i, (sq, factor, scale, good, faults)) in cases.into_iter().enumerate() {
+        let t = Tensor::from_f32(&gpu, "sq", &[3], &sq).unwrap();
+        let mut rec = Recorder::new(&gpu);
+        reducer.clip_factor(&mut rec, &clip, 0, &t, 3, 3.0, FaultTag::Fixed(40 + i as u32), Some(3)).unwrap();
+        rec.finish().unwrap();
+        let got = clip.download_f32(&gpu).unwrap();
+        assert_close(&format!("case {i}: factor"), &got[..1], &[factor as f64], 1e-9, 1e-6);
+        assert_eq!((got[4], got[5], got[1]), (scale, good, faults), "case {i}: (scale, good steps, faults)");
+    }
+    assert_eq!(clip.download_f32(&gpu).unwrap()[2].to_bits(), 43, "the fault's step recorded");
+    // The scale never drops below 1 nor grows past 2^24.
+    for (start, sq, want) in [(1.0f32, [inf, 1.0f32], 1.0f32), (16777216.0, [1.0, 1.0], 16777216.0)] {
+        clip.upload(&gpu, &[0., 0., 0., 0., start, 0., 0., 0.]).unwrap();
+        let t = Tensor::from_f32(&gpu, "sq", &[2], &sq).unwrap();
+        let mut rec = Recorder::new(&gpu);
+        reducer.clip_factor(&mut rec, &clip, 0, &t, 2, 3.0, FaultTag::Fixed(1), Some(1)).unwrap();
+        rec.finish().unwrap();
+        assert_eq!(clip.download_f32(&gpu).unwrap()[4], want, "scale from {start}");
+    }
+    // Misuse is refused: no loss after the norms, a zero growth interval.
+    let t = Tensor::zeros(&gpu, "sq", &[3], DType::F32).unwrap();
+    let mut rec = Recorder::new(&gpu);
+    assert!(reducer.clip_factor(&mut rec, &clip, 0, &t, 1, 3.0, FaultTag::Fixed(1), Some(5)).is_err());
+    assert!(reducer.clip_factor(&mut rec, &clip, 0, &t, 2, 3.0, FaultTag::Fixed(1), Some(0)).is_err());
 }

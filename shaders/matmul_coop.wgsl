@@ -1,0 +1,282 @@
+enable f16;
+enable wgpu_cooperative_matrix;
+
+//#include common
+//#include step
+//#include matmul_core
+//#include matmul_implicit
+
+// `matmul_coop`: the matmul family on tensor cores (mixed precision). Same
+// parameters, layouts, dynamic sizes, capped grid, implicit convolution
+// operands and store epilogues as matmul.wgsl (shared/matmul_core.wgsl);
+// only the multiply differs: operands are rounded to f16 and multiplied in
+// 16×16×16 cooperative matrices with f32 accumulation. Outputs stay f32.
+//
+// A workgroup is COOP_WM × COOP_WN subgroups; each subgroup owns a
+// (16·COOP_TM) × 32 output tile as 2·COOP_TM 16×16 f32 accumulators (COOP_TM
+// = 2 or 4: each B piece loaded from workgroup memory then serves 2 or 4
+// products), so a workgroup covers (16·COOP_TM·COOP_WM) × (32·COOP_WN) of C. The host sizes the workgroup as that
+// many subgroups of the adapter's fixed subgroup width (`WG_X` threads) and
+// only builds this kernel where the subgroup width is fixed.
+//
+// K runs in slices of CBK (a multiple of 16). Every thread loads its share
+// of the next slice from global memory as f32 (vec4 on interior tiles, the
+// bounds-checked loaders on edges and implicit operands), rounds it to f16
+// and stores it into one of two workgroup buffers while the subgroups
+// multiply the other: one barrier per slice. Staging through workgroup
+// memory is what lets the f32 master copies serve as operands directly (no
+// f16 copies in global memory): each value is read from memory once per
+// block tile and converted once.
+//
+// The layout of a staged slice follows the operand's contiguous dimension,
+// so that a thread's four values land side by side: A [M, K] stages as
+// rows of K (read with coopLoadT, row-major), A stored [K, M] (TRANS_A) as
+// rows of M (coopLoad, column-major); likewise B [K, N] as rows of N and B
+// stored [N, K] (TRANS_B) as rows of K. Rows are padded by 8 halves to
+// spread workgroup-memory banks.
+//
+// The epilogue goes through workgroup memory too: each subgroup stores one
+// accumulator at a time into its 16×16 f32 scratch, and its lanes pass
+// 4×4 pieces to `store_tile`, the same epilogue code as every other variant
+// (alpha, beta, bias, ReLU, gate, scatter).
+
+// Subgroups of a workgroup along M and N, and 16-row pieces of a
+// subgroup's tile (2 or 4).
+override COOP_WM: u32 = 2u;
+override COOP_WN: u32 = 2u;
+override COOP_TM: u32 = 2u;
+// Depth of a staged K slice, a multiple of 16.
+override CBK: u32 = 32u;
+
+const COOP_MAX_LOADS: u32 = 8u;
+const COOP_PAD: u32 = 8u;
+const COOP_C_STRIDE: u32 = 20u;
+
+// Two buffers of a slice, each at most (rows + pad) × (CBK + pad) halves
+// whichever way it is laid out; one 16 × COOP_C_STRIDE f32 scratch per
+// subgroup. (Named overrides: naga 30 cannot specialise an array length
+// written as a compound expression.)
+override COOP_A_LEN: u32 = 2u * (16u * COOP_TM * COOP_WM + COOP_PAD) * (CBK + COOP_PAD);
+override COOP_B_LEN: u32 = 2u * (32u * COOP_WN + COOP_PAD) * (CBK + COOP_PAD);
+override COOP_C_LEN: u32 = 16u * COOP_C_STRIDE * COOP_WM * COOP_WN;
+var<workgroup> coop_a: array<f16, COOP_A_LEN>;
+var<workgroup> coop_b: array<f16, COOP_B_LEN>;
+var<workgroup> coop_c: array<f32, COOP_C_LEN>;
+
+// Rows of a block tile.
+fn coop_bm() -> u32 {
+    return 16u * COOP_TM * COOP_WM;
+}
+
+// Halves between staged rows: A is [BM][CBK] (or [CBK][BM] with TRANS_A),
+// B is [CBK][BN] (or [BN][CBK] with TRANS_B).
+fn coop_lda() -> u32 {
+    return select(CBK, coop_bm(), TRANS_A) + COOP_PAD;
+}
+
+fn coop_ldb() -> u32 {
+    return select(32u * COOP_WN, CBK, TRANS_B) + COOP_PAD;
+}
+
+// Halves of one staged buffer.
+fn coop_a_buf() -> u32 {
+    return coop_lda() * select(coop_bm(), CBK, TRANS_A);
+}
+
+fn coop_b_buf() -> u32 {
+    return coop_ldb() * select(CBK, 32u * COOP_WN, TRANS_B);
+}
+
+// The e-th vec4 of A's and B's slices (see `fetch_a_vec4`); where its
+// first value is staged: `coop_store_a` / `coop_store_b` (its others follow).
+fn coop_fetch_a(row_base: u32, k0: u32, e: u32, interior: bool) -> vec4<f32> {
+    return fetch_a_vec4(row_base, k0, e, coop_bm(), CBK, interior);
+}
+
+fn coop_fetch_b(k0: u32, col_base: u32, e: u32, interior: bool) -> vec4<f32> {
+    return fetch_b_vec4(k0, col_base, e, 32u * COOP_WN, CBK, interior);
+}
+
+fn coop_store_a(buf: u32, e: u32, v: vec4<f32>) {
+    let bm = coop_bm();
+    var at: u32;
+    if TRANS_A {
+        at = (e / (bm / 4u)) * coop_lda() + 4u * (e % (bm / 4u));
+    } else {
+        at = (e / (CBK / 4u)) * coop_lda() + 4u * (e % (CBK / 4u));
+    }
+    at += buf * coop_a_buf();
+    let h = vec4<f16>(v);
+    coop_a[at] = h.x;
+    coop_a[at + 1u] = h.y;
+    coop_a[at + 2u] = h.z;
+    coop_a[at + 3u] = h.w;
+}
+
+fn coop_store_b(buf: u32, e: u32, v: vec4<f32>) {
+    let bn = 32u * COOP_WN;
+    var at: u32;
+    if TRANS_B {
+        at = (e / (CBK / 4u)) * coop_ldb() + 4u * (e % (CBK / 4u));
+    } else {
+        at = (e / (bn / 4u)) * coop_ldb() + 4u * (e % (bn / 4u));
+    }
+    at += buf * coop_b_buf();
+    let h = vec4<f16>(v);
+    coop_b[at] = h.x;
+    coop_b[at + 1u] = h.y;
+    coop_b[at + 2u] = h.z;
+    coop_b[at + 3u] = h.w;
+}
+
+// The 16×16 piece of the staged A at (row r, k kk) of buffer `buf`.
+fn coop_load_a(buf: u32, r: u32, kk: u32) -> coop_mat16x16<f16, A> {
+    let lda = coop_lda();
+    let base = buf * coop_a_buf();
+    if TRANS_A {
+        return coopLoad<coop_mat16x16<f16, A>>(&coop_a[base + kk * lda + r], lda);
+    }
+    return coopLoadT<coop_mat16x16<f16, A>>(&coop_a[base + r * lda + kk], lda);
+}
+
+fn coop_load_b(buf: u32, kk: u32, col: u32) -> coop_mat16x16<f16, B> {
+    let ldb = coop_ldb();
+    let base = buf * coop_b_buf();
+    if TRANS_B {
+        return coopLoad<coop_mat16x16<f16, B>>(&coop_b[base + col * ldb + kk], ldb);
+    }
+    return coopLoadT<coop_mat16x16<f16, B>>(&coop_b[base + kk * ldb + col], ldb);
+}
+
+// Stores one accumulator through the subgroup's scratch and the epilogues:
+// output rows r0.., columns c0.. of C.
+fn coop_store(acc: coop_mat16x16<f32, C>, sg: u32, lane: u32, lanes: u32, r0: u32, c0: u32) {
+    let base = sg * 16u * COOP_C_STRIDE;
+    let stride = COOP_C_STRIDE;
+    coopStoreT(acc, &coop_c[base], stride);
+    workgroupBarrier();
+    for (var t = lane; t < 16u; t += lanes) {
+        let tr = 4u * (t / 4u);
+        let tc = 4u * (t % 4u);
+        if r0 + tr < M && c0 + tc < N {
+            var tile: mat4x4<f32>;
+            for (var i = 0u; i < 4u; i++) {
+                let at = base + (tr + i) * COOP_C_STRIDE + tc;
+                tile[i] = vec4(coop_c[at], coop_c[at + 1u], coop_c[at + 2u], coop_c[at + 3u]);
+            }
+            store_tile(r0 + tr, c0 + tc, tile);
+        }
+    }
+    workgroupBarrier();
+}
+
+@compute @workgroup_size(WG_X)
+fn matmul_coop(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lidx: u32,
+    @builtin(subgroup_id) sg: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+    @builtin(subgroup_size) lanes: u32,
+) {
+    load_dims();
+    split_k(wid.z, nwg.z);
+    let bm = coop_bm();
+    let bn = 32u * COOP_WN;
+    // vec4 loads of a slice per operand, over WG_X threads.
+    let a_vecs = bm * CBK / 4u;
+    let b_vecs = bn * CBK / 4u;
+    let tiles = tile_count(bn, bm);
+    let run = tile_run(wid, nwg, tiles.x * tiles.y);
+    let slices = (KE - KB + CBK - 1u) / CBK;
+    // This subgroup's (16·COOP_TM) × 32 piece of the block.
+    let wr = 16u * COOP_TM * (sg / COOP_WN);
+    let wc = 32u * (sg % COOP_WN);
+    for (var t = run.x; t < run.y; t++) {
+        let row_base = (t / tiles.x) * bm;
+        let col_base = (t % tiles.x) * bn;
+        let rows_in = row_base + bm <= M;
+        let cols_in = col_base + bn <= N;
+        var ra: array<vec4<f32>, COOP_MAX_LOADS>;
+        var rb: array<vec4<f32>, COOP_MAX_LOADS>;
+        // Prologue: slice 0 into buffer 0.
+        if slices > 0u {
+            let k_in = KB + CBK <= K;
+            for (var e = lidx; e < a_vecs; e += WG_X) {
+                coop_store_a(0u, e, coop_fetch_a(row_base, KB, e, rows_in && k_in));
+            }
+            for (var e = lidx; e < b_vecs; e += WG_X) {
+                coop_store_b(0u, e, coop_fetch_b(KB, col_base, e, cols_in && k_in));
+            }
+        }
+        workgroupBarrier();
+        var acc00 = coop_mat16x16<f32, C>();
+        var acc01 = coop_mat16x16<f32, C>();
+        var acc10 = coop_mat16x16<f32, C>();
+        var acc11 = coop_mat16x16<f32, C>();
+        var acc20 = coop_mat16x16<f32, C>();
+        var acc21 = coop_mat16x16<f32, C>();
+        var acc30 = coop_mat16x16<f32, C>();
+        var acc31 = coop_mat16x16<f32, C>();
+        for (var s = 0u; s < slices; s++) {
+            let cur = s & 1u;
+            let more = s + 1u < slices;
+            if more {
+                // The next slice's global loads, held while this one runs.
+                let k0 = KB + (s + 1u) * CBK;
+                let k_in = k0 + CBK <= K;
+                for (var l = 0u; l < COOP_MAX_LOADS; l++) {
+                    let e = lidx + l * WG_X;
+                    if e < a_vecs {
+                        ra[l] = coop_fetch_a(row_base, k0, e, rows_in && k_in);
+                    }
+                    if e < b_vecs {
+                        rb[l] = coop_fetch_b(k0, col_base, e, cols_in && k_in);
+                    }
+                }
+            }
+            for (var kk = 0u; kk < CBK; kk += 16u) {
+                let b0 = coop_load_b(cur, kk, wc);
+                let b1 = coop_load_b(cur, kk, wc + 16u);
+                let a0 = coop_load_a(cur, wr, kk);
+                acc00 = coopMultiplyAdd(a0, b0, acc00);
+                acc01 = coopMultiplyAdd(a0, b1, acc01);
+                let a1 = coop_load_a(cur, wr + 16u, kk);
+                acc10 = coopMultiplyAdd(a1, b0, acc10);
+                acc11 = coopMultiplyAdd(a1, b1, acc11);
+                if COOP_TM == 4u {
+                    let a2 = coop_load_a(cur, wr + 32u, kk);
+                    acc20 = coopMultiplyAdd(a2, b0, acc20);
+                    acc21 = coopMultiplyAdd(a2, b1, acc21);
+                    let a3 = coop_load_a(cur, wr + 48u, kk);
+                    acc30 = coopMultiplyAdd(a3, b0, acc30);
+                    acc31 = coopMultiplyAdd(a3, b1, acc31);
+                }
+            }
+            if more {
+                for (var l = 0u; l < COOP_MAX_LOADS; l++) {
+                    let e = lidx + l * WG_X;
+                    if e < a_vecs {
+                        coop_store_a(cur ^ 1u, e, ra[l]);
+                    }
+                    if e < b_vecs {
+                        coop_store_b(cur ^ 1u, e, rb[l]);
+                    }
+                }
+            }
+            workgroupBarrier();
+        }
+        let r0 = row_base + wr;
+        let c0 = col_base + wc;
+        coop_store(acc00, sg, lane, lanes, r0, c0);
+        coop_store(acc01, sg, lane, lanes, r0, c0 + 16u);
+        coop_store(acc10, sg, lane, lanes, r0 + 16u, c0);
+        coop_store(acc11, sg, lane, lanes, r0 + 16u, c0 + 16u);
+        if COOP_TM == 4u {
+            coop_store(acc20, sg, lane, lanes, r0 + 32u, c0);
+            coop_store(acc21, sg, lane, lanes, r0 + 32u, c0 + 16u);
+            coop_store(acc30, sg, lane, lanes, r0 + 48u, c0);
+            coop_store(acc31, sg, lane, lanes, r0 + 48u, c0 + 16u);
+        }
+    }
+}

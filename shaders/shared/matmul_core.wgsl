@@ -1,0 +1,428 @@
+// The matmul family's shared core (included by matmul.wgsl and
+// matmul_coop.wgsl): parameters, bindings, override constants, effective
+// sizes, bounds-checked operand loaders and the store epilogues. The header
+// of matmul.wgsl describes the features.
+
+// Keep in sync with `MatmulParams` in src/ops/matmul.rs.
+struct MatmulParams {
+    // Static sizes; each is replaced per its code dyn_*: NONE keeps it; a
+    // batch code (step.wgsl) gives the step's rows; else ceil4(dims[code &
+    // 0xffff]) × max(code >> 16, 1) (kept count, padded, times blocks).
+    m: u32,
+    n: u32,
+    k: u32,
+    // Zero means C is overwritten and never read (it may hold garbage).
+    beta: f32,
+    alpha: f32,
+    dyn_m: u32,
+    dyn_n: u32,
+    dyn_k: u32,
+    // SCATTER: row length of the full-size C, and where the row / column
+    // maps start in `maps` (NONE: the identity).
+    ldc: u32,
+    rows_map: u32,
+    cols_map: u32,
+    // SCATTER: the columns are col_blocks blocks of kept channels, each of
+    // col_block_full channels in the full-size C.
+    col_blocks: u32,
+    col_block_full: u32,
+    // IMPLICIT: the convolution whose im2col columns the implicit operand
+    // is: NHWC X of im_h × im_w pixels, output im_oh × im_ow, kernel
+    // im_kh × im_kw, stride and padding. Its stored channels are the
+    // operand's column count / (im_kh · im_kw).
+    im_h: u32,
+    im_w: u32,
+    im_oh: u32,
+    im_ow: u32,
+    im_kh: u32,
+    im_kw: u32,
+    im_stride: u32,
+    im_pad: u32,
+    // matmul_split_reduce: the partial products to add (split-K).
+    splits: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+
+// A is stored [K, M] instead of [M, K].
+override TRANS_A: bool = false;
+// B is stored [N, K] instead of [K, N].
+override TRANS_B: bool = false;
+// The contiguous dimension of A (M if TRANS_A, else K) is a multiple of 4.
+override VEC4_A: bool = false;
+// The contiguous dimension of B (K if TRANS_B, else N) is a multiple of 4.
+override VEC4_B: bool = false;
+// N is a multiple of 4: rows of C can be written as vec4.
+override VEC4_C: bool = false;
+// Workgroup shape; each thread of the tiled variants covers 4×4 outputs, so a
+// workgroup covers (4·WG_Y) × (4·WG_X) of C.
+override WG_X: u32 = 8u;
+override WG_Y: u32 = 8u;
+// Depth of the K slice staged in workgroup memory by `matmul_shared`.
+override BK: u32 = 16u;
+// Implicit convolution (see the header): 1 when A [M, K] is im2col(X), 2
+// when B [K, N] is (neither transposed); X is bound in that operand's place
+// and its stored channels are a multiple of 4. 3 for the input gradient
+// dX = col2im(dY·W) as one product: A [M, K] gathers dY (rows: X's pixels,
+// columns: kernel positions × output channels), B [K, N] is W [out,
+// positions, N] read by (position, output channel) rows; both channel
+// counts in fours.
+override IMPLICIT: u32 = 0u;
+// Epilogues (see the header).
+override BIAS: bool = false;
+override RELU: bool = false;
+override GATE: bool = false;
+override SCATTER: bool = false;
+
+@group(0) @binding(0) var<uniform> p: MatmulParams;
+@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> c: array<vec4<f32>>;
+// Bound to a one-element dummy when the feature is off.
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+@group(0) @binding(5) var<storage, read> gate: array<f32>;
+@group(0) @binding(6) var<storage, read> dims: array<u32>;
+@group(0) @binding(7) var<storage, read> maps: array<u32>;
+
+// The effective sizes of this dispatch, set once at entry by `load_dims`.
+var<private> M: u32;
+var<private> N: u32;
+var<private> K: u32;
+// Unpadded M and N: the rows and columns that map to real units (SCATTER).
+var<private> REAL_M: u32;
+var<private> REAL_N: u32;
+// This workgroup's range [KB, KE) of K and its split (SPLIT_K), set by
+// `split_k`; [0, K) and 0 without splitting.
+var<private> KB: u32;
+var<private> KE: u32;
+var<private> SPLIT_Z: u32;
+
+// Split-K (`matmul_shared`, `matmul_wide`, `matmul_coop`): the grid's z
+// runs over splits of K, each a multiple of 32 (so that no staged K slice
+// straddles two splits), and each split stores its raw partial product
+// into c[z][M][N]; `matmul_split_reduce` adds them up through the
+// epilogues. For products with few output tiles and a long K (the weight
+// gradient of a convolution: K = batch × pixels), which otherwise leave
+// a large GPU to a few workgroups looping over all of K.
+override SPLIT_K: bool = false;
+
+fn split_k(z: u32, nz: u32) {
+    if !SPLIT_K {
+        KB = 0u;
+        KE = K;
+        SPLIT_Z = 0u;
+        return;
+    }
+    let chunk = ((K + nz - 1u) / nz + 31u) & ~31u;
+    KB = min(z * chunk, K);
+    KE = min(KB + chunk, K);
+    SPLIT_Z = z;
+}
+
+fn dyn_size(fixed: u32, code: u32) -> u32 {
+    if code == NONE || is_batch_code(code) {
+        return rows_of(fixed, code);
+    }
+    return ((dims[code & 0xffffu] + 3u) & ~3u) * max(code >> 16u, 1u);
+}
+
+// The unpadded size: a kept count itself rather than its padding.
+fn real_size(fixed: u32, code: u32) -> u32 {
+    if code == NONE || is_batch_code(code) {
+        return rows_of(fixed, code);
+    }
+    return dims[code & 0xffffu];
+}
+
+fn load_dims() {
+    M = dyn_size(p.m, p.dyn_m);
+    N = dyn_size(p.n, p.dyn_n);
+    K = dyn_size(p.k, p.dyn_k);
+    REAL_M = real_size(p.m, p.dyn_m);
+    REAL_N = real_size(p.n, p.dyn_n);
+}
+
+// Output tiles of tile_w × tile_h.
+fn tile_count(tile_w: u32, tile_h: u32) -> vec2<u32> {
+    return vec2((N + tile_w - 1u) / tile_w, (M + tile_h - 1u) / tile_h);
+}
+
+// This workgroup's run of tiles [x, y) among `total`.
+fn tile_run(wid: vec3<u32>, nwg: vec3<u32>, total: u32) -> vec2<u32> {
+    let groups = nwg.x * nwg.y;
+    let per = (total + groups - 1u) / groups;
+    let first = (wid.y * nwg.x + wid.x) * per;
+    return vec2(min(first, total), min(first + per, total));
+}
+
+// Logical A[row, col] (row < M, col < K), zero outside.
+fn a_at(row: u32, col: u32) -> f32 {
+    if row >= M || col >= K {
+        return 0.0;
+    }
+    if IMPLICIT == 1u || IMPLICIT == 3u {
+        // im2col(X) (forward) or the gather of dY (input gradient).
+        let c = K / (p.im_kh * p.im_kw);
+        var i: u32;
+        if IMPLICIT == 1u {
+            i = im_index(row, col, c);
+        } else {
+            i = im_back_index(row, col, c);
+        }
+        if i == NONE {
+            return 0.0;
+        }
+        return a[i >> 2u][i & 3u];
+    }
+    var idx: u32;
+    if TRANS_A {
+        idx = col * M + row;
+    } else {
+        idx = row * K + col;
+    }
+    return a[idx >> 2u][idx & 3u];
+}
+
+// Logical B[row, col] (row < K, col < N), zero outside.
+fn b_at(row: u32, col: u32) -> f32 {
+    if row >= K || col >= N {
+        return 0.0;
+    }
+    if IMPLICIT == 2u {
+        let i = im_index(row, col, N / (p.im_kh * p.im_kw));
+        if i == NONE {
+            return 0.0;
+        }
+        return b[i >> 2u][i & 3u];
+    }
+    if IMPLICIT == 3u {
+        // Row (position, output channel) of W [out, positions, N].
+        let taps = p.im_kh * p.im_kw;
+        let cout = K / taps;
+        let tap = row / cout;
+        let i = ((row - tap * cout) * taps + tap) * N + col;
+        return b[i >> 2u][i & 3u];
+    }
+    var idx: u32;
+    if TRANS_B {
+        idx = col * K + row;
+    } else {
+        idx = row * N + col;
+    }
+    return b[idx >> 2u][idx & 3u];
+}
+
+// A[r0..r0+4, k0..k0+4] as four rows (result[i][kk] = A[r0+i, k0+kk]).
+fn a_block(r0: u32, k0: u32) -> mat4x4<f32> {
+    var blk: mat4x4<f32>;
+    if TRANS_A {
+        // Columns of A are contiguous: load them and transpose.
+        for (var kk = 0u; kk < 4u; kk++) {
+            let kr = k0 + kk;
+            if VEC4_A {
+                if kr < K {
+                    blk[kk] = a[(kr * M + r0) >> 2u];
+                }
+            } else {
+                blk[kk] = vec4(a_at(r0, kr), a_at(r0 + 1u, kr), a_at(r0 + 2u, kr), a_at(r0 + 3u, kr));
+            }
+        }
+        return transpose(blk);
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let r = r0 + i;
+        if VEC4_A {
+            if r < M {
+                blk[i] = a[(r * K + k0) >> 2u];
+            }
+        } else {
+            blk[i] = vec4(a_at(r, k0), a_at(r, k0 + 1u), a_at(r, k0 + 2u), a_at(r, k0 + 3u));
+        }
+    }
+    return blk;
+}
+
+// B[k0..k0+4, c0..c0+4] as four rows along K (result[kk][j] = B[k0+kk, c0+j]).
+fn b_block(k0: u32, c0: u32) -> mat4x4<f32> {
+    var blk: mat4x4<f32>;
+    if TRANS_B {
+        for (var j = 0u; j < 4u; j++) {
+            let col = c0 + j;
+            if VEC4_B {
+                if col < N {
+                    blk[j] = b[(col * K + k0) >> 2u];
+                }
+            } else {
+                blk[j] = vec4(b_at(k0, col), b_at(k0 + 1u, col), b_at(k0 + 2u, col), b_at(k0 + 3u, col));
+            }
+        }
+        return transpose(blk);
+    }
+    for (var kk = 0u; kk < 4u; kk++) {
+        let kr = k0 + kk;
+        if VEC4_B {
+            if kr < K {
+                blk[kk] = b[(kr * N + c0) >> 2u];
+            }
+        } else {
+            blk[kk] = vec4(b_at(kr, c0), b_at(kr, c0 + 1u), b_at(kr, c0 + 2u), b_at(kr, c0 + 3u));
+        }
+    }
+    return blk;
+}
+
+// Where output (r, col) is stored: packed C, or the full-size C through the
+// unit maps when scattering.
+fn map_row(r: u32) -> u32 {
+    if SCATTER && p.rows_map != NONE {
+        return maps[p.rows_map + r];
+    }
+    return r;
+}
+
+// NONE for a padding column.
+fn map_col(col: u32) -> u32 {
+    if p.cols_map == NONE {
+        return select(NONE, col, col < N);
+    }
+    if p.col_blocks > 1u {
+        let len = (REAL_N + 3u) & ~3u;
+        let j = col % len;
+        if j >= REAL_N {
+            return NONE;
+        }
+        return (col / len) * p.col_block_full + maps[p.cols_map + j];
+    }
+    if col >= REAL_N {
+        return NONE;
+    }
+    return maps[p.cols_map + col];
+}
+
+// One output element through the epilogues; `at` is its store index.
+fn store_one(r: u32, col: u32, at: u32, v: f32) {
+    var out = p.alpha * v;
+    if BIAS {
+        out += bias[col];
+    }
+    if GATE && gate[r * N + col] <= 0.0 {
+        out = 0.0;
+    }
+    if p.beta != 0.0 {
+        out += p.beta * c[at >> 2u][at & 3u];
+    }
+    if RELU {
+        out = max(out, 0.0);
+    }
+    c[at >> 2u][at & 3u] = out;
+}
+
+// Writes the 4×4 tile acc (acc[i] = row r0+i, columns c0..c0+4).
+fn store_tile(r0: u32, c0: u32, acc: mat4x4<f32>) {
+    if SPLIT_K {
+        // This split's raw partial product (see `split_k`).
+        let base = SPLIT_Z * M * N;
+        for (var i = 0u; i < 4u; i++) {
+            let r = r0 + i;
+            if r >= M {
+                return;
+            }
+            for (var j = 0u; j < 4u; j++) {
+                if c0 + j < N {
+                    let at = base + r * N + c0 + j;
+                    c[at >> 2u][at & 3u] = acc[i][j];
+                }
+            }
+        }
+        return;
+    }
+    if SCATTER {
+        // Map lookups once per tile row and column, not per element; padding
+        // rows and columns (past the real counts) are dropped.
+        var cols: vec4<u32>;
+        for (var j = 0u; j < 4u; j++) {
+            cols[j] = map_col(c0 + j);
+        }
+        for (var i = 0u; i < 4u; i++) {
+            let r = r0 + i;
+            if r >= REAL_M {
+                return;
+            }
+            let base = map_row(r) * p.ldc;
+            for (var j = 0u; j < 4u; j++) {
+                if cols[j] != NONE {
+                    store_one(r, c0 + j, base + cols[j], acc[i][j]);
+                }
+            }
+        }
+        return;
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let r = r0 + i;
+        if r >= M {
+            return;
+        }
+        if VEC4_C && !GATE {
+            let v4 = (r * N + c0) >> 2u;
+            var out = p.alpha * acc[i];
+            if BIAS {
+                out += vec4(bias[c0], bias[c0 + 1u], bias[c0 + 2u], bias[c0 + 3u]);
+            }
+            if p.beta != 0.0 {
+                out += p.beta * c[v4];
+            }
+            if RELU {
+                out = max(out, vec4(0.0));
+            }
+            c[v4] = out;
+        } else {
+            for (var j = 0u; j < 4u; j++) {
+                if c0 + j < N {
+                    store_one(r, c0 + j, r * N + c0 + j, acc[i][j]);
+                }
+            }
+        }
+    }
+}
+
+// The e-th vec4 of a bm × bk slice of A at (row_base, k0), along A's
+// contiguous dimension: K (four k of one row) or, with TRANS_A, M (four
+// rows of one k); the slice-staging variants (`wide`, `coop`) share it.
+// Interior slices of plain operands load a vec4; edges, unaligned shapes
+// and implicit operands go through the bounds-checked `a_at`.
+fn fetch_a_vec4(row_base: u32, k0: u32, e: u32, bm: u32, bk: u32, interior: bool) -> vec4<f32> {
+    if TRANS_A {
+        let kk = e / (bm / 4u);
+        let m = row_base + 4u * (e % (bm / 4u));
+        if interior && VEC4_A && IMPLICIT == 0u {
+            return a[((k0 + kk) * M + m) >> 2u];
+        }
+        return vec4(a_at(m, k0 + kk), a_at(m + 1u, k0 + kk), a_at(m + 2u, k0 + kk), a_at(m + 3u, k0 + kk));
+    }
+    let row = row_base + e / (bk / 4u);
+    let k = k0 + 4u * (e % (bk / 4u));
+    if interior && VEC4_A && IMPLICIT == 0u {
+        return a[(row * K + k) >> 2u];
+    }
+    return vec4(a_at(row, k), a_at(row, k + 1u), a_at(row, k + 2u), a_at(row, k + 3u));
+}
+
+// The e-th vec4 of a bk × bn slice of B at (k0, col_base), along B's
+// contiguous dimension: N (four columns of one k) or, with TRANS_B, K.
+fn fetch_b_vec4(k0: u32, col_base: u32, e: u32, bn: u32, bk: u32, interior: bool) -> vec4<f32> {
+    if TRANS_B {
+        let col = col_base + e / (bk / 4u);
+        let k = k0 + 4u * (e % (bk / 4u));
+        if interior && VEC4_B && IMPLICIT == 0u {
+            return b[(col * K + k) >> 2u];
+        }
+        return vec4(b_at(k, col), b_at(k + 1u, col), b_at(k + 2u, col), b_at(k + 3u, col));
+    }
+    let kk = e / (bn / 4u);
+    let col = col_base + 4u * (e % (bn / 4u));
+    if interior && VEC4_B && IMPLICIT == 0u {
+        return b[((k0 + kk) * N + col) >> 2u];
+    }
+    return vec4(b_at(k0 + kk, col), b_at(k0 + kk, col + 1u), b_at(k0 + kk, col + 2u), b_at(k0 + kk, col + 3u));
+}
