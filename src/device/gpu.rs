@@ -494,15 +494,17 @@ impl Gpu {
     }
 
     /// `matmul_variant` for an m × n product: on hardware GPUs, products
-    /// of at least 256 tiles of 128 × 128 run `wide` unless
-    /// SPARSETRAIN_MATMUL forced a variant. The autotuner times one 1024³
+    /// at least 512 wide both ways and of at least 256 tiles of 128 × 128
+    /// run `wide` unless SPARSETRAIN_MATMUL forced a variant (a narrow
+    /// product, such as a convolution's few output channels over many
+    /// pixels, would leave most of each 128-wide tile empty). The autotuner times one 1024³
     /// product, where `wide`'s 64 block tiles leave a large GPU half idle
     /// and `shared` wins; from 2048² on, `wide` ran 1.5× faster on an H200
     /// (BENCHMARKS.md).
     pub fn matmul_variant_for(&self, m: u32, n: u32) -> Variant {
         let v = self.matmul_variant();
         let choice = self.matmul_choice();
-        let big = m.div_ceil(128) * n.div_ceil(128) >= 256;
+        let big = m >= 512 && n >= 512 && m.div_ceil(128) * n.div_ceil(128) >= 256;
         if v != Variant::Coop
             && big
             && self.report.device_type != wgpu::DeviceType::Cpu
