@@ -93,19 +93,20 @@ fn shape(v: Variant) -> (UVec2, u32) {
 }
 
 /// `matmul_coop`'s shape for an m × n product: (16-row pieces per
-/// subgroup, subgroups along M, along N). Products that still give at
-/// least 256 block tiles of 128 × 64 run 2 × 2 subgroups of 64 × 32 each
-/// (each staged B piece serves four products), smaller ones 2 × 2
-/// subgroups of 32 × 32 (64 × 64 blocks: enough of them to fill a large
-/// GPU on the narrow products of compressed layers).
-/// `SPARSETRAIN_COOP_TILE=32x32` keeps 32 × 32 subgroup tiles throughout
-/// (4 × 2 subgroups on big products), for comparison.
+/// subgroup, subgroups along M, along N). Each subgroup computes 32 × 32;
+/// products that still give at least 256 block tiles of 128 × 64 run 4 × 2
+/// subgroups, smaller ones 2 × 2 (64 × 64 blocks: enough of them to fill a
+/// large GPU on the narrow products of compressed layers).
+/// `SPARSETRAIN_COOP_TILE=64x32` gives big products 2 × 2 subgroups of
+/// 64 × 32 instead (each staged B piece serving four products): on an
+/// H200 that ran at 12.8 TFLOP/s against 22.6 at 4096³ (BENCHMARKS.md),
+/// so it is not the default.
 pub fn coop_shape(m: u32, n: u32) -> (u32, u32, u32) {
     let big = m.div_ceil(128) * n.div_ceil(64) >= 256;
-    let small_tiles = std::env::var("SPARSETRAIN_COOP_TILE").is_ok_and(|v| v.trim() == "32x32");
-    match (big, small_tiles) {
-        (true, false) => (4, 2, 2),
-        (true, true) => (2, 4, 2),
+    let tall = std::env::var("SPARSETRAIN_COOP_TILE").is_ok_and(|v| v.trim() == "64x32");
+    match (big, tall) {
+        (true, true) => (4, 2, 2),
+        (true, false) => (2, 4, 2),
         (false, _) => (2, 2, 2),
     }
 }

@@ -18,7 +18,17 @@ fn matmul_variants(gpu: &sparsetrain::Gpu, test: &str) -> Vec<(Variant, u32)> {
             if std::env::var("SPARSETRAIN_REQUIRE_COOP").is_ok_and(|s| !s.is_empty() && s != "0") {
                 panic!("{test}: SPARSETRAIN_REQUIRE_COOP is set but the coop variant cannot run: {why}");
             }
-            eprintln!("NOT RUN {test} [coop]: mixed precision needs cooperative matrices: {why}");
+            // Once per test, straight to the process's stderr, past the test
+            // harness's capture, so that a passing run's log shows what did
+            // not run.
+            static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+            let mut said = SAID.lock().unwrap_or_else(|p| p.into_inner());
+            if !said.iter().any(|t| t == test) {
+                said.push(test.to_string());
+                use std::io::Write;
+                let msg = format!("NOT RUN {test} [coop]: mixed precision needs cooperative matrices: {why}");
+                let _ = writeln!(std::io::stderr(), "{msg}");
+            }
         }
     }
     v.into_iter().flat_map(|v| if v.splits_k() { vec![(v, 1), (v, 3)] } else { vec![(v, 1)] }).collect()
