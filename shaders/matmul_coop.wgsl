@@ -48,6 +48,8 @@ override COOP_TM: u32 = 2u;
 // Depth of a staged K slice, a multiple of 16.
 override CBK: u32 = 32u;
 
+// vec4 of a K slice a thread stages per operand; the launcher only builds
+// shapes within it (`coop_fits` in src/ops/matmul.rs).
 const COOP_MAX_LOADS: u32 = 8u;
 const COOP_PAD: u32 = 8u;
 const COOP_C_STRIDE: u32 = 20u;

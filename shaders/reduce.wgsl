@@ -29,8 +29,8 @@
 // which unscales and clips at once (S is a power of two: exact). A
 // non-finite total with a finite loss is an overflow (of the f16 operands,
 // or of the squares): the step is skipped (factor 0), S halves (not below
-// 1) and no fault is counted; a non-finite loss is a fault as without
-// scaling. After `growth` finite steps in a row (counted in
+// 1) and no fault is counted; a non-finite loss, or a non-finite total at
+// S = 1, is a fault as without scaling. After `growth` finite steps in a row (counted in
 // out[out_index + 5]) S doubles, up to 2^24.
 
 // Keep in sync with `ReduceParams` in src/ops/reduce.rs.
@@ -106,7 +106,10 @@ fn record_fault() {
 fn clip_scaled(total: f32) -> f32 {
     let at_s = p.out_index + LOSS_SCALE_SLOT;
     let s = out[at_s];
-    let fault = non_finite(x[p.n - 1u]);
+    // A non-finite loss is a fault; so is a non-finite gradient at S = 1,
+    // where no overflow of the scaling is left to blame (a NaN that ReLU's
+    // max(NaN, 0) hid from the loss).
+    let fault = non_finite(x[p.n - 1u]) || (non_finite(total) && s <= 1.0);
     if fault || non_finite(total) {
         if fault {
             record_fault();

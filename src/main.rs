@@ -154,6 +154,10 @@ struct TrainArgs {
     /// none for digits].
     #[arg(long, value_enum)]
     augment: Option<AugmentArg>,
+    /// Padding of the random crop (`--augment crop` or `crop-flip`): the
+    /// image shifts by up to this many pixels each way.
+    #[arg(long, default_value_t = 4)]
+    crop_pad: usize,
     /// Training images generated for the built-in sets (synthetic, shapes).
     #[arg(long, default_value_t = 10_000)]
     train_size: usize,
@@ -284,7 +288,10 @@ enum ModelArg {
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum AugmentArg {
     None,
-    /// Random crop of the image padded by 4 pixels, and horizontal flip.
+    /// Random crop of the image padded by --crop-pad pixels (for digits,
+    /// which a mirror image would turn into other shapes).
+    Crop,
+    /// Random crop of the image padded by --crop-pad pixels, and horizontal flip.
     CropFlip,
 }
 

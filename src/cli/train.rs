@@ -82,10 +82,26 @@ fn config_of(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
             if a.dataset.is_none() { " (the model's default data: name a --dataset)" } else { "" }
         )));
     }
+    let crop = |flip: bool| -> anyhow::Result<sparsetrain::data::Augment> {
+        // A pad of a quarter of the image or more would mostly show padding.
+        let shape = kind.shape();
+        let side = shape.h.min(shape.w);
+        if a.crop_pad == 0 || a.crop_pad.saturating_mul(4) >= side {
+            return Err(usage(format!(
+                "--crop-pad must lie between 1 and a quarter of the image side ({side}), got {}",
+                a.crop_pad
+            )));
+        }
+        Ok(sparsetrain::data::Augment { crop_pad: a.crop_pad, flip })
+    };
     let augment = match a.augment {
+        None if a.crop_pad != 4 => {
+            return Err(usage("--crop-pad needs --augment crop or crop-flip"));
+        }
         None => kind.default_augment(),
         Some(AugmentArg::None) => sparsetrain::data::Augment::NONE,
-        Some(AugmentArg::CropFlip) => sparsetrain::data::Augment::CROP_FLIP,
+        Some(AugmentArg::Crop) => crop(false)?,
+        Some(AugmentArg::CropFlip) => crop(true)?,
     };
     let sparse = (!a.dense).then(|| SparseConfig {
         keep: a.keep,

@@ -100,15 +100,35 @@ fn shape(v: Variant) -> (UVec2, u32) {
 /// `SPARSETRAIN_COOP_TILE=64x32` gives big products 2 × 2 subgroups of
 /// 64 × 32 instead (each staged B piece serving four products): on an
 /// H200 that ran at 12.8 TFLOP/s against 22.6 at 4096³ (BENCHMARKS.md),
-/// so it is not the default.
-pub fn coop_shape(m: u32, n: u32) -> (u32, u32, u32) {
+/// so it is not the default. The first candidate that `coop_fits` the
+/// adapter is taken.
+pub fn coop_shape(m: u32, n: u32, subgroup: u32, wg_bytes: u32) -> Result<(u32, u32, u32)> {
     let big = m.div_ceil(128) * n.div_ceil(64) >= 256;
     let tall = std::env::var("SPARSETRAIN_COOP_TILE").is_ok_and(|v| v.trim() == "64x32");
-    match (big, tall) {
-        (true, true) => (4, 2, 2),
-        (true, false) => (2, 4, 2),
-        (false, _) => (2, 2, 2),
-    }
+    let preferred: &[(u32, u32, u32)] = match (big, tall) {
+        (true, true) => &[(4, 2, 2), (2, 4, 2), (2, 2, 2)],
+        (true, false) => &[(2, 4, 2), (2, 2, 2)],
+        (false, _) => &[(2, 2, 2)],
+    };
+    preferred.iter().copied().find(|&s| coop_fits(s, subgroup, wg_bytes)).ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "the mixed-precision matmul has no block shape for subgroups of {subgroup} within {wg_bytes} bytes of workgroup memory"
+        ))
+    })
+}
+
+/// Whether a `matmul_coop` shape runs on an adapter: each thread stages at
+/// most COOP_MAX_LOADS (8) vec4 of a K slice (CBK = 32) per operand, and
+/// the two double-buffered f16 slices plus the subgroups' f32 scratch fit
+/// the workgroup memory (the kernel's COOP_*_LEN).
+pub fn coop_fits((tm, wm, wn): (u32, u32, u32), subgroup: u32, wg_bytes: u32) -> bool {
+    const CBK: u32 = 32;
+    const PAD: u32 = 8;
+    let (bm, bn) = (16 * tm * wm, 32 * wn);
+    let threads = wm * wn * subgroup;
+    let loads_ok = bm * CBK / 4 <= 8 * threads && bn * CBK / 4 <= 8 * threads;
+    let bytes = 2 * (bm + PAD) * (CBK + PAD) * 2 + 2 * (bn + PAD) * (CBK + PAD) * 2 + 16 * 20 * wm * wn * 4;
+    loads_ok && bytes <= wg_bytes
 }
 
 /// The output tile of one `matmul_regtile` workgroup of shape `wg` for an
@@ -424,7 +444,13 @@ impl<'a> Matmul<'a> {
             return c.view(0, &[d.m * d.n]).and_then(|v| super::fill::fill_f32(rec, &v, 0.0));
         }
         let gpu = rec.gpu();
-        let variant = self.variant.unwrap_or(gpu.matmul_variant_for(m, n));
+        // Implicit convolution operands were chosen for the device's variant
+        // (the layer sized its scratch for it): keep it for them.
+        let variant = self.variant.unwrap_or(if self.implicit.is_some() {
+            gpu.matmul_variant()
+        } else {
+            gpu.matmul_variant_for(m, n)
+        });
         let (mut wg, per_thread) = shape(variant);
         let mut coop_tile = UVec2::ZERO;
         let mut coop_consts = Vec::new();
@@ -432,7 +458,7 @@ impl<'a> Matmul<'a> {
             let support = gpu.coop().map_err(|why| {
                 Error::InvalidArgument(format!("the mixed-precision matmul (coop) cannot run: {why}"))
             })?;
-            let (tm, wm, wn) = coop_shape(m, n);
+            let (tm, wm, wn) = coop_shape(m, n, support.subgroup, gpu.limits().max_compute_workgroup_storage_size)?;
             wg = UVec2::new(wm * wn * support.subgroup, 1);
             coop_tile = UVec2::new(32 * wn, 16 * tm * wm);
             coop_consts = vec![("COOP_TM", f64::from(tm)), ("COOP_WM", f64::from(wm)), ("COOP_WN", f64::from(wn))];
@@ -616,6 +642,21 @@ pub fn flops(d: Dims) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn coop_shapes_fit_the_adapter() {
+        // 32-wide subgroups, 48 KiB: 4 × 2 subgroups for big products.
+        assert_eq!(coop_shape(4096, 4096, 32, 49152).unwrap(), (2, 4, 2));
+        assert_eq!(coop_shape(256, 1024, 32, 49152).unwrap(), (2, 2, 2));
+        // 32 KiB cannot hold the big shape's slices (43520 bytes).
+        assert!(!coop_fits((2, 4, 2), 32, 32768));
+        assert_eq!(coop_shape(4096, 4096, 32, 32768).unwrap(), (2, 2, 2));
+        // Narrow subgroups: 16-wide threads still stage 8 vec4 each on
+        // 2 × 2; 8-wide ones would need 16, which the kernel cannot.
+        assert!(coop_fits((2, 2, 2), 16, 49152));
+        assert!(!coop_fits((4, 2, 2), 16, 49152));
+        assert!(coop_shape(64, 64, 8, 49152).is_err());
+    }
 
     #[test]
     fn regtile_tiles_follow_narrow_and_tall_products() {

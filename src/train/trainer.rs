@@ -34,7 +34,8 @@ pub const LOSS_SUM: usize = 2;
 /// `LOSS_SCALE_SLOT` of the clip record); nothing is read back.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LossScaling {
-    /// The first S: a power of two, at least 1.
+    /// The first S: a power of two, at least 1. Growth stops at 2^24; a
+    /// larger start (the tests use 2^120 to force overflows) only halves.
     pub init: f32,
     pub growth: u32,
 }

@@ -368,6 +368,50 @@ fn large_matmuls_compute_every_tile() {
     }
 }
 
+/// `coop`'s big block shape (4 × 2 subgroups, 128 × 64 tiles), chosen for
+/// products of at least 256 such tiles, against f64 at sampled outputs in
+/// every layout, unsplit and split. Runs where the adapter has cooperative
+/// matrices.
+#[test]
+fn coop_big_blocks_compute_every_tile() {
+    use rand::Rng;
+    let Some(gpu) = gpu("coop_big_blocks_compute_every_tile") else { return };
+    if !matmul_variants(&gpu, "coop_big_blocks_compute_every_tile").iter().any(|v| v.0 == Variant::Coop) {
+        return;
+    }
+    let d = Dims { m: 2048, n: 1030, k: 100 };
+    let mut r = rng(2200);
+    let a = f16_for(Variant::Coop, rand_f32(&mut r, d.m * d.k, -1.0, 1.0));
+    let b = f16_for(Variant::Coop, rand_f32(&mut r, d.k * d.n, -1.0, 1.0));
+    for layout in Layout::ALL {
+        for split in [1, 3] {
+            let (sa, sb) = shapes_of(layout, d);
+            let ta = Tensor::from_f32(&gpu, "A", &sa, &a).unwrap();
+            let tb = Tensor::from_f32(&gpu, "B", &sb, &b).unwrap();
+            let tc = Tensor::from_f32(&gpu, "C", &[d.m, d.n], &vec![f32::NAN; d.m * d.n]).unwrap();
+            let mut rec = Recorder::new(&gpu);
+            Matmul::new(layout).variant(Variant::Coop).split_k(split).record(&mut rec, &tc, &ta, &tb, d).unwrap();
+            rec.finish().unwrap();
+            let c = tc.download_f32(&gpu).unwrap();
+            let tag = format!("coop {} split {split} 2048x1030x100", layout.name());
+            assert_eq!(c.iter().filter(|v| v.is_nan()).count(), 0, "{tag}: outputs never written");
+            let (mut got, mut want) = (Vec::new(), Vec::new());
+            for _ in 0..400 {
+                let (i, j) = (r.random_range(0..d.m), r.random_range(0..d.n));
+                let mut s = 0.0f64;
+                for p in 0..d.k {
+                    let av = if layout.trans_a() { a[p * d.m + i] } else { a[i * d.k + p] };
+                    let bv = if layout.trans_b() { b[j * d.k + p] } else { b[p * d.n + j] };
+                    s += av as f64 * bv as f64;
+                }
+                got.push(c[i * d.n + j]);
+                want.push(s);
+            }
+            assert_close(&tag, &got, &want, tol(Variant::Coop, 1e-4), 1e-5);
+        }
+    }
+}
+
 /// Implicit convolution operands (IMPLICIT) in every variant: the forward
 /// product with A = im2col(X) (layout A·Bᵀ) and the weight gradient with
 /// B = im2col(X) (layout Aᵀ·B, accumulated) against the f64 product of the

@@ -167,14 +167,18 @@ fn loss_scaled_clip_factor_unscales_backs_off_and_grows() {
         assert_eq!((got[4], got[5], got[1]), (scale, good, faults), "case {i}: (scale, good steps, faults)");
     }
     assert_eq!(clip.download_f32(&gpu).unwrap()[2].to_bits(), 43, "the fault's step recorded");
-    // The scale never drops below 1 nor grows past 2^24.
-    for (start, sq, want) in [(1.0f32, [inf, 1.0f32], 1.0f32), (16777216.0, [1.0, 1.0], 16777216.0)] {
+    // The scale never drops below 1 nor grows past 2^24; at 1, a non-finite
+    // gradient with a finite loss is a fault (no overflow left to blame).
+    for (start, sq, want, faults) in
+        [(2.0f32, [inf, 1.0f32], 1.0f32, 0.0), (1.0, [inf, 1.0], 1.0, 1.0), (16777216.0, [1.0, 1.0], 16777216.0, 0.0)]
+    {
         clip.upload(&gpu, &[0., 0., 0., 0., start, 0., 0., 0.]).unwrap();
         let t = Tensor::from_f32(&gpu, "sq", &[2], &sq).unwrap();
         let mut rec = Recorder::new(&gpu);
         reducer.clip_factor(&mut rec, &clip, 0, &t, 2, 3.0, FaultTag::Fixed(1), Some(1)).unwrap();
         rec.finish().unwrap();
-        assert_eq!(clip.download_f32(&gpu).unwrap()[4], want, "scale from {start}");
+        let got = clip.download_f32(&gpu).unwrap();
+        assert_eq!((got[4], got[1]), (want, faults), "scale from {start}: (scale, faults)");
     }
     // Misuse is refused: no loss after the norms, a zero growth interval.
     let t = Tensor::zeros(&gpu, "sq", &[3], DType::F32).unwrap();
