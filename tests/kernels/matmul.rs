@@ -322,11 +322,27 @@ fn dynamic_cases(gpu: &sparsetrain::Gpu) {
     }
 }
 
+/// 400 outputs of C = op(A)·op(B) at random positions, with their f64 values.
+fn sampled(r: &mut impl rand::Rng, layout: Layout, d: Dims, a: &[f32], b: &[f32], c: &[f32]) -> (Vec<f32>, Vec<f64>) {
+    let (mut got, mut want) = (Vec::new(), Vec::new());
+    for _ in 0..400 {
+        let (i, j) = (r.random_range(0..d.m), r.random_range(0..d.n));
+        let mut s = 0.0f64;
+        for p in 0..d.k {
+            let av = if layout.trans_a() { a[p * d.m + i] } else { a[i * d.k + p] };
+            let bv = if layout.trans_b() { b[j * d.k + p] } else { b[p * d.n + j] };
+            s += av as f64 * bv as f64;
+        }
+        got.push(c[i * d.n + j]);
+        want.push(s);
+    }
+    (got, want)
+}
+
 /// Large shapes (more tiles than any grid cap), checked against f64 at
 /// sampled outputs: every variant must compute every tile.
 #[test]
 fn large_matmuls_compute_every_tile() {
-    use rand::Rng;
     let Some(gpu) = gpu("large_matmuls_compute_every_tile") else { return };
     let d = Dims { m: 700, n: 1100, k: 300 };
     let mut r = rng(2100);
@@ -345,18 +361,7 @@ fn large_matmuls_compute_every_tile() {
             let c = tc.download_f32(&gpu).unwrap();
             let nan = c.iter().filter(|v| v.is_nan()).count();
             assert_eq!(nan, 0, "{} {}: {nan} outputs never written", label(variant, split), layout.name());
-            let (mut got, mut want) = (Vec::new(), Vec::new());
-            for _ in 0..400 {
-                let (i, j) = (r.random_range(0..d.m), r.random_range(0..d.n));
-                let mut s = 0.0f64;
-                for p in 0..d.k {
-                    let av = if layout.trans_a() { a[p * d.m + i] } else { a[i * d.k + p] };
-                    let bv = if layout.trans_b() { b[j * d.k + p] } else { b[p * d.n + j] };
-                    s += av as f64 * bv as f64;
-                }
-                got.push(c[i * d.n + j]);
-                want.push(s);
-            }
+            let (got, want) = sampled(&mut r, layout, d, &a, &b, &c);
             assert_close(
                 &format!("{} {} 700x1100x300 sampled", label(variant, split), layout.name()),
                 &got,
@@ -374,7 +379,6 @@ fn large_matmuls_compute_every_tile() {
 /// matrices.
 #[test]
 fn coop_big_blocks_compute_every_tile() {
-    use rand::Rng;
     let Some(gpu) = gpu("coop_big_blocks_compute_every_tile") else { return };
     if !matmul_variants(&gpu, "coop_big_blocks_compute_every_tile").iter().any(|v| v.0 == Variant::Coop) {
         return;
@@ -395,18 +399,7 @@ fn coop_big_blocks_compute_every_tile() {
             let c = tc.download_f32(&gpu).unwrap();
             let tag = format!("coop {} split {split} 2048x1030x100", layout.name());
             assert_eq!(c.iter().filter(|v| v.is_nan()).count(), 0, "{tag}: outputs never written");
-            let (mut got, mut want) = (Vec::new(), Vec::new());
-            for _ in 0..400 {
-                let (i, j) = (r.random_range(0..d.m), r.random_range(0..d.n));
-                let mut s = 0.0f64;
-                for p in 0..d.k {
-                    let av = if layout.trans_a() { a[p * d.m + i] } else { a[i * d.k + p] };
-                    let bv = if layout.trans_b() { b[j * d.k + p] } else { b[p * d.n + j] };
-                    s += av as f64 * bv as f64;
-                }
-                got.push(c[i * d.n + j]);
-                want.push(s);
-            }
+            let (got, want) = sampled(&mut r, layout, d, &a, &b, &c);
             assert_close(&tag, &got, &want, tol(Variant::Coop, 1e-4), 1e-5);
         }
     }
