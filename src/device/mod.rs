@@ -1,5 +1,6 @@
 //! The device layer: the GPU and its limits (`gpu`), resident tensors
-//! (`tensor`), the kernel registry and pipeline cache (`shader`), the
+//! (`tensor`), the kernel registry and pipeline cache (`shader`), the matmul
+//! variants and the device's choice between them (`variant`), the
 //! per-step values every plan reads (`step`), and recording dispatches into
 //! submissions or replayable plans (`record`). Nothing here knows about
 //! layers or training.
@@ -9,3 +10,4 @@ pub mod record;
 pub mod shader;
 pub mod step;
 pub mod tensor;
+pub mod variant;

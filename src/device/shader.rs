@@ -11,6 +11,8 @@ use glam::UVec3;
 
 use crate::error::{Error, Result};
 
+pub use super::variant::{ChoiceSource, MatmulChoice, Variant, coop_features};
+
 /// A WGSL file of `shaders/`. Each holds one kernel family, forward and
 /// backward side by side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -371,6 +373,19 @@ impl Kernel {
     }
 }
 
+impl Variant {
+    /// The variant's entry point.
+    pub fn kernel(self) -> Kernel {
+        match self {
+            Variant::RegTile => Kernel::MatmulRegtile,
+            Variant::Shared => Kernel::MatmulShared,
+            Variant::Wide => Kernel::MatmulWide,
+            Variant::Naive => Kernel::MatmulNaive,
+            Variant::Coop => Kernel::MatmulCoop,
+        }
+    }
+}
+
 /// Override constants of one pipeline, as WGSL names and values.
 pub type Constants = Vec<(&'static str, f64)>;
 
@@ -505,108 +520,6 @@ fn runtime_checks() -> Option<wgpu::ShaderRuntimeChecks> {
     let mut checks = wgpu::ShaderRuntimeChecks::checked();
     checks.force_loop_bounding = false;
     Some(checks)
-}
-
-/// Variants of the matmul family (see the header of shaders/matmul.wgsl).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Variant {
-    /// 4×4 register tile per thread, vec4 loads from memory, no barriers.
-    RegTile,
-    /// Workgroup-memory tiles plus 4×4 register tiles.
-    Shared,
-    /// Large GPUs: 128×128 block tiles, 8×8 register tiles, double-buffered
-    /// workgroup memory.
-    Wide,
-    /// One thread per output; the benchmark baseline.
-    Naive,
-    /// Mixed precision on tensor cores: f16 operands in cooperative
-    /// matrices, f32 accumulation and outputs. Not a tuning choice: chosen
-    /// by `Precision::Mixed` (or forced), where the adapter has the features.
-    Coop,
-}
-
-impl Variant {
-    /// The variants a device of type `ty` chooses between. Software
-    /// adapters leave `wide` out: its square-product timing can beat
-    /// `regtile` there, but only `regtile` reads convolution operands in
-    /// place (no column buffers) and narrows its tile to few kept units.
-    pub fn tuned(ty: wgpu::DeviceType) -> &'static [Variant] {
-        if ty == wgpu::DeviceType::Cpu {
-            &[Variant::RegTile, Variant::Shared]
-        } else {
-            &[Variant::RegTile, Variant::Shared, Variant::Wide]
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Variant::RegTile => "regtile",
-            Variant::Shared => "shared",
-            Variant::Wide => "wide",
-            Variant::Naive => "naive",
-            Variant::Coop => "coop",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Variant> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "regtile" => Some(Variant::RegTile),
-            "shared" => Some(Variant::Shared),
-            "wide" => Some(Variant::Wide),
-            "naive" => Some(Variant::Naive),
-            "coop" => Some(Variant::Coop),
-            _ => None,
-        }
-    }
-
-    /// Whether the variant can split K (see `Matmul::split_k`).
-    pub fn splits_k(self) -> bool {
-        matches!(self, Variant::Shared | Variant::Wide | Variant::Coop)
-    }
-
-    pub fn kernel(self) -> Kernel {
-        match self {
-            Variant::RegTile => Kernel::MatmulRegtile,
-            Variant::Shared => Kernel::MatmulShared,
-            Variant::Wide => Kernel::MatmulWide,
-            Variant::Naive => Kernel::MatmulNaive,
-            Variant::Coop => Kernel::MatmulCoop,
-        }
-    }
-}
-
-/// The device features of the mixed-precision path (`matmul_coop`).
-pub fn coop_features() -> wgpu::Features {
-    wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP | wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
-}
-
-/// Where a device's matmul choice came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ChoiceSource {
-    /// `SPARSETRAIN_MATMUL`.
-    Env,
-    /// An earlier autotune on this adapter, read from the cache file.
-    Cache,
-    /// Timed just now.
-    Autotune,
-    /// The device-type rule: software adapters get `RegTile`, GPUs `Shared`.
-    DeviceType,
-}
-
-/// The matmul variant a device uses, and why.
-#[derive(Clone, Debug)]
-pub struct MatmulChoice {
-    pub variant: Variant,
-    pub source: ChoiceSource,
-    /// GFLOP/s per variant when timed in this process.
-    pub timings: Vec<(Variant, f64)>,
-}
-
-impl MatmulChoice {
-    pub fn fallback(ty: wgpu::DeviceType) -> MatmulChoice {
-        let variant = if ty == wgpu::DeviceType::Cpu { Variant::RegTile } else { Variant::Shared };
-        MatmulChoice { variant, source: ChoiceSource::DeviceType, timings: Vec::new() }
-    }
 }
 
 /// Workgroup counts for a 1-D kernel over `threads` threads with `wg` threads

@@ -40,6 +40,8 @@ pub struct MatmulParams {
     pub _pad: [u32; 2],
 }
 
+use super::matmul_tiles::shape;
+pub use super::matmul_tiles::{auto_splits, coop_fits, coop_shape, regtile_tile};
 pub use crate::device::shader::Variant;
 
 impl KernelParams for MatmulParams {
@@ -76,86 +78,6 @@ impl Layout {
             Layout::TN => "Aᵀ·B",
         }
     }
-}
-
-/// Workgroup shape (x, y) of a variant and the outputs each thread covers per side.
-fn shape(v: Variant) -> (UVec2, u32) {
-    match v {
-        Variant::RegTile => (UVec2::new(8, 8), 4),
-        Variant::Shared => (UVec2::new(16, 16), 4),
-        // matmul_wide shares each K slice's loads evenly only with a square
-        // workgroup whose side divides 2·WBK (WBK = 8): see `wide_loads`.
-        Variant::Wide => (UVec2::new(16, 16), 8),
-        Variant::Naive => (UVec2::new(16, 16), 1),
-        // Sized per adapter and product by `coop_shape`.
-        Variant::Coop => (UVec2::new(128, 1), 0),
-    }
-}
-
-/// `matmul_coop`'s shape for an m × n product: (16-row pieces per
-/// subgroup, subgroups along M, along N). Each subgroup computes 32 × 32;
-/// products that still give at least 256 block tiles of 128 × 64 run 4 × 2
-/// subgroups, smaller ones 2 × 2 (64 × 64 blocks: enough of them to fill a
-/// large GPU on the narrow products of compressed layers).
-/// `SPARSETRAIN_COOP_TILE=64x32` gives big products 2 × 2 subgroups of
-/// 64 × 32 instead (each staged B piece serving four products): on an
-/// H200 that ran at 12.8 TFLOP/s against 22.6 at 4096³ (BENCHMARKS.md),
-/// so it is not the default. The first candidate that `coop_fits` the
-/// adapter is taken.
-pub fn coop_shape(m: u32, n: u32, subgroup: u32, wg_bytes: u32) -> Result<(u32, u32, u32)> {
-    let big = m.div_ceil(128) * n.div_ceil(64) >= 256;
-    let tall = std::env::var("SPARSETRAIN_COOP_TILE").is_ok_and(|v| v.trim() == "64x32");
-    let preferred: &[(u32, u32, u32)] = match (big, tall) {
-        (true, true) => &[(4, 2, 2), (2, 4, 2), (2, 2, 2)],
-        (true, false) => &[(2, 4, 2), (2, 2, 2)],
-        (false, _) => &[(2, 2, 2)],
-    };
-    preferred.iter().copied().find(|&s| coop_fits(s, subgroup, wg_bytes)).ok_or_else(|| {
-        Error::InvalidArgument(format!(
-            "the mixed-precision matmul has no block shape for subgroups of {subgroup} within {wg_bytes} bytes of workgroup memory"
-        ))
-    })
-}
-
-/// Whether a `matmul_coop` shape runs on an adapter: each thread stages at
-/// most COOP_MAX_LOADS (8) vec4 of a K slice (CBK = 32) per operand, and
-/// the two double-buffered f16 slices plus the subgroups' f32 scratch fit
-/// the workgroup memory (the kernel's COOP_*_LEN).
-pub fn coop_fits((tm, wm, wn): (u32, u32, u32), subgroup: u32, wg_bytes: u32) -> bool {
-    const CBK: u32 = 32;
-    const PAD: u32 = 8;
-    let (bm, bn) = (16 * tm * wm, 32 * wn);
-    let threads = wm * wn * subgroup;
-    let loads_ok = bm * CBK / 4 <= 8 * threads && bn * CBK / 4 <= 8 * threads;
-    let bytes = 2 * (bm + PAD) * (CBK + PAD) * 2 + 2 * (bn + PAD) * (CBK + PAD) * 2 + 16 * 20 * wm * wn * 4;
-    loads_ok && bytes <= wg_bytes
-}
-
-/// The output tile of one `matmul_regtile` workgroup of shape `wg` for an
-/// m × n product: the fewest threads along N (a power of two, at most wg.x)
-/// whose 4-wide columns cover n, the rest of the workgroup stacked along M;
-/// where m fills every tile's rows whatever the shape, the widest that pads
-/// n by at most an eighth. Keep in sync with `regtile_threads_x` in
-/// matmul.wgsl.
-pub fn regtile_tile(wg: UVec2, m: u32, n: u32) -> UVec2 {
-    let quads_n = n.div_ceil(4);
-    let mut tx = 1;
-    while tx < quads_n && tx < wg.x {
-        tx *= 2;
-    }
-    let mut tx = tx.min(wg.x);
-    if m.div_ceil(4) >= wg.x * wg.y {
-        // The widest that pads n by at most an eighth (one always does).
-        let mut t = tx;
-        while t > 0 {
-            if quads_n.div_ceil(t) * t * 8 <= quads_n * 9 {
-                tx = t;
-                break;
-            }
-            t /= 2;
-        }
-    }
-    UVec2::new(4 * tx, 4 * ((wg.x * wg.y) / tx))
 }
 
 /// Problem size: C is [m, n], the inner dimension is k.
@@ -621,60 +543,7 @@ impl<'a> Matmul<'a> {
     }
 }
 
-/// Splits of K for a product of `tiles` output tiles and inner size `k`
-/// on a device of type `ty`: enough workgroups for a large GPU (about 256:
-/// two waves of 132 multiprocessors) where the tiles alone leave most of it
-/// idle and K is long, with splits of at least 512; none on CPU adapters
-/// (lavapipe runs workgroups on a few cores, which the tiles fill).
-pub fn auto_splits(ty: wgpu::DeviceType, tiles: u32, k: u32) -> u32 {
-    const TARGET: u32 = 256;
-    if ty == wgpu::DeviceType::Cpu || tiles >= TARGET / 2 || k < 2048 {
-        return 1;
-    }
-    (TARGET / tiles.max(1)).min(k / 512).clamp(1, 64)
-}
-
 /// FLOPs of one matmul (multiply and add counted separately).
 pub fn flops(d: Dims) -> f64 {
     2.0 * d.m as f64 * d.n as f64 * d.k as f64
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn coop_shapes_fit_the_adapter() {
-        // 32-wide subgroups, 48 KiB: 4 × 2 subgroups for big products.
-        assert_eq!(coop_shape(4096, 4096, 32, 49152).unwrap(), (2, 4, 2));
-        assert_eq!(coop_shape(256, 1024, 32, 49152).unwrap(), (2, 2, 2));
-        // 32 KiB cannot hold the big shape's slices (43520 bytes).
-        assert!(!coop_fits((2, 4, 2), 32, 32768));
-        assert_eq!(coop_shape(4096, 4096, 32, 32768).unwrap(), (2, 2, 2));
-        // Narrow subgroups: 16-wide threads still stage 8 vec4 each on
-        // 2 × 2; 8-wide ones would need 16, which the kernel cannot.
-        assert!(coop_fits((2, 2, 2), 16, 49152));
-        assert!(!coop_fits((4, 2, 2), 16, 49152));
-        assert!(coop_shape(64, 64, 8, 49152).is_err());
-    }
-
-    #[test]
-    fn regtile_tiles_follow_narrow_and_tall_products() {
-        let wg = UVec2::new(8, 8);
-        // Wide products keep the square tile.
-        assert_eq!(regtile_tile(wg, 4096, 4096), UVec2::new(32, 32));
-        // Narrow N: the fewest threads along N, the rest along M.
-        assert_eq!(regtile_tile(wg, 100, 8), UVec2::new(8, 128));
-        assert_eq!(regtile_tile(wg, 100, 1), UVec2::new(4, 256));
-        // N = 36 (nine 4-wide columns): short M keeps the covering width;
-        // tall M takes the widest that pads N by at most an eighth.
-        assert_eq!(regtile_tile(wg, 100, 36), UVec2::new(32, 32));
-        assert_eq!(regtile_tile(wg, 1031, 36), UVec2::new(8, 128));
-        assert_eq!(regtile_tile(wg, 1031, 40), UVec2::new(8, 128));
-        assert_eq!(regtile_tile(wg, 1031, 20), UVec2::new(4, 256));
-        // 103 columns of four: 32-wide tiles pad by one column only.
-        assert_eq!(regtile_tile(wg, 1031, 410), UVec2::new(32, 32));
-        // A workgroup width that is not a power of two.
-        assert_eq!(regtile_tile(UVec2::new(6, 6), 10, 8), UVec2::new(8, 72));
-    }
 }

@@ -1,0 +1,97 @@
+//! The matmul family's variants (which entry point of shaders/matmul.wgsl
+//! or matmul_coop.wgsl a product runs), the features the mixed-precision
+//! one needs, and the device's choice between them with where it came from.
+//! (Each variant's entry point, `Variant::kernel`, is in `shader`, with the
+//! kernel registry.)
+
+/// Variants of the matmul family (see the header of shaders/matmul.wgsl).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Variant {
+    /// 4×4 register tile per thread, vec4 loads from memory, no barriers.
+    RegTile,
+    /// Workgroup-memory tiles plus 4×4 register tiles.
+    Shared,
+    /// Large GPUs: 128×128 block tiles, 8×8 register tiles, double-buffered
+    /// workgroup memory.
+    Wide,
+    /// One thread per output; the benchmark baseline.
+    Naive,
+    /// Mixed precision on tensor cores: f16 operands in cooperative
+    /// matrices, f32 accumulation and outputs. Not a tuning choice: chosen
+    /// by `Precision::Mixed` (or forced), where the adapter has the features.
+    Coop,
+}
+
+impl Variant {
+    /// The variants a device of type `ty` chooses between. Software
+    /// adapters leave `wide` out: its square-product timing can beat
+    /// `regtile` there, but only `regtile` reads convolution operands in
+    /// place (no column buffers) and narrows its tile to few kept units.
+    pub fn tuned(ty: wgpu::DeviceType) -> &'static [Variant] {
+        if ty == wgpu::DeviceType::Cpu {
+            &[Variant::RegTile, Variant::Shared]
+        } else {
+            &[Variant::RegTile, Variant::Shared, Variant::Wide]
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::RegTile => "regtile",
+            Variant::Shared => "shared",
+            Variant::Wide => "wide",
+            Variant::Naive => "naive",
+            Variant::Coop => "coop",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Variant> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "regtile" => Some(Variant::RegTile),
+            "shared" => Some(Variant::Shared),
+            "wide" => Some(Variant::Wide),
+            "naive" => Some(Variant::Naive),
+            "coop" => Some(Variant::Coop),
+            _ => None,
+        }
+    }
+
+    /// Whether the variant can split K (see `Matmul::split_k`).
+    pub fn splits_k(self) -> bool {
+        matches!(self, Variant::Shared | Variant::Wide | Variant::Coop)
+    }
+}
+
+/// The device features of the mixed-precision path (`matmul_coop`).
+pub fn coop_features() -> wgpu::Features {
+    wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP | wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
+}
+
+/// Where a device's matmul choice came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChoiceSource {
+    /// `SPARSETRAIN_MATMUL`.
+    Env,
+    /// An earlier autotune on this adapter, read from the cache file.
+    Cache,
+    /// Timed just now.
+    Autotune,
+    /// The device-type rule: software adapters get `RegTile`, GPUs `Shared`.
+    DeviceType,
+}
+
+/// The matmul variant a device uses, and why.
+#[derive(Clone, Debug)]
+pub struct MatmulChoice {
+    pub variant: Variant,
+    pub source: ChoiceSource,
+    /// GFLOP/s per variant when timed in this process.
+    pub timings: Vec<(Variant, f64)>,
+}
+
+impl MatmulChoice {
+    pub fn fallback(ty: wgpu::DeviceType) -> MatmulChoice {
+        let variant = if ty == wgpu::DeviceType::Cpu { Variant::RegTile } else { Variant::Shared };
+        MatmulChoice { variant, source: ChoiceSource::DeviceType, timings: Vec::new() }
+    }
+}
