@@ -145,7 +145,9 @@ pub fn bench_matmul(
             }
             for v in variants {
                 // Unsplit, and split as the launcher would on this device.
-                let tiles = (d.m.div_ceil(64) * d.n.div_ceil(64)) as u32;
+                let (m, n) = (d.m as u32, d.n as u32);
+                let tile = crate::ops::matmul_tiles::block_shape(gpu, v, m, n)?.tile;
+                let tiles = n.div_ceil(tile.x.max(1)) * m.div_ceil(tile.y.max(1));
                 let auto = crate::ops::matmul::auto_splits(r.device_type, tiles, d.k as u32);
                 let splits = if v.splits_k() && auto > 1 { vec![1, auto] } else { vec![1] };
                 for s in splits {

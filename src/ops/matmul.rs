@@ -7,7 +7,7 @@ use glam::UVec2;
 use super::conv::ConvGeom;
 use super::{KernelParams, NONE, need, u32_of};
 use crate::device::record::Recorder;
-use crate::device::shader::{Kernel, Shader, capped_grid, grid_2d};
+use crate::device::shader::{Constants, Kernel, Shader, capped_grid, grid_2d};
 use crate::device::tensor::{DType, Tensor};
 use crate::error::{Error, Result};
 
@@ -40,7 +40,7 @@ pub struct MatmulParams {
     pub _pad: [u32; 2],
 }
 
-use super::matmul_tiles::shape;
+use super::matmul_tiles::block_shape;
 pub use super::matmul_tiles::{auto_splits, coop_fits, coop_shape, regtile_tile};
 pub use crate::device::shader::Variant;
 
@@ -373,18 +373,8 @@ impl<'a> Matmul<'a> {
         } else {
             gpu.matmul_variant_for(m, n)
         });
-        let (mut wg, per_thread) = shape(variant);
-        let mut coop_tile = UVec2::ZERO;
-        let mut coop_consts = Vec::new();
-        if variant == Variant::Coop {
-            let support = gpu.coop().map_err(|why| {
-                Error::InvalidArgument(format!("the mixed-precision matmul (coop) cannot run: {why}"))
-            })?;
-            let (tm, wm, wn) = coop_shape(m, n, support.subgroup, gpu.limits().max_compute_workgroup_storage_size)?;
-            wg = UVec2::new(wm * wn * support.subgroup, 1);
-            coop_tile = UVec2::new(32 * wn, 16 * tm * wm);
-            coop_consts = vec![("COOP_TM", f64::from(tm)), ("COOP_WM", f64::from(wm)), ("COOP_WN", f64::from(wn))];
-        }
+        let blocks = block_shape(gpu, variant, m, n)?;
+        let wg = blocks.wg;
         let layout = self.layout;
         let [sm, sn, sk] = self.sizes;
         let vec4_a = if layout.trans_a() { sm.aligned(m) } else { sk.aligned(k) };
@@ -412,7 +402,9 @@ impl<'a> Matmul<'a> {
                 },
             ),
         ];
-        constants.extend(coop_consts);
+        if let Some((tm, wm, wn)) = blocks.coop {
+            constants.extend([("COOP_TM", f64::from(tm)), ("COOP_WM", f64::from(wm)), ("COOP_WN", f64::from(wn))]);
+        }
         let mut params = MatmulParams {
             m,
             n,
@@ -466,12 +458,7 @@ impl<'a> Matmul<'a> {
         // the tiles, so that the tiles a small kept count leaves empty cost
         // nothing. Static sizes keep one workgroup per tile: on lavapipe the
         // looping grid measurably changed dense speeds (BENCHMARKS.md).
-        let tile = match variant {
-            Variant::RegTile => regtile_tile(wg, m, n),
-            Variant::Coop => coop_tile,
-            _ => wg * per_thread,
-        };
-        let tiles = grid_2d(n, m, tile);
+        let tiles = grid_2d(n, m, blocks.tile);
         let limit = gpu.limits().max_compute_workgroups_per_dimension;
         let cap = if self.is_dynamic() { gpu.grid_cap() } else { u32::MAX };
         let groups = capped_grid(tiles.x.saturating_mul(tiles.y), cap, limit);
@@ -504,7 +491,6 @@ impl<'a> Matmul<'a> {
         // the device's scratch, then `matmul_split_reduce` adds them up
         // through the epilogues into C.
         let scratch = gpu.split_scratch(splits as usize * d.m * d.n)?;
-        let flag = |b: bool| f64::from(u8::from(b));
         let mut first = constants.clone();
         for (name, v) in first.iter_mut() {
             if matches!(*name, "BIAS" | "RELU" | "GATE" | "SCATTER") {
@@ -520,16 +506,14 @@ impl<'a> Matmul<'a> {
             &[(1, a), (2, b), (3, &scratch), (4, bias), (5, gate), (6, dims), (7, maps)],
             first_groups,
         )?;
+        // The reduce pass: the product's store epilogues on 16 × 16 threads.
         let wg = UVec2::new(16, 16);
-        let reduce_consts = vec![
-            ("VEC4_C", flag(sn.aligned(n))),
-            ("WG_X", f64::from(wg.x)),
-            ("WG_Y", f64::from(wg.y)),
-            ("BIAS", flag(self.bias.is_some())),
-            ("RELU", flag(self.relu)),
-            ("GATE", flag(self.gate.is_some())),
-            ("SCATTER", flag(self.scatter.is_some())),
-        ];
+        let mut reduce_consts: Constants = constants
+            .iter()
+            .copied()
+            .filter(|(name, _)| matches!(*name, "VEC4_C" | "BIAS" | "RELU" | "GATE" | "SCATTER"))
+            .collect();
+        reduce_consts.extend([("WG_X", f64::from(wg.x)), ("WG_Y", f64::from(wg.y))]);
         let reduce = MatmulParams { splits, ..params };
         let tiles = grid_2d(n, m, wg * 4);
         let reduce_groups = capped_grid(tiles.x.saturating_mul(tiles.y), cap, limit);

@@ -6,10 +6,38 @@
 use glam::UVec2;
 
 use super::matmul::Variant;
+use crate::device::gpu::Gpu;
 use crate::error::{Error, Result};
 
+/// How a variant covers an m × n product on a device: its workgroup, the
+/// output tile of one workgroup, and `matmul_coop`'s subgroup layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Blocks {
+    pub wg: UVec2,
+    pub tile: UVec2,
+    pub coop: Option<(u32, u32, u32)>,
+}
+
+/// The blocks of `variant` for an m × n product on `gpu` (the launcher's
+/// grid, and the benchmark's count of output tiles for `auto_splits`).
+pub fn block_shape(gpu: &Gpu, variant: Variant, m: u32, n: u32) -> Result<Blocks> {
+    let (wg, per_thread) = shape(variant);
+    match variant {
+        Variant::RegTile => Ok(Blocks { wg, tile: regtile_tile(wg, m, n), coop: None }),
+        Variant::Coop => {
+            let support = gpu.coop().map_err(|why| {
+                Error::InvalidArgument(format!("the mixed-precision matmul (coop) cannot run: {why}"))
+            })?;
+            let (tm, wm, wn) = coop_shape(m, n, support.subgroup, gpu.limits().max_compute_workgroup_storage_size)?;
+            let wg = UVec2::new(wm * wn * support.subgroup, 1);
+            Ok(Blocks { wg, tile: UVec2::new(32 * wn, 16 * tm * wm), coop: Some((tm, wm, wn)) })
+        }
+        _ => Ok(Blocks { wg, tile: wg * per_thread, coop: None }),
+    }
+}
+
 /// Workgroup shape (x, y) of a variant and the outputs each thread covers per side.
-pub(super) fn shape(v: Variant) -> (UVec2, u32) {
+fn shape(v: Variant) -> (UVec2, u32) {
     match v {
         Variant::RegTile => (UVec2::new(8, 8), 4),
         Variant::Shared => (UVec2::new(16, 16), 4),
