@@ -21,11 +21,17 @@
 // block's `global` when tag = NONE. A finite total adds 1 to the u32 (bits)
 // in out[out_index + 3]: the count of updates applied (lazy.wgsl's clock).
 //
+// Two more inputs save launches: with SQUARES, reduce_final adds the
+// squares of x2[0..n2] (a gradient's squared norm, which needed a reduction
+// of its own) to the total; with LOSS, the step's loss is the sum of
+// loss_in[loss_at..loss_at + loss_n], and under CLIP a non-finite loss is a
+// fault as a non-finite total is. A final pass may also add its result into
+// out[also] (a mean into a running sum: NONE for none).
+//
 // With CLIP and LOSS_SCALE (mixed precision, dynamic loss scaling as in
-// PyTorch's GradScaler), x = [squared norms of gradients that are all
-// scaled by S = out[out_index + LOSS_SCALE_SLOT] ..., the step's loss]:
-// the last value is left out of the total and only tells an overflow from
-// a fault. The factor becomes min(1, scale / (sqrt(total) / S + 1e-6)) / S,
+// PyTorch's GradScaler; LOSS is then given), the squared norms are of
+// gradients that are all scaled by S = out[out_index + LOSS_SCALE_SLOT]
+// and the loss tells an overflow from a fault. The factor becomes min(1, scale / (sqrt(total) / S + 1e-6)) / S,
 // which unscales and clips at once (S is a power of two: exact). A
 // non-finite total with a finite loss is an overflow (of the f16 operands,
 // or of the squares): the step is skipped (factor 0), S halves (not below
@@ -53,6 +59,13 @@ struct ReduceParams {
     count_code: u32,
     // CLIP with LOSS_SCALE: finite steps before the loss scale doubles.
     growth: u32,
+    // SQUARES: the length of x2.
+    n2: u32,
+    // LOSS: where the loss values start in loss_in, and how many.
+    loss_at: u32,
+    loss_n: u32,
+    // reduce_final: a slot of `out` the result is also added to, or NONE.
+    also: u32,
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
@@ -69,10 +82,23 @@ override WG: u32 = 256u;
 override SQUARE: bool = false;
 override CLIP: bool = false;
 override LOSS_SCALE: bool = false;
+override SQUARES: bool = false;
+override LOSS: bool = false;
 
 @group(0) @binding(0) var<uniform> p: ReduceParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read> x2: array<f32>;
+@group(0) @binding(4) var<storage, read> loss_in: array<f32>;
+
+// The step's loss (LOSS).
+fn step_loss() -> f32 {
+    var l = 0.0;
+    for (var k = 0u; k < p.loss_n; k++) {
+        l += loss_in[p.loss_at + k];
+    }
+    return l;
+}
 
 var<workgroup> scratch: array<f32, WG>;
 
@@ -109,7 +135,7 @@ fn clip_scaled(total: f32) -> f32 {
     // A non-finite loss is a fault; so is a non-finite gradient at S = 1,
     // where no overflow of the scaling is left to blame (a NaN that ReLU's
     // max(NaN, 0) hid from the loss).
-    let fault = non_finite(x[p.n - 1u]) || (non_finite(total) && s <= 1.0);
+    let fault = non_finite(step_loss()) || (non_finite(total) && s <= 1.0);
     if fault || non_finite(total) {
         if fault {
             record_fault();
@@ -157,17 +183,18 @@ fn reduce_partial(
 @compute @workgroup_size(WG)
 fn reduce_final(@builtin(local_invocation_index) lidx: u32) {
     var sum = 0.0;
-    var n = rows_of(p.n, p.count_code);
-    if CLIP && LOSS_SCALE {
-        // The loss, last, is no norm (see the header).
-        n -= 1u;
-    }
+    let n = rows_of(p.n, p.count_code);
     for (var i = lidx; i < n; i += WG) {
         let v = x[i];
         if SQUARE {
             sum += v * v;
         } else {
             sum += v;
+        }
+    }
+    if SQUARES {
+        for (var i = lidx; i < p.n2; i += WG) {
+            sum += x2[i] * x2[i];
         }
     }
     scratch[lidx] = sum;
@@ -181,7 +208,7 @@ fn reduce_final(@builtin(local_invocation_index) lidx: u32) {
         if CLIP && LOSS_SCALE {
             v = clip_scaled(scratch[0]);
         } else if CLIP {
-            if non_finite(scratch[0]) {
+            if non_finite(scratch[0]) || (LOSS && non_finite(step_loss())) {
                 v = 0.0;
                 record_fault();
             } else {
@@ -194,6 +221,9 @@ fn reduce_final(@builtin(local_invocation_index) lidx: u32) {
             v += out[p.out_index];
         }
         out[p.out_index] = v;
+        if p.also != NONE {
+            out[p.also] += v;
+        }
     }
 }
 

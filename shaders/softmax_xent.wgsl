@@ -20,6 +20,11 @@ struct SoftmaxXentParams {
     scale: f32,
     // BATCH: the rows are the step's batch (at most `rows`).
     rows_code: u32,
+    // softmax_xent_train: where the rows' losses start in loss_rows.
+    loss_off: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 override WG: u32 = 64u;
@@ -87,5 +92,85 @@ fn softmax_xent_backward(
     for (var c = 0u; c < p.cols; c++) {
         let hot = select(0.0, 1.0, c == label);
         dlogits[base + c] = k * (probs_in[base + c] - hot);
+    }
+}
+
+// The training head: forward and backward in one launch (no probs buffer,
+// no second pass over the logits). Per row r of the step's batch:
+//   loss_rows[loss_off + r] = −log softmax(logits[r, :])[label[r]]
+//   dlogits[r, c]           = (scale / rows) · (probs[r, c] − [c == label[r]]) (· S)
+//   with COUNT, count[0]   += [argmax logits[r, :] == label[r]] (ties to the
+//                             lowest class, as accuracy.wgsl)
+// The arithmetic is the forward's and the backward's, in the same order, so
+// the results equal those of the two launches. `loss_off` lets the sparse
+// step keep both passes' rows for VR-PGE (vrpge.wgsl reduces them).
+
+override COUNT: bool = false;
+
+@group(0) @binding(8) var<storage, read_write> count: array<atomic<u32>>;
+
+var<workgroup> wg_count: atomic<u32>;
+
+@compute @workgroup_size(WG)
+fn softmax_xent_train(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lidx: u32,
+) {
+    // Workgroup memory is not zeroed for us (see accuracy.wgsl).
+    if COUNT {
+        if lidx == 0u {
+            atomicStore(&wg_count, 0u);
+        }
+        workgroupBarrier();
+    }
+    let rows = rows_of(p.rows, p.rows_code);
+    let r = flat_id(wid, nwg, lidx, WG);
+    if r < rows {
+        let base = r * p.cols;
+        let label = labels[r];
+        var mx = logits[base];
+        var best = 0u;
+        var best_v = mx;
+        for (var c = 1u; c < p.cols; c++) {
+            let v = logits[base + c];
+            mx = max(mx, v);
+            // Strictly greater: ties go to the lowest index.
+            if v > best_v {
+                best_v = v;
+                best = c;
+            }
+        }
+        // The exponentials wait in dlogits for the normalising sum.
+        var sum = 0.0;
+        for (var c = 0u; c < p.cols; c++) {
+            let e = exp(logits[base + c] - mx);
+            dlogits[base + c] = e;
+            sum += e;
+        }
+        let inv = 1.0 / sum;
+        loss_rows[p.loss_off + r] = log(sum) + mx - logits[base + min(label, p.cols - 1u)];
+        var k = p.scale / f32(rows);
+        if LOSS_SCALE {
+            k *= loss_scale[LOSS_SCALE_SLOT];
+        }
+        for (var c = 0u; c < p.cols; c++) {
+            let prob = dlogits[base + c] * inv;
+            let hot = select(0.0, 1.0, c == label);
+            dlogits[base + c] = k * (prob - hot);
+        }
+        if COUNT && best == label {
+            atomicAdd(&wg_count, 1u);
+        }
+    }
+    if COUNT {
+        workgroupBarrier();
+        // One global atomic per workgroup instead of one per row.
+        if lidx == 0u {
+            let n = atomicLoad(&wg_count);
+            if n > 0u {
+                atomicAdd(&count[0], n);
+            }
+        }
     }
 }

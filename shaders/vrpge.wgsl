@@ -1,4 +1,5 @@
 //#include common
+//#include step
 
 // The score gradient of the variance-reduced policy-gradient estimator
 // (method.md, step 3) for I = 2 mask samples on the same minibatch:
@@ -14,6 +15,11 @@
 // (mixed precision) δ is multiplied by the loss scale S (a power of two,
 // so exactly), like the weight gradients, so that one factor (clip / S)
 // unscales and clips both.
+// With MEAN_ROWS, L1 and L2 are the batch means of the two passes' per-row
+// losses (loss_rows from p.rows1 and p.rows2, the step's batch of each):
+// every workgroup reduces them itself, the same way, so all agree, and
+// thread 0 stores them in losses[l1], losses[l2] for the log and the loss
+// scaler. That folds the two loss-mean launches into this one.
 
 // Keep in sync with `ScoreGradParams` in src/ops/vrpge.rs.
 struct ScoreGradParams {
@@ -28,6 +34,12 @@ struct ScoreGradParams {
     // Slot of `losses` that accumulates (L1 + L2) / 2, or NONE.
     sum: u32,
     _pad: u32,
+    // MEAN_ROWS: the rows of each pass (at most), their size code (BATCH),
+    // and where each pass's rows start in loss_rows.
+    rows: u32,
+    rows_code: u32,
+    rows1: u32,
+    rows2: u32,
 }
 
 override WG: u32 = 256u;
@@ -45,6 +57,30 @@ override BASELINE: bool = true;
 @group(0) @binding(6) var<storage, read> loss_scale: array<f32>;
 
 override LOSS_SCALE: bool = false;
+override MEAN_ROWS: bool = false;
+
+@group(0) @binding(7) var<storage, read> loss_rows: array<f32>;
+
+var<workgroup> wg_sums: array<vec2<f32>, WG>;
+
+// (L1, L2): the two batch means, by a tree over the workgroup (WG is a
+// power of two). Called by every thread of the workgroup.
+fn mean_losses(lidx: u32) -> vec2<f32> {
+    let rows = rows_of(p.rows, p.rows_code);
+    var acc = vec2<f32>(0.0);
+    for (var r = lidx; r < rows; r += WG) {
+        acc += vec2<f32>(loss_rows[p.rows1 + r], loss_rows[p.rows2 + r]);
+    }
+    wg_sums[lidx] = acc;
+    workgroupBarrier();
+    for (var hw = WG / 2u; hw > 0u; hw >>= 1u) {
+        if lidx < hw {
+            wg_sums[lidx] += wg_sums[lidx + hw];
+        }
+        workgroupBarrier();
+    }
+    return wg_sums[0] * (1.0 / f32(max(rows, 1u)));
+}
 
 fn scaled(g: f32) -> f32 {
     if LOSS_SCALE {
@@ -69,8 +105,20 @@ fn score_grad(
     @builtin(local_invocation_index) lidx: u32,
 ) {
     let i = flat_id(wid, nwg, lidx, WG);
-    let l1 = losses[p.l1];
-    let l2 = losses[p.l2];
+    var l1: f32;
+    var l2: f32;
+    if MEAN_ROWS {
+        let m = mean_losses(lidx);
+        l1 = m.x;
+        l2 = m.y;
+        if i == 0u {
+            losses[p.l1] = l1;
+            losses[p.l2] = l2;
+        }
+    } else {
+        l1 = losses[p.l1];
+        l2 = losses[p.l2];
+    }
     if i == 0u && p.sum != NONE {
         losses[p.sum] += 0.5 * (l1 + l2);
     }

@@ -293,6 +293,9 @@ enum AugmentArg {
     Crop,
     /// Random crop of the image padded by --crop-pad pixels, and horizontal flip.
     CropFlip,
+    /// Horizontal flip only (for clothing, where a crop would cut off the
+    /// outline a small network relies on).
+    Flip,
 }
 
 #[derive(Subcommand)]

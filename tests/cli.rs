@@ -13,7 +13,7 @@ fn sparsetrain(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn invalid_flags_exit_with_code_2() {
-    let cases: [(&[&str], &str); 11] = [
+    let cases: [(&[&str], &str); 12] = [
         (&["train", "--keep", "0"], "--keep"),
         (&["train", "--keep", "1.5"], "--keep"),
         (&["train", "--batch", "0"], "batch"),
@@ -22,6 +22,7 @@ fn invalid_flags_exit_with_code_2() {
         (&["train", "--dataset", "mnist", "--data-dir", "/nonexistent/dir"], "not a directory"),
         (&["train", "--no-such-flag"], "no-such-flag"),
         (&["train", "--crop-pad", "2"], "--crop-pad needs --augment"),
+        (&["train", "--augment", "flip", "--crop-pad", "2"], "--crop-pad needs --augment"),
         (&["train", "--augment", "crop", "--crop-pad", "0"], "--crop-pad must lie"),
         (&["train", "--augment", "crop", "--crop-pad", "7"], "--crop-pad must lie"),
         (&["train", "--precision", "half"], "precision"),

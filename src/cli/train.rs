@@ -95,13 +95,14 @@ fn config_of(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
         Ok(sparsetrain::data::Augment { crop_pad: a.crop_pad, flip })
     };
     let augment = match a.augment {
-        None if a.crop_pad != 4 => {
+        None | Some(AugmentArg::None | AugmentArg::Flip) if a.crop_pad != 4 => {
             return Err(usage("--crop-pad needs --augment crop or crop-flip"));
         }
         None => kind.default_augment(),
         Some(AugmentArg::None) => sparsetrain::data::Augment::NONE,
         Some(AugmentArg::Crop) => crop(false)?,
         Some(AugmentArg::CropFlip) => crop(true)?,
+        Some(AugmentArg::Flip) => sparsetrain::data::Augment { crop_pad: 0, flip: true },
     };
     let sparse = (!a.dense).then(|| SparseConfig {
         keep: a.keep,

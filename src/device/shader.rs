@@ -181,6 +181,7 @@ pub enum Kernel {
     ReluBackward,
     SoftmaxXentForward,
     SoftmaxXentBackward,
+    SoftmaxXentTrain,
     ReducePartial,
     ReduceFinal,
     AccuracyCount,
@@ -214,7 +215,7 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every entry point; the naga test checks each exists in its shader.
-    pub const ALL: [Kernel; 41] = [
+    pub const ALL: [Kernel; 42] = [
         Kernel::MatmulRegtile,
         Kernel::MatmulShared,
         Kernel::MatmulWide,
@@ -227,6 +228,7 @@ impl Kernel {
         Kernel::ReluBackward,
         Kernel::SoftmaxXentForward,
         Kernel::SoftmaxXentBackward,
+        Kernel::SoftmaxXentTrain,
         Kernel::ReducePartial,
         Kernel::ReduceFinal,
         Kernel::AccuracyCount,
@@ -268,7 +270,7 @@ impl Kernel {
             Kernel::MatmulCoop => Shader::MatmulCoop,
             Kernel::BiasAdd | Kernel::BiasGrad => Shader::Bias,
             Kernel::ReluForward | Kernel::ReluBackward => Shader::Relu,
-            Kernel::SoftmaxXentForward | Kernel::SoftmaxXentBackward => Shader::SoftmaxXent,
+            Kernel::SoftmaxXentForward | Kernel::SoftmaxXentBackward | Kernel::SoftmaxXentTrain => Shader::SoftmaxXent,
             Kernel::ReducePartial | Kernel::ReduceFinal => Shader::Reduce,
             Kernel::AccuracyCount => Shader::Accuracy,
             Kernel::SgdStep | Kernel::AdamStep => Shader::Optim,
@@ -307,7 +309,10 @@ impl Kernel {
             Kernel::ProjectScores => "projection",
             Kernel::SgdStep | Kernel::AdamStep => "optimizer",
             Kernel::ReducePartial | Kernel::ReduceFinal => "reductions",
-            Kernel::SoftmaxXentForward | Kernel::SoftmaxXentBackward | Kernel::AccuracyCount => "loss",
+            Kernel::SoftmaxXentForward
+            | Kernel::SoftmaxXentBackward
+            | Kernel::SoftmaxXentTrain
+            | Kernel::AccuracyCount => "loss",
             Kernel::BiasAdd | Kernel::BiasGrad | Kernel::ReluForward | Kernel::ReluBackward | Kernel::Fill => {
                 "elementwise"
             }
@@ -340,6 +345,7 @@ impl Kernel {
             Kernel::ReluBackward => "relu_backward",
             Kernel::SoftmaxXentForward => "softmax_xent_forward",
             Kernel::SoftmaxXentBackward => "softmax_xent_backward",
+            Kernel::SoftmaxXentTrain => "softmax_xent_train",
             Kernel::ReducePartial => "reduce_partial",
             Kernel::ReduceFinal => "reduce_final",
             Kernel::AccuracyCount => "accuracy_count",

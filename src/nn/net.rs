@@ -9,7 +9,7 @@ use super::layer::{Act, Ctx, GradOut};
 use super::loss::LossBuffers;
 use crate::device::gpu::Gpu;
 use crate::device::record::Recorder;
-use crate::device::tensor::{DType, Tensor};
+use crate::device::tensor::{DType, Tensor, aligned_len};
 use crate::error::{Error, Result};
 use crate::ops::Rows;
 use crate::ops::gather::{KeptSet, Side};
@@ -258,7 +258,8 @@ impl Net {
             scratch,
             loss: LossBuffers {
                 probs: Tensor::zeros(gpu, "probs", &[capacity, classes], DType::F32)?,
-                loss_rows: Tensor::zeros(gpu, "loss rows", &[capacity], DType::F32)?,
+                loss_rows: Tensor::zeros(gpu, "loss rows", &[2 * aligned_len(capacity)], DType::F32)?,
+                stride: aligned_len(capacity),
                 reducer: Reducer::new(gpu)?,
             },
             unused: Tensor::zeros(gpu, "unused kept sets", &[4], DType::U32)?,
@@ -375,11 +376,56 @@ impl Net {
     /// Records the backward pass of `scale` · (the loss of the last forward,
     /// same mask), after `loss`: parameter gradients add into `grads`.
     pub fn backward(&self, rec: &mut Recorder, ws: &Workspace, scale: f32, mask: Option<MaskRef>) -> Result<()> {
+        let logits = self.graph.logits();
+        let rows = Rows::Batch(ws.capacity);
+        let ls = self.loss_scale.as_ref();
+        self.graph.loss.backward(rec, &ws.loss, self.grad(ws, logits), &ws.y, rows, scale, ls)?;
+        self.backward_layers(rec, ws, mask)
+    }
+
+    /// The training head after a forward, in one launch: the per-row losses
+    /// into part `part` of the workspace's loss rows (`loss_mean` reduces
+    /// them), the gradient of `scale` · (the batch-mean loss) for
+    /// `backward_layers`, and with `count`, count[0] += correct predictions.
+    pub fn train_head(
+        &self,
+        rec: &mut Recorder,
+        ws: &Workspace,
+        (scale, part): (f32, usize),
+        count: Option<&Tensor>,
+    ) -> Result<()> {
+        let logits = self.graph.logits();
+        let pair = (self.act(ws, logits), self.grad(ws, logits));
+        let rows = Rows::Batch(ws.capacity);
+        let ls = self.loss_scale.as_ref();
+        self.graph.loss.train_head(rec, &ws.loss, pair, &ws.y, rows, (scale, part), count, ls)
+    }
+
+    /// loss[slot] = the batch mean of part `part` of the loss rows (also
+    /// added to loss[sum], with a running-sum slot).
+    pub fn loss_mean(
+        &self,
+        rec: &mut Recorder,
+        ws: &Workspace,
+        part: usize,
+        loss: &Tensor,
+        (slot, sum): (usize, Option<usize>),
+    ) -> Result<()> {
+        self.graph.loss.mean(rec, &ws.loss, part, Rows::Batch(ws.capacity), (loss, slot, sum))
+    }
+
+    /// The per-row losses of both parts and where each part starts (for
+    /// `vrpge::Losses::Rows`).
+    pub fn loss_rows<'w>(&self, ws: &'w Workspace) -> (&'w Tensor, (usize, usize)) {
+        (&ws.loss.loss_rows, (0, ws.loss.stride))
+    }
+
+    /// The backward pass below the loss head (after `backward`'s head or
+    /// `train_head`): parameter gradients add into `grads`.
+    pub fn backward_layers(&self, rec: &mut Recorder, ws: &Workspace, mask: Option<MaskRef>) -> Result<()> {
         self.check_mask(ws, &mask)?;
         let g = &self.graph;
         let rows = Rows::Batch(ws.capacity);
-        let logits = g.logits();
-        g.loss.backward(rec, &ws.loss, self.grad(ws, logits), &ws.y, rows, scale, self.loss_scale.as_ref())?;
         let sides = self.sides(mask, ws.compressed && mask.is_some());
         for (n, node) in g.nodes.iter().enumerate().rev() {
             if node.skip_backward {

@@ -21,6 +21,10 @@ pub struct ReduceParams {
     pub mean_rows: u32,
     pub count_code: u32,
     pub growth: u32,
+    pub n2: u32,
+    pub loss_at: u32,
+    pub loss_n: u32,
+    pub also: u32,
     pub _pad: [u32; 3],
 }
 
@@ -41,17 +45,28 @@ pub const SINGLE_PASS_MAX: usize = 16 * WG as usize;
 #[derive(Clone, Copy)]
 struct Mode {
     square: bool,
-    clip: bool,
-    /// Dynamic loss scaling: the growth interval (0: off).
-    growth: u32,
-    /// The step recorded for a non-finite total (NONE: the step block's).
-    tag: u32,
     /// Divide by the rows (a mean).
     mean: bool,
+    /// Also add the result into this slot of `out` (NONE: no).
+    also: u32,
 }
 
 impl Mode {
-    const SUM: Mode = Mode { square: false, clip: false, growth: 0, tag: 0, mean: false };
+    const SUM: Mode = Mode { square: false, mean: false, also: NONE };
+}
+
+/// What the clipping factor is computed from (`Reducer::clip_factor`).
+#[derive(Clone, Copy)]
+pub struct ClipInputs<'a> {
+    /// Squared norms, `t[0..n]`, summed as they are.
+    pub norms: (&'a Tensor, usize),
+    /// A gradient, `t[0..n]`, whose squared norm joins them: summed in the
+    /// same launch instead of a reduction of its own.
+    pub squares: Option<(&'a Tensor, usize)>,
+    /// The step's loss, the sum of `t[at..at + n]` (`(t, at, n)`): a
+    /// non-finite loss is a fault too; loss scaling needs it to tell an
+    /// overflow from a fault.
+    pub loss: Option<(&'a Tensor, usize, usize)>,
 }
 
 /// The step number a clipping factor records for a non-finite gradient.
@@ -93,38 +108,63 @@ impl Reducer {
         self.run(rec, out, out_index, x, n.into(), Mode { square: true, ..Mode::SUM }, 1.0, false)
     }
 
-    /// out[out_index] = min(1, max_norm / (sqrt(Σ sq[0..n]) + 1e-6)), where `sq`
-    /// holds squared norms: the joint gradient-clipping factor. A non-finite
-    /// sum gives 0 (the optimizers skip the step), counts one more skipped
-    /// step in out[out_index + 1], and the first one records `step` (as u32
-    /// bits) in out[out_index + 2]; `out` needs those three slots.
+    /// out[out_index] = min(1, max_norm / (sqrt(total) + 1e-6)), where the
+    /// total is the squared norms of `inputs.norms` plus the squared norm of
+    /// `inputs.squares`: the joint gradient-clipping factor. A non-finite
+    /// total or loss gives 0 (the optimizers skip the step), counts one more
+    /// skipped step in out[out_index + 1], and the first one records `step`
+    /// (as u32 bits) in out[out_index + 2]; `out` needs those three slots.
     ///
     /// With `loss_scale` = Some(growth interval) (mixed precision): dynamic
-    /// loss scaling. `sq` is then [squared norms of gradients scaled by the
-    /// loss scale S in out[out_index + LOSS_SCALE_SLOT] ..., the step's
-    /// loss] (the loss only tells an overflow from a fault); the factor
-    /// also divides by S, an overflow halves S and skips the step without
-    /// counting a fault, and `growth` finite steps in a row double S (see
-    /// shaders/reduce.wgsl).
+    /// loss scaling. The gradients are then scaled by the loss scale S in
+    /// out[out_index + LOSS_SCALE_SLOT] and `inputs.loss` is needed (it
+    /// tells an overflow from a fault); the factor also divides by S, an
+    /// overflow halves S and skips the step without counting a fault, and
+    /// `growth` finite steps in a row double S (see shaders/reduce.wgsl).
     #[allow(clippy::too_many_arguments)]
     pub fn clip_factor(
         &self,
         rec: &mut Recorder,
         out: &Tensor,
         out_index: usize,
-        sq: &Tensor,
-        n: usize,
+        inputs: ClipInputs,
         max_norm: f32,
         step: FaultTag,
         loss_scale: Option<u32>,
     ) -> Result<()> {
-        need("clip_factor", "out", out, out_index + 4, DType::F32)?;
+        const OP: &str = "clip_factor";
+        need(OP, "out", out, out_index + 4, DType::F32)?;
+        let (sq, n) = inputs.norms;
+        if n > SINGLE_PASS_MAX || n == 0 {
+            return Err(crate::Error::InvalidArgument(format!(
+                "the clipping factor sums 1 to {SINGLE_PASS_MAX} squared norms, got {n}"
+            )));
+        }
+        let mut read = vec![sq];
+        if let Some((t, n2)) = inputs.squares {
+            need(OP, "squares", t, n2, DType::F32)?;
+            u32_of(OP, "squares", n2)?;
+            read.push(t);
+        }
+        if let Some((t, at, k)) = inputs.loss {
+            need(OP, "loss", t, at + k, DType::F32)?;
+            if k == 0 {
+                return Err(crate::Error::InvalidArgument("the step's loss needs at least one value".into()));
+            }
+            read.push(t);
+        }
+        // One launch cannot both read and write a buffer.
+        if read.iter().any(|t| t.buffer() == out.buffer()) {
+            return Err(crate::Error::InvalidArgument(
+                "the clipping factor's inputs must lie apart from the clip record".into(),
+            ));
+        }
         if let Some(growth) = loss_scale {
-            need("clip_factor", "out", out, out_index + super::LOSS_SCALE_SLOT + 2, DType::F32)?;
-            // The final pass reads sq itself (one launch): see the kernel.
-            if !(2..=SINGLE_PASS_MAX).contains(&n) || growth == 0 || sq.buffer() == out.buffer() {
+            need(OP, "out", out, out_index + super::LOSS_SCALE_SLOT + 2, DType::F32)?;
+            if inputs.loss.is_none() || growth == 0 {
                 return Err(crate::Error::InvalidArgument(format!(
-                    "loss scaling needs a squared norm and the loss, apart from the clip record, and a growth interval of at least 1; got {n} values and {growth}"
+                    "loss scaling needs the step's loss and a growth interval of at least 1; got {} and {growth}",
+                    if inputs.loss.is_some() { "a loss" } else { "no loss" }
                 )));
             }
         }
@@ -140,8 +180,40 @@ impl Reducer {
             }
             FaultTag::Step => NONE,
         };
-        let mode = Mode { clip: true, tag, growth: loss_scale.unwrap_or(0), ..Mode::SUM };
-        self.run(rec, out, out_index, sq, n.into(), mode, max_norm, false)
+        let growth = loss_scale.unwrap_or(0);
+        let flag = |b: bool| f64::from(u8::from(b));
+        let consts = vec![
+            ("WG", f64::from(WG)),
+            ("CLIP", 1.0),
+            ("LOSS_SCALE", flag(growth > 0)),
+            ("SQUARES", flag(inputs.squares.is_some())),
+            ("LOSS", flag(inputs.loss.is_some())),
+        ];
+        let (loss_at, loss_n) = inputs.loss.map_or((0, 0), |(_, at, k)| (at as u32, k as u32));
+        let params = ReduceParams {
+            n: n as u32,
+            out_index: u32_of(OP, "out index", out_index)?,
+            scale: max_norm,
+            accumulate: 0,
+            tag,
+            n_code: Rows::Fixed(n).code(),
+            mean_rows: 0,
+            count_code: Rows::Fixed(n).code(),
+            growth,
+            n2: inputs.squares.map_or(0, |(_, n2)| n2 as u32),
+            loss_at,
+            loss_n,
+            also: NONE,
+            _pad: [0; 3],
+        };
+        let one = Tensor::one(rec.gpu());
+        let bind = [
+            (1, sq),
+            (2, out),
+            (3, inputs.squares.map_or(&one, |(t, _)| t)),
+            (4, inputs.loss.map_or(&one, |(t, _, _)| t)),
+        ];
+        rec.dispatch(Kernel::ReduceFinal, &consts, (0, &params), &bind, glam::UVec3::ONE)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -172,32 +244,32 @@ impl Reducer {
             out_index: out_index as u32,
             scale,
             accumulate: accumulate.into(),
-            tag: mode.tag,
+            tag: 0,
             n_code: rows.code(),
             mean_rows: if mode.mean { n32 } else { 0 },
             count_code,
-            growth: mode.growth,
+            growth: 0,
+            n2: 0,
+            loss_at: 0,
+            loss_n: 0,
+            also: mode.also,
             _pad: [0; 3],
         };
+        let one = Tensor::one(rec.gpu());
         // One launch cannot both read and write a buffer: a reduction into
         // the buffer it reads (the two losses into their sum) keeps both.
         if n <= SINGLE_PASS_MAX && x.buffer() != out.buffer() {
-            let consts = vec![
-                ("WG", f64::from(WG)),
-                ("SQUARE", flag(mode.square)),
-                ("CLIP", flag(mode.clip)),
-                ("LOSS_SCALE", flag(mode.growth > 0)),
-            ];
+            let consts = vec![("WG", f64::from(WG)), ("SQUARE", flag(mode.square))];
             let only = final_params(n32, rows.code());
-            return rec.dispatch(Kernel::ReduceFinal, &consts, (0, &only), &[(1, x), (2, out)], glam::UVec3::ONE);
+            let bind = [(1, x), (2, out), (3, &one), (4, &one)];
+            return rec.dispatch(Kernel::ReduceFinal, &consts, (0, &only), &bind, glam::UVec3::ONE);
         }
         // Fewer, longer-running workgroups where the device caps grids: each
         // first-pass workgroup ends in a barrier-heavy tree.
         let groups = n32.div_ceil(WG).clamp(1, (MAX_PARTIALS as u32).min(rec.gpu().grid_cap()));
         let max = rec.gpu().limits().max_compute_workgroups_per_dimension;
         let first_consts = vec![("WG", f64::from(WG)), ("SQUARE", flag(mode.square))];
-        let final_consts =
-            vec![("WG", f64::from(WG)), ("CLIP", flag(mode.clip)), ("LOSS_SCALE", flag(mode.growth > 0))];
+        let final_consts = vec![("WG", f64::from(WG))];
         let first = ReduceParams {
             n: n32,
             out_index: 0,
@@ -208,6 +280,10 @@ impl Reducer {
             mean_rows: 0,
             count_code: NONE,
             growth: 0,
+            n2: 0,
+            loss_at: 0,
+            loss_n: 0,
+            also: NONE,
             _pad: [0; 3],
         };
         rec.dispatch(
@@ -222,7 +298,7 @@ impl Reducer {
             Kernel::ReduceFinal,
             &final_consts,
             (0, &second),
-            &[(1, &self.partials), (2, out)],
+            &[(1, &self.partials), (2, out), (3, &one), (4, &one)],
             glam::UVec3::ONE,
         )
     }
@@ -242,5 +318,23 @@ impl Reducer {
         rows: impl Into<Rows>,
     ) -> Result<()> {
         self.run(rec, out, out_index, x, rows.into(), Mode { mean: true, ..Mode::SUM }, 1.0, false)
+    }
+
+    /// `mean`, whose result is also added to out[sum_index] (a running sum
+    /// of losses) in the same launch.
+    pub fn mean_and_add(
+        &self,
+        rec: &mut Recorder,
+        out: &Tensor,
+        (out_index, sum_index): (usize, usize),
+        x: &Tensor,
+        rows: impl Into<Rows>,
+    ) -> Result<()> {
+        if sum_index == out_index {
+            return Err(crate::Error::InvalidArgument("a mean added to its own slot".into()));
+        }
+        need("reduce", "out", out, sum_index + 1, DType::F32)?;
+        let also = u32_of("reduce", "sum index", sum_index)?;
+        self.run(rec, out, out_index, x, rows.into(), Mode { mean: true, also, ..Mode::SUM }, 1.0, false)
     }
 }

@@ -1,6 +1,7 @@
 //! Launcher of shaders/softmax_xent.wgsl: softmax cross-entropy per row
-//! (forward) and its gradient (backward). The batch mean of the loss is
-//! reduced on the device with `reduce::mean`.
+//! (forward) and its gradient (backward), and the training head that does
+//! both (and the accuracy count) in one launch. The batch mean of the loss
+//! is reduced on the device with `reduce::mean`, or by VR-PGE itself.
 
 use super::{KernelParams, Rows, need, u32_of};
 use crate::device::record::Recorder;
@@ -16,6 +17,8 @@ pub struct SoftmaxXentParams {
     pub cols: u32,
     pub scale: f32,
     pub rows_code: u32,
+    pub loss_off: u32,
+    pub _pad: [u32; 3],
 }
 
 impl KernelParams for SoftmaxXentParams {
@@ -55,7 +58,8 @@ pub fn forward(
     if r == 0 {
         return Ok(());
     }
-    let params = SoftmaxXentParams { rows: r, cols: c, scale: 0.0, rows_code: rows_at.code() };
+    let params =
+        SoftmaxXentParams { rows: r, cols: c, scale: 0.0, rows_code: rows_at.code(), loss_off: 0, _pad: [0; 3] };
     let groups = grid_1d(r, WG, rec.gpu().limits().max_compute_workgroups_per_dimension);
     rec.dispatch(
         Kernel::SoftmaxXentForward,
@@ -92,7 +96,7 @@ pub fn backward(
     if r == 0 {
         return Ok(());
     }
-    let params = SoftmaxXentParams { rows: r, cols: c, scale, rows_code: rows_at.code() };
+    let params = SoftmaxXentParams { rows: r, cols: c, scale, rows_code: rows_at.code(), loss_off: 0, _pad: [0; 3] };
     let one = Tensor::one(rec.gpu());
     let consts = vec![("WG", WG.into()), ("LOSS_SCALE", f64::from(u8::from(loss_scale.is_some())))];
     let groups = grid_1d(r, WG, rec.gpu().limits().max_compute_workgroups_per_dimension);
@@ -101,6 +105,68 @@ pub fn backward(
         &consts,
         (0, &params),
         &[(1, labels), (5, dlogits), (6, probs), (7, loss_scale.unwrap_or(&one))],
+        groups,
+    )
+}
+
+/// The buffers of the training head (`train`).
+pub struct Head<'a> {
+    pub logits: &'a Tensor,
+    pub labels: &'a Tensor,
+    /// [rows, cols]: the gradient of `scale` · (the batch-mean loss).
+    pub dlogits: &'a Tensor,
+    /// The rows' losses go to loss_rows[loss_off..loss_off + rows].
+    pub loss_rows: (&'a Tensor, usize),
+    /// count[0] += the rows whose argmax is their label.
+    pub count: Option<&'a Tensor>,
+    /// The clip record holding the loss scale S (mixed precision): the
+    /// gradient is then S times the true one.
+    pub loss_scale: Option<&'a Tensor>,
+}
+
+/// `forward`, then `backward` with `scale` (and with `count`,
+/// `accuracy::accuracy_count`), in one launch: loss rows, gradient and count
+/// equal those of the separate kernels.
+pub fn train(rec: &mut Recorder, h: Head, scale: f32, rows: impl Into<Rows>, cols: usize) -> Result<()> {
+    const OP: &str = "softmax_xent_train";
+    let rows_at = rows.into();
+    let rows = rows_at.max();
+    let (r, c) = check(OP, rows, cols)?;
+    need(OP, "dlogits", h.dlogits, rows * cols, DType::F32)?;
+    need(OP, "logits", h.logits, rows * cols, DType::F32)?;
+    need(OP, "labels", h.labels, rows, DType::U32)?;
+    let (loss_rows, off) = h.loss_rows;
+    need(OP, "loss_rows", loss_rows, off + rows, DType::F32)?;
+    u32_of(OP, "loss row offset", off + rows)?;
+    let loss_off = off as u32;
+    if let Some(t) = h.count {
+        need(OP, "count", t, 1, DType::U32)?;
+    }
+    if let Some(t) = h.loss_scale {
+        need(OP, "loss scale", t, super::LOSS_SCALE_SLOT + 1, DType::F32)?;
+    }
+    if r == 0 {
+        return Ok(());
+    }
+    let params = SoftmaxXentParams { rows: r, cols: c, scale, rows_code: rows_at.code(), loss_off, _pad: [0; 3] };
+    let flag = |b: bool| f64::from(u8::from(b));
+    let consts =
+        vec![("WG", WG.into()), ("LOSS_SCALE", flag(h.loss_scale.is_some())), ("COUNT", flag(h.count.is_some()))];
+    let groups = grid_1d(r, WG, rec.gpu().limits().max_compute_workgroups_per_dimension);
+    // Unused bindings get stand-ins of the right type (never read).
+    let (one, zero) = (Tensor::one(rec.gpu()), Tensor::zero_u32(rec.gpu()));
+    rec.dispatch(
+        Kernel::SoftmaxXentTrain,
+        &consts,
+        (0, &params),
+        &[
+            (1, h.labels),
+            (3, loss_rows),
+            (4, h.logits),
+            (5, h.dlogits),
+            (7, h.loss_scale.unwrap_or(&one)),
+            (8, h.count.unwrap_or(&zero)),
+        ],
         groups,
     )
 }

@@ -1,7 +1,7 @@
 //! Launcher of shaders/vrpge.wgsl: the score gradient of the policy-gradient
 //! estimator from two mask samples and their losses, all on the device.
 
-use super::{KernelParams, NONE, need, u32_of};
+use super::{KernelParams, NONE, Rows, need, u32_of};
 use crate::device::record::Recorder;
 use crate::device::shader::{Kernel, Shader, grid_1d};
 use crate::device::tensor::{DType, Tensor};
@@ -19,6 +19,10 @@ pub struct ScoreGradParams {
     pub m2_off: u32,
     pub sum: u32,
     pub _pad: u32,
+    pub rows: u32,
+    pub rows_code: u32,
+    pub rows1: u32,
+    pub rows2: u32,
 }
 
 impl KernelParams for ScoreGradParams {
@@ -50,7 +54,19 @@ pub enum Estimator {
 /// The guard inside each factor of s (1 − s), as in the reference code.
 pub const SCORE_EPS: f32 = 1e-20;
 
-/// grad[i] = δ_i for i < n, from losses[l1], losses[l2] and the two masks,
+/// Where the score gradient takes its two losses from.
+#[derive(Clone, Copy)]
+pub enum Losses<'a> {
+    /// losses[l1], losses[l2], written before.
+    Slots,
+    /// The batch means of the per-row losses of each pass: `t[starts.0..]`
+    /// and `t[starts.1..]`, `rows` rows each; they are also stored in
+    /// losses[l1] and losses[l2] (one launch instead of two reductions and
+    /// this one).
+    Rows { t: &'a Tensor, starts: (usize, usize), rows: Rows },
+}
+
+/// grad[i] = δ_i for i < n, from the two losses (`from`) and the two masks,
 /// each given with the element where it starts; with `sum_slot`, also
 /// losses[sum_slot] += (L1 + L2) / 2 (the step's loss, for the log).
 /// With `loss_scale` (mixed precision), δ is multiplied by the loss scale in
@@ -61,6 +77,7 @@ pub fn score_grad(
     grad: &Tensor,
     losses: &Tensor,
     (loss_slots, sum_slot): ((usize, usize), Option<usize>),
+    from: Losses,
     scores: &Tensor,
     masks: [(&Tensor, usize); 2],
     est: (Estimator, ScoreFn),
@@ -81,7 +98,19 @@ pub fn score_grad(
         return Err(Error::InvalidArgument("the two samples and their sum need distinct loss slots".into()));
     }
     let n32 = u32_of(OP, "n", n)?;
-    if n32 == 0 && sum_slot.is_none() {
+    let (rows_t, rows, rows_code, starts) = match from {
+        Losses::Slots => (None, 0, 0, (0, 0)),
+        Losses::Rows { t, starts, rows } => {
+            let max = rows.max();
+            if max == 0 {
+                return Err(Error::InvalidArgument("the batch mean of zero rows".into()));
+            }
+            need(OP, "loss rows", t, starts.0.max(starts.1) + max, DType::F32)?;
+            u32_of(OP, "loss rows", starts.0.max(starts.1) + max)?;
+            (Some(t), max as u32, rows.code(), (starts.0 as u32, starts.1 as u32))
+        }
+    };
+    if n32 == 0 && sum_slot.is_none() && rows_t.is_none() {
         return Ok(());
     }
     let params = ScoreGradParams {
@@ -96,6 +125,10 @@ pub fn score_grad(
             None => NONE,
         },
         _pad: 0,
+        rows,
+        rows_code,
+        rows1: starts.0,
+        rows2: starts.1,
     };
     let flag = |b: bool| f64::from(u8::from(b));
     let constants = vec![
@@ -103,6 +136,7 @@ pub fn score_grad(
         ("FISHER", flag(est.1 == ScoreFn::Fisher)),
         ("BASELINE", flag(est.0 == Estimator::VrPge)),
         ("LOSS_SCALE", flag(loss_scale.is_some())),
+        ("MEAN_ROWS", flag(rows_t.is_some())),
     ];
     let one = Tensor::one(rec.gpu());
     let groups = grid_1d(n32.max(1), WG, rec.gpu().limits().max_compute_workgroups_per_dimension);
@@ -110,7 +144,15 @@ pub fn score_grad(
         Kernel::ScoreGrad,
         &constants,
         (0, &params),
-        &[(1, losses), (2, scores), (3, masks[0].0), (4, masks[1].0), (5, grad), (6, loss_scale.unwrap_or(&one))],
+        &[
+            (1, losses),
+            (2, scores),
+            (3, masks[0].0),
+            (4, masks[1].0),
+            (5, grad),
+            (6, loss_scale.unwrap_or(&one)),
+            (7, rows_t.unwrap_or(&one)),
+        ],
         groups,
     )
 }

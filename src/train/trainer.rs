@@ -13,12 +13,13 @@ use crate::device::step::{StepBlock, StepBuffer};
 use crate::device::tensor::{DType, Tensor};
 use crate::error::{Error, Result};
 use crate::nn::{Net, Workspace};
+use crate::ops::Rows;
 use crate::ops::lazy::{Lazy, LazyState, SetsRef};
 use crate::ops::mask::{KeyStep, MaskKey};
 use crate::ops::optim::{Adam, AfterStep, GradScale, Rate, Sgd, adam_corrections, adam_step, sgd_step};
 use crate::ops::project::{Projection, project_scores};
-use crate::ops::reduce::{FaultTag, Reducer};
-use crate::ops::vrpge::score_grad;
+use crate::ops::reduce::{ClipInputs, FaultTag, Reducer};
+use crate::ops::vrpge::{Losses, score_grad};
 use crate::sparse::{MaskSet, SparseConfig};
 
 /// Slots of `Trainer::loss`: the two samples' losses and the running sum of
@@ -201,7 +202,7 @@ impl Trainer {
                 &[0., 0., 0., 0., 1., 0., 0., 0.],
             )?,
             loss_scaling: None,
-            sq: Tensor::zeros(gpu, "squared norms and loss", &[3], DType::F32)?,
+            sq: Tensor::zeros(gpu, "squared norm", &[1], DType::F32)?,
             reducer: Reducer::new(gpu)?,
             step_buf: StepBuffer::new(gpu),
             plans: [None, None, None],
@@ -286,26 +287,29 @@ impl Trainer {
         }
         // 2. Forward and backward of L_j / 2 on the kept units of each mask,
         //    same batch; the weight gradients of the two passes add up.
-        for (j, slot) in [(0, LOSS_1), (1, LOSS_2)] {
+        //    The loss head writes each pass's per-row losses apart (part j),
+        //    its gradient, and the first pass's accuracy count.
+        for j in 0..2 {
             let mask = Some(sp.samples.sample(j));
             if j == 0 {
                 net.forward(rec, ws, mask, true)?;
             } else {
                 net.forward_again(rec, ws, mask, true)?;
             }
-            if j == 0 {
-                net.count_correct(rec, ws, &self.correct)?;
-            }
-            net.loss(rec, ws, &self.loss, slot)?;
-            net.backward(rec, ws, 0.5, mask)?;
+            net.train_head(rec, ws, (0.5, j), (j == 0).then_some(&self.correct))?;
+            net.backward_layers(rec, ws, mask)?;
         }
-        // 3. The VR-PGE score gradient from the two losses and masks (which
-        //    also adds the step's loss, their mean, to the logged sum).
+        // 3. The VR-PGE score gradient from the two masks and the two losses,
+        //    the batch means of the two parts, which it reduces itself (and
+        //    stores in LOSS_1, LOSS_2, adding the step's loss, their mean,
+        //    to the logged sum).
         let est = (sp.cfg.estimator, sp.cfg.score_fn);
         let masks = [(&sp.samples.mask, 0), (&sp.samples.mask, units)];
         let slots = ((LOSS_1, LOSS_2), Some(LOSS_SUM));
+        let (t, starts) = net.loss_rows(ws);
+        let from = Losses::Rows { t, starts, rows: Rows::Batch(ws.capacity()) };
         let loss_scale = self.loss_scaling.map(|_| &self.clip);
-        score_grad(rec, &sp.score_grad, &self.loss, slots, &sp.scores, masks, est, units, loss_scale)?;
+        score_grad(rec, &sp.score_grad, &self.loss, slots, from, &sp.scores, masks, est, units, loss_scale)?;
         // 4. Joint gradient-norm clipping of weights and scores; a non-finite
         //    norm makes the factor 0 and the step is skipped and counted.
         //    Under loss scaling the factor also unscales both gradients, and
@@ -319,16 +323,16 @@ impl Trainer {
             }
             None => self.reducer.sum_squares(rec, &self.sq, 0, &self.net.grads, total)?,
         }
-        self.reducer.sum_squares(rec, &self.sq, 1, &sp.score_grad, units)?;
+        // The scores' squared norm is summed by the clip factor's launch,
+        // which also reads the two losses (a non-finite one is a fault; under
+        // loss scaling they tell an overflow from a fault).
         let growth = self.loss_scaling.map(|l| l.growth);
-        let n = if growth.is_some() {
-            // The step's losses, by which an overflow is told from a fault.
-            self.reducer.reduce(rec, &self.sq, 2, &self.loss, 2, 1.0, false)?;
-            3
-        } else {
-            2
+        let inputs = ClipInputs {
+            norms: (&self.sq, 1),
+            squares: Some((&sp.score_grad, units)),
+            loss: Some((&self.loss, LOSS_1, 2)),
         };
-        self.reducer.clip_factor(rec, &self.clip, 0, &self.sq, n, sp.cfg.clip_norm, FaultTag::Step, growth)?;
+        self.reducer.clip_factor(rec, &self.clip, 0, inputs, sp.cfg.clip_norm, FaultTag::Step, growth)?;
         // 5. SGD on the weights (clearing their gradient), Adam on the scores.
         let scale = || GradScale::Buffer(&self.clip);
         let (w, m, g) = (&self.net.params, &self.momentum, &self.net.grads);
@@ -364,15 +368,14 @@ impl Trainer {
         let (net, ws) = (&self.net, &self.ws);
         let mask = fixed.map(|f| f.sample(0));
         net.forward(rec, ws, mask, true)?;
-        net.count_correct(rec, ws, &self.correct)?;
-        net.loss(rec, ws, &self.loss, LOSS_1)?;
-        net.backward(rec, ws, 1.0, mask)?;
-        self.reducer.reduce(rec, &self.loss, LOSS_SUM, &self.loss, 1, 1.0, true)?;
+        net.train_head(rec, ws, (1.0, 0), Some(&self.correct))?;
+        net.loss_mean(rec, ws, 0, &self.loss, (LOSS_1, Some(LOSS_SUM)))?;
+        net.backward_layers(rec, ws, mask)?;
         let total = net.graph.param_total;
         self.reducer.sum_squares(rec, &self.sq, 0, &net.grads, total)?;
-        self.reducer.reduce(rec, &self.sq, 1, &self.loss, 1, 1.0, false)?;
         let growth = self.loss_scaling.map(|l| l.growth);
-        self.reducer.clip_factor(rec, &self.clip, 0, &self.sq, 2, f32::MAX, FaultTag::Step, growth)?;
+        let inputs = ClipInputs { norms: (&self.sq, 1), squares: None, loss: Some((&self.loss, LOSS_1, 1)) };
+        self.reducer.clip_factor(rec, &self.clip, 0, inputs, f32::MAX, FaultTag::Step, growth)?;
         let (w, m, g) = (&net.params, &self.momentum, &net.grads);
         sgd_step(rec, w, m, g, GradScale::Buffer(&self.clip), self.sgd, Rate::FromStep, AfterStep::ZeroGrad, total)
     }

@@ -57,14 +57,18 @@ fn batch_sized_reductions_match_reference() {
         let mut r = rng(520 + case as u64);
         let x = rand_f32(&mut r, cap * per, -1.0, 1.0);
         let tx = Tensor::from_f32(&gpu, "x", &[x.len()], &x).unwrap();
-        let out = Tensor::from_f32(&gpu, "out", &[2], &[f32::NAN; 2]).unwrap();
+        let out = Tensor::from_f32(&gpu, "out", &[4], &[f32::NAN, f32::NAN, f32::NAN, 1.5]).unwrap();
         let rows = if per == 1 { Rows::Batch(cap) } else { Rows::BatchOf { cap, per } };
         run_with_batch(&gpu, n, |rec| {
             reducer.mean(rec, &out, 0, &tx, rows).unwrap();
             reducer.reduce(rec, &out, 1, &tx, rows, 0.5, false).unwrap();
+            // The same mean, also added to a running sum in slot 3.
+            reducer.mean_and_add(rec, &out, (2, 3), &tx, rows).unwrap();
+            assert!(reducer.mean_and_add(rec, &out, (2, 2), &tx, rows).is_err(), "a mean added to itself");
         });
         let xs = to_f64(&x[..n * per]);
-        let want = [cpu::reduce::mean(&xs), 0.5 * cpu::reduce::sum(&xs)];
+        let mean = cpu::reduce::mean(&xs);
+        let want = [mean, 0.5 * cpu::reduce::sum(&xs), mean, 1.5 + mean];
         let tag = format!("batch {n} of {cap}, {per} rows each");
         assert_close(&tag, &out.download_f32(&gpu).unwrap(), &want, 1e-6 * (n * per) as f64, 1e-5);
     }

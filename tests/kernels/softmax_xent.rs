@@ -45,3 +45,56 @@ fn softmax_xent_matches_reference() {
         assert_close(&format!("loss-scaled dlogits {tag}"), &got, &want_scaled, 1024e-7, 1e-5);
     }
 }
+
+/// The training head (`softmax_xent::train`): loss rows at an offset, the
+/// gradient (plain and loss-scaled) and the accuracy count in one launch,
+/// against the f64 references; rows of 1, primes, more than a workgroup.
+#[test]
+fn softmax_xent_train_head_matches_reference() {
+    let Some(gpu) = gpu("softmax_xent_train_head_matches_reference") else { return };
+    for (case, &(rows, cols, spread)) in
+        [(1, 1, 1.0), (5, 10, 3.0), (67, 13, 3.0), (257, 10, 80.0), (3, 2, 200.0)].iter().enumerate()
+    {
+        let mut r = rng(450 + case as u64);
+        let mut logits = rand_f32(&mut r, rows * cols, -spread, spread);
+        if cols > 1 {
+            // A tie in the first row: the lowest class wins, as in the reference.
+            logits[1] = logits[0];
+        }
+        let labels: Vec<u32> = (0..rows).map(|_| r.random_range(0..cols as u32)).collect();
+        let tl = Tensor::from_f32(&gpu, "logits", &[rows, cols], &logits).unwrap();
+        let tlab = Tensor::from_u32(&gpu, "labels", &[rows], &labels).unwrap();
+        let off = 3 + rows;
+        let loss_rows = Tensor::from_f32(&gpu, "loss rows", &[off + rows], &vec![-7.0; off + rows]).unwrap();
+        let dlogits = Tensor::zeros(&gpu, "dlogits", &[rows, cols], DType::F32).unwrap();
+        let scaled = Tensor::zeros(&gpu, "scaled", &[rows, cols], DType::F32).unwrap();
+        let count = Tensor::from_u32(&gpu, "count", &[1], &[5]).unwrap();
+        let record = Tensor::from_f32(&gpu, "clip", &[8], &[0., 0., 0., 0., 1024., 0., 0., 0.]).unwrap();
+        let scale = 0.5f32;
+        let head = |dlogits, count, loss_scale| softmax_xent::Head {
+            logits: &tl,
+            labels: &tlab,
+            dlogits,
+            loss_rows: (&loss_rows, off),
+            count,
+            loss_scale,
+        };
+        let mut rec = Recorder::new(&gpu);
+        softmax_xent::train(&mut rec, head(&dlogits, Some(&count), None), scale, rows, cols).unwrap();
+        softmax_xent::train(&mut rec, head(&scaled, None, Some(&record)), scale, rows, cols).unwrap();
+        rec.finish().unwrap();
+        let l64 = to_f64(&logits);
+        let (want_p, want_l) = cpu::softmax_xent::forward(&l64, &labels, rows, cols);
+        let want_d = cpu::softmax_xent::backward(&want_p, &labels, scale as f64 / rows as f64, rows, cols);
+        let tag = format!("{rows}x{cols} spread {spread}");
+        let got_rows = loss_rows.download_f32(&gpu).unwrap();
+        assert!(got_rows[..off].iter().all(|&v| v == -7.0), "{tag}: rows before the offset were written");
+        assert_close(&format!("loss rows {tag}"), &got_rows[off..], &want_l, 1e-5, 1e-5);
+        assert_close(&format!("dlogits {tag}"), &dlogits.download_f32(&gpu).unwrap(), &want_d, 1e-7, 1e-5);
+        let want_scaled: Vec<f64> = want_d.iter().map(|v| v * 1024.0).collect();
+        let got = scaled.download_f32(&gpu).unwrap();
+        assert_close(&format!("loss-scaled dlogits {tag}"), &got, &want_scaled, 1024e-7, 1e-5);
+        let want_count = 5 + cpu::accuracy::accuracy_count(&l64, &labels, rows, cols);
+        assert_eq!(count.download_u32(&gpu).unwrap(), [want_count], "{tag}: accuracy count");
+    }
+}
