@@ -1,5 +1,5 @@
 //! Mask sets: one or more Bernoulli masks over all prunable units, drawn
-//! from the scores in one dispatch and compacted in another into the kept
+//! from the scores and compacted in the same dispatch into the kept
 //! channels of every channel set of the graph (each prunable layer's units,
 //! and the unions residual sums carry), with their counts and every
 //! channel's rank. Sample s keeps its mask at mask[s·U..], its lists and
@@ -12,9 +12,9 @@ use crate::device::record::Recorder;
 use crate::device::tensor::{DType, Tensor, aligned_len};
 use crate::error::{Error, Result};
 use crate::nn::{Graph, MaskRef};
-use crate::ops::compact::{Compacted, compact_sets, set_table};
+use crate::ops::compact::{Compacted, compact_sets, draw_compact_sets, set_table};
 use crate::ops::gather::KeptSet;
-use crate::ops::mask::{KeyStep, MaskKey, mask_samples};
+use crate::ops::mask::{KeyStep, MaskKey};
 
 pub struct MaskSet {
     pub samples: usize,
@@ -69,11 +69,14 @@ impl MaskSet {
         })
     }
 
-    /// Draws every sample (sample s with key sample `key.sample + s`) and
-    /// compacts them: two dispatches however many samples.
+    /// Draws every sample (sample s with key sample `key.sample + s`, the
+    /// bits of `ops::mask::mask_samples`) and compacts them: one dispatch
+    /// however many samples.
     pub fn draw(&self, rec: &mut Recorder, scores: &Tensor, key: MaskKey, step: KeyStep) -> Result<()> {
-        mask_samples(rec, &self.mask, scores, key, step, self.units, self.samples)?;
-        self.compact(rec)
+        let out = Compacted { kept: &self.kept, counts: &self.counts, ranks: &self.ranks };
+        let strides = (self.units, self.slots);
+        let draw = (key, step);
+        draw_compact_sets(rec, out, (&self.mask, scores), &self.table, self.sets, strides, self.samples, draw)
     }
 
     /// Compacts the masks as they are (e.g. uploaded from a checkpoint).

@@ -78,3 +78,84 @@ fn compaction_matches_reference() {
         }
     }
 }
+
+/// Drawing the masks inside the compaction (`draw_compact_sets`, one
+/// launch) gives the bits of `mask_samples` and the lists, ranks and counts
+/// of `compact_sets` on them, exactly: fixed keys and the step block's
+/// counter, scores at 0 and 1 included, unions of base sets.
+#[test]
+fn draw_and_compact_in_one_launch_equals_the_two() {
+    use sparsetrain::ops::compact::draw_compact_sets;
+    use sparsetrain::ops::mask::{KeyStep, MaskKey, mask_samples};
+    use sparsetrain::step::{StepBlock, StepBuffer};
+    let Some(gpu) = gpu("draw_and_compact_in_one_launch_equals_the_two") else { return };
+    let widths = [1usize, 300, 257, 7, 300];
+    let mut offsets = vec![0usize];
+    for w in widths {
+        offsets.push(offsets.last().unwrap() + w);
+    }
+    let units = *offsets.last().unwrap();
+    let mut sets = base_sets(&offsets);
+    sets.push(SetDesc { slot: units, len: 300, members: vec![offsets[1], offsets[4]] });
+    let slots = units + 300;
+    let table = set_table(&sets).unwrap();
+    let ttable = Tensor::from_u32(&gpu, "table", &[table.len()], &table).unwrap();
+    let samples = 3;
+    let mut r = rng(1150);
+    let mut scores = rand_f32(&mut r, units, 0.0, 1.0);
+    scores[0] = 1.0;
+    scores[1] = 0.0;
+    scores[2] = 1.0;
+    let ts = Tensor::from_f32(&gpu, "scores", &[units], &scores).unwrap();
+    let fresh = |label: &str, n: usize| Tensor::from_u32(&gpu, label, &[n], &vec![u32::MAX - 1; n]).unwrap();
+    for (case, step) in [KeyStep::Fixed, KeyStep::Block].into_iter().enumerate() {
+        let key = MaskKey { seed: 0x1234_5678_9abc + case as u64, step: 41, sample: 2 };
+        // The block's counter is 41 too, so both ways draw the same key.
+        let block = StepBlock { step: 41, ..Default::default() };
+        let run = |record: &dyn Fn(&mut Recorder)| {
+            let sb = StepBuffer::new(&gpu);
+            let mut rec = Recorder::with_step(&gpu, &sb);
+            record(&mut rec);
+            rec.into_plan().run(&gpu, Some(&block)).unwrap();
+            gpu.wait().unwrap();
+        };
+        let outs: Vec<[Tensor; 4]> = (0..2)
+            .map(|_| {
+                [
+                    fresh("mask", samples * units),
+                    fresh("kept", samples * slots),
+                    fresh("ranks", samples * slots),
+                    fresh("counts", samples * sets.len()),
+                ]
+            })
+            .collect();
+        fn out(t: &[Tensor; 4]) -> Compacted<'_> {
+            Compacted { kept: &t[1], counts: &t[3], ranks: &t[2] }
+        }
+        run(&|rec: &mut Recorder| {
+            let t = &outs[0];
+            mask_samples(rec, &t[0], &ts, key, KeyStep::Fixed, units, samples).unwrap();
+            compact_sets(rec, out(t), &t[0], &ttable, sets.len(), (units, slots), samples).unwrap();
+            let t = &outs[1];
+            let strides = (units, slots);
+            draw_compact_sets(rec, out(t), (&t[0], &ts), &ttable, sets.len(), strides, samples, (key, step)).unwrap();
+        });
+        for (i, name) in ["mask", "kept", "ranks", "counts"].iter().enumerate() {
+            let (want, got) = (outs[0][i].download_u32(&gpu).unwrap(), outs[1][i].download_u32(&gpu).unwrap());
+            let bad: Vec<String> = (0..want.len())
+                .filter(|&j| want[j] != got[j])
+                .take(8)
+                .map(|j| format!("[{j}] {} vs {}", got[j], want[j]))
+                .collect();
+            assert!(bad.is_empty(), "{step:?}: {name} differs from the two launches: {}", bad.join(", "));
+        }
+        // The draw itself is the CPU twin's, and the ends hold.
+        let mask = outs[1][0].download_u32(&gpu).unwrap();
+        for s in 0..samples {
+            let k = MaskKey { sample: key.sample + s as u32, ..key };
+            let want = cpu::mask::mask_sample(&to_f64(&scores), k);
+            assert_eq!(&mask[s * units..(s + 1) * units], &want[..], "{step:?}: sample {s} against the CPU twin");
+            assert_eq!(&mask[s * units..s * units + 3], &[1, 0, 1], "scores 1, 0, 1");
+        }
+    }
+}
