@@ -18,8 +18,9 @@
 // total writes factor 0 — the optimizers then skip the step — adds 1 to
 // out[out_index + 1] and, for the first such step, stores `tag` (the step
 // number, as u32 bits) in out[out_index + 2]; the number is the step
-// block's `global` when tag = NONE. A finite total adds 1 to the u32 (bits)
-// in out[out_index + 3]: the count of updates applied (lazy.wgsl's clock).
+// block's `global` when tag = NONE. An applied step (finite total, and
+// finite loss with LOSS) adds 1 to the u32 (bits) in out[out_index + 3]:
+// the count of updates applied (lazy.wgsl's clock).
 //
 // Two more inputs save launches: with SQUARES, reduce_final adds the
 // squares of x2[0..n2] (a gradient's squared norm, which needed a reduction

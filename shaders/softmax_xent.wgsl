@@ -101,9 +101,10 @@ fn softmax_xent_backward(
 //   dlogits[r, c]           = (scale / rows) · (probs[r, c] − [c == label[r]]) (· S)
 //   with COUNT, count[0]   += [argmax logits[r, :] == label[r]] (ties to the
 //                             lowest class, as accuracy.wgsl)
-// The arithmetic is the forward's and the backward's, in the same order, so
-// the results equal those of the two launches. `loss_off` lets the sparse
-// step keep both passes' rows for VR-PGE (vrpge.wgsl reduces them).
+// The formulas are the forward's and the backward's, in the same order (a
+// compiler may still round the probability differently, kept in a register
+// rather than stored). `loss_off` lets the sparse step keep both passes'
+// rows for VR-PGE (vrpge.wgsl reduces them).
 
 override COUNT: bool = false;
 

@@ -376,6 +376,7 @@ impl Net {
     /// Records the backward pass of `scale` · (the loss of the last forward,
     /// same mask), after `loss`: parameter gradients add into `grads`.
     pub fn backward(&self, rec: &mut Recorder, ws: &Workspace, scale: f32, mask: Option<MaskRef>) -> Result<()> {
+        self.check_mask(ws, &mask)?;
         let logits = self.graph.logits();
         let rows = Rows::Batch(ws.capacity);
         let ls = self.loss_scale.as_ref();

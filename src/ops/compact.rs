@@ -103,6 +103,9 @@ pub fn draw_compact_sets(
     (key, step): (MaskKey, KeyStep),
 ) -> Result<()> {
     need("draw_compact", "scores", scores, strides.0, DType::F32)?;
+    if scores.buffer() == mask.buffer() {
+        return Err(Error::InvalidArgument("the scores must lie apart from the masks drawn from them".into()));
+    }
     compact(rec, out, mask, table, sets, strides, samples, Some((scores, key, step)))
 }
 

@@ -61,7 +61,9 @@ pub struct ClipInputs<'a> {
     /// Squared norms, `t[0..n]`, summed as they are.
     pub norms: (&'a Tensor, usize),
     /// A gradient, `t[0..n]`, whose squared norm joins them: summed in the
-    /// same launch instead of a reduction of its own.
+    /// same launch (one workgroup) instead of a reduction of its own; for
+    /// vectors up to about `SINGLE_PASS_MAX`, past which the two-pass
+    /// reduction is faster on a GPU.
     pub squares: Option<(&'a Tensor, usize)>,
     /// The step's loss, the sum of `t[at..at + n]` (`(t, at, n)`): a
     /// non-finite loss is a fault too; loss scaling needs it to tell an
@@ -189,7 +191,10 @@ impl Reducer {
             ("SQUARES", flag(inputs.squares.is_some())),
             ("LOSS", flag(inputs.loss.is_some())),
         ];
-        let (loss_at, loss_n) = inputs.loss.map_or((0, 0), |(_, at, k)| (at as u32, k as u32));
+        let (loss_at, loss_n) = match inputs.loss {
+            Some((_, at, k)) => (u32_of(OP, "loss offset", at)?, u32_of(OP, "loss values", k)?),
+            None => (0, 0),
+        };
         let params = ReduceParams {
             n: n as u32,
             out_index: u32_of(OP, "out index", out_index)?,

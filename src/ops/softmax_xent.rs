@@ -142,6 +142,16 @@ pub fn train(rec: &mut Recorder, h: Head, scale: f32, rows: impl Into<Rows>, col
     if let Some(t) = h.count {
         need(OP, "count", t, 1, DType::U32)?;
     }
+    // The written buffers apart from the read ones (the exponentials wait
+    // in dlogits while the logits are still read).
+    let written = [Some(h.dlogits), Some(loss_rows), h.count];
+    let read = [Some(h.logits), Some(h.labels), h.loss_scale];
+    let clash = written.iter().flatten().any(|w| read.iter().flatten().any(|r| w.buffer() == r.buffer()));
+    if clash || h.dlogits.buffer() == loss_rows.buffer() {
+        return Err(Error::InvalidArgument(
+            "the loss head's outputs must lie apart from its inputs and each other".into(),
+        ));
+    }
     if let Some(t) = h.loss_scale {
         need(OP, "loss scale", t, super::LOSS_SCALE_SLOT + 1, DType::F32)?;
     }

@@ -106,6 +106,12 @@ pub fn score_grad(
                 return Err(Error::InvalidArgument("the batch mean of zero rows".into()));
             }
             need(OP, "loss rows", t, starts.0.max(starts.1) + max, DType::F32)?;
+            // Read here while `losses` and `grad` are written.
+            if t.buffer() == losses.buffer() || t.buffer() == grad.buffer() {
+                return Err(Error::InvalidArgument(
+                    "the loss rows must lie apart from the losses and the gradient".into(),
+                ));
+            }
             u32_of(OP, "loss rows", starts.0.max(starts.1) + max)?;
             (Some(t), max as u32, rows.code(), (starts.0 as u32, starts.1 as u32))
         }

@@ -18,7 +18,7 @@ use crate::ops::lazy::{Lazy, LazyState, SetsRef};
 use crate::ops::mask::{KeyStep, MaskKey};
 use crate::ops::optim::{Adam, AfterStep, GradScale, Rate, Sgd, adam_corrections, adam_step, sgd_step};
 use crate::ops::project::{Projection, project_scores};
-use crate::ops::reduce::{ClipInputs, FaultTag, Reducer};
+use crate::ops::reduce::{ClipInputs, FaultTag, Reducer, SINGLE_PASS_MAX};
 use crate::ops::vrpge::{Losses, score_grad};
 use crate::sparse::{MaskSet, SparseConfig};
 
@@ -202,7 +202,7 @@ impl Trainer {
                 &[0., 0., 0., 0., 1., 0., 0., 0.],
             )?,
             loss_scaling: None,
-            sq: Tensor::zeros(gpu, "squared norm", &[1], DType::F32)?,
+            sq: Tensor::zeros(gpu, "squared norms", &[2], DType::F32)?,
             reducer: Reducer::new(gpu)?,
             step_buf: StepBuffer::new(gpu),
             plans: [None, None, None],
@@ -327,11 +327,15 @@ impl Trainer {
         // which also reads the two losses (a non-finite one is a fault; under
         // loss scaling they tell an overflow from a fault).
         let growth = self.loss_scaling.map(|l| l.growth);
-        let inputs = ClipInputs {
-            norms: (&self.sq, 1),
-            squares: Some((&sp.score_grad, units)),
-            loss: Some((&self.loss, LOSS_1, 2)),
+        // Past one workgroup's share, the scores' norm gets the two-pass
+        // reduction of its own.
+        let (norms, squares) = if units <= SINGLE_PASS_MAX {
+            (1, Some((&sp.score_grad, units)))
+        } else {
+            self.reducer.sum_squares(rec, &self.sq, 1, &sp.score_grad, units)?;
+            (2, None)
         };
+        let inputs = ClipInputs { norms: (&self.sq, norms), squares, loss: Some((&self.loss, LOSS_1, 2)) };
         self.reducer.clip_factor(rec, &self.clip, 0, inputs, sp.cfg.clip_norm, FaultTag::Step, growth)?;
         // 5. SGD on the weights (clearing their gradient), Adam on the scores.
         let scale = || GradScale::Buffer(&self.clip);

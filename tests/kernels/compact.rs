@@ -109,9 +109,12 @@ fn draw_and_compact_in_one_launch_equals_the_two() {
     let ts = Tensor::from_f32(&gpu, "scores", &[units], &scores).unwrap();
     let fresh = |label: &str, n: usize| Tensor::from_u32(&gpu, label, &[n], &vec![u32::MAX - 1; n]).unwrap();
     for (case, step) in [KeyStep::Fixed, KeyStep::Block].into_iter().enumerate() {
-        let key = MaskKey { seed: 0x1234_5678_9abc + case as u64, step: 41, sample: 2 };
-        // The block's counter is 41 too, so both ways draw the same key.
+        // The key says step 7, the step block's counter 41: a fixed draw must
+        // use 7 and a block-keyed one 41, which the two-launch reference
+        // draws as fixed keys.
+        let key = MaskKey { seed: 0x1234_5678_9abc + case as u64, step: 7, sample: 2 };
         let block = StepBlock { step: 41, ..Default::default() };
+        let want_key = MaskKey { step: if step == KeyStep::Block { 41 } else { 7 }, ..key };
         let run = |record: &dyn Fn(&mut Recorder)| {
             let sb = StepBuffer::new(&gpu);
             let mut rec = Recorder::with_step(&gpu, &sb);
@@ -134,7 +137,7 @@ fn draw_and_compact_in_one_launch_equals_the_two() {
         }
         run(&|rec: &mut Recorder| {
             let t = &outs[0];
-            mask_samples(rec, &t[0], &ts, key, KeyStep::Fixed, units, samples).unwrap();
+            mask_samples(rec, &t[0], &ts, want_key, KeyStep::Fixed, units, samples).unwrap();
             compact_sets(rec, out(t), &t[0], &ttable, sets.len(), (units, slots), samples).unwrap();
             let t = &outs[1];
             let strides = (units, slots);
@@ -152,7 +155,7 @@ fn draw_and_compact_in_one_launch_equals_the_two() {
         // The draw itself is the CPU twin's, and the ends hold.
         let mask = outs[1][0].download_u32(&gpu).unwrap();
         for s in 0..samples {
-            let k = MaskKey { sample: key.sample + s as u32, ..key };
+            let k = MaskKey { sample: key.sample + s as u32, ..want_key };
             let want = cpu::mask::mask_sample(&to_f64(&scores), k);
             assert_eq!(&mask[s * units..(s + 1) * units], &want[..], "{step:?}: sample {s} against the CPU twin");
             assert_eq!(&mask[s * units..s * units + 3], &[1, 0, 1], "scores 1, 0, 1");

@@ -98,3 +98,53 @@ fn softmax_xent_train_head_matches_reference() {
         assert_eq!(count.download_u32(&gpu).unwrap(), [want_count], "{tag}: accuracy count");
     }
 }
+
+/// The training head on the step's batch (fewer rows than the capacity it
+/// was recorded for): the mean's divisor is the batch, and rows past it keep
+/// what they held.
+#[test]
+fn softmax_xent_train_head_uses_the_step_batch() {
+    use sparsetrain::ops::Rows;
+    let Some(gpu) = gpu("softmax_xent_train_head_uses_the_step_batch") else { return };
+    let (cap, batch, cols) = (67usize, 40usize, 10usize);
+    let mut r = rng(470);
+    let logits = rand_f32(&mut r, cap * cols, -3.0, 3.0);
+    let labels: Vec<u32> = (0..cap).map(|_| r.random_range(0..cols as u32)).collect();
+    let tl = Tensor::from_f32(&gpu, "logits", &[cap, cols], &logits).unwrap();
+    let tlab = Tensor::from_u32(&gpu, "labels", &[cap], &labels).unwrap();
+    let loss_rows = Tensor::from_f32(&gpu, "loss rows", &[cap], &vec![-7.0; cap]).unwrap();
+    let dlogits = Tensor::from_f32(&gpu, "dlogits", &[cap, cols], &vec![-9.0; cap * cols]).unwrap();
+    let count = Tensor::from_u32(&gpu, "count", &[1], &[0]).unwrap();
+    run_with_batch(&gpu, batch, |rec| {
+        let head = softmax_xent::Head {
+            logits: &tl,
+            labels: &tlab,
+            dlogits: &dlogits,
+            loss_rows: (&loss_rows, 0),
+            count: Some(&count),
+            loss_scale: None,
+        };
+        softmax_xent::train(rec, head, 1.0, Rows::Batch(cap), cols).unwrap();
+    });
+    let l64 = to_f64(&logits[..batch * cols]);
+    let (want_p, want_l) = cpu::softmax_xent::forward(&l64, &labels[..batch], batch, cols);
+    let want_d = cpu::softmax_xent::backward(&want_p, &labels[..batch], 1.0 / batch as f64, batch, cols);
+    let (got_l, got_d) = (loss_rows.download_f32(&gpu).unwrap(), dlogits.download_f32(&gpu).unwrap());
+    assert_close("loss rows of the batch", &got_l[..batch], &want_l, 1e-5, 1e-5);
+    assert_close("dlogits of the batch", &got_d[..batch * cols], &want_d, 1e-7, 1e-5);
+    assert!(got_l[batch..].iter().all(|&v| v == -7.0), "loss rows past the batch were written");
+    assert!(got_d[batch * cols..].iter().all(|&v| v == -9.0), "gradient rows past the batch were written");
+    let want_count = cpu::accuracy::accuracy_count(&l64, &labels[..batch], batch, cols);
+    assert_eq!(count.download_u32(&gpu).unwrap(), [want_count], "accuracy count over the batch");
+    // An output in an input's buffer is refused (it would be overwritten
+    // while read, and wgpu forbids the binding).
+    let head = softmax_xent::Head {
+        logits: &tl,
+        labels: &tlab,
+        dlogits: &tl,
+        loss_rows: (&loss_rows, 0),
+        count: None,
+        loss_scale: None,
+    };
+    assert!(softmax_xent::train(&mut Recorder::new(&gpu), head, 1.0, cap, cols).is_err(), "dlogits over the logits");
+}

@@ -267,4 +267,41 @@ fn score_grad_reduces_both_passes_loss_rows() {
     let est = (Estimator::VrPge, ScoreFn::Fisher);
     let res = score_grad(&mut Recorder::new(&gpu), &t, &t, ((0, 1), None), from, &t, [(&u, 0), (&u, 0)], est, 4, None);
     assert!(res.is_err(), "a mean over zero rows was accepted");
+    // Loss rows in the buffer of the losses written are refused.
+    let from = Losses::Rows { t: &t, starts: (0, 2), rows: 1usize.into() };
+    let g = Tensor::zeros(&gpu, "g", &[4], DType::F32).unwrap();
+    let res = score_grad(&mut Recorder::new(&gpu), &g, &t, ((0, 1), None), from, &g, [(&u, 0), (&u, 0)], est, 4, None);
+    assert!(res.is_err(), "loss rows aliasing the losses were accepted");
+}
+
+/// The two losses as means over the step's batch (fewer rows than the
+/// capacity): each part's first `batch` rows only.
+#[test]
+fn score_grad_means_cover_the_step_batch() {
+    use sparsetrain::ops::Rows;
+    let Some(gpu) = gpu("score_grad_means_cover_the_step_batch") else { return };
+    let (n, cap, batch) = (37usize, 300usize, 129usize);
+    let mut r = rng(1750);
+    let s = rand_f32(&mut r, n, 0.05, 0.95);
+    let m1: Vec<u32> = s.iter().map(|&p| u32::from(r.random_bool(p as f64))).collect();
+    let m2: Vec<u32> = s.iter().map(|&p| u32::from(r.random_bool(p as f64))).collect();
+    let loss_rows = rand_f32(&mut r, 2 * cap, 0.0, 4.0);
+    let tr = Tensor::from_f32(&gpu, "loss rows", &[2 * cap], &loss_rows).unwrap();
+    let tl = Tensor::from_f32(&gpu, "losses", &[3], &[-1.0, -1.0, 0.0]).unwrap();
+    let ts = Tensor::from_f32(&gpu, "s", &[n], &s).unwrap();
+    let t1 = Tensor::from_u32(&gpu, "m1", &[n], &m1).unwrap();
+    let t2 = Tensor::from_u32(&gpu, "m2", &[n], &m2).unwrap();
+    let tg = Tensor::zeros(&gpu, "g", &[n], DType::F32).unwrap();
+    let est = (Estimator::VrPge, ScoreFn::Exact);
+    run_with_batch(&gpu, batch, |rec| {
+        let from = Losses::Rows { t: &tr, starts: (0, cap), rows: Rows::Batch(cap) };
+        score_grad(rec, &tg, &tl, ((0, 1), Some(2)), from, &ts, [(&t1, 0), (&t2, 0)], est, n, None).unwrap();
+    });
+    let rows64 = to_f64(&loss_rows);
+    let l1 = rows64[..batch].iter().sum::<f64>() / batch as f64;
+    let l2 = rows64[cap..cap + batch].iter().sum::<f64>() / batch as f64;
+    let got_l = tl.download_f32(&gpu).unwrap();
+    assert_close("means over the batch", &got_l, &[l1, l2, 0.5 * (l1 + l2)], 1e-6, 1e-5);
+    let want = cpu::vrpge::score_grad((got_l[0] as f64, got_l[1] as f64), &to_f64(&s), &m1, &m2, est);
+    assert_close("score_grad", &tg.download_f32(&gpu).unwrap(), &want, 1e-6, 1e-5);
 }
