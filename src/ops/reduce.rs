@@ -269,12 +269,36 @@ impl Reducer {
             let bind = [(1, x), (2, out), (3, &one), (4, &one)];
             return rec.dispatch(Kernel::ReduceFinal, &consts, (0, &only), &bind, glam::UVec3::ONE);
         }
+        let groups = self.first_pass(rec, x, rows, mode.square)?;
+        let final_consts = vec![("WG", f64::from(WG))];
+        let second = final_params(groups, NONE);
+        rec.dispatch(
+            Kernel::ReduceFinal,
+            &final_consts,
+            (0, &second),
+            &[(1, &self.partials), (2, out), (3, &one), (4, &one)],
+            glam::UVec3::ONE,
+        )
+    }
+
+    /// The first pass of Σ x[0..n]² alone: per-workgroup sums in this
+    /// reducer's partials, returned with their count, for a launch that
+    /// reads them itself (`ClipInputs::norms`: one launch fewer than
+    /// `sum_squares` and then the clip factor).
+    pub fn square_partials(&self, rec: &mut Recorder, x: &Tensor, n: usize) -> Result<(&Tensor, usize)> {
+        need("reduce", "x", x, n, DType::F32)?;
+        let groups = self.first_pass(rec, x, Rows::Fixed(n), true)?;
+        Ok((&self.partials, groups as usize))
+    }
+
+    /// reduce_partial over x's `rows` values (squared with `square`) into
+    /// this reducer's partials; returns how many it wrote.
+    fn first_pass(&self, rec: &mut Recorder, x: &Tensor, rows: Rows, square: bool) -> Result<u32> {
+        let n32 = u32_of("reduce", "n", rows.max())?;
         // Fewer, longer-running workgroups where the device caps grids: each
         // first-pass workgroup ends in a barrier-heavy tree.
         let groups = n32.div_ceil(WG).clamp(1, (MAX_PARTIALS as u32).min(rec.gpu().grid_cap()));
         let max = rec.gpu().limits().max_compute_workgroups_per_dimension;
-        let first_consts = vec![("WG", f64::from(WG)), ("SQUARE", flag(mode.square))];
-        let final_consts = vec![("WG", f64::from(WG))];
         let first = ReduceParams {
             n: n32,
             out_index: 0,
@@ -291,21 +315,15 @@ impl Reducer {
             also: NONE,
             _pad: [0; 3],
         };
+        let consts = vec![("WG", f64::from(WG)), ("SQUARE", f64::from(u8::from(square)))];
         rec.dispatch(
             Kernel::ReducePartial,
-            &first_consts,
+            &consts,
             (0, &first),
             &[(1, x), (2, &self.partials)],
             grid_1d(groups * WG, WG, max),
         )?;
-        let second = final_params(groups, NONE);
-        rec.dispatch(
-            Kernel::ReduceFinal,
-            &final_consts,
-            (0, &second),
-            &[(1, &self.partials), (2, out), (3, &one), (4, &one)],
-            glam::UVec3::ONE,
-        )
+        Ok(groups)
     }
 
     /// out[out_index] = Σ x[0..n].

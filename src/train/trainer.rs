@@ -315,27 +315,38 @@ impl Trainer {
         //    Under loss scaling the factor also unscales both gradients, and
         //    an f16 overflow halves the scale instead of counting a fault.
         let total = self.net.graph.param_total;
-        match &self.lazy {
+        // The clip factor's launch sums what is short enough itself: the
+        // weights' partial norms, the scores' squares, and reads the two
+        // losses (a non-finite one is a fault; under loss scaling they tell
+        // an overflow from a fault). Longer vectors are reduced first.
+        let growth = self.loss_scaling.map(|l| l.growth);
+        let units_fit = units <= SINGLE_PASS_MAX;
+        let weights = match &self.lazy {
             Some(lz) => {
                 lz.op.norm(rec, &self.net.grads, sets_of(&sp.samples))?;
                 let parts = &lz.op.partials;
-                self.reducer.reduce(rec, &self.sq, 0, parts, parts.len(), 1.0, false)?;
+                if units_fit && parts.len() <= SINGLE_PASS_MAX {
+                    Some((parts, parts.len()))
+                } else {
+                    self.reducer.reduce(rec, &self.sq, 0, parts, parts.len(), 1.0, false)?;
+                    None
+                }
             }
-            None => self.reducer.sum_squares(rec, &self.sq, 0, &self.net.grads, total)?,
-        }
-        // The scores' squared norm is summed by the clip factor's launch,
-        // which also reads the two losses (a non-finite one is a fault; under
-        // loss scaling they tell an overflow from a fault).
-        let growth = self.loss_scaling.map(|l| l.growth);
-        // Past one workgroup's share, the scores' norm gets the two-pass
-        // reduction of its own.
-        let (norms, squares) = if units <= SINGLE_PASS_MAX {
-            (1, Some((&sp.score_grad, units)))
-        } else {
-            self.reducer.sum_squares(rec, &self.sq, 1, &sp.score_grad, units)?;
-            (2, None)
+            None if units_fit => Some(self.reducer.square_partials(rec, &self.net.grads, total)?),
+            None => {
+                self.reducer.sum_squares(rec, &self.sq, 0, &self.net.grads, total)?;
+                None
+            }
         };
-        let inputs = ClipInputs { norms: (&self.sq, norms), squares, loss: Some((&self.loss, LOSS_1, 2)) };
+        let (norms, squares) = match (weights, units_fit) {
+            (Some(w), _) => (w, Some((&sp.score_grad, units))),
+            (None, true) => ((&self.sq, 1), Some((&sp.score_grad, units))),
+            (None, false) => {
+                self.reducer.sum_squares(rec, &self.sq, 1, &sp.score_grad, units)?;
+                ((&self.sq, 2), None)
+            }
+        };
+        let inputs = ClipInputs { norms, squares, loss: Some((&self.loss, LOSS_1, 2)) };
         self.reducer.clip_factor(rec, &self.clip, 0, inputs, sp.cfg.clip_norm, FaultTag::Step, growth)?;
         // 5. SGD on the weights (clearing their gradient), Adam on the scores.
         let scale = || GradScale::Buffer(&self.clip);
@@ -376,9 +387,10 @@ impl Trainer {
         net.loss_mean(rec, ws, 0, &self.loss, (LOSS_1, Some(LOSS_SUM)))?;
         net.backward_layers(rec, ws, mask)?;
         let total = net.graph.param_total;
-        self.reducer.sum_squares(rec, &self.sq, 0, &net.grads, total)?;
+        // The clip factor's launch sums the gradient's partial norms itself.
+        let norms = self.reducer.square_partials(rec, &net.grads, total)?;
         let growth = self.loss_scaling.map(|l| l.growth);
-        let inputs = ClipInputs { norms: (&self.sq, 1), squares: None, loss: Some((&self.loss, LOSS_1, 1)) };
+        let inputs = ClipInputs { norms, squares: None, loss: Some((&self.loss, LOSS_1, 1)) };
         self.reducer.clip_factor(rec, &self.clip, 0, inputs, f32::MAX, FaultTag::Step, growth)?;
         let (w, m, g) = (&net.params, &self.momentum, &net.grads);
         sgd_step(rec, w, m, g, GradScale::Buffer(&self.clip), self.sgd, Rate::FromStep, AfterStep::ZeroGrad, total)

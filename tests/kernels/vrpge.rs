@@ -102,12 +102,19 @@ fn norm_and_clip_factor_match_reference() {
         // a finite loss read alongside: the same factor.
         let one = ClipInputs { norms: (&sq, 1), squares: Some((&tb, n2)), loss: Some((&loss, 1, 2)) };
         reducer.clip_factor(&mut rec, &joint, 0, one, 3.0, FaultTag::Fixed(17), None).unwrap();
+        // The first gradient's per-workgroup partial norms read by the clip
+        // factor's launch itself (a second reducer: its own partials).
+        let second = Reducer::new(&gpu).unwrap();
+        let parts = Tensor::zeros(&gpu, "clip", &[4], DType::F32).unwrap();
+        let norms = second.square_partials(&mut rec, &ta, n1).unwrap();
+        let inputs = ClipInputs { norms, squares: Some((&tb, n2)), loss: None };
+        second.clip_factor(&mut rec, &parts, 0, inputs, 3.0, FaultTag::Fixed(17), None).unwrap();
         rec.finish().unwrap();
         let s1: f64 = to_f64(&a).iter().map(|v| v * v).sum();
         let s2: f64 = to_f64(&b).iter().map(|v| v * v).sum();
         assert_close("sum of squares", &sq.download_f32(&gpu).unwrap(), &[s1, s2], 1e-6, 1e-5);
         let want = (3.0 / ((s1 + s2).sqrt() + 1e-6)).min(1.0);
-        for (name, t) in [("clip factor", &clip), ("clip factor with squares", &joint)] {
+        for (name, t) in [("clip factor", &clip), ("clip factor with squares", &joint), ("from partials", &parts)] {
             let got = t.download_f32(&gpu).unwrap();
             assert_close(name, &got[..1], &[want], 1e-6, 1e-5);
             assert_eq!(got[1], 0.0, "{name}: a finite norm counted as a fault");
