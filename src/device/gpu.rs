@@ -166,8 +166,8 @@ pub struct Gpu {
     grid_cap: u32,
     /// `Precision` of the matmuls recorded from now on (0 f32, 1 mixed).
     precision: AtomicU8,
-    /// The partial products of split-K matmuls (`Gpu::split_scratch`).
-    split_scratch: Mutex<Option<crate::device::tensor::Tensor>>,
+    /// The partial products of split-K matmuls (`Tensor::split_scratch`).
+    pub(crate) split_scratch: Mutex<Option<Arc<wgpu::Buffer>>>,
     /// 16 bytes holding 1.0: the gradient scale when nothing clips.
     pub(crate) one: Arc<wgpu::Buffer>,
     /// 16 zero bytes: the binding of unused u32 inputs.
@@ -437,27 +437,6 @@ impl Gpu {
     /// `ops::autotune::ensure`, else the device-type rule.
     pub fn matmul_choice(&self) -> MatmulChoice {
         self.matmul.get().cloned().unwrap_or_else(|| MatmulChoice::fallback(self.report.device_type))
-    }
-
-    /// Scratch of at least `len` floats for the partial products of
-    /// split-K matmuls, shared by all of them: the dispatches of a
-    /// recording run in order, and a recorded plan keeps the buffer it was
-    /// recorded with alive when a later, larger need replaces it.
-    pub(crate) fn split_scratch(&self, len: usize) -> Result<crate::device::tensor::Tensor> {
-        let mut slot = self.split_scratch.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(t) = slot.as_ref().filter(|t| t.len() >= len) {
-            return Ok(t.clone());
-        }
-        let want = slot.as_ref().map_or(len, |t| len.max(2 * t.len()));
-        let limit = (self.limits().max_storage_buffer_binding_size / 4) as usize;
-        let t = crate::device::tensor::Tensor::zeros(
-            self,
-            "split-K partials",
-            &[want.min(limit).max(len)],
-            crate::device::tensor::DType::F32,
-        )?;
-        *slot = Some(t.clone());
-        Ok(t)
     }
 
     /// The mixed-precision path of this device, or why there is none.

@@ -79,6 +79,23 @@ impl Tensor {
         Ok(Tensor { buffer: Arc::new(buffer), offset: 0, shape: shape.to_vec(), dtype })
     }
 
+    /// Scratch of at least `len` floats for the partial products of
+    /// split-K matmuls, shared by all of them on a device: the dispatches of
+    /// a recording run in order, and a recorded plan keeps the buffer it
+    /// was recorded with alive when a later, larger need replaces it.
+    pub(crate) fn split_scratch(gpu: &Gpu, len: usize) -> Result<Tensor> {
+        let mut slot = gpu.split_scratch.lock().unwrap_or_else(|p| p.into_inner());
+        let have = slot.as_ref().map_or(0, |b| (b.size() / 4) as usize);
+        if let Some(b) = slot.as_ref().filter(|_| have >= len) {
+            return Ok(Tensor { buffer: b.clone(), offset: 0, shape: vec![have], dtype: DType::F32 });
+        }
+        let want = if have == 0 { len } else { len.max(2 * have) };
+        let limit = (gpu.limits().max_storage_buffer_binding_size / 4) as usize;
+        let t = Tensor::zeros(gpu, "split-K partials", &[want.min(limit).max(len)], DType::F32)?;
+        *slot = Some(t.buffer.clone());
+        Ok(t)
+    }
+
     /// A one-element f32 tensor holding 1.0, shared by the device.
     pub(crate) fn one(gpu: &Gpu) -> Tensor {
         Tensor { buffer: gpu.one.clone(), offset: 0, shape: vec![1], dtype: DType::F32 }

@@ -490,7 +490,7 @@ impl<'a> Matmul<'a> {
         // Split-K: the variant writes each split's raw partial product into
         // the device's scratch, then `matmul_split_reduce` adds them up
         // through the epilogues into C.
-        let scratch = gpu.split_scratch(splits as usize * d.m * d.n)?;
+        let scratch = Tensor::split_scratch(gpu, splits as usize * d.m * d.n)?;
         let mut first = constants.clone();
         for (name, v) in first.iter_mut() {
             if matches!(*name, "BIAS" | "RELU" | "GATE" | "SCATTER") {

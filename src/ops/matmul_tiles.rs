@@ -5,8 +5,8 @@
 
 use glam::UVec2;
 
-use super::matmul::Variant;
 use crate::device::gpu::Gpu;
+use crate::device::variant::Variant;
 use crate::error::{Error, Result};
 
 /// How a variant covers an m × n product on a device: its workgroup, the
