@@ -1,7 +1,8 @@
 //#include common
 //#include step
 
-// Softmax cross-entropy over rows of logits, forward and backward side by side.
+// Softmax cross-entropy over rows of logits: the forward alone (evaluation)
+// and the training head, which adds the backward in the same launch.
 // forward:  probs[r, :] = softmax(logits[r, :]);  loss_rows[r] = -log probs[r, label[r]]
 //           (the batch mean is then reduced on the device by reduce.wgsl)
 // backward: dlogits[r, c] = (scale / rows) · (probs[r, c] - [c == label[r]]),
@@ -67,33 +68,9 @@ fn softmax_xent_forward(
 }
 
 @group(0) @binding(5) var<storage, read_write> dlogits: array<f32>;
-@group(0) @binding(6) var<storage, read> probs_in: array<f32>;
 @group(0) @binding(7) var<storage, read> loss_scale: array<f32>;
 
 override LOSS_SCALE: bool = false;
-
-@compute @workgroup_size(WG)
-fn softmax_xent_backward(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lidx: u32,
-) {
-    let rows = rows_of(p.rows, p.rows_code);
-    let r = flat_id(wid, nwg, lidx, WG);
-    if r >= rows {
-        return;
-    }
-    let base = r * p.cols;
-    let label = labels[r];
-    var k = p.scale / f32(rows);
-    if LOSS_SCALE {
-        k *= loss_scale[LOSS_SCALE_SLOT];
-    }
-    for (var c = 0u; c < p.cols; c++) {
-        let hot = select(0.0, 1.0, c == label);
-        dlogits[base + c] = k * (probs_in[base + c] - hot);
-    }
-}
 
 // The training head: forward and backward in one launch (no probs buffer,
 // no second pass over the logits). Per row r of the step's batch:

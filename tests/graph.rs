@@ -67,8 +67,10 @@ fn gradients_match_f64_reference() {
         let step = sparsetrain::step::StepBuffer::new(&gpu);
         let mut rec = Recorder::with_step(&gpu, &step);
         net.forward(&mut rec, &ws, None, true).unwrap();
-        net.loss(&mut rec, &ws, &loss, 0).unwrap();
-        net.backward(&mut rec, &ws, 1.0, None).unwrap();
+        // The training step's path: the fused loss head, its mean, the layers.
+        net.train_head(&mut rec, &ws, (1.0, 0), None).unwrap();
+        net.loss_mean(&mut rec, &ws, 0, &loss, (0, None)).unwrap();
+        net.backward_layers(&mut rec, &ws, None).unwrap();
         let block = sparsetrain::step::StepBlock { batch: batch as u32, ..Default::default() };
         rec.into_plan().run(&gpu, Some(&block)).unwrap();
         gpu.wait().unwrap();

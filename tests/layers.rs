@@ -182,8 +182,10 @@ fn device_pass(
     } else {
         net.forward(&mut rec, &ws, m, true).unwrap();
     }
-    net.loss(&mut rec, &ws, &loss, 0).unwrap();
-    net.backward(&mut rec, &ws, 1.0, m).unwrap();
+    // The training step's path: the fused loss head, its mean, the layers.
+    net.train_head(&mut rec, &ws, (1.0, 0), None).unwrap();
+    net.loss_mean(&mut rec, &ws, 0, &loss, (0, None)).unwrap();
+    net.backward_layers(&mut rec, &ws, m).unwrap();
     rec.into_plan().run(gpu, Some(&StepBlock { batch: batch as u32, ..Default::default() })).unwrap();
     gpu.wait().unwrap();
     let l = loss.download_f32(gpu).unwrap()[0];

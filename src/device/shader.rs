@@ -180,7 +180,6 @@ pub enum Kernel {
     ReluForward,
     ReluBackward,
     SoftmaxXentForward,
-    SoftmaxXentBackward,
     SoftmaxXentTrain,
     ReducePartial,
     ReduceFinal,
@@ -215,7 +214,7 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every entry point; the naga test checks each exists in its shader.
-    pub const ALL: [Kernel; 42] = [
+    pub const ALL: [Kernel; 41] = [
         Kernel::MatmulRegtile,
         Kernel::MatmulShared,
         Kernel::MatmulWide,
@@ -227,7 +226,6 @@ impl Kernel {
         Kernel::ReluForward,
         Kernel::ReluBackward,
         Kernel::SoftmaxXentForward,
-        Kernel::SoftmaxXentBackward,
         Kernel::SoftmaxXentTrain,
         Kernel::ReducePartial,
         Kernel::ReduceFinal,
@@ -270,7 +268,7 @@ impl Kernel {
             Kernel::MatmulCoop => Shader::MatmulCoop,
             Kernel::BiasAdd | Kernel::BiasGrad => Shader::Bias,
             Kernel::ReluForward | Kernel::ReluBackward => Shader::Relu,
-            Kernel::SoftmaxXentForward | Kernel::SoftmaxXentBackward | Kernel::SoftmaxXentTrain => Shader::SoftmaxXent,
+            Kernel::SoftmaxXentForward | Kernel::SoftmaxXentTrain => Shader::SoftmaxXent,
             Kernel::ReducePartial | Kernel::ReduceFinal => Shader::Reduce,
             Kernel::AccuracyCount => Shader::Accuracy,
             Kernel::SgdStep | Kernel::AdamStep => Shader::Optim,
@@ -309,10 +307,7 @@ impl Kernel {
             Kernel::ProjectScores => "projection",
             Kernel::SgdStep | Kernel::AdamStep => "optimizer",
             Kernel::ReducePartial | Kernel::ReduceFinal => "reductions",
-            Kernel::SoftmaxXentForward
-            | Kernel::SoftmaxXentBackward
-            | Kernel::SoftmaxXentTrain
-            | Kernel::AccuracyCount => "loss",
+            Kernel::SoftmaxXentForward | Kernel::SoftmaxXentTrain | Kernel::AccuracyCount => "loss",
             Kernel::BiasAdd | Kernel::BiasGrad | Kernel::ReluForward | Kernel::ReluBackward | Kernel::Fill => {
                 "elementwise"
             }
@@ -344,7 +339,6 @@ impl Kernel {
             Kernel::ReluForward => "relu_forward",
             Kernel::ReluBackward => "relu_backward",
             Kernel::SoftmaxXentForward => "softmax_xent_forward",
-            Kernel::SoftmaxXentBackward => "softmax_xent_backward",
             Kernel::SoftmaxXentTrain => "softmax_xent_train",
             Kernel::ReducePartial => "reduce_partial",
             Kernel::ReduceFinal => "reduce_final",

@@ -45,22 +45,6 @@ impl SoftmaxXent {
         self.mean(rec, b, 0, rows, (out.0, out.1, None))
     }
 
-    /// dlogits = gradient of `scale` · (the batch-mean loss), after `forward`
-    /// (times the loss scale, with `loss_scale`: see `Net::loss_scale`).
-    #[allow(clippy::too_many_arguments)]
-    pub fn backward(
-        &self,
-        rec: &mut Recorder,
-        b: &LossBuffers,
-        dlogits: &Tensor,
-        labels: &Tensor,
-        rows: Rows,
-        scale: f32,
-        loss_scale: Option<&Tensor>,
-    ) -> Result<()> {
-        softmax_xent::backward(rec, dlogits, &b.probs, labels, scale, rows, self.classes, loss_scale)
-    }
-
     /// The training head: per-row losses into part `part` of
     /// `b.loss_rows`, dlogits = gradient of `scale` · (the batch-mean loss)
     /// (times the loss scale, with `loss_scale`), and with `count`,

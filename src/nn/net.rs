@@ -373,17 +373,6 @@ impl Net {
         self.graph.loss.count_correct(rec, count, self.logits(ws), &ws.y, Rows::Batch(ws.capacity))
     }
 
-    /// Records the backward pass of `scale` · (the loss of the last forward,
-    /// same mask), after `loss`: parameter gradients add into `grads`.
-    pub fn backward(&self, rec: &mut Recorder, ws: &Workspace, scale: f32, mask: Option<MaskRef>) -> Result<()> {
-        self.check_mask(ws, &mask)?;
-        let logits = self.graph.logits();
-        let rows = Rows::Batch(ws.capacity);
-        let ls = self.loss_scale.as_ref();
-        self.graph.loss.backward(rec, &ws.loss, self.grad(ws, logits), &ws.y, rows, scale, ls)?;
-        self.backward_layers(rec, ws, mask)
-    }
-
     /// The training head after a forward, in one launch: the per-row losses
     /// into part `part` of the workspace's loss rows (`loss_mean` reduces
     /// them), the gradient of `scale` · (the batch-mean loss) for
@@ -421,8 +410,8 @@ impl Net {
         (&ws.loss.loss_rows, (0, ws.loss.stride))
     }
 
-    /// The backward pass below the loss head (after `backward`'s head or
-    /// `train_head`): parameter gradients add into `grads`.
+    /// The backward pass below the loss head (after `train_head`, same
+    /// mask): parameter gradients add into `grads`.
     pub fn backward_layers(&self, rec: &mut Recorder, ws: &Workspace, mask: Option<MaskRef>) -> Result<()> {
         self.check_mask(ws, &mask)?;
         let g = &self.graph;

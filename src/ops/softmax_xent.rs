@@ -1,6 +1,6 @@
 //! Launcher of shaders/softmax_xent.wgsl: softmax cross-entropy per row
-//! (forward) and its gradient (backward), and the training head that does
-//! both (and the accuracy count) in one launch. The batch mean of the loss
+//! (forward, for evaluation), and the training head that adds its gradient
+//! (and the accuracy count) in the same launch. The batch mean of the loss
 //! is reduced on the device with `reduce::mean`, or by VR-PGE itself.
 
 use super::{KernelParams, Rows, need, u32_of};
@@ -70,45 +70,6 @@ pub fn forward(
     )
 }
 
-/// dlogits = (scale / rows) · (probs - onehot(labels)): the gradient of
-/// scale · (the batch-mean loss), with the rows of this step.
-#[allow(clippy::too_many_arguments)]
-pub fn backward(
-    rec: &mut Recorder,
-    dlogits: &Tensor,
-    probs: &Tensor,
-    labels: &Tensor,
-    scale: f32,
-    rows: impl Into<Rows>,
-    cols: usize,
-    loss_scale: Option<&Tensor>,
-) -> Result<()> {
-    const OP: &str = "softmax_xent_backward";
-    let rows_at = rows.into();
-    let rows = rows_at.max();
-    let (r, c) = check(OP, rows, cols)?;
-    need(OP, "dlogits", dlogits, rows * cols, DType::F32)?;
-    need(OP, "probs", probs, rows * cols, DType::F32)?;
-    need(OP, "labels", labels, rows, DType::U32)?;
-    if let Some(t) = loss_scale {
-        need(OP, "loss scale", t, super::LOSS_SCALE_SLOT + 1, DType::F32)?;
-    }
-    if r == 0 {
-        return Ok(());
-    }
-    let params = SoftmaxXentParams { rows: r, cols: c, scale, rows_code: rows_at.code(), loss_off: 0, _pad: [0; 3] };
-    let one = Tensor::one(rec.gpu());
-    let consts = vec![("WG", WG.into()), ("LOSS_SCALE", f64::from(u8::from(loss_scale.is_some())))];
-    let groups = grid_1d(r, WG, rec.gpu().limits().max_compute_workgroups_per_dimension);
-    rec.dispatch(
-        Kernel::SoftmaxXentBackward,
-        &consts,
-        (0, &params),
-        &[(1, labels), (5, dlogits), (6, probs), (7, loss_scale.unwrap_or(&one))],
-        groups,
-    )
-}
-
 /// The buffers of the training head (`train`).
 pub struct Head<'a> {
     pub logits: &'a Tensor,
@@ -124,9 +85,9 @@ pub struct Head<'a> {
     pub loss_scale: Option<&'a Tensor>,
 }
 
-/// `forward`, then `backward` with `scale` (and with `count`,
-/// `accuracy::accuracy_count`), in one launch: loss rows, gradient and count
-/// equal those of the separate kernels.
+/// `forward`'s loss rows, their gradient dlogits = (scale / rows) ·
+/// (probs − onehot(labels)) (the gradient of scale · the batch-mean loss),
+/// and with `count` what `accuracy::accuracy_count` adds, in one launch.
 pub fn train(rec: &mut Recorder, h: Head, scale: f32, rows: impl Into<Rows>, cols: usize) -> Result<()> {
     const OP: &str = "softmax_xent_train";
     let rows_at = rows.into();
