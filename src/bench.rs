@@ -196,6 +196,10 @@ pub fn bench_matmul(
     Ok(rows)
 }
 
+/// Timed rounds of the training benchmark: each times every mode of a
+/// model in turn, `runs` steps each.
+pub const ROUNDS: usize = 3;
+
 /// One row of the training benchmark.
 pub struct TrainRow {
     pub model: String,
@@ -204,7 +208,7 @@ pub struct TrainRow {
     /// Median wall time of one step submitted and waited for.
     pub latency_ms: f64,
     /// Wall time per step of `runs` steps submitted back to back, waited for
-    /// at the end.
+    /// at the end: the median over `ROUNDS` rounds.
     pub step_ms: f64,
     /// Median host time to write the step block, encode the plan and submit.
     pub host_us: f64,
@@ -213,7 +217,8 @@ pub struct TrainRow {
     /// GPU-busy time of one step (timestamps), where the adapter has them.
     pub gpu_ms: Option<f64>,
     pub runs: usize,
-    /// Dense step_ms over this row's step_ms (same model, same run).
+    /// Dense step over this row's step, per round (the modes of a model take
+    /// turns in each round): the median over the rounds.
     pub speedup: f64,
     pub flop_ratio: f64,
     pub readback_per_step: f64,
@@ -227,7 +232,21 @@ impl TrainRow {
     }
 
     pub fn mode(&self) -> String {
-        self.keep.map_or("dense".to_string(), |k| format!("keep {k}"))
+        mode_name(self.keep)
+    }
+}
+
+fn mode_name(keep: Option<f32>) -> String {
+    keep.map_or("dense".to_string(), |k| format!("keep {k}"))
+}
+
+/// `SPARSETRAIN_PROFILE`: "kernels" breaks the profile down by kernel
+/// rather than family, "dispatches" also lists every dispatch of each step.
+fn profile_mode() -> Option<&'static str> {
+    match std::env::var("SPARSETRAIN_PROFILE").ok()?.as_str() {
+        "kernels" => Some("kernels"),
+        "dispatches" => Some("dispatches"),
+        _ => None,
     }
 }
 
@@ -252,7 +271,9 @@ pub fn step_flops(graph: &Graph, kept: Option<&[usize]>, passes: usize) -> f64 {
 }
 
 /// Times training steps of each model, dense and at each keep ratio, with
-/// batch `batch`; prints a Markdown table and the per-kernel profile.
+/// batch `batch`; prints a Markdown table and the per-kernel profile. All
+/// modes of a model are built at once (their memory together) and timed in
+/// alternation, so that the speedups compare steps run moments apart.
 pub fn bench_train(
     gpu: &Gpu,
     models: &[(String, GraphSpec)],
@@ -280,8 +301,9 @@ pub fn bench_train(
     writeln!(
         out,
         "batch {batch}; {warmup} warm-up steps; latency = median of {runs} steps each submitted and waited for; \
-         step = {runs} steps submitted back to back, waited for at the end (per step); host = median time to write \
-         the step block, encode the plan and submit; speedup = dense step / step; FLOP ratio = dense step FLOPs / \
+         step = median over {ROUNDS} rounds of {runs} steps submitted back to back, waited for at the end (per step); \
+         host = median time to write the step block, encode the plan and submit; the modes of a model take turns in \
+         every round; speedup = median over the rounds of dense step / step; FLOP ratio = dense step FLOPs / \
          step FLOPs (2 passes per sparse step)"
     )
     .map_err(io_err)?;
@@ -293,7 +315,9 @@ pub fn bench_train(
     .map_err(io_err)?;
     writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|").map_err(io_err)?;
     let sgd = Sgd { lr: 0.01, momentum: 0.9, weight_decay: 5e-4 };
+    let (lr, score_lr) = (0.01, 0.01);
     let mut rows = Vec::new();
+    let mut dispatch_log = Vec::new();
     for (name, spec) in models {
         let graph = Graph::from_spec(spec.clone())?;
         let dim = graph.input().len();
@@ -302,45 +326,61 @@ pub fn bench_train(
         let x: Vec<f32> = (0..batch * dim).map(|_| rng.random_range(-1.0..1.0)).collect();
         let y: Vec<u32> = (0..batch).map(|_| rng.random_range(0..classes)).collect();
         let dense_flops = step_flops(&graph, None, 1);
-        let mut dense_ms = f64::NAN;
-        for keep in std::iter::once(None).chain(keeps.iter().map(|&k| Some(k))) {
+        // Every mode of the model lives at once and the timed rounds take
+        // the modes in turn, so that a machine whose speed drifts (another
+        // job starting, clocks changing) slows dense and sparse steps
+        // alike rather than whichever happened to run then.
+        let modes: Vec<Option<f32>> = std::iter::once(None).chain(keeps.iter().map(|&k| Some(k))).collect();
+        let mut trainers = Vec::new();
+        for &keep in &modes {
             let net = Net::new(gpu, Graph::from_spec(spec.clone())?, 1)?;
             let sparse = keep.map(|k| SparseConfig { keep: k, ..SparseConfig::default() });
             let mut t = Trainer::new(gpu, net, batch, sgd, sparse)?;
             t.set_batch(gpu, &x, &y)?;
-            let (lr, score_lr) = (0.01, 0.01);
             for _ in 0..warmup {
                 t.run(gpu, Phase::Train, batch, lr, score_lr, 0)?;
             }
             gpu.wait()?;
-            let (mut lat, mut host) = (Vec::new(), Vec::new());
-            for _ in 0..runs {
+            trainers.push(t);
+        }
+        let n = modes.len();
+        let (mut lat, mut host) = (vec![Vec::new(); n], vec![Vec::new(); n]);
+        for _ in 0..runs {
+            for (i, t) in trainers.iter_mut().enumerate() {
                 let t0 = Instant::now();
                 t.run(gpu, Phase::Train, batch, lr, score_lr, 0)?;
-                host.push(t0.elapsed().as_secs_f64());
+                host[i].push(t0.elapsed().as_secs_f64());
                 gpu.wait()?;
-                lat.push(t0.elapsed().as_secs_f64());
+                lat[i].push(t0.elapsed().as_secs_f64());
             }
-            let before = gpu.readback_stats();
-            let t0 = Instant::now();
-            for _ in 0..runs {
-                t.run(gpu, Phase::Train, batch, lr, score_lr, 0)?;
+        }
+        let (mut step, mut bytes) = (vec![Vec::new(); n], vec![0u64; n]);
+        for _ in 0..ROUNDS {
+            for (i, t) in trainers.iter_mut().enumerate() {
+                let before = gpu.readback_stats();
+                let t0 = Instant::now();
+                for _ in 0..runs {
+                    t.run(gpu, Phase::Train, batch, lr, score_lr, 0)?;
+                }
+                gpu.wait()?;
+                step[i].push(1e3 * t0.elapsed().as_secs_f64() / runs as f64);
+                bytes[i] += gpu.readback_stats().bytes - before.bytes;
             }
-            gpu.wait()?;
-            let step_ms = 1e3 * t0.elapsed().as_secs_f64() / runs as f64;
-            let bytes = (gpu.readback_stats().bytes - before.bytes) as f64 / runs as f64;
+        }
+        for (i, (&keep, t)) in modes.iter().zip(&mut trainers).enumerate() {
             let block = t.step_block(Phase::Train, batch, lr, score_lr, 0);
             let plan = t.plan(gpu, Phase::Train)?;
             let (dispatches, passes) = (plan.dispatches(), plan.passes());
             let (gpu_ms, profile) = if gpu.has_timestamps() {
                 let busy: Vec<f64> = (0..3).map(|_| plan.gpu_seconds(gpu, Some(&block))).collect::<Result<Vec<_>>>()?;
-                (Some(1e3 * median(&busy)), family_shares(&plan.profile(gpu, Some(&block))?))
+                let times = plan.profile(gpu, Some(&block))?;
+                if profile_mode() == Some("dispatches") {
+                    dispatch_log.push((format!("{name} {}", mode_name(keep)), plan.grids(), times.clone()));
+                }
+                (Some(1e3 * median(&busy)), family_shares(&times))
             } else {
                 (None, Vec::new())
             };
-            if keep.is_none() {
-                dense_ms = step_ms;
-            }
             let flops = match keep {
                 None => dense_flops,
                 Some(k) => {
@@ -349,19 +389,22 @@ pub fn bench_train(
                     step_flops(&graph, Some(&kept), 2)
                 }
             };
+            // The ratio of each round's dense step to this mode's, taken
+            // moments apart: the median of those, not of two separate medians.
+            let ratios: Vec<f64> = step[0].iter().zip(&step[i]).map(|(d, s)| d / s).collect();
             let row = TrainRow {
                 model: name.clone(),
                 keep,
-                latency_ms: 1e3 * median(&lat),
-                step_ms,
-                host_us: 1e6 * median(&host),
+                latency_ms: 1e3 * median(&lat[i]),
+                step_ms: median(&step[i]),
+                host_us: 1e6 * median(&host[i]),
                 dispatches,
                 passes,
                 gpu_ms,
                 runs,
-                speedup: dense_ms / step_ms,
+                speedup: median(&ratios),
                 flop_ratio: dense_flops / flops,
-                readback_per_step: bytes,
+                readback_per_step: bytes[i] as f64 / (ROUNDS * runs) as f64,
                 profile,
             };
             writeln!(
@@ -401,14 +444,21 @@ pub fn bench_train(
         writeln!(out, "\n(no timestamp queries on this adapter: no GPU time, no per-kernel breakdown)")
             .map_err(io_err)?;
     }
+    for (what, grids, times) in dispatch_log {
+        writeln!(out, "\nEvery dispatch of one {what} step (kernel, workgroups, ms):\n").map_err(io_err)?;
+        for (i, ((kernel, g), (_, t))) in grids.iter().zip(&times).enumerate() {
+            writeln!(out, "{i:4} {:24} {:>5}×{}×{} {:9.3}", kernel.entry_point(), g.x, g.y, g.z, 1e3 * t)
+                .map_err(io_err)?;
+        }
+    }
     Ok(rows)
 }
 
 /// Seconds per kernel family, largest first; per kernel (entry point)
-/// instead when `SPARSETRAIN_PROFILE=kernels` is set, to see which pass of
+/// instead when `SPARSETRAIN_PROFILE` is `kernels` or `dispatches`, to see which pass of
 /// a family costs what.
 pub fn family_shares(times: &[(crate::device::shader::Kernel, f64)]) -> Vec<(&'static str, f64)> {
-    let by_kernel = std::env::var("SPARSETRAIN_PROFILE").is_ok_and(|v| v == "kernels");
+    let by_kernel = profile_mode().is_some();
     let mut fams: Vec<(&'static str, f64)> = Vec::new();
     for (k, t) in times {
         let name = if by_kernel { k.entry_point() } else { k.family() };

@@ -344,6 +344,15 @@ impl Plan {
         Ok(times.iter().map(|t| t.1).sum())
     }
 
+    /// Each dispatch's kernel and grid (workgroups), in order: what
+    /// `profile`'s times belong to.
+    pub fn grids(&self) -> Vec<(Kernel, UVec3)> {
+        self.ops
+            .iter()
+            .filter_map(|o| if let Op::Dispatch(d) = o { Some((d.kernel, d.groups)) } else { None })
+            .collect()
+    }
+
     /// Runs once with one timed pass per dispatch and waits: each dispatch's
     /// kernel and GPU seconds (a counted read-back of the timestamps).
     pub fn profile(&self, gpu: &Gpu, block: Option<&StepBlock>) -> Result<Vec<(Kernel, f64)>> {
