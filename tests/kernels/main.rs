@@ -13,6 +13,7 @@ mod gather;
 mod lazy;
 mod mask;
 mod matmul;
+mod matmul_kept;
 mod optim;
 mod pool;
 mod project;

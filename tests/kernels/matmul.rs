@@ -10,7 +10,7 @@ use crate::common::*;
 /// splits (uneven, some empty on short K). Where the device lacks `coop`,
 /// the test says that it did not run, and fails if
 /// `SPARSETRAIN_REQUIRE_COOP` is set (as on the GPU machine's runs).
-fn matmul_variants(gpu: &sparsetrain::Gpu, test: &str) -> Vec<(Variant, u32)> {
+pub(crate) fn matmul_variants(gpu: &sparsetrain::Gpu, test: &str) -> Vec<(Variant, u32)> {
     let mut v = vec![Variant::RegTile, Variant::Shared, Variant::Wide, Variant::Naive];
     match gpu.coop() {
         Ok(_) => v.push(Variant::Coop),
@@ -34,13 +34,13 @@ fn matmul_variants(gpu: &sparsetrain::Gpu, test: &str) -> Vec<(Variant, u32)> {
     v.into_iter().flat_map(|v| if v.splits_k() { vec![(v, 1), (v, 3)] } else { vec![(v, 1)] }).collect()
 }
 
-fn label(variant: Variant, split: u32) -> String {
+pub(crate) fn label(variant: Variant, split: u32) -> String {
     if split > 1 { format!("{} split {split}", variant.name()) } else { variant.name().to_string() }
 }
 
 /// Inputs of a `coop` case, rounded to f16 (the f64 reference then sees the
 /// values the tensor cores multiply); others unchanged.
-fn f16_for(variant: Variant, v: Vec<f32>) -> Vec<f32> {
+pub(crate) fn f16_for(variant: Variant, v: Vec<f32>) -> Vec<f32> {
     if variant != Variant::Coop {
         return v;
     }
@@ -49,7 +49,7 @@ fn f16_for(variant: Variant, v: Vec<f32>) -> Vec<f32> {
 
 /// A `coop` case's absolute tolerance: its inputs are exact in f16, but
 /// tensor cores may accumulate with less care than f32 fused multiply-adds.
-fn tol(variant: Variant, abs: f64) -> f64 {
+pub(crate) fn tol(variant: Variant, abs: f64) -> f64 {
     if variant == Variant::Coop { 10.0 * abs } else { abs }
 }
 
