@@ -302,7 +302,8 @@ pub fn bench_train(
         out,
         "batch {batch}; {warmup} warm-up steps; latency = median of {runs} steps each submitted and waited for; \
          step = median over {ROUNDS} rounds of {runs} steps submitted back to back, waited for at the end (per step); \
-         host = median time to write the step block, encode the plan and submit; the modes of a model take turns in \
+         host = median time to write the step block, encode the plan and submit (latency and host over consecutive steps of a \
+         mode); the modes of a model take turns in \
          every round; speedup = median over the rounds of dense step / step; FLOP ratio = dense step FLOPs / \
          step FLOPs (2 passes per sparse step)"
     )
@@ -345,8 +346,11 @@ pub fn bench_train(
         }
         let n = modes.len();
         let (mut lat, mut host) = (vec![Vec::new(); n], vec![Vec::new(); n]);
-        for _ in 0..runs {
-            for (i, t) in trainers.iter_mut().enumerate() {
+        // Latency and host time per mode over consecutive steps, as training
+        // runs them: a plan replayed after another one finds the host's
+        // caches cold.
+        for (i, t) in trainers.iter_mut().enumerate() {
+            for _ in 0..runs {
                 let t0 = Instant::now();
                 t.run(gpu, Phase::Train, batch, lr, score_lr, 0)?;
                 host[i].push(t0.elapsed().as_secs_f64());
