@@ -19,12 +19,14 @@
 // One workgroup per channel for the reductions (a grid over the largest
 // channel count; workgroups past the stored channels leave at once). On
 // GPUs a channel's rows (batch × pixels, 131072 for a 32×32 CIFAR batch)
-// are too many for one workgroup: with `splits` > 1 the grid is channels ×
-// splits, workgroup (j, s) sums its chunk of rows into partials (after the
-// four statistics in `stats`), and bn_stats_final / bn_grad_final add each
-// channel's partials, a thread per channel. Split statistics are one pass
-// of shifted sums: Σ(x − K) and Σ(x − K)² with K = x[row 0, j], a value
-// near the channel's mean, so that the variance does not cancel.
+// are too many for one workgroup: with `splits` > 1 the grid is channel
+// groups (of up to WG channels) × splits, workgroup (g, s) sums its chunk
+// of rows for each channel of its group into partials (after the four
+// statistics in `stats`), reading whole rows at a time (`lanes`), and
+// bn_stats_final / bn_grad_final add each channel's partials, a thread per
+// channel. Split statistics are one pass of shifted sums: Σ(x − K) and
+// Σ(x − K)² with K = x[row 0, j], a value near the channel's mean, so that
+// the variance does not cancel.
 
 // Keep in sync with `BnParams` in src/ops/batchnorm.rs.
 struct BnParams {
@@ -143,12 +145,12 @@ fn split_rows(s: u32, rows: u32) -> vec2<u32> {
 
 @compute @workgroup_size(WG)
 fn bn_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
-    let j = wid.x;
-    if !has_channel(j, lidx) {
+    if p.splits > 1u {
+        split_partial(wid.x, wid.y, lidx, false);
         return;
     }
-    if p.splits > 1u {
-        stats_partial(j, wid.y, lidx);
+    let j = wid.x;
+    if !has_channel(j, lidx) {
         return;
     }
     let ch = channels();
@@ -179,31 +181,92 @@ fn bn_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
     }
 }
 
-// Split statistics, first level: Σ(x − K), Σ(x − K)² over split s's rows.
-fn stats_partial(j: u32, s: u32, lidx: u32) {
-    let ch = channels();
-    let rows = rows_of(p.rows, p.rows_code);
-    let range = split_rows(s, rows);
-    // Uniform per workgroup: the barriers below stay in uniform control flow.
-    let live = j < ch.y && rows > 0u;
+// The threads of a split reduction's workgroup (grid: channel groups ×
+// splits): group g covers stored channels [g·WG, g·WG + width), and its
+// threads read `per` rows at a time, consecutive threads consecutive
+// channels of a row, so that a GPU's warp reads contiguous memory and a
+// CPU's SIMD lanes a contiguous vector (one workgroup per channel would
+// read a column, C floats apart). Thread `lidx` sums channel c over the
+// rows row0, row0 + per, ...; `per` (a power of two) and `width` are
+// uniform across the workgroup, so its barriers are too.
+struct Lanes {
+    c: u32,
+    row0: u32,
+    per: u32,
+    width: u32,
+    busy: bool,
+    // (stored, kept) channels, and split s's rows [x, y).
+    ch: vec2<u32>,
+    range: vec2<u32>,
+}
+
+fn lanes(g: u32, s: u32, lidx: u32) -> Lanes {
+    if lidx == 0u {
+        stored = channels().x;
+    }
+    let all = workgroupUniformLoad(&stored);
+    let first = g * WG;
+    let width = min(all - min(first, all), WG);
+    var per = 1u;
+    if width > 0u {
+        while per * 2u * width <= WG {
+            per *= 2u;
+        }
+    }
+    let w = max(width, 1u);
+    let range = split_rows(s, rows_of(p.rows, p.rows_code));
+    return Lanes(first + lidx % w, lidx / w, per, width, lidx < per * width, channels(), range);
+}
+
+// Adds the `per` row sums of each channel in `red` and `red2` down to the
+// threads of row0 0, which store them as split s's partials of their channel.
+fn store_partials(ln: Lanes, s: u32, lidx: u32) {
+    for (var h = ln.per / 2u; h > 0u; h /= 2u) {
+        workgroupBarrier();
+        if ln.busy && ln.row0 < h {
+            red[lidx] += red[lidx + h * ln.width];
+            red2[lidx] += red2[lidx + h * ln.width];
+        }
+    }
+    if ln.busy && ln.row0 == 0u {
+        let at = partial_at(s, ln.c);
+        stats[at] = red[lidx];
+        stats[at + 1u] = red2[lidx];
+    }
+}
+
+// The first level of a split reduction, for each channel of group g over
+// split s's rows (padding channels sum to zero): the statistics' shifted
+// sums Σ(x − K), Σ(x − K)² with K = x[row 0] or, with `grad`, the backward
+// sums Σ dy and Σ dy·x̂.
+fn split_partial(g: u32, s: u32, lidx: u32, grad: bool) {
+    let ln = lanes(g, s, lidx);
+    if ln.width == 0u {
+        return;
+    }
     var s1 = 0.0;
     var s2 = 0.0;
-    if live {
-        let k = x[j];
-        for (var r = range.x + lidx; r < range.y; r += WG) {
-            let d = x[r * ch.x + j] - k;
-            s1 += d;
-            s2 += d * d;
+    if ln.busy && ln.c < ln.ch.y {
+        // The shift, or the batch mean and 1/σ.
+        let k = x[ln.c];
+        let mean = stats[ln.c];
+        let inv = stats[ln.ch.x + ln.c];
+        for (var r = ln.range.x + ln.row0; r < ln.range.y; r += ln.per) {
+            let at = r * ln.ch.x + ln.c;
+            if grad {
+                let d = dy[at];
+                s1 += d;
+                s2 += d * ((x[at] - mean) * inv);
+            } else {
+                let d = x[at] - k;
+                s1 += d;
+                s2 += d * d;
+            }
         }
     }
     red[lidx] = s1;
     red2[lidx] = s2;
-    let sums = workgroup_sums(lidx);
-    if lidx == 0u && j < ch.x {
-        let at = partial_at(s, j);
-        stats[at] = sums.x;
-        stats[at + 1u] = sums.y;
-    }
+    store_partials(ln, s, lidx);
 }
 
 // Split statistics, second level: a thread per stored channel.
@@ -268,24 +331,23 @@ fn bn_apply(
 
 @compute @workgroup_size(WG)
 fn bn_grad_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
+    if p.splits > 1u {
+        split_partial(wid.x, wid.y, lidx, true);
+        return;
+    }
     let j = wid.x;
     if !has_channel(j, lidx) {
         return;
     }
     let ch = channels();
     let rows = rows_of(p.rows, p.rows_code);
-    // With splits, this workgroup's chunk of rows into the partials.
-    var range = vec2(0u, rows);
-    if p.splits > 1u {
-        range = split_rows(wid.y, rows);
-    }
     let live = j < ch.y;
     var sd = 0.0;
     var sdx = 0.0;
     if live {
         let mean = stats[j];
         let inv = stats[ch.x + j];
-        for (var r = range.x + lidx; r < range.y; r += WG) {
+        for (var r = lidx; r < rows; r += WG) {
             let g = dy[r * ch.x + j];
             sd += g;
             sdx += g * ((x[r * ch.x + j] - mean) * inv);
@@ -294,14 +356,6 @@ fn bn_grad_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     red[lidx] = sd;
     red2[lidx] = sdx;
     let sums = workgroup_sums(lidx);
-    if p.splits > 1u {
-        if lidx == 0u && j < ch.x {
-            let at = partial_at(wid.y, j);
-            stats[at] = sums.x;
-            stats[at + 1u] = sums.y;
-        }
-        return;
-    }
     if lidx == 0u && j < ch.x {
         stats[2u * ch.x + j] = sums.x;
         stats[3u * ch.x + j] = sums.y;
