@@ -76,6 +76,32 @@ fn column(map: u32, c: u32) -> u32 {
     return ranks[map + c];
 }
 
+// Where output column j of the sum reads A and B (NONE: that input lacks
+// its channel; both NONE past the sum's count).
+fn sources(j: u32, so: vec2<u32>) -> vec2<u32> {
+    if j >= so.y {
+        return vec2(NONE, NONE);
+    }
+    let c = channel(p.out_map, j);
+    return vec2(column(p.a_map, c), column(p.b_map, c));
+}
+
+fn forward_one(src: vec2<u32>, r: u32, t: u32, sa: u32, sb: u32) {
+    var v = 0.0;
+    if src.x != NONE {
+        v += a[r * sa + src.x];
+    }
+    if src.y != NONE {
+        v += b[r * sb + src.y];
+    }
+    if p.relu != 0u {
+        v = max(v, 0.0);
+    }
+    out[t] = v;
+}
+
+// A thread stays on one column where the threads cover the columns
+// (`col_walk`), so its sources are found once.
 @compute @workgroup_size(WG)
 fn add_forward(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -83,30 +109,46 @@ fn add_forward(
     @builtin(local_invocation_index) lidx: u32,
 ) {
     let so = side(p.out_count);
-    let sa = side(p.a_count);
-    let sb = side(p.b_count);
-    let total = rows_of(p.rows, p.rows_code) * so.x;
-    for (var w = row_walk(flat_id(wid, nwg, lidx, WG), nwg.x * nwg.y * WG, so.x); w.t < total; row_walk_next(&w, so.x)) {
-        let t = w.t;
-        let r = w.r;
-        let j = w.c;
-        var v = 0.0;
-        if j < so.y {
-            let c = channel(p.out_map, j);
-            let ja = column(p.a_map, c);
-            let jb = column(p.b_map, c);
-            if ja != NONE {
-                v += a[r * sa.x + ja];
-            }
-            if jb != NONE {
-                v += b[r * sb.x + jb];
-            }
-            if p.relu != 0u {
-                v = max(v, 0.0);
+    let sa = side(p.a_count).x;
+    let sb = side(p.b_count).x;
+    let rows = rows_of(p.rows, p.rows_code);
+    let id = flat_id(wid, nwg, lidx, WG);
+    let threads = nwg.x * nwg.y * WG;
+    if so.x <= threads {
+        let w = col_walk(id, threads, so.x);
+        if w.busy {
+            let src = sources(w.c, so);
+            for (var r = w.r; r < rows; r += w.per) {
+                forward_one(src, r, r * so.x + w.c, sa, sb);
             }
         }
-        out[t] = v;
+        return;
     }
+    for (var w = row_walk(id, threads, so.x); w.t < rows * so.x; row_walk_next(&w, so.x)) {
+        forward_one(sources(w.c, so), w.r, w.t, sa, sb);
+    }
+}
+
+fn backward_one(jo: u32, r: u32, t: u32, so: u32) {
+    var g = 0.0;
+    if jo != NONE {
+        g = a[r * so + jo];
+    }
+    if p.gate != 0u && b[t] <= 0.0 {
+        g = 0.0;
+    }
+    if p.accumulate != 0u {
+        g += out[t];
+    }
+    out[t] = g;
+}
+
+// Where column i of the input reads dOut (NONE past the input's count).
+fn grad_source(i: u32, sx: vec2<u32>) -> u32 {
+    if i >= sx.y {
+        return NONE;
+    }
+    return column(p.out_map, channel(p.a_map, i));
 }
 
 // The input side is (a_count, a_map), the sum's (out_count, out_map); `a`
@@ -117,26 +159,22 @@ fn add_backward(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lidx: u32,
 ) {
-    let so = side(p.out_count);
+    let so = side(p.out_count).x;
     let sx = side(p.a_count);
-    let total = rows_of(p.rows, p.rows_code) * sx.x;
-    for (var w = row_walk(flat_id(wid, nwg, lidx, WG), nwg.x * nwg.y * WG, sx.x); w.t < total; row_walk_next(&w, sx.x)) {
-        let t = w.t;
-        let r = w.r;
-        let i = w.c;
-        var g = 0.0;
-        if i < sx.y {
-            let jo = column(p.out_map, channel(p.a_map, i));
-            if jo != NONE {
-                g = a[r * so.x + jo];
+    let rows = rows_of(p.rows, p.rows_code);
+    let id = flat_id(wid, nwg, lidx, WG);
+    let threads = nwg.x * nwg.y * WG;
+    if sx.x <= threads {
+        let w = col_walk(id, threads, sx.x);
+        if w.busy {
+            let jo = grad_source(w.c, sx);
+            for (var r = w.r; r < rows; r += w.per) {
+                backward_one(jo, r, r * sx.x + w.c, so);
             }
         }
-        if p.gate != 0u && b[t] <= 0.0 {
-            g = 0.0;
-        }
-        if p.accumulate != 0u {
-            g += out[t];
-        }
-        out[t] = g;
+        return;
+    }
+    for (var w = row_walk(id, threads, sx.x); w.t < rows * sx.x; row_walk_next(&w, sx.x)) {
+        backward_one(grad_source(w.c, sx), w.r, w.t, so);
     }
 }

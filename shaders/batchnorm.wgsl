@@ -297,6 +297,38 @@ fn bn_stats_final(
     }
 }
 
+// What bn_apply needs of stored channel j: the statistics it normalises
+// with, γ and β of its unit; `live` false for padding.
+struct ApplyCh {
+    live: bool,
+    mean: f32,
+    inv: f32,
+    gamma: f32,
+    beta: f32,
+}
+
+fn apply_ch(j: u32, ch: vec2<u32>) -> ApplyCh {
+    if j >= ch.y {
+        return ApplyCh(false, 0.0, 0.0, 0.0, 0.0);
+    }
+    let u = unit(j);
+    if p.train != 0u {
+        return ApplyCh(true, stats[j], stats[ch.x + j], gamma[u], beta[u]);
+    }
+    return ApplyCh(true, running[u], 1.0 / sqrt(running[p.c_full + u] + p.eps), gamma[u], beta[u]);
+}
+
+fn apply_one(k: ApplyCh, t: u32) {
+    var out = 0.0;
+    if k.live {
+        out = k.gamma * ((x[t] - k.mean) * k.inv) + k.beta;
+        if p.relu != 0u {
+            out = max(out, 0.0);
+        }
+    }
+    y[t] = out;
+}
+
 @compute @workgroup_size(WG)
 fn bn_apply(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -304,28 +336,21 @@ fn bn_apply(
     @builtin(local_invocation_index) lidx: u32,
 ) {
     let ch = channels();
-    let total = rows_of(p.rows, p.rows_code) * ch.x;
-    for (var w = row_walk(flat_id(wid, nwg, lidx, WG), nwg.x * nwg.y * WG, ch.x); w.t < total; row_walk_next(&w, ch.x)) {
-        let t = w.t;
-        let j = w.c;
-        var out = 0.0;
-        if j < ch.y {
-            let u = unit(j);
-            var mean = 0.0;
-            var inv = 0.0;
-            if p.train != 0u {
-                mean = stats[j];
-                inv = stats[ch.x + j];
-            } else {
-                mean = running[u];
-                inv = 1.0 / sqrt(running[p.c_full + u] + p.eps);
-            }
-            out = gamma[u] * ((x[t] - mean) * inv) + beta[u];
-            if p.relu != 0u {
-                out = max(out, 0.0);
+    let rows = rows_of(p.rows, p.rows_code);
+    let id = flat_id(wid, nwg, lidx, WG);
+    let threads = nwg.x * nwg.y * WG;
+    if ch.x <= threads {
+        let w = col_walk(id, threads, ch.x);
+        if w.busy {
+            let k = apply_ch(w.c, ch);
+            for (var r = w.r; r < rows; r += w.per) {
+                apply_one(k, r * ch.x + w.c);
             }
         }
-        y[t] = out;
+        return;
+    }
+    for (var w = row_walk(id, threads, ch.x); w.t < rows * ch.x; row_walk_next(&w, ch.x)) {
+        apply_one(apply_ch(w.c, ch), w.t);
     }
 }
 
@@ -393,6 +418,47 @@ fn bn_grad_final(
     }
 }
 
+// What bn_grad_apply needs of stored channel j: γ/σ of its unit, its
+// mean and 1/σ, and the two backward sums over the rows.
+struct GradCh {
+    live: bool,
+    scale: f32,
+    mean: f32,
+    inv: f32,
+    sd: f32,
+    sdx: f32,
+}
+
+fn grad_ch(j: u32, ch: vec2<u32>, inv_rows: f32) -> GradCh {
+    if j >= ch.y {
+        return GradCh(false, 0.0, 0.0, 0.0, 0.0, 0.0);
+    }
+    let inv = stats[ch.x + j];
+    return GradCh(
+        true,
+        gamma[unit(j)] * inv,
+        stats[j],
+        inv,
+        stats[2u * ch.x + j] * inv_rows,
+        stats[3u * ch.x + j] * inv_rows,
+    );
+}
+
+fn grad_one(k: GradCh, t: u32) {
+    var g = 0.0;
+    if k.live {
+        let xhat = (x[t] - k.mean) * k.inv;
+        g = k.scale * (dy[t] - k.sd - xhat * k.sdx);
+    }
+    if p.gate != 0u && x[t] <= 0.0 {
+        g = 0.0;
+    }
+    if p.accumulate != 0u {
+        g += y[t];
+    }
+    y[t] = g;
+}
+
 @compute @workgroup_size(WG)
 fn bn_grad_apply(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -401,23 +467,20 @@ fn bn_grad_apply(
 ) {
     let ch = channels();
     let rows = rows_of(p.rows, p.rows_code);
-    let total = rows * ch.x;
     let inv_rows = 1.0 / f32(max(rows, 1u));
-    for (var w = row_walk(flat_id(wid, nwg, lidx, WG), nwg.x * nwg.y * WG, ch.x); w.t < total; row_walk_next(&w, ch.x)) {
-        let t = w.t;
-        let j = w.c;
-        var g = 0.0;
-        if j < ch.y {
-            let inv = stats[ch.x + j];
-            let xhat = (x[t] - stats[j]) * inv;
-            g = gamma[unit(j)] * inv * (dy[t] - stats[2u * ch.x + j] * inv_rows - xhat * stats[3u * ch.x + j] * inv_rows);
+    let id = flat_id(wid, nwg, lidx, WG);
+    let threads = nwg.x * nwg.y * WG;
+    if ch.x <= threads {
+        let w = col_walk(id, threads, ch.x);
+        if w.busy {
+            let k = grad_ch(w.c, ch, inv_rows);
+            for (var r = w.r; r < rows; r += w.per) {
+                grad_one(k, r * ch.x + w.c);
+            }
         }
-        if p.gate != 0u && x[t] <= 0.0 {
-            g = 0.0;
-        }
-        if p.accumulate != 0u {
-            g += y[t];
-        }
-        y[t] = g;
+        return;
+    }
+    for (var w = row_walk(id, threads, ch.x); w.t < rows * ch.x; row_walk_next(&w, ch.x)) {
+        grad_one(grad_ch(w.c, ch, inv_rows), w.t);
     }
 }

@@ -18,10 +18,10 @@ fn residual_sum_over_channel_sets_matches_reference() {
 }
 
 fn run_cases(gpu: &sparsetrain::Gpu, label: &str) {
-    let c = 13usize;
-    // Rows of the buffers and of the step: more than one workgroup's threads
-    // cover when the grid is capped.
-    let (cap, n) = if label.is_empty() { (5usize, 4usize) } else { (60, 53) };
+    // Channels and rows of the buffers and of the step: on one workgroup,
+    // more of both than its 256 threads cover (a thread per column, then
+    // the walk over all elements past 256 columns).
+    let (c, cap, n) = if label.is_empty() { (13usize, 5usize, 4usize) } else { (263, 60, 53) };
     for (case, (pa, pb)) in [(0.5, 0.3), (1.0, 0.0), (0.0, 0.0), (0.2, 0.9)].into_iter().enumerate() {
         let mut r = rng(2400 + case as u64);
         // Units 0..c are A's layer, c..2c are B's; set 2 is their union.
