@@ -76,6 +76,18 @@ fn window(n: u32, oh: u32, ow: u32, ch: u32, c: u32) -> Win {
     return Win(best, at);
 }
 
+// Sample, row and column of pixel q of an h × w plane (two divisions per
+// pixel; the channels of a pixel then need none).
+fn pixel(q: u32, h: u32, w: u32) -> vec3<u32> {
+    let n = q / (h * w);
+    let rem = q - n * h * w;
+    let y = rem / w;
+    return vec3(n, y, rem - y * w);
+}
+
+// A thread per output pixel, looping over its channels: integer division
+// has no vector instruction on CPUs (lavapipe divides lane by lane), and
+// a thread per value divided five times per value.
 @compute @workgroup_size(WG)
 fn pool_forward(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -83,15 +95,16 @@ fn pool_forward(
     @builtin(local_invocation_index) lidx: u32,
 ) {
     let c = channels();
-    let total = rows_of(p.batch, p.batch_code) * p.oh * p.ow * c;
-    for (var t = flat_id(wid, nwg, lidx, WG); t < total; t += nwg.x * nwg.y * WG) {
-        let ch = t % c;
-        let pix = t / c;
-        let n = pix / (p.oh * p.ow);
-        y[t] = window(n, (pix / p.ow) % p.oh, pix % p.ow, ch, c).value;
+    let pixels = rows_of(p.batch, p.batch_code) * p.oh * p.ow;
+    for (var q = flat_id(wid, nwg, lidx, WG); q < pixels; q += nwg.x * nwg.y * WG) {
+        let o = pixel(q, p.oh, p.ow);
+        for (var ch = 0u; ch < c; ch++) {
+            y[q * c + ch] = window(o.x, o.y, o.z, ch, c).value;
+        }
     }
 }
 
+// A thread per input pixel, looping over its channels.
 @compute @workgroup_size(WG)
 fn pool_backward(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -99,30 +112,32 @@ fn pool_backward(
     @builtin(local_invocation_index) lidx: u32,
 ) {
     let c = channels();
-    let total = rows_of(p.batch, p.batch_code) * p.h * p.w * c;
-    for (var t = flat_id(wid, nwg, lidx, WG); t < total; t += nwg.x * nwg.y * WG) {
-        let ch = t % c;
-        let pix = t / c;
-        let n = pix / (p.h * p.w);
-        let ih = (pix / p.w) % p.h;
-        let iw = pix % p.w;
-        let oh = ih / p.sh;
-        let ow = iw / p.sw;
-        var g = 0.0;
-        if oh < p.oh && ow < p.ow && ih - oh * p.sh < p.kh && iw - ow * p.sw < p.kw {
-            let d = dy[((n * p.oh + oh) * p.ow + ow) * c + ch];
-            if p.mode == 1u {
-                g = d / f32(p.kh * p.kw);
-            } else if window(n, oh, ow, ch, c).at == t {
-                g = d;
+    let pixels = rows_of(p.batch, p.batch_code) * p.h * p.w;
+    for (var q = flat_id(wid, nwg, lidx, WG); q < pixels; q += nwg.x * nwg.y * WG) {
+        let i = pixel(q, p.h, p.w);
+        let oh = i.y / p.sh;
+        let ow = i.z / p.sw;
+        // Whether a window holds this pixel, and where its gradient is.
+        let inside = oh < p.oh && ow < p.ow && i.y - oh * p.sh < p.kh && i.z - ow * p.sw < p.kw;
+        let out = ((i.x * p.oh + oh) * p.ow + ow) * c;
+        for (var ch = 0u; ch < c; ch++) {
+            let t = q * c + ch;
+            var g = 0.0;
+            if inside {
+                let d = dy[out + ch];
+                if p.mode == 1u {
+                    g = d / f32(p.kh * p.kw);
+                } else if window(i.x, oh, ow, ch, c).at == t {
+                    g = d;
+                }
             }
+            if p.gate != 0u && x[t] <= 0.0 {
+                g = 0.0;
+            }
+            if p.accumulate != 0u {
+                g += y[t];
+            }
+            y[t] = g;
         }
-        if p.gate != 0u && x[t] <= 0.0 {
-            g = 0.0;
-        }
-        if p.accumulate != 0u {
-            g += y[t];
-        }
-        y[t] = g;
     }
 }

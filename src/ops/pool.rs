@@ -121,7 +121,9 @@ pub fn forward(
     need("pool", "y", y, out, DType::F32)?;
     need("pool", "x", x, batch.max() * g.h * g.w * ch.max(), DType::F32)?;
     need("pool", "dims", dims, 1, DType::U32)?;
-    launch(rec, Kernel::PoolForward, &p, &[(1, dims), (2, x), (3, y)], out)
+    // A thread per output pixel (it loops over the channels).
+    let pixels = batch.max() * (p.oh * p.ow) as usize;
+    launch(rec, Kernel::PoolForward, &p, &[(1, dims), (2, x), (3, y)], pixels)
 }
 
 /// dx (+)= the gradient of the pooling of x from dy; zero where x is not
@@ -146,5 +148,6 @@ pub fn backward(
     need("pool", "dx", dx, len, DType::F32)?;
     need("pool", "x", x, len, DType::F32)?;
     need("pool", "dy", dy, batch.max() * (p.oh * p.ow) as usize * ch.max(), DType::F32)?;
-    launch(rec, Kernel::PoolBackward, &p, &[(1, dims), (2, x), (3, dx), (4, dy)], len)
+    // A thread per input pixel (it loops over the channels).
+    launch(rec, Kernel::PoolBackward, &p, &[(1, dims), (2, x), (3, dx), (4, dy)], batch.max() * g.h * g.w)
 }
