@@ -17,9 +17,10 @@
 //     dβ_u, dγ_u.
 // bn_grad_apply: dx = γ_u/σ · (dy − Σdy/R − x̂·Σ(dy·x̂)/R) (+ gate, accumulate).
 // One workgroup per channel for the reductions (a grid over the largest
-// channel count; workgroups past the stored channels leave at once). On
-// GPUs a channel's rows (batch × pixels, 131072 for a 32×32 CIFAR batch)
-// are too many for one workgroup: with `splits` > 1 the grid is channel
+// channel count; workgroups past the stored channels leave at once) where
+// the rows are few. A batch of pixels (131072 rows for a 32×32 CIFAR batch)
+// is too many for one workgroup: with `splits` > 1 (src/ops/batchnorm.rs
+// chooses them per adapter) the grid is channel
 // groups (of up to WG channels) × splits, workgroup (g, s) sums its chunk
 // of rows for each channel of its group into partials (after the four
 // statistics in `stats`), reading whole rows at a time (`lanes`), and
@@ -187,20 +188,21 @@ fn bn_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
 // channels of a row, so that a GPU's warp reads contiguous memory and a
 // CPU's SIMD lanes a contiguous vector (one workgroup per channel would
 // read a column, C floats apart). Thread `lidx` sums channel c over the
-// rows row0, row0 + per, ...; `per` (a power of two) and `width` are
-// uniform across the workgroup, so its barriers are too.
+// rows row0, row0 + per, ...; `per` (a power of two) and `width`
+// (`group_shape`) are uniform across the workgroup, so its barriers are too.
 struct Lanes {
     c: u32,
     row0: u32,
-    per: u32,
-    width: u32,
     busy: bool,
     // (stored, kept) channels, and split s's rows [x, y).
     ch: vec2<u32>,
     range: vec2<u32>,
 }
 
-fn lanes(g: u32, s: u32, lidx: u32) -> Lanes {
+// (width, per) of group g, uniform across the workgroup (from
+// workgroupUniformLoad and the workgroup id alone): the barriers below
+// depend on nothing else.
+fn group_shape(g: u32, lidx: u32) -> vec2<u32> {
     if lidx == 0u {
         stored = channels().x;
     }
@@ -213,19 +215,24 @@ fn lanes(g: u32, s: u32, lidx: u32) -> Lanes {
             per *= 2u;
         }
     }
-    let w = max(width, 1u);
+    return vec2(width, per);
+}
+
+fn lanes(g: u32, s: u32, lidx: u32, shape: vec2<u32>) -> Lanes {
+    let w = max(shape.x, 1u);
     let range = split_rows(s, rows_of(p.rows, p.rows_code));
-    return Lanes(first + lidx % w, lidx / w, per, width, lidx < per * width, channels(), range);
+    return Lanes(g * WG + lidx % w, lidx / w, lidx < shape.y * shape.x, channels(), range);
 }
 
 // Adds the `per` row sums of each channel in `red` and `red2` down to the
-// threads of row0 0, which store them as split s's partials of their channel.
-fn store_partials(ln: Lanes, s: u32, lidx: u32) {
-    for (var h = ln.per / 2u; h > 0u; h /= 2u) {
+// threads of row0 0, which store them as split s's partials of their
+// channel; `shape` is the group's (width, per).
+fn store_partials(ln: Lanes, shape: vec2<u32>, s: u32, lidx: u32) {
+    for (var h = shape.y / 2u; h > 0u; h /= 2u) {
         workgroupBarrier();
         if ln.busy && ln.row0 < h {
-            red[lidx] += red[lidx + h * ln.width];
-            red2[lidx] += red2[lidx + h * ln.width];
+            red[lidx] += red[lidx + h * shape.x];
+            red2[lidx] += red2[lidx + h * shape.x];
         }
     }
     if ln.busy && ln.row0 == 0u {
@@ -240,10 +247,11 @@ fn store_partials(ln: Lanes, s: u32, lidx: u32) {
 // sums Σ(x − K), Σ(x − K)² with K = x[row 0] or, with `grad`, the backward
 // sums Σ dy and Σ dy·x̂.
 fn split_partial(g: u32, s: u32, lidx: u32, grad: bool) {
-    let ln = lanes(g, s, lidx);
-    if ln.width == 0u {
+    let shape = group_shape(g, lidx);
+    if shape.x == 0u {
         return;
     }
+    let ln = lanes(g, s, lidx, shape);
     var s1 = 0.0;
     var s2 = 0.0;
     if ln.busy && ln.c < ln.ch.y {
@@ -251,7 +259,7 @@ fn split_partial(g: u32, s: u32, lidx: u32, grad: bool) {
         let k = x[ln.c];
         let mean = stats[ln.c];
         let inv = stats[ln.ch.x + ln.c];
-        for (var r = ln.range.x + ln.row0; r < ln.range.y; r += ln.per) {
+        for (var r = ln.range.x + ln.row0; r < ln.range.y; r += shape.y) {
             let at = r * ln.ch.x + ln.c;
             if grad {
                 let d = dy[at];
@@ -266,7 +274,7 @@ fn split_partial(g: u32, s: u32, lidx: u32, grad: bool) {
     }
     red[lidx] = s1;
     red2[lidx] = s2;
-    store_partials(ln, s, lidx);
+    store_partials(ln, shape, s, lidx);
 }
 
 // Split statistics, second level: a thread per stored channel.

@@ -4,8 +4,8 @@
 // Pooling over NHWC activations, forward and backward side by side. Windows
 // of kh × kw with strides sh, sw that do not overlap (s ≥ k), so every input
 // value is in at most one window and the backward is a gather, one thread
-// per input value: no atomics. Global average pooling is a window of the
-// whole image.
+// per input value (or per input pixel, PER_PIXEL): no atomics. Global
+// average pooling is a window of the whole image.
 // pool_forward:  y[n, oh, ow, c] = max or mean of x over the window
 // pool_backward: dx[n, ih, iw, c] (+)= dy of its window · (max: 1 for the
 //                window's first maximum, else 0; mean: 1 / (kh·kw)), zero
@@ -34,6 +34,11 @@ struct PoolParams {
 }
 
 override WG: u32 = 256u;
+// A thread per pixel looping over its channels (CPU adapters: integer
+// division has no vector instruction there, and a thread per value divides
+// five to seven times per value), else a thread per value (GPUs: a global
+// pooling has few pixels and many values).
+override PER_PIXEL: bool = false;
 
 @group(0) @binding(0) var<uniform> p: PoolParams;
 @group(0) @binding(1) var<storage, read> dims: array<u32>;
@@ -76,8 +81,7 @@ fn window(n: u32, oh: u32, ow: u32, ch: u32, c: u32) -> Win {
     return Win(best, at);
 }
 
-// Sample, row and column of pixel q of an h × w plane (two divisions per
-// pixel; the channels of a pixel then need none).
+// Sample, row and column of pixel q of an h × w plane.
 fn pixel(q: u32, h: u32, w: u32) -> vec3<u32> {
     let n = q / (h * w);
     let rem = q - n * h * w;
@@ -85,9 +89,6 @@ fn pixel(q: u32, h: u32, w: u32) -> vec3<u32> {
     return vec3(n, y, rem - y * w);
 }
 
-// A thread per output pixel, looping over its channels: integer division
-// has no vector instruction on CPUs (lavapipe divides lane by lane), and
-// a thread per value divided five times per value.
 @compute @workgroup_size(WG)
 fn pool_forward(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -96,15 +97,46 @@ fn pool_forward(
 ) {
     let c = channels();
     let pixels = rows_of(p.batch, p.batch_code) * p.oh * p.ow;
-    for (var q = flat_id(wid, nwg, lidx, WG); q < pixels; q += nwg.x * nwg.y * WG) {
-        let o = pixel(q, p.oh, p.ow);
-        for (var ch = 0u; ch < c; ch++) {
-            y[q * c + ch] = window(o.x, o.y, o.z, ch, c).value;
+    let stride = nwg.x * nwg.y * WG;
+    if PER_PIXEL {
+        for (var q = flat_id(wid, nwg, lidx, WG); q < pixels; q += stride) {
+            let o = pixel(q, p.oh, p.ow);
+            for (var ch = 0u; ch < c; ch++) {
+                y[q * c + ch] = window(o.x, o.y, o.z, ch, c).value;
+            }
         }
+        return;
+    }
+    for (var t = flat_id(wid, nwg, lidx, WG); t < pixels * c; t += stride) {
+        let o = pixel(t / c, p.oh, p.ow);
+        y[t] = window(o.x, o.y, o.z, t % c, c).value;
     }
 }
 
-// A thread per input pixel, looping over its channels.
+// dX at value t (pixel q of the input, channel ch).
+fn backward_one(q: u32, i: vec3<u32>, ch: u32, c: u32) {
+    let t = q * c + ch;
+    let oh = i.y / p.sh;
+    let ow = i.z / p.sw;
+    var g = 0.0;
+    // Whether a window holds this pixel.
+    if oh < p.oh && ow < p.ow && i.y - oh * p.sh < p.kh && i.z - ow * p.sw < p.kw {
+        let d = dy[((i.x * p.oh + oh) * p.ow + ow) * c + ch];
+        if p.mode == 1u {
+            g = d / f32(p.kh * p.kw);
+        } else if window(i.x, oh, ow, ch, c).at == t {
+            g = d;
+        }
+    }
+    if p.gate != 0u && x[t] <= 0.0 {
+        g = 0.0;
+    }
+    if p.accumulate != 0u {
+        g += y[t];
+    }
+    y[t] = g;
+}
+
 @compute @workgroup_size(WG)
 fn pool_backward(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -113,31 +145,18 @@ fn pool_backward(
 ) {
     let c = channels();
     let pixels = rows_of(p.batch, p.batch_code) * p.h * p.w;
-    for (var q = flat_id(wid, nwg, lidx, WG); q < pixels; q += nwg.x * nwg.y * WG) {
-        let i = pixel(q, p.h, p.w);
-        let oh = i.y / p.sh;
-        let ow = i.z / p.sw;
-        // Whether a window holds this pixel, and where its gradient is.
-        let inside = oh < p.oh && ow < p.ow && i.y - oh * p.sh < p.kh && i.z - ow * p.sw < p.kw;
-        let out = ((i.x * p.oh + oh) * p.ow + ow) * c;
-        for (var ch = 0u; ch < c; ch++) {
-            let t = q * c + ch;
-            var g = 0.0;
-            if inside {
-                let d = dy[out + ch];
-                if p.mode == 1u {
-                    g = d / f32(p.kh * p.kw);
-                } else if window(i.x, oh, ow, ch, c).at == t {
-                    g = d;
-                }
+    let stride = nwg.x * nwg.y * WG;
+    if PER_PIXEL {
+        for (var q = flat_id(wid, nwg, lidx, WG); q < pixels; q += stride) {
+            let i = pixel(q, p.h, p.w);
+            for (var ch = 0u; ch < c; ch++) {
+                backward_one(q, i, ch, c);
             }
-            if p.gate != 0u && x[t] <= 0.0 {
-                g = 0.0;
-            }
-            if p.accumulate != 0u {
-                g += y[t];
-            }
-            y[t] = g;
         }
+        return;
+    }
+    for (var t = flat_id(wid, nwg, lidx, WG); t < pixels * c; t += stride) {
+        let q = t / c;
+        backward_one(q, pixel(q, p.h, p.w), t % c, c);
     }
 }

@@ -103,8 +103,9 @@ impl Layer for BatchNorm2d {
     ) -> Vec<ScratchSpec> {
         // Mean, 1/σ, Σdy, Σdy·x̂ per stored channel, from forward to
         // backward, and the partial sums of split reductions.
-        let splits = crate::ops::batchnorm::splits(gpu, cap * inputs[0].plane(), self.cfg());
-        vec![ScratchSpec::kept("statistics", (4 + 2 * splits) * in_sides[0].max_len(inputs[0].c))]
+        let stored = in_sides[0].max_len(inputs[0].c);
+        let splits = crate::ops::batchnorm::splits(gpu, cap * inputs[0].plane(), stored, self.cfg());
+        vec![ScratchSpec::kept("statistics", (4 + 2 * splits) * stored)]
     }
 
     fn fuses_relu(&self) -> bool {

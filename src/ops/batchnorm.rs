@@ -54,32 +54,34 @@ impl Default for BnConfig {
 
 /// Most row chunks of one channel's reduction.
 const MAX_SPLITS: usize = 256;
-/// Rows per chunk on GPUs, and the fewest on CPU adapters.
+/// Values per chunk of a channel group on GPUs; the fewest rows per chunk
+/// on CPU adapters.
 const AUTO_SPLIT_ROWS: usize = 4096;
 /// Chunks on CPU adapters (at most): a few per core.
 const CPU_SPLITS: usize = 8;
 
-/// Row chunks of the statistics and backward sums over `rows` rows (at
-/// most). On GPUs enough that no workgroup sums more than 4096 rows
-/// (`cfg.split_rows` when set), so that a GPU is not left with one
-/// workgroup per channel over a whole batch of pixels. On adapters that
-/// cap their grids (software rasterisers) up to 8 chunks of at least 4096
-/// rows: each chunk's workgroup reads whole rows, a contiguous vector per
-/// SIMD step, where a workgroup per channel gathers a column (on lavapipe
-/// this halved a sparse ResNet-20 step's BatchNorm time), and fewer rows
-/// stay one workgroup per channel, the exact two-pass statistics. The
-/// scratch of a BatchNorm holds (4 + 2·splits) values per stored channel.
-pub fn splits(gpu: &crate::Gpu, rows: usize, cfg: BnConfig) -> usize {
+/// Row chunks of the statistics and backward sums over `rows` rows of
+/// `channels` stored channels (at most). A chunk's workgroup sums whole rows
+/// of up to 256 channels (`lanes` in batchnorm.wgsl). On GPUs a chunk holds
+/// about 4096 values of its channel group (`cfg.split_rows` rows when set),
+/// so that each thread adds about 16 and the grid fills the GPU. On adapters
+/// that cap their grids (software rasterisers) up to 8 chunks of at least
+/// 4096 rows: a few per core, each reading a contiguous vector per SIMD step
+/// where a workgroup per channel gathers a column (on lavapipe this halved a
+/// sparse ResNet-20 step's BatchNorm time). Fewer rows stay one workgroup per
+/// channel, the exact two-pass statistics. The scratch of a BatchNorm holds
+/// (4 + 2·splits) values per stored channel.
+pub fn splits(gpu: &crate::Gpu, rows: usize, channels: usize, cfg: BnConfig) -> usize {
     let per = match cfg.split_rows {
         0 if gpu.grid_cap() < u32::MAX => rows.div_ceil(CPU_SPLITS).max(AUTO_SPLIT_ROWS),
-        0 => AUTO_SPLIT_ROWS,
+        0 => (AUTO_SPLIT_ROWS / channels.clamp(1, WG as usize)).max(1),
         n => n,
     };
     rows.div_ceil(per).clamp(1, MAX_SPLITS)
 }
 
 /// The tensors of one BatchNorm: its input, its kept set (counts and
-/// lists), scratch statistics [4 × stored channels], running statistics
+/// lists), scratch statistics [(4 + 2·splits) × stored channels], running statistics
 /// [2 × full channels], γ and β [full channels].
 #[derive(Clone, Copy)]
 pub struct BnTensors<'a> {
@@ -150,7 +152,7 @@ pub fn forward(
     train: bool,
     relu: bool,
 ) -> Result<()> {
-    let splits = splits(rec.gpu(), rows.max(), cfg);
+    let splits = splits(rec.gpu(), rows.max(), ch.max(), cfg);
     check(&t, rows, ch, splits)?;
     need("batchnorm", "y", y, rows.max() * ch.max(), DType::F32)?;
     let mut p = params(rows, ch, cfg, splits)?;
@@ -185,7 +187,7 @@ pub fn backward(
     cfg: BnConfig,
     (accumulate, gate): (bool, bool),
 ) -> Result<()> {
-    let splits = splits(rec.gpu(), rows.max(), cfg);
+    let splits = splits(rec.gpu(), rows.max(), ch.max(), cfg);
     check(&t, rows, ch, splits)?;
     need("batchnorm", "dy", dy, rows.max() * ch.max(), DType::F32)?;
     need("batchnorm", "dx", dx, rows.max() * ch.max(), DType::F32)?;

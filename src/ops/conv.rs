@@ -3,7 +3,7 @@
 //! NHWC activations whose stored channels may be a kept set.
 
 use super::gather::Side;
-use super::{KernelParams, Rows, launch_1d, need, u32_of};
+use super::{KernelParams, Rows, launch_1d, launch_1d_with, need, u32_of};
 use crate::device::record::Recorder;
 use crate::device::shader::{Kernel, Shader};
 use crate::device::tensor::{DType, Tensor};
@@ -151,15 +151,8 @@ pub fn im2col_as(
     need("im2col", "x", x, batch.max() * g.h * g.w * ch.max(), DType::F32)?;
     need("im2col", "dims", dims, 1, DType::U32)?;
     let threads = if per_row { rows } else { rows * g.kh * g.kw };
-    let t = u32_of("im2col", "threads", threads)?;
-    if t == 0 {
-        return Ok(());
-    }
-    let gpu = rec.gpu();
-    let cap = (gpu.grid_cap(), gpu.limits().max_compute_workgroups_per_dimension);
-    let groups = crate::device::shader::capped_grid(t.div_ceil(WG), cap.0, cap.1);
-    let constants = vec![("WG", WG.into()), ("PER_ROW", f64::from(u8::from(per_row)))];
-    rec.dispatch(Kernel::Im2col, &constants, (0, &p), &[(1, dims), (2, x), (3, cols)], groups)
+    let constants = [("PER_ROW", f64::from(u8::from(per_row)))];
+    launch_1d_with(rec, Kernel::Im2col, ("im2col", WG), &constants, &p, &[(1, dims), (2, x), (3, cols)], threads)
 }
 
 /// dx [batch, h, w, C] (+)= col2im(dcols); zero where `gate` (x) is not

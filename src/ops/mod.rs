@@ -102,7 +102,20 @@ pub trait KernelParams: bytemuck::Pod {
 pub(crate) fn launch_1d<P: KernelParams>(
     rec: &mut crate::device::record::Recorder,
     kernel: crate::device::shader::Kernel,
+    op_wg: (&'static str, u32),
+    p: &P,
+    bind: &[(u32, &Tensor)],
+    threads: usize,
+) -> Result<()> {
+    launch_1d_with(rec, kernel, op_wg, &[], p, bind, threads)
+}
+
+/// `launch_1d` with override constants besides `WG`.
+pub(crate) fn launch_1d_with<P: KernelParams>(
+    rec: &mut crate::device::record::Recorder,
+    kernel: crate::device::shader::Kernel,
     (op, wg): (&'static str, u32),
+    constants: &[(&'static str, f64)],
     p: &P,
     bind: &[(u32, &Tensor)],
     threads: usize,
@@ -114,7 +127,9 @@ pub(crate) fn launch_1d<P: KernelParams>(
     let gpu = rec.gpu();
     let cap = (gpu.grid_cap(), gpu.limits().max_compute_workgroups_per_dimension);
     let groups = crate::device::shader::capped_grid(t.div_ceil(wg), cap.0, cap.1);
-    rec.dispatch(kernel, &vec![("WG", wg.into())], (0, p), bind, groups)
+    let mut all = vec![("WG", f64::from(wg))];
+    all.extend_from_slice(constants);
+    rec.dispatch(kernel, &all, (0, p), bind, groups)
 }
 
 /// (shader, WGSL struct name, Rust size) for every params struct.

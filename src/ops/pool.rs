@@ -3,7 +3,7 @@
 //! window of the whole image), forward and backward.
 
 use super::conv::Stored;
-use super::{KernelParams, Rows, launch_1d, need, u32_of};
+use super::{KernelParams, Rows, launch_1d_with, need, u32_of};
 use crate::device::record::Recorder;
 use crate::device::shader::{Kernel, Shader};
 use crate::device::tensor::{DType, Tensor};
@@ -100,8 +100,24 @@ fn params(g: PoolGeom, ch: Stored, batch: Rows, mode: PoolMode) -> Result<PoolPa
     })
 }
 
-fn launch(rec: &mut Recorder, kernel: Kernel, p: &PoolParams, bind: &[(u32, &Tensor)], threads: usize) -> Result<()> {
-    launch_1d(rec, kernel, ("pool", WG), p, bind, threads)
+/// A launch over `pixels` pixels of `channels` values: a thread per pixel
+/// (`per_pixel`) or per value (pool.wgsl's PER_PIXEL says why).
+fn launch(
+    rec: &mut Recorder,
+    kernel: Kernel,
+    p: &PoolParams,
+    bind: &[(u32, &Tensor)],
+    (pixels, channels): (usize, usize),
+    per_pixel: bool,
+) -> Result<()> {
+    let threads = if per_pixel { pixels } else { pixels * channels };
+    launch_1d_with(rec, kernel, ("pool", WG), &[("PER_PIXEL", f64::from(u8::from(per_pixel)))], p, bind, threads)
+}
+
+/// The layout `forward` and `backward` take on `rec`'s device: a thread per
+/// pixel on CPU adapters.
+fn per_pixel(rec: &Recorder) -> bool {
+    rec.gpu().report().device_type == wgpu::DeviceType::Cpu
 }
 
 /// y [batch, oh, ow, C] = pooled x [batch, h, w, C].
@@ -116,14 +132,26 @@ pub fn forward(
     batch: Rows,
     mode: PoolMode,
 ) -> Result<()> {
+    let per_pixel = per_pixel(rec);
+    forward_as(rec, (y, x, dims), g, ch, batch, mode, per_pixel)
+}
+
+/// `forward` with the thread layout chosen: a thread per pixel or per value.
+pub fn forward_as(
+    rec: &mut Recorder,
+    (y, x, dims): (&Tensor, &Tensor, &Tensor),
+    g: PoolGeom,
+    ch: Stored,
+    batch: Rows,
+    mode: PoolMode,
+    per_pixel: bool,
+) -> Result<()> {
     let p = params(g, ch, batch, mode)?;
-    let out = batch.max() * (p.oh * p.ow) as usize * ch.max();
-    need("pool", "y", y, out, DType::F32)?;
+    let pixels = batch.max() * (p.oh * p.ow) as usize;
+    need("pool", "y", y, pixels * ch.max(), DType::F32)?;
     need("pool", "x", x, batch.max() * g.h * g.w * ch.max(), DType::F32)?;
     need("pool", "dims", dims, 1, DType::U32)?;
-    // A thread per output pixel (it loops over the channels).
-    let pixels = batch.max() * (p.oh * p.ow) as usize;
-    launch(rec, Kernel::PoolForward, &p, &[(1, dims), (2, x), (3, y)], pixels)
+    launch(rec, Kernel::PoolForward, &p, &[(1, dims), (2, x), (3, y)], (pixels, ch.max()), per_pixel)
 }
 
 /// dx (+)= the gradient of the pooling of x from dy; zero where x is not
@@ -139,15 +167,32 @@ pub fn backward(
     ch: Stored,
     batch: Rows,
     mode: PoolMode,
+    flags: (bool, bool),
+) -> Result<()> {
+    let per_pixel = per_pixel(rec);
+    backward_as(rec, (dx, dy, x, dims), g, ch, batch, mode, flags, per_pixel)
+}
+
+/// `backward` with the thread layout chosen: a thread per pixel or per value.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_as(
+    rec: &mut Recorder,
+    (dx, dy, x, dims): (&Tensor, &Tensor, &Tensor, &Tensor),
+    g: PoolGeom,
+    ch: Stored,
+    batch: Rows,
+    mode: PoolMode,
     (accumulate, gate): (bool, bool),
+    per_pixel: bool,
 ) -> Result<()> {
     let mut p = params(g, ch, batch, mode)?;
     p.accumulate = accumulate.into();
     p.gate = gate.into();
-    let len = batch.max() * g.h * g.w * ch.max();
+    let pixels = batch.max() * g.h * g.w;
+    let len = pixels * ch.max();
     need("pool", "dx", dx, len, DType::F32)?;
     need("pool", "x", x, len, DType::F32)?;
     need("pool", "dy", dy, batch.max() * (p.oh * p.ow) as usize * ch.max(), DType::F32)?;
-    // A thread per input pixel (it loops over the channels).
-    launch(rec, Kernel::PoolBackward, &p, &[(1, dims), (2, x), (3, dx), (4, dy)], batch.max() * g.h * g.w)
+    let bind = [(1, dims), (2, x), (3, dx), (4, dy)];
+    launch(rec, Kernel::PoolBackward, &p, &bind, (pixels, ch.max()), per_pixel)
 }

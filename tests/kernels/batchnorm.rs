@@ -32,6 +32,10 @@ fn run_split_cases(gpu: &sparsetrain::Gpu, label: &str, split_rows: usize) {
         (13, Some(vec![5]), 1, 2, 2),
         (6, Some(vec![]), 9, 2, 1),
         (300, None, 1, 1, 1),
+        // Two channel groups (256 + 44) over several chunks.
+        (300, None, 7, 4, 3),
+        // Enough rows that CPU adapters split them too.
+        (5, None, 100, 90, 83),
         (7, None, 23, 9, 7),
         (11, Some(vec![0usize, 2, 3, 5, 6, 9]), 31, 5, 5),
         (5, None, 100, 8, 5),
@@ -71,7 +75,7 @@ fn run_split_cases(gpu: &sparsetrain::Gpu, label: &str, split_rows: usize) {
         let maps: Vec<u32> = if units.is_empty() { vec![0] } else { units.iter().map(|&u| u as u32).collect() };
         let tmaps = Tensor::from_u32(gpu, "maps", &[maps.len()], &maps).unwrap();
         let tdims = Tensor::from_u32(gpu, "dims", &[1], &[count as u32]).unwrap();
-        let splits = sparsetrain::ops::batchnorm::splits(gpu, rows_cap, cfg);
+        let splits = sparsetrain::ops::batchnorm::splits(gpu, rows_cap, max, cfg);
         let stats = t("stats", &vec![0.0; (4 + 2 * splits) * max]);
         let (y, y_eval) = (t("y", &vec![9.0; rows_cap * max]), t("y eval", &vec![9.0; rows_cap * max]));
         let (dg, db, dx) = (t("dgamma", &prior_g), t("dbeta", &prior_g), t("dx", &prior_dx));

@@ -1,12 +1,12 @@
 use sparsetrain::ops::Rows;
-use sparsetrain::ops::pool::{PoolGeom, PoolMode, backward, forward};
+use sparsetrain::ops::pool::{PoolGeom, PoolMode, backward_as, forward_as};
 use sparsetrain::{Tensor, cpu};
 
 use crate::common::*;
 
 /// Max and average pooling, forward and backward (gated, accumulated), on
 /// even and uneven sizes, global windows and single pixels, all channels or
-/// a kept count, rows from the step.
+/// a kept count, rows from the step; a thread per pixel and per value.
 #[test]
 fn pooling_matches_reference() {
     let Some(gpu) = gpu("pooling_matches_reference") else { return };
@@ -18,7 +18,7 @@ fn pooling_matches_reference() {
         PoolGeom { h: 9, w: 9, kh: 3, kw: 3, sh: 3, sw: 3 },
     ];
     for (case, g) in geoms.into_iter().enumerate() {
-        for mode in [PoolMode::Max, PoolMode::Avg] {
+        for (mode, per_pixel) in [PoolMode::Max, PoolMode::Avg].into_iter().flat_map(|m| [(m, false), (m, true)]) {
             for (full, count) in [(5usize, None), (10, Some(6usize))] {
                 let mut r = rng(2300 + case as u64);
                 let st = stored(full, count);
@@ -36,10 +36,12 @@ fn pooling_matches_reference() {
                 let y = Tensor::from_f32(&gpu, "y", &[dy.len()], &vec![9.0; dy.len()]).unwrap();
                 let dx = Tensor::from_f32(&gpu, "dx", &[x.len()], &prior).unwrap();
                 run_with_batch(&gpu, n, |rec| {
-                    forward(rec, &y, &tx, &dims, g, st, Rows::Batch(cap), mode).unwrap();
-                    backward(rec, &dx, &tdy, &tx, &dims, g, st, Rows::Batch(cap), mode, (true, true)).unwrap();
+                    forward_as(rec, (&y, &tx, &dims), g, st, Rows::Batch(cap), mode, per_pixel).unwrap();
+                    let t = (&dx, &tdy, &tx, &dims);
+                    backward_as(rec, t, g, st, Rows::Batch(cap), mode, (true, true), per_pixel).unwrap();
                 });
-                let tag = format!("{mode:?} {g:?} channels {c}");
+                let tag =
+                    format!("{mode:?} {g:?} channels {c}, thread per {}", if per_pixel { "pixel" } else { "value" });
                 let xin = to_f64(&x[..n * g.h * g.w * c]);
                 let want = cpu::pool::forward(&xin, n, c, g, mode);
                 let got = y.download_f32(&gpu).unwrap();
