@@ -137,9 +137,14 @@ struct TrainArgs {
     /// Epochs of fine-tuning with the chosen mask fixed.
     #[arg(long, default_value_t = 1)]
     finetune_epochs: usize,
-    /// Constant learning rate of fine-tuning.
+    /// Learning rate of fine-tuning (constant unless --finetune-cosine).
     #[arg(long, default_value_t = 0.01)]
     finetune_lr: f32,
+    /// Cosine-decay the fine-tuning learning rate per epoch, from
+    /// --finetune-lr towards 0, so that the network it ends with is not
+    /// one noisy step of a constant rate away from its neighbours.
+    #[arg(long)]
+    finetune_cosine: bool,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// The data [default: synthetic for mlp and lenet5, shapes for the

@@ -98,6 +98,9 @@ pub struct TrainConfig {
     pub select_on: usize,
     pub finetune_epochs: usize,
     pub finetune_lr: f32,
+    /// Cosine decay of the fine-tuning rate over its epochs (off: constant).
+    #[serde(default)]
+    pub finetune_cosine: bool,
     /// f32, or mixed (f16 operands on tensor cores, f32 accumulation,
     /// master weights and optimizer state; dynamic loss scaling).
     #[serde(default)]
@@ -121,6 +124,7 @@ impl Default for TrainConfig {
             select_on: 0,
             finetune_epochs: 1,
             finetune_lr: 0.01,
+            finetune_cosine: false,
             precision: Precision::F32,
         }
     }
@@ -168,8 +172,42 @@ impl TrainConfig {
         (0.5 * (1.0 + (std::f64::consts::PI * t).cos())) as f32
     }
 
+    /// Fine-tuning's weight learning rate in its epoch `epoch`.
+    pub fn finetune_lr_at(&self, epoch: usize) -> f32 {
+        if !self.finetune_cosine || self.finetune_epochs == 0 {
+            return self.finetune_lr;
+        }
+        let t = epoch as f64 / self.finetune_epochs as f64;
+        self.finetune_lr * (0.5 * (1.0 + (std::f64::consts::PI * t).cos())) as f32
+    }
+
     /// Weight learning rate in `epoch`.
     pub fn lr_at(&self, epoch: usize) -> f32 {
         self.lr * self.decay(epoch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finetune_rate_is_constant_unless_cosine() {
+        let c = TrainConfig { finetune_epochs: 4, finetune_lr: 0.008, ..TrainConfig::default() };
+        assert!((0..4).all(|e| c.finetune_lr_at(e) == 0.008));
+        let c = TrainConfig { finetune_cosine: true, ..c };
+        let rates: Vec<f32> = (0..4).map(|e| c.finetune_lr_at(e)).collect();
+        let want = [0.008, 0.008 * 0.853_553_4, 0.004, 0.008 * 0.146_446_6];
+        for (got, want) in rates.iter().zip(want) {
+            assert!((got - want).abs() < 1e-7, "rates {rates:?}, want {want}");
+        }
+    }
+
+    #[test]
+    fn configs_written_before_finetune_cosine_still_load() {
+        let mut v = serde_json::to_value(TrainConfig::default()).unwrap();
+        v.as_object_mut().unwrap().remove("finetune_cosine");
+        let c: TrainConfig = serde_json::from_value(v).unwrap();
+        assert!(!c.finetune_cosine);
     }
 }

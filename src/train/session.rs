@@ -99,7 +99,7 @@ impl<'g> Session<'g> {
 
     /// Weight learning rate of an epoch of a phase.
     fn phase_lr(&self, epoch: usize, finetune: bool) -> f32 {
-        if finetune { self.cfg.finetune_lr } else { self.cfg.lr * self.cfg.decay(epoch) }
+        if finetune { self.cfg.finetune_lr_at(epoch) } else { self.cfg.lr * self.cfg.decay(epoch) }
     }
 
     /// Takes the steps `steps` (indices within the epoch) of epoch `epoch`
