@@ -11,7 +11,8 @@
 // - `matmul_regtile`: each thread owns a 4×4 register tile and reads A and B
 //   straight from memory as vec4. No workgroup barriers: the fastest on
 //   software rasterisers (lavapipe), where every barrier is expensive. Its
-//   tile narrows to N when N is small (see `regtile_threads_x`).
+//   tile narrows to N when N is small (see `regtile_threads_x`); it splits K
+//   where a CPU adapter would leave cores idle on few tiles (`auto_splits`).
 // - `matmul_shared`: the workgroup stages BK-deep slices of A and B in
 //   workgroup memory and each thread still owns a 4×4 register tile. Real GPUs
 //   reward the reuse.
@@ -92,6 +93,7 @@ fn matmul_regtile(
     @builtin(local_invocation_index) lidx: u32,
 ) {
     load_dims();
+    split_k(wid.z, nwg.z);
     let tx = regtile_threads_x();
     let ty = (WG_X * WG_Y) / tx;
     let lx = lidx % tx;
@@ -123,7 +125,7 @@ fn matmul_regtile(
             } else if IMPLICIT == 3u {
                 acc = regtile_implicit_dx(r0, c0);
             } else {
-                for (var k0 = 0u; k0 < K; k0 += 4u) {
+                for (var k0 = KB; k0 < KE; k0 += 4u) {
                     // Column i of (B-block · A-block) is Σ_kk B[k0+kk, c0..c0+4] · A[r0+i, k0+kk],
                     // which is row i of the C tile: one 4×4 product, 64 FMAs per step.
                     acc += b_block(k0, c0) * a_block(r0, k0);

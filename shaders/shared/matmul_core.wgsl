@@ -98,7 +98,7 @@ var<private> KB: u32;
 var<private> KE: u32;
 var<private> SPLIT_Z: u32;
 
-// Split-K (`matmul_shared`, `matmul_wide`, `matmul_coop`): the grid's z
+// Split-K (every variant but `matmul_naive`): the grid's z
 // runs over splits of K, each a multiple of 32 (so that no staged K slice
 // straddles two splits), and each split stores its raw partial product
 // into c[z][M][N]; `matmul_split_reduce` adds them up through the
@@ -118,6 +118,16 @@ fn split_k(z: u32, nz: u32) {
     KB = min(z * chunk, K);
     KE = min(KB + chunk, K);
     SPLIT_Z = z;
+}
+
+// The quads of K indices [base, base + count) inside this split's [KB, KE),
+// as a range of quads from `base`: the implicit operands walk K as (kernel
+// position, channel quad) pairs, and a split takes the pairs of its range.
+// KB, KE and `base` are multiples of 4.
+fn quad_range(base: u32, count: u32) -> vec2<u32> {
+    let lo = clamp(KB, base, base + count) - base;
+    let hi = clamp(KE, base, base + count) - base;
+    return vec2(lo / 4u, hi / 4u);
 }
 
 fn dyn_size(fixed: u32, code: u32) -> u32 {

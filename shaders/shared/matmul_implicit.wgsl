@@ -90,7 +90,6 @@ fn regtile_implicit_a(r0: u32, c0: u32) -> mat4x4<f32> {
         next_pixel(&q, p.im_oh, p.im_ow);
     }
     var acc = mat4x4<f32>();
-    var k0 = 0u;
     let quads = c / 4u;
     let h = i32(p.im_h);
     let w = i32(p.im_w);
@@ -106,15 +105,18 @@ fn regtile_implicit_a(r0: u32, c0: u32) -> mat4x4<f32> {
             let iw = left + vec4(i32(kx));
             let inside = row_in & (iw >= vec4(0)) & (iw < vec4(w));
             let at = select(vec4(NONE), vec4<u32>(row_px + max(iw, vec4(0))) * quads, inside);
-            for (var q = 0u; q < quads; q++) {
+            // This split's channel quads of the position (all of them
+            // unsplit).
+            let base = (ky * p.im_kw + kx) * c;
+            let qs = quad_range(base, c);
+            for (var q = qs.x; q < qs.y; q++) {
                 var blk: mat4x4<f32>;
                 for (var i = 0u; i < 4u; i++) {
                     if at[i] != NONE {
                         blk[i] = a[at[i] + q];
                     }
                 }
-                acc += b_block(k0, c0) * blk;
-                k0 += 4u;
+                acc += b_block(base + 4u * q, c0) * blk;
             }
         }
     }
@@ -130,10 +132,10 @@ fn regtile_implicit_b(r0: u32, c0: u32) -> mat4x4<f32> {
     let ch4 = (c0 - tap * c) / 4u;
     let ky = tap / p.im_kw;
     let kx = tap - ky * p.im_kw;
-    // The output pixel of row k of B.
-    var q = Pixel(0u, 0u, 0u);
+    // The output pixel of row k of B, from this split's first row on.
+    var q = pixel_of(KB, p.im_oh, p.im_ow);
     var acc = mat4x4<f32>();
-    for (var k0 = 0u; k0 < K; k0 += 4u) {
+    for (var k0 = KB; k0 < KE; k0 += 4u) {
         var blk: mat4x4<f32>;
         for (var kk = 0u; kk < 4u; kk++) {
             let ih = i32(q.y * p.im_stride + ky) - i32(p.im_pad);
@@ -197,7 +199,9 @@ fn regtile_implicit_dx(r0: u32, c0: u32) -> mat4x4<f32> {
                     && ox < p.im_ow;
                 at[i] = select(NONE, ((first[i] + oy) * p.im_ow + ox) * quads, hit);
             }
-            for (var q = 0u; q < quads; q++) {
+            // This split's output-channel quads of the position.
+            let qs = quad_range(tap * 4u * quads, 4u * quads);
+            for (var q = qs.x; q < qs.y; q++) {
                 var ablk: mat4x4<f32>;
                 for (var i = 0u; i < 4u; i++) {
                     if at[i] != NONE {

@@ -58,7 +58,7 @@ impl Variant {
 
     /// Whether the variant can split K (see `Matmul::split_k`).
     pub fn splits_k(self) -> bool {
-        matches!(self, Variant::Shared | Variant::Wide | Variant::Coop)
+        matches!(self, Variant::RegTile | Variant::Shared | Variant::Wide | Variant::Coop)
     }
 }
 

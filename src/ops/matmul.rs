@@ -41,7 +41,7 @@ pub struct MatmulParams {
 }
 
 use super::matmul_tiles::block_shape;
-pub use super::matmul_tiles::{auto_splits, coop_fits, coop_shape, regtile_tile};
+pub use super::matmul_tiles::{auto_splits, coop_fits, coop_shape, host_cores, regtile_tile};
 pub use crate::device::shader::Variant;
 
 impl KernelParams for MatmulParams {
@@ -214,8 +214,8 @@ impl<'a> Matmul<'a> {
     }
 
     /// Splits K into `n` ranges summed by separate workgroups and added up
-    /// by a second pass (1: no split). Only the `shared`, `wide` and `coop`
-    /// variants split; without this the launcher decides (`auto_splits`).
+    /// by a second pass (1: no split). Every variant but `naive` splits;
+    /// without this the launcher decides (`auto_splits`).
     pub fn split_k(mut self, n: u32) -> Matmul<'a> {
         self.split = Some(n.max(1));
         self
@@ -472,7 +472,11 @@ impl<'a> Matmul<'a> {
                 return Err(Error::InvalidArgument(format!("matmul: the {} variant does not split K", variant.name())));
             }
             Some(n) => n,
-            None if variant.splits_k() => auto_splits(gpu.report().device_type, tiles.x * tiles.y, k),
+            None if variant.splits_k() => {
+                // Kept counts may leave fewer tiles than the capacity's.
+                let few = self.sizes[..2].iter().any(|s| matches!(s, Size::Kept { .. }));
+                auto_splits(gpu.report().device_type, tiles.x * tiles.y, k, few, host_cores())
+            }
             None => 1,
         };
         // Partial products of [splits, m, n] must fit one binding.

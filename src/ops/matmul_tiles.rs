@@ -117,16 +117,38 @@ pub fn regtile_tile(wg: UVec2, m: u32, n: u32) -> UVec2 {
 }
 
 /// Splits of K for a product of `tiles` output tiles and inner size `k`
-/// on a device of type `ty`: enough workgroups for a large GPU (about 256:
-/// two waves of 132 multiprocessors) where the tiles alone leave most of it
-/// idle and K is long, with splits of at least 512; none on CPU adapters
-/// (lavapipe runs workgroups on a few cores, which the tiles fill).
-pub fn auto_splits(ty: wgpu::DeviceType, tiles: u32, k: u32) -> u32 {
+/// on a device of type `ty`.
+///
+/// - GPUs: enough workgroups for a large GPU (about 256: two waves of 132
+///   multiprocessors) where the tiles alone leave most of it idle and K is
+///   long, with splits of at least 512.
+/// - CPU adapters (lavapipe runs each workgroup on one of the host's `cores`):
+///   a product of fewer than four tiles per core leaves cores idle, or
+///   waiting on its widest tile, while its few workgroups walk a long K —
+///   a convolution's weight gradient (K = batch × pixels), above all at a
+///   few kept channels. It splits K until every core has about four
+///   workgroups, in splits of at least 2048. Where M or N is a kept count
+///   known only on the device (`kept`), one tile is assumed, as a small
+///   kept count leaves.
+pub fn auto_splits(ty: wgpu::DeviceType, tiles: u32, k: u32, kept: bool, cores: u32) -> u32 {
+    if ty == wgpu::DeviceType::Cpu {
+        let want = 4 * cores.max(1);
+        let tiles = if kept { 1 } else { tiles.max(1) };
+        if tiles >= want || k < 4096 {
+            return 1;
+        }
+        return want.div_ceil(tiles).min(k / 2048).clamp(1, 64);
+    }
     const TARGET: u32 = 256;
-    if ty == wgpu::DeviceType::Cpu || tiles >= TARGET / 2 || k < 2048 {
+    if tiles >= TARGET / 2 || k < 2048 {
         return 1;
     }
     (TARGET / tiles.max(1)).min(k / 512).clamp(1, 64)
+}
+
+/// The host's cores, which a CPU adapter runs workgroups on.
+pub fn host_cores() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(1024) as u32)
 }
 
 #[cfg(test)]
@@ -146,6 +168,24 @@ mod tests {
         assert!(coop_fits((2, 2, 2), 16, 49152));
         assert!(!coop_fits((4, 2, 2), 16, 49152));
         assert!(coop_shape(64, 64, 8, 49152).is_err());
+    }
+
+    #[test]
+    fn splits_fill_the_device() {
+        use wgpu::DeviceType::{Cpu, DiscreteGpu};
+        // GPUs: about 256 workgroups for few tiles over a long K.
+        assert_eq!(auto_splits(DiscreteGpu, 3, 131072, false, 16), 64);
+        assert_eq!(auto_splits(DiscreteGpu, 16, 131072, false, 16), 16);
+        assert_eq!(auto_splits(DiscreteGpu, 200, 131072, false, 16), 1);
+        assert_eq!(auto_splits(DiscreteGpu, 3, 1024, false, 16), 1);
+        // CPUs: four workgroups per core.
+        assert_eq!(auto_splits(Cpu, 5, 131072, false, 2), 2);
+        assert_eq!(auto_splits(Cpu, 9, 32768, false, 2), 1);
+        assert_eq!(auto_splits(Cpu, 9, 32768, true, 2), 8);
+        assert_eq!(auto_splits(Cpu, 1, 131072, false, 32), 64);
+        // Splits of at least 2048, none on short K.
+        assert_eq!(auto_splits(Cpu, 1, 8192, true, 2), 4);
+        assert_eq!(auto_splits(Cpu, 1, 4095, true, 2), 1);
     }
 
     #[test]
