@@ -125,6 +125,10 @@ fn split_k(z: u32, nz: u32) {
 // position, channel quad) pairs, and a split takes the pairs of its range.
 // KB, KE and `base` are multiples of 4.
 fn quad_range(base: u32, count: u32) -> vec2<u32> {
+    if !SPLIT_K {
+        // Folded away where the product is not split.
+        return vec2(0u, count / 4u);
+    }
     let lo = clamp(KB, base, base + count) - base;
     let hi = clamp(KE, base, base + count) - base;
     return vec2(lo / 4u, hi / 4u);
