@@ -69,6 +69,9 @@ override BK: u32 = 16u;
 // positions, N] read by (position, output channel) rows; both channel
 // counts in fours.
 override IMPLICIT: u32 = 0u;
+// Whether an implicit convolution's stride is a power of two (shifts, not
+// divisions, in the input gradient's lookup).
+override IM_POW2: bool = true;
 // Epilogues (see the header).
 override BIAS: bool = false;
 override RELU: bool = false;

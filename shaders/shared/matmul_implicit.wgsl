@@ -154,7 +154,10 @@ fn regtile_implicit_b(r0: u32, c0: u32) -> mat4x4<f32> {
 
 // The dX tile at (r0, c0) (IMPLICIT 3): for each kernel position, each of
 // the thread's four input pixels finds the output pixel that reads it
-// through that position (or none), then the output channels in fours.
+// through that position (or none), then the output channels in fours. The
+// output row is found once per kernel row and the column once per kernel
+// position, four pixels at a time: with few kept output channels (one or
+// two quads per position) the lookup weighs as much as the products.
 fn regtile_implicit_dx(r0: u32, c0: u32) -> mat4x4<f32> {
     let taps = p.im_kh * p.im_kw;
     let quads = K / taps / 4u;
@@ -171,34 +174,22 @@ fn regtile_implicit_dx(r0: u32, c0: u32) -> mat4x4<f32> {
         live[i] = r0 + i < M;
         next_pixel(&q, p.im_h, p.im_w);
     }
-    // Strides that are powers of two (all of the zoo's) shift and mask
-    // instead of dividing for every row and kernel position.
-    let s = p.im_stride;
-    let pow2 = (s & (s - 1u)) == 0u;
-    let shift = countTrailingZeros(s);
+    let s = vec4(p.im_stride);
     var acc = mat4x4<f32>();
     for (var ky = 0u; ky < p.im_kh; ky++) {
+        // The output row reading each pixel through this kernel row, if any.
+        let th = py - vec4(i32(ky));
+        let uh = vec4<u32>(max(th, vec4(0)));
+        let oy = stride_div(uh);
+        let row_hit = live & (th >= vec4(0)) & (oy * s == uh) & (oy < vec4(p.im_oh));
+        let row_px = (first + oy) * p.im_ow;
         for (var kx = 0u; kx < p.im_kw; kx++) {
+            let tw = px - vec4(i32(kx));
+            let uw = vec4<u32>(max(tw, vec4(0)));
+            let ox = stride_div(uw);
+            let hit = row_hit & (tw >= vec4(0)) & (ox * s == uw) & (ox < vec4(p.im_ow));
+            let at = select(vec4(NONE), (row_px + ox) * quads, hit);
             let tap = ky * p.im_kw + kx;
-            var at: vec4<u32>;
-            for (var i = 0u; i < 4u; i++) {
-                let th = py[i] - i32(ky);
-                let tw = px[i] - i32(kx);
-                let uh = u32(max(th, 0));
-                let uw = u32(max(tw, 0));
-                var oy: u32;
-                var ox: u32;
-                if pow2 {
-                    oy = uh >> shift;
-                    ox = uw >> shift;
-                } else {
-                    oy = uh / s;
-                    ox = uw / s;
-                }
-                let hit = live[i] && th >= 0 && tw >= 0 && oy * s == uh && ox * s == uw && oy < p.im_oh
-                    && ox < p.im_ow;
-                at[i] = select(NONE, ((first[i] + oy) * p.im_ow + ox) * quads, hit);
-            }
             // This split's output-channel quads of the position.
             let qs = quad_range(tap * 4u * quads, 4u * quads);
             for (var q = qs.x; q < qs.y; q++) {
@@ -218,4 +209,13 @@ fn regtile_implicit_dx(r0: u32, c0: u32) -> mat4x4<f32> {
         }
     }
     return acc;
+}
+
+// v / stride, four at a time: a shift where the stride is a power of two
+// (IM_POW2, all of the zoo's), else a division (CPUs divide lane by lane).
+fn stride_div(v: vec4<u32>) -> vec4<u32> {
+    if IM_POW2 {
+        return v >> vec4(countTrailingZeros(p.im_stride));
+    }
+    return v / vec4(p.im_stride);
 }

@@ -402,6 +402,9 @@ impl<'a> Matmul<'a> {
                 },
             ),
         ];
+        if let Some(Implicit::A(g) | Implicit::B(g) | Implicit::Dx(g)) = self.implicit {
+            constants.push(("IM_POW2", flag(g.stride.is_power_of_two())));
+        }
         if let Some((tm, wm, wn)) = blocks.coop {
             constants.extend([("COOP_TM", f64::from(tm)), ("COOP_WM", f64::from(wm)), ("COOP_WN", f64::from(wn))]);
         }
