@@ -148,13 +148,7 @@ pub fn bench_matmul(
                 let (m, n) = (d.m as u32, d.n as u32);
                 let tile = crate::ops::matmul_tiles::block_shape(gpu, v, m, n)?.tile;
                 let tiles = n.div_ceil(tile.x.max(1)) * m.div_ceil(tile.y.max(1));
-                let auto = crate::ops::matmul::auto_splits(
-                    r.device_type,
-                    tiles,
-                    d.k as u32,
-                    false,
-                    crate::ops::matmul::host_cores(),
-                );
+                let auto = crate::ops::matmul::auto_splits(r.device_type, v, tiles, d.k as u32, false, false);
                 let splits = if v.splits_k() && auto > 1 { vec![1, auto] } else { vec![1] };
                 for s in splits {
                     let mm = Matmul::new(layout).variant(v).split_k(s);

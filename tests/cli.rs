@@ -63,6 +63,11 @@ fn short_sparse_run_finishes_with_a_summary() {
         "64",
         "--select-draws",
         "3",
+        "--finetune-epochs",
+        "2",
+        "--finetune-lr",
+        "0.02",
+        "--finetune-cosine",
         "--metrics",
         metrics.to_str().unwrap(),
         "--export",
@@ -81,8 +86,11 @@ fn short_sparse_run_finishes_with_a_summary() {
         assert!(stdout.contains(needle), "output lacks {needle:?}:\n{stdout}");
     }
     let lines = std::fs::read_to_string(&metrics).unwrap();
-    assert_eq!(lines.lines().count(), 4, "2 train + 1 finetune + 1 summary lines:\n{lines}");
+    assert_eq!(lines.lines().count(), 5, "2 train + 2 finetune + 1 summary lines:\n{lines}");
     assert!(lines.lines().all(|l| l.starts_with('{') && l.ends_with('}')));
+    // --finetune-cosine: 0.02, then half of it.
+    let ft: Vec<&str> = lines.lines().filter(|l| l.contains("\"phase\":\"finetune\"")).collect();
+    assert!(ft[0].contains("\"lr\":0.02,") && ft[1].contains("\"lr\":0.01,"), "fine-tuning rates:\n{lines}");
     assert!(lines.contains("\"phase\":\"summary\""));
     for chart in ["loss.png", "accuracy.svg", "kept_units.png", "score_histogram.png"] {
         assert!(plots.join(chart).is_file(), "{chart} not drawn");

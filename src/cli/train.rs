@@ -139,7 +139,7 @@ fn config_of(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
         select_on: a.select_on,
         finetune_epochs: if a.dense { 0 } else { a.finetune_epochs },
         finetune_lr: a.finetune_lr,
-        finetune_cosine: a.finetune_cosine,
+        finetune_cosine: a.finetune_cosine && !a.dense,
         precision: a.precision.get(),
     };
     cfg.validate().map_err(|e| usage(e.to_string()))?;

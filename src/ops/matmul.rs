@@ -475,12 +475,11 @@ impl<'a> Matmul<'a> {
                 return Err(Error::InvalidArgument(format!("matmul: the {} variant does not split K", variant.name())));
             }
             Some(n) => n,
-            None if variant.splits_k() => {
-                // Kept counts may leave fewer tiles than the capacity's.
-                let few = self.sizes[..2].iter().any(|s| matches!(s, Size::Kept { .. }));
-                auto_splits(gpu.report().device_type, tiles.x * tiles.y, k, few, host_cores())
+            None => {
+                let kept = |s: &Size| matches!(s, Size::Kept { .. });
+                let (kept_tiles, kept_k) = (self.sizes[..2].iter().any(kept), kept(&self.sizes[2]));
+                auto_splits(gpu.report().device_type, variant, tiles.x * tiles.y, k, kept_tiles, kept_k)
             }
-            None => 1,
         };
         // Partial products of [splits, m, n] must fit one binding.
         let max_floats = gpu.limits().max_storage_buffer_binding_size / 4;

@@ -116,25 +116,35 @@ pub fn regtile_tile(wg: UVec2, m: u32, n: u32) -> UVec2 {
     UVec2::new(4 * tx, 4 * ((wg.x * wg.y) / tx))
 }
 
-/// Splits of K for a product of `tiles` output tiles and inner size `k`
-/// on a device of type `ty`.
+/// Splits of K for a product by `variant` of `tiles` output tiles and
+/// inner size `k` on a device of type `ty`; `kept_tiles` where a kept count
+/// sets M or N, `kept_k` where one sets K (known only on the device).
 ///
-/// - GPUs: enough workgroups for a large GPU (about 256: two waves of 132
-///   multiprocessors) where the tiles alone leave most of it idle and K is
-///   long, with splits of at least 512.
-/// - CPU adapters (lavapipe runs each workgroup on one of the host's `cores`):
-///   a product of fewer than four tiles per core leaves cores idle, or
-///   waiting on its widest tile, while its few workgroups walk a long K —
-///   a convolution's weight gradient (K = batch × pixels), above all at a
-///   few kept channels. It splits K until every core has about four
-///   workgroups, in splits of at least 2048. Where M or N is a kept count
-///   known only on the device (`kept`), one tile is assumed, as a small
-///   kept count leaves.
-pub fn auto_splits(ty: wgpu::DeviceType, tiles: u32, k: u32, kept: bool, cores: u32) -> u32 {
-    if ty == wgpu::DeviceType::Cpu {
-        let want = 4 * cores.max(1);
-        let tiles = if kept { 1 } else { tiles.max(1) };
-        if tiles >= want || k < 4096 {
+/// - GPUs (`shared`, `wide`, `coop`): enough workgroups for a large GPU
+///   (about 256: two waves of 132 multiprocessors) where the tiles alone
+///   leave most of it idle and K is long, with splits of at least 512.
+/// - CPU adapters (`regtile`; lavapipe runs each workgroup on one of the
+///   host's cores): a product of fewer than four tiles per core leaves cores
+///   idle, or waiting on its widest tile, while its few workgroups walk a
+///   long K — a convolution's weight gradient (K = batch × pixels), above
+///   all at a few kept channels. It splits K until every core has about four
+///   workgroups, in splits of at least 2048. Where a kept count sets M or N,
+///   one tile is assumed, as a small count leaves; where one sets K, the
+///   product is not split (its K on the device may be far below the
+///   capacity: a layer's kept inputs). The split count, and so the order of
+///   the sums, follows the host's core count.
+///
+/// Other pairings (`regtile` on a GPU, `shared` on a CPU adapter) are not
+/// split unless asked (`Matmul::split_k`).
+pub fn auto_splits(ty: wgpu::DeviceType, variant: Variant, tiles: u32, k: u32, kept_tiles: bool, kept_k: bool) -> u32 {
+    let cpu = ty == wgpu::DeviceType::Cpu;
+    if !variant.splits_k() || cpu != (variant == Variant::RegTile) {
+        return 1;
+    }
+    if cpu {
+        let want = 4 * host_cores();
+        let tiles = if kept_tiles { 1 } else { tiles.max(1) };
+        if kept_k || tiles >= want || k < 4096 {
             return 1;
         }
         return want.div_ceil(tiles).min(k / 2048).clamp(1, 64);
@@ -172,20 +182,26 @@ mod tests {
 
     #[test]
     fn splits_fill_the_device() {
+        use Variant::{RegTile, Shared};
         use wgpu::DeviceType::{Cpu, DiscreteGpu};
         // GPUs: about 256 workgroups for few tiles over a long K.
-        assert_eq!(auto_splits(DiscreteGpu, 3, 131072, false, 16), 64);
-        assert_eq!(auto_splits(DiscreteGpu, 16, 131072, false, 16), 16);
-        assert_eq!(auto_splits(DiscreteGpu, 200, 131072, false, 16), 1);
-        assert_eq!(auto_splits(DiscreteGpu, 3, 1024, false, 16), 1);
-        // CPUs: four workgroups per core.
-        assert_eq!(auto_splits(Cpu, 5, 131072, false, 2), 2);
-        assert_eq!(auto_splits(Cpu, 9, 32768, false, 2), 1);
-        assert_eq!(auto_splits(Cpu, 9, 32768, true, 2), 8);
-        assert_eq!(auto_splits(Cpu, 1, 131072, false, 32), 64);
-        // Splits of at least 2048, none on short K.
-        assert_eq!(auto_splits(Cpu, 1, 8192, true, 2), 4);
-        assert_eq!(auto_splits(Cpu, 1, 4095, true, 2), 1);
+        assert_eq!(auto_splits(DiscreteGpu, Shared, 3, 131072, false, false), 64);
+        assert_eq!(auto_splits(DiscreteGpu, Shared, 16, 131072, false, false), 16);
+        assert_eq!(auto_splits(DiscreteGpu, Shared, 200, 131072, false, false), 1);
+        assert_eq!(auto_splits(DiscreteGpu, Shared, 3, 1024, false, false), 1);
+        // Each rule for its own variant only.
+        assert_eq!(auto_splits(DiscreteGpu, RegTile, 3, 131072, false, false), 1);
+        assert_eq!(auto_splits(Cpu, Shared, 1, 131072, false, false), 1);
+        assert_eq!(auto_splits(Cpu, Variant::Naive, 1, 131072, false, false), 1);
+        // CPUs: about four workgroups per core, in splits of at least 2048,
+        // none on short K or a kept K.
+        let want = 4 * host_cores();
+        assert_eq!(auto_splits(Cpu, RegTile, 1, 131072, false, false), want.min(64));
+        assert_eq!(auto_splits(Cpu, RegTile, want, 131072, false, false), 1);
+        assert_eq!(auto_splits(Cpu, RegTile, want, 131072, true, false), want.min(64));
+        assert_eq!(auto_splits(Cpu, RegTile, 1, 8192, true, false), want.min(4));
+        assert_eq!(auto_splits(Cpu, RegTile, 1, 4095, true, false), 1);
+        assert_eq!(auto_splits(Cpu, RegTile, 1, 131072, true, true), 1);
     }
 
     #[test]

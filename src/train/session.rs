@@ -172,8 +172,8 @@ impl<'g> Session<'g> {
         })
     }
 
-    /// Trains one whole epoch (`finetune`: with the fixed mask, constant
-    /// rate); `progress` is called after each step with (done, total).
+    /// Trains one whole epoch (`finetune`: with the fixed mask, at
+    /// fine-tuning's rate); `progress` is called after each step with (done, total).
     pub fn train_epoch(
         &mut self,
         ds: &Dataset,

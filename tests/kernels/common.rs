@@ -128,8 +128,10 @@ pub fn stored(full: usize, count: Option<usize>) -> sparsetrain::ops::conv::Stor
 }
 
 /// Awkward convolution geometries for kernel tests: odd sizes, strides,
-/// padding, 1×1 kernels, a single pixel, a rectangular kernel.
-pub fn conv_geoms() -> [sparsetrain::ops::conv::ConvGeom; 6] {
+/// padding, 1×1 kernels, a single pixel, a rectangular kernel, and a
+/// strided one with more output pixels per sample than a split of K's 32
+/// rows (so that a split starts inside a sample).
+pub fn conv_geoms() -> [sparsetrain::ops::conv::ConvGeom; 7] {
     use sparsetrain::ops::conv::ConvGeom;
     [
         ConvGeom { h: 5, w: 7, kh: 3, kw: 3, stride: 1, pad: 1 },
@@ -138,5 +140,6 @@ pub fn conv_geoms() -> [sparsetrain::ops::conv::ConvGeom; 6] {
         ConvGeom { h: 1, w: 1, kh: 1, kw: 1, stride: 1, pad: 0 },
         ConvGeom { h: 9, w: 5, kh: 5, kw: 5, stride: 1, pad: 2 },
         ConvGeom { h: 7, w: 7, kh: 2, kw: 3, stride: 3, pad: 0 },
+        ConvGeom { h: 12, w: 12, kh: 3, kw: 3, stride: 2, pad: 1 },
     ]
 }

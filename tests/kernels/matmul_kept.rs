@@ -118,3 +118,78 @@ fn kept_cases(gpu: &Gpu, label_: &str) {
         }
     }
 }
+
+/// A compressed convolution's weight gradient as the layer records it —
+/// kept output and input channels, K over the step's batch of pixels, a
+/// scatter into the full-size gradient by column blocks — without a forced
+/// split, so that the launcher's own rule decides: on CPU adapters (long K,
+/// a kept count sets M and N) it splits K, and the result must not change.
+#[test]
+fn auto_split_weight_gradient_matches_reference() {
+    use sparsetrain::ops::matmul::{Scatter, auto_splits};
+    let Some(gpu) = gpu("auto_split_weight_gradient_matches_reference") else { return };
+    let g = ConvGeom { h: 16, w: 16, kh: 3, kw: 3, stride: 1, pad: 1 };
+    let (cap, n, pixels, taps) = (40usize, 37usize, 256usize, 9usize);
+    let (full_in, full_out) = (8usize, 8usize);
+    let (kept_out, kept_in): (Vec<u32>, Vec<u32>) = (vec![0, 2, 3, 5, 7], vec![1, 2, 3, 4, 6, 7]);
+    let (ko, ki) = (kept_out.len(), kept_in.len());
+    let (ko_p, ki_p) = (ko.div_ceil(4) * 4, ki.div_ceil(4) * 4);
+    let rows = n * pixels;
+    let mut r = rng(4900);
+    // Compacted X [cap pixels, ki_p] and dY [cap pixels, ko_p], zero-padded.
+    let x = zero_padding(rand_f32(&mut r, cap * pixels * ki_p, -1.0, 1.0), ki, ki_p);
+    let dy = zero_padding(rand_f32(&mut r, cap * pixels * ko_p, -1.0, 1.0), ko, ko_p);
+    let dw0 = rand_f32(&mut r, full_out * taps * full_in, -1.0, 1.0);
+    let dims = Tensor::from_u32(&gpu, "dims", &[2], &[ko as u32, ki as u32]).unwrap();
+    let mut maps = vec![0u32, 0];
+    maps.extend(&kept_out);
+    maps.extend(&kept_in);
+    let tmaps = Tensor::from_u32(&gpu, "maps", &[maps.len()], &maps).unwrap();
+    let tx = Tensor::from_f32(&gpu, "x", &[x.len()], &x).unwrap();
+    let tdy = Tensor::from_f32(&gpu, "dy", &[cap * pixels, ko_p], &dy).unwrap();
+    let tdw = Tensor::from_f32(&gpu, "dw", &[full_out, taps * full_in], &dw0).unwrap();
+    let d = Dims { m: full_out, n: taps * full_in, k: cap * pixels };
+    let report = gpu.report();
+    let variant = gpu.matmul_variant();
+    let splits = auto_splits(report.device_type, variant, 1, d.k as u32, true, false);
+    println!("{:?} adapter, {}: {splits} splits of K by the launcher's rule", report.device_type, variant.name());
+    if report.device_type == wgpu::DeviceType::Cpu {
+        assert!(splits > 1, "the launcher's rule no longer splits this product on CPU adapters");
+    }
+    run_with_batch(&gpu, n, |rec| {
+        Matmul::new(Layout::TN)
+            .accumulate()
+            .sizes(
+                Some(&dims),
+                Size::Kept { count: 0, blocks: 1 },
+                Size::Kept { count: 1, blocks: taps },
+                Size::Batch { per: pixels },
+            )
+            .implicit(Implicit::B(g))
+            .scatter(Scatter {
+                maps: &tmaps,
+                rows: Some(2),
+                cols: Some(2 + ko),
+                ldc: taps * full_in,
+                col_blocks: taps,
+                col_block_full: full_in,
+            })
+            .record(rec, &tdw, &tdy, &tx, d)
+            .unwrap();
+    });
+    // dW[kept_out[o], t, kept_in[c]] += Σ_rows dY[row, o] · im2col(X)[row, t, c].
+    let cols = cpu::conv::im2col(&to_f64(&x[..rows * ki_p]), n, ki_p, g);
+    let mut want = to_f64(&dw0);
+    for (o, &fo) in kept_out.iter().enumerate() {
+        for t in 0..taps {
+            for (c, &fc) in kept_in.iter().enumerate() {
+                let s: f64 =
+                    (0..rows).map(|row| f64::from(dy[row * ko_p + o]) * cols[row * taps * ki_p + t * ki_p + c]).sum();
+                want[fo as usize * taps * full_in + t * full_in + fc as usize] += s;
+            }
+        }
+    }
+    let got = tdw.download_f32(&gpu).unwrap();
+    let tag = format!("weight gradient, {} with {splits} splits of K = {rows}", variant.name());
+    assert_close(&tag, &got, &want, 1e-4, 1e-5);
+}
