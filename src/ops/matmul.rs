@@ -41,7 +41,7 @@ pub struct MatmulParams {
 }
 
 use super::matmul_tiles::block_shape;
-pub use super::matmul_tiles::{auto_splits, coop_fits, coop_shape, host_cores, regtile_tile};
+pub use super::matmul_tiles::{auto_splits, coop_fits, coop_shape, regtile_tile};
 pub use crate::device::shader::Variant;
 
 impl KernelParams for MatmulParams {

@@ -157,7 +157,7 @@ pub fn auto_splits(ty: wgpu::DeviceType, variant: Variant, tiles: u32, k: u32, k
 }
 
 /// The host's cores, which a CPU adapter runs workgroups on.
-pub fn host_cores() -> u32 {
+fn host_cores() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(1024) as u32)
 }
 
