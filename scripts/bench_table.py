@@ -28,16 +28,22 @@ def main(path):
     batch = d.get("batch", 256)
     print(f"\n### Training step (batch {batch})\n")
     print("step: runs pipelined, waited for at the end (per step); latency: one step submitted and waited for "
-          "(median); host: writing the step block, encoding the plan and submitting (median)\n")
-    print("| model | mode | step ms | latency ms | GPU ms | host µs | host µs/dispatch | dispatches | passes "
-          "| speedup vs dense | FLOP ratio | read-back bytes/step |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "(median); host: writing the step blocks, encoding the plan and submitting, per step of a submission of "
+          "`chunk` steps (median); host CPU: the same in the submitting thread's CPU time; host 1: the same for a "
+          "step submitted alone\n")
+    print("| model | mode | step ms | latency ms | GPU ms | host µs | host µs/dispatch | host CPU µs/dispatch | chunk "
+          "| host 1 µs/dispatch "
+          "| dispatches | passes | speedup vs dense | FLOP ratio | read-back bytes/step |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in d["train"]:
         model = r["model"] if isinstance(r["model"], str) else "-".join(str(s) for s in r["model"])
         mode = "dense" if r["keep"] is None else f"keep {r['keep']:g}"
         gpu = "—" if r.get("gpu_ms") is None else f"{r['gpu_ms']:.2f}"
+        disp = max(r.get("dispatches", 1) or 1, 1)
+        cpu = "—" if r.get("host_cpu_us") is None else f"{r['host_cpu_us'] / disp:.2f}"
         print(f"| {model} | {mode} | {r['step_ms']:.2f} | {r.get('latency_ms', float('nan')):.2f} | {gpu} "
               f"| {r.get('host_us', float('nan')):.0f} | {r.get('host_us_per_dispatch', float('nan')):.2f} "
+              f"| {cpu} | {r.get('chunk', 1)} | {r.get('host1_us', float('nan')) / max(r.get('dispatches', 1) or 1, 1):.2f} "
               f"| {r.get('dispatches', '')} | {r.get('passes', '')} | {r['speedup']:.2f}× "
               f"| {r['flop_ratio']:.2f}× | {r['readback_bytes_per_step']:.0f} |")
     profiled = [r for r in d["train"] if r["profile_ms"]]

@@ -15,7 +15,7 @@ use crate::ops::autotune::{Runs, median, time_matmul};
 use crate::ops::matmul::{Dims, Layout, Matmul, Variant, flops};
 use crate::ops::optim::Sgd;
 use crate::sparse::SparseConfig;
-use crate::train::{Phase, Trainer};
+use crate::train::{MAX_CHUNK, Phase, Trainer};
 
 /// GPU seconds of one matmul per run, from timestamps around its pass
 /// (`Plan::gpu_seconds`): no submit or wait in the figure.
@@ -210,8 +210,18 @@ pub struct TrainRow {
     /// Wall time per step of `runs` steps submitted back to back, waited for
     /// at the end: the median over `ROUNDS` rounds.
     pub step_ms: f64,
-    /// Median host time to write the step block, encode the plan and submit.
+    /// Median host time per step to write the step blocks, encode the plan
+    /// and submit, for `chunk` steps submitted together as training submits
+    /// them (`Trainer::run_staged`; the batches' upload is not counted).
     pub host_us: f64,
+    /// `host_us` counted in CPU time of the submitting thread (where the
+    /// platform reports it): without the time the thread waited for a core
+    /// (on a CPU adapter the device's own threads take them).
+    pub host_cpu_us: Option<f64>,
+    /// Steps per submission behind `host_us`.
+    pub chunk: usize,
+    /// Median host time of a step submitted alone (`Trainer::run`).
+    pub host1_us: f64,
     pub dispatches: usize,
     pub passes: usize,
     /// GPU-busy time of one step (timestamps), where the adapter has them.
@@ -301,9 +311,12 @@ pub fn bench_train(
     writeln!(
         out,
         "batch {batch}; {warmup} warm-up steps; latency = median of {runs} steps each submitted and waited for; \
-         step = median over {ROUNDS} rounds of {runs} steps submitted back to back, waited for at the end (per step); \
-         host = median time to write the step block, encode the plan and submit (latency and host over consecutive steps of a \
-         mode); the modes of a model take turns in \
+         step = median over {ROUNDS} rounds of {runs} steps submitted back to back as training does, in runs of up to \
+         {MAX_CHUNK} staged steps per submission, waited for at the end (per step); host = median time per step to write the \
+         step blocks, encode the plan and submit, over the first submission of each round (the device idle when it starts; \
+         `chunk` steps, the batches' upload not counted; host CPU: the same in the thread's CPU time, without waits for a \
+         core); host 1 = the same for a step submitted alone (latency and host 1 \
+         over consecutive steps of a mode); the modes of a model take turns in \
          every round; speedup = median over the rounds of dense step / step; FLOP ratio = dense step FLOPs / \
          step FLOPs (2 passes per sparse step)"
     )
@@ -311,10 +324,10 @@ pub fn bench_train(
     writeln!(out).map_err(io_err)?;
     writeln!(
         out,
-        "| model | mode | step ms | latency ms | GPU ms | host µs | host µs/dispatch | dispatches | passes | speedup | FLOP ratio | read-back B/step |"
+        "| model | mode | step ms | latency ms | GPU ms | host µs | host µs/dispatch | host CPU µs/dispatch | chunk | host 1 µs/dispatch | dispatches | passes | speedup | FLOP ratio | read-back B/step |"
     )
     .map_err(io_err)?;
-    writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|").map_err(io_err)?;
+    writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|").map_err(io_err)?;
     let sgd = Sgd { lr: 0.01, momentum: 0.9, weight_decay: 5e-4 };
     let (lr, score_lr) = (0.01, 0.01);
     let mut rows = Vec::new();
@@ -345,7 +358,7 @@ pub fn bench_train(
             trainers.push(t);
         }
         let n = modes.len();
-        let (mut lat, mut host) = (vec![Vec::new(); n], vec![Vec::new(); n]);
+        let (mut lat, mut host1) = (vec![Vec::new(); n], vec![Vec::new(); n]);
         // Latency and host time per mode over consecutive steps, as training
         // runs them: a plan replayed after another one finds the host's
         // caches cold.
@@ -353,18 +366,34 @@ pub fn bench_train(
             for _ in 0..runs {
                 let t0 = Instant::now();
                 t.run(gpu, Phase::Train, batch, lr, score_lr, 0)?;
-                host[i].push(t0.elapsed().as_secs_f64());
+                host1[i].push(t0.elapsed().as_secs_f64());
                 gpu.wait()?;
                 lat[i].push(t0.elapsed().as_secs_f64());
             }
         }
-        let (mut step, mut bytes) = (vec![Vec::new(); n], vec![0u64; n]);
+        let (mut step, mut bytes, mut host) = (vec![Vec::new(); n], vec![0u64; n], vec![Vec::new(); n]);
+        let mut host_cpu = vec![Vec::new(); n];
+        // The rounds stage and submit their steps as training does: the
+        // same batch for every step, uploaded once per submission.
+        let chunk = trainers.iter().map(|t| t.max_chunk()).min().unwrap_or(1).min(runs);
+        let (xs, ys) = (x.repeat(chunk), y.repeat(chunk));
         for _ in 0..ROUNDS {
             for (i, t) in trainers.iter_mut().enumerate() {
                 let before = gpu.readback_stats();
                 let t0 = Instant::now();
-                for _ in 0..runs {
-                    t.run(gpu, Phase::Train, batch, lr, score_lr, 0)?;
+                let mut left = runs;
+                while left > 0 {
+                    let k = chunk.min(left);
+                    t.stage_batches(gpu, &xs[..k * batch * dim], &ys[..k * batch], &vec![batch; k])?;
+                    let (h0, c0) = (Instant::now(), thread_cpu_seconds());
+                    t.run_staged(gpu, Phase::Train, lr, score_lr, 0)?;
+                    if left == runs {
+                        host[i].push(h0.elapsed().as_secs_f64() / k as f64);
+                        if let (Some(a), Some(b)) = (c0, thread_cpu_seconds()) {
+                            host_cpu[i].push((b - a) / k as f64);
+                        }
+                    }
+                    left -= k;
                 }
                 gpu.wait()?;
                 step[i].push(1e3 * t0.elapsed().as_secs_f64() / runs as f64);
@@ -402,6 +431,9 @@ pub fn bench_train(
                 latency_ms: 1e3 * median(&lat[i]),
                 step_ms: median(&step[i]),
                 host_us: 1e6 * median(&host[i]),
+                host_cpu_us: (!host_cpu[i].is_empty()).then(|| 1e6 * median(&host_cpu[i])),
+                chunk,
+                host1_us: 1e6 * median(&host1[i]),
                 dispatches,
                 passes,
                 gpu_ms,
@@ -413,13 +445,16 @@ pub fn bench_train(
             };
             writeln!(
                 out,
-                "| {name} | {} | {:.2} | {:.2} | {} | {:.0} | {:.2} | {} | {} | {:.2}× | {:.2}× | {} |",
+                "| {name} | {} | {:.2} | {:.2} | {} | {:.0} | {:.2} | {} | {} | {:.2} | {} | {} | {:.2}× | {:.2}× | {} |",
                 row.mode(),
                 row.step_ms,
                 row.latency_ms,
                 row.gpu_ms.map_or("–".into(), |g| format!("{g:.2}")),
                 row.host_us,
                 row.host_us_per_dispatch(),
+                row.host_cpu_us.map_or("–".into(), |c| format!("{:.2}", c / row.dispatches.max(1) as f64)),
+                row.chunk,
+                row.host1_us / row.dispatches.max(1) as f64,
                 row.dispatches,
                 row.passes,
                 row.speedup,
@@ -514,6 +549,23 @@ pub fn mlp_model(hidden: &[usize]) -> (String, GraphSpec) {
     sizes.extend(hidden);
     sizes.push(10);
     (sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-"), GraphSpec::mlp(784, hidden, 10))
+}
+
+/// CPU seconds the calling thread has run, where the platform reports it.
+/// Host time measured by the wall clock on a CPU adapter also counts the
+/// moments the device's own threads held every core.
+fn thread_cpu_seconds() -> Option<f64> {
+    #[cfg(unix)]
+    {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime writes one timespec, which `ts` is.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        (rc == 0).then_some(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -243,3 +243,88 @@ fn loss_scaling_changes_nothing_in_f32_and_skips_overflowing_steps() {
     assert!(tr.set_loss_scaling(&gpu, Some(LossScaling { init: 1000.0, growth: 10 })).is_err());
     assert!(tr.set_loss_scaling(&gpu, Some(LossScaling { init: 0.5, growth: 10 })).is_err());
 }
+
+/// Steps staged and submitted together (`stage_batches` + `run_staged`, as
+/// the training loop runs them) are the same steps as one `set_batch` +
+/// `run` each: bit for bit, for dense and sparse trainers (eager and lazy
+/// updates), with batches of changing size and runs of changing length;
+/// and bad stagings are refused.
+#[test]
+fn staged_runs_match_single_steps() {
+    let Some(gpu) = gpu("staged_runs_match_single_steps") else { return };
+    let (batch, dim, classes) = (12, 10, 3);
+    let mut r = rng(1900);
+    let steps = 23;
+    let rows: Vec<usize> = (0..steps).map(|s| if s % 7 == 6 { 5 } else { batch }).collect();
+    let xs: Vec<Vec<f32>> = rows.iter().map(|&n| rand_f32(&mut r, n * dim, -1.0, 1.0)).collect();
+    let ys: Vec<Vec<u32>> = rows.iter().map(|&n| (0..n).map(|_| r.random_range(0..classes as u32)).collect()).collect();
+    let sgd = Sgd { lr: 0.05, momentum: 0.9, weight_decay: 5e-4 };
+    let modes = [
+        None,
+        Some(SparseConfig { keep: 0.5, ..Default::default() }),
+        Some(SparseConfig { keep: 0.2, updates: Updates::Lazy, ..Default::default() }),
+    ];
+    for sparse in modes {
+        let tag = format!("{sparse:?}");
+        let make = || {
+            let net = Net::new(&gpu, Graph::mlp(dim, &[17, 9], classes).unwrap(), 5).unwrap();
+            Trainer::new(&gpu, net, batch, sgd, sparse).unwrap()
+        };
+        let (mut one, mut staged) = (make(), make());
+        for s in 0..steps {
+            one.set_batch(&gpu, &xs[s], &ys[s]).unwrap();
+            one.run(&gpu, Phase::Train, rows[s], 0.05, 0.01, s as u64).unwrap();
+        }
+        // Runs of 1, 2, 3, ... steps, capped by the trainer's chunk and
+        // ending at a short batch (as an epoch's last batch ends a run).
+        let max = staged.max_chunk();
+        assert!(max > 1, "{tag}: a trainer this small stages several steps at once");
+        let (mut s, mut len) = (0, 1);
+        gpu.wait().unwrap();
+        let before = gpu.readback_stats();
+        while s < steps {
+            let mut n = len.min(max).min(steps - s);
+            if let Some(k) = rows[s..s + n].iter().position(|&r| r < batch) {
+                n = k + 1;
+            }
+            let x: Vec<f32> = xs[s..s + n].concat();
+            let y: Vec<u32> = ys[s..s + n].concat();
+            staged.stage_batches(&gpu, &x, &y, &rows[s..s + n]).unwrap();
+            assert_eq!(staged.run_staged(&gpu, Phase::Train, 0.05, 0.01, s as u64).unwrap(), n);
+            (s, len) = (s + n, len + 1);
+        }
+        gpu.wait().unwrap();
+        assert_eq!(gpu.readback_stats(), before, "{tag}: staged steps read data back");
+        assert_eq!((one.step, staged.step), (steps as u64, steps as u64), "{tag}");
+        one.catch_up(&gpu).unwrap();
+        staged.catch_up(&gpu).unwrap();
+        let bits = |t: &sparsetrain::device::tensor::Tensor| -> Vec<u32> {
+            t.download_f32(&gpu).unwrap().iter().map(|v| v.to_bits()).collect()
+        };
+        for (what, a, b) in [
+            ("weights", &one.net.params, &staged.net.params),
+            ("momentum", &one.momentum, &staged.momentum),
+            ("losses", &one.loss, &staged.loss),
+        ] {
+            assert!(bits(a) == bits(b), "{tag}: {what} differ between single and staged steps");
+        }
+        if let (Some(a), Some(b)) = (&one.sparse, &staged.sparse) {
+            assert!(bits(&a.scores) == bits(&b.scores), "{tag}: scores differ");
+            assert!(bits(&a.score_m) == bits(&b.score_m), "{tag}: Adam moments differ");
+        }
+        // Refused: nothing staged, too many batches, sizes that disagree.
+        let err = |e: sparsetrain::Error| e.to_string();
+        assert!(err(staged.run_staged(&gpu, Phase::Train, 0.05, 0.01, 0).unwrap_err()).contains("no batches staged"));
+        let many = vec![1; max + 1];
+        let e = staged.stage_batches(&gpu, &vec![0.0; (max + 1) * dim], &vec![0; max + 1], &many).unwrap_err();
+        assert!(err(e).contains(&format!("1 to {max}")), "{tag}");
+        let (x2, y2) = ([&xs[6][..], &xs[0][..]].concat(), [&ys[6][..], &ys[0][..]].concat());
+        let e = staged.stage_batches(&gpu, &x2, &y2, &[rows[6], batch]).unwrap_err();
+        assert!(err(e).contains("every batch but the last must be full"), "{tag}");
+        let e = staged.stage_batches(&gpu, &xs[0], &ys[0][..batch - 1], &[batch]).unwrap_err();
+        assert!(err(e).contains("labels"), "{tag}");
+        let e =
+            staged.stage_batches(&gpu, &vec![0.0; (batch + 1) * dim], &vec![0; batch + 1], &[batch + 1]).unwrap_err();
+        assert!(err(e).contains("capacity"), "{tag}");
+    }
+}

@@ -44,7 +44,8 @@ pub fn bench_all(json: Option<std::path::PathBuf>, quick: bool) -> anyhow::Resul
         })).collect::<Vec<_>>(),
         "train": tr.iter().map(|t| json!({
             "model": t.model, "keep": t.keep, "step_ms": t.step_ms, "latency_ms": t.latency_ms, "gpu_ms": t.gpu_ms,
-            "host_us": t.host_us, "host_us_per_dispatch": t.host_us_per_dispatch(), "dispatches": t.dispatches,
+            "host_us": t.host_us, "host_us_per_dispatch": t.host_us_per_dispatch(), "chunk": t.chunk, "host_cpu_us": t.host_cpu_us,
+            "host1_us": t.host1_us, "dispatches": t.dispatches,
             "passes": t.passes, "runs": t.runs, "speedup": t.speedup,
             "flop_ratio": t.flop_ratio, "readback_bytes_per_step": t.readback_per_step,
             "profile_ms": t.profile.iter().map(|(f, s)| (f.to_string(), json!(1e3 * s))).collect::<serde_json::Map<_, _>>(),

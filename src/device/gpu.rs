@@ -494,8 +494,10 @@ impl Gpu {
         v
     }
 
-    pub(crate) fn pipeline(&self, kernel: Kernel, constants: &Constants) -> Result<Arc<Pipeline>> {
-        self.pipelines.get(&self.device, kernel, constants)
+    /// The pipeline of `kernel` with `constants`, binding the storage
+    /// bindings set in `dynamic` (a bit each) with dynamic offsets.
+    pub(crate) fn pipeline(&self, kernel: Kernel, constants: &Constants, dynamic: u32) -> Result<Arc<Pipeline>> {
+        self.pipelines.get(&self.device, kernel, constants, dynamic)
     }
 
     /// Device-to-host traffic so far.

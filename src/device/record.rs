@@ -4,7 +4,10 @@
 //! once (`submit`, `finish`) or kept as a `Plan`, which a training loop
 //! replays every step: one compute pass for all dispatches (wgpu inserts the
 //! barriers each dispatch needs), one submit, and no per-step allocation.
-//! What changes between steps comes from the step block (`device::step`).
+//! What changes between steps comes from the step block (`device::step`);
+//! a run of steps submitted together (`Plan::run_chunk`) gives each replay
+//! its own slot of the step blocks and of slotted tensors (the batch) by
+//! dynamic offsets.
 
 use std::sync::Arc;
 
@@ -13,7 +16,7 @@ use glam::UVec3;
 
 use crate::device::gpu::Gpu;
 use crate::device::shader::{Constants, Kernel, Pipeline};
-use crate::device::step::{STEP_BINDING, StepBlock, StepBuffer};
+use crate::device::step::{STEP_BINDING, STEP_SLOTS, StepBlock, StepBuffer};
 use crate::device::tensor::Tensor;
 use crate::error::{Error, Result};
 
@@ -28,11 +31,18 @@ struct Arena {
     bytes: Vec<u8>,
 }
 
+/// Most bindings of one dispatch with dynamic offsets.
+const MAX_DYNAMIC: usize = 4;
+
 struct Dispatch {
     kernel: Kernel,
     pipeline: Arc<Pipeline>,
     bind_group: wgpu::BindGroup,
     groups: UVec3,
+    /// The slot strides (bytes) of the bindings with dynamic offsets, in
+    /// binding order: the step block and slotted tensors. Replay j of a run
+    /// offsets each by j strides.
+    strides: Vec<u64>,
 }
 
 enum Op {
@@ -47,6 +57,8 @@ pub struct Recorder<'g> {
     arenas: Vec<Arena>,
     step: StepBuffer,
     align: usize,
+    /// Fewest slots of a slotted tensor recorded (`usize::MAX`: none).
+    slots: usize,
 }
 
 impl<'g> Recorder<'g> {
@@ -54,7 +66,7 @@ impl<'g> Recorder<'g> {
     /// zeros): for work whose sizes are all fixed.
     pub fn new(gpu: &'g Gpu) -> Recorder<'g> {
         let buffer = gpu.default_step.get_or_init(|| StepBuffer::new(gpu).buffer).clone();
-        Recorder::with_step(gpu, &StepBuffer { buffer })
+        Recorder::with_step(gpu, &StepBuffer { buffer, stride: StepBuffer::stride(gpu) })
     }
 
     /// A recording whose kernels read `step` at `STEP_BINDING`.
@@ -65,6 +77,7 @@ impl<'g> Recorder<'g> {
             arenas: Vec::new(),
             step: step.clone(),
             align: gpu.limits().min_uniform_buffer_offset_alignment as usize,
+            slots: usize::MAX,
         }
     }
 
@@ -121,7 +134,38 @@ impl<'g> Recorder<'g> {
                 limit: limit as u64,
             });
         }
-        let pipeline = self.gpu.pipeline(kernel, constants)?;
+        let used_by = |pipeline: &Pipeline, b: u32| pipeline.bindings.binary_search(&b).is_ok();
+        // Slotted tensors are bound with dynamic offsets: one bit per binding.
+        let probe = self.gpu.pipeline(kernel, constants, 0)?;
+        let mut dynamic = 0u32;
+        let mut strides: Vec<(u32, u64)> = Vec::new();
+        for (binding, t) in tensors {
+            if t.slot_stride() > 0 && used_by(&probe, *binding) && !strides.iter().any(|s| s.0 == *binding) {
+                if *binding >= 32 || *binding == STEP_BINDING {
+                    return Err(Error::InvalidArgument(format!(
+                        "{}: a slotted tensor at binding {binding}",
+                        kernel.entry_point()
+                    )));
+                }
+                dynamic |= 1 << binding;
+                strides.push((*binding, t.slot_stride()));
+                self.slots = self.slots.min(t.slots());
+            }
+        }
+        let most = self.gpu.limits().max_dynamic_storage_buffers_per_pipeline_layout as usize;
+        if strides.len() > most.min(MAX_DYNAMIC - 1) {
+            return Err(Error::InvalidArgument(format!(
+                "{} binds {} slotted tensors, the device takes {most} dynamic storage bindings",
+                kernel.entry_point(),
+                strides.len()
+            )));
+        }
+        let pipeline = if dynamic == 0 { probe } else { self.gpu.pipeline(kernel, constants, dynamic)? };
+        if used_by(&pipeline, STEP_BINDING) {
+            strides.push((STEP_BINDING, self.step.stride));
+        }
+        strides.sort_unstable_by_key(|s| s.0);
+        let strides: Vec<u64> = strides.into_iter().map(|s| s.1).collect();
         let bytes = bytemuck::bytes_of(params.1);
         let (arena, offset) = self.place_params(bytes);
         let mut entries = Vec::with_capacity(tensors.len() + 2);
@@ -142,8 +186,7 @@ impl<'g> Recorder<'g> {
             }
         }
         if used(STEP_BINDING) {
-            entries
-                .push(wgpu::BindGroupEntry { binding: STEP_BINDING, resource: self.step.buffer.as_entire_binding() });
+            entries.push(wgpu::BindGroupEntry { binding: STEP_BINDING, resource: self.step.binding() });
         }
         if let Some(missing) = pipeline.bindings.iter().find(|b| !entries.iter().any(|e| e.binding == **b)) {
             return Err(Error::InvalidArgument(format!(
@@ -156,12 +199,16 @@ impl<'g> Recorder<'g> {
             layout: &pipeline.layout,
             entries: &entries,
         });
-        self.ops.push(Op::Dispatch(Dispatch { kernel, pipeline, bind_group, groups }));
+        self.ops.push(Op::Dispatch(Dispatch { kernel, pipeline, bind_group, groups, strides }));
         Ok(())
     }
 
     /// Records a device-side copy of `src` into `dst` (same length and type).
     pub fn copy_tensor(&mut self, dst: &Tensor, src: &Tensor) -> Result<()> {
+        if src.slot_stride() > 0 || dst.slot_stride() > 0 {
+            // A copy would read or write slot 0 in every replay of a run.
+            return Err(Error::InvalidArgument("copy_tensor: slotted tensors are bound, not copied".into()));
+        }
         if src.len() != dst.len() || src.dtype() != dst.dtype() {
             return Err(Error::Shape {
                 op: "copy",
@@ -201,7 +248,7 @@ impl<'g> Recorder<'g> {
         let ops = std::mem::take(&mut self.ops);
         let passes = count_passes(&ops);
         let dispatches = ops.iter().filter(|o| matches!(o, Op::Dispatch(_))).count();
-        Plan { ops, arenas, step: self.step.clone(), passes, dispatches }
+        Plan { ops, arenas, step: self.step.clone(), passes, dispatches, slots: self.slots.min(STEP_SLOTS) }
     }
 
     /// Submits everything recorded, without waiting for it to finish.
@@ -253,6 +300,9 @@ pub struct Plan {
     step: StepBuffer,
     passes: usize,
     dispatches: usize,
+    /// Most replays one `run_chunk` takes: the step blocks' slots, or fewer
+    /// where a slotted tensor has fewer.
+    slots: usize,
 }
 
 /// How `encode` splits the plan into compute passes.
@@ -282,7 +332,10 @@ impl Plan {
         &self.step
     }
 
-    fn encode(&self, enc: &mut wgpu::CommandEncoder, passes: Passes) {
+    /// Records one replay reading slot `replay` of the step blocks and of
+    /// slotted tensors.
+    fn encode(&self, enc: &mut wgpu::CommandEncoder, passes: Passes, replay: usize) {
+        let mut offsets = [0u32; MAX_DYNAMIC];
         let mut i = 0;
         let mut slot = 0u32;
         while i < self.ops.len() {
@@ -312,7 +365,10 @@ impl Plan {
                             pass.set_pipeline(&d.pipeline.raw);
                             last = Some(p);
                         }
-                        pass.set_bind_group(0, &d.bind_group, &[]);
+                        for (o, s) in offsets.iter_mut().zip(&d.strides) {
+                            *o = (replay as u64 * s) as u32;
+                        }
+                        pass.set_bind_group(0, &d.bind_group, &offsets[..d.strides.len()]);
                         pass.dispatch_workgroups(d.groups.x, d.groups.y, d.groups.z);
                         i += 1;
                         if matches!(passes, Passes::PerDispatch(_)) {
@@ -331,7 +387,38 @@ impl Plan {
             self.step.write(gpu, b);
         }
         let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
-        self.encode(&mut enc, Passes::Fewest);
+        self.encode(&mut enc, Passes::Fewest, 0);
+        let index = gpu.queue.submit([enc.finish()]);
+        gpu.check()?;
+        Ok(index)
+    }
+
+    /// Replays one run takes at most (`run_chunk`).
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+
+    /// Submits one replay per block of `blocks` (at most `slots()`), all in
+    /// one command buffer: the blocks go into the step buffer's slots with
+    /// one write, and replay `j` binds slot `j` of the step blocks and of
+    /// every slotted tensor (its inputs, staged there beforehand) by dynamic
+    /// offsets: no copies, and the replays share compute passes as far as
+    /// their copies allow. One submit for the whole run: the fixed cost of a
+    /// submission is paid once, and the host encodes the replays back to
+    /// back. Nothing waits.
+    pub fn run_chunk(&self, gpu: &Gpu, blocks: &[StepBlock]) -> Result<wgpu::SubmissionIndex> {
+        if blocks.is_empty() || blocks.len() > self.slots {
+            return Err(Error::InvalidArgument(format!(
+                "a run of {} steps; this plan takes 1 to {}",
+                blocks.len(),
+                self.slots
+            )));
+        }
+        self.step.write_slots(gpu, blocks);
+        let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("steps") });
+        for j in 0..blocks.len() {
+            self.encode(&mut enc, Passes::Fewest, j);
+        }
         let index = gpu.queue.submit([enc.finish()]);
         gpu.check()?;
         Ok(index)
@@ -386,7 +473,7 @@ impl Plan {
             self.step.write(gpu, b);
         }
         let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("timed") });
-        self.encode(&mut enc, if per_dispatch { Passes::PerDispatch(&queries) } else { Passes::Timed(&queries) });
+        self.encode(&mut enc, if per_dispatch { Passes::PerDispatch(&queries) } else { Passes::Timed(&queries) }, 0);
         enc.resolve_query_set(&queries, 0..2 * n as u32, &resolve, 0);
         gpu.queue.submit([enc.finish()]);
         gpu.wait()?;

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use glam::UVec3;
 
+use crate::device::layout::{Use, layout_entries, used_bindings};
 use crate::error::{Error, Result};
 
 pub use super::variant::{ChoiceSource, MatmulChoice, Variant, coop_features};
@@ -389,12 +390,16 @@ impl Variant {
 /// Override constants of one pipeline, as WGSL names and values.
 pub type Constants = Vec<(&'static str, f64)>;
 
-type PipelineKey = (Kernel, Vec<(&'static str, u64)>);
+/// A pipeline is keyed by its kernel, its override constants and the
+/// storage bindings it binds with dynamic offsets (a bit per binding).
+type PipelineKey = (Kernel, Vec<(&'static str, u64)>, u32);
 
 /// A compiled pipeline with the bindings of group 0 its entry point uses.
-/// Pipelines use layouts derived from the shader, which list only the
-/// bindings an entry point statically uses; a bind group must name exactly
-/// those, so recordings filter what launchers offer through `bindings`.
+/// Each pipeline has a layout of exactly the bindings its entry point
+/// statically uses (as wgpu's derived layouts do), so recordings filter
+/// what launchers offer through `bindings`. The step block at
+/// `STEP_BINDING` has a dynamic offset: a run of steps submitted together
+/// selects each step's block with it, without copies (`Plan::run_chunk`).
 pub struct Pipeline {
     pub(crate) raw: wgpu::ComputePipeline,
     pub(crate) layout: wgpu::BindGroupLayout,
@@ -404,7 +409,7 @@ pub struct Pipeline {
 /// A shader module with, per entry point, the group-0 bindings it uses.
 struct Module {
     raw: wgpu::ShaderModule,
-    uses: HashMap<String, Vec<u32>>,
+    uses: HashMap<String, Vec<(u32, Use)>>,
 }
 
 /// Compiled shader modules and pipelines, created on first use and kept for
@@ -415,45 +420,36 @@ pub(crate) struct PipelineCache {
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
 }
 
-/// The group-0 bindings each entry point of `source` statically uses, as
-/// naga (the front end wgpu derives layouts with) sees them.
-pub fn used_bindings(source: &str, file: &'static str) -> Result<HashMap<String, Vec<u32>>> {
-    let module = naga::front::wgsl::parse_str(source)
-        .map_err(|e| Error::Shader { shader: file, detail: e.emit_to_string(source) })?;
-    let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
-        .validate(&module)
-        .map_err(|e| Error::Shader { shader: file, detail: e.emit_to_string(source) })?;
-    let mut out = HashMap::new();
-    for (i, ep) in module.entry_points.iter().enumerate() {
-        let fi = info.get_entry_point(i);
-        let mut used: Vec<u32> = module
-            .global_variables
-            .iter()
-            .filter(|(h, _)| !fi[*h].is_empty())
-            .filter_map(|(_, g)| g.binding.as_ref().filter(|b| b.group == 0).map(|b| b.binding))
-            .collect();
-        used.sort_unstable();
-        out.insert(ep.name.clone(), used);
-    }
-    Ok(out)
-}
-
 impl PipelineCache {
     pub(crate) fn get(
         &self,
         device: &wgpu::Device,
         kernel: Kernel,
         constants: &[(&'static str, f64)],
+        dynamic: u32,
     ) -> Result<Arc<Pipeline>> {
-        let key: PipelineKey = (kernel, constants.iter().map(|(n, v)| (*n, v.to_bits())).collect());
+        let key: PipelineKey = (kernel, constants.iter().map(|(n, v)| (*n, v.to_bits())).collect(), dynamic);
         if let Some(p) = self.pipelines.lock().expect("pipeline cache poisoned").get(&key) {
             return Ok(p.clone());
         }
         let module = self.module(device, kernel.shader())?;
+        let uses = module.uses.get(kernel.entry_point()).ok_or_else(|| Error::Shader {
+            shader: kernel.shader().file_name(),
+            detail: format!("no entry point {}", kernel.entry_point()),
+        })?;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(kernel.entry_point()),
+            entries: &layout_entries(uses, dynamic),
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(kernel.entry_point()),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
         let raw = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(kernel.entry_point()),
-            layout: None,
+            layout: Some(&pipeline_layout),
             module: &module.raw,
             entry_point: Some(kernel.entry_point()),
             compilation_options: wgpu::PipelineCompilationOptions {
@@ -468,11 +464,7 @@ impl PipelineCache {
                 detail: format!("{}: {err}", kernel.entry_point()),
             });
         }
-        let bindings = module.uses.get(kernel.entry_point()).cloned().ok_or_else(|| Error::Shader {
-            shader: kernel.shader().file_name(),
-            detail: format!("no entry point {}", kernel.entry_point()),
-        })?;
-        let layout = raw.get_bind_group_layout(0);
+        let bindings = uses.iter().map(|u| u.0).collect();
         let pipeline = Arc::new(Pipeline { raw, layout, bindings });
         self.pipelines.lock().expect("pipeline cache poisoned").insert(key, pipeline.clone());
         Ok(pipeline)

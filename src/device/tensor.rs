@@ -41,6 +41,11 @@ pub struct Tensor {
     offset: u64,
     shape: Vec<usize>,
     dtype: DType,
+    /// Bytes between the slots of a slotted tensor (`Tensor::slotted`), 0
+    /// for a plain one.
+    slot_stride: u64,
+    /// Slots of a slotted tensor (1 for a plain one).
+    slots: usize,
 }
 
 impl Tensor {
@@ -76,7 +81,7 @@ impl Tensor {
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        Ok(Tensor { buffer: Arc::new(buffer), offset: 0, shape: shape.to_vec(), dtype })
+        Ok(Tensor { buffer: Arc::new(buffer), offset: 0, shape: shape.to_vec(), dtype, slot_stride: 0, slots: 1 })
     }
 
     /// Scratch of at least `len` floats for the partial products of
@@ -87,7 +92,14 @@ impl Tensor {
         let mut slot = gpu.split_scratch.lock().unwrap_or_else(|p| p.into_inner());
         let have = slot.as_ref().map_or(0, |b| (b.size() / 4) as usize);
         if let Some(b) = slot.as_ref().filter(|_| have >= len) {
-            return Ok(Tensor { buffer: b.clone(), offset: 0, shape: vec![have], dtype: DType::F32 });
+            return Ok(Tensor {
+                buffer: b.clone(),
+                offset: 0,
+                shape: vec![have],
+                dtype: DType::F32,
+                slot_stride: 0,
+                slots: 1,
+            });
         }
         let want = if have == 0 { len } else { len.max(2 * have) };
         let limit = (gpu.limits().max_storage_buffer_binding_size / 4) as usize;
@@ -96,14 +108,103 @@ impl Tensor {
         Ok(t)
     }
 
+    /// `slots` tensors of `shape` in one buffer, `slot_stride()` bytes apart:
+    /// the inputs of a run of steps submitted together. The tensor is slot
+    /// 0 (uploads and read-backs see it); a recorded dispatch binds it with
+    /// a dynamic offset, and replay j of a run reads slot j
+    /// (`Plan::run_chunk`). Views keep the slots.
+    pub fn slotted(gpu: &Gpu, label: &str, shape: &[usize], slots: usize, dtype: DType) -> Result<Tensor> {
+        Tensor::check_fits(gpu, label, shape)?;
+        let len = shape.iter().product::<usize>();
+        let align = u64::from(gpu.limits().min_storage_buffer_offset_alignment).max(VIEW_ALIGN);
+        let stride = binding_bytes(len).div_ceil(align) * align;
+        let slots = slots.max(1);
+        let bytes = stride.saturating_mul(slots as u64);
+        // Dynamic offsets are u32.
+        let limit = gpu.limits().max_buffer_size.min(u64::from(u32::MAX) + stride);
+        if bytes > limit {
+            return Err(Error::TooLarge {
+                what: format!("{slots} slots of tensor {label:?} of shape {shape:?}"),
+                bytes,
+                limit_name: "max_buffer_size",
+                limit,
+            });
+        }
+        let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Ok(Tensor { buffer: Arc::new(buffer), offset: 0, shape: shape.to_vec(), dtype, slot_stride: stride, slots })
+    }
+
+    /// Slot `j` of a slotted tensor as a plain tensor (to read it back,
+    /// or to bind one slot in every replay).
+    pub fn slot(&self, j: usize) -> Result<Tensor> {
+        if j >= self.slots {
+            return Err(Error::InvalidArgument(format!("slot {j} of a tensor with {} slots", self.slots)));
+        }
+        let offset = self.offset + j as u64 * self.slot_stride;
+        Ok(Tensor { buffer: self.buffer.clone(), offset, slot_stride: 0, slots: 1, ..self.clone() })
+    }
+
+    /// Bytes between slots (0 for a tensor that is not slotted).
+    pub fn slot_stride(&self) -> u64 {
+        self.slot_stride
+    }
+
+    /// Slots of a slotted tensor; 1 for any other.
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+
+    /// Host to device into elements [at, at + data.len()) of slot `slot`,
+    /// queued like `upload`.
+    pub fn upload_slot<T: Pod>(&self, gpu: &Gpu, slot: usize, at: usize, data: &[T]) -> Result<()> {
+        if slot >= self.slots {
+            return Err(Error::InvalidArgument(format!("slot {slot} of a tensor with {} slots", self.slots)));
+        }
+        self.check_at(at, data)?;
+        if !data.is_empty() {
+            let offset = self.offset + slot as u64 * self.slot_stride + at as u64 * 4;
+            gpu.queue.write_buffer(&self.buffer, offset, bytemuck::cast_slice(data));
+        }
+        Ok(())
+    }
+
+    /// Host to device across slots: `data` holds slot 0's elements, then
+    /// slot 1's, and so on, the last slot possibly in part; one write where
+    /// the slots lie back to back (`slot_stride` is 4 × `len`), one per
+    /// slot elsewhere.
+    pub fn upload_slots<T: Pod>(&self, gpu: &Gpu, data: &[T]) -> Result<()> {
+        let len = self.len().max(1);
+        if std::mem::size_of::<T>() != 4 || data.len() > self.slots * len {
+            return Err(Error::Shape {
+                op: "upload_slots",
+                detail: format!("{} host elements for {} slots of shape {:?}", data.len(), self.slots, self.shape),
+            });
+        }
+        if self.slot_stride == len as u64 * 4 || self.slots == 1 {
+            if !data.is_empty() {
+                gpu.queue.write_buffer(&self.buffer, self.offset, bytemuck::cast_slice(data));
+            }
+            return Ok(());
+        }
+        for (j, part) in data.chunks(len).enumerate() {
+            self.upload_slot(gpu, j, 0, part)?;
+        }
+        Ok(())
+    }
+
     /// A one-element f32 tensor holding 1.0, shared by the device.
     pub(crate) fn one(gpu: &Gpu) -> Tensor {
-        Tensor { buffer: gpu.one.clone(), offset: 0, shape: vec![1], dtype: DType::F32 }
+        Tensor { buffer: gpu.one.clone(), offset: 0, shape: vec![1], dtype: DType::F32, slot_stride: 0, slots: 1 }
     }
 
     /// A one-element u32 zero, shared by the device: the binding of unused inputs.
     pub(crate) fn zero_u32(gpu: &Gpu) -> Tensor {
-        Tensor { buffer: gpu.zero_u32.clone(), offset: 0, shape: vec![1], dtype: DType::U32 }
+        Tensor { buffer: gpu.zero_u32.clone(), offset: 0, shape: vec![1], dtype: DType::U32, slot_stride: 0, slots: 1 }
     }
 
     pub(crate) fn buffer(&self) -> &Arc<wgpu::Buffer> {
@@ -143,7 +244,7 @@ impl Tensor {
                 detail: format!("view {shape:?} at {elem_offset} exceeds tensor of {} elements", self.len()),
             });
         }
-        Ok(Tensor { buffer: self.buffer.clone(), offset, shape: shape.to_vec(), dtype: self.dtype })
+        Ok(Tensor { buffer: self.buffer.clone(), offset, shape: shape.to_vec(), ..self.clone() })
     }
 
     /// The same storage seen with another shape of equal length.
@@ -202,14 +303,19 @@ impl Tensor {
     /// Host to device into elements [at, at + data.len()) (no alignment
     /// beyond 4 bytes needed, unlike a view). Queued like `upload`.
     pub fn upload_at<T: Pod>(&self, gpu: &Gpu, at: usize, data: &[T]) -> Result<()> {
+        self.check_at(at, data)?;
+        if !data.is_empty() {
+            gpu.queue.write_buffer(&self.buffer, self.offset + at as u64 * 4, bytemuck::cast_slice(data));
+        }
+        Ok(())
+    }
+
+    fn check_at<T: Pod>(&self, at: usize, data: &[T]) -> Result<()> {
         if std::mem::size_of::<T>() != 4 || at + data.len() > self.len() {
             return Err(Error::Shape {
                 op: "upload",
                 detail: format!("{} host elements at {at} for a tensor of shape {:?}", data.len(), self.shape),
             });
-        }
-        if !data.is_empty() {
-            gpu.queue.write_buffer(&self.buffer, self.offset + at as u64 * 4, bytemuck::cast_slice(data));
         }
         Ok(())
     }

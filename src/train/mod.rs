@@ -12,4 +12,4 @@ pub mod trainer;
 pub use config::{ModelSpec, TrainConfig};
 pub use session::{Session, evaluate_net};
 pub use stats::{EpochStats, Faults, SparseSummary};
-pub use trainer::{LossScaling, Phase, Trainer};
+pub use trainer::{LossScaling, MAX_CHUNK, Phase, Trainer};

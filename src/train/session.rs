@@ -1,5 +1,6 @@
 //! The training loop behind `sparsetrain train`: shuffled mini-batches from
-//! host memory, one replayed plan per step, nothing read back between
+//! host memory, one replayed plan per step (runs of up to 16 steps staged
+//! and submitted together), nothing read back between
 //! logging points, an evaluation per epoch, and for sparse runs the
 //! method's ending: pick the best of several masks drawn from the frozen
 //! scores, then fine-tune the weights with that mask fixed.
@@ -65,16 +66,11 @@ impl<'g> Session<'g> {
         Ok(())
     }
 
-    /// A batch; training batches are augmented as the run says, with
-    /// draws keyed by the step (so a resumed run sees the images it would
-    /// have seen), evaluation batches never.
-    fn upload_batch(&mut self, ds: &Dataset, idx: &[u32], training: bool) -> Result<usize> {
-        if training {
-            let seed = derive_seed(self.cfg.seed, self.steps_taken);
-            gather_augmented(ds, idx, self.cfg.augment, seed, &mut self.host_x, &mut self.host_y);
-        } else {
-            gather_batch(ds, idx, &mut self.host_x, &mut self.host_y);
-        }
+    /// An evaluation batch (never augmented; training batches are
+    /// gathered by `run_steps`, augmented with draws keyed by the step, so
+    /// that a resumed run sees the images it would have seen).
+    fn upload_eval_batch(&mut self, ds: &Dataset, idx: &[u32]) -> Result<usize> {
+        gather_batch(ds, idx, &mut self.host_x, &mut self.host_y);
         self.trainer.set_batch(self.gpu, &self.host_x, &self.host_y)
     }
 
@@ -125,12 +121,34 @@ impl<'g> Session<'g> {
         let order = epoch_permutation(ds.len(), self.cfg.seed, epoch as u64 + if finetune { 1 << 32 } else { 0 });
         let total = order.len().div_ceil(self.cfg.batch);
         let batch = self.cfg.batch;
-        for s in steps.start..steps.end.min(total) {
-            let idx = &order[s * batch..((s + 1) * batch).min(order.len())];
-            let n = self.upload_batch(ds, idx, true)?;
-            self.trainer.run(self.gpu, phase, n, lr, score_lr, self.steps_taken)?;
-            self.steps_taken += 1;
-            progress(s + 1, total);
+        let end = steps.end.min(total);
+        let chunk = self.trainer.max_chunk();
+        let (mut xs, mut ys, mut rows) = (Vec::new(), Vec::new(), Vec::new());
+        let mut s = steps.start;
+        // Runs of up to `chunk` steps, each staged with one upload and
+        // submitted at once (`Trainer::run_staged`): the same steps as one
+        // submission each, at less host time per step.
+        while s < end {
+            let n = chunk.min(end - s);
+            xs.clear();
+            ys.clear();
+            rows.clear();
+            for j in 0..n as u64 {
+                let k = s + j as usize;
+                let idx = &order[k * batch..((k + 1) * batch).min(order.len())];
+                let seed = derive_seed(self.cfg.seed, self.steps_taken + j);
+                gather_augmented(ds, idx, self.cfg.augment, seed, &mut self.host_x, &mut self.host_y);
+                xs.extend_from_slice(&self.host_x);
+                ys.extend_from_slice(&self.host_y);
+                rows.push(idx.len());
+            }
+            self.trainer.stage_batches(self.gpu, &xs, &ys, &rows)?;
+            self.trainer.run_staged(self.gpu, phase, lr, score_lr, self.steps_taken)?;
+            for j in 0..n {
+                self.steps_taken += 1;
+                progress(s + j + 1, total);
+            }
+            s += n;
         }
         Ok(())
     }
@@ -295,7 +313,7 @@ impl<'g> Session<'g> {
         }
         let all: Vec<u32> = (0..n_eval as u32).collect();
         for idx in all.chunks(self.cfg.batch) {
-            let n = self.upload_batch(ds, idx, false)?;
+            let n = self.upload_eval_batch(ds, idx)?;
             self.trainer.run(self.gpu, Phase::Eval, n, 0.0, 0.0, self.steps_taken)?;
         }
         Ok(self.trainer.correct.download_u32(self.gpu)?[0] as f64 / n_eval as f64)

@@ -1,7 +1,8 @@
 //! The trainer: a net with its optimizer state, dense or by the sparse
 //! method, and the schedules of its steps recorded once as plans. A step is
 //! one replay: the host writes the batch and the step block (batch size,
-//! step counter, learning rates) and submits; nothing is read back.
+//! step counter, learning rates) and submits; nothing is read back. A run of
+//! steps whose batches are at hand goes in one submission (`chunk`).
 //!
 //! The sparse step (`record_sparse_step`) is the method of Zhou et al.
 //! (NeurIPS 2021), top to bottom, whatever the layers: draw two masks,
@@ -21,6 +22,9 @@ use crate::ops::project::{Projection, project_scores};
 use crate::ops::reduce::{ClipInputs, FaultTag, Reducer, SINGLE_PASS_MAX};
 use crate::ops::vrpge::{Losses, score_grad};
 use crate::sparse::{MaskSet, SparseConfig};
+
+mod chunk;
+pub use chunk::MAX_CHUNK;
 
 /// Slots of `Trainer::loss`: the two samples' losses and the running sum of
 /// step losses since the counters were reset (the epoch log).
@@ -48,7 +52,8 @@ impl Default for LossScaling {
     }
 }
 
-/// Most steps the host submits ahead of the device (see `Trainer::run`).
+/// Most steps the host submits ahead of the device (see `Trainer::run`):
+/// one full chunk (`MAX_CHUNK`) queued while the host encodes the next.
 pub const MAX_IN_FLIGHT: usize = 16;
 
 /// The sparse method's state: scores, their gradient and Adam moments, the
@@ -132,8 +137,10 @@ pub struct Trainer {
     reducer: Reducer,
     step_buf: StepBuffer,
     plans: [Option<Plan>; 3],
-    /// Submitted steps not known to be finished, oldest first.
-    in_flight: std::collections::VecDeque<wgpu::SubmissionIndex>,
+    /// Submissions not known to be finished, oldest first, with their steps.
+    in_flight: std::collections::VecDeque<(wgpu::SubmissionIndex, usize)>,
+    /// Rows of the batches staged for `run_staged`, one per step.
+    staged: Vec<usize>,
     /// Steps taken by the training phase: the mask generator's position and
     /// Adam's t.
     pub step: u64,
@@ -177,7 +184,8 @@ impl Trainer {
                 })
             }
         };
-        let ws = net.workspace(gpu, capacity, sparse.is_some())?;
+        let mut ws = net.workspace(gpu, capacity, sparse.is_some())?;
+        chunk::slot_inputs(gpu, &mut ws, chunk::chunk_for(capacity, net.graph.input().len()))?;
         let lazy = match &sparse {
             Some(sp) if sp.cfg.updates.lazy_at(sp.cfg.keep) => Some(LazySgd {
                 op: Lazy::new(gpu, net.graph.lazy_slots()?, net.graph.param_total)?,
@@ -207,6 +215,7 @@ impl Trainer {
             step_buf: StepBuffer::new(gpu),
             plans: [None, None, None],
             in_flight: std::collections::VecDeque::new(),
+            staged: Vec::new(),
             step: 0,
         };
         if let Some(sp) = &t.sparse {
@@ -467,9 +476,26 @@ impl Trainer {
     /// which bounds the memory of queued batch uploads while the device
     /// always has work queued.
     pub fn run(&mut self, gpu: &Gpu, phase: Phase, rows: usize, lr: f32, score_lr: f32, global: u64) -> Result<()> {
+        self.check_rows(rows)?;
+        self.prepare(gpu, phase, lr, score_lr)?;
+        let block = self.step_block(phase, rows, lr, score_lr, global);
+        let index = self.plan(gpu, phase)?.run(gpu, Some(&block))?;
+        if phase == Phase::Train {
+            self.step += 1;
+        }
+        self.submitted(gpu, index, 1)
+    }
+
+    fn check_rows(&self, rows: usize) -> Result<()> {
         if rows == 0 || rows > self.capacity() {
             return Err(Error::InvalidArgument(format!("batch of {rows} rows for capacity {}", self.capacity())));
         }
+        Ok(())
+    }
+
+    /// Checks the rates and brings lazily updated weights up to date where
+    /// `phase` needs them: before the steps of `run` and `run_staged`.
+    fn prepare(&mut self, gpu: &Gpu, phase: Phase, lr: f32, score_lr: f32) -> Result<()> {
         for (name, v) in [("learning rate", lr), ("score learning rate", score_lr)] {
             if !v.is_finite() {
                 return Err(Error::InvalidArgument(format!("{name} {v} is not finite")));
@@ -487,16 +513,17 @@ impl Trainer {
                 lz.pending = Some(lr);
             }
         }
-        let block = self.step_block(phase, rows, lr, score_lr, global);
-        let index = self.plan(gpu, phase)?.run(gpu, Some(&block))?;
-        self.in_flight.push_back(index);
-        if self.in_flight.len() > MAX_IN_FLIGHT
-            && let Some(oldest) = self.in_flight.pop_front()
-        {
-            gpu.wait_for(oldest)?;
-        }
-        if phase == Phase::Train {
-            self.step += 1;
+        Ok(())
+    }
+
+    /// Notes a submission of `steps` steps; past `MAX_IN_FLIGHT` steps
+    /// ahead of the device, waits for the oldest submissions.
+    fn submitted(&mut self, gpu: &Gpu, index: wgpu::SubmissionIndex, steps: usize) -> Result<()> {
+        self.in_flight.push_back((index, steps));
+        while self.in_flight.iter().map(|f| f.1).sum::<usize>() > MAX_IN_FLIGHT && self.in_flight.len() > 1 {
+            if let Some((oldest, _)) = self.in_flight.pop_front() {
+                gpu.wait_for(oldest)?;
+            }
         }
         Ok(())
     }
@@ -514,7 +541,7 @@ impl Trainer {
         lz.op.catch_up(&mut rec, st, self.sgd)?;
         let block = StepBlock { lr, ..StepBlock::default() };
         let index = rec.into_plan().run(gpu, Some(&block))?;
-        self.in_flight.push_back(index);
+        self.in_flight.push_back((index, 0));
         Ok(())
     }
 

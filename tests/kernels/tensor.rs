@@ -68,3 +68,47 @@ fn device_errors_are_typed() {
     let t = Tensor::from_f32(&gpu, "t", &[3], &[1.0, 2.0, 3.0]).unwrap();
     assert_eq!(t.download_f32(&gpu).unwrap(), vec![1.0, 2.0, 3.0]);
 }
+
+/// Slotted tensors: uploads across slots (back to back where the slots are,
+/// slot by slot where alignment pads them), each slot read back on its own,
+/// and a replayed plan whose run j works on slot j (`Plan::run_chunk`).
+#[test]
+fn slotted_tensors_upload_and_replay_by_slot() {
+    let Some(gpu) = gpu("slotted_tensors_upload_and_replay_by_slot") else { return };
+    // 37 floats pad to a 256-byte slot; 64 fill theirs exactly.
+    for len in [37usize, 64, 1] {
+        let slots = 5;
+        let t = Tensor::slotted(&gpu, "slotted", &[len], slots, DType::F32).unwrap();
+        assert_eq!((t.slots(), t.slot_stride() % 256), (slots, 0));
+        let mut r = rng(700 + len as u64);
+        let data = rand_f32(&mut r, 4 * len + len.div_ceil(2), -1.0, 1.0);
+        t.upload_slots(&gpu, &data).unwrap();
+        for j in 0..4 {
+            let got = t.slot(j).unwrap().download_f32(&gpu).unwrap();
+            assert_eq!(got, data[j * len..(j + 1) * len], "len {len}: slot {j}");
+        }
+        let last = t.slot(4).unwrap().download_f32(&gpu).unwrap();
+        assert_eq!(last[..len.div_ceil(2)], data[4 * len..], "len {len}: the partial slot");
+        assert_eq!(t.download_f32(&gpu).unwrap(), data[..len], "len {len}: the tensor is slot 0");
+        // Errors: too much data, a slot past the end.
+        assert!(t.upload_slots(&gpu, &vec![0.0f32; slots * len + 1]).is_err());
+        assert!(t.upload_slot(&gpu, slots, 0, &[0.0f32]).is_err());
+        assert!(t.slot(slots).is_err());
+        // ReLU in place on the slotted tensor, replayed 3 times in one run:
+        // slots 0-2 change, 3 and 4 keep their data.
+        let mut rec = Recorder::new(&gpu);
+        sparsetrain::ops::relu::relu_forward(&mut rec, &t, 1, len).unwrap();
+        let plan = rec.into_plan();
+        assert_eq!(plan.slots(), slots);
+        plan.run_chunk(&gpu, &[sparsetrain::step::StepBlock::default(); 3]).unwrap();
+        gpu.wait().unwrap();
+        for j in 0..slots {
+            let got = t.slot(j).unwrap().download_f32(&gpu).unwrap();
+            let src = &data[j * len..(j * len + len).min(data.len())];
+            let want: Vec<f32> = src.iter().map(|&v| if j < 3 { v.max(0.0) } else { v }).collect();
+            assert_eq!(got[..want.len()], want, "len {len}: slot {j} after a run of 3");
+        }
+        let e = plan.run_chunk(&gpu, &[sparsetrain::step::StepBlock::default(); 6]).unwrap_err();
+        assert!(e.to_string().contains("1 to 5"), "{e}");
+    }
+}
