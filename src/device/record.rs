@@ -45,6 +45,24 @@ struct Dispatch {
     strides: Vec<u64>,
 }
 
+impl Dispatch {
+    /// Records this dispatch of replay `replay` into `pass`, setting its
+    /// pipeline unless `last` was it.
+    fn record(&self, pass: &mut wgpu::ComputePass<'_>, replay: usize, last: &mut Option<*const Pipeline>) {
+        let p = Arc::as_ptr(&self.pipeline);
+        if *last != Some(p) {
+            pass.set_pipeline(&self.pipeline.raw);
+            *last = Some(p);
+        }
+        let mut offsets = [0u32; MAX_DYNAMIC];
+        for (o, s) in offsets.iter_mut().zip(&self.strides) {
+            *o = (replay as u64 * s) as u32;
+        }
+        pass.set_bind_group(0, &self.bind_group, &offsets[..self.strides.len()]);
+        pass.dispatch_workgroups(self.groups.x, self.groups.y, self.groups.z);
+    }
+}
+
 enum Op {
     Dispatch(Dispatch),
     Copy { src: Arc<wgpu::Buffer>, src_off: u64, dst: Arc<wgpu::Buffer>, dst_off: u64, bytes: u64 },
@@ -335,7 +353,6 @@ impl Plan {
     /// Records one replay reading slot `replay` of the step blocks and of
     /// slotted tensors.
     fn encode(&self, enc: &mut wgpu::CommandEncoder, passes: Passes, replay: usize) {
-        let mut offsets = [0u32; MAX_DYNAMIC];
         let mut i = 0;
         let mut slot = 0u32;
         while i < self.ops.len() {
@@ -360,16 +377,7 @@ impl Plan {
                     });
                     let mut last: Option<*const Pipeline> = None;
                     while let Some(Op::Dispatch(d)) = self.ops.get(i) {
-                        let p = Arc::as_ptr(&d.pipeline);
-                        if last != Some(p) {
-                            pass.set_pipeline(&d.pipeline.raw);
-                            last = Some(p);
-                        }
-                        for (o, s) in offsets.iter_mut().zip(&d.strides) {
-                            *o = (replay as u64 * s) as u32;
-                        }
-                        pass.set_bind_group(0, &d.bind_group, &offsets[..d.strides.len()]);
-                        pass.dispatch_workgroups(d.groups.x, d.groups.y, d.groups.z);
+                        d.record(&mut pass, replay, &mut last);
                         i += 1;
                         if matches!(passes, Passes::PerDispatch(_)) {
                             break;
@@ -416,8 +424,22 @@ impl Plan {
         }
         self.step.write_slots(gpu, blocks);
         let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("steps") });
-        for j in 0..blocks.len() {
-            self.encode(&mut enc, Passes::Fewest, j);
+        if self.ops.iter().any(|o| matches!(o, Op::Copy { .. })) {
+            for j in 0..blocks.len() {
+                self.encode(&mut enc, Passes::Fewest, j);
+            }
+        } else {
+            // Without copies the whole run is one compute pass.
+            let mut pass =
+                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("steps"), timestamp_writes: None });
+            let mut last: Option<*const Pipeline> = None;
+            for j in 0..blocks.len() {
+                for op in &self.ops {
+                    if let Op::Dispatch(d) = op {
+                        d.record(&mut pass, j, &mut last);
+                    }
+                }
+            }
         }
         let index = gpu.queue.submit([enc.finish()]);
         gpu.check()?;
