@@ -157,8 +157,10 @@ impl<'g> Recorder<'g> {
         let probe = self.gpu.pipeline(kernel, constants, 0)?;
         let mut dynamic = 0u32;
         let mut strides: Vec<(u32, u64)> = Vec::new();
-        for (binding, t) in tensors {
-            if t.slot_stride() > 0 && used_by(&probe, *binding) && !strides.iter().any(|s| s.0 == *binding) {
+        // The first tensor offered at a binding is the one bound (as below).
+        for (k, (binding, t)) in tensors.iter().enumerate() {
+            let first = !tensors[..k].iter().any(|(b, _)| b == binding);
+            if t.slot_stride() > 0 && first && used_by(&probe, *binding) {
                 if *binding >= 32 || *binding == STEP_BINDING {
                     return Err(Error::InvalidArgument(format!(
                         "{}: a slotted tensor at binding {binding}",
