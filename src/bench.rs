@@ -311,8 +311,8 @@ pub fn bench_train(
     writeln!(
         out,
         "batch {batch}; {warmup} warm-up steps; latency = median of {runs} steps each submitted and waited for; \
-         step = median over {ROUNDS} rounds of {runs} steps submitted back to back as training does, in runs of up to \
-         {MAX_CHUNK} staged steps per submission, waited for at the end (per step); host = median time per step to write the \
+         step = median over {ROUNDS} rounds of max({runs}, chunk) steps submitted back to back as training does, in runs \
+         of up to `chunk` (at most {MAX_CHUNK}) staged steps per submission, waited for at the end (per step); host = median time per step to write the \
          step blocks, encode the plan and submit, over the first submission of each round (the device idle when it starts; \
          `chunk` steps, the batches' upload not counted; host CPU: the same in the thread's CPU time, without waits for a \
          core); host 1 = the same for a step submitted alone (latency and host 1 \
@@ -375,19 +375,22 @@ pub fn bench_train(
         let mut host_cpu = vec![Vec::new(); n];
         // The rounds stage and submit their steps as training does: the
         // same batch for every step, uploaded once per submission.
-        let chunk = trainers.iter().map(|t| t.max_chunk()).min().unwrap_or(1).min(runs);
+        // A round is at least one full run of staged steps, as training
+        // submits them, so that the host time is that of training's runs.
+        let chunk = trainers.iter().map(|t| t.max_chunk()).min().unwrap_or(1);
+        let per_round = runs.max(chunk);
         let (xs, ys) = (x.repeat(chunk), y.repeat(chunk));
         for _ in 0..ROUNDS {
             for (i, t) in trainers.iter_mut().enumerate() {
                 let before = gpu.readback_stats();
                 let t0 = Instant::now();
-                let mut left = runs;
+                let mut left = per_round;
                 while left > 0 {
                     let k = chunk.min(left);
                     t.stage_batches(gpu, &xs[..k * batch * dim], &ys[..k * batch], &vec![batch; k])?;
                     let (h0, c0) = (Instant::now(), thread_cpu_seconds());
                     t.run_staged(gpu, Phase::Train, lr, score_lr, 0)?;
-                    if left == runs {
+                    if left == per_round {
                         host[i].push(h0.elapsed().as_secs_f64() / k as f64);
                         if let (Some(a), Some(b)) = (c0, thread_cpu_seconds()) {
                             host_cpu[i].push((b - a) / k as f64);
@@ -396,7 +399,7 @@ pub fn bench_train(
                     left -= k;
                 }
                 gpu.wait()?;
-                step[i].push(1e3 * t0.elapsed().as_secs_f64() / runs as f64);
+                step[i].push(1e3 * t0.elapsed().as_secs_f64() / per_round as f64);
                 bytes[i] += gpu.readback_stats().bytes - before.bytes;
             }
         }
@@ -440,7 +443,7 @@ pub fn bench_train(
                 runs,
                 speedup: median(&ratios),
                 flop_ratio: dense_flops / flops,
-                readback_per_step: bytes[i] as f64 / (ROUNDS * runs) as f64,
+                readback_per_step: bytes[i] as f64 / (ROUNDS * per_round) as f64,
                 profile,
             };
             writeln!(
