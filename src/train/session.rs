@@ -1,6 +1,6 @@
 //! The training loop behind `sparsetrain train`: shuffled mini-batches from
 //! host memory, one replayed plan per step (runs of up to 16 steps staged
-//! and submitted together), nothing read back between
+//! and submitted together, evaluation batches too), nothing read back between
 //! logging points, an evaluation per epoch, and for sparse runs the
 //! method's ending: pick the best of several masks drawn from the frozen
 //! scores, then fine-tune the weights with that mask fixed.
@@ -34,6 +34,10 @@ pub struct Session<'g> {
     pub steps_taken: u64,
     host_x: Vec<f32>,
     host_y: Vec<u32>,
+    /// The batches of a run of steps, packed (`run_batches`).
+    run_x: Vec<f32>,
+    run_y: Vec<u32>,
+    run_rows: Vec<usize>,
 }
 
 impl<'g> Session<'g> {
@@ -48,7 +52,17 @@ impl<'g> Session<'g> {
         let sgd = Sgd { lr: cfg.lr, momentum: cfg.momentum, weight_decay: cfg.weight_decay };
         let sparse = cfg.sparse.map(|sc| SparseConfig { seed: cfg.seed, ..sc });
         let trainer = Trainer::new(gpu, net, cfg.batch, sgd, sparse)?;
-        Ok(Session { gpu, cfg, trainer, steps_taken: 0, host_x: Vec::new(), host_y: Vec::new() })
+        Ok(Session {
+            gpu,
+            cfg,
+            trainer,
+            steps_taken: 0,
+            host_x: Vec::new(),
+            host_y: Vec::new(),
+            run_x: Vec::new(),
+            run_y: Vec::new(),
+            run_rows: Vec::new(),
+        })
     }
 
     pub fn graph(&self) -> &Graph {
@@ -64,14 +78,6 @@ impl<'g> Session<'g> {
             });
         }
         Ok(())
-    }
-
-    /// An evaluation batch (never augmented; training batches are
-    /// gathered by `run_steps`, augmented with draws keyed by the step, so
-    /// that a resumed run sees the images it would have seen).
-    fn upload_eval_batch(&mut self, ds: &Dataset, idx: &[u32]) -> Result<usize> {
-        gather_batch(ds, idx, &mut self.host_x, &mut self.host_y);
-        self.trainer.set_batch(self.gpu, &self.host_x, &self.host_y)
     }
 
     fn reset_counters(&self) -> Result<()> {
@@ -123,33 +129,52 @@ impl<'g> Session<'g> {
         let batch = self.cfg.batch;
         let end = steps.end.min(total);
         let chunk = self.trainer.max_chunk();
-        let (mut xs, mut ys, mut rows) = (Vec::new(), Vec::new(), Vec::new());
         let mut s = steps.start;
-        // Runs of up to `chunk` steps, each staged with one upload and
-        // submitted at once (`Trainer::run_staged`): the same steps as one
-        // submission each, at less host time per step.
+        let mut run = Vec::with_capacity(chunk);
         while s < end {
             let n = chunk.min(end - s);
-            xs.clear();
-            ys.clear();
-            rows.clear();
-            for j in 0..n as u64 {
-                let k = s + j as usize;
-                let idx = &order[k * batch..((k + 1) * batch).min(order.len())];
-                let seed = derive_seed(self.cfg.seed, self.steps_taken + j);
-                gather_augmented(ds, idx, self.cfg.augment, seed, &mut self.host_x, &mut self.host_y);
-                xs.extend_from_slice(&self.host_x);
-                ys.extend_from_slice(&self.host_y);
-                rows.push(idx.len());
-            }
-            self.trainer.stage_batches(self.gpu, &xs, &ys, &rows)?;
-            self.trainer.run_staged(self.gpu, phase, lr, score_lr, self.steps_taken)?;
+            run.clear();
+            run.extend((s..s + n).map(|k| &order[k * batch..((k + 1) * batch).min(order.len())]));
+            self.run_batches(ds, &run, phase, (lr, score_lr), true)?;
             for j in 0..n {
                 self.steps_taken += 1;
                 progress(s + j + 1, total);
             }
             s += n;
         }
+        Ok(())
+    }
+
+    /// Gathers the batches `run` of `ds` (image indices; every batch full
+    /// but the last), augmented when `training` (draws keyed by the step,
+    /// so that a resumed run sees the images it would have seen), and takes
+    /// them as one submission (`Trainer::stage_batches` + `run_staged`):
+    /// the same steps as one submission each, at less host time per step.
+    /// Does not advance `steps_taken`.
+    fn run_batches(
+        &mut self,
+        ds: &Dataset,
+        run: &[&[u32]],
+        phase: Phase,
+        (lr, score_lr): (f32, f32),
+        training: bool,
+    ) -> Result<()> {
+        self.run_x.clear();
+        self.run_y.clear();
+        self.run_rows.clear();
+        for (j, idx) in run.iter().enumerate() {
+            if training {
+                let seed = derive_seed(self.cfg.seed, self.steps_taken + j as u64);
+                gather_augmented(ds, idx, self.cfg.augment, seed, &mut self.host_x, &mut self.host_y);
+            } else {
+                gather_batch(ds, idx, &mut self.host_x, &mut self.host_y);
+            }
+            self.run_x.extend_from_slice(&self.host_x);
+            self.run_y.extend_from_slice(&self.host_y);
+            self.run_rows.push(idx.len());
+        }
+        self.trainer.stage_batches(self.gpu, &self.run_x, &self.run_y, &self.run_rows)?;
+        self.trainer.run_staged(self.gpu, phase, lr, score_lr, self.steps_taken)?;
         Ok(())
     }
 
@@ -312,9 +337,9 @@ impl<'g> Session<'g> {
             rec.submit()?;
         }
         let all: Vec<u32> = (0..n_eval as u32).collect();
-        for idx in all.chunks(self.cfg.batch) {
-            let n = self.upload_eval_batch(ds, idx)?;
-            self.trainer.run(self.gpu, Phase::Eval, n, 0.0, 0.0, self.steps_taken)?;
+        let batches: Vec<&[u32]> = all.chunks(self.cfg.batch).collect();
+        for run in batches.chunks(self.trainer.max_chunk()) {
+            self.run_batches(ds, run, Phase::Eval, (0.0, 0.0), false)?;
         }
         Ok(self.trainer.correct.download_u32(self.gpu)?[0] as f64 / n_eval as f64)
     }
