@@ -252,8 +252,16 @@ fn loss_scaling_changes_nothing_in_f32_and_skips_overflowing_steps() {
 #[test]
 fn staged_runs_match_single_steps() {
     let Some(gpu) = gpu("staged_runs_match_single_steps") else { return };
-    let (batch, dim, classes) = (12, 10, 3);
-    let mut r = rng(1900);
+    // 12×10 floats pad each slot (slot by slot uploads); 16×16 fill theirs
+    // (one upload for the run).
+    for (batch, dim) in [(12, 10), (16, 16)] {
+        staged_case(&gpu, batch, dim);
+    }
+}
+
+fn staged_case(gpu: &sparsetrain::Gpu, batch: usize, dim: usize) {
+    let classes = 3;
+    let mut r = rng(1900 + dim as u64);
     let steps = 23;
     let rows: Vec<usize> = (0..steps).map(|s| if s % 7 == 6 { 5 } else { batch }).collect();
     let xs: Vec<Vec<f32>> = rows.iter().map(|&n| rand_f32(&mut r, n * dim, -1.0, 1.0)).collect();
@@ -265,15 +273,15 @@ fn staged_runs_match_single_steps() {
         Some(SparseConfig { keep: 0.2, updates: Updates::Lazy, ..Default::default() }),
     ];
     for sparse in modes {
-        let tag = format!("{sparse:?}");
+        let tag = format!("{batch}×{dim} {sparse:?}");
         let make = || {
-            let net = Net::new(&gpu, Graph::mlp(dim, &[17, 9], classes).unwrap(), 5).unwrap();
-            Trainer::new(&gpu, net, batch, sgd, sparse).unwrap()
+            let net = Net::new(gpu, Graph::mlp(dim, &[17, 9], classes).unwrap(), 5).unwrap();
+            Trainer::new(gpu, net, batch, sgd, sparse).unwrap()
         };
         let (mut one, mut staged) = (make(), make());
         for s in 0..steps {
-            one.set_batch(&gpu, &xs[s], &ys[s]).unwrap();
-            one.run(&gpu, Phase::Train, rows[s], 0.05, 0.01, s as u64).unwrap();
+            one.set_batch(gpu, &xs[s], &ys[s]).unwrap();
+            one.run(gpu, Phase::Train, rows[s], 0.05, 0.01, s as u64).unwrap();
         }
         // Runs of 1, 2, 3, ... steps, capped by the trainer's chunk and
         // ending at a short batch (as an epoch's last batch ends a run).
@@ -289,17 +297,17 @@ fn staged_runs_match_single_steps() {
             }
             let x: Vec<f32> = xs[s..s + n].concat();
             let y: Vec<u32> = ys[s..s + n].concat();
-            staged.stage_batches(&gpu, &x, &y, &rows[s..s + n]).unwrap();
-            assert_eq!(staged.run_staged(&gpu, Phase::Train, 0.05, 0.01, s as u64).unwrap(), n);
+            staged.stage_batches(gpu, &x, &y, &rows[s..s + n]).unwrap();
+            assert_eq!(staged.run_staged(gpu, Phase::Train, 0.05, 0.01, s as u64).unwrap(), n);
             (s, len) = (s + n, len + 1);
         }
         gpu.wait().unwrap();
         assert_eq!(gpu.readback_stats(), before, "{tag}: staged steps read data back");
         assert_eq!((one.step, staged.step), (steps as u64, steps as u64), "{tag}");
-        one.catch_up(&gpu).unwrap();
-        staged.catch_up(&gpu).unwrap();
+        one.catch_up(gpu).unwrap();
+        staged.catch_up(gpu).unwrap();
         let bits = |t: &sparsetrain::device::tensor::Tensor| -> Vec<u32> {
-            t.download_f32(&gpu).unwrap().iter().map(|v| v.to_bits()).collect()
+            t.download_f32(gpu).unwrap().iter().map(|v| v.to_bits()).collect()
         };
         for (what, a, b) in [
             ("weights", &one.net.params, &staged.net.params),
@@ -312,19 +320,38 @@ fn staged_runs_match_single_steps() {
             assert!(bits(&a.scores) == bits(&b.scores), "{tag}: scores differ");
             assert!(bits(&a.score_m) == bits(&b.score_m), "{tag}: Adam moments differ");
         }
+        // Evaluation of four batches (the fixed mask drawn alike): the same
+        // count of correct predictions either way.
+        for t in [&mut one, &mut staged] {
+            if t.sparse.is_some() {
+                t.draw_fixed(gpu, sparsetrain::ops::mask::MaskKey { seed: 3, step: u32::MAX, sample: 0 }).unwrap();
+            }
+            let mut rec = sparsetrain::Recorder::new(gpu);
+            t.reset_counters(&mut rec).unwrap();
+            rec.submit().unwrap();
+        }
+        for s in 0..4 {
+            one.set_batch(gpu, &xs[s], &ys[s]).unwrap();
+            one.run(gpu, Phase::Eval, rows[s], 0.0, 0.0, 0).unwrap();
+        }
+        staged.stage_batches(gpu, &xs[..4].concat(), &ys[..4].concat(), &rows[..4]).unwrap();
+        staged.run_staged(gpu, Phase::Eval, 0.0, 0.0, 0).unwrap();
+        let (a, b) = (one.correct.download_u32(gpu).unwrap()[0], staged.correct.download_u32(gpu).unwrap()[0]);
+        assert_eq!(a, b, "{tag}: evaluation counts");
+        assert!(a > 0, "{tag}: some of four batches classified right");
         // Refused: nothing staged, too many batches, sizes that disagree.
         let err = |e: sparsetrain::Error| e.to_string();
-        assert!(err(staged.run_staged(&gpu, Phase::Train, 0.05, 0.01, 0).unwrap_err()).contains("no batches staged"));
+        assert!(err(staged.run_staged(gpu, Phase::Train, 0.05, 0.01, 0).unwrap_err()).contains("no batches staged"));
         let many = vec![1; max + 1];
-        let e = staged.stage_batches(&gpu, &vec![0.0; (max + 1) * dim], &vec![0; max + 1], &many).unwrap_err();
+        let e = staged.stage_batches(gpu, &vec![0.0; (max + 1) * dim], &vec![0; max + 1], &many).unwrap_err();
         assert!(err(e).contains(&format!("1 to {max}")), "{tag}");
         let (x2, y2) = ([&xs[6][..], &xs[0][..]].concat(), [&ys[6][..], &ys[0][..]].concat());
-        let e = staged.stage_batches(&gpu, &x2, &y2, &[rows[6], batch]).unwrap_err();
+        let e = staged.stage_batches(gpu, &x2, &y2, &[rows[6], batch]).unwrap_err();
         assert!(err(e).contains("every batch but the last must be full"), "{tag}");
-        let e = staged.stage_batches(&gpu, &xs[0], &ys[0][..batch - 1], &[batch]).unwrap_err();
+        let e = staged.stage_batches(gpu, &xs[0], &ys[0][..batch - 1], &[batch]).unwrap_err();
         assert!(err(e).contains("labels"), "{tag}");
         let e =
-            staged.stage_batches(&gpu, &vec![0.0; (batch + 1) * dim], &vec![0; batch + 1], &[batch + 1]).unwrap_err();
+            staged.stage_batches(gpu, &vec![0.0; (batch + 1) * dim], &vec![0; batch + 1], &[batch + 1]).unwrap_err();
         assert!(err(e).contains("capacity"), "{tag}");
     }
 }

@@ -494,6 +494,11 @@ impl Gpu {
         v
     }
 
+    /// The group-0 bindings `kernel` uses (sorted).
+    pub(crate) fn kernel_bindings(&self, kernel: Kernel) -> Result<Vec<u32>> {
+        self.pipelines.bindings(&self.device, kernel)
+    }
+
     /// The pipeline of `kernel` with `constants`, binding the storage
     /// bindings set in `dynamic` (a bit each) with dynamic offsets.
     pub(crate) fn pipeline(&self, kernel: Kernel, constants: &Constants, dynamic: u32) -> Result<Arc<Pipeline>> {

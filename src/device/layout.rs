@@ -11,11 +11,14 @@ use crate::error::{Error, Result};
 /// The binding number of the step block in every kernel.
 pub const STEP_BINDING: u32 = 15;
 
-/// How an entry point uses one group-0 binding.
+/// How an entry point uses one group-0 binding, and the least bytes a
+/// binding must have (the type's size; one element of a runtime-sized
+/// array), as wgpu's derived layouts take them: with the size in the layout
+/// wgpu checks it when a bind group is made rather than at every dispatch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Use {
-    Uniform,
-    Storage { read_only: bool },
+    Uniform { min: u64 },
+    Storage { read_only: bool, min: u64 },
 }
 
 /// The group-0 bindings each entry point of `source` statically uses, as
@@ -32,10 +35,11 @@ pub fn used_bindings(source: &str, file: &'static str) -> Result<HashMap<String,
         let mut used = Vec::new();
         for (h, g) in module.global_variables.iter() {
             let Some(b) = g.binding.as_ref().filter(|b| b.group == 0 && !fi[h].is_empty()) else { continue };
+            let min = u64::from(module.types[g.ty].inner.size(module.to_ctx()));
             let kind = match g.space {
-                naga::AddressSpace::Uniform => Use::Uniform,
+                naga::AddressSpace::Uniform => Use::Uniform { min },
                 naga::AddressSpace::Storage { access } => {
-                    Use::Storage { read_only: !access.contains(naga::StorageAccess::STORE) }
+                    Use::Storage { read_only: !access.contains(naga::StorageAccess::STORE), min }
                 }
                 other => {
                     return Err(Error::Shader {
@@ -61,11 +65,13 @@ pub(crate) fn layout_entries(uses: &[(u32, Use)], dynamic: u32) -> Vec<wgpu::Bin
             visibility: wgpu::ShaderStages::COMPUTE,
             ty: wgpu::BindingType::Buffer {
                 ty: match u {
-                    Use::Uniform => wgpu::BufferBindingType::Uniform,
-                    Use::Storage { read_only } => wgpu::BufferBindingType::Storage { read_only },
+                    Use::Uniform { .. } => wgpu::BufferBindingType::Uniform,
+                    Use::Storage { read_only, .. } => wgpu::BufferBindingType::Storage { read_only },
                 },
                 has_dynamic_offset: binding == STEP_BINDING || (binding < 32 && dynamic & (1 << binding) != 0),
-                min_binding_size: None,
+                min_binding_size: match u {
+                    Use::Uniform { min } | Use::Storage { min, .. } => wgpu::BufferSize::new(min),
+                },
             },
             count: None,
         })

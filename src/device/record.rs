@@ -56,6 +56,8 @@ impl Dispatch {
         }
         let mut offsets = [0u32; MAX_DYNAMIC];
         for (o, s) in offsets.iter_mut().zip(&self.strides) {
+            // Slotted buffers end below 2^32 + a stride (`Tensor::slotted`).
+            debug_assert!(replay as u64 * s <= u64::from(u32::MAX));
             *o = (replay as u64 * s) as u32;
         }
         pass.set_bind_group(0, &self.bind_group, &offsets[..self.strides.len()]);
@@ -77,6 +79,8 @@ pub struct Recorder<'g> {
     align: usize,
     /// Fewest slots of a slotted tensor recorded (`usize::MAX`: none).
     slots: usize,
+    /// The step block is the device's shared one, all zeros (`new`).
+    shared_step: bool,
 }
 
 impl<'g> Recorder<'g> {
@@ -84,7 +88,9 @@ impl<'g> Recorder<'g> {
     /// zeros): for work whose sizes are all fixed.
     pub fn new(gpu: &'g Gpu) -> Recorder<'g> {
         let buffer = gpu.default_step.get_or_init(|| StepBuffer::new(gpu).buffer).clone();
-        Recorder::with_step(gpu, &StepBuffer { buffer, stride: StepBuffer::stride(gpu) })
+        let mut rec = Recorder::with_step(gpu, &StepBuffer { buffer, stride: StepBuffer::stride(gpu) });
+        rec.shared_step = true;
+        rec
     }
 
     /// A recording whose kernels read `step` at `STEP_BINDING`.
@@ -96,6 +102,7 @@ impl<'g> Recorder<'g> {
             step: step.clone(),
             align: gpu.limits().min_uniform_buffer_offset_alignment as usize,
             slots: usize::MAX,
+            shared_step: false,
         }
     }
 
@@ -152,15 +159,15 @@ impl<'g> Recorder<'g> {
                 limit: limit as u64,
             });
         }
-        let used_by = |pipeline: &Pipeline, b: u32| pipeline.bindings.binary_search(&b).is_ok();
+        let used_by = |bindings: &[u32], b: u32| bindings.binary_search(&b).is_ok();
         // Slotted tensors are bound with dynamic offsets: one bit per binding.
-        let probe = self.gpu.pipeline(kernel, constants, 0)?;
+        let uses = self.gpu.kernel_bindings(kernel)?;
         let mut dynamic = 0u32;
         let mut strides: Vec<(u32, u64)> = Vec::new();
         // The first tensor offered at a binding is the one bound (as below).
         for (k, (binding, t)) in tensors.iter().enumerate() {
             let first = !tensors[..k].iter().any(|(b, _)| b == binding);
-            if t.slot_stride() > 0 && first && used_by(&probe, *binding) {
+            if t.slot_stride() > 0 && first && used_by(&uses, *binding) {
                 if *binding >= 32 || *binding == STEP_BINDING {
                     return Err(Error::InvalidArgument(format!(
                         "{}: a slotted tensor at binding {binding}",
@@ -172,16 +179,16 @@ impl<'g> Recorder<'g> {
                 self.slots = self.slots.min(t.slots());
             }
         }
-        let most = self.gpu.limits().max_dynamic_storage_buffers_per_pipeline_layout as usize;
-        if strides.len() > most.min(MAX_DYNAMIC - 1) {
+        let most = (self.gpu.limits().max_dynamic_storage_buffers_per_pipeline_layout as usize).min(MAX_DYNAMIC - 1);
+        if strides.len() > most {
             return Err(Error::InvalidArgument(format!(
-                "{} binds {} slotted tensors, the device takes {most} dynamic storage bindings",
+                "{} binds {} slotted tensors, at most {most} here",
                 kernel.entry_point(),
                 strides.len()
             )));
         }
-        let pipeline = if dynamic == 0 { probe } else { self.gpu.pipeline(kernel, constants, dynamic)? };
-        if used_by(&pipeline, STEP_BINDING) {
+        let pipeline = self.gpu.pipeline(kernel, constants, dynamic)?;
+        if used_by(&uses, STEP_BINDING) {
             strides.push((STEP_BINDING, self.step.stride));
         }
         strides.sort_unstable_by_key(|s| s.0);
@@ -268,7 +275,8 @@ impl<'g> Recorder<'g> {
         let ops = std::mem::take(&mut self.ops);
         let passes = count_passes(&ops);
         let dispatches = ops.iter().filter(|o| matches!(o, Op::Dispatch(_))).count();
-        Plan { ops, arenas, step: self.step.clone(), passes, dispatches, slots: self.slots.min(STEP_SLOTS) }
+        let slots = self.slots.min(STEP_SLOTS);
+        Plan { ops, arenas, step: self.step.clone(), passes, dispatches, slots, shared_step: self.shared_step }
     }
 
     /// Submits everything recorded, without waiting for it to finish.
@@ -323,6 +331,8 @@ pub struct Plan {
     /// Most replays one `run_chunk` takes: the step blocks' slots, or fewer
     /// where a slotted tensor has fewer.
     slots: usize,
+    /// Reads the device's shared all-zero step block (`Recorder::new`).
+    shared_step: bool,
 }
 
 /// How `encode` splits the plan into compute passes.
@@ -393,6 +403,7 @@ impl Plan {
     /// Writes `block` (if given) into the step block and submits one replay,
     /// without waiting for it; returns the submission, for `Gpu::wait_for`.
     pub fn run(&self, gpu: &Gpu, block: Option<&StepBlock>) -> Result<wgpu::SubmissionIndex> {
+        self.check_blocks(block.map(std::slice::from_ref).unwrap_or(&[]))?;
         if let Some(b) = block {
             self.step.write(gpu, b);
         }
@@ -401,6 +412,19 @@ impl Plan {
         let index = gpu.queue.submit([enc.finish()]);
         gpu.check()?;
         Ok(index)
+    }
+
+    /// Refuses step blocks for a plan that reads the device's shared block,
+    /// which every `Recorder::new` recording expects to hold zeros.
+    fn check_blocks(&self, blocks: &[StepBlock]) -> Result<()> {
+        if self.shared_step && blocks.iter().any(|b| *b != StepBlock::default()) {
+            return Err(Error::InvalidArgument(
+                "this plan reads the device's shared step block (Recorder::new), which stays zero; \
+                 record with Recorder::with_step to give it step blocks"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Replays one run takes at most (`run_chunk`).
@@ -424,6 +448,7 @@ impl Plan {
                 self.slots
             )));
         }
+        self.check_blocks(blocks)?;
         self.step.write_slots(gpu, blocks);
         let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("steps") });
         if self.ops.iter().any(|o| matches!(o, Op::Copy { .. })) {

@@ -64,7 +64,8 @@ impl StepBuffer {
 
     /// Bytes between slots on `gpu`.
     pub(crate) fn stride(gpu: &Gpu) -> u64 {
-        u64::from(gpu.limits().min_uniform_buffer_offset_alignment).max(STEP_BYTES)
+        let align = u64::from(gpu.limits().min_uniform_buffer_offset_alignment).max(1);
+        STEP_BYTES.div_ceil(align) * align
     }
 
     /// Queues the values of a lone step (slot 0) for the next submitted work.

@@ -449,8 +449,10 @@ impl Trainer {
         }
     }
 
-    /// Queues a batch: `x` holds `rows` samples, `y` their labels.
-    pub fn set_batch(&self, gpu: &Gpu, x: &[f32], y: &[u32]) -> Result<usize> {
+    /// Queues a batch: `x` holds `rows` samples, `y` their labels. It takes
+    /// the place of the first staged batch, so whatever was staged and not
+    /// run is dropped.
+    pub fn set_batch(&mut self, gpu: &Gpu, x: &[f32], y: &[u32]) -> Result<usize> {
         let rows = y.len();
         let dim = self.net.graph.input().len();
         if rows == 0 || rows > self.capacity() || x.len() != rows * dim {
@@ -465,6 +467,7 @@ impl Trainer {
         }
         self.ws.x.view(0, &[rows * dim])?.upload(gpu, x)?;
         self.ws.y.view(0, &[rows])?.upload(gpu, y)?;
+        self.staged.clear();
         Ok(rows)
     }
 

@@ -110,5 +110,9 @@ fn slotted_tensors_upload_and_replay_by_slot() {
         }
         let e = plan.run_chunk(&gpu, &[sparsetrain::step::StepBlock::default(); 6]).unwrap_err();
         assert!(e.to_string().contains("1 to 5"), "{e}");
+        // A Recorder::new plan reads the device's shared, all-zero block.
+        let block = sparsetrain::step::StepBlock { batch: 1, ..Default::default() };
+        let e = plan.run_chunk(&gpu, &[block]).unwrap_err();
+        assert!(e.to_string().contains("shared step block"), "{e}");
     }
 }

@@ -100,7 +100,8 @@ impl Trainer {
         if self.staged.is_empty() {
             return Err(Error::InvalidArgument("run_staged: no batches staged".into()));
         }
-        let rows = std::mem::take(&mut self.staged);
+        // Kept staged until submitted: a refused rate loses nothing.
+        let rows = self.staged.clone();
         self.prepare(gpu, phase, lr, score_lr)?;
         let first = self.step;
         let blocks: Vec<StepBlock> = (0..rows.len())
@@ -113,6 +114,7 @@ impl Trainer {
             .collect();
         self.step = first;
         let index = self.plan(gpu, phase)?.run_chunk(gpu, &blocks)?;
+        self.staged.clear();
         if phase == Phase::Train {
             self.step = first + rows.len() as u64;
         }
