@@ -44,12 +44,34 @@ const STREAM_AUGMENT: u64 = 0x6175_676d_656e_0004;
 /// (`images`: `idx.len() * dim` f32, `labels`: `idx.len()`), reusing their
 /// capacity. Panics if an index is out of range.
 pub fn gather_batch(ds: &Dataset, idx: &[u32], images: &mut Vec<f32>, labels: &mut Vec<u32>) {
+    images.clear();
+    labels.clear();
+    append_batch(ds, idx, images, labels);
+}
+
+/// [`gather_batch`] appending after what `images` and `labels` hold: the
+/// batches of a run of steps, packed one after the other.
+pub fn append_batch(ds: &Dataset, idx: &[u32], images: &mut Vec<f32>, labels: &mut Vec<u32>) {
     gather(ds, idx, images, labels, |_| View::default());
 }
 
 /// [`gather_batch`] with augmentation: sample j of the batch is cropped and
 /// flipped as drawn from `(seed, j)`; give each step its own seed.
 pub fn gather_augmented(
+    ds: &Dataset,
+    idx: &[u32],
+    aug: Augment,
+    seed: u64,
+    images: &mut Vec<f32>,
+    labels: &mut Vec<u32>,
+) {
+    images.clear();
+    labels.clear();
+    append_augmented(ds, idx, aug, seed, images, labels);
+}
+
+/// [`gather_augmented`] appending, as [`append_batch`] does.
+pub fn append_augmented(
     ds: &Dataset,
     idx: &[u32],
     aug: Augment,
@@ -80,8 +102,6 @@ fn gather(ds: &Dataset, idx: &[u32], images: &mut Vec<f32>, labels: &mut Vec<u32
     let table = |ch: usize| &tables[ch.min(tables.len() - 1)];
     let Shape { c, h, w } = ds.shape;
     let plane = h * w;
-    images.clear();
-    labels.clear();
     images.reserve(idx.len() * ds.dim());
     labels.reserve(idx.len());
     for (j, &i) in idx.iter().enumerate() {
@@ -131,6 +151,13 @@ mod tests {
         assert_eq!(labs, [2, 0, 2]);
         gather_batch(&ds, &[], &mut imgs, &mut labs);
         assert!(imgs.is_empty() && labs.is_empty());
+        // Appending packs batches one after the other: the same as one
+        // gather of all their samples.
+        append_batch(&ds, &[2, 0], &mut imgs, &mut labs);
+        append_batch(&ds, &[2], &mut imgs, &mut labs);
+        let (mut all, mut all_labs) = (Vec::new(), Vec::new());
+        gather_batch(&ds, &[2, 0, 2], &mut all, &mut all_labs);
+        assert_eq!((imgs, labs), (all, all_labs));
     }
 
     /// A 3-channel set whose byte at (image, ch, y, x) encodes all four.
@@ -188,6 +215,10 @@ mod tests {
         assert_eq!(x, x2, "same seed, same batch");
         gather_augmented(&ds, &idx, aug, 8, &mut x2, &mut y2);
         assert_ne!(x, x2, "another seed, other crops");
+        // Appended after another batch: the same images, after it.
+        let (mut x3, mut y3) = (x2.clone(), y2.clone());
+        append_augmented(&ds, &idx, aug, 7, &mut x3, &mut y3);
+        assert_eq!((&x3[x2.len()..], &y3[y2.len()..]), (&x[..], &y[..]), "appended batch");
         let mut seen = std::collections::HashSet::new();
         let mut flips = 0;
         for i in 0..n {

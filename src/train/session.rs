@@ -11,7 +11,7 @@ use super::checkpoint::{Checkpoint, DataId, Progress};
 use super::config::TrainConfig;
 use super::stats::{EpochStats, Faults, SparseSummary};
 use super::trainer::{LOSS_SUM, Phase, Trainer};
-use crate::data::{Dataset, derive_seed, epoch_permutation, gather_augmented, gather_batch};
+use crate::data::{Dataset, append_augmented, append_batch, derive_seed, epoch_permutation, gather_batch};
 use crate::device::gpu::Gpu;
 use crate::device::record::Recorder;
 use crate::error::{Error, Result};
@@ -32,8 +32,6 @@ pub struct Session<'g> {
     pub trainer: Trainer,
     /// Steps taken in all phases since the run began (restored on resume).
     pub steps_taken: u64,
-    host_x: Vec<f32>,
-    host_y: Vec<u32>,
     /// The batches of a run of steps, packed (`run_batches`).
     run_x: Vec<f32>,
     run_y: Vec<u32>,
@@ -52,17 +50,7 @@ impl<'g> Session<'g> {
         let sgd = Sgd { lr: cfg.lr, momentum: cfg.momentum, weight_decay: cfg.weight_decay };
         let sparse = cfg.sparse.map(|sc| SparseConfig { seed: cfg.seed, ..sc });
         let trainer = Trainer::new(gpu, net, cfg.batch, sgd, sparse)?;
-        Ok(Session {
-            gpu,
-            cfg,
-            trainer,
-            steps_taken: 0,
-            host_x: Vec::new(),
-            host_y: Vec::new(),
-            run_x: Vec::new(),
-            run_y: Vec::new(),
-            run_rows: Vec::new(),
-        })
+        Ok(Session { gpu, cfg, trainer, steps_taken: 0, run_x: Vec::new(), run_y: Vec::new(), run_rows: Vec::new() })
     }
 
     pub fn graph(&self) -> &Graph {
@@ -163,14 +151,13 @@ impl<'g> Session<'g> {
         self.run_y.clear();
         self.run_rows.clear();
         for (j, idx) in run.iter().enumerate() {
+            let (x, y) = (&mut self.run_x, &mut self.run_y);
             if training {
                 let seed = derive_seed(self.cfg.seed, self.steps_taken + j as u64);
-                gather_augmented(ds, idx, self.cfg.augment, seed, &mut self.host_x, &mut self.host_y);
+                append_augmented(ds, idx, self.cfg.augment, seed, x, y);
             } else {
-                gather_batch(ds, idx, &mut self.host_x, &mut self.host_y);
+                append_batch(ds, idx, x, y);
             }
-            self.run_x.extend_from_slice(&self.host_x);
-            self.run_y.extend_from_slice(&self.host_y);
             self.run_rows.push(idx.len());
         }
         self.trainer.stage_batches(self.gpu, &self.run_x, &self.run_y, &self.run_rows)?;

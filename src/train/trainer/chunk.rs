@@ -32,7 +32,9 @@ pub(super) fn chunk_for(capacity: usize, dim: usize) -> usize {
 }
 
 /// Gives `ws` batch inputs and labels of `slots` slots (before any plan
-/// binds them).
+/// binds them). Workspaces are made plain (evaluation of an export and the
+/// layer tests use them so); a trainer's replaces its two batch tensors
+/// once, when it is built.
 pub(super) fn slot_inputs(gpu: &Gpu, ws: &mut Workspace, slots: usize) -> Result<()> {
     if slots > 1 {
         ws.x = Tensor::slotted(gpu, "batch x", ws.x.shape(), slots, DType::F32)?;
