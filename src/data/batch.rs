@@ -55,22 +55,8 @@ pub fn append_batch(ds: &Dataset, idx: &[u32], images: &mut Vec<f32>, labels: &m
     gather(ds, idx, images, labels, |_| View::default());
 }
 
-/// [`gather_batch`] with augmentation: sample j of the batch is cropped and
+/// [`append_batch`] with augmentation: sample j of the batch is cropped and
 /// flipped as drawn from `(seed, j)`; give each step its own seed.
-pub fn gather_augmented(
-    ds: &Dataset,
-    idx: &[u32],
-    aug: Augment,
-    seed: u64,
-    images: &mut Vec<f32>,
-    labels: &mut Vec<u32>,
-) {
-    images.clear();
-    labels.clear();
-    append_augmented(ds, idx, aug, seed, images, labels);
-}
-
-/// [`gather_augmented`] appending, as [`append_batch`] does.
 pub fn append_augmented(
     ds: &Dataset,
     idx: &[u32],
@@ -209,11 +195,13 @@ mod tests {
         let idx: Vec<u32> = (0..n as u32).collect();
         let aug = Augment { crop_pad: pad, flip: true };
         let (mut x, mut y) = (Vec::new(), Vec::new());
-        gather_augmented(&ds, &idx, aug, 7, &mut x, &mut y);
+        append_augmented(&ds, &idx, aug, 7, &mut x, &mut y);
         let (mut x2, mut y2) = (Vec::new(), Vec::new());
-        gather_augmented(&ds, &idx, aug, 7, &mut x2, &mut y2);
+        append_augmented(&ds, &idx, aug, 7, &mut x2, &mut y2);
         assert_eq!(x, x2, "same seed, same batch");
-        gather_augmented(&ds, &idx, aug, 8, &mut x2, &mut y2);
+        x2.clear();
+        y2.clear();
+        append_augmented(&ds, &idx, aug, 8, &mut x2, &mut y2);
         assert_ne!(x, x2, "another seed, other crops");
         // Appended after another batch: the same images, after it.
         let (mut x3, mut y3) = (x2.clone(), y2.clone());
@@ -257,7 +245,9 @@ mod tests {
         assert_eq!(seen.len(), (2 * pad + 1) * (2 * pad + 1), "every offset is drawn");
         assert!((150..250).contains(&flips), "{flips} of {n} flipped");
         // No augmentation: the plain batch.
-        gather_augmented(&ds, &idx, Augment::NONE, 7, &mut x2, &mut y2);
+        x2.clear();
+        y2.clear();
+        append_augmented(&ds, &idx, Augment::NONE, 7, &mut x2, &mut y2);
         gather_batch(&ds, &idx, &mut x, &mut y);
         assert_eq!(x, x2);
     }
