@@ -185,7 +185,7 @@ impl Trainer {
             }
         };
         let mut ws = net.workspace(gpu, capacity, sparse.is_some())?;
-        chunk::slot_inputs(gpu, &mut ws, chunk::chunk_for(capacity, net.graph.input().len()))?;
+        chunk::slot_inputs(gpu, &mut ws, chunk::chunk_for(gpu, capacity, net.graph.input().len()))?;
         let lazy = match &sparse {
             Some(sp) if sp.cfg.updates.lazy_at(sp.cfg.keep) => Some(LazySgd {
                 op: Lazy::new(gpu, net.graph.lazy_slots()?, net.graph.param_total)?,

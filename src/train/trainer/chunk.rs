@@ -25,8 +25,13 @@ pub const MAX_CHUNK: usize = STEP_SLOTS;
 /// where batches are large (one step when a single batch exceeds it).
 const INPUT_BYTES: usize = 32 << 20;
 
-/// Steps per run for batches of `capacity` rows of `dim` inputs.
-pub(super) fn chunk_for(capacity: usize, dim: usize) -> usize {
+/// Steps per run for batches of `capacity` rows of `dim` inputs: one where
+/// the device binds no storage with dynamic offsets (a device shared by an
+/// application that asked for such limits), which runs one step at a time.
+pub(super) fn chunk_for(gpu: &Gpu, capacity: usize, dim: usize) -> usize {
+    if gpu.limits().max_dynamic_storage_buffers_per_pipeline_layout == 0 {
+        return 1;
+    }
     let per_step = capacity.saturating_mul(dim).saturating_mul(4);
     (INPUT_BYTES / per_step.max(1)).clamp(1, MAX_CHUNK)
 }
