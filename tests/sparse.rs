@@ -356,39 +356,49 @@ fn staged_case(gpu: &sparsetrain::Gpu, batch: usize, dim: usize) {
     }
 }
 
-/// A device shared by an application whose limits allow no storage binding
-/// with a dynamic offset: the trainer's batch is not slotted, runs are one
-/// step long, and training works as before.
+/// A device shared by an application whose limits allow no storage (or no
+/// uniform) binding with a dynamic offset: the trainer's batch is not
+/// slotted, runs are one step long, and training works as before.
 #[test]
-fn runs_are_single_steps_without_dynamic_storage_offsets() {
-    let Some(probe) = gpu("runs_are_single_steps_without_dynamic_storage_offsets") else { return };
+fn runs_are_single_steps_without_dynamic_offsets() {
+    let Some(probe) = gpu("runs_are_single_steps_without_dynamic_offsets") else { return };
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
     let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
     let adapter = adapters
         .into_iter()
         .find(|a| a.get_info().name == probe.report().name)
         .expect("the adapter the test helper opened");
-    let mut limits = adapter.limits();
-    limits.max_dynamic_storage_buffers_per_pipeline_layout = 0;
-    let desc = wgpu::DeviceDescriptor { required_limits: limits, ..Default::default() };
-    let (device, queue) = pollster::block_on(adapter.request_device(&desc)).unwrap();
-    let opts = sparsetrain::GpuOptions { autotune: false, ..Default::default() };
-    let gpu = sparsetrain::Gpu::from_device(device, queue, &adapter.get_info(), &opts).unwrap();
-    let (batch, dim) = (8, 6);
-    let net = Net::new(&gpu, Graph::mlp(dim, &[12], 3).unwrap(), 1).unwrap();
-    let sgd = Sgd { lr: 0.05, momentum: 0.9, weight_decay: 0.0 };
-    let mut tr = Trainer::new(&gpu, net, batch, sgd, Some(SparseConfig { keep: 0.5, ..Default::default() })).unwrap();
-    assert_eq!(tr.max_chunk(), 1);
-    let mut r = rng(1950);
-    let x = rand_f32(&mut r, batch * dim, -1.0, 1.0);
-    let y: Vec<u32> = (0..batch as u32).map(|i| i % 3).collect();
-    for step in 0..3 {
-        tr.stage_batches(&gpu, &x, &y, &[batch]).unwrap();
-        assert_eq!(tr.run_staged(&gpu, Phase::Train, 0.05, 0.01, step).unwrap(), 1);
+    for no_uniform in [false, true] {
+        let mut limits = adapter.limits();
+        if no_uniform {
+            limits.max_dynamic_uniform_buffers_per_pipeline_layout = 0;
+        } else {
+            limits.max_dynamic_storage_buffers_per_pipeline_layout = 0;
+        }
+        let desc = wgpu::DeviceDescriptor { required_limits: limits, ..Default::default() };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).unwrap();
+        let opts = sparsetrain::GpuOptions { autotune: false, ..Default::default() };
+        let gpu = sparsetrain::Gpu::from_device(device, queue, &adapter.get_info(), &opts).unwrap();
+        let (batch, dim) = (8, 6);
+        let net = Net::new(&gpu, Graph::mlp(dim, &[12], 3).unwrap(), 1).unwrap();
+        let sgd = Sgd { lr: 0.05, momentum: 0.9, weight_decay: 0.0 };
+        let sparse = Some(SparseConfig { keep: 0.5, ..Default::default() });
+        let mut tr = Trainer::new(&gpu, net, batch, sgd, sparse).unwrap();
+        assert_eq!(tr.max_chunk(), 1, "no uniform offsets: {no_uniform}");
+        let mut r = rng(1950);
+        let x = rand_f32(&mut r, batch * dim, -1.0, 1.0);
+        let y: Vec<u32> = (0..batch as u32).map(|i| i % 3).collect();
+        for step in 0..3 {
+            tr.stage_batches(&gpu, &x, &y, &[batch]).unwrap();
+            assert_eq!(tr.run_staged(&gpu, Phase::Train, 0.05, 0.01, step).unwrap(), 1);
+            tr.set_batch(&gpu, &x, &y).unwrap();
+            tr.run(&gpu, Phase::Train, batch, 0.05, 0.01, step).unwrap();
+        }
+        let (x2, y2) = ([&x[..], &x[..]].concat(), [&y[..], &y[..]].concat());
+        let e = tr.stage_batches(&gpu, &x2, &y2, &[batch, batch]).unwrap_err();
+        assert!(e.to_string().contains("1 to 1"), "{e}");
+        gpu.wait().unwrap();
+        assert_eq!(tr.step, 6);
+        assert!(tr.loss.download_f32(&gpu).unwrap().iter().all(|l| l.is_finite()));
     }
-    let e = tr.stage_batches(&gpu, &[x.clone(), x].concat(), &[y.clone(), y].concat(), &[batch, batch]).unwrap_err();
-    assert!(e.to_string().contains("1 to 1"), "{e}");
-    gpu.wait().unwrap();
-    assert_eq!(tr.step, 3);
-    assert!(tr.loss.download_f32(&gpu).unwrap().iter().all(|l| l.is_finite()));
 }

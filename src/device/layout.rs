@@ -57,8 +57,9 @@ pub fn used_bindings(source: &str, file: &'static str) -> Result<HashMap<String,
 }
 
 /// The group-0 layout of an entry point using `uses`, with dynamic offsets
-/// at `STEP_BINDING` and at the bindings set in `dynamic`.
-pub(crate) fn layout_entries(uses: &[(u32, Use)], dynamic: u32) -> Vec<wgpu::BindGroupLayoutEntry> {
+/// at the bindings set in `dynamic` and, where `step_dynamic`, at
+/// `STEP_BINDING` (`step_uses_offsets`).
+pub(crate) fn layout_entries(uses: &[(u32, Use)], dynamic: u32, step_dynamic: bool) -> Vec<wgpu::BindGroupLayoutEntry> {
     uses.iter()
         .map(|&(binding, u)| wgpu::BindGroupLayoutEntry {
             binding,
@@ -68,7 +69,8 @@ pub(crate) fn layout_entries(uses: &[(u32, Use)], dynamic: u32) -> Vec<wgpu::Bin
                     Use::Uniform { .. } => wgpu::BufferBindingType::Uniform,
                     Use::Storage { read_only, .. } => wgpu::BufferBindingType::Storage { read_only },
                 },
-                has_dynamic_offset: binding == STEP_BINDING || (binding < 32 && dynamic & (1 << binding) != 0),
+                has_dynamic_offset: (binding == STEP_BINDING && step_dynamic)
+                    || (binding < 32 && dynamic & (1 << binding) != 0),
                 min_binding_size: match u {
                     Use::Uniform { min } | Use::Storage { min, .. } => wgpu::BufferSize::new(min),
                 },
@@ -76,4 +78,11 @@ pub(crate) fn layout_entries(uses: &[(u32, Use)], dynamic: u32) -> Vec<wgpu::Bin
             count: None,
         })
         .collect()
+}
+
+/// Whether the step block is bound with a dynamic offset on a device with
+/// `limits`: everywhere but on a device shared by an application that
+/// allows no dynamic uniform offsets, where every run is one step long.
+pub(crate) fn step_uses_offsets(limits: &wgpu::Limits) -> bool {
+    limits.max_dynamic_uniform_buffers_per_pipeline_layout > 0
 }

@@ -15,6 +15,7 @@ use bytemuck::Pod;
 use glam::UVec3;
 
 use crate::device::gpu::Gpu;
+use crate::device::layout::step_uses_offsets;
 use crate::device::shader::{Constants, Kernel, Pipeline};
 use crate::device::step::{STEP_BINDING, STEP_SLOTS, StepBlock, StepBuffer};
 use crate::device::tensor::Tensor;
@@ -189,7 +190,12 @@ impl<'g> Recorder<'g> {
         }
         let pipeline = self.gpu.pipeline(kernel, constants, dynamic)?;
         if used_by(&uses, STEP_BINDING) {
-            strides.push((STEP_BINDING, self.step.stride));
+            if step_uses_offsets(self.gpu.limits()) {
+                strides.push((STEP_BINDING, self.step.stride));
+            } else {
+                // Slot 0 only: runs of one step.
+                self.slots = 1;
+            }
         }
         strides.sort_unstable_by_key(|s| s.0);
         let strides: Vec<u64> = strides.into_iter().map(|s| s.1).collect();

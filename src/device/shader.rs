@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use glam::UVec3;
 
-use crate::device::layout::{Use, layout_entries, used_bindings};
+use crate::device::layout::{Use, layout_entries, step_uses_offsets, used_bindings};
 use crate::error::{Error, Result};
 
 pub use super::variant::{ChoiceSource, MatmulChoice, Variant, coop_features};
@@ -451,7 +451,7 @@ impl PipelineCache {
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some(kernel.entry_point()),
-            entries: &layout_entries(uses, dynamic),
+            entries: &layout_entries(uses, dynamic, step_uses_offsets(&device.limits())),
         });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some(kernel.entry_point()),

@@ -26,10 +26,12 @@ pub const MAX_CHUNK: usize = STEP_SLOTS;
 const INPUT_BYTES: usize = 32 << 20;
 
 /// Steps per run for batches of `capacity` rows of `dim` inputs: one where
-/// the device binds no storage with dynamic offsets (a device shared by an
-/// application that asked for such limits), which runs one step at a time.
+/// the device binds no storage or no uniform with dynamic offsets (a device
+/// shared by an application that asked for such limits).
 pub(super) fn chunk_for(gpu: &Gpu, capacity: usize, dim: usize) -> usize {
-    if gpu.limits().max_dynamic_storage_buffers_per_pipeline_layout == 0 {
+    let limits = gpu.limits();
+    if limits.max_dynamic_storage_buffers_per_pipeline_layout == 0 || !crate::device::layout::step_uses_offsets(limits)
+    {
         return 1;
     }
     let per_step = capacity.saturating_mul(dim).saturating_mul(4);
