@@ -176,3 +176,32 @@ fn grid_helpers_cover_every_thread() {
         assert!(g.x as u64 * g.y as u64 * wg as u64 >= threads as u64, "{g} does not cover {threads}");
     }
 }
+
+/// The layouts pipelines are built with, read from every shader without a
+/// device (the mixed-precision matmul's too, which lavapipe never compiles):
+/// every kernel's entry point has its bindings, each a uniform or storage
+/// buffer with a non-zero least size, and the step block, where read, is
+/// the uniform at `STEP_BINDING` of `StepBlock`'s size.
+#[test]
+fn every_kernel_has_a_layout_read_from_its_shader() {
+    use sparsetrain::device::layout::{Use, used_bindings};
+    use sparsetrain::step::{STEP_BINDING, STEP_BYTES};
+    for shader in Shader::ALL {
+        let uses = used_bindings(&shader.source().unwrap(), shader.file_name())
+            .unwrap_or_else(|e| panic!("{}: {e}", shader.file_name()));
+        for kernel in Kernel::ALL.iter().filter(|k| k.shader() == shader) {
+            let b = uses.get(kernel.entry_point()).unwrap_or_else(|| panic!("{}: no layout", kernel.entry_point()));
+            assert!(!b.is_empty(), "{}: binds nothing", kernel.entry_point());
+            assert!(b.windows(2).all(|w| w[0].0 < w[1].0), "{}: bindings not sorted: {b:?}", kernel.entry_point());
+            for &(binding, u) in b {
+                let min = match u {
+                    Use::Uniform { min } | Use::Storage { min, .. } => min,
+                };
+                assert!(min > 0, "{} binding {binding}: no least size", kernel.entry_point());
+                if binding == STEP_BINDING {
+                    assert_eq!(u, Use::Uniform { min: STEP_BYTES }, "{}: the step block", kernel.entry_point());
+                }
+            }
+        }
+    }
+}
