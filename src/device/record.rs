@@ -409,9 +409,8 @@ impl Plan {
     /// Writes `block` (if given) into the step block and submits one replay,
     /// without waiting for it; returns the submission, for `Gpu::wait_for`.
     pub fn run(&self, gpu: &Gpu, block: Option<&StepBlock>) -> Result<wgpu::SubmissionIndex> {
-        self.check_blocks(block.map(std::slice::from_ref).unwrap_or(&[]))?;
         if let Some(b) = block {
-            self.step.write(gpu, b);
+            return self.run_chunk(gpu, std::slice::from_ref(b));
         }
         let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
         self.encode(&mut enc, Passes::Fewest, 0);
@@ -525,6 +524,7 @@ impl Plan {
             mapped_at_creation: false,
         });
         if let Some(b) = block {
+            self.check_blocks(std::slice::from_ref(b))?;
             self.step.write(gpu, b);
         }
         let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("timed") });

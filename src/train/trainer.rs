@@ -434,12 +434,17 @@ impl Trainer {
 
     /// The step block of the next step of `phase` over `rows` rows.
     pub fn step_block(&self, phase: Phase, rows: usize, lr: f32, score_lr: f32, global: u64) -> StepBlock {
+        self.block_at(self.step, phase, rows, lr, score_lr, global)
+    }
+
+    /// The step block of training step `step` (or of any other phase).
+    fn block_at(&self, step: u64, phase: Phase, rows: usize, lr: f32, score_lr: f32, global: u64) -> StepBlock {
         let adam = self.sparse.as_ref().map_or(Adam::default(), |s| s.cfg.score_adam);
-        let (c1, c2) = adam_corrections(&adam, self.step + 1);
+        let (c1, c2) = adam_corrections(&adam, step + 1);
         StepBlock {
             batch: rows as u32,
             // The counter wraps after 2^32 steps, far beyond any run.
-            step: self.step as u32,
+            step: step as u32,
             lr: if phase == Phase::Eval { 0.0 } else { lr },
             score_lr,
             adam_c1: c1,

@@ -113,15 +113,11 @@ impl Trainer {
         let rows = self.staged.clone();
         self.prepare(gpu, phase, lr, score_lr)?;
         let first = self.step;
+        // Only training steps advance the counter.
+        let step_of = |j: usize| first + if phase == Phase::Train { j as u64 } else { 0 };
         let blocks: Vec<StepBlock> = (0..rows.len())
-            .map(|j| {
-                if phase == Phase::Train {
-                    self.step = first + j as u64;
-                }
-                self.step_block(phase, rows[j], lr, score_lr, global + j as u64)
-            })
+            .map(|j| self.block_at(step_of(j), phase, rows[j], lr, score_lr, global + j as u64))
             .collect();
-        self.step = first;
         let index = self.plan(gpu, phase)?.run_chunk(gpu, &blocks)?;
         self.staged.clear();
         if phase == Phase::Train {
