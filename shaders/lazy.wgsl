@@ -30,9 +30,10 @@
 //                non-finite step) updates nothing and only clears g.
 // lazy_catch_up: every weight: (w, v) ← A^(clock − last)·(w, v); last = clock.
 //
-// The clock (updates applied so far) is clip[3] (u32 bits), advanced by the
-// clip factor's reduction (reduce.wgsl) on every finite step; the factor is
-// clip[0]. lr is the step block's.
+// The clock (updates applied so far) is clip[3] (u32 bits), advanced on
+// every finite step by the launch that decides the clip record
+// (shared/clip.wgsl: the sparse step's score optimizer, optim.wgsl's
+// adam_clip); the factor is clip[0]. lr is the step block's.
 
 // Keep in sync with `LazyParams` in src/ops/lazy.rs.
 struct LazyParams {

@@ -1,5 +1,6 @@
 //#include common
 //#include step
+//#include clip
 
 // Sum / mean of a vector in two passes, so that a real GPU uses all of its
 // cores on the first pass:
@@ -12,33 +13,23 @@
 // length may be the step's batch (count_code): one launch instead of two.
 // The length of x may be the step's batch (n_code = BATCH), and a mean may
 // divide by it (mean_rows != 0: scale / rows_of(mean_rows, n_code)).
-// With CLIP the final pass writes min(1, scale / (sqrt(total) + 1e-6)) instead:
-// the factor of gradient-norm clipping to norm `scale`, from the squared
-// norms of the parameter groups, without leaving the device. A non-finite
-// total writes factor 0 — the optimizers then skip the step — adds 1 to
-// out[out_index + 1] and, for the first such step, stores `tag` (the step
-// number, as u32 bits) in out[out_index + 2]; the number is the step
-// block's `global` when tag = NONE. An applied step (finite total, and
-// finite loss with LOSS) adds 1 to the u32 (bits) in out[out_index + 3]:
-// the count of updates applied (lazy.wgsl's clock).
+// With CLIP the final pass decides the training step's update instead:
+// the total is the squared norm of the parameter groups' gradients, and the
+// clip record at out[out_index..] moves on by shared/clip.wgsl's rule (the
+// factor of gradient-norm clipping to norm `scale` in out[out_index], the
+// fault record, the clock of lazy updates, and with LOSS_SCALE the loss
+// scale), without leaving the device. A fault records `tag`, or the step
+// block's `global` when tag = NONE. Dense steps take this launch; the
+// sparse step's score optimizer decides the same way itself (optim.wgsl's
+// adam_clip), which saves the launch.
 //
 // Two more inputs save launches: with SQUARES, reduce_final adds the
 // squares of x2[0..n2] (a gradient's squared norm, which needed a reduction
 // of its own) to the total; with LOSS, the step's loss is the sum of
 // loss_in[loss_at..loss_at + loss_n], and under CLIP a non-finite loss is a
-// fault as a non-finite total is. A final pass may also add its result into
-// out[also] (a mean into a running sum: NONE for none).
-//
-// With CLIP and LOSS_SCALE (mixed precision, dynamic loss scaling as in
-// PyTorch's GradScaler; LOSS is then given), the squared norms are of
-// gradients that are all scaled by S = out[out_index + LOSS_SCALE_SLOT]
-// and the loss tells an overflow from a fault. The factor becomes min(1, scale / (sqrt(total) / S + 1e-6)) / S,
-// which unscales and clips at once (S is a power of two: exact). A
-// non-finite total with a finite loss is an overflow (of the f16 operands,
-// or of the squares): the step is skipped (factor 0), S halves (not below
-// 1) and no fault is counted; a non-finite loss, or a non-finite total at
-// S = 1, is a fault as without scaling. After `growth` finite steps in a row (counted in
-// out[out_index + 5]) S doubles, up to 2^24.
+// fault as a non-finite total is (under LOSS_SCALE it tells an overflow
+// from a fault, and LOSS is then given). A final pass may also add its
+// result into out[also] (a mean into a running sum: NONE for none).
 
 // Keep in sync with `ReduceParams` in src/ops/reduce.rs.
 struct ReduceParams {
@@ -70,12 +61,6 @@ struct ReduceParams {
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
-}
-
-// Inf or NaN, tested on the bits: floating-point comparisons may be folded
-// away by compilers that assume finite math.
-fn non_finite(v: f32) -> bool {
-    return (bitcast<u32>(v) & 0x7f800000u) == 0x7f800000u;
 }
 
 // Must be a power of two (tree reduction).
@@ -114,46 +99,28 @@ fn workgroup_sum(lidx: u32) {
     workgroupBarrier();
 }
 
-// Records a non-finite step: counted in out[out_index + 1], the first one's
-// number in out[out_index + 2].
-fn record_fault() {
-    let seen = out[p.out_index + 1u];
-    if seen == 0.0 {
-        var tag = p.tag;
-        if tag == NONE {
-            tag = st.global;
-        }
-        out[p.out_index + 2u] = bitcast<f32>(tag);
+// The clip record's step (shared/clip.wgsl) on the workgroup's total.
+fn clip_step(total: f32) -> f32 {
+    let at = p.out_index;
+    var old = ClipRecord(out[at], out[at + 1u], bitcast<u32>(out[at + 2u]), bitcast<u32>(out[at + 3u]), 1.0, 0.0);
+    if LOSS_SCALE {
+        old.scale = out[at + LOSS_SCALE_SLOT];
+        old.good = out[at + LOSS_SCALE_SLOT + 1u];
     }
-    out[p.out_index + 1u] = seen + 1.0;
-}
-
-// The update factor under dynamic loss scaling (see the header), updating
-// the scale and the fault record.
-fn clip_scaled(total: f32) -> f32 {
-    let at_s = p.out_index + LOSS_SCALE_SLOT;
-    let s = out[at_s];
-    // A non-finite loss is a fault; so is a non-finite gradient at S = 1,
-    // where no overflow of the scaling is left to blame (a NaN that ReLU's
-    // max(NaN, 0) hid from the loss).
-    let fault = non_finite(step_loss()) || (non_finite(total) && s <= 1.0);
-    if fault || non_finite(total) {
-        if fault {
-            record_fault();
-        } else {
-            out[at_s] = max(s * 0.5, 1.0);
-        }
-        out[at_s + 1u] = 0.0;
-        return 0.0;
+    var tag = p.tag;
+    if tag == NONE {
+        tag = st.global;
     }
-    var good = out[at_s + 1u] + 1.0;
-    if good >= f32(p.growth) {
-        out[at_s] = min(s * 2.0, 16777216.0);
-        good = 0.0;
+    let loss_bad = LOSS && non_finite(step_loss());
+    let r = clip_next(old, total, loss_bad, p.scale, tag, p.growth, LOSS_SCALE);
+    out[at + 1u] = r.faults;
+    out[at + 2u] = bitcast<f32>(r.first);
+    out[at + 3u] = bitcast<f32>(r.clock);
+    if LOSS_SCALE {
+        out[at + LOSS_SCALE_SLOT] = r.scale;
+        out[at + LOSS_SCALE_SLOT + 1u] = r.good;
     }
-    out[at_s + 1u] = good;
-    out[p.out_index + 3u] = bitcast<f32>(bitcast<u32>(out[p.out_index + 3u]) + 1u);
-    return min(1.0, p.scale / (sqrt(total) / s + 1e-6)) / s;
+    return r.factor;
 }
 
 @compute @workgroup_size(WG)
@@ -206,17 +173,8 @@ fn reduce_final(@builtin(local_invocation_index) lidx: u32) {
             scale /= f32(max(rows_of(p.mean_rows, p.n_code), 1u));
         }
         var v = scratch[0] * scale;
-        if CLIP && LOSS_SCALE {
-            v = clip_scaled(scratch[0]);
-        } else if CLIP {
-            if non_finite(scratch[0]) || (LOSS && non_finite(step_loss())) {
-                v = 0.0;
-                record_fault();
-            } else {
-                v = min(1.0, p.scale / (sqrt(scratch[0]) + 1e-6));
-                // The clock of lazy updates (lazy.wgsl): updates applied.
-                out[p.out_index + 3u] = bitcast<f32>(bitcast<u32>(out[p.out_index + 3u]) + 1u);
-            }
+        if CLIP {
+            v = clip_step(scratch[0]);
         }
         if p.accumulate != 0u {
             v += out[p.out_index];

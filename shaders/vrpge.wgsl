@@ -20,6 +20,10 @@
 // every workgroup reduces them itself, the same way, so all agree, and
 // thread 0 stores them in losses[l1], losses[l2] for the log and the loss
 // scaler. That folds the two loss-mean launches into this one.
+// Under LOSS_SCALE, thread 0 may also copy S into losses[scale_copy]: the
+// score optimizer that decides the clip factor (optim.wgsl's adam_clip)
+// reads S there in every workgroup while its first workgroup rewrites the
+// record's.
 
 // Keep in sync with `ScoreGradParams` in src/ops/vrpge.rs.
 struct ScoreGradParams {
@@ -33,7 +37,8 @@ struct ScoreGradParams {
     m2_off: u32,
     // Slot of `losses` that accumulates (L1 + L2) / 2, or NONE.
     sum: u32,
-    _pad: u32,
+    // LOSS_SCALE: a slot of `losses` that receives a copy of S, or NONE.
+    scale_copy: u32,
     // MEAN_ROWS: the rows of each pass (at most), their size code (BATCH),
     // and where each pass's rows start in loss_rows.
     rows: u32,
@@ -121,6 +126,9 @@ fn score_grad(
     }
     if i == 0u && p.sum != NONE {
         losses[p.sum] += 0.5 * (l1 + l2);
+    }
+    if LOSS_SCALE && i == 0u && p.scale_copy != NONE {
+        losses[p.scale_copy] = loss_scale[LOSS_SCALE_SLOT];
     }
     if i >= p.n {
         return;

@@ -137,10 +137,11 @@ impl Shader {
 }
 
 /// Shared WGSL helpers that kernels may include, by name.
-pub const SHARED: [(&str, &str); 6] = [
+pub const SHARED: [(&str, &str); 7] = [
     ("common", include_str!("../../shaders/shared/common.wgsl")),
     ("rng", include_str!("../../shaders/shared/rng.wgsl")),
     ("step", include_str!("../../shaders/shared/step.wgsl")),
+    ("clip", include_str!("../../shaders/shared/clip.wgsl")),
     ("matmul_core", include_str!("../../shaders/shared/matmul_core.wgsl")),
     ("matmul_implicit", include_str!("../../shaders/shared/matmul_implicit.wgsl")),
     ("matmul_wide", include_str!("../../shaders/shared/matmul_wide.wgsl")),
@@ -187,6 +188,7 @@ pub enum Kernel {
     AccuracyCount,
     SgdStep,
     AdamStep,
+    AdamClip,
     Fill,
     MaskSample,
     CompactKept,
@@ -215,7 +217,7 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every entry point; the naga test checks each exists in its shader.
-    pub const ALL: [Kernel; 41] = [
+    pub const ALL: [Kernel; 42] = [
         Kernel::MatmulRegtile,
         Kernel::MatmulShared,
         Kernel::MatmulWide,
@@ -233,6 +235,7 @@ impl Kernel {
         Kernel::AccuracyCount,
         Kernel::SgdStep,
         Kernel::AdamStep,
+        Kernel::AdamClip,
         Kernel::Fill,
         Kernel::MaskSample,
         Kernel::CompactKept,
@@ -272,7 +275,7 @@ impl Kernel {
             Kernel::SoftmaxXentForward | Kernel::SoftmaxXentTrain => Shader::SoftmaxXent,
             Kernel::ReducePartial | Kernel::ReduceFinal => Shader::Reduce,
             Kernel::AccuracyCount => Shader::Accuracy,
-            Kernel::SgdStep | Kernel::AdamStep => Shader::Optim,
+            Kernel::SgdStep | Kernel::AdamStep | Kernel::AdamClip => Shader::Optim,
             Kernel::Fill => Shader::Fill,
             Kernel::MaskSample => Shader::Mask,
             Kernel::CompactKept => Shader::Compact,
@@ -306,7 +309,7 @@ impl Kernel {
             Kernel::MaskSample => "sampling",
             Kernel::ScoreGrad => "estimator",
             Kernel::ProjectScores => "projection",
-            Kernel::SgdStep | Kernel::AdamStep => "optimizer",
+            Kernel::SgdStep | Kernel::AdamStep | Kernel::AdamClip => "optimizer",
             Kernel::ReducePartial | Kernel::ReduceFinal => "reductions",
             Kernel::SoftmaxXentForward | Kernel::SoftmaxXentTrain | Kernel::AccuracyCount => "loss",
             Kernel::BiasAdd | Kernel::BiasGrad | Kernel::ReluForward | Kernel::ReluBackward | Kernel::Fill => {
@@ -346,6 +349,7 @@ impl Kernel {
             Kernel::AccuracyCount => "accuracy_count",
             Kernel::SgdStep => "sgd_step",
             Kernel::AdamStep => "adam_step",
+            Kernel::AdamClip => "adam_clip",
             Kernel::Fill => "fill",
             Kernel::MaskSample => "mask_sample",
             Kernel::CompactKept => "compact_kept",

@@ -146,6 +146,8 @@ pub fn params_layouts() -> Vec<(Shader, &'static str, usize)> {
         row::<accuracy::AccuracyParams>(),
         row::<optim::SgdParams>(),
         row::<optim::AdamParams>(),
+        row::<optim::ClipParams>(),
+        row::<optim::AdamClipParams>(),
         row::<fill::FillParams>(),
         row::<mask::MaskParams>(),
         row::<compact::CompactParams>(),

@@ -80,6 +80,36 @@ pub enum FaultTag {
     Step,
 }
 
+/// What every launch that decides the clip record (shaders/shared/clip.wgsl)
+/// checks: a record of 4 slots at `out_index` (6 under loss scaling), a
+/// finite positive clip norm, a step number other than `NONE`, a growth
+/// interval of at least 1. Returns the tag (NONE: the step block's) and the
+/// growth interval (0 without loss scaling) as the kernels take them.
+pub(crate) fn clip_rule(
+    out: &Tensor,
+    out_index: usize,
+    max_norm: f32,
+    step: FaultTag,
+    loss_scale: Option<u32>,
+) -> Result<(u32, u32)> {
+    let slots = if loss_scale.is_some() { super::LOSS_SCALE_SLOT + 2 } else { 4 };
+    need("clip record", "out", out, out_index + slots, DType::F32)?;
+    if loss_scale == Some(0) {
+        return Err(crate::Error::InvalidArgument("loss scaling needs a growth interval of at least 1".into()));
+    }
+    if !(max_norm.is_finite() && max_norm > 0.0) {
+        return Err(crate::Error::InvalidArgument(format!("clip norm must be finite and positive, got {max_norm}")));
+    }
+    let tag = match step {
+        FaultTag::Fixed(t) if t != NONE => t,
+        FaultTag::Fixed(_) => {
+            return Err(crate::Error::InvalidArgument("step number u32::MAX is reserved".into()));
+        }
+        FaultTag::Step => NONE,
+    };
+    Ok((tag, loss_scale.unwrap_or(0)))
+}
+
 /// The scratch space of a reduction, allocated once and reused every step.
 pub struct Reducer {
     partials: Tensor,
@@ -135,7 +165,6 @@ impl Reducer {
         loss_scale: Option<u32>,
     ) -> Result<()> {
         const OP: &str = "clip_factor";
-        need(OP, "out", out, out_index + 4, DType::F32)?;
         let (sq, n) = inputs.norms;
         if n > SINGLE_PASS_MAX || n == 0 {
             return Err(crate::Error::InvalidArgument(format!(
@@ -161,28 +190,10 @@ impl Reducer {
                 "the clipping factor's inputs must lie apart from the clip record".into(),
             ));
         }
-        if let Some(growth) = loss_scale {
-            need(OP, "out", out, out_index + super::LOSS_SCALE_SLOT + 2, DType::F32)?;
-            if inputs.loss.is_none() || growth == 0 {
-                return Err(crate::Error::InvalidArgument(format!(
-                    "loss scaling needs the step's loss and a growth interval of at least 1; got {} and {growth}",
-                    if inputs.loss.is_some() { "a loss" } else { "no loss" }
-                )));
-            }
+        if loss_scale.is_some() && inputs.loss.is_none() {
+            return Err(crate::Error::InvalidArgument("loss scaling needs the step's loss".into()));
         }
-        if !(max_norm.is_finite() && max_norm > 0.0) {
-            return Err(crate::Error::InvalidArgument(format!(
-                "clip norm must be finite and positive, got {max_norm}"
-            )));
-        }
-        let tag = match step {
-            FaultTag::Fixed(t) if t != NONE => t,
-            FaultTag::Fixed(_) => {
-                return Err(crate::Error::InvalidArgument("step number u32::MAX is reserved".into()));
-            }
-            FaultTag::Step => NONE,
-        };
-        let growth = loss_scale.unwrap_or(0);
+        let (tag, growth) = clip_rule(out, out_index, max_norm, step, loss_scale)?;
         let flag = |b: bool| f64::from(u8::from(b));
         let consts = vec![
             ("WG", f64::from(WG)),

@@ -18,7 +18,7 @@ pub struct ScoreGradParams {
     pub m1_off: u32,
     pub m2_off: u32,
     pub sum: u32,
-    pub _pad: u32,
+    pub scale_copy: u32,
     pub rows: u32,
     pub rows_code: u32,
     pub rows1: u32,
@@ -69,8 +69,10 @@ pub enum Losses<'a> {
 /// grad[i] = δ_i for i < n, from the two losses (`from`) and the two masks,
 /// each given with the element where it starts; with `sum_slot`, also
 /// losses[sum_slot] += (L1 + L2) / 2 (the step's loss, for the log).
-/// With `loss_scale` (mixed precision), δ is multiplied by the loss scale in
-/// its `LOSS_SCALE_SLOT`, as the weight gradients are.
+/// With `loss_scale` = (record, copy) (mixed precision), δ is multiplied by
+/// the loss scale in the record's `LOSS_SCALE_SLOT`, as the weight gradients
+/// are; with a `copy` slot, S is also copied to losses[copy] (for
+/// `optim::adam_clip_step`, which rewrites the record's S).
 #[allow(clippy::too_many_arguments)]
 pub fn score_grad(
     rec: &mut Recorder,
@@ -82,15 +84,19 @@ pub fn score_grad(
     masks: [(&Tensor, usize); 2],
     est: (Estimator, ScoreFn),
     n: usize,
-    loss_scale: Option<&Tensor>,
+    loss_scale: Option<(&Tensor, Option<usize>)>,
 ) -> Result<()> {
     const OP: &str = "score_grad";
-    if let Some(t) = loss_scale {
+    if let Some((t, _)) = loss_scale {
         need(OP, "loss scale", t, super::LOSS_SCALE_SLOT + 1, DType::F32)?;
     }
+    let copy = loss_scale.and_then(|(_, c)| c);
     need(OP, "grad", grad, n, DType::F32)?;
-    let last = loss_slots.0.max(loss_slots.1).max(sum_slot.unwrap_or(0));
+    let last = loss_slots.0.max(loss_slots.1).max(sum_slot.unwrap_or(0)).max(copy.unwrap_or(0));
     need(OP, "losses", losses, last + 1, DType::F32)?;
+    if copy.is_some_and(|c| c == loss_slots.0 || c == loss_slots.1 || Some(c) == sum_slot) {
+        return Err(Error::InvalidArgument("the loss scale's copy needs a slot of its own".into()));
+    }
     need(OP, "scores", scores, n, DType::F32)?;
     need(OP, "mask1", masks[0].0, masks[0].1 + n, DType::U32)?;
     need(OP, "mask2", masks[1].0, masks[1].1 + n, DType::U32)?;
@@ -130,7 +136,10 @@ pub fn score_grad(
             Some(s) => u32_of(OP, "sum slot", s)?,
             None => NONE,
         },
-        _pad: 0,
+        scale_copy: match copy {
+            Some(c) => u32_of(OP, "scale copy slot", c)?,
+            None => NONE,
+        },
         rows,
         rows_code,
         rows1: starts.0,
@@ -156,7 +165,7 @@ pub fn score_grad(
             (3, masks[0].0),
             (4, masks[1].0),
             (5, grad),
-            (6, loss_scale.unwrap_or(&one)),
+            (6, loss_scale.map_or(&one, |(t, _)| t)),
             (7, rows_t.unwrap_or(&one)),
         ],
         groups,

@@ -6,7 +6,8 @@
 //!
 //! The sparse step (`record_sparse_step`) is the method of Zhou et al.
 //! (NeurIPS 2021), top to bottom, whatever the layers: draw two masks,
-//! two compressed passes, VR-PGE, joint clipping, SGD and Adam, projection.
+//! two compressed passes, VR-PGE, Adam on the scores deciding the joint
+//! clipping, SGD on the weights, projection.
 
 use crate::device::gpu::Gpu;
 use crate::device::record::{Plan, Recorder};
@@ -17,7 +18,9 @@ use crate::nn::{Net, Workspace};
 use crate::ops::Rows;
 use crate::ops::lazy::{Lazy, LazyState, SetsRef};
 use crate::ops::mask::{KeyStep, MaskKey};
-use crate::ops::optim::{Adam, AfterStep, GradScale, Rate, Sgd, adam_corrections, adam_step, sgd_step};
+use crate::ops::optim::{
+    Adam, AfterStep, ClipDecision, GradScale, Rate, Sgd, adam_clip_step, adam_corrections, sgd_step,
+};
 use crate::ops::project::{Projection, project_scores};
 use crate::ops::reduce::{ClipInputs, FaultTag, Reducer, SINGLE_PASS_MAX};
 use crate::ops::vrpge::{Losses, score_grad};
@@ -31,6 +34,9 @@ pub use chunk::MAX_CHUNK;
 pub const LOSS_1: usize = 0;
 pub const LOSS_2: usize = 1;
 pub const LOSS_SUM: usize = 2;
+/// Under loss scaling, the step's S, copied here by the score gradient for
+/// the score optimizer, which decides the clip record (and so rewrites S).
+pub const LOSS_SCALE_COPY: usize = 3;
 
 /// Dynamic loss scaling of mixed-precision training, as PyTorch's
 /// GradScaler does it: the loss gradient is multiplied by S, a step whose
@@ -317,18 +323,16 @@ impl Trainer {
         let slots = ((LOSS_1, LOSS_2), Some(LOSS_SUM));
         let (t, starts) = net.loss_rows(ws);
         let from = Losses::Rows { t, starts, rows: Rows::Batch(ws.capacity()) };
-        let loss_scale = self.loss_scaling.map(|_| &self.clip);
+        let loss_scale = self.loss_scaling.map(|_| (&self.clip, Some(LOSS_SCALE_COPY)));
         score_grad(rec, &sp.score_grad, &self.loss, slots, from, &sp.scores, masks, est, units, loss_scale)?;
         // 4. Joint gradient-norm clipping of weights and scores; a non-finite
         //    norm makes the factor 0 and the step is skipped and counted.
         //    Under loss scaling the factor also unscales both gradients, and
         //    an f16 overflow halves the scale instead of counting a fault.
+        //    The score optimizer (5) decides it, every workgroup from the
+        //    weights' squared norms, the scores' own gradient and the two
+        //    losses: no launch of its own. Longer vectors are reduced first.
         let total = self.net.graph.param_total;
-        // The clip factor's launch sums what is short enough itself: the
-        // weights' partial norms, the scores' squares, and reads the two
-        // losses (a non-finite one is a fault; under loss scaling they tell
-        // an overflow from a fault). Longer vectors are reduced first.
-        let growth = self.loss_scaling.map(|l| l.growth);
         let units_fit = units <= SINGLE_PASS_MAX;
         let weights = match &self.lazy {
             Some(lz) => {
@@ -347,38 +351,38 @@ impl Trainer {
                 None
             }
         };
-        let (norms, squares) = match (weights, units_fit) {
-            (Some(w), _) => (w, Some((&sp.score_grad, units))),
-            (None, true) => ((&self.sq, 1), Some((&sp.score_grad, units))),
+        let norms = match (weights, units_fit) {
+            (Some(w), _) => w,
+            (None, true) => (&self.sq, 1),
             (None, false) => {
                 self.reducer.sum_squares(rec, &self.sq, 1, &sp.score_grad, units)?;
-                ((&self.sq, 2), None)
+                (&self.sq, 2)
             }
         };
-        let inputs = ClipInputs { norms, squares, loss: Some((&self.loss, LOSS_1, 2)) };
-        self.reducer.clip_factor(rec, &self.clip, 0, inputs, sp.cfg.clip_norm, FaultTag::Step, growth)?;
-        // 5. SGD on the weights (clearing their gradient), Adam on the scores.
-        let scale = || GradScale::Buffer(&self.clip);
+        // 5. Adam on the scores (deciding the clip record), then SGD on the
+        //    weights, which reads the factor (and clears their gradient).
+        let clip = ClipDecision {
+            record: &self.clip,
+            norms,
+            own_squares: units_fit,
+            loss: (&self.loss, LOSS_1, 2),
+            max_norm: sp.cfg.clip_norm,
+            tag: FaultTag::Step,
+            loss_scale: self.loss_scaling.map(|l| (l.growth, LOSS_SCALE_COPY)),
+        };
+        let (scores, m, v, g) = (&sp.scores, &sp.score_m, &sp.score_v, &sp.score_grad);
+        adam_clip_step(rec, scores, m, v, g, sp.cfg.score_adam, Rate::FromStep, 1, units, clip)?;
         let (w, m, g) = (&self.net.params, &self.momentum, &self.net.grads);
         match &self.lazy {
             Some(lz) => {
                 let st = LazyState { w, momentum: m, last: &lz.last, clip: &self.clip };
                 lz.op.sgd(rec, st, g, sets_of(&sp.samples), self.sgd)?;
             }
-            None => sgd_step(rec, w, m, g, scale(), self.sgd, Rate::FromStep, AfterStep::ZeroGrad, total)?,
+            None => {
+                let scale = GradScale::Buffer(&self.clip);
+                sgd_step(rec, w, m, g, scale, self.sgd, Rate::FromStep, AfterStep::ZeroGrad, total)?
+            }
         }
-        adam_step(
-            rec,
-            &sp.scores,
-            &sp.score_m,
-            &sp.score_v,
-            &sp.score_grad,
-            scale(),
-            sp.cfg.score_adam,
-            Rate::FromStep,
-            1,
-            units,
-        )?;
         // 6. Project s onto {0 ≤ s ≤ 1, Σ s ≤ K}.
         sp.project(rec)
     }

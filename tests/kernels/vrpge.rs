@@ -37,11 +37,28 @@ fn score_grad_matches_reference() {
             // Under loss scaling (S = 256 in slot 4): exactly S times (and
             // the sum added once more, into slot 2 of a copy of the losses).
             let record = Tensor::from_f32(&gpu, "clip", &[8], &[0., 0., 0., 0., 256., 0., 0., 0.]).unwrap();
-            let tl2 = Tensor::from_f32(&gpu, "losses", &[3], &losses).unwrap();
+            // S is also copied to slot 3 (for the score optimizer).
+            let tl2 = Tensor::from_f32(&gpu, "losses", &[4], &[losses[0], losses[1], losses[2], 0.0]).unwrap();
             let tg2 = Tensor::zeros(&gpu, "g", &[n], DType::F32).unwrap();
             let masks = [(&t1, 0), (&t2, 0)];
-            score_grad(&mut rec, &tg2, &tl2, ((0, 1), sum), Losses::Slots, &ts, masks, est, n, Some(&record)).unwrap();
+            let scaled = Some((&record, Some(3)));
+            score_grad(&mut rec, &tg2, &tl2, ((0, 1), sum), Losses::Slots, &ts, masks, est, n, scaled).unwrap();
             rec.finish().unwrap();
+            assert_eq!(tl2.download_f32(&gpu).unwrap()[3], 256.0, "{est:?} n={n}: the copy of S");
+            let clash = Some((&record, Some(1)));
+            let copy_clash = score_grad(
+                &mut Recorder::new(&gpu),
+                &tg2,
+                &tl2,
+                ((0, 1), sum),
+                Losses::Slots,
+                &ts,
+                masks,
+                est,
+                n,
+                clash,
+            );
+            assert!(copy_clash.is_err(), "a copy of S over a loss slot was accepted");
             let plain: Vec<f32> = tg.download_f32(&gpu).unwrap().iter().map(|v| v * 256.0).collect();
             assert_eq!(tg2.download_f32(&gpu).unwrap(), plain, "{est:?} n={n}: loss-scaled score gradient");
             let want_losses = [2.5, 1.75, if sum.is_some() { 9.0 + 0.5 * (2.5 + 1.75) } else { 9.0 }];
