@@ -64,6 +64,8 @@ pub struct MatmulRow {
     pub variant: Variant,
     /// Splits of K (1: none).
     pub splits: u32,
+    /// `wide`'s K slice depth (`Matmul::wide_depth`); None for the others.
+    pub depth: Option<u32>,
     pub gflops: f64,
     pub runs: usize,
     pub vs_naive: f64,
@@ -150,16 +152,36 @@ pub fn bench_matmul(
                 let tiles = n.div_ceil(tile.x.max(1)) * m.div_ceil(tile.y.max(1));
                 let auto = crate::ops::matmul::auto_splits(r.device_type, v, tiles, d.k as u32, false, false);
                 let splits = if v.splits_k() && auto > 1 { vec![1, auto] } else { vec![1] };
+                // `wide` with K slices of 8 (its default) and of 16 where
+                // the adapter has the workgroup memory.
+                let depths = match v {
+                    Variant::Wide if crate::ops::matmul_tiles::wide_depth(gpu, Some(16)).is_ok() => {
+                        vec![Some(8), Some(16)]
+                    }
+                    Variant::Wide => vec![Some(8)],
+                    _ => vec![None],
+                };
                 for s in splits {
-                    let mm = Matmul::new(layout).variant(v).split_k(s);
-                    let secs = if timed { time_matmul_gpu(gpu, mm, d, runs)? } else { time_matmul(gpu, mm, d, runs)? };
-                    cells.push((v, s, flops(d) / median(&secs) / 1e9, secs.len()));
+                    for &depth in &depths {
+                        let mut mm = Matmul::new(layout).variant(v).split_k(s);
+                        if let Some(bk) = depth {
+                            mm = mm.wide_depth(bk);
+                        }
+                        let secs =
+                            if timed { time_matmul_gpu(gpu, mm, d, runs)? } else { time_matmul(gpu, mm, d, runs)? };
+                        cells.push((v, s, depth, flops(d) / median(&secs) / 1e9, secs.len()));
+                    }
                 }
             }
-            let naive = cells[0].2;
-            for (v, splits, gflops, n) in cells {
-                let mark = if v == choice.variant { " (chosen)" } else { "" };
-                let split = if splits > 1 { format!(" split {splits}") } else { String::new() };
+            let naive = cells[0].3;
+            // The depth `wide` runs with when nothing asks for one.
+            let usual = crate::ops::matmul_tiles::wide_depth(gpu, None).ok();
+            for (v, splits, depth, gflops, n) in cells {
+                let mark = if v == choice.variant && (depth.is_none() || depth == usual) { " (chosen)" } else { "" };
+                let mut split = if splits > 1 { format!(" split {splits}") } else { String::new() };
+                if depth == Some(16) {
+                    split.push_str(" bk 16");
+                }
                 let share = peak.map(|p| gflops / (p * 1e3));
                 writeln!(
                     out,
@@ -184,6 +206,7 @@ pub fn bench_matmul(
                     dims: d,
                     variant: v,
                     splits,
+                    depth,
                     gflops,
                     runs: n,
                     vs_naive,

@@ -40,8 +40,8 @@ pub struct MatmulParams {
     pub _pad: [u32; 2],
 }
 
-use super::matmul_tiles::block_shape;
 pub use super::matmul_tiles::{auto_splits, coop_fits, coop_shape, regtile_tile};
+use super::matmul_tiles::{block_shape, wide_depth};
 pub use crate::device::shader::Variant;
 
 impl KernelParams for MatmulParams {
@@ -189,6 +189,8 @@ pub struct Matmul<'a> {
     implicit: Option<Implicit>,
     /// Splits of K (None: the launcher's rule, `auto_splits`).
     split: Option<u32>,
+    /// `matmul_wide`'s K slice depth (None: `wide_depth`'s default).
+    wide_bk: Option<u32>,
 }
 
 fn opt_index(op: &'static str, what: &str, v: Option<usize>) -> Result<u32> {
@@ -210,7 +212,15 @@ impl<'a> Matmul<'a> {
             sizes: [Size::Static; 3],
             implicit: None,
             split: None,
+            wide_bk: None,
         }
+    }
+
+    /// K slice depth of the `wide` variant: 8 or 16 (16 needs 32 KiB of
+    /// workgroup memory); without this, `SPARSETRAIN_WIDE_BK` or 8.
+    pub fn wide_depth(mut self, bk: u32) -> Matmul<'a> {
+        self.wide_bk = Some(bk);
+        self
     }
 
     /// Splits K into `n` ranges summed by separate workgroups and added up
@@ -404,6 +414,9 @@ impl<'a> Matmul<'a> {
         ];
         if let Some(Implicit::A(g) | Implicit::B(g) | Implicit::Dx(g)) = self.implicit {
             constants.push(("IM_POW2", flag(g.stride.is_power_of_two())));
+        }
+        if variant == Variant::Wide {
+            constants.push(("WBK", f64::from(wide_depth(gpu, self.wide_bk)?)));
         }
         if let Some((tm, wm, wn)) = blocks.coop {
             constants.extend([("COOP_TM", f64::from(tm)), ("COOP_WM", f64::from(wm)), ("COOP_WN", f64::from(wn))]);

@@ -42,12 +42,45 @@ fn shape(v: Variant) -> (UVec2, u32) {
         Variant::RegTile => (UVec2::new(8, 8), 4),
         Variant::Shared => (UVec2::new(16, 16), 4),
         // matmul_wide shares each K slice's loads evenly only with a square
-        // workgroup whose side divides 2·WBK (WBK = 8): see `wide_loads`.
+        // workgroup whose side divides 2·WBK (WBK = 8 or 16): see `wide_loads`.
         Variant::Wide => (UVec2::new(16, 16), 8),
         Variant::Naive => (UVec2::new(16, 16), 1),
         // Sized per adapter and product by `coop_shape`.
         Variant::Coop => (UVec2::new(128, 1), 0),
     }
+}
+
+/// `matmul_wide`'s K slice depth (its WBK): `asked`, else
+/// `SPARSETRAIN_WIDE_BK`, else 8. A depth of 16 halves the slices, so the
+/// barriers and the partial cache lines of row-major operands per multiply
+/// (a slice of A [M, K] reads 4·WBK bytes of each of 128 rows); it doubles
+/// the double-buffered slices' workgroup memory to 32 KiB, which the adapter
+/// must offer. The tiles and the loads of a slice are shared evenly either
+/// way (`wide_loads`).
+pub fn wide_depth(gpu: &Gpu, asked: Option<u32>) -> Result<u32> {
+    let bk = match asked {
+        Some(bk) => bk,
+        None => match std::env::var("SPARSETRAIN_WIDE_BK") {
+            Ok(v) if !v.trim().is_empty() => v.trim().parse::<u32>().map_err(|_| Error::InvalidEnv {
+                var: "SPARSETRAIN_WIDE_BK",
+                value: v.clone(),
+                expected: "8 or 16",
+            })?,
+            _ => 8,
+        },
+    };
+    if bk != 8 && bk != 16 {
+        return Err(Error::InvalidArgument(format!("the wide matmul's K slices are 8 or 16 deep, not {bk}")));
+    }
+    // Two operands × two buffers × bk rows of 128 floats.
+    let bytes = 2 * 2 * bk * 128 * 4;
+    let have = gpu.limits().max_compute_workgroup_storage_size;
+    if bytes > have {
+        return Err(Error::InvalidArgument(format!(
+            "the wide matmul with K slices of {bk} needs {bytes} bytes of workgroup memory; this device offers {have}"
+        )));
+    }
+    Ok(bk)
 }
 
 /// `matmul_coop`'s shape for an m × n product: (16-row pieces per

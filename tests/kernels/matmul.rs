@@ -100,9 +100,28 @@ fn matmul_matches_reference_on_a_capped_grid() {
     matmul_cases(&gpu);
 }
 
+/// `wide` runs with K slices of 8 (its default) and, where the device has
+/// the 32 KiB of workgroup memory they need, of 16.
+pub(crate) fn wide_depths(gpu: &sparsetrain::Gpu, variant: Variant) -> Vec<Option<u32>> {
+    if variant != Variant::Wide {
+        return vec![None];
+    }
+    if gpu.limits().max_compute_workgroup_storage_size < 32768 {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "NOT RUN wide with K slices of 16: the device has less than 32 KiB of workgroup memory"
+        );
+        return vec![Some(8)];
+    }
+    vec![Some(8), Some(16)]
+}
+
 fn matmul_cases(gpu: &sparsetrain::Gpu) {
     let mut case = 0u64;
-    for (variant, split) in matmul_variants(gpu, "matmul_matches_reference") {
+    let runs = matmul_variants(gpu, "matmul_matches_reference");
+    let runs = runs.into_iter().flat_map(|(v, s)| wide_depths(gpu, v).into_iter().map(move |d| (v, s, d)));
+    for (variant, split, depth) in runs {
         for layout in Layout::ALL {
             for &(m, n, k) in &SHAPES {
                 for (alpha, beta) in [(1.0f32, 0.0f32), (0.5, 1.0)] {
@@ -118,6 +137,9 @@ fn matmul_cases(gpu: &sparsetrain::Gpu) {
                     let tc = Tensor::from_f32(gpu, "C", &[m, n], &c0).unwrap();
                     let mut rec = Recorder::new(gpu);
                     let mut mm = Matmul::new(layout).variant(variant).split_k(split);
+                    if let Some(bk) = depth {
+                        mm = mm.wide_depth(bk);
+                    }
                     (mm.alpha, mm.beta) = (alpha, beta);
                     mm.record(&mut rec, &tc, &ta, &tb, d).unwrap();
                     rec.finish().unwrap();
@@ -125,8 +147,9 @@ fn matmul_cases(gpu: &sparsetrain::Gpu) {
                     let mut want = if beta == 0.0 { vec![0.0; m * n] } else { to_f64(&c0) };
                     cpu::matmul::matmul(&mut want, &to_f64(&a), &to_f64(&b), layout, alpha as f64, beta as f64, d);
                     let what = format!(
-                        "{} {} {m}x{n}x{k} alpha {alpha} beta {beta} (seed {})",
+                        "{}{} {} {m}x{n}x{k} alpha {alpha} beta {beta} (seed {})",
                         label(variant, split),
+                        depth.map_or(String::new(), |d| format!(" bk {d}")),
                         layout.name(),
                         1000 + case
                     );
@@ -174,6 +197,11 @@ fn matmul_rejects_bad_shapes() {
     let mut rec = Recorder::new(&gpu);
     let err = Matmul::new(Layout::NN).record(&mut rec, &c, &a, &a, Dims { m: 4, n: 4, k: 5 }).unwrap_err();
     assert!(err.to_string().contains("matmul"), "{err}");
+    // `wide` takes K slices of 8 or 16 only.
+    let d = Dims { m: 4, n: 4, k: 4 };
+    let err =
+        Matmul::new(Layout::NN).variant(Variant::Wide).wide_depth(12).record(&mut rec, &c, &a, &a, d).unwrap_err();
+    assert!(err.to_string().contains("8 or 16"), "{err}");
 }
 
 /// Compressed-layer features: sizes read from the device (rounded up to 4),
@@ -197,7 +225,9 @@ fn dynamic_cases(gpu: &sparsetrain::Gpu) {
     use sparsetrain::cpu::matmul::{ScatterRef, matmul_fused};
     use sparsetrain::ops::matmul::{DynDims, Scatter};
     let mut case = 0u64;
-    for (variant, split) in matmul_variants(gpu, "matmul_dynamic_sizes_and_epilogues") {
+    let runs = matmul_variants(gpu, "matmul_dynamic_sizes_and_epilogues");
+    let runs = runs.into_iter().flat_map(|(v, s)| wide_depths(gpu, v).into_iter().map(move |d| (v, s, d)));
+    for (variant, split, depth) in runs {
         for layout in Layout::ALL {
             // (real m, real n, real k) read from `dims`; 0 = nothing kept.
             for &(rm, rn, rk) in
@@ -273,7 +303,10 @@ fn dynamic_cases(gpu: &sparsetrain::Gpu) {
                 };
 
                 let mut rec = Recorder::new(gpu);
-                let base = Matmul::new(layout).variant(variant).split_k(split).dynamic(dynd);
+                let mut base = Matmul::new(layout).variant(variant).split_k(split).dynamic(dynd);
+                if let Some(bk) = depth {
+                    base = base.wide_depth(bk);
+                }
                 base.bias(&tbias).relu().record(&mut rec, &tc, &ta, &tb, d_max).unwrap();
                 base.gate(&tgate).record(&mut rec, &tg, &ta, &tb, d_max).unwrap();
                 base.accumulate().scatter(scatter).record(&mut rec, &tfull, &ta, &tb, d_max).unwrap();
@@ -290,8 +323,13 @@ fn dynamic_cases(gpu: &sparsetrain::Gpu) {
                 let sref = ScatterRef { rows: Some(&rows), cols: Some(&cols), ldc: full_n, real_m: rm, real_n: rn };
                 matmul_fused(&mut want_full, &a64, &b64, layout, 1.0, 1.0, d, None, false, None, Some(&sref));
 
-                let tag =
-                    format!("{} {} real {rm}x{rn}x{rk} (seed {})", label(variant, split), layout.name(), 1300 + case);
+                let bk = depth.map_or(String::new(), |d| format!(" bk {d}"));
+                let tag = format!(
+                    "{}{bk} {} real {rm}x{rn}x{rk} (seed {})",
+                    label(variant, split),
+                    layout.name(),
+                    1300 + case
+                );
                 let got_c = tc.download_f32(gpu).unwrap();
                 assert_close(
                     &format!("bias+relu {tag}"),
@@ -350,20 +388,27 @@ fn large_matmuls_compute_every_tile() {
     let b = rand_f32(&mut r, d.k * d.n, -1.0, 1.0);
     for layout in Layout::ALL {
         let (sa, sb) = shapes_of(layout, d);
-        for (variant, split) in matmul_variants(&gpu, "large_matmuls_compute_every_tile") {
+        let runs = matmul_variants(&gpu, "large_matmuls_compute_every_tile");
+        let runs = runs.into_iter().flat_map(|(v, s)| wide_depths(&gpu, v).into_iter().map(move |d| (v, s, d)));
+        for (variant, split, depth) in runs {
             let (a, b) = (f16_for(variant, a.clone()), f16_for(variant, b.clone()));
             let ta = Tensor::from_f32(&gpu, "A", &sa, &a).unwrap();
             let tb = Tensor::from_f32(&gpu, "B", &sb, &b).unwrap();
             let tc = Tensor::from_f32(&gpu, "C", &[d.m, d.n], &vec![f32::NAN; d.m * d.n]).unwrap();
             let mut rec = Recorder::new(&gpu);
-            Matmul::new(layout).variant(variant).split_k(split).record(&mut rec, &tc, &ta, &tb, d).unwrap();
+            let mut mm = Matmul::new(layout).variant(variant).split_k(split);
+            if let Some(bk) = depth {
+                mm = mm.wide_depth(bk);
+            }
+            mm.record(&mut rec, &tc, &ta, &tb, d).unwrap();
             rec.finish().unwrap();
             let c = tc.download_f32(&gpu).unwrap();
+            let what = format!("{}{}", label(variant, split), depth.map_or(String::new(), |d| format!(" bk {d}")));
             let nan = c.iter().filter(|v| v.is_nan()).count();
-            assert_eq!(nan, 0, "{} {}: {nan} outputs never written", label(variant, split), layout.name());
+            assert_eq!(nan, 0, "{what} {}: {nan} outputs never written", layout.name());
             let (got, want) = sampled(&mut r, layout, d, &a, &b, &c);
             assert_close(
-                &format!("{} {} 700x1100x300 sampled", label(variant, split), layout.name()),
+                &format!("{what} {} 700x1100x300 sampled", layout.name()),
                 &got,
                 &want,
                 tol(variant, 1e-4),
