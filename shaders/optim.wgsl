@@ -3,9 +3,10 @@
 //#include clip
 
 // Optimizer updates, in place over flat parameter buffers.
-// Every gradient is first multiplied by gscale[0]: a factor computed on the
-// device (gradient-norm clipping), or a buffer holding 1.0 when unused. This
-// keeps the factor on the device: no read-back to decide it. A factor of
+// Every gradient is first multiplied by a factor computed on the device
+// (gradient-norm clipping): gscale[0], or a buffer holding 1.0 when unused;
+// adam_clip decides its own (below). This keeps the factor on the device:
+// no read-back to decide it. A factor of
 // exactly 0 marks a step whose loss or gradient was not finite: nothing is
 // updated (SGD still clears the gradient when asked to).
 //

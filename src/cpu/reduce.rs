@@ -1,4 +1,5 @@
-//! Reference of shaders/reduce.wgsl.
+//! Reference of shaders/reduce.wgsl and of the clip record's rule
+//! (shaders/shared/clip.wgsl).
 
 pub fn sum(x: &[f64]) -> f64 {
     x.iter().sum()

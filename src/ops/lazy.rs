@@ -81,7 +81,8 @@ pub struct LazyState<'a> {
     pub momentum: &'a Tensor,
     /// u32: the clock at which each weight was last brought up to date.
     pub last: &'a Tensor,
-    /// [factor, _, _, clock (u32 bits)]: `Reducer::clip_factor`'s output.
+    /// [factor, _, _, clock (u32 bits)]: the clip record (shaders/shared/clip.wgsl),
+    /// decided by `optim::adam_clip_step` in a sparse step.
     pub clip: &'a Tensor,
 }
 

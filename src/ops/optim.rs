@@ -205,7 +205,10 @@ pub struct ClipDecision<'a> {
     pub max_norm: f32,
     pub tag: FaultTag,
     /// Loss scaling: the growth interval, and the slot of the loss tensor
-    /// where this step's S was copied (`vrpge::score_grad`'s copy slot).
+    /// where this step's S was copied (`vrpge::score_grad`'s copy slot). The
+    /// copy must be made earlier in the same step (nothing here can check
+    /// it): every workgroup takes S from it, while the record's S is what the
+    /// first one rewrites.
     pub loss_scale: Option<(u32, usize)>,
 }
 
@@ -251,10 +254,14 @@ pub fn adam_clip_step(
             "the loss scale's copy must lie in the losses, apart from the step's loss; got slot {at}"
         )));
     }
+    // One launch cannot both read and write a buffer.
     let record = clip.record.buffer();
-    if [w, m, v, g, norms, losses].iter().any(|x| x.buffer() == record) {
+    let written = [w, m, v, g];
+    if written.iter().chain([&norms, &losses]).any(|x| x.buffer() == record)
+        || [norms, losses].iter().any(|x| written.iter().any(|y| y.buffer() == x.buffer()))
+    {
         return Err(Error::InvalidArgument(
-            "the clip record must lie apart from the optimizer's tensors and the clip inputs".into(),
+            "the clip record, the optimizer's tensors and the clip inputs must lie in separate buffers".into(),
         ));
     }
     let (tag, growth) = clip_rule(clip.record, 0, clip.max_norm, clip.tag, clip.loss_scale.map(|(g, _)| g))?;

@@ -145,14 +145,17 @@ impl Reducer {
     /// `inputs.squares`: the joint gradient-clipping factor. A non-finite
     /// total or loss gives 0 (the optimizers skip the step), counts one more
     /// skipped step in out[out_index + 1], and the first one records `step`
-    /// (as u32 bits) in out[out_index + 2]; `out` needs those three slots.
+    /// (as u32 bits) in out[out_index + 2], and a finite step advances the
+    /// clock of lazy updates in out[out_index + 3]: `out` needs those four
+    /// slots (six with loss scaling).
     ///
     /// With `loss_scale` = Some(growth interval) (mixed precision): dynamic
     /// loss scaling. The gradients are then scaled by the loss scale S in
     /// out[out_index + LOSS_SCALE_SLOT] and `inputs.loss` is needed (it
     /// tells an overflow from a fault); the factor also divides by S, an
     /// overflow halves S and skips the step without counting a fault, and
-    /// `growth` finite steps in a row double S (see shaders/reduce.wgsl).
+    /// `growth` finite steps in a row double S (shaders/shared/clip.wgsl has
+    /// the rule, which `optim::adam_clip_step` shares).
     #[allow(clippy::too_many_arguments)]
     pub fn clip_factor(
         &self,

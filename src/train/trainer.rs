@@ -128,7 +128,8 @@ pub struct Trainer {
     pub sparse: Option<SparseState>,
     /// Present for sparse trainers whose `SparseConfig::updates` are lazy.
     pub lazy: Option<LazySgd>,
-    /// [loss 1, loss 2, running sum of step losses, _].
+    /// [loss 1, loss 2, running sum of step losses, copy of the loss scale]
+    /// (`LOSS_1`, `LOSS_2`, `LOSS_SUM`, `LOSS_SCALE_COPY`).
     pub loss: Tensor,
     /// Running count of correct predictions (u32).
     pub correct: Tensor,

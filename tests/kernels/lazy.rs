@@ -121,7 +121,8 @@ fn run_case(gpu: &sparsetrain::Gpu, grid_cap: Option<u32>) {
         let fresh: Vec<f32> = reach.iter().flat_map(|&i| [gw[i], gv[i]]).collect();
         let want: Vec<f64> = reach.iter().flat_map(|&i| [w[i], v[i]]).collect();
         assert_close(&format!("grid cap {grid_cap:?} step {step}: refreshed weights"), &fresh, &want, 1e-6, 1e-5);
-        // The clip factor's reduction advances the clock on a finite step.
+        // The launch that decides the clip record advances the clock on a
+        // finite step.
         tclip.upload(gpu, &[factor, 0.0, 0.0, f32::from_bits(clock)]).unwrap();
         let mut rec = Recorder::with_step(gpu, &step_buf);
         lazy.norm(&mut rec, &tg, sref).unwrap();

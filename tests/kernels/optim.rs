@@ -61,9 +61,12 @@ fn sgd_and_adam_match_reference() {
 /// the clip factor's own launch followed by `adam_step`, on sizes around
 /// the workgroup (0, 1, 97, 256, 257, 1031 and the most it takes): every
 /// workgroup must apply the same factor, and one alone write the record.
-/// Six steps: clipped, unclipped, a squared norm that overflows, a
-/// non-finite loss, then two finite steps; with and without the gradient's
-/// own squares, with and without loss scaling (growth 2).
+/// Six steps: clipped, a small squared norm (unclipped unless the gradient's
+/// own squares clip it), one that overflows, a non-finite loss, then two
+/// finite steps; with and without the gradient's own squares, with and
+/// without loss scaling (growth 2). Before the fifth step under scaling the
+/// record's S is spoilt: every workgroup must take S from the score
+/// gradient's copy in the losses, and write the S that follows from it.
 #[test]
 fn adam_clip_matches_reference_and_separate_launch() {
     use sparsetrain::DType;
@@ -105,6 +108,9 @@ fn adam_clip_matches_reference_and_separate_launch() {
                         3 => (s * s, f32::NAN),
                         _ => (s * s, 1.5),
                     };
+                    if growth.is_some() && step == 4 {
+                        fused.upload_at(&gpu, 4, &[7.0f32]).unwrap();
+                    }
                     let sq: Vec<f32> = base.iter().map(|b| b * mul).collect();
                     norms.upload(&gpu, &sq).unwrap();
                     losses.upload(&gpu, &[loss, 0.25, 0.0, s]).unwrap();
@@ -177,7 +183,7 @@ fn adam_clip_matches_reference_and_separate_launch() {
                 }
                 let (faults, clock) = (want.faults, want.clock);
                 let expect = if growth.is_some() { (1, 4) } else { (2, 4) };
-                assert_eq!((faults, clock), expect, "{tag}: faults and updates over the six steps");
+                assert_eq!((faults, clock), expect, "{tag}: the reference's faults and updates over the six steps");
             }
         }
     }
@@ -190,6 +196,7 @@ fn pad(d: &[f32]) -> Vec<f32> {
 /// `adam_clip_step` refuses what it cannot decide from: no squared norms,
 /// more than one workgroup sums, no loss, a gradient too long for its own
 /// squares, a scale copy inside the loss, a record that is also an input,
+/// inputs in a buffer the optimizer writes,
 /// a zero growth interval, a non-finite clip norm.
 #[test]
 fn adam_clip_refuses_misuse() {
@@ -223,6 +230,8 @@ fn adam_clip_refuses_misuse() {
         ("scale copy in the loss", ClipDecision { loss_scale: Some((5, 1)), ..ok }, 10),
         ("scale copy past the losses", ClipDecision { loss_scale: Some((5, 4)), ..ok }, 10),
         ("record is an input", ClipDecision { record: &norms, ..ok }, 10),
+        ("norms in the gradient", ClipDecision { norms: (&g, 3), ..ok }, 10),
+        ("losses in the weights", ClipDecision { loss: (&w, 0, 2), ..ok }, 10),
         ("zero growth", ClipDecision { loss_scale: Some((0, 3)), ..ok }, 10),
         ("non-finite clip norm", ClipDecision { max_norm: f32::NAN, ..ok }, 10),
         ("record too short for scaling", ClipDecision { record: &z("short", 4), ..ok }, 10),

@@ -250,7 +250,8 @@ fn loss_scaled_clip_factor_unscales_backs_off_and_grows() {
 /// With the losses taken as the batch means of the two passes' per-row
 /// losses (`Losses::Rows`), the kernel reduces them itself: the means land
 /// in their slots, the step's loss in the sum, and the gradient is the one
-/// from those means. Batches of 1, a prime, more than a workgroup.
+/// from those means. Batches of 1, a prime, more than a workgroup. Under
+/// loss scaling (S = 4) as the trainer runs it: S copied to slot 3.
 #[test]
 fn score_grad_reduces_both_passes_loss_rows() {
     let Some(gpu) = gpu("score_grad_reduces_both_passes_loss_rows") else { return };
@@ -263,7 +264,8 @@ fn score_grad_reduces_both_passes_loss_rows() {
         let cap = rows + 3;
         let loss_rows = rand_f32(&mut r, 2 * cap, 0.0, 4.0);
         let tr = Tensor::from_f32(&gpu, "loss rows", &[2 * cap], &loss_rows).unwrap();
-        let tl = Tensor::from_f32(&gpu, "losses", &[3], &[-1.0, -1.0, 9.0]).unwrap();
+        let tl = Tensor::from_f32(&gpu, "losses", &[4], &[-1.0, -1.0, 9.0, 0.0]).unwrap();
+        let record = Tensor::from_f32(&gpu, "clip", &[8], &[0., 0., 0., 0., 4., 0., 0., 0.]).unwrap();
         let ts = Tensor::from_f32(&gpu, "s", &[n], &s).unwrap();
         let t1 = Tensor::from_u32(&gpu, "m1", &[n], &m1).unwrap();
         let t2 = Tensor::from_u32(&gpu, "m2", &[n], &m2).unwrap();
@@ -271,17 +273,20 @@ fn score_grad_reduces_both_passes_loss_rows() {
         let est = (Estimator::VrPge, ScoreFn::Fisher);
         let from = Losses::Rows { t: &tr, starts: (0, cap), rows: rows.into() };
         let mut rec = Recorder::new(&gpu);
-        score_grad(&mut rec, &tg, &tl, ((0, 1), Some(2)), from, &ts, [(&t1, 0), (&t2, 0)], est, n, None).unwrap();
+        let scaled = Some((&record, Some(3)));
+        score_grad(&mut rec, &tg, &tl, ((0, 1), Some(2)), from, &ts, [(&t1, 0), (&t2, 0)], est, n, scaled).unwrap();
         rec.finish().unwrap();
         let rows64 = to_f64(&loss_rows);
         let l1 = rows64[..rows].iter().sum::<f64>() / rows as f64;
         let l2 = rows64[cap..cap + rows].iter().sum::<f64>() / rows as f64;
         let tag = format!("n={n} rows={rows}");
         let got_l = tl.download_f32(&gpu).unwrap();
-        assert_close(&format!("loss means and sum {tag}"), &got_l, &[l1, l2, 9.0 + 0.5 * (l1 + l2)], 1e-6, 1e-5);
+        let want_l = [l1, l2, 9.0 + 0.5 * (l1 + l2), 4.0];
+        assert_close(&format!("loss means, sum and the copy of S {tag}"), &got_l, &want_l, 1e-6, 1e-5);
         // The gradient from the kernel's own means (f32): exact agreement
         // of the means is checked above.
         let want = cpu::vrpge::score_grad((got_l[0] as f64, got_l[1] as f64), &to_f64(&s), &m1, &m2, est);
+        let want: Vec<f64> = want.iter().map(|v| 4.0 * v).collect();
         assert_close(&format!("score_grad {tag}"), &tg.download_f32(&gpu).unwrap(), &want, 1e-6, 1e-5);
     }
     // Zero rows have no mean.
@@ -296,6 +301,44 @@ fn score_grad_reduces_both_passes_loss_rows() {
     let g = Tensor::zeros(&gpu, "g", &[4], DType::F32).unwrap();
     let res = score_grad(&mut Recorder::new(&gpu), &g, &t, ((0, 1), None), from, &g, [(&u, 0), (&u, 0)], est, 4, None);
     assert!(res.is_err(), "loss rows aliasing the losses were accepted");
+    // A loss scale in the losses' buffer is refused; so is a copy of S over a
+    // loss slot, even with nothing else to compute.
+    let l = Tensor::zeros(&gpu, "l", &[8], DType::F32).unwrap();
+    let res = score_grad(
+        &mut Recorder::new(&gpu),
+        &g,
+        &l,
+        ((0, 1), None),
+        Losses::Slots,
+        &g,
+        [(&u, 0), (&u, 0)],
+        est,
+        4,
+        Some((&l, None)),
+    );
+    assert!(res.is_err(), "a loss scale aliasing the losses was accepted");
+    let clip = Tensor::zeros(&gpu, "clip", &[8], DType::F32).unwrap();
+    let res = score_grad(
+        &mut Recorder::new(&gpu),
+        &g,
+        &l,
+        ((0, 1), None),
+        Losses::Slots,
+        &g,
+        [(&u, 0), (&u, 0)],
+        est,
+        0,
+        Some((&clip, Some(0))),
+    );
+    assert!(res.is_err(), "a copy of S over a loss slot was accepted");
+    // With no unit, the copy of S is still made.
+    let mut rec = Recorder::new(&gpu);
+    clip.upload_at(&gpu, 4, &[8.0f32]).unwrap();
+    let sc = Tensor::zeros(&gpu, "s", &[4], DType::F32).unwrap();
+    let copy = Some((&clip, Some(5)));
+    score_grad(&mut rec, &g, &l, ((0, 1), None), Losses::Slots, &sc, [(&u, 0), (&u, 0)], est, 0, copy).unwrap();
+    rec.finish().unwrap();
+    assert_eq!(l.download_f32(&gpu).unwrap()[5], 8.0, "no copy of S without units");
 }
 
 /// The two losses as means over the step's batch (fewer rows than the
