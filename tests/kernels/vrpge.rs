@@ -304,33 +304,13 @@ fn score_grad_reduces_both_passes_loss_rows() {
     // A loss scale in the losses' buffer is refused; so is a copy of S over a
     // loss slot, even with nothing else to compute.
     let l = Tensor::zeros(&gpu, "l", &[8], DType::F32).unwrap();
-    let res = score_grad(
-        &mut Recorder::new(&gpu),
-        &g,
-        &l,
-        ((0, 1), None),
-        Losses::Slots,
-        &g,
-        [(&u, 0), (&u, 0)],
-        est,
-        4,
-        Some((&l, None)),
-    );
-    assert!(res.is_err(), "a loss scale aliasing the losses was accepted");
     let clip = Tensor::zeros(&gpu, "clip", &[8], DType::F32).unwrap();
-    let res = score_grad(
-        &mut Recorder::new(&gpu),
-        &g,
-        &l,
-        ((0, 1), None),
-        Losses::Slots,
-        &g,
-        [(&u, 0), (&u, 0)],
-        est,
-        0,
-        Some((&clip, Some(0))),
-    );
-    assert!(res.is_err(), "a copy of S over a loss slot was accepted");
+    let scaled = |n: usize, ls: (&Tensor, Option<usize>)| {
+        let masks = [(&u, 0), (&u, 0)];
+        score_grad(&mut Recorder::new(&gpu), &g, &l, ((0, 1), None), Losses::Slots, &t, masks, est, n, Some(ls))
+    };
+    assert!(scaled(4, (&l, None)).is_err(), "a loss scale aliasing the losses was accepted");
+    assert!(scaled(0, (&clip, Some(0))).is_err(), "a copy of S over a loss slot was accepted");
     // With no unit, the copy of S is still made.
     let mut rec = Recorder::new(&gpu);
     clip.upload_at(&gpu, 4, &[8.0f32]).unwrap();
