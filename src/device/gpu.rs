@@ -495,7 +495,8 @@ impl Gpu {
     }
 
     /// The group-0 bindings `kernel` uses (sorted).
-    pub(crate) fn kernel_bindings(&self, kernel: Kernel) -> Result<Vec<u32>> {
+    /// The group-0 bindings `kernel` uses (sorted), and how.
+    pub(crate) fn kernel_bindings(&self, kernel: Kernel) -> Result<Vec<(u32, crate::device::layout::Use)>> {
         self.pipelines.bindings(&self.device, kernel)
     }
 

@@ -15,7 +15,7 @@ use bytemuck::Pod;
 use glam::UVec3;
 
 use crate::device::gpu::Gpu;
-use crate::device::layout::step_uses_offsets;
+use crate::device::layout::{Use, step_uses_offsets};
 use crate::device::shader::{Constants, Kernel, Pipeline};
 use crate::device::step::{STEP_BINDING, STEP_SLOTS, StepBlock, StepBuffer};
 use crate::device::tensor::Tensor;
@@ -160,9 +160,10 @@ impl<'g> Recorder<'g> {
                 limit: limit as u64,
             });
         }
-        let used_by = |bindings: &[u32], b: u32| bindings.binary_search(&b).is_ok();
-        // Slotted tensors are bound with dynamic offsets: one bit per binding.
         let uses = self.gpu.kernel_bindings(kernel)?;
+        let used_by = |uses: &[(u32, Use)], b: u32| uses.binary_search_by_key(&b, |u| u.0).is_ok();
+        check_aliasing(kernel, &uses, tensors)?;
+        // Slotted tensors are bound with dynamic offsets: one bit per binding.
         let mut dynamic = 0u32;
         let mut strides: Vec<(u32, u64)> = Vec::new();
         // The first tensor offered at a binding is the one bound (as below).
@@ -561,4 +562,33 @@ impl Plan {
     fn release(mut self, gpu: &Gpu) {
         gpu.params_pool.lock().unwrap_or_else(|p| p.into_inner()).append(&mut self.arenas);
     }
+}
+
+/// Refuses a dispatch that would bind one buffer both read-only and
+/// writable: wgpu forbids it (a usage conflict) and would say so only when
+/// the commands are finished, far from the launcher that bound it. Two
+/// read-only bindings of one buffer are fine, as are two writable ones.
+fn check_aliasing(kernel: Kernel, uses: &[(u32, Use)], tensors: &[(u32, &Tensor)]) -> Result<()> {
+    // The tensor bound at each used storage binding (the first one offered)
+    // and whether the kernel writes it.
+    let mut bound: Vec<(u32, &Tensor, bool)> = Vec::new();
+    for &(binding, u) in uses {
+        let Use::Storage { read_only, .. } = u else { continue };
+        if let Some((_, t)) = tensors.iter().find(|(b, _)| *b == binding) {
+            bound.push((binding, t, !read_only));
+        }
+    }
+    for (i, &(b1, t1, w1)) in bound.iter().enumerate() {
+        for &(b2, t2, w2) in &bound[i + 1..] {
+            if w1 != w2 && t1.buffer() == t2.buffer() {
+                let (read, written) = if w1 { (b2, b1) } else { (b1, b2) };
+                return Err(Error::InvalidArgument(format!(
+                    "{}: binding {read} (read) and binding {written} (written) are one buffer; a dispatch cannot \
+                     both read and write a buffer through two bindings",
+                    kernel.entry_point()
+                )));
+            }
+        }
+    }
+    Ok(())
 }

@@ -427,13 +427,13 @@ pub(crate) struct PipelineCache {
 impl PipelineCache {
     /// The group-0 bindings `kernel`'s entry point uses (its module parsed
     /// once; nothing compiled).
-    pub(crate) fn bindings(&self, device: &wgpu::Device, kernel: Kernel) -> Result<Vec<u32>> {
+    pub(crate) fn bindings(&self, device: &wgpu::Device, kernel: Kernel) -> Result<Vec<(u32, Use)>> {
         let module = self.module(device, kernel.shader())?;
         let uses = module.uses.get(kernel.entry_point()).ok_or_else(|| Error::Shader {
             shader: kernel.shader().file_name(),
             detail: format!("no entry point {}", kernel.entry_point()),
         })?;
-        Ok(uses.iter().map(|u| u.0).collect())
+        Ok(uses.clone())
     }
 
     pub(crate) fn get(

@@ -45,10 +45,12 @@ fn shape_and_dtype_errors_are_typed() {
     assert!(err.to_string().contains("huge"), "{err}");
 }
 
-/// A device error (here: one buffer bound for writing and for reading in the
-/// same dispatch, which wgpu rejects) surfaces as a typed `Error::Device`
-/// from the next submit, not as a panic, and the device stays usable. A
-/// binding the launcher leaves out is caught before wgpu sees it.
+/// A device error (here: a buffer wgpu refuses to create, made through the
+/// device an embedding application shares) surfaces as a typed
+/// `Error::Device` from the next submit, not as a panic, and the device stays
+/// usable. A binding the launcher leaves out, and one buffer bound for
+/// reading and for writing in the same dispatch (which wgpu rejects), are
+/// caught before wgpu sees them, naming the kernel.
 #[test]
 fn device_errors_are_typed() {
     use sparsetrain::Error;
@@ -61,8 +63,16 @@ fn device_errors_are_typed() {
     assert!(err.contains("binding 1"), "{err}");
     let t = Tensor::zeros(&gpu, "t", &[8], DType::F32).unwrap();
     let mut rec = Recorder::new(&gpu);
-    let r = sparsetrain::ops::relu::relu_backward(&mut rec, &t, &t, 1, 8);
-    let err = r.and_then(|_| rec.submit()).and_then(|_| gpu.wait()).unwrap_err();
+    let err = sparsetrain::ops::relu::relu_backward(&mut rec, &t, &t, 1, 8).unwrap_err().to_string();
+    assert!(err.contains("relu_backward") && err.contains("read and write"), "{err}");
+    // Mapped at creation, a size must be a multiple of 4.
+    let _bad = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("bad"),
+        size: 6,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: true,
+    });
+    let err = Recorder::new(&gpu).submit().and_then(|_| gpu.wait()).unwrap_err();
     assert!(matches!(err, Error::Device(_)), "expected a typed device error, got {err:?}");
     // The error was reported once; ordinary work goes on.
     let t = Tensor::from_f32(&gpu, "t", &[3], &[1.0, 2.0, 3.0]).unwrap();
