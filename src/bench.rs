@@ -175,7 +175,7 @@ pub fn bench_matmul(
             }
             let naive = cells[0].3;
             // The depth `wide` runs with when nothing asks for one.
-            let usual = crate::ops::matmul_tiles::wide_depth(gpu, None).ok();
+            let usual = Some(crate::ops::matmul_tiles::wide_depth(gpu, None)?);
             for (v, splits, depth, gflops, n) in cells {
                 let mark = if v == choice.variant && (depth.is_none() || depth == usual) { " (chosen)" } else { "" };
                 let mut split = if splits > 1 { format!(" split {splits}") } else { String::new() };

@@ -128,3 +128,22 @@ fn short_sparse_run_finishes_with_a_summary() {
     assert_eq!(again.status.code(), Some(2), "{}", String::from_utf8_lossy(&again.stderr));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Tuning variables with a value the engine does not know are refused with
+/// a message naming the variable, not ignored.
+#[test]
+fn unknown_tuning_values_are_refused() {
+    if common::gpu("unknown_tuning_values_are_refused").is_none() {
+        return;
+    }
+    for (var, value) in [("SPARSETRAIN_SHADER_CHECKS", "bogus"), ("SPARSETRAIN_WIDE_BK", "twelve")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_sparsetrain"))
+            .args(["bench", "matmul", "--sizes", "8", "--no-mlp-shapes", "--min-runs", "1", "--max-runs", "1"])
+            .env(var, value)
+            .output()
+            .expect("the binary runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{var}={value} was accepted");
+        assert!(err.contains(var), "{var}={value}: the message should name it; stderr: {err}");
+    }
+}
