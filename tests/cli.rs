@@ -136,14 +136,16 @@ fn unknown_tuning_values_are_refused() {
     if common::gpu("unknown_tuning_values_are_refused").is_none() {
         return;
     }
-    for (var, value) in [("SPARSETRAIN_SHADER_CHECKS", "bogus"), ("SPARSETRAIN_WIDE_BK", "twelve")] {
-        let out = Command::new(env!("CARGO_BIN_EXE_sparsetrain"))
-            .args(["bench", "matmul", "--sizes", "8", "--no-mlp-shapes", "--min-runs", "1", "--max-runs", "1"])
-            .env(var, value)
-            .output()
-            .expect("the binary runs");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{var}={value} was accepted");
-        assert!(err.contains(var), "{var}={value}: the message should name it; stderr: {err}");
+    let bench: &[&str] = &["bench", "matmul", "--sizes", "8", "--no-mlp-shapes", "--min-runs", "1", "--max-runs", "1"];
+    let train: &[&str] = &["train", "--epochs", "1", "--train-size", "64", "--test-size", "64"];
+    for (var, value) in
+        [("SPARSETRAIN_SHADER_CHECKS", "bogus"), ("SPARSETRAIN_WIDE_BK", "twelve"), ("SPARSETRAIN_WIDE_BK", "12")]
+    {
+        for args in [bench, train] {
+            let out = Command::new(env!("CARGO_BIN_EXE_sparsetrain")).args(args).env(var, value).output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{var}={value} was accepted by {args:?}");
+            assert!(err.contains(var), "{var}={value} {args:?}: the message should name it; stderr: {err}");
+        }
     }
 }

@@ -362,6 +362,10 @@ impl Gpu {
                 Err(format!("the device was opened without {:?}", coop_features() - device.features()))
             },
         };
+        // Tuning variables read later, checked now: a bad value fails when
+        // the device opens, whichever kernels later run.
+        crate::device::variant::wide_depth_env()?;
+        crate::device::shader::runtime_checks_env()?;
         Ok(Gpu {
             device,
             queue,

@@ -524,27 +524,45 @@ impl PipelineCache {
 ///
 /// `SPARSETRAIN_SHADER_CHECKS=matmul-unchecked` also drops the bounds
 /// checks of the matmul shaders (`matmul.wgsl`, `matmul_coop.wgsl`): on
-/// Vulkan naga clamps every index into a workgroup array (the inner loop's
-/// staged operands) and, without robust buffer access 2, every buffer index.
-/// Their indices stay in range by construction: interior tiles read whole
-/// vec4 inside the operands the launcher checked, edge tiles go through the
-/// element loaders' own tests, and staged slices are indexed below their
-/// override-sized lengths; the kernel tests compare every variant with the
-/// f64 reference. An experiment for GPUs (not the default): the driver's
-/// own robustness, where it has it, still guards buffers.
+/// Vulkan naga clamps every index into a fixed-size array, vector or matrix
+/// (the inner loop's staged operands in workgroup memory, the register
+/// tiles) and, without robust buffer access 2, every buffer index. The
+/// workgroup and register indices stay in range by construction (they
+/// depend on the thread and the slice only; the kernel tests compare every
+/// variant with the f64 reference). The buffer indices rely on the device's
+/// kept counts and maps being consistent, which the engine's own compaction
+/// writes: a corrupt count could then read or write out of bounds where
+/// the driver has no robustness of its own. Hence an experiment for GPUs,
+/// not the default.
 fn runtime_checks(shader: Shader) -> Result<Option<wgpu::ShaderRuntimeChecks>> {
-    let asked = std::env::var("SPARSETRAIN_SHADER_CHECKS").unwrap_or_default();
     let mut checks = wgpu::ShaderRuntimeChecks::checked();
     checks.force_loop_bounding = false;
-    match asked.trim() {
-        "" => Ok(Some(checks)),
-        "all" => Ok(None),
-        "matmul-unchecked" => {
+    match runtime_checks_env()? {
+        Checks::Default => Ok(Some(checks)),
+        Checks::All => Ok(None),
+        Checks::MatmulUnchecked => {
             if matches!(shader, Shader::Matmul | Shader::MatmulCoop) {
                 checks.bounds_checks = false;
             }
             Ok(Some(checks))
         }
+    }
+}
+
+/// The values of `SPARSETRAIN_SHADER_CHECKS`.
+pub(crate) enum Checks {
+    Default,
+    All,
+    MatmulUnchecked,
+}
+
+/// `SPARSETRAIN_SHADER_CHECKS`, checked.
+pub(crate) fn runtime_checks_env() -> Result<Checks> {
+    let asked = std::env::var("SPARSETRAIN_SHADER_CHECKS").unwrap_or_default();
+    match asked.trim() {
+        "" => Ok(Checks::Default),
+        "all" => Ok(Checks::All),
+        "matmul-unchecked" => Ok(Checks::MatmulUnchecked),
         _ => Err(Error::InvalidEnv {
             var: "SPARSETRAIN_SHADER_CHECKS",
             value: asked.clone(),

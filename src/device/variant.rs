@@ -2,7 +2,9 @@
 //! or matmul_coop.wgsl a product runs), the features the mixed-precision
 //! one needs, and the device's choice between them with where it came from.
 //! (Each variant's entry point, `Variant::kernel`, is in `shader`, with the
-//! kernel registry.)
+//! kernel registry.) Also the depths `wide` may take, and their variable.
+
+use crate::error::{Error, Result};
 
 /// Variants of the matmul family (see the header of shaders/matmul.wgsl).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -93,5 +95,26 @@ impl MatmulChoice {
     pub fn fallback(ty: wgpu::DeviceType) -> MatmulChoice {
         let variant = if ty == wgpu::DeviceType::Cpu { Variant::RegTile } else { Variant::Shared };
         MatmulChoice { variant, source: ChoiceSource::DeviceType, timings: Vec::new() }
+    }
+}
+
+/// A depth `wide` can take: 8 or 16.
+pub fn check_wide_depth(bk: u32) -> Result<u32> {
+    if bk != 8 && bk != 16 {
+        return Err(Error::InvalidArgument(format!("the wide matmul's K slices are 8 or 16 deep, not {bk}")));
+    }
+    Ok(bk)
+}
+
+/// `SPARSETRAIN_WIDE_BK`, checked (None where unset); read when a device
+/// opens too, so that a bad value fails there whatever variant runs.
+pub fn wide_depth_env() -> Result<Option<u32>> {
+    match std::env::var("SPARSETRAIN_WIDE_BK") {
+        Ok(v) if !v.trim().is_empty() => {
+            let bad = || Error::InvalidEnv { var: "SPARSETRAIN_WIDE_BK", value: v.clone(), expected: "8 or 16" };
+            let bk = v.trim().parse::<u32>().map_err(|_| bad())?;
+            check_wide_depth(bk).map(Some).map_err(|_| bad())
+        }
+        _ => Ok(None),
     }
 }

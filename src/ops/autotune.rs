@@ -27,9 +27,20 @@ fn cache_file() -> Option<PathBuf> {
     Some(dir.join("matmul-variant.tsv"))
 }
 
+/// The adapter, and the experiments that change what the variants run
+/// (`SPARSETRAIN_WIDE_BK`, `SPARSETRAIN_SHADER_CHECKS`), so that a choice
+/// timed under one is not taken for the defaults.
 fn cache_key(gpu: &Gpu) -> String {
     let r = gpu.report();
-    format!("{}|{:?}|{}", r.name, r.backend, r.driver_info).replace(['\t', '\n'], " ")
+    let mut key = format!("{}|{:?}|{}", r.name, r.backend, r.driver_info);
+    for var in ["SPARSETRAIN_WIDE_BK", "SPARSETRAIN_SHADER_CHECKS"] {
+        if let Ok(v) = std::env::var(var).map(|v| v.trim().to_string())
+            && !v.is_empty()
+        {
+            key.push_str(&format!("|{var}={v}"));
+        }
+    }
+    key.replace(['\t', '\n'], " ")
 }
 
 fn cache_lookup(key: &str) -> Option<Variant> {
@@ -104,8 +115,10 @@ fn choose(gpu: &Gpu, autotune: bool) -> Result<MatmulChoice> {
         match time_matmul(gpu, Matmul::new(Layout::NN).variant(v), dims, runs) {
             Ok(secs) => timings.push((v, crate::ops::matmul::flops(dims) / median(&secs) / 1e9)),
             // A variant this adapter cannot build (`wide` needs 16 KiB of
-            // workgroup memory) is left out of the choice, not fatal.
+            // workgroup memory, 32 KiB with SPARSETRAIN_WIDE_BK=16) is left
+            // out of the choice, not fatal.
             Err(Error::Shader { .. } | Error::Device(_)) if v != Variant::RegTile => {}
+            Err(Error::InvalidArgument(_)) if v == Variant::Wide => {}
             Err(e) => return Err(e),
         }
     }

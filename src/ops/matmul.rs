@@ -43,6 +43,7 @@ pub struct MatmulParams {
 pub use super::matmul_tiles::{auto_splits, coop_fits, coop_shape, regtile_tile};
 use super::matmul_tiles::{block_shape, wide_depth};
 pub use crate::device::shader::Variant;
+use crate::device::variant::check_wide_depth;
 
 impl KernelParams for MatmulParams {
     const SHADER: Shader = Shader::Matmul;
@@ -417,6 +418,9 @@ impl<'a> Matmul<'a> {
         }
         if variant == Variant::Wide {
             constants.push(("WBK", f64::from(wide_depth(gpu, self.wide_bk)?)));
+        } else if let Some(bk) = self.wide_bk {
+            // Asked for, so checked even where another variant runs.
+            check_wide_depth(bk)?;
         }
         if let Some((tm, wm, wn)) = blocks.coop {
             constants.extend([("COOP_TM", f64::from(tm)), ("COOP_WM", f64::from(wm)), ("COOP_WN", f64::from(wn))]);

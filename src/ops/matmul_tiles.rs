@@ -6,7 +6,7 @@
 use glam::UVec2;
 
 use crate::device::gpu::Gpu;
-use crate::device::variant::Variant;
+use crate::device::variant::{Variant, check_wide_depth, wide_depth_env};
 use crate::error::{Error, Result};
 
 /// How a variant covers an m × n product on a device: its workgroup, the
@@ -59,21 +59,12 @@ fn shape(v: Variant) -> (UVec2, u32) {
 /// way (`wide_loads`).
 pub fn wide_depth(gpu: &Gpu, asked: Option<u32>) -> Result<u32> {
     let bk = match asked {
-        Some(bk) => bk,
-        None => match std::env::var("SPARSETRAIN_WIDE_BK") {
-            Ok(v) if !v.trim().is_empty() => v.trim().parse::<u32>().map_err(|_| Error::InvalidEnv {
-                var: "SPARSETRAIN_WIDE_BK",
-                value: v.clone(),
-                expected: "8 or 16",
-            })?,
-            _ => 8,
-        },
+        Some(bk) => check_wide_depth(bk)?,
+        None => wide_depth_env()?.unwrap_or(8),
     };
-    if bk != 8 && bk != 16 {
-        return Err(Error::InvalidArgument(format!("the wide matmul's K slices are 8 or 16 deep, not {bk}")));
-    }
-    // Two operands × two buffers × bk rows of 128 floats.
-    let bytes = 2 * 2 * bk * 128 * 4;
+    // Two operands × two buffers × bk rows of a block tile's side.
+    let (wg, per_thread) = shape(Variant::Wide);
+    let bytes = 2 * 2 * bk * wg.y * per_thread * 4;
     let have = gpu.limits().max_compute_workgroup_storage_size;
     if bytes > have {
         return Err(Error::InvalidArgument(format!(

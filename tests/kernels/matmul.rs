@@ -100,28 +100,36 @@ fn matmul_matches_reference_on_a_capped_grid() {
     matmul_cases(&gpu);
 }
 
-/// `wide` runs with K slices of 8 (its default) and, where the device has
-/// the 32 KiB of workgroup memory they need, of 16.
-pub(crate) fn wide_depths(gpu: &sparsetrain::Gpu, variant: Variant) -> Vec<Option<u32>> {
-    if variant != Variant::Wide {
-        return vec![None];
-    }
-    if gpu.limits().max_compute_workgroup_storage_size < 32768 {
+/// `matmul_variants` with the K slice depth each run uses: `wide` runs with
+/// slices of 8 (its default) and, where the device has the 32 KiB of
+/// workgroup memory they need, of 16; the others ignore the depth (8).
+pub(crate) fn matmul_runs(gpu: &sparsetrain::Gpu, test: &str) -> Vec<(Variant, u32, u32)> {
+    let deep = gpu.limits().max_compute_workgroup_storage_size >= 32768;
+    if !deep {
         use std::io::Write;
         let _ = writeln!(
             std::io::stderr(),
-            "NOT RUN wide with K slices of 16: the device has less than 32 KiB of workgroup memory"
+            "NOT RUN {test} [wide bk 16]: the device has less than 32 KiB of workgroup memory"
         );
-        return vec![Some(8)];
     }
-    vec![Some(8), Some(16)]
+    let mut runs = Vec::new();
+    for (v, s) in matmul_variants(gpu, test) {
+        runs.push((v, s, 8));
+        if v == Variant::Wide && deep {
+            runs.push((v, s, 16));
+        }
+    }
+    runs
+}
+
+/// A run's label: the variant, its splits and a depth other than 8.
+pub(crate) fn run_label(variant: Variant, split: u32, bk: u32) -> String {
+    if bk == 8 { label(variant, split) } else { format!("{} bk {bk}", label(variant, split)) }
 }
 
 fn matmul_cases(gpu: &sparsetrain::Gpu) {
     let mut case = 0u64;
-    let runs = matmul_variants(gpu, "matmul_matches_reference");
-    let runs = runs.into_iter().flat_map(|(v, s)| wide_depths(gpu, v).into_iter().map(move |d| (v, s, d)));
-    for (variant, split, depth) in runs {
+    for (variant, split, bk) in matmul_runs(gpu, "matmul_matches_reference") {
         for layout in Layout::ALL {
             for &(m, n, k) in &SHAPES {
                 for (alpha, beta) in [(1.0f32, 0.0f32), (0.5, 1.0)] {
@@ -136,10 +144,7 @@ fn matmul_cases(gpu: &sparsetrain::Gpu) {
                     let tb = Tensor::from_f32(gpu, "B", &sb, &b).unwrap();
                     let tc = Tensor::from_f32(gpu, "C", &[m, n], &c0).unwrap();
                     let mut rec = Recorder::new(gpu);
-                    let mut mm = Matmul::new(layout).variant(variant).split_k(split);
-                    if let Some(bk) = depth {
-                        mm = mm.wide_depth(bk);
-                    }
+                    let mut mm = Matmul::new(layout).variant(variant).split_k(split).wide_depth(bk);
                     (mm.alpha, mm.beta) = (alpha, beta);
                     mm.record(&mut rec, &tc, &ta, &tb, d).unwrap();
                     rec.finish().unwrap();
@@ -147,9 +152,8 @@ fn matmul_cases(gpu: &sparsetrain::Gpu) {
                     let mut want = if beta == 0.0 { vec![0.0; m * n] } else { to_f64(&c0) };
                     cpu::matmul::matmul(&mut want, &to_f64(&a), &to_f64(&b), layout, alpha as f64, beta as f64, d);
                     let what = format!(
-                        "{}{} {} {m}x{n}x{k} alpha {alpha} beta {beta} (seed {})",
-                        label(variant, split),
-                        depth.map_or(String::new(), |d| format!(" bk {d}")),
+                        "{} {} {m}x{n}x{k} alpha {alpha} beta {beta} (seed {})",
+                        run_label(variant, split, bk),
                         layout.name(),
                         1000 + case
                     );
@@ -225,9 +229,7 @@ fn dynamic_cases(gpu: &sparsetrain::Gpu) {
     use sparsetrain::cpu::matmul::{ScatterRef, matmul_fused};
     use sparsetrain::ops::matmul::{DynDims, Scatter};
     let mut case = 0u64;
-    let runs = matmul_variants(gpu, "matmul_dynamic_sizes_and_epilogues");
-    let runs = runs.into_iter().flat_map(|(v, s)| wide_depths(gpu, v).into_iter().map(move |d| (v, s, d)));
-    for (variant, split, depth) in runs {
+    for (variant, split, bk) in matmul_runs(gpu, "matmul_dynamic_sizes_and_epilogues") {
         for layout in Layout::ALL {
             // (real m, real n, real k) read from `dims`; 0 = nothing kept.
             for &(rm, rn, rk) in
@@ -303,10 +305,7 @@ fn dynamic_cases(gpu: &sparsetrain::Gpu) {
                 };
 
                 let mut rec = Recorder::new(gpu);
-                let mut base = Matmul::new(layout).variant(variant).split_k(split).dynamic(dynd);
-                if let Some(bk) = depth {
-                    base = base.wide_depth(bk);
-                }
+                let base = Matmul::new(layout).variant(variant).split_k(split).wide_depth(bk).dynamic(dynd);
                 base.bias(&tbias).relu().record(&mut rec, &tc, &ta, &tb, d_max).unwrap();
                 base.gate(&tgate).record(&mut rec, &tg, &ta, &tb, d_max).unwrap();
                 base.accumulate().scatter(scatter).record(&mut rec, &tfull, &ta, &tb, d_max).unwrap();
@@ -323,10 +322,9 @@ fn dynamic_cases(gpu: &sparsetrain::Gpu) {
                 let sref = ScatterRef { rows: Some(&rows), cols: Some(&cols), ldc: full_n, real_m: rm, real_n: rn };
                 matmul_fused(&mut want_full, &a64, &b64, layout, 1.0, 1.0, d, None, false, None, Some(&sref));
 
-                let bk = depth.map_or(String::new(), |d| format!(" bk {d}"));
                 let tag = format!(
-                    "{}{bk} {} real {rm}x{rn}x{rk} (seed {})",
-                    label(variant, split),
+                    "{} {} real {rm}x{rn}x{rk} (seed {})",
+                    run_label(variant, split, bk),
                     layout.name(),
                     1300 + case
                 );
@@ -388,22 +386,17 @@ fn large_matmuls_compute_every_tile() {
     let b = rand_f32(&mut r, d.k * d.n, -1.0, 1.0);
     for layout in Layout::ALL {
         let (sa, sb) = shapes_of(layout, d);
-        let runs = matmul_variants(&gpu, "large_matmuls_compute_every_tile");
-        let runs = runs.into_iter().flat_map(|(v, s)| wide_depths(&gpu, v).into_iter().map(move |d| (v, s, d)));
-        for (variant, split, depth) in runs {
+        for (variant, split, bk) in matmul_runs(&gpu, "large_matmuls_compute_every_tile") {
             let (a, b) = (f16_for(variant, a.clone()), f16_for(variant, b.clone()));
             let ta = Tensor::from_f32(&gpu, "A", &sa, &a).unwrap();
             let tb = Tensor::from_f32(&gpu, "B", &sb, &b).unwrap();
             let tc = Tensor::from_f32(&gpu, "C", &[d.m, d.n], &vec![f32::NAN; d.m * d.n]).unwrap();
             let mut rec = Recorder::new(&gpu);
-            let mut mm = Matmul::new(layout).variant(variant).split_k(split);
-            if let Some(bk) = depth {
-                mm = mm.wide_depth(bk);
-            }
+            let mm = Matmul::new(layout).variant(variant).split_k(split).wide_depth(bk);
             mm.record(&mut rec, &tc, &ta, &tb, d).unwrap();
             rec.finish().unwrap();
             let c = tc.download_f32(&gpu).unwrap();
-            let what = format!("{}{}", label(variant, split), depth.map_or(String::new(), |d| format!(" bk {d}")));
+            let what = run_label(variant, split, bk);
             let nan = c.iter().filter(|v| v.is_nan()).count();
             assert_eq!(nan, 0, "{what} {}: {nan} outputs never written", layout.name());
             let (got, want) = sampled(&mut r, layout, d, &a, &b, &c);
@@ -471,7 +464,7 @@ fn implicit_cases(gpu: &sparsetrain::Gpu, label: &str) {
     let mut case = 0u64;
     for g in geoms {
         for c in [4usize, 8, 12] {
-            for (variant, split) in matmul_variants(gpu, "implicit_convolution_operands_match_im2col") {
+            for (variant, split, bk) in matmul_runs(gpu, "implicit_convolution_operands_match_im2col") {
                 case += 1;
                 let mut r = rng(3100 + case);
                 let (cap, n, co) = (3usize, 2usize, 5usize);
@@ -493,6 +486,7 @@ fn implicit_cases(gpu: &sparsetrain::Gpu, label: &str) {
                     Matmul::new(Layout::NT)
                         .variant(variant)
                         .split_k(split)
+                        .wide_depth(bk)
                         .implicit(Implicit::A(g))
                         .sizes(None, per, Size::Static, Size::Static)
                         .record(rec, &ty, &tx, &tw, Dims { m: rows_cap, n: co, k: kdim })
@@ -500,13 +494,14 @@ fn implicit_cases(gpu: &sparsetrain::Gpu, label: &str) {
                     Matmul::new(Layout::TN)
                         .variant(variant)
                         .split_k(split)
+                        .wide_depth(bk)
                         .accumulate()
                         .implicit(Implicit::B(g))
                         .sizes(None, Size::Static, Size::Static, per)
                         .record(rec, &tdw, &tdy, &tx, Dims { m: co, n: kdim, k: rows_cap })
                         .unwrap();
                 });
-                let tag = format!("{} {g:?} channels {c}{label}", self::label(variant, split));
+                let tag = format!("{} {g:?} channels {c}{label}", run_label(variant, split, bk));
                 let cols = cpu::conv::im2col(&to_f64(&x[..n * g.h * g.w * c]), n, c, g);
                 let mut want = vec![0.0; rows * co];
                 cpu::matmul::matmul(
@@ -542,6 +537,7 @@ fn implicit_cases(gpu: &sparsetrain::Gpu, label: &str) {
                     Matmul::new(Layout::NN)
                         .variant(variant)
                         .split_k(split)
+                        .wide_depth(bk)
                         .accumulate()
                         .gate(&tx)
                         .implicit(Implicit::Dx(g))

@@ -9,7 +9,7 @@ use sparsetrain::ops::matmul::{Dims, Implicit, Layout, Matmul, Size};
 use sparsetrain::{Gpu, Tensor};
 
 use crate::common::*;
-use crate::matmul::{f16_for, label, matmul_variants, tol};
+use crate::matmul::{f16_for, matmul_runs, run_label, tol};
 
 /// Zeroes the padding of rows of `blocks` blocks of `kp` values, of which
 /// the first `k` of each block are real.
@@ -33,8 +33,8 @@ fn kept_cases(gpu: &Gpu, label_: &str) {
     for k in [1usize, 2, 3, 4, 5, 6, 7, 9] {
         let kp = k.div_ceil(4) * 4;
         let dims = Tensor::from_u32(gpu, "dims", &[4], &[k as u32, 0, 0, 0]).unwrap();
-        for (variant, split) in matmul_variants(gpu, "kept_inner_sizes_match_reference") {
-            let tag = |what: &str| format!("{what}, {} kept {k}{label_}", label(variant, split));
+        for (variant, split, bk) in matmul_runs(gpu, "kept_inner_sizes_match_reference") {
+            let tag = |what: &str| format!("{what}, {} kept {k}{label_}", run_label(variant, split, bk));
             for blocks in [1usize, 3] {
                 case += 1;
                 let mut r = rng(4100 + case);
@@ -48,6 +48,7 @@ fn kept_cases(gpu: &Gpu, label_: &str) {
                     Matmul::new(Layout::NT)
                         .variant(variant)
                         .split_k(split)
+                        .wide_depth(bk)
                         .sizes(Some(&dims), Size::Static, Size::Static, Size::Kept { count: 0, blocks })
                         .record(rec, &tc, &ta, &tb, Dims { m, n, k: kd })
                         .unwrap();
@@ -75,6 +76,7 @@ fn kept_cases(gpu: &Gpu, label_: &str) {
                     Matmul::new(Layout::NT)
                         .variant(variant)
                         .split_k(split)
+                        .wide_depth(bk)
                         .implicit(Implicit::A(g))
                         .sizes(Some(&dims), Size::Static, Size::Static, Size::Kept { count: 0, blocks: taps })
                         .record(rec, &ty, &tx, &tw, Dims { m: rows, n: co, k: taps * kp })
@@ -103,6 +105,7 @@ fn kept_cases(gpu: &Gpu, label_: &str) {
                     Matmul::new(Layout::NN)
                         .variant(variant)
                         .split_k(split)
+                        .wide_depth(bk)
                         .implicit(Implicit::Dx(g))
                         .sizes(Some(&dims), Size::Static, Size::Static, Size::Kept { count: 0, blocks: taps })
                         .record(rec, &tdx, &tdy, &tw, Dims { m: batch * plane, n: c, k: taps * kp })
