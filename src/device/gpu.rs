@@ -6,7 +6,8 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::device::shader::{Constants, Kernel, MatmulChoice, Pipeline, PipelineCache, Variant, coop_features};
+use crate::device::pipeline::{Pipeline, PipelineCache};
+use crate::device::shader::{Constants, Kernel, MatmulChoice, Variant, coop_features};
 use crate::error::{Error, Result};
 
 /// How to open a device. `Default` reads the environment.
@@ -365,7 +366,7 @@ impl Gpu {
         // Tuning variables read later, checked now: a bad value fails when
         // the device opens, whichever kernels later run.
         crate::device::variant::wide_depth_env()?;
-        crate::device::shader::runtime_checks_env()?;
+        crate::device::pipeline::runtime_checks_env()?;
         Ok(Gpu {
             device,
             queue,

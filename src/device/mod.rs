@@ -1,6 +1,6 @@
 //! The device layer: the GPU and its limits (`gpu`), resident tensors
-//! (`tensor`), the kernel registry and pipeline cache (`shader`) with
-//! layouts read from the shaders (`layout`), the matmul
+//! (`tensor`), the kernel registry (`shader`), the pipeline cache
+//! (`pipeline`) with layouts read from the shaders (`layout`), the matmul
 //! variants and the device's choice between them (`variant`), the
 //! per-step values every plan reads (`step`), and recording dispatches into
 //! submissions or replayable plans (`record`). Nothing here knows about
@@ -8,6 +8,7 @@
 
 pub mod gpu;
 pub mod layout;
+pub mod pipeline;
 pub mod record;
 pub mod shader;
 pub mod step;

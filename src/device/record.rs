@@ -16,7 +16,8 @@ use glam::UVec3;
 
 use crate::device::gpu::Gpu;
 use crate::device::layout::{Use, step_uses_offsets};
-use crate::device::shader::{Constants, Kernel, Pipeline};
+use crate::device::pipeline::Pipeline;
+use crate::device::shader::{Constants, Kernel};
 use crate::device::step::{STEP_BINDING, STEP_SLOTS, StepBlock, StepBuffer};
 use crate::device::tensor::Tensor;
 use crate::error::{Error, Result};

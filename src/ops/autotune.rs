@@ -154,13 +154,11 @@ pub struct Runs {
     pub inner: usize,
 }
 
-/// Seconds per matmul over several timed runs, after one warm-up run
-/// (which also compiles the pipeline). Operands hold random values: zeros
-/// can hide bugs and time differently.
-pub fn time_matmul(gpu: &Gpu, mm: Matmul, d: Dims, runs: Runs) -> Result<Vec<f64>> {
+/// A, B and C of a timed product in `layout`, holding seeded random values.
+pub fn bench_operands(gpu: &Gpu, layout: Layout, d: Dims) -> Result<(Tensor, Tensor, Tensor)> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
     let mut rand_vec = |n: usize| (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<_>>();
-    let (a_shape, b_shape) = match mm.layout {
+    let (a_shape, b_shape) = match layout {
         Layout::NN => ([d.m, d.k], [d.k, d.n]),
         Layout::NT => ([d.m, d.k], [d.n, d.k]),
         Layout::TN => ([d.k, d.m], [d.k, d.n]),
@@ -168,6 +166,14 @@ pub fn time_matmul(gpu: &Gpu, mm: Matmul, d: Dims, runs: Runs) -> Result<Vec<f64
     let a = Tensor::from_f32(gpu, "bench A", &a_shape, &rand_vec(d.m * d.k))?;
     let b = Tensor::from_f32(gpu, "bench B", &b_shape, &rand_vec(d.k * d.n))?;
     let c = Tensor::from_f32(gpu, "bench C", &[d.m, d.n], &rand_vec(d.m * d.n))?;
+    Ok((a, b, c))
+}
+
+/// Seconds per matmul over several timed runs, after one warm-up run
+/// (which also compiles the pipeline). Operands hold random values: zeros
+/// can hide bugs and time differently.
+pub fn time_matmul(gpu: &Gpu, mm: Matmul, d: Dims, runs: Runs) -> Result<Vec<f64>> {
+    let (a, b, c) = bench_operands(gpu, mm.layout, d)?;
     let inner = runs.inner.max(1);
     let run = |count: usize| -> Result<f64> {
         let t0 = Instant::now();

@@ -1,0 +1,212 @@
+//! The matmul benchmark: every variant on every layout and size, timed by
+//! GPU timestamps where the adapter has them.
+
+use std::io::Write;
+use std::time::Instant;
+
+use super::io_err;
+use crate::device::gpu::Gpu;
+use crate::error::Result;
+use crate::ops::autotune::{Runs, bench_operands, median, time_matmul};
+use crate::ops::matmul::{Dims, Layout, Matmul, Variant, flops};
+
+/// GPU seconds of one matmul per run, from timestamps around its pass
+/// (`Plan::gpu_seconds`): no submit or wait in the figure.
+fn time_matmul_gpu(gpu: &Gpu, mm: Matmul, d: Dims, runs: Runs) -> Result<Vec<f64>> {
+    let (a, b, c) = bench_operands(gpu, mm.layout, d)?;
+    let mut rec = crate::device::record::Recorder::new(gpu);
+    mm.record(&mut rec, &c, &a, &b, d)?;
+    let plan = rec.into_plan();
+    plan.gpu_seconds(gpu, None)?;
+    let start = Instant::now();
+    let mut out = Vec::new();
+    while out.len() < runs.min.max(1) || (out.len() < runs.max && start.elapsed().as_secs_f64() < runs.budget_s) {
+        out.push(plan.gpu_seconds(gpu, None)?);
+    }
+    Ok(out)
+}
+
+/// The MLP shapes at batch 256 for hidden sizes 1024 and 4096, as (M, N, K)
+/// of the forward product (the layout decides which operand is
+/// transposed), and the weight gradient of ResNet-20's first 3×3
+/// convolutions at batch 128 (16 × 144 outputs, K = 128 · 32 · 32): few
+/// output tiles over a long K, the product split-K is for.
+pub fn mlp_shapes() -> Vec<Dims> {
+    vec![
+        Dims { m: 256, n: 1024, k: 784 },
+        Dims { m: 256, n: 1024, k: 1024 },
+        Dims { m: 256, n: 4096, k: 4096 },
+        Dims { m: 1024, n: 784, k: 256 },
+        Dims { m: 16, n: 144, k: 131072 },
+    ]
+}
+
+pub struct MatmulRow {
+    pub layout: Layout,
+    pub dims: Dims,
+    pub variant: Variant,
+    /// Splits of K (1: none).
+    pub splits: u32,
+    /// `wide`'s K slice depth (`Matmul::wide_depth`); None for the others.
+    pub depth: Option<u32>,
+    pub gflops: f64,
+    pub runs: usize,
+    pub vs_naive: f64,
+    /// Timed by GPU timestamps (else wall clock around submit and wait).
+    pub gpu_timed: bool,
+    /// Share of the adapter's fp32 peak, where the peak is known.
+    pub peak_share: Option<f64>,
+}
+
+/// The fp32 peak of an adapter in TFLOP/s: `SPARSETRAIN_PEAK_TFLOPS`, else
+/// a few known data-centre and desktop GPUs by name (vendor figures for
+/// non-tensor fp32), else None.
+pub fn fp32_peak_tflops(adapter: &str) -> Option<f64> {
+    if let Some(v) = std::env::var("SPARSETRAIN_PEAK_TFLOPS").ok().and_then(|v| v.parse::<f64>().ok()) {
+        return (v > 0.0).then_some(v);
+    }
+    peak_by_name(adapter)
+}
+
+/// The fp32 peak of a known adapter, by name.
+fn peak_by_name(adapter: &str) -> Option<f64> {
+    let name = adapter.to_lowercase();
+    let known: [(&[&str], f64); 8] = [
+        (&["h100", "pcie"], 51.2),
+        (&["h100"], 66.9),
+        (&["h200"], 66.9),
+        (&["a100"], 19.5),
+        (&["l40s"], 91.6),
+        (&["rtx 4090"], 82.6),
+        (&["rtx 3090"], 35.6),
+        (&["a10g"], 31.2),
+    ];
+    known.iter().find(|(keys, _)| keys.iter().all(|k| name.contains(k))).map(|&(_, t)| t)
+}
+
+/// Times every variant on every layout and size; prints a Markdown table.
+pub fn bench_matmul(
+    gpu: &Gpu,
+    layouts: &[Layout],
+    shapes: &[Dims],
+    runs: Runs,
+    out: &mut dyn Write,
+) -> Result<Vec<MatmulRow>> {
+    let r = gpu.report();
+    let choice = crate::ops::autotune::ensure(gpu)?;
+    writeln!(out, "device: {} ({:?}, {:?})", r.name, r.backend, r.device_type).map_err(io_err)?;
+    writeln!(out, "chosen variant: {} (by {:?})", choice.variant.name(), choice.source).map_err(io_err)?;
+    writeln!(
+        out,
+        "runs per cell: {}..{} within {:.1} s, median reported; ratio = GFLOP/s over the naive kernel's on the same shape",
+        runs.min, runs.max, runs.budget_s
+    )
+    .map_err(io_err)?;
+    let timed = gpu.has_timestamps();
+    let peak = fp32_peak_tflops(&r.name);
+    writeln!(
+        out,
+        "timing: {}; fp32 peak: {}",
+        if timed { "GPU timestamps around the kernel" } else { "wall clock around submit and wait (no timestamps)" },
+        peak.map_or("unknown (set SPARSETRAIN_PEAK_TFLOPS)".to_string(), |p| format!("{p} TFLOP/s"))
+    )
+    .map_err(io_err)?;
+    writeln!(out).map_err(io_err)?;
+    writeln!(out, "| layout | M×N×K | variant | GFLOP/s | % of fp32 peak | runs | × naive |").map_err(io_err)?;
+    writeln!(out, "|---|---|---|---:|---:|---:|---:|").map_err(io_err)?;
+    let mut rows = Vec::new();
+    for &layout in layouts {
+        for &d in shapes {
+            let mut cells = Vec::new();
+            let mut variants = vec![Variant::Naive, Variant::RegTile, Variant::Shared, Variant::Wide];
+            // The mixed-precision kernel (f16 operands, f32 accumulation)
+            // where the adapter has cooperative matrices.
+            if gpu.coop().is_ok() {
+                variants.push(Variant::Coop);
+            }
+            for v in variants {
+                // Unsplit, and split as the launcher would on this device.
+                let (m, n) = (d.m as u32, d.n as u32);
+                let tile = crate::ops::matmul_tiles::block_shape(gpu, v, m, n)?.tile;
+                let tiles = n.div_ceil(tile.x.max(1)) * m.div_ceil(tile.y.max(1));
+                let auto = crate::ops::matmul::auto_splits(r.device_type, v, tiles, d.k as u32, false, false);
+                let splits = if v.splits_k() && auto > 1 { vec![1, auto] } else { vec![1] };
+                // `wide` with K slices of 8 (its default) and of 16 where
+                // the adapter has the workgroup memory.
+                let depths = match v {
+                    Variant::Wide if crate::ops::matmul_tiles::wide_depth(gpu, Some(16)).is_ok() => {
+                        vec![Some(8), Some(16)]
+                    }
+                    Variant::Wide => vec![Some(8)],
+                    _ => vec![None],
+                };
+                for s in splits {
+                    for &depth in &depths {
+                        let mut mm = Matmul::new(layout).variant(v).split_k(s);
+                        if let Some(bk) = depth {
+                            mm = mm.wide_depth(bk);
+                        }
+                        let secs =
+                            if timed { time_matmul_gpu(gpu, mm, d, runs)? } else { time_matmul(gpu, mm, d, runs)? };
+                        cells.push((v, s, depth, flops(d) / median(&secs) / 1e9, secs.len()));
+                    }
+                }
+            }
+            let naive = cells[0].3;
+            // The depth `wide` runs with when nothing asks for one.
+            let usual = Some(crate::ops::matmul_tiles::wide_depth(gpu, None)?);
+            for (v, splits, depth, gflops, n) in cells {
+                let mark = if v == choice.variant && (depth.is_none() || depth == usual) { " (chosen)" } else { "" };
+                let mut split = if splits > 1 { format!(" split {splits}") } else { String::new() };
+                if depth == Some(16) {
+                    split.push_str(" bk 16");
+                }
+                let share = peak.map(|p| gflops / (p * 1e3));
+                writeln!(
+                    out,
+                    "| {} | {}×{}×{} | {}{}{} | {:.2} | {} | {} | {:.2} |",
+                    layout.name(),
+                    d.m,
+                    d.n,
+                    d.k,
+                    v.name(),
+                    split,
+                    mark,
+                    gflops,
+                    share.map_or("—".to_string(), |s| format!("{:.1}%", 100.0 * s)),
+                    n,
+                    gflops / naive
+                )
+                .map_err(io_err)?;
+                out.flush().map_err(io_err)?;
+                let vs_naive = gflops / naive;
+                rows.push(MatmulRow {
+                    layout,
+                    dims: d,
+                    variant: v,
+                    splits,
+                    depth,
+                    gflops,
+                    runs: n,
+                    vs_naive,
+                    gpu_timed: timed,
+                    peak_share: share,
+                });
+            }
+        }
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_peaks_by_adapter_name() {
+        assert_eq!(peak_by_name("NVIDIA H100 80GB HBM3"), Some(66.9));
+        assert_eq!(peak_by_name("NVIDIA H100 PCIe"), Some(51.2));
+        assert_eq!(peak_by_name("NVIDIA A100-SXM4-40GB"), Some(19.5));
+        assert_eq!(peak_by_name("llvmpipe (LLVM 15.0.6, 256 bits)"), None);
+    }
+}
