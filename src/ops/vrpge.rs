@@ -91,10 +91,6 @@ pub fn score_grad(
         need(OP, "loss scale", t, super::LOSS_SCALE_SLOT + 1, DType::F32)?;
     }
     let copy = loss_scale.and_then(|(_, c)| c);
-    // Read here while `losses` is written.
-    if loss_scale.is_some_and(|(t, _)| t.buffer() == losses.buffer()) {
-        return Err(Error::InvalidArgument("the loss scale must lie apart from the losses".into()));
-    }
     need(OP, "grad", grad, n, DType::F32)?;
     let last = loss_slots.0.max(loss_slots.1).max(sum_slot.unwrap_or(0)).max(copy.unwrap_or(0));
     need(OP, "losses", losses, last + 1, DType::F32)?;

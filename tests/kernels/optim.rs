@@ -231,6 +231,7 @@ fn adam_clip_refuses_misuse() {
         ("scale copy past the losses", ClipDecision { loss_scale: Some((5, 4)), ..ok }, 10),
         ("record is an input", ClipDecision { record: &norms, ..ok }, 10),
         ("norms in the gradient", ClipDecision { norms: (&g, 3), ..ok }, 10),
+        ("record in the moments", ClipDecision { record: &m, ..ok }, 10),
         ("losses in the weights", ClipDecision { loss: (&w, 0, 2), ..ok }, 10),
         ("zero growth", ClipDecision { loss_scale: Some((0, 3)), ..ok }, 10),
         ("non-finite clip norm", ClipDecision { max_norm: f32::NAN, ..ok }, 10),
