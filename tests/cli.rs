@@ -138,9 +138,13 @@ fn unknown_tuning_values_are_refused() {
     }
     let bench: &[&str] = &["bench", "matmul", "--sizes", "8", "--no-mlp-shapes", "--min-runs", "1", "--max-runs", "1"];
     let train: &[&str] = &["train", "--epochs", "1", "--train-size", "64", "--test-size", "64"];
-    for (var, value) in
-        [("SPARSETRAIN_SHADER_CHECKS", "bogus"), ("SPARSETRAIN_WIDE_BK", "twelve"), ("SPARSETRAIN_WIDE_BK", "12")]
-    {
+    for (var, value) in [
+        ("SPARSETRAIN_SHADER_CHECKS", "bogus"),
+        ("SPARSETRAIN_WIDE_BK", "twelve"),
+        ("SPARSETRAIN_WIDE_BK", "12"),
+        ("SPARSETRAIN_WIDE_TILE", "96x64"),
+        ("SPARSETRAIN_WIDE_TILE", "128"),
+    ] {
         for args in [bench, train] {
             let out = Command::new(env!("CARGO_BIN_EXE_sparsetrain")).args(args).env(var, value).output().unwrap();
             let err = String::from_utf8_lossy(&out.stderr);

@@ -1,20 +1,23 @@
 // `matmul_wide`, the variant built for large GPUs (included by matmul.wgsl
 // only; uses its bindings, sizes, loaders and epilogues). Each workgroup of
 // WG_X × WG_Y threads computes a block tile of (8·WG_Y) × (8·WG_X) outputs
-// (128 × 128 with 16 × 16 threads), each thread 8 × 8 of them as four 4 × 4
-// register tiles: rows 4·ly and 4·(WG_Y + ly), columns 4·lx and 4·(WG_X + lx)
-// of the block, so that the threads of a row read consecutive vec4 from
-// workgroup memory. K runs in slices of WBK, staged in two workgroup-memory
-// buffers: while the block multiplies one slice, its threads hold the next
-// slice's global loads in registers and store them into the other buffer,
-// so each slice costs one barrier, and the global loads' latency hides
-// behind the arithmetic. Interior tiles load vec4 straight from memory;
-// only edge tiles, unaligned shapes and implicit operands go through the
-// bounds-checked element loaders (`a_at`, `b_at`).
+// (128 × 128 with 16 × 16 threads; each side 64 or 128), each thread 8 × 8
+// of them as four 4 × 4 register tiles: rows 4·ly and 4·(WG_Y + ly),
+// columns 4·lx and 4·(WG_X + lx) of the block, so that the threads of a row
+// read consecutive vec4 from workgroup memory. K runs in slices of WBK,
+// staged in two workgroup-memory buffers: while the block multiplies one
+// slice, its threads hold the next slice's global loads in registers and
+// store them into the other buffer, so each slice costs one barrier, and
+// the global loads' latency hides behind the arithmetic. Interior tiles
+// load vec4 straight from memory; only edge tiles, unaligned shapes and
+// implicit operands go through the bounds-checked element loaders (`a_at`,
+// `b_at`). Sides of 64 serve products with few tiles of 128, above all the
+// compressed products of kept units, whose counts are known only on the
+// device (the launcher picks the tile: `wide_tile` in matmul_tiles.rs).
 
-// Depth of a K slice: a multiple of 4 with 2·WBK a multiple of WG_X, the
-// workgroup square (WG_X = WG_Y), so that the threads share a slice's loads
-// evenly (`wide_loads`, at most WIDE_MAX_LOADS).
+// Depth of a K slice: a multiple of 4 with 2·WBK a multiple of WG_X and of
+// WG_Y (8 or 16 each), so that the threads share a slice's loads evenly
+// (`wide_loads_a`, `wide_loads_b`, at most WIDE_MAX_LOADS).
 override WBK: u32 = 8u;
 
 const WIDE_MAX_LOADS: u32 = 4u;
@@ -27,11 +30,15 @@ override WIDE_B_LEN: u32 = 4u * WBK * WG_X;
 var<workgroup> wide_a: array<vec4<f32>, WIDE_A_LEN>;
 var<workgroup> wide_b: array<vec4<f32>, WIDE_B_LEN>;
 
-// vec4 loads per thread per operand and slice: a slice of A holds
-// 8·WG_Y·WBK floats = 2·WBK·WG_Y vec4 over WG_X·WG_Y threads (one each
-// with 16 × 16 threads and WBK = 8; B likewise).
-fn wide_loads() -> u32 {
+// vec4 loads per thread and slice: a slice of A holds 8·WG_Y·WBK floats =
+// 2·WBK·WG_Y vec4 over WG_X·WG_Y threads (one each with 16 × 16 threads and
+// WBK = 8), a slice of B 2·WBK·WG_X vec4.
+fn wide_loads_a() -> u32 {
     return min((2u * WBK) / WG_X, WIDE_MAX_LOADS);
+}
+
+fn wide_loads_b() -> u32 {
+    return min((2u * WBK) / WG_Y, WIDE_MAX_LOADS);
 }
 
 // The e-th vec4 of A's and B's slices (see `fetch_a_vec4`).
@@ -87,7 +94,8 @@ fn matmul_wide(
     let threads = WG_X * WG_Y;
     let bm = 8u * WG_Y;
     let bn = 8u * WG_X;
-    let loads = wide_loads();
+    let loads_a = wide_loads_a();
+    let loads_b = wide_loads_b();
     let tiles = tile_count(bn, bm);
     let run = tile_run(wid, nwg, tiles.x * tiles.y);
     let slices = (KE - KB + WBK - 1u) / WBK;
@@ -101,9 +109,12 @@ fn matmul_wide(
         // Prologue: slice 0 into buffer 0.
         if slices > 0u {
             let k_in = KB + WBK <= K;
-            for (var l = 0u; l < loads; l++) {
+            for (var l = 0u; l < loads_a; l++) {
                 let e = lidx + l * threads;
                 wide_store_a(0u, e, wide_fetch_a(row_base, KB, e, rows_in && k_in));
+            }
+            for (var l = 0u; l < loads_b; l++) {
+                let e = lidx + l * threads;
                 wide_store_b(0u, e, wide_fetch_b(KB, col_base, e, cols_in && k_in));
             }
         }
@@ -119,10 +130,11 @@ fn matmul_wide(
                 // The next slice's global loads, held while this one runs.
                 let k0 = KB + (s + 1u) * WBK;
                 let k_in = k0 + WBK <= K;
-                for (var l = 0u; l < loads; l++) {
-                    let e = lidx + l * threads;
-                    ra[l] = wide_fetch_a(row_base, k0, e, rows_in && k_in);
-                    rb[l] = wide_fetch_b(k0, col_base, e, cols_in && k_in);
+                for (var l = 0u; l < loads_a; l++) {
+                    ra[l] = wide_fetch_a(row_base, k0, lidx + l * threads, rows_in && k_in);
+                }
+                for (var l = 0u; l < loads_b; l++) {
+                    rb[l] = wide_fetch_b(k0, col_base, lidx + l * threads, cols_in && k_in);
                 }
             }
             for (var kk = 0u; kk < WBK; kk++) {
@@ -150,10 +162,11 @@ fn matmul_wide(
                 acc11[3] += a1.w * b1;
             }
             if more {
-                for (var l = 0u; l < loads; l++) {
-                    let e = lidx + l * threads;
-                    wide_store_a(cur ^ 1u, e, ra[l]);
-                    wide_store_b(cur ^ 1u, e, rb[l]);
+                for (var l = 0u; l < loads_a; l++) {
+                    wide_store_a(cur ^ 1u, lidx + l * threads, ra[l]);
+                }
+                for (var l = 0u; l < loads_b; l++) {
+                    wide_store_b(cur ^ 1u, lidx + l * threads, rb[l]);
                 }
             }
             workgroupBarrier();

@@ -41,6 +41,10 @@ pub fn mlp_shapes() -> Vec<Dims> {
     ]
 }
 
+/// A `wide` configuration a cell times: K slice depth and block tile
+/// (rows × columns); None for the other variants.
+type WideConfig = (Option<u32>, Option<(u32, u32)>);
+
 pub struct MatmulRow {
     pub layout: Layout,
     pub dims: Dims,
@@ -49,6 +53,8 @@ pub struct MatmulRow {
     pub splits: u32,
     /// `wide`'s K slice depth (`Matmul::wide_depth`); None for the others.
     pub depth: Option<u32>,
+    /// `wide`'s block tile, rows × columns (`Matmul::wide_tile`); None for the others.
+    pub tile: Option<(u32, u32)>,
     pub gflops: f64,
     pub runs: usize,
     pub vs_naive: f64,
@@ -127,39 +133,62 @@ pub fn bench_matmul(
             for v in variants {
                 // Unsplit, and split as the launcher would on this device.
                 let (m, n) = (d.m as u32, d.n as u32);
-                let tile = crate::ops::matmul_tiles::block_shape(gpu, v, m, n)?.tile;
+                let fit = crate::ops::matmul::TileFit::default();
+                let tile = crate::ops::matmul_tiles::block_shape(gpu, v, m, n, fit)?.tile;
                 let tiles = n.div_ceil(tile.x.max(1)) * m.div_ceil(tile.y.max(1));
                 let auto = crate::ops::matmul::auto_splits(r.device_type, v, tiles, d.k as u32, false, false);
                 let splits = if v.splits_k() && auto > 1 { vec![1, auto] } else { vec![1] };
-                // `wide` with K slices of 8 (its default) and of 16 where
-                // the adapter has the workgroup memory.
-                let depths = match v {
-                    Variant::Wide if crate::ops::matmul_tiles::wide_depth(gpu, Some(16)).is_ok() => {
-                        vec![Some(8), Some(16)]
+                // `wide` as it runs static products (128 × 128), with K
+                // slices of 8 (its default) and of 16 where the adapter has
+                // the workgroup memory, then its smaller tiles (those of
+                // kept counts) at the default depth.
+                let wide_tile = (tile.y, tile.x);
+                let configs: Vec<WideConfig> = match v {
+                    Variant::Wide => {
+                        let usual = crate::ops::matmul_tiles::wide_depth(gpu, None, tile / 8)?;
+                        let mut c = vec![(Some(8), Some(wide_tile))];
+                        if crate::ops::matmul_tiles::wide_depth(gpu, Some(16), tile / 8).is_ok() {
+                            c.push((Some(16), Some(wide_tile)));
+                        }
+                        for t in [(128, 64), (64, 128), (64, 64)] {
+                            if t != wide_tile {
+                                c.push((Some(usual), Some(t)));
+                            }
+                        }
+                        c
                     }
-                    Variant::Wide => vec![Some(8)],
-                    _ => vec![None],
+                    _ => vec![(None, None)],
                 };
                 for s in splits {
-                    for &depth in &depths {
+                    for &(depth, wtile) in &configs {
                         let mut mm = Matmul::new(layout).variant(v).split_k(s);
                         if let Some(bk) = depth {
                             mm = mm.wide_depth(bk);
                         }
+                        if let Some((rows, cols)) = wtile {
+                            mm = mm.wide_tile(rows, cols);
+                        }
                         let secs =
                             if timed { time_matmul_gpu(gpu, mm, d, runs)? } else { time_matmul(gpu, mm, d, runs)? };
-                        cells.push((v, s, depth, flops(d) / median(&secs) / 1e9, secs.len()));
+                        cells.push((v, s, depth, wtile, flops(d) / median(&secs) / 1e9, secs.len()));
                     }
                 }
             }
-            let naive = cells[0].3;
-            // The depth `wide` runs with when nothing asks for one.
-            let usual = Some(crate::ops::matmul_tiles::wide_depth(gpu, None)?);
-            for (v, splits, depth, gflops, n) in cells {
-                let mark = if v == choice.variant && (depth.is_none() || depth == usual) { " (chosen)" } else { "" };
+            let naive = cells[0].4;
+            // The depth and tile `wide` runs a static product with when
+            // nothing asks for others.
+            let wg = crate::ops::matmul::wide_workgroup(crate::ops::matmul::TileFit::default())?;
+            let usual = Some(crate::ops::matmul_tiles::wide_depth(gpu, None, wg)?);
+            let usual_tile = Some((8 * wg.y, 8 * wg.x));
+            for (v, splits, depth, tile, gflops, n) in cells {
+                let default = depth.is_none() || (depth == usual && tile == usual_tile);
+                let mark = if v == choice.variant && default { " (chosen)" } else { "" };
                 let mut split = if splits > 1 { format!(" split {splits}") } else { String::new() };
                 if depth == Some(16) {
                     split.push_str(" bk 16");
+                }
+                if let Some((rows, cols)) = tile.filter(|&t| Some(t) != usual_tile) {
+                    split.push_str(&format!(" {rows}x{cols}"));
                 }
                 let share = peak.map(|p| gflops / (p * 1e3));
                 writeln!(
@@ -186,6 +215,7 @@ pub fn bench_matmul(
                     variant: v,
                     splits,
                     depth,
+                    tile,
                     gflops,
                     runs: n,
                     vs_naive,

@@ -366,6 +366,7 @@ impl Gpu {
         // Tuning variables read later, checked now: a bad value fails when
         // the device opens, whichever kernels later run.
         crate::device::variant::wide_depth_env()?;
+        crate::device::variant::wide_tile_env()?;
         crate::device::pipeline::runtime_checks_env()?;
         Ok(Gpu {
             device,

@@ -2,7 +2,8 @@
 //! or matmul_coop.wgsl a product runs), the features the mixed-precision
 //! one needs, and the device's choice between them with where it came from.
 //! (Each variant's entry point, `Variant::kernel`, is in `shader`, with the
-//! kernel registry.) Also the depths `wide` may take, and their variable.
+//! kernel registry.) Also the depths and tiles `wide` may take, and their
+//! variables.
 
 use crate::error::{Error, Result};
 
@@ -13,8 +14,8 @@ pub enum Variant {
     RegTile,
     /// Workgroup-memory tiles plus 4×4 register tiles.
     Shared,
-    /// Large GPUs: 128×128 block tiles, 8×8 register tiles, double-buffered
-    /// workgroup memory.
+    /// Large GPUs: block tiles of 64 or 128 a side, 8×8 register tiles,
+    /// double-buffered workgroup memory.
     Wide,
     /// One thread per output; the benchmark baseline.
     Naive,
@@ -114,6 +115,37 @@ pub fn wide_depth_env() -> Result<Option<u32>> {
             let bad = || Error::InvalidEnv { var: "SPARSETRAIN_WIDE_BK", value: v.clone(), expected: "8 or 16" };
             let bk = v.trim().parse::<u32>().map_err(|_| bad())?;
             check_wide_depth(bk).map(Some).map_err(|_| bad())
+        }
+        _ => Ok(None),
+    }
+}
+
+/// `wide`'s workgroup for a block tile of `rows` × `cols` outputs (64 or
+/// 128 each; 8 outputs per thread each way): x along the columns.
+pub fn check_wide_tile(rows: u32, cols: u32) -> Result<glam::UVec2> {
+    let ok = |s: u32| s == 64 || s == 128;
+    if !ok(rows) || !ok(cols) {
+        return Err(Error::InvalidArgument(format!(
+            "the wide matmul's block tiles are 64 or 128 a side, not {rows} × {cols}"
+        )));
+    }
+    Ok(glam::UVec2::new(cols / 8, rows / 8))
+}
+
+/// `SPARSETRAIN_WIDE_TILE` (`ROWSxCOLS`, each 64 or 128; `auto` or unset:
+/// None, the launcher's rule) as `wide`'s workgroup; checked when a device
+/// opens too.
+pub fn wide_tile_env() -> Result<Option<glam::UVec2>> {
+    match std::env::var("SPARSETRAIN_WIDE_TILE") {
+        Ok(v) if !v.trim().is_empty() && v.trim() != "auto" => {
+            let bad = || Error::InvalidEnv {
+                var: "SPARSETRAIN_WIDE_TILE",
+                value: v.clone(),
+                expected: "auto, 128x128, 128x64, 64x128 or 64x64 (rows x columns)",
+            };
+            let (r, c) = v.trim().split_once(['x', 'X']).ok_or_else(bad)?;
+            let (r, c) = (r.trim().parse::<u32>().map_err(|_| bad())?, c.trim().parse::<u32>().map_err(|_| bad())?);
+            check_wide_tile(r, c).map(Some).map_err(|_| bad())
         }
         _ => Ok(None),
     }

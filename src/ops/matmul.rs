@@ -40,10 +40,10 @@ pub struct MatmulParams {
     pub _pad: [u32; 2],
 }
 
-pub use super::matmul_tiles::{auto_splits, coop_fits, coop_shape, regtile_tile};
+pub use super::matmul_tiles::{TileFit, auto_splits, coop_fits, coop_shape, regtile_tile, wide_workgroup};
 use super::matmul_tiles::{block_shape, wide_depth};
 pub use crate::device::shader::Variant;
-use crate::device::variant::check_wide_depth;
+use crate::device::variant::{check_wide_depth, check_wide_tile};
 
 impl KernelParams for MatmulParams {
     const SHADER: Shader = Shader::Matmul;
@@ -192,6 +192,8 @@ pub struct Matmul<'a> {
     split: Option<u32>,
     /// `matmul_wide`'s K slice depth (None: `wide_depth`'s default).
     wide_bk: Option<u32>,
+    /// `matmul_wide`'s block tile, rows × columns (None: `wide_workgroup`'s rule).
+    wide_tile: Option<(u32, u32)>,
 }
 
 fn opt_index(op: &'static str, what: &str, v: Option<usize>) -> Result<u32> {
@@ -214,6 +216,7 @@ impl<'a> Matmul<'a> {
             implicit: None,
             split: None,
             wide_bk: None,
+            wide_tile: None,
         }
     }
 
@@ -221,6 +224,14 @@ impl<'a> Matmul<'a> {
     /// workgroup memory); without this, `SPARSETRAIN_WIDE_BK` or 8.
     pub fn wide_depth(mut self, bk: u32) -> Matmul<'a> {
         self.wide_bk = Some(bk);
+        self
+    }
+
+    /// Block tile of the `wide` variant: `rows` × `cols` outputs, 64 or 128
+    /// each; without this, `SPARSETRAIN_WIDE_TILE` or the launcher's rule
+    /// (128 a side, 64 where a kept count sets the size).
+    pub fn wide_tile(mut self, rows: u32, cols: u32) -> Matmul<'a> {
+        self.wide_tile = Some((rows, cols));
         self
     }
 
@@ -384,7 +395,11 @@ impl<'a> Matmul<'a> {
         } else {
             gpu.matmul_variant_for(m, n)
         });
-        let blocks = block_shape(gpu, variant, m, n)?;
+        let kept = |s: &Size| matches!(s, Size::Kept { .. });
+        // Asked for, so checked even where another variant runs.
+        let wide = self.wide_tile.map(|(r, c)| check_wide_tile(r, c)).transpose()?;
+        let fit = TileFit { kept_m: kept(&self.sizes[0]), kept_n: kept(&self.sizes[1]), wide };
+        let blocks = block_shape(gpu, variant, m, n, fit)?;
         let wg = blocks.wg;
         let layout = self.layout;
         let [sm, sn, sk] = self.sizes;
@@ -417,7 +432,7 @@ impl<'a> Matmul<'a> {
             constants.push(("IM_POW2", flag(g.stride.is_power_of_two())));
         }
         if variant == Variant::Wide {
-            constants.push(("WBK", f64::from(wide_depth(gpu, self.wide_bk)?)));
+            constants.push(("WBK", f64::from(wide_depth(gpu, self.wide_bk, wg)?)));
         } else if let Some(bk) = self.wide_bk {
             // Asked for, so checked even where another variant runs.
             check_wide_depth(bk)?;
@@ -493,7 +508,6 @@ impl<'a> Matmul<'a> {
             }
             Some(n) => n,
             None => {
-                let kept = |s: &Size| matches!(s, Size::Kept { .. });
                 let (kept_tiles, kept_k) = (self.sizes[..2].iter().any(kept), kept(&self.sizes[2]));
                 auto_splits(gpu.report().device_type, variant, tiles.x * tiles.y, k, kept_tiles, kept_k)
             }

@@ -1,12 +1,12 @@
 //! Tile shapes of the matmul launcher (`ops::matmul`): the workgroup and
 //! output tile of each variant, `matmul_regtile`'s narrowing to N,
-//! `matmul_coop`'s subgroup layout checked against the adapter, and how
-//! far K is split on GPUs.
+//! `matmul_wide`'s sides of 64 or 128, `matmul_coop`'s subgroup layout
+//! checked against the adapter, and how far K is split on GPUs.
 
 use glam::UVec2;
 
 use crate::device::gpu::Gpu;
-use crate::device::variant::{Variant, check_wide_depth, wide_depth_env};
+use crate::device::variant::{Variant, check_wide_depth, wide_depth_env, wide_tile_env};
 use crate::error::{Error, Result};
 
 /// How a variant covers an m × n product on a device: its workgroup, the
@@ -18,9 +18,19 @@ pub struct Blocks {
     pub coop: Option<(u32, u32, u32)>,
 }
 
+/// Which sides of a product a kept count sets (known only on the device:
+/// the static size is its capacity), and the `wide` tile a caller asked
+/// for (`Matmul::wide_tile`, as its workgroup).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TileFit {
+    pub kept_m: bool,
+    pub kept_n: bool,
+    pub wide: Option<UVec2>,
+}
+
 /// The blocks of `variant` for an m × n product on `gpu` (the launcher's
 /// grid, and the benchmark's count of output tiles for `auto_splits`).
-pub fn block_shape(gpu: &Gpu, variant: Variant, m: u32, n: u32) -> Result<Blocks> {
+pub fn block_shape(gpu: &Gpu, variant: Variant, m: u32, n: u32, fit: TileFit) -> Result<Blocks> {
     let (wg, per_thread) = shape(variant);
     match variant {
         Variant::RegTile => Ok(Blocks { wg, tile: regtile_tile(wg, m, n), coop: None }),
@@ -28,12 +38,47 @@ pub fn block_shape(gpu: &Gpu, variant: Variant, m: u32, n: u32) -> Result<Blocks
             let support = gpu.coop().map_err(|why| {
                 Error::InvalidArgument(format!("the mixed-precision matmul (coop) cannot run: {why}"))
             })?;
-            let (tm, wm, wn) = coop_shape(m, n, support.subgroup, gpu.limits().max_compute_workgroup_storage_size)?;
+            let kept = fit.kept_m || fit.kept_n;
+            let (tm, wm, wn) =
+                coop_shape(m, n, kept, support.subgroup, gpu.limits().max_compute_workgroup_storage_size)?;
             let wg = UVec2::new(wm * wn * support.subgroup, 1);
             Ok(Blocks { wg, tile: UVec2::new(32 * wn, 16 * tm * wm), coop: Some((tm, wm, wn)) })
         }
+        Variant::Wide => {
+            let wg = wide_workgroup(fit)?;
+            Ok(Blocks { wg, tile: wg * per_thread, coop: None })
+        }
         _ => Ok(Blocks { wg, tile: wg * per_thread, coop: None }),
     }
+}
+
+/// `matmul_wide`'s workgroup (x along N, y along M; 8 outputs per thread
+/// each way): the tile asked for, else `SPARSETRAIN_WIDE_TILE`, else sides
+/// of 128 where the size is static and of 64 where a kept count sets it.
+///
+/// Why 64 for kept counts: a compressed product is recorded for the
+/// capacity (every unit kept) but runs on the step's kept units. At 10% of
+/// the 784-8192-8192-10 MLP's units and batch 2048, its weight gradients are
+/// 819 × 819 and 819 × 784 over K = 2048: 49 tiles of 128 × 128, which on a
+/// 132-multiprocessor GPU leave most of it idle while each walks K; tiles of
+/// 64 make 169. The forward and input-gradient products (2048 × 819) go
+/// from 112 tiles to 416. Static products keep 128: at 4096³ its 8 × 8
+/// outputs per thread over 256 threads ran at 45–51% of an H100's fp32 peak.
+pub fn wide_workgroup(fit: TileFit) -> Result<UVec2> {
+    if let Some(wg) = fit.wide {
+        return Ok(wg);
+    }
+    if let Some(wg) = wide_tile_env()? {
+        return Ok(wg);
+    }
+    Ok(wide_rule(fit.kept_m, fit.kept_n))
+}
+
+/// `wide_workgroup`'s rule: 16 threads (128 outputs) along a static side,
+/// 8 (64) along a side a kept count sets.
+fn wide_rule(kept_m: bool, kept_n: bool) -> UVec2 {
+    let side = |kept: bool| if kept { 8 } else { 16 };
+    UVec2::new(side(kept_n), side(kept_m))
 }
 
 /// Workgroup shape (x, y) of a variant and the outputs each thread covers per side.
@@ -41,8 +86,8 @@ fn shape(v: Variant) -> (UVec2, u32) {
     match v {
         Variant::RegTile => (UVec2::new(8, 8), 4),
         Variant::Shared => (UVec2::new(16, 16), 4),
-        // matmul_wide shares each K slice's loads evenly only with a square
-        // workgroup whose side divides 2·WBK (WBK = 8 or 16): see `wide_loads`.
+        // The largest of `wide_workgroup`'s shapes (sides of 8 or 16
+        // threads, which divide 2·WBK for WBK = 8 or 16: see `wide_loads_a`).
         Variant::Wide => (UVec2::new(16, 16), 8),
         Variant::Naive => (UVec2::new(16, 16), 1),
         // Sized per adapter and product by `coop_shape`.
@@ -50,21 +95,21 @@ fn shape(v: Variant) -> (UVec2, u32) {
     }
 }
 
-/// `matmul_wide`'s K slice depth (its WBK): `asked`, else
-/// `SPARSETRAIN_WIDE_BK`, else 8. A depth of 16 halves the slices, so the
-/// barriers and the partial cache lines of row-major operands per multiply
-/// (a slice of A [M, K] reads 4·WBK bytes of each of 128 rows); it doubles
-/// the double-buffered slices' workgroup memory to 32 KiB, which the adapter
-/// must offer. The tiles and the loads of a slice are shared evenly either
-/// way (`wide_loads`).
-pub fn wide_depth(gpu: &Gpu, asked: Option<u32>) -> Result<u32> {
+/// `matmul_wide`'s K slice depth (its WBK) for workgroup `wg`: `asked`,
+/// else `SPARSETRAIN_WIDE_BK`, else 8. A depth of 16 halves the slices, so
+/// the barriers and the partial cache lines of row-major operands per
+/// multiply (a slice of A [M, K] reads 4·WBK bytes of each of the tile's
+/// rows); it doubles the double-buffered slices' workgroup memory (to 32 KiB
+/// for a 128 × 128 tile), which the adapter must offer. The loads of a slice
+/// are shared evenly either way (`wide_loads_a`, `wide_loads_b`).
+pub fn wide_depth(gpu: &Gpu, asked: Option<u32>, wg: UVec2) -> Result<u32> {
     let bk = match asked {
         Some(bk) => check_wide_depth(bk)?,
         None => wide_depth_env()?.unwrap_or(8),
     };
-    // Two operands × two buffers × bk rows of a block tile's side.
-    let (wg, per_thread) = shape(Variant::Wide);
-    let bytes = 2 * 2 * bk * wg.y * per_thread * 4;
+    // Two buffers × bk rows of each operand's side of the block tile.
+    let per_thread = shape(Variant::Wide).1;
+    let bytes = 2 * bk * (wg.x + wg.y) * per_thread * 4;
     let have = gpu.limits().max_compute_workgroup_storage_size;
     if bytes > have {
         return Err(Error::InvalidArgument(format!(
@@ -77,15 +122,16 @@ pub fn wide_depth(gpu: &Gpu, asked: Option<u32>) -> Result<u32> {
 /// `matmul_coop`'s shape for an m × n product: (16-row pieces per
 /// subgroup, subgroups along M, along N). Each subgroup computes 32 × 32;
 /// products that still give at least 256 block tiles of 128 × 64 run 4 × 2
-/// subgroups, smaller ones 2 × 2 (64 × 64 blocks: enough of them to fill a
-/// large GPU on the narrow products of compressed layers).
+/// subgroups, smaller ones and those a kept count sizes (`kept`: m or n is
+/// only a capacity) 2 × 2 (64 × 64 blocks: enough of them to fill a large
+/// GPU on the narrow products of compressed layers).
 /// `SPARSETRAIN_COOP_TILE=64x32` gives big products 2 × 2 subgroups of
 /// 64 × 32 instead (each staged B piece serving four products): on an
 /// H200 that ran at 12.8 TFLOP/s against 22.6 at 4096³ (BENCHMARKS.md),
 /// so it is not the default. The first candidate that `coop_fits` the
 /// adapter is taken.
-pub fn coop_shape(m: u32, n: u32, subgroup: u32, wg_bytes: u32) -> Result<(u32, u32, u32)> {
-    let big = m.div_ceil(128) * n.div_ceil(64) >= 256;
+pub fn coop_shape(m: u32, n: u32, kept: bool, subgroup: u32, wg_bytes: u32) -> Result<(u32, u32, u32)> {
+    let big = !kept && m.div_ceil(128) * n.div_ceil(64) >= 256;
     let tall = std::env::var("SPARSETRAIN_COOP_TILE").is_ok_and(|v| v.trim() == "64x32");
     let preferred: &[(u32, u32, u32)] = match (big, tall) {
         (true, true) => &[(4, 2, 2), (2, 4, 2), (2, 2, 2)],
@@ -190,18 +236,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn wide_tiles_follow_kept_sides() {
+        // x along N (columns), y along M (rows); 8 outputs per thread.
+        assert_eq!(wide_rule(false, false), UVec2::new(16, 16));
+        assert_eq!(wide_rule(true, false), UVec2::new(16, 8));
+        assert_eq!(wide_rule(false, true), UVec2::new(8, 16));
+        assert_eq!(wide_rule(true, true), UVec2::new(8, 8));
+        // A tile asked for wins over the rule (and the variable).
+        let asked = TileFit { kept_m: true, kept_n: true, wide: Some(UVec2::new(16, 8)) };
+        assert_eq!(wide_workgroup(asked).unwrap(), UVec2::new(16, 8));
+        assert_eq!(crate::device::variant::check_wide_tile(64, 128).unwrap(), UVec2::new(16, 8));
+    }
+
+    #[test]
     fn coop_shapes_fit_the_adapter() {
         // 32-wide subgroups, 48 KiB: 4 × 2 subgroups for big products.
-        assert_eq!(coop_shape(4096, 4096, 32, 49152).unwrap(), (2, 4, 2));
-        assert_eq!(coop_shape(256, 1024, 32, 49152).unwrap(), (2, 2, 2));
+        assert_eq!(coop_shape(4096, 4096, false, 32, 49152).unwrap(), (2, 4, 2));
+        assert_eq!(coop_shape(256, 1024, false, 32, 49152).unwrap(), (2, 2, 2));
+        // Kept counts may be far below the capacity: 64 × 64 blocks.
+        assert_eq!(coop_shape(4096, 4096, true, 32, 49152).unwrap(), (2, 2, 2));
         // 32 KiB cannot hold the big shape's slices (43520 bytes).
         assert!(!coop_fits((2, 4, 2), 32, 32768));
-        assert_eq!(coop_shape(4096, 4096, 32, 32768).unwrap(), (2, 2, 2));
+        assert_eq!(coop_shape(4096, 4096, false, 32, 32768).unwrap(), (2, 2, 2));
         // Narrow subgroups: 16-wide threads still stage 8 vec4 each on
         // 2 × 2; 8-wide ones would need 16, which the kernel cannot.
         assert!(coop_fits((2, 2, 2), 16, 49152));
         assert!(!coop_fits((4, 2, 2), 16, 49152));
-        assert!(coop_shape(64, 64, 8, 49152).is_err());
+        assert!(coop_shape(64, 64, false, 8, 49152).is_err());
     }
 
     #[test]

@@ -100,10 +100,48 @@ fn matmul_matches_reference_on_a_capped_grid() {
     matmul_cases(&gpu);
 }
 
-/// `matmul_variants` with the K slice depth each run uses: `wide` runs with
-/// slices of 8 (its default) and, where the device has the 32 KiB of
-/// workgroup memory they need, of 16; the others ignore the depth (8).
-pub(crate) fn matmul_runs(gpu: &sparsetrain::Gpu, test: &str) -> Vec<(Variant, u32, u32)> {
+/// One configuration a matmul test runs: a variant, its splits of K, and
+/// for `wide` its K slice depth and block tile (rows × columns; None: the
+/// launcher's rule).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Run {
+    pub variant: Variant,
+    pub split: u32,
+    pub bk: u32,
+    pub tile: Option<(u32, u32)>,
+}
+
+impl Run {
+    /// A matmul of `layout` in this configuration.
+    pub(crate) fn matmul<'a>(&self, layout: Layout) -> Matmul<'a> {
+        let mm = Matmul::new(layout).variant(self.variant).split_k(self.split).wide_depth(self.bk);
+        match self.tile {
+            Some((rows, cols)) => mm.wide_tile(rows, cols),
+            None => mm,
+        }
+    }
+
+    /// The variant, its splits, a depth other than 8 and a forced tile.
+    pub(crate) fn label(&self) -> String {
+        let mut s = label(self.variant, self.split);
+        if self.bk != 8 {
+            s.push_str(&format!(" bk {}", self.bk));
+        }
+        if let Some((rows, cols)) = self.tile {
+            s.push_str(&format!(" {rows}x{cols}"));
+        }
+        s
+    }
+}
+
+/// `matmul_variants` as runs: `wide` runs with slices of 8 (its default)
+/// and, where the device has the 32 KiB of workgroup memory they need, of
+/// 16, each with the launcher's tile (128 × 128 for static sizes, 64 where a
+/// kept count sets one), and then, unsplit, with each smaller tile forced
+/// at one of the depths, so that every load count per thread (1, 2 or 4 per
+/// operand, unequal for 128 × 64 and 64 × 128) runs; the others ignore the
+/// depth and the tile.
+pub(crate) fn matmul_runs(gpu: &sparsetrain::Gpu, test: &str) -> Vec<Run> {
     let deep = gpu.limits().max_compute_workgroup_storage_size >= 32768;
     if !deep {
         use std::io::Write;
@@ -113,23 +151,29 @@ pub(crate) fn matmul_runs(gpu: &sparsetrain::Gpu, test: &str) -> Vec<(Variant, u
         );
     }
     let mut runs = Vec::new();
-    for (v, s) in matmul_variants(gpu, test) {
-        runs.push((v, s, 8));
-        if v == Variant::Wide && deep {
-            runs.push((v, s, 16));
+    for (variant, split) in matmul_variants(gpu, test) {
+        let run = Run { variant, split, bk: 8, tile: None };
+        runs.push(run);
+        if variant == Variant::Wide {
+            let bk16 = if deep { 16 } else { 8 };
+            if deep {
+                runs.push(Run { bk: 16, ..run });
+            }
+            // The tile changes no split's bounds: unsplit is enough.
+            if split == 1 {
+                runs.push(Run { tile: Some((128, 64)), ..run });
+                runs.push(Run { bk: bk16, tile: Some((64, 128)), ..run });
+                runs.push(Run { bk: bk16, tile: Some((64, 64)), ..run });
+            }
         }
     }
     runs
 }
 
-/// A run's label: the variant, its splits and a depth other than 8.
-pub(crate) fn run_label(variant: Variant, split: u32, bk: u32) -> String {
-    if bk == 8 { label(variant, split) } else { format!("{} bk {bk}", label(variant, split)) }
-}
-
 fn matmul_cases(gpu: &sparsetrain::Gpu) {
     let mut case = 0u64;
-    for (variant, split, bk) in matmul_runs(gpu, "matmul_matches_reference") {
+    for run in matmul_runs(gpu, "matmul_matches_reference") {
+        let variant = run.variant;
         for layout in Layout::ALL {
             for &(m, n, k) in &SHAPES {
                 for (alpha, beta) in [(1.0f32, 0.0f32), (0.5, 1.0)] {
@@ -144,7 +188,7 @@ fn matmul_cases(gpu: &sparsetrain::Gpu) {
                     let tb = Tensor::from_f32(gpu, "B", &sb, &b).unwrap();
                     let tc = Tensor::from_f32(gpu, "C", &[m, n], &c0).unwrap();
                     let mut rec = Recorder::new(gpu);
-                    let mut mm = Matmul::new(layout).variant(variant).split_k(split).wide_depth(bk);
+                    let mut mm = run.matmul(layout);
                     (mm.alpha, mm.beta) = (alpha, beta);
                     mm.record(&mut rec, &tc, &ta, &tb, d).unwrap();
                     rec.finish().unwrap();
@@ -153,7 +197,7 @@ fn matmul_cases(gpu: &sparsetrain::Gpu) {
                     cpu::matmul::matmul(&mut want, &to_f64(&a), &to_f64(&b), layout, alpha as f64, beta as f64, d);
                     let what = format!(
                         "{} {} {m}x{n}x{k} alpha {alpha} beta {beta} (seed {})",
-                        run_label(variant, split, bk),
+                        run.label(),
                         layout.name(),
                         1000 + case
                     );
@@ -206,6 +250,14 @@ fn matmul_rejects_bad_shapes() {
     let err =
         Matmul::new(Layout::NN).variant(Variant::Wide).wide_depth(12).record(&mut rec, &c, &a, &a, d).unwrap_err();
     assert!(err.to_string().contains("8 or 16"), "{err}");
+    // ... and block tiles of 64 or 128 a side, checked whatever variant runs.
+    for (rows, cols) in [(96, 64), (128, 32), (0, 64)] {
+        for v in [Variant::Wide, Variant::Shared] {
+            let err =
+                Matmul::new(Layout::NN).variant(v).wide_tile(rows, cols).record(&mut rec, &c, &a, &a, d).unwrap_err();
+            assert!(err.to_string().contains("64 or 128"), "{rows}x{cols} on {}: {err}", v.name());
+        }
+    }
 }
 
 /// Compressed-layer features: sizes read from the device (rounded up to 4),
@@ -229,7 +281,8 @@ fn dynamic_cases(gpu: &sparsetrain::Gpu) {
     use sparsetrain::cpu::matmul::{ScatterRef, matmul_fused};
     use sparsetrain::ops::matmul::{DynDims, Scatter};
     let mut case = 0u64;
-    for (variant, split, bk) in matmul_runs(gpu, "matmul_dynamic_sizes_and_epilogues") {
+    for run in matmul_runs(gpu, "matmul_dynamic_sizes_and_epilogues") {
+        let variant = run.variant;
         for layout in Layout::ALL {
             // (real m, real n, real k) read from `dims`; 0 = nothing kept.
             for &(rm, rn, rk) in
@@ -305,7 +358,7 @@ fn dynamic_cases(gpu: &sparsetrain::Gpu) {
                 };
 
                 let mut rec = Recorder::new(gpu);
-                let base = Matmul::new(layout).variant(variant).split_k(split).wide_depth(bk).dynamic(dynd);
+                let base = run.matmul(layout).dynamic(dynd);
                 base.bias(&tbias).relu().record(&mut rec, &tc, &ta, &tb, d_max).unwrap();
                 base.gate(&tgate).record(&mut rec, &tg, &ta, &tb, d_max).unwrap();
                 base.accumulate().scatter(scatter).record(&mut rec, &tfull, &ta, &tb, d_max).unwrap();
@@ -322,12 +375,7 @@ fn dynamic_cases(gpu: &sparsetrain::Gpu) {
                 let sref = ScatterRef { rows: Some(&rows), cols: Some(&cols), ldc: full_n, real_m: rm, real_n: rn };
                 matmul_fused(&mut want_full, &a64, &b64, layout, 1.0, 1.0, d, None, false, None, Some(&sref));
 
-                let tag = format!(
-                    "{} {} real {rm}x{rn}x{rk} (seed {})",
-                    run_label(variant, split, bk),
-                    layout.name(),
-                    1300 + case
-                );
+                let tag = format!("{} {} real {rm}x{rn}x{rk} (seed {})", run.label(), layout.name(), 1300 + case);
                 let got_c = tc.download_f32(gpu).unwrap();
                 assert_close(
                     &format!("bias+relu {tag}"),
@@ -386,17 +434,18 @@ fn large_matmuls_compute_every_tile() {
     let b = rand_f32(&mut r, d.k * d.n, -1.0, 1.0);
     for layout in Layout::ALL {
         let (sa, sb) = shapes_of(layout, d);
-        for (variant, split, bk) in matmul_runs(&gpu, "large_matmuls_compute_every_tile") {
+        for run in matmul_runs(&gpu, "large_matmuls_compute_every_tile") {
+            let variant = run.variant;
             let (a, b) = (f16_for(variant, a.clone()), f16_for(variant, b.clone()));
             let ta = Tensor::from_f32(&gpu, "A", &sa, &a).unwrap();
             let tb = Tensor::from_f32(&gpu, "B", &sb, &b).unwrap();
             let tc = Tensor::from_f32(&gpu, "C", &[d.m, d.n], &vec![f32::NAN; d.m * d.n]).unwrap();
             let mut rec = Recorder::new(&gpu);
-            let mm = Matmul::new(layout).variant(variant).split_k(split).wide_depth(bk);
+            let mm = run.matmul(layout);
             mm.record(&mut rec, &tc, &ta, &tb, d).unwrap();
             rec.finish().unwrap();
             let c = tc.download_f32(&gpu).unwrap();
-            let what = run_label(variant, split, bk);
+            let what = run.label();
             let nan = c.iter().filter(|v| v.is_nan()).count();
             assert_eq!(nan, 0, "{what} {}: {nan} outputs never written", layout.name());
             let (got, want) = sampled(&mut r, layout, d, &a, &b, &c);
@@ -464,7 +513,13 @@ fn implicit_cases(gpu: &sparsetrain::Gpu, label: &str) {
     let mut case = 0u64;
     for g in geoms {
         for c in [4usize, 8, 12] {
-            for (variant, split, bk) in matmul_runs(gpu, "implicit_convolution_operands_match_im2col") {
+            // Forced `wide` tiles are left to the other tests: an implicit
+            // operand goes through the element loaders, whose indices the
+            // tile only offsets, and each tile is a minute of lavapipe's
+            // pipeline compiles here.
+            let runs = matmul_runs(gpu, "implicit_convolution_operands_match_im2col");
+            for run in runs.into_iter().filter(|r| r.tile.is_none()) {
+                let variant = run.variant;
                 case += 1;
                 let mut r = rng(3100 + case);
                 let (cap, n, co) = (3usize, 2usize, 5usize);
@@ -483,25 +538,19 @@ fn implicit_cases(gpu: &sparsetrain::Gpu, label: &str) {
                 let tdw = Tensor::from_f32(gpu, "dw", &[co, kdim], &dw0).unwrap();
                 let per = Size::Batch { per: pixels };
                 run_with_batch(gpu, n, |rec| {
-                    Matmul::new(Layout::NT)
-                        .variant(variant)
-                        .split_k(split)
-                        .wide_depth(bk)
+                    run.matmul(Layout::NT)
                         .implicit(Implicit::A(g))
                         .sizes(None, per, Size::Static, Size::Static)
                         .record(rec, &ty, &tx, &tw, Dims { m: rows_cap, n: co, k: kdim })
                         .unwrap();
-                    Matmul::new(Layout::TN)
-                        .variant(variant)
-                        .split_k(split)
-                        .wide_depth(bk)
+                    run.matmul(Layout::TN)
                         .accumulate()
                         .implicit(Implicit::B(g))
                         .sizes(None, Size::Static, Size::Static, per)
                         .record(rec, &tdw, &tdy, &tx, Dims { m: co, n: kdim, k: rows_cap })
                         .unwrap();
                 });
-                let tag = format!("{} {g:?} channels {c}{label}", run_label(variant, split, bk));
+                let tag = format!("{} {g:?} channels {c}{label}", run.label());
                 let cols = cpu::conv::im2col(&to_f64(&x[..n * g.h * g.w * c]), n, c, g);
                 let mut want = vec![0.0; rows * co];
                 cpu::matmul::matmul(
@@ -534,10 +583,7 @@ fn implicit_cases(gpu: &sparsetrain::Gpu, label: &str) {
                 let tdx = Tensor::from_f32(gpu, "dx", &[x.len()], &dx0).unwrap();
                 let plane = g.h * g.w;
                 run_with_batch(gpu, n, |rec| {
-                    Matmul::new(Layout::NN)
-                        .variant(variant)
-                        .split_k(split)
-                        .wide_depth(bk)
+                    run.matmul(Layout::NN)
                         .accumulate()
                         .gate(&tx)
                         .implicit(Implicit::Dx(g))

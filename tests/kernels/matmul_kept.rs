@@ -9,7 +9,7 @@ use sparsetrain::ops::matmul::{Dims, Implicit, Layout, Matmul, Size};
 use sparsetrain::{Gpu, Tensor};
 
 use crate::common::*;
-use crate::matmul::{f16_for, matmul_runs, run_label, tol};
+use crate::matmul::{f16_for, matmul_runs, tol};
 
 /// Zeroes the padding of rows of `blocks` blocks of `kp` values, of which
 /// the first `k` of each block are real.
@@ -33,8 +33,9 @@ fn kept_cases(gpu: &Gpu, label_: &str) {
     for k in [1usize, 2, 3, 4, 5, 6, 7, 9] {
         let kp = k.div_ceil(4) * 4;
         let dims = Tensor::from_u32(gpu, "dims", &[4], &[k as u32, 0, 0, 0]).unwrap();
-        for (variant, split, bk) in matmul_runs(gpu, "kept_inner_sizes_match_reference") {
-            let tag = |what: &str| format!("{what}, {} kept {k}{label_}", run_label(variant, split, bk));
+        for run in matmul_runs(gpu, "kept_inner_sizes_match_reference") {
+            let variant = run.variant;
+            let tag = |what: &str| format!("{what}, {} kept {k}{label_}", run.label());
             for blocks in [1usize, 3] {
                 case += 1;
                 let mut r = rng(4100 + case);
@@ -45,10 +46,7 @@ fn kept_cases(gpu: &Gpu, label_: &str) {
                 let tb = Tensor::from_f32(gpu, "b", &[n, kd], &b).unwrap();
                 let tc = Tensor::from_f32(gpu, "c", &[m, n], &vec![f32::NAN; m * n]).unwrap();
                 run_with_batch(gpu, 1, |rec| {
-                    Matmul::new(Layout::NT)
-                        .variant(variant)
-                        .split_k(split)
-                        .wide_depth(bk)
+                    run.matmul(Layout::NT)
                         .sizes(Some(&dims), Size::Static, Size::Static, Size::Kept { count: 0, blocks })
                         .record(rec, &tc, &ta, &tb, Dims { m, n, k: kd })
                         .unwrap();
@@ -73,10 +71,7 @@ fn kept_cases(gpu: &Gpu, label_: &str) {
                 let tw = Tensor::from_f32(gpu, "w", &[co, taps * kp], &w).unwrap();
                 let ty = Tensor::from_f32(gpu, "y", &[rows, co], &vec![f32::NAN; rows * co]).unwrap();
                 run_with_batch(gpu, batch, |rec| {
-                    Matmul::new(Layout::NT)
-                        .variant(variant)
-                        .split_k(split)
-                        .wide_depth(bk)
+                    run.matmul(Layout::NT)
                         .implicit(Implicit::A(g))
                         .sizes(Some(&dims), Size::Static, Size::Static, Size::Kept { count: 0, blocks: taps })
                         .record(rec, &ty, &tx, &tw, Dims { m: rows, n: co, k: taps * kp })
@@ -102,10 +97,7 @@ fn kept_cases(gpu: &Gpu, label_: &str) {
                 let tdx =
                     Tensor::from_f32(gpu, "dx", &[batch * plane * c], &vec![f32::NAN; batch * plane * c]).unwrap();
                 run_with_batch(gpu, batch, |rec| {
-                    Matmul::new(Layout::NN)
-                        .variant(variant)
-                        .split_k(split)
-                        .wide_depth(bk)
+                    run.matmul(Layout::NN)
                         .implicit(Implicit::Dx(g))
                         .sizes(Some(&dims), Size::Static, Size::Static, Size::Kept { count: 0, blocks: taps })
                         .record(rec, &tdx, &tdy, &tw, Dims { m: batch * plane, n: c, k: taps * kp })
