@@ -196,6 +196,10 @@ pub struct Matmul<'a> {
     wide_tile: Option<(u32, u32)>,
 }
 
+/// The most workgroups a product sized by kept counts launches (they loop
+/// over the tiles beyond it): eight for each of 256 multiprocessors.
+const KEPT_GRID_CAP: u32 = 2048;
+
 fn opt_index(op: &'static str, what: &str, v: Option<usize>) -> Result<u32> {
     v.map_or(Ok(NONE), |i| u32_of(op, what, i))
 }
@@ -229,7 +233,7 @@ impl<'a> Matmul<'a> {
 
     /// Block tile of the `wide` variant: `rows` × `cols` outputs, 64 or 128
     /// each; without this, `SPARSETRAIN_WIDE_TILE` or the launcher's rule
-    /// (128 a side, 64 where a kept count sets the size).
+    /// (128 × 128, 64 × 64 where a kept count sets M or N).
     pub fn wide_tile(mut self, rows: u32, cols: u32) -> Matmul<'a> {
         self.wide_tile = Some((rows, cols));
         self
@@ -493,9 +497,19 @@ impl<'a> Matmul<'a> {
         // the tiles, so that the tiles a small kept count leaves empty cost
         // nothing. Static sizes keep one workgroup per tile: on lavapipe the
         // looping grid measurably changed dense speeds (BENCHMARKS.md).
+        // GPUs have no cap, but a product a kept count sizes is recorded for
+        // its capacity: at 10% of an 8192-wide layer's units its weight
+        // gradient has 169 tiles of 64 × 64 among 16384, and every empty one
+        // is still launched; at most KEPT_GRID_CAP loop over them instead.
         let tiles = grid_2d(n, m, blocks.tile);
         let limit = gpu.limits().max_compute_workgroups_per_dimension;
-        let cap = if self.is_dynamic() { gpu.grid_cap() } else { u32::MAX };
+        let cap = if self.sizes.iter().any(|s| matches!(s, Size::Kept { .. })) {
+            gpu.grid_cap().min(KEPT_GRID_CAP)
+        } else if self.is_dynamic() {
+            gpu.grid_cap()
+        } else {
+            u32::MAX
+        };
         let groups = capped_grid(tiles.x.saturating_mul(tiles.y), cap, limit);
         let (one, zero_u32) = (Tensor::one(gpu), Tensor::zero_u32(gpu));
         let bias = self.bias.unwrap_or(&one);

@@ -53,17 +53,20 @@ pub fn block_shape(gpu: &Gpu, variant: Variant, m: u32, n: u32, fit: TileFit) ->
 }
 
 /// `matmul_wide`'s workgroup (x along N, y along M; 8 outputs per thread
-/// each way): the tile asked for, else `SPARSETRAIN_WIDE_TILE`, else sides
-/// of 128 where the size is static and of 64 where a kept count sets it.
+/// each way): the tile asked for, else `SPARSETRAIN_WIDE_TILE`, else 128 ×
+/// 128 where both sizes are static and 64 × 64 where a kept count sets one.
 ///
 /// Why 64 for kept counts: a compressed product is recorded for the
 /// capacity (every unit kept) but runs on the step's kept units. At 10% of
 /// the 784-8192-8192-10 MLP's units and batch 2048, its weight gradients are
-/// 819 × 819 and 819 × 784 over K = 2048: 49 tiles of 128 × 128, which on a
-/// 132-multiprocessor GPU leave most of it idle while each walks K; tiles of
-/// 64 make 169. The forward and input-gradient products (2048 × 819) go
-/// from 112 tiles to 416. Static products keep 128: at 4096³ its 8 × 8
-/// outputs per thread over 256 threads ran at 45–51% of an H100's fp32 peak.
+/// 819 × 819 and 819 × 784 over K = 2048: 49 tiles of 128 × 128 each, which
+/// on a 132-multiprocessor GPU leave most of it idle while each walks K;
+/// tiles of 64 make 169. Its forward and input-gradient products (2048 ×
+/// 819) go from 112 tiles to 416. Both sides shrink, the static one too
+/// (784 inputs): a side of 64 along the kept one alone would leave that
+/// weight gradient 91 tiles. Static products keep 128 × 128: at 4096³ its
+/// 8 × 8 outputs per thread over 256 threads ran at 45–51% of an H100's
+/// fp32 peak.
 pub fn wide_workgroup(fit: TileFit) -> Result<UVec2> {
     if let Some(wg) = fit.wide {
         return Ok(wg);
@@ -74,11 +77,10 @@ pub fn wide_workgroup(fit: TileFit) -> Result<UVec2> {
     Ok(wide_rule(fit.kept_m, fit.kept_n))
 }
 
-/// `wide_workgroup`'s rule: 16 threads (128 outputs) along a static side,
-/// 8 (64) along a side a kept count sets.
+/// `wide_workgroup`'s rule: 16 × 16 threads (128 × 128 outputs) for static
+/// sizes, 8 × 8 (64 × 64) where a kept count sets either.
 fn wide_rule(kept_m: bool, kept_n: bool) -> UVec2 {
-    let side = |kept: bool| if kept { 8 } else { 16 };
-    UVec2::new(side(kept_n), side(kept_m))
+    if kept_m || kept_n { UVec2::new(8, 8) } else { UVec2::new(16, 16) }
 }
 
 /// Workgroup shape (x, y) of a variant and the outputs each thread covers per side.
@@ -236,11 +238,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn wide_tiles_follow_kept_sides() {
+    fn wide_tiles_shrink_for_kept_sizes() {
         // x along N (columns), y along M (rows); 8 outputs per thread.
         assert_eq!(wide_rule(false, false), UVec2::new(16, 16));
-        assert_eq!(wide_rule(true, false), UVec2::new(16, 8));
-        assert_eq!(wide_rule(false, true), UVec2::new(8, 16));
+        assert_eq!(wide_rule(true, false), UVec2::new(8, 8));
+        assert_eq!(wide_rule(false, true), UVec2::new(8, 8));
         assert_eq!(wide_rule(true, true), UVec2::new(8, 8));
         // A tile asked for wins over the rule (and the variable).
         let asked = TileFit { kept_m: true, kept_n: true, wide: Some(UVec2::new(16, 8)) };

@@ -136,8 +136,8 @@ impl Run {
 
 /// `matmul_variants` as runs: `wide` runs with slices of 8 (its default)
 /// and, where the device has the 32 KiB of workgroup memory they need, of
-/// 16, each with the launcher's tile (128 × 128 for static sizes, 64 where a
-/// kept count sets one), and then, unsplit, with each smaller tile forced
+/// 16, each with the launcher's tile (128 × 128 for static sizes, 64 × 64
+/// where a kept count sets M or N), and then, unsplit, with each smaller tile forced
 /// at one of the depths, so that every load count per thread (1, 2 or 4 per
 /// operand, unequal for 128 × 64 and 64 × 128) runs; the others ignore the
 /// depth and the tile.
