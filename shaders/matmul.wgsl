@@ -16,9 +16,10 @@
 // - `matmul_shared`: the workgroup stages BK-deep slices of A and B in
 //   workgroup memory and each thread still owns a 4×4 register tile. Real GPUs
 //   reward the reuse.
-// - `matmul_wide` (shared/matmul_wide.wgsl): built for large GPUs: 128×128
-//   block tiles, 8×8 outputs per thread, double-buffered K slices in
-//   workgroup memory, vec4 loads with bounds checks on edge tiles only.
+// - `matmul_wide` (shared/matmul_wide.wgsl): built for large GPUs: block
+//   tiles of 64 or 128 a side, 8×8 outputs per thread, double-buffered K
+//   slices in workgroup memory, vec4 loads with bounds checks on edge tiles
+//   only.
 // - `matmul_naive`: one thread per output; the baseline of `bench matmul`.
 // - `matmul_split_reduce`: the second pass of split-K (see `split_k` in
 //   shared/matmul_core.wgsl), adding the splits' partial products.

@@ -55,8 +55,8 @@ override VEC4_A: bool = false;
 override VEC4_B: bool = false;
 // N is a multiple of 4: rows of C can be written as vec4.
 override VEC4_C: bool = false;
-// Workgroup shape; each thread of the tiled variants covers 4×4 outputs, so a
-// workgroup covers (4·WG_Y) × (4·WG_X) of C.
+// Workgroup shape; each thread of `regtile` and `shared` covers 4×4 outputs
+// (a workgroup (4·WG_Y) × (4·WG_X) of C), of `wide` 8×8.
 override WG_X: u32 = 8u;
 override WG_Y: u32 = 8u;
 // Depth of the K slice staged in workgroup memory by `matmul_shared`.

@@ -13,7 +13,8 @@
 // implicit operands go through the bounds-checked element loaders (`a_at`,
 // `b_at`). Sides of 64 serve products with few tiles of 128, above all the
 // compressed products of kept units, whose counts are known only on the
-// device (the launcher picks the tile: `wide_tile` in matmul_tiles.rs).
+// device (the launcher picks the tile: `wide_workgroup` in
+// src/ops/matmul_tiles.rs).
 
 // Depth of a K slice: a multiple of 4 with 2·WBK a multiple of WG_X and of
 // WG_Y (8 or 16 each), so that the threads share a slice's loads evenly
@@ -22,9 +23,9 @@ override WBK: u32 = 8u;
 
 const WIDE_MAX_LOADS: u32 = 4u;
 
-// Two buffers × WBK rows × (8·WG_Y floats = 2·WG_Y vec4), k-major. (The
-// lengths are named overrides: naga 30 cannot specialise an array length
-// written as a compound expression.)
+// Two buffers × WBK rows × the block's side (A: 8·WG_Y floats = 2·WG_Y
+// vec4; B: 8·WG_X floats), k-major. (The lengths are named overrides: naga
+// 30 cannot specialise an array length written as a compound expression.)
 override WIDE_A_LEN: u32 = 4u * WBK * WG_Y;
 override WIDE_B_LEN: u32 = 4u * WBK * WG_X;
 var<workgroup> wide_a: array<vec4<f32>, WIDE_A_LEN>;

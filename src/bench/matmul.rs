@@ -41,9 +41,50 @@ pub fn mlp_shapes() -> Vec<Dims> {
     ]
 }
 
-/// A `wide` configuration a cell times: K slice depth and block tile
-/// (rows × columns); None for the other variants.
-type WideConfig = (Option<u32>, Option<(u32, u32)>);
+/// A configuration a cell times: `wide`'s K slice depth and block tile
+/// (rows × columns; None for the other variants), and the splits of K.
+type Config = (Option<u32>, Option<(u32, u32)>, u32);
+
+/// What `bench_matmul` times of variant `v` on `d`: unsplit, and split as
+/// the launcher would on this device for the tile. `wide` runs its static
+/// products' tile (128 × 128 unless SPARSETRAIN_WIDE_TILE says otherwise)
+/// with K slices of 8 and of 16, then each other tile at the depth it would
+/// run with (where the adapter has the workgroup memory).
+fn configs(gpu: &Gpu, v: Variant, d: Dims) -> Result<Vec<Config>> {
+    use crate::ops::matmul_tiles::{block_shape, wide_depth};
+    let (m, n, k) = (d.m as u32, d.n as u32, d.k as u32);
+    let ty = gpu.report().device_type;
+    let splits = |tile: glam::UVec2| {
+        let tiles = n.div_ceil(tile.x.max(1)) * m.div_ceil(tile.y.max(1));
+        let auto = crate::ops::matmul::auto_splits(ty, v, tiles, k, false, false);
+        if v.splits_k() && auto > 1 { vec![1, auto] } else { vec![1] }
+    };
+    let tile = block_shape(gpu, v, m, n, crate::ops::matmul::TileFit::default())?.tile;
+    if v != Variant::Wide {
+        return Ok(splits(tile).into_iter().map(|s| (None, None, s)).collect());
+    }
+    let mut tiles = vec![(tile.y, tile.x)];
+    for t in [(128, 128), (128, 64), (64, 128), (64, 64)] {
+        if !tiles.contains(&t) {
+            tiles.push(t);
+        }
+    }
+    let mut out = Vec::new();
+    for (i, &(rows, cols)) in tiles.iter().enumerate() {
+        let wg = glam::UVec2::new(cols / 8, rows / 8);
+        let depths: Vec<u32> = if i == 0 {
+            [8, 16].into_iter().filter(|&bk| wide_depth(gpu, Some(bk), wg).is_ok()).collect()
+        } else {
+            wide_depth(gpu, None, wg).ok().into_iter().collect()
+        };
+        for bk in depths {
+            for s in splits(glam::UVec2::new(cols, rows)) {
+                out.push((Some(bk), Some((rows, cols)), s));
+            }
+        }
+    }
+    Ok(out)
+}
 
 pub struct MatmulRow {
     pub layout: Layout,
@@ -131,54 +172,23 @@ pub fn bench_matmul(
                 variants.push(Variant::Coop);
             }
             for v in variants {
-                // Unsplit, and split as the launcher would on this device.
-                let (m, n) = (d.m as u32, d.n as u32);
-                let fit = crate::ops::matmul::TileFit::default();
-                let tile = crate::ops::matmul_tiles::block_shape(gpu, v, m, n, fit)?.tile;
-                let tiles = n.div_ceil(tile.x.max(1)) * m.div_ceil(tile.y.max(1));
-                let auto = crate::ops::matmul::auto_splits(r.device_type, v, tiles, d.k as u32, false, false);
-                let splits = if v.splits_k() && auto > 1 { vec![1, auto] } else { vec![1] };
-                // `wide` as it runs static products (128 × 128), with K
-                // slices of 8 (its default) and of 16 where the adapter has
-                // the workgroup memory, then its smaller tiles (those of
-                // kept counts) at the default depth.
-                let wide_tile = (tile.y, tile.x);
-                let configs: Vec<WideConfig> = match v {
-                    Variant::Wide => {
-                        let usual = crate::ops::matmul_tiles::wide_depth(gpu, None, tile / 8)?;
-                        let mut c = vec![(Some(8), Some(wide_tile))];
-                        if crate::ops::matmul_tiles::wide_depth(gpu, Some(16), tile / 8).is_ok() {
-                            c.push((Some(16), Some(wide_tile)));
-                        }
-                        for t in [(128, 64), (64, 128), (64, 64)] {
-                            if t != wide_tile {
-                                c.push((Some(usual), Some(t)));
-                            }
-                        }
-                        c
+                for (depth, wtile, s) in configs(gpu, v, d)? {
+                    let mut mm = Matmul::new(layout).variant(v).split_k(s);
+                    if let Some(bk) = depth {
+                        mm = mm.wide_depth(bk);
                     }
-                    _ => vec![(None, None)],
-                };
-                for s in splits {
-                    for &(depth, wtile) in &configs {
-                        let mut mm = Matmul::new(layout).variant(v).split_k(s);
-                        if let Some(bk) = depth {
-                            mm = mm.wide_depth(bk);
-                        }
-                        if let Some((rows, cols)) = wtile {
-                            mm = mm.wide_tile(rows, cols);
-                        }
-                        let secs =
-                            if timed { time_matmul_gpu(gpu, mm, d, runs)? } else { time_matmul(gpu, mm, d, runs)? };
-                        cells.push((v, s, depth, wtile, flops(d) / median(&secs) / 1e9, secs.len()));
+                    if let Some((rows, cols)) = wtile {
+                        mm = mm.wide_tile(rows, cols);
                     }
+                    let secs = if timed { time_matmul_gpu(gpu, mm, d, runs)? } else { time_matmul(gpu, mm, d, runs)? };
+                    cells.push((v, s, depth, wtile, flops(d) / median(&secs) / 1e9, secs.len()));
                 }
             }
             let naive = cells[0].4;
             // The depth and tile `wide` runs a static product with when
             // nothing asks for others.
             let wg = crate::ops::matmul::wide_workgroup(crate::ops::matmul::TileFit::default())?;
-            let usual = Some(crate::ops::matmul_tiles::wide_depth(gpu, None, wg)?);
+            let usual = crate::ops::matmul_tiles::wide_depth(gpu, None, wg).ok();
             let usual_tile = Some((8 * wg.y, 8 * wg.x));
             for (v, splits, depth, tile, gflops, n) in cells {
                 let default = depth.is_none() || (depth == usual && tile == usual_tile);

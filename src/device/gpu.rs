@@ -483,7 +483,7 @@ impl Gpu {
     /// run `wide` unless SPARSETRAIN_MATMUL forced a variant (a narrow
     /// product, such as a convolution's few output channels over many
     /// pixels, would leave most of each 128-wide tile empty). The autotuner times one 1024³
-    /// product, where `wide`'s 64 block tiles leave a large GPU half idle
+    /// product, where `wide`'s 64 tiles of 128 × 128 leave a large GPU half idle
     /// and `shared` wins; from 2048² on, `wide` ran 1.5× faster on an H200
     /// (BENCHMARKS.md).
     pub fn matmul_variant_for(&self, m: u32, n: u32) -> Variant {

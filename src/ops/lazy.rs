@@ -35,6 +35,8 @@ impl KernelParams for LazyParams {
 }
 
 const WG: u32 = 64;
+/// The most workgroups per (slot, sample) on GPUs (see `Lazy::new`).
+const GPU_GROUPS: u32 = 1024;
 
 /// A side of a parameter: all `len` elements, or those of channel set `set`
 /// (whose lists start at `slot` within a sample).
@@ -117,10 +119,14 @@ impl Lazy {
         let rows = 2 * slots.len().max(1) as u32;
         // Workgroups take whole rows (lazy.wgsl). Lavapipe pays per
         // workgroup: share the cap among the slots. GPUs: a workgroup per
-        // row of the tallest parameter.
+        // row of the tallest parameter, up to GPU_GROUPS: the grid is
+        // launched for every row although a step's masks keep a few (10% of
+        // an 8192-row layer: 819 rows of work for 8192 workgroups per slot
+        // and sample, each writing its partial sums of the norm), and the
+        // workgroups loop over the kept rows beyond it.
         let tallest = slots.iter().map(|s| s.rows.len).max().unwrap_or(0) as u32;
         let groups = if gpu.grid_cap() == u32::MAX {
-            tallest.clamp(1, gpu.limits().max_compute_workgroups_per_dimension)
+            tallest.clamp(1, GPU_GROUPS.min(gpu.limits().max_compute_workgroups_per_dimension))
         } else {
             (gpu.grid_cap() / rows).max(1)
         };

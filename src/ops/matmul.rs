@@ -318,6 +318,13 @@ impl<'a> Matmul<'a> {
         self
     }
 
+    /// What the tiles are sized for: whether a kept count sets M or N, and
+    /// the `wide` tile asked for (checked even where another variant runs).
+    pub(super) fn tile_fit(&self) -> Result<TileFit> {
+        let wide_wg = self.wide_tile.map(|(r, c)| check_wide_tile(r, c)).transpose()?;
+        Ok(TileFit { kept: self.sizes[..2].iter().any(|s| matches!(s, Size::Kept { .. })), wide_wg })
+    }
+
     fn is_dynamic(&self) -> bool {
         self.sizes.iter().any(|s| *s != Size::Static)
     }
@@ -399,10 +406,7 @@ impl<'a> Matmul<'a> {
         } else {
             gpu.matmul_variant_for(m, n)
         });
-        let kept = |s: &Size| matches!(s, Size::Kept { .. });
-        // Asked for, so checked even where another variant runs.
-        let wide = self.wide_tile.map(|(r, c)| check_wide_tile(r, c)).transpose()?;
-        let fit = TileFit { kept_m: kept(&self.sizes[0]), kept_n: kept(&self.sizes[1]), wide };
+        let fit = self.tile_fit()?;
         let blocks = block_shape(gpu, variant, m, n, fit)?;
         let wg = blocks.wg;
         let layout = self.layout;
@@ -503,7 +507,7 @@ impl<'a> Matmul<'a> {
         // is still launched; at most KEPT_GRID_CAP loop over them instead.
         let tiles = grid_2d(n, m, blocks.tile);
         let limit = gpu.limits().max_compute_workgroups_per_dimension;
-        let cap = if self.sizes.iter().any(|s| matches!(s, Size::Kept { .. })) {
+        let cap = if fit.kept {
             gpu.grid_cap().min(KEPT_GRID_CAP)
         } else if self.is_dynamic() {
             gpu.grid_cap()
@@ -522,8 +526,8 @@ impl<'a> Matmul<'a> {
             }
             Some(n) => n,
             None => {
-                let (kept_tiles, kept_k) = (self.sizes[..2].iter().any(kept), kept(&self.sizes[2]));
-                auto_splits(gpu.report().device_type, variant, tiles.x * tiles.y, k, kept_tiles, kept_k)
+                let kept_k = matches!(self.sizes[2], Size::Kept { .. });
+                auto_splits(gpu.report().device_type, variant, tiles.x * tiles.y, k, fit.kept, kept_k)
             }
         };
         // Partial products of [splits, m, n] must fit one binding.

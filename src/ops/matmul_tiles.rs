@@ -18,14 +18,13 @@ pub struct Blocks {
     pub coop: Option<(u32, u32, u32)>,
 }
 
-/// Which sides of a product a kept count sets (known only on the device:
-/// the static size is its capacity), and the `wide` tile a caller asked
-/// for (`Matmul::wide_tile`, as its workgroup).
+/// Whether a kept count sets M or N of a product (known only on the
+/// device: the static size is its capacity), and the `wide` workgroup a
+/// caller asked for (`Matmul::wide_tile`: x along N, 8 outputs per thread).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TileFit {
-    pub kept_m: bool,
-    pub kept_n: bool,
-    pub wide: Option<UVec2>,
+    pub kept: bool,
+    pub wide_wg: Option<UVec2>,
 }
 
 /// The blocks of `variant` for an m × n product on `gpu` (the launcher's
@@ -38,9 +37,8 @@ pub fn block_shape(gpu: &Gpu, variant: Variant, m: u32, n: u32, fit: TileFit) ->
             let support = gpu.coop().map_err(|why| {
                 Error::InvalidArgument(format!("the mixed-precision matmul (coop) cannot run: {why}"))
             })?;
-            let kept = fit.kept_m || fit.kept_n;
             let (tm, wm, wn) =
-                coop_shape(m, n, kept, support.subgroup, gpu.limits().max_compute_workgroup_storage_size)?;
+                coop_shape(m, n, fit.kept, support.subgroup, gpu.limits().max_compute_workgroup_storage_size)?;
             let wg = UVec2::new(wm * wn * support.subgroup, 1);
             Ok(Blocks { wg, tile: UVec2::new(32 * wn, 16 * tm * wm), coop: Some((tm, wm, wn)) })
         }
@@ -68,19 +66,19 @@ pub fn block_shape(gpu: &Gpu, variant: Variant, m: u32, n: u32, fit: TileFit) ->
 /// 8 × 8 outputs per thread over 256 threads ran at 45–51% of an H100's
 /// fp32 peak.
 pub fn wide_workgroup(fit: TileFit) -> Result<UVec2> {
-    if let Some(wg) = fit.wide {
+    if let Some(wg) = fit.wide_wg {
         return Ok(wg);
     }
     if let Some(wg) = wide_tile_env()? {
         return Ok(wg);
     }
-    Ok(wide_rule(fit.kept_m, fit.kept_n))
+    Ok(wide_rule(fit.kept))
 }
 
 /// `wide_workgroup`'s rule: 16 × 16 threads (128 × 128 outputs) for static
-/// sizes, 8 × 8 (64 × 64) where a kept count sets either.
-fn wide_rule(kept_m: bool, kept_n: bool) -> UVec2 {
-    if kept_m || kept_n { UVec2::new(8, 8) } else { UVec2::new(16, 16) }
+/// sizes, 8 × 8 (64 × 64) where a kept count sets M or N.
+fn wide_rule(kept: bool) -> UVec2 {
+    if kept { UVec2::new(8, 8) } else { UVec2::new(16, 16) }
 }
 
 /// Workgroup shape (x, y) of a variant and the outputs each thread covers per side.
@@ -88,8 +86,8 @@ fn shape(v: Variant) -> (UVec2, u32) {
     match v {
         Variant::RegTile => (UVec2::new(8, 8), 4),
         Variant::Shared => (UVec2::new(16, 16), 4),
-        // The largest of `wide_workgroup`'s shapes (sides of 8 or 16
-        // threads, which divide 2·WBK for WBK = 8 or 16: see `wide_loads_a`).
+        // The workgroup is `wide_workgroup`'s (this one is not used); 8
+        // outputs per thread each way.
         Variant::Wide => (UVec2::new(16, 16), 8),
         Variant::Naive => (UVec2::new(16, 16), 1),
         // Sized per adapter and product by `coop_shape`.
@@ -109,13 +107,26 @@ pub fn wide_depth(gpu: &Gpu, asked: Option<u32>, wg: UVec2) -> Result<u32> {
         Some(bk) => check_wide_depth(bk)?,
         None => wide_depth_env()?.unwrap_or(8),
     };
+    // The kernel shares a slice's loads evenly only where each side of the
+    // workgroup divides 2·bk, in at most 4 vec4 per thread (WIDE_MAX_LOADS:
+    // it would drop the rest): sides of 8 or 16 threads, as
+    // `check_wide_tile` and `wide_rule` give.
+    let loads = |side: u32| side > 0 && (2 * bk).is_multiple_of(side) && 2 * bk / side <= 4;
+    if !loads(wg.x) || !loads(wg.y) {
+        return Err(Error::InvalidArgument(format!(
+            "the wide matmul cannot share K slices of {bk} over {} × {} threads",
+            wg.x, wg.y
+        )));
+    }
     // Two buffers × bk rows of each operand's side of the block tile.
     let per_thread = shape(Variant::Wide).1;
     let bytes = 2 * bk * (wg.x + wg.y) * per_thread * 4;
     let have = gpu.limits().max_compute_workgroup_storage_size;
     if bytes > have {
         return Err(Error::InvalidArgument(format!(
-            "the wide matmul with K slices of {bk} needs {bytes} bytes of workgroup memory; this device offers {have}"
+            "the wide matmul with K slices of {bk} and {} × {} block tiles needs {bytes} bytes of workgroup memory; this device offers {have}",
+            per_thread * wg.y,
+            per_thread * wg.x
         )));
     }
     Ok(bk)
@@ -240,12 +251,10 @@ mod tests {
     #[test]
     fn wide_tiles_shrink_for_kept_sizes() {
         // x along N (columns), y along M (rows); 8 outputs per thread.
-        assert_eq!(wide_rule(false, false), UVec2::new(16, 16));
-        assert_eq!(wide_rule(true, false), UVec2::new(8, 8));
-        assert_eq!(wide_rule(false, true), UVec2::new(8, 8));
-        assert_eq!(wide_rule(true, true), UVec2::new(8, 8));
+        assert_eq!(wide_rule(false), UVec2::new(16, 16));
+        assert_eq!(wide_rule(true), UVec2::new(8, 8));
         // A tile asked for wins over the rule (and the variable).
-        let asked = TileFit { kept_m: true, kept_n: true, wide: Some(UVec2::new(16, 8)) };
+        let asked = TileFit { kept: true, wide_wg: Some(UVec2::new(16, 8)) };
         assert_eq!(wide_workgroup(asked).unwrap(), UVec2::new(16, 8));
         assert_eq!(crate::device::variant::check_wide_tile(64, 128).unwrap(), UVec2::new(16, 8));
     }
@@ -309,5 +318,22 @@ mod tests {
         assert_eq!(regtile_tile(wg, 1031, 410), UVec2::new(32, 32));
         // A workgroup width that is not a power of two.
         assert_eq!(regtile_tile(UVec2::new(6, 6), 10, 8), UVec2::new(8, 72));
+    }
+
+    #[test]
+    fn tiles_are_sized_for_kept_m_or_n() {
+        use crate::ops::matmul::{Layout, Matmul, Size as S};
+        let kept = S::Kept { count: 0, blocks: 1 };
+        let fit = |m: S, n: S, k: S| Matmul::new(Layout::NN).sizes(None, m, n, k).tile_fit().unwrap();
+        assert!(!Matmul::new(Layout::NN).tile_fit().unwrap().kept);
+        assert!(fit(kept, S::Static, S::Static).kept);
+        assert!(fit(S::Static, kept, S::Static).kept);
+        // A kept K, or a batch for M, leaves every tile of the grid work.
+        assert!(!fit(S::Static, S::Static, kept).kept);
+        assert!(!fit(S::Batch { per: 1 }, S::Static, kept).kept);
+        // A tile asked for becomes `wide`'s workgroup, x along the columns.
+        let asked = Matmul::new(Layout::NT).wide_tile(64, 128).tile_fit().unwrap();
+        assert_eq!(asked.wide_wg, Some(glam::UVec2::new(16, 8)));
+        assert!(Matmul::new(Layout::NT).wide_tile(96, 64).tile_fit().is_err());
     }
 }
