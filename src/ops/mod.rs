@@ -96,9 +96,17 @@ pub trait KernelParams: bytemuck::Pod {
     const WGSL_NAME: &'static str;
 }
 
+/// The most threads a `launch_1d` grid starts, whatever the adapter's
+/// `grid_cap`: about four waves of a large GPU (an H100 holds 132 × 2048).
+/// These kernels are launched for a capacity and loop over what the device
+/// holds: at 10% of an 8192-wide MLP's units, gathering its compact hidden
+/// weights (819² of 8192² capacity) started 262 144 workgroups of 256
+/// threads, 1% of them with work, twice a step.
+const MAX_1D_THREADS: u32 = 1 << 20;
+
 /// Records a 1-D kernel of `threads` threads in workgroups of `wg` on a
-/// capped grid (`Gpu::grid_cap`; the kernel loops over what the grid does
-/// not cover); nothing for 0 threads.
+/// capped grid (`Gpu::grid_cap` and `MAX_1D_THREADS`; the kernel loops over
+/// what the grid does not cover); nothing for 0 threads.
 pub(crate) fn launch_1d<P: KernelParams>(
     rec: &mut crate::device::record::Recorder,
     kernel: crate::device::shader::Kernel,
@@ -125,7 +133,7 @@ pub(crate) fn launch_1d_with<P: KernelParams>(
         return Ok(());
     }
     let gpu = rec.gpu();
-    let cap = (gpu.grid_cap(), gpu.limits().max_compute_workgroups_per_dimension);
+    let cap = (gpu.grid_cap().min((MAX_1D_THREADS / wg).max(1)), gpu.limits().max_compute_workgroups_per_dimension);
     let groups = crate::device::shader::capped_grid(t.div_ceil(wg), cap.0, cap.1);
     let mut all = vec![("WG", f64::from(wg))];
     all.extend_from_slice(constants);
