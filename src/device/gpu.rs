@@ -434,7 +434,10 @@ impl Gpu {
     /// launches (compressed matmuls, gathers, reductions); the kernel loops
     /// over the rest. Software rasterisers pay for every
     /// launched workgroup, even one that exits at once, so they get a small
-    /// persistent grid; GPUs get one workgroup per tile.
+    /// persistent grid; GPUs get none, only the launchers' own caps for
+    /// work launched for a capacity (matmuls of kept counts 2048 workgroups
+    /// per split, `launch_1d` a million threads, lazy SGD 1024 workgroups
+    /// per slot and sample), which apply whatever this says.
     pub fn grid_cap(&self) -> u32 {
         self.grid_cap
     }

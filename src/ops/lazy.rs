@@ -125,11 +125,9 @@ impl Lazy {
         // and sample, each writing its partial sums of the norm), and the
         // workgroups loop over the kept rows beyond it.
         let tallest = slots.iter().map(|s| s.rows.len).max().unwrap_or(0) as u32;
-        let groups = if gpu.grid_cap() == u32::MAX {
-            tallest.clamp(1, GPU_GROUPS.min(gpu.limits().max_compute_workgroups_per_dimension))
-        } else {
-            (gpu.grid_cap() / rows).max(1)
-        };
+        let most = GPU_GROUPS.min(gpu.limits().max_compute_workgroups_per_dimension);
+        let groups =
+            if gpu.grid_cap() == u32::MAX { tallest.clamp(1, most) } else { (gpu.grid_cap() / rows).clamp(1, most) };
         let n_partials = rows as usize * (groups * WG) as usize;
         Ok(Lazy {
             table: Tensor::from_u32(gpu, "lazy slot table", &[table.len().max(1)], &padded(table))?,
