@@ -6,7 +6,7 @@
 use super::conv::Stored;
 use super::{KernelParams, Rows, need, u32_of};
 use crate::device::record::Recorder;
-use crate::device::shader::{Kernel, Shader, capped_grid};
+use crate::device::shader::{Kernel, Shader};
 use crate::device::tensor::{DType, Tensor};
 use crate::error::Result;
 
@@ -123,10 +123,11 @@ fn check(t: &BnTensors, rows: Rows, ch: Stored, splits: usize) -> Result<()> {
     need(OP, "maps", t.maps, 1, DType::U32)
 }
 
+/// The grid of an elementwise pass over stored channels (a capacity: the
+/// kernels loop over the rest).
 fn elementwise(rec: &Recorder, threads: usize) -> Result<glam::UVec3> {
     let t = u32_of("batchnorm", "threads", threads)?.max(1);
-    let gpu = rec.gpu();
-    Ok(capped_grid(t.div_ceil(WG), gpu.grid_cap(), gpu.limits().max_compute_workgroups_per_dimension))
+    Ok(super::grid_for_capacity(rec.gpu(), t, WG))
 }
 
 /// The grid of a reduction: a workgroup per channel, or with splits, per

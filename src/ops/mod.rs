@@ -104,6 +104,14 @@ pub trait KernelParams: bytemuck::Pod {
 /// threads, 1% of them with work, twice a step.
 const MAX_1D_THREADS: u32 = 1 << 20;
 
+/// The grid of a 1-D kernel launched for a capacity of `threads` threads
+/// in workgroups of `wg` that loops over what the grid does not cover:
+/// capped by `Gpu::grid_cap` and `MAX_1D_THREADS`.
+pub(crate) fn grid_for_capacity(gpu: &crate::Gpu, threads: u32, wg: u32) -> glam::UVec3 {
+    let cap = gpu.grid_cap().min((MAX_1D_THREADS / wg).max(1));
+    crate::device::shader::capped_grid(threads.div_ceil(wg), cap, gpu.limits().max_compute_workgroups_per_dimension)
+}
+
 /// Records a 1-D kernel of `threads` threads in workgroups of `wg` on a
 /// capped grid (`Gpu::grid_cap` and `MAX_1D_THREADS`; the kernel loops over
 /// what the grid does not cover); nothing for 0 threads.
@@ -132,9 +140,7 @@ pub(crate) fn launch_1d_with<P: KernelParams>(
     if t == 0 {
         return Ok(());
     }
-    let gpu = rec.gpu();
-    let cap = (gpu.grid_cap().min((MAX_1D_THREADS / wg).max(1)), gpu.limits().max_compute_workgroups_per_dimension);
-    let groups = crate::device::shader::capped_grid(t.div_ceil(wg), cap.0, cap.1);
+    let groups = grid_for_capacity(rec.gpu(), t, wg);
     let mut all = vec![("WG", f64::from(wg))];
     all.extend_from_slice(constants);
     rec.dispatch(kernel, &all, (0, p), bind, groups)
