@@ -94,7 +94,9 @@ fn matmul_regtile(
     @builtin(local_invocation_index) lidx: u32,
 ) {
     load_dims();
-    split_k(wid.z, nwg.z);
+    if !split_k(wid.z, nwg.z) {
+        return;
+    }
     let tx = regtile_threads_x();
     let ty = (WG_X * WG_Y) / tx;
     let lx = lidx % tx;
@@ -149,7 +151,9 @@ fn matmul_shared(
     @builtin(local_invocation_index) lidx: u32,
 ) {
     load_dims();
-    split_k(wid.z, nwg.z);
+    if !split_k(wid.z, nwg.z) {
+        return;
+    }
     let bm = 4u * WG_Y;
     let bn = 4u * WG_X;
     let threads = WG_X * WG_Y;
@@ -246,6 +250,11 @@ fn matmul_split_reduce(
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
     load_dims();
+    // A device-decided product that the device ran unsplit is done.
+    let splits = split_count(p.splits);
+    if splits < 2u && p.split_room != 0u {
+        return;
+    }
     let bm = 4u * WG_Y;
     let bn = 4u * WG_X;
     let tiles = tile_count(bn, bm);
@@ -255,7 +264,7 @@ fn matmul_split_reduce(
         let c0 = (t % tiles.x) * bn + 4u * lid.x;
         if r0 < M && c0 < N {
             var acc = mat4x4<f32>();
-            for (var z = 0u; z < p.splits; z++) {
+            for (var z = 0u; z < splits; z++) {
                 for (var i = 0u; i < 4u; i++) {
                     let r = min(r0 + i, M - 1u);
                     for (var j = 0u; j < 4u; j++) {

@@ -182,14 +182,17 @@ fn matmul_coop(
     @builtin(subgroup_size) lanes: u32,
 ) {
     load_dims();
-    split_k(wid.z, nwg.z);
+    // No early return where a workgroup has nothing to do: naga requires
+    // the cooperative operations' control flow to be uniform, which a
+    // return breaks; an empty run of tiles does the same.
+    let busy = split_k(wid.z, nwg.z);
     let bm = coop_bm();
     let bn = 32u * COOP_WN;
     // vec4 loads of a slice per operand, over WG_X threads.
     let a_vecs = bm * CBK / 4u;
     let b_vecs = bn * CBK / 4u;
     let tiles = tile_count(bn, bm);
-    let run = tile_run(wid, nwg, tiles.x * tiles.y);
+    let run = select(vec2(0u), tile_run(wid, nwg, tiles.x * tiles.y), busy);
     let slices = (KE - KB + CBK - 1u) / CBK;
     // This subgroup's (16·COOP_TM) × 32 piece of the block.
     let wr = 16u * COOP_TM * (sg / COOP_WN);

@@ -40,7 +40,10 @@ struct MatmulParams {
     im_pad: u32,
     // matmul_split_reduce: the partial products to add (split-K).
     splits: u32,
-    _pad1: u32,
+    // 0: K splits as the grid says (matmul_split_reduce: `splits`). Else the
+    // device decides: as many splits as this many floats of partial
+    // products hold for the M × N it reads (`split_count`).
+    split_room: u32,
     _pad2: u32,
 }
 
@@ -108,19 +111,48 @@ var<private> SPLIT_Z: u32;
 // epilogues. For products with few output tiles and a long K (the weight
 // gradient of a convolution: K = batch × pixels), which otherwise leave
 // a large GPU to a few workgroups looping over all of K.
+//
+// The launcher may leave the number of splits to the device (split_room >
+// 0), for products whose M or N is a kept count: it records the product
+// unsplit and split in nz, and the device runs the split launches with as
+// many splits as `split_room` floats of partials hold for its M × N (at
+// most nz: a small kept count, few output tiles, leaves a large GPU idle
+// while they walk K), or the unsplit one where that is fewer than two.
 override SPLIT_K: bool = false;
 
-fn split_k(z: u32, nz: u32) {
+// The splits a device-decided product runs (see above); nz where the
+// launcher decided. Call after `load_dims`.
+fn split_count(nz: u32) -> u32 {
+    if p.split_room == 0u {
+        return nz;
+    }
+    let mn = M * N;
+    if mn == 0u {
+        return 1u;
+    }
+    return clamp(p.split_room / mn, 1u, nz);
+}
+
+// Sets this workgroup's K range; false where it has nothing to do: a split
+// past the device's count, or the launch of a device-decided product that
+// the device runs the other way. The same for the whole workgroup, so
+// returning on it keeps barriers in uniform control flow.
+fn split_k(z: u32, nz: u32) -> bool {
     if !SPLIT_K {
         KB = 0u;
         KE = K;
         SPLIT_Z = 0u;
-        return;
+        return p.split_room == 0u || split_count(2u) < 2u;
     }
-    let chunk = ((K + nz - 1u) / nz + 31u) & ~31u;
+    let n = split_count(nz);
+    if z >= n || (n < 2u && p.split_room != 0u) {
+        return false;
+    }
+    let chunk = ((K + n - 1u) / n + 31u) & ~31u;
     KB = min(z * chunk, K);
     KE = min(KB + chunk, K);
     SPLIT_Z = z;
+    return true;
 }
 
 // The quads of K indices [base, base + count) inside this split's [KB, KE),

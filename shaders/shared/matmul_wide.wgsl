@@ -91,7 +91,9 @@ fn matmul_wide(
     @builtin(local_invocation_index) lidx: u32,
 ) {
     load_dims();
-    split_k(wid.z, nwg.z);
+    if !split_k(wid.z, nwg.z) {
+        return;
+    }
     let threads = WG_X * WG_Y;
     let bm = 8u * WG_Y;
     let bn = 8u * WG_X;

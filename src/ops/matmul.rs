@@ -2,12 +2,10 @@
 //! layouts and three variants. The variant normally comes from the device's
 //! choice (see `autotune`); benchmarks and tests may force one.
 
-use glam::UVec2;
-
 use super::conv::ConvGeom;
 use super::{KernelParams, NONE, need, u32_of};
 use crate::device::record::Recorder;
-use crate::device::shader::{Constants, Kernel, Shader, capped_grid, grid_2d};
+use crate::device::shader::{Shader, capped_grid, grid_2d};
 use crate::device::tensor::{DType, Tensor};
 use crate::error::{Error, Result};
 
@@ -37,9 +35,14 @@ pub struct MatmulParams {
     pub im_stride: u32,
     pub im_pad: u32,
     pub splits: u32,
-    pub _pad: [u32; 2],
+    /// 0: as many K splits as recorded; else the device's count for the
+    /// room of this many floats of partials (`split_count` in
+    /// shaders/shared/matmul_core.wgsl).
+    pub split_room: u32,
+    pub _pad: u32,
 }
 
+use super::matmul_split::{Split, kept_splits, record_split};
 pub use super::matmul_tiles::{TileFit, auto_splits, coop_fits, coop_shape, regtile_tile, wide_workgroup};
 use super::matmul_tiles::{block_shape, wide_depth};
 pub use crate::device::shader::Variant;
@@ -188,8 +191,12 @@ pub struct Matmul<'a> {
     /// Where M, N and K come from.
     sizes: [Size; 3],
     implicit: Option<Implicit>,
-    /// Splits of K (None: the launcher's rule, `auto_splits`).
+    /// Splits of K (None: the launcher's rules, `auto_splits` and
+    /// `kept_splits`).
     split: Option<u32>,
+    /// At most this many splits of K, as many as this many floats of
+    /// partials hold, decided on the device (`split_k_within`).
+    split_within: Option<(u32, usize)>,
     /// `matmul_wide`'s K slice depth (None: `wide_depth`'s default).
     wide_bk: Option<u32>,
     /// `matmul_wide`'s block tile, rows × columns (None: `wide_workgroup`'s rule).
@@ -219,6 +226,7 @@ impl<'a> Matmul<'a> {
             sizes: [Size::Static; 3],
             implicit: None,
             split: None,
+            split_within: None,
             wide_bk: None,
             wide_tile: None,
         }
@@ -244,6 +252,22 @@ impl<'a> Matmul<'a> {
     /// without this the launcher decides (`auto_splits`).
     pub fn split_k(mut self, n: u32) -> Matmul<'a> {
         self.split = Some(n.max(1));
+        self.split_within = None;
+        self
+    }
+
+    /// Leaves the splits of K to the device: up to `n`, as many as `room`
+    /// floats of partial products hold for the M × N it reads, and none
+    /// where that is fewer than two (the product is then recorded both
+    /// ways, and each launch checks which runs). For products whose kept
+    /// counts vary from step to step: few kept units make few output tiles,
+    /// which leave a large GPU idle while they walk K; many need no split.
+    /// GPUs' weight gradients of kept units take it without asking
+    /// (`KEPT_SPLITS` within `KEPT_SPLIT_ROOM`).
+    /// Replaces `split_k`; `n` below 2 splits nothing.
+    pub fn split_k_within(mut self, n: u32, room: usize) -> Matmul<'a> {
+        self.split_within = Some((n, room));
+        self.split = None;
         self
     }
 
@@ -471,7 +495,8 @@ impl<'a> Matmul<'a> {
             im_stride: 1,
             im_pad: 0,
             splits: 1,
-            _pad: [0; 2],
+            split_room: 0,
+            _pad: 0,
         };
         if let Some(Implicit::A(g) | Implicit::B(g) | Implicit::Dx(g)) = self.implicit {
             let (oh, ow) = g.out()?;
@@ -520,65 +545,49 @@ impl<'a> Matmul<'a> {
         let gate = self.gate.unwrap_or(&one);
         let dims = self.dims.unwrap_or(&zero_u32);
         let maps = self.scatter.map_or(&zero_u32, |s| s.maps);
+        let kept_k = matches!(self.sizes[2], Size::Kept { .. });
+        let ty = gpu.report().device_type;
+        let bind = [(1, a), (2, b), (3, c), (4, bias), (5, gate), (6, dims), (7, maps)];
+        let max_floats = gpu.limits().max_storage_buffer_binding_size / 4;
         let splits = match self.split {
-            Some(n) if n > 1 && !variant.splits_k() => {
+            Some(s) if s > 1 && !variant.splits_k() => {
                 return Err(Error::InvalidArgument(format!("matmul: the {} variant does not split K", variant.name())));
             }
-            Some(n) => n,
-            None => {
-                let kept_k = matches!(self.sizes[2], Size::Kept { .. });
-                auto_splits(gpu.report().device_type, variant, tiles.x * tiles.y, k, fit.kept, kept_k)
-            }
+            Some(s) => s,
+            None if self.split_within.is_some() => 1,
+            None => auto_splits(ty, variant, tiles.x * tiles.y, k, fit.kept, kept_k),
         };
+        // Left to the device where asked, or on GPUs for a kept-count
+        // product the fixed rule leaves unsplit.
+        let within = match (self.split, self.split_within) {
+            (None, Some(w)) => Some(w),
+            (None, None) if splits <= 1 => kept_splits(ty, variant, fit, kept_k, k),
+            _ => None,
+        };
+        if let Some((most, room)) = within.filter(|&(most, _)| most > 1) {
+            if !variant.splits_k() {
+                return Err(Error::InvalidArgument(format!("matmul: the {} variant does not split K", variant.name())));
+            }
+            // No more room than `most` full-size splits fill, nor than one
+            // binding holds; at least two splits of one value.
+            let full = u64::from(most) * u64::from(m) * u64::from(n);
+            let room = u32::try_from((room as u64).min(full).min(max_floats)).unwrap_or(u32::MAX).max(2);
+            let params = MatmulParams { split_room: room, ..params };
+            // Unsplit, run where the device's count is below two; then
+            // split in up to `most`, run where it is not.
+            rec.dispatch(variant.kernel(), &constants, (0, &params), &bind, groups)?;
+            let split = Split { splits: most, scratch_len: room as usize, groups, cap };
+            let reduce = MatmulParams { splits: most, ..params };
+            return record_split(rec, variant, &constants, (&params, &reduce), bind, split, (m, n));
+        }
         // Partial products of [splits, m, n] must fit one binding.
-        let max_floats = gpu.limits().max_storage_buffer_binding_size / 4;
         let splits = splits.min((max_floats / (u64::from(m) * u64::from(n))).clamp(1, u64::from(u32::MAX)) as u32);
         if splits <= 1 {
-            return rec.dispatch(
-                variant.kernel(),
-                &constants,
-                (0, &params),
-                &[(1, a), (2, b), (3, c), (4, bias), (5, gate), (6, dims), (7, maps)],
-                groups,
-            );
+            return rec.dispatch(variant.kernel(), &constants, (0, &params), &bind, groups);
         }
-        // Split-K: the variant writes each split's raw partial product into
-        // the device's scratch, then `matmul_split_reduce` adds them up
-        // through the epilogues into C.
-        let scratch = Tensor::split_scratch(gpu, splits as usize * d.m * d.n)?;
-        let mut first = constants.clone();
-        for (name, v) in first.iter_mut() {
-            if matches!(*name, "BIAS" | "RELU" | "GATE" | "SCATTER") {
-                *v = 0.0;
-            }
-        }
-        first.push(("SPLIT_K", 1.0));
-        let first_groups = glam::UVec3::new(groups.x, groups.y, splits);
-        rec.dispatch(
-            variant.kernel(),
-            &first,
-            (0, &params),
-            &[(1, a), (2, b), (3, &scratch), (4, bias), (5, gate), (6, dims), (7, maps)],
-            first_groups,
-        )?;
-        // The reduce pass: the product's store epilogues on 16 × 16 threads.
-        let wg = UVec2::new(16, 16);
-        let mut reduce_consts: Constants = constants
-            .iter()
-            .copied()
-            .filter(|(name, _)| matches!(*name, "VEC4_C" | "BIAS" | "RELU" | "GATE" | "SCATTER"))
-            .collect();
-        reduce_consts.extend([("WG_X", f64::from(wg.x)), ("WG_Y", f64::from(wg.y))]);
+        let split = Split { splits, scratch_len: splits as usize * d.m * d.n, groups, cap };
         let reduce = MatmulParams { splits, ..params };
-        let tiles = grid_2d(n, m, wg * 4);
-        let reduce_groups = capped_grid(tiles.x.saturating_mul(tiles.y), cap, limit);
-        rec.dispatch(
-            Kernel::MatmulSplitReduce,
-            &reduce_consts,
-            (0, &reduce),
-            &[(1, &scratch), (2, b), (3, c), (4, bias), (5, gate), (6, dims), (7, maps)],
-            reduce_groups,
-        )
+        record_split(rec, variant, &constants, (&params, &reduce), bind, split, (m, n))
     }
 }
 

@@ -206,6 +206,9 @@ pub fn regtile_tile(wg: UVec2, m: u32, n: u32) -> UVec2 {
 /// - GPUs (`shared`, `wide`, `coop`): enough workgroups for a large GPU
 ///   (about 256: two waves of 132 multiprocessors) where the tiles alone
 ///   leave most of it idle and K is long, with splits of at least 512.
+///   Tiles are counted at the capacity where a kept count sets M or N; a
+///   product this leaves unsplit may leave its count to the device
+///   (`kept_splits` in matmul_split.rs).
 /// - CPU adapters (`regtile`; lavapipe runs each workgroup on one of the
 ///   host's cores): a product of fewer than four tiles per core leaves cores
 ///   idle, or waiting on its widest tile, while its few workgroups walk a
@@ -318,6 +321,25 @@ mod tests {
         assert_eq!(regtile_tile(wg, 1031, 410), UVec2::new(32, 32));
         // A workgroup width that is not a power of two.
         assert_eq!(regtile_tile(UVec2::new(6, 6), 10, 8), UVec2::new(8, 72));
+    }
+
+    #[test]
+    fn gpus_leave_kept_weight_gradients_splits_to_the_device() {
+        use crate::ops::matmul_split::kept_splits;
+        use wgpu::DeviceType::{Cpu, DiscreteGpu, IntegratedGpu};
+        let kept = TileFit { kept: true, wide_wg: None };
+        let (s, room) = kept_splits(DiscreteGpu, Variant::Wide, kept, false, 2048).unwrap();
+        assert!(s >= 2 && room >= 1 << 20, "{s} splits within {room}");
+        assert!(kept_splits(IntegratedGpu, Variant::Shared, kept, false, 4096).is_some());
+        // `regtile` splits on GPUs only when asked, as in `auto_splits`.
+        assert_eq!(kept_splits(DiscreteGpu, Variant::RegTile, kept, false, 4096), None);
+        // Not on CPU adapters (auto_splits' rule), not for static sizes, a
+        // kept K, a short K or the naive kernel.
+        assert_eq!(kept_splits(Cpu, Variant::RegTile, kept, false, 2048), None);
+        assert_eq!(kept_splits(DiscreteGpu, Variant::Wide, TileFit::default(), false, 2048), None);
+        assert_eq!(kept_splits(DiscreteGpu, Variant::Wide, kept, true, 2048), None);
+        assert_eq!(kept_splits(DiscreteGpu, Variant::Wide, kept, false, 2047), None);
+        assert_eq!(kept_splits(DiscreteGpu, Variant::Naive, kept, false, 2048), None);
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod gather;
 pub mod lazy;
 pub mod mask;
 pub mod matmul;
+mod matmul_split;
 pub mod matmul_tiles;
 pub mod optim;
 pub mod pool;

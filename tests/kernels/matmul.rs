@@ -56,7 +56,9 @@ pub(crate) fn tol(variant: Variant, abs: f64) -> f64 {
 // The last four are narrow and tall: `matmul_regtile` narrows its tile to
 // N and stacks the rest of the workgroup along M (several tiles of M); the
 // last is tall enough that it picks a narrower width padding N less (8 wide).
-const SHAPES: [(usize, usize, usize); 15] = [
+// (23, 29, 70): 667 outputs, which the runs whose splits the device decides
+// within 1500 floats split in two, both with work (K of 70 over chunks of 64).
+const SHAPES: [(usize, usize, usize); 16] = [
     (1, 1, 1),
     (1, 7, 3),
     (5, 1, 9),
@@ -66,6 +68,7 @@ const SHAPES: [(usize, usize, usize); 15] = [
     (64, 64, 64),
     (67, 130, 45),
     (128, 96, 260),
+    (23, 29, 70),
     (3, 5, 1),
     (6, 5, 0),
     (300, 3, 17),
@@ -109,12 +112,19 @@ pub(crate) struct Run {
     pub split: u32,
     pub bk: u32,
     pub tile: Option<(u32, u32)>,
+    /// The device decides the splits, up to `split`, within this many floats
+    /// of partials (`Matmul::split_k_within`).
+    pub within: Option<usize>,
 }
 
 impl Run {
     /// A matmul of `layout` in this configuration.
     pub(crate) fn matmul<'a>(&self, layout: Layout) -> Matmul<'a> {
-        let mm = Matmul::new(layout).variant(self.variant).split_k(self.split).wide_depth(self.bk);
+        let mm = Matmul::new(layout).variant(self.variant).wide_depth(self.bk);
+        let mm = match self.within {
+            Some(room) => mm.split_k_within(self.split, room),
+            None => mm.split_k(self.split),
+        };
         match self.tile {
             Some((rows, cols)) => mm.wide_tile(rows, cols),
             None => mm,
@@ -123,7 +133,10 @@ impl Run {
 
     /// The variant, its splits, a depth other than 8 and a forced tile.
     pub(crate) fn label(&self) -> String {
-        let mut s = label(self.variant, self.split);
+        let mut s = match self.within {
+            Some(room) => format!("{} split ≤{} within {room}", self.variant.name(), self.split),
+            None => label(self.variant, self.split),
+        };
         if self.bk != 8 {
             s.push_str(&format!(" bk {}", self.bk));
         }
@@ -157,7 +170,12 @@ pub(crate) fn matmul_runs(gpu: &sparsetrain::Gpu, test: &str) -> Vec<Run> {
     };
     let mut runs = Vec::new();
     for (variant, split) in matmul_variants(gpu, test) {
-        let run = Run { variant, split, bk: 8, tile: None };
+        let run = Run { variant, split, bk: 8, tile: None, within: None };
+        if split > 1 {
+            // Splits the device decides within 1500 floats: most products
+            // here run unsplit that way, the smaller ones in 2 or 3.
+            runs.push(Run { within: Some(1500), ..run });
+        }
         if variant != Variant::Wide {
             runs.push(run);
             continue;
@@ -294,9 +312,16 @@ fn dynamic_cases(gpu: &sparsetrain::Gpu) {
         let variant = run.variant;
         for layout in Layout::ALL {
             // (real m, real n, real k) read from `dims`; 0 = nothing kept.
-            for &(rm, rn, rk) in
-                &[(5usize, 7usize, 9usize), (1, 1, 1), (13, 0, 6), (8, 12, 0), (17, 30, 23), (290, 6, 11), (300, 37, 5)]
-            {
+            for &(rm, rn, rk) in &[
+                (5usize, 7usize, 9usize),
+                (1, 1, 1),
+                (13, 0, 6),
+                (8, 12, 0),
+                (17, 30, 23),
+                (17, 30, 100),
+                (290, 6, 11),
+                (300, 37, 5),
+            ] {
                 case += 1;
                 let mut r = rng(1300 + case);
                 let pad = |x: usize| x.div_ceil(4) * 4;
