@@ -367,6 +367,7 @@ impl Gpu {
         // the device opens, whichever kernels later run.
         crate::device::variant::wide_depth_env()?;
         crate::device::variant::wide_tile_env()?;
+        crate::device::variant::kept_splits_env()?;
         crate::device::pipeline::runtime_checks_env()?;
         Ok(Gpu {
             device,

@@ -150,3 +150,17 @@ pub fn wide_tile_env() -> Result<Option<glam::UVec2>> {
         _ => Ok(None),
     }
 }
+
+/// `SPARSETRAIN_KEPT_SPLITS`: whether GPUs leave the K splits of kept-count
+/// products to the device (`auto`, the default) or not (`off`: the fixed
+/// rule alone, for comparison); checked when a device opens too.
+pub fn kept_splits_env() -> Result<bool> {
+    match std::env::var("SPARSETRAIN_KEPT_SPLITS") {
+        Ok(v) => match v.trim() {
+            "" | "auto" => Ok(true),
+            "off" => Ok(false),
+            _ => Err(Error::InvalidEnv { var: "SPARSETRAIN_KEPT_SPLITS", value: v.clone(), expected: "auto or off" }),
+        },
+        Err(_) => Ok(true),
+    }
+}

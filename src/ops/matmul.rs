@@ -46,7 +46,7 @@ use super::matmul_split::{Split, kept_splits, record_split};
 pub use super::matmul_tiles::{TileFit, auto_splits, coop_fits, coop_shape, regtile_tile, wide_workgroup};
 use super::matmul_tiles::{block_shape, wide_depth};
 pub use crate::device::shader::Variant;
-use crate::device::variant::{check_wide_depth, check_wide_tile};
+use crate::device::variant::{check_wide_depth, check_wide_tile, kept_splits_env};
 
 impl KernelParams for MatmulParams {
     const SHADER: Shader = Shader::Matmul;
@@ -561,7 +561,7 @@ impl<'a> Matmul<'a> {
         // product the fixed rule leaves unsplit.
         let within = match (self.split, self.split_within) {
             (None, Some(w)) => Some(w),
-            (None, None) if splits <= 1 => kept_splits(ty, variant, fit, kept_k, k),
+            (None, None) if splits <= 1 && kept_splits_env()? => kept_splits(ty, variant, fit, kept_k, k),
             _ => None,
         };
         if let Some((most, room)) = within.filter(|&(most, _)| most > 1) {
