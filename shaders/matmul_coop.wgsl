@@ -10,16 +10,18 @@ enable wgpu_cooperative_matrix;
 // parameters, layouts, dynamic sizes, capped grid, implicit convolution
 // operands and store epilogues as matmul.wgsl (shared/matmul_core.wgsl);
 // only the multiply differs: operands are rounded to f16 and multiplied in
-// 16×16×16 cooperative matrices with f32 accumulation. Outputs stay f32.
+// FRAG×FRAG×FRAG cooperative matrices (16, or 8 where the adapter has only
+// those) with f32 accumulation. Outputs stay f32.
 //
 // A workgroup is COOP_WM × COOP_WN subgroups; each subgroup owns a
-// (16·COOP_TM) × 32 output tile as 2·COOP_TM 16×16 f32 accumulators (COOP_TM
-// = 2 or 4: each B piece loaded from workgroup memory then serves 2 or 4
-// products), so a workgroup covers (16·COOP_TM·COOP_WM) × (32·COOP_WN) of C. The host sizes the workgroup as that
+// (FRAG·COOP_TM) × 2·FRAG output tile as 2·COOP_TM FRAG×FRAG f32
+// accumulators (COOP_TM = 2 or 4: each B piece loaded from workgroup memory
+// then serves 2 or 4 products), so a workgroup covers
+// (FRAG·COOP_TM·COOP_WM) × (2·FRAG·COOP_WN) of C. The host sizes the workgroup as that
 // many subgroups of the adapter's fixed subgroup width (`WG_X` threads) and
 // only builds this kernel where the subgroup width is fixed.
 //
-// K runs in slices of CBK (a multiple of 16). Every thread loads its share
+// K runs in slices of CBK (a multiple of FRAG). Every thread loads its share
 // of the next slice from global memory as f32 (vec4 on interior tiles, the
 // bounds-checked loaders on edges and implicit operands), rounds it to f16
 // and stores it into one of two workgroup buffers while the subgroups
@@ -36,38 +38,46 @@ enable wgpu_cooperative_matrix;
 // spread workgroup-memory banks.
 //
 // The epilogue goes through workgroup memory too: each subgroup stores one
-// accumulator at a time into its 16×16 f32 scratch, and its lanes pass
+// accumulator at a time into its FRAG×FRAG f32 scratch, and its lanes pass
 // 4×4 pieces to `store_tile`, the same epilogue code as every other variant
 // (alpha, beta, bias, ReLU, gate, scatter).
 
-// Subgroups of a workgroup along M and N, and 16-row pieces of a
+// The cooperative matrices: FRAG × FRAG pieces (16, or 8 on adapters
+// that offer only 8 × 8 × 8, such as lavapipe: `coop_source` in
+// src/device/shader.rs rewrites these four lines).
+alias CoopA = coop_mat16x16<f16, A>;
+alias CoopB = coop_mat16x16<f16, B>;
+alias CoopC = coop_mat16x16<f32, C>;
+const FRAG: u32 = 16u;
+
+// Subgroups of a workgroup along M and N, and FRAG-row pieces of a
 // subgroup's tile (2 or 4).
 override COOP_WM: u32 = 2u;
 override COOP_WN: u32 = 2u;
 override COOP_TM: u32 = 2u;
-// Depth of a staged K slice, a multiple of 16.
+// Depth of a staged K slice, a multiple of FRAG.
 override CBK: u32 = 32u;
 
 // vec4 of a K slice a thread stages per operand; the launcher only builds
 // shapes within it (`coop_fits` in src/ops/matmul.rs).
 const COOP_MAX_LOADS: u32 = 8u;
 const COOP_PAD: u32 = 8u;
-const COOP_C_STRIDE: u32 = 20u;
+const COOP_C_STRIDE: u32 = FRAG + 4u;
 
 // Two buffers of a slice, each at most (rows + pad) × (CBK + pad) halves
-// whichever way it is laid out; one 16 × COOP_C_STRIDE f32 scratch per
+// whichever way it is laid out; one FRAG × COOP_C_STRIDE f32 scratch per
 // subgroup. (Named overrides: naga 30 cannot specialise an array length
 // written as a compound expression.)
-override COOP_A_LEN: u32 = 2u * (16u * COOP_TM * COOP_WM + COOP_PAD) * (CBK + COOP_PAD);
-override COOP_B_LEN: u32 = 2u * (32u * COOP_WN + COOP_PAD) * (CBK + COOP_PAD);
-override COOP_C_LEN: u32 = 16u * COOP_C_STRIDE * COOP_WM * COOP_WN;
+override COOP_A_LEN: u32 = 2u * (FRAG * COOP_TM * COOP_WM + COOP_PAD) * (CBK + COOP_PAD);
+override COOP_B_LEN: u32 = 2u * (2u * FRAG * COOP_WN + COOP_PAD) * (CBK + COOP_PAD);
+override COOP_C_LEN: u32 = FRAG * COOP_C_STRIDE * COOP_WM * COOP_WN;
 var<workgroup> coop_a: array<f16, COOP_A_LEN>;
 var<workgroup> coop_b: array<f16, COOP_B_LEN>;
 var<workgroup> coop_c: array<f32, COOP_C_LEN>;
 
 // Rows of a block tile.
 fn coop_bm() -> u32 {
-    return 16u * COOP_TM * COOP_WM;
+    return FRAG * COOP_TM * COOP_WM;
 }
 
 // Halves between staged rows: A is [BM][CBK] (or [CBK][BM] with TRANS_A),
@@ -77,7 +87,7 @@ fn coop_lda() -> u32 {
 }
 
 fn coop_ldb() -> u32 {
-    return select(32u * COOP_WN, CBK, TRANS_B) + COOP_PAD;
+    return select(2u * FRAG * COOP_WN, CBK, TRANS_B) + COOP_PAD;
 }
 
 // Halves of one staged buffer.
@@ -86,7 +96,7 @@ fn coop_a_buf() -> u32 {
 }
 
 fn coop_b_buf() -> u32 {
-    return coop_ldb() * select(CBK, 32u * COOP_WN, TRANS_B);
+    return coop_ldb() * select(CBK, 2u * FRAG * COOP_WN, TRANS_B);
 }
 
 // The e-th vec4 of A's and B's slices (see `fetch_a_vec4`); where its
@@ -96,7 +106,7 @@ fn coop_fetch_a(row_base: u32, k0: u32, e: u32, interior: bool) -> vec4<f32> {
 }
 
 fn coop_fetch_b(k0: u32, col_base: u32, e: u32, interior: bool) -> vec4<f32> {
-    return fetch_b_vec4(k0, col_base, e, 32u * COOP_WN, CBK, interior);
+    return fetch_b_vec4(k0, col_base, e, 2u * FRAG * COOP_WN, CBK, interior);
 }
 
 fn coop_store_a(buf: u32, e: u32, v: vec4<f32>) {
@@ -116,7 +126,7 @@ fn coop_store_a(buf: u32, e: u32, v: vec4<f32>) {
 }
 
 fn coop_store_b(buf: u32, e: u32, v: vec4<f32>) {
-    let bn = 32u * COOP_WN;
+    let bn = 2u * FRAG * COOP_WN;
     var at: u32;
     if TRANS_B {
         at = (e / (CBK / 4u)) * coop_ldb() + 4u * (e % (CBK / 4u));
@@ -131,35 +141,36 @@ fn coop_store_b(buf: u32, e: u32, v: vec4<f32>) {
     coop_b[at + 3u] = h.w;
 }
 
-// The 16×16 piece of the staged A at (row r, k kk) of buffer `buf`.
-fn coop_load_a(buf: u32, r: u32, kk: u32) -> coop_mat16x16<f16, A> {
+// The FRAG×FRAG piece of the staged A at (row r, k kk) of buffer `buf`.
+fn coop_load_a(buf: u32, r: u32, kk: u32) -> CoopA {
     let lda = coop_lda();
     let base = buf * coop_a_buf();
     if TRANS_A {
-        return coopLoad<coop_mat16x16<f16, A>>(&coop_a[base + kk * lda + r], lda);
+        return coopLoad<CoopA>(&coop_a[base + kk * lda + r], lda);
     }
-    return coopLoadT<coop_mat16x16<f16, A>>(&coop_a[base + r * lda + kk], lda);
+    return coopLoadT<CoopA>(&coop_a[base + r * lda + kk], lda);
 }
 
-fn coop_load_b(buf: u32, kk: u32, col: u32) -> coop_mat16x16<f16, B> {
+fn coop_load_b(buf: u32, kk: u32, col: u32) -> CoopB {
     let ldb = coop_ldb();
     let base = buf * coop_b_buf();
     if TRANS_B {
-        return coopLoad<coop_mat16x16<f16, B>>(&coop_b[base + col * ldb + kk], ldb);
+        return coopLoad<CoopB>(&coop_b[base + col * ldb + kk], ldb);
     }
-    return coopLoadT<coop_mat16x16<f16, B>>(&coop_b[base + kk * ldb + col], ldb);
+    return coopLoadT<CoopB>(&coop_b[base + kk * ldb + col], ldb);
 }
 
 // Stores one accumulator through the subgroup's scratch and the epilogues:
 // output rows r0.., columns c0.. of C.
-fn coop_store(acc: coop_mat16x16<f32, C>, sg: u32, lane: u32, lanes: u32, r0: u32, c0: u32) {
-    let base = sg * 16u * COOP_C_STRIDE;
+fn coop_store(acc: CoopC, sg: u32, lane: u32, lanes: u32, r0: u32, c0: u32) {
+    let base = sg * FRAG * COOP_C_STRIDE;
     let stride = COOP_C_STRIDE;
     coopStoreT(acc, &coop_c[base], stride);
     workgroupBarrier();
-    for (var t = lane; t < 16u; t += lanes) {
-        let tr = 4u * (t / 4u);
-        let tc = 4u * (t % 4u);
+    let quads = FRAG / 4u;
+    for (var t = lane; t < quads * quads; t += lanes) {
+        let tr = 4u * (t / quads);
+        let tc = 4u * (t % quads);
         if r0 + tr < M && c0 + tc < N {
             var tile: mat4x4<f32>;
             for (var i = 0u; i < 4u; i++) {
@@ -187,16 +198,16 @@ fn matmul_coop(
     // return breaks; an empty run of tiles does the same.
     let busy = split_k(wid.z, nwg.z);
     let bm = coop_bm();
-    let bn = 32u * COOP_WN;
+    let bn = 2u * FRAG * COOP_WN;
     // vec4 loads of a slice per operand, over WG_X threads.
     let a_vecs = bm * CBK / 4u;
     let b_vecs = bn * CBK / 4u;
     let tiles = tile_count(bn, bm);
     let run = select(vec2(0u), tile_run(wid, nwg, tiles.x * tiles.y), busy);
     let slices = (KE - KB + CBK - 1u) / CBK;
-    // This subgroup's (16·COOP_TM) × 32 piece of the block.
-    let wr = 16u * COOP_TM * (sg / COOP_WN);
-    let wc = 32u * (sg % COOP_WN);
+    // This subgroup's (FRAG·COOP_TM) × 2·FRAG piece of the block.
+    let wr = FRAG * COOP_TM * (sg / COOP_WN);
+    let wc = 2u * FRAG * (sg % COOP_WN);
     for (var t = run.x; t < run.y; t++) {
         let row_base = (t / tiles.x) * bm;
         let col_base = (t % tiles.x) * bn;
@@ -215,14 +226,14 @@ fn matmul_coop(
             }
         }
         workgroupBarrier();
-        var acc00 = coop_mat16x16<f32, C>();
-        var acc01 = coop_mat16x16<f32, C>();
-        var acc10 = coop_mat16x16<f32, C>();
-        var acc11 = coop_mat16x16<f32, C>();
-        var acc20 = coop_mat16x16<f32, C>();
-        var acc21 = coop_mat16x16<f32, C>();
-        var acc30 = coop_mat16x16<f32, C>();
-        var acc31 = coop_mat16x16<f32, C>();
+        var acc00 = CoopC();
+        var acc01 = CoopC();
+        var acc10 = CoopC();
+        var acc11 = CoopC();
+        var acc20 = CoopC();
+        var acc21 = CoopC();
+        var acc30 = CoopC();
+        var acc31 = CoopC();
         for (var s = 0u; s < slices; s++) {
             let cur = s & 1u;
             let more = s + 1u < slices;
@@ -240,20 +251,20 @@ fn matmul_coop(
                     }
                 }
             }
-            for (var kk = 0u; kk < CBK; kk += 16u) {
+            for (var kk = 0u; kk < CBK; kk += FRAG) {
                 let b0 = coop_load_b(cur, kk, wc);
-                let b1 = coop_load_b(cur, kk, wc + 16u);
+                let b1 = coop_load_b(cur, kk, wc + FRAG);
                 let a0 = coop_load_a(cur, wr, kk);
                 acc00 = coopMultiplyAdd(a0, b0, acc00);
                 acc01 = coopMultiplyAdd(a0, b1, acc01);
-                let a1 = coop_load_a(cur, wr + 16u, kk);
+                let a1 = coop_load_a(cur, wr + FRAG, kk);
                 acc10 = coopMultiplyAdd(a1, b0, acc10);
                 acc11 = coopMultiplyAdd(a1, b1, acc11);
                 if COOP_TM == 4u {
-                    let a2 = coop_load_a(cur, wr + 32u, kk);
+                    let a2 = coop_load_a(cur, wr + 2u * FRAG, kk);
                     acc20 = coopMultiplyAdd(a2, b0, acc20);
                     acc21 = coopMultiplyAdd(a2, b1, acc21);
-                    let a3 = coop_load_a(cur, wr + 48u, kk);
+                    let a3 = coop_load_a(cur, wr + 3u * FRAG, kk);
                     acc30 = coopMultiplyAdd(a3, b0, acc30);
                     acc31 = coopMultiplyAdd(a3, b1, acc31);
                 }
@@ -274,14 +285,14 @@ fn matmul_coop(
         let r0 = row_base + wr;
         let c0 = col_base + wc;
         coop_store(acc00, sg, lane, lanes, r0, c0);
-        coop_store(acc01, sg, lane, lanes, r0, c0 + 16u);
-        coop_store(acc10, sg, lane, lanes, r0 + 16u, c0);
-        coop_store(acc11, sg, lane, lanes, r0 + 16u, c0 + 16u);
+        coop_store(acc01, sg, lane, lanes, r0, c0 + FRAG);
+        coop_store(acc10, sg, lane, lanes, r0 + FRAG, c0);
+        coop_store(acc11, sg, lane, lanes, r0 + FRAG, c0 + FRAG);
         if COOP_TM == 4u {
-            coop_store(acc20, sg, lane, lanes, r0 + 32u, c0);
-            coop_store(acc21, sg, lane, lanes, r0 + 32u, c0 + 16u);
-            coop_store(acc30, sg, lane, lanes, r0 + 48u, c0);
-            coop_store(acc31, sg, lane, lanes, r0 + 48u, c0 + 16u);
+            coop_store(acc20, sg, lane, lanes, r0 + 2u * FRAG, c0);
+            coop_store(acc21, sg, lane, lanes, r0 + 2u * FRAG, c0 + FRAG);
+            coop_store(acc30, sg, lane, lanes, r0 + 3u * FRAG, c0);
+            coop_store(acc31, sg, lane, lanes, r0 + 3u * FRAG, c0 + FRAG);
         }
     }
 }

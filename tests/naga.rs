@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use sparsetrain::ops::params_layouts;
-use sparsetrain::shader::{Kernel, SHARED, Shader, preprocess};
+use sparsetrain::shader::{Kernel, SHARED, Shader, coop_source, preprocess};
 
 /// Parses and validates with the capabilities the shader's device features
 /// give (WebGPU's defaults for all but the mixed-precision matmul).
@@ -31,11 +31,22 @@ fn validate_with_info(name: &str, src: &str) -> (naga::Module, naga::valid::Modu
 /// for cooperative matrices (its writer panicked on an inline uniform
 /// operand of `coopStoreT` on the H100 probe): every layout, implicit mode
 /// and epilogue combination the launcher can build, every block shape,
-/// specialised as a pipeline would be. No device needed.
+/// specialised as a pipeline would be, for cooperative matrices of 16 × 16
+/// (GPUs) and of 8 × 8 (lavapipe). No device needed.
 #[test]
 fn coop_matmul_writes_spirv_for_every_configuration() {
+    for frag in [16, 8] {
+        let written = coop_spirv(frag);
+        assert_eq!(written, 72, "configurations written for {frag} × {frag}");
+    }
+    assert!(coop_source(12).is_err());
+}
+
+fn coop_spirv(frag: u32) -> usize {
     let shader = Shader::MatmulCoop;
-    let (module, info) = validate_with_info(shader.file_name(), &shader.source().unwrap());
+    let src = coop_source(frag).unwrap();
+    assert_eq!(src.contains("coop_mat8x8"), frag == 8);
+    let (module, info) = validate_with_info(shader.file_name(), &src);
     let mut written = 0;
     for (trans_a, trans_b) in [(0.0, 0.0), (0.0, 1.0), (1.0, 0.0)] {
         for implicit in [0.0, 1.0, 2.0, 3.0] {
@@ -77,7 +88,7 @@ fn coop_matmul_writes_spirv_for_every_configuration() {
             }
         }
     }
-    assert_eq!(written, 72);
+    written
 }
 
 #[test]

@@ -62,12 +62,16 @@ impl Precision {
     }
 }
 
-/// What the mixed-precision path found on an adapter: 16×16×16 cooperative
-/// matrices of f16 inputs with f32 accumulation, and a fixed subgroup width
-/// (the workgroup of `matmul_coop` is sized in whole subgroups).
+/// What the mixed-precision path found on an adapter: cooperative matrices
+/// of f16 inputs with f32 accumulation, 16 × 16 × 16 (GPUs' tensor cores)
+/// or else 8 × 8 × 8 (lavapipe from Mesa 25.1 on, which lets the CPU test
+/// the kernels), and a fixed subgroup width (the workgroup of `matmul_coop`
+/// is sized in whole subgroups).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CoopSupport {
     pub subgroup: u32,
+    /// The side of the cooperative matrices: 16 or 8.
+    pub frag: u32,
 }
 
 impl CoopSupport {
@@ -78,28 +82,31 @@ impl CoopSupport {
         if !missing.is_empty() {
             return Err(format!("adapter {:?} lacks {missing:?}", info.name));
         }
-        let has_16 = adapter.cooperative_matrix_properties().iter().any(|p| {
-            (p.m_size, p.n_size, p.k_size) == (16, 16, 16)
-                && p.ab_type == wgpu::CooperativeScalarType::F16
-                && p.cr_type == wgpu::CooperativeScalarType::F32
-        });
-        if !has_16 {
+        let props = adapter.cooperative_matrix_properties();
+        let offers = |side: u32| {
+            props.iter().any(|p| {
+                (p.m_size, p.n_size, p.k_size) == (side, side, side)
+                    && p.ab_type == wgpu::CooperativeScalarType::F16
+                    && p.cr_type == wgpu::CooperativeScalarType::F32
+            })
+        };
+        let Some(frag) = [16, 8].into_iter().find(|&side| offers(side)) else {
             return Err(format!(
-                "adapter {:?} offers no 16x16x16 cooperative matrix of f16 inputs with f32 accumulation",
+                "adapter {:?} offers no 16x16x16 or 8x8x8 cooperative matrix of f16 inputs with f32 accumulation",
                 info.name
             ));
-        }
-        CoopSupport::from_info(&info)
+        };
+        CoopSupport::from_info(&info, frag)
     }
 
-    fn from_info(info: &wgpu::AdapterInfo) -> std::result::Result<CoopSupport, String> {
+    fn from_info(info: &wgpu::AdapterInfo, frag: u32) -> std::result::Result<CoopSupport, String> {
         if info.subgroup_min_size != info.subgroup_max_size || info.subgroup_min_size == 0 {
             return Err(format!(
                 "adapter {:?} has subgroups of {} to {} invocations; the mixed-precision matmul needs a fixed width",
                 info.name, info.subgroup_min_size, info.subgroup_max_size
             ));
         }
-        Ok(CoopSupport { subgroup: info.subgroup_min_size })
+        Ok(CoopSupport { subgroup: info.subgroup_min_size, frag })
     }
 }
 
@@ -299,10 +306,12 @@ impl Gpu {
         }))
         .map_err(|error| Error::RequestDevice { adapter: info.name.clone(), error })?;
         let mut gpu = Gpu::from_device(device, queue, &info, opts)?;
-        if let Err(why) = coop {
-            // The adapter's reason rather than "opened without".
-            gpu.report.coop = Err(why);
+        // The adapter's reason rather than "opened without", or the side of
+        // its cooperative matrices (`from_device` assumes tensor cores' 16).
+        if let Ok(c) = &coop {
+            gpu.pipelines.set_coop_frag(c.frag);
         }
+        gpu.report.coop = coop;
         Ok(gpu)
     }
 
@@ -358,7 +367,7 @@ impl Gpu {
             driver_info: info.driver_info.clone(),
             limits: device.limits(),
             coop: if device.features().contains(coop_features()) {
-                CoopSupport::from_info(info)
+                CoopSupport::from_info(info, 16)
             } else {
                 Err(format!("the device was opened without {:?}", coop_features() - device.features()))
             },
@@ -373,7 +382,11 @@ impl Gpu {
             device,
             queue,
             report,
-            pipelines: PipelineCache::default(),
+            pipelines: {
+                let cache = PipelineCache::default();
+                cache.set_coop_frag(16);
+                cache
+            },
             readback_bytes: AtomicU64::new(0),
             readback_calls: AtomicU64::new(0),
             error,

@@ -39,9 +39,18 @@ struct Module {
 pub(crate) struct PipelineCache {
     modules: Mutex<HashMap<Shader, Arc<Module>>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
+    /// The side of `matmul_coop`'s cooperative matrices on this device
+    /// (0 where it has none: the 16 × 16 source, for bindings only).
+    coop_frag: std::sync::atomic::AtomicU32,
 }
 
 impl PipelineCache {
+    /// Sets the side of the cooperative matrices `matmul_coop` is built for
+    /// (before its first use).
+    pub(crate) fn set_coop_frag(&self, frag: u32) {
+        self.coop_frag.store(frag, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// The group-0 bindings `kernel`'s entry point uses (its module parsed
     /// once; nothing compiled).
     pub(crate) fn bindings(&self, device: &wgpu::Device, kernel: Kernel) -> Result<Vec<(u32, Use)>> {
@@ -106,7 +115,10 @@ impl PipelineCache {
         if let Some(m) = self.modules.lock().expect("module cache poisoned").get(&shader) {
             return Ok(m.clone());
         }
-        let source = shader.source()?;
+        let source = match (shader, self.coop_frag.load(std::sync::atomic::Ordering::SeqCst)) {
+            (Shader::MatmulCoop, frag) if frag != 0 => crate::device::shader::coop_source(frag)?,
+            _ => shader.source()?,
+        };
         let uses = used_bindings(&source, shader.file_name())?;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let desc = wgpu::ShaderModuleDescriptor {

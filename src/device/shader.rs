@@ -142,6 +142,33 @@ pub const SHARED: [(&str, &str); 7] = [
     ("matmul_wide", include_str!("../../shaders/shared/matmul_wide.wgsl")),
 ];
 
+/// `matmul_coop.wgsl` for cooperative matrices of `frag` × `frag` × `frag`
+/// (16, or 8 on adapters that offer only those): its type aliases and its
+/// FRAG constant rewritten, nothing else (the kernel is written in FRAG).
+pub fn coop_source(frag: u32) -> Result<String> {
+    let src = Shader::MatmulCoop.source()?;
+    match frag {
+        16 => Ok(src),
+        8 => {
+            let mut out = src.replace("const FRAG: u32 = 16u;", "const FRAG: u32 = 8u;");
+            for role in ["<f16, A>", "<f16, B>", "<f32, C>"] {
+                out = out.replace(&format!("= coop_mat16x16{role};"), &format!("= coop_mat8x8{role};"));
+            }
+            if out.contains("coop_mat16x16") || !out.contains("const FRAG: u32 = 8u;") {
+                return Err(Error::Shader {
+                    shader: Shader::MatmulCoop.file_name(),
+                    detail: "cannot rewrite the cooperative matrices for 8 × 8 pieces".into(),
+                });
+            }
+            Ok(out)
+        }
+        _ => Err(Error::Shader {
+            shader: Shader::MatmulCoop.file_name(),
+            detail: format!("no cooperative matrices of {frag} × {frag}"),
+        }),
+    }
+}
+
 /// Replaces every `//#include NAME` line by the shared file `shaders/shared/NAME.wgsl`.
 /// Includes are not nested: shared files are leaves, which keeps the order of
 /// definitions obvious.

@@ -5,7 +5,7 @@
 
 use glam::UVec2;
 
-use crate::device::gpu::Gpu;
+use crate::device::gpu::{CoopSupport, Gpu};
 use crate::device::variant::{Variant, check_wide_depth, wide_depth_env, wide_tile_env};
 use crate::error::{Error, Result};
 
@@ -37,10 +37,10 @@ pub fn block_shape(gpu: &Gpu, variant: Variant, m: u32, n: u32, fit: TileFit) ->
             let support = gpu.coop().map_err(|why| {
                 Error::InvalidArgument(format!("the mixed-precision matmul (coop) cannot run: {why}"))
             })?;
-            let (tm, wm, wn) =
-                coop_shape(m, n, fit.kept, support.subgroup, gpu.limits().max_compute_workgroup_storage_size)?;
+            let f = support.frag;
+            let (tm, wm, wn) = coop_shape(m, n, fit.kept, support, gpu.limits().max_compute_workgroup_storage_size)?;
             let wg = UVec2::new(wm * wn * support.subgroup, 1);
-            Ok(Blocks { wg, tile: UVec2::new(32 * wn, 16 * tm * wm), coop: Some((tm, wm, wn)) })
+            Ok(Blocks { wg, tile: UVec2::new(2 * f * wn, f * tm * wm), coop: Some((tm, wm, wn)) })
         }
         Variant::Wide => {
             let wg = wide_workgroup(fit)?;
@@ -132,28 +132,31 @@ pub fn wide_depth(gpu: &Gpu, asked: Option<u32>, wg: UVec2) -> Result<u32> {
     Ok(bk)
 }
 
-/// `matmul_coop`'s shape for an m × n product: (16-row pieces per
-/// subgroup, subgroups along M, along N). Each subgroup computes 32 × 32;
-/// products that still give at least 256 block tiles of 128 × 64 run 4 × 2
-/// subgroups, smaller ones and those a kept count sizes (`kept`: m or n is
-/// only a capacity) 2 × 2 (64 × 64 blocks: enough of them to fill a large
-/// GPU on the narrow products of compressed layers).
+/// `matmul_coop`'s shape for an m × n product: (F-row pieces per
+/// subgroup, subgroups along M, along N), F the side of the adapter's
+/// cooperative matrices (16; 8 on lavapipe). Each subgroup computes
+/// 2F × 2F; products that still give at least 256 block tiles of 8F × 4F
+/// (128 × 64) run 4 × 2 subgroups, smaller ones and those a kept count
+/// sizes (`kept`: m or n is only a capacity) 2 × 2 (64 × 64 blocks: enough
+/// of them to fill a large GPU on the narrow products of compressed layers).
 /// `SPARSETRAIN_COOP_TILE=64x32` gives big products 2 × 2 subgroups of
-/// 64 × 32 instead (each staged B piece serving four products): on an
+/// 4F × 2F instead (each staged B piece serving four products): on an
 /// H200 that ran at 12.8 TFLOP/s against 22.6 at 4096³ (BENCHMARKS.md),
 /// so it is not the default. The first candidate that `coop_fits` the
 /// adapter is taken.
-pub fn coop_shape(m: u32, n: u32, kept: bool, subgroup: u32, wg_bytes: u32) -> Result<(u32, u32, u32)> {
-    let big = !kept && m.div_ceil(128) * n.div_ceil(64) >= 256;
+pub fn coop_shape(m: u32, n: u32, kept: bool, support: CoopSupport, wg_bytes: u32) -> Result<(u32, u32, u32)> {
+    let f = support.frag;
+    let big = !kept && m.div_ceil(8 * f) * n.div_ceil(4 * f) >= 256;
     let tall = std::env::var("SPARSETRAIN_COOP_TILE").is_ok_and(|v| v.trim() == "64x32");
     let preferred: &[(u32, u32, u32)] = match (big, tall) {
         (true, true) => &[(4, 2, 2), (2, 4, 2), (2, 2, 2)],
         (true, false) => &[(2, 4, 2), (2, 2, 2)],
         (false, _) => &[(2, 2, 2)],
     };
-    preferred.iter().copied().find(|&s| coop_fits(s, subgroup, wg_bytes)).ok_or_else(|| {
+    preferred.iter().copied().find(|&s| coop_fits(s, support, wg_bytes)).ok_or_else(|| {
         Error::InvalidArgument(format!(
-            "the mixed-precision matmul has no block shape for subgroups of {subgroup} within {wg_bytes} bytes of workgroup memory"
+            "the mixed-precision matmul has no block shape for subgroups of {} within {wg_bytes} bytes of workgroup memory",
+            support.subgroup
         ))
     })
 }
@@ -162,13 +165,14 @@ pub fn coop_shape(m: u32, n: u32, kept: bool, subgroup: u32, wg_bytes: u32) -> R
 /// most COOP_MAX_LOADS (8) vec4 of a K slice (CBK = 32) per operand, and
 /// the two double-buffered f16 slices plus the subgroups' f32 scratch fit
 /// the workgroup memory (the kernel's COOP_*_LEN).
-pub fn coop_fits((tm, wm, wn): (u32, u32, u32), subgroup: u32, wg_bytes: u32) -> bool {
+pub fn coop_fits((tm, wm, wn): (u32, u32, u32), support: CoopSupport, wg_bytes: u32) -> bool {
     const CBK: u32 = 32;
     const PAD: u32 = 8;
-    let (bm, bn) = (16 * tm * wm, 32 * wn);
-    let threads = wm * wn * subgroup;
+    let f = support.frag;
+    let (bm, bn) = (f * tm * wm, 2 * f * wn);
+    let threads = wm * wn * support.subgroup;
     let loads_ok = bm * CBK / 4 <= 8 * threads && bn * CBK / 4 <= 8 * threads;
-    let bytes = 2 * (bm + PAD) * (CBK + PAD) * 2 + 2 * (bn + PAD) * (CBK + PAD) * 2 + 16 * 20 * wm * wn * 4;
+    let bytes = 2 * (bm + PAD) * (CBK + PAD) * 2 + 2 * (bn + PAD) * (CBK + PAD) * 2 + f * (f + 4) * wm * wn * 4;
     loads_ok && bytes <= wg_bytes
 }
 
@@ -265,18 +269,24 @@ mod tests {
     #[test]
     fn coop_shapes_fit_the_adapter() {
         // 32-wide subgroups, 48 KiB: 4 × 2 subgroups for big products.
-        assert_eq!(coop_shape(4096, 4096, false, 32, 49152).unwrap(), (2, 4, 2));
-        assert_eq!(coop_shape(256, 1024, false, 32, 49152).unwrap(), (2, 2, 2));
+        let tc = |subgroup| CoopSupport { subgroup, frag: 16 };
+        assert_eq!(coop_shape(4096, 4096, false, tc(32), 49152).unwrap(), (2, 4, 2));
+        assert_eq!(coop_shape(256, 1024, false, tc(32), 49152).unwrap(), (2, 2, 2));
         // Kept counts may be far below the capacity: 64 × 64 blocks.
-        assert_eq!(coop_shape(4096, 4096, true, 32, 49152).unwrap(), (2, 2, 2));
+        assert_eq!(coop_shape(4096, 4096, true, tc(32), 49152).unwrap(), (2, 2, 2));
         // 32 KiB cannot hold the big shape's slices (43520 bytes).
-        assert!(!coop_fits((2, 4, 2), 32, 32768));
-        assert_eq!(coop_shape(4096, 4096, false, 32, 32768).unwrap(), (2, 2, 2));
+        assert!(!coop_fits((2, 4, 2), tc(32), 32768));
+        assert_eq!(coop_shape(4096, 4096, false, tc(32), 32768).unwrap(), (2, 2, 2));
         // Narrow subgroups: 16-wide threads still stage 8 vec4 each on
         // 2 × 2; 8-wide ones would need 16, which the kernel cannot.
-        assert!(coop_fits((2, 2, 2), 16, 49152));
-        assert!(!coop_fits((4, 2, 2), 16, 49152));
-        assert!(coop_shape(64, 64, false, 8, 49152).is_err());
+        assert!(coop_fits((2, 2, 2), tc(16), 49152));
+        assert!(!coop_fits((4, 2, 2), tc(16), 49152));
+        assert!(coop_shape(64, 64, false, tc(8), 49152).is_err());
+        // 8 × 8 pieces on 8-wide subgroups (lavapipe): 32 × 32 blocks of
+        // 4 vec4 per thread, 4 × 2 subgroups for big products.
+        let lvp = CoopSupport { subgroup: 8, frag: 8 };
+        assert_eq!(coop_shape(64, 64, false, lvp, 32768).unwrap(), (2, 2, 2));
+        assert_eq!(coop_shape(4096, 4096, false, lvp, 32768).unwrap(), (2, 4, 2));
     }
 
     #[test]

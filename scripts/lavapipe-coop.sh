@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Runs a command on lavapipe with cooperative matrices, so that the
+# mixed-precision matmuls (`coop`) run on a machine without a GPU.
+#
+# Debian 12's lavapipe (Mesa 22.3) has no cooperative matrices; Mesa's from
+# Debian 13 backports (26.x) offers 8 × 8 × 8 ones of f16 inputs with f32
+# accumulation on CPUs with AVX2, which `matmul_coop` builds for (its
+# 16 × 16 pieces are GPUs' tensor cores). That Mesa needs Debian 13's C
+# library, so the script unpacks it and its libraries into a folder (no
+# package is installed; apt's lists there too) and runs the command through
+# that folder's dynamic loader, with the Vulkan loader pointed at its ICD.
+#
+#   scripts/lavapipe-coop.sh                # the matmul kernel tests, coop required
+#   scripts/lavapipe-coop.sh target/release/sparsetrain info
+#
+# Where: $SPARSETRAIN_MESA_DIR (default ~/.cache/sparsetrain/mesa-coop).
+# Test binaries: cargo test --release --no-run, then pass the binary's
+# path (cargo itself runs outside the loader). Not part of CI: it downloads
+# about 70 MB of packages once, and only speaks for correctness (lavapipe's
+# cooperative matrices are emulated; nothing about tensor-core speed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DIR="${SPARSETRAIN_MESA_DIR:-$HOME/.cache/sparsetrain/mesa-coop}"
+ROOT="$DIR/root"
+ICD="$DIR/lvp_icd.json"
+
+if [ ! -f "$ICD" ]; then
+    echo "== unpacking Debian 13's Mesa into $DIR"
+    mkdir -p "$DIR/apt/lists/partial" "$DIR/apt/cache/archives/partial" "$DIR/debs" "$ROOT"
+    cat >"$DIR/apt/sources.list" <<'EOF'
+deb http://deb.debian.org/debian trixie main
+deb http://deb.debian.org/debian trixie-backports main
+EOF
+    APT=(-o "Dir::Etc::SourceList=$DIR/apt/sources.list" -o "Dir::Etc::SourceParts=/dev/null"
+        -o "Dir::State::Lists=$DIR/apt/lists" -o "Dir::Cache=$DIR/apt/cache" -o "APT::Sandbox::User=root")
+    apt-get "${APT[@]}" -qq update
+    # Mesa from backports, and what it links that Debian 12 has too old.
+    PKGS=(mesa-vulkan-drivers/trixie-backports libc6 libstdc++6 libgcc-s1 libllvm19 libelf1t64
+        libdisplay-info2 libpng16-16t64 libdrm2 libdrm-amdgpu1 libwayland-client0 libxcb-dri3-0
+        libxcb-present0 libxcb1 libzstd1 libffi8 libedit2 libz3-4 libxml2 libtinfo6 libbsd0 libmd0
+        libicu76 liblzma5 zlib1g libexpat1 libxcb-randr0 libxcb-shm0 libxcb-sync1 libxcb-xfixes0
+        libxshmfence1 libx11-xcb1 libx11-6 libxau6 libxdmcp6)
+    (cd "$DIR/debs" && apt-get "${APT[@]}" -qq download "${PKGS[@]}")
+    for deb in "$DIR"/debs/*.deb; do
+        dpkg-deb -x "$deb" "$ROOT"
+    done
+    LVP="$ROOT/usr/lib/x86_64-linux-gnu/libvulkan_lvp.so"
+    [ -f "$LVP" ] || { echo "lavapipe is missing from the unpacked Mesa" >&2; exit 1; }
+    printf '{"file_format_version": "1.0.1", "ICD": {"library_path": "%s", "api_version": "1.3.0"}}\n' "$LVP" >"$ICD"
+fi
+
+export VK_ICD_FILENAMES="$ICD"
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/xdg-$(id -u)}"
+mkdir -p "$XDG_RUNTIME_DIR"
+LIBS="$ROOT/usr/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu:/lib/x86_64-linux-gnu"
+run() { "$ROOT/usr/lib64/ld-linux-x86-64.so.2" --library-path "$LIBS" "$@"; }
+
+if [ "$#" -gt 0 ]; then
+    run "$@"
+    exit
+fi
+cargo test --release --test kernels --no-run
+KERNELS=$(cargo test --release --test kernels --no-run --message-format=json 2>/dev/null |
+    python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "kernels" and m.get("executable"):
+        print(m["executable"])')
+SPARSETRAIN_REQUIRE_GPU=1 SPARSETRAIN_REQUIRE_COOP=1 run "$KERNELS" matmul
