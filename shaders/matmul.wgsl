@@ -23,10 +23,13 @@
 // - `matmul_naive`: one thread per output; the baseline of `bench matmul`.
 // - `matmul_split_reduce`: the second pass of split-K (see `split_k` in
 //   shared/matmul_core.wgsl), adding the splits' partial products.
-// A fifth, `matmul_coop` (matmul_coop.wgsl), multiplies f16 copies of the
-// operands on tensor cores through cooperative matrices; it lives in its own
-// file because its `enable` directives would keep this module from building
-// on adapters without those features.
+// - `matmul_pack`: an operand rounded to f16 and padded, for
+//   `matmul_coop_direct`.
+// The mixed-precision kernels, `matmul_coop` and `matmul_coop_direct`
+// (matmul_coop.wgsl), multiply f16 copies of the operands on tensor cores
+// through cooperative matrices; they live in their own file because its
+// `enable` directives would keep this module from building on adapters
+// without those features.
 //
 // Buffers are bound as arrays of vec4 so that the aligned path can load four
 // floats at once; unaligned shapes (VEC4_* = false) read single elements from
@@ -236,6 +239,122 @@ fn matmul_naive(
                 store_one(row, col, map_row(row) * p.ldc + map_col(col), sum);
             }
         }
+    }
+}
+
+// `matmul_pack`: one operand of a mixed-precision product rounded to f16
+// and padded (the layout is in shared/matmul_core.wgsl, at `pack_kp`), for
+// `matmul_coop_direct`; PACK_B picks B over A. Four halves per thread and
+// step of a grid-stride loop over this launch's padded sizes; every value
+// goes through the operand's loaders (`a_at`, `b_at`: zero outside the
+// product, implicit operands gathered), or one vec4 where it is plain and
+// whole. Written as pairs of halves in u32, rounded to nearest even in
+// integer arithmetic (`f16_bits`), so that it needs no f16 support, runs on
+// every adapter and rounds the same on all of them.
+override PACK_B: bool = false;
+@group(0) @binding(8) var<storage, read_write> packed: array<vec2<u32>>;
+
+// The binary16 bits of x, rounded to nearest even: overflow to ±inf,
+// subnormals kept, NaN stays NaN (quiet). Exact integer steps: pack2x16float
+// would need f16 support where naga checks it, and leaves its rounding to
+// the driver.
+fn f16_bits(x: f32) -> u32 {
+    let u = bitcast<u32>(x);
+    let sign = (u >> 16u) & 0x8000u;
+    let a = u & 0x7fffffffu;
+    if a >= 0x7f800000u {
+        return sign | 0x7c00u | select(0u, 0x200u, a > 0x7f800000u);
+    }
+    // From 65520 (halfway past the largest half, 65504) up: infinity.
+    if a >= 0x477ff000u {
+        return sign | 0x7c00u;
+    }
+    var q: u32;
+    var rem: u32;
+    var half: u32;
+    if a >= 0x38800000u {
+        // Normal: rebias the exponent (127 → 15), drop 13 bits.
+        let r = a - 0x38000000u;
+        q = r >> 13u;
+        rem = r & 0x1fffu;
+        half = 0x1000u;
+    } else {
+        // Below 2^-14: a multiple of 2^-24 (subnormal), or zero below 2^-25.
+        let e = a >> 23u;
+        if e < 102u {
+            return sign;
+        }
+        let m = (a & 0x7fffffu) | 0x800000u;
+        let shift = 126u - e;
+        q = m >> shift;
+        rem = m & ((1u << shift) - 1u);
+        half = 1u << (shift - 1u);
+    }
+    let up = rem > half || (rem == half && (q & 1u) == 1u);
+    return sign | (q + select(0u, 1u, up));
+}
+
+fn pack_halves(x: f32, y: f32) -> u32 {
+    return f16_bits(x) | (f16_bits(y) << 16u);
+}
+
+// A's values at (o, i..i+4) of its pack: (row, k) or with TRANS_A (k, row).
+fn pack_a_quad(o: u32, i: u32) -> vec4<f32> {
+    if TRANS_A {
+        if VEC4_A && IMPLICIT == 0u && o < K && i < M {
+            return a[(o * M + i) >> 2u];
+        }
+        return vec4(a_at(i, o), a_at(i + 1u, o), a_at(i + 2u, o), a_at(i + 3u, o));
+    }
+    if VEC4_A && IMPLICIT == 0u && o < M && i < K {
+        return a[(o * K + i) >> 2u];
+    }
+    return vec4(a_at(o, i), a_at(o, i + 1u), a_at(o, i + 2u), a_at(o, i + 3u));
+}
+
+// B's values at (o, i..i+4) of its pack: (k, col) or with TRANS_B (col, k).
+fn pack_b_quad(o: u32, i: u32) -> vec4<f32> {
+    if TRANS_B {
+        if VEC4_B && IMPLICIT == 0u && o < N && i < K {
+            return b[(o * K + i) >> 2u];
+        }
+        return vec4(b_at(i, o), b_at(i + 1u, o), b_at(i + 2u, o), b_at(i + 3u, o));
+    }
+    if VEC4_B && IMPLICIT == 0u && o < K && i < N {
+        return b[(o * N + i) >> 2u];
+    }
+    return vec4(b_at(o, i), b_at(o, i + 1u), b_at(o, i + 2u), b_at(o, i + 3u));
+}
+
+@compute @workgroup_size(WG_X)
+fn matmul_pack(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lidx: u32,
+) {
+    load_dims();
+    // The pack's rows and their length (its contiguous side).
+    var outer: u32;
+    var inner: u32;
+    if PACK_B {
+        outer = select(pack_kp(), pack_np(), TRANS_B);
+        inner = select(pack_np(), pack_kp(), TRANS_B);
+    } else {
+        outer = select(pack_mp(), pack_kp(), TRANS_A);
+        inner = select(pack_kp(), pack_mp(), TRANS_A);
+    }
+    let quads = inner / 4u;
+    let stride = nwg.x * nwg.y * WG_X;
+    for (var t = flat_id(wid, nwg, lidx, WG_X); t < outer * quads; t += stride) {
+        let o = t / quads;
+        let i = 4u * (t - o * quads);
+        var v: vec4<f32>;
+        if PACK_B {
+            v = pack_b_quad(o, i);
+        } else {
+            v = pack_a_quad(o, i);
+        }
+        packed[t] = vec2(pack_halves(v.x, v.y), pack_halves(v.z, v.w));
     }
 }
 

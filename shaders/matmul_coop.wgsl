@@ -296,3 +296,134 @@ fn matmul_coop(
         }
     }
 }
+
+// `matmul_coop_direct`: the same product from f16 packs of the operands
+// (`matmul_pack` in matmul.wgsl rounds each operand once and pads it with
+// zeros to whole block tiles and K to a multiple of 32; layout at
+// `pack_kp` in shared/matmul_core.wgsl). Each subgroup loads its
+// cooperative matrices straight from the packs, with no staging through
+// workgroup memory, no conversion and no barrier in the K loop: the
+// subgroups of a workgroup share their pieces through the L1 cache. On an
+// H100 a kernel of this shape (64 × 64 per subgroup, 2 × 2 subgroups)
+// loading f16 operands from memory ran at 77 TFLOP/s (issue 9's probe),
+// against 23 for `matmul_coop`'s staging of f32 operands.
+//
+// A subgroup computes (FRAG·COOP_TM)² outputs (COOP_TM = 2 or 4 pieces a
+// side), a workgroup COOP_WM × COOP_WN subgroups; the launcher sets
+// PACK_BM and PACK_BN to the block tile's sides. The packs are bound as f16
+// arrays (written as u32 pairs of halves).
+@group(0) @binding(9) var<storage, read> pack_a: array<f16>;
+@group(0) @binding(10) var<storage, read> pack_b: array<f16>;
+
+// The piece of A at rows r.., k k.. and of B at k k.., columns col.., from
+// the packs (rows of K, or with TRANS_A of M; rows of N, or with TRANS_B
+// of K). Strides bound with `let` first (naga 30's SPIR-V writer).
+fn direct_load_a(r: u32, k: u32) -> CoopA {
+    if TRANS_A {
+        let ld = pack_mp();
+        return coopLoad<CoopA>(&pack_a[k * ld + r], ld);
+    }
+    let ld = pack_kp();
+    return coopLoadT<CoopA>(&pack_a[r * ld + k], ld);
+}
+
+fn direct_load_b(k: u32, col: u32) -> CoopB {
+    if TRANS_B {
+        let ld = pack_kp();
+        return coopLoad<CoopB>(&pack_b[col * ld + k], ld);
+    }
+    let ld = pack_np();
+    return coopLoadT<CoopB>(&pack_b[k * ld + col], ld);
+}
+
+@compute @workgroup_size(WG_X)
+fn matmul_coop_direct(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(subgroup_id) sg: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+    @builtin(subgroup_size) lanes: u32,
+) {
+    load_dims();
+    // No early return (uniform control flow for the cooperative
+    // operations): a workgroup with nothing to do runs no tiles.
+    let busy = split_k(wid.z, nwg.z);
+    let side = FRAG * COOP_TM;
+    let bm = side * COOP_WM;
+    let bn = side * COOP_WN;
+    let tiles = tile_count(bn, bm);
+    let run = select(vec2(0u), tile_run(wid, nwg, tiles.x * tiles.y), busy);
+    // K in whole pieces: the packs hold zeros from K to a multiple of 32.
+    // A split starts at a multiple of 32, or at K where it has nothing to
+    // do (and must not round up into the next row of a pack).
+    let k_end = select(KB, ((KE + FRAG - 1u) / FRAG) * FRAG, KE > KB);
+    let wr = side * (sg / COOP_WN);
+    let wc = side * (sg % COOP_WN);
+    let f = FRAG;
+    for (var t = run.x; t < run.y; t++) {
+        let r0 = (t / tiles.x) * bm + wr;
+        let c0 = (t % tiles.x) * bn + wc;
+        var acc00 = CoopC();
+        var acc01 = CoopC();
+        var acc02 = CoopC();
+        var acc03 = CoopC();
+        var acc10 = CoopC();
+        var acc11 = CoopC();
+        var acc12 = CoopC();
+        var acc13 = CoopC();
+        var acc20 = CoopC();
+        var acc21 = CoopC();
+        var acc22 = CoopC();
+        var acc23 = CoopC();
+        var acc30 = CoopC();
+        var acc31 = CoopC();
+        var acc32 = CoopC();
+        var acc33 = CoopC();
+        for (var k = KB; k < k_end; k += f) {
+            let b0 = direct_load_b(k, c0);
+            let b1 = direct_load_b(k, c0 + f);
+            let a0 = direct_load_a(r0, k);
+            let a1 = direct_load_a(r0 + f, k);
+            acc00 = coopMultiplyAdd(a0, b0, acc00);
+            acc01 = coopMultiplyAdd(a0, b1, acc01);
+            acc10 = coopMultiplyAdd(a1, b0, acc10);
+            acc11 = coopMultiplyAdd(a1, b1, acc11);
+            if COOP_TM == 4u {
+                let b2 = direct_load_b(k, c0 + 2u * f);
+                let b3 = direct_load_b(k, c0 + 3u * f);
+                let a2 = direct_load_a(r0 + 2u * f, k);
+                let a3 = direct_load_a(r0 + 3u * f, k);
+                acc02 = coopMultiplyAdd(a0, b2, acc02);
+                acc03 = coopMultiplyAdd(a0, b3, acc03);
+                acc12 = coopMultiplyAdd(a1, b2, acc12);
+                acc13 = coopMultiplyAdd(a1, b3, acc13);
+                acc20 = coopMultiplyAdd(a2, b0, acc20);
+                acc21 = coopMultiplyAdd(a2, b1, acc21);
+                acc22 = coopMultiplyAdd(a2, b2, acc22);
+                acc23 = coopMultiplyAdd(a2, b3, acc23);
+                acc30 = coopMultiplyAdd(a3, b0, acc30);
+                acc31 = coopMultiplyAdd(a3, b1, acc31);
+                acc32 = coopMultiplyAdd(a3, b2, acc32);
+                acc33 = coopMultiplyAdd(a3, b3, acc33);
+            }
+        }
+        coop_store(acc00, sg, lane, lanes, r0, c0);
+        coop_store(acc01, sg, lane, lanes, r0, c0 + f);
+        coop_store(acc10, sg, lane, lanes, r0 + f, c0);
+        coop_store(acc11, sg, lane, lanes, r0 + f, c0 + f);
+        if COOP_TM == 4u {
+            coop_store(acc02, sg, lane, lanes, r0, c0 + 2u * f);
+            coop_store(acc03, sg, lane, lanes, r0, c0 + 3u * f);
+            coop_store(acc12, sg, lane, lanes, r0 + f, c0 + 2u * f);
+            coop_store(acc13, sg, lane, lanes, r0 + f, c0 + 3u * f);
+            coop_store(acc20, sg, lane, lanes, r0 + 2u * f, c0);
+            coop_store(acc21, sg, lane, lanes, r0 + 2u * f, c0 + f);
+            coop_store(acc22, sg, lane, lanes, r0 + 2u * f, c0 + 2u * f);
+            coop_store(acc23, sg, lane, lanes, r0 + 2u * f, c0 + 3u * f);
+            coop_store(acc30, sg, lane, lanes, r0 + 3u * f, c0);
+            coop_store(acc31, sg, lane, lanes, r0 + 3u * f, c0 + f);
+            coop_store(acc32, sg, lane, lanes, r0 + 3u * f, c0 + 2u * f);
+            coop_store(acc33, sg, lane, lanes, r0 + 3u * f, c0 + 3u * f);
+        }
+    }
+}

@@ -37,7 +37,7 @@ fn validate_with_info(name: &str, src: &str) -> (naga::Module, naga::valid::Modu
 fn coop_matmul_writes_spirv_for_every_configuration() {
     for frag in [16, 8] {
         let written = coop_spirv(frag);
-        assert_eq!(written, 72, "configurations written for {frag} × {frag}");
+        assert_eq!(written, 144, "configurations written for {frag} × {frag}");
     }
     assert!(coop_source(12).is_err());
 }
@@ -51,7 +51,18 @@ fn coop_spirv(frag: u32) -> usize {
     for (trans_a, trans_b) in [(0.0, 0.0), (0.0, 1.0), (1.0, 0.0)] {
         for implicit in [0.0, 1.0, 2.0, 3.0] {
             for (epilogue, vec4) in [(0.0, 1.0), (1.0, 0.0)] {
-                for (tm, wm, wn, threads) in [(2.0, 2.0, 2.0, 128.0), (2.0, 4.0, 2.0, 256.0), (4.0, 2.0, 2.0, 128.0)] {
+                // The staged kernel's shapes, then the direct kernel's
+                // (square subgroup blocks; packs padded to the block tile).
+                let shapes = [
+                    ("matmul_coop", 2.0, 2.0, 2.0, 128.0),
+                    ("matmul_coop", 2.0, 4.0, 2.0, 256.0),
+                    ("matmul_coop", 4.0, 2.0, 2.0, 128.0),
+                    ("matmul_coop_direct", 2.0, 2.0, 2.0, 128.0),
+                    ("matmul_coop_direct", 4.0, 2.0, 2.0, 128.0),
+                    ("matmul_coop_direct", 4.0, 1.0, 1.0, 32.0),
+                ];
+                for (entry, tm, wm, wn, threads) in shapes {
+                    let side = f64::from(frag) * tm;
                     let mut c = naga::back::PipelineConstants::default();
                     for (k, v) in [
                         ("TRANS_A", trans_a),
@@ -69,16 +80,18 @@ fn coop_spirv(frag: u32) -> usize {
                         ("COOP_TM", tm),
                         ("COOP_WM", wm),
                         ("COOP_WN", wn),
+                        ("PACK_BM", side * wm),
+                        ("PACK_BN", side * wn),
                     ] {
                         c.insert(k.to_string(), v);
                     }
-                    let ep = (naga::ShaderStage::Compute, "matmul_coop");
+                    let ep = (naga::ShaderStage::Compute, entry);
                     let (m, i) = naga::back::pipeline_constants::process_overrides(&module, &info, Some(ep), &c)
                         .unwrap_or_else(|e| panic!("overrides {c:?}: {e}"));
                     let options = naga::back::spv::Options { lang_version: (1, 4), ..Default::default() };
                     let pipeline = naga::back::spv::PipelineOptions {
                         shader_stage: naga::ShaderStage::Compute,
-                        entry_point: "matmul_coop".into(),
+                        entry_point: entry.into(),
                     };
                     let words = naga::back::spv::write_vec(&m, &i, &options, Some(&pipeline))
                         .unwrap_or_else(|e| panic!("SPIR-V for {c:?}: {e}"));

@@ -192,6 +192,31 @@ fn load_dims() {
     REAL_N = real_size(p.n, p.dyn_n);
 }
 
+// The f16 packs of the mixed-precision path (`matmul_pack` in
+// matmul.wgsl writes them, `matmul_coop_direct` multiplies them): each
+// operand rounded to f16 once per product, laid out along its contiguous
+// dimension as stored (A [M, K] as rows of K, with TRANS_A as rows of M; B
+// [K, N] as rows of N, with TRANS_B as rows of K), its sides padded with
+// zeros: K to a multiple of 32 (a split of K starts at a multiple of 32),
+// M to a multiple of PACK_BM and N of PACK_BN (the direct kernel's block
+// tile), so that the cooperative matrices load whole pieces with no bounds
+// checks. The sizes are this launch's (kept counts read on the device):
+// the packs of a small kept count are small and dense.
+override PACK_BM: u32 = 64u;
+override PACK_BN: u32 = 64u;
+
+fn pack_kp() -> u32 {
+    return (K + 31u) & ~31u;
+}
+
+fn pack_mp() -> u32 {
+    return ((M + PACK_BM - 1u) / PACK_BM) * PACK_BM;
+}
+
+fn pack_np() -> u32 {
+    return ((N + PACK_BN - 1u) / PACK_BN) * PACK_BN;
+}
+
 // Output tiles of tile_w × tile_h.
 fn tile_count(tile_w: u32, tile_h: u32) -> vec2<u32> {
     return vec2((N + tile_w - 1u) / tile_w, (M + tile_h - 1u) / tile_h);

@@ -8,7 +8,7 @@ use super::io_err;
 use crate::device::gpu::Gpu;
 use crate::error::Result;
 use crate::ops::autotune::{Runs, bench_operands, median, time_matmul};
-use crate::ops::matmul::{Dims, Layout, Matmul, Variant, flops};
+use crate::ops::matmul::{CoopMode, Dims, Layout, Matmul, Variant, flops};
 
 /// GPU seconds of one matmul per run, from timestamps around its pass
 /// (`Plan::gpu_seconds`): no submit or wait in the figure.
@@ -42,14 +42,16 @@ pub fn mlp_shapes() -> Vec<Dims> {
 }
 
 /// A configuration a cell times: `wide`'s K slice depth and block tile
-/// (rows × columns; None for the other variants), and the splits of K.
-type Config = (Option<u32>, Option<(u32, u32)>, u32);
+/// (rows × columns; None for the other variants), the splits of K, and how
+/// `coop` reads its operands (None for the others).
+type Config = (Option<u32>, Option<(u32, u32)>, u32, Option<CoopMode>);
 
 /// What `bench_matmul` times of variant `v` on `d`: unsplit, and split as
 /// the launcher would on this device for the tile. `wide` runs its static
 /// products' tile (128 × 128 unless SPARSETRAIN_WIDE_TILE says otherwise)
 /// with K slices of 8 and of 16, then each other tile at the depth it would
-/// run with (where the adapter has the workgroup memory).
+/// run with (where the adapter has the workgroup memory). `coop` runs from
+/// f16 packs (the packing timed with the product) and staged.
 fn configs(gpu: &Gpu, v: Variant, d: Dims) -> Result<Vec<Config>> {
     use crate::ops::matmul_tiles::{block_shape, wide_depth};
     let (m, n, k) = (d.m as u32, d.n as u32, d.k as u32);
@@ -59,9 +61,18 @@ fn configs(gpu: &Gpu, v: Variant, d: Dims) -> Result<Vec<Config>> {
         let auto = crate::ops::matmul::auto_splits(ty, v, tiles, k, false, false);
         if v.splits_k() && auto > 1 { vec![1, auto] } else { vec![1] }
     };
-    let tile = block_shape(gpu, v, m, n, crate::ops::matmul::TileFit::default())?.tile;
+    let fit = crate::ops::matmul::TileFit::default();
+    if v == Variant::Coop {
+        let mut out = Vec::new();
+        for (mode, coop_staged) in [(CoopMode::Direct, false), (CoopMode::Staged, true)] {
+            let tile = block_shape(gpu, v, m, n, crate::ops::matmul::TileFit { coop_staged, ..fit })?.tile;
+            out.extend(splits(tile).into_iter().map(|s| (None, None, s, Some(mode))));
+        }
+        return Ok(out);
+    }
+    let tile = block_shape(gpu, v, m, n, fit)?.tile;
     if v != Variant::Wide {
-        return Ok(splits(tile).into_iter().map(|s| (None, None, s)).collect());
+        return Ok(splits(tile).into_iter().map(|s| (None, None, s, None)).collect());
     }
     let mut tiles = vec![(tile.y, tile.x)];
     for t in [(128, 128), (128, 64), (64, 128), (64, 64)] {
@@ -79,7 +90,7 @@ fn configs(gpu: &Gpu, v: Variant, d: Dims) -> Result<Vec<Config>> {
         };
         for bk in depths {
             for s in splits(glam::UVec2::new(cols, rows)) {
-                out.push((Some(bk), Some((rows, cols)), s));
+                out.push((Some(bk), Some((rows, cols)), s, None));
             }
         }
     }
@@ -96,6 +107,8 @@ pub struct MatmulRow {
     pub depth: Option<u32>,
     /// `wide`'s block tile, rows × columns (`Matmul::wide_tile`); None for the others.
     pub tile: Option<(u32, u32)>,
+    /// How `coop` read its operands (`Matmul::coop_mode`); None for the others.
+    pub coop: Option<CoopMode>,
     pub gflops: f64,
     pub runs: usize,
     pub vs_naive: f64,
@@ -172,8 +185,11 @@ pub fn bench_matmul(
                 variants.push(Variant::Coop);
             }
             for v in variants {
-                for (depth, wtile, s) in configs(gpu, v, d)? {
+                for (depth, wtile, s, coop) in configs(gpu, v, d)? {
                     let mut mm = Matmul::new(layout).variant(v).split_k(s);
+                    if let Some(mode) = coop {
+                        mm = mm.coop_mode(mode);
+                    }
                     if let Some(bk) = depth {
                         mm = mm.wide_depth(bk);
                     }
@@ -181,17 +197,18 @@ pub fn bench_matmul(
                         mm = mm.wide_tile(rows, cols);
                     }
                     let secs = if timed { time_matmul_gpu(gpu, mm, d, runs)? } else { time_matmul(gpu, mm, d, runs)? };
-                    cells.push((v, s, depth, wtile, flops(d) / median(&secs) / 1e9, secs.len()));
+                    cells.push((v, s, depth, wtile, coop, flops(d) / median(&secs) / 1e9, secs.len()));
                 }
             }
-            let naive = cells[0].4;
+            let naive = cells[0].5;
             // The depth and tile `wide` runs a static product with when
             // nothing asks for others.
             let wg = crate::ops::matmul::wide_workgroup(crate::ops::matmul::TileFit::default())?;
             let usual = crate::ops::matmul_tiles::wide_depth(gpu, None, wg).ok();
             let usual_tile = Some((8 * wg.y, 8 * wg.x));
-            for (v, splits, depth, tile, gflops, n) in cells {
-                let default = depth.is_none() || (depth == usual && tile == usual_tile);
+            for (v, splits, depth, tile, coop, gflops, n) in cells {
+                let default =
+                    (depth.is_none() || (depth == usual && tile == usual_tile)) && coop != Some(CoopMode::Staged);
                 let mark = if v == choice.variant && default { " (chosen)" } else { "" };
                 let mut split = if splits > 1 { format!(" split {splits}") } else { String::new() };
                 if depth == Some(16) {
@@ -199,6 +216,9 @@ pub fn bench_matmul(
                 }
                 if let Some((rows, cols)) = tile.filter(|&t| Some(t) != usual_tile) {
                     split.push_str(&format!(" {rows}x{cols}"));
+                }
+                if coop == Some(CoopMode::Staged) {
+                    split.push_str(" staged");
                 }
                 let share = peak.map(|p| gflops / (p * 1e3));
                 writeln!(
@@ -226,6 +246,7 @@ pub fn bench_matmul(
                     splits,
                     depth,
                     tile,
+                    coop,
                     gflops,
                     runs: n,
                     vs_naive,

@@ -77,3 +77,35 @@ pub fn matmul_fused(
         }
     }
 }
+
+/// `matmul_pack`'s output for operand A (or B where `b_side`) of a product
+/// of `layout` and sizes `d` (as stored: A [m, k] or [k, m], B [k, n] or
+/// [n, k]), on block tiles of `tile_rows` × `tile_cols`: the operand along
+/// its stored contiguous dimension, rounded to f16 (nearest even), K padded
+/// with zeros to a multiple of 32, M to whole tile rows and N to whole tile
+/// columns; pairs of halves in u32, the first in the low bits.
+pub fn f16_pack(x: &[f32], layout: Layout, d: Dims, b_side: bool, (tile_rows, tile_cols): (usize, usize)) -> Vec<u32> {
+    let kp = d.k.div_ceil(32) * 32;
+    let mp = d.m.div_ceil(tile_rows) * tile_rows;
+    let np = d.n.div_ceil(tile_cols) * tile_cols;
+    // (rows of the pack, their length, the value at (row, i) or zero).
+    let (rows, len): (usize, usize) = match (b_side, layout) {
+        (false, Layout::TN) => (kp, mp),
+        (false, _) => (mp, kp),
+        (true, Layout::NT) => (np, kp),
+        (true, _) => (kp, np),
+    };
+    let (outer, inner) = match (b_side, layout) {
+        (false, Layout::TN) => (d.k, d.m),
+        (false, _) => (d.m, d.k),
+        (true, Layout::NT) => (d.n, d.k),
+        (true, _) => (d.k, d.n),
+    };
+    let mut halves = vec![0u16; rows * len];
+    for r in 0..outer {
+        for i in 0..inner {
+            halves[r * len + i] = half::f16::from_f32(x[r * inner + i]).to_bits();
+        }
+    }
+    halves.chunks(2).map(|p| u32::from(p[0]) | (u32::from(p[1]) << 16)).collect()
+}

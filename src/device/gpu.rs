@@ -64,7 +64,7 @@ impl Precision {
 
 /// What the mixed-precision path found on an adapter: cooperative matrices
 /// of f16 inputs with f32 accumulation, 16 × 16 × 16 (GPUs' tensor cores)
-/// or else 8 × 8 × 8 (lavapipe from Mesa 25.1 on, which lets the CPU test
+/// or else 8 × 8 × 8 (lavapipe of Mesa 26, not yet of 25.0, which lets the CPU test
 /// the kernels), and a fixed subgroup width (the workgroup of `matmul_coop`
 /// is sized in whole subgroups).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,6 +176,9 @@ pub struct Gpu {
     precision: AtomicU8,
     /// The partial products of split-K matmuls (`Tensor::split_scratch`).
     pub(crate) split_scratch: Mutex<Option<Arc<wgpu::Buffer>>>,
+    /// The f16 packs of mixed-precision products' operands, A and B
+    /// (`Tensor::coop_pack`).
+    pub(crate) coop_packs: [Mutex<Option<Arc<wgpu::Buffer>>>; 2],
     /// 16 bytes holding 1.0: the gradient scale when nothing clips.
     pub(crate) one: Arc<wgpu::Buffer>,
     /// 16 zero bytes: the binding of unused u32 inputs.
@@ -377,6 +380,7 @@ impl Gpu {
         crate::device::variant::wide_depth_env()?;
         crate::device::variant::wide_tile_env()?;
         crate::device::variant::kept_splits_env()?;
+        crate::device::variant::coop_mode_env()?;
         crate::device::pipeline::runtime_checks_env()?;
         Ok(Gpu {
             device,
@@ -399,6 +403,7 @@ impl Gpu {
             },
             precision: AtomicU8::new(0),
             split_scratch: Mutex::new(None),
+            coop_packs: [Mutex::new(None), Mutex::new(None)],
             one,
             zero_u32,
             default_step: OnceLock::new(),

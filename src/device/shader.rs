@@ -197,6 +197,8 @@ pub enum Kernel {
     MatmulShared,
     MatmulWide,
     MatmulCoop,
+    MatmulCoopDirect,
+    MatmulPack,
     MatmulNaive,
     MatmulSplitReduce,
     BiasAdd,
@@ -239,11 +241,13 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every entry point; the naga test checks each exists in its shader.
-    pub const ALL: [Kernel; 42] = [
+    pub const ALL: [Kernel; 44] = [
         Kernel::MatmulRegtile,
         Kernel::MatmulShared,
         Kernel::MatmulWide,
         Kernel::MatmulCoop,
+        Kernel::MatmulCoopDirect,
+        Kernel::MatmulPack,
         Kernel::MatmulNaive,
         Kernel::MatmulSplitReduce,
         Kernel::BiasAdd,
@@ -290,8 +294,9 @@ impl Kernel {
             | Kernel::MatmulShared
             | Kernel::MatmulWide
             | Kernel::MatmulNaive
+            | Kernel::MatmulPack
             | Kernel::MatmulSplitReduce => Shader::Matmul,
-            Kernel::MatmulCoop => Shader::MatmulCoop,
+            Kernel::MatmulCoop | Kernel::MatmulCoopDirect => Shader::MatmulCoop,
             Kernel::BiasAdd | Kernel::BiasGrad => Shader::Bias,
             Kernel::ReluForward | Kernel::ReluBackward => Shader::Relu,
             Kernel::SoftmaxXentForward | Kernel::SoftmaxXentTrain => Shader::SoftmaxXent,
@@ -324,8 +329,10 @@ impl Kernel {
             | Kernel::MatmulShared
             | Kernel::MatmulWide
             | Kernel::MatmulCoop
+            | Kernel::MatmulCoopDirect
             | Kernel::MatmulNaive
             | Kernel::MatmulSplitReduce => "matmul",
+            Kernel::MatmulPack => "matmul f16 packs",
             Kernel::GatherWeights | Kernel::ScatterBiasGrad | Kernel::ColumnPartials => "gather/scatter",
             Kernel::CompactKept => "compaction",
             Kernel::MaskSample => "sampling",
@@ -358,6 +365,8 @@ impl Kernel {
             Kernel::MatmulShared => "matmul_shared",
             Kernel::MatmulWide => "matmul_wide",
             Kernel::MatmulCoop => "matmul_coop",
+            Kernel::MatmulCoopDirect => "matmul_coop_direct",
+            Kernel::MatmulPack => "matmul_pack",
             Kernel::MatmulNaive => "matmul_naive",
             Kernel::MatmulSplitReduce => "matmul_split_reduce",
             Kernel::BiasAdd => "bias_add",

@@ -89,21 +89,40 @@ impl Tensor {
     /// a recording run in order, and a recorded plan keeps the buffer it
     /// was recorded with alive when a later, larger need replaces it.
     pub(crate) fn split_scratch(gpu: &Gpu, len: usize) -> Result<Tensor> {
-        let mut slot = gpu.split_scratch.lock().unwrap_or_else(|p| p.into_inner());
+        Tensor::grown_scratch(gpu, &gpu.split_scratch, "split-K partials", len, DType::F32)
+    }
+
+    /// The device's f16 pack of operand `which` (0: A, 1: B) of a
+    /// mixed-precision product (`matmul_pack`), at least `len` u32 (pairs
+    /// of halves); shared like `split_scratch`, grown the same way.
+    pub(crate) fn coop_pack(gpu: &Gpu, which: usize, len: usize) -> Result<Tensor> {
+        let (slot, label) = match which {
+            0 => (&gpu.coop_packs[0], "f16 pack of A"),
+            _ => (&gpu.coop_packs[1], "f16 pack of B"),
+        };
+        Tensor::grown_scratch(gpu, slot, label, len, DType::U32)
+    }
+
+    /// A scratch buffer of the device kept in `slot` and shared by every
+    /// recording (the launches that use it run one after another): at
+    /// least `len` elements, regrown to at least twice its size, within one
+    /// binding, when a recording needs more (plans recorded before keep the
+    /// old buffer).
+    fn grown_scratch(
+        gpu: &Gpu,
+        slot: &std::sync::Mutex<Option<Arc<wgpu::Buffer>>>,
+        label: &str,
+        len: usize,
+        dtype: DType,
+    ) -> Result<Tensor> {
+        let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
         let have = slot.as_ref().map_or(0, |b| (b.size() / 4) as usize);
         if let Some(b) = slot.as_ref().filter(|_| have >= len) {
-            return Ok(Tensor {
-                buffer: b.clone(),
-                offset: 0,
-                shape: vec![have],
-                dtype: DType::F32,
-                slot_stride: 0,
-                slots: 1,
-            });
+            return Ok(Tensor { buffer: b.clone(), offset: 0, shape: vec![have], dtype, slot_stride: 0, slots: 1 });
         }
         let want = if have == 0 { len } else { len.max(2 * have) };
         let limit = (gpu.limits().max_storage_buffer_binding_size / 4) as usize;
-        let t = Tensor::zeros(gpu, "split-K partials", &[want.min(limit).max(len)], DType::F32)?;
+        let t = Tensor::zeros(gpu, label, &[want.min(limit).max(len)], dtype)?;
         *slot = Some(t.buffer.clone());
         Ok(t)
     }

@@ -164,3 +164,30 @@ pub fn kept_splits_env() -> Result<bool> {
         Err(_) => Ok(true),
     }
 }
+
+/// How the mixed-precision matmul (`coop`) reads its operands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CoopMode {
+    /// f16 packs of both operands (`matmul_pack`), multiplied by
+    /// `matmul_coop_direct` with no staging: the default where the packs fit
+    /// one binding.
+    Direct,
+    /// The f32 operands staged through workgroup memory and rounded there
+    /// (`matmul_coop`): no packs, one launch.
+    Staged,
+}
+
+/// `SPARSETRAIN_COOP`: `off` (no mixed precision; read when the device
+/// opens), `staged` or `direct` (the default); checked when a device opens.
+pub fn coop_mode_env() -> Result<CoopMode> {
+    match std::env::var("SPARSETRAIN_COOP") {
+        Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "" | "direct" | "off" => Ok(CoopMode::Direct),
+            "staged" => Ok(CoopMode::Staged),
+            _ => {
+                Err(Error::InvalidEnv { var: "SPARSETRAIN_COOP", value: v.clone(), expected: "direct, staged or off" })
+            }
+        },
+        Err(_) => Ok(CoopMode::Direct),
+    }
+}

@@ -3,9 +3,10 @@
 //! choice (see `autotune`); benchmarks and tests may force one.
 
 use super::conv::ConvGeom;
+pub use super::matmul_desc::{Dims, DynDims, Implicit, Layout, Scatter, Size, flops};
 use super::{KernelParams, NONE, need, u32_of};
 use crate::device::record::Recorder;
-use crate::device::shader::{Shader, capped_grid, grid_2d};
+use crate::device::shader::{Constants, Kernel, Shader, capped_grid, grid_2d};
 use crate::device::tensor::{DType, Tensor};
 use crate::error::{Error, Result};
 
@@ -42,133 +43,17 @@ pub struct MatmulParams {
     pub _pad: u32,
 }
 
+use super::matmul_pack::{pack_lens, record_pack_alone, record_packs};
 use super::matmul_split::{Split, kept_splits, record_split};
 pub use super::matmul_tiles::{TileFit, auto_splits, coop_fits, coop_shape, regtile_tile, wide_workgroup};
 use super::matmul_tiles::{block_shape, wide_depth};
 pub use crate::device::shader::Variant;
-use crate::device::variant::{check_wide_depth, check_wide_tile, kept_splits_env};
+pub use crate::device::variant::CoopMode;
+use crate::device::variant::{check_wide_depth, check_wide_tile, coop_mode_env, kept_splits_env};
 
 impl KernelParams for MatmulParams {
     const SHADER: Shader = Shader::Matmul;
     const WGSL_NAME: &'static str = "MatmulParams";
-}
-
-/// Operand layouts. With C of shape [M, N]:
-/// `NN`: A [M, K], B [K, N] (C = A·B);
-/// `NT`: A [M, K], B [N, K] (C = A·Bᵀ);
-/// `TN`: A [K, M], B [K, N] (C = Aᵀ·B).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Layout {
-    NN,
-    NT,
-    TN,
-}
-
-impl Layout {
-    pub const ALL: [Layout; 3] = [Layout::NN, Layout::NT, Layout::TN];
-
-    pub fn trans_a(self) -> bool {
-        self == Layout::TN
-    }
-
-    pub fn trans_b(self) -> bool {
-        self == Layout::NT
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Layout::NN => "A·B",
-            Layout::NT => "A·Bᵀ",
-            Layout::TN => "Aᵀ·B",
-        }
-    }
-}
-
-/// Problem size: C is [m, n], the inner dimension is k.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Dims {
-    pub m: usize,
-    pub n: usize,
-    pub k: usize,
-}
-
-/// Sizes read on the device: `dims[i]` rounded up to a multiple of 4 (the
-/// zero padding of compacted operands). Each `Some(i)` replaces the static
-/// size, which then only bounds the grid.
-#[derive(Clone, Copy, Debug)]
-pub struct DynDims<'a> {
-    pub dims: &'a Tensor,
-    pub m: Option<usize>,
-    pub n: Option<usize>,
-    pub k: Option<usize>,
-}
-
-/// Where one of M, N, K comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Size {
-    /// The static size given to `record`.
-    Static,
-    /// The step's batch (step block) times `per` rows per sample, at most
-    /// the static size.
-    Batch { per: usize },
-    /// ceil4(dims[count]) × blocks: a kept count, padded, times the blocks
-    /// it repeats in (a convolution's kernel positions).
-    Kept { count: usize, blocks: usize },
-}
-
-impl Size {
-    fn code(self) -> Result<u32> {
-        match self {
-            Size::Static => Ok(NONE),
-            Size::Batch { per } => Ok(super::Rows::BatchOf { cap: 1, per }.code()),
-            Size::Kept { count, blocks } if count < 1 << 16 && (1..1 << 15).contains(&blocks) => {
-                Ok(((blocks as u32) << 16) | count as u32)
-            }
-            Size::Kept { count, blocks } => {
-                Err(Error::InvalidArgument(format!("matmul: kept count index {count} or {blocks} blocks out of range")))
-            }
-        }
-    }
-
-    /// Whether the size is known to be a multiple of 4.
-    fn aligned(self, fixed: u32) -> bool {
-        match self {
-            Size::Static => fixed.is_multiple_of(4),
-            Size::Batch { .. } => false,
-            Size::Kept { .. } => true,
-        }
-    }
-}
-
-/// Scatter store: C[rows[r], cols[c]] (+)= value, into a C of row length
-/// `ldc`. Maps are element offsets into `maps`; None is the identity. With
-/// `col_blocks` > 1 the columns are that many blocks of kept channels (a
-/// convolution's weight: kernel positions × channels), each block mapping
-/// into `col_block_full` channels of C.
-#[derive(Clone, Copy, Debug)]
-pub struct Scatter<'a> {
-    pub maps: &'a Tensor,
-    pub rows: Option<usize>,
-    pub cols: Option<usize>,
-    pub ldc: usize,
-    pub col_blocks: usize,
-    pub col_block_full: usize,
-}
-
-/// Which operand of a product is the im2col columns of a convolution's
-/// input, read from the input itself (an implicit convolution).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Implicit {
-    /// A [M, K] = im2col(X): M runs over output pixels, K over kernel
-    /// positions × stored channels (a forward convolution, layouts NN / NT).
-    A(ConvGeom),
-    /// B [K, N] = im2col(X): K runs over output pixels (a weight gradient,
-    /// layouts NN / TN).
-    B(ConvGeom),
-    /// The input gradient dX [M, N] = col2im(dY·W) as one product (layout
-    /// NN): A is dY (M runs over X's pixels, K over kernel positions ×
-    /// output channels), B is W [out, positions, N]; X's geometry.
-    Dx(ConvGeom),
 }
 
 /// One matmul: layout, scaling, epilogues, and optionally a forced variant.
@@ -201,6 +86,8 @@ pub struct Matmul<'a> {
     wide_bk: Option<u32>,
     /// `matmul_wide`'s block tile, rows × columns (None: `wide_workgroup`'s rule).
     wide_tile: Option<(u32, u32)>,
+    /// How `coop` reads its operands (None: SPARSETRAIN_COOP, else direct).
+    coop_mode: Option<CoopMode>,
 }
 
 /// The most workgroups a product sized by kept counts launches (they loop
@@ -229,7 +116,18 @@ impl<'a> Matmul<'a> {
             split_within: None,
             wide_bk: None,
             wide_tile: None,
+            coop_mode: None,
         }
+    }
+
+    /// How the mixed-precision variant (`coop`) reads its operands: f16
+    /// packs multiplied with no staging (`CoopMode::Direct`, the default
+    /// where each pack fits one binding) or f32 operands staged and rounded
+    /// in workgroup memory (`CoopMode::Staged`); without this,
+    /// `SPARSETRAIN_COOP` (`direct` or `staged`). Other variants ignore it.
+    pub fn coop_mode(mut self, mode: CoopMode) -> Matmul<'a> {
+        self.coop_mode = Some(mode);
+        self
     }
 
     /// K slice depth of the `wide` variant: 8 or 16 (16 needs 32 KiB of
@@ -346,7 +244,8 @@ impl<'a> Matmul<'a> {
     /// the `wide` tile asked for (checked even where another variant runs).
     pub(super) fn tile_fit(&self) -> Result<TileFit> {
         let wide_wg = self.wide_tile.map(|(r, c)| check_wide_tile(r, c)).transpose()?;
-        Ok(TileFit { kept: self.sizes[..2].iter().any(|s| matches!(s, Size::Kept { .. })), wide_wg })
+        let kept = self.sizes[..2].iter().any(|s| matches!(s, Size::Kept { .. }));
+        Ok(TileFit { kept, wide_wg, coop_staged: false })
     }
 
     fn is_dynamic(&self) -> bool {
@@ -356,96 +255,22 @@ impl<'a> Matmul<'a> {
     /// Records C = alpha·op(A)·op(B) + beta·C (+ epilogues).
     /// c: [m, n]; a: [m, k] or [k, m] (TN); b: [k, n] or [n, k] (NT). With
     /// dynamic sizes, `d` gives their upper bounds (multiples of 4).
-    pub fn record(&self, rec: &mut Recorder, c: &Tensor, a: &Tensor, b: &Tensor, d: Dims) -> Result<()> {
+    /// The override constants and parameters of this product that do not
+    /// depend on the variant: layout, alignment, epilogues, implicit
+    /// operand, dynamic sizes, scatter (checked).
+    fn operand_setup(&self, c: &Tensor, (m, n, k): (u32, u32, u32)) -> Result<(Constants, MatmulParams)> {
         const OP: &str = "matmul";
-        if self.scatter.is_none() {
-            need(OP, "C", c, d.m * d.n, DType::F32)?;
-        }
-        let x_len = |g: ConvGeom, rows: usize, cols: usize| -> Result<usize> {
-            let (oh, ow) = g.out()?;
-            let taps = g.kh * g.kw;
-            if !cols.is_multiple_of(4 * taps) {
-                return Err(Error::InvalidArgument(format!(
-                    "matmul: an implicit convolution operand needs a multiple of 4 channels per kernel position, got {cols} columns over {taps} positions"
-                )));
-            }
-            Ok(rows.div_ceil(oh * ow) * g.h * g.w * (cols / taps))
-        };
-        let (a_len, b_len) = match self.implicit {
-            None => (d.m * d.k, d.k * d.n),
-            Some(Implicit::A(g)) if !self.layout.trans_a() => (x_len(g, d.m, d.k)?, d.k * d.n),
-            Some(Implicit::B(g)) if !self.layout.trans_b() => (d.m * d.k, x_len(g, d.k, d.n)?),
-            Some(Implicit::Dx(g)) if self.layout == Layout::NN => {
-                let (oh, ow) = g.out()?;
-                if !d.n.is_multiple_of(4) {
-                    return Err(Error::InvalidArgument(format!(
-                        "matmul: an implicit input gradient needs a multiple of 4 input channels, got {}",
-                        d.n
-                    )));
-                }
-                // dY: the samples' output pixels × K / positions channels
-                // (x_len's check of K, then the count over dY's pixels).
-                x_len(g, d.m, d.k)?;
-                let samples = d.m.div_ceil(g.h * g.w);
-                (samples * oh * ow * (d.k / (g.kh * g.kw)), d.k * d.n)
-            }
-            Some(_) => {
-                return Err(Error::InvalidArgument(format!(
-                    "matmul: an implicit convolution operand cannot be transposed (layout {})",
-                    self.layout.name()
-                )));
-            }
-        };
-        need(OP, "A", a, a_len, DType::F32)?;
-        need(OP, "B", b, b_len, DType::F32)?;
-        if let Some(bias) = self.bias {
-            need(OP, "bias", bias, d.n, DType::F32)?;
-        }
-        if let Some(gate) = self.gate {
-            need(OP, "gate", gate, d.m * d.n, DType::F32)?;
-        }
-        if d.m == 0 || d.n == 0 {
-            return Ok(());
-        }
-        let (m, n, k) = (u32_of(OP, "m", d.m)?, u32_of(OP, "n", d.n)?, u32_of(OP, "k", d.k)?);
-        // Flat indices inside the kernel are u32 too.
-        for (name, len) in [("A", a_len), ("B", b_len), ("C", d.m * d.n)] {
-            u32_of(OP, name, len)?;
-        }
-        let plain = self.bias.is_none()
-            && self.gate.is_none()
-            && self.scatter.is_none()
-            && !self.is_dynamic()
-            && !self.relu
-            && self.implicit.is_none();
-        if d.k == 0 && self.beta == 0.0 && plain {
-            // An empty sum: C = 0.
-            return c.view(0, &[d.m * d.n]).and_then(|v| super::fill::fill_f32(rec, &v, 0.0));
-        }
-        let gpu = rec.gpu();
-        // Implicit convolution operands were chosen for the device's variant
-        // (the layer sized its scratch for it): keep it for them.
-        let variant = self.variant.unwrap_or(if self.implicit.is_some() {
-            gpu.matmul_variant()
-        } else {
-            gpu.matmul_variant_for(m, n)
-        });
-        let fit = self.tile_fit()?;
-        let blocks = block_shape(gpu, variant, m, n, fit)?;
-        let wg = blocks.wg;
         let layout = self.layout;
         let [sm, sn, sk] = self.sizes;
         let vec4_a = if layout.trans_a() { sm.aligned(m) } else { sk.aligned(k) };
         let vec4_b = if layout.trans_b() { sk.aligned(k) } else { sn.aligned(n) };
         let flag = |b: bool| f64::from(u8::from(b));
-        let mut constants = vec![
+        let mut constants: Constants = vec![
             ("TRANS_A", flag(layout.trans_a())),
             ("TRANS_B", flag(layout.trans_b())),
             ("VEC4_A", flag(vec4_a)),
             ("VEC4_B", flag(vec4_b)),
             ("VEC4_C", flag(sn.aligned(n))),
-            ("WG_X", f64::from(wg.x)),
-            ("WG_Y", f64::from(wg.y)),
             ("BIAS", flag(self.bias.is_some())),
             ("RELU", flag(self.relu)),
             ("GATE", flag(self.gate.is_some())),
@@ -462,15 +287,6 @@ impl<'a> Matmul<'a> {
         ];
         if let Some(Implicit::A(g) | Implicit::B(g) | Implicit::Dx(g)) = self.implicit {
             constants.push(("IM_POW2", flag(g.stride.is_power_of_two())));
-        }
-        if variant == Variant::Wide {
-            constants.push(("WBK", f64::from(wide_depth(gpu, self.wide_bk, wg)?)));
-        } else if let Some(bk) = self.wide_bk {
-            // Asked for, so checked even where another variant runs.
-            check_wide_depth(bk)?;
-        }
-        if let Some((tm, wm, wn)) = blocks.coop {
-            constants.extend([("COOP_TM", f64::from(tm)), ("COOP_WM", f64::from(wm)), ("COOP_WN", f64::from(wn))]);
         }
         let mut params = MatmulParams {
             m,
@@ -521,6 +337,142 @@ impl<'a> Matmul<'a> {
             params.col_blocks = u32_of(OP, "column blocks", sc.col_blocks.max(1))?;
             params.col_block_full = u32_of(OP, "column block width", sc.col_block_full)?;
         }
+        Ok((constants, params))
+    }
+
+    /// Records `matmul_pack` of operand A (or B where `b_side`) of this
+    /// product into a new tensor of u32, each a pair of f16 (low half
+    /// first): the pack `matmul_coop_direct` would multiply on blocks of
+    /// `tile_rows` × `tile_cols` (multiples of 8), with the product's
+    /// layout, dynamic sizes and implicit operand. For tests and tools; the
+    /// product itself packs into the device's shared buffers.
+    pub fn record_pack(
+        &self,
+        rec: &mut Recorder,
+        b_side: bool,
+        (c, a, b): (&Tensor, &Tensor, &Tensor),
+        d: Dims,
+        (tile_rows, tile_cols): (u32, u32),
+    ) -> Result<Tensor> {
+        self.check_operands(c, a, b, d)?;
+        let (m, n, k) = (u32_of("matmul", "m", d.m)?, u32_of("matmul", "n", d.n)?, u32_of("matmul", "k", d.k)?);
+        let setup = self.operand_setup(c, (m, n, k))?;
+        let zero = Tensor::zero_u32(rec.gpu());
+        let dims = self.dims.unwrap_or(&zero);
+        let tile = glam::UVec2::new(tile_cols, tile_rows);
+        record_pack_alone(rec, (&setup.0, &setup.1), (a, b, dims), b_side, (m, n, k), tile)
+    }
+
+    /// The operands' lengths that `record` needs for `d`, checked against
+    /// the tensors (C, A, B, bias, gate).
+    fn check_operands(&self, c: &Tensor, a: &Tensor, b: &Tensor, d: Dims) -> Result<(usize, usize)> {
+        const OP: &str = "matmul";
+        if self.scatter.is_none() {
+            need(OP, "C", c, d.m * d.n, DType::F32)?;
+        }
+        let x_len = |g: ConvGeom, rows: usize, cols: usize| -> Result<usize> {
+            let (oh, ow) = g.out()?;
+            let taps = g.kh * g.kw;
+            if !cols.is_multiple_of(4 * taps) {
+                return Err(Error::InvalidArgument(format!(
+                    "matmul: an implicit convolution operand needs a multiple of 4 channels per kernel position, got {cols} columns over {taps} positions"
+                )));
+            }
+            Ok(rows.div_ceil(oh * ow) * g.h * g.w * (cols / taps))
+        };
+        let (a_len, b_len) = match self.implicit {
+            None => (d.m * d.k, d.k * d.n),
+            Some(Implicit::A(g)) if !self.layout.trans_a() => (x_len(g, d.m, d.k)?, d.k * d.n),
+            Some(Implicit::B(g)) if !self.layout.trans_b() => (d.m * d.k, x_len(g, d.k, d.n)?),
+            Some(Implicit::Dx(g)) if self.layout == Layout::NN => {
+                let (oh, ow) = g.out()?;
+                if !d.n.is_multiple_of(4) {
+                    return Err(Error::InvalidArgument(format!(
+                        "matmul: an implicit input gradient needs a multiple of 4 input channels, got {}",
+                        d.n
+                    )));
+                }
+                // dY: the samples' output pixels × K / positions channels
+                // (x_len's check of K, then the count over dY's pixels).
+                x_len(g, d.m, d.k)?;
+                let samples = d.m.div_ceil(g.h * g.w);
+                (samples * oh * ow * (d.k / (g.kh * g.kw)), d.k * d.n)
+            }
+            Some(_) => {
+                return Err(Error::InvalidArgument(format!(
+                    "matmul: an implicit convolution operand cannot be transposed (layout {})",
+                    self.layout.name()
+                )));
+            }
+        };
+        need(OP, "A", a, a_len, DType::F32)?;
+        need(OP, "B", b, b_len, DType::F32)?;
+        if let Some(bias) = self.bias {
+            need(OP, "bias", bias, d.n, DType::F32)?;
+        }
+        if let Some(gate) = self.gate {
+            need(OP, "gate", gate, d.m * d.n, DType::F32)?;
+        }
+        Ok((a_len, b_len))
+    }
+
+    pub fn record(&self, rec: &mut Recorder, c: &Tensor, a: &Tensor, b: &Tensor, d: Dims) -> Result<()> {
+        const OP: &str = "matmul";
+        let (a_len, b_len) = self.check_operands(c, a, b, d)?;
+        if d.m == 0 || d.n == 0 {
+            return Ok(());
+        }
+        let (m, n, k) = (u32_of(OP, "m", d.m)?, u32_of(OP, "n", d.n)?, u32_of(OP, "k", d.k)?);
+        // Flat indices inside the kernel are u32 too.
+        for (name, len) in [("A", a_len), ("B", b_len), ("C", d.m * d.n)] {
+            u32_of(OP, name, len)?;
+        }
+        let plain = self.bias.is_none()
+            && self.gate.is_none()
+            && self.scatter.is_none()
+            && !self.is_dynamic()
+            && !self.relu
+            && self.implicit.is_none();
+        if d.k == 0 && self.beta == 0.0 && plain {
+            // An empty sum: C = 0.
+            return c.view(0, &[d.m * d.n]).and_then(|v| super::fill::fill_f32(rec, &v, 0.0));
+        }
+        let gpu = rec.gpu();
+        // Implicit convolution operands were chosen for the device's variant
+        // (the layer sized its scratch for it): keep it for them.
+        let variant = self.variant.unwrap_or(if self.implicit.is_some() {
+            gpu.matmul_variant()
+        } else {
+            gpu.matmul_variant_for(m, n)
+        });
+        let mut fit = self.tile_fit()?;
+        // `coop` multiplies f16 packs of the operands unless asked to stage
+        // them, or a pack would not fit one binding.
+        let mut packs = None;
+        if variant == Variant::Coop {
+            fit.coop_staged = self.coop_mode.map_or_else(coop_mode_env, Ok)? == CoopMode::Staged;
+            if !fit.coop_staged {
+                let tile = block_shape(gpu, variant, m, n, fit)?.tile;
+                packs = pack_lens((m, n, k), tile, gpu.limits().max_storage_buffer_binding_size);
+                fit.coop_staged = packs.is_none();
+            }
+        }
+        let blocks = block_shape(gpu, variant, m, n, fit)?;
+        let wg = blocks.wg;
+        let (mut constants, params) = self.operand_setup(c, (m, n, k))?;
+        constants.extend([("WG_X", f64::from(wg.x)), ("WG_Y", f64::from(wg.y))]);
+        if variant == Variant::Wide {
+            constants.push(("WBK", f64::from(wide_depth(gpu, self.wide_bk, wg)?)));
+        } else if let Some(bk) = self.wide_bk {
+            // Asked for, so checked even where another variant runs.
+            check_wide_depth(bk)?;
+        }
+        if let Some((tm, wm, wn)) = blocks.coop {
+            constants.extend([("COOP_TM", f64::from(tm)), ("COOP_WM", f64::from(wm)), ("COOP_WN", f64::from(wn))]);
+        }
+        if blocks.coop_direct {
+            constants.extend([("PACK_BM", f64::from(blocks.tile.y)), ("PACK_BN", f64::from(blocks.tile.x))]);
+        }
         // One workgroup per output tile, except where the sizes are only
         // known on the device: there at most `grid_cap` workgroups loop over
         // the tiles, so that the tiles a small kept count leaves empty cost
@@ -547,7 +499,15 @@ impl<'a> Matmul<'a> {
         let maps = self.scatter.map_or(&zero_u32, |s| s.maps);
         let kept_k = matches!(self.sizes[2], Size::Kept { .. });
         let ty = gpu.report().device_type;
-        let bind = [(1, a), (2, b), (3, c), (4, bias), (5, gate), (6, dims), (7, maps)];
+        let mut bind = vec![(1, a), (2, b), (3, c), (4, bias), (5, gate), (6, dims), (7, maps)];
+        let kernel = if blocks.coop_direct { Kernel::MatmulCoopDirect } else { variant.kernel() };
+        let pack_tensors = match packs.filter(|_| blocks.coop_direct) {
+            Some(lens) => Some(record_packs(rec, &constants, &params, (a, b, dims), lens)?),
+            None => None,
+        };
+        if let Some((pa, pb)) = &pack_tensors {
+            bind.extend([(9, pa), (10, pb)]);
+        }
         let max_floats = gpu.limits().max_storage_buffer_binding_size / 4;
         let splits = match self.split {
             Some(s) if s > 1 && !variant.splits_k() => {
@@ -575,23 +535,18 @@ impl<'a> Matmul<'a> {
             let params = MatmulParams { split_room: room, ..params };
             // Unsplit, run where the device's count is below two; then
             // split in up to `most`, run where it is not.
-            rec.dispatch(variant.kernel(), &constants, (0, &params), &bind, groups)?;
+            rec.dispatch(kernel, &constants, (0, &params), &bind, groups)?;
             let split = Split { splits: most, scratch_len: room as usize, groups, cap };
             let reduce = MatmulParams { splits: most, ..params };
-            return record_split(rec, variant, &constants, (&params, &reduce), bind, split, (m, n));
+            return record_split(rec, kernel, &constants, (&params, &reduce), &bind, split, (m, n));
         }
         // Partial products of [splits, m, n] must fit one binding.
         let splits = splits.min((max_floats / (u64::from(m) * u64::from(n))).clamp(1, u64::from(u32::MAX)) as u32);
         if splits <= 1 {
-            return rec.dispatch(variant.kernel(), &constants, (0, &params), &bind, groups);
+            return rec.dispatch(kernel, &constants, (0, &params), &bind, groups);
         }
         let split = Split { splits, scratch_len: splits as usize * d.m * d.n, groups, cap };
         let reduce = MatmulParams { splits, ..params };
-        record_split(rec, variant, &constants, (&params, &reduce), bind, split, (m, n))
+        record_split(rec, kernel, &constants, (&params, &reduce), &bind, split, (m, n))
     }
-}
-
-/// FLOPs of one matmul (multiply and add counted separately).
-pub fn flops(d: Dims) -> f64 {
-    2.0 * d.m as f64 * d.n as f64 * d.k as f64
 }

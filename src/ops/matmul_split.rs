@@ -57,10 +57,10 @@ pub(super) struct Split {
 /// those of the split launch and of the reduce).
 pub(super) fn record_split<P: Pod>(
     rec: &mut Recorder,
-    variant: Variant,
+    kernel: Kernel,
     constants: &Constants,
     (params, reduce): (&P, &P),
-    bind: [(u32, &Tensor); 7],
+    bind: &[(u32, &Tensor)],
     split: Split,
     (m, n): (u32, u32),
 ) -> Result<()> {
@@ -74,10 +74,12 @@ pub(super) fn record_split<P: Pod>(
         }
     }
     first.push(("SPLIT_K", 1.0));
-    let mut first_bind = bind;
-    first_bind[2] = (3, &scratch);
+    // The product's bindings with `t` in `slot`'s place.
+    fn with<'t>(bind: &[(u32, &'t Tensor)], slot: u32, t: &'t Tensor) -> Vec<(u32, &'t Tensor)> {
+        bind.iter().map(|&(s, b)| if s == slot { (s, t) } else { (s, b) }).collect()
+    }
     let first_groups = glam::UVec3::new(split.groups.x, split.groups.y, split.splits);
-    rec.dispatch(variant.kernel(), &first, (0, params), &first_bind, first_groups)?;
+    rec.dispatch(kernel, &first, (0, params), &with(bind, 3, &scratch), first_groups)?;
     // The reduce pass: the product's store epilogues on 16 × 16 threads.
     let wg = UVec2::new(16, 16);
     let mut reduce_consts: Constants = constants
@@ -88,7 +90,5 @@ pub(super) fn record_split<P: Pod>(
     reduce_consts.extend([("WG_X", f64::from(wg.x)), ("WG_Y", f64::from(wg.y))]);
     let tiles = grid_2d(n, m, wg * 4);
     let reduce_groups = capped_grid(tiles.x.saturating_mul(tiles.y), split.cap, limit);
-    let mut reduce_bind = bind;
-    reduce_bind[0] = (1, &scratch);
-    rec.dispatch(Kernel::MatmulSplitReduce, &reduce_consts, (0, reduce), &reduce_bind, reduce_groups)
+    rec.dispatch(Kernel::MatmulSplitReduce, &reduce_consts, (0, reduce), &with(bind, 1, &scratch), reduce_groups)
 }

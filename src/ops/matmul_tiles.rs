@@ -16,6 +16,8 @@ pub struct Blocks {
     pub wg: UVec2,
     pub tile: UVec2,
     pub coop: Option<(u32, u32, u32)>,
+    /// `coop` runs `matmul_coop_direct` from f16 packs (else `matmul_coop`).
+    pub coop_direct: bool,
 }
 
 /// Whether a kept count sets M or N of a product (known only on the
@@ -25,6 +27,9 @@ pub struct Blocks {
 pub struct TileFit {
     pub kept: bool,
     pub wide_wg: Option<UVec2>,
+    /// `coop` stages its operands (`matmul_coop`) instead of multiplying
+    /// f16 packs of them (`matmul_coop_direct`).
+    pub coop_staged: bool,
 }
 
 /// The blocks of `variant` for an m × n product on `gpu` (the launcher's
@@ -32,21 +37,28 @@ pub struct TileFit {
 pub fn block_shape(gpu: &Gpu, variant: Variant, m: u32, n: u32, fit: TileFit) -> Result<Blocks> {
     let (wg, per_thread) = shape(variant);
     match variant {
-        Variant::RegTile => Ok(Blocks { wg, tile: regtile_tile(wg, m, n), coop: None }),
+        Variant::RegTile => Ok(Blocks { wg, tile: regtile_tile(wg, m, n), coop: None, coop_direct: false }),
         Variant::Coop => {
             let support = gpu.coop().map_err(|why| {
                 Error::InvalidArgument(format!("the mixed-precision matmul (coop) cannot run: {why}"))
             })?;
             let f = support.frag;
+            if !fit.coop_staged {
+                let (tm, wm, wn) = coop_direct_shape(m, n, fit.kept, f);
+                let wg = UVec2::new(wm * wn * support.subgroup, 1);
+                let side = f * tm;
+                let tile = UVec2::new(side * wn, side * wm);
+                return Ok(Blocks { wg, tile, coop: Some((tm, wm, wn)), coop_direct: true });
+            }
             let (tm, wm, wn) = coop_shape(m, n, fit.kept, support, gpu.limits().max_compute_workgroup_storage_size)?;
             let wg = UVec2::new(wm * wn * support.subgroup, 1);
-            Ok(Blocks { wg, tile: UVec2::new(2 * f * wn, f * tm * wm), coop: Some((tm, wm, wn)) })
+            Ok(Blocks { wg, tile: UVec2::new(2 * f * wn, f * tm * wm), coop: Some((tm, wm, wn)), coop_direct: false })
         }
         Variant::Wide => {
             let wg = wide_workgroup(fit)?;
-            Ok(Blocks { wg, tile: wg * per_thread, coop: None })
+            Ok(Blocks { wg, tile: wg * per_thread, coop: None, coop_direct: false })
         }
-        _ => Ok(Blocks { wg, tile: wg * per_thread, coop: None }),
+        _ => Ok(Blocks { wg, tile: wg * per_thread, coop: None, coop_direct: false }),
     }
 }
 
@@ -161,6 +173,18 @@ pub fn coop_shape(m: u32, n: u32, kept: bool, support: CoopSupport, wg_bytes: u3
     })
 }
 
+/// `matmul_coop_direct`'s shape for an m × n product on cooperative
+/// matrices of f × f: (pieces a side per subgroup, subgroups along M,
+/// along N). Products that still give at least 256 block tiles of 8f × 8f
+/// (128 × 128) run 4 × 4 pieces per subgroup on 2 × 2 subgroups (the shape
+/// of issue 9's probe, 77 TFLOP/s on an H100); smaller ones and those a
+/// kept count sizes 2 × 2 pieces (64 × 64 blocks). Its only workgroup
+/// memory is the epilogue's scratch, well within any adapter's.
+pub fn coop_direct_shape(m: u32, n: u32, kept: bool, f: u32) -> (u32, u32, u32) {
+    let big = !kept && m.div_ceil(8 * f) * n.div_ceil(8 * f) >= 256;
+    if big { (4, 2, 2) } else { (2, 2, 2) }
+}
+
 /// Whether a `matmul_coop` shape runs on an adapter: each thread stages at
 /// most COOP_MAX_LOADS (8) vec4 of a K slice (CBK = 32) per operand, and
 /// the two double-buffered f16 slices plus the subgroups' f32 scratch fit
@@ -261,7 +285,7 @@ mod tests {
         assert_eq!(wide_rule(false), UVec2::new(16, 16));
         assert_eq!(wide_rule(true), UVec2::new(8, 8));
         // A tile asked for wins over the rule (and the variable).
-        let asked = TileFit { kept: true, wide_wg: Some(UVec2::new(16, 8)) };
+        let asked = TileFit { kept: true, wide_wg: Some(UVec2::new(16, 8)), coop_staged: false };
         assert_eq!(wide_workgroup(asked).unwrap(), UVec2::new(16, 8));
         assert_eq!(crate::device::variant::check_wide_tile(64, 128).unwrap(), UVec2::new(16, 8));
     }
@@ -287,6 +311,13 @@ mod tests {
         let lvp = CoopSupport { subgroup: 8, frag: 8 };
         assert_eq!(coop_shape(64, 64, false, lvp, 32768).unwrap(), (2, 2, 2));
         assert_eq!(coop_shape(4096, 4096, false, lvp, 32768).unwrap(), (2, 4, 2));
+        // The direct kernel: 128 × 128 blocks where they fill a large GPU,
+        // else 64 × 64 (on 8 × 8 pieces 64 × 64 and 32 × 32).
+        assert_eq!(coop_direct_shape(4096, 4096, false, 16), (4, 2, 2));
+        assert_eq!(coop_direct_shape(2048, 2048, false, 16), (4, 2, 2));
+        assert_eq!(coop_direct_shape(256, 4096, false, 16), (2, 2, 2));
+        assert_eq!(coop_direct_shape(8192, 8192, true, 16), (2, 2, 2));
+        assert_eq!(coop_direct_shape(1024, 1024, false, 8), (4, 2, 2));
     }
 
     #[test]
@@ -337,7 +368,7 @@ mod tests {
     fn gpus_leave_kept_weight_gradients_splits_to_the_device() {
         use crate::ops::matmul_split::kept_splits;
         use wgpu::DeviceType::{Cpu, DiscreteGpu, IntegratedGpu};
-        let kept = TileFit { kept: true, wide_wg: None };
+        let kept = TileFit { kept: true, wide_wg: None, coop_staged: false };
         let (s, room) = kept_splits(DiscreteGpu, Variant::Wide, kept, false, 2048).unwrap();
         assert!(s >= 2 && room >= 1 << 20, "{s} splits within {room}");
         assert!(kept_splits(IntegratedGpu, Variant::Shared, kept, false, 4096).is_some());

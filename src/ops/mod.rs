@@ -15,6 +15,8 @@ pub mod gather;
 pub mod lazy;
 pub mod mask;
 pub mod matmul;
+mod matmul_desc;
+mod matmul_pack;
 mod matmul_split;
 pub mod matmul_tiles;
 pub mod optim;

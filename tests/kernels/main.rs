@@ -14,6 +14,7 @@ mod lazy;
 mod mask;
 mod matmul;
 mod matmul_kept;
+mod matmul_pack;
 mod optim;
 mod pool;
 mod project;

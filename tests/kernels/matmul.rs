@@ -1,5 +1,5 @@
 use sparsetrain::cpu;
-use sparsetrain::ops::matmul::{Dims, Layout, Matmul, Variant};
+use sparsetrain::ops::matmul::{CoopMode, Dims, Layout, Matmul, Variant};
 use sparsetrain::{DType, Recorder, Tensor};
 
 use crate::common::*;
@@ -77,7 +77,7 @@ const SHAPES: [(usize, usize, usize); 16] = [
     (1031, 36, 9),
 ];
 
-fn shapes_of(layout: Layout, d: Dims) -> ([usize; 2], [usize; 2]) {
+pub(crate) fn shapes_of(layout: Layout, d: Dims) -> ([usize; 2], [usize; 2]) {
     match layout {
         Layout::NN => ([d.m, d.k], [d.k, d.n]),
         Layout::NT => ([d.m, d.k], [d.n, d.k]),
@@ -115,12 +115,14 @@ pub(crate) struct Run {
     /// The device decides the splits, up to `split`, within this many floats
     /// of partials (`Matmul::split_k_within`).
     pub within: Option<usize>,
+    /// How `coop` reads its operands (f16 packs or staged).
+    pub coop: CoopMode,
 }
 
 impl Run {
     /// A matmul of `layout` in this configuration.
     pub(crate) fn matmul<'a>(&self, layout: Layout) -> Matmul<'a> {
-        let mm = Matmul::new(layout).variant(self.variant).wide_depth(self.bk);
+        let mm = Matmul::new(layout).variant(self.variant).wide_depth(self.bk).coop_mode(self.coop);
         let mm = match self.within {
             Some(room) => mm.split_k_within(self.split, room),
             None => mm.split_k(self.split),
@@ -140,6 +142,9 @@ impl Run {
         if self.bk != 8 {
             s.push_str(&format!(" bk {}", self.bk));
         }
+        if self.variant == Variant::Coop && self.coop == CoopMode::Staged {
+            s.push_str(" staged");
+        }
         if let Some((rows, cols)) = self.tile {
             s.push_str(&format!(" {rows}x{cols}"));
         }
@@ -147,7 +152,8 @@ impl Run {
     }
 }
 
-/// `matmul_variants` as runs: `wide` runs with slices of 8 (its default)
+/// `matmul_variants` as runs: `coop` from f16 packs (`matmul_coop_direct`)
+/// and staged (`matmul_coop`); `wide` runs with slices of 8 (its default)
 /// and of 16 with the launcher's tile (128 × 128 for static sizes, 64 × 64
 /// where a kept count sets M or N), and then, unsplit, with each smaller
 /// tile forced at both depths, so that every workgroup shape, depth and
@@ -170,14 +176,21 @@ pub(crate) fn matmul_runs(gpu: &sparsetrain::Gpu, test: &str) -> Vec<Run> {
     };
     let mut runs = Vec::new();
     for (variant, split) in matmul_variants(gpu, test) {
-        let run = Run { variant, split, bk: 8, tile: None, within: None };
-        if split > 1 {
-            // Splits the device decides within 1500 floats: most products
-            // here run unsplit that way, the smaller ones in 2 or 3.
-            runs.push(Run { within: Some(1500), ..run });
+        let run = Run { variant, split, bk: 8, tile: None, within: None, coop: CoopMode::Direct };
+        let modes: &[CoopMode] =
+            if variant == Variant::Coop { &[CoopMode::Direct, CoopMode::Staged] } else { &[CoopMode::Direct] };
+        for &coop in modes {
+            let run = Run { coop, ..run };
+            if split > 1 {
+                // Splits the device decides within 1500 floats: most products
+                // here run unsplit that way, the smaller ones in 2 or 3.
+                runs.push(Run { within: Some(1500), ..run });
+            }
+            if variant != Variant::Wide {
+                runs.push(run);
+            }
         }
         if variant != Variant::Wide {
-            runs.push(run);
             continue;
         }
         // The tile changes no split's bounds: unsplit is enough for the
@@ -494,31 +507,33 @@ fn large_matmuls_compute_every_tile() {
     }
 }
 
-/// `coop`'s big block shape (4 × 2 subgroups, 128 × 64 tiles), chosen for
-/// products of at least 256 such tiles, against f64 at sampled outputs in
-/// every layout, unsplit and split. Runs where the adapter has cooperative
-/// matrices.
+/// `coop`'s big block shapes, chosen for products of at least 256 such
+/// tiles: staged, 4 × 2 subgroups (128 × 64 tiles); from f16 packs, 4 × 4
+/// pieces on 2 × 2 subgroups (128 × 128). Against f64 at sampled outputs
+/// in every layout, unsplit and split. Runs where the adapter has
+/// cooperative matrices.
 #[test]
 fn coop_big_blocks_compute_every_tile() {
     let Some(gpu) = gpu("coop_big_blocks_compute_every_tile") else { return };
     if !matmul_variants(&gpu, "coop_big_blocks_compute_every_tile").iter().any(|v| v.0 == Variant::Coop) {
         return;
     }
-    let d = Dims { m: 2048, n: 1030, k: 100 };
+    let d = Dims { m: 2048, n: 2050, k: 100 };
     let mut r = rng(2200);
     let a = f16_for(Variant::Coop, rand_f32(&mut r, d.m * d.k, -1.0, 1.0));
     let b = f16_for(Variant::Coop, rand_f32(&mut r, d.k * d.n, -1.0, 1.0));
-    for layout in Layout::ALL {
+    for (layout, coop) in Layout::ALL.into_iter().flat_map(|l| [(l, CoopMode::Direct), (l, CoopMode::Staged)]) {
         for split in [1, 3] {
             let (sa, sb) = shapes_of(layout, d);
             let ta = Tensor::from_f32(&gpu, "A", &sa, &a).unwrap();
             let tb = Tensor::from_f32(&gpu, "B", &sb, &b).unwrap();
             let tc = Tensor::from_f32(&gpu, "C", &[d.m, d.n], &vec![f32::NAN; d.m * d.n]).unwrap();
             let mut rec = Recorder::new(&gpu);
-            Matmul::new(layout).variant(Variant::Coop).split_k(split).record(&mut rec, &tc, &ta, &tb, d).unwrap();
+            let mm = Matmul::new(layout).variant(Variant::Coop).coop_mode(coop).split_k(split);
+            mm.record(&mut rec, &tc, &ta, &tb, d).unwrap();
             rec.finish().unwrap();
             let c = tc.download_f32(&gpu).unwrap();
-            let tag = format!("coop {} split {split} 2048x1030x100", layout.name());
+            let tag = format!("coop {coop:?} {} split {split} 2048x2050x100", layout.name());
             assert_eq!(c.iter().filter(|v| v.is_nan()).count(), 0, "{tag}: outputs never written");
             let (got, want) = sampled(&mut r, layout, d, &a, &b, &c);
             assert_close(&tag, &got, &want, tol(Variant::Coop, 1e-4), 1e-5);

@@ -1,0 +1,107 @@
+//! The f16 packs of mixed-precision products (`ops::matmul` with the `coop`
+//! variant): `matmul_pack` rounds each operand to f16 once per product
+//! into the device's pack buffers, padded to whole block tiles, and
+//! `matmul_coop_direct` multiplies the packs with no staging. Sizes and the
+//! recording (also of one pack alone: `Matmul::record_pack`).
+
+use glam::UVec2;
+
+use bytemuck::Pod;
+
+use super::u32_of;
+use crate::device::record::Recorder;
+use crate::device::shader::{Constants, Kernel};
+use crate::device::tensor::{DType, Tensor};
+use crate::error::{Error, Result};
+
+/// The u32 (pairs of halves) of the f16 packs of A and B that
+/// `matmul_coop_direct` multiplies for an m × n × k product on `tile`
+/// (columns × rows) blocks, at the static sizes (capacities): K padded to a
+/// multiple of 32, M and N to whole tiles (`pack_kp` in
+/// shaders/shared/matmul_core.wgsl); None where one would not fit a binding
+/// of `max_bytes` or u32 indices.
+pub fn pack_lens((m, n, k): (u32, u32, u32), tile: UVec2, max_bytes: u64) -> Option<(usize, usize)> {
+    let kp = u64::from(k.div_ceil(32)) * 32;
+    let halves_a = u64::from(m.div_ceil(tile.y)) * u64::from(tile.y) * kp;
+    let halves_b = u64::from(n.div_ceil(tile.x)) * u64::from(tile.x) * kp;
+    let fits = |h: u64| h * 2 <= max_bytes && h <= u64::from(u32::MAX);
+    // At least one vec2 of u32 each (an empty K has nothing to pack).
+    let len = |h: u64| usize::try_from(h / 2).ok().map(|l| l.max(2));
+    if fits(halves_a) && fits(halves_b) { len(halves_a).zip(len(halves_b)) } else { None }
+}
+
+/// `matmul_pack` of A and B into the device's f16 packs (`Tensor::coop_pack`)
+/// for `matmul_coop_direct`: the product's layout, sizes and implicit
+/// operand (`constants`, `params`), `lens` from `pack_lens`.
+pub(super) fn record_packs<P: Pod>(
+    rec: &mut Recorder,
+    constants: &Constants,
+    params: &P,
+    (a, b, dims): (&Tensor, &Tensor, &Tensor),
+    (len_a, len_b): (usize, usize),
+) -> Result<(Tensor, Tensor)> {
+    let gpu = rec.gpu();
+    let pa = Tensor::coop_pack(gpu, 0, len_a)?;
+    let pb = Tensor::coop_pack(gpu, 1, len_b)?;
+    for (is_b, out, len) in [(false, &pa, len_a), (true, &pb, len_b)] {
+        record_pack_into(rec, constants, params, (a, b, dims), is_b, (out, len))?;
+    }
+    Ok((pa, pb))
+}
+
+/// One operand's `matmul_pack` into `out` (`len` u32).
+fn record_pack_into<P: Pod>(
+    rec: &mut Recorder,
+    constants: &Constants,
+    params: &P,
+    (a, b, dims): (&Tensor, &Tensor, &Tensor),
+    is_b: bool,
+    (out, len): (&Tensor, usize),
+) -> Result<()> {
+    const WG: u32 = 256;
+    let gpu = rec.gpu();
+    let mut pack: Constants = constants
+        .iter()
+        .copied()
+        .filter(|(name, _)| {
+            matches!(
+                *name,
+                "TRANS_A" | "TRANS_B" | "VEC4_A" | "VEC4_B" | "IMPLICIT" | "IM_POW2" | "PACK_BM" | "PACK_BN"
+            )
+        })
+        .collect();
+    pack.extend([("WG_X", f64::from(WG)), ("WG_Y", 1.0), ("PACK_B", f64::from(u8::from(is_b)))]);
+    // One thread per four halves (a vec2 of u32).
+    let quads = u32_of("matmul", "pack", len / 2)?;
+    let groups = super::grid_for_capacity(gpu, quads, WG);
+    rec.dispatch(Kernel::MatmulPack, &pack, (0, params), &[(1, a), (2, b), (6, dims), (8, out)], groups)
+}
+
+/// `matmul_pack` of A (or B where `b_side`) alone into a new tensor of
+/// `pack_lens`' length, on blocks of `tile` (columns × rows, multiples of 8;
+/// `Matmul::record_pack`).
+pub(super) fn record_pack_alone<P: Pod>(
+    rec: &mut Recorder,
+    (constants, params): (&Constants, &P),
+    (a, b, dims): (&Tensor, &Tensor, &Tensor),
+    b_side: bool,
+    (m, n, k): (u32, u32, u32),
+    tile: UVec2,
+) -> Result<Tensor> {
+    const OP: &str = "matmul pack";
+    if tile.x == 0 || tile.y == 0 || !tile.x.is_multiple_of(8) || !tile.y.is_multiple_of(8) {
+        return Err(Error::InvalidArgument(format!(
+            "{OP}: block tiles are whole multiples of 8 a side, got {} × {}",
+            tile.y, tile.x
+        )));
+    }
+    let gpu = rec.gpu();
+    let (len_a, len_b) = pack_lens((m, n, k), tile, gpu.limits().max_storage_buffer_binding_size)
+        .ok_or_else(|| Error::InvalidArgument(format!("{OP}: a pack of {m} × {n} × {k} exceeds one binding")))?;
+    let mut constants = constants.clone();
+    constants.extend([("PACK_BM", f64::from(tile.y)), ("PACK_BN", f64::from(tile.x))]);
+    let len = if b_side { len_b } else { len_a };
+    let out = Tensor::zeros(gpu, "f16 pack", &[len], DType::U32)?;
+    record_pack_into(rec, &constants, params, (a, b, dims), b_side, (&out, len))?;
+    Ok(out)
+}
