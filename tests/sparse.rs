@@ -378,7 +378,10 @@ fn runs_are_single_steps_without_dynamic_offsets() {
         let desc = wgpu::DeviceDescriptor { required_limits: limits, ..Default::default() };
         let (device, queue) = pollster::block_on(adapter.request_device(&desc)).unwrap();
         let opts = sparsetrain::GpuOptions { autotune: false, ..Default::default() };
-        let gpu = sparsetrain::Gpu::from_device(device, queue, &adapter.get_info(), &opts).unwrap();
+        let mut gpu = sparsetrain::Gpu::from_device(device, queue, &adapter.get_info(), &opts).unwrap();
+        // Opened without cooperative matrices: the adapter's cannot be adopted.
+        gpu.adopt_adapter_coop(&adapter);
+        assert!(gpu.coop().is_err_and(|why| why.contains("opened without")), "{:?}", gpu.coop());
         let (batch, dim) = (8, 6);
         let net = Net::new(&gpu, Graph::mlp(dim, &[12], 3).unwrap(), 1).unwrap();
         let sgd = Sgd { lr: 0.05, momentum: 0.9, weight_decay: 0.0 };

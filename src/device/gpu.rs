@@ -311,11 +311,27 @@ impl Gpu {
         let mut gpu = Gpu::from_device(device, queue, &info, opts)?;
         // The adapter's reason rather than "opened without", or the side of
         // its cooperative matrices (`from_device` assumes tensor cores' 16).
-        if let Ok(c) = &coop {
-            gpu.pipelines.set_coop_frag(c.frag);
-        }
-        gpu.report.coop = coop;
+        gpu.set_coop(coop);
         Ok(gpu)
+    }
+
+    /// Takes the mixed-precision path's shape from `adapter`, the one a
+    /// device wrapped by `from_device` came from: the side of its cooperative
+    /// matrices (`from_device` assumes tensor cores' 16 × 16; lavapipe's are
+    /// 8 × 8), or why it has none. Call it before recording any
+    /// mixed-precision product; a device opened without the features keeps
+    /// its reason.
+    pub fn adopt_adapter_coop(&mut self, adapter: &wgpu::Adapter) {
+        if self.device.features().contains(coop_features()) {
+            self.set_coop(CoopSupport::probe(adapter));
+        }
+    }
+
+    fn set_coop(&mut self, coop: std::result::Result<CoopSupport, String>) {
+        if let Ok(c) = &coop {
+            self.pipelines.set_coop_frag(c.frag);
+        }
+        self.report.coop = coop;
     }
 
     /// Wraps a device created elsewhere: an application that renders with
@@ -327,7 +343,8 @@ impl Gpu {
     /// callback (errors then surface as `Error`s from sparsetrain calls);
     /// an application that needs its own should install them afterwards.
     /// The device's limits must allow 8 storage buffers per shader stage
-    /// (the WebGPU default).
+    /// (the WebGPU default). Mixed precision assumes 16 × 16 cooperative
+    /// matrices; `adopt_adapter_coop` reads the adapter's.
     pub fn from_device(
         device: wgpu::Device,
         queue: wgpu::Queue,
