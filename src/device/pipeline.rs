@@ -45,10 +45,20 @@ pub(crate) struct PipelineCache {
 }
 
 impl PipelineCache {
-    /// Sets the side of the cooperative matrices `matmul_coop` is built for
-    /// (before its first use).
+    /// Sets the side of the cooperative matrices `matmul_coop.wgsl` is
+    /// built for. A change drops its module and pipelines built for the old
+    /// side, so that no later recording pairs them with tiles sized for the
+    /// new one (plans recorded before keep theirs, consistent with their
+    /// own tiles).
     pub(crate) fn set_coop_frag(&self, frag: u32) {
-        self.coop_frag.store(frag, std::sync::atomic::Ordering::SeqCst);
+        let old = self.coop_frag.swap(frag, std::sync::atomic::Ordering::SeqCst);
+        if old != frag {
+            self.modules.lock().expect("module cache poisoned").remove(&Shader::MatmulCoop);
+            self.pipelines
+                .lock()
+                .expect("pipeline cache poisoned")
+                .retain(|key, _| key.0.shader() != Shader::MatmulCoop);
+        }
     }
 
     /// The group-0 bindings `kernel`'s entry point uses (its module parsed

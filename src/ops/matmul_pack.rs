@@ -11,7 +11,7 @@ use bytemuck::Pod;
 use super::u32_of;
 use crate::device::record::Recorder;
 use crate::device::shader::{Constants, Kernel};
-use crate::device::tensor::{DType, Tensor};
+use crate::device::tensor::Tensor;
 use crate::error::{Error, Result};
 
 /// The u32 (pairs of halves) of the f16 packs of A and B that
@@ -101,7 +101,26 @@ pub(super) fn record_pack_alone<P: Pod>(
     let mut constants = constants.clone();
     constants.extend([("PACK_BM", f64::from(tile.y)), ("PACK_BN", f64::from(tile.x))]);
     let len = if b_side { len_b } else { len_a };
-    let out = Tensor::zeros(gpu, "f16 pack", &[len], DType::U32)?;
+    // Poisoned (NaN halves), so that a test sees any value left unwritten.
+    let out = Tensor::from_u32(gpu, "f16 pack", &[len], &vec![u32::MAX; len])?;
     record_pack_into(rec, &constants, params, (a, b, dims), b_side, (&out, len))?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_lengths_and_the_binding_limit() {
+        // K to 32, M and N to whole tiles (128 rows × 64 columns here).
+        let tile = UVec2::new(64, 128);
+        assert_eq!(pack_lens((130, 70, 33), tile, 1 << 30), Some((256 * 64 / 2, 64 * 128 / 2)));
+        // An empty K still gets one vec2 of u32 per pack.
+        assert_eq!(pack_lens((4, 4, 0), tile, 1 << 30), Some((2, 2)));
+        // A pack past the binding (here 1 MiB) runs staged instead.
+        assert_eq!(pack_lens((1024, 64, 512), tile, 1 << 20), Some((1024 * 512 / 2, 512 * 64 / 2)));
+        assert_eq!(pack_lens((1024, 64, 544), tile, 1 << 20), None);
+        assert_eq!(pack_lens((64, 1088, 512), tile, 1 << 20), None);
+    }
 }

@@ -510,8 +510,8 @@ fn large_matmuls_compute_every_tile() {
 /// `coop`'s big block shapes, chosen for products of at least 256 such
 /// tiles: staged, 4 × 2 subgroups (128 × 64 tiles); from f16 packs, 4 × 4
 /// pieces on 2 × 2 subgroups (128 × 128). Against f64 at sampled outputs
-/// in every layout, unsplit and split. Runs where the adapter has
-/// cooperative matrices.
+/// in every layout, unsplit and split, and with the step's batch as M or K
+/// below the capacity. Runs where the adapter has cooperative matrices.
 #[test]
 fn coop_big_blocks_compute_every_tile() {
     let Some(gpu) = gpu("coop_big_blocks_compute_every_tile") else { return };
@@ -538,6 +538,46 @@ fn coop_big_blocks_compute_every_tile() {
             let (got, want) = sampled(&mut r, layout, d, &a, &b, &c);
             assert_close(&tag, &got, &want, tol(Variant::Coop, 1e-4), 1e-5);
         }
+    }
+    // The step's batch as M (a layer's forward product, 1500 rows of 2048)
+    // and as K (its weight gradient, 300 of 400: no multiple of 32), below
+    // the capacity the big shape is chosen for, with a partial tile along M.
+    for coop in [CoopMode::Direct, CoopMode::Staged] {
+        let mm = |l: Layout| Matmul::new(l).variant(Variant::Coop).coop_mode(coop);
+        let tag = format!("coop {coop:?}");
+        let (rows, inner) = (1500, 100);
+        let x = f16_for(Variant::Coop, rand_f32(&mut r, d.m * inner, -1.0, 1.0));
+        let w = f16_for(Variant::Coop, rand_f32(&mut r, d.n * inner, -1.0, 1.0));
+        let tx = Tensor::from_f32(&gpu, "x", &[d.m, inner], &x).unwrap();
+        let tw = Tensor::from_f32(&gpu, "w", &[d.n, inner], &w).unwrap();
+        let ty = Tensor::from_f32(&gpu, "y", &[d.m, d.n], &vec![f32::NAN; d.m * d.n]).unwrap();
+        run_with_batch(&gpu, rows, |rec| {
+            mm(Layout::NT).batch_m().record(rec, &ty, &tx, &tw, Dims { m: d.m, n: d.n, k: inner }).unwrap();
+        });
+        let y = ty.download_f32(&gpu).unwrap();
+        assert!(y[rows * d.n..].iter().all(|v| v.is_nan()), "{tag}: rows past the batch written");
+        let fwd = Dims { m: rows, n: d.n, k: inner };
+        let (got, want) = sampled(&mut r, Layout::NT, fwd, &x[..rows * inner], &w, &y[..rows * d.n]);
+        assert_close(&format!("{tag} batch {rows} of {} forward", d.m), &got, &want, tol(Variant::Coop, 1e-4), 1e-5);
+        let (cap, rows, width) = (400, 300, 2048);
+        let g = f16_for(Variant::Coop, rand_f32(&mut r, cap * d.n, -1.0, 1.0));
+        let x = f16_for(Variant::Coop, rand_f32(&mut r, cap * width, -1.0, 1.0));
+        let tg = Tensor::from_f32(&gpu, "g", &[cap, d.n], &g).unwrap();
+        let tx = Tensor::from_f32(&gpu, "x", &[cap, width], &x).unwrap();
+        let tdw = Tensor::from_f32(&gpu, "dw", &[d.n, width], &vec![f32::NAN; d.n * width]).unwrap();
+        run_with_batch(&gpu, rows, |rec| {
+            mm(Layout::TN).batch_k().record(rec, &tdw, &tg, &tx, Dims { m: d.n, n: width, k: cap }).unwrap();
+        });
+        let dw = tdw.download_f32(&gpu).unwrap();
+        let grad = Dims { m: d.n, n: width, k: rows };
+        let (got, want) = sampled(&mut r, Layout::TN, grad, &g[..rows * d.n], &x[..rows * width], &dw);
+        assert_close(
+            &format!("{tag} batch {rows} of {cap} weight gradient"),
+            &got,
+            &want,
+            tol(Variant::Coop, 1e-4),
+            1e-5,
+        );
     }
 }
 

@@ -11,10 +11,15 @@ use sparsetrain::{Recorder, Tensor};
 use crate::common::*;
 use crate::matmul::shapes_of;
 
-/// Values whose rounding to f16 is a corner: ties to even (down and up),
-/// the largest half and what rounds to it or past it, subnormals, the
-/// smallest ones' ties, signed zero, infinities.
-const CORNERS: [f32; 16] = [
+/// Values whose rounding to f16 is a corner: ties to even (down and up), a
+/// carry into the exponent, the largest half and what rounds to it or past
+/// it, subnormals (one rounding up to the smallest normal), the smallest
+/// ones' ties and just below, an f32 subnormal, signed zero, infinities.
+const CORNERS: [f32; 20] = [
+    2047.99,
+    6.1032e-5,
+    2.98e-8,
+    1.0e-40,
     1.0 + 1.0 / 2048.0,
     1.0 + 3.0 / 2048.0,
     -(1.0 + 3.0 / 2048.0),
