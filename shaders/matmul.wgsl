@@ -242,17 +242,20 @@ fn matmul_naive(
     }
 }
 
-// `matmul_pack`: one operand of a mixed-precision product rounded to f16
+// `matmul_pack`: the operands of a mixed-precision product rounded to f16
 // and padded (the layout is in shared/matmul_core.wgsl, at `pack_kp`), for
-// `matmul_coop_direct`; PACK_B picks B over A. Four halves per thread and
-// step of a grid-stride loop over this launch's padded sizes; every value
+// `matmul_coop_direct`: A into `packed_a` and B into `packed_b`, both in one
+// launch (PACK_SIDES 3) or one of them (1: A, 2: B). Four halves per
+// thread and step of a grid-stride loop over this launch's padded sizes,
+// A's quads then B's; every value
 // goes through the operand's loaders (`a_at`, `b_at`: zero outside the
 // product, implicit operands gathered), or one vec4 where it is plain and
 // whole. Written as pairs of halves in u32, rounded to nearest even in
 // integer arithmetic (`f16_bits`), so that it needs no f16 support, runs on
 // every adapter and rounds the same on all of them.
-override PACK_B: bool = false;
-@group(0) @binding(8) var<storage, read_write> packed: array<vec2<u32>>;
+override PACK_SIDES: u32 = 3u;
+@group(0) @binding(8) var<storage, read_write> packed_a: array<vec2<u32>>;
+@group(0) @binding(11) var<storage, read_write> packed_b: array<vec2<u32>>;
 
 // The binary16 bits of x, rounded to nearest even: overflow to ±inf,
 // subnormals kept, NaN stays NaN (quiet). Exact integer steps: pack2x16float
@@ -333,28 +336,25 @@ fn matmul_pack(
     @builtin(local_invocation_index) lidx: u32,
 ) {
     load_dims();
-    // The pack's rows and their length (its contiguous side).
-    var outer: u32;
-    var inner: u32;
-    if PACK_B {
-        outer = select(pack_kp(), pack_np(), TRANS_B);
-        inner = select(pack_np(), pack_kp(), TRANS_B);
-    } else {
-        outer = select(pack_mp(), pack_kp(), TRANS_A);
-        inner = select(pack_kp(), pack_mp(), TRANS_A);
-    }
-    let quads = inner / 4u;
+    // Each pack's rows and their length (its contiguous side) in quads.
+    let quads_a = select(pack_kp(), pack_mp(), TRANS_A) / 4u;
+    let quads_b = select(pack_np(), pack_kp(), TRANS_B) / 4u;
+    let rows_a = select(pack_mp(), pack_kp(), TRANS_A);
+    let rows_b = select(pack_kp(), pack_np(), TRANS_B);
+    let total_a = select(0u, rows_a * quads_a, (PACK_SIDES & 1u) != 0u);
+    let total_b = select(0u, rows_b * quads_b, (PACK_SIDES & 2u) != 0u);
     let stride = nwg.x * nwg.y * WG_X;
-    for (var t = flat_id(wid, nwg, lidx, WG_X); t < outer * quads; t += stride) {
-        let o = t / quads;
-        let i = 4u * (t - o * quads);
-        var v: vec4<f32>;
-        if PACK_B {
-            v = pack_b_quad(o, i);
+    for (var t = flat_id(wid, nwg, lidx, WG_X); t < total_a + total_b; t += stride) {
+        if t < total_a {
+            let o = t / quads_a;
+            let v = pack_a_quad(o, 4u * (t - o * quads_a));
+            packed_a[t] = vec2(pack_halves(v.x, v.y), pack_halves(v.z, v.w));
         } else {
-            v = pack_a_quad(o, i);
+            let u = t - total_a;
+            let o = u / quads_b;
+            let v = pack_b_quad(o, 4u * (u - o * quads_b));
+            packed_b[u] = vec2(pack_halves(v.x, v.y), pack_halves(v.z, v.w));
         }
-        packed[t] = vec2(pack_halves(v.x, v.y), pack_halves(v.z, v.w));
     }
 }
 

@@ -11,7 +11,7 @@ use bytemuck::Pod;
 use super::u32_of;
 use crate::device::record::Recorder;
 use crate::device::shader::{Constants, Kernel};
-use crate::device::tensor::Tensor;
+use crate::device::tensor::{DType, Tensor};
 use crate::error::{Error, Result};
 
 /// The u32 (pairs of halves) of the f16 packs of A and B that
@@ -30,9 +30,10 @@ pub fn pack_lens((m, n, k): (u32, u32, u32), tile: UVec2, max_bytes: u64) -> Opt
     if fits(halves_a) && fits(halves_b) { len(halves_a).zip(len(halves_b)) } else { None }
 }
 
-/// `matmul_pack` of A and B into the device's f16 packs (`Tensor::coop_pack`)
-/// for `matmul_coop_direct`: the product's layout, sizes and implicit
-/// operand (`constants`, `params`), `lens` from `pack_lens`.
+/// `matmul_pack` of A and B, in one launch, into the device's f16 packs
+/// (`Tensor::coop_pack`) for `matmul_coop_direct`: the product's layout,
+/// sizes and implicit operand (`constants`, `params`), `lens` from
+/// `pack_lens`.
 pub(super) fn record_packs<P: Pod>(
     rec: &mut Recorder,
     constants: &Constants,
@@ -43,20 +44,18 @@ pub(super) fn record_packs<P: Pod>(
     let gpu = rec.gpu();
     let pa = Tensor::coop_pack(gpu, 0, len_a)?;
     let pb = Tensor::coop_pack(gpu, 1, len_b)?;
-    for (is_b, out, len) in [(false, &pa, len_a), (true, &pb, len_b)] {
-        record_pack_into(rec, constants, params, (a, b, dims), is_b, (out, len))?;
-    }
+    record_pack_into(rec, (constants, params), (a, b, dims), 3, [(&pa, len_a), (&pb, len_b)])?;
     Ok((pa, pb))
 }
 
-/// One operand's `matmul_pack` into `out` (`len` u32).
+/// One launch of `matmul_pack`: the packs of `sides` (1: A, 2: B, 3: both)
+/// into `outs` (A's, B's; each with its length in u32).
 fn record_pack_into<P: Pod>(
     rec: &mut Recorder,
-    constants: &Constants,
-    params: &P,
+    (constants, params): (&Constants, &P),
     (a, b, dims): (&Tensor, &Tensor, &Tensor),
-    is_b: bool,
-    (out, len): (&Tensor, usize),
+    sides: u32,
+    [(out_a, len_a), (out_b, len_b)]: [(&Tensor, usize); 2],
 ) -> Result<()> {
     const WG: u32 = 256;
     let gpu = rec.gpu();
@@ -70,11 +69,13 @@ fn record_pack_into<P: Pod>(
             )
         })
         .collect();
-    pack.extend([("WG_X", f64::from(WG)), ("WG_Y", 1.0), ("PACK_B", f64::from(u8::from(is_b)))]);
-    // One thread per four halves (a vec2 of u32).
+    pack.extend([("WG_X", f64::from(WG)), ("WG_Y", 1.0), ("PACK_SIDES", f64::from(sides))]);
+    // One thread per four halves (a vec2 of u32) of the packs written.
+    let len = if sides & 1 != 0 { len_a } else { 0 } + if sides & 2 != 0 { len_b } else { 0 };
     let quads = u32_of("matmul", "pack", len / 2)?;
     let groups = super::grid_for_capacity(gpu, quads, WG);
-    rec.dispatch(Kernel::MatmulPack, &pack, (0, params), &[(1, a), (2, b), (6, dims), (8, out)], groups)
+    let bind = [(1, a), (2, b), (6, dims), (8, out_a), (11, out_b)];
+    rec.dispatch(Kernel::MatmulPack, &pack, (0, params), &bind, groups)
 }
 
 /// `matmul_pack` of A (or B where `b_side`) alone into a new tensor of
@@ -101,9 +102,12 @@ pub(super) fn record_pack_alone<P: Pod>(
     let mut constants = constants.clone();
     constants.extend([("PACK_BM", f64::from(tile.y)), ("PACK_BN", f64::from(tile.x))]);
     let len = if b_side { len_b } else { len_a };
-    // Poisoned (NaN halves), so that a test sees any value left unwritten.
+    // Poisoned (NaN halves), so that a test sees any value left unwritten;
+    // the other side's binding gets a stand-in it does not write.
     let out = Tensor::from_u32(gpu, "f16 pack", &[len], &vec![u32::MAX; len])?;
-    record_pack_into(rec, &constants, params, (a, b, dims), b_side, (&out, len))?;
+    let other = Tensor::zeros(gpu, "unused pack", &[2], DType::U32)?;
+    let outs = if b_side { [(&other, 0), (&out, len)] } else { [(&out, len), (&other, 0)] };
+    record_pack_into(rec, (&constants, params), (a, b, dims), if b_side { 2 } else { 1 }, outs)?;
     Ok(out)
 }
 
