@@ -11,6 +11,8 @@
 # that folder's dynamic loader, with the Vulkan loader pointed at its ICD.
 #
 #   scripts/lavapipe-coop.sh                # the matmul kernel tests, coop required
+#   scripts/lavapipe-coop.sh --if-available # the same, or say NOT RUN and succeed
+#                                           # where the packages or AVX2 are missing
 #   scripts/lavapipe-coop.sh target/release/sparsetrain info
 #
 # Where: $SPARSETRAIN_MESA_DIR (default ~/.cache/sparsetrain/mesa-coop).
@@ -24,7 +26,19 @@ DIR="${SPARSETRAIN_MESA_DIR:-$HOME/.cache/sparsetrain/mesa-coop}"
 ROOT="$DIR/root"
 ICD="$DIR/lvp_icd.json"
 
-if [ ! -f "$ICD" ]; then
+OPTIONAL=0
+if [ "${1:-}" = "--if-available" ]; then
+    OPTIONAL=1
+    shift
+fi
+# Where the mixed-precision tests cannot run here: say so, and fail unless
+# they were only asked for where available.
+not_run() {
+    echo "NOT RUN coop tests on Mesa 26's lavapipe: $*" >&2
+    exit $((1 - OPTIONAL))
+}
+
+setup() {
     echo "== unpacking Debian 13's Mesa into $DIR"
     mkdir -p "$DIR/apt/lists/partial" "$DIR/apt/cache/archives/partial" "$DIR/debs" "$ROOT"
     cat >"$DIR/apt/sources.list" <<'EOF'
@@ -47,6 +61,13 @@ EOF
     LVP="$ROOT/usr/lib/x86_64-linux-gnu/libvulkan_lvp.so"
     [ -f "$LVP" ] || { echo "lavapipe is missing from the unpacked Mesa" >&2; exit 1; }
     printf '{"file_format_version": "1.0.1", "ICD": {"library_path": "%s", "api_version": "1.3.0"}}\n' "$LVP" >"$ICD"
+}
+if [ ! -f "$ICD" ]; then
+    if [ "$OPTIONAL" = 1 ]; then
+        (setup) || not_run "the packages could not be fetched or unpacked"
+    else
+        setup
+    fi
 fi
 
 export VK_ICD_FILENAMES="$ICD"
@@ -59,11 +80,9 @@ if [ "$#" -gt 0 ]; then
     run "$@"
     exit
 fi
-cargo test --release --test kernels --no-run
-KERNELS=$(cargo test --release --test kernels --no-run --message-format=json 2>/dev/null |
-    python3 -c 'import json,sys
-for l in sys.stdin:
-    m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "kernels" and m.get("executable"):
-        print(m["executable"])')
+cargo build --release --quiet
+INFO=$(run target/release/sparsetrain info 2>&1) || not_run "the adapter did not open: $INFO"
+echo "$INFO" | grep -q "^precision: .*mixed" || not_run "$(echo "$INFO" | grep "^precision:")"
+KERNELS=$(cargo test --release --test kernels --no-run 2>&1 | sed -n 's/.*Executable .*(\(target\/release\/deps\/kernels-[^)]*\)).*/\1/p' | head -1)
+[ -n "$KERNELS" ] || { echo "no kernel test binary found" >&2; exit 1; }
 SPARSETRAIN_REQUIRE_GPU=1 SPARSETRAIN_REQUIRE_COOP=1 run "$KERNELS" matmul

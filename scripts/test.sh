@@ -5,7 +5,10 @@
 # kernel, layer, graph and training tests again under hardware GPUs' grid
 # rule (SPARSETRAIN_GRID_CAP=none: no cap on data-dependent grids), so that
 # the grid sizes GPUs launch run on a software adapter too (on a GPU, a
-# repeat).
+# repeat); and the matmul tests once more on a lavapipe with cooperative
+# matrices (scripts/lavapipe-coop.sh: Mesa 26 unpacked into a folder), so
+# that the mixed-precision kernels run without a GPU, where its packages and
+# AVX2 are there (else it says NOT RUN).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-gpu.sh
@@ -14,4 +17,6 @@ cargo test --release "$@"
 if [ "$#" -eq 0 ]; then
     echo "== again under GPUs' grid rule (SPARSETRAIN_GRID_CAP=none)"
     SPARSETRAIN_GRID_CAP=none cargo test --release --test kernels --test layers --test graph --test sparse --test resume
+    echo "== the matmul tests with cooperative matrices, on Mesa 26's lavapipe where it can be fetched"
+    bash scripts/lavapipe-coop.sh --if-available
 fi
