@@ -131,7 +131,11 @@ impl fmt::Display for AdapterReport {
         writeln!(f, "device type:  {:?}", self.device_type)?;
         writeln!(f, "driver:       {} {}", self.driver, self.driver_info)?;
         match &self.coop {
-            Ok(c) => writeln!(f, "precision:    f32, mixed (cooperative matrices, subgroups of {})", c.subgroup)?,
+            Ok(c) => writeln!(
+                f,
+                "precision:    f32, mixed (cooperative matrices of {0}x{0}x{0}, subgroups of {1})",
+                c.frag, c.subgroup
+            )?,
             Err(why) => writeln!(f, "precision:    f32 only ({why})")?,
         }
         writeln!(f, "limits:")?;
