@@ -146,6 +146,7 @@ fn unknown_tuning_values_are_refused() {
         ("SPARSETRAIN_WIDE_TILE", "128"),
         ("SPARSETRAIN_KEPT_SPLITS", "sometimes"),
         ("SPARSETRAIN_COOP", "packed"),
+        ("SPARSETRAIN_WIDE_PAD", "always"),
     ] {
         for args in [bench, train] {
             let out = Command::new(env!("CARGO_BIN_EXE_sparsetrain")).args(args).env(var, value).output().unwrap();

@@ -23,13 +23,32 @@ override WBK: u32 = 8u;
 
 const WIDE_MAX_LOADS: u32 = 4u;
 
+// Vec4 of padding after each k row of A's and B's staged slices (0 or 1):
+// the launcher pads the side whose store transposes (A [M, K], B stored
+// [N, K]). There four threads write the four k rows of one column, and
+// without padding the two threads of a warp that write the same component
+// of a column at k and k + 4 hit one bank (k rows of 2·WG_Y vec4 are a
+// multiple of 32 floats apart); a vec4 of padding moves k + 4 by 16 banks.
+override WIDE_PAD_A: u32 = 0u;
+override WIDE_PAD_B: u32 = 0u;
+
 // Two buffers × WBK rows × the block's side (A: 8·WG_Y floats = 2·WG_Y
-// vec4; B: 8·WG_X floats), k-major. (The lengths are named overrides: naga
-// 30 cannot specialise an array length written as a compound expression.)
-override WIDE_A_LEN: u32 = 4u * WBK * WG_Y;
-override WIDE_B_LEN: u32 = 4u * WBK * WG_X;
+// vec4; B: 8·WG_X floats) and its padding, k-major. (The lengths are named
+// overrides: naga 30 cannot specialise an array length written as a
+// compound expression.)
+override WIDE_A_LEN: u32 = 2u * WBK * (2u * WG_Y + WIDE_PAD_A);
+override WIDE_B_LEN: u32 = 2u * WBK * (2u * WG_X + WIDE_PAD_B);
 var<workgroup> wide_a: array<vec4<f32>, WIDE_A_LEN>;
 var<workgroup> wide_b: array<vec4<f32>, WIDE_B_LEN>;
+
+// Vec4 between k rows of A's and B's staged slices.
+fn wide_lda() -> u32 {
+    return 2u * WG_Y + WIDE_PAD_A;
+}
+
+fn wide_ldb() -> u32 {
+    return 2u * WG_X + WIDE_PAD_B;
+}
 
 // vec4 loads per thread and slice: a slice of A holds 8·WG_Y·WBK floats =
 // 2·WBK·WG_Y vec4 over WG_X·WG_Y threads (one each with 16 × 16 threads and
@@ -59,28 +78,30 @@ fn wide_fetch_b(k0: u32, col_base: u32, e: u32, interior: bool) -> vec4<f32> {
 // (which would cost the vec4 reads of the inner loop).
 fn wide_store_a(buf: u32, e: u32, v: vec4<f32>) {
     let rows = 2u * WG_Y;
+    let ld = wide_lda();
     if TRANS_A {
-        wide_a[(buf * WBK + e / rows) * rows + e % rows] = v;
+        wide_a[(buf * WBK + e / rows) * ld + e % rows] = v;
         return;
     }
     let mm = e / (WBK / 4u);
     let kk = 4u * (e % (WBK / 4u));
     for (var q = 0u; q < 4u; q++) {
-        wide_a[(buf * WBK + kk + q) * rows + mm / 4u][mm % 4u] = v[q];
+        wide_a[(buf * WBK + kk + q) * ld + mm / 4u][mm % 4u] = v[q];
     }
 }
 
 fn wide_store_b(buf: u32, e: u32, v: vec4<f32>) {
     let cols = 2u * WG_X;
+    let ld = wide_ldb();
     if TRANS_B {
         let nn = e / (WBK / 4u);
         let kk = 4u * (e % (WBK / 4u));
         for (var q = 0u; q < 4u; q++) {
-            wide_b[(buf * WBK + kk + q) * cols + nn / 4u][nn % 4u] = v[q];
+            wide_b[(buf * WBK + kk + q) * ld + nn / 4u][nn % 4u] = v[q];
         }
         return;
     }
-    wide_b[(buf * WBK + e / cols) * cols + e % cols] = v;
+    wide_b[(buf * WBK + e / cols) * ld + e % cols] = v;
 }
 
 @compute @workgroup_size(WG_X, WG_Y)
@@ -141,8 +162,8 @@ fn matmul_wide(
                 }
             }
             for (var kk = 0u; kk < WBK; kk++) {
-                let ia = (cur * WBK + kk) * 2u * WG_Y;
-                let ib = (cur * WBK + kk) * 2u * WG_X;
+                let ia = (cur * WBK + kk) * wide_lda();
+                let ib = (cur * WBK + kk) * wide_ldb();
                 let a0 = wide_a[ia + lid.y];
                 let a1 = wide_a[ia + WG_Y + lid.y];
                 let b0 = wide_b[ib + lid.x];

@@ -402,6 +402,7 @@ impl Gpu {
         crate::device::variant::wide_tile_env()?;
         crate::device::variant::kept_splits_env()?;
         crate::device::variant::coop_mode_env()?;
+        crate::device::variant::wide_pad_env()?;
         crate::device::pipeline::runtime_checks_env()?;
         Ok(Gpu {
             device,

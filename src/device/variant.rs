@@ -165,6 +165,20 @@ pub fn kept_splits_env() -> Result<bool> {
     }
 }
 
+/// `SPARSETRAIN_WIDE_PAD`: whether `wide` pads the staged slice whose store
+/// transposes (`auto`, the default) or not (`off`, for comparison; see
+/// `wide_pads`); checked when a device opens too.
+pub fn wide_pad_env() -> Result<bool> {
+    match std::env::var("SPARSETRAIN_WIDE_PAD") {
+        Ok(v) => match v.trim() {
+            "" | "auto" => Ok(true),
+            "off" => Ok(false),
+            _ => Err(Error::InvalidEnv { var: "SPARSETRAIN_WIDE_PAD", value: v.clone(), expected: "auto or off" }),
+        },
+        Err(_) => Ok(true),
+    }
+}
+
 /// How the mixed-precision matmul (`coop`) reads its operands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CoopMode {

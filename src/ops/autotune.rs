@@ -28,12 +28,12 @@ fn cache_file() -> Option<PathBuf> {
 }
 
 /// The adapter, and the experiments that change what the variants run
-/// (`SPARSETRAIN_WIDE_BK`, `SPARSETRAIN_WIDE_TILE`, `SPARSETRAIN_SHADER_CHECKS`), so that a choice
+/// (`SPARSETRAIN_WIDE_BK`, `SPARSETRAIN_WIDE_TILE`, `SPARSETRAIN_WIDE_PAD`, `SPARSETRAIN_SHADER_CHECKS`), so that a choice
 /// timed under one is not taken for the defaults.
 fn cache_key(gpu: &Gpu) -> String {
     let r = gpu.report();
     let mut key = format!("{}|{:?}|{}", r.name, r.backend, r.driver_info);
-    for var in ["SPARSETRAIN_WIDE_BK", "SPARSETRAIN_WIDE_TILE", "SPARSETRAIN_SHADER_CHECKS"] {
+    for var in ["SPARSETRAIN_WIDE_BK", "SPARSETRAIN_WIDE_TILE", "SPARSETRAIN_WIDE_PAD", "SPARSETRAIN_SHADER_CHECKS"] {
         if let Ok(v) = std::env::var(var).map(|v| v.trim().to_string())
             && !v.is_empty()
         {

@@ -46,10 +46,10 @@ pub struct MatmulParams {
 use super::matmul_pack::{pack_lens, record_pack_alone, record_packs};
 use super::matmul_split::{Split, kept_splits, record_split};
 pub use super::matmul_tiles::{TileFit, auto_splits, coop_fits, coop_shape, regtile_tile, wide_workgroup};
-use super::matmul_tiles::{block_shape, wide_depth};
+use super::matmul_tiles::{block_shape, wide_depth, wide_pads};
 pub use crate::device::shader::Variant;
 pub use crate::device::variant::CoopMode;
-use crate::device::variant::{check_wide_depth, check_wide_tile, coop_mode_env, kept_splits_env};
+use crate::device::variant::{check_wide_depth, check_wide_tile, coop_mode_env, kept_splits_env, wide_pad_env};
 
 impl KernelParams for MatmulParams {
     const SHADER: Shader = Shader::Matmul;
@@ -88,6 +88,8 @@ pub struct Matmul<'a> {
     wide_tile: Option<(u32, u32)>,
     /// How `coop` reads its operands (None: SPARSETRAIN_COOP, else direct).
     coop_mode: Option<CoopMode>,
+    /// Whether `wide` may pad its staged slices (None: SPARSETRAIN_WIDE_PAD).
+    wide_pad: Option<bool>,
 }
 
 /// The most workgroups a product sized by kept counts launches (they loop
@@ -117,7 +119,16 @@ impl<'a> Matmul<'a> {
             wide_bk: None,
             wide_tile: None,
             coop_mode: None,
+            wide_pad: None,
         }
+    }
+
+    /// Whether `wide` pads the staged slice whose store transposes where the
+    /// workgroup memory allows (`wide_pads`; without this,
+    /// `SPARSETRAIN_WIDE_PAD`, which pads unless `off`).
+    pub fn wide_padding(mut self, on: bool) -> Matmul<'a> {
+        self.wide_pad = Some(on);
+        self
     }
 
     /// How the mixed-precision variant (`coop`) reads its operands: f16
@@ -462,7 +473,14 @@ impl<'a> Matmul<'a> {
         let (mut constants, params) = self.operand_setup(c, (m, n, k))?;
         constants.extend([("WG_X", f64::from(wg.x)), ("WG_Y", f64::from(wg.y))]);
         if variant == Variant::Wide {
-            constants.push(("WBK", f64::from(wide_depth(gpu, self.wide_bk, wg)?)));
+            let bk = wide_depth(gpu, self.wide_bk, wg)?;
+            let want = self.wide_pad.map_or_else(wide_pad_env, Ok)?;
+            let (pad_a, pad_b) = wide_pads(gpu, bk, wg, (self.layout.trans_a(), self.layout.trans_b()), want);
+            constants.extend([
+                ("WBK", f64::from(bk)),
+                ("WIDE_PAD_A", f64::from(pad_a)),
+                ("WIDE_PAD_B", f64::from(pad_b)),
+            ]);
         } else if let Some(bk) = self.wide_bk {
             // Asked for, so checked even where another variant runs.
             check_wide_depth(bk)?;

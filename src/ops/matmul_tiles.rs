@@ -144,6 +144,20 @@ pub fn wide_depth(gpu: &Gpu, asked: Option<u32>, wg: UVec2) -> Result<u32> {
     Ok(bk)
 }
 
+/// `matmul_wide`'s padding (WIDE_PAD_A, WIDE_PAD_B: a vec4 after each k
+/// row of a staged slice) for K slices of `bk` on workgroup `wg`: where
+/// `want`ed (`Matmul::wide_padding`, `SPARSETRAIN_WIDE_PAD`), on the side
+/// whose store transposes (A stored [M, K], B stored [N, K]), where the
+/// adapter has the workgroup memory for it (16 bytes per k row and buffer;
+/// at 128 × 128 with slices of 16 it has to offer more than 32 KiB).
+pub fn wide_pads(gpu: &Gpu, bk: u32, wg: UVec2, (trans_a, trans_b): (bool, bool), want: bool) -> (u32, u32) {
+    let (pad_a, pad_b) = (u32::from(!trans_a), u32::from(trans_b));
+    let per_thread = shape(Variant::Wide).1;
+    let bytes = 2 * bk * ((wg.x + wg.y) * per_thread * 4 + 16 * (pad_a + pad_b));
+    let fits = bytes <= gpu.limits().max_compute_workgroup_storage_size;
+    if want && fits { (pad_a, pad_b) } else { (0, 0) }
+}
+
 /// `matmul_coop`'s shape for an m × n product: (F-row pieces per
 /// subgroup, subgroups along M, along N), F the side of the adapter's
 /// cooperative matrices (16; 8 on lavapipe). Each subgroup computes

@@ -117,12 +117,15 @@ pub(crate) struct Run {
     pub within: Option<usize>,
     /// How `coop` reads its operands (f16 packs or staged).
     pub coop: CoopMode,
+    /// Whether `wide` pads its staged slices where it fits (its default).
+    pub pad: bool,
 }
 
 impl Run {
     /// A matmul of `layout` in this configuration.
     pub(crate) fn matmul<'a>(&self, layout: Layout) -> Matmul<'a> {
         let mm = Matmul::new(layout).variant(self.variant).wide_depth(self.bk).coop_mode(self.coop);
+        let mm = mm.wide_padding(self.pad);
         let mm = match self.within {
             Some(room) => mm.split_k_within(self.split, room),
             None => mm.split_k(self.split),
@@ -145,6 +148,9 @@ impl Run {
         if self.variant == Variant::Coop && self.coop == CoopMode::Staged {
             s.push_str(" staged");
         }
+        if self.variant == Variant::Wide && !self.pad {
+            s.push_str(" unpadded");
+        }
         if let Some((rows, cols)) = self.tile {
             s.push_str(&format!(" {rows}x{cols}"));
         }
@@ -155,7 +161,9 @@ impl Run {
 /// `matmul_variants` as runs: `coop` from f16 packs (`matmul_coop_direct`)
 /// and staged (`matmul_coop`); `wide` runs with slices of 8 (its default)
 /// and of 16 with the launcher's tile (128 × 128 for static sizes, 64 × 64
-/// where a kept count sets M or N), and then, unsplit, with each smaller
+/// where a kept count sets M or N), its staged slices padded where the
+/// workgroup memory allows (its default) and, unsplit, unpadded; and then,
+/// unsplit, with each smaller
 /// tile forced at both depths, so that every workgroup shape, depth and
 /// load count per thread (1, 2 or 4 per operand, unequal for 128 × 64 and
 /// 64 × 128) runs. A depth runs where the device has the workgroup memory
@@ -176,7 +184,7 @@ pub(crate) fn matmul_runs(gpu: &sparsetrain::Gpu, test: &str) -> Vec<Run> {
     };
     let mut runs = Vec::new();
     for (variant, split) in matmul_variants(gpu, test) {
-        let run = Run { variant, split, bk: 8, tile: None, within: None, coop: CoopMode::Direct };
+        let run = Run { variant, split, bk: 8, tile: None, within: None, coop: CoopMode::Direct, pad: true };
         let modes: &[CoopMode] =
             if variant == Variant::Coop { &[CoopMode::Direct, CoopMode::Staged] } else { &[CoopMode::Direct] };
         for &coop in modes {
@@ -199,6 +207,10 @@ pub(crate) fn matmul_runs(gpu: &sparsetrain::Gpu, test: &str) -> Vec<Run> {
         for bk in [8, 16] {
             if fits(bk, (128, 128)) {
                 runs.push(Run { bk, ..run });
+                if split == 1 {
+                    // The padded slices (where they fit) against none.
+                    runs.push(Run { bk, pad: false, ..run });
+                }
             }
             for &t in forced {
                 if fits(bk, t) {
