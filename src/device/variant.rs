@@ -155,11 +155,16 @@ pub fn wide_tile_env() -> Result<Option<glam::UVec2>> {
 /// products to the device (`auto`, the default) or not (`off`: the fixed
 /// rule alone, for comparison); checked when a device opens too.
 pub fn kept_splits_env() -> Result<bool> {
-    match std::env::var("SPARSETRAIN_KEPT_SPLITS") {
+    auto_or_off("SPARSETRAIN_KEPT_SPLITS")
+}
+
+/// A variable of `auto` (or unset) and `off`: true for `auto`.
+fn auto_or_off(var: &'static str) -> Result<bool> {
+    match std::env::var(var) {
         Ok(v) => match v.trim() {
             "" | "auto" => Ok(true),
             "off" => Ok(false),
-            _ => Err(Error::InvalidEnv { var: "SPARSETRAIN_KEPT_SPLITS", value: v.clone(), expected: "auto or off" }),
+            _ => Err(Error::InvalidEnv { var, value: v.clone(), expected: "auto or off" }),
         },
         Err(_) => Ok(true),
     }
@@ -169,14 +174,7 @@ pub fn kept_splits_env() -> Result<bool> {
 /// transposes (`auto`, the default) or not (`off`, for comparison; see
 /// `wide_pads`); checked when a device opens too.
 pub fn wide_pad_env() -> Result<bool> {
-    match std::env::var("SPARSETRAIN_WIDE_PAD") {
-        Ok(v) => match v.trim() {
-            "" | "auto" => Ok(true),
-            "off" => Ok(false),
-            _ => Err(Error::InvalidEnv { var: "SPARSETRAIN_WIDE_PAD", value: v.clone(), expected: "auto or off" }),
-        },
-        Err(_) => Ok(true),
-    }
+    auto_or_off("SPARSETRAIN_WIDE_PAD")
 }
 
 /// How the mixed-precision matmul (`coop`) reads its operands.
