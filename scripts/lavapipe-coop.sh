@@ -17,9 +17,10 @@
 #
 # Where: $SPARSETRAIN_MESA_DIR (default ~/.cache/sparsetrain/mesa-coop).
 # Test binaries: cargo test --release --no-run, then pass the binary's
-# path (cargo itself runs outside the loader). Not part of CI: it downloads
-# about 70 MB of packages once, and only speaks for correctness (lavapipe's
-# cooperative matrices are emulated; nothing about tensor-core speed).
+# path (cargo itself runs outside the loader). scripts/test.sh ends with the
+# --if-available form, so CI runs it too; it downloads about 70 MB of
+# packages once, and only speaks for correctness (lavapipe's cooperative
+# matrices are emulated; nothing about tensor-core speed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR="${SPARSETRAIN_MESA_DIR:-$HOME/.cache/sparsetrain/mesa-coop}"
@@ -63,11 +64,17 @@ EOF
     printf '{"file_format_version": "1.0.1", "ICD": {"library_path": "%s", "api_version": "1.3.0"}}\n' "$LVP" >"$ICD"
 }
 if [ ! -f "$ICD" ]; then
-    if [ "$OPTIONAL" = 1 ]; then
-        (setup) || not_run "the packages could not be fetched or unpacked"
-    else
+    # In a subshell with errexit of its own (a subshell on the left of ||
+    # would ignore it): a failed step stops before the ICD file is written,
+    # so a later run tries again.
+    set +e
+    (
+        set -e
         setup
-    fi
+    )
+    rc=$?
+    set -e
+    [ "$rc" = 0 ] || not_run "the packages could not be fetched or unpacked"
 fi
 
 export VK_ICD_FILENAMES="$ICD"
@@ -80,9 +87,18 @@ if [ "$#" -gt 0 ]; then
     run "$@"
     exit
 fi
+TARGET="${CARGO_TARGET_DIR:-target}"
 cargo build --release --quiet
-INFO=$(run target/release/sparsetrain info 2>&1) || not_run "the adapter did not open: $INFO"
-echo "$INFO" | grep -q "^precision: .*mixed" || not_run "$(echo "$INFO" | grep "^precision:")"
-KERNELS=$(cargo test --release --test kernels --no-run 2>&1 | sed -n 's/.*Executable .*(\(target\/release\/deps\/kernels-[^)]*\)).*/\1/p' | head -1)
-[ -n "$KERNELS" ] || { echo "no kernel test binary found" >&2; exit 1; }
+if ! INFO=$(run "$TARGET/release/sparsetrain" info 2>&1); then
+    # A crash is a failure; an adapter that does not open is "not here".
+    if echo "$INFO" | grep -q "panicked"; then
+        echo "$INFO" >&2
+        exit 1
+    fi
+    not_run "the adapter did not open: $INFO"
+fi
+echo "$INFO" | grep -q "^precision: *f32, mixed (" || not_run "$(echo "$INFO" | grep "^precision:")"
+BUILT=$(cargo test --release --test kernels --no-run 2>&1) || { echo "$BUILT" >&2; exit 1; }
+KERNELS=$(echo "$BUILT" | sed -n 's/.*Executable .*(\(.*deps\/kernels-[^)]*\)).*/\1/p' | head -1)
+[ -n "$KERNELS" ] || { echo "no kernel test binary in: $BUILT" >&2; exit 1; }
 SPARSETRAIN_REQUIRE_GPU=1 SPARSETRAIN_REQUIRE_COOP=1 run "$KERNELS" matmul

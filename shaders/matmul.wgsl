@@ -244,16 +244,14 @@ fn matmul_naive(
 
 // `matmul_pack`: the operands of a mixed-precision product rounded to f16
 // and padded (the layout is in shared/matmul_core.wgsl, at `pack_kp`), for
-// `matmul_coop_direct`: A into `packed_a` and B into `packed_b`, both in one
-// launch (PACK_SIDES 3) or one of them (1: A, 2: B). Four halves per
-// thread and step of a grid-stride loop over this launch's padded sizes,
-// A's quads then B's; every value
+// `matmul_coop_direct`: A into `packed_a` and B into `packed_b`, in one
+// launch. Four halves per thread and step of a grid-stride loop over this
+// launch's padded sizes, A's quads then B's; every value
 // goes through the operand's loaders (`a_at`, `b_at`: zero outside the
 // product, implicit operands gathered), or one vec4 where it is plain and
 // whole. Written as pairs of halves in u32, rounded to nearest even in
 // integer arithmetic (`f16_bits`), so that it needs no f16 support, runs on
 // every adapter and rounds the same on all of them.
-override PACK_SIDES: u32 = 3u;
 @group(0) @binding(8) var<storage, read_write> packed_a: array<vec2<u32>>;
 @group(0) @binding(11) var<storage, read_write> packed_b: array<vec2<u32>>;
 
@@ -341,8 +339,8 @@ fn matmul_pack(
     let quads_b = select(pack_np(), pack_kp(), TRANS_B) / 4u;
     let rows_a = select(pack_mp(), pack_kp(), TRANS_A);
     let rows_b = select(pack_kp(), pack_np(), TRANS_B);
-    let total_a = select(0u, rows_a * quads_a, (PACK_SIDES & 1u) != 0u);
-    let total_b = select(0u, rows_b * quads_b, (PACK_SIDES & 2u) != 0u);
+    let total_a = rows_a * quads_a;
+    let total_b = rows_b * quads_b;
     let stride = nwg.x * nwg.y * WG_X;
     for (var t = flat_id(wid, nwg, lidx, WG_X); t < total_a + total_b; t += stride) {
         if t < total_a {

@@ -25,10 +25,11 @@ const WIDE_MAX_LOADS: u32 = 4u;
 
 // Vec4 of padding after each k row of A's and B's staged slices (0 or 1):
 // the launcher pads the side whose store transposes (A [M, K], B stored
-// [N, K]). There four threads write the four k rows of one column, and
-// without padding the two threads of a warp that write the same component
-// of a column at k and k + 4 hit one bank (k rows of 2·WG_Y vec4 are a
-// multiple of 32 floats apart); a vec4 of padding moves k + 4 by 16 banks.
+// [N, K]). There each thread writes its four k of one column as scalars
+// into k-major rows of 2·WG_Y vec4, a multiple of 32 floats apart, so the
+// threads of a warp holding k and k + 4 of a column store into one bank. A
+// vec4 of padding moves k + 4 by 16 banks: with slices of 8 the conflict
+// is gone; with 16 (k, k + 4, k + 8, k + 12 in one warp) it is halved.
 override WIDE_PAD_A: u32 = 0u;
 override WIDE_PAD_B: u32 = 0u;
 

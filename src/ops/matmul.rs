@@ -43,7 +43,7 @@ pub struct MatmulParams {
     pub _pad: u32,
 }
 
-use super::matmul_pack::{pack_lens, record_pack_alone, record_packs};
+use super::matmul_pack::{pack_lens, record_packs, record_packs_alone};
 use super::matmul_split::{Split, kept_splits, record_split};
 pub use super::matmul_tiles::{TileFit, auto_splits, coop_fits, coop_shape, regtile_tile, wide_workgroup};
 use super::matmul_tiles::{block_shape, wide_depth, wide_pads};
@@ -351,27 +351,26 @@ impl<'a> Matmul<'a> {
         Ok((constants, params))
     }
 
-    /// Records `matmul_pack` of operand A (or B where `b_side`) of this
-    /// product into a new tensor of u32, each a pair of f16 (low half
-    /// first): the pack `matmul_coop_direct` would multiply on blocks of
+    /// Records `matmul_pack` of this product's operands into two new
+    /// tensors of u32 (A's, B's), each u32 a pair of f16 (low half first):
+    /// the packs `matmul_coop_direct` would multiply on blocks of
     /// `tile_rows` × `tile_cols` (multiples of 8), with the product's
     /// layout, dynamic sizes and implicit operand. For tests and tools; the
     /// product itself packs into the device's shared buffers.
-    pub fn record_pack(
+    pub fn record_packs(
         &self,
         rec: &mut Recorder,
-        b_side: bool,
         (c, a, b): (&Tensor, &Tensor, &Tensor),
         d: Dims,
         (tile_rows, tile_cols): (u32, u32),
-    ) -> Result<Tensor> {
+    ) -> Result<(Tensor, Tensor)> {
         self.check_operands(c, a, b, d)?;
         let (m, n, k) = (u32_of("matmul", "m", d.m)?, u32_of("matmul", "n", d.n)?, u32_of("matmul", "k", d.k)?);
         let setup = self.operand_setup(c, (m, n, k))?;
         let zero = Tensor::zero_u32(rec.gpu());
         let dims = self.dims.unwrap_or(&zero);
         let tile = glam::UVec2::new(tile_cols, tile_rows);
-        record_pack_alone(rec, (&setup.0, &setup.1), (a, b, dims), b_side, (m, n, k), tile)
+        record_packs_alone(rec, (&setup.0, &setup.1), (a, b, dims), (m, n, k), tile)
     }
 
     /// The operands' lengths that `record` needs for `d`, checked against
@@ -475,7 +474,8 @@ impl<'a> Matmul<'a> {
         if variant == Variant::Wide {
             let bk = wide_depth(gpu, self.wide_bk, wg)?;
             let want = self.wide_pad.map_or_else(wide_pad_env, Ok)?;
-            let (pad_a, pad_b) = wide_pads(gpu, bk, wg, (self.layout.trans_a(), self.layout.trans_b()), want);
+            let wg_bytes = gpu.limits().max_compute_workgroup_storage_size;
+            let (pad_a, pad_b) = wide_pads(wg_bytes, bk, wg, (self.layout.trans_a(), self.layout.trans_b()), want);
             constants.extend([
                 ("WBK", f64::from(bk)),
                 ("WIDE_PAD_A", f64::from(pad_a)),

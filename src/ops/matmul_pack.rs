@@ -2,7 +2,7 @@
 //! variant): `matmul_pack` rounds each operand to f16 once per product
 //! into the device's pack buffers, padded to whole block tiles, and
 //! `matmul_coop_direct` multiplies the packs with no staging. Sizes and the
-//! recording (also of one pack alone: `Matmul::record_pack`).
+//! recording (also into new tensors: `Matmul::record_packs`).
 
 use glam::UVec2;
 
@@ -11,7 +11,7 @@ use bytemuck::Pod;
 use super::u32_of;
 use crate::device::record::Recorder;
 use crate::device::shader::{Constants, Kernel};
-use crate::device::tensor::{DType, Tensor};
+use crate::device::tensor::Tensor;
 use crate::error::{Error, Result};
 
 /// The u32 (pairs of halves) of the f16 packs of A and B that
@@ -44,17 +44,16 @@ pub(super) fn record_packs<P: Pod>(
     let gpu = rec.gpu();
     let pa = Tensor::coop_pack(gpu, 0, len_a)?;
     let pb = Tensor::coop_pack(gpu, 1, len_b)?;
-    record_pack_into(rec, (constants, params), (a, b, dims), 3, [(&pa, len_a), (&pb, len_b)])?;
+    record_pack_into(rec, (constants, params), (a, b, dims), [(&pa, len_a), (&pb, len_b)])?;
     Ok((pa, pb))
 }
 
-/// One launch of `matmul_pack`: the packs of `sides` (1: A, 2: B, 3: both)
-/// into `outs` (A's, B's; each with its length in u32).
+/// One launch of `matmul_pack`: the packs of A and B into `outs` (each with
+/// its length in u32).
 fn record_pack_into<P: Pod>(
     rec: &mut Recorder,
     (constants, params): (&Constants, &P),
     (a, b, dims): (&Tensor, &Tensor, &Tensor),
-    sides: u32,
     [(out_a, len_a), (out_b, len_b)]: [(&Tensor, usize); 2],
 ) -> Result<()> {
     const WG: u32 = 256;
@@ -69,26 +68,23 @@ fn record_pack_into<P: Pod>(
             )
         })
         .collect();
-    pack.extend([("WG_X", f64::from(WG)), ("WG_Y", 1.0), ("PACK_SIDES", f64::from(sides))]);
-    // One thread per four halves (a vec2 of u32) of the packs written.
-    let len = if sides & 1 != 0 { len_a } else { 0 } + if sides & 2 != 0 { len_b } else { 0 };
-    let quads = u32_of("matmul", "pack", len / 2)?;
+    pack.extend([("WG_X", f64::from(WG)), ("WG_Y", 1.0)]);
+    // One thread per four halves (a vec2 of u32) of the packs.
+    let quads = u32_of("matmul", "pack", len_a / 2 + len_b / 2)?;
     let groups = super::grid_for_capacity(gpu, quads, WG);
     let bind = [(1, a), (2, b), (6, dims), (8, out_a), (11, out_b)];
     rec.dispatch(Kernel::MatmulPack, &pack, (0, params), &bind, groups)
 }
 
-/// `matmul_pack` of A (or B where `b_side`) alone into a new tensor of
-/// `pack_lens`' length, on blocks of `tile` (columns × rows, multiples of 8;
-/// `Matmul::record_pack`).
-pub(super) fn record_pack_alone<P: Pod>(
+/// `matmul_pack` of A and B into new tensors of `pack_lens`' lengths, on
+/// blocks of `tile` (columns × rows, multiples of 8; `Matmul::record_packs`).
+pub(super) fn record_packs_alone<P: Pod>(
     rec: &mut Recorder,
     (constants, params): (&Constants, &P),
     (a, b, dims): (&Tensor, &Tensor, &Tensor),
-    b_side: bool,
     (m, n, k): (u32, u32, u32),
     tile: UVec2,
-) -> Result<Tensor> {
+) -> Result<(Tensor, Tensor)> {
     const OP: &str = "matmul pack";
     if tile.x == 0 || tile.y == 0 || !tile.x.is_multiple_of(8) || !tile.y.is_multiple_of(8) {
         return Err(Error::InvalidArgument(format!(
@@ -101,14 +97,11 @@ pub(super) fn record_pack_alone<P: Pod>(
         .ok_or_else(|| Error::InvalidArgument(format!("{OP}: a pack of {m} × {n} × {k} exceeds one binding")))?;
     let mut constants = constants.clone();
     constants.extend([("PACK_BM", f64::from(tile.y)), ("PACK_BN", f64::from(tile.x))]);
-    let len = if b_side { len_b } else { len_a };
-    // Poisoned (NaN halves), so that a test sees any value left unwritten;
-    // the other side's binding gets a stand-in it does not write.
-    let out = Tensor::from_u32(gpu, "f16 pack", &[len], &vec![u32::MAX; len])?;
-    let other = Tensor::zeros(gpu, "unused pack", &[2], DType::U32)?;
-    let outs = if b_side { [(&other, 0), (&out, len)] } else { [(&out, len), (&other, 0)] };
-    record_pack_into(rec, (&constants, params), (a, b, dims), if b_side { 2 } else { 1 }, outs)?;
-    Ok(out)
+    // Poisoned (NaN halves), so that a test sees any value left unwritten.
+    let pa = Tensor::from_u32(gpu, "f16 pack of A", &[len_a], &vec![u32::MAX; len_a])?;
+    let pb = Tensor::from_u32(gpu, "f16 pack of B", &[len_b], &vec![u32::MAX; len_b])?;
+    record_pack_into(rec, (&constants, params), (a, b, dims), [(&pa, len_a), (&pb, len_b)])?;
+    Ok((pa, pb))
 }
 
 #[cfg(test)]

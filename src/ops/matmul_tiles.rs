@@ -148,14 +148,13 @@ pub fn wide_depth(gpu: &Gpu, asked: Option<u32>, wg: UVec2) -> Result<u32> {
 /// row of a staged slice) for K slices of `bk` on workgroup `wg`: where
 /// `want`ed (`Matmul::wide_padding`, `SPARSETRAIN_WIDE_PAD`), on the side
 /// whose store transposes (A stored [M, K], B stored [N, K]), where the
-/// adapter has the workgroup memory for it (16 bytes per k row and buffer;
-/// at 128 × 128 with slices of 16 it has to offer more than 32 KiB).
-pub fn wide_pads(gpu: &Gpu, bk: u32, wg: UVec2, (trans_a, trans_b): (bool, bool), want: bool) -> (u32, u32) {
+/// adapter's `wg_bytes` of workgroup memory hold it (16 bytes per k row
+/// and buffer; at 128 × 128 with slices of 16 more than 32 KiB).
+pub fn wide_pads(wg_bytes: u32, bk: u32, wg: UVec2, (trans_a, trans_b): (bool, bool), want: bool) -> (u32, u32) {
     let (pad_a, pad_b) = (u32::from(!trans_a), u32::from(trans_b));
     let per_thread = shape(Variant::Wide).1;
     let bytes = 2 * bk * ((wg.x + wg.y) * per_thread * 4 + 16 * (pad_a + pad_b));
-    let fits = bytes <= gpu.limits().max_compute_workgroup_storage_size;
-    if want && fits { (pad_a, pad_b) } else { (0, 0) }
+    if want && bytes <= wg_bytes { (pad_a, pad_b) } else { (0, 0) }
 }
 
 /// `matmul_coop`'s shape for an m × n product: (F-row pieces per
@@ -302,6 +301,20 @@ mod tests {
         let asked = TileFit { kept: true, wide_wg: Some(UVec2::new(16, 8)), coop_staged: false };
         assert_eq!(wide_workgroup(asked).unwrap(), UVec2::new(16, 8));
         assert_eq!(crate::device::variant::check_wide_tile(64, 128).unwrap(), UVec2::new(16, 8));
+    }
+
+    #[test]
+    fn wide_pads_the_transposing_side_where_it_fits() {
+        let wg = UVec2::new(16, 16);
+        // (trans_a, trans_b) of A·B, A·Bᵀ, Aᵀ·B: A [M, K] and B [N, K] pad.
+        assert_eq!(wide_pads(49152, 8, wg, (false, false), true), (1, 0));
+        assert_eq!(wide_pads(49152, 8, wg, (false, true), true), (1, 1));
+        assert_eq!(wide_pads(49152, 8, wg, (true, false), true), (0, 0));
+        assert_eq!(wide_pads(49152, 8, wg, (false, true), false), (0, 0));
+        // 128 × 128 with slices of 16 fills 32 KiB unpadded: no room.
+        assert_eq!(wide_pads(32768, 16, wg, (false, false), true), (0, 0));
+        assert_eq!(wide_pads(33792, 16, wg, (false, true), true), (1, 1));
+        assert_eq!(wide_pads(32768, 8, UVec2::new(8, 8), (false, true), true), (1, 1));
     }
 
     #[test]

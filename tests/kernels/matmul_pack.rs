@@ -87,13 +87,12 @@ fn f16_packs_match_reference() {
                 let ta = Tensor::from_f32(&gpu, "A", &sa, &a).unwrap();
                 let tb = Tensor::from_f32(&gpu, "B", &sb, &b).unwrap();
                 let tc = Tensor::zeros(&gpu, "C", &[m, n], sparsetrain::DType::F32).unwrap();
-                for b_side in [false, true] {
-                    let mut rec = Recorder::new(&gpu);
-                    let mm = Matmul::new(layout);
-                    let out = mm.record_pack(&mut rec, b_side, (&tc, &ta, &tb), d, tile).unwrap();
-                    rec.finish().unwrap();
+                let mut rec = Recorder::new(&gpu);
+                let packs = Matmul::new(layout).record_packs(&mut rec, (&tc, &ta, &tb), d, tile).unwrap();
+                rec.finish().unwrap();
+                let t = (tile.0 as usize, tile.1 as usize);
+                for (b_side, out) in [(false, &packs.0), (true, &packs.1)] {
                     let got = out.download_u32(&gpu).unwrap();
-                    let t = (tile.0 as usize, tile.1 as usize);
                     let want = cpu::matmul::f16_pack(if b_side { &b } else { &a }, layout, d, b_side, t);
                     let side = if b_side { "B" } else { "A" };
                     assert_pack(&format!("pack {side} {} {m}x{n}x{k} tile {tile:?}", layout.name()), &got, &want);
@@ -141,11 +140,11 @@ fn f16_packs_of_kept_sizes() {
             let tb = Tensor::from_f32(&gpu, "B", &[cap.k * cap.n], &big(&b, cap.k * cap.n)).unwrap();
             let tc = Tensor::zeros(&gpu, "C", &[cap.m, cap.n], sparsetrain::DType::F32).unwrap();
             let dims = Tensor::from_u32(&gpu, "dims", &[3], &[rm as u32, rn as u32, rk as u32]).unwrap();
-            for b_side in [false, true] {
-                let mut rec = Recorder::new(&gpu);
-                let mm = Matmul::new(layout).dynamic(DynDims { dims: &dims, m: Some(0), n: Some(1), k: Some(2) });
-                let out = mm.record_pack(&mut rec, b_side, (&tc, &ta, &tb), cap, (64, 64)).unwrap();
-                rec.finish().unwrap();
+            let mut rec = Recorder::new(&gpu);
+            let mm = Matmul::new(layout).dynamic(DynDims { dims: &dims, m: Some(0), n: Some(1), k: Some(2) });
+            let packs = mm.record_packs(&mut rec, (&tc, &ta, &tb), cap, (64, 64)).unwrap();
+            rec.finish().unwrap();
+            for (b_side, out) in [(false, &packs.0), (true, &packs.1)] {
                 let got = out.download_u32(&gpu).unwrap();
                 let want = cpu::matmul::f16_pack(if b_side { &b } else { &a }, layout, d, b_side, (64, 64));
                 let side = if b_side { "B" } else { "A" };
@@ -184,10 +183,11 @@ fn f16_packs_of_implicit_operands() {
         let mut packs = None;
         run_with_batch(&gpu, n, |rec| {
             let fwd = Matmul::new(Layout::NT).implicit(Implicit::A(g)).sizes(None, per, Size::Static, Size::Static);
-            let pa = fwd.record_pack(rec, false, (&ty, &tx, &tw), Dims { m: rows_cap, n: co, k: kdim }, (64, 64));
+            let pa = fwd.record_packs(rec, (&ty, &tx, &tw), Dims { m: rows_cap, n: co, k: kdim }, (64, 64));
             let grad = Matmul::new(Layout::TN).implicit(Implicit::B(g)).sizes(None, Size::Static, Size::Static, per);
-            let pb = grad.record_pack(rec, true, (&tdw, &tdy, &tx), Dims { m: co, n: kdim, k: rows_cap }, (64, 64));
-            packs = Some((pa.unwrap(), pb.unwrap()));
+            let pb = grad.record_packs(rec, (&tdw, &tdy, &tx), Dims { m: co, n: kdim, k: rows_cap }, (64, 64));
+            // The implicit operand of each: the forward's A, the gradient's B.
+            packs = Some((pa.unwrap().0, pb.unwrap().1));
         });
         let (pa, pb) = packs.unwrap();
         let tag = format!("{g:?}");
@@ -205,7 +205,7 @@ fn f16_packs_refuse_bad_tiles() {
     let d = Dims { m: 4, n: 4, k: 4 };
     let mut rec = Recorder::new(&gpu);
     for tile in [(0, 64), (64, 12), (7, 8)] {
-        let err = Matmul::new(Layout::NN).record_pack(&mut rec, false, (&t, &t, &t), d, tile).unwrap_err();
+        let err = Matmul::new(Layout::NN).record_packs(&mut rec, (&t, &t, &t), d, tile).unwrap_err();
         assert!(err.to_string().contains("multiples of 8"), "{tile:?}: {err}");
     }
 }
