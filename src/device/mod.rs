@@ -10,6 +10,7 @@ pub mod gpu;
 pub mod layout;
 pub mod pipeline;
 pub mod record;
+pub mod report;
 pub mod shader;
 pub mod step;
 pub mod tensor;
