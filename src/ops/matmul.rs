@@ -1,6 +1,8 @@
-//! Launcher of shaders/matmul.wgsl: C = alpha·op(A)·op(B) + beta·C in three
-//! layouts and three variants. The variant normally comes from the device's
-//! choice (see `autotune`); benchmarks and tests may force one.
+//! Launcher of shaders/matmul.wgsl and shaders/matmul_coop.wgsl:
+//! C = alpha·op(A)·op(B) + beta·C in three layouts, in the f32 variants or
+//! on cooperative matrices (`coop`, mixed precision, from f16 packs or
+//! staged). The variant normally comes from the device's choice (see
+//! `autotune`) and its precision; benchmarks and tests may force one.
 
 use super::conv::ConvGeom;
 pub use super::matmul_desc::{Dims, DynDims, Implicit, Layout, Scatter, Size, flops};
