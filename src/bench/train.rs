@@ -116,9 +116,15 @@ pub fn bench_train(
     let r = gpu.report();
     crate::ops::autotune::ensure(gpu)?;
     let variant = gpu.matmul_variant();
+    // How `coop` reads its operands, where it runs.
+    let how = match crate::device::variant::coop_mode_env()? {
+        _ if variant != crate::ops::matmul::Variant::Coop => "",
+        crate::ops::matmul::CoopMode::Direct => " (from f16 packs)",
+        crate::ops::matmul::CoopMode::Staged => " (staged)",
+    };
     writeln!(
         out,
-        "device: {} ({:?}, {:?}); matmul variant {}; precision {}",
+        "device: {} ({:?}, {:?}); matmul variant {}{how}; precision {}",
         r.name,
         r.backend,
         r.device_type,
