@@ -460,16 +460,17 @@ impl<'a> Matmul<'a> {
         let mut fit = self.tile_fit()?;
         // `coop` multiplies f16 packs of the operands unless asked to stage
         // them, or a pack would not fit one binding.
-        let mut packs = None;
         if variant == Variant::Coop {
             fit.coop_staged = self.coop_mode.map_or_else(coop_mode_env, Ok)? == CoopMode::Staged;
-            if !fit.coop_staged {
-                let tile = block_shape(gpu, variant, m, n, fit)?.tile;
-                packs = pack_lens((m, n, k), tile, gpu.limits().max_storage_buffer_binding_size);
-                fit.coop_staged = packs.is_none();
-            }
         }
-        let blocks = block_shape(gpu, variant, m, n, fit)?;
+        let mut blocks = block_shape(gpu, variant, m, n, fit)?;
+        let packs = blocks
+            .coop_direct
+            .then(|| pack_lens((m, n, k), blocks.tile, gpu.limits().max_storage_buffer_binding_size))
+            .flatten();
+        if blocks.coop_direct && packs.is_none() {
+            blocks = block_shape(gpu, variant, m, n, TileFit { coop_staged: true, ..fit })?;
+        }
         let wg = blocks.wg;
         let (mut constants, params) = self.operand_setup(c, (m, n, k))?;
         constants.extend([("WG_X", f64::from(wg.x)), ("WG_Y", f64::from(wg.y))]);
@@ -521,7 +522,7 @@ impl<'a> Matmul<'a> {
         let ty = gpu.report().device_type;
         let mut bind = vec![(1, a), (2, b), (3, c), (4, bias), (5, gate), (6, dims), (7, maps)];
         let kernel = if blocks.coop_direct { Kernel::MatmulCoopDirect } else { variant.kernel() };
-        let pack_tensors = match packs.filter(|_| blocks.coop_direct) {
+        let pack_tensors = match packs {
             Some(lens) => Some(record_packs(rec, &constants, &params, (a, b, dims), lens)?),
             None => None,
         };

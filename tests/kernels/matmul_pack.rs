@@ -69,6 +69,24 @@ fn assert_pack(what: &str, got: &[u32], want: &[u32]) {
     eprintln!("{what}: ok, {} halves equal", 2 * want.len());
 }
 
+/// Both packs of a product (A's, B's) against the reference of `a` and `b`
+/// (as stored) for sizes `d` on `tile` blocks.
+fn assert_packs(
+    gpu: &sparsetrain::Gpu,
+    what: &str,
+    (pa, pb): &(Tensor, Tensor),
+    (a, b): (&[f32], &[f32]),
+    layout: Layout,
+    d: Dims,
+    tile: (u32, u32),
+) {
+    let t = (tile.0 as usize, tile.1 as usize);
+    for (side, out, x, b_side) in [("A", pa, a, false), ("B", pb, b, true)] {
+        let want = cpu::matmul::f16_pack(x, layout, d, b_side, t);
+        assert_pack(&format!("{what}: {side}"), &out.download_u32(gpu).unwrap(), &want);
+    }
+}
+
 /// Plain operands: every layout, both sides, awkward sizes (1, primes, an
 /// empty K) on block tiles of 64 × 64, 128 × 128 and 8 × 16.
 #[test]
@@ -90,13 +108,8 @@ fn f16_packs_match_reference() {
                 let mut rec = Recorder::new(&gpu);
                 let packs = Matmul::new(layout).record_packs(&mut rec, (&tc, &ta, &tb), d, tile).unwrap();
                 rec.finish().unwrap();
-                let t = (tile.0 as usize, tile.1 as usize);
-                for (b_side, out) in [(false, &packs.0), (true, &packs.1)] {
-                    let got = out.download_u32(&gpu).unwrap();
-                    let want = cpu::matmul::f16_pack(if b_side { &b } else { &a }, layout, d, b_side, t);
-                    let side = if b_side { "B" } else { "A" };
-                    assert_pack(&format!("pack {side} {} {m}x{n}x{k} tile {tile:?}", layout.name()), &got, &want);
-                }
+                let what = format!("pack {} {m}x{n}x{k} tile {tile:?}", layout.name());
+                assert_packs(&gpu, &what, &packs, (&a, &b), layout, d, tile);
             }
         }
     }
@@ -144,12 +157,8 @@ fn f16_packs_of_kept_sizes() {
             let mm = Matmul::new(layout).dynamic(DynDims { dims: &dims, m: Some(0), n: Some(1), k: Some(2) });
             let packs = mm.record_packs(&mut rec, (&tc, &ta, &tb), cap, (64, 64)).unwrap();
             rec.finish().unwrap();
-            for (b_side, out) in [(false, &packs.0), (true, &packs.1)] {
-                let got = out.download_u32(&gpu).unwrap();
-                let want = cpu::matmul::f16_pack(if b_side { &b } else { &a }, layout, d, b_side, (64, 64));
-                let side = if b_side { "B" } else { "A" };
-                assert_pack(&format!("kept pack {side} {} {rm}x{rn}x{rk}", layout.name()), &got, &want);
-            }
+            let what = format!("kept pack {} {rm}x{rn}x{rk}", layout.name());
+            assert_packs(&gpu, &what, &packs, (&a, &b), layout, d, (64, 64));
         }
     }
 }
