@@ -24,7 +24,7 @@ def main(path):
         if r.get("splits", 1) > 1:
             chosen = f" split {r['splits']}" + chosen
         print(f"| {r['layout']} | {r['m']}×{r['n']}×{r['k']} | {r['variant']}{chosen} "
-              f"| {r['gflops']:.2f} | {r['runs']} | {r['vs_naive']:.2f} |")
+              f"| {r['gflops']:.2f} | {r['runs']} | {'—' if r['vs_naive'] is None else format(r['vs_naive'], '.2f')} |")
     batch = d.get("batch", 256)
     print(f"\n### Training step (batch {batch})\n")
     print("step: runs pipelined, waited for at the end (per step); latency: one step submitted and waited for "

@@ -312,6 +312,15 @@ fn matmul_coop(
 // side), a workgroup COOP_WM × COOP_WN subgroups; the launcher sets
 // PACK_BM and PACK_BN to the block tile's sides. The packs are bound as f16
 // arrays (written as u32 pairs of halves).
+//
+// COOP_UNROLL (the launcher's default): each pass of the K loop takes two
+// K pieces, all their loads before any multiply (twice the pieces in
+// registers), for memory latency that 4 to 8 subgroups per multiprocessor
+// cannot hide by themselves: 5–13% faster on an H100 (BENCHMARKS.md). Such a loop runs to K rounded up to 2·FRAG, within the
+// packs' zero padding (K to a multiple of 32; a split that is not the last
+// ends at a multiple of 32), so that a pass needs no guard: cooperative
+// operations must stay in uniform control flow.
+override COOP_UNROLL: bool = true;
 @group(0) @binding(9) var<storage, read> pack_a: array<f16>;
 @group(0) @binding(10) var<storage, read> pack_b: array<f16>;
 
@@ -379,7 +388,79 @@ fn matmul_coop_direct(
         var acc31 = CoopC();
         var acc32 = CoopC();
         var acc33 = CoopC();
-        for (var k = KB; k < k_end; k += f) {
+        let k_end2 = select(KB, ((KE + 2u * f - 1u) / (2u * f)) * (2u * f), KE > KB);
+        for (var k = KB; k < select(KB, k_end2, COOP_UNROLL); k += 2u * f) {
+            let k2 = k + f;
+            if COOP_TM == 4u {
+                let b0 = direct_load_b(k, c0);
+                let b1 = direct_load_b(k, c0 + f);
+                let b2 = direct_load_b(k, c0 + 2u * f);
+                let b3 = direct_load_b(k, c0 + 3u * f);
+                let a0 = direct_load_a(r0, k);
+                let a1 = direct_load_a(r0 + f, k);
+                let a2 = direct_load_a(r0 + 2u * f, k);
+                let a3 = direct_load_a(r0 + 3u * f, k);
+                let b0_ = direct_load_b(k2, c0);
+                let b1_ = direct_load_b(k2, c0 + f);
+                let b2_ = direct_load_b(k2, c0 + 2u * f);
+                let b3_ = direct_load_b(k2, c0 + 3u * f);
+                let a0_ = direct_load_a(r0, k2);
+                let a1_ = direct_load_a(r0 + f, k2);
+                let a2_ = direct_load_a(r0 + 2u * f, k2);
+                let a3_ = direct_load_a(r0 + 3u * f, k2);
+                acc00 = coopMultiplyAdd(a0, b0, acc00);
+                acc01 = coopMultiplyAdd(a0, b1, acc01);
+                acc02 = coopMultiplyAdd(a0, b2, acc02);
+                acc03 = coopMultiplyAdd(a0, b3, acc03);
+                acc10 = coopMultiplyAdd(a1, b0, acc10);
+                acc11 = coopMultiplyAdd(a1, b1, acc11);
+                acc12 = coopMultiplyAdd(a1, b2, acc12);
+                acc13 = coopMultiplyAdd(a1, b3, acc13);
+                acc20 = coopMultiplyAdd(a2, b0, acc20);
+                acc21 = coopMultiplyAdd(a2, b1, acc21);
+                acc22 = coopMultiplyAdd(a2, b2, acc22);
+                acc23 = coopMultiplyAdd(a2, b3, acc23);
+                acc30 = coopMultiplyAdd(a3, b0, acc30);
+                acc31 = coopMultiplyAdd(a3, b1, acc31);
+                acc32 = coopMultiplyAdd(a3, b2, acc32);
+                acc33 = coopMultiplyAdd(a3, b3, acc33);
+                acc00 = coopMultiplyAdd(a0_, b0_, acc00);
+                acc01 = coopMultiplyAdd(a0_, b1_, acc01);
+                acc02 = coopMultiplyAdd(a0_, b2_, acc02);
+                acc03 = coopMultiplyAdd(a0_, b3_, acc03);
+                acc10 = coopMultiplyAdd(a1_, b0_, acc10);
+                acc11 = coopMultiplyAdd(a1_, b1_, acc11);
+                acc12 = coopMultiplyAdd(a1_, b2_, acc12);
+                acc13 = coopMultiplyAdd(a1_, b3_, acc13);
+                acc20 = coopMultiplyAdd(a2_, b0_, acc20);
+                acc21 = coopMultiplyAdd(a2_, b1_, acc21);
+                acc22 = coopMultiplyAdd(a2_, b2_, acc22);
+                acc23 = coopMultiplyAdd(a2_, b3_, acc23);
+                acc30 = coopMultiplyAdd(a3_, b0_, acc30);
+                acc31 = coopMultiplyAdd(a3_, b1_, acc31);
+                acc32 = coopMultiplyAdd(a3_, b2_, acc32);
+                acc33 = coopMultiplyAdd(a3_, b3_, acc33);
+            } else {
+                let b0 = direct_load_b(k, c0);
+                let b1 = direct_load_b(k, c0 + f);
+                let a0 = direct_load_a(r0, k);
+                let a1 = direct_load_a(r0 + f, k);
+                let b0_ = direct_load_b(k2, c0);
+                let b1_ = direct_load_b(k2, c0 + f);
+                let a0_ = direct_load_a(r0, k2);
+                let a1_ = direct_load_a(r0 + f, k2);
+                acc00 = coopMultiplyAdd(a0, b0, acc00);
+                acc01 = coopMultiplyAdd(a0, b1, acc01);
+                acc10 = coopMultiplyAdd(a1, b0, acc10);
+                acc11 = coopMultiplyAdd(a1, b1, acc11);
+                acc00 = coopMultiplyAdd(a0_, b0_, acc00);
+                acc01 = coopMultiplyAdd(a0_, b1_, acc01);
+                acc10 = coopMultiplyAdd(a1_, b0_, acc10);
+                acc11 = coopMultiplyAdd(a1_, b1_, acc11);
+            }
+        }
+        // Without COOP_UNROLL: one piece of K a pass.
+        for (var k = select(KB, k_end, COOP_UNROLL); k < k_end; k += f) {
             let b0 = direct_load_b(k, c0);
             let b1 = direct_load_b(k, c0 + f);
             let a0 = direct_load_a(r0, k);

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use sparsetrain::bench;
 use sparsetrain::ops::autotune::Runs;
-use sparsetrain::ops::matmul::{Dims, Layout};
+use sparsetrain::ops::matmul::{Dims, Layout, Variant};
 use sparsetrain::{Gpu, GpuOptions};
 
 #[derive(Parser)]
@@ -339,9 +339,17 @@ enum BenchWhat {
         /// Square sizes to time (comma-separated).
         #[arg(long, value_delimiter = ',', default_values_t = vec![256usize, 512, 1024, 2048])]
         sizes: Vec<usize>,
+        /// Further shapes to time, M×N×K each (comma-separated), e.g.
+        /// `2048x8192x8192`.
+        #[arg(long, value_delimiter = ',', value_parser = parse_shape)]
+        shapes: Vec<(usize, usize, usize)>,
         /// Skip the MLP shapes (batch 256, hidden 1024 and 4096).
         #[arg(long)]
         no_mlp_shapes: bool,
+        /// Variants to time (comma-separated; default all the adapter runs).
+        /// Without `naive` the ratio column is left empty.
+        #[arg(long, value_delimiter = ',', value_enum)]
+        variants: Vec<VariantArg>,
         /// Layouts to time.
         #[arg(long, value_delimiter = ',', default_values_t = vec![LayoutArg::Nn, LayoutArg::Nt, LayoutArg::Tn])]
         layouts: Vec<LayoutArg>,
@@ -355,6 +363,25 @@ enum BenchWhat {
         #[arg(long, default_value_t = 1.0)]
         budget: f64,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum VariantArg {
+    Naive,
+    Regtile,
+    Shared,
+    Wide,
+    Coop,
+}
+
+/// `MxNxK` (an `x` or `×` between positive sizes).
+fn parse_shape(s: &str) -> Result<(usize, usize, usize), String> {
+    let parts: Vec<&str> = s.split(['x', 'X', '×']).map(str::trim).collect();
+    let sizes: Vec<usize> = parts.iter().filter_map(|p| p.parse().ok()).filter(|&n| n > 0).collect();
+    match sizes[..] {
+        [m, n, k] if parts.len() == 3 => Ok((m, n, k)),
+        _ => Err(format!("`{s}` is not a shape M×N×K of positive sizes, e.g. 2048x8192x8192")),
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -479,7 +506,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 gpu.set_precision(precision.get())?;
                 bench::bench_train(&gpu, &models, &keeps, batch, warmup, runs, &mut std::io::stdout())?;
             }
-            BenchWhat::Matmul { sizes, no_mlp_shapes, layouts, min_runs, max_runs, budget } => {
+            BenchWhat::Matmul {
+                sizes,
+                shapes: extra,
+                no_mlp_shapes,
+                variants,
+                layouts,
+                min_runs,
+                max_runs,
+                budget,
+            } => {
                 if min_runs == 0 || max_runs < min_runs || !budget.is_finite() || budget < 0.0 {
                     return Err(usage("need 1 <= --min-runs <= --max-runs and a finite --budget >= 0"));
                 }
@@ -488,6 +524,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 let gpu = Gpu::open().context("opening the GPU")?;
                 let mut shapes: Vec<Dims> = sizes.iter().map(|&s| Dims { m: s, n: s, k: s }).collect();
+                shapes.extend(extra.iter().map(|&(m, n, k)| Dims { m, n, k }));
                 if !no_mlp_shapes {
                     shapes.extend(bench::mlp_shapes());
                 }
@@ -500,7 +537,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     })
                     .collect();
                 let runs = Runs { min: min_runs, max: max_runs, budget_s: budget, inner: 1 };
-                bench::bench_matmul(&gpu, &layouts, &shapes, runs, &mut std::io::stdout())?;
+                let variants: Vec<Variant> = variants
+                    .iter()
+                    .map(|v| match v {
+                        VariantArg::Naive => Variant::Naive,
+                        VariantArg::Regtile => Variant::RegTile,
+                        VariantArg::Shared => Variant::Shared,
+                        VariantArg::Wide => Variant::Wide,
+                        VariantArg::Coop => Variant::Coop,
+                    })
+                    .collect();
+                if variants.contains(&Variant::Coop)
+                    && let Err(why) = gpu.coop()
+                {
+                    return Err(usage(format!("--variants coop: {why}")));
+                }
+                bench::bench_matmul(&gpu, &layouts, &shapes, &variants, runs, &mut std::io::stdout())?;
             }
         },
     }

@@ -13,7 +13,10 @@ fn sparsetrain(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn invalid_flags_exit_with_code_2() {
-    let cases: [(&[&str], &str); 12] = [
+    let cases: [(&[&str], &str); 15] = [
+        (&["bench", "matmul", "--shapes", "8x8"], "not a shape"),
+        (&["bench", "matmul", "--shapes", "8x0x8"], "not a shape"),
+        (&["bench", "matmul", "--variants", "fast"], "--variants"),
         (&["train", "--keep", "0"], "--keep"),
         (&["train", "--keep", "1.5"], "--keep"),
         (&["train", "--batch", "0"], "batch"),
@@ -147,6 +150,9 @@ fn unknown_tuning_values_are_refused() {
         ("SPARSETRAIN_KEPT_SPLITS", "sometimes"),
         ("SPARSETRAIN_COOP", "packed"),
         ("SPARSETRAIN_WIDE_PAD", "always"),
+        ("SPARSETRAIN_COOP_SHAPE", "4x3x2"),
+        ("SPARSETRAIN_COOP_SHAPE", "4x2"),
+        ("SPARSETRAIN_COOP_UNROLL", "yes"),
     ] {
         for args in [bench, train] {
             let out = Command::new(env!("CARGO_BIN_EXE_sparsetrain")).args(args).env(var, value).output().unwrap();
@@ -155,4 +161,46 @@ fn unknown_tuning_values_are_refused() {
             assert!(err.contains(var), "{var}={value} {args:?}: the message should name it; stderr: {err}");
         }
     }
+}
+
+#[test]
+fn bench_matmul_times_the_shapes_and_variants_asked_for() {
+    if common::gpu("bench_matmul_times_the_shapes_and_variants_asked_for").is_none() {
+        return;
+    }
+    let out = sparsetrain(&[
+        "bench",
+        "matmul",
+        "--sizes",
+        "5",
+        "--shapes",
+        "3x17x11,7×2×13",
+        "--no-mlp-shapes",
+        "--variants",
+        "regtile,shared",
+        "--layouts",
+        "nn,tn",
+        "--min-runs",
+        "1",
+        "--max-runs",
+        "1",
+    ]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "stderr: {stderr}");
+    let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("| A")).collect();
+    // 2 layouts × 3 shapes × 2 variants, unsplit (split rows only on GPUs).
+    for layout in ["A·B", "Aᵀ·B"] {
+        for shape in ["5×5×5", "3×17×11", "7×2×13"] {
+            for variant in ["regtile", "shared"] {
+                let hit = rows.iter().any(|r| {
+                    let cells: Vec<&str> = r.split('|').map(str::trim).collect();
+                    cells[1] == layout && cells[2] == shape && cells[3].starts_with(variant)
+                });
+                assert!(hit, "no {layout} {shape} {variant} row in:\n{stdout}");
+            }
+        }
+    }
+    assert!(!rows.iter().any(|r| r.contains("naive") || r.contains("wide")), "only the variants asked for:\n{stdout}");
+    // Without naive there is no baseline: the ratio column says so.
+    assert!(rows.iter().all(|r| r.trim_end().ends_with("| — |")), "ratio column:\n{stdout}");
 }

@@ -37,7 +37,7 @@ fn validate_with_info(name: &str, src: &str) -> (naga::Module, naga::valid::Modu
 fn coop_matmul_writes_spirv_for_every_configuration() {
     for frag in [16, 8] {
         let written = coop_spirv(frag);
-        assert_eq!(written, 144, "configurations written for {frag} × {frag}");
+        assert_eq!(written, 216, "configurations written for {frag} × {frag}");
     }
     assert!(coop_source(12).is_err());
 }
@@ -52,16 +52,20 @@ fn coop_spirv(frag: u32) -> usize {
         for implicit in [0.0, 1.0, 2.0, 3.0] {
             for (epilogue, vec4) in [(0.0, 1.0), (1.0, 0.0)] {
                 // The staged kernel's shapes, then the direct kernel's
-                // (square subgroup blocks; packs padded to the block tile).
+                // (square subgroup blocks; packs padded to the block tile),
+                // one piece of K a pass and two (COOP_UNROLL).
                 let shapes = [
-                    ("matmul_coop", 2.0, 2.0, 2.0, 128.0),
-                    ("matmul_coop", 2.0, 4.0, 2.0, 256.0),
-                    ("matmul_coop", 4.0, 2.0, 2.0, 128.0),
-                    ("matmul_coop_direct", 2.0, 2.0, 2.0, 128.0),
-                    ("matmul_coop_direct", 4.0, 2.0, 2.0, 128.0),
-                    ("matmul_coop_direct", 4.0, 1.0, 1.0, 32.0),
+                    ("matmul_coop", 2.0, 2.0, 2.0, 128.0, 0.0),
+                    ("matmul_coop", 2.0, 4.0, 2.0, 256.0, 0.0),
+                    ("matmul_coop", 4.0, 2.0, 2.0, 128.0, 0.0),
+                    ("matmul_coop_direct", 2.0, 2.0, 2.0, 128.0, 0.0),
+                    ("matmul_coop_direct", 4.0, 2.0, 2.0, 128.0, 0.0),
+                    ("matmul_coop_direct", 4.0, 1.0, 1.0, 32.0, 0.0),
+                    ("matmul_coop_direct", 2.0, 2.0, 2.0, 128.0, 1.0),
+                    ("matmul_coop_direct", 4.0, 2.0, 4.0, 256.0, 1.0),
+                    ("matmul_coop_direct", 4.0, 4.0, 2.0, 256.0, 0.0),
                 ];
-                for (entry, tm, wm, wn, threads) in shapes {
+                for (entry, tm, wm, wn, threads, unroll) in shapes {
                     let side = f64::from(frag) * tm;
                     let mut c = naga::back::PipelineConstants::default();
                     for (k, v) in [
@@ -82,6 +86,7 @@ fn coop_spirv(frag: u32) -> usize {
                         ("COOP_WN", wn),
                         ("PACK_BM", side * wm),
                         ("PACK_BN", side * wn),
+                        ("COOP_UNROLL", unroll),
                     ] {
                         c.insert(k.to_string(), v);
                     }

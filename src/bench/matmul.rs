@@ -8,7 +8,7 @@ use super::io_err;
 use crate::device::gpu::Gpu;
 use crate::error::Result;
 use crate::ops::autotune::{Runs, bench_operands, median, time_matmul};
-use crate::ops::matmul::{CoopMode, Dims, Layout, Matmul, Variant, flops};
+use crate::ops::matmul::{CoopMode, Dims, Layout, Matmul, TileFit, Variant, flops};
 
 /// GPU seconds of one matmul per run, from timestamps around its pass
 /// (`Plan::gpu_seconds`): no submit or wait in the figure.
@@ -41,17 +41,35 @@ pub fn mlp_shapes() -> Vec<Dims> {
     ]
 }
 
+/// How a `coop` cell runs: from packs or staged, and for packs whether
+/// `matmul_coop_direct` takes two K pieces a pass and which shape it was asked for (None:
+/// the launcher's rule).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CoopCell {
+    pub mode: CoopMode,
+    pub unroll: bool,
+    pub shape: Option<(u32, u32, u32)>,
+}
+
 /// A configuration a cell times: `wide`'s K slice depth and block tile
 /// (rows × columns; None for the other variants), the splits of K, and how
-/// `coop` reads its operands (None for the others).
-type Config = (Option<u32>, Option<(u32, u32)>, u32, Option<CoopMode>);
+/// `coop` runs (None for the others).
+type Config = (Option<u32>, Option<(u32, u32)>, u32, Option<CoopCell>);
+
+/// The `matmul_coop_direct` shapes timed besides the rule's: 4 × 4 pieces
+/// per subgroup on 2 × 4 and 4 × 2 subgroups (blocks of 128 × 256 and
+/// 256 × 128, where the subgroups of a workgroup share more of their
+/// pieces through the L1 cache; on an H100 neither beat the rule's 2 × 2,
+/// BENCHMARKS.md).
+const COOP_SHAPES: [(u32, u32, u32); 2] = [(4, 2, 4), (4, 4, 2)];
 
 /// What `bench_matmul` times of variant `v` on `d`: unsplit, and split as
 /// the launcher would on this device for the tile. `wide` runs its static
 /// products' tile (128 × 128 unless SPARSETRAIN_WIDE_TILE says otherwise)
 /// with K slices of 8 and of 16, then each other tile at the depth it would
 /// run with (where the adapter has the workgroup memory). `coop` runs from
-/// f16 packs (the packing timed with the product) and staged.
+/// f16 packs (the packing timed with the product) two K pieces a pass (its
+/// default) and one, in the COOP_SHAPES, and staged.
 fn configs(gpu: &Gpu, v: Variant, d: Dims) -> Result<Vec<Config>> {
     use crate::ops::matmul_tiles::{block_shape, wide_depth};
     let (m, n, k) = (d.m as u32, d.n as u32, d.k as u32);
@@ -61,12 +79,17 @@ fn configs(gpu: &Gpu, v: Variant, d: Dims) -> Result<Vec<Config>> {
         let auto = crate::ops::matmul::auto_splits(ty, v, tiles, k, false, false);
         if v.splits_k() && auto > 1 { vec![1, auto] } else { vec![1] }
     };
-    let fit = crate::ops::matmul::TileFit::default();
+    let fit = TileFit::default();
     if v == Variant::Coop {
         let mut out = Vec::new();
-        for (mode, coop_staged) in [(CoopMode::Direct, false), (CoopMode::Staged, true)] {
-            let tile = block_shape(gpu, v, m, n, crate::ops::matmul::TileFit { coop_staged, ..fit })?.tile;
-            out.extend(splits(tile).into_iter().map(|s| (None, None, s, Some(mode))));
+        let direct = |unroll, shape| CoopCell { mode: CoopMode::Direct, unroll, shape };
+        let mut cells = vec![direct(true, None), direct(false, None)];
+        cells.extend(COOP_SHAPES.iter().map(|&s| direct(true, Some(s))));
+        cells.push(CoopCell { mode: CoopMode::Staged, unroll: false, shape: None });
+        for cell in cells {
+            let coop_staged = cell.mode == CoopMode::Staged;
+            let tile = block_shape(gpu, v, m, n, TileFit { coop_staged, coop_shape: cell.shape, ..fit })?.tile;
+            out.extend(splits(tile).into_iter().map(|s| (None, None, s, Some(cell))));
         }
         return Ok(out);
     }
@@ -107,11 +130,13 @@ pub struct MatmulRow {
     pub depth: Option<u32>,
     /// `wide`'s block tile, rows × columns (`Matmul::wide_tile`); None for the others.
     pub tile: Option<(u32, u32)>,
-    /// How `coop` read its operands (`Matmul::coop_mode`); None for the others.
-    pub coop: Option<CoopMode>,
+    /// How `coop` ran (`Matmul::coop_mode`, `coop_unroll`,
+    /// `coop_direct_shape`); None for the others.
+    pub coop: Option<CoopCell>,
     pub gflops: f64,
     pub runs: usize,
-    pub vs_naive: f64,
+    /// GFLOP/s over the naive kernel's on the same shape (None: naive not timed).
+    pub vs_naive: Option<f64>,
     /// Timed by GPU timestamps (else wall clock around submit and wait).
     pub gpu_timed: bool,
     /// Share of the adapter's fp32 peak, where the peak is known.
@@ -144,11 +169,13 @@ fn peak_by_name(adapter: &str) -> Option<f64> {
     known.iter().find(|(keys, _)| keys.iter().all(|k| name.contains(k))).map(|&(_, t)| t)
 }
 
-/// Times every variant on every layout and size; prints a Markdown table.
+/// Times `variants` (empty: every variant the adapter runs) on every layout
+/// and size; prints a Markdown table.
 pub fn bench_matmul(
     gpu: &Gpu,
     layouts: &[Layout],
     shapes: &[Dims],
+    variants: &[Variant],
     runs: Runs,
     out: &mut dyn Write,
 ) -> Result<Vec<MatmulRow>> {
@@ -178,17 +205,22 @@ pub fn bench_matmul(
     for &layout in layouts {
         for &d in shapes {
             let mut cells = Vec::new();
-            let mut variants = vec![Variant::Naive, Variant::RegTile, Variant::Shared, Variant::Wide];
+            let mut all = vec![Variant::Naive, Variant::RegTile, Variant::Shared, Variant::Wide];
             // The mixed-precision kernel (f16 operands, f32 accumulation)
             // where the adapter has cooperative matrices.
             if gpu.coop().is_ok() {
-                variants.push(Variant::Coop);
+                all.push(Variant::Coop);
             }
-            for v in variants {
+            let timed_variants: Vec<Variant> =
+                if variants.is_empty() { all } else { all.into_iter().filter(|v| variants.contains(v)).collect() };
+            for &v in &timed_variants {
                 for (depth, wtile, s, coop) in configs(gpu, v, d)? {
                     let mut mm = Matmul::new(layout).variant(v).split_k(s);
-                    if let Some(mode) = coop {
-                        mm = mm.coop_mode(mode);
+                    if let Some(cell) = coop {
+                        mm = mm.coop_mode(cell.mode).coop_unroll(cell.unroll);
+                        if let Some((tm, wm, wn)) = cell.shape {
+                            mm = mm.coop_direct_shape(tm, wm, wn);
+                        }
                     }
                     if let Some(bk) = depth {
                         mm = mm.wide_depth(bk);
@@ -200,15 +232,15 @@ pub fn bench_matmul(
                     cells.push((v, s, depth, wtile, coop, flops(d) / median(&secs) / 1e9, secs.len()));
                 }
             }
-            let naive = cells[0].5;
+            let naive = cells.iter().find(|c| c.0 == Variant::Naive).map(|c| c.5);
             // The depth and tile `wide` runs a static product with when
             // nothing asks for others.
             let wg = crate::ops::matmul::wide_workgroup(crate::ops::matmul::TileFit::default())?;
             let usual = crate::ops::matmul_tiles::wide_depth(gpu, None, wg).ok();
             let usual_tile = Some((8 * wg.y, 8 * wg.x));
             for (v, splits, depth, tile, coop, gflops, n) in cells {
-                let default =
-                    (depth.is_none() || (depth == usual && tile == usual_tile)) && coop != Some(CoopMode::Staged);
+                let default = (depth.is_none() || (depth == usual && tile == usual_tile))
+                    && coop.is_none_or(|c| c.mode == CoopMode::Direct && c.unroll && c.shape.is_none());
                 let mark = if v == choice.variant && default { " (chosen)" } else { "" };
                 let mut split = if splits > 1 { format!(" split {splits}") } else { String::new() };
                 if depth == Some(16) {
@@ -217,13 +249,21 @@ pub fn bench_matmul(
                 if let Some((rows, cols)) = tile.filter(|&t| Some(t) != usual_tile) {
                     split.push_str(&format!(" {rows}x{cols}"));
                 }
-                if coop == Some(CoopMode::Staged) {
-                    split.push_str(" staged");
+                if let Some(c) = coop {
+                    if c.mode == CoopMode::Staged {
+                        split.push_str(" staged");
+                    }
+                    if c.mode == CoopMode::Direct && !c.unroll {
+                        split.push_str(" no unroll");
+                    }
+                    if let Some((tm, wm, wn)) = c.shape {
+                        split.push_str(&format!(" {tm}x{wm}x{wn}"));
+                    }
                 }
                 let share = peak.map(|p| gflops / (p * 1e3));
                 writeln!(
                     out,
-                    "| {} | {}×{}×{} | {}{}{} | {:.2} | {} | {} | {:.2} |",
+                    "| {} | {}×{}×{} | {}{}{} | {:.2} | {} | {} | {} |",
                     layout.name(),
                     d.m,
                     d.n,
@@ -234,11 +274,11 @@ pub fn bench_matmul(
                     gflops,
                     share.map_or("—".to_string(), |s| format!("{:.1}%", 100.0 * s)),
                     n,
-                    gflops / naive
+                    naive.map_or("—".to_string(), |b| format!("{:.2}", gflops / b))
                 )
                 .map_err(io_err)?;
                 out.flush().map_err(io_err)?;
-                let vs_naive = gflops / naive;
+                let vs_naive = naive.map(|b| gflops / b);
                 rows.push(MatmulRow {
                     layout,
                     dims: d,

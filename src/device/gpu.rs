@@ -311,6 +311,8 @@ impl Gpu {
         crate::device::variant::kept_splits_env()?;
         crate::device::variant::coop_mode_env()?;
         crate::device::variant::wide_pad_env()?;
+        crate::device::variant::coop_shape_env()?;
+        crate::device::variant::coop_unroll_env()?;
         crate::device::pipeline::runtime_checks_env()?;
         Ok(Gpu {
             device,

@@ -151,6 +151,60 @@ pub fn wide_tile_env() -> Result<Option<glam::UVec2>> {
     }
 }
 
+/// `matmul_coop_direct` shapes a caller may ask for (`Matmul::coop_direct_shape`,
+/// `SPARSETRAIN_COOP_SHAPE`): pieces a side per subgroup 2 or 4, subgroups
+/// along M and along N 1, 2 or 4 each, at most 8 subgroups.
+pub fn check_coop_shape((tm, wm, wn): (u32, u32, u32)) -> Result<(u32, u32, u32)> {
+    let side = |v: u32| matches!(v, 1 | 2 | 4);
+    if matches!(tm, 2 | 4) && side(wm) && side(wn) && wm * wn <= 8 {
+        Ok((tm, wm, wn))
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "coop shape {tm}x{wm}x{wn}: pieces a side 2 or 4, subgroups each way 1, 2 or 4, at most 8 in all"
+        )))
+    }
+}
+
+/// `SPARSETRAIN_COOP_SHAPE` (`TMxWMxWN`, see `check_coop_shape`; `auto` or
+/// unset: None, the launcher's rule `coop_direct_shape`) for every
+/// `matmul_coop_direct` product; checked when a device opens too.
+pub fn coop_shape_env() -> Result<Option<(u32, u32, u32)>> {
+    match std::env::var("SPARSETRAIN_COOP_SHAPE") {
+        Ok(v) if !v.trim().is_empty() && v.trim() != "auto" => {
+            let bad = || Error::InvalidEnv {
+                var: "SPARSETRAIN_COOP_SHAPE",
+                value: v.clone(),
+                expected: "auto or TMxWMxWN (pieces a side 2 or 4, subgroups 1, 2 or 4 each way, at most 8), e.g. 4x2x4",
+            };
+            let parts: Vec<u32> = v
+                .trim()
+                .split(['x', 'X'])
+                .map(|p| p.trim().parse::<u32>())
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|_| bad())?;
+            match parts[..] {
+                [tm, wm, wn] => check_coop_shape((tm, wm, wn)).map(Some).map_err(|_| bad()),
+                _ => Err(bad()),
+            }
+        }
+        _ => Ok(None),
+    }
+}
+
+/// `SPARSETRAIN_COOP_UNROLL`: whether `matmul_coop_direct` takes two K
+/// pieces a pass (`on`, the default: 5–13% faster on an H100) or one
+/// (`off`, for comparison); checked when a device opens too.
+pub fn coop_unroll_env() -> Result<bool> {
+    match std::env::var("SPARSETRAIN_COOP_UNROLL") {
+        Ok(v) => match v.trim() {
+            "" | "on" => Ok(true),
+            "off" => Ok(false),
+            _ => Err(Error::InvalidEnv { var: "SPARSETRAIN_COOP_UNROLL", value: v.clone(), expected: "on or off" }),
+        },
+        Err(_) => Ok(true),
+    }
+}
+
 /// `SPARSETRAIN_KEPT_SPLITS`: whether GPUs leave the K splits of kept-count
 /// products to the device (`auto`, the default) or not (`off`: the fixed
 /// rule alone, for comparison); checked when a device opens too.
@@ -201,5 +255,22 @@ pub fn coop_mode_env() -> Result<CoopMode> {
             }
         },
         Err(_) => Ok(CoopMode::Direct),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coop_shapes_within_the_kernel_are_accepted() {
+        for ok in [(2, 2, 2), (4, 2, 2), (4, 2, 4), (4, 4, 2), (2, 1, 4), (4, 1, 1), (2, 4, 2)] {
+            assert_eq!(check_coop_shape(ok).unwrap(), ok);
+        }
+        // Pieces a side 2 or 4; subgroups 1, 2 or 4 each way; at most 8.
+        for bad in [(3, 2, 2), (1, 2, 2), (8, 2, 2), (4, 3, 2), (4, 2, 0), (4, 4, 4), (2, 8, 1)] {
+            let err = check_coop_shape(bad).unwrap_err().to_string();
+            assert!(err.contains("coop shape"), "{bad:?}: {err}");
+        }
     }
 }

@@ -27,12 +27,21 @@ fn cache_file() -> Option<PathBuf> {
     Some(dir.join("matmul-variant.tsv"))
 }
 
-/// The adapter, and the experiments that change what the variants run
-/// (`SPARSETRAIN_WIDE_BK`, `SPARSETRAIN_WIDE_TILE`, `SPARSETRAIN_WIDE_PAD`, `SPARSETRAIN_SHADER_CHECKS`), so that a choice
-/// timed under one is not taken for the defaults.
+/// The adapter, the matmul kernels' source, and the experiments that change
+/// what the variants run (`SPARSETRAIN_WIDE_BK`, `SPARSETRAIN_WIDE_TILE`,
+/// `SPARSETRAIN_WIDE_PAD`, `SPARSETRAIN_SHADER_CHECKS`), so that a choice
+/// timed under one is not taken for the defaults, nor one an older build
+/// timed for this build's kernels (an H100's cache kept `regtile` from an
+/// earlier engine, where this build's autotune picks `shared`).
 fn cache_key(gpu: &Gpu) -> String {
+    use std::hash::{Hash, Hasher};
     let r = gpu.report();
-    let mut key = format!("{}|{:?}|{}", r.name, r.backend, r.driver_info);
+    // A source that fails to preprocess fails its pipeline later, with the
+    // error; here it only leaves the hash at the version's.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    crate::device::shader::Shader::Matmul.source().unwrap_or_default().hash(&mut h);
+    let mut key =
+        format!("{}|{:?}|{}|v{}-{:016x}", r.name, r.backend, r.driver_info, env!("CARGO_PKG_VERSION"), h.finish());
     for var in ["SPARSETRAIN_WIDE_BK", "SPARSETRAIN_WIDE_TILE", "SPARSETRAIN_WIDE_PAD", "SPARSETRAIN_SHADER_CHECKS"] {
         if let Ok(v) = std::env::var(var).map(|v| v.trim().to_string())
             && !v.is_empty()

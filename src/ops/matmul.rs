@@ -51,7 +51,10 @@ pub use super::matmul_tiles::{TileFit, auto_splits, coop_fits, coop_shape, regti
 use super::matmul_tiles::{block_shape, wide_depth, wide_pads};
 pub use crate::device::shader::Variant;
 pub use crate::device::variant::CoopMode;
-use crate::device::variant::{check_wide_depth, check_wide_tile, coop_mode_env, kept_splits_env, wide_pad_env};
+use crate::device::variant::{
+    check_coop_shape, check_wide_depth, check_wide_tile, coop_mode_env, coop_shape_env, coop_unroll_env,
+    kept_splits_env, wide_pad_env,
+};
 
 impl KernelParams for MatmulParams {
     const SHADER: Shader = Shader::Matmul;
@@ -92,6 +95,10 @@ pub struct Matmul<'a> {
     coop_mode: Option<CoopMode>,
     /// Whether `wide` may pad its staged slices (None: SPARSETRAIN_WIDE_PAD).
     wide_pad: Option<bool>,
+    /// `matmul_coop_direct`'s shape (None: SPARSETRAIN_COOP_SHAPE, else the rule).
+    coop_shape: Option<(u32, u32, u32)>,
+    /// Whether `matmul_coop_direct` takes two K pieces a pass (None: SPARSETRAIN_COOP_UNROLL).
+    coop_unroll: Option<bool>,
 }
 
 /// The most workgroups a product sized by kept counts launches (they loop
@@ -122,7 +129,26 @@ impl<'a> Matmul<'a> {
             wide_tile: None,
             coop_mode: None,
             wide_pad: None,
+            coop_shape: None,
+            coop_unroll: None,
         }
+    }
+
+    /// `matmul_coop_direct`'s shape: `tm` × `tm` pieces per subgroup (2 or
+    /// 4), `wm` × `wn` subgroups (1, 2 or 4 each, at most 8); without this,
+    /// `SPARSETRAIN_COOP_SHAPE`, else `coop_direct_shape`'s rule. Checked
+    /// when recorded; other variants ignore it.
+    pub fn coop_direct_shape(mut self, tm: u32, wm: u32, wn: u32) -> Matmul<'a> {
+        self.coop_shape = Some((tm, wm, wn));
+        self
+    }
+
+    /// Whether `matmul_coop_direct` takes two K pieces a pass, all their
+    /// loads before any multiply (`COOP_UNROLL`); without this,
+    /// `SPARSETRAIN_COOP_UNROLL` (on unless `off`).
+    pub fn coop_unroll(mut self, on: bool) -> Matmul<'a> {
+        self.coop_unroll = Some(on);
+        self
     }
 
     /// Whether `wide` pads the staged slice whose store transposes where the
@@ -258,7 +284,11 @@ impl<'a> Matmul<'a> {
     pub(super) fn tile_fit(&self) -> Result<TileFit> {
         let wide_wg = self.wide_tile.map(|(r, c)| check_wide_tile(r, c)).transpose()?;
         let kept = self.sizes[..2].iter().any(|s| matches!(s, Size::Kept { .. }));
-        Ok(TileFit { kept, wide_wg, coop_staged: false })
+        let coop_shape = match self.coop_shape {
+            Some(s) => Some(check_coop_shape(s)?),
+            None => coop_shape_env()?,
+        };
+        Ok(TileFit { kept, wide_wg, coop_staged: false, coop_shape })
     }
 
     fn is_dynamic(&self) -> bool {
@@ -492,7 +522,12 @@ impl<'a> Matmul<'a> {
             constants.extend([("COOP_TM", f64::from(tm)), ("COOP_WM", f64::from(wm)), ("COOP_WN", f64::from(wn))]);
         }
         if blocks.coop_direct {
-            constants.extend([("PACK_BM", f64::from(blocks.tile.y)), ("PACK_BN", f64::from(blocks.tile.x))]);
+            let unroll = self.coop_unroll.map_or_else(coop_unroll_env, Ok)?;
+            constants.extend([
+                ("PACK_BM", f64::from(blocks.tile.y)),
+                ("PACK_BN", f64::from(blocks.tile.x)),
+                ("COOP_UNROLL", f64::from(u8::from(unroll))),
+            ]);
         }
         // One workgroup per output tile, except where the sizes are only
         // known on the device: there at most `grid_cap` workgroups loop over

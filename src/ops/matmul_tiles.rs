@@ -30,6 +30,9 @@ pub struct TileFit {
     /// `coop` stages its operands (`matmul_coop`) instead of multiplying
     /// f16 packs of them (`matmul_coop_direct`).
     pub coop_staged: bool,
+    /// `matmul_coop_direct`'s shape asked for (`Matmul::coop_direct_shape`,
+    /// `SPARSETRAIN_COOP_SHAPE`; None: `coop_direct_shape`'s rule).
+    pub coop_shape: Option<(u32, u32, u32)>,
 }
 
 /// The blocks of `variant` for an m × n product on `gpu` (the launcher's
@@ -44,7 +47,7 @@ pub fn block_shape(gpu: &Gpu, variant: Variant, m: u32, n: u32, fit: TileFit) ->
             })?;
             let f = support.frag;
             if !fit.coop_staged {
-                let (tm, wm, wn) = coop_direct_shape(m, n, fit.kept, f);
+                let (tm, wm, wn) = fit.coop_shape.unwrap_or_else(|| coop_direct_shape(m, n, fit.kept, f));
                 let wg = UVec2::new(wm * wn * support.subgroup, 1);
                 let side = f * tm;
                 let tile = UVec2::new(side * wn, side * wm);
@@ -298,7 +301,7 @@ mod tests {
         assert_eq!(wide_rule(false), UVec2::new(16, 16));
         assert_eq!(wide_rule(true), UVec2::new(8, 8));
         // A tile asked for wins over the rule (and the variable).
-        let asked = TileFit { kept: true, wide_wg: Some(UVec2::new(16, 8)), coop_staged: false };
+        let asked = TileFit { kept: true, wide_wg: Some(UVec2::new(16, 8)), ..TileFit::default() };
         assert_eq!(wide_workgroup(asked).unwrap(), UVec2::new(16, 8));
         assert_eq!(crate::device::variant::check_wide_tile(64, 128).unwrap(), UVec2::new(16, 8));
     }
@@ -395,7 +398,7 @@ mod tests {
     fn gpus_leave_kept_weight_gradients_splits_to_the_device() {
         use crate::ops::matmul_split::kept_splits;
         use wgpu::DeviceType::{Cpu, DiscreteGpu, IntegratedGpu};
-        let kept = TileFit { kept: true, wide_wg: None, coop_staged: false };
+        let kept = TileFit { kept: true, ..TileFit::default() };
         let (s, room) = kept_splits(DiscreteGpu, Variant::Wide, kept, false, 2048).unwrap();
         assert!(s >= 2 && room >= 1 << 20, "{s} splits within {room}");
         assert!(kept_splits(IntegratedGpu, Variant::Shared, kept, false, 4096).is_some());

@@ -119,13 +119,21 @@ pub(crate) struct Run {
     pub coop: CoopMode,
     /// Whether `wide` pads its staged slices where it fits (its default).
     pub pad: bool,
+    /// Whether `matmul_coop_direct` takes two K pieces a pass.
+    pub unroll: bool,
+    /// `matmul_coop_direct`'s shape forced (None: the launcher's rule).
+    pub coop_shape: Option<(u32, u32, u32)>,
 }
 
 impl Run {
     /// A matmul of `layout` in this configuration.
     pub(crate) fn matmul<'a>(&self, layout: Layout) -> Matmul<'a> {
         let mm = Matmul::new(layout).variant(self.variant).wide_depth(self.bk).coop_mode(self.coop);
-        let mm = mm.wide_padding(self.pad);
+        let mm = mm.wide_padding(self.pad).coop_unroll(self.unroll);
+        let mm = match self.coop_shape {
+            Some((tm, wm, wn)) => mm.coop_direct_shape(tm, wm, wn),
+            None => mm,
+        };
         let mm = match self.within {
             Some(room) => mm.split_k_within(self.split, room),
             None => mm.split_k(self.split),
@@ -148,6 +156,12 @@ impl Run {
         if self.variant == Variant::Coop && self.coop == CoopMode::Staged {
             s.push_str(" staged");
         }
+        if self.variant == Variant::Coop && self.unroll {
+            s.push_str(" unroll");
+        }
+        if let Some((tm, wm, wn)) = self.coop_shape.filter(|_| self.variant == Variant::Coop) {
+            s.push_str(&format!(" {tm}x{wm}x{wn}"));
+        }
         if self.variant == Variant::Wide && !self.pad {
             s.push_str(" unpadded");
         }
@@ -158,8 +172,9 @@ impl Run {
     }
 }
 
-/// `matmul_variants` as runs: `coop` from f16 packs (`matmul_coop_direct`)
-/// and staged (`matmul_coop`); `wide` runs with slices of 8 (its default)
+/// `matmul_variants` as runs: `coop` from f16 packs (`matmul_coop_direct`,
+/// with and without unrolling, in the rule's shape and, unsplit, in
+/// others) and staged (`matmul_coop`); `wide` runs with slices of 8 (its default)
 /// and of 16 with the launcher's tile (128 × 128 for static sizes, 64 × 64
 /// where a kept count sets M or N), its staged slices padded where the
 /// workgroup memory allows (its default) and, unsplit, unpadded; and then,
@@ -184,7 +199,28 @@ pub(crate) fn matmul_runs(gpu: &sparsetrain::Gpu, test: &str) -> Vec<Run> {
     };
     let mut runs = Vec::new();
     for (variant, split) in matmul_variants(gpu, test) {
-        let run = Run { variant, split, bk: 8, tile: None, within: None, coop: CoopMode::Direct, pad: true };
+        let run = Run {
+            variant,
+            split,
+            bk: 8,
+            tile: None,
+            within: None,
+            coop: CoopMode::Direct,
+            pad: true,
+            unroll: false,
+            coop_shape: None,
+        };
+        if variant == Variant::Coop {
+            // From packs, unrolling (every split), and in shapes other
+            // than the rule's (unsplit: the shape changes no split's bounds).
+            runs.push(Run { unroll: true, ..run });
+            if split == 1 {
+                for shape in [(4, 2, 4), (4, 4, 2), (2, 1, 4), (4, 1, 1)] {
+                    runs.push(Run { coop_shape: Some(shape), ..run });
+                }
+                runs.push(Run { coop_shape: Some((4, 2, 2)), unroll: true, ..run });
+            }
+        }
         let modes: &[CoopMode] =
             if variant == Variant::Coop { &[CoopMode::Direct, CoopMode::Staged] } else { &[CoopMode::Direct] };
         for &coop in modes {
@@ -534,18 +570,19 @@ fn coop_big_blocks_compute_every_tile() {
     let mut r = rng(2200);
     let a = f16_for(Variant::Coop, rand_f32(&mut r, d.m * d.k, -1.0, 1.0));
     let b = f16_for(Variant::Coop, rand_f32(&mut r, d.k * d.n, -1.0, 1.0));
-    for (layout, coop) in Layout::ALL.into_iter().flat_map(|l| [(l, CoopMode::Direct), (l, CoopMode::Staged)]) {
+    let ways = [(CoopMode::Direct, false), (CoopMode::Direct, true), (CoopMode::Staged, false)];
+    for (layout, (coop, unroll)) in Layout::ALL.into_iter().flat_map(|l| ways.map(|w| (l, w))) {
         for split in [1, 3] {
             let (sa, sb) = shapes_of(layout, d);
             let ta = Tensor::from_f32(&gpu, "A", &sa, &a).unwrap();
             let tb = Tensor::from_f32(&gpu, "B", &sb, &b).unwrap();
             let tc = Tensor::from_f32(&gpu, "C", &[d.m, d.n], &vec![f32::NAN; d.m * d.n]).unwrap();
             let mut rec = Recorder::new(&gpu);
-            let mm = Matmul::new(layout).variant(Variant::Coop).coop_mode(coop).split_k(split);
+            let mm = Matmul::new(layout).variant(Variant::Coop).coop_mode(coop).coop_unroll(unroll).split_k(split);
             mm.record(&mut rec, &tc, &ta, &tb, d).unwrap();
             rec.finish().unwrap();
             let c = tc.download_f32(&gpu).unwrap();
-            let tag = format!("coop {coop:?} {} split {split} 2048x2050x100", layout.name());
+            let tag = format!("coop {coop:?} unroll {unroll} {} split {split} 2048x2050x100", layout.name());
             assert_eq!(c.iter().filter(|v| v.is_nan()).count(), 0, "{tag}: outputs never written");
             let (got, want) = sampled(&mut r, layout, d, &a, &b, &c);
             assert_close(&tag, &got, &want, tol(Variant::Coop, 1e-4), 1e-5);
@@ -554,9 +591,9 @@ fn coop_big_blocks_compute_every_tile() {
     // The step's batch as M (a layer's forward product, 1500 rows of 2048)
     // and as K (its weight gradient, 300 of 400: no multiple of 32), below
     // the capacity the big shape is chosen for, with a partial tile along M.
-    for coop in [CoopMode::Direct, CoopMode::Staged] {
-        let mm = |l: Layout| Matmul::new(l).variant(Variant::Coop).coop_mode(coop);
-        let tag = format!("coop {coop:?}");
+    for (coop, unroll) in ways {
+        let mm = |l: Layout| Matmul::new(l).variant(Variant::Coop).coop_mode(coop).coop_unroll(unroll);
+        let tag = format!("coop {coop:?} unroll {unroll}");
         let (rows, inner) = (1500, 100);
         let x = f16_for(Variant::Coop, rand_f32(&mut r, d.m * inner, -1.0, 1.0));
         let w = f16_for(Variant::Coop, rand_f32(&mut r, d.n * inner, -1.0, 1.0));
