@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Prepares what a lent GPU machine needs (see ../../BENCHMARKS.md and the
+# device section of the README): release binaries and test executables,
+# stripped and packed with xz, the Vulkan loader package and the PyTorch peer
+# from ../shared/device, and the MNIST files, all in .dev/ (which git
+# ignores through .git/info/exclude). The device tool sends the checkout;
+# name `.dev` in its `carry`. Then on the device:
+#
+#   bash scripts/device/run.sh scripts/device/plans/figures.sh
+#
+# Usage: scripts/device/kit.sh [--tests all|matmul|none]
+#   all (default): every test executable that uses a device;
+#   matmul: only the kernel tests; none: only the binary.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+TESTS=all
+if [ "${1:-}" = "--tests" ]; then TESTS="${2:?--tests needs all, matmul or none}"; fi
+case "$TESTS" in all | matmul | none) ;; *) echo "kit.sh: --tests takes all, matmul or none" >&2; exit 2 ;; esac
+SHARED="${SPARSETRAIN_SHARED:-../shared}"
+
+mkdir -p .git/info
+grep -qx '.dev/' .git/info/exclude 2>/dev/null || echo '.dev/' >> .git/info/exclude
+
+echo "== building"
+cargo build --release
+LOG=$(mktemp)
+cargo test --release --no-run 2>&1 | tee "$LOG" | grep Executable || true
+
+rm -rf .dev/bin && mkdir -p .dev/bin
+cp target/release/sparsetrain .dev/bin/
+# The CLI tests run the binary at the absolute path it was built at.
+echo "$(pwd)/target/release/sparsetrain" > .dev/binary-path
+if [ "$TESTS" != none ]; then
+    # Test executables by their target name; the device-free ones (naga,
+    # structure, plot, reader fuzzing) run on the CPU machine.
+    grep -o '(target/release/deps/[^)]*)' "$LOG" | tr -d '()' | while read -r p; do
+        name=$(basename "$p")
+        case "$name" in naga-* | structure-* | plot-* | fuzz_readers-*) continue ;; esac
+        if [ "$TESTS" = matmul ] && [[ "$name" != kernels-* ]]; then continue; fi
+        cp "$p" .dev/bin/
+    done
+fi
+rm -f "$LOG"
+for f in .dev/bin/*; do strip "$f" && xz -T2 -6 "$f"; done
+
+for f in "$SHARED"/device/libvulkan1_*.deb "$SHARED"/device/torch_peer.py; do
+    [ -e "$f" ] && cp "$f" .dev/
+done
+if [ -d "$SHARED/data/mnist" ]; then
+    mkdir -p .dev/data && cp -r "$SHARED/data/mnist" .dev/data/
+fi
+du -sh .dev
+echo "== .dev is ready (the device tool's carry takes at most 64 MiB)"

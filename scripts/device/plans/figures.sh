@@ -1,0 +1,20 @@
+# Issue 9's GPU figures, each comparison in one process so that its ratio
+# holds even where the GPU's timings vary between calls (BENCHMARKS.md,
+# thirteenth session). Sourced by scripts/device/run.sh (`step`, $ST,
+# $DATA); about 4 minutes on an H100, then the test suite if time is left.
+rm -rf ~/.cache/sparsetrain # a fresh autotune, not an older build's choice
+step 01-matmul-4096 150 "$ST" bench matmul --sizes 4096 --no-mlp-shapes --min-runs 3 --max-runs 3 --budget 0.3
+step 02-coop-big 90 "$ST" bench matmul --variants coop --sizes 8192 --shapes 2048x8192x8192 --no-mlp-shapes \
+    --min-runs 5 --max-runs 5 --budget 0.5
+T="$ST bench train --model 8192-8192 --batch 2048 --keeps 0.1 --warmup 2 --runs 5"
+step 03-mlp8192-f32 60 env SPARSETRAIN_PROFILE=kernels $T
+step 04-mlp8192-mixed 60 env SPARSETRAIN_PROFILE=kernels $T --precision mixed
+step 05-mlp4096 60 "$ST" bench train --model 4096-4096 --batch 256 --keeps 0.1,0.05 --runs 5
+R="--dataset mnist --data-dir $DATA --keep 0.1 --hidden 1024,1024 --epochs 10 --batch 128 --lr 0.05 --score-lr 0.05"
+R="$R --finetune-epochs 2 --finetune-lr 0.01 --select-on 20000"
+[ -d "$DATA" ] && step 06-mnist-f32 40 "$ST" train $R
+[ -d "$DATA" ] && step 07-mnist-mixed 40 "$ST" train $R --precision mixed
+[ -e .dev/torch_peer.py ] && step 08-torch 60 python3 .dev/torch_peer.py step --models 8192,8192 --batches 2048
+step 09-cnn 120 "$ST" bench train --model resnet20 --model lenet5 --keeps 0.5,0.25,0.1 --batch 128 --runs 3 --warmup 1
+# shellcheck source=/dev/null
+source "$(dirname "${BASH_SOURCE[0]}")/suite.sh"
