@@ -20,9 +20,22 @@ def main(path):
     print("| layout | M×N×K | variant | GFLOP/s | runs | × naive |")
     print("|---|---|---|---:|---:|---:|")
     for r in d["matmul"]:
-        chosen = " (chosen)" if r["variant"] == mv["chosen"] else ""
+        # What `bench matmul` prints after the variant: splits, wide's depth
+        # and tile, coop's mode, loop and shape (None where not applicable).
+        extra = ""
         if r.get("splits", 1) > 1:
-            chosen = f" split {r['splits']}" + chosen
+            extra += f" split {r['splits']}"
+        if r.get("depth") == 16:
+            extra += " bk 16"
+        if r.get("tile") and r["tile"] != "128x128":
+            extra += f" {r['tile']}"
+        if r.get("coop") == "staged":
+            extra += " staged"
+        elif r.get("coop") == "direct" and r.get("coop_unroll") is False:
+            extra += " no unroll"
+        if r.get("coop_shape") in ("4x2x4", "4x4x2"):
+            extra += f" {r['coop_shape']}"
+        chosen = extra + (" (chosen)" if r["variant"] == mv["chosen"] and not extra else "")
         print(f"| {r['layout']} | {r['m']}×{r['n']}×{r['k']} | {r['variant']}{chosen} "
               f"| {r['gflops']:.2f} | {r['runs']} | {'—' if r['vs_naive'] is None else format(r['vs_naive'], '.2f')} |")
     batch = d.get("batch", 256)

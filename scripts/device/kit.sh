@@ -18,22 +18,29 @@ if [ "${1:-}" = "--tests" ]; then TESTS="${2:?--tests needs all, matmul or none}
 case "$TESTS" in all | matmul | none) ;; *) echo "kit.sh: --tests takes all, matmul or none" >&2; exit 2 ;; esac
 SHARED="${SPARSETRAIN_SHARED:-../shared}"
 
-mkdir -p .git/info
-grep -qx '.dev/' .git/info/exclude 2>/dev/null || echo '.dev/' >> .git/info/exclude
+EXCLUDE=$(git rev-parse --git-path info/exclude)
+mkdir -p "$(dirname "$EXCLUDE")"
+grep -qx '.dev/' "$EXCLUDE" 2> /dev/null || echo '.dev/' >> "$EXCLUDE"
 
 echo "== building"
 cargo build --release
 LOG=$(mktemp)
-cargo test --release --no-run 2>&1 | tee "$LOG" | grep Executable || true
+if [ "$TESTS" != none ]; then
+    # A failed test build stops here, not later on the device.
+    cargo test --release --no-run > "$LOG" 2>&1 || { cat "$LOG"; exit 1; }
+    grep Executable "$LOG"
+fi
 
 rm -rf .dev/bin && mkdir -p .dev/bin
-cp target/release/sparsetrain .dev/bin/
+TARGET="${CARGO_TARGET_DIR:-target}"
+cp "$TARGET/release/sparsetrain" .dev/bin/
 # The CLI tests run the binary at the absolute path it was built at.
-echo "$(pwd)/target/release/sparsetrain" > .dev/binary-path
+realpath "$TARGET/release/sparsetrain" > .dev/binary-path
+hostname > .dev/build-host
 if [ "$TESTS" != none ]; then
     # Test executables by their target name; the device-free ones (naga,
     # structure, plot, reader fuzzing) run on the CPU machine.
-    grep -o '(target/release/deps/[^)]*)' "$LOG" | tr -d '()' | while read -r p; do
+    grep -o '([^)]*release/deps/[^)]*)' "$LOG" | tr -d '()' | while read -r p; do
         name=$(basename "$p")
         case "$name" in naga-* | structure-* | plot-* | fuzz_readers-*) continue ;; esac
         if [ "$TESTS" = matmul ] && [[ "$name" != kernels-* ]]; then continue; fi

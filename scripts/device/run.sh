@@ -21,6 +21,9 @@ OUT=${OUT:-/tmp/out}
 RES=/tmp/res
 BIN=/tmp/b
 DATA="$ROOT/.dev/data/mnist"
+# A warm machine keeps /tmp between calls: nothing of an earlier kit or
+# plan may run or be returned again.
+rm -rf "$RES" "$BIN"
 mkdir -p "$RES" "$BIN" "$OUT"
 pack() { tar czf "$OUT/res.tgz" -C /tmp res; }
 left() { echo $((BUDGET - ($(date +%s) - T0))); }
@@ -31,10 +34,11 @@ for f in "$ROOT"/.dev/bin/*.xz; do
 done
 ST="$BIN/sparsetrain"
 # The CLI tests run the binary at the absolute path it was built at
-# (kit.sh wrote it down); a binary already there is left alone.
+# (kit.sh wrote it down). Replaced on every call (an earlier call's binary
+# may still be there), except on the machine that built it.
 built=$(cat "$ROOT/.dev/binary-path" 2> /dev/null || true)
-if [ -n "$built" ] && [ ! -e "$built" ]; then
-    mkdir -p "$(dirname "$built")" && cp "$ST" "$built"
+if [ -n "$built" ] && [ "$(hostname)" != "$(cat "$ROOT/.dev/build-host" 2> /dev/null)" ]; then
+    mkdir -p "$(dirname "$built")" && cp -f "$ST" "$built"
 fi
 
 deb=$(ls "$ROOT"/.dev/libvulkan1_*.deb 2>/dev/null | head -1)
@@ -64,6 +68,8 @@ if ! "$ST" info > "$RES/00-info.txt" 2>&1; then
             if "$ST" info > "$RES/00-info.txt" 2>&1; then found=1; break; fi
         done
     fi
+    # None worked: leave the loader's own search, and 00-info.txt says why.
+    [ $found = 1 ] || unset VK_DRIVER_FILES
 fi
 echo "VK_DRIVER_FILES=${VK_DRIVER_FILES:-}" >> "$RES/00-info.txt"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,utilization.gpu --format=csv >> "$RES/00-info.txt" 2>&1

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::io_err;
 use crate::device::gpu::Gpu;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ops::autotune::{Runs, bench_operands, median, time_matmul};
 use crate::ops::matmul::{CoopMode, Dims, Layout, Matmul, TileFit, Variant, flops};
 
@@ -83,7 +83,11 @@ fn configs(gpu: &Gpu, v: Variant, d: Dims) -> Result<Vec<Config>> {
     if v == Variant::Coop {
         let mut out = Vec::new();
         let direct = |unroll, shape| CoopCell { mode: CoopMode::Direct, unroll, shape };
-        let mut cells = vec![direct(true, None), direct(false, None)];
+        // The rule's shape asked for by name, so that SPARSETRAIN_COOP_SHAPE
+        // cannot run under the rule's label.
+        let frag = gpu.coop().map_err(Error::InvalidArgument)?.frag;
+        let rule = Some(crate::ops::matmul_tiles::coop_direct_shape(m, n, false, frag));
+        let mut cells = vec![direct(true, rule), direct(false, rule)];
         cells.extend(COOP_SHAPES.iter().map(|&s| direct(true, Some(s))));
         cells.push(CoopCell { mode: CoopMode::Staged, unroll: false, shape: None });
         for cell in cells {
@@ -240,7 +244,9 @@ pub fn bench_matmul(
             let usual_tile = Some((8 * wg.y, 8 * wg.x));
             for (v, splits, depth, tile, coop, gflops, n) in cells {
                 let default = (depth.is_none() || (depth == usual && tile == usual_tile))
-                    && coop.is_none_or(|c| c.mode == CoopMode::Direct && c.unroll && c.shape.is_none());
+                    && coop.is_none_or(|c| {
+                        c.mode == CoopMode::Direct && c.unroll && !COOP_SHAPES.iter().any(|s| Some(*s) == c.shape)
+                    });
                 let mark = if v == choice.variant && default { " (chosen)" } else { "" };
                 let mut split = if splits > 1 { format!(" split {splits}") } else { String::new() };
                 if depth == Some(16) {
@@ -256,7 +262,7 @@ pub fn bench_matmul(
                     if c.mode == CoopMode::Direct && !c.unroll {
                         split.push_str(" no unroll");
                     }
-                    if let Some((tm, wm, wn)) = c.shape {
+                    if let Some((tm, wm, wn)) = c.shape.filter(|s| COOP_SHAPES.contains(s)) {
                         split.push_str(&format!(" {tm}x{wm}x{wn}"));
                     }
                 }

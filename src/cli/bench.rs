@@ -5,7 +5,7 @@ use anyhow::Context;
 use sparsetrain::Gpu;
 use sparsetrain::bench;
 use sparsetrain::ops::autotune::Runs;
-use sparsetrain::ops::matmul::{Dims, Layout};
+use sparsetrain::ops::matmul::{CoopMode, Dims, Layout};
 
 /// `bench all`: both benchmarks on one device, printed, and optionally saved
 /// as JSON (written to a temporary file and renamed, so a partial file never
@@ -39,7 +39,7 @@ pub fn bench_all(json: Option<std::path::PathBuf>, quick: bool) -> anyhow::Resul
         "batch": 256,
         "matmul": mm.iter().map(|m| json!({
             "layout": m.layout.name(), "m": m.dims.m, "n": m.dims.n, "k": m.dims.k,
-            "variant": m.variant.name(), "splits": m.splits, "depth": m.depth, "tile": m.tile.map(|(r, c)| format!("{r}x{c}")), "coop": m.coop.map(|c| format!("{:?}", c.mode).to_lowercase()), "coop_unroll": m.coop.map(|c| c.unroll), "coop_shape": m.coop.and_then(|c| c.shape).map(|(t, wm, wn)| format!("{t}x{wm}x{wn}")), "gflops": m.gflops, "runs": m.runs, "vs_naive": m.vs_naive,
+            "variant": m.variant.name(), "splits": m.splits, "depth": m.depth, "tile": m.tile.map(|(r, c)| format!("{r}x{c}")), "coop": m.coop.map(|c| format!("{:?}", c.mode).to_lowercase()), "coop_unroll": m.coop.filter(|c| c.mode == CoopMode::Direct).map(|c| c.unroll), "coop_shape": m.coop.and_then(|c| c.shape).map(|(t, wm, wn)| format!("{t}x{wm}x{wn}")), "gflops": m.gflops, "runs": m.runs, "vs_naive": m.vs_naive,
             "gpu_timed": m.gpu_timed, "peak_share": m.peak_share,
         })).collect::<Vec<_>>(),
         "train": tr.iter().map(|t| json!({

@@ -178,7 +178,7 @@ pub fn coop_shape_env() -> Result<Option<(u32, u32, u32)>> {
             };
             let parts: Vec<u32> = v
                 .trim()
-                .split(['x', 'X'])
+                .split(['x', 'X', '×'])
                 .map(|p| p.trim().parse::<u32>())
                 .collect::<std::result::Result<_, _>>()
                 .map_err(|_| bad())?;
@@ -192,7 +192,8 @@ pub fn coop_shape_env() -> Result<Option<(u32, u32, u32)>> {
 }
 
 /// `SPARSETRAIN_COOP_UNROLL`: whether `matmul_coop_direct` takes two K
-/// pieces a pass (`on`, the default: 5–13% faster on an H100) or one
+/// pieces a pass (`on`, the default: on an H100 5–13% faster on A·B and
+/// Aᵀ·B, the same on A·Bᵀ) or one
 /// (`off`, for comparison); checked when a device opens too.
 pub fn coop_unroll_env() -> Result<bool> {
     match std::env::var("SPARSETRAIN_COOP_UNROLL") {

@@ -52,6 +52,18 @@ fn cache_key(gpu: &Gpu) -> String {
     key.replace(['\t', '\n'], " ")
 }
 
+/// Whether a cached entry stays when `new` is stored: not `new` itself, nor
+/// an entry of the same adapter and driver for other kernels (another
+/// build's: it would never be read again, and the file would grow with
+/// every changed kernel), keys from before the version field included.
+fn keep_entry(old: &str, new: &str) -> bool {
+    // adapter | backend | driver | version-hash | tuning variables…
+    let fields = |k: &str| k.splitn(5, '|').map(str::to_string).collect::<Vec<_>>();
+    let (o, n) = (fields(old), fields(new));
+    let other_build = o.len() >= 3 && n.len() >= 4 && o[..3] == n[..3] && o.get(3) != n.get(3);
+    old != new && !other_build
+}
+
 fn cache_lookup(key: &str) -> Option<Variant> {
     let text = std::fs::read_to_string(cache_file()?).ok()?;
     text.lines()
@@ -69,8 +81,11 @@ fn cache_store(key: &str, v: Variant) {
         return;
     }
     let old = std::fs::read_to_string(&path).unwrap_or_default();
-    let mut text: String =
-        old.lines().filter(|l| l.split_once('\t').is_some_and(|(k, _)| k != key)).map(|l| format!("{l}\n")).collect();
+    let mut text: String = old
+        .lines()
+        .filter(|l| l.split_once('\t').is_some_and(|(k, _)| keep_entry(k, key)))
+        .map(|l| format!("{l}\n"))
+        .collect();
     text.push_str(&format!("{key}\t{}\n", v.name()));
     // Write-then-rename: parallel processes never see a torn file.
     let tmp = dir.join(format!(".matmul-variant.{}.tmp", std::process::id()));
@@ -200,4 +215,26 @@ pub fn time_matmul(gpu: &Gpu, mm: Matmul, d: Dims, runs: Runs) -> Result<Vec<f64
         out.push(run(inner)?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keep_entry;
+
+    #[test]
+    fn storing_a_choice_drops_other_builds_of_the_same_adapter() {
+        let new = "GPU|Vulkan|drv 1|v0.1.0-00000000000000aa";
+        // The same key, and another build's on this adapter and driver: dropped.
+        assert!(!keep_entry(new, new));
+        assert!(!keep_entry("GPU|Vulkan|drv 1|v0.1.0-00000000000000bb", new));
+        assert!(!keep_entry("GPU|Vulkan|drv 1|v0.0.9-00000000000000aa|SPARSETRAIN_WIDE_BK=16", new));
+        // A key from before the version field (the stale choice an H100's
+        // cache held): dropped.
+        assert!(!keep_entry("GPU|Vulkan|drv 1", new));
+        assert!(!keep_entry("GPU|Vulkan|drv 1|SPARSETRAIN_WIDE_BK=16", new));
+        // This build under a tuning variable, other adapters and drivers: kept.
+        assert!(keep_entry("GPU|Vulkan|drv 1|v0.1.0-00000000000000aa|SPARSETRAIN_WIDE_BK=16", new));
+        assert!(keep_entry("Other GPU|Vulkan|drv 1|v0.1.0-00000000000000bb", new));
+        assert!(keep_entry("GPU|Vulkan|drv 2|v0.1.0-00000000000000bb", new));
+    }
 }

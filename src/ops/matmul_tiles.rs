@@ -49,6 +49,19 @@ pub fn block_shape(gpu: &Gpu, variant: Variant, m: u32, n: u32, fit: TileFit) ->
             if !fit.coop_staged {
                 let (tm, wm, wn) = fit.coop_shape.unwrap_or_else(|| coop_direct_shape(m, n, fit.kept, f));
                 let wg = UVec2::new(wm * wn * support.subgroup, 1);
+                // A forced shape of 8 subgroups may outgrow an adapter with
+                // wide subgroups; the rule's 4 never does (4 × 64 = 256).
+                let limits = gpu.limits();
+                if wg.x > limits.max_compute_invocations_per_workgroup || wg.x > limits.max_compute_workgroup_size_x {
+                    return Err(Error::InvalidArgument(format!(
+                        "coop shape {tm}x{wm}x{wn} needs {} threads per workgroup ({} subgroups of {}); {} offers {}",
+                        wg.x,
+                        wm * wn,
+                        support.subgroup,
+                        gpu.report().name,
+                        limits.max_compute_invocations_per_workgroup.min(limits.max_compute_workgroup_size_x)
+                    )));
+                }
                 let side = f * tm;
                 let tile = UVec2::new(side * wn, side * wm);
                 return Ok(Blocks { wg, tile, coop: Some((tm, wm, wn)), coop_direct: true });

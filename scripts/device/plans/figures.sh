@@ -2,7 +2,8 @@
 # holds even where the GPU's timings vary between calls (BENCHMARKS.md,
 # thirteenth session). Sourced by scripts/device/run.sh (`step`, $ST,
 # $DATA); about 4 minutes on an H100, then the test suite if time is left.
-rm -rf ~/.cache/sparsetrain # a fresh autotune, not an older build's choice
+# A fresh autotune, not an older build's choice.
+rm -f "${SPARSETRAIN_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sparsetrain}/matmul-variant.tsv"
 step 01-matmul-4096 150 "$ST" bench matmul --sizes 4096 --no-mlp-shapes --min-runs 3 --max-runs 3 --budget 0.3
 step 02-coop-big 90 "$ST" bench matmul --variants coop --sizes 8192 --shapes 2048x8192x8192 --no-mlp-shapes \
     --min-runs 5 --max-runs 5 --budget 0.5
