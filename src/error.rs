@@ -9,9 +9,14 @@ pub enum Error {
     #[error(
         "no GPU adapter found{filter}: install a Vulkan driver (on Debian/Ubuntu: \
          `apt-get install mesa-vulkan-drivers` for the software rasteriser lavapipe), \
-         or choose another backend with SPARSETRAIN_BACKEND=vulkan|metal|dx12|gl"
+         or choose another backend with SPARSETRAIN_BACKEND=vulkan|metal|dx12|gl{hint}"
     )]
-    NoAdapter { filter: String },
+    NoAdapter {
+        filter: String,
+        /// Driver manifests on the machine that the loader did not use
+        /// (`device::icd::hint`); empty where there is nothing to add.
+        hint: String,
+    },
 
     #[error("invalid value {value:?} for {var}: expected {expected}")]
     InvalidEnv { var: &'static str, value: String, expected: &'static str },

@@ -192,6 +192,7 @@ impl Gpu {
                 (None, Ok(b)) => format!(" for SPARSETRAIN_BACKEND={b}"),
                 _ => String::new(),
             },
+            hint: if filter.is_none() { crate::device::icd::hint() } else { String::new() },
         })?;
         let info = adapter.get_info();
         let limits = Gpu::needed_limits(&adapter.limits());
