@@ -29,8 +29,8 @@ def main(path):
             extra += " bk 16"
         if r.get("tile") and r["tile"] != "128x128":
             extra += f" {r['tile']}"
-        if r.get("coop") == "staged":
-            extra += " staged"
+        if r.get("coop") in ("staged", "tiled"):
+            extra += f" {r['coop']}"
         elif r.get("coop") == "direct" and r.get("coop_unroll") is False:
             extra += " no unroll"
         if r.get("coop_shape") in ("4x2x4", "4x4x2"):

@@ -37,7 +37,7 @@ fn validate_with_info(name: &str, src: &str) -> (naga::Module, naga::valid::Modu
 fn coop_matmul_writes_spirv_for_every_configuration() {
     for frag in [16, 8] {
         let written = coop_spirv(frag);
-        assert_eq!(written, 216, "configurations written for {frag} × {frag}");
+        assert_eq!(written, 264, "configurations written for {frag} × {frag}");
     }
     assert!(coop_source(12).is_err());
 }
@@ -53,7 +53,8 @@ fn coop_spirv(frag: u32) -> usize {
             for (epilogue, vec4) in [(0.0, 1.0), (1.0, 0.0)] {
                 // The staged kernel's shapes, then the direct kernel's
                 // (square subgroup blocks; packs padded to the block tile),
-                // one piece of K a pass and two (COOP_UNROLL).
+                // one piece of K a pass and two (COOP_UNROLL), and the
+                // tiled kernel's.
                 let shapes = [
                     ("matmul_coop", 2.0, 2.0, 2.0, 128.0, 0.0),
                     ("matmul_coop", 2.0, 4.0, 2.0, 256.0, 0.0),
@@ -64,6 +65,8 @@ fn coop_spirv(frag: u32) -> usize {
                     ("matmul_coop_direct", 2.0, 2.0, 2.0, 128.0, 1.0),
                     ("matmul_coop_direct", 4.0, 2.0, 4.0, 256.0, 1.0),
                     ("matmul_coop_direct", 4.0, 4.0, 2.0, 256.0, 0.0),
+                    ("matmul_coop_tiled", 2.0, 2.0, 2.0, 128.0, 0.0),
+                    ("matmul_coop_tiled", 4.0, 2.0, 2.0, 128.0, 0.0),
                 ];
                 for (entry, tm, wm, wn, threads, unroll) in shapes {
                     let side = f64::from(frag) * tm;
@@ -87,6 +90,7 @@ fn coop_spirv(frag: u32) -> usize {
                         ("PACK_BM", side * wm),
                         ("PACK_BN", side * wn),
                         ("COOP_UNROLL", unroll),
+                        ("COOP_TN", if entry == "matmul_coop_tiled" { tm } else { 2.0 }),
                     ] {
                         c.insert(k.to_string(), v);
                     }

@@ -69,7 +69,7 @@ const COOP_SHAPES: [(u32, u32, u32); 2] = [(4, 2, 4), (4, 4, 2)];
 /// with K slices of 8 and of 16, then each other tile at the depth it would
 /// run with (where the adapter has the workgroup memory). `coop` runs from
 /// f16 packs (the packing timed with the product) two K pieces a pass (its
-/// default) and one, in the COOP_SHAPES, and staged.
+/// default) and one, in the COOP_SHAPES, through workgroup tiles, and staged.
 fn configs(gpu: &Gpu, v: Variant, d: Dims) -> Result<Vec<Config>> {
     use crate::ops::matmul_tiles::{block_shape, wide_depth};
     let (m, n, k) = (d.m as u32, d.n as u32, d.k as u32);
@@ -89,6 +89,7 @@ fn configs(gpu: &Gpu, v: Variant, d: Dims) -> Result<Vec<Config>> {
         let rule = Some(crate::ops::matmul_tiles::coop_direct_shape(m, n, false, frag));
         let mut cells = vec![direct(true, rule), direct(false, rule)];
         cells.extend(COOP_SHAPES.iter().map(|&s| direct(true, Some(s))));
+        cells.push(CoopCell { mode: CoopMode::Tiled, unroll: true, shape: rule });
         cells.push(CoopCell { mode: CoopMode::Staged, unroll: false, shape: None });
         for cell in cells {
             let coop_staged = cell.mode == CoopMode::Staged;
@@ -256,8 +257,10 @@ pub fn bench_matmul(
                     split.push_str(&format!(" {rows}x{cols}"));
                 }
                 if let Some(c) = coop {
-                    if c.mode == CoopMode::Staged {
-                        split.push_str(" staged");
+                    match c.mode {
+                        CoopMode::Staged => split.push_str(" staged"),
+                        CoopMode::Tiled => split.push_str(" tiled"),
+                        CoopMode::Direct => {}
                     }
                     if c.mode == CoopMode::Direct && !c.unroll {
                         split.push_str(" no unroll");

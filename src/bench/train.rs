@@ -121,6 +121,7 @@ pub fn bench_train(
         _ if variant != crate::ops::matmul::Variant::Coop => "",
         crate::ops::matmul::CoopMode::Direct => " (from f16 packs)",
         crate::ops::matmul::CoopMode::Staged => " (staged)",
+        crate::ops::matmul::CoopMode::Tiled => " (f16 packs staged in tiles)",
     };
     writeln!(
         out,

@@ -198,6 +198,7 @@ pub enum Kernel {
     MatmulWide,
     MatmulCoop,
     MatmulCoopDirect,
+    MatmulCoopTiled,
     MatmulPack,
     MatmulNaive,
     MatmulSplitReduce,
@@ -241,12 +242,13 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every entry point; the naga test checks each exists in its shader.
-    pub const ALL: [Kernel; 44] = [
+    pub const ALL: [Kernel; 45] = [
         Kernel::MatmulRegtile,
         Kernel::MatmulShared,
         Kernel::MatmulWide,
         Kernel::MatmulCoop,
         Kernel::MatmulCoopDirect,
+        Kernel::MatmulCoopTiled,
         Kernel::MatmulPack,
         Kernel::MatmulNaive,
         Kernel::MatmulSplitReduce,
@@ -296,7 +298,7 @@ impl Kernel {
             | Kernel::MatmulNaive
             | Kernel::MatmulPack
             | Kernel::MatmulSplitReduce => Shader::Matmul,
-            Kernel::MatmulCoop | Kernel::MatmulCoopDirect => Shader::MatmulCoop,
+            Kernel::MatmulCoop | Kernel::MatmulCoopDirect | Kernel::MatmulCoopTiled => Shader::MatmulCoop,
             Kernel::BiasAdd | Kernel::BiasGrad => Shader::Bias,
             Kernel::ReluForward | Kernel::ReluBackward => Shader::Relu,
             Kernel::SoftmaxXentForward | Kernel::SoftmaxXentTrain => Shader::SoftmaxXent,
@@ -330,6 +332,7 @@ impl Kernel {
             | Kernel::MatmulWide
             | Kernel::MatmulCoop
             | Kernel::MatmulCoopDirect
+            | Kernel::MatmulCoopTiled
             | Kernel::MatmulNaive
             | Kernel::MatmulSplitReduce => "matmul",
             Kernel::MatmulPack => "matmul f16 packs",
@@ -366,6 +369,7 @@ impl Kernel {
             Kernel::MatmulWide => "matmul_wide",
             Kernel::MatmulCoop => "matmul_coop",
             Kernel::MatmulCoopDirect => "matmul_coop_direct",
+            Kernel::MatmulCoopTiled => "matmul_coop_tiled",
             Kernel::MatmulPack => "matmul_pack",
             Kernel::MatmulNaive => "matmul_naive",
             Kernel::MatmulSplitReduce => "matmul_split_reduce",

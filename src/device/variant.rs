@@ -242,18 +242,28 @@ pub enum CoopMode {
     /// The f32 operands staged through workgroup memory and rounded there
     /// (`matmul_coop`): no packs, one launch.
     Staged,
+    /// The f16 packs, each K slice of a block tile copied into workgroup
+    /// memory with 16-byte loads (`matmul_coop_tiled`): an experiment for
+    /// GPUs, which assemble a cooperative matrix loaded from memory out of
+    /// scattered loads. Where its staging does not fit the workgroup memory
+    /// the product runs direct.
+    Tiled,
 }
 
 /// `SPARSETRAIN_COOP`: `off` (no mixed precision; read when the device
-/// opens), `staged` or `direct` (the default); checked when a device opens.
+/// opens), `staged`, `tiled` or `direct` (the default); checked when a
+/// device opens.
 pub fn coop_mode_env() -> Result<CoopMode> {
     match std::env::var("SPARSETRAIN_COOP") {
         Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
             "" | "direct" | "off" => Ok(CoopMode::Direct),
             "staged" => Ok(CoopMode::Staged),
-            _ => {
-                Err(Error::InvalidEnv { var: "SPARSETRAIN_COOP", value: v.clone(), expected: "direct, staged or off" })
-            }
+            "tiled" => Ok(CoopMode::Tiled),
+            _ => Err(Error::InvalidEnv {
+                var: "SPARSETRAIN_COOP",
+                value: v.clone(),
+                expected: "direct, tiled, staged or off",
+            }),
         },
         Err(_) => Ok(CoopMode::Direct),
     }

@@ -47,7 +47,9 @@ pub struct MatmulParams {
 
 use super::matmul_pack::{pack_lens, record_packs, record_packs_alone};
 use super::matmul_split::{Split, kept_splits, record_split};
-pub use super::matmul_tiles::{TileFit, auto_splits, coop_fits, coop_shape, regtile_tile, wide_workgroup};
+pub use super::matmul_tiles::{
+    TileFit, auto_splits, coop_fits, coop_shape, coop_tiled_fits, regtile_tile, wide_workgroup,
+};
 use super::matmul_tiles::{block_shape, wide_depth, wide_pads};
 pub use crate::device::shader::Variant;
 pub use crate::device::variant::CoopMode;
@@ -161,9 +163,12 @@ impl<'a> Matmul<'a> {
 
     /// How the mixed-precision variant (`coop`) reads its operands: f16
     /// packs multiplied with no staging (`CoopMode::Direct`, the default
-    /// where each pack fits one binding) or f32 operands staged and rounded
-    /// in workgroup memory (`CoopMode::Staged`); without this,
-    /// `SPARSETRAIN_COOP` (`direct` or `staged`). Other variants ignore it.
+    /// where each pack fits one binding), the packs copied into workgroup
+    /// memory a K slice at a time (`CoopMode::Tiled`, direct where that
+    /// staging does not fit), or f32 operands staged and rounded in
+    /// workgroup memory (`CoopMode::Staged`); without this,
+    /// `SPARSETRAIN_COOP` (`direct`, `tiled` or `staged`). Other variants
+    /// ignore it.
     pub fn coop_mode(mut self, mode: CoopMode) -> Matmul<'a> {
         self.coop_mode = Some(mode);
         self
@@ -489,9 +494,13 @@ impl<'a> Matmul<'a> {
         });
         let mut fit = self.tile_fit()?;
         // `coop` multiplies f16 packs of the operands unless asked to stage
-        // them, or a pack would not fit one binding.
+        // them, or a pack would not fit one binding; from the packs directly
+        // or, asked for, through workgroup tiles where those fit.
+        let mut tiled_asked = false;
         if variant == Variant::Coop {
-            fit.coop_staged = self.coop_mode.map_or_else(coop_mode_env, Ok)? == CoopMode::Staged;
+            let mode = self.coop_mode.map_or_else(coop_mode_env, Ok)?;
+            fit.coop_staged = mode == CoopMode::Staged;
+            tiled_asked = mode == CoopMode::Tiled;
         }
         let mut blocks = block_shape(gpu, variant, m, n, fit)?;
         let packs = blocks
@@ -501,6 +510,14 @@ impl<'a> Matmul<'a> {
         if blocks.coop_direct && packs.is_none() {
             blocks = block_shape(gpu, variant, m, n, TileFit { coop_staged: true, ..fit })?;
         }
+        let tiled = tiled_asked
+            && blocks.coop_direct
+            && match (blocks.coop, gpu.coop()) {
+                (Some(shape), Ok(support)) => {
+                    coop_tiled_fits(shape, support, gpu.limits().max_compute_workgroup_storage_size)
+                }
+                _ => false,
+            };
         let wg = blocks.wg;
         let (mut constants, params) = self.operand_setup(c, (m, n, k))?;
         constants.extend([("WG_X", f64::from(wg.x)), ("WG_Y", f64::from(wg.y))]);
@@ -520,6 +537,10 @@ impl<'a> Matmul<'a> {
         }
         if let Some((tm, wm, wn)) = blocks.coop {
             constants.extend([("COOP_TM", f64::from(tm)), ("COOP_WM", f64::from(wm)), ("COOP_WN", f64::from(wn))]);
+            if tiled {
+                // Its staged B is as wide as its subgroups' tiles.
+                constants.push(("COOP_TN", f64::from(tm)));
+            }
         }
         if blocks.coop_direct {
             let unroll = self.coop_unroll.map_or_else(coop_unroll_env, Ok)?;
@@ -556,13 +577,20 @@ impl<'a> Matmul<'a> {
         let kept_k = matches!(self.sizes[2], Size::Kept { .. });
         let ty = gpu.report().device_type;
         let mut bind = vec![(1, a), (2, b), (3, c), (4, bias), (5, gate), (6, dims), (7, maps)];
-        let kernel = if blocks.coop_direct { Kernel::MatmulCoopDirect } else { variant.kernel() };
+        let kernel = if tiled {
+            Kernel::MatmulCoopTiled
+        } else if blocks.coop_direct {
+            Kernel::MatmulCoopDirect
+        } else {
+            variant.kernel()
+        };
         let pack_tensors = match packs {
             Some(lens) => Some(record_packs(rec, &constants, &params, (a, b, dims), lens)?),
             None => None,
         };
         if let Some((pa, pb)) = &pack_tensors {
-            bind.extend([(9, pa), (10, pb)]);
+            // The tiled kernel reads them as 16-byte chunks.
+            bind.extend(if tiled { [(12, pa), (13, pb)] } else { [(9, pa), (10, pb)] });
         }
         let max_floats = gpu.limits().max_storage_buffer_binding_size / 4;
         let splits = match self.split {

@@ -214,6 +214,25 @@ pub fn coop_direct_shape(m: u32, n: u32, kept: bool, f: u32) -> (u32, u32, u32) 
     if big { (4, 2, 2) } else { (2, 2, 2) }
 }
 
+/// Whether `matmul_coop_tiled` runs a `matmul_coop_direct` shape on an
+/// adapter: each thread copies at most COOP_MAX_LOADS (8) chunks of 8
+/// halves of a K slice (CBK = 32) per operand, and the double-buffered
+/// slices of both operands plus the subgroups' f32 scratch fit the
+/// workgroup memory (the kernel's COOP_A_LEN, COOP_B_LEN with COOP_TN =
+/// TM, COOP_C_LEN).
+/// The rule's 4 × 4 pieces on 2 × 2 subgroups take 48 640 bytes at 16 × 16
+/// pieces: within the 48 KiB GPUs offer.
+pub fn coop_tiled_fits((tm, wm, wn): (u32, u32, u32), support: CoopSupport, wg_bytes: u32) -> bool {
+    const CBK: u32 = 32;
+    const PAD: u32 = 8;
+    let f = support.frag;
+    let (bm, bn) = (f * tm * wm, f * tm * wn);
+    let threads = wm * wn * support.subgroup;
+    let loads_ok = bm * CBK / 8 <= 8 * threads && bn * CBK / 8 <= 8 * threads;
+    let bytes = 2 * (bm + PAD) * (CBK + PAD) * 2 + 2 * (bn + PAD) * (CBK + PAD) * 2 + f * (f + 4) * wm * wn * 4;
+    loads_ok && bytes <= wg_bytes
+}
+
 /// Whether a `matmul_coop` shape runs on an adapter: each thread stages at
 /// most COOP_MAX_LOADS (8) vec4 of a K slice (CBK = 32) per operand, and
 /// the two double-buffered f16 slices plus the subgroups' f32 scratch fit
@@ -307,6 +326,23 @@ fn host_cores() -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tiled_coop_fits_the_rule_shape_in_48_kib() {
+        use crate::device::report::CoopSupport;
+        let gpu = CoopSupport { subgroup: 32, frag: 16 };
+        assert!(coop_tiled_fits((4, 2, 2), gpu, 49152));
+        assert!(!coop_tiled_fits((4, 2, 2), gpu, 48639));
+        assert!(!coop_tiled_fits((4, 2, 4), gpu, 49152));
+        assert!(coop_tiled_fits((2, 2, 2), gpu, 32768));
+        // Lavapipe's 8 × 8 pieces in 32 KiB.
+        let cpu = CoopSupport { subgroup: 8, frag: 8 };
+        assert!(coop_tiled_fits((4, 2, 2), cpu, 32768));
+        assert!(!coop_tiled_fits((4, 4, 2), cpu, 32768));
+        // Four subgroups of 8 copying the 512 chunks of a 128-row slice: more
+        // than 8 each.
+        assert!(!coop_tiled_fits((4, 4, 1), CoopSupport { subgroup: 8, frag: 8 }, 1 << 20));
+    }
 
     #[test]
     fn wide_tiles_shrink_for_kept_sizes() {

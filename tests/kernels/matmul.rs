@@ -153,8 +153,8 @@ impl Run {
         if self.bk != 8 {
             s.push_str(&format!(" bk {}", self.bk));
         }
-        if self.variant == Variant::Coop && self.coop == CoopMode::Staged {
-            s.push_str(" staged");
+        if self.variant == Variant::Coop && self.coop != CoopMode::Direct {
+            s.push_str(&format!(" {:?}", self.coop).to_lowercase());
         }
         if self.variant == Variant::Coop && self.unroll {
             s.push_str(" unroll");
@@ -174,7 +174,7 @@ impl Run {
 
 /// `matmul_variants` as runs: `coop` from f16 packs (`matmul_coop_direct`,
 /// with and without unrolling, in the rule's shape and, unsplit, in
-/// others) and staged (`matmul_coop`); `wide` runs with slices of 8 (its default)
+/// others; `matmul_coop_tiled` likewise) and staged (`matmul_coop`); `wide` runs with slices of 8 (its default)
 /// and of 16 with the launcher's tile (128 × 128 for static sizes, 64 × 64
 /// where a kept count sets M or N), its staged slices padded where the
 /// workgroup memory allows (its default) and, unsplit, unpadded; and then,
@@ -219,10 +219,18 @@ pub(crate) fn matmul_runs(gpu: &sparsetrain::Gpu, test: &str) -> Vec<Run> {
                     runs.push(Run { coop_shape: Some(shape), ..run });
                 }
                 runs.push(Run { coop_shape: Some((4, 2, 2)), unroll: true, ..run });
+                // Tiled (its chunks per thread and staged layouts follow
+                // the shape), in shapes whose staging fits 32 KiB.
+                for shape in [(4, 2, 2), (2, 1, 4), (4, 1, 1)] {
+                    runs.push(Run { coop: CoopMode::Tiled, coop_shape: Some(shape), ..run });
+                }
             }
         }
-        let modes: &[CoopMode] =
-            if variant == Variant::Coop { &[CoopMode::Direct, CoopMode::Staged] } else { &[CoopMode::Direct] };
+        let modes: &[CoopMode] = if variant == Variant::Coop {
+            &[CoopMode::Direct, CoopMode::Tiled, CoopMode::Staged]
+        } else {
+            &[CoopMode::Direct]
+        };
         for &coop in modes {
             let run = Run { coop, ..run };
             if split > 1 {

@@ -77,7 +77,8 @@ fn coop_big_blocks_compute_every_tile() {
     let mut r = rng(2200);
     let a = f16_for(Variant::Coop, rand_f32(&mut r, d.m * d.k, -1.0, 1.0));
     let b = f16_for(Variant::Coop, rand_f32(&mut r, d.k * d.n, -1.0, 1.0));
-    let ways = [(CoopMode::Direct, false), (CoopMode::Direct, true), (CoopMode::Staged, false)];
+    let ways =
+        [(CoopMode::Direct, false), (CoopMode::Direct, true), (CoopMode::Tiled, true), (CoopMode::Staged, false)];
     for (layout, (coop, unroll)) in Layout::ALL.into_iter().flat_map(|l| ways.map(|w| (l, w))) {
         for split in [1, 3] {
             let (sa, sb) = shapes_of(layout, d);

@@ -10,6 +10,8 @@ step 02-coop-big 90 "$ST" bench matmul --variants coop --sizes 8192 --shapes 204
 T="$ST bench train --model 8192-8192 --batch 2048 --keeps 0.1 --warmup 2 --runs 5"
 step 03-mlp8192-f32 60 env SPARSETRAIN_PROFILE=kernels $T
 step 04-mlp8192-mixed 60 env SPARSETRAIN_PROFILE=kernels $T --precision mixed
+# The thirteenth session's untimed experiment: the packs through workgroup tiles.
+step 04b-mlp8192-mixed-tiled 60 env SPARSETRAIN_COOP=tiled SPARSETRAIN_PROFILE=kernels $T --precision mixed
 step 05-mlp4096 60 "$ST" bench train --model 4096-4096 --batch 256 --keeps 0.1,0.05 --runs 5
 R="--dataset mnist --data-dir $DATA --keep 0.1 --hidden 1024,1024 --epochs 10 --batch 128 --lr 0.05 --score-lr 0.05"
 R="$R --finetune-epochs 2 --finetune-lr 0.01 --select-on 20000"
