@@ -2,7 +2,10 @@
 //! C = alpha·op(A)·op(B) + beta·C in three layouts, in the f32 variants or
 //! on cooperative matrices (`coop`, mixed precision, from f16 packs or
 //! staged). The variant normally comes from the device's choice (see
-//! `autotune`) and its precision; benchmarks and tests may force one.
+//! `autotune`) and its precision; benchmarks and tests may force one, and
+//! the other tuning knobs (`knobs`).
+
+mod knobs;
 
 use super::conv::ConvGeom;
 pub use super::matmul_desc::{Dims, DynDims, Implicit, Layout, Scatter, Size, flops};
@@ -53,10 +56,7 @@ pub use super::matmul_tiles::{
 use super::matmul_tiles::{block_shape, wide_depth, wide_pads};
 pub use crate::device::shader::Variant;
 pub use crate::device::variant::CoopMode;
-use crate::device::variant::{
-    check_coop_shape, check_wide_depth, check_wide_tile, coop_mode_env, coop_shape_env, coop_unroll_env,
-    kept_splits_env, wide_pad_env,
-};
+use crate::device::variant::{check_wide_depth, coop_mode_env, coop_unroll_env, kept_splits_env, wide_pad_env};
 
 impl KernelParams for MatmulParams {
     const SHADER: Shader = Shader::Matmul;
@@ -136,83 +136,6 @@ impl<'a> Matmul<'a> {
         }
     }
 
-    /// `matmul_coop_direct`'s shape: `tm` × `tm` pieces per subgroup (2 or
-    /// 4), `wm` × `wn` subgroups (1, 2 or 4 each, at most 8); without this,
-    /// `SPARSETRAIN_COOP_SHAPE`, else `coop_direct_shape`'s rule. Checked
-    /// when recorded; other variants ignore it.
-    pub fn coop_direct_shape(mut self, tm: u32, wm: u32, wn: u32) -> Matmul<'a> {
-        self.coop_shape = Some((tm, wm, wn));
-        self
-    }
-
-    /// Whether `matmul_coop_direct` takes two K pieces a pass, all their
-    /// loads before any multiply (`COOP_UNROLL`); without this,
-    /// `SPARSETRAIN_COOP_UNROLL` (on unless `off`).
-    pub fn coop_unroll(mut self, on: bool) -> Matmul<'a> {
-        self.coop_unroll = Some(on);
-        self
-    }
-
-    /// Whether `wide` pads the staged slice whose store transposes where the
-    /// workgroup memory allows (`wide_pads`; without this,
-    /// `SPARSETRAIN_WIDE_PAD`, which pads unless `off`).
-    pub fn wide_padding(mut self, on: bool) -> Matmul<'a> {
-        self.wide_pad = Some(on);
-        self
-    }
-
-    /// How the mixed-precision variant (`coop`) reads its operands: f16
-    /// packs multiplied with no staging (`CoopMode::Direct`, the default
-    /// where each pack fits one binding), the packs copied into workgroup
-    /// memory a K slice at a time (`CoopMode::Tiled`, direct where that
-    /// staging does not fit), or f32 operands staged and rounded in
-    /// workgroup memory (`CoopMode::Staged`); without this,
-    /// `SPARSETRAIN_COOP` (`direct`, `tiled` or `staged`). Other variants
-    /// ignore it.
-    pub fn coop_mode(mut self, mode: CoopMode) -> Matmul<'a> {
-        self.coop_mode = Some(mode);
-        self
-    }
-
-    /// K slice depth of the `wide` variant: 8 or 16 (16 needs 32 KiB of
-    /// workgroup memory); without this, `SPARSETRAIN_WIDE_BK` or 8.
-    pub fn wide_depth(mut self, bk: u32) -> Matmul<'a> {
-        self.wide_bk = Some(bk);
-        self
-    }
-
-    /// Block tile of the `wide` variant: `rows` × `cols` outputs, 64 or 128
-    /// each; without this, `SPARSETRAIN_WIDE_TILE` or the launcher's rule
-    /// (128 × 128, 64 × 64 where a kept count sets M or N).
-    pub fn wide_tile(mut self, rows: u32, cols: u32) -> Matmul<'a> {
-        self.wide_tile = Some((rows, cols));
-        self
-    }
-
-    /// Splits K into `n` ranges summed by separate workgroups and added up
-    /// by a second pass (1: no split). Every variant but `naive` splits;
-    /// without this the launcher decides (`auto_splits`).
-    pub fn split_k(mut self, n: u32) -> Matmul<'a> {
-        self.split = Some(n.max(1));
-        self.split_within = None;
-        self
-    }
-
-    /// Leaves the splits of K to the device: up to `n`, as many as `room`
-    /// floats of partial products hold for the M × N it reads, and none
-    /// where that is fewer than two (the product is then recorded both
-    /// ways, and each launch checks which runs). For products whose kept
-    /// counts vary from step to step: few kept units make few output tiles,
-    /// which leave a large GPU idle while they walk K; many need no split.
-    /// GPUs' weight gradients of kept units take it without asking
-    /// (`KEPT_SPLITS` within `KEPT_SPLIT_ROOM`).
-    /// Replaces `split_k`; `n` below 2 splits nothing.
-    pub fn split_k_within(mut self, n: u32, room: usize) -> Matmul<'a> {
-        self.split_within = Some((n, room));
-        self.split = None;
-        self
-    }
-
     /// Reads one operand as the im2col columns of X, bound in its place:
     /// X is NHWC with a multiple of 4 stored channels (the operand's column
     /// count over the kernel positions), and the operand is not transposed.
@@ -224,11 +147,6 @@ impl<'a> Matmul<'a> {
     /// Adds into C instead of overwriting it.
     pub fn accumulate(mut self) -> Matmul<'a> {
         self.beta = 1.0;
-        self
-    }
-
-    pub fn variant(mut self, v: Variant) -> Matmul<'a> {
-        self.variant = Some(v);
         self
     }
 
@@ -282,18 +200,6 @@ impl<'a> Matmul<'a> {
     pub fn batch_k(mut self) -> Matmul<'a> {
         self.sizes[2] = Size::Batch { per: 1 };
         self
-    }
-
-    /// What the tiles are sized for: whether a kept count sets M or N, and
-    /// the `wide` tile asked for (checked even where another variant runs).
-    pub(super) fn tile_fit(&self) -> Result<TileFit> {
-        let wide_wg = self.wide_tile.map(|(r, c)| check_wide_tile(r, c)).transpose()?;
-        let kept = self.sizes[..2].iter().any(|s| matches!(s, Size::Kept { .. }));
-        let coop_shape = match self.coop_shape {
-            Some(s) => Some(check_coop_shape(s)?),
-            None => coop_shape_env()?,
-        };
-        Ok(TileFit { kept, wide_wg, coop_staged: false, coop_shape })
     }
 
     fn is_dynamic(&self) -> bool {
