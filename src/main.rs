@@ -348,8 +348,8 @@ enum BenchWhat {
         no_mlp_shapes: bool,
         /// Variants to time (comma-separated; default all the adapter runs).
         /// Without `naive` the ratio column is left empty.
-        #[arg(long, value_delimiter = ',', value_enum)]
-        variants: Vec<VariantArg>,
+        #[arg(long, value_delimiter = ',', value_parser = parse_variant)]
+        variants: Vec<Variant>,
         /// Layouts to time.
         #[arg(long, value_delimiter = ',', default_values_t = vec![LayoutArg::Nn, LayoutArg::Nt, LayoutArg::Tn])]
         layouts: Vec<LayoutArg>,
@@ -365,13 +365,9 @@ enum BenchWhat {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum VariantArg {
-    Naive,
-    Regtile,
-    Shared,
-    Wide,
-    Coop,
+/// A matmul variant by the name `Variant::parse` reads.
+fn parse_variant(s: &str) -> Result<Variant, String> {
+    Variant::parse(s).ok_or_else(|| format!("`{s}` is not a matmul variant: naive, regtile, shared, wide or coop"))
 }
 
 /// `MxNxK` (an `x` or `×` between positive sizes).
@@ -537,16 +533,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     })
                     .collect();
                 let runs = Runs { min: min_runs, max: max_runs, budget_s: budget, inner: 1 };
-                let variants: Vec<Variant> = variants
-                    .iter()
-                    .map(|v| match v {
-                        VariantArg::Naive => Variant::Naive,
-                        VariantArg::Regtile => Variant::RegTile,
-                        VariantArg::Shared => Variant::Shared,
-                        VariantArg::Wide => Variant::Wide,
-                        VariantArg::Coop => Variant::Coop,
-                    })
-                    .collect();
                 if variants.contains(&Variant::Coop)
                     && let Err(why) = gpu.coop()
                 {
