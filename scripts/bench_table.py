@@ -35,6 +35,8 @@ def main(path):
             extra += " no unroll"
         if r.get("coop_shape") in ("4x2x4", "4x4x2"):
             extra += f" {r['coop_shape']}"
+        if r.get("kpack") is True:
+            extra += " kpack"
         chosen = extra + (" (chosen)" if r["variant"] == mv["chosen"] and not extra else "")
         print(f"| {r['layout']} | {r['m']}×{r['n']}×{r['k']} | {r['variant']}{chosen} "
               f"| {r['gflops']:.2f} | {r['runs']} | {'—' if r['vs_naive'] is None else format(r['vs_naive'], '.2f')} |")

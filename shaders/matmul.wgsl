@@ -25,6 +25,8 @@
 //   shared/matmul_core.wgsl), adding the splits' partial products.
 // - `matmul_pack`: an operand rounded to f16 and padded, for
 //   `matmul_coop_direct`.
+// - `matmul_kpack` (shared/matmul_wide.wgsl): an operand copied K-major
+//   and padded, for `matmul_wide` on large products.
 // The mixed-precision kernels, `matmul_coop` and `matmul_coop_direct`
 // (matmul_coop.wgsl), multiply f16 copies of the operands on tensor cores
 // through cooperative matrices; they live in their own file because its

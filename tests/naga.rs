@@ -27,6 +27,44 @@ fn validate_with_info(name: &str, src: &str) -> (naga::Module, naga::valid::Modu
     (module, info)
 }
 
+/// The constants of a matmul's layout, alignment (all operands alike) and
+/// epilogues (all on or all off).
+fn matmul_constants((trans_a, trans_b): (f64, f64), vec4: f64, epilogue: f64) -> [(&'static str, f64); 9] {
+    [
+        ("TRANS_A", trans_a),
+        ("TRANS_B", trans_b),
+        ("VEC4_A", vec4),
+        ("VEC4_B", vec4),
+        ("VEC4_C", vec4),
+        ("BIAS", epilogue),
+        ("RELU", epilogue),
+        ("GATE", epilogue),
+        ("SCATTER", epilogue),
+    ]
+}
+
+/// `entry` of `module` specialised with `constants` as a pipeline would be,
+/// through naga's SPIR-V writer for SPIR-V `version`; panics naming the
+/// constants where either step fails.
+fn spirv_of(
+    module: &naga::Module,
+    info: &naga::valid::ModuleInfo,
+    entry: &str,
+    constants: &[(&str, f64)],
+    version: (u8, u8),
+) {
+    let c: naga::back::PipelineConstants = constants.iter().map(|&(k, v)| (k.to_string(), v)).collect();
+    let ep = (naga::ShaderStage::Compute, entry);
+    let (m, i) = naga::back::pipeline_constants::process_overrides(module, info, Some(ep), &c)
+        .unwrap_or_else(|e| panic!("{entry} overrides {c:?}: {e}"));
+    let options = naga::back::spv::Options { lang_version: version, ..Default::default() };
+    let pipeline =
+        naga::back::spv::PipelineOptions { shader_stage: naga::ShaderStage::Compute, entry_point: entry.into() };
+    let words = naga::back::spv::write_vec(&m, &i, &options, Some(&pipeline))
+        .unwrap_or_else(|e| panic!("SPIR-V of {entry} for {c:?}: {e}"));
+    assert!(words.len() > 100);
+}
+
 /// The mixed-precision matmul through naga's SPIR-V writer, which is young
 /// for cooperative matrices (its writer panicked on an inline uniform
 /// operand of `coopStoreT` on the H100 probe): every layout, implicit mode
@@ -70,19 +108,10 @@ fn coop_spirv(frag: u32) -> usize {
                 ];
                 for (entry, tm, wm, wn, threads, unroll) in shapes {
                     let side = f64::from(frag) * tm;
-                    let mut c = naga::back::PipelineConstants::default();
-                    for (k, v) in [
-                        ("TRANS_A", trans_a),
-                        ("TRANS_B", trans_b),
-                        ("VEC4_A", vec4),
-                        ("VEC4_B", vec4),
-                        ("VEC4_C", vec4),
+                    let mut constants = matmul_constants((trans_a, trans_b), vec4, epilogue).to_vec();
+                    constants.extend([
                         ("WG_X", threads),
                         ("WG_Y", 1.0),
-                        ("BIAS", epilogue),
-                        ("RELU", epilogue),
-                        ("GATE", epilogue),
-                        ("SCATTER", epilogue),
                         ("IMPLICIT", implicit),
                         ("COOP_TM", tm),
                         ("COOP_WM", wm),
@@ -91,26 +120,49 @@ fn coop_spirv(frag: u32) -> usize {
                         ("PACK_BN", side * wn),
                         ("COOP_UNROLL", unroll),
                         ("COOP_TN", if entry == "matmul_coop_tiled" { tm } else { 2.0 }),
-                    ] {
-                        c.insert(k.to_string(), v);
-                    }
-                    let ep = (naga::ShaderStage::Compute, entry);
-                    let (m, i) = naga::back::pipeline_constants::process_overrides(&module, &info, Some(ep), &c)
-                        .unwrap_or_else(|e| panic!("overrides {c:?}: {e}"));
-                    let options = naga::back::spv::Options { lang_version: (1, 4), ..Default::default() };
-                    let pipeline = naga::back::spv::PipelineOptions {
-                        shader_stage: naga::ShaderStage::Compute,
-                        entry_point: entry.into(),
-                    };
-                    let words = naga::back::spv::write_vec(&m, &i, &options, Some(&pipeline))
-                        .unwrap_or_else(|e| panic!("SPIR-V for {c:?}: {e}"));
-                    assert!(words.len() > 100);
+                    ]);
+                    spirv_of(&module, &info, entry, &constants, (1, 4));
                     written += 1;
                 }
             }
         }
     }
     written
+}
+
+/// `matmul_wide` reading K-major packs and `matmul_kpack` writing them,
+/// specialised as the launcher builds them (every layout, both block tiles
+/// and depths, aligned or not, with and without epilogues), through naga's
+/// SPIR-V writer. No device needed.
+#[test]
+fn wide_from_kpacks_specialises_for_every_layout() {
+    let shader = Shader::Matmul;
+    let src = shader.source().unwrap();
+    let (module, info) = validate_with_info(shader.file_name(), &src);
+    let mut written = 0;
+    for (trans_a, trans_b) in [(0.0, 0.0), (0.0, 1.0), (1.0, 0.0)] {
+        // What the launcher packs: A stored [M, K], B stored [N, K].
+        let (kpack_a, kpack_b) = (1.0 - trans_a, trans_b);
+        for (wg, bk) in [(16.0, 8.0), (16.0, 16.0), (8.0, 8.0)] {
+            for (epilogue, vec4) in [(0.0, 1.0), (1.0, 0.0)] {
+                for entry in ["matmul_wide", "matmul_kpack"] {
+                    let mut constants = matmul_constants((trans_a, trans_b), vec4, epilogue).to_vec();
+                    constants.extend([
+                        ("WG_X", wg),
+                        ("WG_Y", wg),
+                        ("WBK", bk),
+                        ("KPACK_A", kpack_a),
+                        ("KPACK_B", kpack_b),
+                        ("PACK_BM", 8.0 * wg),
+                        ("PACK_BN", 8.0 * wg),
+                    ]);
+                    spirv_of(&module, &info, entry, &constants, (1, 3));
+                    written += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(written, 36);
 }
 
 #[test]

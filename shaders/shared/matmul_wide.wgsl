@@ -15,6 +15,18 @@
 // compressed products of kept units, whose counts are known only on the
 // device (the launcher picks the tile: `wide_workgroup` in
 // src/ops/matmul_tiles.rs).
+//
+// K-major packs (KPACK_A, KPACK_B): on an H100 `wide` ran Aᵀ·B, whose
+// slices of both operands are rows along M and N, 15–20% faster than A·B
+// and A·Bᵀ, whose A (and Bᵀ) slices are short runs along K stored
+// transposed. For large products the launcher first copies such an
+// operand, with `matmul_kpack` below, into a pack laid out the Aᵀ·B way:
+// A as [Kp, Mp], B as [Kp, Np], K padded to a multiple of 32 and M, N to
+// whole block tiles (PACK_BM × PACK_BN, the launch's tile), zeros in the
+// padding. The product then binds the pack in the operand's place and
+// reads whole vec4 with no bounds checks: every slice of a pack is
+// interior. The copy is one pass over the operand (about 2% of a 2048 ×
+// 8192 × 8192 product's time).
 
 // Depth of a K slice: a multiple of 4 with 2·WBK a multiple of WG_X and of
 // WG_Y (8 or 16 each), so that the threads share a slice's loads evenly
@@ -62,13 +74,28 @@ fn wide_loads_b() -> u32 {
     return min((2u * WBK) / WG_Y, WIDE_MAX_LOADS);
 }
 
-// The e-th vec4 of A's and B's slices (see `fetch_a_vec4`).
+// A (B) is bound as its K-major pack (see the header).
+override KPACK_A: bool = false;
+override KPACK_B: bool = false;
+
+// The e-th vec4 of A's and B's slices (see `fetch_a_vec4`); from a pack,
+// four rows (columns) of one k.
 fn wide_fetch_a(row_base: u32, k0: u32, e: u32, interior: bool) -> vec4<f32> {
-    return fetch_a_vec4(row_base, k0, e, 8u * WG_Y, WBK, interior);
+    let bm = 8u * WG_Y;
+    if KPACK_A {
+        let kk = e / (bm / 4u);
+        return a[((k0 + kk) * pack_mp() + row_base + 4u * (e % (bm / 4u))) >> 2u];
+    }
+    return fetch_a_vec4(row_base, k0, e, bm, WBK, interior);
 }
 
 fn wide_fetch_b(k0: u32, col_base: u32, e: u32, interior: bool) -> vec4<f32> {
-    return fetch_b_vec4(k0, col_base, e, 8u * WG_X, WBK, interior);
+    let bn = 8u * WG_X;
+    if KPACK_B {
+        let kk = e / (bn / 4u);
+        return b[((k0 + kk) * pack_np() + col_base + 4u * (e % (bn / 4u))) >> 2u];
+    }
+    return fetch_b_vec4(k0, col_base, e, bn, WBK, interior);
 }
 
 // Stores what `wide_fetch_a` returned for e into buffer `buf`. Without
@@ -80,7 +107,7 @@ fn wide_fetch_b(k0: u32, col_base: u32, e: u32, interior: bool) -> vec4<f32> {
 fn wide_store_a(buf: u32, e: u32, v: vec4<f32>) {
     let rows = 2u * WG_Y;
     let ld = wide_lda();
-    if TRANS_A {
+    if TRANS_A || KPACK_A {
         wide_a[(buf * WBK + e / rows) * ld + e % rows] = v;
         return;
     }
@@ -94,7 +121,7 @@ fn wide_store_a(buf: u32, e: u32, v: vec4<f32>) {
 fn wide_store_b(buf: u32, e: u32, v: vec4<f32>) {
     let cols = 2u * WG_X;
     let ld = wide_ldb();
-    if TRANS_B {
+    if TRANS_B && !KPACK_B {
         let nn = e / (WBK / 4u);
         let kk = 4u * (e % (WBK / 4u));
         for (var q = 0u; q < 4u; q++) {
@@ -212,5 +239,91 @@ fn matmul_wide(
         if r1 < M && c1 < N {
             store_tile(r1, c1, acc11);
         }
+    }
+}
+
+// `matmul_kpack`: the K-major packs of A (with KPACK_A) and B (with
+// KPACK_B) that `matmul_wide` reads in their place (see the header), at
+// this launch's sizes (kept counts and batch read on the device), in one
+// launch. Each workgroup copies tiles of 32 k × 64 rows (columns) of a
+// pack: it loads a tile along the operand's contiguous dimension (the same
+// vec4 fetches as the products, zero outside the operand), stages it
+// k-major in workgroup memory, and writes rows of the pack as vec4. A row
+// of the staged tile is 65 floats, so that a warp's transposing stores
+// fall in 32 different banks.
+const KPACK_K: u32 = 32u;
+const KPACK_C: u32 = 64u;
+const KPACK_LD: u32 = 65u;
+const KPACK_WG: u32 = 256u;
+// KPACK_K × KPACK_LD floats (8320 bytes).
+var<workgroup> kpack_tile: array<f32, 2080>;
+
+@group(0) @binding(16) var<storage, read_write> kpack_out_a: array<vec4<f32>>;
+@group(0) @binding(17) var<storage, read_write> kpack_out_b: array<vec4<f32>>;
+
+// Stages the e-th vec4 of a tile as `fetch_a_vec4` / `fetch_b_vec4`
+// return it for a KPACK_C × KPACK_K slice: four k of one row or column
+// (`along_k`: 8 vec4 per row), or four rows or columns of one k (16 vec4
+// per k).
+fn kpack_stage(e: u32, v: vec4<f32>, along_k: bool) {
+    for (var q = 0u; q < 4u; q++) {
+        if along_k {
+            kpack_tile[(4u * (e % 8u) + q) * KPACK_LD + e / 8u] = v[q];
+        } else {
+            kpack_tile[(e / 16u) * KPACK_LD + 4u * (e % 16u) + q] = v[q];
+        }
+    }
+}
+
+// The e-th vec4 of the staged tile as a pack row: k = e / 16, columns
+// 4·(e % 16)…
+fn kpack_row(e: u32) -> vec4<f32> {
+    let at = (e / 16u) * KPACK_LD + 4u * (e % 16u);
+    return vec4(kpack_tile[at], kpack_tile[at + 1u], kpack_tile[at + 2u], kpack_tile[at + 3u]);
+}
+
+@compute @workgroup_size(KPACK_WG)
+fn matmul_kpack(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lidx: u32,
+) {
+    load_dims();
+    // K padded to 32 (a whole number of tiles), M and N to whole blocks
+    // (multiples of 64).
+    let kp = pack_kp();
+    let mp = pack_mp();
+    let np = pack_np();
+    let k_tiles = kp / KPACK_K;
+    let tiles_a = select(0u, k_tiles * (mp / KPACK_C), KPACK_A);
+    let tiles_b = select(0u, k_tiles * (np / KPACK_C), KPACK_B);
+    let loads = (KPACK_K * KPACK_C / 4u) / KPACK_WG;
+    for (var t = wid.y * nwg.x + wid.x; t < tiles_a + tiles_b; t += nwg.x * nwg.y) {
+        let is_a = t < tiles_a;
+        let u = select(t - tiles_a, t, is_a);
+        let k0 = (u % k_tiles) * KPACK_K;
+        let c0 = (u / k_tiles) * KPACK_C;
+        let k_in = k0 + KPACK_K <= K;
+        for (var l = 0u; l < loads; l++) {
+            let e = lidx + l * KPACK_WG;
+            if is_a {
+                let v = fetch_a_vec4(c0, k0, e, KPACK_C, KPACK_K, k_in && c0 + KPACK_C <= M);
+                kpack_stage(e, v, !TRANS_A);
+            } else {
+                let v = fetch_b_vec4(k0, c0, e, KPACK_C, KPACK_K, k_in && c0 + KPACK_C <= N);
+                kpack_stage(e, v, TRANS_B);
+            }
+        }
+        workgroupBarrier();
+        for (var l = 0u; l < loads; l++) {
+            let e = lidx + l * KPACK_WG;
+            let at = (k0 + e / 16u) * select(np, mp, is_a) + c0 + 4u * (e % 16u);
+            if is_a {
+                kpack_out_a[at >> 2u] = kpack_row(e);
+            } else {
+                kpack_out_b[at >> 2u] = kpack_row(e);
+            }
+        }
+        workgroupBarrier();
     }
 }

@@ -54,7 +54,7 @@ pub struct CoopCell {
 /// A configuration a cell times: `wide`'s K slice depth and block tile
 /// (rows × columns; None for the other variants), the splits of K, and how
 /// `coop` runs (None for the others).
-type Config = (Option<u32>, Option<(u32, u32)>, u32, Option<CoopCell>);
+type Config = (Option<u32>, Option<(u32, u32)>, u32, Option<CoopCell>, Option<bool>);
 
 /// The `matmul_coop_direct` shapes timed besides the rule's: 4 × 4 pieces
 /// per subgroup on 2 × 4 and 4 × 2 subgroups (blocks of 128 × 256 and
@@ -66,11 +66,13 @@ const COOP_SHAPES: [(u32, u32, u32); 2] = [(4, 2, 4), (4, 4, 2)];
 /// What `bench_matmul` times of variant `v` on `d`: unsplit, and split as
 /// the launcher would on this device for the tile. `wide` runs its static
 /// products' tile (128 × 128 unless SPARSETRAIN_WIDE_TILE says otherwise)
-/// with K slices of 8 and of 16, then each other tile at the depth it would
+/// with K slices of 8 and of 16, each with and without K-major packs where
+/// the layout has an operand to pack (`Matmul::wide_kpack`; the packing
+/// timed with the product), then each other tile at the depth it would
 /// run with (where the adapter has the workgroup memory). `coop` runs from
 /// f16 packs (the packing timed with the product) two K pieces a pass (its
 /// default) and one, in the COOP_SHAPES, through workgroup tiles, and staged.
-fn configs(gpu: &Gpu, v: Variant, d: Dims) -> Result<Vec<Config>> {
+fn configs(gpu: &Gpu, v: Variant, layout: Layout, d: Dims) -> Result<Vec<Config>> {
     use crate::ops::matmul_tiles::{block_shape, wide_depth};
     let (m, n, k) = (d.m as u32, d.n as u32, d.k as u32);
     let ty = gpu.report().device_type;
@@ -94,13 +96,13 @@ fn configs(gpu: &Gpu, v: Variant, d: Dims) -> Result<Vec<Config>> {
         for cell in cells {
             let coop_staged = cell.mode == CoopMode::Staged;
             let tile = block_shape(gpu, v, m, n, TileFit { coop_staged, coop_shape: cell.shape, ..fit })?.tile;
-            out.extend(splits(tile).into_iter().map(|s| (None, None, s, Some(cell))));
+            out.extend(splits(tile).into_iter().map(|s| (None, None, s, Some(cell), None)));
         }
         return Ok(out);
     }
     let tile = block_shape(gpu, v, m, n, fit)?.tile;
     if v != Variant::Wide {
-        return Ok(splits(tile).into_iter().map(|s| (None, None, s, None)).collect());
+        return Ok(splits(tile).into_iter().map(|s| (None, None, s, None, None)).collect());
     }
     let mut tiles = vec![(tile.y, tile.x)];
     for t in [(128, 128), (128, 64), (64, 128), (64, 64)] {
@@ -116,9 +118,11 @@ fn configs(gpu: &Gpu, v: Variant, d: Dims) -> Result<Vec<Config>> {
         } else {
             wide_depth(gpu, None, wg).ok().into_iter().collect()
         };
+        // Aᵀ·B has nothing to pack.
+        let kpacks: &[Option<bool>] = if i == 0 && layout != Layout::TN { &[Some(false), Some(true)] } else { &[None] };
         for bk in depths {
             for s in splits(glam::UVec2::new(cols, rows)) {
-                out.push((Some(bk), Some((rows, cols)), s, None));
+                out.extend(kpacks.iter().map(|&kp| (Some(bk), Some((rows, cols)), s, None, kp)));
             }
         }
     }
@@ -138,6 +142,9 @@ pub struct MatmulRow {
     /// How `coop` ran (`Matmul::coop_mode`, `coop_unroll`,
     /// `coop_direct_shape`); None for the others.
     pub coop: Option<CoopCell>,
+    /// Whether `wide` was asked to read K-major packs
+    /// (`Matmul::wide_kpack`); None where not asked.
+    pub kpack: Option<bool>,
     pub gflops: f64,
     pub runs: usize,
     /// GFLOP/s over the naive kernel's on the same shape (None: naive not timed).
@@ -219,8 +226,11 @@ pub fn bench_matmul(
             let timed_variants: Vec<Variant> =
                 if variants.is_empty() { all } else { all.into_iter().filter(|v| variants.contains(v)).collect() };
             for &v in &timed_variants {
-                for (depth, wtile, s, coop) in configs(gpu, v, d)? {
+                for (depth, wtile, s, coop, kpack) in configs(gpu, v, layout, d)? {
                     let mut mm = Matmul::new(layout).variant(v).split_k(s);
+                    if let Some(on) = kpack {
+                        mm = mm.wide_kpack(on);
+                    }
                     if let Some(cell) = coop {
                         mm = mm.coop_mode(cell.mode).coop_unroll(cell.unroll);
                         if let Some((tm, wm, wn)) = cell.shape {
@@ -234,17 +244,23 @@ pub fn bench_matmul(
                         mm = mm.wide_tile(rows, cols);
                     }
                     let secs = if timed { time_matmul_gpu(gpu, mm, d, runs)? } else { time_matmul(gpu, mm, d, runs)? };
-                    cells.push((v, s, depth, wtile, coop, flops(d) / median(&secs) / 1e9, secs.len()));
+                    cells.push((v, s, depth, wtile, coop, kpack, flops(d) / median(&secs) / 1e9, secs.len()));
                 }
             }
-            let naive = cells.iter().find(|c| c.0 == Variant::Naive).map(|c| c.5);
+            let naive = cells.iter().find(|c| c.0 == Variant::Naive).map(|c| c.6);
             // The depth and tile `wide` runs a static product with when
             // nothing asks for others.
             let wg = crate::ops::matmul::wide_workgroup(crate::ops::matmul::TileFit::default())?;
             let usual = crate::ops::matmul_tiles::wide_depth(gpu, None, wg).ok();
             let usual_tile = Some((8 * wg.y, 8 * wg.x));
-            for (v, splits, depth, tile, coop, gflops, n) in cells {
+            // Whether `wide` packs this product when not asked.
+            let (m, n, k) = (d.m as u32, d.n as u32, d.k as u32);
+            let usual_kpack = layout != Layout::TN
+                && crate::device::variant::wide_kpack_env()?
+                    .unwrap_or_else(|| crate::ops::matmul::kpack_rule(r.device_type, (m, n, k)));
+            for (v, splits, depth, tile, coop, kpack, gflops, n) in cells {
                 let default = (depth.is_none() || (depth == usual && tile == usual_tile))
+                    && kpack.is_none_or(|on| on == usual_kpack)
                     && coop.is_none_or(|c| {
                         c.mode == CoopMode::Direct && c.unroll && !COOP_SHAPES.iter().any(|s| Some(*s) == c.shape)
                     });
@@ -255,6 +271,9 @@ pub fn bench_matmul(
                 }
                 if let Some((rows, cols)) = tile.filter(|&t| Some(t) != usual_tile) {
                     split.push_str(&format!(" {rows}x{cols}"));
+                }
+                if kpack == Some(true) {
+                    split.push_str(" kpack");
                 }
                 if let Some(c) = coop {
                     match c.mode {
@@ -296,6 +315,7 @@ pub fn bench_matmul(
                     depth,
                     tile,
                     coop,
+                    kpack,
                     gflops,
                     runs: n,
                     vs_naive,

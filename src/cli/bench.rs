@@ -39,7 +39,7 @@ pub fn bench_all(json: Option<std::path::PathBuf>, quick: bool) -> anyhow::Resul
         "batch": 256,
         "matmul": mm.iter().map(|m| json!({
             "layout": m.layout.name(), "m": m.dims.m, "n": m.dims.n, "k": m.dims.k,
-            "variant": m.variant.name(), "splits": m.splits, "depth": m.depth, "tile": m.tile.map(|(r, c)| format!("{r}x{c}")), "coop": m.coop.map(|c| format!("{:?}", c.mode).to_lowercase()), "coop_unroll": m.coop.filter(|c| c.mode == CoopMode::Direct).map(|c| c.unroll), "coop_shape": m.coop.and_then(|c| c.shape).map(|(t, wm, wn)| format!("{t}x{wm}x{wn}")), "gflops": m.gflops, "runs": m.runs, "vs_naive": m.vs_naive,
+            "variant": m.variant.name(), "splits": m.splits, "depth": m.depth, "tile": m.tile.map(|(r, c)| format!("{r}x{c}")), "coop": m.coop.map(|c| format!("{:?}", c.mode).to_lowercase()), "coop_unroll": m.coop.filter(|c| c.mode == CoopMode::Direct).map(|c| c.unroll), "coop_shape": m.coop.and_then(|c| c.shape).map(|(t, wm, wn)| format!("{t}x{wm}x{wn}")), "kpack": m.kpack, "gflops": m.gflops, "runs": m.runs, "vs_naive": m.vs_naive,
             "gpu_timed": m.gpu_timed, "peak_share": m.peak_share,
         })).collect::<Vec<_>>(),
         "train": tr.iter().map(|t| json!({

@@ -91,6 +91,9 @@ pub struct Gpu {
     /// The f16 packs of mixed-precision products' operands, A and B
     /// (`Tensor::coop_pack`).
     pub(crate) coop_packs: [Mutex<Option<Arc<wgpu::Buffer>>>; 2],
+    /// The K-major f32 packs of `wide` products' operands, A and B
+    /// (`Tensor::kpack`).
+    pub(crate) kpacks: [Mutex<Option<Arc<wgpu::Buffer>>>; 2],
     /// 16 bytes holding 1.0: the gradient scale when nothing clips.
     pub(crate) one: Arc<wgpu::Buffer>,
     /// 16 zero bytes: the binding of unused u32 inputs.
@@ -312,6 +315,7 @@ impl Gpu {
         crate::device::variant::kept_splits_env()?;
         crate::device::variant::coop_mode_env()?;
         crate::device::variant::wide_pad_env()?;
+        crate::device::variant::wide_kpack_env()?;
         crate::device::variant::coop_shape_env()?;
         crate::device::variant::coop_unroll_env()?;
         crate::device::pipeline::runtime_checks_env()?;
@@ -337,6 +341,7 @@ impl Gpu {
             precision: AtomicU8::new(0),
             split_scratch: Mutex::new(None),
             coop_packs: [Mutex::new(None), Mutex::new(None)],
+            kpacks: [Mutex::new(None), Mutex::new(None)],
             one,
             zero_u32,
             default_step: OnceLock::new(),

@@ -200,6 +200,7 @@ pub enum Kernel {
     MatmulCoopDirect,
     MatmulCoopTiled,
     MatmulPack,
+    MatmulKpack,
     MatmulNaive,
     MatmulSplitReduce,
     BiasAdd,
@@ -242,7 +243,7 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every entry point; the naga test checks each exists in its shader.
-    pub const ALL: [Kernel; 45] = [
+    pub const ALL: [Kernel; 46] = [
         Kernel::MatmulRegtile,
         Kernel::MatmulShared,
         Kernel::MatmulWide,
@@ -250,6 +251,7 @@ impl Kernel {
         Kernel::MatmulCoopDirect,
         Kernel::MatmulCoopTiled,
         Kernel::MatmulPack,
+        Kernel::MatmulKpack,
         Kernel::MatmulNaive,
         Kernel::MatmulSplitReduce,
         Kernel::BiasAdd,
@@ -297,6 +299,7 @@ impl Kernel {
             | Kernel::MatmulWide
             | Kernel::MatmulNaive
             | Kernel::MatmulPack
+            | Kernel::MatmulKpack
             | Kernel::MatmulSplitReduce => Shader::Matmul,
             Kernel::MatmulCoop | Kernel::MatmulCoopDirect | Kernel::MatmulCoopTiled => Shader::MatmulCoop,
             Kernel::BiasAdd | Kernel::BiasGrad => Shader::Bias,
@@ -336,6 +339,7 @@ impl Kernel {
             | Kernel::MatmulNaive
             | Kernel::MatmulSplitReduce => "matmul",
             Kernel::MatmulPack => "matmul f16 packs",
+            Kernel::MatmulKpack => "matmul K-major packs",
             Kernel::GatherWeights | Kernel::ScatterBiasGrad | Kernel::ColumnPartials => "gather/scatter",
             Kernel::CompactKept => "compaction",
             Kernel::MaskSample => "sampling",
@@ -371,6 +375,7 @@ impl Kernel {
             Kernel::MatmulCoopDirect => "matmul_coop_direct",
             Kernel::MatmulCoopTiled => "matmul_coop_tiled",
             Kernel::MatmulPack => "matmul_pack",
+            Kernel::MatmulKpack => "matmul_kpack",
             Kernel::MatmulNaive => "matmul_naive",
             Kernel::MatmulSplitReduce => "matmul_split_reduce",
             Kernel::BiasAdd => "bias_add",

@@ -103,6 +103,17 @@ impl Tensor {
         Tensor::grown_scratch(gpu, slot, label, len, DType::U32)
     }
 
+    /// The device's K-major f32 pack of operand `which` (0: A, 1: B) of a
+    /// `wide` product (`matmul_kpack`), at least `len` floats; shared like
+    /// `split_scratch`, grown the same way.
+    pub(crate) fn kpack(gpu: &Gpu, which: usize, len: usize) -> Result<Tensor> {
+        let (slot, label) = match which {
+            0 => (&gpu.kpacks[0], "K-major pack of A"),
+            _ => (&gpu.kpacks[1], "K-major pack of B"),
+        };
+        Tensor::grown_scratch(gpu, slot, label, len, DType::F32)
+    }
+
     /// A scratch buffer of the device kept in `slot` and shared by every
     /// recording (the launches that use it run one after another): at
     /// least `len` elements, regrown to at least twice its size, within one

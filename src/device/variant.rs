@@ -232,6 +232,24 @@ pub fn wide_pad_env() -> Result<bool> {
     auto_or_off("SPARSETRAIN_WIDE_PAD")
 }
 
+/// `SPARSETRAIN_WIDE_KPACK`: whether `wide` reads operands stored along K
+/// from K-major packs (`matmul_kpack`): `on` for every such product, `off`
+/// for none, `auto` (the default, None) by `kpack_rule`; checked when a
+/// device opens too.
+pub fn wide_kpack_env() -> Result<Option<bool>> {
+    match std::env::var("SPARSETRAIN_WIDE_KPACK") {
+        Ok(v) => match v.trim() {
+            "" | "auto" => Ok(None),
+            "on" => Ok(Some(true)),
+            "off" => Ok(Some(false)),
+            _ => {
+                Err(Error::InvalidEnv { var: "SPARSETRAIN_WIDE_KPACK", value: v.clone(), expected: "auto, on or off" })
+            }
+        },
+        Err(_) => Ok(None),
+    }
+}
+
 /// How the mixed-precision matmul (`coop`) reads its operands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CoopMode {

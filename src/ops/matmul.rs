@@ -48,6 +48,8 @@ pub struct MatmulParams {
     pub _pad: u32,
 }
 
+use super::matmul_kpack::record_kpacks;
+pub use super::matmul_kpack::{kpack_lens, kpack_rule};
 use super::matmul_pack::{pack_lens, record_packs, record_packs_alone};
 use super::matmul_split::{Split, kept_splits, record_split};
 pub use super::matmul_tiles::{
@@ -56,7 +58,9 @@ pub use super::matmul_tiles::{
 use super::matmul_tiles::{block_shape, wide_depth, wide_pads};
 pub use crate::device::shader::Variant;
 pub use crate::device::variant::CoopMode;
-use crate::device::variant::{check_wide_depth, coop_mode_env, coop_unroll_env, kept_splits_env, wide_pad_env};
+use crate::device::variant::{
+    check_wide_depth, coop_mode_env, coop_unroll_env, kept_splits_env, wide_kpack_env, wide_pad_env,
+};
 
 impl KernelParams for MatmulParams {
     const SHADER: Shader = Shader::Matmul;
@@ -101,6 +105,9 @@ pub struct Matmul<'a> {
     coop_shape: Option<(u32, u32, u32)>,
     /// Whether `matmul_coop_direct` takes two K pieces a pass (None: SPARSETRAIN_COOP_UNROLL).
     coop_unroll: Option<bool>,
+    /// Whether `wide` reads operands stored along K from K-major packs
+    /// (None: SPARSETRAIN_WIDE_KPACK, else `kpack_rule`).
+    wide_kpack: Option<bool>,
 }
 
 /// The most workgroups a product sized by kept counts launches (they loop
@@ -133,6 +140,7 @@ impl<'a> Matmul<'a> {
             wide_pad: None,
             coop_shape: None,
             coop_unroll: None,
+            wide_kpack: None,
         }
     }
 
@@ -427,16 +435,45 @@ impl<'a> Matmul<'a> {
         let wg = blocks.wg;
         let (mut constants, params) = self.operand_setup(c, (m, n, k))?;
         constants.extend([("WG_X", f64::from(wg.x)), ("WG_Y", f64::from(wg.y))]);
+        let ty = gpu.report().device_type;
+        // `wide` reads operands stored along K from K-major packs, on
+        // large products (implicit operands are read where they lie). Not
+        // by default where a kept count sizes the product: its static sizes
+        // are only capacities, and the steps of compressed layers are
+        // already long in launches (BENCHMARKS.md).
+        let kpacks = if variant == Variant::Wide && self.implicit.is_none() {
+            let kept = self.sizes.iter().any(|s| matches!(s, Size::Kept { .. }));
+            let want = match self.wide_kpack {
+                Some(on) => on,
+                None => wide_kpack_env()?.unwrap_or_else(|| !kept && kpack_rule(ty, (m, n, k))),
+            };
+            let trans = (self.layout.trans_a(), self.layout.trans_b());
+            let max_bytes = gpu.limits().max_storage_buffer_binding_size;
+            if want { kpack_lens((m, n, k), blocks.tile, trans, max_bytes) } else { (None, None) }
+        } else {
+            (None, None)
+        };
+        let packed = (kpacks.0.is_some(), kpacks.1.is_some());
         if variant == Variant::Wide {
             let bk = wide_depth(gpu, self.wide_bk, wg)?;
             let want = self.wide_pad.map_or_else(wide_pad_env, Ok)?;
             let wg_bytes = gpu.limits().max_compute_workgroup_storage_size;
-            let (pad_a, pad_b) = wide_pads(wg_bytes, bk, wg, (self.layout.trans_a(), self.layout.trans_b()), want);
+            // A packed operand stages like Aᵀ·B's: nothing transposes.
+            let trans = (self.layout.trans_a() || packed.0, self.layout.trans_b() && !packed.1);
+            let (pad_a, pad_b) = wide_pads(wg_bytes, bk, wg, trans, want);
             constants.extend([
                 ("WBK", f64::from(bk)),
                 ("WIDE_PAD_A", f64::from(pad_a)),
                 ("WIDE_PAD_B", f64::from(pad_b)),
             ]);
+            if packed.0 || packed.1 {
+                constants.extend([
+                    ("KPACK_A", f64::from(u8::from(packed.0))),
+                    ("KPACK_B", f64::from(u8::from(packed.1))),
+                    ("PACK_BM", f64::from(blocks.tile.y)),
+                    ("PACK_BN", f64::from(blocks.tile.x)),
+                ]);
+            }
         } else if let Some(bk) = self.wide_bk {
             // Asked for, so checked even where another variant runs.
             check_wide_depth(bk)?;
@@ -481,7 +518,13 @@ impl<'a> Matmul<'a> {
         let dims = self.dims.unwrap_or(&zero_u32);
         let maps = self.scatter.map_or(&zero_u32, |s| s.maps);
         let kept_k = matches!(self.sizes[2], Size::Kept { .. });
-        let ty = gpu.report().device_type;
+        let (kpack_a, kpack_b) = if packed.0 || packed.1 {
+            record_kpacks(rec, (&constants, &params), (a, b, dims), kpacks, gpu.grid_cap())?
+        } else {
+            (None, None)
+        };
+        // The packs are bound in their operands' places.
+        let (a, b) = (kpack_a.as_ref().unwrap_or(a), kpack_b.as_ref().unwrap_or(b));
         let mut bind = vec![(1, a), (2, b), (3, c), (4, bias), (5, gate), (6, dims), (7, maps)];
         let kernel = if tiled {
             Kernel::MatmulCoopTiled

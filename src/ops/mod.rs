@@ -16,6 +16,7 @@ pub mod lazy;
 pub mod mask;
 pub mod matmul;
 mod matmul_desc;
+mod matmul_kpack;
 mod matmul_pack;
 mod matmul_split;
 pub mod matmul_tiles;

@@ -123,13 +123,16 @@ pub(crate) struct Run {
     pub unroll: bool,
     /// `matmul_coop_direct`'s shape forced (None: the launcher's rule).
     pub coop_shape: Option<(u32, u32, u32)>,
+    /// Whether `wide` reads operands stored along K from K-major packs
+    /// (`matmul_kpack`); forced either way.
+    pub kpack: bool,
 }
 
 impl Run {
     /// A matmul of `layout` in this configuration.
     pub(crate) fn matmul<'a>(&self, layout: Layout) -> Matmul<'a> {
         let mm = Matmul::new(layout).variant(self.variant).wide_depth(self.bk).coop_mode(self.coop);
-        let mm = mm.wide_padding(self.pad).coop_unroll(self.unroll);
+        let mm = mm.wide_padding(self.pad).coop_unroll(self.unroll).wide_kpack(self.kpack);
         let mm = match self.coop_shape {
             Some((tm, wm, wn)) => mm.coop_direct_shape(tm, wm, wn),
             None => mm,
@@ -165,6 +168,9 @@ impl Run {
         if self.variant == Variant::Wide && !self.pad {
             s.push_str(" unpadded");
         }
+        if self.variant == Variant::Wide && self.kpack {
+            s.push_str(" kpack");
+        }
         if let Some((rows, cols)) = self.tile {
             s.push_str(&format!(" {rows}x{cols}"));
         }
@@ -181,7 +187,9 @@ impl Run {
 /// unsplit, with each smaller
 /// tile forced at both depths, so that every workgroup shape, depth and
 /// load count per thread (1, 2 or 4 per operand, unequal for 128 × 64 and
-/// 64 × 128) runs. A depth runs where the device has the workgroup memory
+/// 64 × 128) runs; each of them with slices of 8, and the rule's tile at
+/// both depths and splits, also from K-major packs (`Matmul::wide_kpack`).
+/// A depth runs where the device has the workgroup memory
 /// for the tile (64·depth·(WG_X + WG_Y) bytes: 32 KiB at 128 × 128 and 16),
 /// and the test says what did not run. The others ignore depth and tile.
 pub(crate) fn matmul_runs(gpu: &sparsetrain::Gpu, test: &str) -> Vec<Run> {
@@ -209,6 +217,7 @@ pub(crate) fn matmul_runs(gpu: &sparsetrain::Gpu, test: &str) -> Vec<Run> {
             pad: true,
             unroll: false,
             coop_shape: None,
+            kpack: false,
         };
         if variant == Variant::Coop {
             // From packs, unrolling (every split), and in shapes other
@@ -237,6 +246,9 @@ pub(crate) fn matmul_runs(gpu: &sparsetrain::Gpu, test: &str) -> Vec<Run> {
                 // Splits the device decides within 1500 floats: most products
                 // here run unsplit that way, the smaller ones in 2 or 3.
                 runs.push(Run { within: Some(1500), ..run });
+                if variant == Variant::Wide {
+                    runs.push(Run { within: Some(1500), kpack: true, ..run });
+                }
             }
             if variant != Variant::Wide {
                 runs.push(run);
@@ -251,6 +263,8 @@ pub(crate) fn matmul_runs(gpu: &sparsetrain::Gpu, test: &str) -> Vec<Run> {
         for bk in [8, 16] {
             if fits(bk, (128, 128)) {
                 runs.push(Run { bk, ..run });
+                // From K-major packs of the operands stored along K.
+                runs.push(Run { bk, kpack: true, ..run });
                 if split == 1 {
                     // The padded slices (where they fit) against none.
                     runs.push(Run { bk, pad: false, ..run });
@@ -259,6 +273,9 @@ pub(crate) fn matmul_runs(gpu: &sparsetrain::Gpu, test: &str) -> Vec<Run> {
             for &t in forced {
                 if fits(bk, t) {
                     runs.push(Run { bk, tile: Some(t), ..run });
+                    if bk == 8 {
+                        runs.push(Run { bk, tile: Some(t), kpack: true, ..run });
+                    }
                 }
             }
         }

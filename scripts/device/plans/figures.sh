@@ -9,6 +9,9 @@ step 02-coop-big 90 "$ST" bench matmul --variants coop --sizes 8192 --shapes 204
     --min-runs 5 --max-runs 5 --budget 0.5
 T="$ST bench train --model 8192-8192 --batch 2048 --keeps 0.1 --warmup 2 --runs 5"
 step 03-mlp8192-f32 60 env SPARSETRAIN_PROFILE=kernels $T
+# The fourteenth session's untimed change: `wide` from K-major packs (on by
+# default for large products on GPUs); the same step without them.
+step 03b-mlp8192-f32-no-kpack 60 env SPARSETRAIN_WIDE_KPACK=off SPARSETRAIN_PROFILE=kernels $T
 step 04-mlp8192-mixed 60 env SPARSETRAIN_PROFILE=kernels $T --precision mixed
 # The thirteenth session's untimed experiment: the packs through workgroup tiles.
 step 04b-mlp8192-mixed-tiled 60 env SPARSETRAIN_COOP=tiled SPARSETRAIN_PROFILE=kernels $T --precision mixed

@@ -53,6 +53,16 @@ impl<'a> Matmul<'a> {
         self
     }
 
+    /// Whether `wide` first copies an operand stored along K (A as [M, K],
+    /// B as [N, K]) into a K-major pack and multiplies that, as Aᵀ·B
+    /// (`matmul_kpack`); without this, `SPARSETRAIN_WIDE_KPACK`, else
+    /// `kpack_rule` (large products on GPUs). Implicit operands never pack;
+    /// other variants ignore it.
+    pub fn wide_kpack(mut self, on: bool) -> Matmul<'a> {
+        self.wide_kpack = Some(on);
+        self
+    }
+
     /// K slice depth of the `wide` variant: 8 or 16 (16 needs 32 KiB of
     /// workgroup memory); without this, `SPARSETRAIN_WIDE_BK` or 8.
     pub fn wide_depth(mut self, bk: u32) -> Matmul<'a> {
