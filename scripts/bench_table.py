@@ -42,7 +42,9 @@ def main(path):
               f"| {r['gflops']:.2f} | {r['runs']} | {'—' if r['vs_naive'] is None else format(r['vs_naive'], '.2f')} |")
     batch = d.get("batch", 256)
     print(f"\n### Training step (batch {batch})\n")
-    print("step: runs pipelined, waited for at the end (per step); latency: one step submitted and waited for "
+    print("step: runs pipelined, timed from the first submission until all are done (per step; the first run's "
+          "staging and encoding left out, as training overlaps them with the device's work); latency: one step "
+          "submitted and waited for "
           "(median); host: writing the step blocks, encoding the plan and submitting, per step of a submission of "
           "`chunk` steps (median); host CPU: the same in the submitting thread's CPU time; host 1: the same for a "
           "step submitted alone\n")
