@@ -153,6 +153,9 @@ fn unknown_tuning_values_are_refused() {
         ("SPARSETRAIN_COOP_SHAPE", "4x3x2"),
         ("SPARSETRAIN_COOP_SHAPE", "4x2"),
         ("SPARSETRAIN_COOP_UNROLL", "yes"),
+        ("SPARSETRAIN_WIDE_KPACK", "sometimes"),
+        ("SPARSETRAIN_KEPT_MATMUL", "coop"),
+        ("SPARSETRAIN_KEPT_MATMUL", "fastest"),
     ] {
         for args in [bench, train] {
             let out = Command::new(env!("CARGO_BIN_EXE_sparsetrain")).args(args).env(var, value).output().unwrap();

@@ -316,6 +316,7 @@ impl Gpu {
         crate::device::variant::coop_mode_env()?;
         crate::device::variant::wide_pad_env()?;
         crate::device::variant::wide_kpack_env()?;
+        crate::device::variant::kept_matmul_env()?;
         crate::device::variant::coop_shape_env()?;
         crate::device::variant::coop_unroll_env()?;
         crate::device::pipeline::runtime_checks_env()?;

@@ -213,6 +213,24 @@ pub fn kept_splits_env() -> Result<bool> {
     auto_or_off("SPARSETRAIN_KEPT_SPLITS")
 }
 
+/// `SPARSETRAIN_KEPT_MATMUL`: the f32 variant of products whose M or N a
+/// kept count sets (`regtile`, `shared` or `wide`), where no variant was
+/// asked for; `auto` (the default, None) leaves them to the device's
+/// choice. An experiment: on GPUs they run `wide` on 64 × 64 tiles of 64
+/// threads, few workgroups per multiprocessor at small keep ratios, where
+/// `shared` covers the same tile with 256. Checked when a device opens too.
+pub fn kept_matmul_env() -> Result<Option<Variant>> {
+    let var = "SPARSETRAIN_KEPT_MATMUL";
+    match std::env::var(var) {
+        Ok(v) if matches!(v.trim(), "" | "auto") => Ok(None),
+        Ok(v) => Variant::parse(v.trim())
+            .filter(|v| matches!(v, Variant::RegTile | Variant::Shared | Variant::Wide))
+            .map(Some)
+            .ok_or(Error::InvalidEnv { var, value: v.clone(), expected: "auto, regtile, shared or wide" }),
+        Err(_) => Ok(None),
+    }
+}
+
 /// A variable of `auto` (or unset) and `off`: true for `auto`.
 fn auto_or_off(var: &'static str) -> Result<bool> {
     match std::env::var(var) {

@@ -59,7 +59,7 @@ use super::matmul_tiles::{block_shape, wide_depth, wide_pads};
 pub use crate::device::shader::Variant;
 pub use crate::device::variant::CoopMode;
 use crate::device::variant::{
-    check_wide_depth, coop_mode_env, coop_unroll_env, kept_splits_env, wide_kpack_env, wide_pad_env,
+    check_wide_depth, coop_mode_env, coop_unroll_env, kept_matmul_env, kept_splits_env, wide_kpack_env, wide_pad_env,
 };
 
 impl KernelParams for MatmulParams {
@@ -401,7 +401,11 @@ impl<'a> Matmul<'a> {
         let gpu = rec.gpu();
         // Implicit convolution operands were chosen for the device's variant
         // (the layer sized its scratch for it): keep it for them.
-        let variant = self.variant.unwrap_or(if self.implicit.is_some() {
+        // SPARSETRAIN_KEPT_MATMUL may name another f32 variant for products
+        // a kept count sizes (an experiment: BENCHMARKS.md).
+        let kept_mn = self.sizes[..2].iter().any(|s| matches!(s, Size::Kept { .. }));
+        let kept_variant = kept_matmul_env()?.filter(|_| kept_mn && gpu.matmul_variant() != Variant::Coop);
+        let variant = self.variant.or(kept_variant).unwrap_or(if self.implicit.is_some() {
             gpu.matmul_variant()
         } else {
             gpu.matmul_variant_for(m, n)

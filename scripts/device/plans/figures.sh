@@ -14,8 +14,8 @@ step 03-mlp8192-f32 60 env SPARSETRAIN_PROFILE=kernels $T
 step 03b-mlp8192-f32-no-kpack 60 env SPARSETRAIN_WIDE_KPACK=off SPARSETRAIN_PROFILE=kernels $T
 # Kept products run `wide` on 64 × 64 tiles of 64 threads: ~3 workgroups
 # (6 warps) per multiprocessor at 10% of 8192 units. `shared` has the same
-# tile on 256 threads; every product in `shared`, for the keep-0.1 step.
-step 03c-mlp8192-f32-shared 90 env SPARSETRAIN_MATMUL=shared SPARSETRAIN_PROFILE=kernels $T
+# tile on 256 threads: the keep-0.1 step with its kept products in `shared`.
+step 03c-mlp8192-f32-kept-shared 60 env SPARSETRAIN_KEPT_MATMUL=shared SPARSETRAIN_PROFILE=kernels $T
 step 04-mlp8192-mixed 60 env SPARSETRAIN_PROFILE=kernels $T --precision mixed
 # The thirteenth session's untimed experiment: the packs through workgroup tiles.
 step 04b-mlp8192-mixed-tiled 60 env SPARSETRAIN_COOP=tiled SPARSETRAIN_PROFILE=kernels $T --precision mixed
