@@ -206,11 +206,34 @@ pub fn coop_unroll_env() -> Result<bool> {
     }
 }
 
-/// `SPARSETRAIN_KEPT_SPLITS`: whether GPUs leave the K splits of kept-count
-/// products to the device (`auto`, the default) or not (`off`: the fixed
-/// rule alone, for comparison); checked when a device opens too.
-pub fn kept_splits_env() -> Result<bool> {
-    auto_or_off("SPARSETRAIN_KEPT_SPLITS")
+/// Which products GPUs leave the K splits of to the device
+/// (`SPARSETRAIN_KEPT_SPLITS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeptSplits {
+    /// None: the fixed rule alone (`off`, for comparison).
+    Off,
+    /// Those a kept count sizes over a long K that is not a kept count, such
+    /// as a linear layer's weight gradient over the batch (`auto`, the
+    /// default).
+    Auto,
+    /// Every product a kept count sizes, forward and input-gradient products
+    /// over kept K included (`all`: an experiment on their occupancy).
+    All,
+}
+
+/// `SPARSETRAIN_KEPT_SPLITS`: `auto` (the default), `off` or `all` (see
+/// `KeptSplits`); checked when a device opens too.
+pub fn kept_splits_env() -> Result<KeptSplits> {
+    let var = "SPARSETRAIN_KEPT_SPLITS";
+    match std::env::var(var) {
+        Ok(v) => match v.trim() {
+            "" | "auto" => Ok(KeptSplits::Auto),
+            "off" => Ok(KeptSplits::Off),
+            "all" => Ok(KeptSplits::All),
+            _ => Err(Error::InvalidEnv { var, value: v.clone(), expected: "auto, off or all" }),
+        },
+        Err(_) => Ok(KeptSplits::Auto),
+    }
 }
 
 /// `SPARSETRAIN_KEPT_MATMUL`: the f32 variant of products whose M or N a

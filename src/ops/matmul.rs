@@ -558,7 +558,7 @@ impl<'a> Matmul<'a> {
         // product the fixed rule leaves unsplit.
         let within = match (self.split, self.split_within) {
             (None, Some(w)) => Some(w),
-            (None, None) if splits <= 1 && kept_splits_env()? => kept_splits(ty, variant, fit, kept_k, k),
+            (None, None) if splits <= 1 => kept_splits(ty, variant, fit, (kept_k, k), kept_splits_env()?),
             _ => None,
         };
         if let Some((most, room)) = within.filter(|&(most, _)| most > 1) {

@@ -10,7 +10,7 @@ use super::matmul_tiles::TileFit;
 use crate::device::record::Recorder;
 use crate::device::shader::{Constants, Kernel, capped_grid, grid_2d};
 use crate::device::tensor::Tensor;
-use crate::device::variant::Variant;
+use crate::device::variant::{KeptSplits, Variant};
 use crate::error::Result;
 use glam::UVec2;
 
@@ -29,16 +29,22 @@ const KEPT_SPLIT_ROOM: usize = 1 << 22;
 /// fixed rule (`auto_splits`) leaves unsplit takes without asking: on GPUs,
 /// by the variants they split (`shared`, `wide`, `coop`), where a kept count
 /// sets M or N and K, not a kept count, is at least 2048 (see
-/// `KEPT_SPLITS`).
+/// `KEPT_SPLITS`); with `KeptSplits::All`, wherever a kept count sets M or
+/// N; with `KeptSplits::Off`, nowhere.
 pub(crate) fn kept_splits(
     ty: wgpu::DeviceType,
     v: Variant,
     fit: TileFit,
-    kept_k: bool,
-    k: u32,
+    (kept_k, k): (bool, u32),
+    rule: KeptSplits,
 ) -> Option<(u32, usize)> {
     let gpu_split = matches!(v, Variant::Shared | Variant::Wide | Variant::Coop);
-    let take = ty != wgpu::DeviceType::Cpu && gpu_split && fit.kept && !kept_k && k >= 2048;
+    let long_k = match rule {
+        KeptSplits::Off => false,
+        KeptSplits::Auto => !kept_k && k >= 2048,
+        KeptSplits::All => true,
+    };
+    let take = ty != wgpu::DeviceType::Cpu && gpu_split && fit.kept && long_k;
     take.then_some((KEPT_SPLITS, KEPT_SPLIT_ROOM))
 }
 

@@ -445,21 +445,29 @@ mod tests {
 
     #[test]
     fn gpus_leave_kept_weight_gradients_splits_to_the_device() {
+        use crate::device::variant::KeptSplits;
         use crate::ops::matmul_split::kept_splits;
         use wgpu::DeviceType::{Cpu, DiscreteGpu, IntegratedGpu};
         let kept = TileFit { kept: true, ..TileFit::default() };
-        let (s, room) = kept_splits(DiscreteGpu, Variant::Wide, kept, false, 2048).unwrap();
+        let (s, room) = kept_splits(DiscreteGpu, Variant::Wide, kept, (false, 2048), KeptSplits::Auto).unwrap();
         assert!(s >= 2 && room >= 1 << 20, "{s} splits within {room}");
-        assert!(kept_splits(IntegratedGpu, Variant::Shared, kept, false, 4096).is_some());
+        assert!(kept_splits(IntegratedGpu, Variant::Shared, kept, (false, 4096), KeptSplits::Auto).is_some());
         // `regtile` splits on GPUs only when asked, as in `auto_splits`.
-        assert_eq!(kept_splits(DiscreteGpu, Variant::RegTile, kept, false, 4096), None);
+        assert_eq!(kept_splits(DiscreteGpu, Variant::RegTile, kept, (false, 4096), KeptSplits::Auto), None);
         // Not on CPU adapters (auto_splits' rule), not for static sizes, a
         // kept K, a short K or the naive kernel.
-        assert_eq!(kept_splits(Cpu, Variant::RegTile, kept, false, 2048), None);
-        assert_eq!(kept_splits(DiscreteGpu, Variant::Wide, TileFit::default(), false, 2048), None);
-        assert_eq!(kept_splits(DiscreteGpu, Variant::Wide, kept, true, 2048), None);
-        assert_eq!(kept_splits(DiscreteGpu, Variant::Wide, kept, false, 2047), None);
-        assert_eq!(kept_splits(DiscreteGpu, Variant::Naive, kept, false, 2048), None);
+        assert_eq!(kept_splits(Cpu, Variant::RegTile, kept, (false, 2048), KeptSplits::Auto), None);
+        assert_eq!(kept_splits(DiscreteGpu, Variant::Wide, TileFit::default(), (false, 2048), KeptSplits::Auto), None);
+        assert_eq!(kept_splits(DiscreteGpu, Variant::Wide, kept, (true, 2048), KeptSplits::Auto), None);
+        assert_eq!(kept_splits(DiscreteGpu, Variant::Wide, kept, (false, 2047), KeptSplits::Auto), None);
+        assert_eq!(kept_splits(DiscreteGpu, Variant::Naive, kept, (false, 2048), KeptSplits::Auto), None);
+        // `all`: a kept or short K too, still only kept-count products on
+        // GPUs; `off`: none.
+        assert!(kept_splits(DiscreteGpu, Variant::Wide, kept, (true, 2048), KeptSplits::All).is_some());
+        assert!(kept_splits(DiscreteGpu, Variant::Wide, kept, (false, 784), KeptSplits::All).is_some());
+        assert_eq!(kept_splits(DiscreteGpu, Variant::Wide, TileFit::default(), (true, 784), KeptSplits::All), None);
+        assert_eq!(kept_splits(Cpu, Variant::RegTile, kept, (true, 784), KeptSplits::All), None);
+        assert_eq!(kept_splits(DiscreteGpu, Variant::Wide, kept, (false, 4096), KeptSplits::Off), None);
     }
 
     #[test]

@@ -16,6 +16,9 @@ step 03b-mlp8192-f32-no-kpack 60 env SPARSETRAIN_WIDE_KPACK=off SPARSETRAIN_PROF
 # (6 warps) per multiprocessor at 10% of 8192 units. `shared` has the same
 # tile on 256 threads: the keep-0.1 step with its kept products in `shared`.
 step 03c-mlp8192-f32-kept-shared 60 env SPARSETRAIN_KEPT_MATMUL=shared SPARSETRAIN_PROFILE=kernels $T
+# The same occupancy question answered with K splits the device decides
+# for every kept product (2 at most there: 4M floats of partials).
+step 03d-mlp8192-f32-kept-splits 60 env SPARSETRAIN_KEPT_SPLITS=all SPARSETRAIN_PROFILE=kernels $T
 step 04-mlp8192-mixed 60 env SPARSETRAIN_PROFILE=kernels $T --precision mixed
 # The thirteenth session's untimed experiment: the packs through workgroup tiles.
 step 04b-mlp8192-mixed-tiled 60 env SPARSETRAIN_COOP=tiled SPARSETRAIN_PROFILE=kernels $T --precision mixed
