@@ -11,6 +11,7 @@ pub mod batchnorm;
 pub mod bias;
 pub mod compact;
 pub mod conv;
+pub mod decode;
 pub mod gather;
 pub mod lazy;
 pub mod mask;

@@ -17,6 +17,7 @@ pub enum Shader {
     MatmulCoop,
     Bias,
     Relu,
+    Decode,
     SoftmaxXent,
     Reduce,
     Accuracy,
@@ -35,11 +36,12 @@ pub enum Shader {
 }
 
 impl Shader {
-    pub const ALL: [Shader; 19] = [
+    pub const ALL: [Shader; 20] = [
         Shader::Matmul,
         Shader::MatmulCoop,
         Shader::Bias,
         Shader::Relu,
+        Shader::Decode,
         Shader::SoftmaxXent,
         Shader::Reduce,
         Shader::Accuracy,
@@ -64,6 +66,7 @@ impl Shader {
             Shader::MatmulCoop => "matmul_coop.wgsl",
             Shader::Bias => "bias.wgsl",
             Shader::Relu => "relu.wgsl",
+            Shader::Decode => "decode.wgsl",
             Shader::SoftmaxXent => "softmax_xent.wgsl",
             Shader::Reduce => "reduce.wgsl",
             Shader::Accuracy => "accuracy.wgsl",
@@ -89,6 +92,7 @@ impl Shader {
             Shader::MatmulCoop => include_str!("../../shaders/matmul_coop.wgsl"),
             Shader::Bias => include_str!("../../shaders/bias.wgsl"),
             Shader::Relu => include_str!("../../shaders/relu.wgsl"),
+            Shader::Decode => include_str!("../../shaders/decode.wgsl"),
             Shader::SoftmaxXent => include_str!("../../shaders/softmax_xent.wgsl"),
             Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
             Shader::Accuracy => include_str!("../../shaders/accuracy.wgsl"),
@@ -207,6 +211,7 @@ pub enum Kernel {
     BiasGrad,
     ReluForward,
     ReluBackward,
+    DecodeBytes,
     SoftmaxXentForward,
     SoftmaxXentTrain,
     ReducePartial,
@@ -243,7 +248,7 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every entry point; the naga test checks each exists in its shader.
-    pub const ALL: [Kernel; 46] = [
+    pub const ALL: [Kernel; 47] = [
         Kernel::MatmulRegtile,
         Kernel::MatmulShared,
         Kernel::MatmulWide,
@@ -258,6 +263,7 @@ impl Kernel {
         Kernel::BiasGrad,
         Kernel::ReluForward,
         Kernel::ReluBackward,
+        Kernel::DecodeBytes,
         Kernel::SoftmaxXentForward,
         Kernel::SoftmaxXentTrain,
         Kernel::ReducePartial,
@@ -304,6 +310,7 @@ impl Kernel {
             Kernel::MatmulCoop | Kernel::MatmulCoopDirect | Kernel::MatmulCoopTiled => Shader::MatmulCoop,
             Kernel::BiasAdd | Kernel::BiasGrad => Shader::Bias,
             Kernel::ReluForward | Kernel::ReluBackward => Shader::Relu,
+            Kernel::DecodeBytes => Shader::Decode,
             Kernel::SoftmaxXentForward | Kernel::SoftmaxXentTrain => Shader::SoftmaxXent,
             Kernel::ReducePartial | Kernel::ReduceFinal => Shader::Reduce,
             Kernel::AccuracyCount => Shader::Accuracy,
@@ -353,6 +360,7 @@ impl Kernel {
             }
             Kernel::Im2col => "im2col",
             Kernel::Col2im => "col2im",
+            Kernel::DecodeBytes => "input decode",
             Kernel::BnStats
             | Kernel::BnStatsFinal
             | Kernel::BnApply
@@ -382,6 +390,7 @@ impl Kernel {
             Kernel::BiasGrad => "bias_grad",
             Kernel::ReluForward => "relu_forward",
             Kernel::ReluBackward => "relu_backward",
+            Kernel::DecodeBytes => "decode_bytes",
             Kernel::SoftmaxXentForward => "softmax_xent_forward",
             Kernel::SoftmaxXentTrain => "softmax_xent_train",
             Kernel::ReducePartial => "reduce_partial",

@@ -238,7 +238,7 @@ pub fn kept_splits_env() -> Result<KeptSplits> {
 
 /// `SPARSETRAIN_KEPT_MATMUL`: the f32 variant of products whose M or N a
 /// kept count sets (`regtile`, `shared` or `wide`), where no variant was
-/// asked for; `auto` (the default, None) leaves them to the device's
+/// asked for and no operand is an implicit convolution; `auto` (the default, None) leaves them to the device's
 /// choice. An experiment: on GPUs they run `wide` on 64 × 64 tiles of 64
 /// threads, few workgroups per multiprocessor at small keep ratios, where
 /// `shared` covers the same tile with 256. Checked when a device opens too.

@@ -402,9 +402,11 @@ impl<'a> Matmul<'a> {
         // Implicit convolution operands were chosen for the device's variant
         // (the layer sized its scratch for it): keep it for them.
         // SPARSETRAIN_KEPT_MATMUL may name another f32 variant for products
-        // a kept count sizes (an experiment: BENCHMARKS.md).
+        // a kept count sizes (an experiment: BENCHMARKS.md); not for
+        // implicit operands (above).
         let kept_mn = self.sizes[..2].iter().any(|s| matches!(s, Size::Kept { .. }));
-        let kept_variant = kept_matmul_env()?.filter(|_| kept_mn && gpu.matmul_variant() != Variant::Coop);
+        let plain_f32 = self.implicit.is_none() && gpu.matmul_variant() != Variant::Coop;
+        let kept_variant = kept_matmul_env()?.filter(|_| kept_mn && plain_f32);
         let variant = self.variant.or(kept_variant).unwrap_or(if self.implicit.is_some() {
             gpu.matmul_variant()
         } else {

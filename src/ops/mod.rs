@@ -10,6 +10,7 @@ pub mod batchnorm;
 pub mod bias;
 pub mod compact;
 pub mod conv;
+pub mod decode;
 pub mod fill;
 pub mod gather;
 pub mod lazy;
@@ -177,6 +178,7 @@ pub fn params_layouts() -> Vec<(Shader, &'static str, usize)> {
         row::<pool::PoolParams>(),
         row::<add::AddParams>(),
         row::<lazy::LazyParams>(),
+        row::<decode::DecodeParams>(),
     ]
 }
 

@@ -9,6 +9,7 @@ mod batchnorm;
 mod bias;
 mod compact;
 mod conv;
+mod decode;
 mod gather;
 mod lazy;
 mod mask;
