@@ -164,6 +164,14 @@ fn unknown_tuning_values_are_refused() {
             assert!(err.contains(var), "{var}={value} {args:?}: the message should name it; stderr: {err}");
         }
     }
+    // Read by training and `bench train` only.
+    let bench_train: &[&str] = &["bench", "train", "--model", "8", "--keeps", "0.5", "--runs", "1", "--warmup", "0"];
+    for args in [train, bench_train] {
+        let var = "SPARSETRAIN_BYTE_INPUTS";
+        let out = Command::new(env!("CARGO_BIN_EXE_sparsetrain")).args(args).env(var, "maybe").output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(var), "{var}=maybe {args:?}: stderr: {err}");
+    }
 }
 
 #[test]

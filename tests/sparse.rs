@@ -247,8 +247,9 @@ fn loss_scaling_changes_nothing_in_f32_and_skips_overflowing_steps() {
 /// Steps staged and submitted together (`stage_batches` + `run_staged`, as
 /// the training loop runs them) are the same steps as one `set_batch` +
 /// `run` each: bit for bit, for dense and sparse trainers (eager and lazy
-/// updates), with batches of changing size and runs of changing length;
-/// and bad stagings are refused.
+/// updates), with batches of changing size and runs of changing length,
+/// and with the batches staged as pixel bytes (`stage_byte_batches`,
+/// decoded on the device); and bad stagings are refused.
 #[test]
 fn staged_runs_match_single_steps() {
     let Some(gpu) = gpu("staged_runs_match_single_steps") else { return };
@@ -264,7 +265,12 @@ fn staged_case(gpu: &sparsetrain::Gpu, batch: usize, dim: usize) {
     let mut r = rng(1900 + dim as u64);
     let steps = 23;
     let rows: Vec<usize> = (0..steps).map(|s| if s % 7 == 6 { 5 } else { batch }).collect();
-    let xs: Vec<Vec<f32>> = rows.iter().map(|&n| rand_f32(&mut r, n * dim, -1.0, 1.0)).collect();
+    // Inputs as pixel bytes of two channels and the floats their tables
+    // make of them (as a loader's `Norm::tables`).
+    let tables: Vec<[f32; 256]> = (0..2).map(|_| std::array::from_fn(|_| r.random_range(-1.0f32..1.0))).collect();
+    let bytes: Vec<Vec<u8>> = rows.iter().map(|&n| (0..n * dim).map(|_| r.random::<u8>()).collect()).collect();
+    let xs: Vec<Vec<f32>> =
+        bytes.iter().map(|b| b.iter().enumerate().map(|(i, &v)| tables[i % 2][usize::from(v)]).collect()).collect();
     let ys: Vec<Vec<u32>> = rows.iter().map(|&n| (0..n).map(|_| r.random_range(0..classes as u32)).collect()).collect();
     let sgd = Sgd { lr: 0.05, momentum: 0.9, weight_decay: 5e-4 };
     let modes = [
@@ -278,51 +284,61 @@ fn staged_case(gpu: &sparsetrain::Gpu, batch: usize, dim: usize) {
             let net = Net::new(gpu, Graph::mlp(dim, &[17, 9], classes).unwrap(), 5).unwrap();
             Trainer::new(gpu, net, batch, sgd, sparse).unwrap()
         };
-        let (mut one, mut staged) = (make(), make());
+        let (mut one, mut staged, mut byted) = (make(), make(), make());
+        byted.enable_byte_inputs(gpu, &tables).unwrap();
         for s in 0..steps {
             one.set_batch(gpu, &xs[s], &ys[s]).unwrap();
             one.run(gpu, Phase::Train, rows[s], 0.05, 0.01, s as u64).unwrap();
         }
         // Runs of 1, 2, 3, ... steps, capped by the trainer's chunk and
-        // ending at a short batch (as an epoch's last batch ends a run).
+        // ending at a short batch (as an epoch's last batch ends a run);
+        // as floats and as bytes.
         let max = staged.max_chunk();
         assert!(max > 1, "{tag}: a trainer this small stages several steps at once");
-        let (mut s, mut len) = (0, 1);
         gpu.wait().unwrap();
         let before = gpu.readback_stats();
-        while s < steps {
-            let mut n = len.min(max).min(steps - s);
-            if let Some(k) = rows[s..s + n].iter().position(|&r| r < batch) {
-                n = k + 1;
+        for (t, as_bytes) in [(&mut staged, false), (&mut byted, true)] {
+            let (mut s, mut len) = (0, 1);
+            while s < steps {
+                let mut n = len.min(max).min(steps - s);
+                if let Some(k) = rows[s..s + n].iter().position(|&r| r < batch) {
+                    n = k + 1;
+                }
+                let y: Vec<u32> = ys[s..s + n].concat();
+                if as_bytes {
+                    t.stage_byte_batches(gpu, &bytes[s..s + n].concat(), &y, &rows[s..s + n]).unwrap();
+                } else {
+                    t.stage_batches(gpu, &xs[s..s + n].concat(), &y, &rows[s..s + n]).unwrap();
+                }
+                assert_eq!(t.run_staged(gpu, Phase::Train, 0.05, 0.01, s as u64).unwrap(), n);
+                (s, len) = (s + n, len + 1);
             }
-            let x: Vec<f32> = xs[s..s + n].concat();
-            let y: Vec<u32> = ys[s..s + n].concat();
-            staged.stage_batches(gpu, &x, &y, &rows[s..s + n]).unwrap();
-            assert_eq!(staged.run_staged(gpu, Phase::Train, 0.05, 0.01, s as u64).unwrap(), n);
-            (s, len) = (s + n, len + 1);
         }
         gpu.wait().unwrap();
         assert_eq!(gpu.readback_stats(), before, "{tag}: staged steps read data back");
-        assert_eq!((one.step, staged.step), (steps as u64, steps as u64), "{tag}");
-        one.catch_up(gpu).unwrap();
-        staged.catch_up(gpu).unwrap();
+        assert_eq!((one.step, staged.step, byted.step), (steps as u64, steps as u64, steps as u64), "{tag}");
+        for t in [&mut one, &mut staged, &mut byted] {
+            t.catch_up(gpu).unwrap();
+        }
         let bits = |t: &sparsetrain::device::tensor::Tensor| -> Vec<u32> {
             t.download_f32(gpu).unwrap().iter().map(|v| v.to_bits()).collect()
         };
-        for (what, a, b) in [
-            ("weights", &one.net.params, &staged.net.params),
-            ("momentum", &one.momentum, &staged.momentum),
-            ("losses", &one.loss, &staged.loss),
-        ] {
-            assert!(bits(a) == bits(b), "{tag}: {what} differ between single and staged steps");
-        }
-        if let (Some(a), Some(b)) = (&one.sparse, &staged.sparse) {
-            assert!(bits(&a.scores) == bits(&b.scores), "{tag}: scores differ");
-            assert!(bits(&a.score_m) == bits(&b.score_m), "{tag}: Adam moments differ");
+        for (kind, other) in [("staged", &staged), ("byte", &byted)] {
+            for (what, a, b) in [
+                ("weights", &one.net.params, &other.net.params),
+                ("momentum", &one.momentum, &other.momentum),
+                ("losses", &one.loss, &other.loss),
+            ] {
+                assert!(bits(a) == bits(b), "{tag}: {what} differ between single and {kind} steps");
+            }
+            if let (Some(a), Some(b)) = (&one.sparse, &other.sparse) {
+                assert!(bits(&a.scores) == bits(&b.scores), "{tag}: scores differ ({kind})");
+                assert!(bits(&a.score_m) == bits(&b.score_m), "{tag}: Adam moments differ ({kind})");
+            }
         }
         // Evaluation of four batches (the fixed mask drawn alike): the same
         // count of correct predictions either way.
-        for t in [&mut one, &mut staged] {
+        for t in [&mut one, &mut staged, &mut byted] {
             if t.sparse.is_some() {
                 t.draw_fixed(gpu, sparsetrain::ops::mask::MaskKey { seed: 3, step: u32::MAX, sample: 0 }).unwrap();
             }
@@ -336,9 +352,19 @@ fn staged_case(gpu: &sparsetrain::Gpu, batch: usize, dim: usize) {
         }
         staged.stage_batches(gpu, &xs[..4].concat(), &ys[..4].concat(), &rows[..4]).unwrap();
         staged.run_staged(gpu, Phase::Eval, 0.0, 0.0, 0).unwrap();
-        let (a, b) = (one.correct.download_u32(gpu).unwrap()[0], staged.correct.download_u32(gpu).unwrap()[0]);
-        assert_eq!(a, b, "{tag}: evaluation counts");
+        byted.stage_byte_batches(gpu, &bytes[..4].concat(), &ys[..4].concat(), &rows[..4]).unwrap();
+        byted.run_staged(gpu, Phase::Eval, 0.0, 0.0, 0).unwrap();
+        let count = |t: &Trainer| t.correct.download_u32(gpu).unwrap()[0];
+        let a = count(&one);
+        assert_eq!((a, a), (count(&staged), count(&byted)), "{tag}: evaluation counts");
         assert!(a > 0, "{tag}: some of four batches classified right");
+        // Bytes only after their tables, which must fit the inputs' pixels.
+        let e = staged.stage_byte_batches(gpu, &bytes[0], &ys[0], &[batch]).unwrap_err().to_string();
+        assert!(e.contains("enable_byte_inputs"), "{tag}: {e}");
+        let e = staged.enable_byte_inputs(gpu, &tables[..1].repeat(3)).unwrap_err().to_string();
+        assert!(e.contains("3 tables"), "{tag}: {e}");
+        let e = byted.stage_byte_batches(gpu, &bytes[0][1..], &ys[0], &[batch]).unwrap_err().to_string();
+        assert!(e.contains("inputs"), "{tag}: {e}");
         // Refused: nothing staged, too many batches, sizes that disagree.
         let err = |e: sparsetrain::Error| e.to_string();
         assert!(err(staged.run_staged(gpu, Phase::Train, 0.05, 0.01, 0).unwrap_err()).contains("no batches staged"));

@@ -133,12 +133,14 @@ pub fn bench_train(
         gpu.precision().name()
     )
     .map_err(io_err)?;
+    let as_bytes = crate::train::byte_inputs_env()?;
+    let inputs = if as_bytes { "pixel bytes" } else { "floats (SPARSETRAIN_BYTE_INPUTS=off)" };
     writeln!(
         out,
         "batch {batch}; {warmup} warm-up steps; latency = median of {runs} steps each submitted and waited for; \
          step = median over {ROUNDS} rounds of max({runs}, 2 × chunk) steps submitted back to back as training does, in runs \
          of up to `chunk` (at most {MAX_CHUNK}) staged steps per submission, from the first submission (the first run's \
-         staging and encoding, the pipeline's fill, left out) until all are done (per step); host = median time per step to write the \
+         staging and encoding, the pipeline's fill, left out) until all are done (per step; batches uploaded as {inputs}); host = median time per step to write the \
          step blocks, encode the plan and submit, over the first submission of each round (the device idle when it starts; \
          `chunk` steps, the batches' upload not counted; host CPU: the same in the thread's CPU time, without waits for a \
          core); host 1 = the same for a step submitted alone (latency and host 1 \
@@ -163,7 +165,12 @@ pub fn bench_train(
         let dim = graph.input().len();
         let classes = graph.classes() as u32;
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let x: Vec<f32> = (0..batch * dim).map(|_| rng.random_range(-1.0..1.0)).collect();
+        // Pixel bytes of one channel, normalised as grey images are: the
+        // rounds upload them as training does (SPARSETRAIN_BYTE_INPUTS),
+        // the warm-up and latency steps their floats.
+        let pixels: Vec<u8> = (0..batch * dim).map(|_| rng.random()).collect();
+        let tables = crate::data::Norm::gray(0.5, 0.25).tables();
+        let x: Vec<f32> = pixels.iter().map(|&b| tables[0][usize::from(b)]).collect();
         let y: Vec<u32> = (0..batch).map(|_| rng.random_range(0..classes)).collect();
         let dense_flops = step_flops(&graph, None, 1);
         // Every mode of the model lives at once and the timed rounds take
@@ -176,6 +183,9 @@ pub fn bench_train(
             let net = Net::new(gpu, Graph::from_spec(spec.clone())?, 1)?;
             let sparse = keep.map(|k| SparseConfig { keep: k, ..SparseConfig::default() });
             let mut t = Trainer::new(gpu, net, batch, sgd, sparse)?;
+            if as_bytes {
+                t.enable_byte_inputs(gpu, &tables)?;
+            }
             t.set_batch(gpu, &x, &y)?;
             for _ in 0..warmup {
                 t.run(gpu, Phase::Train, batch, lr, score_lr, 0)?;
@@ -211,7 +221,7 @@ pub fn bench_train(
         // run, its fill included: BENCHMARKS.md.)
         let chunk = trainers.iter().map(|t| t.max_chunk()).min().unwrap_or(1);
         let per_round = runs.max(2 * chunk);
-        let (xs, ys) = (x.repeat(chunk), y.repeat(chunk));
+        let (xs, ys, bs) = (x.repeat(chunk), y.repeat(chunk), pixels.repeat(chunk));
         for _ in 0..ROUNDS {
             for (i, t) in trainers.iter_mut().enumerate() {
                 let before = gpu.readback_stats();
@@ -219,7 +229,11 @@ pub fn bench_train(
                 let mut left = per_round;
                 while left > 0 {
                     let k = chunk.min(left);
-                    t.stage_batches(gpu, &xs[..k * batch * dim], &ys[..k * batch], &vec![batch; k])?;
+                    if as_bytes {
+                        t.stage_byte_batches(gpu, &bs[..k * batch * dim], &ys[..k * batch], &vec![batch; k])?;
+                    } else {
+                        t.stage_batches(gpu, &xs[..k * batch * dim], &ys[..k * batch], &vec![batch; k])?;
+                    }
                     let (h0, c0) = (Instant::now(), thread_cpu_seconds());
                     t.run_staged(gpu, Phase::Train, lr, score_lr, 0)?;
                     if left == per_round {
@@ -239,7 +253,7 @@ pub fn bench_train(
         }
         for (i, (&keep, t)) in modes.iter().zip(&mut trainers).enumerate() {
             let block = t.step_block(Phase::Train, batch, lr, score_lr, 0);
-            let plan = t.plan(gpu, Phase::Train)?;
+            let plan = t.plan_for(gpu, Phase::Train, as_bytes)?;
             let (dispatches, passes) = (plan.dispatches(), plan.passes());
             let (gpu_ms, profile) = if gpu.has_timestamps() {
                 let busy: Vec<f64> = (0..3).map(|_| plan.gpu_seconds(gpu, Some(&block))).collect::<Result<Vec<_>>>()?;

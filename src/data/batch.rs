@@ -65,13 +65,18 @@ pub fn append_augmented(
     images: &mut Vec<f32>,
     labels: &mut Vec<u32>,
 ) {
+    gather(ds, idx, images, labels, augment_view(aug, seed));
+}
+
+/// Sample j's crop and flip, drawn from `(seed, j)`.
+fn augment_view(aug: Augment, seed: u64) -> impl Fn(usize) -> View {
     let base = derive_seed(seed, STREAM_AUGMENT);
-    gather(ds, idx, images, labels, |j| {
+    move |j| {
         let mut rng = StdRng::seed_from_u64(derive_seed(base, j as u64));
         let pad = aug.crop_pad as i64;
         let (dy, dx) = (rng.random_range(-pad..=pad) as isize, rng.random_range(-pad..=pad) as isize);
         View { dy, dx, flip: aug.flip && rng.random_bool(0.5) }
-    });
+    }
 }
 
 /// Where an output image reads its input: pixel (y, x) comes from
@@ -86,16 +91,61 @@ struct View {
 fn gather(ds: &Dataset, idx: &[u32], images: &mut Vec<f32>, labels: &mut Vec<u32>, view: impl Fn(usize) -> View) {
     let tables = ds.norm.tables();
     let table = |ch: usize| &tables[ch.min(tables.len() - 1)];
+    images.reserve(idx.len() * ds.dim());
+    walk(ds, idx, labels, view, |v| match v {
+        Values::Image(img) => images.extend(img.iter().map(|&b| table(0)[usize::from(b)])),
+        Values::One(ch, b) => images.push(table(ch)[usize::from(b)]),
+    });
+}
+
+/// [`append_batch`] as bytes: each value's pixel byte, NHWC, which
+/// [`Norm::tables`](super::Norm::tables) (per channel, the last table for
+/// channels past it) turns into [`append_batch`]'s floats: the batches a
+/// trainer takes as bytes (`Trainer::stage_byte_batches`), a quarter of
+/// the upload.
+pub fn append_batch_bytes(ds: &Dataset, idx: &[u32], images: &mut Vec<u8>, labels: &mut Vec<u32>) {
+    gather_bytes(ds, idx, images, labels, |_| View::default());
+}
+
+/// [`append_augmented`] as bytes (see [`append_batch_bytes`]): the same
+/// crops and flips, outside the image byte 0.
+pub fn append_augmented_bytes(
+    ds: &Dataset,
+    idx: &[u32],
+    aug: Augment,
+    seed: u64,
+    images: &mut Vec<u8>,
+    labels: &mut Vec<u32>,
+) {
+    gather_bytes(ds, idx, images, labels, augment_view(aug, seed));
+}
+
+fn gather_bytes(ds: &Dataset, idx: &[u32], images: &mut Vec<u8>, labels: &mut Vec<u32>, view: impl Fn(usize) -> View) {
+    images.reserve(idx.len() * ds.dim());
+    walk(ds, idx, labels, view, |v| match v {
+        Values::Image(img) => images.extend_from_slice(img),
+        Values::One(_, b) => images.push(b),
+    });
+}
+
+/// What `walk` hands on: a grey, unaugmented image at once (NHWC is the
+/// file's order), or one value as (channel, byte).
+enum Values<'a> {
+    Image(&'a [u8]),
+    One(usize, u8),
+}
+
+/// Visits the samples `idx` of `ds` in NHWC order through `view`, handing
+/// their values to `emit`; appends the labels.
+fn walk(ds: &Dataset, idx: &[u32], labels: &mut Vec<u32>, view: impl Fn(usize) -> View, mut emit: impl FnMut(Values)) {
     let Shape { c, h, w } = ds.shape;
     let plane = h * w;
-    images.reserve(idx.len() * ds.dim());
     labels.reserve(idx.len());
     for (j, &i) in idx.iter().enumerate() {
         let (i, v) = (i as usize, view(j));
         let img = ds.image(i);
         if c == 1 && v.dy == 0 && v.dx == 0 && !v.flip {
-            // Grey and unaugmented: NHWC is the file's order.
-            images.extend(img.iter().map(|&b| table(0)[usize::from(b)]));
+            emit(Values::Image(img));
         } else {
             for y in 0..h as isize {
                 for x in 0..w as isize {
@@ -103,8 +153,7 @@ fn gather(ds: &Dataset, idx: &[u32], images: &mut Vec<f32>, labels: &mut Vec<u32
                     let inside = sy >= 0 && sx >= 0 && sy < h as isize && sx < w as isize;
                     let at = if inside { sy as usize * w + sx as usize } else { 0 };
                     for ch in 0..c {
-                        let b = if inside { img[ch * plane + at] } else { 0 };
-                        images.push(table(ch)[usize::from(b)]);
+                        emit(Values::One(ch, if inside { img[ch * plane + at] } else { 0 }));
                     }
                 }
             }
@@ -164,6 +213,44 @@ mod tests {
             // Identity on bytes: value = byte.
             norm: Norm { mean: vec![0.0; 3], std: vec![1.0 / 255.0; 3] },
             name: "coded".into(),
+        }
+    }
+
+    /// Byte batches through the loader's tables are the float batches bit
+    /// for bit: plain and augmented, colour and grey (one table for every
+    /// channel), appended after another.
+    #[test]
+    fn byte_batches_decode_to_the_float_batches() {
+        let mut grey = coded(5, 4, 6);
+        grey.shape.c = 1;
+        grey.norm = Norm::gray(0.1307, 0.3081);
+        let mut colour = coded(5, 4, 6);
+        colour.norm = Norm::rgb([0.49, 0.48, 0.45], [0.25, 0.24, 0.26]);
+        let idx = [3u32, 0, 4, 4, 1];
+        let aug = Augment { crop_pad: 2, flip: true };
+        for ds in [&grey, &colour] {
+            let tables = ds.norm.tables();
+            for augmented in [false, true] {
+                let (mut x, mut y) = (vec![1.5f32], vec![9]);
+                let (mut b, mut yb) = (vec![7u8], vec![9]);
+                if augmented {
+                    append_augmented(ds, &idx, aug, 11, &mut x, &mut y);
+                    append_augmented_bytes(ds, &idx, aug, 11, &mut b, &mut yb);
+                } else {
+                    append_batch(ds, &idx, &mut x, &mut y);
+                    append_batch_bytes(ds, &idx, &mut b, &mut yb);
+                }
+                assert_eq!(y, yb);
+                assert_eq!(x.len(), b.len());
+                let c = ds.shape.c;
+                let decoded: Vec<f32> = b[1..]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| tables[(i % c).min(tables.len() - 1)][usize::from(v)])
+                    .collect();
+                let same = decoded.iter().zip(&x[1..]).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{} augmented {augmented}", ds.name);
+            }
         }
     }
 

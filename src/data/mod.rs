@@ -24,7 +24,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
-pub use batch::{Augment, append_augmented, append_batch, gather_batch};
+pub use batch::{Augment, append_augmented, append_augmented_bytes, append_batch, append_batch_bytes, gather_batch};
 pub use cifar::load_cifar_dir;
 pub use idx::{DataError, load_mnist_dir};
 pub use shapes::synthetic_shapes;

@@ -255,7 +255,7 @@ pub fn kept_matmul_env() -> Result<Option<Variant>> {
 }
 
 /// A variable of `auto` (or unset) and `off`: true for `auto`.
-fn auto_or_off(var: &'static str) -> Result<bool> {
+pub(crate) fn auto_or_off(var: &'static str) -> Result<bool> {
     match std::env::var(var) {
         Ok(v) => match v.trim() {
             "" | "auto" => Ok(true),

@@ -10,6 +10,6 @@ pub mod stats;
 pub mod trainer;
 
 pub use config::{ModelSpec, TrainConfig};
-pub use session::{Session, evaluate_net};
+pub use session::{Session, byte_inputs_env, evaluate_net};
 pub use stats::{EpochStats, Faults, SparseSummary};
 pub use trainer::{LossScaling, MAX_CHUNK, Phase, Trainer};

@@ -11,7 +11,10 @@ use super::checkpoint::{Checkpoint, DataId, Progress};
 use super::config::TrainConfig;
 use super::stats::{EpochStats, Faults, SparseSummary};
 use super::trainer::{LOSS_SUM, Phase, Trainer};
-use crate::data::{Dataset, append_augmented, append_batch, derive_seed, epoch_permutation, gather_batch};
+use crate::data::{
+    Dataset, Norm, append_augmented, append_augmented_bytes, append_batch, append_batch_bytes, derive_seed,
+    epoch_permutation, gather_batch,
+};
 use crate::device::gpu::Gpu;
 use crate::device::record::Recorder;
 use crate::error::{Error, Result};
@@ -32,10 +35,24 @@ pub struct Session<'g> {
     pub trainer: Trainer,
     /// Steps taken in all phases since the run began (restored on resume).
     pub steps_taken: u64,
-    /// The batches of a run of steps, packed (`run_batches`).
+    /// The batches of a run of steps, packed (`run_batches`): as floats, or
+    /// as pixel bytes where the trainer takes them.
     run_x: Vec<f32>,
+    run_bytes: Vec<u8>,
     run_y: Vec<u32>,
     run_rows: Vec<usize>,
+    /// Whether batches go up as bytes (`SPARSETRAIN_BYTE_INPUTS`), and the
+    /// normalisation and channels the trainer's tables were made for.
+    byte_inputs: bool,
+    byte_norm: Option<(Norm, usize)>,
+}
+
+/// `SPARSETRAIN_BYTE_INPUTS`: whether training uploads its batches as pixel
+/// bytes, built into the inputs on the device (`auto`, the default: a
+/// quarter of the upload per step, the same inputs bit for bit), or as
+/// floats (`off`, for comparison).
+pub fn byte_inputs_env() -> Result<bool> {
+    crate::device::variant::auto_or_off("SPARSETRAIN_BYTE_INPUTS")
 }
 
 impl<'g> Session<'g> {
@@ -49,8 +66,20 @@ impl<'g> Session<'g> {
         let net = Net::new(gpu, graph, cfg.seed)?;
         let sgd = Sgd { lr: cfg.lr, momentum: cfg.momentum, weight_decay: cfg.weight_decay };
         let sparse = cfg.sparse.map(|sc| SparseConfig { seed: cfg.seed, ..sc });
+        let byte_inputs = byte_inputs_env()?;
         let trainer = Trainer::new(gpu, net, cfg.batch, sgd, sparse)?;
-        Ok(Session { gpu, cfg, trainer, steps_taken: 0, run_x: Vec::new(), run_y: Vec::new(), run_rows: Vec::new() })
+        Ok(Session {
+            gpu,
+            cfg,
+            trainer,
+            steps_taken: 0,
+            run_x: Vec::new(),
+            run_bytes: Vec::new(),
+            run_y: Vec::new(),
+            run_rows: Vec::new(),
+            byte_inputs,
+            byte_norm: None,
+        })
     }
 
     pub fn graph(&self) -> &Graph {
@@ -148,21 +177,47 @@ impl<'g> Session<'g> {
         training: bool,
     ) -> Result<()> {
         self.run_x.clear();
+        self.run_bytes.clear();
         self.run_y.clear();
         self.run_rows.clear();
+        let bytes = self.byte_tables_for(ds)?;
         for (j, idx) in run.iter().enumerate() {
-            let (x, y) = (&mut self.run_x, &mut self.run_y);
-            if training {
-                let seed = derive_seed(self.cfg.seed, self.steps_taken + j as u64);
-                append_augmented(ds, idx, self.cfg.augment, seed, x, y);
-            } else {
-                append_batch(ds, idx, x, y);
+            let y = &mut self.run_y;
+            let seed = derive_seed(self.cfg.seed, self.steps_taken + j as u64);
+            match (bytes, training) {
+                (true, true) => append_augmented_bytes(ds, idx, self.cfg.augment, seed, &mut self.run_bytes, y),
+                (true, false) => append_batch_bytes(ds, idx, &mut self.run_bytes, y),
+                (false, true) => append_augmented(ds, idx, self.cfg.augment, seed, &mut self.run_x, y),
+                (false, false) => append_batch(ds, idx, &mut self.run_x, y),
             }
             self.run_rows.push(idx.len());
         }
-        self.trainer.stage_batches(self.gpu, &self.run_x, &self.run_y, &self.run_rows)?;
+        if bytes {
+            self.trainer.stage_byte_batches(self.gpu, &self.run_bytes, &self.run_y, &self.run_rows)?;
+        } else {
+            self.trainer.stage_batches(self.gpu, &self.run_x, &self.run_y, &self.run_rows)?;
+        }
         self.trainer.run_staged(self.gpu, phase, lr, score_lr, self.steps_taken)?;
         Ok(())
+    }
+
+    /// Whether `ds`'s batches go up as bytes; if so, the trainer holds the
+    /// tables of its normalisation, one per channel of its pixels.
+    fn byte_tables_for(&mut self, ds: &Dataset) -> Result<bool> {
+        if !self.byte_inputs {
+            return Ok(false);
+        }
+        let want = (ds.norm.clone(), ds.shape.c);
+        if self.byte_norm.as_ref() != Some(&want) {
+            let tables = ds.norm.tables();
+            if tables.is_empty() {
+                return Err(Error::InvalidArgument(format!("dataset {}: no normalisation per channel", ds.name)));
+            }
+            let per_channel: Vec<[f32; 256]> = (0..ds.shape.c).map(|ch| tables[ch.min(tables.len() - 1)]).collect();
+            self.trainer.enable_byte_inputs(self.gpu, &per_channel)?;
+            self.byte_norm = Some(want);
+        }
+        Ok(true)
     }
 
     /// The epoch's summary from the sums kept on the device since its first

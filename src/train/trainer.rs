@@ -143,7 +143,12 @@ pub struct Trainer {
     sq: Tensor,
     reducer: Reducer,
     step_buf: StepBuffer,
-    plans: [Option<Plan>; 3],
+    /// Per phase, then per phase led by the byte decode (`chunk`).
+    plans: [Option<Plan>; 6],
+    /// Batches taken as pixel bytes (`enable_byte_inputs`).
+    bytes: Option<chunk::ByteInputs>,
+    /// Whether the staged batches are bytes.
+    staged_bytes: bool,
     /// Submissions not known to be finished, oldest first, with their steps.
     in_flight: std::collections::VecDeque<(wgpu::SubmissionIndex, usize)>,
     /// Rows of the batches staged for `run_staged`, one per step.
@@ -220,7 +225,9 @@ impl Trainer {
             sq: Tensor::zeros(gpu, "squared norms", &[2], DType::F32)?,
             reducer: Reducer::new(gpu)?,
             step_buf: StepBuffer::new(gpu),
-            plans: [None, None, None],
+            plans: Default::default(),
+            bytes: None,
+            staged_bytes: false,
             in_flight: std::collections::VecDeque::new(),
             staged: Vec::new(),
             step: 0,
@@ -252,7 +259,7 @@ impl Trainer {
         self.clip.upload_at(gpu, crate::ops::LOSS_SCALE_SLOT, &[init, 0.0])?;
         self.net.loss_scale = ls.map(|_| self.clip.clone());
         self.loss_scaling = ls;
-        self.plans = [None, None, None];
+        self.plans = Default::default();
         Ok(())
     }
 
@@ -410,8 +417,12 @@ impl Trainer {
         sgd_step(rec, w, m, g, GradScale::Buffer(&self.clip), self.sgd, Rate::FromStep, AfterStep::ZeroGrad, total)
     }
 
-    fn record(&self, gpu: &Gpu, phase: Phase) -> Result<Plan> {
+    /// The plan of `phase`, led by the byte decode where `decode`.
+    fn record(&self, gpu: &Gpu, phase: Phase, decode: bool) -> Result<Plan> {
         let mut rec = Recorder::with_step(gpu, &self.step_buf);
+        if decode {
+            self.record_decode(&mut rec)?;
+        }
         match (phase, &self.sparse) {
             (Phase::Train, Some(sp)) => self.record_sparse_step(&mut rec, sp)?,
             (Phase::Train, None) => self.record_plain_step(&mut rec, None)?,
@@ -430,9 +441,16 @@ impl Trainer {
 
     /// The plan of `phase`, recorded on first use.
     pub fn plan(&mut self, gpu: &Gpu, phase: Phase) -> Result<&Plan> {
-        let i = phase as usize;
+        self.plan_for(gpu, phase, false)
+    }
+
+    /// The plan `run_staged` replays for batches of `phase` staged as
+    /// floats, or as bytes (`decode`: led by the byte decode); recorded on
+    /// first use.
+    pub fn plan_for(&mut self, gpu: &Gpu, phase: Phase, decode: bool) -> Result<&Plan> {
+        let i = phase as usize + if decode { 3 } else { 0 };
         if self.plans[i].is_none() {
-            self.plans[i] = Some(self.record(gpu, phase)?);
+            self.plans[i] = Some(self.record(gpu, phase, decode)?);
         }
         Ok(self.plans[i].as_ref().expect("recorded above"))
     }
@@ -478,6 +496,7 @@ impl Trainer {
         self.ws.x.view(0, &[rows * dim])?.upload(gpu, x)?;
         self.ws.y.view(0, &[rows])?.upload(gpu, y)?;
         self.staged.clear();
+        self.staged_bytes = false;
         Ok(rows)
     }
 

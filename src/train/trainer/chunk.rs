@@ -8,14 +8,27 @@
 //! order; what changes is the host's cost per step: one submission instead
 //! of one per step, no copies, and the encoding of the later steps finds
 //! the host's caches warm (on lavapipe the "GPU" is the host's own cores,
-//! which leave them cold after every step).
+//! which leave them cold after every step). Batches may also come as pixel
+//! bytes (`stage_byte_batches`): a plan led by `decode_bytes` builds the
+//! same inputs on the device from a quarter of the upload.
 
 use super::{Phase, Trainer};
 use crate::device::gpu::Gpu;
+use crate::device::record::Recorder;
 use crate::device::step::{STEP_SLOTS, StepBlock};
 use crate::device::tensor::{DType, Tensor};
 use crate::error::{Error, Result};
 use crate::nn::Workspace;
+use crate::ops::Rows;
+use crate::ops::decode::{decode_bytes, pack_bytes, words_for};
+
+/// Batches taken as pixel bytes: their slots (a run's, like the inputs'),
+/// the per-channel tables that make them floats, and the channels.
+pub(super) struct ByteInputs {
+    words: Tensor,
+    table: Tensor,
+    channels: usize,
+}
 
 /// Most steps one `run_staged` submits: as many as the step buffer has
 /// slots.
@@ -63,6 +76,84 @@ impl Trainer {
     /// batch but the last is full (`capacity` rows). Replaces whatever was
     /// staged and not run.
     pub fn stage_batches(&mut self, gpu: &Gpu, x: &[f32], y: &[u32], rows: &[usize]) -> Result<()> {
+        self.check_staged("stage_batches", (x.len(), y.len()), rows)?;
+        // Full batches fill their slots, so the packed data is slot after slot.
+        self.ws.x.upload_slots(gpu, x)?;
+        self.ws.y.upload_slots(gpu, y)?;
+        self.staged = rows.to_vec();
+        self.staged_bytes = false;
+        Ok(())
+    }
+
+    /// Makes this trainer take batches as pixel bytes too
+    /// (`stage_byte_batches`), which the step turns into its inputs through
+    /// `tables`, one per channel of the data's NHWC pixels (value i of a
+    /// sample is of channel i % channels; a loader's `data::Norm::tables`,
+    /// repeated for channels past them): a quarter of the upload per step,
+    /// the same inputs bit for bit. Again with other tables of as many
+    /// channels, it replaces them (steps already submitted keep theirs).
+    pub fn enable_byte_inputs(&mut self, gpu: &Gpu, tables: &[[f32; 256]]) -> Result<()> {
+        let dim = self.net.graph.input().len();
+        if tables.is_empty() || !dim.is_multiple_of(tables.len()) {
+            return Err(Error::InvalidArgument(format!(
+                "byte inputs: {} tables for inputs of {dim} values: one per channel of whole pixels",
+                tables.len()
+            )));
+        }
+        if tables.iter().flatten().any(|v| !v.is_finite()) {
+            return Err(Error::InvalidArgument("byte inputs: a table holds a value that is not finite".into()));
+        }
+        let flat: Vec<f32> = tables.iter().flatten().copied().collect();
+        if let Some(b) = self.bytes.as_ref().filter(|b| b.channels == tables.len()) {
+            return b.table.upload(gpu, &flat);
+        }
+        let words = words_for(self.capacity() * dim).max(1);
+        self.bytes = Some(ByteInputs {
+            words: Tensor::slotted(gpu, "batch bytes", &[words], self.max_chunk(), DType::U32)?,
+            table: Tensor::from_f32(gpu, "input tables", &[flat.len()], &flat)?,
+            channels: tables.len(),
+        });
+        // Plans of byte batches bound the old tensors.
+        for p in &mut self.plans[3..] {
+            *p = None;
+        }
+        Ok(())
+    }
+
+    /// `stage_batches` with each value's pixel byte instead of its float
+    /// (NHWC, as `data::append_batch_bytes` builds them), after
+    /// `enable_byte_inputs`.
+    pub fn stage_byte_batches(&mut self, gpu: &Gpu, x: &[u8], y: &[u32], rows: &[usize]) -> Result<()> {
+        self.check_staged("stage_byte_batches", (x.len(), y.len()), rows)?;
+        let Some(b) = &self.bytes else {
+            return Err(Error::InvalidArgument("stage_byte_batches: call enable_byte_inputs first".into()));
+        };
+        // Each batch from the start of its slot (a full batch fills it).
+        let dim = self.net.graph.input().len();
+        let mut words = Vec::with_capacity(b.words.len() * rows.len());
+        let mut at = 0;
+        for &r in rows {
+            pack_bytes(&x[at..at + r * dim], &mut words);
+            at += r * dim;
+        }
+        b.words.upload_slots(gpu, &words)?;
+        self.ws.y.upload_slots(gpu, y)?;
+        self.staged = rows.to_vec();
+        self.staged_bytes = true;
+        Ok(())
+    }
+
+    /// The byte decode that leads a plan of byte batches: the step's rows
+    /// of the inputs from the staged bytes.
+    pub(super) fn record_decode(&self, rec: &mut Recorder) -> Result<()> {
+        let b = self.bytes.as_ref().ok_or_else(|| Error::InvalidArgument("no byte inputs enabled".into()))?;
+        let dim = self.net.graph.input().len();
+        decode_bytes(rec, (&b.words, &b.table), &self.ws.x, Rows::Batch(self.capacity()), (dim, b.channels))
+    }
+
+    /// Checks a run of batches to stage: 1 to `max_chunk` of them, every
+    /// one but the last full, `values` (inputs, labels) matching their rows.
+    fn check_staged(&self, op: &'static str, (xs, ys): (usize, usize), rows: &[usize]) -> Result<()> {
         let dim = self.net.graph.input().len();
         let max = self.max_chunk();
         if rows.is_empty() || rows.len() > max {
@@ -83,20 +174,12 @@ impl Trainer {
             )));
         }
         let total: usize = rows.iter().sum();
-        if y.len() != total || x.len() != total * dim {
+        if ys != total || xs != total * dim {
             return Err(Error::Shape {
-                op: "stage_batches",
-                detail: format!(
-                    "{} inputs and {} labels for batches of {rows:?} rows of {dim} inputs",
-                    x.len(),
-                    y.len()
-                ),
+                op,
+                detail: format!("{xs} inputs and {ys} labels for batches of {rows:?} rows of {dim} inputs"),
             });
         }
-        // Full batches fill their slots, so the packed data is slot after slot.
-        self.ws.x.upload_slots(gpu, x)?;
-        self.ws.y.upload_slots(gpu, y)?;
-        self.staged = rows.to_vec();
         Ok(())
     }
 
@@ -118,8 +201,9 @@ impl Trainer {
         let blocks: Vec<StepBlock> = (0..rows.len())
             .map(|j| self.block_at(step_of(j), phase, rows[j], lr, score_lr, global + j as u64))
             .collect();
-        let index = self.plan(gpu, phase)?.run_chunk(gpu, &blocks)?;
+        let index = self.plan_for(gpu, phase, self.staged_bytes)?.run_chunk(gpu, &blocks)?;
         self.staged.clear();
+        self.staged_bytes = false;
         if phase == Phase::Train {
             self.step = first + rows.len() as u64;
         }
