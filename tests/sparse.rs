@@ -384,7 +384,9 @@ fn staged_case(gpu: &sparsetrain::Gpu, batch: usize, dim: usize) {
 
 /// A device shared by an application whose limits allow no storage (or no
 /// uniform) binding with a dynamic offset: the trainer's batch is not
-/// slotted, runs are one step long, and training works as before.
+/// slotted, runs are one step long, and training works as before, from
+/// floats or bytes. With one storage binding, runs are longer and byte
+/// batches (whose decode binds two) are refused; floats train.
 #[test]
 fn runs_are_single_steps_without_dynamic_offsets() {
     let Some(probe) = gpu("runs_are_single_steps_without_dynamic_offsets") else { return };
@@ -394,13 +396,14 @@ fn runs_are_single_steps_without_dynamic_offsets() {
         .into_iter()
         .find(|a| a.get_info().name == probe.report().name)
         .expect("the adapter the test helper opened");
-    for no_uniform in [false, true] {
+    for case in ["no storage offsets", "no uniform offsets", "one storage offset"] {
         let mut limits = adapter.limits();
-        if no_uniform {
-            limits.max_dynamic_uniform_buffers_per_pipeline_layout = 0;
-        } else {
-            limits.max_dynamic_storage_buffers_per_pipeline_layout = 0;
+        match case {
+            "no uniform offsets" => limits.max_dynamic_uniform_buffers_per_pipeline_layout = 0,
+            "no storage offsets" => limits.max_dynamic_storage_buffers_per_pipeline_layout = 0,
+            _ => limits.max_dynamic_storage_buffers_per_pipeline_layout = 1,
         }
+        let single = case != "one storage offset";
         let desc = wgpu::DeviceDescriptor { required_limits: limits, ..Default::default() };
         let (device, queue) = pollster::block_on(adapter.request_device(&desc)).unwrap();
         let opts = sparsetrain::GpuOptions { autotune: false, ..Default::default() };
@@ -413,21 +416,34 @@ fn runs_are_single_steps_without_dynamic_offsets() {
         let sgd = Sgd { lr: 0.05, momentum: 0.9, weight_decay: 0.0 };
         let sparse = Some(SparseConfig { keep: 0.5, ..Default::default() });
         let mut tr = Trainer::new(&gpu, net, batch, sgd, sparse).unwrap();
-        assert_eq!(tr.max_chunk(), 1, "no uniform offsets: {no_uniform}");
+        assert_eq!(tr.max_chunk() == 1, single, "{case}");
         let mut r = rng(1950);
         let x = rand_f32(&mut r, batch * dim, -1.0, 1.0);
         let y: Vec<u32> = (0..batch as u32).map(|i| i % 3).collect();
+        // Byte batches where runs are single steps; refused where a run's
+        // decode would bind two slotted tensors and one may be.
+        let pixels: Vec<u8> = (0..batch * dim).map(|i| (i * 37) as u8).collect();
+        let tables = [std::array::from_fn(|b| b as f32 / 255.0)];
+        assert_eq!(tr.byte_inputs_fit(&gpu), single, "{case}");
+        let bytes = tr.enable_byte_inputs(&gpu, &tables);
+        assert_eq!(bytes.is_ok(), single, "{case}: {bytes:?}");
         for step in 0..3 {
             tr.stage_batches(&gpu, &x, &y, &[batch]).unwrap();
             assert_eq!(tr.run_staged(&gpu, Phase::Train, 0.05, 0.01, step).unwrap(), 1);
             tr.set_batch(&gpu, &x, &y).unwrap();
             tr.run(&gpu, Phase::Train, batch, 0.05, 0.01, step).unwrap();
+            if single {
+                tr.stage_byte_batches(&gpu, &pixels, &y, &[batch]).unwrap();
+                assert_eq!(tr.run_staged(&gpu, Phase::Train, 0.05, 0.01, step).unwrap(), 1);
+            }
         }
-        let (x2, y2) = ([&x[..], &x[..]].concat(), [&y[..], &y[..]].concat());
-        let e = tr.stage_batches(&gpu, &x2, &y2, &[batch, batch]).unwrap_err();
-        assert!(e.to_string().contains("1 to 1"), "{e}");
+        if single {
+            let (x2, y2) = ([&x[..], &x[..]].concat(), [&y[..], &y[..]].concat());
+            let e = tr.stage_batches(&gpu, &x2, &y2, &[batch, batch]).unwrap_err();
+            assert!(e.to_string().contains("1 to 1"), "{e}");
+        }
         gpu.wait().unwrap();
-        assert_eq!(tr.step, 6);
+        assert_eq!(tr.step, if single { 9 } else { 6 }, "{case}");
         assert!(tr.loss.download_f32(&gpu).unwrap().iter().all(|l| l.is_finite()));
     }
 }

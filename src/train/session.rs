@@ -204,7 +204,7 @@ impl<'g> Session<'g> {
     /// Whether `ds`'s batches go up as bytes; if so, the trainer holds the
     /// tables of its normalisation, one per channel of its pixels.
     fn byte_tables_for(&mut self, ds: &Dataset) -> Result<bool> {
-        if !self.byte_inputs {
+        if !self.byte_inputs || !self.trainer.byte_inputs_fit(self.gpu) {
             return Ok(false);
         }
         let want = (ds.norm.clone(), ds.shape.c);

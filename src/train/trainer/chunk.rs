@@ -93,6 +93,14 @@ impl Trainer {
     /// the same inputs bit for bit. Again with other tables of as many
     /// channels, it replaces them (steps already submitted keep theirs).
     pub fn enable_byte_inputs(&mut self, gpu: &Gpu, tables: &[[f32; 256]]) -> Result<()> {
+        if !self.byte_inputs_fit(gpu) {
+            return Err(Error::InvalidArgument(
+                "byte inputs: runs of steps here bind the inputs with a dynamic offset, and the device allows \
+                 one storage binding with a dynamic offset per pipeline where the decode needs two \
+                 (stage floats instead)"
+                    .into(),
+            ));
+        }
         let dim = self.net.graph.input().len();
         if tables.is_empty() || !dim.is_multiple_of(tables.len()) {
             return Err(Error::InvalidArgument(format!(
@@ -101,15 +109,29 @@ impl Trainer {
             )));
         }
         if tables.iter().flatten().any(|v| !v.is_finite()) {
-            return Err(Error::InvalidArgument("byte inputs: a table holds a value that is not finite".into()));
+            return Err(Error::InvalidArgument(
+                "byte inputs: a table holds a value that is not finite (a channel's standard deviation of 0?)".into(),
+            ));
         }
         let flat: Vec<f32> = tables.iter().flatten().copied().collect();
         if let Some(b) = self.bytes.as_ref().filter(|b| b.channels == tables.len()) {
             return b.table.upload(gpu, &flat);
         }
+        if self.staged_bytes {
+            return Err(Error::InvalidArgument(
+                "byte inputs: batches are staged as bytes of the old channels; run them before changing the tables"
+                    .into(),
+            ));
+        }
         let words = words_for(self.capacity() * dim).max(1);
+        // Slotted like the inputs: plain where runs are single steps.
+        let slots = self.max_chunk();
         self.bytes = Some(ByteInputs {
-            words: Tensor::slotted(gpu, "batch bytes", &[words], self.max_chunk(), DType::U32)?,
+            words: if slots > 1 {
+                Tensor::slotted(gpu, "batch bytes", &[words], slots, DType::U32)?
+            } else {
+                Tensor::zeros(gpu, "batch bytes", &[words], DType::U32)?
+            },
             table: Tensor::from_f32(gpu, "input tables", &[flat.len()], &flat)?,
             channels: tables.len(),
         });
@@ -118,6 +140,13 @@ impl Trainer {
             *p = None;
         }
         Ok(())
+    }
+
+    /// Whether this trainer can take byte batches on `gpu`: the decode of a
+    /// run of several steps binds two slotted tensors (the bytes and the
+    /// inputs) with dynamic offsets.
+    pub fn byte_inputs_fit(&self, gpu: &Gpu) -> bool {
+        self.max_chunk() <= 1 || gpu.limits().max_dynamic_storage_buffers_per_pipeline_layout >= 2
     }
 
     /// `stage_batches` with each value's pixel byte instead of its float
