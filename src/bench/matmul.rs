@@ -253,9 +253,13 @@ pub fn bench_matmul(
             let wg = crate::ops::matmul::wide_workgroup(crate::ops::matmul::TileFit::default())?;
             let usual = crate::ops::matmul_tiles::wide_depth(gpu, None, wg).ok();
             let usual_tile = Some((8 * wg.y, 8 * wg.x));
-            // Whether `wide` packs this product when not asked.
+            // Whether `wide` packs this product when not asked: by the rule,
+            // where a pack fits one binding.
             let (m, n, k) = (d.m as u32, d.n as u32, d.k as u32);
-            let usual_kpack = layout != Layout::TN
+            let max_bytes = gpu.limits().max_storage_buffer_binding_size;
+            let packs =
+                crate::ops::matmul::kpack_lens((m, n, k), wg * 8, (layout.trans_a(), layout.trans_b()), max_bytes);
+            let usual_kpack = (packs.0.is_some() || packs.1.is_some())
                 && crate::device::variant::wide_kpack_env()?
                     .unwrap_or_else(|| crate::ops::matmul::kpack_rule(r.device_type, (m, n, k)));
             for (v, splits, depth, tile, coop, kpack, gflops, n) in cells {
