@@ -22,11 +22,15 @@
 // y / 2, y % 2; sample 1 skips what sample 0 covered (ranks of sample 0).
 //
 // lazy_refresh:  before a step's passes read them: the weights it can
-//                reach caught up, last = clock (its passes must see the
-//                weights eager SGD would hold).
+//                reach caught up to the clock (its passes must see the
+//                weights eager SGD would hold). Slots whose layer gathers
+//                them (lazy_gather) are left to it.
+// lazy_gather:   a layer's gather of its kept weights and bias for one mask
+//                sample (gather.wgsl's gather_weights), each weight brought
+//                up to date as it is read: one pass over them, not two.
 // lazy_norm:     partials[y·X·WG + x·WG + lidx] = Σ g² over the thread's share
-// lazy_sgd:      v = μ·v + (s·g + wd·w); w −= lr·v; g = 0; last = clock
-//                (after lazy_refresh of the same masks). A factor s of 0 (a
+// lazy_sgd:      v = μ·v + (s·g + wd·w); w −= lr·v; g = 0 (after the
+//                weights were brought up to date). A factor s of 0 (a
 //                non-finite step) updates nothing and only clears g.
 // lazy_catch_up: every weight: (w, v) ← A^(clock − last)·(w, v); last = clock.
 //
@@ -34,6 +38,13 @@
 // every finite step by the launch that decides the clip record
 // (shared/clip.wgsl: the sparse step's score optimizer, optim.wgsl's
 // adam_clip); the factor is clip[0]. lr is the step block's.
+//
+// Within a step, a weight brought up to date is stamped last = clock + 1:
+// the clock its update will have made it. So lazy_sgd need not touch the
+// clocks (one scattered array fewer per weight) but on a non-finite step,
+// where the clock stays and it stamps them back to clock; and a weight both
+// samples reach is caught up once (the second sees clock + 1). Between
+// steps last ≤ clock for every weight.
 
 // Keep in sync with `LazyParams` in src/ops/lazy.rs.
 struct LazyParams {
@@ -53,8 +64,14 @@ struct LazyParams {
     kept_at: u32,
     ranks_at: u32,
     counts_at: u32,
+    // lazy_gather: the mask sample, the weight's slot and the bias's (or
+    // NONE).
+    sample: u32,
+    gather_slot: u32,
+    gather_bias: u32,
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
 }
 
 // One parameter slot, 8 words in `table`.
@@ -82,6 +99,10 @@ override WG: u32 = 64u;
 @group(0) @binding(6) var<storage, read_write> last: array<u32>;
 @group(0) @binding(7) var<storage, read> clip: array<f32>;
 @group(0) @binding(8) var<storage, read_write> partials: array<f32>;
+// lazy_gather: the compacted weights [padded kept rows, blocks × padded kept
+// cols] and bias [padded kept rows] (bound to wc again without a bias).
+@group(0) @binding(9) var<storage, read_write> wc: array<f32>;
+@group(0) @binding(10) var<storage, read_write> bc: array<f32>;
 
 fn slot_at(i: u32) -> Slot {
     let b = 8u * i;
@@ -196,6 +217,24 @@ fn catch_up(wv: vec2<f32>, k: u32, lr: f32) -> vec2<f32> {
     return vec2(r.x * wv.x + r.z * wv.y, r.y * wv.x + r.w * wv.y);
 }
 
+// Weight i brought up to date within a step (see the header): its value.
+// Reads the momentum and writes the weight only where updates were skipped.
+fn fresh(i: u32, clock: u32) -> f32 {
+    let l = last[i];
+    if l == clock + 1u {
+        return w[i];
+    }
+    var wi = w[i];
+    if l != clock {
+        let wv = catch_up(vec2(wi, mom[i]), clock - l, st.lr);
+        wi = wv.x;
+        w[i] = wv.x;
+        mom[i] = wv.y;
+    }
+    last[i] = clock + 1u;
+    return wi;
+}
+
 @compute @workgroup_size(WG)
 fn lazy_refresh(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
     let sl = slot_at(wid.y / 2u);
@@ -206,14 +245,67 @@ fn lazy_refresh(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
         let r = row_of(sl, s, j);
         for (var q = wk.q0; q < wk.per_row; q += wk.dq) {
             let i = item(sl, s, r, q, wk.kc);
-            if i == NONE {
-                continue;
+            if i != NONE {
+                _ = fresh(i, clock);
             }
-            let wv = catch_up(vec2(w[i], mom[i]), clock - last[i], st.lr);
-            w[i] = wv.x;
-            mom[i] = wv.y;
-            last[i] = clock;
         }
+    }
+}
+
+// A compacted side's stored length: padded to 4 where it follows a set
+// (gather.wgsl's side_len).
+fn stored_len(count: u32, kset: u32) -> u32 {
+    if kset == NONE {
+        return count;
+    }
+    return (count + 3u) & ~3u;
+}
+
+// One thread per element of Wc, then of bc, with a stride of the launched
+// threads (the grid is sized on the host).
+@compute @workgroup_size(WG)
+fn lazy_gather(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lidx: u32,
+) {
+    let s = p.sample;
+    let clock = bitcast<u32>(clip[3]);
+    let stride = nwg.x * nwg.y * WG;
+    let sl = slot_at(p.gather_slot);
+    let kr = kept_count(sl.rows, sl.row_set, s);
+    let kc = kept_count(sl.cols, sl.col_set, s);
+    let pc = stored_len(kc, sl.col_set);
+    let row_len = pc * sl.blocks;
+    let n = stored_len(kr, sl.row_set) * row_len;
+    for (var t = flat_id(wid, nwg, lidx, WG); t < n; t += stride) {
+        let j = t / row_len;
+        var b = 0u;
+        var q = t - j * row_len;
+        if sl.blocks > 1u {
+            b = q / pc;
+            q -= b * pc;
+        }
+        var v = 0.0;
+        if j < kr && q < kc {
+            let row = kept_at(sl.row_set, sl.row_slot, s, j);
+            let col = kept_at(sl.col_set, sl.col_slot, s, q);
+            v = fresh(sl.offset + (row * sl.blocks + b) * sl.cols + col, clock);
+        }
+        wc[t] = v;
+    }
+    if p.gather_bias == NONE {
+        return;
+    }
+    let bs = slot_at(p.gather_bias);
+    let kb = kept_count(bs.rows, bs.row_set, s);
+    let nb = stored_len(kb, bs.row_set);
+    for (var j = flat_id(wid, nwg, lidx, WG); j < nb; j += stride) {
+        var v = 0.0;
+        if j < kb {
+            v = fresh(bs.offset + kept_at(bs.row_set, bs.row_slot, s, j), clock);
+        }
+        bc[j] = v;
     }
 }
 
@@ -232,12 +324,14 @@ fn lazy_sgd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
             if i == NONE {
                 continue;
             }
-            // Fresh: lazy_refresh brought it up to date before the passes.
+            // Fresh, and stamped clock (the advanced clock) when brought
+            // up to date: a finite step leaves the stamp as it is.
             if factor != 0.0 {
                 let wi = w[i];
                 let v = p.momentum * mom[i] + (factor * g[i] + p.weight_decay * wi);
                 mom[i] = v;
                 w[i] = wi - lr * v;
+            } else {
                 last[i] = clock;
             }
             g[i] = 0.0;

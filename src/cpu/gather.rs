@@ -10,12 +10,26 @@ fn side(full: usize, kept: Option<&[u32]>) -> (usize, usize, Vec<usize>) {
 
 /// Returns the compacted [padded rows, padded cols] weights.
 pub fn gather_weights(w: &[f64], full: (usize, usize), rows: Option<&[u32]>, cols: Option<&[u32]>) -> Vec<f64> {
+    gather_weight_blocks(w, full, 1, rows, cols)
+}
+
+/// W [rows, blocks × cols] (full sizes) compacted to [padded kept rows,
+/// blocks × padded kept cols], each block's kept columns.
+pub fn gather_weight_blocks(
+    w: &[f64],
+    full: (usize, usize),
+    blocks: usize,
+    rows: Option<&[u32]>,
+    cols: Option<&[u32]>,
+) -> Vec<f64> {
     let (kr, pr, rmap) = side(full.0, rows);
     let (kc, pc, cmap) = side(full.1, cols);
-    let mut out = vec![0.0; pr * pc];
+    let mut out = vec![0.0; pr * blocks * pc];
     for j in 0..kr {
-        for q in 0..kc {
-            out[j * pc + q] = w[rmap[j] * full.1 + cmap[q]];
+        for b in 0..blocks {
+            for q in 0..kc {
+                out[(j * blocks + b) * pc + q] = w[(rmap[j] * blocks + b) * full.1 + cmap[q]];
+            }
         }
     }
     out

@@ -241,6 +241,7 @@ pub enum Kernel {
     AddForward,
     AddBackward,
     LazyRefresh,
+    LazyGather,
     LazyNorm,
     LazySgd,
     LazyCatchUp,
@@ -248,7 +249,7 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every entry point; the naga test checks each exists in its shader.
-    pub const ALL: [Kernel; 47] = [
+    pub const ALL: [Kernel; 48] = [
         Kernel::MatmulRegtile,
         Kernel::MatmulShared,
         Kernel::MatmulWide,
@@ -293,6 +294,7 @@ impl Kernel {
         Kernel::AddForward,
         Kernel::AddBackward,
         Kernel::LazyRefresh,
+        Kernel::LazyGather,
         Kernel::LazyNorm,
         Kernel::LazySgd,
         Kernel::LazyCatchUp,
@@ -330,7 +332,9 @@ impl Kernel {
             | Kernel::BnGradApply => Shader::Batchnorm,
             Kernel::PoolForward | Kernel::PoolBackward => Shader::Pool,
             Kernel::AddForward | Kernel::AddBackward => Shader::Add,
-            Kernel::LazyRefresh | Kernel::LazyNorm | Kernel::LazySgd | Kernel::LazyCatchUp => Shader::Lazy,
+            Kernel::LazyRefresh | Kernel::LazyGather | Kernel::LazyNorm | Kernel::LazySgd | Kernel::LazyCatchUp => {
+                Shader::Lazy
+            }
         }
     }
 
@@ -347,7 +351,9 @@ impl Kernel {
             | Kernel::MatmulSplitReduce => "matmul",
             Kernel::MatmulPack => "matmul f16 packs",
             Kernel::MatmulKpack => "matmul K-major packs",
-            Kernel::GatherWeights | Kernel::ScatterBiasGrad | Kernel::ColumnPartials => "gather/scatter",
+            Kernel::GatherWeights | Kernel::LazyGather | Kernel::ScatterBiasGrad | Kernel::ColumnPartials => {
+                "gather/scatter"
+            }
             Kernel::CompactKept => "compaction",
             Kernel::MaskSample => "sampling",
             Kernel::ScoreGrad => "estimator",
@@ -420,6 +426,7 @@ impl Kernel {
             Kernel::AddForward => "add_forward",
             Kernel::AddBackward => "add_backward",
             Kernel::LazyRefresh => "lazy_refresh",
+            Kernel::LazyGather => "lazy_gather",
             Kernel::LazyNorm => "lazy_norm",
             Kernel::LazySgd => "lazy_sgd",
             Kernel::LazyCatchUp => "lazy_catch_up",

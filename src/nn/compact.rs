@@ -32,12 +32,12 @@ impl Graph {
                 )));
             }
             for (slot, ps) in node.params.iter().zip(sets) {
-                let lazy = LazySlot {
-                    offset: slot.offset,
-                    rows: side(ps.rows, ps.rows_follow, node.output),
-                    cols: side(ps.cols, ps.cols_follow, node.inputs[0]),
-                    blocks: ps.blocks,
-                };
+                let (rows, cols) =
+                    (side(ps.rows, ps.rows_follow, node.output), side(ps.cols, ps.cols_follow, node.inputs[0]));
+                // A layer gathers a parameter only on its sparse path: where
+                // a side follows a set (`Linear::forward`, `Conv2d::forward`).
+                let gathered = ps.gathered && (rows.set.is_some() || cols.set.is_some());
+                let lazy = LazySlot { offset: slot.offset, rows, cols, blocks: ps.blocks, gathered };
                 if lazy.len() != slot.spec.len() {
                     return Err(Error::InvalidArgument(format!(
                         "{}.{}: layout {ps:?} does not cover its {} elements",

@@ -144,10 +144,17 @@ impl Layer for Conv2d {
 
     fn param_sets(&self, inputs: &[Shape]) -> Vec<ParamSets> {
         let ci = inputs[0].c;
-        let w = ParamSets { rows: self.out, rows_follow: true, cols: ci, cols_follow: true, blocks: self.positions() };
+        let w = ParamSets {
+            rows: self.out,
+            rows_follow: true,
+            cols: ci,
+            cols_follow: true,
+            blocks: self.positions(),
+            gathered: true,
+        };
         let mut p = vec![w];
         if self.bias {
-            p.push(ParamSets::per_output(self.out));
+            p.push(ParamSets { gathered: true, ..ParamSets::per_output(self.out) });
         }
         p
     }
@@ -211,8 +218,13 @@ impl Layer for Conv2d {
             (&cx.params[0], cx.params.get(1))
         } else {
             let (wc, bc) = (&cx.scratch[0], &cx.scratch[1]);
-            let bias = self.bias.then(|| (bc, &cx.params[1]));
-            gather_weight_blocks(cx.rec, (wc, &cx.params[0]), bias, kept, (out_side, in_side), (co, ci), kk)?;
+            match cx.lazy {
+                Some(lz) => lz.gather(cx.rec, 0, self.bias.then_some(1), wc, bc)?,
+                None => {
+                    let bias = self.bias.then(|| (bc, &cx.params[1]));
+                    gather_weight_blocks(cx.rec, (wc, &cx.params[0]), bias, kept, (out_side, in_side), (co, ci), kk)?
+                }
+            }
             (wc, self.bias.then_some(bc))
         };
         let mut mm = Matmul::new(Layout::NT).sizes(Some(kept.dims), rows, size(out_side, 1), size(in_side, kk));

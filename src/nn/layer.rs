@@ -10,6 +10,7 @@ use crate::device::tensor::Tensor;
 use crate::error::{Error, Result};
 use crate::ops::Rows;
 use crate::ops::gather::{KeptSet, Side};
+use crate::ops::lazy::LazyPass;
 
 /// The shape of one sample's activation: channels × height × width (an
 /// MLP's features are channels with h = w = 1). Channels are the unit of
@@ -74,7 +75,9 @@ pub struct ParamSpec {
 /// cols]; its rows follow the output's channels where `rows_follow`, its
 /// columns input 0's where `cols_follow` (in each of `blocks` blocks);
 /// elements of removed channels then get no gradient. Elsewhere every step
-/// may touch every element.
+/// may touch every element. `gathered`: where a side follows a set, the
+/// layer's pass on kept units reads the parameter only through a gather of
+/// its kept part (`Ctx::lazy`), which then brings it up to date.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ParamSets {
     pub rows: usize,
@@ -82,12 +85,13 @@ pub struct ParamSets {
     pub cols: usize,
     pub cols_follow: bool,
     pub blocks: usize,
+    pub gathered: bool,
 }
 
 impl ParamSets {
     /// A parameter every step touches whole.
     pub fn whole(len: usize) -> ParamSets {
-        ParamSets { rows: len, rows_follow: false, cols: 1, cols_follow: false, blocks: 1 }
+        ParamSets { rows: len, rows_follow: false, cols: 1, cols_follow: false, blocks: 1, gathered: false }
     }
 
     /// A per-output-channel vector (a bias, BatchNorm's γ and β).
@@ -194,6 +198,10 @@ pub struct Ctx<'a, 'g> {
     pub input_ready: bool,
     /// Kept counts and lists of the mask in use (for `Side::Kept` sides).
     pub kept: Option<KeptSet<'a>>,
+    /// Forward of a sparse step under lazy SGD: the layer's gathers of
+    /// parameters marked `ParamSets::gathered` bring them up to date
+    /// (`LazyPass::gather`, with this layer's first slot).
+    pub lazy: Option<LazyPass<'a>>,
     /// A small u32 tensor to bind where a kernel takes kept sets a dense
     /// pass does not have.
     pub unused: &'a Tensor,

@@ -96,8 +96,15 @@ impl Layer for Linear {
 
     fn param_sets(&self, inputs: &[Shape]) -> Vec<ParamSets> {
         let x = inputs[0];
-        let w = ParamSets { rows: self.out, rows_follow: true, cols: x.c, cols_follow: true, blocks: x.plane() };
-        vec![w, ParamSets::per_output(self.out)]
+        let w = ParamSets {
+            rows: self.out,
+            rows_follow: true,
+            cols: x.c,
+            cols_follow: true,
+            blocks: x.plane(),
+            gathered: true,
+        };
+        vec![w, ParamSets { gathered: true, ..ParamSets::per_output(self.out) }]
     }
 
     fn scratch(
@@ -144,7 +151,10 @@ impl Layer for Linear {
         }
         let kept = cx.kept("linear")?;
         let (wc, bc) = (&cx.scratch[0], &cx.scratch[1]);
-        gather_weight_blocks(cx.rec, (wc, w), Some((bc, b)), kept, (rows, cols), (o, c), plane)?;
+        match cx.lazy {
+            Some(lz) => lz.gather(cx.rec, 0, Some(1), wc, bc)?,
+            None => gather_weight_blocks(cx.rec, (wc, w), Some((bc, b)), kept, (rows, cols), (o, c), plane)?,
+        }
         let mut mm = Matmul::new(Layout::NT).bias(bc).sizes(
             Some(kept.dims),
             Size::Batch { per: 1 },

@@ -13,6 +13,7 @@ use crate::device::tensor::{DType, Tensor, aligned_len};
 use crate::error::{Error, Result};
 use crate::ops::Rows;
 use crate::ops::gather::{KeptSet, Side};
+use crate::ops::lazy::LazyPass;
 use crate::ops::reduce::Reducer;
 
 /// The kept channels of one mask: sample `sample` of a mask set laid out as
@@ -312,14 +313,38 @@ impl Net {
     /// kept units of `mask` or dense; `train` uses batch statistics and
     /// updates the running ones (BatchNorm), else the running ones are used.
     pub fn forward(&self, rec: &mut Recorder, ws: &Workspace, mask: Option<MaskRef>, train: bool) -> Result<()> {
-        self.forward_pass(rec, ws, mask, train, false)
+        self.forward_pass(rec, ws, mask, train, false, None)
     }
 
-    /// `forward` again on the same batch (the sparse step's second mask):
-    /// layers reading the graph's input reuse what they derived from it in
-    /// the first pass (`Ctx::input_ready`).
+    /// `forward` again on the same batch (a second mask): layers reading
+    /// the graph's input reuse what they derived from it in the first pass
+    /// (`Ctx::input_ready`).
     pub fn forward_again(&self, rec: &mut Recorder, ws: &Workspace, mask: Option<MaskRef>, train: bool) -> Result<()> {
-        self.forward_pass(rec, ws, mask, train, true)
+        self.forward_pass(rec, ws, mask, train, true, None)
+    }
+
+    /// A training forward of a sparse step on the kept units of `mask`.
+    /// `again`: the batch's second pass (the second mask); layers reading
+    /// the graph's input reuse what they derived from it in the first
+    /// (`Ctx::input_ready`). With `lazy` (lazy SGD, `first_slot` ignored),
+    /// the layers' gathers bring the weights they read up to date.
+    pub fn forward_sparse(
+        &self,
+        rec: &mut Recorder,
+        ws: &Workspace,
+        mask: MaskRef,
+        again: bool,
+        lazy: Option<LazyPass>,
+    ) -> Result<()> {
+        if let Some(lz) = &lazy
+            && lz.sample != mask.sample
+        {
+            return Err(Error::InvalidArgument(format!(
+                "lazy gathers of mask sample {} in a pass of sample {}",
+                lz.sample, mask.sample
+            )));
+        }
+        self.forward_pass(rec, ws, Some(mask), true, again, lazy)
     }
 
     fn forward_pass(
@@ -329,11 +354,16 @@ impl Net {
         mask: Option<MaskRef>,
         train: bool,
         again: bool,
+        lazy: Option<LazyPass>,
     ) -> Result<()> {
         self.check_mask(ws, &mask)?;
         let sides = self.sides(mask, ws.compressed && mask.is_some());
         let g = &self.graph;
+        // Lazy SGD's slots: every node's parameters in order (`Graph::lazy_slots`).
+        let mut first_slot = 0;
         for (n, node) in g.nodes.iter().enumerate() {
+            let slot = first_slot;
+            first_slot += node.params.len();
             if node.skip_forward {
                 continue;
             }
@@ -353,6 +383,7 @@ impl Net {
                 train,
                 input_ready: again && node.inputs.contains(&0),
                 kept: mask.map(|m| m.kept),
+                lazy: lazy.map(|lz| LazyPass { first_slot: slot, ..lz }),
                 unused: &ws.unused,
                 fixed: self.fixed_kept(),
                 fixed_sides: &self.fixed_sides[n],
@@ -446,6 +477,7 @@ impl Net {
                 // The forward of this batch ran before any backward.
                 input_ready: node.inputs.contains(&0),
                 kept: mask.map(|m| m.kept),
+                lazy: None,
                 unused: &ws.unused,
                 fixed: self.fixed_kept(),
                 fixed_sides: &self.fixed_sides[n],

@@ -1,11 +1,15 @@
 //! Launcher of shaders/lazy.wgsl: the gradient norm and the SGD update of a
 //! sparse step over the weights its two masks can reach, with exact lazy
 //! catch-up of the others (see the shader's header for why it is exact).
+//! A layer that gathers its kept weights for a pass (`LazyPass::gather`)
+//! brings them up to date in the same launch; `Lazy::refresh` does the rest.
+
+use std::cell::RefCell;
 
 use glam::UVec3;
 
 use super::optim::Sgd;
-use super::{KernelParams, NONE, need, u32_of};
+use super::{KernelParams, NONE, launch_1d, need, u32_of};
 use crate::device::gpu::Gpu;
 use crate::device::record::Recorder;
 use crate::device::shader::{Kernel, Shader, capped_grid};
@@ -26,7 +30,10 @@ pub struct LazyParams {
     pub kept_at: u32,
     pub ranks_at: u32,
     pub counts_at: u32,
-    pub _pad: [u32; 2],
+    pub sample: u32,
+    pub gather_slot: u32,
+    pub gather_bias: u32,
+    pub _pad: [u32; 3],
 }
 
 impl KernelParams for LazyParams {
@@ -47,12 +54,16 @@ pub struct SlotSide {
 }
 
 /// One parameter as [rows, blocks × cols] at `offset` in the flat buffers.
+/// `gathered`: its layer reads it in a sparse step only through
+/// `LazyPass::gather`, once per mask sample, which brings it up to date;
+/// `Lazy::refresh` leaves it alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LazySlot {
     pub offset: usize,
     pub rows: SlotSide,
     pub cols: SlotSide,
     pub blocks: usize,
+    pub gathered: bool,
 }
 
 impl LazySlot {
@@ -92,10 +103,46 @@ pub struct LazyState<'a> {
 pub struct Lazy {
     slots: Vec<LazySlot>,
     table: Tensor,
+    /// The slots `refresh` covers (not gathered), and their count.
+    refresh_table: Tensor,
+    refreshed: u32,
     groups: u32,
     /// Per-thread partial sums of the norm: [2 · slots · groups · WG].
     pub partials: Tensor,
     total: usize,
+    /// Which gathered slots a step's recording gathered, per sample:
+    /// `check_gathered` makes sure none was missed.
+    seen: RefCell<Vec<[bool; 2]>>,
+}
+
+/// What a layer's gather needs to bring its weights up to date: lazy SGD,
+/// its state, the step's mask sets, the sample of this pass and the slot
+/// of the layer's first parameter.
+#[derive(Clone, Copy)]
+pub struct LazyPass<'a> {
+    pub op: &'a Lazy,
+    pub st: LazyState<'a>,
+    pub sets: SetsRef<'a>,
+    pub hp: Sgd,
+    pub sample: usize,
+    pub first_slot: usize,
+}
+
+impl LazyPass<'_> {
+    /// Wc = W[kept rows, blocks × kept cols] and (with a bias) bc = b[kept
+    /// rows] of this pass's sample, as `gather::gather_weight_blocks` writes
+    /// them, every weight read brought up to date first. `param` and
+    /// `bias` are the layer's parameter indices.
+    pub fn gather(
+        &self,
+        rec: &mut Recorder,
+        param: usize,
+        bias: Option<usize>,
+        wc: &Tensor,
+        bc: &Tensor,
+    ) -> Result<()> {
+        self.op.gather(rec, *self, self.first_slot + param, bias.map(|b| self.first_slot + b), (wc, bc))
+    }
 }
 
 impl Lazy {
@@ -103,6 +150,7 @@ impl Lazy {
     /// the norm's partial sums.
     pub fn new(gpu: &Gpu, slots: Vec<LazySlot>, total: usize) -> Result<Lazy> {
         let mut table = Vec::with_capacity(8 * slots.len());
+        let mut refresh = Vec::new();
         for s in &slots {
             if s.offset + s.len() > total {
                 return Err(Error::InvalidArgument(format!("lazy slot {s:?} lies past the {total} weights")));
@@ -115,7 +163,11 @@ impl Lazy {
             let [cols, col_set, col_slot] = side(s.cols)?;
             table.extend([u32_of("lazy", "offset", s.offset)?, rows, row_set, row_slot, cols, col_set, col_slot]);
             table.push(u32_of("lazy", "blocks", s.blocks.max(1))?);
+            if !s.gathered {
+                refresh.extend_from_slice(&table[table.len() - 8..]);
+            }
         }
+        let refreshed = (refresh.len() / 8) as u32;
         let rows = 2 * slots.len().max(1) as u32;
         // Workgroups take whole rows (lazy.wgsl). Lavapipe pays per
         // workgroup: share the cap among the slots. GPUs: a workgroup per
@@ -131,8 +183,11 @@ impl Lazy {
         let n_partials = rows as usize * (groups * WG) as usize;
         Ok(Lazy {
             table: Tensor::from_u32(gpu, "lazy slot table", &[table.len().max(1)], &padded(table))?,
+            refresh_table: Tensor::from_u32(gpu, "lazy refresh table", &[refresh.len().max(1)], &padded(refresh))?,
+            refreshed,
             partials: Tensor::zeros(gpu, "lazy norm partials", &[n_partials], DType::F32)?,
             groups,
+            seen: RefCell::new(vec![[false; 2]; slots.len()]),
             slots,
             total,
         })
@@ -150,7 +205,10 @@ impl Lazy {
             kept_at: u32_of("lazy", "offset", sets.offsets[0])?,
             ranks_at: u32_of("lazy", "offset", sets.offsets[1])?,
             counts_at: u32_of("lazy", "offset", sets.offsets[2])?,
-            _pad: [0; 2],
+            sample: 0,
+            gather_slot: NONE,
+            gather_bias: NONE,
+            _pad: [0; 3],
         })
     }
 
@@ -159,15 +217,95 @@ impl Lazy {
     }
 
     /// Brings the weights either mask sample can reach up to date, before
-    /// the step's passes read them (at the step block's rate).
+    /// the step's passes read them (at the step block's rate), but those of
+    /// gathered slots, which the passes' gathers bring up to date. Starts a
+    /// step's recording (`check_gathered`).
     pub fn refresh(&self, rec: &mut Recorder, st: LazyState, sets: SetsRef, hp: Sgd) -> Result<()> {
         self.check(st, hp)?;
-        if self.slots.is_empty() {
+        self.seen.borrow_mut().iter_mut().for_each(|s| *s = [false; 2]);
+        if self.refreshed == 0 {
             return Ok(());
         }
-        let p = self.params(sets, hp, 0)?;
-        let bind = [(1, &self.table), (2, sets.all), (4, st.w), (5, st.momentum), (6, st.last), (7, st.clip)];
-        rec.dispatch(Kernel::LazyRefresh, &vec![("WG", WG.into())], (0, &p), &bind, self.grid())
+        let mut p = self.params(sets, hp, 0)?;
+        p.slots = self.refreshed;
+        let bind = [(1, &self.refresh_table), (2, sets.all), (4, st.w), (5, st.momentum), (6, st.last), (7, st.clip)];
+        let grid = UVec3::new(self.groups, 2 * self.refreshed, 1);
+        rec.dispatch(Kernel::LazyRefresh, &vec![("WG", WG.into())], (0, &p), &bind, grid)
+    }
+
+    fn gather(
+        &self,
+        rec: &mut Recorder,
+        pass: LazyPass,
+        slot: usize,
+        bias: Option<usize>,
+        (wc, bc): (&Tensor, &Tensor),
+    ) -> Result<()> {
+        const OP: &str = "lazy_gather";
+        self.check(pass.st, pass.hp)?;
+        if pass.sample > 1 {
+            return Err(Error::InvalidArgument(format!("{OP}: mask sample {} of 2", pass.sample)));
+        }
+        let stored = |x: SlotSide| if x.set.is_some() { x.len.div_ceil(4) * 4 } else { x.len };
+        // A slot `refresh` covers may be gathered too (a classifier's bias):
+        // its weights are found up to date (stamped clock + 1) and copied.
+        let slot_of = |i: usize| -> Result<LazySlot> {
+            self.slots
+                .get(i)
+                .copied()
+                .ok_or_else(|| Error::InvalidArgument(format!("{OP}: slot {i} of {}", self.slots.len())))
+        };
+        let w = slot_of(slot)?;
+        let n = stored(w.rows) * w.blocks.max(1) * stored(w.cols);
+        need(OP, "wc", wc, n, DType::F32)?;
+        let mut threads = n;
+        let mut p = self.params(pass.sets, pass.hp, 0)?;
+        p.sample = pass.sample as u32;
+        p.gather_slot = u32_of(OP, "slot", slot)?;
+        if let Some(b) = bias {
+            let bs = slot_of(b)?;
+            if bs.rows != w.rows || bs.cols.len != 1 || bs.cols.set.is_some() || bs.blocks > 1 {
+                return Err(Error::InvalidArgument(format!(
+                    "{OP}: bias slot {bs:?} does not follow the rows of {w:?}"
+                )));
+            }
+            need(OP, "bc", bc, stored(bs.rows), DType::F32)?;
+            threads = threads.max(stored(bs.rows));
+            p.gather_bias = u32_of(OP, "slot", b)?;
+        }
+        {
+            let mut seen = self.seen.borrow_mut();
+            for i in std::iter::once(slot).chain(bias) {
+                seen[i][pass.sample] = true;
+            }
+        }
+        let bc = if bias.is_some() { bc } else { wc };
+        let st = pass.st;
+        let bind = [
+            (1, &self.table),
+            (2, pass.sets.all),
+            (4, st.w),
+            (5, st.momentum),
+            (6, st.last),
+            (7, st.clip),
+            (9, wc),
+            (10, bc),
+        ];
+        launch_1d(rec, Kernel::LazyGather, (OP, WG), &p, &bind, threads)
+    }
+
+    /// After a step's passes are recorded: an error where a gathered slot
+    /// was not gathered for both samples since `refresh` (its weights would
+    /// be read stale).
+    pub fn check_gathered(&self) -> Result<()> {
+        let seen = self.seen.borrow();
+        match self.slots.iter().zip(seen.iter()).position(|(s, g)| s.gathered && *g != [true; 2]) {
+            Some(i) => Err(Error::InvalidArgument(format!(
+                "lazy SGD: slot {i} ({:?}) was not gathered by both mask samples' passes",
+                self.slots[i]
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Partial sums of g² over the weights either mask sample can reach;

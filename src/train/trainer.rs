@@ -16,7 +16,7 @@ use crate::device::tensor::{DType, Tensor};
 use crate::error::{Error, Result};
 use crate::nn::{Net, Workspace};
 use crate::ops::Rows;
-use crate::ops::lazy::{Lazy, LazyState, SetsRef};
+use crate::ops::lazy::{Lazy, LazyPass, LazyState, SetsRef};
 use crate::ops::mask::{KeyStep, MaskKey};
 use crate::ops::optim::{
     Adam, AfterStep, ClipDecision, GradScale, Rate, Sgd, adam_clip_step, adam_corrections, sgd_step,
@@ -302,8 +302,8 @@ impl Trainer {
         //    compacted into kept lists per prunable layer.
         let key = MaskKey { seed: sp.cfg.seed, step: 0, sample: 0 };
         sp.samples.draw(rec, &sp.scores, key, KeyStep::Block)?;
-        // Lazy SGD: the weights these masks reach, brought up to date
-        // before the passes read them.
+        // Lazy SGD: the weights these masks reach that no gather of the
+        // passes brings up to date (`Lazy::refresh`), before they are read.
         if let Some(lz) = &self.lazy {
             let st = LazyState { w: &net.params, momentum: &self.momentum, last: &lz.last, clip: &self.clip };
             lz.op.refresh(rec, st, sets_of(&sp.samples), self.sgd)?;
@@ -312,15 +312,24 @@ impl Trainer {
         //    same batch; the weight gradients of the two passes add up.
         //    The loss head writes each pass's per-row losses apart (part j),
         //    its gradient, and the first pass's accuracy count.
+        //    Under lazy SGD, the layers' gathers of their kept weights bring
+        //    those up to date.
         for j in 0..2 {
-            let mask = Some(sp.samples.sample(j));
-            if j == 0 {
-                net.forward(rec, ws, mask, true)?;
-            } else {
-                net.forward_again(rec, ws, mask, true)?;
-            }
+            let mask = sp.samples.sample(j);
+            let lazy = self.lazy.as_ref().map(|lz| LazyPass {
+                op: &lz.op,
+                st: LazyState { w: &net.params, momentum: &self.momentum, last: &lz.last, clip: &self.clip },
+                sets: sets_of(&sp.samples),
+                hp: self.sgd,
+                sample: j,
+                first_slot: 0,
+            });
+            net.forward_sparse(rec, ws, mask, j == 1, lazy)?;
             net.train_head(rec, ws, (0.5, j), (j == 0).then_some(&self.correct))?;
-            net.backward_layers(rec, ws, mask)?;
+            net.backward_layers(rec, ws, Some(mask))?;
+        }
+        if let Some(lz) = &self.lazy {
+            lz.op.check_gathered()?;
         }
         // 3. The VR-PGE score gradient from the two masks and the two losses,
         //    the batch means of the two parts, which it reduces itself (and

@@ -1,5 +1,5 @@
 use rand::Rng;
-use sparsetrain::ops::lazy::{Lazy, LazySlot, LazyState, SetsRef, SlotSide};
+use sparsetrain::ops::lazy::{Lazy, LazyPass, LazySlot, LazyState, SetsRef, SlotSide};
 use sparsetrain::ops::optim::Sgd;
 use sparsetrain::step::{StepBlock, StepBuffer};
 use sparsetrain::{DType, Recorder, Tensor, cpu};
@@ -15,11 +15,14 @@ const NONE: u32 = u32::MAX;
 /// (non-finite) step, units that sit out several steps; the weights a step
 /// reaches refreshed to their eager values before its passes, the norm's
 /// partial sums against Σ g², gradients cleared, and after the final
-/// catch-up every weight and momentum equal to the eager run's.
+/// catch-up every weight and momentum equal to the eager run's. Run twice:
+/// every slot refreshed by `lazy_refresh`, and three of the four gathered
+/// per sample by `lazy_gather` (against the f64 gather of the eager
+/// weights, padding included), the fourth refreshed.
 #[test]
 fn lazy_sgd_equals_eager_steps() {
     let Some(gpu) = gpu("lazy_sgd_equals_eager_steps") else { return };
-    for grid_cap in [None, Some(1)] {
+    for (grid_cap, gathered) in [(None, false), (Some(1), false), (None, true), (Some(1), true)] {
         let gpu_c;
         let gpu = match grid_cap {
             None => &gpu,
@@ -30,25 +33,35 @@ fn lazy_sgd_equals_eager_steps() {
                 &gpu_c
             }
         };
-        run_case(gpu, grid_cap);
+        run_case(gpu, grid_cap, gathered);
     }
 }
 
-fn run_case(gpu: &sparsetrain::Gpu, grid_cap: Option<u32>) {
+fn run_case(gpu: &sparsetrain::Gpu, grid_cap: Option<u32>, gathered: bool) {
     // Set 0: 7 channels at list slot 0; set 1: 5 channels at slot 7.
     let (c0, c1, entries, sets) = (7usize, 5usize, 12usize, 2usize);
     let s0 = Some((0, 0));
     let s1 = Some((1, 7));
     let side = |len, set| SlotSide { len, set };
+    // A weight in kernel-position blocks and its bias (gathered together),
+    // a classifier with all rows (gathered alone), a parameter touched whole.
     let slots = vec![
-        LazySlot { offset: 0, rows: side(c0, s0), cols: side(c1, s1), blocks: 3 },
-        LazySlot { offset: 105, rows: side(c0, s0), cols: side(1, None), blocks: 1 },
-        LazySlot { offset: 112, rows: side(4, None), cols: side(c0, s0), blocks: 1 },
-        LazySlot { offset: 140, rows: side(6, None), cols: side(1, None), blocks: 1 },
+        LazySlot { offset: 0, rows: side(c0, s0), cols: side(c1, s1), blocks: 3, gathered },
+        LazySlot { offset: 105, rows: side(c0, s0), cols: side(1, None), blocks: 1, gathered },
+        LazySlot { offset: 112, rows: side(4, None), cols: side(c0, s0), blocks: 1, gathered },
+        LazySlot { offset: 140, rows: side(6, None), cols: side(1, None), blocks: 1, gathered: false },
     ];
+    // The gathers' outputs per sample: [Wc of slot 0, bc of slot 1, Wc of slot 2].
+    let padded = |n: usize| n.div_ceil(4) * 4;
+    let outs: Vec<[Tensor; 3]> = (0..2)
+        .map(|_| {
+            [padded(c0) * 3 * padded(c1), padded(c0), 4 * padded(c0)]
+                .map(|n| Tensor::from_f32(gpu, "wc", &[n], &vec![f32::NAN; n]).unwrap())
+        })
+        .collect();
     let total = 146;
     let hp = Sgd { lr: 0.07, momentum: 0.9, weight_decay: 0.01 };
-    let mut r = rng(4100 + grid_cap.unwrap_or(0) as u64);
+    let mut r = rng(4100 + grid_cap.unwrap_or(0) as u64 + 10 * u64::from(gathered));
     let lazy = Lazy::new(gpu, slots.clone(), total).unwrap();
     let w0 = rand_f32(&mut r, total, -1.0, 1.0);
     let v0 = rand_f32(&mut r, total, -0.1, 0.1);
@@ -114,8 +127,35 @@ fn run_case(gpu: &sparsetrain::Gpu, grid_cap: Option<u32>) {
         let step_buf = StepBuffer::new(gpu);
         let mut rec = Recorder::with_step(gpu, &step_buf);
         lazy.refresh(&mut rec, st, sref, hp).unwrap();
+        if gathered {
+            for (s, out) in outs.iter().enumerate() {
+                let pass = LazyPass { op: &lazy, st, sets: sref, hp, sample: s, first_slot: 0 };
+                pass.gather(&mut rec, 0, Some(1), &out[0], &out[1]).unwrap();
+                pass.gather(&mut rec, 2, None, &out[2], &out[2]).unwrap();
+            }
+            lazy.check_gathered().unwrap();
+        }
         rec.into_plan().run(gpu, Some(&block)).unwrap();
         gpu.wait().unwrap();
+        if gathered {
+            // What each sample's pass reads: the eager weights before this step.
+            for (s, out) in outs.iter().enumerate() {
+                let list = |k: usize, len: usize| -> Vec<u32> {
+                    (0..len as u32).filter(|&c| masks[s][k][c as usize]).collect()
+                };
+                let (rows, cols) = (list(0, c0), list(1, c1));
+                let want = [
+                    cpu::gather::gather_weight_blocks(&w[0..105], (c0, c1), 3, Some(&rows), Some(&cols)),
+                    cpu::gather::gather_bias(&w[105..112], Some(&rows)),
+                    cpu::gather::gather_weights(&w[112..140], (4, c0), None, Some(&rows)),
+                ];
+                for (name, (t, want)) in ["Wc", "bc", "classifier Wc"].iter().zip(out.iter().zip(&want)) {
+                    let tag = format!("grid cap {grid_cap:?} step {step} sample {s}: gathered {name}");
+                    // The kept part, padded: the buffer holds the most units.
+                    assert_close(&tag, &t.download_f32(gpu).unwrap()[..want.len()], want, 1e-6, 1e-5);
+                }
+            }
+        }
         let reach: Vec<usize> = (0..total).filter(|&i| touched(i)).collect();
         let (gw, gv) = (tw.download_f32(gpu).unwrap(), tv.download_f32(gpu).unwrap());
         let fresh: Vec<f32> = reach.iter().flat_map(|&i| [gw[i], gv[i]]).collect();
