@@ -33,6 +33,9 @@
 //                weights were brought up to date). A factor s of 0 (a
 //                non-finite step) updates nothing and only clears g.
 // lazy_catch_up: every weight: (w, v) ← A^(clock − last)·(w, v); last = clock.
+// lazy_stamp:    every weight: last = clock, the weights untouched: where
+//                every weight is up to date but the clocks lag (fine-tuning's
+//                eager steps advance the clock and leave the clocks).
 //
 // The clock (updates applied so far) is clip[3] (u32 bits), advanced on
 // every finite step by the launch that decides the clip record
@@ -350,6 +353,18 @@ fn lazy_catch_up(
         let wv = catch_up(vec2(w[i], mom[i]), clock - last[i], st.lr);
         w[i] = wv.x;
         mom[i] = wv.y;
+        last[i] = clock;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn lazy_stamp(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lidx: u32,
+) {
+    let clock = bitcast<u32>(clip[3]);
+    for (var i = flat_id(wid, nwg, lidx, WG); i < p.n; i += nwg.x * nwg.y * WG) {
         last[i] = clock;
     }
 }

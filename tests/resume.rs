@@ -304,8 +304,16 @@ fn lazy_sgd_equals_eager_across_resume() {
     };
     let mut eager = Session::new(&gpu, with(false), INPUT, 10).unwrap();
     assert!(eager.trainer.lazy.is_none());
+    // Two epochs, fine-tuning steps (eager in both: they advance the update
+    // count and update every weight), then training again.
+    let finetune_then_train = |s: &mut Session| {
+        s.draw_first_candidate().unwrap();
+        s.run_steps(ds, 2, true, 0..3, |_, _| {}).unwrap();
+        s.run_steps(ds, 3, false, 0..4, |_, _| {}).unwrap();
+    };
     eager.run_steps(ds, 0, false, 0..8, |_, _| {}).unwrap();
     eager.run_steps(ds, 1, false, 0..5, |_, _| {}).unwrap();
+    finetune_then_train(&mut eager);
 
     let mut lazy = Session::new(&gpu, with(true), INPUT, 10).unwrap();
     lazy.run_steps(ds, 0, false, 0..5, |_, _| {}).unwrap();
@@ -316,6 +324,7 @@ fn lazy_sgd_equals_eager_across_resume() {
     let mut lazy = Session::restore(&gpu, &Checkpoint::load(&path).unwrap()).unwrap();
     lazy.run_steps(ds, 0, false, 5..8, |_, _| {}).unwrap();
     lazy.run_steps(ds, 1, false, 0..5, |_, _| {}).unwrap();
+    finetune_then_train(&mut lazy);
     lazy.trainer.catch_up(&gpu).unwrap();
     // Some weights sat out: their clocks lag the update count before catch-up.
     for (name, t) in [("params", 0), ("momentum", 1)] {

@@ -245,11 +245,12 @@ pub enum Kernel {
     LazyNorm,
     LazySgd,
     LazyCatchUp,
+    LazyStamp,
 }
 
 impl Kernel {
     /// Every entry point; the naga test checks each exists in its shader.
-    pub const ALL: [Kernel; 48] = [
+    pub const ALL: [Kernel; 49] = [
         Kernel::MatmulRegtile,
         Kernel::MatmulShared,
         Kernel::MatmulWide,
@@ -298,6 +299,7 @@ impl Kernel {
         Kernel::LazyNorm,
         Kernel::LazySgd,
         Kernel::LazyCatchUp,
+        Kernel::LazyStamp,
     ];
 
     pub fn shader(self) -> Shader {
@@ -332,9 +334,12 @@ impl Kernel {
             | Kernel::BnGradApply => Shader::Batchnorm,
             Kernel::PoolForward | Kernel::PoolBackward => Shader::Pool,
             Kernel::AddForward | Kernel::AddBackward => Shader::Add,
-            Kernel::LazyRefresh | Kernel::LazyGather | Kernel::LazyNorm | Kernel::LazySgd | Kernel::LazyCatchUp => {
-                Shader::Lazy
-            }
+            Kernel::LazyRefresh
+            | Kernel::LazyGather
+            | Kernel::LazyNorm
+            | Kernel::LazySgd
+            | Kernel::LazyCatchUp
+            | Kernel::LazyStamp => Shader::Lazy,
         }
     }
 
@@ -376,7 +381,7 @@ impl Kernel {
             Kernel::PoolForward | Kernel::PoolBackward => "pooling",
             Kernel::AddForward | Kernel::AddBackward => "residual",
             Kernel::LazyNorm => "reductions",
-            Kernel::LazyRefresh | Kernel::LazySgd | Kernel::LazyCatchUp => "optimizer",
+            Kernel::LazyRefresh | Kernel::LazySgd | Kernel::LazyCatchUp | Kernel::LazyStamp => "optimizer",
         }
     }
 
@@ -430,6 +435,7 @@ impl Kernel {
             Kernel::LazyNorm => "lazy_norm",
             Kernel::LazySgd => "lazy_sgd",
             Kernel::LazyCatchUp => "lazy_catch_up",
+            Kernel::LazyStamp => "lazy_stamp",
         }
     }
 }

@@ -348,8 +348,18 @@ impl Lazy {
     /// Brings every weight up to date (the skipped updates at the step
     /// block's rate).
     pub fn catch_up(&self, rec: &mut Recorder, st: LazyState, hp: Sgd) -> Result<()> {
+        self.every_weight(rec, Kernel::LazyCatchUp, st, hp)
+    }
+
+    /// Sets every weight's clock to the clock, the weights untouched: for
+    /// weights all up to date whose clocks lag (after eager steps).
+    pub fn stamp(&self, rec: &mut Recorder, st: LazyState, hp: Sgd) -> Result<()> {
+        self.every_weight(rec, Kernel::LazyStamp, st, hp)
+    }
+
+    fn every_weight(&self, rec: &mut Recorder, kernel: Kernel, st: LazyState, hp: Sgd) -> Result<()> {
         self.check(st, hp)?;
-        let n = u32_of("lazy_catch_up", "n", self.total)?;
+        let n = u32_of("lazy", "n", self.total)?;
         if n == 0 {
             return Ok(());
         }
@@ -357,8 +367,11 @@ impl Lazy {
         let p = self.params(empty, hp, self.total)?;
         let gpu = rec.gpu();
         let groups = capped_grid(n.div_ceil(WG), gpu.grid_cap(), gpu.limits().max_compute_workgroups_per_dimension);
-        let bind = [(4, st.w), (5, st.momentum), (6, st.last), (7, st.clip)];
-        rec.dispatch(Kernel::LazyCatchUp, &vec![("WG", WG.into())], (0, &p), &bind, groups)
+        let bind: &[(u32, &Tensor)] = match kernel {
+            Kernel::LazyStamp => &[(6, st.last), (7, st.clip)],
+            _ => &[(4, st.w), (5, st.momentum), (6, st.last), (7, st.clip)],
+        };
+        rec.dispatch(kernel, &vec![("WG", WG.into())], (0, &p), bind, groups)
     }
 }
 

@@ -341,6 +341,10 @@ impl<'g> Session<'g> {
             lz.last.upload(gpu, last)?;
             t.clip.upload_at(gpu, 0, &[0.0, 0.0, 0.0, f32::from_bits(clock[0])])?;
             lz.pending = (clock[1] != 0).then_some(rate[0]);
+            // Saved during fine-tuning, the clocks may lag an up-to-date
+            // network (`LazySgd::clocks_lag`); stamping them is harmless
+            // otherwise.
+            lz.clocks_lag = lz.pending.is_none();
         }
         if t.loss_scaling.is_some() {
             match ck.f32("loss_scale") {

@@ -100,6 +100,11 @@ pub struct LazySgd {
     /// The rate of updates some weights have not had yet (a training phase
     /// in progress); None when every weight is up to date.
     pub pending: Option<f32>,
+    /// Every weight is up to date but the clock may have run ahead of the
+    /// clocks: eager steps (fine-tuning) advance it and leave them. The
+    /// next training phase stamps them first (`Lazy::stamp`), or it would
+    /// apply those steps' updates again.
+    pub clocks_lag: bool,
 }
 
 /// Where lazy SGD finds the kept sets of a step's two samples.
@@ -203,6 +208,7 @@ impl Trainer {
                 op: Lazy::new(gpu, net.graph.lazy_slots()?, net.graph.param_total)?,
                 last: Tensor::zeros(gpu, "lazy clocks", &[net.graph.param_total], DType::U32)?,
                 pending: None,
+                clocks_lag: false,
             }),
             _ => None,
         };
@@ -545,10 +551,18 @@ impl Trainer {
         // Other phases read or update every weight: bring them up to date.
         if phase != Phase::Train {
             self.catch_up(gpu)?;
+            if let Some(lz) = &mut self.lazy
+                && phase == Phase::Finetune
+            {
+                lz.clocks_lag = true;
+            }
         } else if let Some(lz) = &mut self.lazy {
             if lz.pending.is_some_and(|p| p != lr) {
                 // The lazy map holds while the rate does.
                 self.catch_up(gpu)?;
+            }
+            if self.lazy.as_ref().is_some_and(|lz| lz.clocks_lag && lz.pending.is_none()) {
+                self.stamp_clocks(gpu)?;
             }
             if let Some(lz) = &mut self.lazy {
                 lz.pending = Some(lr);
@@ -583,6 +597,19 @@ impl Trainer {
         let block = StepBlock { lr, ..StepBlock::default() };
         let index = rec.into_plan().run(gpu, Some(&block))?;
         self.in_flight.push_back((index, 0));
+        Ok(())
+    }
+
+    /// Sets every weight's clock to the update count, all weights being up
+    /// to date (`LazySgd::clocks_lag`).
+    fn stamp_clocks(&mut self, gpu: &Gpu) -> Result<()> {
+        let Some(lz) = &mut self.lazy else { return Ok(()) };
+        let mut rec = Recorder::with_step(gpu, &self.step_buf);
+        let st = LazyState { w: &self.net.params, momentum: &self.momentum, last: &lz.last, clip: &self.clip };
+        lz.op.stamp(&mut rec, st, self.sgd)?;
+        let index = rec.into_plan().run(gpu, Some(&StepBlock::default()))?;
+        self.in_flight.push_back((index, 0));
+        lz.clocks_lag = false;
         Ok(())
     }
 

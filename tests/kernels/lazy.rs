@@ -16,9 +16,11 @@ const NONE: u32 = u32::MAX;
 /// reaches refreshed to their eager values before its passes, the norm's
 /// partial sums against Σ g², gradients cleared, and after the final
 /// catch-up every weight and momentum equal to the eager run's. Run twice:
-/// every slot refreshed by `lazy_refresh`, and three of the four gathered
+/// every slot refreshed by `lazy_refresh`, and three of the five gathered
 /// per sample by `lazy_gather` (against the f64 gather of the eager
-/// weights, padding included), the fourth refreshed.
+/// weights, padding included, the outputs reset to NaN every step), the
+/// other two refreshed, one of them (a classifier's bias) also gathered.
+/// Then lagging clocks stamped without touching the weights.
 #[test]
 fn lazy_sgd_equals_eager_steps() {
     let Some(gpu) = gpu("lazy_sgd_equals_eager_steps") else { return };
@@ -50,16 +52,17 @@ fn run_case(gpu: &sparsetrain::Gpu, grid_cap: Option<u32>, gathered: bool) {
         LazySlot { offset: 105, rows: side(c0, s0), cols: side(1, None), blocks: 1, gathered },
         LazySlot { offset: 112, rows: side(4, None), cols: side(c0, s0), blocks: 1, gathered },
         LazySlot { offset: 140, rows: side(6, None), cols: side(1, None), blocks: 1, gathered: false },
+        // The classifier's bias: its rows follow no set, so it is refreshed,
+        // and its layer's gather reads it too.
+        LazySlot { offset: 146, rows: side(4, None), cols: side(1, None), blocks: 1, gathered: false },
     ];
-    // The gathers' outputs per sample: [Wc of slot 0, bc of slot 1, Wc of slot 2].
+    // The gathers' outputs per sample: [Wc of slot 0, bc of slot 1, Wc of
+    // slot 2, bc of slot 4].
     let padded = |n: usize| n.div_ceil(4) * 4;
-    let outs: Vec<[Tensor; 3]> = (0..2)
-        .map(|_| {
-            [padded(c0) * 3 * padded(c1), padded(c0), 4 * padded(c0)]
-                .map(|n| Tensor::from_f32(gpu, "wc", &[n], &vec![f32::NAN; n]).unwrap())
-        })
-        .collect();
-    let total = 146;
+    let sizes = [padded(c0) * 3 * padded(c1), padded(c0), 4 * padded(c0), 4];
+    let outs: Vec<[Tensor; 4]> =
+        (0..2).map(|_| sizes.map(|n| Tensor::zeros(gpu, "wc", &[n], DType::F32).unwrap())).collect();
+    let total = 150;
     let hp = Sgd { lr: 0.07, momentum: 0.9, weight_decay: 0.01 };
     let mut r = rng(4100 + grid_cap.unwrap_or(0) as u64 + 10 * u64::from(gathered));
     let lazy = Lazy::new(gpu, slots.clone(), total).unwrap();
@@ -129,9 +132,12 @@ fn run_case(gpu: &sparsetrain::Gpu, grid_cap: Option<u32>, gathered: bool) {
         lazy.refresh(&mut rec, st, sref, hp).unwrap();
         if gathered {
             for (s, out) in outs.iter().enumerate() {
+                for (t, n) in out.iter().zip(sizes) {
+                    t.upload(gpu, &vec![f32::NAN; n]).unwrap();
+                }
                 let pass = LazyPass { op: &lazy, st, sets: sref, hp, sample: s, first_slot: 0 };
                 pass.gather(&mut rec, 0, Some(1), &out[0], &out[1]).unwrap();
-                pass.gather(&mut rec, 2, None, &out[2], &out[2]).unwrap();
+                pass.gather(&mut rec, 2, Some(4), &out[2], &out[3]).unwrap();
             }
             lazy.check_gathered().unwrap();
         }
@@ -148,8 +154,10 @@ fn run_case(gpu: &sparsetrain::Gpu, grid_cap: Option<u32>, gathered: bool) {
                     cpu::gather::gather_weight_blocks(&w[0..105], (c0, c1), 3, Some(&rows), Some(&cols)),
                     cpu::gather::gather_bias(&w[105..112], Some(&rows)),
                     cpu::gather::gather_weights(&w[112..140], (4, c0), None, Some(&rows)),
+                    cpu::gather::gather_bias(&w[146..150], None),
                 ];
-                for (name, (t, want)) in ["Wc", "bc", "classifier Wc"].iter().zip(out.iter().zip(&want)) {
+                let names = ["Wc", "bc", "classifier Wc", "classifier bc"];
+                for (name, (t, want)) in names.iter().zip(out.iter().zip(&want)) {
                     let tag = format!("grid cap {grid_cap:?} step {step} sample {s}: gathered {name}");
                     // The kept part, padded: the buffer holds the most units.
                     assert_close(&tag, &t.download_f32(gpu).unwrap()[..want.len()], want, 1e-6, 1e-5);
@@ -187,4 +195,16 @@ fn run_case(gpu: &sparsetrain::Gpu, grid_cap: Option<u32>, gathered: bool) {
     assert_close(&format!("{tag}: weights"), &tw.download_f32(gpu).unwrap(), &w, 1e-6, 1e-5);
     assert_close(&format!("{tag}: momentum"), &tv.download_f32(gpu).unwrap(), &v, 1e-6, 1e-5);
     assert!(tlast.download_u32(gpu).unwrap().iter().all(|&l| l == clock), "{tag}: every weight is up to date");
+    // Clocks that lag up-to-date weights (after eager steps): stamped, the
+    // weights and momentum untouched bit for bit.
+    let lagging: Vec<u32> = (0..total).map(|_| r.random_range(0..=clock)).collect();
+    tlast.upload(gpu, &lagging).unwrap();
+    let (w_before, v_before) = (tw.download_f32(gpu).unwrap(), tv.download_f32(gpu).unwrap());
+    let mut rec = Recorder::with_step(gpu, &step_buf);
+    lazy.stamp(&mut rec, st, hp).unwrap();
+    rec.into_plan().run(gpu, Some(&block)).unwrap();
+    gpu.wait().unwrap();
+    assert!(tlast.download_u32(gpu).unwrap().iter().all(|&l| l == clock), "{tag}: every clock stamped");
+    assert_eq!(tw.download_f32(gpu).unwrap(), w_before, "{tag}: stamping changed weights");
+    assert_eq!(tv.download_f32(gpu).unwrap(), v_before, "{tag}: stamping changed momentum");
 }
