@@ -4,7 +4,7 @@
 //! A layer that gathers its kept weights for a pass (`LazyPass::gather`)
 //! brings them up to date in the same launch; `Lazy::refresh` does the rest.
 
-use std::cell::RefCell;
+use std::sync::Mutex;
 
 use glam::UVec3;
 
@@ -112,7 +112,8 @@ pub struct Lazy {
     total: usize,
     /// Which gathered slots a step's recording gathered, per sample:
     /// `check_gathered` makes sure none was missed.
-    seen: RefCell<Vec<[bool; 2]>>,
+    /// (A mutex, not a cell: a trainer stays `Sync` for embedders.)
+    seen: Mutex<Vec<[bool; 2]>>,
 }
 
 /// What a layer's gather needs to bring its weights up to date: lazy SGD,
@@ -187,7 +188,7 @@ impl Lazy {
             refreshed,
             partials: Tensor::zeros(gpu, "lazy norm partials", &[n_partials], DType::F32)?,
             groups,
-            seen: RefCell::new(vec![[false; 2]; slots.len()]),
+            seen: Mutex::new(vec![[false; 2]; slots.len()]),
             slots,
             total,
         })
@@ -222,7 +223,7 @@ impl Lazy {
     /// step's recording (`check_gathered`).
     pub fn refresh(&self, rec: &mut Recorder, st: LazyState, sets: SetsRef, hp: Sgd) -> Result<()> {
         self.check(st, hp)?;
-        self.seen.borrow_mut().iter_mut().for_each(|s| *s = [false; 2]);
+        self.seen_flags().iter_mut().for_each(|s| *s = [false; 2]);
         if self.refreshed == 0 {
             return Ok(());
         }
@@ -274,7 +275,7 @@ impl Lazy {
             p.gather_bias = u32_of(OP, "slot", b)?;
         }
         {
-            let mut seen = self.seen.borrow_mut();
+            let mut seen = self.seen_flags();
             for i in std::iter::once(slot).chain(bias) {
                 seen[i][pass.sample] = true;
             }
@@ -294,11 +295,16 @@ impl Lazy {
         launch_1d(rec, Kernel::LazyGather, (OP, WG), &p, &bind, threads)
     }
 
+    fn seen_flags(&self) -> std::sync::MutexGuard<'_, Vec<[bool; 2]>> {
+        // The flags stay meaningful after a panic elsewhere: no poisoning.
+        self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// After a step's passes are recorded: an error where a gathered slot
     /// was not gathered for both samples since `refresh` (its weights would
     /// be read stale).
     pub fn check_gathered(&self) -> Result<()> {
-        let seen = self.seen.borrow();
+        let seen = self.seen_flags();
         match self.slots.iter().zip(seen.iter()).position(|(s, g)| s.gathered && *g != [true; 2]) {
             Some(i) => Err(Error::InvalidArgument(format!(
                 "lazy SGD: slot {i} ({:?}) was not gathered by both mask samples' passes",

@@ -208,3 +208,12 @@ fn run_case(gpu: &sparsetrain::Gpu, grid_cap: Option<u32>, gathered: bool) {
     assert_eq!(tw.download_f32(gpu).unwrap(), w_before, "{tag}: stamping changed weights");
     assert_eq!(tv.download_f32(gpu).unwrap(), v_before, "{tag}: stamping changed momentum");
 }
+
+/// Trainers are shared across threads by embedders: lazy SGD keeps them
+/// `Send + Sync`.
+#[test]
+fn lazy_state_is_send_and_sync() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Lazy>();
+    shareable::<sparsetrain::train::trainer::Trainer>();
+}
