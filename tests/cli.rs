@@ -167,11 +167,50 @@ fn unknown_tuning_values_are_refused() {
     // Read by training and `bench train` only.
     let bench_train: &[&str] = &["bench", "train", "--model", "8", "--keeps", "0.5", "--runs", "1", "--warmup", "0"];
     for args in [train, bench_train] {
-        let var = "SPARSETRAIN_BYTE_INPUTS";
-        let out = Command::new(env!("CARGO_BIN_EXE_sparsetrain")).args(args).env(var, "maybe").output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success() && err.contains(var), "{var}=maybe {args:?}: stderr: {err}");
+        for var in ["SPARSETRAIN_BYTE_INPUTS", "SPARSETRAIN_LAZY_GATHER"] {
+            let out = Command::new(env!("CARGO_BIN_EXE_sparsetrain")).args(args).env(var, "maybe").output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success() && err.contains(var), "{var}=maybe {args:?}: stderr: {err}");
+        }
     }
+}
+
+/// Lazy SGD through the layers' gathers (the default) or through
+/// `lazy_refresh` alone (`SPARSETRAIN_LAZY_GATHER=off`) computes the same
+/// weights: a sparse run with fine-tuning writes the same metrics, timings
+/// aside, either way.
+#[test]
+fn lazy_gather_trains_as_lazy_refresh_does() {
+    if common::gpu("lazy_gather_trains_as_lazy_refresh_does").is_none() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("sparsetrain-lazy-gather-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |value: &str| -> Vec<String> {
+        let metrics = dir.join(format!("m-{value}.jsonl"));
+        let out = Command::new(env!("CARGO_BIN_EXE_sparsetrain"))
+            .args(["train", "--hidden", "40,24", "--keep", "0.1", "--updates", "lazy", "--epochs", "2"])
+            .args(["--train-size", "384", "--test-size", "96", "--batch", "32", "--select-draws", "2"])
+            .args(["--finetune-epochs", "1", "--metrics", metrics.to_str().unwrap()])
+            .env("SPARSETRAIN_LAZY_GATHER", value)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{value}: {}", String::from_utf8_lossy(&out.stderr));
+        let text = std::fs::read_to_string(&metrics).unwrap();
+        // Drop the timing fields ("step_ms", "samples_per_s").
+        text.lines()
+            .map(|l| {
+                l.split(',')
+                    .filter(|f| !f.contains("step_ms") && !f.contains("samples_per_s"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect()
+    };
+    let (auto, off) = (run("auto"), run("off"));
+    assert_eq!(auto.len(), 4, "2 train + 1 finetune + 1 summary lines: {auto:?}");
+    assert_eq!(auto, off, "lazy_gather and lazy_refresh trained differently");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -295,6 +295,11 @@ impl Lazy {
         launch_1d(rec, Kernel::LazyGather, (OP, WG), &p, &bind, threads)
     }
 
+    /// Whether some slot is left to the layers' gathers (`LazyPass::gather`).
+    pub fn gathers(&self) -> bool {
+        self.slots.iter().any(|s| s.gathered)
+    }
+
     fn seen_flags(&self) -> std::sync::MutexGuard<'_, Vec<[bool; 2]>> {
         // The flags stay meaningful after a panic elsewhere: no poisoning.
         self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -14,9 +14,10 @@ use crate::device::record::{Plan, Recorder};
 use crate::device::step::{StepBlock, StepBuffer};
 use crate::device::tensor::{DType, Tensor};
 use crate::error::{Error, Result};
+use crate::nn::graph::Graph;
 use crate::nn::{Net, Workspace};
 use crate::ops::Rows;
-use crate::ops::lazy::{Lazy, LazyPass, LazyState, SetsRef};
+use crate::ops::lazy::{Lazy, LazyPass, LazySlot, LazyState, SetsRef};
 use crate::ops::mask::{KeyStep, MaskKey};
 use crate::ops::optim::{
     Adam, AfterStep, ClipDecision, GradScale, Rate, Sgd, adam_clip_step, adam_corrections, sgd_step,
@@ -105,6 +106,19 @@ pub struct LazySgd {
     /// next training phase stamps them first (`Lazy::stamp`), or it would
     /// apply those steps' updates again.
     pub clocks_lag: bool,
+}
+
+/// `SPARSETRAIN_LAZY_GATHER`: whether the layers' gathers bring the weights
+/// they read up to date under lazy SGD (`auto`, the default), or
+/// `lazy_refresh` does it for every parameter first (`off`, as before the
+/// fifteenth session: one more pass over them, for comparison).
+pub fn lazy_gather_env() -> Result<bool> {
+    crate::device::variant::auto_or_off("SPARSETRAIN_LAZY_GATHER")
+}
+
+/// The graph's lazy SGD slots, none marked gathered unless `gathers`.
+fn lazy_slots(graph: &Graph, gathers: bool) -> Result<Vec<LazySlot>> {
+    Ok(graph.lazy_slots()?.into_iter().map(|s| LazySlot { gathered: s.gathered && gathers, ..s }).collect())
 }
 
 /// Where lazy SGD finds the kept sets of a step's two samples.
@@ -203,9 +217,11 @@ impl Trainer {
         };
         let mut ws = net.workspace(gpu, capacity, sparse.is_some())?;
         chunk::slot_inputs(gpu, &mut ws, chunk::chunk_for(gpu, capacity, net.graph.input().len()))?;
+        // Read whatever the updates, so that a bad value is refused by every run.
+        let gathers = lazy_gather_env()?;
         let lazy = match &sparse {
             Some(sp) if sp.cfg.updates.lazy_at(sp.cfg.keep) => Some(LazySgd {
-                op: Lazy::new(gpu, net.graph.lazy_slots()?, net.graph.param_total)?,
+                op: Lazy::new(gpu, lazy_slots(&net.graph, gathers)?, net.graph.param_total)?,
                 last: Tensor::zeros(gpu, "lazy clocks", &[net.graph.param_total], DType::U32)?,
                 pending: None,
                 clocks_lag: false,
@@ -322,7 +338,7 @@ impl Trainer {
         //    those up to date.
         for j in 0..2 {
             let mask = sp.samples.sample(j);
-            let lazy = self.lazy.as_ref().map(|lz| LazyPass {
+            let lazy = self.lazy.as_ref().filter(|lz| lz.op.gathers()).map(|lz| LazyPass {
                 op: &lz.op,
                 st: LazyState { w: &net.params, momentum: &self.momentum, last: &lz.last, clip: &self.clip },
                 sets: sets_of(&sp.samples),
