@@ -31,12 +31,17 @@ impl Graph {
                     node.params.len()
                 )));
             }
-            for (slot, ps) in node.params.iter().zip(sets) {
-                let (rows, cols) =
-                    (side(ps.rows, ps.rows_follow, node.output), side(ps.cols, ps.cols_follow, node.inputs[0]));
-                // A layer gathers a parameter only on its sparse path: where
-                // a side follows a set (`Linear::forward`, `Conv2d::forward`).
-                let gathered = ps.gathered && (rows.set.is_some() || cols.set.is_some());
+            let sides: Vec<(SlotSide, SlotSide)> = sets
+                .iter()
+                .map(|ps| (side(ps.rows, ps.rows_follow, node.output), side(ps.cols, ps.cols_follow, node.inputs[0])))
+                .collect();
+            // A layer gathers its parameters only on its sparse path, where
+            // one of them follows a set (`Linear::forward`, `Conv2d::forward`):
+            // then all it marks, a classifier's bias too.
+            let sparse_path =
+                sets.iter().zip(&sides).any(|(ps, (r, c))| ps.gathered && (r.set.is_some() || c.set.is_some()));
+            for ((slot, ps), (rows, cols)) in node.params.iter().zip(sets).zip(sides) {
+                let gathered = ps.gathered && sparse_path;
                 let lazy = LazySlot { offset: slot.offset, rows, cols, blocks: ps.blocks, gathered };
                 if lazy.len() != slot.spec.len() {
                     return Err(Error::InvalidArgument(format!(

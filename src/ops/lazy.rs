@@ -248,7 +248,7 @@ impl Lazy {
             return Err(Error::InvalidArgument(format!("{OP}: mask sample {} of 2", pass.sample)));
         }
         let stored = |x: SlotSide| if x.set.is_some() { x.len.div_ceil(4) * 4 } else { x.len };
-        // A slot `refresh` covers may be gathered too (a classifier's bias):
+        // A slot `refresh` covers may be gathered too:
         // its weights are found up to date (stamped clock + 1) and copied.
         let slot_of = |i: usize| -> Result<LazySlot> {
             self.slots

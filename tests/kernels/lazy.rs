@@ -19,7 +19,8 @@ const NONE: u32 = u32::MAX;
 /// every slot refreshed by `lazy_refresh`, and three of the five gathered
 /// per sample by `lazy_gather` (against the f64 gather of the eager
 /// weights, padding included, the outputs reset to NaN every step), the
-/// other two refreshed, one of them (a classifier's bias) also gathered.
+/// other two refreshed, one of them also gathered (a bias whose rows follow
+/// no set, refreshed where its layer's gathers are off).
 /// Then lagging clocks stamped without touching the weights.
 #[test]
 fn lazy_sgd_equals_eager_steps() {
@@ -52,8 +53,8 @@ fn run_case(gpu: &sparsetrain::Gpu, grid_cap: Option<u32>, gathered: bool) {
         LazySlot { offset: 105, rows: side(c0, s0), cols: side(1, None), blocks: 1, gathered },
         LazySlot { offset: 112, rows: side(4, None), cols: side(c0, s0), blocks: 1, gathered },
         LazySlot { offset: 140, rows: side(6, None), cols: side(1, None), blocks: 1, gathered: false },
-        // The classifier's bias: its rows follow no set, so it is refreshed,
-        // and its layer's gather reads it too.
+        // A bias whose rows follow no set, refreshed and also read by its
+        // layer's gather: the gather finds it up to date.
         LazySlot { offset: 146, rows: side(4, None), cols: side(1, None), blocks: 1, gathered: false },
     ];
     // The gathers' outputs per sample: [Wc of slot 0, bc of slot 1, Wc of
