@@ -211,6 +211,24 @@ fn lazy_gather_trains_as_lazy_refresh_does() {
     assert_eq!(auto.len(), 4, "2 train + 1 finetune + 1 summary lines: {auto:?}");
     assert_eq!(auto, off, "lazy_gather and lazy_refresh trained differently");
     let _ = std::fs::remove_dir_all(&dir);
+    // And the switch does switch: `off` launches lazy_refresh for every
+    // parameter, `auto` none for an MLP (its gathers do the work).
+    let dispatches = |value: &str| -> usize {
+        let out = Command::new(env!("CARGO_BIN_EXE_sparsetrain"))
+            .args(["bench", "train", "--model", "40-24", "--keeps", "0.1", "--batch", "32", "--runs", "1"])
+            .args(["--warmup", "0"])
+            .env("SPARSETRAIN_LAZY_GATHER", value)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{value}: {}", String::from_utf8_lossy(&out.stderr));
+        let cells = |l: &str| l.split('|').map(str::trim).map(String::from).collect::<Vec<_>>();
+        let header = stdout.lines().find(|l| l.starts_with("| model")).map(cells).expect("a table");
+        let at = header.iter().position(|c| c == "dispatches").expect("a dispatches column");
+        let row = stdout.lines().find(|l| l.contains("keep 0.1")).map(cells).expect("a keep 0.1 row");
+        row[at].parse().unwrap()
+    };
+    assert_eq!(dispatches("off"), dispatches("auto") + 1, "one lazy_refresh launch more with the gathers off");
 }
 
 #[test]

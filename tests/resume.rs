@@ -305,26 +305,33 @@ fn lazy_sgd_equals_eager_across_resume() {
     let mut eager = Session::new(&gpu, with(false), INPUT, 10).unwrap();
     assert!(eager.trainer.lazy.is_none());
     // Two epochs, fine-tuning steps (eager in both: they advance the update
-    // count and update every weight), then training again.
-    let finetune_then_train = |s: &mut Session| {
+    // count and update every weight), then training again (the lazy run
+    // from a checkpoint taken after the fine-tuning).
+    let finetune = |s: &mut Session| {
         s.draw_first_candidate().unwrap();
         s.run_steps(ds, 2, true, 0..3, |_, _| {}).unwrap();
-        s.run_steps(ds, 3, false, 0..4, |_, _| {}).unwrap();
     };
+    let train_again = |s: &mut Session| s.run_steps(ds, 3, false, 0..4, |_, _| {}).unwrap();
     eager.run_steps(ds, 0, false, 0..8, |_, _| {}).unwrap();
     eager.run_steps(ds, 1, false, 0..5, |_, _| {}).unwrap();
-    finetune_then_train(&mut eager);
+    finetune(&mut eager);
+    train_again(&mut eager);
 
     let mut lazy = Session::new(&gpu, with(true), INPUT, 10).unwrap();
     lazy.run_steps(ds, 0, false, 0..5, |_, _| {}).unwrap();
     let dir = temp("lazy");
     let path = dir.join("ck.safetensors");
-    lazy.checkpoint(progress(0, 5), data).unwrap().save(&path).unwrap();
+    lazy.checkpoint(progress(0, 5), data.clone()).unwrap().save(&path).unwrap();
     drop(lazy);
     let mut lazy = Session::restore(&gpu, &Checkpoint::load(&path).unwrap()).unwrap();
     lazy.run_steps(ds, 0, false, 5..8, |_, _| {}).unwrap();
     lazy.run_steps(ds, 1, false, 0..5, |_, _| {}).unwrap();
-    finetune_then_train(&mut lazy);
+    finetune(&mut lazy);
+    let after = dir.join("after-finetune.safetensors");
+    lazy.checkpoint(progress(2, 3), data.clone()).unwrap().save(&after).unwrap();
+    drop(lazy);
+    let mut lazy = Session::restore(&gpu, &Checkpoint::load(&after).unwrap()).unwrap();
+    train_again(&mut lazy);
     lazy.trainer.catch_up(&gpu).unwrap();
     // Some weights sat out: their clocks lag the update count before catch-up.
     for (name, t) in [("params", 0), ("momentum", 1)] {

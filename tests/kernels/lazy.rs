@@ -16,11 +16,11 @@ const NONE: u32 = u32::MAX;
 /// reaches refreshed to their eager values before its passes, the norm's
 /// partial sums against Σ g², gradients cleared, and after the final
 /// catch-up every weight and momentum equal to the eager run's. Run twice:
-/// every slot refreshed by `lazy_refresh`, and three of the five gathered
+/// every slot refreshed by `lazy_refresh`, and four of the five gathered
 /// per sample by `lazy_gather` (against the f64 gather of the eager
-/// weights, padding included, the outputs reset to NaN every step), the
-/// other two refreshed, one of them also gathered (a bias whose rows follow
-/// no set, refreshed where its layer's gathers are off).
+/// weights, padding included, the outputs reset to NaN every step; one a
+/// classifier's bias, whose rows follow no set), the fifth refreshed; a
+/// refreshed slot gathered as well is found up to date.
 /// Then lagging clocks stamped without touching the weights.
 #[test]
 fn lazy_sgd_equals_eager_steps() {
@@ -53,15 +53,15 @@ fn run_case(gpu: &sparsetrain::Gpu, grid_cap: Option<u32>, gathered: bool) {
         LazySlot { offset: 105, rows: side(c0, s0), cols: side(1, None), blocks: 1, gathered },
         LazySlot { offset: 112, rows: side(4, None), cols: side(c0, s0), blocks: 1, gathered },
         LazySlot { offset: 140, rows: side(6, None), cols: side(1, None), blocks: 1, gathered: false },
-        // A bias whose rows follow no set, refreshed and also read by its
-        // layer's gather: the gather finds it up to date.
-        LazySlot { offset: 146, rows: side(4, None), cols: side(1, None), blocks: 1, gathered: false },
+        // A classifier's bias: its rows follow no set, and its layer's
+        // gather brings it up to date with the weight.
+        LazySlot { offset: 146, rows: side(4, None), cols: side(1, None), blocks: 1, gathered },
     ];
     // The gathers' outputs per sample: [Wc of slot 0, bc of slot 1, Wc of
-    // slot 2, bc of slot 4].
+    // slot 2, bc of slot 4, slot 3 (refreshed, gathered as well)].
     let padded = |n: usize| n.div_ceil(4) * 4;
-    let sizes = [padded(c0) * 3 * padded(c1), padded(c0), 4 * padded(c0), 4];
-    let outs: Vec<[Tensor; 4]> =
+    let sizes = [padded(c0) * 3 * padded(c1), padded(c0), 4 * padded(c0), 4, 6];
+    let outs: Vec<[Tensor; 5]> =
         (0..2).map(|_| sizes.map(|n| Tensor::zeros(gpu, "wc", &[n], DType::F32).unwrap())).collect();
     let total = 150;
     let hp = Sgd { lr: 0.07, momentum: 0.9, weight_decay: 0.01 };
@@ -139,6 +139,7 @@ fn run_case(gpu: &sparsetrain::Gpu, grid_cap: Option<u32>, gathered: bool) {
                 let pass = LazyPass { op: &lazy, st, sets: sref, hp, sample: s, first_slot: 0 };
                 pass.gather(&mut rec, 0, Some(1), &out[0], &out[1]).unwrap();
                 pass.gather(&mut rec, 2, Some(4), &out[2], &out[3]).unwrap();
+                pass.gather(&mut rec, 3, None, &out[4], &out[4]).unwrap();
             }
             lazy.check_gathered().unwrap();
         }
@@ -156,8 +157,9 @@ fn run_case(gpu: &sparsetrain::Gpu, grid_cap: Option<u32>, gathered: bool) {
                     cpu::gather::gather_bias(&w[105..112], Some(&rows)),
                     cpu::gather::gather_weights(&w[112..140], (4, c0), None, Some(&rows)),
                     cpu::gather::gather_bias(&w[146..150], None),
+                    w[140..146].to_vec(),
                 ];
-                let names = ["Wc", "bc", "classifier Wc", "classifier bc"];
+                let names = ["Wc", "bc", "classifier Wc", "classifier bc", "refreshed slot"];
                 for (name, (t, want)) in names.iter().zip(out.iter().zip(&want)) {
                     let tag = format!("grid cap {grid_cap:?} step {step} sample {s}: gathered {name}");
                     // The kept part, padded: the buffer holds the most units.
