@@ -2,7 +2,8 @@
 //! method, and the schedules of its steps recorded once as plans. A step is
 //! one replay: the host writes the batch and the step block (batch size,
 //! step counter, learning rates) and submits; nothing is read back. A run of
-//! steps whose batches are at hand goes in one submission (`chunk`).
+//! steps whose batches are at hand goes in one submission (`chunk`); lazy
+//! SGD's state and its catch-up of every weight are in `lazy`.
 //!
 //! The sparse step (`record_sparse_step`) is the method of Zhou et al.
 //! (NeurIPS 2021), top to bottom, whatever the layers: draw two masks,
@@ -14,10 +15,9 @@ use crate::device::record::{Plan, Recorder};
 use crate::device::step::{StepBlock, StepBuffer};
 use crate::device::tensor::{DType, Tensor};
 use crate::error::{Error, Result};
-use crate::nn::graph::Graph;
 use crate::nn::{Net, Workspace};
 use crate::ops::Rows;
-use crate::ops::lazy::{Lazy, LazyPass, LazySlot, LazyState, SetsRef};
+use crate::ops::lazy::{LazyPass, LazyState};
 use crate::ops::mask::{KeyStep, MaskKey};
 use crate::ops::optim::{
     Adam, AfterStep, ClipDecision, GradScale, Rate, Sgd, adam_clip_step, adam_corrections, sgd_step,
@@ -28,7 +28,11 @@ use crate::ops::vrpge::{Losses, score_grad};
 use crate::sparse::{MaskSet, SparseConfig};
 
 mod chunk;
+mod lazy;
+
 pub use chunk::MAX_CHUNK;
+use lazy::sets_of;
+pub use lazy::{LazySgd, lazy_gather_env};
 
 /// Slots of `Trainer::loss`: the two samples' losses and the running sum of
 /// step losses since the counters were reset (the epoch log).
@@ -91,39 +95,6 @@ impl SparseState {
         let pr = Projection { budget: self.budget(), iters: self.cfg.projection_iters, tol: self.cfg.projection_tol };
         project_scores(rec, &self.scores, &self.shift, pr, self.units())
     }
-}
-
-/// Lazy SGD of the sparse step (`ops::lazy`).
-pub struct LazySgd {
-    pub op: Lazy,
-    /// u32: the update count at which each weight was last brought up to date.
-    pub last: Tensor,
-    /// The rate of updates some weights have not had yet (a training phase
-    /// in progress); None when every weight is up to date.
-    pub pending: Option<f32>,
-    /// Every weight is up to date but the clock may have run ahead of the
-    /// clocks: eager steps (fine-tuning) advance it and leave them. The
-    /// next training phase stamps them first (`Lazy::stamp`), or it would
-    /// apply those steps' updates again.
-    pub clocks_lag: bool,
-}
-
-/// `SPARSETRAIN_LAZY_GATHER`: whether the layers' gathers bring the weights
-/// they read up to date under lazy SGD (`auto`, the default), or
-/// `lazy_refresh` does it for every parameter first (`off`, as before the
-/// fifteenth session: one more pass over them, for comparison).
-pub fn lazy_gather_env() -> Result<bool> {
-    crate::device::variant::auto_or_off("SPARSETRAIN_LAZY_GATHER")
-}
-
-/// The graph's lazy SGD slots, none marked gathered unless `gathers`.
-fn lazy_slots(graph: &Graph, gathers: bool) -> Result<Vec<LazySlot>> {
-    Ok(graph.lazy_slots()?.into_iter().map(|s| LazySlot { gathered: s.gathered && gathers, ..s }).collect())
-}
-
-/// Where lazy SGD finds the kept sets of a step's two samples.
-fn sets_of(m: &MaskSet) -> SetsRef<'_> {
-    SetsRef { all: &m.all, offsets: m.offsets, sets: m.sets, entries: m.slots }
 }
 
 /// The schedules a trainer replays.
@@ -220,12 +191,7 @@ impl Trainer {
         // Read whatever the updates, so that a bad value is refused by every run.
         let gathers = lazy_gather_env()?;
         let lazy = match &sparse {
-            Some(sp) if sp.cfg.updates.lazy_at(sp.cfg.keep) => Some(LazySgd {
-                op: Lazy::new(gpu, lazy_slots(&net.graph, gathers)?, net.graph.param_total)?,
-                last: Tensor::zeros(gpu, "lazy clocks", &[net.graph.param_total], DType::U32)?,
-                pending: None,
-                clocks_lag: false,
-            }),
+            Some(sp) if sp.cfg.updates.lazy_at(sp.cfg.keep) => Some(LazySgd::new(gpu, &net.graph, gathers)?),
             _ => None,
         };
         let mut t = Trainer {
@@ -564,27 +530,7 @@ impl Trainer {
                 return Err(Error::InvalidArgument(format!("{name} {v} is not finite")));
             }
         }
-        // Other phases read or update every weight: bring them up to date.
-        if phase != Phase::Train {
-            self.catch_up(gpu)?;
-            if let Some(lz) = &mut self.lazy
-                && phase == Phase::Finetune
-            {
-                lz.clocks_lag = true;
-            }
-        } else if let Some(lz) = &mut self.lazy {
-            if lz.pending.is_some_and(|p| p != lr) {
-                // The lazy map holds while the rate does.
-                self.catch_up(gpu)?;
-            }
-            if self.lazy.as_ref().is_some_and(|lz| lz.clocks_lag && lz.pending.is_none()) {
-                self.stamp_clocks(gpu)?;
-            }
-            if let Some(lz) = &mut self.lazy {
-                lz.pending = Some(lr);
-            }
-        }
-        Ok(())
+        self.prepare_lazy(gpu, phase, lr)
     }
 
     /// Notes a submission of `steps` steps; past `MAX_IN_FLIGHT` steps
@@ -596,36 +542,6 @@ impl Trainer {
                 gpu.wait_for(oldest)?;
             }
         }
-        Ok(())
-    }
-
-    /// Brings every weight up to date with the updates lazy SGD deferred
-    /// (nothing to do for eager trainers or when none are pending). Done
-    /// before any phase but training, before an export, and when the rate
-    /// changes; checkpoints keep the deferred state instead (bit-exact
-    /// resume).
-    pub fn catch_up(&mut self, gpu: &Gpu) -> Result<()> {
-        let Some(lz) = &mut self.lazy else { return Ok(()) };
-        let Some(lr) = lz.pending.take() else { return Ok(()) };
-        let mut rec = Recorder::with_step(gpu, &self.step_buf);
-        let st = LazyState { w: &self.net.params, momentum: &self.momentum, last: &lz.last, clip: &self.clip };
-        lz.op.catch_up(&mut rec, st, self.sgd)?;
-        let block = StepBlock { lr, ..StepBlock::default() };
-        let index = rec.into_plan().run(gpu, Some(&block))?;
-        self.in_flight.push_back((index, 0));
-        Ok(())
-    }
-
-    /// Sets every weight's clock to the update count, all weights being up
-    /// to date (`LazySgd::clocks_lag`).
-    fn stamp_clocks(&mut self, gpu: &Gpu) -> Result<()> {
-        let Some(lz) = &mut self.lazy else { return Ok(()) };
-        let mut rec = Recorder::with_step(gpu, &self.step_buf);
-        let st = LazyState { w: &self.net.params, momentum: &self.momentum, last: &lz.last, clip: &self.clip };
-        lz.op.stamp(&mut rec, st, self.sgd)?;
-        let index = rec.into_plan().run(gpu, Some(&StepBlock::default()))?;
-        self.in_flight.push_back((index, 0));
-        lz.clocks_lag = false;
         Ok(())
     }
 
