@@ -77,7 +77,7 @@ struct LazyParams {
     _pad2: u32,
 }
 
-// One parameter slot, 8 words in `table`.
+// One parameter slot, 8 words in `table` (SLOT_WORDS in src/ops/lazy.rs).
 struct Slot {
     offset: u32,
     rows: u32,

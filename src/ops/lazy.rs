@@ -42,6 +42,8 @@ impl KernelParams for LazyParams {
 }
 
 const WG: u32 = 64;
+/// Words per slot in the slot table (lazy.wgsl's `Slot`).
+const SLOT_WORDS: usize = 8;
 /// The most workgroups per (slot, sample) on GPUs (see `Lazy::new`).
 const GPU_GROUPS: u32 = 1024;
 
@@ -150,7 +152,7 @@ impl Lazy {
     /// For `slots` covering `total` weights; allocates the slot table and
     /// the norm's partial sums.
     pub fn new(gpu: &Gpu, slots: Vec<LazySlot>, total: usize) -> Result<Lazy> {
-        let mut table = Vec::with_capacity(8 * slots.len());
+        let mut table = Vec::with_capacity(SLOT_WORDS * slots.len());
         let mut refresh = Vec::new();
         for s in &slots {
             if s.offset + s.len() > total {
@@ -165,10 +167,10 @@ impl Lazy {
             table.extend([u32_of("lazy", "offset", s.offset)?, rows, row_set, row_slot, cols, col_set, col_slot]);
             table.push(u32_of("lazy", "blocks", s.blocks.max(1))?);
             if !s.gathered {
-                refresh.extend_from_slice(&table[table.len() - 8..]);
+                refresh.extend_from_slice(&table[table.len() - SLOT_WORDS..]);
             }
         }
-        let refreshed = (refresh.len() / 8) as u32;
+        let refreshed = (refresh.len() / SLOT_WORDS) as u32;
         let rows = 2 * slots.len().max(1) as u32;
         // Workgroups take whole rows (lazy.wgsl). Lavapipe pays per
         // workgroup: share the cap among the slots. GPUs: a workgroup per
