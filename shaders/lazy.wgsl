@@ -32,7 +32,14 @@
 // lazy_sgd:      v = μ·v + (s·g + wd·w); w −= lr·v; g = 0 (after the
 //                weights were brought up to date). A factor s of 0 (a
 //                non-finite step) updates nothing and only clears g.
-// lazy_catch_up: every weight: (w, v) ← A^(clock − last)·(w, v); last = clock.
+//                Not launched where updates are deferred (below).
+// lazy_finish:   where updates are deferred, what is left of lazy_sgd:
+//                a finite step's factor noted in the ring; a non-finite
+//                step's gradient dropped and its clocks stamped back.
+// lazy_catch_up: every weight: a deferred update applied, then
+//                (w, v) ← A^(clock − last)·(w, v); last = clock.
+// lazy_settle:   every weight: a deferred update applied, nothing more
+//                (before a checkpoint, and before the ring runs out).
 // lazy_stamp:    every weight: last = clock, the weights untouched: where
 //                every weight is up to date but the clocks lag (fine-tuning's
 //                eager steps advance the clock and leave the clocks).
@@ -42,12 +49,24 @@
 // (shared/clip.wgsl: the sparse step's score optimizer, optim.wgsl's
 // adam_clip); the factor is clip[0]. lr is the step block's.
 //
+// Deferred updates (p.defer, the default): the step's update of a weight
+// waits for the next launch that brings it up to date, which reads and
+// writes its weight, momentum and clock anyway: one pass over the reached
+// weights per step fewer. Its gradient stays in g, its clock carries PEND,
+// and the step's factor is kept in a ring in the clip record:
+// clip[ring_at + c % ring_len] for the update that made the clock c
+// (written by lazy_finish). The arithmetic is lazy_sgd's, in the same
+// order, so deferring changes no bit; the host settles every weight
+// before the ring could wrap on a deferred one (ring_len steps). Where
+// last = c | PEND, (w, v) are as of clock c − 1 and g holds update c's
+// gradient; elsewhere g is 0.
+//
 // Within a step, a weight brought up to date is stamped last = clock + 1:
 // the clock its update will have made it. So lazy_sgd need not touch the
 // clocks (one scattered array fewer per weight) but on a non-finite step,
-// where the clock stays and it stamps them back to clock; and a weight both
-// samples reach is caught up once (the second sees clock + 1). Between
-// steps last ≤ clock for every weight.
+// where the clock stays and it (or lazy_finish) stamps them back to clock;
+// and a weight both samples reach is caught up once (the second sees
+// clock + 1). Between steps last ≤ clock for every weight (PEND aside).
 
 // Keep in sync with `LazyParams` in src/ops/lazy.rs.
 struct LazyParams {
@@ -72,10 +91,15 @@ struct LazyParams {
     sample: u32,
     gather_slot: u32,
     gather_bias: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    // PEND where updates are deferred, else 0; where the ring of factors
+    // starts in `clip`, and its length.
+    defer: u32,
+    ring_at: u32,
+    ring_len: u32,
 }
+
+// A weight's clock with this bit: its last update waits in g (see above).
+const PEND: u32 = 0x80000000u;
 
 // One parameter slot, 8 words in `table` (SLOT_WORDS in src/ops/lazy.rs).
 struct Slot {
@@ -100,7 +124,9 @@ override WG: u32 = 64u;
 // The momentum.
 @group(0) @binding(5) var<storage, read_write> mom: array<f32>;
 @group(0) @binding(6) var<storage, read_write> last: array<u32>;
-@group(0) @binding(7) var<storage, read> clip: array<f32>;
+// The clip record, and the ring of deferred updates' factors (lazy_finish
+// writes it).
+@group(0) @binding(7) var<storage, read_write> clip: array<f32>;
 @group(0) @binding(8) var<storage, read_write> partials: array<f32>;
 // lazy_gather: the compacted weights [padded kept rows, blocks × padded kept
 // cols] and bias [padded kept rows] (bound to wc again without a bias).
@@ -220,22 +246,37 @@ fn catch_up(wv: vec2<f32>, k: u32, lr: f32) -> vec2<f32> {
     return vec2(r.x * wv.x + r.z * wv.y, r.y * wv.x + r.w * wv.y);
 }
 
+// The deferred update c of weight i applied to (w, v) = wv: lazy_sgd's
+// arithmetic with the factor update c had; clears its gradient.
+fn apply_deferred(wv: vec2<f32>, i: u32, c: u32) -> vec2<f32> {
+    let factor = clip[p.ring_at + c % p.ring_len];
+    let v = p.momentum * wv.y + (factor * g[i] + p.weight_decay * wv.x);
+    g[i] = 0.0;
+    return vec2(wv.x - st.lr * v, v);
+}
+
 // Weight i brought up to date within a step (see the header): its value.
-// Reads the momentum and writes the weight only where updates were skipped.
+// Reads the momentum and writes the weight only where an update is
+// deferred or some were skipped.
 fn fresh(i: u32, clock: u32) -> f32 {
     let l = last[i];
-    if l == clock + 1u {
+    let stamp = (clock + 1u) | p.defer;
+    if l == stamp {
         return w[i];
     }
-    var wi = w[i];
+    var wv = vec2(w[i], 0.0);
+    let c = l & ~PEND;
     if l != clock {
-        let wv = catch_up(vec2(wi, mom[i]), clock - l, st.lr);
-        wi = wv.x;
+        wv.y = mom[i];
+        if l != c {
+            wv = apply_deferred(wv, i, c);
+        }
+        wv = catch_up(wv, clock - c, st.lr);
         w[i] = wv.x;
         mom[i] = wv.y;
     }
-    last[i] = clock + 1u;
-    return wi;
+    last[i] = stamp;
+    return wv.x;
 }
 
 @compute @workgroup_size(WG)
@@ -342,6 +383,35 @@ fn lazy_sgd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
     }
 }
 
+// Where updates are deferred, after the launch that decides the clip
+// record: a finite step's factor goes to the ring (one thread); a
+// non-finite step (factor 0, the clock kept) drops the gradient of every
+// weight its masks reached and stamps them back, as lazy_sgd does.
+@compute @workgroup_size(WG)
+fn lazy_finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
+    let factor = clip[0];
+    let clock = bitcast<u32>(clip[3]);
+    if factor != 0.0 {
+        if wid.x == 0u && wid.y == 0u && lidx == 0u {
+            clip[p.ring_at + clock % p.ring_len] = factor;
+        }
+        return;
+    }
+    let sl = slot_at(wid.y / 2u);
+    let s = wid.y % 2u;
+    let wk = walk(sl, s, wid.x, lidx);
+    for (var j = wk.j0; j < wk.kr; j += wk.dj) {
+        let r = row_of(sl, s, j);
+        for (var q = wk.q0; q < wk.per_row; q += wk.dq) {
+            let i = item(sl, s, r, q, wk.kc);
+            if i != NONE {
+                g[i] = 0.0;
+                last[i] = clock;
+            }
+        }
+    }
+}
+
 @compute @workgroup_size(WG)
 fn lazy_catch_up(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -350,10 +420,34 @@ fn lazy_catch_up(
 ) {
     let clock = bitcast<u32>(clip[3]);
     for (var i = flat_id(wid, nwg, lidx, WG); i < p.n; i += nwg.x * nwg.y * WG) {
-        let wv = catch_up(vec2(w[i], mom[i]), clock - last[i], st.lr);
+        let l = last[i];
+        let c = l & ~PEND;
+        var wv = vec2(w[i], mom[i]);
+        if l != c {
+            wv = apply_deferred(wv, i, c);
+        }
+        wv = catch_up(wv, clock - c, st.lr);
         w[i] = wv.x;
         mom[i] = wv.y;
         last[i] = clock;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn lazy_settle(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lidx: u32,
+) {
+    for (var i = flat_id(wid, nwg, lidx, WG); i < p.n; i += nwg.x * nwg.y * WG) {
+        let l = last[i];
+        let c = l & ~PEND;
+        if l != c {
+            let wv = apply_deferred(vec2(w[i], mom[i]), i, c);
+            w[i] = wv.x;
+            mom[i] = wv.y;
+            last[i] = c;
+        }
     }
 }
 

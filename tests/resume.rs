@@ -168,6 +168,16 @@ fn bad_checkpoint_files_are_typed_errors() {
     let net = sparsetrain::export::Exported::from_graph(&g, &[], &vec![0.0; g.param_total], &[]).unwrap();
     std::fs::write(&p, net.to_bytes().unwrap()).unwrap();
     assert!(Checkpoint::load(&p).unwrap_err().to_string().contains("not a sparsetrain checkpoint"));
+    // Lazy SGD's clocks past the update count (or marked deferred, which no
+    // checkpoint holds) would apply updates that never were: refused.
+    let ck = s.checkpoint(progress(0, 0), DataId { name: "d".into(), fingerprint: 1 }).unwrap();
+    for bad in [1, sparsetrain::ops::lazy::PEND] {
+        let mut ck = ck.clone();
+        let last = ck.u32s.iter_mut().find(|(n, _)| n == "lazy_last").expect("lazy clocks saved");
+        last.1[3] = bad;
+        let err = Session::restore(&gpu, &ck).err().expect("a clock past the count restored");
+        assert!(err.to_string().contains("past its update count"), "{err}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -282,6 +292,38 @@ fn cnn_resume_with_augmentation_is_bit_identical() {
     let correct = sparsetrain::train::evaluate_net(&gpu, &net, &split.test, 16).unwrap();
     assert_eq!(correct as f64 / split.test.len() as f64, acc, "export vs masked network");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Lazy SGD defers each step's update to the weights' next gather; settling
+/// them (`Trainer::settle`: before a checkpoint, when the ring of clip
+/// factors would run out, and here before every run of one trainer) changes
+/// no bit of training.
+#[test]
+fn settling_deferred_updates_changes_nothing() {
+    let Some(gpu) = gpu("settling_deferred_updates_changes_nothing") else { return };
+    let split = synthetic_digits(400, 50, 4);
+    let ds = &split.train;
+    let mut a = Session::new(&gpu, config(true), INPUT, 10).unwrap();
+    let mut b = Session::new(&gpu, config(true), INPUT, 10).unwrap();
+    assert!(a.trainer.lazy.as_ref().unwrap().op.defers(), "updates deferred by default");
+    b.trainer.lazy.as_mut().unwrap().settle_every = 1;
+    let pending = |s: &Session| -> usize {
+        let last = s.trainer.lazy.as_ref().unwrap().last.download_u32(&gpu).unwrap();
+        last.iter().filter(|&&l| l & sparsetrain::ops::lazy::PEND != 0).count()
+    };
+    for s in [&mut a, &mut b] {
+        for k in 0..4 {
+            s.run_steps(ds, 0, false, 2 * k..2 * k + 2, |_, _| {}).unwrap();
+        }
+        s.run_steps(ds, 1, false, 0..3, |_, _| {}).unwrap();
+    }
+    assert!(pending(&a) > 0, "no update deferred after a step");
+    a.trainer.settle(&gpu).unwrap();
+    assert_eq!(pending(&a), 0, "an update still deferred after settling");
+    assert_eq!(state_bits(&a), state_bits(&b), "settled before every run, or not");
+    a.trainer.catch_up(&gpu).unwrap();
+    b.trainer.catch_up(&gpu).unwrap();
+    assert_eq!(state_bits(&a), state_bits(&b), "after catch-up");
 }
 
 /// Lazy SGD (the default) against eager SGD of every weight, same run:

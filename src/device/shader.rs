@@ -244,13 +244,15 @@ pub enum Kernel {
     LazyGather,
     LazyNorm,
     LazySgd,
+    LazyFinish,
     LazyCatchUp,
+    LazySettle,
     LazyStamp,
 }
 
 impl Kernel {
     /// Every entry point; the naga test checks each exists in its shader.
-    pub const ALL: [Kernel; 49] = [
+    pub const ALL: [Kernel; 51] = [
         Kernel::MatmulRegtile,
         Kernel::MatmulShared,
         Kernel::MatmulWide,
@@ -298,7 +300,9 @@ impl Kernel {
         Kernel::LazyGather,
         Kernel::LazyNorm,
         Kernel::LazySgd,
+        Kernel::LazyFinish,
         Kernel::LazyCatchUp,
+        Kernel::LazySettle,
         Kernel::LazyStamp,
     ];
 
@@ -338,7 +342,9 @@ impl Kernel {
             | Kernel::LazyGather
             | Kernel::LazyNorm
             | Kernel::LazySgd
+            | Kernel::LazyFinish
             | Kernel::LazyCatchUp
+            | Kernel::LazySettle
             | Kernel::LazyStamp => Shader::Lazy,
         }
     }
@@ -381,7 +387,12 @@ impl Kernel {
             Kernel::PoolForward | Kernel::PoolBackward => "pooling",
             Kernel::AddForward | Kernel::AddBackward => "residual",
             Kernel::LazyNorm => "reductions",
-            Kernel::LazyRefresh | Kernel::LazySgd | Kernel::LazyCatchUp | Kernel::LazyStamp => "optimizer",
+            Kernel::LazyRefresh
+            | Kernel::LazySgd
+            | Kernel::LazyFinish
+            | Kernel::LazyCatchUp
+            | Kernel::LazySettle
+            | Kernel::LazyStamp => "optimizer",
         }
     }
 
@@ -434,7 +445,9 @@ impl Kernel {
             Kernel::LazyGather => "lazy_gather",
             Kernel::LazyNorm => "lazy_norm",
             Kernel::LazySgd => "lazy_sgd",
+            Kernel::LazyFinish => "lazy_finish",
             Kernel::LazyCatchUp => "lazy_catch_up",
+            Kernel::LazySettle => "lazy_settle",
             Kernel::LazyStamp => "lazy_stamp",
         }
     }

@@ -3,6 +3,9 @@
 //! catch-up of the others (see the shader's header for why it is exact).
 //! A layer that gathers its kept weights for a pass (`LazyPass::gather`)
 //! brings them up to date in the same launch; `Lazy::refresh` does the rest.
+//! By default a step's own update waits for the next such launch too
+//! (deferred: `Lazy::update` then only notes the step's clip factor), and
+//! `Lazy::settle` applies what waits before the ring of factors runs out.
 
 use std::sync::Mutex;
 
@@ -33,7 +36,9 @@ pub struct LazyParams {
     pub sample: u32,
     pub gather_slot: u32,
     pub gather_bias: u32,
-    pub _pad: [u32; 3],
+    pub defer: u32,
+    pub ring_at: u32,
+    pub ring_len: u32,
 }
 
 impl KernelParams for LazyParams {
@@ -46,6 +51,19 @@ const WG: u32 = 64;
 const SLOT_WORDS: usize = 8;
 /// The most workgroups per (slot, sample) on GPUs (see `Lazy::new`).
 const GPU_GROUPS: u32 = 1024;
+/// lazy.wgsl's PEND: the bit of a weight's clock that says its last
+/// update is deferred.
+pub const PEND: u32 = 0x8000_0000;
+/// Where the ring of deferred updates' clip factors starts in the clip
+/// record (after shaders/shared/clip.wgsl's fields), and its length: the
+/// most steps a deferred update may wait before `Lazy::settle`.
+pub const RING_AT: usize = 8;
+pub const RING: usize = 1024;
+/// The clip record's length under lazy SGD with deferred updates.
+pub const CLIP_LEN: usize = RING_AT + RING;
+/// Workgroups per (slot, sample) of `lazy_finish`: it walks the weights
+/// only on a non-finite step, and returns at once on the others.
+const FINISH_GROUPS: u32 = 8;
 
 /// A side of a parameter: all `len` elements, or those of channel set `set`
 /// (whose lists start at `slot` within a sample).
@@ -94,10 +112,16 @@ pub struct SetsRef<'a> {
 pub struct LazyState<'a> {
     pub w: &'a Tensor,
     pub momentum: &'a Tensor,
-    /// u32: the clock at which each weight was last brought up to date.
+    /// The gradient: where updates are deferred, a weight's waits here
+    /// until it is next brought up to date.
+    pub g: &'a Tensor,
+    /// u32: the clock at which each weight was last brought up to date
+    /// (with `PEND` where its last update is deferred).
     pub last: &'a Tensor,
-    /// [factor, _, _, clock (u32 bits)]: the clip record (shaders/shared/clip.wgsl),
-    /// decided by `optim::adam_clip_step` in a sparse step.
+    /// [factor, _, _, clock (u32 bits), …]: the clip record
+    /// (shaders/shared/clip.wgsl), decided by `optim::adam_clip_step` in a
+    /// sparse step; where updates are deferred, `CLIP_LEN` long (the ring
+    /// of factors at `RING_AT`).
     pub clip: &'a Tensor,
 }
 
@@ -112,6 +136,9 @@ pub struct Lazy {
     /// Per-thread partial sums of the norm: [2 · slots · groups · WG].
     pub partials: Tensor,
     total: usize,
+    /// Whether a step's update waits for the weight's next refresh or
+    /// gather (lazy_finish) instead of its own pass (lazy_sgd).
+    defer: bool,
     /// Which gathered slots a step's recording gathered, per sample:
     /// `check_gathered` makes sure none was missed.
     /// (A mutex, not a cell: a trainer stays `Sync` for embedders.)
@@ -149,9 +176,9 @@ impl LazyPass<'_> {
 }
 
 impl Lazy {
-    /// For `slots` covering `total` weights; allocates the slot table and
-    /// the norm's partial sums.
-    pub fn new(gpu: &Gpu, slots: Vec<LazySlot>, total: usize) -> Result<Lazy> {
+    /// For `slots` covering `total` weights, deferring each step's update
+    /// where `defer`; allocates the slot table and the norm's partial sums.
+    pub fn new(gpu: &Gpu, slots: Vec<LazySlot>, total: usize, defer: bool) -> Result<Lazy> {
         let mut table = Vec::with_capacity(SLOT_WORDS * slots.len());
         let mut refresh = Vec::new();
         for s in &slots {
@@ -193,7 +220,13 @@ impl Lazy {
             seen: Mutex::new(vec![[false; 2]; slots.len()]),
             slots,
             total,
+            defer,
         })
+    }
+
+    /// Whether each step's update is deferred (see `new`).
+    pub fn defers(&self) -> bool {
+        self.defer
     }
 
     fn params(&self, sets: SetsRef, hp: Sgd, n: usize) -> Result<LazyParams> {
@@ -211,7 +244,9 @@ impl Lazy {
             sample: 0,
             gather_slot: NONE,
             gather_bias: NONE,
-            _pad: [0; 3],
+            defer: if self.defer { PEND } else { 0 },
+            ring_at: RING_AT as u32,
+            ring_len: RING as u32,
         })
     }
 
@@ -231,7 +266,15 @@ impl Lazy {
         }
         let mut p = self.params(sets, hp, 0)?;
         p.slots = self.refreshed;
-        let bind = [(1, &self.refresh_table), (2, sets.all), (4, st.w), (5, st.momentum), (6, st.last), (7, st.clip)];
+        let bind = [
+            (1, &self.refresh_table),
+            (2, sets.all),
+            (3, st.g),
+            (4, st.w),
+            (5, st.momentum),
+            (6, st.last),
+            (7, st.clip),
+        ];
         let grid = UVec3::new(self.groups, 2 * self.refreshed, 1);
         rec.dispatch(Kernel::LazyRefresh, &vec![("WG", WG.into())], (0, &p), &bind, grid)
     }
@@ -287,6 +330,7 @@ impl Lazy {
         let bind = [
             (1, &self.table),
             (2, pass.sets.all),
+            (3, st.g),
             (4, st.w),
             (5, st.momentum),
             (6, st.last),
@@ -333,35 +377,64 @@ impl Lazy {
         rec.dispatch(Kernel::LazyNorm, &vec![("WG", WG.into())], (0, &p), &bind, self.grid())
     }
 
-    /// The step's SGD update of the weights either sample can reach, each
-    /// caught up first; clears their gradient. The rate is the step block's.
-    pub fn sgd(&self, rec: &mut Recorder, st: LazyState, g: &Tensor, sets: SetsRef, hp: Sgd) -> Result<()> {
+    /// The step's SGD update of the weights either sample can reach (each
+    /// brought up to date by its refresh or gather), after the launch that
+    /// decides the clip record. Deferred (`defers`): the factor noted for
+    /// the weights' next refresh or gather, which applies the update
+    /// (`lazy_finish`; on a non-finite step the gradient is dropped).
+    /// Otherwise applied now, clearing the gradient (`lazy_sgd`). The rate
+    /// is the step block's.
+    pub fn update(&self, rec: &mut Recorder, st: LazyState, sets: SetsRef, hp: Sgd) -> Result<()> {
         self.check(st, hp)?;
-        need("lazy_sgd", "g", g, self.total, DType::F32)?;
         if self.slots.is_empty() {
             return Ok(());
         }
-        let p = self.params(sets, hp, 0)?;
-        let bind = [(1, &self.table), (2, sets.all), (3, g), (4, st.w), (5, st.momentum), (6, st.last), (7, st.clip)];
-        rec.dispatch(Kernel::LazySgd, &vec![("WG", WG.into())], (0, &p), &bind, self.grid())
+        let mut p = self.params(sets, hp, 0)?;
+        let mut grid = self.grid();
+        let kernel = if self.defer {
+            p.groups = self.groups.min(FINISH_GROUPS);
+            grid.x = p.groups;
+            Kernel::LazyFinish
+        } else {
+            Kernel::LazySgd
+        };
+        let bind =
+            [(1, &self.table), (2, sets.all), (3, st.g), (4, st.w), (5, st.momentum), (6, st.last), (7, st.clip)];
+        let bind = if self.defer { &[bind[0], bind[1], bind[2], bind[5], bind[6]][..] } else { &bind[..] };
+        rec.dispatch(kernel, &vec![("WG", WG.into())], (0, &p), bind, grid)
     }
 
     fn check(&self, st: LazyState, hp: Sgd) -> Result<()> {
         for (name, t) in [("w", st.w), ("momentum", st.momentum)] {
             need("lazy", name, t, self.total, DType::F32)?;
         }
+        need("lazy", "g", st.g, self.total, DType::F32)?;
         need("lazy", "last", st.last, self.total, DType::U32)?;
-        need("lazy", "clip", st.clip, 4, DType::F32)?;
+        need("lazy", "clip", st.clip, if self.defer { CLIP_LEN } else { 4 }, DType::F32)?;
         if !(hp.momentum.is_finite() && hp.weight_decay.is_finite()) {
             return Err(Error::InvalidArgument(format!("non-finite SGD hyper-parameters {hp:?}")));
         }
         Ok(())
     }
 
-    /// Brings every weight up to date (the skipped updates at the step
-    /// block's rate).
+    /// Brings every weight up to date (a deferred update, then the skipped
+    /// ones, at the step block's rate); clears the gradient.
     pub fn catch_up(&self, rec: &mut Recorder, st: LazyState, hp: Sgd) -> Result<()> {
         self.every_weight(rec, Kernel::LazyCatchUp, st, hp)
+    }
+
+    /// Applies every deferred update (at the step block's rate), nothing
+    /// more: the weights as `update` without deferring would have left
+    /// them, to the bit, and the gradient cleared. What comes later is the
+    /// same with or without it, so it may run at any point between steps:
+    /// before the ring of factors could wrap (`RING` steps), and before a
+    /// checkpoint (which then holds no deferred update). Nothing to do
+    /// where updates are not deferred.
+    pub fn settle(&self, rec: &mut Recorder, st: LazyState, hp: Sgd) -> Result<()> {
+        if !self.defer {
+            return Ok(());
+        }
+        self.every_weight(rec, Kernel::LazySettle, st, hp)
     }
 
     /// Sets every weight's clock to the clock, the weights untouched: for
@@ -382,7 +455,7 @@ impl Lazy {
         let groups = capped_grid(n.div_ceil(WG), gpu.grid_cap(), gpu.limits().max_compute_workgroups_per_dimension);
         let bind: &[(u32, &Tensor)] = match kernel {
             Kernel::LazyStamp => &[(6, st.last), (7, st.clip)],
-            _ => &[(4, st.w), (5, st.momentum), (6, st.last), (7, st.clip)],
+            _ => &[(3, st.g), (4, st.w), (5, st.momentum), (6, st.last), (7, st.clip)],
         };
         rec.dispatch(kernel, &vec![("WG", WG.into())], (0, &p), bind, groups)
     }

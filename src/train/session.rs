@@ -281,6 +281,9 @@ impl<'g> Session<'g> {
     /// Everything needed to continue this run exactly (a counted read-back).
     pub fn checkpoint(&self, progress: Progress, data: DataId) -> Result<Checkpoint> {
         let (g, t) = (self.gpu, &self.trainer);
+        // Deferred updates of lazy SGD applied (to the bit as later): what
+        // is saved holds none, and the run goes on the same.
+        t.settle(g)?;
         let mut progress = progress;
         progress.global_step = self.steps_taken;
         progress.mask_step = t.step;
@@ -300,8 +303,9 @@ impl<'g> Session<'g> {
                 u32s.push(("fixed_mask".into(), sp.fixed.mask_of(g, 0)?));
             }
         }
-        // Lazy SGD's deferred updates stay deferred: the weights, each one's
-        // clock and the pending rate continue exactly.
+        // The updates lazy SGD skipped stay skipped (settled above, none
+        // waits in the gradient): the weights, each one's clock and the
+        // pending rate continue exactly.
         if let Some(lz) = &t.lazy {
             let clock = t.clip.download_f32(g)?[3].to_bits();
             u32s.push(("lazy_last".into(), lz.last.download_u32(g)?));
@@ -337,6 +341,14 @@ impl<'g> Session<'g> {
         {
             if last.len() != t.net.graph.param_total || clock.len() != 2 || rate.len() != 1 {
                 return Err(Error::InvalidArgument("checkpoint's lazy SGD state has the wrong size".into()));
+            }
+            // A clock past the update count (or marked deferred, which no
+            // checkpoint holds) would make lazy SGD apply updates that never were.
+            if let Some(i) = last.iter().position(|&l| l > clock[0]) {
+                return Err(Error::InvalidArgument(format!(
+                    "checkpoint's lazy SGD clock of weight {i} ({}) is past its update count {}",
+                    last[i], clock[0]
+                )));
             }
             lz.last.upload(gpu, last)?;
             t.clip.upload_at(gpu, 0, &[0.0, 0.0, 0.0, f32::from_bits(clock[0])])?;

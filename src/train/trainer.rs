@@ -17,7 +17,7 @@ use crate::device::tensor::{DType, Tensor};
 use crate::error::{Error, Result};
 use crate::nn::{Net, Workspace};
 use crate::ops::Rows;
-use crate::ops::lazy::{LazyPass, LazyState};
+use crate::ops::lazy::LazyPass;
 use crate::ops::mask::{KeyStep, MaskKey};
 use crate::ops::optim::{
     Adam, AfterStep, ClipDecision, GradScale, Rate, Sgd, adam_clip_step, adam_corrections, sgd_step,
@@ -32,7 +32,7 @@ mod lazy;
 
 pub use chunk::MAX_CHUNK;
 use lazy::sets_of;
-pub use lazy::{LazySgd, lazy_gather_env};
+pub use lazy::{LazySgd, lazy_defer_env, lazy_gather_env};
 
 /// Slots of `Trainer::loss`: the two samples' losses and the running sum of
 /// step losses since the counters were reset (the epoch log).
@@ -189,11 +189,14 @@ impl Trainer {
         let mut ws = net.workspace(gpu, capacity, sparse.is_some())?;
         chunk::slot_inputs(gpu, &mut ws, chunk::chunk_for(gpu, capacity, net.graph.input().len()))?;
         // Read whatever the updates, so that a bad value is refused by every run.
-        let gathers = lazy_gather_env()?;
+        let (gathers, defer) = (lazy_gather_env()?, lazy_defer_env()?);
         let lazy = match &sparse {
-            Some(sp) if sp.cfg.updates.lazy_at(sp.cfg.keep) => Some(LazySgd::new(gpu, &net.graph, gathers)?),
+            Some(sp) if sp.cfg.updates.lazy_at(sp.cfg.keep) => Some(LazySgd::new(gpu, &net.graph, gathers, defer)?),
             _ => None,
         };
+        // The clip record, and lazy SGD's ring of deferred updates' factors.
+        let mut clip_init = vec![0.0; crate::ops::lazy::CLIP_LEN];
+        clip_init[crate::ops::LOSS_SCALE_SLOT] = 1.0;
         let mut t = Trainer {
             momentum: Tensor::zeros(gpu, "momentum", &[net.graph.param_total], DType::F32)?,
             ws,
@@ -205,9 +208,9 @@ impl Trainer {
             correct: Tensor::zeros(gpu, "correct", &[1], DType::U32)?,
             clip: Tensor::from_f32(
                 gpu,
-                "clip factor, fault record, loss scale",
-                &[8],
-                &[0., 0., 0., 0., 1., 0., 0., 0.],
+                "clip factor, fault record, loss scale, lazy SGD's factors",
+                &[clip_init.len()],
+                &clip_init,
             )?,
             loss_scaling: None,
             sq: Tensor::zeros(gpu, "squared norms", &[2], DType::F32)?,
@@ -293,8 +296,7 @@ impl Trainer {
         // Lazy SGD: the weights these masks reach that no gather of the
         // passes brings up to date (`Lazy::refresh`), before they are read.
         if let Some(lz) = &self.lazy {
-            let st = LazyState { w: &net.params, momentum: &self.momentum, last: &lz.last, clip: &self.clip };
-            lz.op.refresh(rec, st, sets_of(&sp.samples), self.sgd)?;
+            lz.op.refresh(rec, self.lazy_state(lz), sets_of(&sp.samples), self.sgd)?;
         }
         // 2. Forward and backward of L_j / 2 on the kept units of each mask,
         //    same batch; the weight gradients of the two passes add up.
@@ -306,7 +308,7 @@ impl Trainer {
             let mask = sp.samples.sample(j);
             let lazy = self.lazy.as_ref().filter(|lz| lz.op.gathers()).map(|lz| LazyPass {
                 op: &lz.op,
-                st: LazyState { w: &net.params, momentum: &self.momentum, last: &lz.last, clip: &self.clip },
+                st: self.lazy_state(lz),
                 sets: sets_of(&sp.samples),
                 hp: self.sgd,
                 sample: j,
@@ -379,10 +381,7 @@ impl Trainer {
         adam_clip_step(rec, scores, m, v, g, sp.cfg.score_adam, Rate::FromStep, 1, units, clip)?;
         let (w, m, g) = (&self.net.params, &self.momentum, &self.net.grads);
         match &self.lazy {
-            Some(lz) => {
-                let st = LazyState { w, momentum: m, last: &lz.last, clip: &self.clip };
-                lz.op.sgd(rec, st, g, sets_of(&sp.samples), self.sgd)?;
-            }
+            Some(lz) => lz.op.update(rec, self.lazy_state(lz), sets_of(&sp.samples), self.sgd)?,
             None => {
                 let scale = GradScale::Buffer(&self.clip);
                 sgd_step(rec, w, m, g, scale, self.sgd, Rate::FromStep, AfterStep::ZeroGrad, total)?
@@ -506,7 +505,7 @@ impl Trainer {
     /// always has work queued.
     pub fn run(&mut self, gpu: &Gpu, phase: Phase, rows: usize, lr: f32, score_lr: f32, global: u64) -> Result<()> {
         self.check_rows(rows)?;
-        self.prepare(gpu, phase, lr, score_lr)?;
+        self.prepare(gpu, phase, lr, score_lr, 1)?;
         let block = self.step_block(phase, rows, lr, score_lr, global);
         let index = self.plan(gpu, phase)?.run(gpu, Some(&block))?;
         if phase == Phase::Train {
@@ -524,13 +523,13 @@ impl Trainer {
 
     /// Checks the rates and brings lazily updated weights up to date where
     /// `phase` needs them: before the steps of `run` and `run_staged`.
-    fn prepare(&mut self, gpu: &Gpu, phase: Phase, lr: f32, score_lr: f32) -> Result<()> {
+    fn prepare(&mut self, gpu: &Gpu, phase: Phase, lr: f32, score_lr: f32, steps: usize) -> Result<()> {
         for (name, v) in [("learning rate", lr), ("score learning rate", score_lr)] {
             if !v.is_finite() {
                 return Err(Error::InvalidArgument(format!("{name} {v} is not finite")));
             }
         }
-        self.prepare_lazy(gpu, phase, lr)
+        self.prepare_lazy(gpu, phase, lr, steps)
     }
 
     /// Notes a submission of `steps` steps; past `MAX_IN_FLIGHT` steps

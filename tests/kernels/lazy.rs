@@ -1,5 +1,5 @@
 use rand::Rng;
-use sparsetrain::ops::lazy::{Lazy, LazyPass, LazySlot, LazyState, SetsRef, SlotSide};
+use sparsetrain::ops::lazy::{CLIP_LEN, Lazy, LazyPass, LazySlot, LazyState, PEND, RING, RING_AT, SetsRef, SlotSide};
 use sparsetrain::ops::optim::Sgd;
 use sparsetrain::step::{StepBlock, StepBuffer};
 use sparsetrain::{DType, Recorder, Tensor, cpu};
@@ -20,12 +20,17 @@ const NONE: u32 = u32::MAX;
 /// per sample by `lazy_gather` (against the f64 gather of the eager
 /// weights, padding included, the outputs reset to NaN every step; one a
 /// classifier's bias, whose rows follow no set), the fifth refreshed; a
-/// refreshed slot gathered as well is found up to date.
+/// refreshed slot gathered as well is found up to date. Each both ways:
+/// a step's update by `lazy_sgd`, and deferred to the weights' next
+/// refresh or gather (the gradient kept and the factor noted in the ring,
+/// whose index wraps during the run; a non-finite step's gradient dropped;
+/// a settle midway that leaves no update deferred and changes no result).
 /// Then lagging clocks stamped without touching the weights.
 #[test]
 fn lazy_sgd_equals_eager_steps() {
     let Some(gpu) = gpu("lazy_sgd_equals_eager_steps") else { return };
-    for (grid_cap, gathered) in [(None, false), (Some(1), false), (None, true), (Some(1), true)] {
+    let cases = [(None, false), (Some(1), false), (None, true), (Some(1), true)];
+    for ((grid_cap, gathered), defer) in cases.into_iter().flat_map(|c| [(c, false), (c, true)]) {
         let gpu_c;
         let gpu = match grid_cap {
             None => &gpu,
@@ -36,11 +41,11 @@ fn lazy_sgd_equals_eager_steps() {
                 &gpu_c
             }
         };
-        run_case(gpu, grid_cap, gathered);
+        run_case(gpu, grid_cap, gathered, defer);
     }
 }
 
-fn run_case(gpu: &sparsetrain::Gpu, grid_cap: Option<u32>, gathered: bool) {
+fn run_case(gpu: &sparsetrain::Gpu, grid_cap: Option<u32>, gathered: bool, defer: bool) {
     // Set 0: 7 channels at list slot 0; set 1: 5 channels at slot 7.
     let (c0, c1, entries, sets) = (7usize, 5usize, 12usize, 2usize);
     let s0 = Some((0, 0));
@@ -65,20 +70,23 @@ fn run_case(gpu: &sparsetrain::Gpu, grid_cap: Option<u32>, gathered: bool) {
         (0..2).map(|_| sizes.map(|n| Tensor::zeros(gpu, "wc", &[n], DType::F32).unwrap())).collect();
     let total = 150;
     let hp = Sgd { lr: 0.07, momentum: 0.9, weight_decay: 0.01 };
-    let mut r = rng(4100 + grid_cap.unwrap_or(0) as u64 + 10 * u64::from(gathered));
-    let lazy = Lazy::new(gpu, slots.clone(), total).unwrap();
+    let mut r = rng(4100 + grid_cap.unwrap_or(0) as u64 + 10 * u64::from(gathered) + 100 * u64::from(defer));
+    let lazy = Lazy::new(gpu, slots.clone(), total, defer).unwrap();
+    assert_eq!(lazy.defers(), defer);
     let w0 = rand_f32(&mut r, total, -1.0, 1.0);
     let v0 = rand_f32(&mut r, total, -0.1, 0.1);
     let (tw, tv) =
         (Tensor::from_f32(gpu, "w", &[total], &w0).unwrap(), Tensor::from_f32(gpu, "v", &[total], &v0).unwrap());
-    let tlast = Tensor::zeros(gpu, "last", &[total], DType::U32).unwrap();
-    let tclip = Tensor::zeros(gpu, "clip", &[4], DType::F32).unwrap();
+    // The clock starts a few updates short of the ring's length: deferred
+    // updates find their factors across its wrap.
+    let mut clock = RING as u32 - 4;
+    let tlast = Tensor::from_u32(gpu, "last", &[total], &vec![clock; total]).unwrap();
+    let tclip = Tensor::zeros(gpu, "clip", &[CLIP_LEN], DType::F32).unwrap();
     let tg = Tensor::zeros(gpu, "g", &[total], DType::F32).unwrap();
     let tsets = Tensor::zeros(gpu, "sets", &[256], DType::U32).unwrap();
     let sref = SetsRef { all: &tsets, offsets: [0, 64, 128], sets, entries };
-    let st = LazyState { w: &tw, momentum: &tv, last: &tlast, clip: &tclip };
+    let st = LazyState { w: &tw, momentum: &tv, g: &tg, last: &tlast, clip: &tclip };
     let (mut w, mut v) = (to_f64(&w0), to_f64(&v0));
-    let mut clock = 0u32;
     let steps = 9;
     for step in 0..steps {
         // Per sample: kept channels of each set (some steps keep none or all).
@@ -123,10 +131,9 @@ fn run_case(gpu: &sparsetrain::Gpu, grid_cap: Option<u32>, gathered: bool) {
             clock += 1;
         }
         tsets.upload(gpu, &buf).unwrap();
-        tg.upload(gpu, &g).unwrap();
         // The clock before the step's update: what the refresh brings the
         // reachable weights to, before the passes would read them.
-        tclip.upload(gpu, &[factor, 0.0, 0.0, f32::from_bits(clock - u32::from(factor != 0.0))]).unwrap();
+        tclip.upload_at(gpu, 0, &[factor, 0.0, 0.0, f32::from_bits(clock - u32::from(factor != 0.0))]).unwrap();
         let block = StepBlock { lr: hp.lr, ..Default::default() };
         let step_buf = StepBuffer::new(gpu);
         let mut rec = Recorder::with_step(gpu, &step_buf);
@@ -168,25 +175,68 @@ fn run_case(gpu: &sparsetrain::Gpu, grid_cap: Option<u32>, gathered: bool) {
             }
         }
         let reach: Vec<usize> = (0..total).filter(|&i| touched(i)).collect();
+        // The step's backward adds into the gradient where either sample
+        // reaches: cleared there by now (an update deferred to this refresh
+        // or gather was applied); elsewhere deferred updates keep theirs.
+        let mut gnow = tg.download_f32(gpu).unwrap();
+        for &i in &reach {
+            assert_eq!(gnow[i], 0.0, "grid cap {grid_cap:?} step {step}: gradient of weight {i} left at the refresh");
+            gnow[i] = g[i];
+        }
+        if !defer {
+            assert_eq!(gnow, g, "grid cap {grid_cap:?} step {step}: gradient outside the reach");
+        }
+        tg.upload(gpu, &gnow).unwrap();
         let (gw, gv) = (tw.download_f32(gpu).unwrap(), tv.download_f32(gpu).unwrap());
         let fresh: Vec<f32> = reach.iter().flat_map(|&i| [gw[i], gv[i]]).collect();
         let want: Vec<f64> = reach.iter().flat_map(|&i| [w[i], v[i]]).collect();
         assert_close(&format!("grid cap {grid_cap:?} step {step}: refreshed weights"), &fresh, &want, 1e-6, 1e-5);
         // The launch that decides the clip record advances the clock on a
         // finite step.
-        tclip.upload(gpu, &[factor, 0.0, 0.0, f32::from_bits(clock)]).unwrap();
+        tclip.upload_at(gpu, 0, &[factor, 0.0, 0.0, f32::from_bits(clock)]).unwrap();
         let mut rec = Recorder::with_step(gpu, &step_buf);
         lazy.norm(&mut rec, &tg, sref).unwrap();
-        lazy.sgd(&mut rec, st, &tg, sref, hp).unwrap();
+        lazy.update(&mut rec, st, sref, hp).unwrap();
         rec.into_plan().run(gpu, Some(&block)).unwrap();
         gpu.wait().unwrap();
-        let tag = format!("grid cap {grid_cap:?} step {step}");
+        let tag = format!("grid cap {grid_cap:?} defer {defer} step {step}");
         let partials = lazy.partials.download_f32(gpu).unwrap();
         let got: f64 = partials.iter().map(|&x| x as f64).sum();
         let want = cpu::lazy::norm_sq(&to_f64(&g));
         assert!((got - want).abs() <= 1e-5 * want.max(1.0), "{tag}: norm² {got} vs {want}");
-        assert!(tg.download_f32(gpu).unwrap().iter().all(|&x| x == 0.0), "{tag}: gradient not cleared");
+        let (gg, last) = (tg.download_f32(gpu).unwrap(), tlast.download_u32(gpu).unwrap());
+        if defer && factor != 0.0 {
+            // Deferred: the gradient kept, the clock marked, the factor noted.
+            for &i in &reach {
+                assert_eq!((gg[i], last[i]), (g[i], clock | PEND), "{tag}: weight {i}'s deferred update");
+            }
+            let ring = tclip.download_f32(gpu).unwrap();
+            assert_eq!(ring[RING_AT + clock as usize % RING], factor, "{tag}: the factor in the ring");
+        } else {
+            // Applied now, or a non-finite step's dropped: the gradient
+            // cleared where the step reached, the clocks those of the update.
+            for &i in &reach {
+                assert_eq!((gg[i], last[i]), (0.0, clock), "{tag}: weight {i} after the update");
+            }
+        }
         cpu::lazy::eager_step(&mut w, &mut v, &to_f64(&g), factor as f64, hp);
+        if defer && step == 6 {
+            // Settled: nothing deferred, the gradient all 0, the weights
+            // updated this step at their eager values.
+            let mut rec = Recorder::with_step(gpu, &step_buf);
+            lazy.settle(&mut rec, st, hp).unwrap();
+            rec.into_plan().run(gpu, Some(&block)).unwrap();
+            gpu.wait().unwrap();
+            let last = tlast.download_u32(gpu).unwrap();
+            assert!(last.iter().all(|&l| l & PEND == 0 && l <= clock), "{tag}: settled clocks {last:?}");
+            assert!(tg.download_f32(gpu).unwrap().iter().all(|&x| x == 0.0), "{tag}: settled gradient");
+            let (gw, gv) = (tw.download_f32(gpu).unwrap(), tv.download_f32(gpu).unwrap());
+            let now: Vec<usize> = (0..total).filter(|&i| last[i] == clock).collect();
+            assert!(!now.is_empty(), "{tag}: some weight updated this step");
+            let got: Vec<f32> = now.iter().flat_map(|&i| [gw[i], gv[i]]).collect();
+            let want: Vec<f64> = now.iter().flat_map(|&i| [w[i], v[i]]).collect();
+            assert_close(&format!("{tag}: settled weights"), &got, &want, 1e-6, 1e-5);
+        }
     }
     let block = StepBlock { lr: hp.lr, ..Default::default() };
     let step_buf = StepBuffer::new(gpu);
@@ -194,10 +244,11 @@ fn run_case(gpu: &sparsetrain::Gpu, grid_cap: Option<u32>, gathered: bool) {
     lazy.catch_up(&mut rec, st, hp).unwrap();
     rec.into_plan().run(gpu, Some(&block)).unwrap();
     gpu.wait().unwrap();
-    let tag = format!("grid cap {grid_cap:?}, {steps} steps");
+    let tag = format!("grid cap {grid_cap:?} defer {defer}, {steps} steps");
     assert_close(&format!("{tag}: weights"), &tw.download_f32(gpu).unwrap(), &w, 1e-6, 1e-5);
     assert_close(&format!("{tag}: momentum"), &tv.download_f32(gpu).unwrap(), &v, 1e-6, 1e-5);
     assert!(tlast.download_u32(gpu).unwrap().iter().all(|&l| l == clock), "{tag}: every weight is up to date");
+    assert!(tg.download_f32(gpu).unwrap().iter().all(|&x| x == 0.0), "{tag}: gradient cleared");
     // Clocks that lag up-to-date weights (after eager steps): stamped, the
     // weights and momentum untouched bit for bit.
     let lagging: Vec<u32> = (0..total).map(|_| r.random_range(0..=clock)).collect();

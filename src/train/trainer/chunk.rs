@@ -223,7 +223,7 @@ impl Trainer {
         }
         // Kept staged until submitted: a refused rate loses nothing.
         let rows = self.staged.clone();
-        self.prepare(gpu, phase, lr, score_lr)?;
+        self.prepare(gpu, phase, lr, score_lr, rows.len())?;
         let first = self.step;
         // Only training steps advance the counter.
         let step_of = |j: usize| first + if phase == Phase::Train { j as u64 } else { 0 };

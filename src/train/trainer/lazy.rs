@@ -1,16 +1,17 @@
 //! Lazy SGD in the trainer (`ops::lazy`): its state, when the deferred
-//! updates are applied to every weight (`catch_up`), and the clocks stamped
-//! after eager steps. What a sparse step records of it is in
-//! `record_sparse_step`.
+//! updates are applied to every weight (`catch_up`, `settle`), and the
+//! clocks stamped after eager steps. What a sparse step records of it is
+//! in `record_sparse_step`.
 
 use super::{Phase, Trainer};
 use crate::device::gpu::Gpu;
 use crate::device::record::Recorder;
 use crate::device::step::StepBlock;
 use crate::device::tensor::{DType, Tensor};
+use crate::error::Error;
 use crate::error::Result;
 use crate::nn::graph::Graph;
-use crate::ops::lazy::{Lazy, LazySlot, LazyState, SetsRef};
+use crate::ops::lazy::{Lazy, LazySlot, LazyState, RING, SetsRef};
 use crate::sparse::MaskSet;
 
 /// Lazy SGD of the sparse step (`ops::lazy`).
@@ -26,6 +27,12 @@ pub struct LazySgd {
     /// next training phase stamps them first (`Lazy::stamp`), or it would
     /// apply those steps' updates again.
     pub clocks_lag: bool,
+    /// Steps submitted since every deferred update was last applied
+    /// (`Trainer::settle`, `catch_up`), and the most before the next run
+    /// settles them first: at most the ring of clip factors
+    /// (`ops::lazy::RING`); tests lower it.
+    pub since_settled: usize,
+    pub settle_every: usize,
 }
 
 /// `SPARSETRAIN_LAZY_GATHER`: whether the layers' gathers bring the weights
@@ -34,6 +41,14 @@ pub struct LazySgd {
 /// fifteenth session: one more pass over them, for comparison).
 pub fn lazy_gather_env() -> Result<bool> {
     crate::device::variant::auto_or_off("SPARSETRAIN_LAZY_GATHER")
+}
+
+/// `SPARSETRAIN_LAZY_DEFER`: whether a sparse step's update of its weights
+/// waits for their next refresh or gather (`auto`, the default: no pass of
+/// its own), or runs as its own pass, `lazy_sgd` (`off`, as before the
+/// sixteenth session, for comparison). The same arithmetic either way.
+pub fn lazy_defer_env() -> Result<bool> {
+    crate::device::variant::auto_or_off("SPARSETRAIN_LAZY_DEFER")
 }
 
 /// The graph's lazy SGD slots, none marked gathered unless `gathers`.
@@ -47,21 +62,25 @@ pub(super) fn sets_of(m: &MaskSet) -> SetsRef<'_> {
 }
 
 impl LazySgd {
-    /// For `graph`'s parameters; `gathers` as `lazy_gather_env` says.
-    pub(super) fn new(gpu: &Gpu, graph: &Graph, gathers: bool) -> Result<LazySgd> {
+    /// For `graph`'s parameters; `gathers` and `defer` as `lazy_gather_env`
+    /// and `lazy_defer_env` say.
+    pub(super) fn new(gpu: &Gpu, graph: &Graph, gathers: bool, defer: bool) -> Result<LazySgd> {
         Ok(LazySgd {
-            op: Lazy::new(gpu, lazy_slots(graph, gathers)?, graph.param_total)?,
+            op: Lazy::new(gpu, lazy_slots(graph, gathers)?, graph.param_total, defer)?,
             last: Tensor::zeros(gpu, "lazy clocks", &[graph.param_total], DType::U32)?,
             pending: None,
             clocks_lag: false,
+            since_settled: 0,
+            settle_every: RING,
         })
     }
 }
 
 impl Trainer {
     /// Brings lazily updated weights up to date where `phase` needs them,
-    /// at rate `lr` for training: the lazy part of `prepare`.
-    pub(super) fn prepare_lazy(&mut self, gpu: &Gpu, phase: Phase, lr: f32) -> Result<()> {
+    /// at rate `lr` for training, before `steps` steps are submitted: the
+    /// lazy part of `prepare`.
+    pub(super) fn prepare_lazy(&mut self, gpu: &Gpu, phase: Phase, lr: f32, steps: usize) -> Result<()> {
         // Other phases read or update every weight: bring them up to date.
         if phase != Phase::Train {
             self.catch_up(gpu)?;
@@ -78,24 +97,72 @@ impl Trainer {
             if self.lazy.as_ref().is_some_and(|lz| lz.clocks_lag && lz.pending.is_none()) {
                 self.stamp_clocks(gpu)?;
             }
-            if let Some(lz) = &mut self.lazy {
-                lz.pending = Some(lr);
+            let Some(lz) = &mut self.lazy else { return Ok(()) };
+            lz.pending = Some(lr);
+            if lz.op.defers() {
+                if steps > RING {
+                    return Err(Error::InvalidArgument(format!(
+                        "{steps} steps in one run: deferred lazy SGD updates may wait at most {RING}"
+                    )));
+                }
+                // A deferred update finds its factor in the ring for RING
+                // steps: apply every one before that.
+                let every = lz.settle_every.clamp(1, RING).max(steps);
+                let settle = lz.since_settled + steps > every;
+                lz.since_settled = if settle { steps } else { lz.since_settled + steps };
+                if settle && let Some(index) = self.settle_run(gpu)? {
+                    self.in_flight.push_back((index, 0));
+                }
             }
         }
         Ok(())
     }
 
-    /// Brings every weight up to date with the updates lazy SGD deferred
-    /// (nothing to do for eager trainers or when none are pending). Done
-    /// before any phase but training, before an export, and when the rate
-    /// changes; checkpoints keep the deferred state instead (bit-exact
-    /// resume).
+    /// Applies every deferred update of lazy SGD (`Lazy::settle`), which
+    /// changes nothing that follows: before a checkpoint (from `&self`, so
+    /// the count of steps since is left as it is, which only brings the
+    /// next settling forward) and before the ring of factors could wrap.
+    pub fn settle(&self, gpu: &Gpu) -> Result<()> {
+        self.settle_run(gpu).map(|_| ())
+    }
+
+    /// `settle`'s submission, if anything was deferred.
+    fn settle_run(&self, gpu: &Gpu) -> Result<Option<wgpu::SubmissionIndex>> {
+        let Some(lz) = &self.lazy else { return Ok(None) };
+        let Some(lr) = lz.pending else { return Ok(None) };
+        if !lz.op.defers() {
+            return Ok(None);
+        }
+        let mut rec = Recorder::with_step(gpu, &self.step_buf);
+        lz.op.settle(&mut rec, self.lazy_state(lz), self.sgd)?;
+        let block = StepBlock { lr, ..StepBlock::default() };
+        Ok(Some(rec.into_plan().run(gpu, Some(&block))?))
+    }
+
+    /// Lazy SGD's view of the trainer's tensors.
+    pub(super) fn lazy_state<'a>(&'a self, lz: &'a LazySgd) -> LazyState<'a> {
+        LazyState {
+            w: &self.net.params,
+            momentum: &self.momentum,
+            g: &self.net.grads,
+            last: &lz.last,
+            clip: &self.clip,
+        }
+    }
+
+    /// Brings every weight up to date with the updates lazy SGD skipped or
+    /// deferred (nothing to do for eager trainers or when none are
+    /// pending). Done before any phase but training, before an export, and
+    /// when the rate changes; checkpoints keep the skipped ones skipped
+    /// instead (bit-exact resume), having applied the deferred ones
+    /// (`settle`).
     pub fn catch_up(&mut self, gpu: &Gpu) -> Result<()> {
         let Some(lz) = &mut self.lazy else { return Ok(()) };
         let Some(lr) = lz.pending.take() else { return Ok(()) };
+        lz.since_settled = 0;
+        let lz = self.lazy.as_ref().expect("lazy SGD checked above");
         let mut rec = Recorder::with_step(gpu, &self.step_buf);
-        let st = LazyState { w: &self.net.params, momentum: &self.momentum, last: &lz.last, clip: &self.clip };
-        lz.op.catch_up(&mut rec, st, self.sgd)?;
+        lz.op.catch_up(&mut rec, self.lazy_state(lz), self.sgd)?;
         let block = StepBlock { lr, ..StepBlock::default() };
         let index = rec.into_plan().run(gpu, Some(&block))?;
         self.in_flight.push_back((index, 0));
@@ -105,13 +172,14 @@ impl Trainer {
     /// Sets every weight's clock to the update count, all weights being up
     /// to date (`LazySgd::clocks_lag`).
     fn stamp_clocks(&mut self, gpu: &Gpu) -> Result<()> {
-        let Some(lz) = &mut self.lazy else { return Ok(()) };
+        let Some(lz) = &self.lazy else { return Ok(()) };
         let mut rec = Recorder::with_step(gpu, &self.step_buf);
-        let st = LazyState { w: &self.net.params, momentum: &self.momentum, last: &lz.last, clip: &self.clip };
-        lz.op.stamp(&mut rec, st, self.sgd)?;
+        lz.op.stamp(&mut rec, self.lazy_state(lz), self.sgd)?;
         let index = rec.into_plan().run(gpu, Some(&StepBlock::default()))?;
         self.in_flight.push_back((index, 0));
-        lz.clocks_lag = false;
+        if let Some(lz) = &mut self.lazy {
+            lz.clocks_lag = false;
+        }
         Ok(())
     }
 }
