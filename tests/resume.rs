@@ -296,8 +296,8 @@ fn cnn_resume_with_augmentation_is_bit_identical() {
 
 /// Lazy SGD defers each step's update to the weights' next gather; settling
 /// them (`Trainer::settle`: before a checkpoint, when the ring of clip
-/// factors would run out, and here before every run of one trainer) changes
-/// no bit of training.
+/// factors would run out, and here before every run of one trainer that
+/// no catch-up precedes) changes no bit of training.
 #[test]
 fn settling_deferred_updates_changes_nothing() {
     let Some(gpu) = gpu("settling_deferred_updates_changes_nothing") else { return };

@@ -269,6 +269,10 @@ pub fn bench_train(
         }
         for (i, (&keep, t)) in modes.iter().zip(&mut trainers).enumerate() {
             let block = t.step_block(Phase::Train, batch, lr, score_lr, 0);
+            // The replays below bypass the trainer's count of steps since
+            // lazy SGD last settled its deferred updates: settle first, so
+            // that a few more cannot outrun the ring of factors.
+            t.settle(gpu)?;
             let plan = t.plan_for(gpu, Phase::Train, byte_modes[i])?;
             let (dispatches, passes) = (plan.dispatches(), plan.passes());
             let (gpu_ms, profile) = if gpu.has_timestamps() {

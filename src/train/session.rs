@@ -307,7 +307,7 @@ impl<'g> Session<'g> {
         // waits in the gradient): the weights, each one's clock and the
         // pending rate continue exactly.
         if let Some(lz) = &t.lazy {
-            let clock = t.clip.download_f32(g)?[3].to_bits();
+            let clock = t.clip_record(g)?[3].to_bits();
             u32s.push(("lazy_last".into(), lz.last.download_u32(g)?));
             u32s.push(("lazy_clock".into(), vec![clock, u32::from(lz.pending.is_some())]));
             f32s.push(("lazy_rate".into(), vec![lz.pending.unwrap_or(0.0)]));

@@ -261,7 +261,7 @@ impl Trainer {
             return Ok(None);
         }
         let at = crate::ops::LOSS_SCALE_SLOT;
-        let v = self.clip.download_f32(gpu)?;
+        let v = self.clip_record(gpu)?;
         Ok(Some((v[at], v[at + 1])))
     }
 
@@ -552,9 +552,15 @@ impl Trainer {
 
     /// Non-finite steps so far, as counted on the device (a small read-back).
     pub fn faults(&self, gpu: &Gpu) -> Result<super::stats::Faults> {
-        let v = self.clip.download_f32(gpu)?;
+        let v = self.clip_record(gpu)?;
         let skipped = v[1] as u64;
         Ok(super::stats::Faults { skipped, first_step: (skipped > 0).then(|| v[2].to_bits()) })
+    }
+
+    /// The clip record's fields (shaders/shared/clip.wgsl), read back
+    /// (counted) without lazy SGD's ring of factors after them.
+    pub fn clip_record(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        self.clip.view(0, &[crate::ops::lazy::RING_AT])?.download_f32(gpu)
     }
 
     /// Draws the fixed mask from the scores with `key` (evaluation, selection).

@@ -24,6 +24,9 @@ step 03e-mlp8192-f32-float-inputs 60 env SPARSETRAIN_BYTE_INPUTS=off $T
 # The fifteenth session's untimed change: lazy SGD's catch-up in the layers'
 # gathers (lazy_gather); the same step with lazy_refresh doing it first.
 step 03f-mlp8192-f32-lazy-refresh 60 env SPARSETRAIN_LAZY_GATHER=off SPARSETRAIN_PROFILE=kernels $T
+# The sixteenth session's untimed change: each step's update deferred to the
+# weights' next gather; the same step with lazy_sgd's pass of its own.
+step 03g-mlp8192-f32-lazy-sgd 60 env SPARSETRAIN_LAZY_DEFER=off SPARSETRAIN_PROFILE=kernels $T
 step 04-mlp8192-mixed 60 env SPARSETRAIN_PROFILE=kernels $T --precision mixed
 # The thirteenth session's untimed experiment: the packs through workgroup tiles.
 step 04b-mlp8192-mixed-tiled 60 env SPARSETRAIN_COOP=tiled SPARSETRAIN_PROFILE=kernels $T --precision mixed

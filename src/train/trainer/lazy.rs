@@ -81,6 +81,11 @@ impl Trainer {
     /// at rate `lr` for training, before `steps` steps are submitted: the
     /// lazy part of `prepare`.
     pub(super) fn prepare_lazy(&mut self, gpu: &Gpu, phase: Phase, lr: f32, steps: usize) -> Result<()> {
+        if steps > RING && phase == Phase::Train && self.lazy.as_ref().is_some_and(|lz| lz.op.defers()) {
+            return Err(Error::InvalidArgument(format!(
+                "{steps} steps in one run: deferred lazy SGD updates may wait at most {RING}"
+            )));
+        }
         // Other phases read or update every weight: bring them up to date.
         if phase != Phase::Train {
             self.catch_up(gpu)?;
@@ -100,11 +105,6 @@ impl Trainer {
             let Some(lz) = &mut self.lazy else { return Ok(()) };
             lz.pending = Some(lr);
             if lz.op.defers() {
-                if steps > RING {
-                    return Err(Error::InvalidArgument(format!(
-                        "{steps} steps in one run: deferred lazy SGD updates may wait at most {RING}"
-                    )));
-                }
                 // A deferred update finds its factor in the ring for RING
                 // steps: apply every one before that.
                 let every = lz.settle_every.clamp(1, RING).max(steps);
