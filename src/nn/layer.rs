@@ -269,6 +269,9 @@ pub trait Layer: std::fmt::Debug + Send + Sync {
 
     /// How each parameter follows channels (`ParamSets`), in `params` order.
     /// The default, every element touched every step, is always correct.
+    /// `backward` must add into a parameter's gradient only where these say
+    /// a mask sample reaches, never assign: under lazy SGD the rest holds
+    /// updates deferred from earlier steps (`ops::lazy`).
     fn param_sets(&self, inputs: &[Shape]) -> Vec<ParamSets> {
         self.params(inputs).iter().map(|p| ParamSets::whole(p.len())).collect()
     }
