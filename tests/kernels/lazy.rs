@@ -61,14 +61,17 @@ fn run_case(gpu: &sparsetrain::Gpu, grid_cap: Option<u32>, gathered: bool, defer
         // A classifier's bias: its rows follow no set, and its layer's
         // gather brings it up to date with the weight.
         LazySlot { offset: 146, rows: side(4, None), cols: side(1, None), blocks: 1, gathered },
+        // A first layer's weight: rows follow a set, 40 columns all kept.
+        LazySlot { offset: 150, rows: side(c0, s0), cols: side(40, None), blocks: 1, gathered },
     ];
     // The gathers' outputs per sample: [Wc of slot 0, bc of slot 1, Wc of
-    // slot 2, bc of slot 4, slot 3 (refreshed, gathered as well)].
+    // slot 2, bc of slot 4, slot 3 (refreshed, gathered as well), Wc of
+    // slot 5].
     let padded = |n: usize| n.div_ceil(4) * 4;
-    let sizes = [padded(c0) * 3 * padded(c1), padded(c0), 4 * padded(c0), 4, 6];
-    let outs: Vec<[Tensor; 5]> =
+    let sizes = [padded(c0) * 3 * padded(c1), padded(c0), 4 * padded(c0), 4, 6, padded(c0) * 40];
+    let outs: Vec<[Tensor; 6]> =
         (0..2).map(|_| sizes.map(|n| Tensor::zeros(gpu, "wc", &[n], DType::F32).unwrap())).collect();
-    let total = 150;
+    let total = 430;
     let hp = Sgd { lr: 0.07, momentum: 0.9, weight_decay: 0.01 };
     let mut r = rng(4100 + grid_cap.unwrap_or(0) as u64 + 10 * u64::from(gathered) + 100 * u64::from(defer));
     let lazy = Lazy::new(gpu, slots.clone(), total, defer).unwrap();
@@ -147,6 +150,7 @@ fn run_case(gpu: &sparsetrain::Gpu, grid_cap: Option<u32>, gathered: bool, defer
                 pass.gather(&mut rec, 0, Some(1), &out[0], &out[1]).unwrap();
                 pass.gather(&mut rec, 2, Some(4), &out[2], &out[3]).unwrap();
                 pass.gather(&mut rec, 3, None, &out[4], &out[4]).unwrap();
+                pass.gather(&mut rec, 5, None, &out[5], &out[5]).unwrap();
             }
             lazy.check_gathered().unwrap();
         }
@@ -165,8 +169,9 @@ fn run_case(gpu: &sparsetrain::Gpu, grid_cap: Option<u32>, gathered: bool, defer
                     cpu::gather::gather_weights(&w[112..140], (4, c0), None, Some(&rows)),
                     cpu::gather::gather_bias(&w[146..150], None),
                     w[140..146].to_vec(),
+                    cpu::gather::gather_weights(&w[150..430], (c0, 40), Some(&rows), None),
                 ];
-                let names = ["Wc", "bc", "classifier Wc", "classifier bc", "refreshed slot"];
+                let names = ["Wc", "bc", "classifier Wc", "classifier bc", "refreshed slot", "first layer's Wc"];
                 for (name, (t, want)) in names.iter().zip(out.iter().zip(&want)) {
                     let tag = format!("grid cap {grid_cap:?} step {step} sample {s}: gathered {name}");
                     // The kept part, padded: the buffer holds the most units.
