@@ -73,14 +73,6 @@ fn map(off: u32, j: u32) -> u32 {
     return maps[off + j];
 }
 
-// Length of a compacted side: padded to 4 when it comes from the device.
-fn side_len(count: u32, idx: u32) -> u32 {
-    if idx == NONE {
-        return count;
-    }
-    return (count + 3u) & ~3u;
-}
-
 fn stride(nwg: vec3<u32>) -> u32 {
     return nwg.x * nwg.y * WG;
 }

@@ -246,13 +246,26 @@ fn catch_up(wv: vec2<f32>, k: u32, lr: f32) -> vec2<f32> {
     return vec2(r.x * wv.x + r.z * wv.y, r.y * wv.x + r.w * wv.y);
 }
 
-// The deferred update c of weight i applied to (w, v) = wv: lazy_sgd's
-// arithmetic with the factor update c had; clears its gradient.
-fn apply_deferred(wv: vec2<f32>, i: u32, c: u32) -> vec2<f32> {
-    let factor = clip[p.ring_at + c % p.ring_len];
-    let v = p.momentum * wv.y + (factor * g[i] + p.weight_decay * wv.x);
-    g[i] = 0.0;
+// One SGD update of (w, v) = wv with gradient gi scaled by factor, at the
+// step block's rate: lazy_sgd's and every deferred update's arithmetic,
+// written once so that deferring cannot change a bit.
+fn sgd_update(wv: vec2<f32>, gi: f32, factor: f32) -> vec2<f32> {
+    let v = p.momentum * wv.y + (factor * gi + p.weight_decay * wv.x);
     return vec2(wv.x - st.lr * v, v);
+}
+
+// Weight i's (w, v) with its deferred update applied where its clock l
+// carries PEND (the factor of update l & ~PEND from the ring; the gradient
+// cleared).
+fn settled(i: u32, l: u32) -> vec2<f32> {
+    let wv = vec2(w[i], mom[i]);
+    let c = l & ~PEND;
+    if l == c {
+        return wv;
+    }
+    let gi = g[i];
+    g[i] = 0.0;
+    return sgd_update(wv, gi, clip[p.ring_at + c % p.ring_len]);
 }
 
 // Weight i brought up to date within a step (see the header): its value.
@@ -261,21 +274,13 @@ fn apply_deferred(wv: vec2<f32>, i: u32, c: u32) -> vec2<f32> {
 fn fresh(i: u32, clock: u32) -> f32 {
     let l = last[i];
     let stamp = (clock + 1u) | p.defer;
-    if l == stamp {
+    last[i] = stamp;
+    if l == stamp || l == clock {
         return w[i];
     }
-    var wv = vec2(w[i], 0.0);
-    let c = l & ~PEND;
-    if l != clock {
-        wv.y = mom[i];
-        if l != c {
-            wv = apply_deferred(wv, i, c);
-        }
-        wv = catch_up(wv, clock - c, st.lr);
-        w[i] = wv.x;
-        mom[i] = wv.y;
-    }
-    last[i] = stamp;
+    let wv = catch_up(settled(i, l), clock - (l & ~PEND), st.lr);
+    w[i] = wv.x;
+    mom[i] = wv.y;
     return wv.x;
 }
 
@@ -296,15 +301,6 @@ fn lazy_refresh(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     }
 }
 
-// A compacted side's stored length: padded to 4 where it follows a set
-// (gather.wgsl's side_len).
-fn stored_len(count: u32, kset: u32) -> u32 {
-    if kset == NONE {
-        return count;
-    }
-    return (count + 3u) & ~3u;
-}
-
 // One thread per element of Wc, then of bc, with a stride of the launched
 // threads (the grid is sized on the host).
 @compute @workgroup_size(WG)
@@ -319,9 +315,9 @@ fn lazy_gather(
     let sl = slot_at(p.gather_slot);
     let kr = kept_count(sl.rows, sl.row_set, s);
     let kc = kept_count(sl.cols, sl.col_set, s);
-    let pc = stored_len(kc, sl.col_set);
+    let pc = side_len(kc, sl.col_set);
     let row_len = pc * sl.blocks;
-    let n = stored_len(kr, sl.row_set) * row_len;
+    let n = side_len(kr, sl.row_set) * row_len;
     for (var t = flat_id(wid, nwg, lidx, WG); t < n; t += stride) {
         let j = t / row_len;
         var b = 0u;
@@ -343,7 +339,7 @@ fn lazy_gather(
     }
     let bs = slot_at(p.gather_bias);
     let kb = kept_count(bs.rows, bs.row_set, s);
-    let nb = stored_len(kb, bs.row_set);
+    let nb = side_len(kb, bs.row_set);
     for (var j = flat_id(wid, nwg, lidx, WG); j < nb; j += stride) {
         var v = 0.0;
         if j < kb {
@@ -360,7 +356,6 @@ fn lazy_sgd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
     let wk = walk(sl, s, wid.x, lidx);
     let factor = clip[0];
     let clock = bitcast<u32>(clip[3]);
-    let lr = st.lr;
     for (var j = wk.j0; j < wk.kr; j += wk.dj) {
         let r = row_of(sl, s, j);
         for (var q = wk.q0; q < wk.per_row; q += wk.dq) {
@@ -371,10 +366,9 @@ fn lazy_sgd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
             // Fresh, and stamped clock (the advanced clock) when brought
             // up to date: a finite step leaves the stamp as it is.
             if factor != 0.0 {
-                let wi = w[i];
-                let v = p.momentum * mom[i] + (factor * g[i] + p.weight_decay * wi);
-                mom[i] = v;
-                w[i] = wi - lr * v;
+                let wv = sgd_update(vec2(w[i], mom[i]), g[i], factor);
+                w[i] = wv.x;
+                mom[i] = wv.y;
             } else {
                 last[i] = clock;
             }
@@ -421,12 +415,7 @@ fn lazy_catch_up(
     let clock = bitcast<u32>(clip[3]);
     for (var i = flat_id(wid, nwg, lidx, WG); i < p.n; i += nwg.x * nwg.y * WG) {
         let l = last[i];
-        let c = l & ~PEND;
-        var wv = vec2(w[i], mom[i]);
-        if l != c {
-            wv = apply_deferred(wv, i, c);
-        }
-        wv = catch_up(wv, clock - c, st.lr);
+        let wv = catch_up(settled(i, l), clock - (l & ~PEND), st.lr);
         w[i] = wv.x;
         mom[i] = wv.y;
         last[i] = clock;
@@ -441,12 +430,11 @@ fn lazy_settle(
 ) {
     for (var i = flat_id(wid, nwg, lidx, WG); i < p.n; i += nwg.x * nwg.y * WG) {
         let l = last[i];
-        let c = l & ~PEND;
-        if l != c {
-            let wv = apply_deferred(vec2(w[i], mom[i]), i, c);
+        if (l & PEND) != 0u {
+            let wv = settled(i, l);
             w[i] = wv.x;
             mom[i] = wv.y;
-            last[i] = c;
+            last[i] = l & ~PEND;
         }
     }
 }

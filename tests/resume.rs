@@ -176,7 +176,7 @@ fn bad_checkpoint_files_are_typed_errors() {
         let last = ck.u32s.iter_mut().find(|(n, _)| n == "lazy_last").expect("lazy clocks saved");
         last.1[3] = bad;
         let err = Session::restore(&gpu, &ck).err().expect("a clock past the count restored");
-        assert!(err.to_string().contains("past its update count"), "{err}");
+        assert!(err.to_string().contains("update count"), "{err}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -12,6 +12,16 @@ fn flat_id(wid: vec3<u32>, nwg: vec3<u32>, lidx: u32, wg_size: u32) -> u32 {
 // "Not used" for optional indices (dynamic sizes, unit maps, slots).
 const NONE: u32 = 0xffffffffu;
 
+// Stored length of a compacted side of `count` kept elements: padded to 4
+// where it follows a kept set (`idx`, a map or set index, not NONE), as
+// gather::Side::max_len bounds it on the host.
+fn side_len(count: u32, idx: u32) -> u32 {
+    if idx == NONE {
+        return count;
+    }
+    return (count + 3u) & ~3u;
+}
+
 // Dynamic loss scaling (mixed precision): the slot of the trainer's clip
 // record that holds the loss scale S. Keep in sync with LOSS_SCALE_SLOT in
 // src/ops/mod.rs.

@@ -51,11 +51,14 @@ impl Side {
 
     /// Upper bound of the compacted size: full size, padded to 4 if compacted.
     pub fn max_len(self, full: usize) -> usize {
-        match self {
-            Side::Full => full,
-            Side::Kept { .. } => full.div_ceil(4) * 4,
-        }
+        stored_len(full, matches!(self, Side::Kept { .. }))
     }
+}
+
+/// Stored length of a side of `len` elements: padded to 4 where `kept`
+/// (a kept set's count, known only on the device; common.wgsl's side_len).
+pub fn stored_len(len: usize, kept: bool) -> usize {
+    if kept { len.div_ceil(4) * 4 } else { len }
 }
 
 /// Where kept counts and lists live on the device.

@@ -292,7 +292,7 @@ impl Lazy {
         if pass.sample > 1 {
             return Err(Error::InvalidArgument(format!("{OP}: mask sample {} of 2", pass.sample)));
         }
-        let stored = |x: SlotSide| if x.set.is_some() { x.len.div_ceil(4) * 4 } else { x.len };
+        let stored = |x: SlotSide| super::gather::stored_len(x.len, x.set.is_some());
         // A slot `refresh` covers may be gathered too:
         // its weights are found up to date (stamped clock + 1) and copied.
         let slot_of = |i: usize| -> Result<LazySlot> {
@@ -391,17 +391,16 @@ impl Lazy {
         }
         let mut p = self.params(sets, hp, 0)?;
         let mut grid = self.grid();
-        let kernel = if self.defer {
+        let (walk, state) =
+            ([(1, &self.table), (2, sets.all), (3, st.g), (6, st.last), (7, st.clip)], [st.w, st.momentum]);
+        if self.defer {
+            // lazy_finish: the weights and momentum wait for the next gather.
             p.groups = self.groups.min(FINISH_GROUPS);
             grid.x = p.groups;
-            Kernel::LazyFinish
-        } else {
-            Kernel::LazySgd
-        };
-        let bind =
-            [(1, &self.table), (2, sets.all), (3, st.g), (4, st.w), (5, st.momentum), (6, st.last), (7, st.clip)];
-        let bind = if self.defer { &[bind[0], bind[1], bind[2], bind[5], bind[6]][..] } else { &bind[..] };
-        rec.dispatch(kernel, &vec![("WG", WG.into())], (0, &p), bind, grid)
+            return rec.dispatch(Kernel::LazyFinish, &vec![("WG", WG.into())], (0, &p), &walk, grid);
+        }
+        let bind: Vec<(u32, &Tensor)> = walk.into_iter().chain([(4, state[0]), (5, state[1])]).collect();
+        rec.dispatch(Kernel::LazySgd, &vec![("WG", WG.into())], (0, &p), &bind, grid)
     }
 
     fn check(&self, st: LazyState, hp: Sgd) -> Result<()> {

@@ -240,8 +240,10 @@ impl Checkpoint {
         Ok(ck)
     }
 
-    /// The state tensors a run of this architecture and config must hold.
-    fn check_shapes(&self) -> std::result::Result<(), String> {
+    /// The state tensors a run of this architecture and config must hold
+    /// (`load` checks it; `Session::restore` again, for checkpoints built
+    /// in memory).
+    pub(crate) fn check_shapes(&self) -> std::result::Result<(), String> {
         let graph = Graph::from_spec(self.graph.clone()).map_err(|e| format!("invalid graph: {e}"))?;
         let units = graph.units();
         let mut need = vec![("params", graph.param_total), ("momentum", graph.param_total)];

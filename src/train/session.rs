@@ -322,6 +322,9 @@ impl<'g> Session<'g> {
     /// A session continuing `ck` (checked with `Checkpoint::check_compatible`
     /// by the caller).
     pub fn restore(gpu: &'g Gpu, ck: &Checkpoint) -> Result<Session<'g>> {
+        // Sizes and values, lazy SGD's clocks among them (a clock past the
+        // update count would apply updates that never were).
+        ck.check_shapes().map_err(|e| Error::InvalidArgument(format!("checkpoint: {e}")))?;
         let s = Session::new(gpu, ck.config.clone(), ck.graph.input, ck.graph.classes)?;
         if s.graph().spec != ck.graph {
             return Err(Error::InvalidArgument("the checkpoint's graph is not the one its config builds".into()));
@@ -341,14 +344,6 @@ impl<'g> Session<'g> {
         {
             if last.len() != t.net.graph.param_total || clock.len() != 2 || rate.len() != 1 {
                 return Err(Error::InvalidArgument("checkpoint's lazy SGD state has the wrong size".into()));
-            }
-            // A clock past the update count (or marked deferred, which no
-            // checkpoint holds) would make lazy SGD apply updates that never were.
-            if let Some(i) = last.iter().position(|&l| l > clock[0]) {
-                return Err(Error::InvalidArgument(format!(
-                    "checkpoint's lazy SGD clock of weight {i} ({}) is past its update count {}",
-                    last[i], clock[0]
-                )));
             }
             lz.last.upload(gpu, last)?;
             t.clip.upload_at(gpu, 0, &[0.0, 0.0, 0.0, f32::from_bits(clock[0])])?;
