@@ -36,7 +36,10 @@ TARGET="${CARGO_TARGET_DIR:-target}"
 cp "$TARGET/release/sparsetrain" .dev/bin/
 # The CLI tests run the binary at the absolute path it was built at.
 realpath "$TARGET/release/sparsetrain" > .dev/binary-path
-hostname > .dev/build-host
+# The built binary's checksum: run.sh leaves the binary at that path alone
+# only where it is this very build (the machine that built it).
+sha256sum "$TARGET/release/sparsetrain" | cut -d' ' -f1 > .dev/binary-sha
+rm -f .dev/build-host
 if [ "$TESTS" != none ]; then
     # Test executables by their target name; the device-free ones (naga,
     # structure, plot, reader fuzzing) run on the CPU machine.

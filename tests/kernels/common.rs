@@ -143,3 +143,43 @@ pub fn conv_geoms() -> [sparsetrain::ops::conv::ConvGeom; 7] {
         ConvGeom { h: 12, w: 12, kh: 3, kw: 3, stride: 2, pad: 1 },
     ]
 }
+
+/// Per-run timing of a long test, printed past the harness's capture where
+/// `SPARSETRAIN_TEST_TRACE` is set, when the run ends: on a device where a
+/// test runs long, it says whether the first case of each run (which
+/// compiles its pipelines) or every case's round trip takes the time.
+pub struct Trace {
+    label: String,
+    start: std::time::Instant,
+    first: Option<std::time::Duration>,
+    cases: usize,
+}
+
+impl Trace {
+    pub fn new(test: &str, run: &str) -> Trace {
+        Trace { label: format!("{test} [{run}]"), start: std::time::Instant::now(), first: None, cases: 0 }
+    }
+
+    /// One case of the run has finished.
+    pub fn case(&mut self) {
+        self.cases += 1;
+        self.first.get_or_insert(self.start.elapsed());
+    }
+}
+
+impl Drop for Trace {
+    fn drop(&mut self) {
+        if std::env::var("SPARSETRAIN_TEST_TRACE").is_ok_and(|s| !s.is_empty() && s != "0") {
+            use std::io::Write;
+            let total = self.start.elapsed().as_secs_f64();
+            let first = self.first.map_or(0.0, |d| d.as_secs_f64());
+            let each = if self.cases > 1 { (total - first) / (self.cases - 1) as f64 * 1e3 } else { 0.0 };
+            let _ = writeln!(
+                std::io::stderr(),
+                "TRACE {}: {} cases in {total:.2} s (first {first:.2} s, then {each:.2} ms each)",
+                self.label,
+                self.cases
+            );
+        }
+    }
+}

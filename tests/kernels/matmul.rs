@@ -287,6 +287,7 @@ fn matmul_cases(gpu: &sparsetrain::Gpu) {
     let mut case = 0u64;
     for run in matmul_runs(gpu, "matmul_matches_reference") {
         let variant = run.variant;
+        let mut trace = Trace::new("matmul_matches_reference", &run.label());
         for layout in Layout::ALL {
             for &(m, n, k) in &SHAPES {
                 for (alpha, beta) in [(1.0f32, 0.0f32), (0.5, 1.0)] {
@@ -315,6 +316,7 @@ fn matmul_cases(gpu: &sparsetrain::Gpu) {
                         1000 + case
                     );
                     assert_close(&what, &got, &want, tol(variant, 1e-5 * (k as f64 + 1.0)), tol(variant, 1e-5));
+                    trace.case();
                 }
             }
         }
@@ -396,6 +398,7 @@ fn dynamic_cases(gpu: &sparsetrain::Gpu) {
     let mut case = 0u64;
     for run in matmul_runs(gpu, "matmul_dynamic_sizes_and_epilogues") {
         let variant = run.variant;
+        let mut trace = Trace::new("matmul_dynamic_sizes_and_epilogues", &run.label());
         for layout in Layout::ALL {
             // (real m, real n, real k) read from `dims`; 0 = nothing kept.
             for &(rm, rn, rk) in &[
@@ -521,6 +524,7 @@ fn dynamic_cases(gpu: &sparsetrain::Gpu) {
                     tol(variant, 1e-5 * (k as f64 + 1.0)),
                     1e-5,
                 );
+                trace.case();
             }
         }
     }
