@@ -305,7 +305,11 @@ fn settling_deferred_updates_changes_nothing() {
     let ds = &split.train;
     let mut a = Session::new(&gpu, config(true), INPUT, 10).unwrap();
     let mut b = Session::new(&gpu, config(true), INPUT, 10).unwrap();
-    assert!(a.trainer.lazy.as_ref().unwrap().op.defers(), "updates deferred by default");
+    // Deferred whatever the adapter's default (`defer_rule`).
+    for s in [&mut a, &mut b] {
+        s.trainer.set_lazy_defer(&gpu, true).unwrap();
+    }
+    assert!(a.trainer.lazy.as_ref().unwrap().op.defers(), "updates deferred");
     b.trainer.lazy.as_mut().unwrap().settle_every = 1;
     let pending = |s: &Session| -> usize {
         let last = s.trainer.lazy.as_ref().unwrap().last.download_u32(&gpu).unwrap();
@@ -318,6 +322,8 @@ fn settling_deferred_updates_changes_nothing() {
         s.run_steps(ds, 1, false, 0..3, |_, _| {}).unwrap();
     }
     assert!(pending(&a) > 0, "no update deferred after a step");
+    let err = a.trainer.set_lazy_defer(&gpu, false).unwrap_err().to_string();
+    assert!(err.contains("before the first step"), "the mode changed mid-run: {err}");
     a.trainer.settle(&gpu).unwrap();
     assert_eq!(pending(&a), 0, "an update still deferred after settling");
     assert_eq!(state_bits(&a), state_bits(&b), "settled before every run, or not");

@@ -278,14 +278,18 @@ pub fn wide_pad_env() -> Result<bool> {
 /// for none, `auto` (the default, None) by `kpack_rule`; checked when a
 /// device opens too.
 pub fn wide_kpack_env() -> Result<Option<bool>> {
-    match std::env::var("SPARSETRAIN_WIDE_KPACK") {
+    auto_on_off("SPARSETRAIN_WIDE_KPACK")
+}
+
+/// A switch that is `auto` (the default, None: the caller's rule), `on` or
+/// `off`.
+pub(crate) fn auto_on_off(var: &'static str) -> Result<Option<bool>> {
+    match std::env::var(var) {
         Ok(v) => match v.trim() {
             "" | "auto" => Ok(None),
             "on" => Ok(Some(true)),
             "off" => Ok(Some(false)),
-            _ => {
-                Err(Error::InvalidEnv { var: "SPARSETRAIN_WIDE_KPACK", value: v.clone(), expected: "auto, on or off" })
-            }
+            _ => Err(Error::InvalidEnv { var, value: v.clone(), expected: "auto, on or off" }),
         },
         Err(_) => Ok(None),
     }

@@ -32,7 +32,7 @@ mod lazy;
 
 pub use chunk::MAX_CHUNK;
 use lazy::sets_of;
-pub use lazy::{LazySgd, lazy_defer_env, lazy_gather_env};
+pub use lazy::{LazySgd, defer_rule, lazy_defer_env, lazy_gather_env};
 
 /// Slots of `Trainer::loss`: the two samples' losses and the running sum of
 /// step losses since the counters were reset (the epoch log).
@@ -189,7 +189,8 @@ impl Trainer {
         let mut ws = net.workspace(gpu, capacity, sparse.is_some())?;
         chunk::slot_inputs(gpu, &mut ws, chunk::chunk_for(gpu, capacity, net.graph.input().len()))?;
         // Read whatever the updates, so that a bad value is refused by every run.
-        let (gathers, defer) = (lazy_gather_env()?, lazy_defer_env()?);
+        let gathers = lazy_gather_env()?;
+        let defer = lazy_defer_env()?.unwrap_or_else(|| lazy::defer_rule(gpu.report().device_type));
         let lazy = match &sparse {
             Some(sp) if sp.cfg.updates.lazy_at(sp.cfg.keep) => Some(LazySgd::new(gpu, &net.graph, gathers, defer)?),
             _ => None,

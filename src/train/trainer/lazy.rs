@@ -33,6 +33,9 @@ pub struct LazySgd {
     /// (`ops::lazy::RING`); tests lower it.
     pub since_settled: usize,
     pub settle_every: usize,
+    /// Whether the layers' gathers bring the weights they read up to date
+    /// (`lazy_gather_env`).
+    gathers: bool,
 }
 
 /// `SPARSETRAIN_LAZY_GATHER`: whether the layers' gathers bring the weights
@@ -44,11 +47,23 @@ pub fn lazy_gather_env() -> Result<bool> {
 }
 
 /// `SPARSETRAIN_LAZY_DEFER`: whether a sparse step's update of its weights
-/// waits for their next refresh or gather (`auto`, the default: no pass of
-/// its own), or runs as its own pass, `lazy_sgd` (`off`, as before the
-/// sixteenth session, for comparison). The same arithmetic either way.
-pub fn lazy_defer_env() -> Result<bool> {
-    crate::device::variant::auto_or_off("SPARSETRAIN_LAZY_DEFER")
+/// waits for their next refresh or gather (`on`: no pass of its own), or
+/// runs as its own pass, `lazy_sgd` (`off`); `auto` (the default, None)
+/// leaves it to `defer_rule`. The same arithmetic either way.
+pub fn lazy_defer_env() -> Result<Option<bool>> {
+    crate::device::variant::auto_on_off("SPARSETRAIN_LAZY_DEFER")
+}
+
+/// Whether `SPARSETRAIN_LAZY_DEFER=auto` defers the updates on a device of
+/// type `ty`: on CPU adapters, where a pass costs its launch and its loop
+/// whatever it does (lavapipe, 784-4096-4096-10 at keep 0.1: the lazy
+/// passes 55.7 -> 38.8 ms of a 172 ms step), and not on GPUs, where the
+/// gathers that apply the waiting update ran slower than `lazy_sgd` saves
+/// (H100, 784-8192-8192-10 batch 2048 at keep 0.1: `lazy_gather` 0.48-0.51
+/// ms deferred in six runs against `lazy_gather` 0.25 + `lazy_sgd` 0.13 ms;
+/// BENCHMARKS.md, seventeenth session).
+pub fn defer_rule(ty: wgpu::DeviceType) -> bool {
+    ty == wgpu::DeviceType::Cpu
 }
 
 /// The graph's lazy SGD slots, none marked gathered unless `gathers`.
@@ -72,11 +87,35 @@ impl LazySgd {
             clocks_lag: false,
             since_settled: 0,
             settle_every: RING,
+            gathers,
         })
     }
 }
 
 impl Trainer {
+    /// Chooses whether lazy SGD defers each step's update to the weights'
+    /// next gather or refresh (`defer`) or runs it as a pass of its own,
+    /// whatever `SPARSETRAIN_LAZY_DEFER` and `defer_rule` chose: the same
+    /// weights either way, at another speed. Only before the first step
+    /// (and not on a trainer without lazy SGD).
+    pub fn set_lazy_defer(&mut self, gpu: &Gpu, defer: bool) -> Result<()> {
+        let Some(lz) = &self.lazy else {
+            return Err(Error::InvalidArgument("this trainer has no lazy SGD to set deferred updates of".into()));
+        };
+        if lz.op.defers() == defer {
+            return Ok(());
+        }
+        if self.step != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "lazy SGD's deferred updates are chosen before the first step; this trainer has taken {}",
+                self.step
+            )));
+        }
+        self.lazy = Some(LazySgd::new(gpu, &self.net.graph, lz.gathers, defer)?);
+        self.plans = Default::default();
+        Ok(())
+    }
+
     /// Brings lazily updated weights up to date where `phase` needs them,
     /// at rate `lr` for training, before `steps` steps are submitted: the
     /// lazy part of `prepare`.
