@@ -5,6 +5,15 @@
 # A fresh autotune, not an older build's choice.
 rm -f "${SPARSETRAIN_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sparsetrain}/matmul-variant.tsv"
 step 01-matmul-4096 150 "$ST" bench matmul --sizes 4096 --no-mlp-shapes --min-runs 3 --max-runs 3 --budget 0.3
+# The seventeenth session's suspect 4096³ cells, each in a process of its
+# own: `coop` ran 13-25 TFLOP/s there after a minute of f32 cells (68-73 in
+# the thirteenth session, 71-96 on 8192 products of the same call), and
+# `wide` A·Bᵀ from K-major packs 13.6 where the dense step's packed A·Bᵀ ran
+# at `wide`'s average (33).
+step 01b-matmul-4096-coop-alone 60 "$ST" bench matmul --variants coop --sizes 4096 --no-mlp-shapes \
+    --min-runs 5 --max-runs 5 --budget 0.5
+step 01c-matmul-4096-wide-alone 60 "$ST" bench matmul --variants wide --sizes 4096 --no-mlp-shapes \
+    --min-runs 5 --max-runs 5 --budget 0.5
 step 02-coop-big 90 "$ST" bench matmul --variants coop --sizes 8192 --shapes 2048x8192x8192 --no-mlp-shapes \
     --min-runs 5 --max-runs 5 --budget 0.5
 T="$ST bench train --model 8192-8192 --batch 2048 --keeps 0.1 --warmup 2 --runs 5"
@@ -24,9 +33,13 @@ step 03e-mlp8192-f32-float-inputs 60 env SPARSETRAIN_BYTE_INPUTS=off $T
 # The fifteenth session's untimed change: lazy SGD's catch-up in the layers'
 # gathers (lazy_gather); the same step with lazy_refresh doing it first.
 step 03f-mlp8192-f32-lazy-refresh 60 env SPARSETRAIN_LAZY_GATHER=off SPARSETRAIN_PROFILE=kernels $T
-# The sixteenth session's untimed change: each step's update deferred to the
-# weights' next gather; the same step with lazy_sgd's pass of its own.
-step 03g-mlp8192-f32-lazy-sgd 60 env SPARSETRAIN_LAZY_DEFER=off SPARSETRAIN_PROFILE=kernels $T
+# Each step's update deferred to the weights' next gather (the sixteenth
+# session's change, the default on CPU adapters only since the seventeenth:
+# 0.49 against 0.38 ms per step there); GPUs run lazy_sgd's pass by default.
+step 03g-mlp8192-f32-lazy-deferred 60 env SPARSETRAIN_LAZY_DEFER=on SPARSETRAIN_PROFILE=kernels $T
+# The default step again: the spread between 03 and 03h is the noise that
+# 03b-03g's differences must exceed (03d's splits won by 3.5% in one run).
+step 03h-mlp8192-f32-again 60 $T
 step 04-mlp8192-mixed 60 env SPARSETRAIN_PROFILE=kernels $T --precision mixed
 # The thirteenth session's untimed experiment: the packs through workgroup tiles.
 step 04b-mlp8192-mixed-tiled 60 env SPARSETRAIN_COOP=tiled SPARSETRAIN_PROFILE=kernels $T --precision mixed
