@@ -49,7 +49,8 @@
 // (shared/clip.wgsl: the sparse step's score optimizer, optim.wgsl's
 // adam_clip); the factor is clip[0]. lr is the step block's.
 //
-// Deferred updates (p.defer, the default): the step's update of a weight
+// Deferred updates (p.defer; by default on CPU adapters only, see
+// `defer_rule` in src/train/trainer/lazy.rs): the step's update of a weight
 // waits for the next launch that brings it up to date, which reads and
 // writes its weight, momentum and clock anyway: one pass over the reached
 // weights per step fewer. Its gradient stays in g, its clock carries PEND,
@@ -270,12 +271,18 @@ fn settled(i: u32, l: u32) -> vec2<f32> {
 
 // Weight i brought up to date within a step (see the header): its value.
 // Reads the momentum and writes the weight only where an update is
-// deferred or some were skipped.
+// deferred or some were skipped, and the clock only where it changes: a
+// weight the other mask sample reached in this step (late in training,
+// nearly all of them) keeps its stamp, and a scattered store per weight
+// is spared.
 fn fresh(i: u32, clock: u32) -> f32 {
     let l = last[i];
     let stamp = (clock + 1u) | p.defer;
+    if l == stamp {
+        return w[i];
+    }
     last[i] = stamp;
-    if l == stamp || l == clock {
+    if l == clock {
         return w[i];
     }
     let wv = catch_up(settled(i, l), clock - (l & ~PEND), st.lr);
