@@ -297,7 +297,8 @@ fn cnn_resume_with_augmentation_is_bit_identical() {
 /// Lazy SGD defers each step's update to the weights' next gather; settling
 /// them (`Trainer::settle`: before a checkpoint, when the ring of clip
 /// factors would run out, and here before every run of one trainer that
-/// no catch-up precedes) changes no bit of training.
+/// no catch-up precedes) changes no bit of training, nor does turning the
+/// deferral off mid-epoch with updates waiting (`Trainer::set_lazy_defer`).
 #[test]
 fn settling_deferred_updates_changes_nothing() {
     let Some(gpu) = gpu("settling_deferred_updates_changes_nothing") else { return };
@@ -305,8 +306,9 @@ fn settling_deferred_updates_changes_nothing() {
     let ds = &split.train;
     let mut a = Session::new(&gpu, config(true), INPUT, 10).unwrap();
     let mut b = Session::new(&gpu, config(true), INPUT, 10).unwrap();
+    let mut c = Session::new(&gpu, config(true), INPUT, 10).unwrap();
     // Deferred whatever the adapter's default (`defer_rule`).
-    for s in [&mut a, &mut b] {
+    for s in [&mut a, &mut b, &mut c] {
         s.trainer.set_lazy_defer(&gpu, true).unwrap();
     }
     assert!(a.trainer.lazy.as_ref().unwrap().op.defers(), "updates deferred");
@@ -315,21 +317,32 @@ fn settling_deferred_updates_changes_nothing() {
         let last = s.trainer.lazy.as_ref().unwrap().last.download_u32(&gpu).unwrap();
         last.iter().filter(|&&l| l & sparsetrain::ops::lazy::PEND != 0).count()
     };
-    for s in [&mut a, &mut b] {
+    for (i, s) in [&mut a, &mut b, &mut c].into_iter().enumerate() {
         for k in 0..4 {
+            if i == 2 && k == 2 {
+                assert!(pending(s) > 0, "no update waiting when the deferral is turned off");
+                s.trainer.set_lazy_defer(&gpu, false).unwrap();
+                assert_eq!(pending(s), 0, "an update still waiting with the deferral off");
+            }
             s.run_steps(ds, 0, false, 2 * k..2 * k + 2, |_, _| {}).unwrap();
         }
         s.run_steps(ds, 1, false, 0..3, |_, _| {}).unwrap();
     }
+    assert!(!c.trainer.lazy.as_ref().unwrap().op.defers(), "the deferral turned off");
     assert!(pending(&a) > 0, "no update deferred after a step");
-    let err = a.trainer.set_lazy_defer(&gpu, false).unwrap_err().to_string();
-    assert!(err.contains("before the first step"), "the mode changed mid-run: {err}");
     a.trainer.settle(&gpu).unwrap();
     assert_eq!(pending(&a), 0, "an update still deferred after settling");
     assert_eq!(state_bits(&a), state_bits(&b), "settled before every run, or not");
-    a.trainer.catch_up(&gpu).unwrap();
-    b.trainer.catch_up(&gpu).unwrap();
+    assert_eq!(state_bits(&a), state_bits(&c), "deferred throughout, or turned off mid-epoch");
+    for s in [&mut a, &mut b, &mut c] {
+        s.trainer.catch_up(&gpu).unwrap();
+    }
     assert_eq!(state_bits(&a), state_bits(&b), "after catch-up");
+    assert_eq!(state_bits(&a), state_bits(&c), "after catch-up, turned off mid-epoch");
+    // A dense trainer has no lazy SGD to set.
+    let mut d = Session::new(&gpu, config(false), INPUT, 10).unwrap();
+    let err = d.trainer.set_lazy_defer(&gpu, true).unwrap_err().to_string();
+    assert!(err.contains("no lazy SGD"), "{err}");
 }
 
 /// Lazy SGD (the default) against eager SGD of every weight, same run:

@@ -3,8 +3,9 @@
 //! catch-up of the others (see the shader's header for why it is exact).
 //! A layer that gathers its kept weights for a pass (`LazyPass::gather`)
 //! brings them up to date in the same launch; `Lazy::refresh` does the rest.
-//! By default a step's own update waits for the next such launch too
-//! (deferred: `Lazy::update` then only notes the step's clip factor), and
+//! On CPU adapters by default (`defer_rule` in src/train/trainer/lazy.rs)
+//! a step's own update waits for the next such launch too (deferred:
+//! `Lazy::update` then only notes the step's clip factor), and
 //! `Lazy::settle` applies what waits before the ring of factors runs out.
 
 use std::sync::Mutex;

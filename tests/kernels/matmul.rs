@@ -91,7 +91,7 @@ pub(crate) fn shapes_of(layout: Layout, d: Dims) -> ([usize; 2], [usize; 2]) {
 #[test]
 fn matmul_matches_reference() {
     let Some(gpu) = gpu("matmul_matches_reference") else { return };
-    matmul_cases(&gpu);
+    matmul_cases(&gpu, "matmul_matches_reference");
 }
 
 /// The same with a grid of at most 3 workgroups: every kernel must loop over
@@ -100,7 +100,7 @@ fn matmul_matches_reference() {
 fn matmul_matches_reference_on_a_capped_grid() {
     let opts = sparsetrain::GpuOptions { grid_cap: Some(3), ..Default::default() };
     let Some(gpu) = gpu_with("matmul_matches_reference_on_a_capped_grid", opts) else { return };
-    matmul_cases(&gpu);
+    matmul_cases(&gpu, "matmul_matches_reference_on_a_capped_grid");
 }
 
 /// One configuration a matmul test runs: a variant, its splits of K, and
@@ -283,11 +283,11 @@ pub(crate) fn matmul_runs(gpu: &sparsetrain::Gpu, test: &str) -> Vec<Run> {
     runs
 }
 
-fn matmul_cases(gpu: &sparsetrain::Gpu) {
+fn matmul_cases(gpu: &sparsetrain::Gpu, test: &str) {
     let mut case = 0u64;
-    for run in matmul_runs(gpu, "matmul_matches_reference") {
+    for run in matmul_runs(gpu, test) {
         let variant = run.variant;
-        let mut trace = Trace::new("matmul_matches_reference", &run.label());
+        let mut trace = Trace::new(test, &run.label());
         for layout in Layout::ALL {
             for &(m, n, k) in &SHAPES {
                 for (alpha, beta) in [(1.0f32, 0.0f32), (0.5, 1.0)] {
@@ -381,24 +381,24 @@ fn matmul_rejects_bad_shapes() {
 #[test]
 fn matmul_dynamic_sizes_and_epilogues() {
     let Some(gpu) = gpu("matmul_dynamic_sizes_and_epilogues") else { return };
-    dynamic_cases(&gpu);
+    dynamic_cases(&gpu, "matmul_dynamic_sizes_and_epilogues");
 }
 
 #[test]
 fn matmul_dynamic_sizes_and_epilogues_on_a_capped_grid() {
     let opts = sparsetrain::GpuOptions { grid_cap: Some(2), ..Default::default() };
     let Some(gpu) = gpu_with("matmul_dynamic_sizes_and_epilogues_on_a_capped_grid", opts) else { return };
-    dynamic_cases(&gpu);
+    dynamic_cases(&gpu, "matmul_dynamic_sizes_and_epilogues_on_a_capped_grid");
 }
 
-fn dynamic_cases(gpu: &sparsetrain::Gpu) {
+fn dynamic_cases(gpu: &sparsetrain::Gpu, test: &str) {
     use rand::Rng;
     use sparsetrain::cpu::matmul::{ScatterRef, matmul_fused};
     use sparsetrain::ops::matmul::{DynDims, Scatter};
     let mut case = 0u64;
-    for run in matmul_runs(gpu, "matmul_dynamic_sizes_and_epilogues") {
+    for run in matmul_runs(gpu, test) {
         let variant = run.variant;
-        let mut trace = Trace::new("matmul_dynamic_sizes_and_epilogues", &run.label());
+        let mut trace = Trace::new(test, &run.label());
         for layout in Layout::ALL {
             // (real m, real n, real k) read from `dims`; 0 = nothing kept.
             for &(rm, rn, rk) in &[

@@ -40,6 +40,11 @@ step 03g-mlp8192-f32-lazy-deferred 60 env SPARSETRAIN_LAZY_DEFER=on SPARSETRAIN_
 # The default step again: the spread between 03 and 03h is the noise that
 # 03b-03g's differences must exceed (03d's splits won by 3.5% in one run).
 step 03h-mlp8192-f32-again 60 $T
+# Every dispatch of the two steps with its grid and time: which kept
+# products run below `wide`'s average, and what the 10-wide output layer's
+# products cost (`matmul_shared`, 0.24 ms of the keep-0.1 step in the
+# seventeenth session, for about 0.2 GFLOP).
+step 03i-mlp8192-f32-dispatches 60 env SPARSETRAIN_PROFILE=dispatches $T
 step 04-mlp8192-mixed 60 env SPARSETRAIN_PROFILE=kernels $T --precision mixed
 # The thirteenth session's untimed experiment: the packs through workgroup tiles.
 step 04b-mlp8192-mixed-tiled 60 env SPARSETRAIN_COOP=tiled SPARSETRAIN_PROFILE=kernels $T --precision mixed

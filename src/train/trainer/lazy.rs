@@ -96,8 +96,10 @@ impl Trainer {
     /// Chooses whether lazy SGD defers each step's update to the weights'
     /// next gather or refresh (`defer`) or runs it as a pass of its own,
     /// whatever `SPARSETRAIN_LAZY_DEFER` and `defer_rule` chose: the same
-    /// weights either way, at another speed. Only before the first step
-    /// (and not on a trainer without lazy SGD).
+    /// weights either way, at another speed. Between runs, at any point:
+    /// the updates waiting are applied first (`settle`), and the clocks,
+    /// the rate pending and the lag stay (an error on a trainer without
+    /// lazy SGD).
     pub fn set_lazy_defer(&mut self, gpu: &Gpu, defer: bool) -> Result<()> {
         let Some(lz) = &self.lazy else {
             return Err(Error::InvalidArgument("this trainer has no lazy SGD to set deferred updates of".into()));
@@ -105,13 +107,14 @@ impl Trainer {
         if lz.op.defers() == defer {
             return Ok(());
         }
-        if self.step != 0 {
-            return Err(Error::InvalidArgument(format!(
-                "lazy SGD's deferred updates are chosen before the first step; this trainer has taken {}",
-                self.step
-            )));
+        // No clock may keep the mark of a deferred update that an op not
+        // deferring would not apply.
+        self.settle(gpu)?;
+        let op = Lazy::new(gpu, lazy_slots(&self.net.graph, lz.gathers)?, self.net.graph.param_total, defer)?;
+        if let Some(lz) = &mut self.lazy {
+            lz.op = op;
+            lz.since_settled = 0;
         }
-        self.lazy = Some(LazySgd::new(gpu, &self.net.graph, lz.gathers, defer)?);
         self.plans = Default::default();
         Ok(())
     }
