@@ -183,9 +183,14 @@ fn every_shader_file_validates() {
     }
     for (name, src) in SHARED {
         // A shared file named `<shader>_<part>` is a fragment of that shader
-        // (it uses the shader's bindings): it validates as part of it, which
-        // must include it. Other shared files are leaves that stand alone.
-        let owner = on_disk.iter().find(|f| name.starts_with(&format!("{}_", f.trim_end_matches(".wgsl"))));
+        // (it uses the shader's bindings; the longest such name:
+        // matmul_coop_tiled is matmul_coop's): it validates as part of it,
+        // which must include it. Other shared files are leaves that stand
+        // alone.
+        let owner = on_disk
+            .iter()
+            .filter(|f| name.starts_with(&format!("{}_", f.trim_end_matches(".wgsl"))))
+            .max_by_key(|f| f.len());
         match owner {
             Some(f) => {
                 let raw = std::fs::read_to_string(format!("{dir}/{f}")).unwrap();

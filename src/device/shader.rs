@@ -136,7 +136,7 @@ impl Shader {
 }
 
 /// Shared WGSL helpers that kernels may include, by name.
-pub const SHARED: [(&str, &str); 7] = [
+pub const SHARED: [(&str, &str); 8] = [
     ("common", include_str!("../../shaders/shared/common.wgsl")),
     ("rng", include_str!("../../shaders/shared/rng.wgsl")),
     ("step", include_str!("../../shaders/shared/step.wgsl")),
@@ -144,6 +144,7 @@ pub const SHARED: [(&str, &str); 7] = [
     ("matmul_core", include_str!("../../shaders/shared/matmul_core.wgsl")),
     ("matmul_implicit", include_str!("../../shaders/shared/matmul_implicit.wgsl")),
     ("matmul_wide", include_str!("../../shaders/shared/matmul_wide.wgsl")),
+    ("matmul_coop_tiled", include_str!("../../shaders/shared/matmul_coop_tiled.wgsl")),
 ];
 
 /// `matmul_coop.wgsl` for cooperative matrices of `frag` × `frag` × `frag`
