@@ -500,7 +500,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 };
                 let gpu = Gpu::open().context("opening the GPU")?;
                 gpu.set_precision(precision.get())?;
-                bench::bench_train(&gpu, &models, &keeps, batch, warmup, runs, &mut std::io::stdout())?;
+                bench::bench_train(
+                    &gpu,
+                    &models,
+                    &keeps,
+                    batch,
+                    warmup,
+                    runs,
+                    &mut std::io::stdout(),
+                    &mut std::io::stderr(),
+                )?;
             }
             BenchWhat::Matmul {
                 sizes,

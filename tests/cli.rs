@@ -239,7 +239,10 @@ fn lazy_gather_trains_as_lazy_refresh_does() {
             .env("SPARSETRAIN_PROFILE", "kernels")
             .output()
             .unwrap();
-        assert!(out.status.success(), "{var}={value}: {}", String::from_utf8_lossy(&out.stderr));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{var}={value}: {err}");
+        // Progress goes to stderr, the table to stdout.
+        assert!(err.contains("keep 0.1 ready") && err.contains("round 3/3"), "no progress on stderr: {err}");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let dispatches = |value: &str| -> usize {

@@ -99,9 +99,12 @@ pub fn step_flops(graph: &Graph, kept: Option<&[usize]>, passes: usize) -> f64 {
 }
 
 /// Times training steps of each model, dense and at each keep ratio, with
-/// batch `batch`; prints a Markdown table and the per-kernel profile. All
+/// batch `batch`; prints a Markdown table and the per-kernel profile to
+/// `out`, and what it is doing to `progress` as it goes (minutes per model
+/// on a CPU adapter; best effort: a failed write there stops nothing). All
 /// modes of a model are built at once (their memory together) and timed in
 /// alternation, so that the speedups compare steps run moments apart.
+#[allow(clippy::too_many_arguments)]
 pub fn bench_train(
     gpu: &Gpu,
     models: &[(String, GraphSpec)],
@@ -110,6 +113,7 @@ pub fn bench_train(
     warmup: usize,
     runs: usize,
     out: &mut dyn Write,
+    progress: &mut dyn Write,
 ) -> Result<Vec<TrainRow>> {
     use rand::{Rng, SeedableRng};
 
@@ -179,7 +183,9 @@ pub fn bench_train(
         // alike rather than whichever happened to run then.
         let modes: Vec<Option<f32>> = std::iter::once(None).chain(keeps.iter().map(|&k| Some(k))).collect();
         let (mut trainers, mut byte_modes) = (Vec::new(), Vec::new());
+        let _ = writeln!(progress, "bench train {name}: building {} modes, {warmup} warm-up steps each", modes.len());
         for &keep in &modes {
+            let built = Instant::now();
             let net = Net::new(gpu, Graph::from_spec(spec.clone())?, 1)?;
             let sparse = keep.map(|k| SparseConfig { keep: k, ..SparseConfig::default() });
             let mut t = Trainer::new(gpu, net, batch, sgd, sparse)?;
@@ -200,8 +206,10 @@ pub fn bench_train(
             gpu.wait()?;
             trainers.push(t);
             byte_modes.push(bytes_on);
+            let _ = writeln!(progress, "  {} ready in {:.1} s", mode_name(keep), built.elapsed().as_secs_f64());
         }
         let n = modes.len();
+        let _ = writeln!(progress, "bench train {name}: {runs} steps per mode submitted one at a time (latency)");
         let (mut lat, mut host1) = (vec![Vec::new(); n], vec![Vec::new(); n]);
         // Latency and host time per mode over consecutive steps, as training
         // runs them: a plan replayed after another one finds the host's
@@ -238,7 +246,7 @@ pub fn bench_train(
         let chunk = trainers.iter().map(|t| t.max_chunk()).min().unwrap_or(1);
         let per_round = runs.max(2 * chunk);
         let (xs, ys, bs) = (x.repeat(chunk), y.repeat(chunk), pixels.repeat(chunk));
-        for _ in 0..ROUNDS {
+        for round in 0..ROUNDS {
             for (i, t) in trainers.iter_mut().enumerate() {
                 let before = gpu.readback_stats();
                 let mut t0 = None;
@@ -266,6 +274,17 @@ pub fn bench_train(
                 step[i].push(1e3 * t0.elapsed().as_secs_f64() / per_round as f64);
                 bytes[i] += gpu.readback_stats().bytes - before.bytes;
             }
+            let times: Vec<String> =
+                modes.iter().zip(&step).map(|(&k, s)| format!("{} {:.2}", mode_name(k), s[round])).collect();
+            let _ = writeln!(
+                progress,
+                "bench train {name}: round {}/{ROUNDS} of {per_round} steps per mode, ms per step: {}",
+                round + 1,
+                times.join(", ")
+            );
+        }
+        if gpu.has_timestamps() {
+            let _ = writeln!(progress, "bench train {name}: GPU time and per-kernel profile of one step per mode");
         }
         for (i, (&keep, t)) in modes.iter().zip(&mut trainers).enumerate() {
             let block = t.step_block(Phase::Train, batch, lr, score_lr, 0);

@@ -27,7 +27,8 @@ pub fn bench_all(json: Option<std::path::PathBuf>, quick: bool) -> anyhow::Resul
     } else {
         vec![bench::mlp_model(&[1024, 1024]), bench::mlp_model(&[4096, 4096])]
     };
-    let tr = bench::bench_train(&gpu, &models, &[0.5, 0.25, 0.1, 0.05], 256, 2, 5, &mut stdout)?;
+    let tr =
+        bench::bench_train(&gpu, &models, &[0.5, 0.25, 0.1, 0.05], 256, 2, 5, &mut stdout, &mut std::io::stderr())?;
     let Some(path) = json else { return Ok(()) };
     let r = gpu.report();
     let when = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
