@@ -345,6 +345,42 @@ fn settling_deferred_updates_changes_nothing() {
     assert!(err.contains("no lazy SGD"), "{err}");
 }
 
+/// Turning the deferral off on a trainer whose clocks lag the update count
+/// (fine-tuning's eager steps before any training step), restored from a
+/// checkpoint, keeps its clocks: its training then equals that of one left
+/// deferred, bit for bit (a trainer rebuilt there would have applied every
+/// fine-tuning update again).
+#[test]
+fn switching_deferral_after_finetuning_keeps_the_clocks() {
+    let Some(gpu) = gpu("switching_deferral_after_finetuning_keeps_the_clocks") else { return };
+    let split = synthetic_digits(400, 50, 6);
+    let ds = &split.train;
+    let data = DataId { name: "synthetic".into(), fingerprint: ds.fingerprint() };
+    let dir = temp("switch-deferral");
+    let run = |switch: bool| -> Vec<(String, Vec<u32>)> {
+        let mut s = Session::new(&gpu, config(true), INPUT, 10).unwrap();
+        s.trainer.set_lazy_defer(&gpu, true).unwrap();
+        s.draw_first_candidate().unwrap();
+        s.run_steps(ds, 0, true, 0..3, |_, _| {}).unwrap();
+        assert_eq!(s.trainer.step, 0, "fine-tuning takes no training step");
+        assert!(s.trainer.lazy.as_ref().unwrap().clocks_lag, "fine-tuning left the clocks behind");
+        let path = dir.join(format!("ck-{switch}.safetensors"));
+        s.checkpoint(progress(0, 3), data.clone()).unwrap().save(&path).unwrap();
+        drop(s);
+        let mut s = Session::restore(&gpu, &Checkpoint::load(&path).unwrap()).unwrap();
+        s.trainer.set_lazy_defer(&gpu, true).unwrap();
+        if switch {
+            s.trainer.set_lazy_defer(&gpu, false).unwrap();
+        }
+        s.run_steps(ds, 1, false, 0..4, |_, _| {}).unwrap();
+        s.trainer.catch_up(&gpu).unwrap();
+        state_bits(&s)
+    };
+    let kept = run(false);
+    assert!(kept == run(true), "turning the deferral off after fine-tuning changed training");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Lazy SGD (the default) against eager SGD of every weight, same run:
 /// after steps in two epochs (two rates), a checkpoint and a resume of the
 /// lazy run mid-epoch, units that sat out several steps, the weights and

@@ -183,7 +183,7 @@ pub fn bench_train(
         // alike rather than whichever happened to run then.
         let modes: Vec<Option<f32>> = std::iter::once(None).chain(keeps.iter().map(|&k| Some(k))).collect();
         let (mut trainers, mut byte_modes) = (Vec::new(), Vec::new());
-        let _ = writeln!(progress, "bench train {name}: building {} modes, {warmup} warm-up steps each", modes.len());
+        let _ = writeln!(progress, "bench train {name}: building and warming up {} modes", modes.len());
         for &keep in &modes {
             let built = Instant::now();
             let net = Net::new(gpu, Graph::from_spec(spec.clone())?, 1)?;
