@@ -55,5 +55,10 @@ R="$R --finetune-epochs 2 --finetune-lr 0.01 --select-on 20000"
 [ -d "$DATA" ] && step 07-mnist-mixed 40 "$ST" train $R --precision mixed
 [ -e .dev/torch_peer.py ] && step 08-torch 60 python3 .dev/torch_peer.py step --models 8192,8192 --batches 2048
 step 09-cnn 120 "$ST" bench train --model resnet20 --model lenet5 --keeps 0.5,0.25,0.1 --batch 128 --runs 3 --warmup 1
+# ResNet-20's steps dispatch by dispatch: the seventeenth session found its
+# keep-0.1 step no faster than dense (661 dispatches against 309; BatchNorm
+# 3.09 against 1.90 ms, by a count of its launches some 13-16 µs each).
+step 09b-resnet20-dispatches 60 env SPARSETRAIN_PROFILE=dispatches "$ST" bench train --model resnet20 --keeps 0.1 \
+    --batch 128 --runs 3 --warmup 1
 # shellcheck source=/dev/null
 source "$(dirname "${BASH_SOURCE[0]}")/suite.sh"
