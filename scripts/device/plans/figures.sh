@@ -1,7 +1,8 @@
 # Issue 9's GPU figures, each comparison in one process so that its ratio
 # holds even where the GPU's timings vary between calls (BENCHMARKS.md,
 # thirteenth session). Sourced by scripts/device/run.sh (`step`, $ST,
-# $DATA); about 4 minutes on an H100, then the test suite if time is left.
+# $DATA); about 5 minutes on an H100, then the test suite if time is left
+# (its kernel tests about 150 s more: run with BUDGET=520).
 # A fresh autotune, not an older build's choice.
 rm -f "${SPARSETRAIN_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sparsetrain}/matmul-variant.tsv"
 step 01-matmul-4096 150 "$ST" bench matmul --sizes 4096 --no-mlp-shapes --min-runs 3 --max-runs 3 --budget 0.3
