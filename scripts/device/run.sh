@@ -7,7 +7,7 @@
 # /tmp/res is packed into $OUT/res.tgz: the device tool returns a few files
 # at most, and a run cut short still returns what it finished.
 #
-#   BUDGET=480 bash scripts/device/run.sh scripts/device/plans/figures.sh
+#   BUDGET=520 bash scripts/device/run.sh scripts/device/plans/figures.sh
 #
 # BUDGET (seconds, default 480) bounds the whole plan: a step is cut at what
 # is left, and skipped under 15 s. In a plan: $ST is the sparsetrain binary,
@@ -15,7 +15,7 @@
 set -u
 PLAN="${1:?usage: run.sh PLAN}"
 T0=$(date +%s)
-BUDGET=${BUDGET:-480}
+BUDGET=${BUDGET:-520}
 ROOT=$(pwd)
 OUT=${OUT:-/tmp/out}
 RES=/tmp/res
