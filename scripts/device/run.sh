@@ -9,7 +9,7 @@
 #
 #   BUDGET=520 bash scripts/device/run.sh scripts/device/plans/figures.sh
 #
-# BUDGET (seconds, default 480) bounds the whole plan: a step is cut at what
+# BUDGET (seconds, default 520) bounds the whole plan: a step is cut at what
 # is left, and skipped under 15 s. In a plan: $ST is the sparsetrain binary,
 # $BIN the folder of test executables, $DATA the MNIST folder.
 set -u
