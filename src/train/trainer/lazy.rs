@@ -33,9 +33,6 @@ pub struct LazySgd {
     /// (`ops::lazy::RING`); tests lower it.
     pub since_settled: usize,
     pub settle_every: usize,
-    /// Whether the layers' gathers bring the weights they read up to date
-    /// (`lazy_gather_env`).
-    gathers: bool,
 }
 
 /// `SPARSETRAIN_LAZY_GATHER`: whether the layers' gathers bring the weights
@@ -87,7 +84,6 @@ impl LazySgd {
             clocks_lag: false,
             since_settled: 0,
             settle_every: RING,
-            gathers,
         })
     }
 }
@@ -110,7 +106,9 @@ impl Trainer {
         // No clock may keep the mark of a deferred update that an op not
         // deferring would not apply.
         self.settle(gpu)?;
-        let op = Lazy::new(gpu, lazy_slots(&self.net.graph, lz.gathers)?, self.net.graph.param_total, defer)?;
+        // The same slots: none gathered where the op gathers none.
+        let slots = lazy_slots(&self.net.graph, lz.op.gathers())?;
+        let op = Lazy::new(gpu, slots, self.net.graph.param_total, defer)?;
         if let Some(lz) = &mut self.lazy {
             lz.op = op;
             lz.since_settled = 0;
