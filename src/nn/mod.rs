@@ -21,7 +21,9 @@ pub mod pool;
 pub mod reference;
 pub mod registry;
 pub mod relu;
+pub mod workspace;
 
 pub use graph::{Graph, GraphSpec, NodeSpec};
 pub use layer::{Layer, Shape};
-pub use net::{MaskRef, Net, Workspace};
+pub use net::{MaskRef, Net};
+pub use workspace::Workspace;

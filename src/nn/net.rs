@@ -4,17 +4,16 @@
 //! capacity), dense or on the kept units of a mask. Everything sized here is
 //! checked against the device's limits before anything is allocated.
 
-use super::graph::{ChannelSet, Graph};
+use super::graph::Graph;
 use super::layer::{Act, Ctx, GradOut};
-use super::loss::LossBuffers;
+use super::workspace::Workspace;
 use crate::device::gpu::Gpu;
 use crate::device::record::Recorder;
-use crate::device::tensor::{DType, Tensor, aligned_len};
+use crate::device::tensor::{DType, Tensor};
 use crate::error::{Error, Result};
 use crate::ops::Rows;
 use crate::ops::gather::{KeptSet, Side};
 use crate::ops::lazy::LazyPass;
-use crate::ops::reduce::Reducer;
 
 /// The kept channels of one mask: sample `sample` of a mask set laid out as
 /// `sparse::MaskSet` lays them out (counts at sample·S + set, lists and
@@ -42,34 +41,6 @@ pub struct Net {
     /// the loss gradient by the scale in this tensor's `LOSS_SCALE_SLOT`
     /// (the trainer's clip record), so every gradient is scaled.
     pub loss_scale: Option<Tensor>,
-}
-
-/// Per-batch device memory of a `Net`: the batch itself (x, labels), one
-/// buffer per stored value and gradient, layer scratch, loss buffers.
-pub struct Workspace {
-    capacity: usize,
-    compressed: bool,
-    /// [capacity, input] f32: the batch's inputs.
-    pub x: Tensor,
-    /// [capacity] u32: the batch's labels.
-    pub y: Tensor,
-    acts: Vec<Option<Tensor>>,
-    grads: Vec<Option<Tensor>>,
-    scratch: Vec<Vec<Tensor>>,
-    loss: LossBuffers,
-    /// Bound where a kernel takes kept sets and a dense pass has none.
-    unused: Tensor,
-}
-
-impl Workspace {
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
-    /// Whether it can hold compacted passes (`Net::workspace`).
-    pub fn compressed(&self) -> bool {
-        self.compressed
-    }
 }
 
 impl Net {
@@ -146,125 +117,14 @@ impl Net {
     /// with a workspace of `capacity` rows fits the device; allocates
     /// nothing. Sizes that overflow are errors too.
     pub fn check_fits(gpu: &Gpu, g: &Graph, capacity: usize, compressed: bool) -> Result<()> {
-        Tensor::check_fits(gpu, "parameters", &[g.param_total])?;
-        let input_len = capacity.checked_mul(g.input().len()).ok_or_else(|| {
-            Error::InvalidArgument(format!("a batch of {capacity} inputs of {} overflows", g.input()))
-        })?;
-        Tensor::check_fits(gpu, "batch x", &[input_len])?;
-        Tensor::check_fits(gpu, "probs", &[capacity, g.classes()])?;
-        for (name, len) in Net::storage_lens(g, capacity, compressed)?.iter().flatten() {
-            Tensor::check_fits(gpu, &format!("{name} output"), &[*len])?;
-        }
-        Ok(())
-    }
-
-    /// Elements of each stored value's buffer for `capacity` rows.
-    fn storage_lens(g: &Graph, capacity: usize, compressed: bool) -> Result<Vec<Option<(String, usize)>>> {
-        let mut lens: Vec<Option<(String, usize)>> = vec![None; g.storages];
-        for (v, val) in g.values.iter().enumerate().skip(1) {
-            let c = match val.set {
-                ChannelSet::Full => val.shape.c,
-                _ if compressed => val.shape.c.div_ceil(4) * 4,
-                _ => val.shape.c,
-            };
-            let len = capacity
-                .checked_mul(c)
-                .and_then(|x| x.checked_mul(val.shape.plane()))
-                .ok_or_else(|| Error::InvalidArgument(format!("value {v}: size overflows")))?;
-            let slot = &mut lens[val.storage];
-            let name = val.producer.map_or("input".to_string(), |p| g.nodes[p].name.clone());
-            if slot.as_ref().is_none_or(|(_, l)| *l < len) {
-                *slot = Some((name, len));
-            }
-        }
-        Ok(lens)
+        Workspace::check_fits(gpu, g, capacity, compressed)
     }
 
     /// Buffers for batches of up to `capacity` rows; `compressed` sizes them
-    /// for passes on kept units too (compacted channels pad to 4).
+    /// for passes on kept units too (compacted channels pad to 4), for both
+    /// mask samples of a sparse step.
     pub fn workspace(&self, gpu: &Gpu, capacity: usize, compressed: bool) -> Result<Workspace> {
-        let g = &self.graph;
-        if capacity == 0 {
-            return Err(Error::InvalidArgument("batch capacity must be at least 1".into()));
-        }
-        // The matmul variant is settled first: layers size their scratch by
-        // it (a convolution with implicit products needs no columns) and
-        // record their passes by it, so it must not change in between.
-        crate::ops::autotune::ensure(gpu)?;
-        // Every size is checked before anything is allocated.
-        Net::check_fits(gpu, g, capacity, compressed)?;
-        let lens = Net::storage_lens(g, capacity, compressed)?;
-        let sides = self.sides(None, compressed);
-        let mut scratch_specs = Vec::new();
-        for node in &g.nodes {
-            let in_sides: Vec<Side> = node.inputs.iter().map(|&v| sides[v]).collect();
-            let out = g.values[node.output].shape;
-            let specs = node.layer.scratch(gpu, &node.in_shapes, (&in_sides, sides[node.output]), out, capacity);
-            for s in &specs {
-                Tensor::check_fits(gpu, &format!("{} {}", node.name, s.name), &[s.len])?;
-            }
-            scratch_specs.push(specs);
-        }
-        let classes = g.classes();
-        let mut acts = vec![None; g.storages];
-        let mut grads = vec![None; g.storages];
-        for (s, l) in lens.iter().enumerate() {
-            if let Some((name, len)) = l {
-                acts[s] = Some(Tensor::zeros(gpu, &format!("{name} output"), &[*len], DType::F32)?);
-                grads[s] = Some(Tensor::zeros(gpu, &format!("{name} output grad"), &[*len], DType::F32)?);
-            }
-        }
-        // Transient scratch (slot i of every layer) shares one buffer, sized
-        // for the largest use: layers run one after another.
-        let mut shared: Vec<usize> = Vec::new();
-        // A layer reading the graph's input keeps its own: what it derives
-        // from the input (im2col columns) holds for every pass of a step.
-        for (node, specs) in g.nodes.iter().zip(scratch_specs.iter_mut()) {
-            if node.inputs.contains(&0) {
-                specs.iter_mut().for_each(|s| s.transient = false);
-            }
-        }
-        for specs in &scratch_specs {
-            for (i, s) in specs.iter().enumerate().filter(|(_, s)| s.transient) {
-                if shared.len() <= i {
-                    shared.resize(i + 1, 0);
-                }
-                shared[i] = shared[i].max(s.len);
-            }
-        }
-        let shared: Vec<Tensor> = shared
-            .iter()
-            .enumerate()
-            .map(|(i, &len)| Tensor::zeros(gpu, &format!("shared scratch {i}"), &[len.max(1)], DType::F32))
-            .collect::<Result<_>>()?;
-        let mut scratch = Vec::new();
-        for (node, specs) in g.nodes.iter().zip(scratch_specs) {
-            let mut v = Vec::new();
-            for (i, s) in specs.into_iter().enumerate() {
-                v.push(if s.transient {
-                    shared[i].clone()
-                } else {
-                    Tensor::zeros(gpu, &format!("{} {}", node.name, s.name), &[s.len.max(1)], DType::F32)?
-                });
-            }
-            scratch.push(v);
-        }
-        Ok(Workspace {
-            capacity,
-            compressed,
-            x: Tensor::zeros(gpu, "batch x", &[capacity, g.input().len()], DType::F32)?,
-            y: Tensor::zeros(gpu, "batch labels", &[capacity], DType::U32)?,
-            acts,
-            grads,
-            scratch,
-            loss: LossBuffers {
-                probs: Tensor::zeros(gpu, "probs", &[capacity, classes], DType::F32)?,
-                loss_rows: Tensor::zeros(gpu, "loss rows", &[2 * aligned_len(capacity)], DType::F32)?,
-                stride: aligned_len(capacity),
-                reducer: Reducer::new(gpu)?,
-            },
-            unused: Tensor::zeros(gpu, "unused kept sets", &[4], DType::U32)?,
-        })
+        Workspace::new(gpu, &self.graph, &self.sides(None, compressed), capacity, compressed)
     }
 
     /// Each value's side: compacted to the mask's kept channels where its
@@ -287,21 +147,47 @@ impl Net {
     }
 
     /// The buffer of value v (`Graph::values`) in a workspace: [capacity,
-    /// h, w, stored channels] after a pass.
+    /// h, w, stored channels] after a pass (of mask sample 0, or dense).
     pub fn act<'w>(&self, ws: &'w Workspace, v: usize) -> &'w Tensor {
-        if v == 0 { &ws.x } else { ws.acts[self.graph.values[v].storage].as_ref().expect("every value has storage") }
+        self.act_of(ws, 0, v)
+    }
+
+    /// The buffer of value v in the passes of mask sample `sample`.
+    pub fn act_of<'w>(&self, ws: &'w Workspace, sample: usize, v: usize) -> &'w Tensor {
+        if v == 0 {
+            &ws.x
+        } else {
+            ws.passes[sample].acts[self.graph.values[v].storage].as_ref().expect("every value has storage")
+        }
     }
 
     /// The gradient buffer of value v (not the input) after a backward.
     pub fn grad<'w>(&self, ws: &'w Workspace, v: usize) -> &'w Tensor {
-        ws.grads[self.graph.values[v].storage].as_ref().expect("every value but the input has a gradient buffer")
+        self.grad_of(ws, 0, v)
     }
 
-    fn check_mask(&self, ws: &Workspace, mask: &Option<MaskRef>) -> Result<()> {
-        if mask.is_some() && !ws.compressed {
+    /// The gradient buffer of value v in the passes of mask sample `sample`.
+    pub fn grad_of<'w>(&self, ws: &'w Workspace, sample: usize, v: usize) -> &'w Tensor {
+        ws.passes[sample].grads[self.graph.values[v].storage]
+            .as_ref()
+            .expect("every value but the input has a gradient buffer")
+    }
+
+    /// The pass buffers a pass on `mask` uses: its sample's (checked), or
+    /// the first for a dense pass.
+    fn pass_of(&self, ws: &Workspace, mask: &Option<MaskRef>) -> Result<usize> {
+        let Some(m) = mask else { return Ok(0) };
+        if !ws.compressed {
             return Err(Error::InvalidArgument("a pass on kept units needs a compressed workspace".into()));
         }
-        Ok(())
+        if m.sample >= ws.passes.len() {
+            return Err(Error::InvalidArgument(format!(
+                "a pass of mask sample {} in a workspace of {} samples",
+                m.sample,
+                ws.passes.len()
+            )));
+        }
+        Ok(m.sample)
     }
 
     /// The logits of the last forward: [capacity, classes].
@@ -312,6 +198,8 @@ impl Net {
     /// Records the forward pass of `ws.x` (the step's batch rows), on the
     /// kept units of `mask` or dense; `train` uses batch statistics and
     /// updates the running ones (BatchNorm), else the running ones are used.
+    /// A pass on mask sample j runs in the workspace's buffers of sample j
+    /// (`act_of`); `act` and `logits` are sample 0's.
     pub fn forward(&self, rec: &mut Recorder, ws: &Workspace, mask: Option<MaskRef>, train: bool) -> Result<()> {
         self.forward_pass(rec, ws, mask, train, false, None)
     }
@@ -336,15 +224,46 @@ impl Net {
         again: bool,
         lazy: Option<LazyPass>,
     ) -> Result<()> {
-        if let Some(lz) = &lazy
-            && lz.sample != mask.sample
-        {
-            return Err(Error::InvalidArgument(format!(
-                "lazy gathers of mask sample {} in a pass of sample {}",
-                lz.sample, mask.sample
-            )));
-        }
+        check_lazy(&mask, &lazy)?;
         self.forward_pass(rec, ws, Some(mask), true, again, lazy)
+    }
+
+    /// The training forwards of a sparse step on both mask samples, layer
+    /// by layer: each layer runs sample 0's pass, then sample 1's (which
+    /// reuses what a layer reading the input derived from it). Each
+    /// sample's values go to its own buffers (`act_of`), so the result is
+    /// `forward_sparse` of sample 0 then of sample 1 (`again`), bit for
+    /// bit: a layer's two passes touch the same weights in the same order
+    /// (lazy SGD's gathers too: sample 1 sees what sample 0 caught up).
+    pub fn forward_samples(
+        &self,
+        rec: &mut Recorder,
+        ws: &Workspace,
+        masks: [MaskRef; 2],
+        lazy: [Option<LazyPass>; 2],
+    ) -> Result<()> {
+        for (m, lz) in masks.iter().zip(&lazy) {
+            check_lazy(m, lz)?;
+        }
+        let (passes, sides) = self.sample_passes(ws, masks)?;
+        let mut first_slot = 0;
+        for n in 0..self.graph.nodes.len() {
+            for j in 0..2 {
+                let pass = (passes[j], sides[j].as_slice(), Some(masks[j]));
+                self.forward_node(rec, ws, n, pass, (true, j == 1), lazy[j], first_slot)?;
+            }
+            first_slot += self.graph.nodes[n].params.len();
+        }
+        Ok(())
+    }
+
+    /// The passes of a step's two mask samples and each one's sides.
+    fn sample_passes(&self, ws: &Workspace, masks: [MaskRef; 2]) -> Result<([usize; 2], [Vec<Side>; 2])> {
+        let passes = [self.pass_of(ws, &Some(masks[0]))?, self.pass_of(ws, &Some(masks[1]))?];
+        if passes[0] == passes[1] {
+            return Err(Error::InvalidArgument(format!("two passes of mask sample {} in one step", passes[0])));
+        }
+        Ok((passes, masks.map(|m| self.sides(Some(m), true))))
     }
 
     fn forward_pass(
@@ -356,41 +275,57 @@ impl Net {
         again: bool,
         lazy: Option<LazyPass>,
     ) -> Result<()> {
-        self.check_mask(ws, &mask)?;
+        let pass = self.pass_of(ws, &mask)?;
         let sides = self.sides(mask, ws.compressed && mask.is_some());
-        let g = &self.graph;
         // Lazy SGD's slots: every node's parameters in order (`Graph::lazy_slots`).
         let mut first_slot = 0;
-        for (n, node) in g.nodes.iter().enumerate() {
-            let slot = first_slot;
-            first_slot += node.params.len();
-            if node.skip_forward {
-                continue;
-            }
-            let act = |v: usize| Act { t: self.act(ws, v), shape: g.values[v].shape, side: sides[v] };
-            let mut cx = Ctx {
-                rec,
-                rows: Rows::Batch(ws.capacity),
-                inputs: node.inputs.iter().map(|&v| act(v)).collect(),
-                output: act(node.output),
-                relu: node.relu_fused,
-                d_output: None,
-                d_inputs: Vec::new(),
-                params: &self.views[n],
-                grads: &self.grad_views[n],
-                state: &self.state_views[n],
-                scratch: &ws.scratch[n],
-                train,
-                input_ready: again && node.inputs.contains(&0),
-                kept: mask.map(|m| m.kept),
-                lazy: lazy.map(|lz| LazyPass { first_slot: slot, ..lz }),
-                unused: &ws.unused,
-                fixed: self.fixed_kept(),
-                fixed_sides: &self.fixed_sides[n],
-            };
-            node.layer.forward(&mut cx).map_err(|e| node_error(&node.name, "forward", e))?;
+        for n in 0..self.graph.nodes.len() {
+            self.forward_node(rec, ws, n, (pass, &sides, mask), (train, again), lazy, first_slot)?;
+            first_slot += self.graph.nodes[n].params.len();
         }
         Ok(())
+    }
+
+    /// Node n's forward in the buffers of pass `pass`; `first_slot` is its
+    /// first parameter's lazy SGD slot.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_node(
+        &self,
+        rec: &mut Recorder,
+        ws: &Workspace,
+        n: usize,
+        (pass, sides, mask): (usize, &[Side], Option<MaskRef>),
+        (train, again): (bool, bool),
+        lazy: Option<LazyPass>,
+        first_slot: usize,
+    ) -> Result<()> {
+        let g = &self.graph;
+        let node = &g.nodes[n];
+        if node.skip_forward {
+            return Ok(());
+        }
+        let act = |v: usize| Act { t: self.act_of(ws, pass, v), shape: g.values[v].shape, side: sides[v] };
+        let mut cx = Ctx {
+            rec,
+            rows: Rows::Batch(ws.capacity),
+            inputs: node.inputs.iter().map(|&v| act(v)).collect(),
+            output: act(node.output),
+            relu: node.relu_fused,
+            d_output: None,
+            d_inputs: Vec::new(),
+            params: &self.views[n],
+            grads: &self.grad_views[n],
+            state: &self.state_views[n],
+            scratch: &ws.passes[pass].scratch[n],
+            train,
+            input_ready: again && node.inputs.contains(&0),
+            kept: mask.map(|m| m.kept),
+            lazy: lazy.map(|lz| LazyPass { first_slot, ..lz }),
+            unused: &ws.unused,
+            fixed: self.fixed_kept(),
+            fixed_sides: &self.fixed_sides[n],
+        };
+        node.layer.forward(&mut cx).map_err(|e| node_error(&node.name, "forward", e))
     }
 
     /// Batch-mean loss of the last forward into `loss[slot]`.
@@ -408,6 +343,8 @@ impl Net {
     /// into part `part` of the workspace's loss rows (`loss_mean` reduces
     /// them), the gradient of `scale` · (the batch-mean loss) for
     /// `backward_layers`, and with `count`, count[0] += correct predictions.
+    /// It reads the logits of mask sample `part`'s passes (a dense pass's
+    /// are sample 0's).
     pub fn train_head(
         &self,
         rec: &mut Recorder,
@@ -415,8 +352,14 @@ impl Net {
         (scale, part): (f32, usize),
         count: Option<&Tensor>,
     ) -> Result<()> {
+        if part >= ws.passes.len() {
+            return Err(Error::InvalidArgument(format!(
+                "the loss head of sample {part} in a workspace of {} samples",
+                ws.passes.len()
+            )));
+        }
         let logits = self.graph.logits();
-        let pair = (self.act(ws, logits), self.grad(ws, logits));
+        let pair = (self.act_of(ws, part, logits), self.grad_of(ws, part, logits));
         let rows = Rows::Batch(ws.capacity);
         let ls = self.loss_scale.as_ref();
         self.graph.loss.train_head(rec, &ws.loss, pair, &ws.y, rows, (scale, part), count, ls)
@@ -444,47 +387,72 @@ impl Net {
     /// The backward pass below the loss head (after `train_head`, same
     /// mask): parameter gradients add into `grads`.
     pub fn backward_layers(&self, rec: &mut Recorder, ws: &Workspace, mask: Option<MaskRef>) -> Result<()> {
-        self.check_mask(ws, &mask)?;
-        let g = &self.graph;
-        let rows = Rows::Batch(ws.capacity);
+        let pass = self.pass_of(ws, &mask)?;
         let sides = self.sides(mask, ws.compressed && mask.is_some());
-        for (n, node) in g.nodes.iter().enumerate().rev() {
-            if node.skip_backward {
-                continue;
-            }
-            let act = |v: usize| Act { t: self.act(ws, v), shape: g.values[v].shape, side: sides[v] };
-            let d_inputs = node
-                .inputs
-                .iter()
-                .zip(&node.accumulate)
-                .map(|(&v, &accumulate)| {
-                    (v != 0).then(|| GradOut { t: self.grad(ws, v), accumulate, gate: g.values[v].gated })
-                })
-                .collect();
-            let mut cx = Ctx {
-                rec,
-                rows,
-                inputs: node.inputs.iter().map(|&v| act(v)).collect(),
-                output: act(node.output),
-                relu: node.relu_fused,
-                d_output: Some(self.grad(ws, node.output)),
-                d_inputs,
-                params: &self.views[n],
-                grads: &self.grad_views[n],
-                state: &self.state_views[n],
-                scratch: &ws.scratch[n],
-                train: true,
-                // The forward of this batch ran before any backward.
-                input_ready: node.inputs.contains(&0),
-                kept: mask.map(|m| m.kept),
-                lazy: None,
-                unused: &ws.unused,
-                fixed: self.fixed_kept(),
-                fixed_sides: &self.fixed_sides[n],
-            };
-            node.layer.backward(&mut cx).map_err(|e| node_error(&node.name, "backward", e))?;
+        for n in (0..self.graph.nodes.len()).rev() {
+            self.backward_node(rec, ws, n, (pass, &sides, mask))?;
         }
         Ok(())
+    }
+
+    /// The backward passes of a sparse step on both mask samples (after
+    /// `forward_samples` and both samples' `train_head`), layer by layer:
+    /// each layer's gradients get sample 0's part, then sample 1's, as in
+    /// `backward_layers` of sample 0 then of sample 1, bit for bit.
+    pub fn backward_samples(&self, rec: &mut Recorder, ws: &Workspace, masks: [MaskRef; 2]) -> Result<()> {
+        let (passes, sides) = self.sample_passes(ws, masks)?;
+        for n in (0..self.graph.nodes.len()).rev() {
+            for j in 0..2 {
+                self.backward_node(rec, ws, n, (passes[j], &sides[j], Some(masks[j])))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Node n's backward in the buffers of pass `pass`.
+    fn backward_node(
+        &self,
+        rec: &mut Recorder,
+        ws: &Workspace,
+        n: usize,
+        (pass, sides, mask): (usize, &[Side], Option<MaskRef>),
+    ) -> Result<()> {
+        let g = &self.graph;
+        let node = &g.nodes[n];
+        if node.skip_backward {
+            return Ok(());
+        }
+        let act = |v: usize| Act { t: self.act_of(ws, pass, v), shape: g.values[v].shape, side: sides[v] };
+        let d_inputs = node
+            .inputs
+            .iter()
+            .zip(&node.accumulate)
+            .map(|(&v, &accumulate)| {
+                (v != 0).then(|| GradOut { t: self.grad_of(ws, pass, v), accumulate, gate: g.values[v].gated })
+            })
+            .collect();
+        let mut cx = Ctx {
+            rec,
+            rows: Rows::Batch(ws.capacity),
+            inputs: node.inputs.iter().map(|&v| act(v)).collect(),
+            output: act(node.output),
+            relu: node.relu_fused,
+            d_output: Some(self.grad_of(ws, pass, node.output)),
+            d_inputs,
+            params: &self.views[n],
+            grads: &self.grad_views[n],
+            state: &self.state_views[n],
+            scratch: &ws.passes[pass].scratch[n],
+            train: true,
+            // The forward of this batch ran before any backward.
+            input_ready: node.inputs.contains(&0),
+            kept: mask.map(|m| m.kept),
+            lazy: None,
+            unused: &ws.unused,
+            fixed: self.fixed_kept(),
+            fixed_sides: &self.fixed_sides[n],
+        };
+        node.layer.backward(&mut cx).map_err(|e| node_error(&node.name, "backward", e))
     }
 
     /// Downloads the flat parameters (counted as read-back).
@@ -532,5 +500,16 @@ fn node_error(name: &str, pass: &str, e: Error) -> Error {
     match e {
         Error::InvalidArgument(m) => Error::InvalidArgument(format!("{name} {pass}: {m}")),
         other => other,
+    }
+}
+
+/// A lazy SGD pass gathers for the mask sample of its pass.
+fn check_lazy(mask: &MaskRef, lazy: &Option<LazyPass>) -> Result<()> {
+    match lazy {
+        Some(lz) if lz.sample != mask.sample => Err(Error::InvalidArgument(format!(
+            "lazy gathers of mask sample {} in a pass of sample {}",
+            lz.sample, mask.sample
+        ))),
+        _ => Ok(()),
     }
 }

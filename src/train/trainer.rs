@@ -300,25 +300,29 @@ impl Trainer {
             lz.op.refresh(rec, self.lazy_state(lz), sets_of(&sp.samples), self.sgd)?;
         }
         // 2. Forward and backward of L_j / 2 on the kept units of each mask,
-        //    same batch; the weight gradients of the two passes add up.
+        //    same batch, each sample in its own buffers, layer by layer
+        //    (sample 0's pass of a layer, then sample 1's); the weight
+        //    gradients of the two passes add up, sample 0's first.
         //    The loss head writes each pass's per-row losses apart (part j),
         //    its gradient, and the first pass's accuracy count.
         //    Under lazy SGD, the layers' gathers of their kept weights bring
         //    those up to date.
-        for j in 0..2 {
-            let mask = sp.samples.sample(j);
-            let lazy = self.lazy.as_ref().filter(|lz| lz.op.gathers()).map(|lz| LazyPass {
+        let masks = [sp.samples.sample(0), sp.samples.sample(1)];
+        let lazy = [0, 1].map(|j| {
+            self.lazy.as_ref().filter(|lz| lz.op.gathers()).map(|lz| LazyPass {
                 op: &lz.op,
                 st: self.lazy_state(lz),
                 sets: sets_of(&sp.samples),
                 hp: self.sgd,
                 sample: j,
                 first_slot: 0,
-            });
-            net.forward_sparse(rec, ws, mask, j == 1, lazy)?;
+            })
+        });
+        net.forward_samples(rec, ws, masks, lazy)?;
+        for j in 0..2 {
             net.train_head(rec, ws, (0.5, j), (j == 0).then_some(&self.correct))?;
-            net.backward_layers(rec, ws, Some(mask))?;
         }
+        net.backward_samples(rec, ws, masks)?;
         if let Some(lz) = &self.lazy {
             lz.op.check_gathered()?;
         }
