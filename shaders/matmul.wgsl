@@ -98,20 +98,41 @@ fn matmul_regtile(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lidx: u32,
 ) {
-    load_dims();
-    if !split_k(wid.z, nwg.z) {
-        return;
+    // The tiles of every sample of a pair (one product: its own), each
+    // sample's tile shaped for its N (`regtile_threads_x`).
+    var total = 0u;
+    for (var s = 0u; s < p.samples; s++) {
+        load_sample(s);
+        let tx = regtile_threads_x();
+        let t = tile_count(4u * tx, 4u * ((WG_X * WG_Y) / tx));
+        total += t.x * t.y;
     }
-    let tx = regtile_threads_x();
-    let ty = (WG_X * WG_Y) / tx;
-    let lx = lidx % tx;
-    let ly = lidx / tx;
-    if ly >= ty {
-        // Left over when tx does not divide the workgroup.
-        return;
+    let all = tile_run(wid, nwg, total);
+    var base = 0u;
+    for (var s = 0u; s < p.samples; s++) {
+        load_sample(s);
+        let tx = regtile_threads_x();
+        let ty = (WG_X * WG_Y) / tx;
+        let tiles = tile_count(4u * tx, 4u * ty);
+        let run = sample_run(all, base, tiles.x * tiles.y);
+        base += tiles.x * tiles.y;
+        let lx = lidx % tx;
+        let ly = lidx / tx;
+        // ly >= ty: left over when tx does not divide the workgroup.
+        if !split_k(wid.z, nwg.z) || ly >= ty {
+            continue;
+        }
+        regtile_run(run, tiles, vec2(tx, ty), vec2(lx, ly));
     }
-    let tiles = tile_count(4u * tx, 4u * ty);
-    let run = tile_run(wid, nwg, tiles.x * tiles.y);
+}
+
+// `matmul_regtile`'s run of tiles of the current sample, tx × ty threads
+// of 4 × 4 outputs each, this thread at (lx, ly).
+fn regtile_run(run: vec2<u32>, tiles: vec2<u32>, threads: vec2<u32>, l: vec2<u32>) {
+    let tx = threads.x;
+    let ty = threads.y;
+    let lx = l.x;
+    let ly = l.y;
     // The run's tiles are consecutive: (tile row, tile column) is stepped,
     // not divided out per tile.
     var tile_r = run.x / max(tiles.x, 1u);
@@ -155,65 +176,70 @@ fn matmul_shared(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(local_invocation_index) lidx: u32,
 ) {
-    load_dims();
-    if !split_k(wid.z, nwg.z) {
-        return;
-    }
     let bm = 4u * WG_Y;
     let bn = 4u * WG_X;
     let threads = WG_X * WG_Y;
-    let tiles = tile_count(bn, bm);
     // The loop bounds are uniform across the workgroup, so the barriers
     // inside stay in uniform control flow.
-    let run = tile_run(wid, nwg, tiles.x * tiles.y);
-    for (var t = run.x; t < run.y; t++) {
-        let row_base = (t / tiles.x) * bm;
-        let col_base = (t % tiles.x) * bn;
-        var acc = mat4x4<f32>();
-        for (var k0 = KB; k0 < KE; k0 += BK) {
-            // Cooperative loads. Consecutive threads walk the contiguous
-            // dimension of each operand so that global reads coalesce.
-            for (var e = lidx; e < bm * BK; e += threads) {
-                var mm: u32;
-                var kk: u32;
-                if TRANS_A {
-                    kk = e / bm;
-                    mm = e % bm;
-                } else {
-                    mm = e / BK;
-                    kk = e % BK;
-                }
-                let slot = kk * bm + mm;
-                tile_a[slot >> 2u][slot & 3u] = a_at(row_base + mm, k0 + kk);
-            }
-            for (var e = lidx; e < bn * BK; e += threads) {
-                var nn: u32;
-                var kk: u32;
-                if TRANS_B {
-                    nn = e / BK;
-                    kk = e % BK;
-                } else {
-                    kk = e / bn;
-                    nn = e % bn;
-                }
-                let slot = kk * bn + nn;
-                tile_b[slot >> 2u][slot & 3u] = b_at(k0 + kk, col_base + nn);
-            }
-            workgroupBarrier();
-            for (var kk = 0u; kk < BK; kk++) {
-                let av = tile_a[kk * WG_Y + lid.y];
-                let bv = tile_b[kk * WG_X + lid.x];
-                acc[0] += av.x * bv;
-                acc[1] += av.y * bv;
-                acc[2] += av.z * bv;
-                acc[3] += av.w * bv;
-            }
-            workgroupBarrier();
+    let all = tile_run(wid, nwg, pair_tiles(bn, bm));
+    var base = 0u;
+    for (var s = 0u; s < p.samples; s++) {
+        load_sample(s);
+        let tiles = tile_count(bn, bm);
+        let run = sample_run(all, base, tiles.x * tiles.y);
+        base += tiles.x * tiles.y;
+        if !split_k(wid.z, nwg.z) {
+            continue;
         }
-        let r0 = row_base + lid.y * 4u;
-        let c0 = col_base + lid.x * 4u;
-        if r0 < M && c0 < N {
-            store_tile(r0, c0, acc);
+        for (var t = run.x; t < run.y; t++) {
+            let row_base = (t / tiles.x) * bm;
+            let col_base = (t % tiles.x) * bn;
+            var acc = mat4x4<f32>();
+            for (var k0 = KB; k0 < KE; k0 += BK) {
+                // Cooperative loads. Consecutive threads walk the contiguous
+                // dimension of each operand so that global reads coalesce.
+                for (var e = lidx; e < bm * BK; e += threads) {
+                    var mm: u32;
+                    var kk: u32;
+                    if TRANS_A {
+                        kk = e / bm;
+                        mm = e % bm;
+                    } else {
+                        mm = e / BK;
+                        kk = e % BK;
+                    }
+                    let slot = kk * bm + mm;
+                    tile_a[slot >> 2u][slot & 3u] = a_at(row_base + mm, k0 + kk);
+                }
+                for (var e = lidx; e < bn * BK; e += threads) {
+                    var nn: u32;
+                    var kk: u32;
+                    if TRANS_B {
+                        nn = e / BK;
+                        kk = e % BK;
+                    } else {
+                        kk = e / bn;
+                        nn = e % bn;
+                    }
+                    let slot = kk * bn + nn;
+                    tile_b[slot >> 2u][slot & 3u] = b_at(k0 + kk, col_base + nn);
+                }
+                workgroupBarrier();
+                for (var kk = 0u; kk < BK; kk++) {
+                    let av = tile_a[kk * WG_Y + lid.y];
+                    let bv = tile_b[kk * WG_X + lid.x];
+                    acc[0] += av.x * bv;
+                    acc[1] += av.y * bv;
+                    acc[2] += av.z * bv;
+                    acc[3] += av.w * bv;
+                }
+                workgroupBarrier();
+            }
+            let r0 = row_base + lid.y * 4u;
+            let c0 = col_base + lid.x * 4u;
+            if r0 < M && c0 < N {
+                store_tile(r0, c0, acc);
+            }
         }
     }
 }
@@ -224,21 +250,26 @@ fn matmul_naive(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
-    load_dims();
-    let tiles = tile_count(WG_X, WG_Y);
-    let run = tile_run(wid, nwg, tiles.x * tiles.y);
-    for (var t = run.x; t < run.y; t++) {
-        let row = (t / tiles.x) * WG_Y + lid.y;
-        let col = (t % tiles.x) * WG_X + lid.x;
-        if row < M && col < N {
-            var sum = 0.0;
-            for (var kk = 0u; kk < K; kk++) {
-                sum += a_at(row, kk) * b_at(kk, col);
-            }
-            if !SCATTER {
-                store_one(row, col, row * N + col, sum);
-            } else if row < REAL_M && map_col(col) != NONE {
-                store_one(row, col, map_row(row) * p.ldc + map_col(col), sum);
+    let all = tile_run(wid, nwg, pair_tiles(WG_X, WG_Y));
+    var base = 0u;
+    for (var s = 0u; s < p.samples; s++) {
+        load_sample(s);
+        let tiles = tile_count(WG_X, WG_Y);
+        let run = sample_run(all, base, tiles.x * tiles.y);
+        base += tiles.x * tiles.y;
+        for (var t = run.x; t < run.y; t++) {
+            let row = (t / tiles.x) * WG_Y + lid.y;
+            let col = (t % tiles.x) * WG_X + lid.x;
+            if row < M && col < N {
+                var sum = 0.0;
+                for (var kk = 0u; kk < K; kk++) {
+                    sum += a_at(row, kk) * b_at(kk, col);
+                }
+                if !SCATTER {
+                    store_one(row, col, row * N + col, sum);
+                } else if row < REAL_M && map_col(col) != NONE {
+                    store_one(row, col, map_row(row) * p.ldc + map_col(col), sum);
+                }
             }
         }
     }

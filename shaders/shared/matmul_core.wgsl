@@ -44,7 +44,18 @@ struct MatmulParams {
     // device decides: as many splits as this many floats of partial
     // products hold for the M × N it reads (`split_count`).
     split_room: u32,
-    _pad2: u32,
+    // Products in this launch: 1, or 2 (a pair: the two mask samples' same
+    // product, see `load_sample`). Sample s's operands start s·stride_*
+    // floats into their bindings (multiples of 4), its kept counts
+    // s·stride_dims into `dims`.
+    samples: u32,
+    stride_a: u32,
+    stride_b: u32,
+    stride_c: u32,
+    stride_bias: u32,
+    stride_gate: u32,
+    stride_dims: u32,
+    _pad: u32,
 }
 
 
@@ -98,6 +109,14 @@ var<private> K: u32;
 // Unpadded M and N: the rows and columns that map to real units (SCATTER).
 var<private> REAL_M: u32;
 var<private> REAL_N: u32;
+// The offsets of the current sample of a pair (`load_sample`): floats into
+// a, b, c, bias and gate, entries into dims. Zero for one product.
+var<private> OFF_A: u32;
+var<private> OFF_B: u32;
+var<private> OFF_C: u32;
+var<private> OFF_BIAS: u32;
+var<private> OFF_GATE: u32;
+var<private> OFF_DIMS: u32;
 // This workgroup's range [KB, KE) of K and its split (SPLIT_K), set by
 // `split_k`; [0, K) and 0 without splitting.
 var<private> KB: u32;
@@ -173,7 +192,7 @@ fn dyn_size(fixed: u32, code: u32) -> u32 {
     if code == NONE || is_batch_code(code) {
         return rows_of(fixed, code);
     }
-    return ((dims[code & 0xffffu] + 3u) & ~3u) * max(code >> 16u, 1u);
+    return ((dims[(code & 0xffffu) + OFF_DIMS] + 3u) & ~3u) * max(code >> 16u, 1u);
 }
 
 // The unpadded size: a kept count itself rather than its padding.
@@ -181,10 +200,27 @@ fn real_size(fixed: u32, code: u32) -> u32 {
     if code == NONE || is_batch_code(code) {
         return rows_of(fixed, code);
     }
-    return dims[code & 0xffffu];
+    return dims[(code & 0xffffu) + OFF_DIMS];
 }
 
 fn load_dims() {
+    load_sample(0u);
+}
+
+// Pairs (p.samples = 2): one launch runs the same product of both mask
+// samples of a sparse step, each on its own operands, sizes and maps, so
+// that a kept product fills twice the workgroups and the step launches
+// once. The grid runs over the tiles of sample 0, then of sample 1
+// (`sample_run`); not with split K, packs or implicit operands (the
+// launcher runs those one by one). Sets this dispatch's sizes and offsets
+// to sample s's.
+fn load_sample(s: u32) {
+    OFF_A = s * p.stride_a;
+    OFF_B = s * p.stride_b;
+    OFF_C = s * p.stride_c;
+    OFF_BIAS = s * p.stride_bias;
+    OFF_GATE = s * p.stride_gate;
+    OFF_DIMS = s * p.stride_dims;
     M = dyn_size(p.m, p.dyn_m);
     N = dyn_size(p.n, p.dyn_n);
     K = dyn_size(p.k, p.dyn_k);
@@ -222,6 +258,25 @@ fn tile_count(tile_w: u32, tile_h: u32) -> vec2<u32> {
     return vec2((N + tile_w - 1u) / tile_w, (M + tile_h - 1u) / tile_h);
 }
 
+// The part of a run of tiles (over all samples of a pair) that falls on
+// the `count` tiles of a sample starting at tile `base`, as that sample's
+// tile indices.
+fn sample_run(run: vec2<u32>, base: u32, count: u32) -> vec2<u32> {
+    return vec2(clamp(run.x, base, base + count) - base, clamp(run.y, base, base + count) - base);
+}
+
+// The output tiles of tile_w × tile_h of every sample of this launch
+// (`load_sample` left at the last).
+fn pair_tiles(tile_w: u32, tile_h: u32) -> u32 {
+    var total = 0u;
+    for (var s = 0u; s < p.samples; s++) {
+        load_sample(s);
+        let t = tile_count(tile_w, tile_h);
+        total += t.x * t.y;
+    }
+    return total;
+}
+
 // This workgroup's run of tiles [x, y) among `total`.
 fn tile_run(wid: vec3<u32>, nwg: vec3<u32>, total: u32) -> vec2<u32> {
     let groups = nwg.x * nwg.y;
@@ -255,6 +310,7 @@ fn a_at(row: u32, col: u32) -> f32 {
     } else {
         idx = row * K + col;
     }
+    idx += OFF_A;
     return a[idx >> 2u][idx & 3u];
 }
 
@@ -284,6 +340,7 @@ fn b_at(row: u32, col: u32) -> f32 {
     } else {
         idx = row * N + col;
     }
+    idx += OFF_B;
     return b[idx >> 2u][idx & 3u];
 }
 
@@ -296,7 +353,7 @@ fn a_block(r0: u32, k0: u32) -> mat4x4<f32> {
             let kr = k0 + kk;
             if VEC4_A {
                 if kr < K {
-                    blk[kk] = a[(kr * M + r0) >> 2u];
+                    blk[kk] = a[(kr * M + r0 + OFF_A) >> 2u];
                 }
             } else {
                 blk[kk] = vec4(a_at(r0, kr), a_at(r0 + 1u, kr), a_at(r0 + 2u, kr), a_at(r0 + 3u, kr));
@@ -308,7 +365,7 @@ fn a_block(r0: u32, k0: u32) -> mat4x4<f32> {
         let r = r0 + i;
         if VEC4_A {
             if r < M {
-                blk[i] = a[(r * K + k0) >> 2u];
+                blk[i] = a[(r * K + k0 + OFF_A) >> 2u];
             }
         } else {
             blk[i] = vec4(a_at(r, k0), a_at(r, k0 + 1u), a_at(r, k0 + 2u), a_at(r, k0 + 3u));
@@ -325,7 +382,7 @@ fn b_block(k0: u32, c0: u32) -> mat4x4<f32> {
             let col = c0 + j;
             if VEC4_B {
                 if col < N {
-                    blk[j] = b[(col * K + k0) >> 2u];
+                    blk[j] = b[(col * K + k0 + OFF_B) >> 2u];
                 }
             } else {
                 blk[j] = vec4(b_at(k0, col), b_at(k0 + 1u, col), b_at(k0 + 2u, col), b_at(k0 + 3u, col));
@@ -337,7 +394,7 @@ fn b_block(k0: u32, c0: u32) -> mat4x4<f32> {
         let kr = k0 + kk;
         if VEC4_B {
             if kr < K {
-                blk[kk] = b[(kr * N + c0) >> 2u];
+                blk[kk] = b[(kr * N + c0 + OFF_B) >> 2u];
             }
         } else {
             blk[kk] = vec4(b_at(kr, c0), b_at(kr, c0 + 1u), b_at(kr, c0 + 2u), b_at(kr, c0 + 3u));
@@ -375,12 +432,13 @@ fn map_col(col: u32) -> u32 {
 }
 
 // One output element through the epilogues; `at` is its store index.
-fn store_one(r: u32, col: u32, at: u32, v: f32) {
+fn store_one(r: u32, col: u32, c_at: u32, v: f32) {
+    let at = c_at + OFF_C;
     var out = p.alpha * v;
     if BIAS {
-        out += bias[col];
+        out += bias[col + OFF_BIAS];
     }
-    if GATE && gate[r * N + col] <= 0.0 {
+    if GATE && gate[r * N + col + OFF_GATE] <= 0.0 {
         out = 0.0;
     }
     if p.beta != 0.0 {
@@ -438,10 +496,11 @@ fn store_tile(r0: u32, c0: u32, acc: mat4x4<f32>) {
             return;
         }
         if VEC4_C && !GATE {
-            let v4 = (r * N + c0) >> 2u;
+            let v4 = (r * N + c0 + OFF_C) >> 2u;
             var out = p.alpha * acc[i];
             if BIAS {
-                out += vec4(bias[c0], bias[c0 + 1u], bias[c0 + 2u], bias[c0 + 3u]);
+                let bc = c0 + OFF_BIAS;
+                out += vec4(bias[bc], bias[bc + 1u], bias[bc + 2u], bias[bc + 3u]);
             }
             if p.beta != 0.0 {
                 out += p.beta * c[v4];
@@ -470,14 +529,14 @@ fn fetch_a_vec4(row_base: u32, k0: u32, e: u32, bm: u32, bk: u32, interior: bool
         let kk = e / (bm / 4u);
         let m = row_base + 4u * (e % (bm / 4u));
         if interior && VEC4_A && IMPLICIT == 0u {
-            return a[((k0 + kk) * M + m) >> 2u];
+            return a[((k0 + kk) * M + m + OFF_A) >> 2u];
         }
         return vec4(a_at(m, k0 + kk), a_at(m + 1u, k0 + kk), a_at(m + 2u, k0 + kk), a_at(m + 3u, k0 + kk));
     }
     let row = row_base + e / (bk / 4u);
     let k = k0 + 4u * (e % (bk / 4u));
     if interior && VEC4_A && IMPLICIT == 0u {
-        return a[(row * K + k) >> 2u];
+        return a[(row * K + k + OFF_A) >> 2u];
     }
     return vec4(a_at(row, k), a_at(row, k + 1u), a_at(row, k + 2u), a_at(row, k + 3u));
 }
@@ -489,14 +548,14 @@ fn fetch_b_vec4(k0: u32, col_base: u32, e: u32, bn: u32, bk: u32, interior: bool
         let col = col_base + e / (bk / 4u);
         let k = k0 + 4u * (e % (bk / 4u));
         if interior && VEC4_B && IMPLICIT == 0u {
-            return b[(col * K + k) >> 2u];
+            return b[(col * K + k + OFF_B) >> 2u];
         }
         return vec4(b_at(k, col), b_at(k + 1u, col), b_at(k + 2u, col), b_at(k + 3u, col));
     }
     let kk = e / (bn / 4u);
     let col = col_base + 4u * (e % (bn / 4u));
     if interior && VEC4_B && IMPLICIT == 0u {
-        return b[((k0 + kk) * N + col) >> 2u];
+        return b[((k0 + kk) * N + col + OFF_B) >> 2u];
     }
     return vec4(b_at(k0 + kk, col), b_at(k0 + kk, col + 1u), b_at(k0 + kk, col + 2u), b_at(k0 + kk, col + 3u));
 }

@@ -139,105 +139,111 @@ fn matmul_wide(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(local_invocation_index) lidx: u32,
 ) {
-    load_dims();
-    if !split_k(wid.z, nwg.z) {
-        return;
-    }
     let threads = WG_X * WG_Y;
     let bm = 8u * WG_Y;
     let bn = 8u * WG_X;
     let loads_a = wide_loads_a();
     let loads_b = wide_loads_b();
-    let tiles = tile_count(bn, bm);
-    let run = tile_run(wid, nwg, tiles.x * tiles.y);
-    let slices = (KE - KB + WBK - 1u) / WBK;
-    for (var t = run.x; t < run.y; t++) {
-        let row_base = (t / tiles.x) * bm;
-        let col_base = (t % tiles.x) * bn;
-        let rows_in = row_base + bm <= M;
-        let cols_in = col_base + bn <= N;
-        var ra: array<vec4<f32>, WIDE_MAX_LOADS>;
-        var rb: array<vec4<f32>, WIDE_MAX_LOADS>;
-        // Prologue: slice 0 into buffer 0.
-        if slices > 0u {
-            let k_in = KB + WBK <= K;
-            for (var l = 0u; l < loads_a; l++) {
-                let e = lidx + l * threads;
-                wide_store_a(0u, e, wide_fetch_a(row_base, KB, e, rows_in && k_in));
-            }
-            for (var l = 0u; l < loads_b; l++) {
-                let e = lidx + l * threads;
-                wide_store_b(0u, e, wide_fetch_b(KB, col_base, e, cols_in && k_in));
-            }
+    // The tiles of every sample of a pair (`sample_run`).
+    let all = tile_run(wid, nwg, pair_tiles(bn, bm));
+    var base = 0u;
+    for (var ps = 0u; ps < p.samples; ps++) {
+        load_sample(ps);
+        let tiles = tile_count(bn, bm);
+        let run = sample_run(all, base, tiles.x * tiles.y);
+        base += tiles.x * tiles.y;
+        if !split_k(wid.z, nwg.z) {
+            continue;
         }
-        workgroupBarrier();
-        var acc00 = mat4x4<f32>();
-        var acc01 = mat4x4<f32>();
-        var acc10 = mat4x4<f32>();
-        var acc11 = mat4x4<f32>();
-        for (var s = 0u; s < slices; s++) {
-            let cur = s & 1u;
-            let more = s + 1u < slices;
-            if more {
-                // The next slice's global loads, held while this one runs.
-                let k0 = KB + (s + 1u) * WBK;
-                let k_in = k0 + WBK <= K;
+        let slices = (KE - KB + WBK - 1u) / WBK;
+        for (var t = run.x; t < run.y; t++) {
+            let row_base = (t / tiles.x) * bm;
+            let col_base = (t % tiles.x) * bn;
+            let rows_in = row_base + bm <= M;
+            let cols_in = col_base + bn <= N;
+            var ra: array<vec4<f32>, WIDE_MAX_LOADS>;
+            var rb: array<vec4<f32>, WIDE_MAX_LOADS>;
+            // Prologue: slice 0 into buffer 0.
+            if slices > 0u {
+                let k_in = KB + WBK <= K;
                 for (var l = 0u; l < loads_a; l++) {
-                    ra[l] = wide_fetch_a(row_base, k0, lidx + l * threads, rows_in && k_in);
+                    let e = lidx + l * threads;
+                    wide_store_a(0u, e, wide_fetch_a(row_base, KB, e, rows_in && k_in));
                 }
                 for (var l = 0u; l < loads_b; l++) {
-                    rb[l] = wide_fetch_b(k0, col_base, lidx + l * threads, cols_in && k_in);
-                }
-            }
-            for (var kk = 0u; kk < WBK; kk++) {
-                let ia = (cur * WBK + kk) * wide_lda();
-                let ib = (cur * WBK + kk) * wide_ldb();
-                let a0 = wide_a[ia + lid.y];
-                let a1 = wide_a[ia + WG_Y + lid.y];
-                let b0 = wide_b[ib + lid.x];
-                let b1 = wide_b[ib + WG_X + lid.x];
-                acc00[0] += a0.x * b0;
-                acc00[1] += a0.y * b0;
-                acc00[2] += a0.z * b0;
-                acc00[3] += a0.w * b0;
-                acc01[0] += a0.x * b1;
-                acc01[1] += a0.y * b1;
-                acc01[2] += a0.z * b1;
-                acc01[3] += a0.w * b1;
-                acc10[0] += a1.x * b0;
-                acc10[1] += a1.y * b0;
-                acc10[2] += a1.z * b0;
-                acc10[3] += a1.w * b0;
-                acc11[0] += a1.x * b1;
-                acc11[1] += a1.y * b1;
-                acc11[2] += a1.z * b1;
-                acc11[3] += a1.w * b1;
-            }
-            if more {
-                for (var l = 0u; l < loads_a; l++) {
-                    wide_store_a(cur ^ 1u, lidx + l * threads, ra[l]);
-                }
-                for (var l = 0u; l < loads_b; l++) {
-                    wide_store_b(cur ^ 1u, lidx + l * threads, rb[l]);
+                    let e = lidx + l * threads;
+                    wide_store_b(0u, e, wide_fetch_b(KB, col_base, e, cols_in && k_in));
                 }
             }
             workgroupBarrier();
-        }
-        let r0 = row_base + 4u * lid.y;
-        let r1 = row_base + 4u * (WG_Y + lid.y);
-        let c0 = col_base + 4u * lid.x;
-        let c1 = col_base + 4u * (WG_X + lid.x);
-        if r0 < M && c0 < N {
-            store_tile(r0, c0, acc00);
-        }
-        if r0 < M && c1 < N {
-            store_tile(r0, c1, acc01);
-        }
-        if r1 < M && c0 < N {
-            store_tile(r1, c0, acc10);
-        }
-        if r1 < M && c1 < N {
-            store_tile(r1, c1, acc11);
+            var acc00 = mat4x4<f32>();
+            var acc01 = mat4x4<f32>();
+            var acc10 = mat4x4<f32>();
+            var acc11 = mat4x4<f32>();
+            for (var s = 0u; s < slices; s++) {
+                let cur = s & 1u;
+                let more = s + 1u < slices;
+                if more {
+                    // The next slice's global loads, held while this one runs.
+                    let k0 = KB + (s + 1u) * WBK;
+                    let k_in = k0 + WBK <= K;
+                    for (var l = 0u; l < loads_a; l++) {
+                        ra[l] = wide_fetch_a(row_base, k0, lidx + l * threads, rows_in && k_in);
+                    }
+                    for (var l = 0u; l < loads_b; l++) {
+                        rb[l] = wide_fetch_b(k0, col_base, lidx + l * threads, cols_in && k_in);
+                    }
+                }
+                for (var kk = 0u; kk < WBK; kk++) {
+                    let ia = (cur * WBK + kk) * wide_lda();
+                    let ib = (cur * WBK + kk) * wide_ldb();
+                    let a0 = wide_a[ia + lid.y];
+                    let a1 = wide_a[ia + WG_Y + lid.y];
+                    let b0 = wide_b[ib + lid.x];
+                    let b1 = wide_b[ib + WG_X + lid.x];
+                    acc00[0] += a0.x * b0;
+                    acc00[1] += a0.y * b0;
+                    acc00[2] += a0.z * b0;
+                    acc00[3] += a0.w * b0;
+                    acc01[0] += a0.x * b1;
+                    acc01[1] += a0.y * b1;
+                    acc01[2] += a0.z * b1;
+                    acc01[3] += a0.w * b1;
+                    acc10[0] += a1.x * b0;
+                    acc10[1] += a1.y * b0;
+                    acc10[2] += a1.z * b0;
+                    acc10[3] += a1.w * b0;
+                    acc11[0] += a1.x * b1;
+                    acc11[1] += a1.y * b1;
+                    acc11[2] += a1.z * b1;
+                    acc11[3] += a1.w * b1;
+                }
+                if more {
+                    for (var l = 0u; l < loads_a; l++) {
+                        wide_store_a(cur ^ 1u, lidx + l * threads, ra[l]);
+                    }
+                    for (var l = 0u; l < loads_b; l++) {
+                        wide_store_b(cur ^ 1u, lidx + l * threads, rb[l]);
+                    }
+                }
+                workgroupBarrier();
+            }
+            let r0 = row_base + 4u * lid.y;
+            let r1 = row_base + 4u * (WG_Y + lid.y);
+            let c0 = col_base + 4u * lid.x;
+            let c1 = col_base + 4u * (WG_X + lid.x);
+            if r0 < M && c0 < N {
+                store_tile(r0, c0, acc00);
+            }
+            if r0 < M && c1 < N {
+                store_tile(r0, c1, acc01);
+            }
+            if r1 < M && c0 < N {
+                store_tile(r1, c0, acc10);
+            }
+            if r1 < M && c1 < N {
+                store_tile(r1, c1, acc11);
+            }
         }
     }
 }

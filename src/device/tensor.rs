@@ -277,6 +277,44 @@ impl Tensor {
         Ok(Tensor { buffer: self.buffer.clone(), offset, shape: shape.to_vec(), ..self.clone() })
     }
 
+    /// Whether `other` is this tensor: the same elements of the same buffer.
+    pub(crate) fn same_as(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.buffer, &other.buffer)
+            && self.offset == other.offset
+            && self.shape == other.shape
+            && self.slots == other.slots
+    }
+
+    /// A view from this tensor's first element through `other`'s last, and
+    /// `other`'s distance from this one in elements: where both lie in one
+    /// buffer, `other` at or after this one, a multiple of 4 elements
+    /// apart, and the span fits one binding (a paired matmul binds both
+    /// samples' operands as one). None otherwise.
+    pub(crate) fn span_to(&self, other: &Tensor, gpu: &Gpu) -> Option<(Tensor, usize)> {
+        if !Arc::ptr_eq(&self.buffer, &other.buffer) || other.offset < self.offset || self.dtype != other.dtype {
+            return None;
+        }
+        if self.same_as(other) {
+            // One operand for both (a slotted batch keeps its slots).
+            return Some((self.clone(), 0));
+        }
+        if self.slots > 1 || other.slots > 1 {
+            return None;
+        }
+        let gap = other.offset - self.offset;
+        if !gap.is_multiple_of(16) {
+            return None;
+        }
+        let stride = usize::try_from(gap / 4).ok()?;
+        let len = stride.checked_add(other.len())?;
+        let bytes = binding_bytes(len);
+        let limit = gpu.limits().max_storage_buffer_binding_size;
+        if bytes > limit || self.offset + bytes > self.buffer.size() {
+            return None;
+        }
+        Some((Tensor { shape: vec![len], slot_stride: 0, slots: 1, ..self.clone() }, stride))
+    }
+
     /// The same storage seen with another shape of equal length.
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
         if shape.iter().product::<usize>() != self.len() {

@@ -6,13 +6,14 @@
 //! the other tuning knobs (`knobs`).
 
 mod knobs;
+mod pair;
+mod setup;
 
-use super::conv::ConvGeom;
 pub use super::matmul_desc::{Dims, DynDims, Implicit, Layout, Scatter, Size, flops};
 use super::{KernelParams, NONE, need, u32_of};
 use crate::device::record::Recorder;
-use crate::device::shader::{Constants, Kernel, Shader, capped_grid, grid_2d};
-use crate::device::tensor::{DType, Tensor};
+use crate::device::shader::{Kernel, Shader, capped_grid, grid_2d};
+use crate::device::tensor::Tensor;
 use crate::error::{Error, Result};
 
 /// Keep in sync with `MatmulParams` in shaders/matmul.wgsl.
@@ -45,6 +46,16 @@ pub struct MatmulParams {
     /// room of this many floats of partials (`split_count` in
     /// shaders/shared/matmul_core.wgsl).
     pub split_room: u32,
+    /// Products in the launch: 1, or 2 for a pair (`record_pair`), whose
+    /// second sample's operands start these many floats (entries of dims)
+    /// after the first's.
+    pub samples: u32,
+    pub stride_a: u32,
+    pub stride_b: u32,
+    pub stride_c: u32,
+    pub stride_bias: u32,
+    pub stride_gate: u32,
+    pub stride_dims: u32,
     pub _pad: u32,
 }
 
@@ -214,94 +225,6 @@ impl<'a> Matmul<'a> {
         self.sizes.iter().any(|s| *s != Size::Static)
     }
 
-    /// Records C = alpha·op(A)·op(B) + beta·C (+ epilogues).
-    /// c: [m, n]; a: [m, k] or [k, m] (TN); b: [k, n] or [n, k] (NT). With
-    /// dynamic sizes, `d` gives their upper bounds (multiples of 4).
-    /// The override constants and parameters of this product that do not
-    /// depend on the variant: layout, alignment, epilogues, implicit
-    /// operand, dynamic sizes, scatter (checked).
-    fn operand_setup(&self, c: &Tensor, (m, n, k): (u32, u32, u32)) -> Result<(Constants, MatmulParams)> {
-        const OP: &str = "matmul";
-        let layout = self.layout;
-        let [sm, sn, sk] = self.sizes;
-        let vec4_a = if layout.trans_a() { sm.aligned(m) } else { sk.aligned(k) };
-        let vec4_b = if layout.trans_b() { sk.aligned(k) } else { sn.aligned(n) };
-        let flag = |b: bool| f64::from(u8::from(b));
-        let mut constants: Constants = vec![
-            ("TRANS_A", flag(layout.trans_a())),
-            ("TRANS_B", flag(layout.trans_b())),
-            ("VEC4_A", flag(vec4_a)),
-            ("VEC4_B", flag(vec4_b)),
-            ("VEC4_C", flag(sn.aligned(n))),
-            ("BIAS", flag(self.bias.is_some())),
-            ("RELU", flag(self.relu)),
-            ("GATE", flag(self.gate.is_some())),
-            ("SCATTER", flag(self.scatter.is_some())),
-            (
-                "IMPLICIT",
-                match self.implicit {
-                    None => 0.0,
-                    Some(Implicit::A(_)) => 1.0,
-                    Some(Implicit::B(_)) => 2.0,
-                    Some(Implicit::Dx(_)) => 3.0,
-                },
-            ),
-        ];
-        if let Some(Implicit::A(g) | Implicit::B(g) | Implicit::Dx(g)) = self.implicit {
-            constants.push(("IM_POW2", flag(g.stride.is_power_of_two())));
-        }
-        let mut params = MatmulParams {
-            m,
-            n,
-            k,
-            beta: self.beta,
-            alpha: self.alpha,
-            dyn_m: sm.code()?,
-            dyn_n: sn.code()?,
-            dyn_k: sk.code()?,
-            ldc: n,
-            rows_map: NONE,
-            cols_map: NONE,
-            col_blocks: 1,
-            col_block_full: n,
-            im_h: 0,
-            im_w: 0,
-            im_oh: 0,
-            im_ow: 0,
-            im_kh: 1,
-            im_kw: 1,
-            im_stride: 1,
-            im_pad: 0,
-            splits: 1,
-            split_room: 0,
-            _pad: 0,
-        };
-        if let Some(Implicit::A(g) | Implicit::B(g) | Implicit::Dx(g)) = self.implicit {
-            let (oh, ow) = g.out()?;
-            let u = |what: &str, v: usize| u32_of(OP, what, v);
-            (params.im_h, params.im_w, params.im_oh, params.im_ow) =
-                (u("h", g.h)?, u("w", g.w)?, u("oh", oh)?, u("ow", ow)?);
-            (params.im_kh, params.im_kw) = (u("kh", g.kh)?, u("kw", g.kw)?);
-            (params.im_stride, params.im_pad) = (u("stride", g.stride)?, u("pad", g.pad)?);
-        }
-        if self.sizes.iter().any(|s| matches!(s, Size::Kept { .. })) {
-            let Some(dims) = self.dims else {
-                return Err(Error::InvalidArgument("matmul: kept sizes without a dims tensor".into()));
-            };
-            need(OP, "dims", dims, 1, DType::U32)?;
-        }
-        if let Some(sc) = &self.scatter {
-            need(OP, "maps", sc.maps, 1, DType::U32)?;
-            need(OP, "C", c, 1, DType::F32)?;
-            params.ldc = u32_of(OP, "ldc", sc.ldc)?;
-            params.rows_map = opt_index(OP, "rows map", sc.rows)?;
-            params.cols_map = opt_index(OP, "cols map", sc.cols)?;
-            params.col_blocks = u32_of(OP, "column blocks", sc.col_blocks.max(1))?;
-            params.col_block_full = u32_of(OP, "column block width", sc.col_block_full)?;
-        }
-        Ok((constants, params))
-    }
-
     /// Records `matmul_pack` of this product's operands into two new
     /// tensors of u32 (A's, B's), each u32 a pair of f16 (low half first):
     /// the packs `matmul_coop_direct` would multiply on blocks of
@@ -324,62 +247,28 @@ impl<'a> Matmul<'a> {
         record_packs_alone(rec, (&setup.0, &setup.1), (a, b, dims), (m, n, k), tile)
     }
 
-    /// The operands' lengths that `record` needs for `d`, checked against
-    /// the tensors (C, A, B, bias, gate).
-    fn check_operands(&self, c: &Tensor, a: &Tensor, b: &Tensor, d: Dims) -> Result<(usize, usize)> {
-        const OP: &str = "matmul";
-        if self.scatter.is_none() {
-            need(OP, "C", c, d.m * d.n, DType::F32)?;
-        }
-        let x_len = |g: ConvGeom, rows: usize, cols: usize| -> Result<usize> {
-            let (oh, ow) = g.out()?;
-            let taps = g.kh * g.kw;
-            if !cols.is_multiple_of(4 * taps) {
-                return Err(Error::InvalidArgument(format!(
-                    "matmul: an implicit convolution operand needs a multiple of 4 channels per kernel position, got {cols} columns over {taps} positions"
-                )));
-            }
-            Ok(rows.div_ceil(oh * ow) * g.h * g.w * (cols / taps))
-        };
-        let (a_len, b_len) = match self.implicit {
-            None => (d.m * d.k, d.k * d.n),
-            Some(Implicit::A(g)) if !self.layout.trans_a() => (x_len(g, d.m, d.k)?, d.k * d.n),
-            Some(Implicit::B(g)) if !self.layout.trans_b() => (d.m * d.k, x_len(g, d.k, d.n)?),
-            Some(Implicit::Dx(g)) if self.layout == Layout::NN => {
-                let (oh, ow) = g.out()?;
-                if !d.n.is_multiple_of(4) {
-                    return Err(Error::InvalidArgument(format!(
-                        "matmul: an implicit input gradient needs a multiple of 4 input channels, got {}",
-                        d.n
-                    )));
-                }
-                // dY: the samples' output pixels × K / positions channels
-                // (x_len's check of K, then the count over dY's pixels).
-                x_len(g, d.m, d.k)?;
-                let samples = d.m.div_ceil(g.h * g.w);
-                (samples * oh * ow * (d.k / (g.kh * g.kw)), d.k * d.n)
-            }
-            Some(_) => {
-                return Err(Error::InvalidArgument(format!(
-                    "matmul: an implicit convolution operand cannot be transposed (layout {})",
-                    self.layout.name()
-                )));
-            }
-        };
-        need(OP, "A", a, a_len, DType::F32)?;
-        need(OP, "B", b, b_len, DType::F32)?;
-        if let Some(bias) = self.bias {
-            need(OP, "bias", bias, d.n, DType::F32)?;
-        }
-        if let Some(gate) = self.gate {
-            need(OP, "gate", gate, d.m * d.n, DType::F32)?;
-        }
-        Ok((a_len, b_len))
+    /// Records C = alpha·op(A)·op(B) + beta·C (+ epilogues).
+    /// c: [m, n]; a: [m, k] or [k, m] (TN); b: [k, n] or [n, k] (NT). With
+    /// dynamic sizes, `d` gives their upper bounds (multiples of 4).
+    pub fn record(&self, rec: &mut Recorder, c: &Tensor, a: &Tensor, b: &Tensor, d: Dims) -> Result<()> {
+        self.record_with(rec, (c, a, b), d, None)
     }
 
-    pub fn record(&self, rec: &mut Recorder, c: &Tensor, a: &Tensor, b: &Tensor, d: Dims) -> Result<()> {
+    /// `record`, or with `pair` the pair of this product and `pair`'s in
+    /// one launch where the variant and product allow (`pair::Pair`), else
+    /// the two one after the other.
+    fn record_with(
+        &self,
+        rec: &mut Recorder,
+        (c, a, b): (&Tensor, &Tensor, &Tensor),
+        d: Dims,
+        pair: Option<&pair::Pair>,
+    ) -> Result<()> {
         const OP: &str = "matmul";
         let (a_len, b_len) = self.check_operands(c, a, b, d)?;
+        if let Some(pr) = pair {
+            pr.second.check_operands(pr.ops.0, pr.ops.1, pr.ops.2, d)?;
+        }
         if d.m == 0 || d.n == 0 {
             return Ok(());
         }
@@ -394,6 +283,10 @@ impl<'a> Matmul<'a> {
             && !self.is_dynamic()
             && !self.relu
             && self.implicit.is_none();
+        // Static sizes (`plain`) and an empty K: a pair runs as two.
+        if let Some(pr) = pair.filter(|_| d.k == 0 && self.beta == 0.0 && plain) {
+            return pr.one_by_one(rec, self, (c, a, b), d);
+        }
         if d.k == 0 && self.beta == 0.0 && plain {
             // An empty sum: C = 0.
             return c.view(0, &[d.m * d.n]).and_then(|v| super::fill::fill_f32(rec, &v, 0.0));
@@ -412,6 +305,16 @@ impl<'a> Matmul<'a> {
         } else {
             gpu.matmul_variant_for(m, n)
         });
+        // A pair runs in one launch only on the f32 variants, from its
+        // operands as stored, and stored without scatter (both samples
+        // would add into the same gradient).
+        let pairable = matches!(variant, Variant::RegTile | Variant::Shared | Variant::Wide | Variant::Naive)
+            && self.implicit.is_none()
+            && self.scatter.is_none();
+        let pair = match pair {
+            Some(pr) if !pairable => return pr.one_by_one(rec, self, (c, a, b), d),
+            other => other,
+        };
         let mut fit = self.tile_fit()?;
         // `coop` multiplies f16 packs of the operands unless asked to stage
         // them, or a pack would not fit one binding; from the packs directly
@@ -450,6 +353,7 @@ impl<'a> Matmul<'a> {
         let kpacks = if variant == Variant::Wide && self.implicit.is_none() {
             let kept = self.sizes.iter().any(|s| matches!(s, Size::Kept { .. }));
             let want = match self.wide_kpack {
+                _ if pair.is_some() => false,
                 Some(on) => on,
                 None => wide_kpack_env()?.unwrap_or_else(|| !kept && kpack_rule(ty, (m, n, k))),
             };
@@ -518,12 +422,35 @@ impl<'a> Matmul<'a> {
             u32::MAX
         };
         let groups = capped_grid(tiles.x.saturating_mul(tiles.y), cap, limit);
+        let kept_k = matches!(self.sizes[2], Size::Kept { .. });
+        let max_floats = gpu.limits().max_storage_buffer_binding_size / 4;
+        let splits = match self.split {
+            Some(s) if s > 1 && !variant.splits_k() => {
+                return Err(Error::InvalidArgument(format!("matmul: the {} variant does not split K", variant.name())));
+            }
+            Some(s) => s,
+            None if self.split_within.is_some() => 1,
+            None => auto_splits(ty, variant, tiles.x * tiles.y, k, fit.kept, kept_k),
+        };
+        // Left to the device where asked, or on GPUs for a kept-count
+        // product the fixed rule leaves unsplit.
+        let within = match (self.split, self.split_within) {
+            (None, Some(w)) => Some(w),
+            (None, None) if splits <= 1 => kept_splits(ty, variant, fit, (kept_k, k), kept_splits_env()?),
+            _ => None,
+        };
+        // Split K runs a pair as two.
+        if let Some(pr) = pair.filter(|_| splits > 1 || within.is_some_and(|(most, _)| most > 1)) {
+            return pr.one_by_one(rec, self, (c, a, b), d);
+        }
+        if let Some(pr) = pair {
+            return pr.record(rec, self, (c, a, b), (variant.kernel(), &constants, params), (tiles, cap, limit));
+        }
         let (one, zero_u32) = (Tensor::one(gpu), Tensor::zero_u32(gpu));
         let bias = self.bias.unwrap_or(&one);
         let gate = self.gate.unwrap_or(&one);
         let dims = self.dims.unwrap_or(&zero_u32);
         let maps = self.scatter.map_or(&zero_u32, |s| s.maps);
-        let kept_k = matches!(self.sizes[2], Size::Kept { .. });
         let (kpack_a, kpack_b) = if packed.0 || packed.1 {
             record_kpacks(rec, (&constants, &params), (a, b, dims), kpacks, gpu.grid_cap())?
         } else {
@@ -547,22 +474,6 @@ impl<'a> Matmul<'a> {
             // The tiled kernel reads them as 16-byte chunks.
             bind.extend(if tiled { [(12, pa), (13, pb)] } else { [(9, pa), (10, pb)] });
         }
-        let max_floats = gpu.limits().max_storage_buffer_binding_size / 4;
-        let splits = match self.split {
-            Some(s) if s > 1 && !variant.splits_k() => {
-                return Err(Error::InvalidArgument(format!("matmul: the {} variant does not split K", variant.name())));
-            }
-            Some(s) => s,
-            None if self.split_within.is_some() => 1,
-            None => auto_splits(ty, variant, tiles.x * tiles.y, k, fit.kept, kept_k),
-        };
-        // Left to the device where asked, or on GPUs for a kept-count
-        // product the fixed rule leaves unsplit.
-        let within = match (self.split, self.split_within) {
-            (None, Some(w)) => Some(w),
-            (None, None) if splits <= 1 => kept_splits(ty, variant, fit, (kept_k, k), kept_splits_env()?),
-            _ => None,
-        };
         if let Some((most, room)) = within.filter(|&(most, _)| most > 1) {
             if !variant.splits_k() {
                 return Err(Error::InvalidArgument(format!("matmul: the {} variant does not split K", variant.name())));

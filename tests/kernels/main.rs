@@ -18,6 +18,7 @@ mod matmul_implicit;
 mod matmul_kept;
 mod matmul_large;
 mod matmul_pack;
+mod matmul_pair;
 mod optim;
 mod pool;
 mod project;

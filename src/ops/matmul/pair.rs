@@ -1,0 +1,166 @@
+//! Pairs: the same product of a sparse step's two mask samples in one
+//! launch (`Matmul::record_pair`). Each sample has its own operands, kept
+//! counts and bias; the kernel runs over the tiles of sample 0, then of
+//! sample 1, each with its sizes and operands (`load_sample` in
+//! shaders/shared/matmul_core.wgsl). A small kept product fills twice the
+//! workgroups of one, and the step launches once instead of twice. Where
+//! a launch cannot take both (split K, scatter, packs, implicit operands,
+//! the cooperative-matrix variant, operands in different buffers), the two
+//! run one after the other: the results are the same bit for bit.
+
+use glam::UVec3;
+
+use super::{Matmul, MatmulParams, Size};
+use crate::device::record::Recorder;
+use crate::device::shader::{Constants, Kernel, capped_grid};
+use crate::device::tensor::Tensor;
+use crate::error::Result;
+use crate::ops::matmul_desc::Dims;
+
+/// The second sample's product and operands (C, A, B).
+pub(super) struct Pair<'p> {
+    pub second: &'p Matmul<'p>,
+    pub ops: (&'p Tensor, &'p Tensor, &'p Tensor),
+    /// Entries of `dims` between the two samples' kept counts.
+    stride_dims: u32,
+}
+
+impl<'a> Matmul<'a> {
+    /// Records this product on sample 0's operands `ops` (C, A, B) and
+    /// `second` on sample 1's `ops1`, in one launch where it can. `second`
+    /// must be this product but for its bias and gate tensors and its kept
+    /// counts (each sample's, the same distance apart in the same dims
+    /// tensor); each operand of sample 1 must lie in the same buffer as
+    /// sample 0's, at or after it (`Tensor::span_to`). Otherwise, and
+    /// where the product is split along K, scatters, or runs on packs,
+    /// implicit operands or cooperative matrices, the two are recorded one
+    /// after the other, with the same results.
+    pub fn record_pair(
+        &self,
+        rec: &mut Recorder,
+        ops: (&Tensor, &Tensor, &Tensor),
+        second: &Matmul,
+        ops1: (&Tensor, &Tensor, &Tensor),
+        d: Dims,
+    ) -> Result<()> {
+        let Some(stride_dims) = self.pair_stride(second) else {
+            self.record(rec, ops.0, ops.1, ops.2, d)?;
+            return second.record(rec, ops1.0, ops1.1, ops1.2, d);
+        };
+        let pair = Pair { second, ops: ops1, stride_dims };
+        self.record_with(rec, ops, d, Some(&pair))
+    }
+
+    /// The distance between the two products' kept-count entries where
+    /// `o` is this product but for its operands and kept counts, else None.
+    fn pair_stride(&self, o: &Matmul) -> Option<u32> {
+        let same = self.layout == o.layout
+            && self.alpha.to_bits() == o.alpha.to_bits()
+            && self.beta.to_bits() == o.beta.to_bits()
+            && self.variant == o.variant
+            && self.bias.is_some() == o.bias.is_some()
+            && self.relu == o.relu
+            && self.gate.is_some() == o.gate.is_some()
+            && self.scatter.is_none()
+            && o.scatter.is_none()
+            && self.implicit.is_none()
+            && o.implicit.is_none()
+            && self.split == o.split
+            && self.split_within == o.split_within
+            && self.wide_bk == o.wide_bk
+            && self.wide_tile == o.wide_tile
+            && self.coop_mode == o.coop_mode
+            && self.wide_pad == o.wide_pad
+            && self.coop_shape == o.coop_shape
+            && self.coop_unroll == o.coop_unroll
+            && self.wide_kpack == o.wide_kpack;
+        if !same {
+            return None;
+        }
+        match (self.dims, o.dims) {
+            (None, None) => {}
+            (Some(x), Some(y)) if x.same_as(y) => {}
+            _ => return None,
+        }
+        let mut stride = None;
+        for (x, y) in self.sizes.iter().zip(&o.sizes) {
+            match (*x, *y) {
+                (Size::Static, Size::Static) => {}
+                (Size::Batch { per: p }, Size::Batch { per: q }) if p == q => {}
+                (Size::Kept { count: c0, blocks: b0 }, Size::Kept { count: c1, blocks: b1 }) if b0 == b1 => {
+                    let s = c1.checked_sub(c0)?;
+                    if stride.is_some_and(|t| t != s) {
+                        return None;
+                    }
+                    stride = Some(s);
+                }
+                _ => return None,
+            }
+        }
+        u32::try_from(stride.unwrap_or(0)).ok()
+    }
+}
+
+impl Pair<'_> {
+    /// The two products one after the other.
+    pub(super) fn one_by_one(
+        &self,
+        rec: &mut Recorder,
+        first: &Matmul,
+        (c, a, b): (&Tensor, &Tensor, &Tensor),
+        d: Dims,
+    ) -> Result<()> {
+        first.record(rec, c, a, b, d)?;
+        self.second.record(rec, self.ops.0, self.ops.1, self.ops.2, d)
+    }
+
+    /// The pair in one launch of `kernel` (an f32 variant, unsplit) with
+    /// the first product's constants and parameters, over both samples'
+    /// `tiles` each (at most `cap` workgroups, `limit` per grid dimension);
+    /// one by one where an operand pair does not share a buffer.
+    pub(super) fn record(
+        &self,
+        rec: &mut Recorder,
+        first: &Matmul,
+        (c, a, b): (&Tensor, &Tensor, &Tensor),
+        (kernel, constants, params): (Kernel, &Constants, MatmulParams),
+        (tiles, cap, limit): (UVec3, u32, u32),
+    ) -> Result<()> {
+        let gpu = rec.gpu();
+        let span = |x: &Tensor, y: &Tensor| x.span_to(y, gpu).filter(|(t, _)| u32::try_from(t.len()).is_ok());
+        let spans = (span(c, self.ops.0), span(a, self.ops.1), span(b, self.ops.2));
+        let (Some((cs, sc)), Some((as_, sa)), Some((bs, sb))) = spans else {
+            return self.one_by_one(rec, first, (c, a, b), d_of(params));
+        };
+        let opt = |x: Option<&Tensor>, y: Option<&Tensor>| match (x, y) {
+            (Some(x), Some(y)) => span(x, y).map(Some),
+            _ => Some(None),
+        };
+        let (Some(bias), Some(gate)) = (opt(first.bias, self.second.bias), opt(first.gate, self.second.gate)) else {
+            return self.one_by_one(rec, first, (c, a, b), d_of(params));
+        };
+        let u = |s: usize| u32::try_from(s).unwrap_or(u32::MAX);
+        let params = MatmulParams {
+            samples: 2,
+            stride_a: u(sa),
+            stride_b: u(sb),
+            stride_c: u(sc),
+            stride_bias: bias.as_ref().map_or(0, |(_, s)| u(*s)),
+            stride_gate: gate.as_ref().map_or(0, |(_, s)| u(*s)),
+            stride_dims: self.stride_dims,
+            ..params
+        };
+        let (one, zero_u32) = (Tensor::one(gpu), Tensor::zero_u32(gpu));
+        let bias_t = bias.as_ref().map_or(&one, |(t, _)| t);
+        let gate_t = gate.as_ref().map_or(&one, |(t, _)| t);
+        let dims = first.dims.unwrap_or(&zero_u32);
+        let bind = [(1, &as_), (2, &bs), (3, &cs), (4, bias_t), (5, gate_t), (6, dims), (7, &zero_u32)];
+        let groups = capped_grid(tiles.x.saturating_mul(tiles.y).saturating_mul(2), cap, limit);
+        rec.dispatch(kernel, constants, (0, &params), &bind, groups)
+    }
+}
+
+/// The static sizes of a product's parameters.
+fn d_of(p: MatmulParams) -> Dims {
+    Dims { m: p.m as usize, n: p.n as usize, k: p.k as usize }
+}

@@ -1,0 +1,226 @@
+//! Pairs (`Matmul::record_pair`): the same product of two mask samples in
+//! one launch, each on its own operands, kept counts and bias, against the
+//! f64 reference per sample and, bit for bit, against the two products
+//! recorded one by one. Sizes are kept counts read on the device (each
+//! sample's at its own entries of one dims tensor) or static; a sample may
+//! keep nothing. Every f32 variant takes pairs in one launch; split K,
+//! `coop` and operands in separate buffers run one by one, checked the same.
+
+use rand::Rng;
+use sparsetrain::cpu::matmul::matmul_fused;
+use sparsetrain::ops::matmul::{Dims, Layout, Matmul, Size, Variant};
+use sparsetrain::{Recorder, Tensor};
+
+use crate::common::*;
+use crate::matmul::{Run, matmul_runs, shapes_of, tol};
+
+/// Real (m, n, k) of sample 0 and sample 1: unequal, awkward, nothing kept
+/// by one sample, one of everything, and the static bounds themselves.
+const CASES: [[(usize, usize, usize); 2]; 7] = [
+    [(5, 7, 9), (17, 30, 23)],
+    [(1, 1, 1), (13, 0, 6)],
+    [(8, 12, 0), (3, 5, 2)],
+    [(31, 29, 37), (31, 29, 37)],
+    [(290, 6, 11), (67, 13, 5)],
+    [(0, 0, 0), (61, 41, 43)],
+    [(64, 72, 40), (60, 68, 36)],
+];
+
+/// The bound of every case's sizes (a layer's full width).
+const MAX: Dims = Dims { m: 296, n: 72, k: 44 };
+
+/// Values of one sample's operand: real rows × cols of a stored
+/// [rows_p, cols_p] (padded) block, zero past them, the rest of the view
+/// `poison`.
+fn block(r: &mut impl Rng, (rows, cols): (usize, usize), (rows_p, cols_p): (usize, usize), len: usize) -> Vec<f32> {
+    let mut v = vec![0.0f32; len];
+    for i in 0..rows_p {
+        for j in 0..cols_p {
+            if i < rows && j < cols {
+                v[i * cols_p + j] = r.random_range(-1.0..1.0);
+            }
+        }
+    }
+    v
+}
+
+/// Two views of `len` floats in one buffer (`gap` floats between their
+/// starts, a multiple of 64), holding `data[0]` and `data[1]`.
+fn joint(gpu: &sparsetrain::Gpu, label: &str, len: usize, data: [&[f32]; 2]) -> [Tensor; 2] {
+    let gap = len.div_ceil(64) * 64 + 64;
+    let t = Tensor::zeros(gpu, label, &[gap + len], sparsetrain::DType::F32).unwrap();
+    let views = [t.view(0, &[len]).unwrap(), t.view(gap, &[len]).unwrap()];
+    for (v, d) in views.iter().zip(data) {
+        v.upload(gpu, d).unwrap();
+    }
+    views
+}
+
+fn pair_cases(gpu: &sparsetrain::Gpu, test: &str) {
+    // Unpadded, default depth: the runs whose launches differ for pairs
+    // (K-major packs and the depths change nothing a pair does).
+    let runs: Vec<Run> = matmul_runs(gpu, test).into_iter().filter(|r| r.bk == 8 && r.pad && !r.kpack).collect();
+    let mut case = 0u64;
+    for run in runs {
+        let mut trace = Trace::new(test, &run.label());
+        // One launch per pair: the f32 variants, unsplit.
+        let one_launch = run.variant != Variant::Coop && run.split == 1 && run.within.is_none();
+        for layout in Layout::ALL {
+            for (ci, sizes) in CASES.iter().enumerate() {
+                for kept in [true, false] {
+                    if !kept && ci > 0 {
+                        // Static sizes: one case, both samples at the bounds.
+                        continue;
+                    }
+                    case += 1;
+                    let seed = 4100 + case;
+                    pair_case(gpu, &run, layout, *sizes, kept, seed, one_launch);
+                    trace.case();
+                }
+            }
+        }
+    }
+}
+
+/// One pair: bias + ReLU (C poisoned), and an accumulating gated product;
+/// A shared by both samples where the sizes are static (a first layer's
+/// input), else each sample's own.
+fn pair_case(
+    gpu: &sparsetrain::Gpu,
+    run: &Run,
+    layout: Layout,
+    sizes: [(usize, usize, usize); 2],
+    kept: bool,
+    seed: u64,
+    one_launch: bool,
+) {
+    let mut r = rng(seed);
+    let pad = |x: usize| x.div_ceil(4) * 4;
+    let real = if kept { sizes } else { [(MAX.m, MAX.n, MAX.k); 2] };
+    let d: [Dims; 2] = real.map(|(m, n, k)| Dims { m: pad(m).min(MAX.m), n: pad(n), k: pad(k) });
+    let (len_a, len_b, len_c) = (MAX.m * MAX.k, MAX.k * MAX.n, MAX.m * MAX.n);
+    let mut ops: Vec<[Vec<f32>; 5]> = Vec::new();
+    for j in 0..2 {
+        let (sa, sb) = shapes_of(layout, d[j]);
+        let (rm, rn, rk) = real[j];
+        let ra = if layout.trans_a() { (rk, rm) } else { (rm, rk) };
+        let rb = if layout.trans_b() { (rn, rk) } else { (rk, rn) };
+        let a = block(&mut r, ra, (sa[0], sa[1]), len_a);
+        let b = block(&mut r, rb, (sb[0], sb[1]), len_b);
+        let bias = block(&mut r, (1, rn), (1, d[j].n), MAX.n);
+        let gate = rand_f32(&mut r, len_c, -1.0, 1.0);
+        let acc = rand_f32(&mut r, len_c, -1.0, 1.0);
+        ops.push([a, b, bias, gate, acc]);
+    }
+    if !kept {
+        // Static sizes: one A for both (its values are sample 0's).
+        ops[1][0] = ops[0][0].clone();
+    }
+    let dims: Vec<u32> = real.iter().flat_map(|&(m, n, k)| [m as u32, n as u32, k as u32]).collect();
+    let tdims = Tensor::from_u32(gpu, "dims", &[6], &dims).unwrap();
+    let op = |i: usize| [ops[0][i].as_slice(), ops[1][i].as_slice()];
+    let ta = if kept {
+        joint(gpu, "A", len_a, op(0))
+    } else {
+        let t = Tensor::from_f32(gpu, "A", &[len_a], &ops[0][0]).unwrap();
+        [t.clone(), t]
+    };
+    let (tb, tbias, tgate) =
+        (joint(gpu, "B", len_b, op(1)), joint(gpu, "bias", MAX.n, op(2)), joint(gpu, "gate", len_c, op(3)));
+    let nan = vec![f32::NAN; len_c];
+    let acc = op(4);
+    // Paired, then the same products one by one.
+    let tc = joint(gpu, "C", len_c, [&nan, &nan]);
+    let th = joint(gpu, "H", len_c, acc);
+    let (uc, uh) = (joint(gpu, "C'", len_c, [&nan, &nan]), joint(gpu, "H'", len_c, acc));
+    let mm = |j: usize| -> Matmul {
+        let base = run.matmul(layout);
+        if kept {
+            let s = |i: usize| Size::Kept { count: 3 * j + i, blocks: 1 };
+            base.sizes(Some(&tdims), s(0), s(1), s(2))
+        } else {
+            base
+        }
+    };
+    let dmax = if kept { MAX } else { d[0] };
+    let fwd = |j: usize| mm(j).bias(&tbias[j]).relu();
+    let back = |j: usize| mm(j).gate(&tgate[j]).accumulate();
+    let mut rec = Recorder::new(gpu);
+    fwd(0).record_pair(&mut rec, (&tc[0], &ta[0], &tb[0]), &fwd(1), (&tc[1], &ta[1], &tb[1]), dmax).unwrap();
+    back(0).record_pair(&mut rec, (&th[0], &ta[0], &tb[0]), &back(1), (&th[1], &ta[1], &tb[1]), dmax).unwrap();
+    let paired = rec.dispatches();
+    for j in 0..2 {
+        fwd(j).record(&mut rec, &uc[j], &ta[j], &tb[j], dmax).unwrap();
+        back(j).record(&mut rec, &uh[j], &ta[j], &tb[j], dmax).unwrap();
+    }
+    let singles = rec.dispatches() - paired;
+    rec.finish().unwrap();
+    let tag = format!(
+        "{} {} real {:?} {} (seed {seed})",
+        run.label(),
+        layout.name(),
+        real,
+        if kept { "kept" } else { "static" }
+    );
+    if one_launch {
+        assert_eq!(paired, 2, "{tag}: a pair of each product in one launch ({singles} one by one)");
+    }
+    for j in 0..2 {
+        let dj = d[j];
+        let (a64, b64) = (to_f64(&ops[j][0][..dj.m * dj.k]), to_f64(&ops[j][1][..dj.k * dj.n]));
+        let (bias64, gate64) = (to_f64(&ops[j][2][..dj.n]), to_f64(&ops[j][3][..dj.m * dj.n]));
+        let mut want_c = vec![0.0; dj.m * dj.n];
+        matmul_fused(&mut want_c, &a64, &b64, layout, 1.0, 0.0, dj, Some(&bias64), true, None, None);
+        let mut want_h = to_f64(&ops[j][4][..dj.m * dj.n]);
+        matmul_fused(&mut want_h, &a64, &b64, layout, 1.0, 1.0, dj, None, false, Some(&gate64), None);
+        let abs = tol(run.variant, 1e-5 * (dj.k as f64 + 1.0));
+        let got_c = tc[j].download_f32(gpu).unwrap();
+        assert_close(&format!("bias+relu sample {j} {tag}"), &got_c[..dj.m * dj.n], &want_c, abs, 1e-5);
+        assert!(got_c[dj.m * dj.n..].iter().all(|v| v.is_nan()), "{tag}: sample {j} wrote past its size");
+        let got_h = th[j].download_f32(gpu).unwrap();
+        assert_close(&format!("gated accumulate sample {j} {tag}"), &got_h[..dj.m * dj.n], &want_h, abs, 1e-5);
+        assert_eq!(&got_h[dj.m * dj.n..], &ops[j][4][dj.m * dj.n..], "{tag}: sample {j} wrote past its size");
+        // One launch or two, the same bits.
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got_c), bits(&uc[j].download_f32(gpu).unwrap()), "{tag}: sample {j} C paired vs alone");
+        assert_eq!(bits(&got_h), bits(&uh[j].download_f32(gpu).unwrap()), "{tag}: sample {j} H paired vs alone");
+    }
+}
+
+#[test]
+fn pairs_match_reference_and_single_products() {
+    let Some(gpu) = gpu("pairs_match_reference_and_single_products") else { return };
+    pair_cases(&gpu, "pairs_match_reference_and_single_products");
+}
+
+/// At most two workgroups: each loops over a run of tiles that crosses
+/// from sample 0's into sample 1's.
+#[test]
+fn pairs_on_a_capped_grid() {
+    let opts = sparsetrain::GpuOptions { grid_cap: Some(2), ..Default::default() };
+    let Some(gpu) = gpu_with("pairs_on_a_capped_grid", opts) else { return };
+    pair_cases(&gpu, "pairs_on_a_capped_grid");
+}
+
+/// Operands of the two samples in different buffers: one by one, the same
+/// results.
+#[test]
+fn pairs_in_separate_buffers_run_one_by_one() {
+    let Some(gpu) = gpu("pairs_in_separate_buffers_run_one_by_one") else { return };
+    let d = Dims { m: 13, n: 9, k: 7 };
+    let mut r = rng(4099);
+    let (a, b) = (rand_f32(&mut r, d.m * d.k, -1.0, 1.0), rand_f32(&mut r, d.k * d.n, -1.0, 1.0));
+    let ta = Tensor::from_f32(&gpu, "A", &[a.len()], &a).unwrap();
+    let tb = Tensor::from_f32(&gpu, "B", &[b.len()], &b).unwrap();
+    let tc = [0, 1].map(|_| Tensor::zeros(&gpu, "C", &[d.m * d.n], sparsetrain::DType::F32).unwrap());
+    let mm = Matmul::new(Layout::NN).variant(Variant::RegTile);
+    let mut rec = Recorder::new(&gpu);
+    mm.record_pair(&mut rec, (&tc[0], &ta, &tb), &mm, (&tc[1], &ta, &tb), d).unwrap();
+    assert_eq!(rec.dispatches(), 2, "C in two buffers: two launches");
+    rec.finish().unwrap();
+    let mut want = vec![0.0; d.m * d.n];
+    matmul_fused(&mut want, &to_f64(&a), &to_f64(&b), Layout::NN, 1.0, 0.0, d, None, false, None, None);
+    for (j, t) in tc.iter().enumerate() {
+        assert_close(&format!("separate buffers, sample {j}"), &t.download_f32(&gpu).unwrap(), &want, 1e-4, 1e-5);
+    }
+}
