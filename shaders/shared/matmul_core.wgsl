@@ -55,7 +55,8 @@ struct MatmulParams {
     stride_bias: u32,
     stride_gate: u32,
     stride_dims: u32,
-    _pad: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 

@@ -24,11 +24,16 @@ pub struct GpuOptions {
     /// Most workgroups per data-dependent dispatch (`Gpu::grid_cap`); `None`
     /// reads `SPARSETRAIN_GRID_CAP`, else the device-type rule.
     pub grid_cap: Option<u32>,
+    /// Whether a sparse step launches the same product of its two mask
+    /// samples once (`Matmul::record_pair`); `None` reads
+    /// `SPARSETRAIN_PAIRS` (`on`, the default, or `off`, two launches: an
+    /// experiment).
+    pub pairs: Option<bool>,
 }
 
 impl Default for GpuOptions {
     fn default() -> Self {
-        GpuOptions { backends: None, adapter: None, autotune: true, grid_cap: None }
+        GpuOptions { backends: None, adapter: None, autotune: true, grid_cap: None, pairs: None }
     }
 }
 
@@ -84,6 +89,7 @@ pub struct Gpu {
     pub(crate) matmul: OnceLock<MatmulChoice>,
     pub(crate) autotune: bool,
     grid_cap: u32,
+    pairs: bool,
     /// `Precision` of the matmuls recorded from now on (0 f32, 1 mixed).
     precision: AtomicU8,
     /// The partial products of split-K matmuls (`Tensor::split_scratch`).
@@ -339,6 +345,10 @@ impl Gpu {
                 Some(c) => c.max(1),
                 None => grid_cap_for(info.device_type)?,
             },
+            pairs: match opts.pairs {
+                Some(on) => on,
+                None => crate::device::variant::auto_on_off("SPARSETRAIN_PAIRS")?.unwrap_or(true),
+            },
             precision: AtomicU8::new(0),
             split_scratch: Mutex::new(None),
             coop_packs: [Mutex::new(None), Mutex::new(None)],
@@ -398,6 +408,11 @@ impl Gpu {
     /// per slot and sample), which apply whatever this says.
     pub fn grid_cap(&self) -> u32 {
         self.grid_cap
+    }
+
+    /// Whether pairs of products launch once (`GpuOptions::pairs`).
+    pub fn pairs(&self) -> bool {
+        self.pairs
     }
 
     /// The matmul variant in use and why it was chosen: set by

@@ -233,6 +233,53 @@ impl<'a> Ctx<'a, '_> {
     }
 }
 
+/// What sample 1's pass differs in from sample 0's `Ctx`, where a layer
+/// records both mask samples' passes of a sparse step at once
+/// (`Layer::forward_pair`, `Layer::backward_pair`).
+pub struct Second<'a> {
+    pub inputs: Vec<Act<'a>>,
+    pub output: Act<'a>,
+    pub d_output: Option<&'a Tensor>,
+    pub d_inputs: Vec<Option<GradOut<'a>>>,
+    pub scratch: &'a [Tensor],
+    pub input_ready: bool,
+    pub kept: Option<KeptSet<'a>>,
+    pub lazy: Option<LazyPass<'a>>,
+}
+
+impl<'a> Ctx<'a, '_> {
+    /// Trades this context's sample-specific parts with `s`: sample 0's
+    /// context becomes sample 1's, and back on a second call.
+    pub fn swap(&mut self, s: &mut Second<'a>) {
+        std::mem::swap(&mut self.inputs, &mut s.inputs);
+        std::mem::swap(&mut self.output, &mut s.output);
+        std::mem::swap(&mut self.d_output, &mut s.d_output);
+        std::mem::swap(&mut self.d_inputs, &mut s.d_inputs);
+        std::mem::swap(&mut self.scratch, &mut s.scratch);
+        std::mem::swap(&mut self.input_ready, &mut s.input_ready);
+        std::mem::swap(&mut self.kept, &mut s.kept);
+        std::mem::swap(&mut self.lazy, &mut s.lazy);
+    }
+
+    /// What `f` makes of sample 0's context and of sample 1's (`second`).
+    pub fn both<T>(&mut self, second: &mut Second<'a>, f: impl Fn(&Self) -> Result<T>) -> Result<(T, T)> {
+        let first = f(self)?;
+        self.swap(second);
+        let other = f(self);
+        self.swap(second);
+        Ok((first, other?))
+    }
+
+    /// `f` on sample 0's context, then on sample 1's (`second`).
+    pub fn each_sample(&mut self, second: &mut Second<'a>, mut f: impl FnMut(&mut Self) -> Result<()>) -> Result<()> {
+        f(self)?;
+        self.swap(second);
+        let r = f(self);
+        self.swap(second);
+        r
+    }
+}
+
 /// A layer's f64 reference: data of one batch, row-major like the device
 /// (NHWC).
 pub struct CpuIo<'a> {
@@ -319,6 +366,21 @@ pub trait Layer: std::fmt::Debug + Send + Sync {
     fn forward(&self, cx: &mut Ctx) -> Result<()>;
 
     fn backward(&self, cx: &mut Ctx) -> Result<()>;
+
+    /// Both mask samples' forwards of a sparse step (`Net::forward_samples`):
+    /// `cx` is sample 0's, `second` what sample 1's differs in. Sample 0's
+    /// work on a weight precedes sample 1's (lazy SGD's gathers rely on
+    /// it). By default the two one after the other; a layer whose products
+    /// pair up launches each pair once (`Matmul::record_pair`).
+    fn forward_pair<'a>(&self, cx: &mut Ctx<'a, '_>, second: &mut Second<'a>) -> Result<()> {
+        cx.each_sample(second, |c| self.forward(c))
+    }
+
+    /// Both samples' backwards, likewise: each parameter gradient gets
+    /// sample 0's part, then sample 1's.
+    fn backward_pair<'a>(&self, cx: &mut Ctx<'a, '_>, second: &mut Second<'a>) -> Result<()> {
+        cx.each_sample(second, |c| self.backward(c))
+    }
 
     /// Multiply-add FLOPs (2 per MAC) of one sample's forward pass, with
     /// `rho_in` and `rho_out` of the input and output channels kept.

@@ -11,9 +11,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::layer::{Act, Channels, CpuIo, Ctx, Init, Layer, ParamSets, ParamSpec, ScratchSpec, Shape, expect_inputs};
+use super::layer::{
+    Act, Channels, CpuIo, Ctx, Init, Layer, ParamSets, ParamSpec, ScratchSpec, Second, Shape, expect_inputs,
+};
 use crate::cpu;
 use crate::device::gpu::Gpu;
+use crate::device::tensor::Tensor;
 use crate::error::{Error, Result};
 use crate::ops::Rows;
 use crate::ops::gather::{Side, bias_grad_of, bias_partials_len, gather_weight_blocks};
@@ -32,6 +35,118 @@ pub struct Linear {
 impl Linear {
     pub fn new(out: usize, prunable: bool) -> Linear {
         Linear { out, prunable }
+    }
+}
+
+/// A product ready to record: the matmul, its (C, A, B) and static sizes.
+type Product<'a> = (Matmul<'a>, (&'a Tensor, &'a Tensor, &'a Tensor), Dims);
+
+impl Linear {
+    /// The kept rows and columns of the weight and bias into the compact
+    /// scratch (where a side is compacted), brought up to date under lazy
+    /// SGD.
+    fn gather(&self, cx: &mut Ctx) -> Result<()> {
+        let x = cx.inputs[0];
+        let ((cols, plane, c), rows) = (columns(&x), cx.output.side);
+        if cols == Side::Full && rows == Side::Full {
+            return Ok(());
+        }
+        let kept = cx.kept("linear")?;
+        let (wc, bc) = (&cx.scratch[0], &cx.scratch[1]);
+        match cx.lazy {
+            Some(lz) => lz.gather(cx.rec, 0, Some(1), wc, bc),
+            None => {
+                let (w, b) = (&cx.params[0], &cx.params[1]);
+                gather_weight_blocks(cx.rec, (wc, w), Some((bc, b)), kept, (rows, cols), (self.out, c), plane)
+            }
+        }
+    }
+
+    /// The forward product Y = X·Wᵀ + b (after `gather`), ReLU fused where
+    /// the graph fused it.
+    fn forward_product<'a>(&self, cx: &Ctx<'a, '_>) -> Result<Product<'a>> {
+        let x = cx.inputs[0];
+        let ((cols, plane, c), rows) = (columns(&x), cx.output.side);
+        let (i, o) = (fan_in(&[x.shape]), self.out);
+        let cap = cx.rows.max();
+        let (w, b): (&'a Tensor, &'a Tensor) = (&cx.params[0], &cx.params[1]);
+        if cols == Side::Full && rows == Side::Full {
+            let mut mm = Matmul::new(Layout::NT).bias(b).batch_m();
+            if cx.relu {
+                mm = mm.relu();
+            }
+            return Ok((mm, (cx.output.t, x.t, w), Dims { m: cap, n: o, k: i }));
+        }
+        let kept = cx.kept("linear")?;
+        let (wc, bc): (&'a Tensor, &'a Tensor) = (&cx.scratch[0], &cx.scratch[1]);
+        let mut mm = Matmul::new(Layout::NT).bias(bc).sizes(
+            Some(kept.dims),
+            Size::Batch { per: 1 },
+            size(rows, 1),
+            size(cols, plane),
+        );
+        if cx.relu {
+            mm = mm.relu();
+        }
+        Ok((mm, (cx.output.t, x.t, wc), Dims { m: cap, n: rows.max_len(o), k: cols.max_len(c) * plane }))
+    }
+
+    /// The weight and bias gradients, added into the full-size gradients
+    /// (two mask samples add up; the optimizer clears them after each step).
+    fn param_grads(&self, cx: &mut Ctx) -> Result<()> {
+        let x = cx.inputs[0];
+        let ((cols, plane, c), rows) = (columns(&x), cx.output.side);
+        let (i, o) = (fan_in(&[x.shape]), self.out);
+        let cap = cx.rows.max();
+        let dy = cx.d_output.ok_or_else(|| Error::InvalidArgument("linear backward without d_output".into()))?;
+        let (dw, db) = (&cx.grads[0], &cx.grads[1]);
+        let dense = cols == Side::Full && rows == Side::Full;
+        let (pr, pc) = (rows.max_len(o), cols.max_len(c) * plane);
+        if dense {
+            Matmul::new(Layout::TN).accumulate().batch_k().record(cx.rec, dw, dy, x.t, Dims { m: o, n: i, k: cap })?;
+        } else {
+            let kept = cx.kept("linear")?;
+            let scatter = Scatter {
+                maps: kept.maps,
+                rows: map_offset(rows),
+                cols: map_offset(cols),
+                ldc: i,
+                col_blocks: plane,
+                col_block_full: c,
+            };
+            Matmul::new(Layout::TN)
+                .accumulate()
+                .sizes(Some(kept.dims), size(rows, 1), size(cols, plane), Size::Batch { per: 1 })
+                .scatter(scatter)
+                .record(cx.rec, dw, dy, x.t, Dims { m: pr, n: pc, k: cap })?;
+        }
+        let partials = cx.scratch.get(if dense { 0 } else { 2 });
+        bias_grad_of(cx.rec, db, dy, cx.kept_or_unused(), rows, o, Rows::Batch(cap), partials)
+    }
+
+    /// The input gradient's product dX (+)= dY·W, gated where X is a ReLU
+    /// output; None where no input gradient is needed.
+    fn input_grad_product<'a>(&self, cx: &Ctx<'a, '_>) -> Result<Option<Product<'a>>> {
+        let Some(dx) = cx.d_inputs[0] else { return Ok(None) };
+        let x = cx.inputs[0];
+        let ((cols, plane, c), rows) = (columns(&x), cx.output.side);
+        let (i, o) = (fan_in(&[x.shape]), self.out);
+        let cap = cx.rows.max();
+        let dy = cx.d_output.ok_or_else(|| Error::InvalidArgument("linear backward without d_output".into()))?;
+        let mut mm = Matmul::new(Layout::NN).batch_m();
+        if dx.accumulate {
+            mm = mm.accumulate();
+        }
+        if dx.gate {
+            mm = mm.gate(x.t);
+        }
+        if cols == Side::Full && rows == Side::Full {
+            return Ok(Some((mm, (dx.t, dy, &cx.params[0]), Dims { m: cap, n: i, k: o })));
+        }
+        let kept = cx.kept("linear")?;
+        let (pr, pc) = (rows.max_len(o), cols.max_len(c) * plane);
+        let mm = mm.sizes(Some(kept.dims), Size::Batch { per: 1 }, size(cols, plane), size(rows, 1));
+        Ok(Some((mm, (dx.t, dy, &cx.scratch[0]), Dims { m: cap, n: pc, k: pr })))
     }
 }
 
@@ -137,86 +252,36 @@ impl Layer for Linear {
     }
 
     fn forward(&self, cx: &mut Ctx) -> Result<()> {
-        let x = cx.inputs[0];
-        let ((cols, plane, c), rows) = (columns(&x), cx.output.side);
-        let (i, o) = (fan_in(&[x.shape]), self.out);
-        let cap = cx.rows.max();
-        let (w, b) = (&cx.params[0], &cx.params[1]);
-        if cols == Side::Full && rows == Side::Full {
-            let mut mm = Matmul::new(Layout::NT).bias(b).batch_m();
-            if cx.relu {
-                mm = mm.relu();
-            }
-            return mm.record(cx.rec, cx.output.t, x.t, w, Dims { m: cap, n: o, k: i });
-        }
-        let kept = cx.kept("linear")?;
-        let (wc, bc) = (&cx.scratch[0], &cx.scratch[1]);
-        match cx.lazy {
-            Some(lz) => lz.gather(cx.rec, 0, Some(1), wc, bc)?,
-            None => gather_weight_blocks(cx.rec, (wc, w), Some((bc, b)), kept, (rows, cols), (o, c), plane)?,
-        }
-        let mut mm = Matmul::new(Layout::NT).bias(bc).sizes(
-            Some(kept.dims),
-            Size::Batch { per: 1 },
-            size(rows, 1),
-            size(cols, plane),
-        );
-        if cx.relu {
-            mm = mm.relu();
-        }
-        mm.record(cx.rec, cx.output.t, x.t, wc, Dims { m: cap, n: rows.max_len(o), k: cols.max_len(c) * plane })
+        self.gather(cx)?;
+        let (mm, (c, a, b), d) = self.forward_product(cx)?;
+        mm.record(cx.rec, c, a, b, d)
     }
 
     fn backward(&self, cx: &mut Ctx) -> Result<()> {
-        let x = cx.inputs[0];
-        let ((cols, plane, c), rows) = (columns(&x), cx.output.side);
-        let (i, o) = (fan_in(&[x.shape]), self.out);
-        let cap = cx.rows.max();
-        let dy = cx.d_output.ok_or_else(|| Error::InvalidArgument("linear backward without d_output".into()))?;
-        let (dw, db) = (&cx.grads[0], &cx.grads[1]);
-        let dense = cols == Side::Full && rows == Side::Full;
-        let (pr, pc) = (rows.max_len(o), cols.max_len(c) * plane);
-        // Weight and bias gradients add into the full-size gradient: two mask
-        // samples add up, and the optimizer clears it after each step.
-        if dense {
-            Matmul::new(Layout::TN).accumulate().batch_k().record(cx.rec, dw, dy, x.t, Dims { m: o, n: i, k: cap })?;
-        } else {
-            let kept = cx.kept("linear")?;
-            let scatter = Scatter {
-                maps: kept.maps,
-                rows: map_offset(rows),
-                cols: map_offset(cols),
-                ldc: i,
-                col_blocks: plane,
-                col_block_full: c,
-            };
-            Matmul::new(Layout::TN)
-                .accumulate()
-                .sizes(Some(kept.dims), size(rows, 1), size(cols, plane), Size::Batch { per: 1 })
-                .scatter(scatter)
-                .record(cx.rec, dw, dy, x.t, Dims { m: pr, n: pc, k: cap })?;
+        self.param_grads(cx)?;
+        match self.input_grad_product(cx)? {
+            Some((mm, (c, a, b), d)) => mm.record(cx.rec, c, a, b, d),
+            None => Ok(()),
         }
-        let partials = cx.scratch.get(if dense { 0 } else { 2 });
-        bias_grad_of(cx.rec, db, dy, cx.kept_or_unused(), rows, o, Rows::Batch(cap), partials)?;
-        let Some(dx) = cx.d_inputs[0] else { return Ok(()) };
-        let mut mm = Matmul::new(Layout::NN).batch_m();
-        if dx.accumulate {
-            mm = mm.accumulate();
-        }
-        if dx.gate {
-            mm = mm.gate(x.t);
-        }
-        if dense {
-            mm.record(cx.rec, dx.t, dy, &cx.params[0], Dims { m: cap, n: i, k: o })
-        } else {
-            let kept = cx.kept("linear")?;
-            mm.sizes(Some(kept.dims), Size::Batch { per: 1 }, size(cols, plane), size(rows, 1)).record(
-                cx.rec,
-                dx.t,
-                dy,
-                &cx.scratch[0],
-                Dims { m: cap, n: pc, k: pr },
-            )
+    }
+
+    /// Both samples' gathers, then their forward products as a pair: one
+    /// launch where the two fit one (`Matmul::record_pair`).
+    fn forward_pair<'a>(&self, cx: &mut Ctx<'a, '_>, second: &mut Second<'a>) -> Result<()> {
+        cx.each_sample(second, |c| self.gather(c))?;
+        let ((mm0, ops0, d), (mm1, ops1, _)) = cx.both(second, |c| self.forward_product(c))?;
+        mm0.record_pair(cx.rec, ops0, &mm1, ops1, d)
+    }
+
+    /// Both samples' parameter gradients (sample 0's part first; their
+    /// scatters add into one gradient), then their input gradients as a
+    /// pair.
+    fn backward_pair<'a>(&self, cx: &mut Ctx<'a, '_>, second: &mut Second<'a>) -> Result<()> {
+        cx.each_sample(second, |c| self.param_grads(c))?;
+        match cx.both(second, |c| self.input_grad_product(c))? {
+            (Some((mm0, ops0, d)), Some((mm1, ops1, _))) => mm0.record_pair(cx.rec, ops0, &mm1, ops1, d),
+            (None, None) => Ok(()),
+            _ => Err(Error::InvalidArgument("linear: an input gradient for one mask sample only".into())),
         }
     }
 

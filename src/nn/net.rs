@@ -5,7 +5,7 @@
 //! checked against the device's limits before anything is allocated.
 
 use super::graph::Graph;
-use super::layer::{Act, Ctx, GradOut};
+use super::layer::{Act, Ctx, GradOut, Second};
 use super::workspace::Workspace;
 use crate::device::gpu::Gpu;
 use crate::device::record::Recorder;
@@ -247,12 +247,19 @@ impl Net {
         }
         let (passes, sides) = self.sample_passes(ws, masks)?;
         let mut first_slot = 0;
-        for n in 0..self.graph.nodes.len() {
-            for j in 0..2 {
-                let pass = (passes[j], sides[j].as_slice(), Some(masks[j]));
-                self.forward_node(rec, ws, n, pass, (true, j == 1), lazy[j], first_slot)?;
+        for (n, node) in self.graph.nodes.iter().enumerate() {
+            let slot = first_slot;
+            first_slot += node.params.len();
+            if node.skip_forward {
+                continue;
             }
-            first_slot += self.graph.nodes[n].params.len();
+            let part = |j: usize| {
+                let pass = (passes[j], sides[j].as_slice(), Some(masks[j]));
+                self.part(ws, n, pass, (j == 1, false), lazy[j].map(|lz| LazyPass { first_slot: slot, ..lz }))
+            };
+            let mut second = part(1);
+            let mut cx = self.ctx(rec, ws, n, part(0), true);
+            node.layer.forward_pair(&mut cx, &mut second).map_err(|e| node_error(&node.name, "forward", e))?;
         }
         Ok(())
     }
@@ -294,38 +301,88 @@ impl Net {
         rec: &mut Recorder,
         ws: &Workspace,
         n: usize,
-        (pass, sides, mask): (usize, &[Side], Option<MaskRef>),
+        pass: (usize, &[Side], Option<MaskRef>),
         (train, again): (bool, bool),
         lazy: Option<LazyPass>,
         first_slot: usize,
     ) -> Result<()> {
-        let g = &self.graph;
-        let node = &g.nodes[n];
+        let node = &self.graph.nodes[n];
         if node.skip_forward {
             return Ok(());
         }
+        let part = self.part(ws, n, pass, (again, false), lazy.map(|lz| LazyPass { first_slot, ..lz }));
+        let mut cx = self.ctx(rec, ws, n, part, train);
+        node.layer.forward(&mut cx).map_err(|e| node_error(&node.name, "forward", e))
+    }
+
+    /// What node n's pass in the buffers of pass `pass` reads and writes
+    /// there: its inputs and output, and for a backward (`backward`) their
+    /// gradients. `again`: an earlier pass of this batch already ran the
+    /// node's forward (`Ctx::input_ready`).
+    fn part<'w>(
+        &'w self,
+        ws: &'w Workspace,
+        n: usize,
+        (pass, sides, mask): (usize, &[Side], Option<MaskRef<'w>>),
+        (again, backward): (bool, bool),
+        lazy: Option<LazyPass<'w>>,
+    ) -> Second<'w> {
+        let g = &self.graph;
+        let node = &g.nodes[n];
         let act = |v: usize| Act { t: self.act_of(ws, pass, v), shape: g.values[v].shape, side: sides[v] };
-        let mut cx = Ctx {
-            rec,
-            rows: Rows::Batch(ws.capacity),
+        let d_inputs = if backward {
+            node.inputs
+                .iter()
+                .zip(&node.accumulate)
+                .map(|(&v, &accumulate)| {
+                    (v != 0).then(|| GradOut { t: self.grad_of(ws, pass, v), accumulate, gate: g.values[v].gated })
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Second {
             inputs: node.inputs.iter().map(|&v| act(v)).collect(),
             output: act(node.output),
+            d_output: backward.then(|| self.grad_of(ws, pass, node.output)),
+            d_inputs,
+            scratch: &ws.passes[pass].scratch[n],
+            input_ready: again && node.inputs.contains(&0),
+            kept: mask.map(|m| m.kept),
+            lazy,
+        }
+    }
+
+    /// Node n's context with `part` as its pass's buffers.
+    fn ctx<'w, 'g>(
+        &'w self,
+        rec: &'w mut Recorder<'g>,
+        ws: &'w Workspace,
+        n: usize,
+        part: Second<'w>,
+        train: bool,
+    ) -> Ctx<'w, 'g> {
+        let node = &self.graph.nodes[n];
+        Ctx {
+            rec,
+            rows: Rows::Batch(ws.capacity),
+            inputs: part.inputs,
+            output: part.output,
             relu: node.relu_fused,
-            d_output: None,
-            d_inputs: Vec::new(),
+            d_output: part.d_output,
+            d_inputs: part.d_inputs,
             params: &self.views[n],
             grads: &self.grad_views[n],
             state: &self.state_views[n],
-            scratch: &ws.passes[pass].scratch[n],
+            scratch: part.scratch,
             train,
-            input_ready: again && node.inputs.contains(&0),
-            kept: mask.map(|m| m.kept),
-            lazy: lazy.map(|lz| LazyPass { first_slot, ..lz }),
+            input_ready: part.input_ready,
+            kept: part.kept,
+            lazy: part.lazy,
             unused: &ws.unused,
             fixed: self.fixed_kept(),
             fixed_sides: &self.fixed_sides[n],
-        };
-        node.layer.forward(&mut cx).map_err(|e| node_error(&node.name, "forward", e))
+        }
     }
 
     /// Batch-mean loss of the last forward into `loss[slot]`.
@@ -401,10 +458,14 @@ impl Net {
     /// `backward_layers` of sample 0 then of sample 1, bit for bit.
     pub fn backward_samples(&self, rec: &mut Recorder, ws: &Workspace, masks: [MaskRef; 2]) -> Result<()> {
         let (passes, sides) = self.sample_passes(ws, masks)?;
-        for n in (0..self.graph.nodes.len()).rev() {
-            for j in 0..2 {
-                self.backward_node(rec, ws, n, (passes[j], &sides[j], Some(masks[j])))?;
+        for (n, node) in self.graph.nodes.iter().enumerate().rev() {
+            if node.skip_backward {
+                continue;
             }
+            let part = |j: usize| self.part(ws, n, (passes[j], &sides[j], Some(masks[j])), (true, true), None);
+            let mut second = part(1);
+            let mut cx = self.ctx(rec, ws, n, part(0), true);
+            node.layer.backward_pair(&mut cx, &mut second).map_err(|e| node_error(&node.name, "backward", e))?;
         }
         Ok(())
     }
@@ -415,43 +476,14 @@ impl Net {
         rec: &mut Recorder,
         ws: &Workspace,
         n: usize,
-        (pass, sides, mask): (usize, &[Side], Option<MaskRef>),
+        pass: (usize, &[Side], Option<MaskRef>),
     ) -> Result<()> {
-        let g = &self.graph;
-        let node = &g.nodes[n];
+        let node = &self.graph.nodes[n];
         if node.skip_backward {
             return Ok(());
         }
-        let act = |v: usize| Act { t: self.act_of(ws, pass, v), shape: g.values[v].shape, side: sides[v] };
-        let d_inputs = node
-            .inputs
-            .iter()
-            .zip(&node.accumulate)
-            .map(|(&v, &accumulate)| {
-                (v != 0).then(|| GradOut { t: self.grad_of(ws, pass, v), accumulate, gate: g.values[v].gated })
-            })
-            .collect();
-        let mut cx = Ctx {
-            rec,
-            rows: Rows::Batch(ws.capacity),
-            inputs: node.inputs.iter().map(|&v| act(v)).collect(),
-            output: act(node.output),
-            relu: node.relu_fused,
-            d_output: Some(self.grad_of(ws, pass, node.output)),
-            d_inputs,
-            params: &self.views[n],
-            grads: &self.grad_views[n],
-            state: &self.state_views[n],
-            scratch: &ws.passes[pass].scratch[n],
-            train: true,
-            // The forward of this batch ran before any backward.
-            input_ready: node.inputs.contains(&0),
-            kept: mask.map(|m| m.kept),
-            lazy: None,
-            unused: &ws.unused,
-            fixed: self.fixed_kept(),
-            fixed_sides: &self.fixed_sides[n],
-        };
+        // The forward of this batch ran before any backward.
+        let mut cx = self.ctx(rec, ws, n, self.part(ws, n, pass, (true, true), None), true);
         node.layer.backward(&mut cx).map_err(|e| node_error(&node.name, "backward", e))
     }
 

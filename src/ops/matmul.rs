@@ -56,7 +56,7 @@ pub struct MatmulParams {
     pub stride_bias: u32,
     pub stride_gate: u32,
     pub stride_dims: u32,
-    pub _pad: u32,
+    pub _pad: [u32; 2],
 }
 
 use super::matmul_kpack::record_kpacks;

@@ -12,7 +12,7 @@ use sparsetrain::ops::matmul::{Dims, Layout, Matmul, Size, Variant};
 use sparsetrain::{Recorder, Tensor};
 
 use crate::common::*;
-use crate::matmul::{Run, matmul_runs, shapes_of, tol};
+use crate::matmul::{Run, f16_for, matmul_runs, shapes_of, tol};
 
 /// Real (m, n, k) of sample 0 and sample 1: unequal, awkward, nothing kept
 /// by one sample, one of everything, and the static bounds themselves.
@@ -105,8 +105,9 @@ fn pair_case(
         let (rm, rn, rk) = real[j];
         let ra = if layout.trans_a() { (rk, rm) } else { (rm, rk) };
         let rb = if layout.trans_b() { (rn, rk) } else { (rk, rn) };
-        let a = block(&mut r, ra, (sa[0], sa[1]), len_a);
-        let b = block(&mut r, rb, (sb[0], sb[1]), len_b);
+        // Exact in f16 for `coop` (the reference then sees what it multiplies).
+        let a = f16_for(run.variant, block(&mut r, ra, (sa[0], sa[1]), len_a));
+        let b = f16_for(run.variant, block(&mut r, rb, (sb[0], sb[1]), len_b));
         let bias = block(&mut r, (1, rn), (1, d[j].n), MAX.n);
         let gate = rand_f32(&mut r, len_c, -1.0, 1.0);
         let acc = rand_f32(&mut r, len_c, -1.0, 1.0);

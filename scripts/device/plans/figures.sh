@@ -29,8 +29,11 @@ step 03c-mlp8192-f32-kept-shared 60 env SPARSETRAIN_KEPT_MATMUL=shared SPARSETRA
 # The same occupancy question answered with K splits the device decides
 # for every kept product (2 at most there: 4M floats of partials).
 step 03d-mlp8192-f32-kept-splits 60 env SPARSETRAIN_KEPT_SPLITS=all SPARSETRAIN_PROFILE=kernels $T
-# Batches uploaded as floats again (the default uploads pixel bytes).
-step 03e-mlp8192-f32-float-inputs 60 env SPARSETRAIN_BYTE_INPUTS=off $T
+# The eighteenth session's untimed change: each layer's forward and
+# input-gradient products of both mask samples in one launch (pairs, f32
+# variants only); the same step with the two launched one by one. (The
+# seventeenth session's 03e, float uploads, measured no difference.)
+step 03e-mlp8192-f32-pairs-off 60 env SPARSETRAIN_PAIRS=off SPARSETRAIN_PROFILE=kernels $T
 # The fifteenth session's untimed change: lazy SGD's catch-up in the layers'
 # gathers (lazy_gather); the same step with lazy_refresh doing it first.
 step 03f-mlp8192-f32-lazy-refresh 60 env SPARSETRAIN_LAZY_GATHER=off SPARSETRAIN_PROFILE=kernels $T

@@ -33,8 +33,9 @@ impl<'a> Matmul<'a> {
     /// tensor); each operand of sample 1 must lie in the same buffer as
     /// sample 0's, at or after it (`Tensor::span_to`). Otherwise, and
     /// where the product is split along K, scatters, or runs on packs,
-    /// implicit operands or cooperative matrices, the two are recorded one
-    /// after the other, with the same results.
+    /// implicit operands or cooperative matrices, or the device was opened
+    /// without pairs (`GpuOptions::pairs`), the two are recorded one after
+    /// the other, with the same results.
     pub fn record_pair(
         &self,
         rec: &mut Recorder,
@@ -43,7 +44,7 @@ impl<'a> Matmul<'a> {
         ops1: (&Tensor, &Tensor, &Tensor),
         d: Dims,
     ) -> Result<()> {
-        let Some(stride_dims) = self.pair_stride(second) else {
+        let Some(stride_dims) = self.pair_stride(second).filter(|_| rec.gpu().pairs()) else {
             self.record(rec, ops.0, ops.1, ops.2, d)?;
             return second.record(rec, ops1.0, ops1.1, ops1.2, d);
         };

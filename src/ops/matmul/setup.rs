@@ -74,7 +74,7 @@ impl Matmul<'_> {
             stride_bias: 0,
             stride_gate: 0,
             stride_dims: 0,
-            _pad: 0,
+            _pad: [0; 2],
         };
         if let Some(Implicit::A(g) | Implicit::B(g) | Implicit::Dx(g)) = self.implicit {
             let (oh, ow) = g.out()?;
