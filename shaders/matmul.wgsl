@@ -336,12 +336,12 @@ fn pack_halves(x: f32, y: f32) -> u32 {
 fn pack_a_quad(o: u32, i: u32) -> vec4<f32> {
     if TRANS_A {
         if VEC4_A && IMPLICIT == 0u && o < K && i < M {
-            return a[(o * M + i) >> 2u];
+            return a[(o * M + i + OFF_A) >> 2u];
         }
         return vec4(a_at(i, o), a_at(i + 1u, o), a_at(i + 2u, o), a_at(i + 3u, o));
     }
     if VEC4_A && IMPLICIT == 0u && o < M && i < K {
-        return a[(o * K + i) >> 2u];
+        return a[(o * K + i + OFF_A) >> 2u];
     }
     return vec4(a_at(o, i), a_at(o, i + 1u), a_at(o, i + 2u), a_at(o, i + 3u));
 }
@@ -350,12 +350,12 @@ fn pack_a_quad(o: u32, i: u32) -> vec4<f32> {
 fn pack_b_quad(o: u32, i: u32) -> vec4<f32> {
     if TRANS_B {
         if VEC4_B && IMPLICIT == 0u && o < N && i < K {
-            return b[(o * K + i) >> 2u];
+            return b[(o * K + i + OFF_B) >> 2u];
         }
         return vec4(b_at(i, o), b_at(i + 1u, o), b_at(i + 2u, o), b_at(i + 3u, o));
     }
     if VEC4_B && IMPLICIT == 0u && o < K && i < N {
-        return b[(o * N + i) >> 2u];
+        return b[(o * N + i + OFF_B) >> 2u];
     }
     return vec4(b_at(o, i), b_at(o, i + 1u), b_at(o, i + 2u), b_at(o, i + 3u));
 }
@@ -366,25 +366,28 @@ fn matmul_pack(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lidx: u32,
 ) {
-    load_dims();
-    // Each pack's rows and their length (its contiguous side) in quads.
-    let quads_a = select(pack_kp(), pack_mp(), TRANS_A) / 4u;
-    let quads_b = select(pack_np(), pack_kp(), TRANS_B) / 4u;
-    let rows_a = select(pack_mp(), pack_kp(), TRANS_A);
-    let rows_b = select(pack_kp(), pack_np(), TRANS_B);
-    let total_a = rows_a * quads_a;
-    let total_b = rows_b * quads_b;
-    let stride = nwg.x * nwg.y * WG_X;
-    for (var t = flat_id(wid, nwg, lidx, WG_X); t < total_a + total_b; t += stride) {
-        if t < total_a {
-            let o = t / quads_a;
-            let v = pack_a_quad(o, 4u * (t - o * quads_a));
-            packed_a[t] = vec2(pack_halves(v.x, v.y), pack_halves(v.z, v.w));
-        } else {
-            let u = t - total_a;
-            let o = u / quads_b;
-            let v = pack_b_quad(o, 4u * (u - o * quads_b));
-            packed_b[u] = vec2(pack_halves(v.x, v.y), pack_halves(v.z, v.w));
+    // A pair's samples one after the other, each into its own packs.
+    for (var s = 0u; s < p.samples; s++) {
+        load_sample(s);
+        // Each pack's rows and their length (its contiguous side) in quads.
+        let quads_a = select(pack_kp(), pack_mp(), TRANS_A) / 4u;
+        let quads_b = select(pack_np(), pack_kp(), TRANS_B) / 4u;
+        let rows_a = select(pack_mp(), pack_kp(), TRANS_A);
+        let rows_b = select(pack_kp(), pack_np(), TRANS_B);
+        let total_a = rows_a * quads_a;
+        let total_b = rows_b * quads_b;
+        let stride = nwg.x * nwg.y * WG_X;
+        for (var t = flat_id(wid, nwg, lidx, WG_X); t < total_a + total_b; t += stride) {
+            if t < total_a {
+                let o = t / quads_a;
+                let v = pack_a_quad(o, 4u * (t - o * quads_a));
+                packed_a[t + OFF_PA / 4u] = vec2(pack_halves(v.x, v.y), pack_halves(v.z, v.w));
+            } else {
+                let u = t - total_a;
+                let o = u / quads_b;
+                let v = pack_b_quad(o, 4u * (u - o * quads_b));
+                packed_b[u + OFF_PB / 4u] = vec2(pack_halves(v.x, v.y), pack_halves(v.z, v.w));
+            }
         }
     }
 }

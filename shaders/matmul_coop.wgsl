@@ -339,19 +339,19 @@ override COOP_UNROLL: bool = true;
 fn direct_load_a(r: u32, k: u32) -> CoopA {
     if TRANS_A {
         let ld = pack_mp();
-        return coopLoad<CoopA>(&pack_a[k * ld + r], ld);
+        return coopLoad<CoopA>(&pack_a[OFF_PA + k * ld + r], ld);
     }
     let ld = pack_kp();
-    return coopLoadT<CoopA>(&pack_a[r * ld + k], ld);
+    return coopLoadT<CoopA>(&pack_a[OFF_PA + r * ld + k], ld);
 }
 
 fn direct_load_b(k: u32, col: u32) -> CoopB {
     if TRANS_B {
         let ld = pack_kp();
-        return coopLoad<CoopB>(&pack_b[col * ld + k], ld);
+        return coopLoad<CoopB>(&pack_b[OFF_PB + col * ld + k], ld);
     }
     let ld = pack_np();
-    return coopLoadT<CoopB>(&pack_b[k * ld + col], ld);
+    return coopLoadT<CoopB>(&pack_b[OFF_PB + k * ld + col], ld);
 }
 
 @compute @workgroup_size(WG_X)
@@ -362,158 +362,165 @@ fn matmul_coop_direct(
     @builtin(subgroup_invocation_id) lane: u32,
     @builtin(subgroup_size) lanes: u32,
 ) {
-    load_dims();
-    // No early return (uniform control flow for the cooperative
-    // operations): a workgroup with nothing to do runs no tiles.
-    let busy = split_k(wid.z, nwg.z);
     let side = FRAG * COOP_TM;
     let bm = side * COOP_WM;
     let bn = side * COOP_WN;
-    let tiles = tile_count(bn, bm);
-    let run = select(vec2(0u), tile_run(wid, nwg, tiles.x * tiles.y), busy);
-    // K in whole pieces: the packs hold zeros from K to a multiple of 32.
-    // A split starts at a multiple of 32, or at K where it has nothing to
-    // do (and must not round up into the next row of a pack).
-    let k_end = select(KB, ((KE + FRAG - 1u) / FRAG) * FRAG, KE > KB);
     let wr = side * (sg / COOP_WN);
     let wc = side * (sg % COOP_WN);
     let f = FRAG;
-    for (var t = run.x; t < run.y; t++) {
-        let r0 = (t / tiles.x) * bm + wr;
-        let c0 = (t % tiles.x) * bn + wc;
-        var acc00 = CoopC();
-        var acc01 = CoopC();
-        var acc02 = CoopC();
-        var acc03 = CoopC();
-        var acc10 = CoopC();
-        var acc11 = CoopC();
-        var acc12 = CoopC();
-        var acc13 = CoopC();
-        var acc20 = CoopC();
-        var acc21 = CoopC();
-        var acc22 = CoopC();
-        var acc23 = CoopC();
-        var acc30 = CoopC();
-        var acc31 = CoopC();
-        var acc32 = CoopC();
-        var acc33 = CoopC();
-        let k_end2 = select(KB, ((KE + 2u * f - 1u) / (2u * f)) * (2u * f), KE > KB);
-        for (var k = KB; k < select(KB, k_end2, COOP_UNROLL); k += 2u * f) {
-            let k2 = k + f;
-            if COOP_TM == 4u {
+    // The tiles of every sample of a pair (`sample_run`), each from its
+    // own packs.
+    let all = tile_run(wid, nwg, pair_tiles(bn, bm));
+    var base = 0u;
+    for (var ps = 0u; ps < p.samples; ps++) {
+        load_sample(ps);
+        // No early return (uniform control flow for the cooperative
+        // operations): a workgroup with nothing to do runs no tiles.
+        let busy = split_k(wid.z, nwg.z);
+        let tiles = tile_count(bn, bm);
+        let run = select(vec2(0u), sample_run(all, base, tiles.x * tiles.y), busy);
+        base += tiles.x * tiles.y;
+        // K in whole pieces: the packs hold zeros from K to a multiple of 32.
+        // A split starts at a multiple of 32, or at K where it has nothing to
+        // do (and must not round up into the next row of a pack).
+        let k_end = select(KB, ((KE + FRAG - 1u) / FRAG) * FRAG, KE > KB);
+        for (var t = run.x; t < run.y; t++) {
+            let r0 = (t / tiles.x) * bm + wr;
+            let c0 = (t % tiles.x) * bn + wc;
+            var acc00 = CoopC();
+            var acc01 = CoopC();
+            var acc02 = CoopC();
+            var acc03 = CoopC();
+            var acc10 = CoopC();
+            var acc11 = CoopC();
+            var acc12 = CoopC();
+            var acc13 = CoopC();
+            var acc20 = CoopC();
+            var acc21 = CoopC();
+            var acc22 = CoopC();
+            var acc23 = CoopC();
+            var acc30 = CoopC();
+            var acc31 = CoopC();
+            var acc32 = CoopC();
+            var acc33 = CoopC();
+            let k_end2 = select(KB, ((KE + 2u * f - 1u) / (2u * f)) * (2u * f), KE > KB);
+            for (var k = KB; k < select(KB, k_end2, COOP_UNROLL); k += 2u * f) {
+                let k2 = k + f;
+                if COOP_TM == 4u {
+                    let b0 = direct_load_b(k, c0);
+                    let b1 = direct_load_b(k, c0 + f);
+                    let b2 = direct_load_b(k, c0 + 2u * f);
+                    let b3 = direct_load_b(k, c0 + 3u * f);
+                    let a0 = direct_load_a(r0, k);
+                    let a1 = direct_load_a(r0 + f, k);
+                    let a2 = direct_load_a(r0 + 2u * f, k);
+                    let a3 = direct_load_a(r0 + 3u * f, k);
+                    let b0_ = direct_load_b(k2, c0);
+                    let b1_ = direct_load_b(k2, c0 + f);
+                    let b2_ = direct_load_b(k2, c0 + 2u * f);
+                    let b3_ = direct_load_b(k2, c0 + 3u * f);
+                    let a0_ = direct_load_a(r0, k2);
+                    let a1_ = direct_load_a(r0 + f, k2);
+                    let a2_ = direct_load_a(r0 + 2u * f, k2);
+                    let a3_ = direct_load_a(r0 + 3u * f, k2);
+                    acc00 = coopMultiplyAdd(a0, b0, acc00);
+                    acc01 = coopMultiplyAdd(a0, b1, acc01);
+                    acc02 = coopMultiplyAdd(a0, b2, acc02);
+                    acc03 = coopMultiplyAdd(a0, b3, acc03);
+                    acc10 = coopMultiplyAdd(a1, b0, acc10);
+                    acc11 = coopMultiplyAdd(a1, b1, acc11);
+                    acc12 = coopMultiplyAdd(a1, b2, acc12);
+                    acc13 = coopMultiplyAdd(a1, b3, acc13);
+                    acc20 = coopMultiplyAdd(a2, b0, acc20);
+                    acc21 = coopMultiplyAdd(a2, b1, acc21);
+                    acc22 = coopMultiplyAdd(a2, b2, acc22);
+                    acc23 = coopMultiplyAdd(a2, b3, acc23);
+                    acc30 = coopMultiplyAdd(a3, b0, acc30);
+                    acc31 = coopMultiplyAdd(a3, b1, acc31);
+                    acc32 = coopMultiplyAdd(a3, b2, acc32);
+                    acc33 = coopMultiplyAdd(a3, b3, acc33);
+                    acc00 = coopMultiplyAdd(a0_, b0_, acc00);
+                    acc01 = coopMultiplyAdd(a0_, b1_, acc01);
+                    acc02 = coopMultiplyAdd(a0_, b2_, acc02);
+                    acc03 = coopMultiplyAdd(a0_, b3_, acc03);
+                    acc10 = coopMultiplyAdd(a1_, b0_, acc10);
+                    acc11 = coopMultiplyAdd(a1_, b1_, acc11);
+                    acc12 = coopMultiplyAdd(a1_, b2_, acc12);
+                    acc13 = coopMultiplyAdd(a1_, b3_, acc13);
+                    acc20 = coopMultiplyAdd(a2_, b0_, acc20);
+                    acc21 = coopMultiplyAdd(a2_, b1_, acc21);
+                    acc22 = coopMultiplyAdd(a2_, b2_, acc22);
+                    acc23 = coopMultiplyAdd(a2_, b3_, acc23);
+                    acc30 = coopMultiplyAdd(a3_, b0_, acc30);
+                    acc31 = coopMultiplyAdd(a3_, b1_, acc31);
+                    acc32 = coopMultiplyAdd(a3_, b2_, acc32);
+                    acc33 = coopMultiplyAdd(a3_, b3_, acc33);
+                } else {
+                    let b0 = direct_load_b(k, c0);
+                    let b1 = direct_load_b(k, c0 + f);
+                    let a0 = direct_load_a(r0, k);
+                    let a1 = direct_load_a(r0 + f, k);
+                    let b0_ = direct_load_b(k2, c0);
+                    let b1_ = direct_load_b(k2, c0 + f);
+                    let a0_ = direct_load_a(r0, k2);
+                    let a1_ = direct_load_a(r0 + f, k2);
+                    acc00 = coopMultiplyAdd(a0, b0, acc00);
+                    acc01 = coopMultiplyAdd(a0, b1, acc01);
+                    acc10 = coopMultiplyAdd(a1, b0, acc10);
+                    acc11 = coopMultiplyAdd(a1, b1, acc11);
+                    acc00 = coopMultiplyAdd(a0_, b0_, acc00);
+                    acc01 = coopMultiplyAdd(a0_, b1_, acc01);
+                    acc10 = coopMultiplyAdd(a1_, b0_, acc10);
+                    acc11 = coopMultiplyAdd(a1_, b1_, acc11);
+                }
+            }
+            // Without COOP_UNROLL: one piece of K a pass.
+            for (var k = select(KB, k_end, COOP_UNROLL); k < k_end; k += f) {
                 let b0 = direct_load_b(k, c0);
                 let b1 = direct_load_b(k, c0 + f);
-                let b2 = direct_load_b(k, c0 + 2u * f);
-                let b3 = direct_load_b(k, c0 + 3u * f);
                 let a0 = direct_load_a(r0, k);
                 let a1 = direct_load_a(r0 + f, k);
-                let a2 = direct_load_a(r0 + 2u * f, k);
-                let a3 = direct_load_a(r0 + 3u * f, k);
-                let b0_ = direct_load_b(k2, c0);
-                let b1_ = direct_load_b(k2, c0 + f);
-                let b2_ = direct_load_b(k2, c0 + 2u * f);
-                let b3_ = direct_load_b(k2, c0 + 3u * f);
-                let a0_ = direct_load_a(r0, k2);
-                let a1_ = direct_load_a(r0 + f, k2);
-                let a2_ = direct_load_a(r0 + 2u * f, k2);
-                let a3_ = direct_load_a(r0 + 3u * f, k2);
-                acc00 = coopMultiplyAdd(a0, b0, acc00);
-                acc01 = coopMultiplyAdd(a0, b1, acc01);
-                acc02 = coopMultiplyAdd(a0, b2, acc02);
-                acc03 = coopMultiplyAdd(a0, b3, acc03);
-                acc10 = coopMultiplyAdd(a1, b0, acc10);
-                acc11 = coopMultiplyAdd(a1, b1, acc11);
-                acc12 = coopMultiplyAdd(a1, b2, acc12);
-                acc13 = coopMultiplyAdd(a1, b3, acc13);
-                acc20 = coopMultiplyAdd(a2, b0, acc20);
-                acc21 = coopMultiplyAdd(a2, b1, acc21);
-                acc22 = coopMultiplyAdd(a2, b2, acc22);
-                acc23 = coopMultiplyAdd(a2, b3, acc23);
-                acc30 = coopMultiplyAdd(a3, b0, acc30);
-                acc31 = coopMultiplyAdd(a3, b1, acc31);
-                acc32 = coopMultiplyAdd(a3, b2, acc32);
-                acc33 = coopMultiplyAdd(a3, b3, acc33);
-                acc00 = coopMultiplyAdd(a0_, b0_, acc00);
-                acc01 = coopMultiplyAdd(a0_, b1_, acc01);
-                acc02 = coopMultiplyAdd(a0_, b2_, acc02);
-                acc03 = coopMultiplyAdd(a0_, b3_, acc03);
-                acc10 = coopMultiplyAdd(a1_, b0_, acc10);
-                acc11 = coopMultiplyAdd(a1_, b1_, acc11);
-                acc12 = coopMultiplyAdd(a1_, b2_, acc12);
-                acc13 = coopMultiplyAdd(a1_, b3_, acc13);
-                acc20 = coopMultiplyAdd(a2_, b0_, acc20);
-                acc21 = coopMultiplyAdd(a2_, b1_, acc21);
-                acc22 = coopMultiplyAdd(a2_, b2_, acc22);
-                acc23 = coopMultiplyAdd(a2_, b3_, acc23);
-                acc30 = coopMultiplyAdd(a3_, b0_, acc30);
-                acc31 = coopMultiplyAdd(a3_, b1_, acc31);
-                acc32 = coopMultiplyAdd(a3_, b2_, acc32);
-                acc33 = coopMultiplyAdd(a3_, b3_, acc33);
-            } else {
-                let b0 = direct_load_b(k, c0);
-                let b1 = direct_load_b(k, c0 + f);
-                let a0 = direct_load_a(r0, k);
-                let a1 = direct_load_a(r0 + f, k);
-                let b0_ = direct_load_b(k2, c0);
-                let b1_ = direct_load_b(k2, c0 + f);
-                let a0_ = direct_load_a(r0, k2);
-                let a1_ = direct_load_a(r0 + f, k2);
                 acc00 = coopMultiplyAdd(a0, b0, acc00);
                 acc01 = coopMultiplyAdd(a0, b1, acc01);
                 acc10 = coopMultiplyAdd(a1, b0, acc10);
                 acc11 = coopMultiplyAdd(a1, b1, acc11);
-                acc00 = coopMultiplyAdd(a0_, b0_, acc00);
-                acc01 = coopMultiplyAdd(a0_, b1_, acc01);
-                acc10 = coopMultiplyAdd(a1_, b0_, acc10);
-                acc11 = coopMultiplyAdd(a1_, b1_, acc11);
+                if COOP_TM == 4u {
+                    let b2 = direct_load_b(k, c0 + 2u * f);
+                    let b3 = direct_load_b(k, c0 + 3u * f);
+                    let a2 = direct_load_a(r0 + 2u * f, k);
+                    let a3 = direct_load_a(r0 + 3u * f, k);
+                    acc02 = coopMultiplyAdd(a0, b2, acc02);
+                    acc03 = coopMultiplyAdd(a0, b3, acc03);
+                    acc12 = coopMultiplyAdd(a1, b2, acc12);
+                    acc13 = coopMultiplyAdd(a1, b3, acc13);
+                    acc20 = coopMultiplyAdd(a2, b0, acc20);
+                    acc21 = coopMultiplyAdd(a2, b1, acc21);
+                    acc22 = coopMultiplyAdd(a2, b2, acc22);
+                    acc23 = coopMultiplyAdd(a2, b3, acc23);
+                    acc30 = coopMultiplyAdd(a3, b0, acc30);
+                    acc31 = coopMultiplyAdd(a3, b1, acc31);
+                    acc32 = coopMultiplyAdd(a3, b2, acc32);
+                    acc33 = coopMultiplyAdd(a3, b3, acc33);
+                }
             }
-        }
-        // Without COOP_UNROLL: one piece of K a pass.
-        for (var k = select(KB, k_end, COOP_UNROLL); k < k_end; k += f) {
-            let b0 = direct_load_b(k, c0);
-            let b1 = direct_load_b(k, c0 + f);
-            let a0 = direct_load_a(r0, k);
-            let a1 = direct_load_a(r0 + f, k);
-            acc00 = coopMultiplyAdd(a0, b0, acc00);
-            acc01 = coopMultiplyAdd(a0, b1, acc01);
-            acc10 = coopMultiplyAdd(a1, b0, acc10);
-            acc11 = coopMultiplyAdd(a1, b1, acc11);
+            coop_store(acc00, sg, lane, lanes, r0, c0);
+            coop_store(acc01, sg, lane, lanes, r0, c0 + f);
+            coop_store(acc10, sg, lane, lanes, r0 + f, c0);
+            coop_store(acc11, sg, lane, lanes, r0 + f, c0 + f);
             if COOP_TM == 4u {
-                let b2 = direct_load_b(k, c0 + 2u * f);
-                let b3 = direct_load_b(k, c0 + 3u * f);
-                let a2 = direct_load_a(r0 + 2u * f, k);
-                let a3 = direct_load_a(r0 + 3u * f, k);
-                acc02 = coopMultiplyAdd(a0, b2, acc02);
-                acc03 = coopMultiplyAdd(a0, b3, acc03);
-                acc12 = coopMultiplyAdd(a1, b2, acc12);
-                acc13 = coopMultiplyAdd(a1, b3, acc13);
-                acc20 = coopMultiplyAdd(a2, b0, acc20);
-                acc21 = coopMultiplyAdd(a2, b1, acc21);
-                acc22 = coopMultiplyAdd(a2, b2, acc22);
-                acc23 = coopMultiplyAdd(a2, b3, acc23);
-                acc30 = coopMultiplyAdd(a3, b0, acc30);
-                acc31 = coopMultiplyAdd(a3, b1, acc31);
-                acc32 = coopMultiplyAdd(a3, b2, acc32);
-                acc33 = coopMultiplyAdd(a3, b3, acc33);
+                coop_store(acc02, sg, lane, lanes, r0, c0 + 2u * f);
+                coop_store(acc03, sg, lane, lanes, r0, c0 + 3u * f);
+                coop_store(acc12, sg, lane, lanes, r0 + f, c0 + 2u * f);
+                coop_store(acc13, sg, lane, lanes, r0 + f, c0 + 3u * f);
+                coop_store(acc20, sg, lane, lanes, r0 + 2u * f, c0);
+                coop_store(acc21, sg, lane, lanes, r0 + 2u * f, c0 + f);
+                coop_store(acc22, sg, lane, lanes, r0 + 2u * f, c0 + 2u * f);
+                coop_store(acc23, sg, lane, lanes, r0 + 2u * f, c0 + 3u * f);
+                coop_store(acc30, sg, lane, lanes, r0 + 3u * f, c0);
+                coop_store(acc31, sg, lane, lanes, r0 + 3u * f, c0 + f);
+                coop_store(acc32, sg, lane, lanes, r0 + 3u * f, c0 + 2u * f);
+                coop_store(acc33, sg, lane, lanes, r0 + 3u * f, c0 + 3u * f);
             }
-        }
-        coop_store(acc00, sg, lane, lanes, r0, c0);
-        coop_store(acc01, sg, lane, lanes, r0, c0 + f);
-        coop_store(acc10, sg, lane, lanes, r0 + f, c0);
-        coop_store(acc11, sg, lane, lanes, r0 + f, c0 + f);
-        if COOP_TM == 4u {
-            coop_store(acc02, sg, lane, lanes, r0, c0 + 2u * f);
-            coop_store(acc03, sg, lane, lanes, r0, c0 + 3u * f);
-            coop_store(acc12, sg, lane, lanes, r0 + f, c0 + 2u * f);
-            coop_store(acc13, sg, lane, lanes, r0 + f, c0 + 3u * f);
-            coop_store(acc20, sg, lane, lanes, r0 + 2u * f, c0);
-            coop_store(acc21, sg, lane, lanes, r0 + 2u * f, c0 + f);
-            coop_store(acc22, sg, lane, lanes, r0 + 2u * f, c0 + 2u * f);
-            coop_store(acc23, sg, lane, lanes, r0 + 2u * f, c0 + 3u * f);
-            coop_store(acc30, sg, lane, lanes, r0 + 3u * f, c0);
-            coop_store(acc31, sg, lane, lanes, r0 + 3u * f, c0 + f);
-            coop_store(acc32, sg, lane, lanes, r0 + 3u * f, c0 + 2u * f);
-            coop_store(acc33, sg, lane, lanes, r0 + 3u * f, c0 + 3u * f);
         }
     }
 }

@@ -55,8 +55,10 @@ struct MatmulParams {
     stride_bias: u32,
     stride_gate: u32,
     stride_dims: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // A pair on f16 packs (`matmul_pack`, `matmul_coop_direct`): halves
+    // between the two samples' packs of A and of B (multiples of 4).
+    stride_pack_a: u32,
+    stride_pack_b: u32,
 }
 
 
@@ -118,6 +120,9 @@ var<private> OFF_C: u32;
 var<private> OFF_BIAS: u32;
 var<private> OFF_GATE: u32;
 var<private> OFF_DIMS: u32;
+// Halves into the f16 packs of A and B.
+var<private> OFF_PA: u32;
+var<private> OFF_PB: u32;
 // This workgroup's range [KB, KE) of K and its split (SPLIT_K), set by
 // `split_k`; [0, K) and 0 without splitting.
 var<private> KB: u32;
@@ -212,8 +217,9 @@ fn load_dims() {
 // samples of a sparse step, each on its own operands, sizes and maps, so
 // that a kept product fills twice the workgroups and the step launches
 // once. The grid runs over the tiles of sample 0, then of sample 1
-// (`sample_run`); not with split K, packs or implicit operands (the
-// launcher runs those one by one). Sets this dispatch's sizes and offsets
+// (`sample_run`); with f16 packs, each sample's at its own offset in the
+// packs. Not with split K or implicit operands (the launcher runs those
+// one by one). Sets this dispatch's sizes and offsets
 // to sample s's.
 fn load_sample(s: u32) {
     OFF_A = s * p.stride_a;
@@ -222,6 +228,8 @@ fn load_sample(s: u32) {
     OFF_BIAS = s * p.stride_bias;
     OFF_GATE = s * p.stride_gate;
     OFF_DIMS = s * p.stride_dims;
+    OFF_PA = s * p.stride_pack_a;
+    OFF_PB = s * p.stride_pack_b;
     M = dyn_size(p.m, p.dyn_m);
     N = dyn_size(p.n, p.dyn_n);
     K = dyn_size(p.k, p.dyn_k);

@@ -56,7 +56,9 @@ pub struct MatmulParams {
     pub stride_bias: u32,
     pub stride_gate: u32,
     pub stride_dims: u32,
-    pub _pad: [u32; 2],
+    /// A pair from f16 packs: halves between the two samples' packs.
+    pub stride_pack_a: u32,
+    pub stride_pack_b: u32,
 }
 
 use super::matmul_kpack::record_kpacks;
@@ -305,12 +307,10 @@ impl<'a> Matmul<'a> {
         } else {
             gpu.matmul_variant_for(m, n)
         });
-        // A pair runs in one launch only on the f32 variants, from its
-        // operands as stored, and stored without scatter (both samples
-        // would add into the same gradient).
-        let pairable = matches!(variant, Variant::RegTile | Variant::Shared | Variant::Wide | Variant::Naive)
-            && self.implicit.is_none()
-            && self.scatter.is_none();
+        // A pair runs in one launch only from its operands as stored or
+        // from f16 packs (`coop` direct, checked below), and stored without
+        // scatter (both samples would add into the same gradient).
+        let pairable = self.implicit.is_none() && self.scatter.is_none();
         let pair = match pair {
             Some(pr) if !pairable => return pr.one_by_one(rec, self, (c, a, b), d),
             other => other,
@@ -341,6 +341,9 @@ impl<'a> Matmul<'a> {
                 }
                 _ => false,
             };
+        if let Some(pr) = pair.filter(|_| variant == Variant::Coop && (tiled || packs.is_none())) {
+            return pr.one_by_one(rec, self, (c, a, b), d);
+        }
         let wg = blocks.wg;
         let (mut constants, params) = self.operand_setup(c, (m, n, k))?;
         constants.extend([("WG_X", f64::from(wg.x)), ("WG_Y", f64::from(wg.y))]);
@@ -444,7 +447,8 @@ impl<'a> Matmul<'a> {
             return pr.one_by_one(rec, self, (c, a, b), d);
         }
         if let Some(pr) = pair {
-            return pr.record(rec, self, (c, a, b), (variant.kernel(), &constants, params), (tiles, cap, limit));
+            let kernel = if blocks.coop_direct { Kernel::MatmulCoopDirect } else { variant.kernel() };
+            return pr.record(rec, self, (c, a, b), (kernel, &constants, params), (tiles, cap, limit), packs);
         }
         let (one, zero_u32) = (Tensor::one(gpu), Tensor::zero_u32(gpu));
         let bias = self.bias.unwrap_or(&one);

@@ -50,7 +50,7 @@ pub(super) fn record_packs<P: Pod>(
 
 /// One launch of `matmul_pack`: the packs of A and B into `outs` (each with
 /// its length in u32).
-fn record_pack_into<P: Pod>(
+pub(super) fn record_pack_into<P: Pod>(
     rec: &mut Recorder,
     (constants, params): (&Constants, &P),
     (a, b, dims): (&Tensor, &Tensor, &Tensor),

@@ -3,12 +3,14 @@
 //! f64 reference per sample and, bit for bit, against the two products
 //! recorded one by one. Sizes are kept counts read on the device (each
 //! sample's at its own entries of one dims tensor) or static; a sample may
-//! keep nothing. Every f32 variant takes pairs in one launch; split K,
-//! `coop` and operands in separate buffers run one by one, checked the same.
+//! keep nothing. Every f32 variant takes pairs in one launch, `coop` from
+//! f16 packs in two (both samples' packs, then the product); split K,
+//! `coop` staged or tiled and operands in separate buffers run one by one,
+//! checked the same.
 
 use rand::Rng;
 use sparsetrain::cpu::matmul::matmul_fused;
-use sparsetrain::ops::matmul::{Dims, Layout, Matmul, Size, Variant};
+use sparsetrain::ops::matmul::{CoopMode, Dims, Layout, Matmul, Size, Variant};
 use sparsetrain::{Recorder, Tensor};
 
 use crate::common::*;
@@ -63,8 +65,14 @@ fn pair_cases(gpu: &sparsetrain::Gpu, test: &str) {
     let mut case = 0u64;
     for run in runs {
         let mut trace = Trace::new(test, &run.label());
-        // One launch per pair: the f32 variants, unsplit.
-        let one_launch = run.variant != Variant::Coop && run.split == 1 && run.within.is_none();
+        // Launches per pair, unsplit: one for the f32 variants, two for
+        // `coop` from f16 packs (the packs, the product); else one by one.
+        let unsplit = run.split == 1 && run.within.is_none();
+        let per_pair = match run.variant {
+            Variant::Coop if unsplit && run.coop == CoopMode::Direct => Some(2),
+            Variant::Coop => None,
+            _ => unsplit.then_some(1),
+        };
         for layout in Layout::ALL {
             for (ci, sizes) in CASES.iter().enumerate() {
                 for kept in [true, false] {
@@ -74,7 +82,7 @@ fn pair_cases(gpu: &sparsetrain::Gpu, test: &str) {
                     }
                     case += 1;
                     let seed = 4100 + case;
-                    pair_case(gpu, &run, layout, *sizes, kept, seed, one_launch);
+                    pair_case(gpu, &run, layout, *sizes, kept, seed, per_pair);
                     trace.case();
                 }
             }
@@ -92,7 +100,7 @@ fn pair_case(
     sizes: [(usize, usize, usize); 2],
     kept: bool,
     seed: u64,
-    one_launch: bool,
+    per_pair: Option<usize>,
 ) {
     let mut r = rng(seed);
     let pad = |x: usize| x.div_ceil(4) * 4;
@@ -163,8 +171,8 @@ fn pair_case(
         real,
         if kept { "kept" } else { "static" }
     );
-    if one_launch {
-        assert_eq!(paired, 2, "{tag}: a pair of each product in one launch ({singles} one by one)");
+    if let Some(per) = per_pair {
+        assert_eq!(paired, 2 * per, "{tag}: {per} launch(es) for each pair of products ({singles} one by one)");
     }
     for j in 0..2 {
         let dj = d[j];

@@ -4,9 +4,11 @@
 //! sample 1, each with its sizes and operands (`load_sample` in
 //! shaders/shared/matmul_core.wgsl). A small kept product fills twice the
 //! workgroups of one, and the step launches once instead of twice. Where
-//! a launch cannot take both (split K, scatter, packs, implicit operands,
-//! the cooperative-matrix variant, operands in different buffers), the two
-//! run one after the other: the results are the same bit for bit.
+//! a launch cannot take both (split K, scatter, implicit operands, `coop`
+//! staged or tiled, operands in different buffers), the two run one after
+//! the other: the results are the same bit for bit. `coop` from f16 packs
+//! packs both samples in one launch (each into its own part of the
+//! device's packs) and multiplies them in another.
 
 use glam::UVec3;
 
@@ -16,6 +18,7 @@ use crate::device::shader::{Constants, Kernel, capped_grid};
 use crate::device::tensor::Tensor;
 use crate::error::Result;
 use crate::ops::matmul_desc::Dims;
+use crate::ops::matmul_pack::record_pack_into;
 
 /// The second sample's product and operands (C, A, B).
 pub(super) struct Pair<'p> {
@@ -32,8 +35,8 @@ impl<'a> Matmul<'a> {
     /// counts (each sample's, the same distance apart in the same dims
     /// tensor); each operand of sample 1 must lie in the same buffer as
     /// sample 0's, at or after it (`Tensor::span_to`). Otherwise, and
-    /// where the product is split along K, scatters, or runs on packs,
-    /// implicit operands or cooperative matrices, or the device was opened
+    /// where the product is split along K, scatters, reads implicit
+    /// operands, runs `coop` staged or tiled, or the device was opened
     /// without pairs (`GpuOptions::pairs`), the two are recorded one after
     /// the other, with the same results.
     pub fn record_pair(
@@ -115,10 +118,13 @@ impl Pair<'_> {
         self.second.record(rec, self.ops.0, self.ops.1, self.ops.2, d)
     }
 
-    /// The pair in one launch of `kernel` (an f32 variant, unsplit) with
-    /// the first product's constants and parameters, over both samples'
-    /// `tiles` each (at most `cap` workgroups, `limit` per grid dimension);
-    /// one by one where an operand pair does not share a buffer.
+    /// The pair in one launch of `kernel` (unsplit) with the first
+    /// product's constants and parameters, over both samples' `tiles` each
+    /// (at most `cap` workgroups, `limit` per grid dimension); for
+    /// `matmul_coop_direct`, after one launch of `matmul_pack` writing both
+    /// samples' f16 packs (`packs`: one sample's lengths in u32) into the
+    /// device's packs, one after the other. One by one where an operand
+    /// pair does not share a buffer or two samples' packs exceed a binding.
     pub(super) fn record(
         &self,
         rec: &mut Recorder,
@@ -126,6 +132,7 @@ impl Pair<'_> {
         (c, a, b): (&Tensor, &Tensor, &Tensor),
         (kernel, constants, params): (Kernel, &Constants, MatmulParams),
         (tiles, cap, limit): (UVec3, u32, u32),
+        packs: Option<(usize, usize)>,
     ) -> Result<()> {
         let gpu = rec.gpu();
         let span = |x: &Tensor, y: &Tensor| x.span_to(y, gpu).filter(|(t, _)| u32::try_from(t.len()).is_ok());
@@ -155,10 +162,42 @@ impl Pair<'_> {
         let bias_t = bias.as_ref().map_or(&one, |(t, _)| t);
         let gate_t = gate.as_ref().map_or(&one, |(t, _)| t);
         let dims = first.dims.unwrap_or(&zero_u32);
-        let bind = [(1, &as_), (2, &bs), (3, &cs), (4, bias_t), (5, gate_t), (6, dims), (7, &zero_u32)];
+        let mut bind = vec![(1, &as_), (2, &bs), (3, &cs), (4, bias_t), (5, gate_t), (6, dims), (7, &zero_u32)];
+        let pack_tensors = match packs {
+            Some(lens) => {
+                let Some((strides, total)) = pack_strides(lens, gpu.limits().max_storage_buffer_binding_size) else {
+                    return self.one_by_one(rec, first, (c, a, b), d_of(params));
+                };
+                let params = MatmulParams { stride_pack_a: strides.0, stride_pack_b: strides.1, ..params };
+                let pa = Tensor::coop_pack(gpu, 0, total.0)?;
+                let pb = Tensor::coop_pack(gpu, 1, total.1)?;
+                record_pack_into(rec, (constants, &params), (&as_, &bs, dims), [(&pa, lens.0), (&pb, lens.1)])?;
+                Some((pa, pb, params))
+            }
+            None => None,
+        };
+        let params = pack_tensors.as_ref().map_or(params, |(_, _, p)| *p);
+        if let Some((pa, pb, _)) = &pack_tensors {
+            bind.extend([(9, pa), (10, pb)]);
+        }
         let groups = capped_grid(tiles.x.saturating_mul(tiles.y).saturating_mul(2), cap, limit);
         rec.dispatch(kernel, constants, (0, &params), &bind, groups)
     }
+}
+
+/// Where sample 1's f16 packs start after sample 0's, in halves (A, B),
+/// and the two samples' packs' lengths in u32, for one sample's `lens` in
+/// u32 (`pack_lens`): each sample's at a multiple of 64 u32 (so a pack's
+/// quads stay whole), both within one binding of `max_bytes`.
+fn pack_strides((la, lb): (usize, usize), max_bytes: u64) -> Option<((u32, u32), (usize, usize))> {
+    let stride = |l: usize| l.div_ceil(64) * 64;
+    let (sa, sb) = (stride(la), stride(lb));
+    let fits = |s: usize| (2 * s as u64) * 4 <= max_bytes;
+    if !fits(sa) || !fits(sb) {
+        return None;
+    }
+    let halves = |s: usize| u32::try_from(2 * s).ok();
+    Some(((halves(sa)?, halves(sb)?), (2 * sa, 2 * sb)))
 }
 
 /// The static sizes of a product's parameters.

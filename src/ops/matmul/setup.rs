@@ -74,7 +74,8 @@ impl Matmul<'_> {
             stride_bias: 0,
             stride_gate: 0,
             stride_dims: 0,
-            _pad: [0; 2],
+            stride_pack_a: 0,
+            stride_pack_b: 0,
         };
         if let Some(Implicit::A(g) | Implicit::B(g) | Implicit::Dx(g)) = self.implicit {
             let (oh, ow) = g.out()?;
