@@ -50,8 +50,11 @@ step 03h-mlp8192-f32-again 60 $T
 # seventeenth session, for about 0.2 GFLOP).
 step 03i-mlp8192-f32-dispatches 60 env SPARSETRAIN_PROFILE=dispatches $T
 step 04-mlp8192-mixed 60 env SPARSETRAIN_PROFILE=kernels $T --precision mixed
-# The thirteenth session's untimed experiment: the packs through workgroup tiles.
-step 04b-mlp8192-mixed-tiled 60 env SPARSETRAIN_COOP=tiled SPARSETRAIN_PROFILE=kernels $T --precision mixed
+# Pairs from f16 packs (eighteenth session): both samples' packs in one
+# launch and their product in another; the same step one by one. (The
+# seventeenth session timed 04b's tiled packs: slower, 20.49 against 14.58
+# ms dense.)
+step 04b-mlp8192-mixed-pairs-off 60 env SPARSETRAIN_PAIRS=off SPARSETRAIN_PROFILE=kernels $T --precision mixed
 step 05-mlp4096 60 "$ST" bench train --model 4096-4096 --batch 256 --keeps 0.1,0.05 --runs 5
 R="--dataset mnist --data-dir $DATA --keep 0.1 --hidden 1024,1024 --epochs 10 --batch 128 --lr 0.05 --score-lr 0.05"
 R="$R --finetune-epochs 2 --finetune-lr 0.01 --select-on 20000"
