@@ -101,7 +101,7 @@ fn matmul_regtile(
     // The tiles of every sample of a pair (one product: its own), each
     // sample's tile shaped for its N (`regtile_threads_x`).
     var total = 0u;
-    for (var s = 0u; s < p.samples; s++) {
+    for (var s = 0u; s < samples(); s++) {
         load_sample(s);
         let tx = regtile_threads_x();
         let t = tile_count(4u * tx, 4u * ((WG_X * WG_Y) / tx));
@@ -109,7 +109,7 @@ fn matmul_regtile(
     }
     let all = tile_run(wid, nwg, total);
     var base = 0u;
-    for (var s = 0u; s < p.samples; s++) {
+    for (var s = 0u; s < samples(); s++) {
         load_sample(s);
         let tx = regtile_threads_x();
         let ty = (WG_X * WG_Y) / tx;
@@ -183,7 +183,7 @@ fn matmul_shared(
     // inside stay in uniform control flow.
     let all = tile_run(wid, nwg, pair_tiles(bn, bm));
     var base = 0u;
-    for (var s = 0u; s < p.samples; s++) {
+    for (var s = 0u; s < samples(); s++) {
         load_sample(s);
         let tiles = tile_count(bn, bm);
         let run = sample_run(all, base, tiles.x * tiles.y);
@@ -252,7 +252,7 @@ fn matmul_naive(
 ) {
     let all = tile_run(wid, nwg, pair_tiles(WG_X, WG_Y));
     var base = 0u;
-    for (var s = 0u; s < p.samples; s++) {
+    for (var s = 0u; s < samples(); s++) {
         load_sample(s);
         let tiles = tile_count(WG_X, WG_Y);
         let run = sample_run(all, base, tiles.x * tiles.y);
@@ -367,7 +367,7 @@ fn matmul_pack(
     @builtin(local_invocation_index) lidx: u32,
 ) {
     // A pair's samples one after the other, each into its own packs.
-    for (var s = 0u; s < p.samples; s++) {
+    for (var s = 0u; s < samples(); s++) {
         load_sample(s);
         // Each pack's rows and their length (its contiguous side) in quads.
         let quads_a = select(pack_kp(), pack_mp(), TRANS_A) / 4u;

@@ -372,7 +372,7 @@ fn matmul_coop_direct(
     // own packs.
     let all = tile_run(wid, nwg, pair_tiles(bn, bm));
     var base = 0u;
-    for (var ps = 0u; ps < p.samples; ps++) {
+    for (var ps = 0u; ps < samples(); ps++) {
         load_sample(ps);
         // No early return (uniform control flow for the cooperative
         // operations): a workgroup with nothing to do runs no tiles.

@@ -105,7 +105,8 @@ override SCATTER: bool = false;
 @group(0) @binding(6) var<storage, read> dims: array<u32>;
 @group(0) @binding(7) var<storage, read> maps: array<u32>;
 
-// The effective sizes of this dispatch, set once at entry by `load_dims`.
+// The effective sizes of this dispatch (of the current sample of a pair),
+// set by `load_dims` at entry (`load_sample` for each sample of a pair).
 var<private> M: u32;
 var<private> N: u32;
 var<private> K: u32;
@@ -213,23 +214,34 @@ fn load_dims() {
     load_sample(0u);
 }
 
-// Pairs (p.samples = 2): one launch runs the same product of both mask
+// A pair's launch (the launcher sets it with p.samples = 2): without it
+// the sample loops run once with constant bounds and the offsets are
+// constant zeros, so a single product's code is what it was before pairs.
+override PAIR: bool = false;
+
+fn samples() -> u32 {
+    return select(1u, p.samples, PAIR);
+}
+
+// Pairs (PAIR, p.samples = 2): one launch runs the same product of both mask
 // samples of a sparse step, each on its own operands, sizes and maps, so
 // that a kept product fills twice the workgroups and the step launches
 // once. The grid runs over the tiles of sample 0, then of sample 1
 // (`sample_run`); with f16 packs, each sample's at its own offset in the
-// packs. Not with split K or implicit operands (the launcher runs those
-// one by one). Sets this dispatch's sizes and offsets
-// to sample s's.
+// packs. Not with split K, scatter, implicit operands, K-major packs, or
+// `coop` staged or tiled (the launcher runs those one by one). Sets this
+// dispatch's sizes and offsets to sample s's.
 fn load_sample(s: u32) {
-    OFF_A = s * p.stride_a;
-    OFF_B = s * p.stride_b;
-    OFF_C = s * p.stride_c;
-    OFF_BIAS = s * p.stride_bias;
-    OFF_GATE = s * p.stride_gate;
-    OFF_DIMS = s * p.stride_dims;
-    OFF_PA = s * p.stride_pack_a;
-    OFF_PB = s * p.stride_pack_b;
+    if PAIR {
+        OFF_A = s * p.stride_a;
+        OFF_B = s * p.stride_b;
+        OFF_C = s * p.stride_c;
+        OFF_BIAS = s * p.stride_bias;
+        OFF_GATE = s * p.stride_gate;
+        OFF_DIMS = s * p.stride_dims;
+        OFF_PA = s * p.stride_pack_a;
+        OFF_PB = s * p.stride_pack_b;
+    }
     M = dyn_size(p.m, p.dyn_m);
     N = dyn_size(p.n, p.dyn_n);
     K = dyn_size(p.k, p.dyn_k);
@@ -278,7 +290,7 @@ fn sample_run(run: vec2<u32>, base: u32, count: u32) -> vec2<u32> {
 // (`load_sample` left at the last).
 fn pair_tiles(tile_w: u32, tile_h: u32) -> u32 {
     var total = 0u;
-    for (var s = 0u; s < p.samples; s++) {
+    for (var s = 0u; s < samples(); s++) {
         load_sample(s);
         let t = tile_count(tile_w, tile_h);
         total += t.x * t.y;
@@ -440,7 +452,8 @@ fn map_col(col: u32) -> u32 {
     return maps[p.cols_map + col];
 }
 
-// One output element through the epilogues; `at` is its store index.
+// One output element through the epilogues; `c_at` is its store index
+// (within the current sample's C).
 fn store_one(r: u32, col: u32, c_at: u32, v: f32) {
     let at = c_at + OFF_C;
     var out = p.alpha * v;

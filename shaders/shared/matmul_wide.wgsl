@@ -147,7 +147,7 @@ fn matmul_wide(
     // The tiles of every sample of a pair (`sample_run`).
     let all = tile_run(wid, nwg, pair_tiles(bn, bm));
     var base = 0u;
-    for (var ps = 0u; ps < p.samples; ps++) {
+    for (var ps = 0u; ps < samples(); ps++) {
         load_sample(ps);
         let tiles = tile_count(bn, bm);
         let run = sample_run(all, base, tiles.x * tiles.y);

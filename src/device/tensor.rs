@@ -306,7 +306,8 @@ impl Tensor {
             return None;
         }
         let stride = usize::try_from(gap / 4).ok()?;
-        let len = stride.checked_add(other.len())?;
+        // Through whichever ends last (`other` may lie inside this one).
+        let len = stride.checked_add(other.len())?.max(self.len());
         let bytes = binding_bytes(len);
         let limit = gpu.limits().max_storage_buffer_binding_size;
         if bytes > limit || self.offset + bytes > self.buffer.size() {

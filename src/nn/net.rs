@@ -190,7 +190,8 @@ impl Net {
         Ok(m.sample)
     }
 
-    /// The logits of the last forward: [capacity, classes].
+    /// The logits of the last dense forward or forward on mask sample 0:
+    /// [capacity, classes] (sample 1's are `act_of(ws, 1, logits)`).
     pub fn logits<'w>(&self, ws: &'w Workspace) -> &'w Tensor {
         self.act(ws, self.graph.logits())
     }
@@ -385,13 +386,13 @@ impl Net {
         }
     }
 
-    /// Batch-mean loss of the last forward into `loss[slot]`.
+    /// Batch-mean loss of the last forward (`logits`) into `loss[slot]`.
     pub fn loss(&self, rec: &mut Recorder, ws: &Workspace, loss: &Tensor, slot: usize) -> Result<()> {
         let rows = Rows::Batch(ws.capacity);
         self.graph.loss.forward(rec, &ws.loss, self.logits(ws), &ws.y, rows, (loss, slot))
     }
 
-    /// Adds the correct predictions of the last forward to `count[0]`.
+    /// Adds the correct predictions of the last forward (`logits`) to `count[0]`.
     pub fn count_correct(&self, rec: &mut Recorder, ws: &Workspace, count: &Tensor) -> Result<()> {
         self.graph.loss.count_correct(rec, count, self.logits(ws), &ws.y, Rows::Batch(ws.capacity))
     }

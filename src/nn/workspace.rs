@@ -156,7 +156,8 @@ impl Workspace {
         let mut shared: Vec<usize> = Vec::new();
         // A layer reading the graph's input keeps its own: what it derives
         // from the input (im2col columns) holds for every pass of a step,
-        // so both samples share that too.
+        // so both samples share that (and that layer's other transient
+        // kinds, each use still within one sample's call).
         let mut per_sample: Vec<Vec<bool>> = Vec::new();
         for (node, specs) in g.nodes.iter().zip(scratch_specs.iter_mut()) {
             per_sample.push(specs.iter().map(|s| !s.transient).collect());

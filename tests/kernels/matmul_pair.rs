@@ -211,8 +211,8 @@ fn pairs_on_a_capped_grid() {
     pair_cases(&gpu, "pairs_on_a_capped_grid");
 }
 
-/// Operands of the two samples in different buffers: one by one, the same
-/// results.
+/// Operands of the two samples in different buffers, or one C for both:
+/// one by one, the same results.
 #[test]
 fn pairs_in_separate_buffers_run_one_by_one() {
     let Some(gpu) = gpu("pairs_in_separate_buffers_run_one_by_one") else { return };
@@ -232,4 +232,15 @@ fn pairs_in_separate_buffers_run_one_by_one() {
     for (j, t) in tc.iter().enumerate() {
         assert_close(&format!("separate buffers, sample {j}"), &t.download_f32(&gpu).unwrap(), &want, 1e-4, 1e-5);
     }
+    // One C for both samples (in one buffer, but not apart): one by one,
+    // the second adding to the first.
+    let c0 = rand_f32(&mut r, d.m * d.n, -1.0, 1.0);
+    let shared = Tensor::from_f32(&gpu, "C", &[c0.len()], &c0).unwrap();
+    let acc = mm.accumulate();
+    let mut rec = Recorder::new(&gpu);
+    acc.record_pair(&mut rec, (&shared, &ta, &tb), &acc, (&shared, &ta, &tb), d).unwrap();
+    assert_eq!(rec.dispatches(), 2, "one C for both samples: two launches");
+    rec.finish().unwrap();
+    let want2: Vec<f64> = c0.iter().zip(&want).map(|(&c, &w)| c as f64 + 2.0 * w).collect();
+    assert_close("one C for both samples", &shared.download_f32(&gpu).unwrap(), &want2, 1e-4, 1e-5);
 }

@@ -56,8 +56,9 @@ impl<'a> Matmul<'a> {
     /// Whether `wide` first copies an operand stored along K (A as [M, K],
     /// B as [N, K]) into a K-major pack and multiplies that, as Aᵀ·B
     /// (`matmul_kpack`); without this, `SPARSETRAIN_WIDE_KPACK`, else
-    /// `kpack_rule` (large products on GPUs). Implicit operands never pack;
-    /// other variants ignore it.
+    /// `kpack_rule` (large products on GPUs). Implicit operands never pack,
+    /// nor a pair (`record_pair`: its samples' operands are read where they
+    /// lie); other variants ignore it.
     pub fn wide_kpack(mut self, on: bool) -> Matmul<'a> {
         self.wide_kpack = Some(on);
         self

@@ -135,11 +135,19 @@ impl Pair<'_> {
         packs: Option<(usize, usize)>,
     ) -> Result<()> {
         let gpu = rec.gpu();
+        // The pair's own pipelines (a single product's never loop over samples).
+        let mut constants = constants.clone();
+        constants.push(("PAIR", 1.0));
         let span = |x: &Tensor, y: &Tensor| x.span_to(y, gpu).filter(|(t, _)| u32::try_from(t.len()).is_ok());
         let spans = (span(c, self.ops.0), span(a, self.ops.1), span(b, self.ops.2));
+        // The two samples' C apart (written by both at once, they would
+        // race; one after the other, the second would see the first).
         let (Some((cs, sc)), Some((as_, sa)), Some((bs, sb))) = spans else {
             return self.one_by_one(rec, first, (c, a, b), d_of(params));
         };
+        if sc < c.len() {
+            return self.one_by_one(rec, first, (c, a, b), d_of(params));
+        }
         let opt = |x: Option<&Tensor>, y: Option<&Tensor>| match (x, y) {
             (Some(x), Some(y)) => span(x, y).map(Some),
             _ => Some(None),
@@ -171,7 +179,7 @@ impl Pair<'_> {
                 let params = MatmulParams { stride_pack_a: strides.0, stride_pack_b: strides.1, ..params };
                 let pa = Tensor::coop_pack(gpu, 0, total.0)?;
                 let pb = Tensor::coop_pack(gpu, 1, total.1)?;
-                record_pack_into(rec, (constants, &params), (&as_, &bs, dims), [(&pa, lens.0), (&pb, lens.1)])?;
+                record_pack_into(rec, (&constants, &params), (&as_, &bs, dims), [(&pa, lens.0), (&pb, lens.1)])?;
                 Some((pa, pb, params))
             }
             None => None,
@@ -181,7 +189,7 @@ impl Pair<'_> {
             bind.extend([(9, pa), (10, pb)]);
         }
         let groups = capped_grid(tiles.x.saturating_mul(tiles.y).saturating_mul(2), cap, limit);
-        rec.dispatch(kernel, constants, (0, &params), &bind, groups)
+        rec.dispatch(kernel, &constants, (0, &params), &bind, groups)
     }
 }
 
