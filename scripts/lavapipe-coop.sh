@@ -10,7 +10,8 @@
 # package is installed; apt's lists there too) and runs the command through
 # that folder's dynamic loader, with the Vulkan loader pointed at its ICD.
 #
-#   scripts/lavapipe-coop.sh                # the matmul kernel tests, coop required
+#   scripts/lavapipe-coop.sh                # the matmul kernel tests and the paired
+#                                           # mixed sparse step, coop required
 #   scripts/lavapipe-coop.sh --if-available # the same, or say NOT RUN and succeed
 #                                           # where the packages or AVX2 are missing
 #   scripts/lavapipe-coop.sh target/release/sparsetrain info
@@ -98,7 +99,10 @@ if ! INFO=$(run "$TARGET/release/sparsetrain" info 2>&1); then
     not_run "the adapter did not open: $INFO"
 fi
 echo "$INFO" | grep -q "^precision: *f32, mixed (" || not_run "$(echo "$INFO" | grep "^precision:")"
-BUILT=$(cargo test --release --test kernels --no-run 2>&1) || { echo "$BUILT" >&2; exit 1; }
+BUILT=$(cargo test --release --test kernels --test sparse --no-run 2>&1) || { echo "$BUILT" >&2; exit 1; }
 KERNELS=$(echo "$BUILT" | sed -n 's/.*Executable .*(\(.*deps\/kernels-[^)]*\)).*/\1/p' | head -1)
-[ -n "$KERNELS" ] || { echo "no kernel test binary in: $BUILT" >&2; exit 1; }
+SPARSE=$(echo "$BUILT" | sed -n 's/.*Executable .*(\(.*deps\/sparse-[^)]*\)).*/\1/p' | head -1)
+[ -n "$KERNELS" ] && [ -n "$SPARSE" ] || { echo "no kernel or sparse test binary in: $BUILT" >&2; exit 1; }
 SPARSETRAIN_REQUIRE_GPU=1 SPARSETRAIN_REQUIRE_COOP=1 run "$KERNELS" matmul
+# A mixed-precision sparse step with pairs against one without, bit for bit.
+SPARSETRAIN_REQUIRE_GPU=1 SPARSETRAIN_REQUIRE_COOP=1 run "$SPARSE" paired_products

@@ -6,7 +6,8 @@
 # rule (SPARSETRAIN_GRID_CAP=none: no cap on data-dependent grids), so that
 # the grid sizes GPUs launch run on a software adapter too (on a GPU, a
 # repeat); and the matmul tests once more on a lavapipe with cooperative
-# matrices (scripts/lavapipe-coop.sh: Mesa 26 unpacked into a folder), so
+# matrices (scripts/lavapipe-coop.sh: Mesa 26 unpacked into a folder; with
+# the paired mixed-precision sparse step of tests/sparse.rs), so
 # that the mixed-precision kernels run without a GPU, where its packages and
 # AVX2 are there (else it says NOT RUN).
 set -euo pipefail
