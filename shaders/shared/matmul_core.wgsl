@@ -228,9 +228,11 @@ fn samples() -> u32 {
 // that a kept product fills twice the workgroups and the step launches
 // once. The grid runs over the tiles of sample 0, then of sample 1
 // (`sample_run`); with f16 packs, each sample's at its own offset in the
-// packs. Not with split K, scatter, implicit operands, K-major packs, or
-// `coop` staged or tiled (the launcher runs those one by one). Sets this
-// dispatch's sizes and offsets to sample s's.
+// packs; split along K, each sample's partials in its part of the scratch
+// (each sample's reduce is a launch of its own). Not with implicit
+// operands, K-major packs, or `coop` staged, tiled or split, nor a scatter
+// unsplit (the launcher runs those one by one). Sets this dispatch's sizes
+// and offsets to sample s's.
 fn load_sample(s: u32) {
     if PAIR {
         OFF_A = s * p.stride_a;
@@ -475,8 +477,9 @@ fn store_one(r: u32, col: u32, c_at: u32, v: f32) {
 // Writes the 4×4 tile acc (acc[i] = row r0+i, columns c0..c0+4).
 fn store_tile(r0: u32, c0: u32, acc: mat4x4<f32>) {
     if SPLIT_K {
-        // This split's raw partial product (see `split_k`).
-        let base = SPLIT_Z * M * N;
+        // This split's raw partial product (see `split_k`), in the current
+        // sample's part of the partials.
+        let base = SPLIT_Z * M * N + OFF_C;
         for (var i = 0u; i < 4u; i++) {
             let r = r0 + i;
             if r >= M {

@@ -94,34 +94,49 @@ impl Linear {
     /// The weight and bias gradients, added into the full-size gradients
     /// (two mask samples add up; the optimizer clears them after each step).
     fn param_grads(&self, cx: &mut Ctx) -> Result<()> {
+        let (mm, (c, a, b), d) = self.weight_grad_product(cx)?;
+        mm.record(cx.rec, c, a, b, d)?;
+        self.bias_grad(cx)
+    }
+
+    /// The weight gradient's product dW += dYᵀ·X, scattered through the
+    /// kept lists where compacted.
+    fn weight_grad_product<'a>(&self, cx: &Ctx<'a, '_>) -> Result<Product<'a>> {
         let x = cx.inputs[0];
         let ((cols, plane, c), rows) = (columns(&x), cx.output.side);
         let (i, o) = (fan_in(&[x.shape]), self.out);
         let cap = cx.rows.max();
         let dy = cx.d_output.ok_or_else(|| Error::InvalidArgument("linear backward without d_output".into()))?;
-        let (dw, db) = (&cx.grads[0], &cx.grads[1]);
-        let dense = cols == Side::Full && rows == Side::Full;
-        let (pr, pc) = (rows.max_len(o), cols.max_len(c) * plane);
-        if dense {
-            Matmul::new(Layout::TN).accumulate().batch_k().record(cx.rec, dw, dy, x.t, Dims { m: o, n: i, k: cap })?;
-        } else {
-            let kept = cx.kept("linear")?;
-            let scatter = Scatter {
-                maps: kept.maps,
-                rows: map_offset(rows),
-                cols: map_offset(cols),
-                ldc: i,
-                col_blocks: plane,
-                col_block_full: c,
-            };
-            Matmul::new(Layout::TN)
-                .accumulate()
-                .sizes(Some(kept.dims), size(rows, 1), size(cols, plane), Size::Batch { per: 1 })
-                .scatter(scatter)
-                .record(cx.rec, dw, dy, x.t, Dims { m: pr, n: pc, k: cap })?;
+        let dw: &'a Tensor = &cx.grads[0];
+        if cols == Side::Full && rows == Side::Full {
+            let mm = Matmul::new(Layout::TN).accumulate().batch_k();
+            return Ok((mm, (dw, dy, x.t), Dims { m: o, n: i, k: cap }));
         }
+        let kept = cx.kept("linear")?;
+        let scatter = Scatter {
+            maps: kept.maps,
+            rows: map_offset(rows),
+            cols: map_offset(cols),
+            ldc: i,
+            col_blocks: plane,
+            col_block_full: c,
+        };
+        let mm = Matmul::new(Layout::TN)
+            .accumulate()
+            .sizes(Some(kept.dims), size(rows, 1), size(cols, plane), Size::Batch { per: 1 })
+            .scatter(scatter);
+        Ok((mm, (dw, dy, x.t), Dims { m: rows.max_len(o), n: cols.max_len(c) * plane, k: cap }))
+    }
+
+    /// The bias gradient, added into the full-size one.
+    fn bias_grad(&self, cx: &mut Ctx) -> Result<()> {
+        let x = cx.inputs[0];
+        let rows = cx.output.side;
+        let dense = columns(&x).0 == Side::Full && rows == Side::Full;
+        let dy = cx.d_output.ok_or_else(|| Error::InvalidArgument("linear backward without d_output".into()))?;
         let partials = cx.scratch.get(if dense { 0 } else { 2 });
-        bias_grad_of(cx.rec, db, dy, cx.kept_or_unused(), rows, o, Rows::Batch(cap), partials)
+        let rows_at = Rows::Batch(cx.rows.max());
+        bias_grad_of(cx.rec, &cx.grads[1], dy, cx.kept_or_unused(), rows, self.out, rows_at, partials)
     }
 
     /// The input gradient's product dX (+)= dY·W, gated where X is a ReLU
@@ -273,11 +288,14 @@ impl Layer for Linear {
         mm0.record_pair(cx.rec, ops0, &mm1, ops1, d)
     }
 
-    /// Both samples' parameter gradients (sample 0's part first; their
-    /// scatters add into one gradient), then their input gradients as a
-    /// pair.
+    /// Both samples' weight gradients as a pair (one gradient both add
+    /// into, sample 0's part first: one launch of both samples' partials
+    /// where K splits, else one by one), their bias gradients, then their
+    /// input gradients as a pair.
     fn backward_pair<'a>(&self, cx: &mut Ctx<'a, '_>, second: &mut Second<'a>) -> Result<()> {
-        cx.each_sample(second, |c| self.param_grads(c))?;
+        let ((mm0, ops0, d), (mm1, ops1, _)) = cx.both(second, |c| self.weight_grad_product(c))?;
+        mm0.record_pair(cx.rec, ops0, &mm1, ops1, d)?;
+        cx.each_sample(second, |c| self.bias_grad(c))?;
         match cx.both(second, |c| self.input_grad_product(c))? {
             (Some((mm0, ops0, d)), Some((mm1, ops1, _))) => mm0.record_pair(cx.rec, ops0, &mm1, ops1, d),
             (None, None) => Ok(()),

@@ -308,9 +308,9 @@ impl<'a> Matmul<'a> {
             gpu.matmul_variant_for(m, n)
         });
         // A pair runs in one launch only from its operands as stored or
-        // from f16 packs (`coop` direct, checked below), and stored without
-        // scatter (both samples would add into the same gradient).
-        let pairable = self.implicit.is_none() && self.scatter.is_none();
+        // from f16 packs (`coop` direct, checked below); a scattering pair
+        // only where K splits (below).
+        let pairable = self.implicit.is_none();
         let pair = match pair {
             Some(pr) if !pairable => return pr.one_by_one(rec, self, (c, a, b), d),
             other => other,
@@ -442,13 +442,39 @@ impl<'a> Matmul<'a> {
             (None, None) if splits <= 1 => kept_splits(ty, variant, fit, (kept_k, k), kept_splits_env()?),
             _ => None,
         };
-        // Split K runs a pair as two.
-        if let Some(pr) = pair.filter(|_| splits > 1 || within.is_some_and(|(most, _)| most > 1)) {
-            return pr.one_by_one(rec, self, (c, a, b), d);
-        }
+        let plan = if let Some((most, room)) = within.filter(|&(most, _)| most > 1) {
+            if !variant.splits_k() {
+                return Err(Error::InvalidArgument(format!("matmul: the {} variant does not split K", variant.name())));
+            }
+            // No more room than `most` full-size splits fill, nor than one
+            // binding holds; at least two splits of one value.
+            let full = u64::from(most) * u64::from(m) * u64::from(n);
+            let room = u32::try_from((room as u64).min(full).min(max_floats)).unwrap_or(u32::MAX).max(2);
+            Plan::Within(Split { splits: most, scratch_len: room as usize, groups, cap }, room)
+        } else {
+            // Partial products of [splits, m, n] must fit one binding.
+            let splits = splits.min((max_floats / (u64::from(m) * u64::from(n))).clamp(1, u64::from(u32::MAX)) as u32);
+            if splits <= 1 {
+                Plan::Whole
+            } else {
+                Plan::Fixed(Split { splits, scratch_len: splits as usize * d.m * d.n, groups, cap })
+            }
+        };
+        // A pair: in one launch unsplit (not scattering: both samples
+        // would add into one C at once); split, its partials in one launch
+        // (not `coop`'s, whose packs this path does not make) and each
+        // sample's reduce after; else one by one.
         if let Some(pr) = pair {
-            let kernel = if blocks.coop_direct { Kernel::MatmulCoopDirect } else { variant.kernel() };
-            return pr.record(rec, self, (c, a, b), (kernel, &constants, params), (tiles, cap, limit), packs);
+            return match &plan {
+                Plan::Whole if self.scatter.is_none() => {
+                    let kernel = if blocks.coop_direct { Kernel::MatmulCoopDirect } else { variant.kernel() };
+                    pr.record(rec, self, (c, a, b), (kernel, &constants, params), (tiles, cap, limit), packs)
+                }
+                Plan::Fixed(_) | Plan::Within(..) if variant != Variant::Coop => {
+                    pr.record_split(rec, self, (c, a, b), (variant.kernel(), &constants, params), &plan, tiles)
+                }
+                _ => pr.one_by_one(rec, self, (c, a, b), d),
+            };
         }
         let (one, zero_u32) = (Tensor::one(gpu), Tensor::zero_u32(gpu));
         let bias = self.bias.unwrap_or(&one);
@@ -478,29 +504,29 @@ impl<'a> Matmul<'a> {
             // The tiled kernel reads them as 16-byte chunks.
             bind.extend(if tiled { [(12, pa), (13, pb)] } else { [(9, pa), (10, pb)] });
         }
-        if let Some((most, room)) = within.filter(|&(most, _)| most > 1) {
-            if !variant.splits_k() {
-                return Err(Error::InvalidArgument(format!("matmul: the {} variant does not split K", variant.name())));
+        match plan {
+            Plan::Within(split, room) => {
+                let params = MatmulParams { split_room: room, ..params };
+                // Unsplit, run where the device's count is below two; then
+                // split in up to `most`, run where it is not.
+                rec.dispatch(kernel, &constants, (0, &params), &bind, groups)?;
+                let reduce = MatmulParams { splits: split.splits, ..params };
+                record_split(rec, kernel, &constants, (&params, &reduce), &bind, split, (m, n))
             }
-            // No more room than `most` full-size splits fill, nor than one
-            // binding holds; at least two splits of one value.
-            let full = u64::from(most) * u64::from(m) * u64::from(n);
-            let room = u32::try_from((room as u64).min(full).min(max_floats)).unwrap_or(u32::MAX).max(2);
-            let params = MatmulParams { split_room: room, ..params };
-            // Unsplit, run where the device's count is below two; then
-            // split in up to `most`, run where it is not.
-            rec.dispatch(kernel, &constants, (0, &params), &bind, groups)?;
-            let split = Split { splits: most, scratch_len: room as usize, groups, cap };
-            let reduce = MatmulParams { splits: most, ..params };
-            return record_split(rec, kernel, &constants, (&params, &reduce), &bind, split, (m, n));
+            Plan::Fixed(split) => {
+                let reduce = MatmulParams { splits: split.splits, ..params };
+                record_split(rec, kernel, &constants, (&params, &reduce), &bind, split, (m, n))
+            }
+            Plan::Whole => rec.dispatch(kernel, &constants, (0, &params), &bind, groups),
         }
-        // Partial products of [splits, m, n] must fit one binding.
-        let splits = splits.min((max_floats / (u64::from(m) * u64::from(n))).clamp(1, u64::from(u32::MAX)) as u32);
-        if splits <= 1 {
-            return rec.dispatch(kernel, &constants, (0, &params), &bind, groups);
-        }
-        let split = Split { splits, scratch_len: splits as usize * d.m * d.n, groups, cap };
-        let reduce = MatmulParams { splits, ..params };
-        record_split(rec, kernel, &constants, (&params, &reduce), &bind, split, (m, n))
     }
+}
+
+/// How a product splits K (`Matmul::record_with`): not at all, in a fixed
+/// count, or in the device's count within `room` floats of partials (with
+/// an unsplit launch for where the device decides against).
+pub(super) enum Plan {
+    Whole,
+    Fixed(Split),
+    Within(Split, u32),
 }

@@ -70,9 +70,27 @@ pub(super) fn record_split<P: Pod>(
     split: Split,
     (m, n): (u32, u32),
 ) -> Result<()> {
-    let gpu = rec.gpu();
-    let limit = gpu.limits().max_compute_workgroups_per_dimension;
-    let scratch = Tensor::split_scratch(gpu, split.scratch_len)?;
+    let scratch = Tensor::split_scratch(rec.gpu(), split.scratch_len)?;
+    let first_groups = glam::UVec3::new(split.groups.x, split.groups.y, split.splits);
+    record_partials(rec, kernel, constants, params, &with(bind, 3, &scratch), first_groups)?;
+    record_reduce(rec, constants, reduce, &with(bind, 1, &scratch), split.cap, (m, n))
+}
+
+/// The product's bindings with `t` in `slot`'s place.
+pub(super) fn with<'t>(bind: &[(u32, &'t Tensor)], slot: u32, t: &'t Tensor) -> Vec<(u32, &'t Tensor)> {
+    bind.iter().map(|&(s, b)| if s == slot { (s, t) } else { (s, b) }).collect()
+}
+
+/// The split launch: each split's raw partial product (no epilogue) into
+/// the scratch bound as C, over `groups` (z: the splits).
+pub(super) fn record_partials<P: Pod>(
+    rec: &mut Recorder,
+    kernel: Kernel,
+    constants: &Constants,
+    params: &P,
+    bind: &[(u32, &Tensor)],
+    groups: glam::UVec3,
+) -> Result<()> {
     let mut first = constants.clone();
     for (name, v) in first.iter_mut() {
         if matches!(*name, "BIAS" | "RELU" | "GATE" | "SCATTER") {
@@ -80,13 +98,20 @@ pub(super) fn record_split<P: Pod>(
         }
     }
     first.push(("SPLIT_K", 1.0));
-    // The product's bindings with `t` in `slot`'s place.
-    fn with<'t>(bind: &[(u32, &'t Tensor)], slot: u32, t: &'t Tensor) -> Vec<(u32, &'t Tensor)> {
-        bind.iter().map(|&(s, b)| if s == slot { (s, t) } else { (s, b) }).collect()
-    }
-    let first_groups = glam::UVec3::new(split.groups.x, split.groups.y, split.splits);
-    rec.dispatch(kernel, &first, (0, params), &with(bind, 3, &scratch), first_groups)?;
-    // The reduce pass: the product's store epilogues on 16 × 16 threads.
+    rec.dispatch(kernel, &first, (0, params), bind, groups)
+}
+
+/// The reduce pass: the partials (bound as A) added up through the
+/// product's store epilogues, on 16 × 16 threads, at most `cap` workgroups.
+pub(super) fn record_reduce<P: Pod>(
+    rec: &mut Recorder,
+    constants: &Constants,
+    reduce: &P,
+    bind: &[(u32, &Tensor)],
+    cap: u32,
+    (m, n): (u32, u32),
+) -> Result<()> {
+    let limit = rec.gpu().limits().max_compute_workgroups_per_dimension;
     let wg = UVec2::new(16, 16);
     let mut reduce_consts: Constants = constants
         .iter()
@@ -95,6 +120,6 @@ pub(super) fn record_split<P: Pod>(
         .collect();
     reduce_consts.extend([("WG_X", f64::from(wg.x)), ("WG_Y", f64::from(wg.y))]);
     let tiles = grid_2d(n, m, wg * 4);
-    let reduce_groups = capped_grid(tiles.x.saturating_mul(tiles.y), split.cap, limit);
-    rec.dispatch(Kernel::MatmulSplitReduce, &reduce_consts, (0, reduce), &with(bind, 1, &scratch), reduce_groups)
+    let reduce_groups = capped_grid(tiles.x.saturating_mul(tiles.y), cap, limit);
+    rec.dispatch(Kernel::MatmulSplitReduce, &reduce_consts, (0, reduce), bind, reduce_groups)
 }

@@ -9,8 +9,8 @@
 //! checked the same.
 
 use rand::Rng;
-use sparsetrain::cpu::matmul::matmul_fused;
-use sparsetrain::ops::matmul::{CoopMode, Dims, Layout, Matmul, Size, Variant};
+use sparsetrain::cpu::matmul::{ScatterRef, matmul_fused};
+use sparsetrain::ops::matmul::{CoopMode, Dims, Layout, Matmul, Scatter, Size, Variant};
 use sparsetrain::{Recorder, Tensor};
 
 use crate::common::*;
@@ -65,13 +65,19 @@ fn pair_cases(gpu: &sparsetrain::Gpu, test: &str) {
     let mut case = 0u64;
     for run in runs {
         let mut trace = Trace::new(test, &run.label());
-        // Launches per pair, unsplit: one for the f32 variants, two for
-        // `coop` from f16 packs (the packs, the product); else one by one.
+        // Launches per pair of plain products and of scatters: unsplit,
+        // one (a scatter: two, one by one) for the f32 variants, two for
+        // `coop` from f16 packs (the packs, the product); split in a fixed
+        // count, both samples' partials and each one's reduce; split by
+        // the device, each sample's unsplit launch too. `coop` split or
+        // not from packs runs one by one (launches not counted).
         let unsplit = run.split == 1 && run.within.is_none();
         let per_pair = match run.variant {
-            Variant::Coop if unsplit && run.coop == CoopMode::Direct => Some(2),
+            Variant::Coop if unsplit && run.coop == CoopMode::Direct => Some((2, None)),
             Variant::Coop => None,
-            _ => unsplit.then_some(1),
+            _ if run.within.is_some() => Some((5, Some(5))),
+            _ if unsplit => Some((1, Some(2))),
+            _ => Some((3, Some(3))),
         };
         for layout in Layout::ALL {
             for (ci, sizes) in CASES.iter().enumerate() {
@@ -100,7 +106,7 @@ fn pair_case(
     sizes: [(usize, usize, usize); 2],
     kept: bool,
     seed: u64,
-    per_pair: Option<usize>,
+    per_pair: Option<(usize, Option<usize>)>,
 ) {
     let mut r = rng(seed);
     let pad = |x: usize| x.div_ceil(4) * 4;
@@ -163,6 +169,44 @@ fn pair_case(
         back(j).record(&mut rec, &uh[j], &ta[j], &tb[j], dmax).unwrap();
     }
     let singles = rec.dispatches() - paired;
+    // A weight-gradient pair: both samples scatter-add into one full C,
+    // each through its own maps (permutations at their own offsets).
+    let (full_m, full_n) = (MAX.m + 10, MAX.n + 10);
+    let mut maps = vec![0u32; 3];
+    let mut perms = Vec::new();
+    for _ in 0..2 {
+        let (mut rows, mut cols): (Vec<u32>, Vec<u32>) = ((0..full_m as u32).collect(), (0..full_n as u32).collect());
+        for i in (1..rows.len()).rev() {
+            rows.swap(i, r.random_range(0..=i));
+        }
+        for i in (1..cols.len()).rev() {
+            cols.swap(i, r.random_range(0..=i));
+        }
+        maps.extend(&rows);
+        maps.extend(&cols);
+        perms.push((rows, cols));
+    }
+    let tmaps = Tensor::from_u32(gpu, "maps", &[maps.len()], &maps).unwrap();
+    let full0 = rand_f32(&mut r, full_m * full_n, -1.0, 1.0);
+    let (tfull, ufull) = [0, 1].map(|_| Tensor::from_f32(gpu, "full", &[full0.len()], &full0).unwrap()).into();
+    let scat = |j: usize| {
+        let at = 3 + j * (full_m + full_n);
+        let sc = Scatter {
+            maps: &tmaps,
+            rows: Some(at),
+            cols: Some(at + full_m),
+            ldc: full_n,
+            col_blocks: 1,
+            col_block_full: full_n,
+        };
+        mm(j).accumulate().scatter(sc)
+    };
+    let before = rec.dispatches();
+    scat(0).record_pair(&mut rec, (&tfull, &ta[0], &tb[0]), &scat(1), (&tfull, &ta[1], &tb[1]), dmax).unwrap();
+    let scatter_paired = rec.dispatches() - before;
+    for j in 0..2 {
+        scat(j).record(&mut rec, &ufull, &ta[j], &tb[j], dmax).unwrap();
+    }
     rec.finish().unwrap();
     let tag = format!(
         "{} {} real {:?} {} (seed {seed})",
@@ -171,9 +215,26 @@ fn pair_case(
         real,
         if kept { "kept" } else { "static" }
     );
-    if let Some(per) = per_pair {
+    if let Some((per, scatter)) = per_pair {
         assert_eq!(paired, 2 * per, "{tag}: {per} launch(es) for each pair of products ({singles} one by one)");
+        if let Some(want) = scatter {
+            assert_eq!(scatter_paired, want, "{tag}: launches of a pair of scatters");
+        }
     }
+    // The scatters: sample 0's additions, then sample 1's, whichever way.
+    let mut want_full = to_f64(&full0);
+    for (j, (rows, cols)) in perms.iter().enumerate() {
+        let dj = d[j];
+        let (a64, b64) = (to_f64(&ops[j][0][..dj.m * dj.k]), to_f64(&ops[j][1][..dj.k * dj.n]));
+        let (real_m, real_n) = (real[j].0, real[j].1);
+        let sref = ScatterRef { rows: Some(rows), cols: Some(cols), ldc: full_n, real_m, real_n };
+        matmul_fused(&mut want_full, &a64, &b64, layout, 1.0, 1.0, dj, None, false, None, Some(&sref));
+    }
+    let abs = tol(run.variant, 2e-5 * (MAX.k as f64 + 1.0));
+    let got_full = tfull.download_f32(gpu).unwrap();
+    assert_close(&format!("scatter pair {tag}"), &got_full, &want_full, abs, 1e-5);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&got_full), bits(&ufull.download_f32(gpu).unwrap()), "{tag}: scatter pair vs one by one");
     for j in 0..2 {
         let dj = d[j];
         let (a64, b64) = (to_f64(&ops[j][0][..dj.m * dj.k]), to_f64(&ops[j][1][..dj.k * dj.n]));

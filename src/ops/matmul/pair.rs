@@ -3,22 +3,26 @@
 //! counts and bias; the kernel runs over the tiles of sample 0, then of
 //! sample 1, each with its sizes and operands (`load_sample` in
 //! shaders/shared/matmul_core.wgsl). A small kept product fills twice the
-//! workgroups of one, and the step launches once instead of twice. Where
-//! a launch cannot take both (split K, scatter, implicit operands, `coop`
-//! staged or tiled, operands in different buffers), the two run one after
-//! the other: the results are the same bit for bit. `coop` from f16 packs
-//! packs both samples in one launch (each into its own part of the
-//! device's packs) and multiplies them in another.
+//! workgroups of one, and the step launches once instead of twice. `coop`
+//! from f16 packs packs both samples in one launch (each into its own part
+//! of the device's packs) and multiplies them in another. A product split
+//! along K computes both samples' partials in one launch and reduces each
+//! sample's in its own, sample 0's first: so a pair of weight gradients,
+//! which both scatter-add into one gradient, pairs where it splits. Where a
+//! launch cannot take both (an unsplit scatter, implicit operands, `coop`
+//! staged, tiled or split, operands in different buffers), the two run one
+//! after the other. The results are the same bit for bit either way.
 
 use glam::UVec3;
 
-use super::{Matmul, MatmulParams, Size};
+use super::{Matmul, MatmulParams, Plan, Scatter, Size};
 use crate::device::record::Recorder;
 use crate::device::shader::{Constants, Kernel, capped_grid};
-use crate::device::tensor::Tensor;
+use crate::device::tensor::{Tensor, aligned_len};
 use crate::error::Result;
 use crate::ops::matmul_desc::Dims;
 use crate::ops::matmul_pack::record_pack_into;
+use crate::ops::matmul_split::{record_partials, record_reduce, with};
 
 /// The second sample's product and operands (C, A, B).
 pub(super) struct Pair<'p> {
@@ -34,11 +38,11 @@ impl<'a> Matmul<'a> {
     /// must be this product but for its bias and gate tensors and its kept
     /// counts (each sample's, the same distance apart in the same dims
     /// tensor); each operand of sample 1 must lie in the same buffer as
-    /// sample 0's, at or after it (`Tensor::span_to`). Otherwise, and
-    /// where the product is split along K, scatters, reads implicit
-    /// operands, runs `coop` staged or tiled, or the device was opened
-    /// without pairs (`GpuOptions::pairs`), the two are recorded one after
-    /// the other, with the same results.
+    /// sample 0's, at or after it (`Tensor::span_to`); a scatter may start
+    /// its maps elsewhere. Otherwise, and where the product scatters
+    /// unsplit, reads implicit operands, runs `coop` staged, tiled or split,
+    /// or the device was opened without pairs (`GpuOptions::pairs`), the two
+    /// are recorded one after the other, with the same results.
     pub fn record_pair(
         &self,
         rec: &mut Recorder,
@@ -65,8 +69,7 @@ impl<'a> Matmul<'a> {
             && self.bias.is_some() == o.bias.is_some()
             && self.relu == o.relu
             && self.gate.is_some() == o.gate.is_some()
-            && self.scatter.is_none()
-            && o.scatter.is_none()
+            && same_scatter(self.scatter.as_ref(), o.scatter.as_ref())
             && self.implicit.is_none()
             && o.implicit.is_none()
             && self.split == o.split
@@ -106,6 +109,80 @@ impl<'a> Matmul<'a> {
 }
 
 impl Pair<'_> {
+    /// A pair split along K (`plan`, fixed or the device's count): both
+    /// samples' partial products in one launch, into two parts of the
+    /// device's split scratch, then each sample's reduce through its own
+    /// epilogues (a scatter through its own maps), sample 0's first; where
+    /// the device decides, each sample's unsplit launch before its reduce.
+    /// The additions into C come in the order of one by one (all of
+    /// sample 0's before sample 1's), so both samples may add into one C
+    /// (a weight gradient).
+    /// One by one where the operands do not share a buffer or two parts of
+    /// partials do not fit one binding.
+    pub(super) fn record_split(
+        &self,
+        rec: &mut Recorder,
+        first: &Matmul,
+        (c, a, b): (&Tensor, &Tensor, &Tensor),
+        (kernel, constants, params): (Kernel, &Constants, MatmulParams),
+        plan: &Plan,
+        tiles: UVec3,
+    ) -> Result<()> {
+        let gpu = rec.gpu();
+        let d = d_of(params);
+        let (split, room) = match plan {
+            Plan::Fixed(s) => (s, 0),
+            Plan::Within(s, room) => (s, *room),
+            Plan::Whole => return self.one_by_one(rec, first, (c, a, b), d),
+        };
+        let span = |x: &Tensor, y: &Tensor| x.span_to(y, gpu).filter(|(t, _)| u32::try_from(t.len()).is_ok());
+        let (Some((as_, sa)), Some((bs, sb))) = (span(a, self.ops.1), span(b, self.ops.2)) else {
+            return self.one_by_one(rec, first, (c, a, b), d);
+        };
+        let part = aligned_len(split.scratch_len);
+        let max_floats = gpu.limits().max_storage_buffer_binding_size / 4;
+        let Some(u32_part) = u32::try_from(part).ok().filter(|_| 2 * part as u64 <= max_floats) else {
+            return self.one_by_one(rec, first, (c, a, b), d);
+        };
+        // Sample 1's own parameters: its kept counts and maps.
+        let (_, params1) = self.second.operand_setup(self.ops.0, (params.m, params.n, params.k))?;
+        let p0 = MatmulParams { split_room: room, ..params };
+        let p1 = MatmulParams { split_room: room, ..params1 };
+        let scratch = Tensor::split_scratch(gpu, 2 * part)?;
+        let parts = [scratch.view(0, &[split.scratch_len])?, scratch.view(part, &[split.scratch_len])?];
+        let stand = (Tensor::one(gpu), Tensor::zero_u32(gpu));
+        let bind0 = bindings(first, (c, a, b), &stand);
+        let bind1 = bindings(self.second, self.ops, &stand);
+        let unsplit = matches!(plan, Plan::Within(..));
+        if unsplit {
+            rec.dispatch(kernel, constants, (0, &p0), &bind0, split.groups)?;
+        }
+        // Both samples' partials: the pair's pipeline, no epilogue.
+        let mut pair_consts = constants.clone();
+        pair_consts.push(("PAIR", 1.0));
+        let both = MatmulParams {
+            samples: 2,
+            stride_a: u32::try_from(sa).unwrap_or(u32::MAX),
+            stride_b: u32::try_from(sb).unwrap_or(u32::MAX),
+            stride_c: u32_part,
+            stride_dims: self.stride_dims,
+            ..p0
+        };
+        let whole = scratch.view(0, &[part + split.scratch_len])?;
+        let bind = [(1, &as_), (2, &bs), (3, &whole), (4, &stand.0), (5, &stand.0), (6, bind0[5].1), (7, &stand.1)];
+        let pair_tiles = tiles.x.saturating_mul(tiles.y).saturating_mul(2);
+        let grid = capped_grid(pair_tiles, split.cap, gpu.limits().max_compute_workgroups_per_dimension);
+        record_partials(rec, kernel, &pair_consts, &both, &bind, UVec3::new(grid.x, grid.y, split.splits))?;
+        let (m, n) = (params.m, params.n);
+        let reduce0 = MatmulParams { splits: split.splits, ..p0 };
+        record_reduce(rec, constants, &reduce0, &with(&bind0, 1, &parts[0]), split.cap, (m, n))?;
+        if unsplit {
+            rec.dispatch(kernel, constants, (0, &p1), &bind1, split.groups)?;
+        }
+        let reduce1 = MatmulParams { splits: split.splits, ..p1 };
+        record_reduce(rec, constants, &reduce1, &with(&bind1, 1, &parts[1]), split.cap, (m, n))
+    }
+
     /// The two products one after the other.
     pub(super) fn one_by_one(
         &self,
@@ -193,6 +270,21 @@ impl Pair<'_> {
     }
 }
 
+/// Whether two scatters differ at most in where their maps start (each
+/// sample's kept lists).
+fn same_scatter(x: Option<&Scatter>, y: Option<&Scatter>) -> bool {
+    match (x, y) {
+        (None, None) => true,
+        (Some(x), Some(y)) => {
+            x.maps.same_as(y.maps)
+                && x.rows.is_some() == y.rows.is_some()
+                && x.cols.is_some() == y.cols.is_some()
+                && (x.ldc, x.col_blocks, x.col_block_full) == (y.ldc, y.col_blocks, y.col_block_full)
+        }
+        _ => false,
+    }
+}
+
 /// Where sample 1's f16 packs start after sample 0's, in halves (A, B),
 /// and the two samples' packs' lengths in u32, for one sample's `lens` in
 /// u32 (`pack_lens`): each sample's at a multiple of 64 u32 (so a pack's
@@ -206,6 +298,25 @@ fn pack_strides((la, lb): (usize, usize), max_bytes: u64) -> Option<((u32, u32),
     }
     let halves = |s: usize| u32::try_from(2 * s).ok();
     Some(((halves(sa)?, halves(sb)?), (2 * sa, 2 * sb)))
+}
+
+/// Each sample's bindings of its product (C, A, B at 3, 1, 2; bias, gate,
+/// dims and maps or stand-ins).
+fn bindings<'t>(
+    mm: &Matmul<'t>,
+    (c, a, b): (&'t Tensor, &'t Tensor, &'t Tensor),
+    stand: &'t (Tensor, Tensor),
+) -> Vec<(u32, &'t Tensor)> {
+    let (one, zero) = (&stand.0, &stand.1);
+    vec![
+        (1, a),
+        (2, b),
+        (3, c),
+        (4, mm.bias.unwrap_or(one)),
+        (5, mm.gate.unwrap_or(one)),
+        (6, mm.dims.unwrap_or(zero)),
+        (7, mm.scatter.map_or(zero, |s| s.maps)),
+    ]
 }
 
 /// The static sizes of a product's parameters.
