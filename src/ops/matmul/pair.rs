@@ -135,8 +135,7 @@ impl Pair<'_> {
             Plan::Within(s, room) => (s, *room),
             Plan::Whole => return self.one_by_one(rec, first, (c, a, b), d),
         };
-        let span = |x: &Tensor, y: &Tensor| x.span_to(y, gpu).filter(|(t, _)| u32::try_from(t.len()).is_ok());
-        let (Some((as_, sa)), Some((bs, sb))) = (span(a, self.ops.1), span(b, self.ops.2)) else {
+        let (Some((as_, sa)), Some((bs, sb))) = (span(a, self.ops.1, gpu), span(b, self.ops.2, gpu)) else {
             return self.one_by_one(rec, first, (c, a, b), d);
         };
         let part = aligned_len(split.scratch_len);
@@ -212,25 +211,25 @@ impl Pair<'_> {
         packs: Option<(usize, usize)>,
     ) -> Result<()> {
         let gpu = rec.gpu();
+        let d = d_of(params);
         // The pair's own pipelines (a single product's never loop over samples).
         let mut constants = constants.clone();
         constants.push(("PAIR", 1.0));
-        let span = |x: &Tensor, y: &Tensor| x.span_to(y, gpu).filter(|(t, _)| u32::try_from(t.len()).is_ok());
-        let spans = (span(c, self.ops.0), span(a, self.ops.1), span(b, self.ops.2));
+        let spans = (span(c, self.ops.0, gpu), span(a, self.ops.1, gpu), span(b, self.ops.2, gpu));
         // The two samples' C apart (written by both at once, they would
         // race; one after the other, the second would see the first).
         let (Some((cs, sc)), Some((as_, sa)), Some((bs, sb))) = spans else {
-            return self.one_by_one(rec, first, (c, a, b), d_of(params));
+            return self.one_by_one(rec, first, (c, a, b), d);
         };
         if sc < c.len() {
-            return self.one_by_one(rec, first, (c, a, b), d_of(params));
+            return self.one_by_one(rec, first, (c, a, b), d);
         }
         let opt = |x: Option<&Tensor>, y: Option<&Tensor>| match (x, y) {
-            (Some(x), Some(y)) => span(x, y).map(Some),
+            (Some(x), Some(y)) => span(x, y, gpu).map(Some),
             _ => Some(None),
         };
         let (Some(bias), Some(gate)) = (opt(first.bias, self.second.bias), opt(first.gate, self.second.gate)) else {
-            return self.one_by_one(rec, first, (c, a, b), d_of(params));
+            return self.one_by_one(rec, first, (c, a, b), d);
         };
         let u = |s: usize| u32::try_from(s).unwrap_or(u32::MAX);
         let params = MatmulParams {
@@ -251,7 +250,7 @@ impl Pair<'_> {
         let pack_tensors = match packs {
             Some(lens) => {
                 let Some((strides, total)) = pack_strides(lens, gpu.limits().max_storage_buffer_binding_size) else {
-                    return self.one_by_one(rec, first, (c, a, b), d_of(params));
+                    return self.one_by_one(rec, first, (c, a, b), d);
                 };
                 let params = MatmulParams { stride_pack_a: strides.0, stride_pack_b: strides.1, ..params };
                 let pa = Tensor::coop_pack(gpu, 0, total.0)?;
@@ -317,6 +316,12 @@ fn bindings<'t>(
         (6, mm.dims.unwrap_or(zero)),
         (7, mm.scatter.map_or(zero, |s| s.maps)),
     ]
+}
+
+/// Both samples' operand as one binding and sample 1's distance from
+/// sample 0's (`Tensor::span_to`), where its flat indices fit u32.
+fn span(x: &Tensor, y: &Tensor, gpu: &crate::device::gpu::Gpu) -> Option<(Tensor, usize)> {
+    x.span_to(y, gpu).filter(|(t, _)| u32::try_from(t.len()).is_ok())
 }
 
 /// The static sizes of a product's parameters.
