@@ -132,6 +132,74 @@ fn wide_store_b(buf: u32, e: u32, v: vec4<f32>) {
     wide_b[(buf * WBK + e / cols) * ld + e % cols] = v;
 }
 
+// A thread's share of the next slice's global loads of one operand, held
+// in registers while the current slice is multiplied (`wide_regs`, then
+// `wide_put`): up to WIDE_MAX_LOADS vec4 as named fields, each behind a
+// test of a constant (`wide_loads_a`, `wide_loads_b`). An array indexed
+// by the loads' loop counter did the same until the nineteenth session,
+// but where a driver places such an array before it unrolls the loop (and
+// where naga clamps its index) it lives in local memory. Every workgroup
+// shape that loads more than one vec4 a slice has that loop: on an H100
+// the keep-0.1 step's 64 × 64 products (two loads) ran 20–35% faster
+// with named fields (the forward pair 0.449 → 0.302 ms; BENCHMARKS.md).
+struct WideRegs {
+    r0: vec4<f32>,
+    r1: vec4<f32>,
+    r2: vec4<f32>,
+    r3: vec4<f32>,
+}
+
+// The e-th vec4 of A's slice at (`base` rows, k0) or of B's at (k0, `base`
+// columns), and its store into buffer `buf`.
+fn wide_fetch(is_a: bool, base: u32, k0: u32, e: u32, interior: bool) -> vec4<f32> {
+    if is_a {
+        return wide_fetch_a(base, k0, e, interior);
+    }
+    return wide_fetch_b(k0, base, e, interior);
+}
+
+fn wide_store(is_a: bool, buf: u32, e: u32, v: vec4<f32>) {
+    if is_a {
+        wide_store_a(buf, e, v);
+    } else {
+        wide_store_b(buf, e, v);
+    }
+}
+
+// This thread's loads of A's (`is_a`) or B's next slice.
+fn wide_regs(is_a: bool, base: u32, k0: u32, lidx: u32, interior: bool) -> WideRegs {
+    let t = WG_X * WG_Y;
+    let n = select(wide_loads_b(), wide_loads_a(), is_a);
+    var r: WideRegs;
+    r.r0 = wide_fetch(is_a, base, k0, lidx, interior);
+    if n > 1u {
+        r.r1 = wide_fetch(is_a, base, k0, lidx + t, interior);
+    }
+    if n > 2u {
+        r.r2 = wide_fetch(is_a, base, k0, lidx + 2u * t, interior);
+    }
+    if n > 3u {
+        r.r3 = wide_fetch(is_a, base, k0, lidx + 3u * t, interior);
+    }
+    return r;
+}
+
+// Stores what `wide_regs` loaded into buffer `buf`.
+fn wide_put(is_a: bool, buf: u32, lidx: u32, r: WideRegs) {
+    let t = WG_X * WG_Y;
+    let n = select(wide_loads_b(), wide_loads_a(), is_a);
+    wide_store(is_a, buf, lidx, r.r0);
+    if n > 1u {
+        wide_store(is_a, buf, lidx + t, r.r1);
+    }
+    if n > 2u {
+        wide_store(is_a, buf, lidx + 2u * t, r.r2);
+    }
+    if n > 3u {
+        wide_store(is_a, buf, lidx + 3u * t, r.r3);
+    }
+}
+
 @compute @workgroup_size(WG_X, WG_Y)
 fn matmul_wide(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -161,8 +229,8 @@ fn matmul_wide(
             let col_base = (t % tiles.x) * bn;
             let rows_in = row_base + bm <= M;
             let cols_in = col_base + bn <= N;
-            var ra: array<vec4<f32>, WIDE_MAX_LOADS>;
-            var rb: array<vec4<f32>, WIDE_MAX_LOADS>;
+            var ra: WideRegs;
+            var rb: WideRegs;
             // Prologue: slice 0 into buffer 0.
             if slices > 0u {
                 let k_in = KB + WBK <= K;
@@ -187,12 +255,8 @@ fn matmul_wide(
                     // The next slice's global loads, held while this one runs.
                     let k0 = KB + (s + 1u) * WBK;
                     let k_in = k0 + WBK <= K;
-                    for (var l = 0u; l < loads_a; l++) {
-                        ra[l] = wide_fetch_a(row_base, k0, lidx + l * threads, rows_in && k_in);
-                    }
-                    for (var l = 0u; l < loads_b; l++) {
-                        rb[l] = wide_fetch_b(k0, col_base, lidx + l * threads, cols_in && k_in);
-                    }
+                    ra = wide_regs(true, row_base, k0, lidx, rows_in && k_in);
+                    rb = wide_regs(false, col_base, k0, lidx, cols_in && k_in);
                 }
                 for (var kk = 0u; kk < WBK; kk++) {
                     let ia = (cur * WBK + kk) * wide_lda();
@@ -219,12 +283,8 @@ fn matmul_wide(
                     acc11[3] += a1.w * b1;
                 }
                 if more {
-                    for (var l = 0u; l < loads_a; l++) {
-                        wide_store_a(cur ^ 1u, lidx + l * threads, ra[l]);
-                    }
-                    for (var l = 0u; l < loads_b; l++) {
-                        wide_store_b(cur ^ 1u, lidx + l * threads, rb[l]);
-                    }
+                    wide_put(true, cur ^ 1u, lidx, ra);
+                    wide_put(false, cur ^ 1u, lidx, rb);
                 }
                 workgroupBarrier();
             }
