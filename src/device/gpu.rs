@@ -333,6 +333,7 @@ impl Gpu {
             pipelines: {
                 let cache = PipelineCache::default();
                 cache.set_coop_frag(16);
+                cache.set_robust_buffers(crate::device::pipeline::robust_backend(info.backend));
                 cache
             },
             readback_bytes: AtomicU64::new(0),

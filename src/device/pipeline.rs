@@ -42,6 +42,10 @@ pub(crate) struct PipelineCache {
     /// The side of `matmul_coop`'s cooperative matrices on this device
     /// (0 where it has none: the 16 × 16 source, for bindings only).
     coop_frag: std::sync::atomic::AtomicU32,
+    /// Whether the driver bounds every buffer access itself (Vulkan's
+    /// robust buffer access, which wgpu enables): `runtime_checks` then
+    /// leaves the matmuls' indices unchecked by default.
+    robust_buffers: std::sync::atomic::AtomicBool,
 }
 
 impl PipelineCache {
@@ -59,6 +63,12 @@ impl PipelineCache {
                 .expect("pipeline cache poisoned")
                 .retain(|key, _| key.0.shader() != Shader::MatmulCoop);
         }
+    }
+
+    /// Records whether the device's driver bounds buffer accesses itself
+    /// (`robust_backend`); set before any module is built.
+    pub(crate) fn set_robust_buffers(&self, robust: bool) {
+        self.robust_buffers.store(robust, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The group-0 bindings `kernel`'s entry point uses (its module parsed
@@ -135,11 +145,13 @@ impl PipelineCache {
             label: Some(shader.file_name()),
             source: wgpu::ShaderSource::Wgsl(source.into()),
         };
-        let raw = match runtime_checks(shader)? {
+        let robust = self.robust_buffers.load(std::sync::atomic::Ordering::SeqCst);
+        let raw = match runtime_checks(shader, robust)? {
             None => device.create_shader_module(desc),
             // SAFETY: `runtime_checks` drops the loop bound, and every loop
-            // of our kernels ends; where asked, the matmuls' bounds checks,
-            // whose indices stay in range by construction (see there).
+            // of our kernels ends; on robust drivers or where asked, the
+            // matmuls' bounds checks, whose indices into workgroup and
+            // private memory stay in range by construction (see there).
             Some(checks) => unsafe { device.create_shader_module_trusted(desc, checks) },
         };
         if let Some(err) = pollster::block_on(scope.pop()) {
@@ -152,45 +164,61 @@ impl PipelineCache {
 }
 
 /// The runtime checks naga adds to our kernels, or None for all of them.
-/// By default one is left out: the counter naga puts in every loop so that
-/// an infinite loop cannot hang a driver (wgpu 25+). It costs an add and a
-/// compare per iteration and keeps drivers from unrolling the register
-/// tiles' 4-step loops (gfx-rs/wgpu#7698 measured a 100× slowdown of one
-/// compute pipeline); every loop of our kernels ends (grid-stride loops
-/// over u32 counts far below 2³², reductions halving a constant). Bounds
-/// checks and the guard of integer division stay (a raw divide by zero
-/// traps on a CPU adapter). `SPARSETRAIN_SHADER_CHECKS=all` keeps them all.
+/// One is always left out but with `SPARSETRAIN_SHADER_CHECKS=all`: the
+/// counter naga puts in every loop so that an infinite loop cannot hang a
+/// driver (wgpu 25+). It costs an add and a compare per iteration and keeps
+/// drivers from unrolling the register tiles' 4-step loops
+/// (gfx-rs/wgpu#7698 measured a 100× slowdown of one compute pipeline);
+/// every loop of our kernels ends (grid-stride loops over u32 counts far
+/// below 2³², reductions halving a constant).
 ///
-/// `SPARSETRAIN_SHADER_CHECKS=matmul-unchecked` also drops the bounds
-/// checks of the matmul shaders (`matmul.wgsl`, `matmul_coop.wgsl`): on
-/// Vulkan naga clamps every index into a fixed-size array, vector or matrix
-/// (the inner loop's staged operands in workgroup memory, the register
-/// tiles) and, without robust buffer access 2, every buffer index. The
-/// workgroup and register indices stay in range by construction (they
-/// depend on the thread and the slice only; the kernel tests compare every
-/// variant with the f64 reference). The buffer indices rely on the device's
-/// kept counts and maps being consistent, which the engine's own compaction
-/// writes: a corrupt count could then read or write out of bounds where
-/// the driver has no robustness of its own. Hence an experiment for GPUs,
-/// not the default.
-fn runtime_checks(shader: Shader) -> Result<Option<wgpu::ShaderRuntimeChecks>> {
+/// The matmul shaders (`matmul.wgsl`, `matmul_coop.wgsl`) also drop their
+/// bounds checks where the driver bounds buffer accesses itself (`robust`:
+/// Vulkan, whose robust buffer access wgpu enables wherever the device has
+/// it, and every conformant Vulkan device has it). naga clamps every index
+/// into a fixed-size array, vector or matrix: the inner loops' staged
+/// operands in workgroup memory, the register tiles. On an H100 those
+/// clamps cost the dense 784-8192-8192-10 step 5% (27.37 against 26.01 ms,
+/// BENCHMARKS.md, nineteenth session). Those indices stay in range by
+/// construction (they depend on the thread and the slice only; the kernel
+/// tests compare every variant with the f64 reference, and CI runs them on
+/// lavapipe's Vulkan without the checks), and the driver keeps the buffer
+/// indices, which rely on the device's kept counts and maps, within each
+/// binding. Other backends (Metal, DX12, GL) keep every check, as does
+/// every shader with `SPARSETRAIN_SHADER_CHECKS=checked`;
+/// `matmul-unchecked` drops the matmuls' on any backend. The guard of
+/// integer division stays in every case (a raw divide by zero traps on a
+/// CPU adapter).
+fn runtime_checks(shader: Shader, robust: bool) -> Result<Option<wgpu::ShaderRuntimeChecks>> {
+    let matmul = matches!(shader, Shader::Matmul | Shader::MatmulCoop);
+    Ok(checks_for(runtime_checks_env()?, matmul, robust))
+}
+
+/// `runtime_checks` for the asked mode, a matmul shader or not, on a
+/// robust driver or not.
+fn checks_for(asked: Checks, matmul: bool, robust: bool) -> Option<wgpu::ShaderRuntimeChecks> {
     let mut checks = wgpu::ShaderRuntimeChecks::checked();
     checks.force_loop_bounding = false;
-    match runtime_checks_env()? {
-        Checks::Default => Ok(Some(checks)),
-        Checks::All => Ok(None),
-        Checks::MatmulUnchecked => {
-            if matches!(shader, Shader::Matmul | Shader::MatmulCoop) {
-                checks.bounds_checks = false;
-            }
-            Ok(Some(checks))
-        }
-    }
+    checks.bounds_checks = match asked {
+        Checks::Default => !(matmul && robust),
+        Checks::Checked => true,
+        Checks::All => return None,
+        Checks::MatmulUnchecked => !matmul,
+    };
+    Some(checks)
+}
+
+/// Whether `backend`'s driver bounds buffer accesses itself, as
+/// `runtime_checks` relies on for the matmuls: Vulkan, where wgpu enables
+/// robust buffer access (a feature every Vulkan device has).
+pub(crate) fn robust_backend(backend: wgpu::Backend) -> bool {
+    backend == wgpu::Backend::Vulkan
 }
 
 /// The values of `SPARSETRAIN_SHADER_CHECKS`.
 pub(crate) enum Checks {
     Default,
+    Checked,
     All,
     MatmulUnchecked,
 }
@@ -200,12 +228,40 @@ pub(crate) fn runtime_checks_env() -> Result<Checks> {
     let asked = std::env::var("SPARSETRAIN_SHADER_CHECKS").unwrap_or_default();
     match asked.trim() {
         "" => Ok(Checks::Default),
+        "checked" => Ok(Checks::Checked),
         "all" => Ok(Checks::All),
         "matmul-unchecked" => Ok(Checks::MatmulUnchecked),
         _ => Err(Error::InvalidEnv {
             var: "SPARSETRAIN_SHADER_CHECKS",
             value: asked.clone(),
-            expected: "all or matmul-unchecked",
+            expected: "checked, all or matmul-unchecked",
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Checks, checks_for, robust_backend};
+
+    /// (bounds checks, loop bound) of a mode, None for every check.
+    fn of(asked: Checks, matmul: bool, robust: bool) -> Option<(bool, bool)> {
+        checks_for(asked, matmul, robust).map(|c| (c.bounds_checks, c.force_loop_bounding))
+    }
+
+    #[test]
+    fn matmuls_drop_bounds_checks_only_on_robust_drivers_or_when_asked() {
+        // By default: the matmuls unchecked on a robust driver, every other
+        // shader and every shader elsewhere checked; never the loop bound.
+        assert_eq!(of(Checks::Default, true, true), Some((false, false)));
+        assert_eq!(of(Checks::Default, true, false), Some((true, false)));
+        assert_eq!(of(Checks::Default, false, true), Some((true, false)));
+        assert_eq!(of(Checks::Checked, true, true), Some((true, false)));
+        assert_eq!(of(Checks::MatmulUnchecked, true, false), Some((false, false)));
+        assert_eq!(of(Checks::MatmulUnchecked, false, true), Some((true, false)));
+        assert_eq!(of(Checks::All, true, true), None);
+        assert!(robust_backend(wgpu::Backend::Vulkan));
+        for b in [wgpu::Backend::Metal, wgpu::Backend::Dx12, wgpu::Backend::Gl] {
+            assert!(!robust_backend(b), "{b:?}");
+        }
     }
 }
