@@ -10,18 +10,44 @@ use crate::error::{Error, Result};
 use crate::ops::autotune::{Runs, bench_operands, median, time_matmul};
 use crate::ops::matmul::{CoopMode, Dims, Layout, Matmul, TileFit, Variant, flops};
 
-/// GPU seconds of one matmul per run, from timestamps around its pass
-/// (`Plan::gpu_seconds`): no submit or wait in the figure.
+/// GPU time a timed run keeps the device busy for, in seconds: a run
+/// records the product as many times over as that takes (at most
+/// `MAX_REPS`).
+const BUSY_S: f64 = 0.025;
+const MAX_REPS: usize = 64;
+/// GPU time of such runs, untimed, before the timed ones.
+const WARM_S: f64 = 0.2;
+
+/// GPU seconds of one matmul per run, from timestamps around its passes
+/// (`Plan::gpu_seconds`): no submit or wait in the figure. A run replays
+/// the product back to back until it has kept the GPU busy about `BUSY_S`,
+/// after `WARM_S` of such runs untimed: on an H100 a product timed alone,
+/// after the GPU had idled while the next cell's pipelines compiled, ran
+/// at a fraction of its rate in a training step (the same kernel 10
+/// against 30 TFLOP/s; BENCHMARKS.md, nineteenth session), as the clocks
+/// fall while the GPU idles and do not rise within a few milliseconds.
 fn time_matmul_gpu(gpu: &Gpu, mm: Matmul, d: Dims, runs: Runs) -> Result<Vec<f64>> {
     let (a, b, c) = bench_operands(gpu, mm.layout, d)?;
-    let mut rec = crate::device::record::Recorder::new(gpu);
-    mm.record(&mut rec, &c, &a, &b, d)?;
-    let plan = rec.into_plan();
-    plan.gpu_seconds(gpu, None)?;
+    let plan_of = |reps: usize| -> Result<crate::device::record::Plan> {
+        let mut rec = crate::device::record::Recorder::new(gpu);
+        for _ in 0..reps {
+            mm.record(&mut rec, &c, &a, &b, d)?;
+        }
+        Ok(rec.into_plan())
+    };
+    let once = plan_of(1)?;
+    once.gpu_seconds(gpu, None)?;
+    let one = once.gpu_seconds(gpu, None)?.max(1e-7);
+    let reps = ((BUSY_S / one).ceil() as usize).clamp(1, MAX_REPS);
+    let plan = plan_of(reps)?;
+    let (mut warm, since) = (0.0, Instant::now());
+    while warm < WARM_S && since.elapsed().as_secs_f64() < 5.0 * WARM_S {
+        warm += plan.gpu_seconds(gpu, None)?.max(1e-7);
+    }
     let start = Instant::now();
     let mut out = Vec::new();
     while out.len() < runs.min.max(1) || (out.len() < runs.max && start.elapsed().as_secs_f64() < runs.budget_s) {
-        out.push(plan.gpu_seconds(gpu, None)?);
+        out.push(plan.gpu_seconds(gpu, None)? / reps as f64);
     }
     Ok(out)
 }
@@ -206,7 +232,7 @@ pub fn bench_matmul(
     writeln!(
         out,
         "timing: {}; fp32 peak: {}",
-        if timed { "GPU timestamps around the kernel" } else { "wall clock around submit and wait (no timestamps)" },
+        if timed { "GPU timestamps around the kernel, replayed back to back for 25 ms a run after 0.2 s of warm-up (at most 64 times)" } else { "wall clock around submit and wait (no timestamps)" },
         peak.map_or("unknown (set SPARSETRAIN_PEAK_TFLOPS)".to_string(), |p| format!("{p} TFLOP/s"))
     )
     .map_err(io_err)?;
