@@ -74,6 +74,10 @@ pub fn block_shape(gpu: &Gpu, variant: Variant, m: u32, n: u32, fit: TileFit) ->
             let wg = wide_workgroup(fit)?;
             Ok(Blocks { wg, tile: wg * per_thread, coop: None, coop_direct: false })
         }
+        Variant::Shared => {
+            let wg = shared_workgroup(m, n);
+            Ok(Blocks { wg, tile: wg * per_thread, coop: None, coop_direct: false })
+        }
         _ => Ok(Blocks { wg, tile: wg * per_thread, coop: None, coop_direct: false }),
     }
 }
@@ -109,10 +113,28 @@ fn wide_rule(kept: bool) -> UVec2 {
     if kept { UVec2::new(8, 8) } else { UVec2::new(16, 16) }
 }
 
+/// `matmul_shared`'s workgroup (x along N; 4 outputs per thread each
+/// way) for an m × n product at its static sizes: 16 × 16 threads (64 ×
+/// 64 outputs), but a thin side of at most 16 gets tiles 16 wide and 128
+/// long on 4 × 32 threads. A classifier's output layer (10 units) is such
+/// a side in two of its three products: its forward product (N = 10) and
+/// its weight gradient (M = 10). On 64 × 64 tiles 54 of each tile's 64
+/// rows or columns computed nothing; on an H100 those products took
+/// 0.38 ms of the dense 784-8192-8192-10 step and 0.15 ms of its keep-0.1
+/// step, for 0.2% of their FLOPs (BENCHMARKS.md, nineteenth session).
+fn shared_workgroup(m: u32, n: u32) -> UVec2 {
+    match (m <= 16, n <= 16) {
+        (false, true) => UVec2::new(4, 32),
+        (true, false) => UVec2::new(32, 4),
+        _ => UVec2::new(16, 16),
+    }
+}
+
 /// Workgroup shape (x, y) of a variant and the outputs each thread covers per side.
 fn shape(v: Variant) -> (UVec2, u32) {
     match v {
         Variant::RegTile => (UVec2::new(8, 8), 4),
+        // The workgroup is `shared_workgroup`'s.
         Variant::Shared => (UVec2::new(16, 16), 4),
         // The workgroup is `wide_workgroup`'s (this one is not used); 8
         // outputs per thread each way.
@@ -353,6 +375,16 @@ mod tests {
         let asked = TileFit { kept: true, wide_wg: Some(UVec2::new(16, 8)), ..TileFit::default() };
         assert_eq!(wide_workgroup(asked).unwrap(), UVec2::new(16, 8));
         assert_eq!(crate::device::variant::check_wide_tile(64, 128).unwrap(), UVec2::new(16, 8));
+    }
+
+    #[test]
+    fn shared_tiles_thin_along_a_side_of_16_or_less() {
+        // x along N (columns), y along M (rows); 4 outputs per thread.
+        assert_eq!(shared_workgroup(2048, 10), UVec2::new(4, 32));
+        assert_eq!(shared_workgroup(10, 8192), UVec2::new(32, 4));
+        assert_eq!(shared_workgroup(16, 17), UVec2::new(32, 4));
+        assert_eq!(shared_workgroup(17, 17), UVec2::new(16, 16));
+        assert_eq!(shared_workgroup(5, 7), UVec2::new(16, 16));
     }
 
     #[test]
