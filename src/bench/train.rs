@@ -123,9 +123,10 @@ pub fn bench_train(
     // How `coop` reads its operands, where it runs.
     let how = match crate::device::variant::coop_mode_env()? {
         _ if variant != crate::ops::matmul::Variant::Coop => "",
-        crate::ops::matmul::CoopMode::Direct => " (from f16 packs)",
-        crate::ops::matmul::CoopMode::Staged => " (staged)",
-        crate::ops::matmul::CoopMode::Tiled => " (f16 packs staged in tiles)",
+        None => " (f16 packs, staged in tiles where no size is kept on GPUs)",
+        Some(crate::ops::matmul::CoopMode::Direct) => " (from f16 packs)",
+        Some(crate::ops::matmul::CoopMode::Staged) => " (staged)",
+        Some(crate::ops::matmul::CoopMode::Tiled) => " (f16 packs staged in tiles)",
     };
     writeln!(
         out,

@@ -72,7 +72,8 @@ use super::matmul_tiles::{block_shape, wide_depth, wide_pads};
 pub use crate::device::shader::Variant;
 pub use crate::device::variant::CoopMode;
 use crate::device::variant::{
-    check_wide_depth, coop_mode_env, coop_unroll_env, kept_matmul_env, kept_splits_env, wide_kpack_env, wide_pad_env,
+    check_wide_depth, coop_mode_env, coop_mode_rule, coop_unroll_env, kept_matmul_env, kept_splits_env, wide_kpack_env,
+    wide_pad_env,
 };
 
 impl KernelParams for MatmulParams {
@@ -321,7 +322,12 @@ impl<'a> Matmul<'a> {
         // or, asked for, through workgroup tiles where those fit.
         let mut tiled_asked = false;
         if variant == Variant::Coop {
-            let mode = self.coop_mode.map_or_else(coop_mode_env, Ok)?;
+            let kept = self.sizes.iter().any(|s| matches!(s, Size::Kept { .. }));
+            let rule = || coop_mode_rule(gpu.report().device_type, kept);
+            let mode = match self.coop_mode {
+                Some(mode) => mode,
+                None => coop_mode_env()?.unwrap_or_else(rule),
+            };
             fit.coop_staged = mode == CoopMode::Staged;
             tiled_asked = mode == CoopMode::Tiled;
         }

@@ -15,6 +15,7 @@ step 03h-mlp8192-f32-again 40 $T
 step 04-mlp8192-mixed 40 env SPARSETRAIN_PROFILE=dispatches $T --precision mixed
 step 04b-mlp8192-mixed-tiled 40 env SPARSETRAIN_COOP=tiled SPARSETRAIN_PROFILE=kernels $T --precision mixed
 step 05-mlp4096 30 "$ST" bench train --model 4096-4096 --batch 256 --keeps 0.1,0.05 --runs 5
+step 09-cnn 30 "$ST" bench train --model resnet20 --model lenet5 --keeps 0.25,0.1 --batch 128 --runs 3 --warmup 1
 step 01-matmul-4096 120 "$ST" bench matmul --sizes 4096 --no-mlp-shapes --variants shared,wide,coop --min-runs 3 --max-runs 3 --budget 0.3
 R="--dataset mnist --data-dir $DATA --keep 0.1 --hidden 1024,1024 --epochs 10 --batch 128 --lr 0.05 --score-lr 0.05"
 R="$R --finetune-epochs 2 --finetune-lr 0.01 --select-on 20000"

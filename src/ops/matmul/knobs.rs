@@ -41,13 +41,14 @@ impl<'a> Matmul<'a> {
     }
 
     /// How the mixed-precision variant (`coop`) reads its operands: f16
-    /// packs multiplied with no staging (`CoopMode::Direct`, the default
-    /// where each pack fits one binding), the packs copied into workgroup
-    /// memory a K slice at a time (`CoopMode::Tiled`, direct where that
-    /// staging does not fit), or f32 operands staged and rounded in
-    /// workgroup memory (`CoopMode::Staged`); without this,
-    /// `SPARSETRAIN_COOP` (`direct`, `tiled` or `staged`). Other variants
-    /// ignore it.
+    /// packs multiplied with no staging (`CoopMode::Direct`), the packs
+    /// copied into workgroup memory a K slice at a time (`CoopMode::Tiled`,
+    /// direct where that staging does not fit), or f32 operands staged and
+    /// rounded in workgroup memory (`CoopMode::Staged`); any of them staged
+    /// where a pack would not fit one binding. Without this,
+    /// `SPARSETRAIN_COOP` (`direct`, `tiled` or `staged`), else
+    /// `coop_mode_rule` (tiled on GPUs where no size is a kept count).
+    /// Other variants ignore it.
     pub fn coop_mode(mut self, mode: CoopMode) -> Matmul<'a> {
         self.coop_mode = Some(mode);
         self
