@@ -119,9 +119,10 @@ fn wide_rule(kept: bool) -> UVec2 {
 /// long on 4 × 32 threads. A classifier's output layer (10 units) is such
 /// a side in two of its three products: its forward product (N = 10) and
 /// its weight gradient (M = 10). On 64 × 64 tiles 54 of each tile's 64
-/// rows or columns computed nothing; on an H100 those products took
-/// 0.38 ms of the dense 784-8192-8192-10 step and 0.15 ms of its keep-0.1
-/// step, for 0.2% of their FLOPs (BENCHMARKS.md, nineteenth session).
+/// rows or columns computed nothing. On an H100 those products took
+/// 0.38 ms of the dense 784-8192-8192-10 step and 0.16 ms of its keep-0.1
+/// step, for 0.2% of their FLOPs; on these tiles 0.20 and 0.10 ms
+/// (BENCHMARKS.md, nineteenth session).
 fn shared_workgroup(m: u32, n: u32) -> UVec2 {
     match (m <= 16, n <= 16) {
         (false, true) => UVec2::new(4, 32),
