@@ -5,8 +5,9 @@
 # kernel, layer, graph and training tests again under hardware GPUs' grid
 # rule (SPARSETRAIN_GRID_CAP=none: no cap on data-dependent grids), so that
 # the grid sizes GPUs launch run on a software adapter too (on a GPU, a
-# repeat), and with naga's bounds checks in the matmuls too (other
-# backends' default, see src/device/pipeline.rs); and the matmul tests once more on a lavapipe with cooperative
+# repeat); the matmul kernel tests with naga's bounds checks (other
+# backends' default; Vulkan's matmuls run without, see
+# src/device/pipeline.rs); and the matmul tests once more on a lavapipe with cooperative
 # matrices (scripts/lavapipe-coop.sh: Mesa 26 unpacked into a folder; with
 # the paired mixed-precision sparse step of tests/sparse.rs), so
 # that the mixed-precision kernels run without a GPU, where its packages and
@@ -17,10 +18,12 @@ bash scripts/ensure-gpu.sh
 export SPARSETRAIN_BACKEND="${SPARSETRAIN_BACKEND:-vulkan}"
 cargo test --release "$@"
 if [ "$#" -eq 0 ]; then
-    # With naga's bounds checks in every shader, as on Metal, DX12 and GL:
-    # on Vulkan the matmuls run without them by default (`runtime_checks`).
-    echo "== again under GPUs' grid rule (SPARSETRAIN_GRID_CAP=none), every shader checked"
-    SPARSETRAIN_SHADER_CHECKS=checked SPARSETRAIN_GRID_CAP=none cargo test --release --test kernels --test layers --test graph --test sparse --test resume
+    echo "== again under GPUs' grid rule (SPARSETRAIN_GRID_CAP=none)"
+    SPARSETRAIN_GRID_CAP=none cargo test --release --test kernels --test layers --test graph --test sparse --test resume
+    # With naga's bounds checks in the matmuls, as on Metal, DX12 and GL: on
+    # Vulkan they run without them by default (`runtime_checks`).
+    echo "== the matmul kernel tests with naga's bounds checks (SPARSETRAIN_SHADER_CHECKS=checked)"
+    SPARSETRAIN_SHADER_CHECKS=checked cargo test --release --test kernels matmul
     echo "== the matmul tests with cooperative matrices, on Mesa 26's lavapipe where it can be fetched"
     bash scripts/lavapipe-coop.sh --if-available
 fi

@@ -41,7 +41,8 @@ fn time_matmul_gpu(gpu: &Gpu, mm: Matmul, d: Dims, runs: Runs) -> Result<Vec<f64
     let reps = ((BUSY_S / one).ceil() as usize).clamp(1, MAX_REPS);
     let plan = plan_of(reps)?;
     let (mut warm, since) = (0.0, Instant::now());
-    while warm < WARM_S && since.elapsed().as_secs_f64() < 5.0 * WARM_S {
+    let warm_wall = (5.0 * WARM_S).min(runs.budget_s.max(WARM_S));
+    while warm < WARM_S && since.elapsed().as_secs_f64() < warm_wall {
         warm += plan.gpu_seconds(gpu, None)?.max(1e-7);
     }
     let start = Instant::now();
@@ -288,11 +289,16 @@ pub fn bench_matmul(
             let usual_kpack = (packs.0.is_some() || packs.1.is_some())
                 && crate::device::variant::wide_kpack_env()?
                     .unwrap_or_else(|| crate::ops::matmul::kpack_rule(r.device_type, (m, n, k)));
+            // The mode the launcher runs these static products in.
+            let usual_coop = crate::device::variant::coop_mode_env()?
+                .unwrap_or_else(|| crate::device::variant::coop_mode_rule(r.device_type, false));
             for (v, splits, depth, tile, coop, kpack, gflops, n) in cells {
                 let default = (depth.is_none() || (depth == usual && tile == usual_tile))
                     && kpack.is_none_or(|on| on == usual_kpack)
                     && coop.is_none_or(|c| {
-                        c.mode == CoopMode::Direct && c.unroll && !COOP_SHAPES.iter().any(|s| Some(*s) == c.shape)
+                        c.mode == usual_coop
+                            && (c.mode != CoopMode::Direct || c.unroll)
+                            && !COOP_SHAPES.iter().any(|s| Some(*s) == c.shape)
                     });
                 let mark = if v == choice.variant && default { " (chosen)" } else { "" };
                 let mut split = if splits > 1 { format!(" split {splits}") } else { String::new() };

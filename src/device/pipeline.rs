@@ -175,16 +175,19 @@ impl PipelineCache {
 /// The matmul shaders (`matmul.wgsl`, `matmul_coop.wgsl`) also drop their
 /// bounds checks where the driver bounds buffer accesses itself (`robust`:
 /// Vulkan, whose robust buffer access wgpu enables wherever the device has
-/// it, and every conformant Vulkan device has it). naga clamps every index
-/// into a fixed-size array, vector or matrix: the inner loops' staged
-/// operands in workgroup memory, the register tiles. On an H100 those
+/// it, and every conformant Vulkan device has it: no access leaves its
+/// buffer, though one past a binding may read or write elsewhere in the
+/// same buffer; with robustness2, as on NVIDIA's driver and lavapipe, wgpu
+/// leaves buffer indices to the driver anyway). What goes are the clamps
+/// naga puts on every index into a fixed-size array, vector or matrix: the
+/// inner loops' staged operands in workgroup memory, the register tiles. On an H100 those
 /// clamps cost the dense 784-8192-8192-10 step 5% (27.37 against 26.01 ms,
 /// BENCHMARKS.md, nineteenth session). Those indices stay in range by
 /// construction (they depend on the thread and the slice only; the kernel
 /// tests compare every variant with the f64 reference, and CI runs them on
 /// lavapipe's Vulkan without the checks), and the driver keeps the buffer
 /// indices, which rely on the device's kept counts and maps, within each
-/// binding. Other backends (Metal, DX12, GL) keep every check, as does
+/// buffer. Other backends (Metal, DX12, GL) keep every check, as does
 /// every shader with `SPARSETRAIN_SHADER_CHECKS=checked`;
 /// `matmul-unchecked` drops the matmuls' on any backend. The guard of
 /// integer division stays in every case (a raw divide by zero traps on a

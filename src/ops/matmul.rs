@@ -111,7 +111,8 @@ pub struct Matmul<'a> {
     wide_bk: Option<u32>,
     /// `matmul_wide`'s block tile, rows × columns (None: `wide_workgroup`'s rule).
     wide_tile: Option<(u32, u32)>,
-    /// How `coop` reads its operands (None: SPARSETRAIN_COOP, else direct).
+    /// How `coop` reads its operands (None: SPARSETRAIN_COOP, else
+    /// `coop_mode_rule`).
     coop_mode: Option<CoopMode>,
     /// Whether `wide` may pad its staged slices (None: SPARSETRAIN_WIDE_PAD).
     wide_pad: Option<bool>,
@@ -319,7 +320,8 @@ impl<'a> Matmul<'a> {
         let mut fit = self.tile_fit()?;
         // `coop` multiplies f16 packs of the operands unless asked to stage
         // them, or a pack would not fit one binding; from the packs directly
-        // or, asked for, through workgroup tiles where those fit.
+        // or through workgroup tiles where those fit (asked for, or by
+        // `coop_mode_rule`: on GPUs where no size is a kept count).
         let mut tiled_asked = false;
         if variant == Variant::Coop {
             let kept = self.sizes.iter().any(|s| matches!(s, Size::Kept { .. }));
