@@ -44,12 +44,20 @@ step 03g-mlp8192-f32-lazy-deferred 60 env SPARSETRAIN_LAZY_DEFER=on SPARSETRAIN_
 # The default step again: the spread between 03 and 03h is the noise that
 # 03b-03g's differences must exceed (03d's splits won by 3.5% in one run).
 step 03h-mlp8192-f32-again 60 $T
+# naga's index clamps back in the matmuls (the default before the
+# nineteenth session: 27.21 against 25.87 ms dense there).
+step 03j-mlp8192-f32-checked 60 env SPARSETRAIN_SHADER_CHECKS=checked SPARSETRAIN_PROFILE=kernels $T
 # Every dispatch of the two steps with its grid and time: which kept
 # products run below `wide`'s average, and what the 10-wide output layer's
 # products cost (`matmul_shared`, 0.24 ms of the keep-0.1 step in the
 # seventeenth session, for about 0.2 GFLOP).
 step 03i-mlp8192-f32-dispatches 60 env SPARSETRAIN_PROFILE=dispatches $T
 step 04-mlp8192-mixed 60 env SPARSETRAIN_PROFILE=kernels $T --precision mixed
+# The nineteenth session's untimed rule: `coop` tiled for products with no
+# kept size on GPUs (04 runs it), against direct everywhere as before (its
+# call 3 timed each mode alone: dense 12.20 tiled, 14.66 direct; keep 0.1
+# 1.85 tiled, 1.78 direct).
+step 04c-mlp8192-mixed-direct 60 env SPARSETRAIN_COOP=direct SPARSETRAIN_PROFILE=kernels $T --precision mixed
 # Pairs from f16 packs (eighteenth session): both samples' packs in one
 # launch and their product in another; the same step one by one. (The
 # seventeenth session timed 04b's tiled packs: slower, 20.49 against 14.58
