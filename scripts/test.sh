@@ -7,11 +7,11 @@
 # the grid sizes GPUs launch run on a software adapter too (on a GPU, a
 # repeat); the matmul kernel tests with naga's bounds checks (other
 # backends' default; Vulkan's matmuls run without, see
-# src/device/pipeline.rs); and the matmul tests once more on a lavapipe with cooperative
-# matrices (scripts/lavapipe-coop.sh: Mesa 26 unpacked into a folder; with
-# the paired mixed-precision sparse step of tests/sparse.rs), so
-# that the mixed-precision kernels run without a GPU, where its packages and
-# AVX2 are there (else it says NOT RUN).
+# src/device/pipeline.rs); and the matmul tests once more on a lavapipe
+# with cooperative matrices (scripts/lavapipe-coop.sh: Mesa 26 unpacked
+# into a folder; with the paired mixed-precision sparse step of
+# tests/sparse.rs), so that the mixed-precision kernels run without a GPU,
+# where its packages and AVX2 are there (else it says NOT RUN).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-gpu.sh

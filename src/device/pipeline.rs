@@ -180,9 +180,9 @@ impl PipelineCache {
 /// same buffer; with robustness2, as on NVIDIA's driver and lavapipe, wgpu
 /// leaves buffer indices to the driver anyway). What goes are the clamps
 /// naga puts on every index into a fixed-size array, vector or matrix: the
-/// inner loops' staged operands in workgroup memory, the register tiles. On an H100 those
-/// clamps cost the dense 784-8192-8192-10 step 5% (27.37 against 26.01 ms,
-/// BENCHMARKS.md, nineteenth session). Those indices stay in range by
+/// inner loops' staged operands in workgroup memory, the register tiles.
+/// On an H100 those clamps cost the dense 784-8192-8192-10 step 5% (27.37
+/// against 26.01 ms, BENCHMARKS.md, nineteenth session). Those indices stay in range by
 /// construction (they depend on the thread and the slice only; the kernel
 /// tests compare every variant with the f64 reference, and CI runs them on
 /// lavapipe's Vulkan without the checks), and the driver keeps the buffer

@@ -302,6 +302,9 @@ impl<'a> Matmul<'a> {
         // a kept count sizes (an experiment: BENCHMARKS.md); not for
         // implicit operands (above).
         let kept_mn = self.sizes[..2].iter().any(|s| matches!(s, Size::Kept { .. }));
+        // A kept count sets any size (M, N or K): the static sizes are only
+        // capacities (`coop_mode_rule`, `kpack_rule` below).
+        let kept = kept_mn || matches!(self.sizes[2], Size::Kept { .. });
         let plain_f32 = self.implicit.is_none() && gpu.matmul_variant() != Variant::Coop;
         let kept_variant = kept_matmul_env()?.filter(|_| kept_mn && plain_f32);
         let variant = self.variant.or(kept_variant).unwrap_or(if self.implicit.is_some() {
@@ -324,7 +327,6 @@ impl<'a> Matmul<'a> {
         // `coop_mode_rule`: on GPUs where no size is a kept count).
         let mut tiled_asked = false;
         if variant == Variant::Coop {
-            let kept = self.sizes.iter().any(|s| matches!(s, Size::Kept { .. }));
             let rule = || coop_mode_rule(gpu.report().device_type, kept);
             let mode = match self.coop_mode {
                 Some(mode) => mode,
@@ -362,7 +364,6 @@ impl<'a> Matmul<'a> {
         // are only capacities, and the steps of compressed layers are
         // already long in launches (BENCHMARKS.md).
         let kpacks = if variant == Variant::Wide && self.implicit.is_none() {
-            let kept = self.sizes.iter().any(|s| matches!(s, Size::Kept { .. }));
             let want = match self.wide_kpack {
                 _ if pair.is_some() => false,
                 Some(on) => on,
