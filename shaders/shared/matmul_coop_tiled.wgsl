@@ -1,9 +1,10 @@
 // `matmul_coop_tiled` (included by matmul_coop.wgsl only; uses its
-// bindings, staging buffers and loads, the packs of matmul_core.wgsl and
-// FRAG, which `coop_source` rewrites for 8 × 8 pieces).
+// bindings, staging buffers, loads and epilogue, the packs of matmul_core.wgsl and FRAG,
+// which `coop_source` rewrites for 8 × 8 pieces).
 //
 // `matmul_coop_tiled`: the product from the f16 packs, staged through
-// workgroup memory (`SPARSETRAIN_COOP=tiled`, an experiment for GPUs).
+// workgroup memory (on GPUs the default for products whose sizes are no
+// kept count: `coop_mode_rule`; `SPARSETRAIN_COOP=tiled` everywhere).
 // `matmul_coop_direct` loads its cooperative matrices from the packs in
 // memory, which a GPU most likely assembles from per-thread loads; here the
 // workgroup copies each K slice of its block tile (CBK deep) in chunks of
@@ -11,11 +12,17 @@
 // are held in registers while the current one is multiplied), and the
 // subgroups load their pieces from there. Same shapes as the direct kernel
 // (COOP_TM × COOP_TM pieces per subgroup, COOP_WM × COOP_WN subgroups),
-// staged as `matmul_coop` stages (its buffers and loads, B COOP_TN =
+// staged in `matmul_coop`'s layout (rows padded by 8 halves, B COOP_TN =
 // COOP_TM pieces a subgroup wide); the packs' zero padding (block tiles,
 // K to a multiple of 32 = CBK) lets every copy run unchecked.
-// (Chunks of 8 halves as two vec4<f16>: naga 30 miscompiles a bitcast
-// from u32 to vec2<f16>, and unpacking needs a capability.)
+//
+// A thread holds its chunks of the next slice in named registers
+// (`TiledRegs`), as `wide` does: a private array indexed by the loads' loop
+// counter may live in local memory. (Chunks of 8 halves as two vec4<f16>:
+// naga 30 miscompiles a bitcast from u32 to vec2<f16>, and unpacking needs
+// a capability. The staged buffers stay halves, stored one by one: naga
+// takes a cooperative load's element type from its pointer, so f16 pieces
+// cannot load from words.)
 alias Chunk = array<vec4<f16>, 2>;
 @group(0) @binding(12) var<storage, read> pack_a8: array<Chunk>;
 @group(0) @binding(13) var<storage, read> pack_b8: array<Chunk>;
@@ -44,18 +51,121 @@ fn tiled_chunk_b(e: u32, k0: u32, col_base: u32) -> vec2<u32> {
     return tiled_chunk(e, coop_bn(), pack_np(), coop_ldb(), k0 * pack_np() + col_base);
 }
 
-// Eight halves into the staged A or B at `at` of buffer `buf`.
-fn tiled_put_a(buf: u32, at: u32, v: Chunk) {
-    let base = buf * coop_a_buf() + at;
-    for (var i = 0u; i < 8u; i++) {
-        coop_a[base + i] = v[i / 4u][i % 4u];
+// 8-half chunks of a slice of A (`is_a`) or B, and how many a thread
+// copies (the launcher keeps it within COOP_MAX_LOADS: `coop_tiled_fits`).
+fn tiled_chunks(is_a: bool) -> u32 {
+    return select(coop_bn(), coop_bm(), is_a) * CBK / 8u;
+}
+
+fn tiled_loads(is_a: bool) -> u32 {
+    return (tiled_chunks(is_a) + WG_X - 1u) / WG_X;
+}
+
+// Chunk e of A's or B's slice at k0 of this tile (pack offset and staged
+// offset, in halves).
+fn tiled_at(is_a: bool, e: u32, row_base: u32, col_base: u32, k0: u32) -> vec2<u32> {
+    if is_a {
+        return tiled_chunk_a(e, row_base, k0);
+    }
+    return tiled_chunk_b(e, k0, col_base);
+}
+
+// Chunk e of a slice from its pack; zero past the slice's chunks.
+fn tiled_fetch(is_a: bool, e: u32, row_base: u32, col_base: u32, k0: u32) -> Chunk {
+    if e >= tiled_chunks(is_a) {
+        return Chunk();
+    }
+    let at = tiled_at(is_a, e, row_base, col_base, k0).x / 8u;
+    if is_a {
+        return pack_a8[at];
+    }
+    return pack_b8[at];
+}
+
+// Stores chunk e (8 halves) into buffer `buf` of the staged A or B.
+fn tiled_put(is_a: bool, buf: u32, e: u32, row_base: u32, col_base: u32, v: Chunk) {
+    if e >= tiled_chunks(is_a) {
+        return;
+    }
+    let at = tiled_at(is_a, e, row_base, col_base, 0u).y;
+    if is_a {
+        let base = buf * coop_a_buf() + at;
+        for (var i = 0u; i < 8u; i++) {
+            coop_a[base + i] = v[i / 4u][i % 4u];
+        }
+    } else {
+        let base = buf * coop_b_buf() + at;
+        for (var i = 0u; i < 8u; i++) {
+            coop_b[base + i] = v[i / 4u][i % 4u];
+        }
     }
 }
 
-fn tiled_put_b(buf: u32, at: u32, v: Chunk) {
-    let base = buf * coop_b_buf() + at;
-    for (var i = 0u; i < 8u; i++) {
-        coop_b[base + i] = v[i / 4u][i % 4u];
+// A thread's chunks of the next slice of one operand, as named fields
+// behind tests of a constant (`tiled_loads`): COOP_MAX_LOADS of them.
+struct TiledRegs {
+    r0: Chunk,
+    r1: Chunk,
+    r2: Chunk,
+    r3: Chunk,
+    r4: Chunk,
+    r5: Chunk,
+    r6: Chunk,
+    r7: Chunk,
+}
+
+fn tiled_regs(is_a: bool, lidx: u32, row_base: u32, col_base: u32, k0: u32) -> TiledRegs {
+    let n = tiled_loads(is_a);
+    var r: TiledRegs;
+    r.r0 = tiled_fetch(is_a, lidx, row_base, col_base, k0);
+    if n > 1u {
+        r.r1 = tiled_fetch(is_a, lidx + WG_X, row_base, col_base, k0);
+    }
+    if n > 2u {
+        r.r2 = tiled_fetch(is_a, lidx + 2u * WG_X, row_base, col_base, k0);
+    }
+    if n > 3u {
+        r.r3 = tiled_fetch(is_a, lidx + 3u * WG_X, row_base, col_base, k0);
+    }
+    if n > 4u {
+        r.r4 = tiled_fetch(is_a, lidx + 4u * WG_X, row_base, col_base, k0);
+    }
+    if n > 5u {
+        r.r5 = tiled_fetch(is_a, lidx + 5u * WG_X, row_base, col_base, k0);
+    }
+    if n > 6u {
+        r.r6 = tiled_fetch(is_a, lidx + 6u * WG_X, row_base, col_base, k0);
+    }
+    if n > 7u {
+        r.r7 = tiled_fetch(is_a, lidx + 7u * WG_X, row_base, col_base, k0);
+    }
+    return r;
+}
+
+// Stores what `tiled_regs` loaded into buffer `buf`.
+fn tiled_regs_put(is_a: bool, buf: u32, lidx: u32, row_base: u32, col_base: u32, r: TiledRegs) {
+    let n = tiled_loads(is_a);
+    tiled_put(is_a, buf, lidx, row_base, col_base, r.r0);
+    if n > 1u {
+        tiled_put(is_a, buf, lidx + WG_X, row_base, col_base, r.r1);
+    }
+    if n > 2u {
+        tiled_put(is_a, buf, lidx + 2u * WG_X, row_base, col_base, r.r2);
+    }
+    if n > 3u {
+        tiled_put(is_a, buf, lidx + 3u * WG_X, row_base, col_base, r.r3);
+    }
+    if n > 4u {
+        tiled_put(is_a, buf, lidx + 4u * WG_X, row_base, col_base, r.r4);
+    }
+    if n > 5u {
+        tiled_put(is_a, buf, lidx + 5u * WG_X, row_base, col_base, r.r5);
+    }
+    if n > 6u {
+        tiled_put(is_a, buf, lidx + 6u * WG_X, row_base, col_base, r.r6);
+    }
+    if n > 7u {
+        tiled_put(is_a, buf, lidx + 7u * WG_X, row_base, col_base, r.r7);
     }
 }
 
@@ -73,10 +183,6 @@ fn matmul_coop_tiled(
     let side = FRAG * COOP_TM;
     let bm = coop_bm();
     let bn = coop_bn();
-    // 8-half chunks of a slice per operand, over WG_X threads (at most
-    // COOP_MAX_LOADS each: the launcher's shapes keep within it).
-    let a_chunks = bm * CBK / 8u;
-    let b_chunks = bn * CBK / 8u;
     let tiles = tile_count(bn, bm);
     let run = select(vec2(0u), tile_run(wid, nwg, tiles.x * tiles.y), busy);
     // Whole slices: a split starts at a multiple of 32 = CBK and the packs
@@ -88,17 +194,13 @@ fn matmul_coop_tiled(
     for (var t = run.x; t < run.y; t++) {
         let row_base = (t / tiles.x) * bm;
         let col_base = (t % tiles.x) * bn;
-        var ra: array<Chunk, COOP_MAX_LOADS>;
-        var rb: array<Chunk, COOP_MAX_LOADS>;
+        var ra: TiledRegs;
+        var rb: TiledRegs;
         if slices > 0u {
-            for (var e = lidx; e < a_chunks; e += WG_X) {
-                let at = tiled_chunk_a(e, row_base, KB);
-                tiled_put_a(0u, at.y, pack_a8[at.x / 8u]);
-            }
-            for (var e = lidx; e < b_chunks; e += WG_X) {
-                let at = tiled_chunk_b(e, KB, col_base);
-                tiled_put_b(0u, at.y, pack_b8[at.x / 8u]);
-            }
+            ra = tiled_regs(true, lidx, row_base, col_base, KB);
+            rb = tiled_regs(false, lidx, row_base, col_base, KB);
+            tiled_regs_put(true, 0u, lidx, row_base, col_base, ra);
+            tiled_regs_put(false, 0u, lidx, row_base, col_base, rb);
         }
         workgroupBarrier();
         var acc00 = CoopC();
@@ -121,16 +223,10 @@ fn matmul_coop_tiled(
             let cur = s & 1u;
             let more = s + 1u < slices;
             if more {
+                // The next slice's chunks, held while this one is multiplied.
                 let k0 = KB + (s + 1u) * CBK;
-                for (var l = 0u; l < COOP_MAX_LOADS; l++) {
-                    let e = lidx + l * WG_X;
-                    if e < a_chunks {
-                        ra[l] = pack_a8[tiled_chunk_a(e, row_base, k0).x / 8u];
-                    }
-                    if e < b_chunks {
-                        rb[l] = pack_b8[tiled_chunk_b(e, k0, col_base).x / 8u];
-                    }
-                }
+                ra = tiled_regs(true, lidx, row_base, col_base, k0);
+                rb = tiled_regs(false, lidx, row_base, col_base, k0);
             }
             for (var kk = 0u; kk < CBK; kk += f) {
                 let b0 = coop_load_b(cur, kk, wc);
@@ -161,16 +257,8 @@ fn matmul_coop_tiled(
                 }
             }
             if more {
-                let k0 = KB + (s + 1u) * CBK;
-                for (var l = 0u; l < COOP_MAX_LOADS; l++) {
-                    let e = lidx + l * WG_X;
-                    if e < a_chunks {
-                        tiled_put_a(cur ^ 1u, tiled_chunk_a(e, row_base, k0).y, ra[l]);
-                    }
-                    if e < b_chunks {
-                        tiled_put_b(cur ^ 1u, tiled_chunk_b(e, k0, col_base).y, rb[l]);
-                    }
-                }
+                tiled_regs_put(true, cur ^ 1u, lidx, row_base, col_base, ra);
+                tiled_regs_put(false, cur ^ 1u, lidx, row_base, col_base, rb);
             }
             workgroupBarrier();
         }
