@@ -98,7 +98,70 @@ fn gradients_match_f64_reference() {
             g.nodes.iter().flat_map(|n| &n.params).map(|p| p.offset..p.offset + p.spec.len()).collect();
         let pad = (0..g.param_total).filter(|j| !real.iter().any(|r| r.contains(j)) && grads[*j] != 0.0).count();
         assert_eq!(pad, 0, "case {case}: padding was written");
+
+        // The same backward assigning the gradients (a dense step's), over
+        // what the pass above left in them: the same gradients, where
+        // every earlier value is gone.
+        assert!(net.can_assign_grads(), "case {case}: an MLP's linear layers assign their gradients");
+        let mut rec = Recorder::with_step(&gpu, &step);
+        net.forward(&mut rec, &ws, None, true).unwrap();
+        net.train_head(&mut rec, &ws, (1.0, 0), None).unwrap();
+        net.loss_mean(&mut rec, &ws, 0, &loss, (0, None)).unwrap();
+        net.backward_assigning(&mut rec, &ws).unwrap();
+        rec.into_plan().run(&gpu, Some(&block)).unwrap();
+        gpu.wait().unwrap();
+        let again = net.grads.download_f32(&gpu).unwrap();
+        for node in &g.nodes {
+            for slot in &node.params {
+                let range = slot.offset..slot.offset + slot.spec.len();
+                let e = rel_err(&again[range.clone()], &want.grads[range]);
+                assert!(
+                    e <= 1e-4,
+                    "case {case}: assigned {}.{} relative error {e:e} > 1e-4",
+                    node.name,
+                    slot.spec.name
+                );
+            }
+        }
     }
+}
+
+/// Dense training steps write the gradients outright (an MLP's linear
+/// layers assign them) and the update leaves them: three steps, the second
+/// of a partial batch over the first's gradients, match three f64 SGD
+/// steps with momentum and weight decay, and the gradients left are the
+/// last step's.
+#[test]
+fn dense_steps_assign_gradients_and_match_reference() {
+    use sparsetrain::cpu;
+    let Some(gpu) = gpu("dense_steps_assign_gradients_and_match_reference") else { return };
+    let mut r = rng(4242);
+    let graph = Graph::mlp(12, &[9, 7], 4).unwrap();
+    let mut flat = graph.init_params(11);
+    for slot in graph.nodes.iter().flat_map(|n| &n.params).filter(|p| p.spec.name == "bias") {
+        for v in &mut flat[slot.offset..slot.offset + slot.spec.len()] {
+            *v = r.random_range(-0.1..0.1);
+        }
+    }
+    let net = Net::from_flat(&gpu, Graph::from_spec(graph.spec.clone()).unwrap(), &flat, &[]).unwrap();
+    assert!(net.can_assign_grads());
+    let sgd = Sgd { lr: 0.1, momentum: 0.9, weight_decay: 5e-4 };
+    let mut tr = Trainer::new(&gpu, net, 8, sgd, None).unwrap();
+    let (mut w, mut v) = (to_f64(&flat), vec![0.0; flat.len()]);
+    let mut last = Vec::new();
+    for (step, rows) in [8usize, 5, 8].into_iter().enumerate() {
+        let x = rand_f32(&mut r, rows * 12, -1.0, 1.0);
+        let y: Vec<u32> = (0..rows).map(|_| r.random_range(0..4)).collect();
+        tr.set_batch(&gpu, &x, &y).unwrap();
+        tr.run(&gpu, Phase::Train, rows, sgd.lr, 0.0, step as u64).unwrap();
+        let want = forward_backward(&graph, &w, &[], &to_f64(&x), &y, rows, None, 1.0);
+        cpu::optim::sgd_step(&mut w, &mut v, &want.grads, 1.0, sgd);
+        last = want.grads;
+    }
+    gpu.wait().unwrap();
+    assert_close("weights after three dense steps", &tr.net.params.download_f32(&gpu).unwrap(), &w, 1e-5, 1e-4);
+    assert_close("the last step's gradients", &tr.net.grads.download_f32(&gpu).unwrap(), &last, 1e-5, 1e-4);
+    assert_eq!(tr.faults(&gpu).unwrap().skipped, 0);
 }
 
 #[test]

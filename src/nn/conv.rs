@@ -285,7 +285,7 @@ impl Layer for Conv2d {
         if self.bias {
             // The partial sums come after the columns in `scratch`.
             let partials = cx.scratch.get(self.columns_slot(cx) + usize::from(self.has_columns(cx.rec.gpu(), ci)));
-            bias_grad_of(cx.rec, &cx.grads[1], dy, kept, out_side, co, out_rows, partials)?;
+            bias_grad_of(cx.rec, (&cx.grads[1], true), dy, kept, out_side, co, out_rows, partials)?;
         }
         let Some(dx) = cx.d_inputs[0] else { return Ok(()) };
         let w = if dense { &cx.params[0] } else { &cx.scratch[0] };

@@ -181,9 +181,14 @@ pub struct Ctx<'a, 'g> {
     /// Backward: where input gradients go; None where none is needed.
     pub d_inputs: Vec<Option<GradOut<'a>>>,
     /// Views of the layer's parameters, in `params()` order, and of their
-    /// gradients (which backward adds into).
+    /// gradients (which backward adds into, or assigns with `assign_grads`).
     pub params: &'a [Tensor],
     pub grads: &'a [Tensor],
+    /// Backward of a dense step's only pass (`Net::backward_assigning`):
+    /// write the parameter gradients instead of adding into them, so that
+    /// the optimizer need not clear them for the next step. Only layers
+    /// that say `assigns_grads` see it set.
+    pub assign_grads: bool,
     /// Views of the layer's state (`state()` order): running statistics.
     pub state: &'a [Tensor],
     pub scratch: &'a [Tensor],
@@ -349,6 +354,15 @@ pub trait Layer: std::fmt::Debug + Send + Sync {
 
     /// Whether its forward can apply a following ReLU at its store.
     fn fuses_relu(&self) -> bool {
+        false
+    }
+
+    /// Whether its backward honours `Ctx::assign_grads` on a dense pass:
+    /// every parameter gradient written whole, by one product or kernel
+    /// that assigns rather than adds. A network whose every layer with
+    /// parameters does can skip clearing its gradients between dense steps
+    /// (`Net::can_assign_grads`).
+    fn assigns_grads(&self) -> bool {
         false
     }
 

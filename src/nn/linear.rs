@@ -109,8 +109,12 @@ impl Linear {
         let dy = cx.d_output.ok_or_else(|| Error::InvalidArgument("linear backward without d_output".into()))?;
         let dw: &'a Tensor = &cx.grads[0];
         if cols == Side::Full && rows == Side::Full {
-            let mm = Matmul::new(Layout::TN).accumulate().batch_k();
+            let mm = Matmul::new(Layout::TN).batch_k();
+            let mm = if cx.assign_grads { mm } else { mm.accumulate() };
             return Ok((mm, (dw, dy, x.t), Dims { m: o, n: i, k: cap }));
+        }
+        if cx.assign_grads {
+            return Err(Error::InvalidArgument("linear: gradients of kept units are added, never assigned".into()));
         }
         let kept = cx.kept("linear")?;
         let scatter = Scatter {
@@ -136,7 +140,8 @@ impl Linear {
         let dy = cx.d_output.ok_or_else(|| Error::InvalidArgument("linear backward without d_output".into()))?;
         let partials = cx.scratch.get(if dense { 0 } else { 2 });
         let rows_at = Rows::Batch(cx.rows.max());
-        bias_grad_of(cx.rec, &cx.grads[1], dy, cx.kept_or_unused(), rows, self.out, rows_at, partials)
+        let (db, add) = (&cx.grads[1], !cx.assign_grads);
+        bias_grad_of(cx.rec, (db, add), dy, cx.kept_or_unused(), rows, self.out, rows_at, partials)
     }
 
     /// The input gradient's product dX (+)= dY·W, gated where X is a ReLU
@@ -259,6 +264,12 @@ impl Layer for Linear {
     }
 
     fn fuses_relu(&self) -> bool {
+        true
+    }
+
+    /// On a dense pass its weight gradient is one product and its bias
+    /// gradient one sum, each of which can assign.
+    fn assigns_grads(&self) -> bool {
         true
     }
 

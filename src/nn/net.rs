@@ -374,6 +374,7 @@ impl Net {
             d_inputs: part.d_inputs,
             params: &self.views[n],
             grads: &self.grad_views[n],
+            assign_grads: false,
             state: &self.state_views[n],
             scratch: part.scratch,
             train,
@@ -448,7 +449,37 @@ impl Net {
         let pass = self.pass_of(ws, &mask)?;
         let sides = self.sides(mask, ws.compressed && mask.is_some());
         for n in (0..self.graph.nodes.len()).rev() {
-            self.backward_node(rec, ws, n, (pass, &sides, mask))?;
+            self.backward_node(rec, ws, n, (pass, &sides, mask), false)?;
+        }
+        Ok(())
+    }
+
+    /// Whether every layer with parameters assigns its gradients on a dense
+    /// pass (`Layer::assigns_grads`): then `backward_assigning` may replace
+    /// `backward_layers` where the gradients hold anything.
+    pub fn can_assign_grads(&self) -> bool {
+        self.graph
+            .nodes
+            .iter()
+            .all(|node| node.params.is_empty() || (node.layer.assigns_grads() && !node.skip_backward))
+    }
+
+    /// The dense backward (`backward_layers` without a mask) writing the
+    /// parameter gradients instead of adding into them: what they held
+    /// before does not matter. A dense step's only backward pass uses it,
+    /// so that its optimizer need not clear the gradients for the next
+    /// step (a pass over them) and the weight-gradient products need not
+    /// read them. Fails where a layer cannot (`can_assign_grads`).
+    pub fn backward_assigning(&self, rec: &mut Recorder, ws: &Workspace) -> Result<()> {
+        if !self.can_assign_grads() {
+            return Err(Error::InvalidArgument(
+                "this network has layers that only add into their gradients: clear them and use backward_layers".into(),
+            ));
+        }
+        let pass = self.pass_of(ws, &None)?;
+        let sides = self.sides(None, false);
+        for n in (0..self.graph.nodes.len()).rev() {
+            self.backward_node(rec, ws, n, (pass, &sides, None), true)?;
         }
         Ok(())
     }
@@ -478,6 +509,7 @@ impl Net {
         ws: &Workspace,
         n: usize,
         pass: (usize, &[Side], Option<MaskRef>),
+        assign: bool,
     ) -> Result<()> {
         let node = &self.graph.nodes[n];
         if node.skip_backward {
@@ -485,6 +517,7 @@ impl Net {
         }
         // The forward of this batch ran before any backward.
         let mut cx = self.ctx(rec, ws, n, self.part(ws, n, pass, (true, true), None), true);
+        cx.assign_grads = assign;
         node.layer.backward(&mut cx).map_err(|e| node_error(&node.name, "backward", e))
     }
 

@@ -220,13 +220,14 @@ pub fn column_partials(
     run(rec, Kernel::ColumnPartials, &p, kept, dy, partials, chunks * max)
 }
 
-/// The bias gradient: db (+)= Σ_r dy[r, ·], through the kept list of `side`
-/// where compacted (`kept` then holds it), in two levels through `partials`
-/// (sized by `bias_partials_len`) where the rows are many.
+/// The bias gradient: db += Σ_r dy[r, ·] (db = … where `db.1` is false: a
+/// full side only), through the kept list of `side` where compacted
+/// (`kept` then holds it), in two levels through `partials` (sized by
+/// `bias_partials_len`) where the rows are many.
 #[allow(clippy::too_many_arguments)]
 pub fn bias_grad_of(
     rec: &mut Recorder,
-    db: &Tensor,
+    (db, add): (&Tensor, bool),
     dy: &Tensor,
     kept: KeptSet,
     side: Side,
@@ -248,8 +249,11 @@ pub fn bias_grad_of(
         (None, _) => (dy, rows),
     };
     match side {
-        Side::Full => super::bias::bias_grad(rec, db, src, true, rows, full),
-        _ => scatter_bias_grad(rec, db, src, kept, side, full, rows),
+        Side::Full => super::bias::bias_grad(rec, db, src, add, rows, full),
+        _ if add => scatter_bias_grad(rec, db, src, kept, side, full, rows),
+        _ => {
+            Err(crate::error::Error::InvalidArgument("the bias gradient of kept units is added, never assigned".into()))
+        }
     }
 }
 

@@ -407,7 +407,16 @@ impl Trainer {
         net.forward(rec, ws, mask, true)?;
         net.train_head(rec, ws, (1.0, 0), Some(&self.correct))?;
         net.loss_mean(rec, ws, 0, &self.loss, (LOSS_1, Some(LOSS_SUM)))?;
-        net.backward_layers(rec, ws, mask)?;
+        // A dense step's backward writes the gradients outright where every
+        // layer can (MLPs): then the update need not clear them, nor the
+        // weight-gradient products read them. Fine-tuning adds the kept
+        // units' gradients into cleared ones.
+        let assign = mask.is_none() && net.can_assign_grads();
+        if assign {
+            net.backward_assigning(rec, ws)?;
+        } else {
+            net.backward_layers(rec, ws, mask)?;
+        }
         let total = net.graph.param_total;
         // The clip factor's launch sums the gradient's partial norms itself.
         let norms = self.reducer.square_partials(rec, &net.grads, total)?;
@@ -415,7 +424,8 @@ impl Trainer {
         let inputs = ClipInputs { norms, squares: None, loss: Some((&self.loss, LOSS_1, 1)) };
         self.reducer.clip_factor(rec, &self.clip, 0, inputs, f32::MAX, FaultTag::Step, growth)?;
         let (w, m, g) = (&net.params, &self.momentum, &net.grads);
-        sgd_step(rec, w, m, g, GradScale::Buffer(&self.clip), self.sgd, Rate::FromStep, AfterStep::ZeroGrad, total)
+        let after = if assign { AfterStep::KeepGrad } else { AfterStep::ZeroGrad };
+        sgd_step(rec, w, m, g, GradScale::Buffer(&self.clip), self.sgd, Rate::FromStep, after, total)
     }
 
     /// The plan of `phase`, led by the byte decode where `decode`.

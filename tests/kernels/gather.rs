@@ -124,7 +124,7 @@ fn bias_grad_in_two_levels_matches_reference() {
             let plen = bias_partials_len(cap, side, full).max(1);
             let tp = Tensor::from_f32(&gpu, "partials", &[plen], &vec![f32::NAN; plen]).unwrap();
             run_with_batch(&gpu, batch, |rec| {
-                bias_grad_of(rec, &tdb, &tdy, kept, side, full, Rows::Batch(cap), Some(&tp)).unwrap();
+                bias_grad_of(rec, (&tdb, true), &tdy, kept, side, full, Rows::Batch(cap), Some(&tp)).unwrap();
             });
             let tag = format!("capacity {cap} batch {batch} keep {keep:?}");
             let mut want = to_f64(&db0);
@@ -136,6 +136,22 @@ fn bias_grad_in_two_levels_matches_reference() {
                 1e-5,
                 1e-5,
             );
+            // Assigned (a dense step's backward): what db held is gone. Kept
+            // units' gradients are only ever added.
+            if rows.is_none() {
+                run_with_batch(&gpu, batch, |rec| {
+                    bias_grad_of(rec, (&tdb, false), &tdy, kept, side, full, Rows::Batch(cap), Some(&tp)).unwrap();
+                });
+                let mut want = vec![0.0; full];
+                cpu::gather::scatter_bias_grad(&mut want, &to_f64(&dy), None, batch);
+                let got = tdb.download_f32(&gpu).unwrap();
+                assert_close(&format!("assigned bias gradient {tag}"), &got, &want, 1e-5, 1e-5);
+            } else {
+                let mut rec = Recorder::new(&gpu);
+                let assigned =
+                    bias_grad_of(&mut rec, (&tdb, false), &tdy, kept, side, full, Rows::Batch(cap), Some(&tp));
+                assert!(assigned.is_err(), "{tag}: a kept side's bias gradient was assigned");
+            }
             if let Some((chunk, chunks)) = column_chunks(cap) {
                 let got = tp.download_f32(&gpu).unwrap();
                 let want = cpu::gather::column_partials(&to_f64(&dy), width, batch, chunk, chunks);
