@@ -75,7 +75,7 @@ fn spirv_of(
 fn coop_matmul_writes_spirv_for_every_configuration() {
     for frag in [16, 8] {
         let written = coop_spirv(frag);
-        assert_eq!(written, 264, "configurations written for {frag} × {frag}");
+        assert_eq!(written, 312, "configurations written for {frag} × {frag}");
     }
     assert!(coop_source(12).is_err());
 }
@@ -105,6 +105,8 @@ fn coop_spirv(frag: u32) -> usize {
                     ("matmul_coop_direct", 4.0, 4.0, 2.0, 256.0, 0.0),
                     ("matmul_coop_tiled", 2.0, 2.0, 2.0, 128.0, 0.0),
                     ("matmul_coop_tiled", 4.0, 2.0, 2.0, 128.0, 0.0),
+                    ("matmul_coop_tiled", 4.0, 2.0, 4.0, 256.0, 0.0),
+                    ("matmul_coop_tiled", 4.0, 4.0, 2.0, 256.0, 0.0),
                 ];
                 for (entry, tm, wm, wn, threads, unroll) in shapes {
                     let side = f64::from(frag) * tm;
@@ -121,6 +123,10 @@ fn coop_spirv(frag: u32) -> usize {
                         ("COOP_UNROLL", unroll),
                         ("COOP_TN", if entry == "matmul_coop_tiled" { tm } else { 2.0 }),
                     ]);
+                    if entry == "matmul_coop_tiled" && threads > 128.0 {
+                        // Eight subgroups stage K slices of 16 (`coop_tiled_depth`).
+                        constants.push(("CBK", 16.0));
+                    }
                     spirv_of(&module, &info, entry, &constants, (1, 4));
                     written += 1;
                 }

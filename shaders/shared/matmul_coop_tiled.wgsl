@@ -14,7 +14,9 @@
 // (COOP_TM × COOP_TM pieces per subgroup, COOP_WM × COOP_WN subgroups),
 // staged in `matmul_coop`'s layout (rows padded by 8 halves, B COOP_TN =
 // COOP_TM pieces a subgroup wide); the packs' zero padding (block tiles,
-// K to a multiple of 32 = CBK) lets every copy run unchecked.
+// K to a multiple of 32) lets every copy run unchecked. CBK is 32, or 16
+// where a slice of 32 would not fit the workgroup memory, as for eight
+// subgroups (`coop_tiled_depth` in src/ops/matmul_tiles.rs).
 //
 // A thread holds its chunks of the next slice in named registers
 // (`TiledRegs`), as `wide` does: a private array indexed by the loads' loop
@@ -185,8 +187,8 @@ fn matmul_coop_tiled(
     let bn = coop_bn();
     let tiles = tile_count(bn, bm);
     let run = select(vec2(0u), tile_run(wid, nwg, tiles.x * tiles.y), busy);
-    // Whole slices: a split starts at a multiple of 32 = CBK and the packs
-    // hold zeros from K to the next one.
+    // Whole slices: a split starts at a multiple of 32 (of CBK) and the
+    // packs hold zeros from K to the next one.
     let slices = select(0u, (KE - KB + CBK - 1u) / CBK, KE > KB);
     let wr = side * (sg / COOP_WN);
     let wc = side * (sg % COOP_WN);

@@ -119,6 +119,8 @@ fn configs(gpu: &Gpu, v: Variant, layout: Layout, d: Dims) -> Result<Vec<Config>
         let mut cells = vec![direct(true, rule), direct(false, rule)];
         cells.extend(COOP_SHAPES.iter().map(|&s| direct(true, Some(s))));
         cells.push(CoopCell { mode: CoopMode::Tiled, unroll: true, shape: rule });
+        // Tiled on eight subgroups: K slices of 16 (`coop_tiled_depth`).
+        cells.extend(COOP_SHAPES.iter().map(|&s| CoopCell { mode: CoopMode::Tiled, unroll: true, shape: Some(s) }));
         cells.push(CoopCell { mode: CoopMode::Staged, unroll: false, shape: None });
         for cell in cells {
             let coop_staged = cell.mode == CoopMode::Staged;

@@ -66,7 +66,7 @@ pub use super::matmul_kpack::{kpack_lens, kpack_rule};
 use super::matmul_pack::{pack_lens, record_packs, record_packs_alone};
 use super::matmul_split::{Split, kept_splits, record_split};
 pub use super::matmul_tiles::{
-    TileFit, auto_splits, coop_fits, coop_shape, coop_tiled_fits, regtile_tile, wide_workgroup,
+    TileFit, auto_splits, coop_fits, coop_shape, coop_tiled_depth, regtile_tile, wide_workgroup,
 };
 use super::matmul_tiles::{block_shape, wide_depth, wide_pads};
 pub use crate::device::shader::Variant;
@@ -343,14 +343,14 @@ impl<'a> Matmul<'a> {
         if blocks.coop_direct && packs.is_none() {
             blocks = block_shape(gpu, variant, m, n, TileFit { coop_staged: true, ..fit })?;
         }
-        let tiled = tiled_asked
-            && blocks.coop_direct
-            && match (blocks.coop, gpu.coop()) {
-                (Some(shape), Ok(support)) => {
-                    coop_tiled_fits(shape, support, gpu.limits().max_compute_workgroup_storage_size)
-                }
-                _ => false,
-            };
+        // The tiled kernel's K slice depth, where it runs.
+        let tiled_depth = match (blocks.coop, gpu.coop()) {
+            (Some(shape), Ok(support)) if tiled_asked && blocks.coop_direct => {
+                coop_tiled_depth(shape, support, gpu.limits().max_compute_workgroup_storage_size)
+            }
+            _ => None,
+        };
+        let tiled = tiled_depth.is_some();
         if let Some(pr) = pair.filter(|_| variant == Variant::Coop && (tiled || packs.is_none())) {
             return pr.one_by_one(rec, self, (c, a, b), d);
         }
@@ -402,9 +402,9 @@ impl<'a> Matmul<'a> {
         }
         if let Some((tm, wm, wn)) = blocks.coop {
             constants.extend([("COOP_TM", f64::from(tm)), ("COOP_WM", f64::from(wm)), ("COOP_WN", f64::from(wn))]);
-            if tiled {
+            if let Some(cbk) = tiled_depth {
                 // Its staged B is as wide as its subgroups' tiles.
-                constants.push(("COOP_TN", f64::from(tm)));
+                constants.extend([("COOP_TN", f64::from(tm)), ("CBK", f64::from(cbk))]);
             }
         }
         if blocks.coop_direct {

@@ -237,23 +237,26 @@ pub fn coop_direct_shape(m: u32, n: u32, kept: bool, f: u32) -> (u32, u32, u32) 
     if big { (4, 2, 2) } else { (2, 2, 2) }
 }
 
-/// Whether `matmul_coop_tiled` runs a `matmul_coop_direct` shape on an
-/// adapter: each thread copies at most COOP_MAX_LOADS (8) chunks of 8
-/// halves of a K slice (CBK = 32) per operand, and the double-buffered
-/// slices of both operands plus the subgroups' f32 scratch fit the
-/// workgroup memory (the kernel's COOP_A_LEN, COOP_B_LEN with COOP_TN =
-/// TM, COOP_C_LEN).
+/// The K slice depth (CBK) `matmul_coop_tiled` runs a `matmul_coop_direct`
+/// shape at on an adapter, 32 or else 16, or None where neither fits: each
+/// thread copies at most COOP_MAX_LOADS (8) chunks of 8 halves of a slice
+/// per operand, and the double-buffered slices of both operands plus the
+/// subgroups' f32 scratch fit the workgroup memory (the kernel's
+/// COOP_A_LEN, COOP_B_LEN with COOP_TN = TM, COOP_C_LEN).
 /// The rule's 4 × 4 pieces on 2 × 2 subgroups take 48 640 bytes at 16 × 16
-/// pieces: within the 48 KiB GPUs offer.
-pub fn coop_tiled_fits((tm, wm, wn): (u32, u32, u32), support: CoopSupport, wg_bytes: u32) -> bool {
-    const CBK: u32 = 32;
+/// pieces and CBK = 32: within the 48 KiB GPUs offer. Eight subgroups (4 ×
+/// 2 or 2 × 4, tiles of 256 × 128 or 128 × 256) take as much at CBK = 16:
+/// half as deep a slice a barrier, a quarter fewer staged halves a FLOP.
+pub fn coop_tiled_depth((tm, wm, wn): (u32, u32, u32), support: CoopSupport, wg_bytes: u32) -> Option<u32> {
     const PAD: u32 = 8;
     let f = support.frag;
     let (bm, bn) = (f * tm * wm, f * tm * wn);
     let threads = wm * wn * support.subgroup;
-    let loads_ok = bm * CBK / 8 <= 8 * threads && bn * CBK / 8 <= 8 * threads;
-    let bytes = 2 * (bm + PAD) * (CBK + PAD) * 2 + 2 * (bn + PAD) * (CBK + PAD) * 2 + f * (f + 4) * wm * wn * 4;
-    loads_ok && bytes <= wg_bytes
+    [32, 16].into_iter().filter(|&cbk| cbk % f == 0).find(|&cbk| {
+        let loads_ok = bm * cbk / 8 <= 8 * threads && bn * cbk / 8 <= 8 * threads;
+        let bytes = 2 * (bm + PAD) * (cbk + PAD) * 2 + 2 * (bn + PAD) * (cbk + PAD) * 2 + f * (f + 4) * wm * wn * 4;
+        loads_ok && bytes <= wg_bytes
+    })
 }
 
 /// Whether a `matmul_coop` shape runs on an adapter: each thread stages at
@@ -354,17 +357,23 @@ mod tests {
     fn tiled_coop_fits_the_rule_shape_in_48_kib() {
         use crate::device::report::CoopSupport;
         let gpu = CoopSupport { subgroup: 32, frag: 16 };
-        assert!(coop_tiled_fits((4, 2, 2), gpu, 49152));
-        assert!(!coop_tiled_fits((4, 2, 2), gpu, 48639));
-        assert!(!coop_tiled_fits((4, 2, 4), gpu, 49152));
-        assert!(coop_tiled_fits((2, 2, 2), gpu, 32768));
+        assert_eq!(coop_tiled_depth((4, 2, 2), gpu, 49152), Some(32));
+        // 48 639 bytes: one short of CBK = 32; CBK = 16 takes 31 232.
+        assert_eq!(coop_tiled_depth((4, 2, 2), gpu, 48639), Some(16));
+        // Eight subgroups: 48 640 bytes at CBK = 16, 74 240 at 32.
+        assert_eq!(coop_tiled_depth((4, 2, 4), gpu, 49152), Some(16));
+        assert_eq!(coop_tiled_depth((4, 4, 2), gpu, 49152), Some(16));
+        assert_eq!(coop_tiled_depth((4, 4, 2), gpu, 48639), None);
+        assert_eq!(coop_tiled_depth((2, 2, 2), gpu, 32768), Some(32));
         // Lavapipe's 8 × 8 pieces in 32 KiB.
         let cpu = CoopSupport { subgroup: 8, frag: 8 };
-        assert!(coop_tiled_fits((4, 2, 2), cpu, 32768));
-        assert!(!coop_tiled_fits((4, 4, 2), cpu, 32768));
+        assert_eq!(coop_tiled_depth((4, 2, 2), cpu, 32768), Some(32));
+        assert_eq!(coop_tiled_depth((4, 4, 2), cpu, 32768), Some(16));
+        assert_eq!(coop_tiled_depth((4, 2, 4), cpu, 32768), Some(16));
         // Four subgroups of 8 copying the 512 chunks of a 128-row slice: more
-        // than 8 each.
-        assert!(!coop_tiled_fits((4, 4, 1), CoopSupport { subgroup: 8, frag: 8 }, 1 << 20));
+        // than 8 each at CBK = 32, 256 (8 each) at 16.
+        assert_eq!(coop_tiled_depth((4, 4, 1), cpu, 1 << 20), Some(16));
+        assert_eq!(coop_tiled_depth((4, 4, 1), CoopSupport { subgroup: 4, frag: 8 }, 1 << 20), None);
     }
 
     #[test]

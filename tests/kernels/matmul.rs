@@ -229,8 +229,10 @@ pub(crate) fn matmul_runs(gpu: &sparsetrain::Gpu, test: &str) -> Vec<Run> {
                 }
                 runs.push(Run { coop_shape: Some((4, 2, 2)), unroll: true, ..run });
                 // Tiled (its chunks per thread and staged layouts follow
-                // the shape), in shapes whose staging fits 32 KiB.
-                for shape in [(4, 2, 2), (2, 1, 4), (4, 1, 1)] {
+                // the shape), in shapes whose staging fits 32 KiB: eight
+                // subgroups in K slices of 16 (`coop_tiled_depth`), the
+                // others of 32.
+                for shape in [(4, 2, 2), (2, 1, 4), (4, 1, 1), (4, 2, 4), (4, 4, 2)] {
                     runs.push(Run { coop: CoopMode::Tiled, coop_shape: Some(shape), ..run });
                 }
             }
