@@ -87,7 +87,8 @@ type Config = (Option<u32>, Option<(u32, u32)>, u32, Option<CoopCell>, Option<bo
 /// per subgroup on 2 × 4 and 4 × 2 subgroups (blocks of 128 × 256 and
 /// 256 × 128, where the subgroups of a workgroup share more of their
 /// pieces through the L1 cache; on an H100 neither beat the rule's 2 × 2,
-/// BENCHMARKS.md).
+/// BENCHMARKS.md). `matmul_coop_tiled` runs them too, one of them by its
+/// own rule where the adapter fits it (`coop_tiled_shape`).
 const COOP_SHAPES: [(u32, u32, u32); 2] = [(4, 2, 4), (4, 4, 2)];
 
 /// What `bench_matmul` times of variant `v` on `d`: unsplit, and split as
@@ -98,7 +99,8 @@ const COOP_SHAPES: [(u32, u32, u32); 2] = [(4, 2, 4), (4, 4, 2)];
 /// timed with the product), then each other tile at the depth it would
 /// run with (where the adapter has the workgroup memory). `coop` runs from
 /// f16 packs (the packing timed with the product) two K pieces a pass (its
-/// default) and one, in the COOP_SHAPES, through workgroup tiles, and staged.
+/// default) and one, in the COOP_SHAPES, through workgroup tiles in its
+/// rule's shape and in the others, and staged.
 fn configs(gpu: &Gpu, v: Variant, layout: Layout, d: Dims) -> Result<Vec<Config>> {
     use crate::ops::matmul_tiles::{block_shape, wide_depth};
     let (m, n, k) = (d.m as u32, d.n as u32, d.k as u32);
@@ -114,13 +116,22 @@ fn configs(gpu: &Gpu, v: Variant, layout: Layout, d: Dims) -> Result<Vec<Config>
         let direct = |unroll, shape| CoopCell { mode: CoopMode::Direct, unroll, shape };
         // The rule's shape asked for by name, so that SPARSETRAIN_COOP_SHAPE
         // cannot run under the rule's label.
-        let frag = gpu.coop().map_err(Error::InvalidArgument)?.frag;
-        let rule = Some(crate::ops::matmul_tiles::coop_direct_shape(m, n, false, frag));
+        let support = gpu.coop().map_err(Error::InvalidArgument)?;
+        let rule = Some(crate::ops::matmul_tiles::coop_direct_shape(m, n, false, support.frag));
         let mut cells = vec![direct(true, rule), direct(false, rule)];
         cells.extend(COOP_SHAPES.iter().map(|&s| direct(true, Some(s))));
-        cells.push(CoopCell { mode: CoopMode::Tiled, unroll: true, shape: rule });
-        // Tiled on eight subgroups: K slices of 16 (`coop_tiled_depth`).
-        cells.extend(COOP_SHAPES.iter().map(|&s| CoopCell { mode: CoopMode::Tiled, unroll: true, shape: Some(s) }));
+        // Tiled in its rule's shape, then in the direct rule's and the
+        // COOP_SHAPES where they differ (eight subgroups run K slices of
+        // 16: `coop_tiled_depth`).
+        let tiled = |shape| CoopCell { mode: CoopMode::Tiled, unroll: true, shape };
+        let tiled_rule = crate::ops::matmul_tiles::coop_tiled_shape(m, n, false, support, gpu.limits());
+        let mut shapes = vec![tiled_rule];
+        for s in rule.into_iter().chain(COOP_SHAPES) {
+            if !shapes.contains(&s) {
+                shapes.push(s);
+            }
+        }
+        cells.extend(shapes.into_iter().map(|s| tiled(Some(s))));
         cells.push(CoopCell { mode: CoopMode::Staged, unroll: false, shape: None });
         for cell in cells {
             let coop_staged = cell.mode == CoopMode::Staged;
@@ -294,13 +305,23 @@ pub fn bench_matmul(
             // The mode the launcher runs these static products in.
             let usual_coop = crate::device::variant::coop_mode_env()?
                 .unwrap_or_else(|| crate::device::variant::coop_mode_rule(r.device_type, false));
+            // The shapes the launcher gives `coop` direct and tiled here.
+            let coop_rules = gpu.coop().ok().map(|support| {
+                let direct = crate::ops::matmul_tiles::coop_direct_shape(m, n, false, support.frag);
+                (direct, crate::ops::matmul_tiles::coop_tiled_shape(m, n, false, support, gpu.limits()))
+            });
+            let coop_rule = |c: &CoopCell| match (c.mode, coop_rules) {
+                (CoopMode::Direct, Some((direct, _))) => Some(direct),
+                (CoopMode::Tiled, Some((_, tiled))) => Some(tiled),
+                _ => None,
+            };
             for (v, splits, depth, tile, coop, kpack, gflops, n) in cells {
                 let default = (depth.is_none() || (depth == usual && tile == usual_tile))
                     && kpack.is_none_or(|on| on == usual_kpack)
                     && coop.is_none_or(|c| {
                         c.mode == usual_coop
                             && (c.mode != CoopMode::Direct || c.unroll)
-                            && !COOP_SHAPES.iter().any(|s| Some(*s) == c.shape)
+                            && c.shape.is_none_or(|s| Some(s) == coop_rule(&c))
                     });
                 let mark = if v == choice.variant && default { " (chosen)" } else { "" };
                 let mut split = if splits > 1 { format!(" split {splits}") } else { String::new() };
@@ -322,7 +343,7 @@ pub fn bench_matmul(
                     if c.mode == CoopMode::Direct && !c.unroll {
                         split.push_str(" no unroll");
                     }
-                    if let Some((tm, wm, wn)) = c.shape.filter(|s| COOP_SHAPES.contains(s)) {
+                    if let Some((tm, wm, wn)) = c.shape.filter(|&s| Some(s) != coop_rule(&c)) {
                         split.push_str(&format!(" {tm}x{wm}x{wn}"));
                     }
                 }

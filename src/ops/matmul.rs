@@ -66,7 +66,7 @@ pub use super::matmul_kpack::{kpack_lens, kpack_rule};
 use super::matmul_pack::{pack_lens, record_packs, record_packs_alone};
 use super::matmul_split::{Split, kept_splits, record_split};
 pub use super::matmul_tiles::{
-    TileFit, auto_splits, coop_fits, coop_shape, coop_tiled_depth, regtile_tile, wide_workgroup,
+    TileFit, auto_splits, coop_fits, coop_shape, coop_tiled_depth, coop_tiled_shape, regtile_tile, wide_workgroup,
 };
 use super::matmul_tiles::{block_shape, wide_depth, wide_pads};
 pub use crate::device::shader::Variant;
@@ -334,6 +334,10 @@ impl<'a> Matmul<'a> {
             };
             fit.coop_staged = mode == CoopMode::Staged;
             tiled_asked = mode == CoopMode::Tiled;
+            // The tiled kernel's own rule where no shape was asked.
+            if let (true, None, Ok(support)) = (tiled_asked, fit.coop_shape, gpu.coop()) {
+                fit.coop_shape = Some(coop_tiled_shape(m, n, kept, support, gpu.limits()));
+            }
         }
         let mut blocks = block_shape(gpu, variant, m, n, fit)?;
         let packs = blocks

@@ -237,6 +237,29 @@ pub fn coop_direct_shape(m: u32, n: u32, kept: bool, f: u32) -> (u32, u32, u32) 
     if big { (4, 2, 2) } else { (2, 2, 2) }
 }
 
+/// `matmul_coop_tiled`'s shape for an m × n product where none is asked.
+/// The direct rule's big products (`coop_direct_shape`: 4 × 4 pieces per
+/// subgroup) run on eight subgroups instead of four, 2 × 4 (blocks of
+/// 8f × 16f, 128 × 256 at f = 16) where n ≥ m and 4 × 2 otherwise, in K
+/// slices of 16, where the adapter has the threads and the workgroup
+/// memory (`coop_tiled_depth`); the rest, and adapters without, run the
+/// direct rule's shape. On an H100 eight subgroups multiplied 4096³ at
+/// 116–124 TFLOP/s against four's 95–109, and the 8192-wide MLP's dense
+/// mixed step took 9.2–9.4 ms of GPU time against 11.0 (BENCHMARKS.md,
+/// twentieth session).
+pub fn coop_tiled_shape(m: u32, n: u32, kept: bool, support: CoopSupport, limits: &wgpu::Limits) -> (u32, u32, u32) {
+    let rule = coop_direct_shape(m, n, kept, support.frag);
+    if rule != (4, 2, 2) {
+        return rule;
+    }
+    let shape = if n >= m { (4, 2, 4) } else { (4, 4, 2) };
+    let threads = 8 * support.subgroup;
+    let fits = threads <= limits.max_compute_invocations_per_workgroup
+        && threads <= limits.max_compute_workgroup_size_x
+        && coop_tiled_depth(shape, support, limits.max_compute_workgroup_storage_size).is_some();
+    if fits { shape } else { rule }
+}
+
 /// The K slice depth (CBK) `matmul_coop_tiled` runs a `matmul_coop_direct`
 /// shape at on an adapter, 32 or else 16, or None where neither fits: each
 /// thread copies at most COOP_MAX_LOADS (8) chunks of 8 halves of a slice
@@ -352,6 +375,23 @@ fn host_cores() -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tiled_coop_takes_eight_subgroups_for_big_products() {
+        use crate::device::report::CoopSupport;
+        let gpu = CoopSupport { subgroup: 32, frag: 16 };
+        let limits = wgpu::Limits { max_compute_workgroup_storage_size: 49152, ..wgpu::Limits::default() };
+        assert_eq!(coop_tiled_shape(4096, 4096, false, gpu, &limits), (4, 2, 4));
+        assert_eq!(coop_tiled_shape(8192, 2048, false, gpu, &limits), (4, 4, 2));
+        // Small products and kept counts: the direct rule's 2 × 2 pieces.
+        assert_eq!(coop_tiled_shape(256, 1024, false, gpu, &limits), (2, 2, 2));
+        assert_eq!(coop_tiled_shape(4096, 4096, true, gpu, &limits), (2, 2, 2));
+        // Without the workgroup memory or the threads: four subgroups.
+        let small = wgpu::Limits { max_compute_workgroup_storage_size: 32768, ..limits.clone() };
+        assert_eq!(coop_tiled_shape(4096, 4096, false, gpu, &small), (4, 2, 2));
+        let wide = CoopSupport { subgroup: 64, frag: 16 };
+        assert_eq!(coop_tiled_shape(4096, 4096, false, wide, &limits), (4, 2, 2));
+    }
 
     #[test]
     fn tiled_coop_fits_the_rule_shape_in_48_kib() {
