@@ -1,19 +1,13 @@
-# Nineteenth session's last call: issue 9's figures with this session's
-# changes (named registers in `wide`, no index clamps in the matmuls on
-# Vulkan, `bench matmul` replaying each cell for 25 ms after a warm-up),
-# the experiments they open (K slices of 16, `coop` staged through
-# workgroup memory, tiles for kept products), the MNIST recipe in both
-# precisions, then the whole test suite. Sourced by run.sh (BUDGET=480).
+# Twentieth session's last call: issue 9's figures with this session's
+# changes (dense steps assign their gradients; `coop` tiled's next-slice
+# chunks in named registers and its own shape rule, eight subgroups in K
+# slices of 16 for big products), the other models, the MNIST recipe in
+# both precisions, then the whole test suite. Sourced by run.sh
+# (BUDGET=420).
 rm -f "${SPARSETRAIN_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sparsetrain}/matmul-variant.tsv"
 T="$ST bench train --model 8192-8192 --batch 2048 --keeps 0.1 --warmup 2 --runs 5"
 step 03-mlp8192-f32 40 env SPARSETRAIN_PROFILE=dispatches $T
-step 03b-mlp8192-f32-bk16 40 env SPARSETRAIN_WIDE_BK=16 SPARSETRAIN_PROFILE=dispatches $T
-step 03c-mlp8192-f32-checked 40 env SPARSETRAIN_SHADER_CHECKS=checked SPARSETRAIN_PROFILE=kernels $T
-step 03d-mlp8192-f32-kept-splits 40 env SPARSETRAIN_KEPT_SPLITS=all SPARSETRAIN_PROFILE=kernels $T
-step 03e-mlp8192-f32-tile128x64 40 env SPARSETRAIN_WIDE_TILE=128x64 SPARSETRAIN_PROFILE=dispatches $T
-step 03h-mlp8192-f32-again 40 $T
 step 04-mlp8192-mixed 40 env SPARSETRAIN_PROFILE=dispatches $T --precision mixed
-step 04b-mlp8192-mixed-tiled 40 env SPARSETRAIN_COOP=tiled SPARSETRAIN_PROFILE=kernels $T --precision mixed
 step 05-mlp4096 30 "$ST" bench train --model 4096-4096 --batch 256 --keeps 0.1,0.05 --runs 5
 step 09-cnn 30 "$ST" bench train --model resnet20 --model lenet5 --keeps 0.25,0.1 --batch 128 --runs 3 --warmup 1
 step 01-matmul-4096 120 "$ST" bench matmul --sizes 4096 --no-mlp-shapes --variants shared,wide,coop --min-runs 3 --max-runs 3 --budget 0.3
