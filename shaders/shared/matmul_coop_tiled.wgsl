@@ -54,7 +54,7 @@ fn tiled_chunk_b(e: u32, k0: u32, col_base: u32) -> vec2<u32> {
 }
 
 // 8-half chunks of a slice of A (`is_a`) or B, and how many a thread
-// copies (the launcher keeps it within COOP_MAX_LOADS: `coop_tiled_fits`).
+// copies (the launcher keeps it within COOP_MAX_LOADS: `coop_tiled_depth`).
 fn tiled_chunks(is_a: bool) -> u32 {
     return select(coop_bn(), coop_bm(), is_a) * CBK / 8u;
 }

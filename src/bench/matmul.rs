@@ -121,13 +121,16 @@ fn configs(gpu: &Gpu, v: Variant, layout: Layout, d: Dims) -> Result<Vec<Config>
         let mut cells = vec![direct(true, rule), direct(false, rule)];
         cells.extend(COOP_SHAPES.iter().map(|&s| direct(true, Some(s))));
         // Tiled in its rule's shape, then in the direct rule's and the
-        // COOP_SHAPES where they differ (eight subgroups run K slices of
-        // 16: `coop_tiled_depth`).
+        // COOP_SHAPES where they differ, each where the adapter can stage
+        // it (eight subgroups run K slices of 16: `coop_tiled_depth`), so
+        // that no cell labelled tiled runs direct.
         let tiled = |shape| CoopCell { mode: CoopMode::Tiled, unroll: true, shape };
         let tiled_rule = crate::ops::matmul_tiles::coop_tiled_shape(m, n, false, support, gpu.limits());
-        let mut shapes = vec![tiled_rule];
-        for s in rule.into_iter().chain(COOP_SHAPES) {
-            if !shapes.contains(&s) {
+        let wg_bytes = gpu.limits().max_compute_workgroup_storage_size;
+        let mut shapes = Vec::new();
+        for s in [tiled_rule].into_iter().chain(rule).chain(COOP_SHAPES) {
+            let fits = crate::ops::matmul_tiles::coop_tiled_depth(s, support, wg_bytes).is_some();
+            if fits && !shapes.contains(&s) {
                 shapes.push(s);
             }
         }

@@ -151,7 +151,7 @@ pub fn wide_tile_env() -> Result<Option<glam::UVec2>> {
     }
 }
 
-/// `matmul_coop_direct` shapes a caller may ask for (`Matmul::coop_direct_shape`,
+/// Shapes of `coop` from f16 packs a caller may ask for (`Matmul::coop_direct_shape`,
 /// `SPARSETRAIN_COOP_SHAPE`): pieces a side per subgroup 2 or 4, subgroups
 /// along M and along N 1, 2 or 4 each, at most 8 subgroups.
 pub fn check_coop_shape((tm, wm, wn): (u32, u32, u32)) -> Result<(u32, u32, u32)> {
@@ -166,8 +166,9 @@ pub fn check_coop_shape((tm, wm, wn): (u32, u32, u32)) -> Result<(u32, u32, u32)
 }
 
 /// `SPARSETRAIN_COOP_SHAPE` (`TMxWMxWN`, see `check_coop_shape`; `auto` or
-/// unset: None, the launcher's rule `coop_direct_shape`) for every
-/// `matmul_coop_direct` product; checked when a device opens too.
+/// unset: None, the launcher's rules `coop_direct_shape` and
+/// `coop_tiled_shape`) for every product of `coop` from f16 packs, direct
+/// or tiled; checked when a device opens too.
 pub fn coop_shape_env() -> Result<Option<(u32, u32, u32)>> {
     match std::env::var("SPARSETRAIN_COOP_SHAPE") {
         Ok(v) if !v.trim().is_empty() && v.trim() != "auto" => {

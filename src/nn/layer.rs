@@ -186,8 +186,9 @@ pub struct Ctx<'a, 'g> {
     pub grads: &'a [Tensor],
     /// Backward of a dense step's only pass (`Net::backward_assigning`):
     /// write the parameter gradients instead of adding into them, so that
-    /// the optimizer need not clear them for the next step. Only layers
-    /// that say `assigns_grads` see it set.
+    /// the optimizer need not clear them for the next step. Set on every
+    /// layer of such a pass, which runs only where every layer with
+    /// parameters `assigns_grads`.
     pub assign_grads: bool,
     /// Views of the layer's state (`state()` order): running statistics.
     pub state: &'a [Tensor],
@@ -322,8 +323,9 @@ pub trait Layer: std::fmt::Debug + Send + Sync {
     /// How each parameter follows channels (`ParamSets`), in `params` order.
     /// The default, every element touched every step, is always correct.
     /// `backward` must add into a parameter's gradient only where these say
-    /// a mask sample reaches, never assign: under lazy SGD the rest holds
-    /// updates deferred from earlier steps (`ops::lazy`).
+    /// a mask sample reaches, never assign (but for `Ctx::assign_grads` on
+    /// a dense pass): under lazy SGD the rest holds updates deferred from
+    /// earlier steps (`ops::lazy`).
     fn param_sets(&self, inputs: &[Shape]) -> Vec<ParamSets> {
         self.params(inputs).iter().map(|p| ParamSets::whole(p.len())).collect()
     }

@@ -7,7 +7,8 @@
 //! the three matmul layouts:
 //!   forward      Y  = X·Wᵀ        (NT, + bias, + ReLU when fused)
 //!   input grad   dX = dY·W        (NN, gated when X is a ReLU output)
-//!   weight grad  dW += dYᵀ·X      (TN, scattered into the full-size gradient)
+//!   weight grad  dW += dYᵀ·X      (TN, scattered into the full-size gradient;
+//!                                  dW = dYᵀ·X on a dense pass that assigns)
 
 use serde::{Deserialize, Serialize};
 
@@ -92,15 +93,16 @@ impl Linear {
     }
 
     /// The weight and bias gradients, added into the full-size gradients
-    /// (two mask samples add up; the optimizer clears them after each step).
+    /// (two mask samples add up; the optimizer clears them after each step),
+    /// or assigned on a dense pass with `cx.assign_grads`.
     fn param_grads(&self, cx: &mut Ctx) -> Result<()> {
         let (mm, (c, a, b), d) = self.weight_grad_product(cx)?;
         mm.record(cx.rec, c, a, b, d)?;
         self.bias_grad(cx)
     }
 
-    /// The weight gradient's product dW += dYᵀ·X, scattered through the
-    /// kept lists where compacted.
+    /// The weight gradient's product dW += dYᵀ·X (dW = … with
+    /// `cx.assign_grads`), scattered through the kept lists where compacted.
     fn weight_grad_product<'a>(&self, cx: &Ctx<'a, '_>) -> Result<Product<'a>> {
         let x = cx.inputs[0];
         let ((cols, plane, c), rows) = (columns(&x), cx.output.side);

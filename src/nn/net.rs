@@ -444,7 +444,9 @@ impl Net {
     }
 
     /// The backward pass below the loss head (after `train_head`, same
-    /// mask): parameter gradients add into `grads`.
+    /// mask): parameter gradients add into `grads`. A dense trainer's steps
+    /// assign them instead (`backward_assigning`) and leave them: after
+    /// such steps `grads` holds the last step's gradient, not zeros.
     pub fn backward_layers(&self, rec: &mut Recorder, ws: &Workspace, mask: Option<MaskRef>) -> Result<()> {
         let pass = self.pass_of(ws, &mask)?;
         let sides = self.sides(mask, ws.compressed && mask.is_some());

@@ -235,6 +235,11 @@ pub fn bias_grad_of(
     rows: Rows,
     partials: Option<&Tensor>,
 ) -> Result<()> {
+    if !add && side != Side::Full {
+        return Err(crate::error::Error::InvalidArgument(
+            "the bias gradient of kept units is added, never assigned".into(),
+        ));
+    }
     let (src, rows) = match (column_chunks(rows.max()), partials) {
         (Some(chunks), Some(p)) => {
             column_partials(rec, p, dy, kept, side, full, rows, chunks)?;
@@ -250,10 +255,7 @@ pub fn bias_grad_of(
     };
     match side {
         Side::Full => super::bias::bias_grad(rec, db, src, add, rows, full),
-        _ if add => scatter_bias_grad(rec, db, src, kept, side, full, rows),
-        _ => {
-            Err(crate::error::Error::InvalidArgument("the bias gradient of kept units is added, never assigned".into()))
-        }
+        _ => scatter_bias_grad(rec, db, src, kept, side, full, rows),
     }
 }
 

@@ -116,7 +116,8 @@ pub struct Matmul<'a> {
     coop_mode: Option<CoopMode>,
     /// Whether `wide` may pad its staged slices (None: SPARSETRAIN_WIDE_PAD).
     wide_pad: Option<bool>,
-    /// `matmul_coop_direct`'s shape (None: SPARSETRAIN_COOP_SHAPE, else the rule).
+    /// The shape of `coop` from f16 packs, direct or tiled (None:
+    /// SPARSETRAIN_COOP_SHAPE, else each kernel's rule).
     coop_shape: Option<(u32, u32, u32)>,
     /// Whether `matmul_coop_direct` takes two K pieces a pass (None: SPARSETRAIN_COOP_UNROLL).
     coop_unroll: Option<bool>,
@@ -336,7 +337,7 @@ impl<'a> Matmul<'a> {
             tiled_asked = mode == CoopMode::Tiled;
             // The tiled kernel's own rule where no shape was asked.
             if let (true, None, Ok(support)) = (tiled_asked, fit.coop_shape, gpu.coop()) {
-                fit.coop_shape = Some(coop_tiled_shape(m, n, kept, support, gpu.limits()));
+                fit.coop_shape = Some(coop_tiled_shape(m, n, fit.kept, support, gpu.limits()));
             }
         }
         let mut blocks = block_shape(gpu, variant, m, n, fit)?;

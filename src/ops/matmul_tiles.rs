@@ -30,8 +30,10 @@ pub struct TileFit {
     /// `coop` stages its operands (`matmul_coop`) instead of multiplying
     /// f16 packs of them (`matmul_coop_direct`).
     pub coop_staged: bool,
-    /// `matmul_coop_direct`'s shape asked for (`Matmul::coop_direct_shape`,
-    /// `SPARSETRAIN_COOP_SHAPE`; None: `coop_direct_shape`'s rule).
+    /// The shape of `coop` from f16 packs (direct or tiled) asked for
+    /// (`Matmul::coop_direct_shape`, `SPARSETRAIN_COOP_SHAPE`), or set by
+    /// the launcher to `coop_tiled_shape` for a tiled product; None:
+    /// `coop_direct_shape`'s rule.
     pub coop_shape: Option<(u32, u32, u32)>,
 }
 
@@ -240,12 +242,14 @@ pub fn coop_direct_shape(m: u32, n: u32, kept: bool, f: u32) -> (u32, u32, u32) 
 /// `matmul_coop_tiled`'s shape for an m × n product where none is asked.
 /// The direct rule's big products (`coop_direct_shape`: 4 × 4 pieces per
 /// subgroup) run on eight subgroups instead of four, 2 × 4 (blocks of
-/// 8f × 16f, 128 × 256 at f = 16) where n ≥ m and 4 × 2 otherwise, in K
-/// slices of 16, where the adapter has the threads and the workgroup
-/// memory (`coop_tiled_depth`); the rest, and adapters without, run the
-/// direct rule's shape. On an H100 eight subgroups multiplied 4096³ at
-/// 116–124 TFLOP/s against four's 95–109, and the 8192-wide MLP's dense
-/// mixed step took 9.2–9.4 ms of GPU time against 11.0 (BENCHMARKS.md,
+/// 8f × 16f, 128 × 256 at f = 16) where n ≥ m and 4 × 2 otherwise, where
+/// the adapter has the threads and the workgroup memory (`coop_tiled_depth`:
+/// K slices of 16 in 48 KiB, of 32 where 72.5 KiB fit); the rest, and
+/// adapters without, run the direct rule's shape. On an H100 eight
+/// subgroups multiplied 4096³ at 116–124 TFLOP/s against four's 95–109,
+/// and the 8192-wide MLP's dense mixed step took 9.2–9.4 ms of GPU time
+/// against 11.0; its first layer's weight gradient (8192 × 784, 224 tiles
+/// of 256 × 128 for 132 multiprocessors) took 0.27 ms (BENCHMARKS.md,
 /// twentieth session).
 pub fn coop_tiled_shape(m: u32, n: u32, kept: bool, support: CoopSupport, limits: &wgpu::Limits) -> (u32, u32, u32) {
     let rule = coop_direct_shape(m, n, kept, support.frag);

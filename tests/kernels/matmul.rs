@@ -229,10 +229,23 @@ pub(crate) fn matmul_runs(gpu: &sparsetrain::Gpu, test: &str) -> Vec<Run> {
                 }
                 runs.push(Run { coop_shape: Some((4, 2, 2)), unroll: true, ..run });
                 // Tiled (its chunks per thread and staged layouts follow
-                // the shape), in shapes whose staging fits 32 KiB: eight
-                // subgroups in K slices of 16 (`coop_tiled_depth`), the
-                // others of 32.
+                // the shape): eight subgroups in K slices of 16
+                // (`coop_tiled_depth`), the others of 32, each where the
+                // device can stage it (all of them in 32 KiB of lavapipe's
+                // 8 × 8 pieces and 48 KiB of 16 × 16), and said where not:
+                // the launcher would run such a shape direct.
+                let support = gpu.coop().ok();
                 for shape in [(4, 2, 2), (2, 1, 4), (4, 1, 1), (4, 2, 4), (4, 4, 2)] {
+                    use sparsetrain::ops::matmul_tiles::coop_tiled_depth;
+                    if support.and_then(|s| coop_tiled_depth(shape, s, have)).is_none() {
+                        use std::io::Write;
+                        let (tm, wm, wn) = shape;
+                        let _ = writeln!(
+                            std::io::stderr(),
+                            "NOT RUN {test} [coop tiled {tm}x{wm}x{wn}]: the device cannot stage it in {have} bytes"
+                        );
+                        continue;
+                    }
                     runs.push(Run { coop: CoopMode::Tiled, coop_shape: Some(shape), ..run });
                 }
             }

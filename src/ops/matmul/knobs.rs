@@ -15,10 +15,12 @@ impl<'a> Matmul<'a> {
         self
     }
 
-    /// `matmul_coop_direct`'s shape: `tm` × `tm` pieces per subgroup (2 or
-    /// 4), `wm` × `wn` subgroups (1, 2 or 4 each, at most 8); without this,
-    /// `SPARSETRAIN_COOP_SHAPE`, else `coop_direct_shape`'s rule. Checked
-    /// when recorded; other variants ignore it.
+    /// The shape of `coop` from f16 packs (`matmul_coop_direct`, and
+    /// `matmul_coop_tiled` where it fits): `tm` × `tm` pieces per subgroup
+    /// (2 or 4), `wm` × `wn` subgroups (1, 2 or 4 each, at most 8); without
+    /// this, `SPARSETRAIN_COOP_SHAPE`, else `coop_direct_shape`'s or
+    /// `coop_tiled_shape`'s rule. Checked when recorded; other variants
+    /// ignore it.
     pub fn coop_direct_shape(mut self, tm: u32, wm: u32, wn: u32) -> Matmul<'a> {
         self.coop_shape = Some((tm, wm, wn));
         self
