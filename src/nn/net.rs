@@ -448,10 +448,16 @@ impl Net {
     /// assign them instead (`backward_assigning`) and leave them: after
     /// such steps `grads` holds the last step's gradient, not zeros.
     pub fn backward_layers(&self, rec: &mut Recorder, ws: &Workspace, mask: Option<MaskRef>) -> Result<()> {
+        self.backward_walk(rec, ws, mask, false)
+    }
+
+    /// Every node's backward, last to first, adding or (`assign`) writing
+    /// the parameter gradients.
+    fn backward_walk(&self, rec: &mut Recorder, ws: &Workspace, mask: Option<MaskRef>, assign: bool) -> Result<()> {
         let pass = self.pass_of(ws, &mask)?;
         let sides = self.sides(mask, ws.compressed && mask.is_some());
         for n in (0..self.graph.nodes.len()).rev() {
-            self.backward_node(rec, ws, n, (pass, &sides, mask), false)?;
+            self.backward_node(rec, ws, n, (pass, &sides, mask), assign)?;
         }
         Ok(())
     }
@@ -478,12 +484,7 @@ impl Net {
                 "this network has layers that only add into their gradients: clear them and use backward_layers".into(),
             ));
         }
-        let pass = self.pass_of(ws, &None)?;
-        let sides = self.sides(None, false);
-        for n in (0..self.graph.nodes.len()).rev() {
-            self.backward_node(rec, ws, n, (pass, &sides, None), true)?;
-        }
-        Ok(())
+        self.backward_walk(rec, ws, None, true)
     }
 
     /// The backward passes of a sparse step on both mask samples (after
