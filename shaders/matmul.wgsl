@@ -3,11 +3,12 @@
 //#include matmul_core
 //#include matmul_implicit
 //#include matmul_wide
+//#include matmul_thin
 
 // Dense matmul family: C[M,N] = alpha * op(A) * op(B) + beta * C, in the three
 // layouts that backprop needs (A·B, A·Bᵀ, Aᵀ·B, picked by TRANS_A / TRANS_B).
 //
-// Four entry points here share the indexing helpers of shared/matmul_core.wgsl:
+// The entry points here share the indexing helpers of shared/matmul_core.wgsl:
 // - `matmul_regtile`: each thread owns a 4×4 register tile and reads A and B
 //   straight from memory as vec4. No workgroup barriers: the fastest on
 //   software rasterisers (lavapipe), where every barrier is expensive. Its
@@ -20,6 +21,9 @@
 //   tiles of 64 or 128 a side, 8×8 outputs per thread, double-buffered K
 //   slices in workgroup memory, vec4 loads with bounds checks on edge tiles
 //   only.
+// - `matmul_thin` (shared/matmul_thin.wgsl): products with a side of at
+//   most 16 (a classifier's forward product and weight gradient) and long
+//   others, read once along the long operand.
 // - `matmul_naive`: one thread per output; the baseline of `bench matmul`.
 // - `matmul_split_reduce`: the second pass of split-K (see `split_k` in
 //   shared/matmul_core.wgsl), adding the splits' partial products.
@@ -420,6 +424,11 @@ fn matmul_split_reduce(
             for (var z = 0u; z < splits; z++) {
                 for (var i = 0u; i < 4u; i++) {
                     let r = min(r0 + i, M - 1u);
+                    if VEC4_C {
+                        // Four columns at once: N and c0 are multiples of 4.
+                        acc[i] += a[((z * M + r) * N + c0) >> 2u];
+                        continue;
+                    }
                     for (var j = 0u; j < 4u; j++) {
                         let at = (z * M + r) * N + min(c0 + j, N - 1u);
                         acc[i][j] += a[at >> 2u][at & 3u];

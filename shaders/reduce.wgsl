@@ -131,9 +131,25 @@ fn reduce_partial(
 ) {
     let groups = nwg.x * nwg.y;
     let g = wid.y * nwg.x + wid.x;
-    var sum = 0.0;
     let n = rows_of(p.n, p.n_code);
-    for (var i = g * WG + lidx; i < n; i += groups * WG) {
+    let step = groups * WG;
+    var i = g * WG + lidx;
+    // Four independent loads per pass (each a coalesced row of the grid),
+    // then the rest one by one. With one load per pass, each thread waits
+    // out a load's latency per element: the dense 784-8192-8192-10 step's
+    // gradient norm read its 294 MB at 2.1 TB/s on an H100.
+    var sums = vec4(0.0);
+    while i + 3u * step < n {
+        let v = vec4(x[i], x[i + step], x[i + 2u * step], x[i + 3u * step]);
+        if SQUARE {
+            sums += v * v;
+        } else {
+            sums += v;
+        }
+        i += 4u * step;
+    }
+    var sum = (sums.x + sums.y) + (sums.z + sums.w);
+    for (; i < n; i += step) {
         let v = x[i];
         if SQUARE {
             sum += v * v;

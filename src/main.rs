@@ -367,7 +367,8 @@ enum BenchWhat {
 
 /// A matmul variant by the name `Variant::parse` reads.
 fn parse_variant(s: &str) -> Result<Variant, String> {
-    Variant::parse(s).ok_or_else(|| format!("`{s}` is not a matmul variant: naive, regtile, shared, wide or coop"))
+    Variant::parse(s)
+        .ok_or_else(|| format!("`{s}` is not a matmul variant: naive, regtile, shared, wide, thin or coop"))
 }
 
 /// `MxNxK` (an `x` or `×` between positive sizes).

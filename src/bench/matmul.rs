@@ -57,7 +57,8 @@ fn time_matmul_gpu(gpu: &Gpu, mm: Matmul, d: Dims, runs: Runs) -> Result<Vec<f64
 /// of the forward product (the layout decides which operand is
 /// transposed), and the weight gradient of ResNet-20's first 3×3
 /// convolutions at batch 128 (16 × 144 outputs, K = 128 · 32 · 32): few
-/// output tiles over a long K, the product split-K is for.
+/// output tiles over a long K, the product split-K is for; then the
+/// 784-8192-8192-10 MLP's thin products (its output layer at batch 2048).
 pub fn mlp_shapes() -> Vec<Dims> {
     vec![
         Dims { m: 256, n: 1024, k: 784 },
@@ -65,6 +66,10 @@ pub fn mlp_shapes() -> Vec<Dims> {
         Dims { m: 256, n: 4096, k: 4096 },
         Dims { m: 1024, n: 784, k: 256 },
         Dims { m: 16, n: 144, k: 131072 },
+        // The 784-8192-8192-10 MLP's output layer at batch 2048: forward
+        // and weight gradient (`thin` where it runs).
+        Dims { m: 2048, n: 10, k: 8192 },
+        Dims { m: 10, n: 8192, k: 2048 },
     ]
 }
 
@@ -93,7 +98,8 @@ const COOP_SHAPES: [(u32, u32, u32); 2] = [(4, 2, 4), (4, 4, 2)];
 
 /// What `bench_matmul` times of variant `v` on `d`: unsplit, and split as
 /// the launcher would on this device for the tile. `wide` runs its static
-/// products' tile (128 × 128 unless SPARSETRAIN_WIDE_TILE says otherwise)
+/// products' tile (the rule's, 128 × 128 or for Aᵀ·B 128 × 64, unless
+/// SPARSETRAIN_WIDE_TILE says otherwise)
 /// with K slices of 8 and of 16, each with and without K-major packs where
 /// the layout has an operand to pack (`Matmul::wide_kpack`; the packing
 /// timed with the product), then each other tile at the depth it would
@@ -110,7 +116,7 @@ fn configs(gpu: &Gpu, v: Variant, layout: Layout, d: Dims) -> Result<Vec<Config>
         let auto = crate::ops::matmul::auto_splits(ty, v, tiles, k, false, false);
         if v.splits_k() && auto > 1 { vec![1, auto] } else { vec![1] }
     };
-    let fit = TileFit::default();
+    let fit = TileFit { trans_a: layout.trans_a(), ..TileFit::default() };
     if v == Variant::Coop {
         let mut out = Vec::new();
         let direct = |unroll, shape| CoopCell { mode: CoopMode::Direct, unroll, shape };
@@ -266,6 +272,10 @@ pub fn bench_matmul(
             if gpu.coop().is_ok() {
                 all.push(Variant::Coop);
             }
+            // Products with a thin side (`matmul_thin`).
+            if d.m.min(d.n) <= crate::ops::matmul::THIN_MAX as usize {
+                all.push(Variant::Thin);
+            }
             let timed_variants: Vec<Variant> =
                 if variants.is_empty() { all } else { all.into_iter().filter(|v| variants.contains(v)).collect() };
             for &v in &timed_variants {
@@ -293,7 +303,8 @@ pub fn bench_matmul(
             let naive = cells.iter().find(|c| c.0 == Variant::Naive).map(|c| c.6);
             // The depth and tile `wide` runs a static product with when
             // nothing asks for others.
-            let wg = crate::ops::matmul::wide_workgroup(crate::ops::matmul::TileFit::default())?;
+            let fit = crate::ops::matmul::TileFit { trans_a: layout.trans_a(), ..Default::default() };
+            let wg = crate::ops::matmul::wide_workgroup(fit)?;
             let usual = crate::ops::matmul_tiles::wide_depth(gpu, None, wg).ok();
             let usual_tile = Some((8 * wg.y, 8 * wg.x));
             // Whether `wide` packs this product when not asked: by the rule,

@@ -136,7 +136,7 @@ impl Shader {
 }
 
 /// Shared WGSL helpers that kernels may include, by name.
-pub const SHARED: [(&str, &str); 8] = [
+pub const SHARED: [(&str, &str); 9] = [
     ("common", include_str!("../../shaders/shared/common.wgsl")),
     ("rng", include_str!("../../shaders/shared/rng.wgsl")),
     ("step", include_str!("../../shaders/shared/step.wgsl")),
@@ -144,6 +144,7 @@ pub const SHARED: [(&str, &str); 8] = [
     ("matmul_core", include_str!("../../shaders/shared/matmul_core.wgsl")),
     ("matmul_implicit", include_str!("../../shaders/shared/matmul_implicit.wgsl")),
     ("matmul_wide", include_str!("../../shaders/shared/matmul_wide.wgsl")),
+    ("matmul_thin", include_str!("../../shaders/shared/matmul_thin.wgsl")),
     ("matmul_coop_tiled", include_str!("../../shaders/shared/matmul_coop_tiled.wgsl")),
 ];
 
@@ -201,6 +202,7 @@ pub enum Kernel {
     MatmulRegtile,
     MatmulShared,
     MatmulWide,
+    MatmulThin,
     MatmulCoop,
     MatmulCoopDirect,
     MatmulCoopTiled,
@@ -253,10 +255,11 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every entry point; the naga test checks each exists in its shader.
-    pub const ALL: [Kernel; 51] = [
+    pub const ALL: [Kernel; 52] = [
         Kernel::MatmulRegtile,
         Kernel::MatmulShared,
         Kernel::MatmulWide,
+        Kernel::MatmulThin,
         Kernel::MatmulCoop,
         Kernel::MatmulCoopDirect,
         Kernel::MatmulCoopTiled,
@@ -312,6 +315,7 @@ impl Kernel {
             Kernel::MatmulRegtile
             | Kernel::MatmulShared
             | Kernel::MatmulWide
+            | Kernel::MatmulThin
             | Kernel::MatmulNaive
             | Kernel::MatmulPack
             | Kernel::MatmulKpack
@@ -356,6 +360,7 @@ impl Kernel {
             Kernel::MatmulRegtile
             | Kernel::MatmulShared
             | Kernel::MatmulWide
+            | Kernel::MatmulThin
             | Kernel::MatmulCoop
             | Kernel::MatmulCoopDirect
             | Kernel::MatmulCoopTiled
@@ -402,6 +407,7 @@ impl Kernel {
             Kernel::MatmulRegtile => "matmul_regtile",
             Kernel::MatmulShared => "matmul_shared",
             Kernel::MatmulWide => "matmul_wide",
+            Kernel::MatmulThin => "matmul_thin",
             Kernel::MatmulCoop => "matmul_coop",
             Kernel::MatmulCoopDirect => "matmul_coop_direct",
             Kernel::MatmulCoopTiled => "matmul_coop_tiled",
@@ -461,6 +467,7 @@ impl Variant {
             Variant::RegTile => Kernel::MatmulRegtile,
             Variant::Shared => Kernel::MatmulShared,
             Variant::Wide => Kernel::MatmulWide,
+            Variant::Thin => Kernel::MatmulThin,
             Variant::Naive => Kernel::MatmulNaive,
             Variant::Coop => Kernel::MatmulCoop,
         }

@@ -19,6 +19,11 @@ pub enum Variant {
     Wide,
     /// One thread per output; the benchmark baseline.
     Naive,
+    /// Products with a side of at most 16 (`THIN_MAX`) and long others: a
+    /// running sum per output of the thin side in every thread, the long
+    /// operand read once. Not a tuning choice: the launcher takes it for
+    /// such products on GPUs (`thin_rule`), or where forced.
+    Thin,
     /// Mixed precision on tensor cores: f16 operands in cooperative
     /// matrices, f32 accumulation and outputs. Not a tuning choice: chosen
     /// by `Precision::Mixed` (or forced), where the adapter has the features.
@@ -44,6 +49,7 @@ impl Variant {
             Variant::Shared => "shared",
             Variant::Wide => "wide",
             Variant::Naive => "naive",
+            Variant::Thin => "thin",
             Variant::Coop => "coop",
         }
     }
@@ -54,6 +60,7 @@ impl Variant {
             "shared" => Some(Variant::Shared),
             "wide" => Some(Variant::Wide),
             "naive" => Some(Variant::Naive),
+            "thin" => Some(Variant::Thin),
             "coop" => Some(Variant::Coop),
             _ => None,
         }
@@ -61,7 +68,7 @@ impl Variant {
 
     /// Whether the variant can split K (see `Matmul::split_k`).
     pub fn splits_k(self) -> bool {
-        matches!(self, Variant::RegTile | Variant::Shared | Variant::Wide | Variant::Coop)
+        matches!(self, Variant::RegTile | Variant::Shared | Variant::Wide | Variant::Thin | Variant::Coop)
     }
 }
 
@@ -265,6 +272,16 @@ pub(crate) fn auto_or_off(var: &'static str) -> Result<bool> {
         },
         Err(_) => Ok(true),
     }
+}
+
+/// `SPARSETRAIN_THIN`: which products the launcher runs on `matmul_thin`:
+/// by its rule (`auto`, the default, None; see `thin_rule`), none (`off`,
+/// for comparison), or every f32 product with a side of at most
+/// `THIN_MAX` on any adapter (`on`: the test suite's pass that runs the
+/// models' steps as GPUs run their output layers); checked when a device
+/// opens too.
+pub fn thin_env() -> Result<Option<bool>> {
+    auto_on_off("SPARSETRAIN_THIN")
 }
 
 /// `SPARSETRAIN_WIDE_PAD`: whether `wide` pads the staged slice whose store

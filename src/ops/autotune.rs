@@ -77,7 +77,7 @@ fn cache_lookup(key: &str) -> Option<Variant> {
         .filter_map(|l| l.split_once('\t'))
         .filter(|(k, _)| *k == key)
         .filter_map(|(_, v)| Variant::parse(v))
-        .next_back()
+        .rfind(|v| !matches!(v, Variant::Naive | Variant::Thin | Variant::Coop))
 }
 
 /// Best effort: a failed write only costs a re-tune next time.
@@ -121,9 +121,11 @@ fn choose(gpu: &Gpu, autotune: bool) -> Result<MatmulChoice> {
         && !v.trim().is_empty()
         && v.trim() != "auto"
     {
-        // `coop` is a precision (train --precision mixed), not a tuning choice.
-        let variant =
-            Variant::parse(&v).filter(|v| !matches!(v, Variant::Naive | Variant::Coop)).ok_or(Error::InvalidEnv {
+        // `coop` is a precision (train --precision mixed), not a tuning
+        // choice; `thin` serves only thin products.
+        let variant = Variant::parse(&v)
+            .filter(|v| !matches!(v, Variant::Naive | Variant::Thin | Variant::Coop))
+            .ok_or(Error::InvalidEnv {
                 var: "SPARSETRAIN_MATMUL",
                 value: v.clone(),
                 expected: "regtile, shared, wide or auto",

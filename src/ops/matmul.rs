@@ -65,6 +65,7 @@ use super::matmul_kpack::record_kpacks;
 pub use super::matmul_kpack::{kpack_lens, kpack_rule};
 use super::matmul_pack::{pack_lens, record_packs, record_packs_alone};
 use super::matmul_split::{Split, kept_splits, record_split};
+pub use super::matmul_thin::{THIN_MAX, thin_blocks, thin_rule};
 pub use super::matmul_tiles::{
     TileFit, auto_splits, coop_fits, coop_shape, coop_tiled_depth, coop_tiled_shape, regtile_tile, wide_workgroup,
 };
@@ -72,8 +73,8 @@ use super::matmul_tiles::{block_shape, wide_depth, wide_pads};
 pub use crate::device::shader::Variant;
 pub use crate::device::variant::CoopMode;
 use crate::device::variant::{
-    check_wide_depth, coop_mode_env, coop_mode_rule, coop_unroll_env, kept_matmul_env, kept_splits_env, wide_kpack_env,
-    wide_pad_env,
+    check_wide_depth, coop_mode_env, coop_mode_rule, coop_unroll_env, kept_matmul_env, kept_splits_env, thin_env,
+    wide_kpack_env, wide_pad_env,
 };
 
 impl KernelParams for MatmulParams {
@@ -313,6 +314,19 @@ impl<'a> Matmul<'a> {
         } else {
             gpu.matmul_variant_for(m, n)
         });
+        // Products with a thin side on GPUs (`thin_rule`), where no variant
+        // was asked for; SPARSETRAIN_THIN may turn it off, or on for every
+        // f32 product with such a side.
+        let asked = self.variant.is_some() || kept_variant.is_some() || self.implicit.is_some();
+        let thin = !asked
+            && match thin_env()? {
+                Some(false) => false,
+                Some(true) => {
+                    matches!(variant, Variant::RegTile | Variant::Shared | Variant::Wide) && m.min(n) <= THIN_MAX
+                }
+                None => thin_rule(gpu.report().device_type, variant, (m, n, k)),
+            };
+        let variant = if thin { Variant::Thin } else { variant };
         // A pair runs in one launch only from its operands as stored or
         // from f16 packs (`coop` direct, checked below); a scattering pair
         // only where K splits (below).
@@ -362,6 +376,10 @@ impl<'a> Matmul<'a> {
         let wg = blocks.wg;
         let (mut constants, params) = self.operand_setup(c, (m, n, k))?;
         constants.extend([("WG_X", f64::from(wg.x)), ("WG_Y", f64::from(wg.y))]);
+        if variant == Variant::Thin {
+            // The side `thin_blocks` made thin.
+            constants.push(("THIN_M", f64::from(u8::from(n > THIN_MAX))));
+        }
         let ty = gpu.report().device_type;
         // `wide` reads operands stored along K from K-major packs, on
         // large products (implicit operands are read where they lie). Not

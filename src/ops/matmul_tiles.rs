@@ -5,6 +5,7 @@
 
 use glam::UVec2;
 
+use super::matmul_thin::{thin_blocks, thin_splits};
 use crate::device::gpu::{CoopSupport, Gpu};
 use crate::device::variant::{Variant, check_wide_depth, wide_depth_env, wide_tile_env};
 use crate::error::{Error, Result};
@@ -35,6 +36,9 @@ pub struct TileFit {
     /// the launcher to `coop_tiled_shape` for a tiled product; None:
     /// `coop_direct_shape`'s rule.
     pub coop_shape: Option<(u32, u32, u32)>,
+    /// A is stored [K, M] (Aᵀ·B, the layout of weight gradients), where
+    /// `wide`'s rule takes tiles of 128 × 64 for static sizes.
+    pub trans_a: bool,
 }
 
 /// The blocks of `variant` for an m × n product on `gpu` (the launcher's
@@ -80,13 +84,15 @@ pub fn block_shape(gpu: &Gpu, variant: Variant, m: u32, n: u32, fit: TileFit) ->
             let wg = shared_workgroup(m, n);
             Ok(Blocks { wg, tile: wg * per_thread, coop: None, coop_direct: false })
         }
+        Variant::Thin => thin_blocks(m, n),
         _ => Ok(Blocks { wg, tile: wg * per_thread, coop: None, coop_direct: false }),
     }
 }
 
 /// `matmul_wide`'s workgroup (x along N, y along M; 8 outputs per thread
 /// each way): the tile asked for, else `SPARSETRAIN_WIDE_TILE`, else 128 ×
-/// 128 where both sizes are static and 64 × 64 where a kept count sets one.
+/// 128 where both sizes are static (128 × 64 for Aᵀ·B, see `wide_rule`)
+/// and 64 × 64 where a kept count sets one.
 ///
 /// Why 64 for kept counts: a compressed product is recorded for the
 /// capacity (every unit kept) but runs on the step's kept units. At 10% of
@@ -96,7 +102,7 @@ pub fn block_shape(gpu: &Gpu, variant: Variant, m: u32, n: u32, fit: TileFit) ->
 /// tiles of 64 make 169. Its forward and input-gradient products (2048 ×
 /// 819) go from 112 tiles to 416. Both sides shrink, the static one too
 /// (784 inputs): a side of 64 along the kept one alone would leave that
-/// weight gradient 91 tiles. Static products keep 128 × 128: at 4096³ its
+/// weight gradient 91 tiles. Static products keep 128 rows: at 4096³ its
 /// 8 × 8 outputs per thread over 256 threads ran at 45–51% of an H100's
 /// fp32 peak.
 pub fn wide_workgroup(fit: TileFit) -> Result<UVec2> {
@@ -106,13 +112,26 @@ pub fn wide_workgroup(fit: TileFit) -> Result<UVec2> {
     if let Some(wg) = wide_tile_env()? {
         return Ok(wg);
     }
-    Ok(wide_rule(fit.kept))
+    Ok(wide_rule(fit.kept, fit.trans_a))
 }
 
-/// `wide_workgroup`'s rule: 16 × 16 threads (128 × 128 outputs) for static
-/// sizes, 8 × 8 (64 × 64) where a kept count sets M or N.
-fn wide_rule(kept: bool) -> UVec2 {
-    if kept { UVec2::new(8, 8) } else { UVec2::new(16, 16) }
+/// `wide_workgroup`'s rule: 8 × 8 threads (64 × 64 outputs) where a kept
+/// count sets M or N; for static sizes 8 × 16 (128 rows × 64 columns) for
+/// Aᵀ·B, else 16 × 16 (128 × 128).
+///
+/// Why 128 × 64 for Aᵀ·B: on an H100, in one run of the dense
+/// 784-8192-8192-10 step with every static product on 128 × 64 tiles
+/// (nineteenth session, call 3), the two weight gradients took 7.34 and
+/// 0.86 ms against 7.48 and 0.96 on 128 × 128: more, smaller tiles fill
+/// the last wave better, and 784 columns pad to 832 rather than 896. Its
+/// forward products gained nothing there (7.51 against 7.48 ms), and at
+/// 4096³ the three layouts ran alike on both tiles.
+fn wide_rule(kept: bool, trans_a: bool) -> UVec2 {
+    match (kept, trans_a) {
+        (true, _) => UVec2::new(8, 8),
+        (false, true) => UVec2::new(8, 16),
+        (false, false) => UVec2::new(16, 16),
+    }
 }
 
 /// `matmul_shared`'s workgroup (x along N; 4 outputs per thread each
@@ -143,6 +162,8 @@ fn shape(v: Variant) -> (UVec2, u32) {
         // outputs per thread each way.
         Variant::Wide => (UVec2::new(16, 16), 8),
         Variant::Naive => (UVec2::new(16, 16), 1),
+        // The workgroup is `thin_blocks`'s.
+        Variant::Thin => (UVec2::new(64, 4), 4),
         // Sized per adapter and product by `coop_shape`.
         Variant::Coop => (UVec2::new(128, 1), 0),
     }
@@ -353,6 +374,9 @@ pub fn regtile_tile(wg: UVec2, m: u32, n: u32) -> UVec2 {
 /// split unless asked (`Matmul::split_k`).
 pub fn auto_splits(ty: wgpu::DeviceType, variant: Variant, tiles: u32, k: u32, kept_tiles: bool, kept_k: bool) -> u32 {
     let cpu = ty == wgpu::DeviceType::Cpu;
+    if variant == Variant::Thin {
+        return if cpu { 1 } else { thin_splits(tiles, k) };
+    }
     if !variant.splits_k() || cpu != (variant == Variant::RegTile) {
         return 1;
     }
@@ -423,8 +447,11 @@ mod tests {
     #[test]
     fn wide_tiles_shrink_for_kept_sizes() {
         // x along N (columns), y along M (rows); 8 outputs per thread.
-        assert_eq!(wide_rule(false), UVec2::new(16, 16));
-        assert_eq!(wide_rule(true), UVec2::new(8, 8));
+        assert_eq!(wide_rule(false, false), UVec2::new(16, 16));
+        assert_eq!(wide_rule(true, false), UVec2::new(8, 8));
+        // Aᵀ·B (weight gradients): 128 rows × 64 columns, unless kept.
+        assert_eq!(wide_rule(false, true), UVec2::new(8, 16));
+        assert_eq!(wide_rule(true, true), UVec2::new(8, 8));
         // A tile asked for wins over the rule (and the variable).
         let asked = TileFit { kept: true, wide_wg: Some(UVec2::new(16, 8)), ..TileFit::default() };
         assert_eq!(wide_workgroup(asked).unwrap(), UVec2::new(16, 8));

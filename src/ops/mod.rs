@@ -20,6 +20,7 @@ mod matmul_desc;
 mod matmul_kpack;
 mod matmul_pack;
 mod matmul_split;
+pub mod matmul_thin;
 pub mod matmul_tiles;
 pub mod optim;
 pub mod pool;

@@ -51,6 +51,14 @@ pub fn rng(seed: u64) -> rand::rngs::StdRng {
     rand::rngs::StdRng::seed_from_u64(seed)
 }
 
+/// 0..n in a random order: a unit map of a scatter into a full-size C.
+pub fn shuffled(rng: &mut impl Rng, n: usize) -> Vec<u32> {
+    use rand::seq::SliceRandom;
+    let mut v: Vec<u32> = (0..n as u32).collect();
+    v.shuffle(rng);
+    v
+}
+
 pub fn rand_f32(rng: &mut impl Rng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
     (0..n).map(|_| rng.random_range(lo..hi)).collect()
 }

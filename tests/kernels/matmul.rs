@@ -181,8 +181,8 @@ impl Run {
 /// `matmul_variants` as runs: `coop` from f16 packs (`matmul_coop_direct`,
 /// with and without unrolling, in the rule's shape and, unsplit, in
 /// others; `matmul_coop_tiled` likewise) and staged (`matmul_coop`); `wide` runs with slices of 8 (its default)
-/// and of 16 with the launcher's tile (128 × 128 for static sizes, 64 × 64
-/// where a kept count sets M or N), its staged slices padded where the
+/// and of 16 with the launcher's tile (128 × 128 for static sizes, 128 × 64
+/// for their Aᵀ·B, 64 × 64 where a kept count sets M or N), its staged slices padded where the
 /// workgroup memory allows (its default) and, unsplit, unpadded; and then,
 /// unsplit, with each smaller
 /// tile forced at both depths, so that every workgroup shape, depth and
@@ -274,7 +274,8 @@ pub(crate) fn matmul_runs(gpu: &sparsetrain::Gpu, test: &str) -> Vec<Run> {
         }
         // The tile changes no split's bounds: unsplit is enough for the
         // forced ones.
-        let forced: &[(u32, u32)] = if split == 1 { &[(128, 64), (64, 128), (64, 64)] } else { &[] };
+        // (128 × 128 too: the rule's tile for Aᵀ·B is 128 × 64.)
+        let forced: &[(u32, u32)] = if split == 1 { &[(128, 128), (128, 64), (64, 128), (64, 64)] } else { &[] };
         for bk in [8, 16] {
             if fits(bk, (128, 128)) {
                 runs.push(Run { bk, ..run });
@@ -471,14 +472,7 @@ fn dynamic_cases(gpu: &sparsetrain::Gpu, test: &str) {
                 let tg = Tensor::from_f32(gpu, "G", &[d_max.m * d_max.n], &vec![f32::NAN; d_max.m * d_max.n]).unwrap();
                 // 3. Scatter-add into a full C (at least [40, 50]) through maps.
                 let (full_m, full_n) = (40usize.max(rm + 10), 50usize.max(rn + 10));
-                let mut rows: Vec<u32> = (0..full_m as u32).collect();
-                let mut cols: Vec<u32> = (0..full_n as u32).collect();
-                for i in (1..rows.len()).rev() {
-                    rows.swap(i, r.random_range(0..=i));
-                }
-                for i in (1..cols.len()).rev() {
-                    cols.swap(i, r.random_range(0..=i));
-                }
+                let (rows, cols) = (shuffled(&mut r, full_m), shuffled(&mut r, full_n));
                 // Maps live at offsets inside one u32 buffer, as kept lists do.
                 let mut maps = vec![0u32; 3];
                 maps.extend(&rows);

@@ -88,7 +88,7 @@ fn pair_cases(gpu: &sparsetrain::Gpu, test: &str) {
                     }
                     case += 1;
                     let seed = 4100 + case;
-                    pair_case(gpu, &run, layout, *sizes, kept, seed, per_pair);
+                    pair_case(gpu, &run, layout, (*sizes, MAX), kept, seed, per_pair);
                     trace.case();
                 }
             }
@@ -96,23 +96,24 @@ fn pair_cases(gpu: &sparsetrain::Gpu, test: &str) {
     }
 }
 
-/// One pair: bias + ReLU (C poisoned), and an accumulating gated product;
-/// A shared by both samples where the sizes are static (a first layer's
-/// input), else each sample's own.
-fn pair_case(
+/// One pair of real sizes within the bounds `max`: bias + ReLU (C
+/// poisoned), and an accumulating gated product; A shared by both samples
+/// where the sizes are static (a first layer's input), else each sample's
+/// own.
+pub(crate) fn pair_case(
     gpu: &sparsetrain::Gpu,
     run: &Run,
     layout: Layout,
-    sizes: [(usize, usize, usize); 2],
+    (sizes, max): ([(usize, usize, usize); 2], Dims),
     kept: bool,
     seed: u64,
     per_pair: Option<(usize, Option<usize>)>,
 ) {
     let mut r = rng(seed);
     let pad = |x: usize| x.div_ceil(4) * 4;
-    let real = if kept { sizes } else { [(MAX.m, MAX.n, MAX.k); 2] };
-    let d: [Dims; 2] = real.map(|(m, n, k)| Dims { m: pad(m).min(MAX.m), n: pad(n), k: pad(k) });
-    let (len_a, len_b, len_c) = (MAX.m * MAX.k, MAX.k * MAX.n, MAX.m * MAX.n);
+    let real = if kept { sizes } else { [(max.m, max.n, max.k); 2] };
+    let d: [Dims; 2] = real.map(|(m, n, k)| Dims { m: pad(m).min(max.m), n: pad(n), k: pad(k) });
+    let (len_a, len_b, len_c) = (max.m * max.k, max.k * max.n, max.m * max.n);
     let mut ops: Vec<[Vec<f32>; 5]> = Vec::new();
     for j in 0..2 {
         let (sa, sb) = shapes_of(layout, d[j]);
@@ -122,7 +123,7 @@ fn pair_case(
         // Exact in f16 for `coop` (the reference then sees what it multiplies).
         let a = f16_for(run.variant, block(&mut r, ra, (sa[0], sa[1]), len_a));
         let b = f16_for(run.variant, block(&mut r, rb, (sb[0], sb[1]), len_b));
-        let bias = block(&mut r, (1, rn), (1, d[j].n), MAX.n);
+        let bias = block(&mut r, (1, rn), (1, d[j].n), max.n);
         let gate = rand_f32(&mut r, len_c, -1.0, 1.0);
         let acc = rand_f32(&mut r, len_c, -1.0, 1.0);
         ops.push([a, b, bias, gate, acc]);
@@ -141,7 +142,7 @@ fn pair_case(
         [t.clone(), t]
     };
     let (tb, tbias, tgate) =
-        (joint(gpu, "B", len_b, op(1)), joint(gpu, "bias", MAX.n, op(2)), joint(gpu, "gate", len_c, op(3)));
+        (joint(gpu, "B", len_b, op(1)), joint(gpu, "bias", max.n, op(2)), joint(gpu, "gate", len_c, op(3)));
     let nan = vec![f32::NAN; len_c];
     let acc = op(4);
     // Paired, then the same products one by one.
@@ -157,7 +158,7 @@ fn pair_case(
             base
         }
     };
-    let dmax = if kept { MAX } else { d[0] };
+    let dmax = if kept { max } else { d[0] };
     let fwd = |j: usize| mm(j).bias(&tbias[j]).relu();
     let back = |j: usize| mm(j).gate(&tgate[j]).accumulate();
     let mut rec = Recorder::new(gpu);
@@ -171,17 +172,11 @@ fn pair_case(
     let singles = rec.dispatches() - paired;
     // A weight-gradient pair: both samples scatter-add into one full C,
     // each through its own maps (permutations at their own offsets).
-    let (full_m, full_n) = (MAX.m + 10, MAX.n + 10);
+    let (full_m, full_n) = (max.m + 10, max.n + 10);
     let mut maps = vec![0u32; 3];
     let mut perms = Vec::new();
     for _ in 0..2 {
-        let (mut rows, mut cols): (Vec<u32>, Vec<u32>) = ((0..full_m as u32).collect(), (0..full_n as u32).collect());
-        for i in (1..rows.len()).rev() {
-            rows.swap(i, r.random_range(0..=i));
-        }
-        for i in (1..cols.len()).rev() {
-            cols.swap(i, r.random_range(0..=i));
-        }
+        let (rows, cols) = (shuffled(&mut r, full_m), shuffled(&mut r, full_n));
         maps.extend(&rows);
         maps.extend(&cols);
         perms.push((rows, cols));
@@ -230,7 +225,7 @@ fn pair_case(
         let sref = ScatterRef { rows: Some(rows), cols: Some(cols), ldc: full_n, real_m, real_n };
         matmul_fused(&mut want_full, &a64, &b64, layout, 1.0, 1.0, dj, None, false, None, Some(&sref));
     }
-    let abs = tol(run.variant, 2e-5 * (MAX.k as f64 + 1.0));
+    let abs = tol(run.variant, 2e-5 * (max.k as f64 + 1.0));
     let got_full = tfull.download_f32(gpu).unwrap();
     assert_close(&format!("scatter pair {tag}"), &got_full, &want_full, abs, 1e-5);
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();

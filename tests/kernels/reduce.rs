@@ -3,16 +3,22 @@ use sparsetrain::{DType, Recorder, Tensor, cpu};
 
 use crate::common::*;
 
+/// Sums and means of awkward lengths, on the device's grid and on one
+/// workgroup (whose threads then each sum many elements, four loads a pass
+/// and then one by one).
 #[test]
 fn sum_and_mean_match_reference() {
-    let Some(gpu) = gpu("sum_and_mean_match_reference") else { return };
-    let reducer = Reducer::new(&gpu).unwrap();
+    with_single_workgroup("sum_and_mean_match_reference", sum_and_mean_cases);
+}
+
+fn sum_and_mean_cases(gpu: &sparsetrain::Gpu, tag: &str) {
+    let reducer = Reducer::new(gpu).unwrap();
     for (case, &n) in [0usize, 1, 255, 256, 257, 4096, 4097, 10007, 300_001].iter().enumerate() {
         let mut r = rng(500 + case as u64);
         let x = rand_f32(&mut r, n.max(1), -1.0, 1.0);
-        let tx = Tensor::from_f32(&gpu, "x", &[n.max(1)], &x).unwrap();
-        let out = Tensor::from_f32(&gpu, "out", &[3], &[f32::NAN, f32::NAN, 2.5]).unwrap();
-        let mut rec = Recorder::new(&gpu);
+        let tx = Tensor::from_f32(gpu, "x", &[n.max(1)], &x).unwrap();
+        let out = Tensor::from_f32(gpu, "out", &[3], &[f32::NAN, f32::NAN, 2.5]).unwrap();
+        let mut rec = Recorder::new(gpu);
         reducer.sum(&mut rec, &out, 0, &tx, n).unwrap();
         if n == 0 {
             // A mean of nothing is refused rather than made up.
@@ -24,7 +30,7 @@ fn sum_and_mean_match_reference() {
         rec.finish().unwrap();
         let xs = to_f64(&x[..n]);
         let s = cpu::reduce::sum(&xs);
-        let mut got = out.download_f32(&gpu).unwrap();
+        let mut got = out.download_f32(gpu).unwrap();
         let mean = if n == 0 {
             assert!(got[1].is_nan(), "slot 1 was written for an empty mean");
             got[1] = 0.0;
@@ -33,12 +39,12 @@ fn sum_and_mean_match_reference() {
             cpu::reduce::mean(&xs)
         };
         let want = [s, mean, 2.5 + 2.0 * s];
-        assert_close(&format!("sum/mean n={n}"), &got, &want, 1e-6 * (n as f64 + 1.0), 1e-5);
+        assert_close(&format!("sum/mean n={n}{tag}"), &got, &want, 1e-6 * (n as f64 + 1.0), 1e-5);
     }
     // A u32 tensor is refused, not misread.
-    let u = Tensor::zeros(&gpu, "u", &[4], DType::U32).unwrap();
-    let out = Tensor::zeros(&gpu, "out", &[1], DType::F32).unwrap();
-    assert!(reducer.sum(&mut Recorder::new(&gpu), &out, 0, &u, 4).is_err());
+    let u = Tensor::zeros(gpu, "u", &[4], DType::U32).unwrap();
+    let out = Tensor::zeros(gpu, "out", &[1], DType::F32).unwrap();
+    assert!(reducer.sum(&mut Recorder::new(gpu), &out, 0, &u, 4).is_err());
 }
 
 /// Squared norms and means over the step's batch (a length known on the

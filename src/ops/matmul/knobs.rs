@@ -76,7 +76,8 @@ impl<'a> Matmul<'a> {
 
     /// Block tile of the `wide` variant: `rows` × `cols` outputs, 64 or 128
     /// each; without this, `SPARSETRAIN_WIDE_TILE` or the launcher's rule
-    /// (128 × 128, 64 × 64 where a kept count sets M or N).
+    /// (128 × 128, 128 × 64 for Aᵀ·B, 64 × 64 where a kept count sets M or
+    /// N).
     pub fn wide_tile(mut self, rows: u32, cols: u32) -> Matmul<'a> {
         self.wide_tile = Some((rows, cols));
         self
@@ -115,6 +116,6 @@ impl<'a> Matmul<'a> {
             Some(s) => Some(check_coop_shape(s)?),
             None => coop_shape_env()?,
         };
-        Ok(TileFit { kept, wide_wg, coop_staged: false, coop_shape })
+        Ok(TileFit { kept, wide_wg, coop_staged: false, coop_shape, trans_a: self.layout.trans_a() })
     }
 }

@@ -1,0 +1,36 @@
+# Twenty-first session's changes, for the next call on a GPU (none was
+# lent to that session): whole-vec4 gated stores and split-K reduce reads
+# (the dense 784-8192-8192-10 step's gated 8192-wide product ran 0.25 ms
+# longer than its two siblings; the output layer's gated input gradient
+# took 0.118 ms for 134 MB), and four loads in flight in the gradient
+# norm's first pass (294 MB at 2.1 TB/s), and `wide` tiles of 128 × 64
+# for static Aᵀ·B products (the weight gradients; from the nineteenth
+# session's per-dispatch figures), and `matmul_thin` for products with a
+# side of at most 16 and long others (the 10-wide output layer's forward
+# product and weight gradient). This build against the one
+# before (.dev/bin/sparsetrain-old: copy a build of bf10fce there after
+# kit.sh), each step with its per-dispatch profile, then the kernel tests
+# one process each (kernels-each.sh) with what is left: the twentieth
+# session's run of that binary stalled, and this session adds a test to
+# it. Sourced by run.sh; `kit.sh --tests matmul`, BUDGET=540.
+rm -f "${SPARSETRAIN_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sparsetrain}/matmul-variant.tsv"
+OLD="$BIN/sparsetrain-old"
+T="bench train --model 8192-8192 --batch 2048 --keeps 0.1 --warmup 2 --runs 5"
+step 01-f32 30 env SPARSETRAIN_PROFILE=dispatches "$ST" $T
+[ -x "$OLD" ] && step 01b-f32-old 30 env SPARSETRAIN_PROFILE=dispatches "$OLD" $T
+step 02-mixed 30 env SPARSETRAIN_PROFILE=dispatches "$ST" $T --precision mixed
+[ -x "$OLD" ] && step 02b-mixed-old 30 env SPARSETRAIN_PROFILE=dispatches "$OLD" $T --precision mixed
+# `matmul_thin` for the output layer's forward product and weight
+# gradient (this session's `thin_rule`) against the device's tile variant,
+# in the step and alone (every layout).
+step 04-f32-thin-off 30 env SPARSETRAIN_THIN=off SPARSETRAIN_PROFILE=dispatches "$ST" $T
+step 04b-matmul-thin 60 "$ST" bench matmul --sizes 16 --shapes 2048x10x8192,10x8192x2048 --no-mlp-shapes \
+    --variants shared,wide,thin --min-runs 3 --max-runs 3 --budget 0.3
+# Every static product on one tile (each product's time per tile, for
+# the rule): 128 × 128 was the rule for all of them before.
+step 03-f32-tile128x128 30 env SPARSETRAIN_WIDE_TILE=128x128 SPARSETRAIN_PROFILE=dispatches "$ST" $T
+step 03b-f32-tile128x64 30 env SPARSETRAIN_WIDE_TILE=128x64 SPARSETRAIN_PROFILE=dispatches "$ST" $T
+step 03c-f32-tile64x128 30 env SPARSETRAIN_WIDE_TILE=64x128 SPARSETRAIN_PROFILE=dispatches "$ST" $T
+step 01c-f32-again 30 "$ST" $T
+[ -x "$OLD" ] && step 01d-f32-old-again 30 "$OLD" $T
+. "$(dirname "${BASH_SOURCE[0]}")/kernels-each.sh"
