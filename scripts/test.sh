@@ -20,12 +20,12 @@ cargo test --release "$@"
 if [ "$#" -eq 0 ]; then
     echo "== again under GPUs' grid rule (SPARSETRAIN_GRID_CAP=none)"
     SPARSETRAIN_GRID_CAP=none cargo test --release --test kernels --test layers --test graph --test sparse --test resume
-    # With naga's bounds checks in the matmuls, as on Metal, DX12 and GL: on
-    # Vulkan they run without them by default (`runtime_checks`).
     # GPUs run a classifier's forward product and weight gradient on
     # `matmul_thin` (`thin_rule`); lavapipe never does by the rule.
     echo "== the models' steps with every thin product on matmul_thin (SPARSETRAIN_THIN=on)"
     SPARSETRAIN_THIN=on cargo test --release --test graph --test sparse --test resume
+    # With naga's bounds checks in the matmuls, as on Metal, DX12 and GL: on
+    # Vulkan they run without them by default (`runtime_checks`).
     echo "== the matmul kernel tests with naga's bounds checks (SPARSETRAIN_SHADER_CHECKS=checked)"
     SPARSETRAIN_SHADER_CHECKS=checked cargo test --release --test kernels matmul
     echo "== the matmul tests with cooperative matrices, on Mesa 26's lavapipe where it can be fetched"

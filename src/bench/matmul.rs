@@ -329,6 +329,15 @@ pub fn bench_matmul(
                 (CoopMode::Tiled, Some((_, tiled))) => Some(tiled),
                 _ => None,
             };
+            // What the launcher runs a product of this shape on by default:
+            // `thin` by its rule, else the device's choice.
+            let thin = crate::device::variant::thin_env()?.unwrap_or_else(|| {
+                crate::ops::matmul::thin_rule(r.device_type, gpu.matmul_variant_for(m, n), layout, (m, n, k))
+            });
+            let thin = thin
+                && choice.source != crate::device::shader::ChoiceSource::Env
+                && m.min(n) <= crate::ops::matmul::THIN_MAX;
+            let chosen = if thin { Variant::Thin } else { choice.variant };
             for (v, splits, depth, tile, coop, kpack, gflops, n) in cells {
                 let default = (depth.is_none() || (depth == usual && tile == usual_tile))
                     && kpack.is_none_or(|on| on == usual_kpack)
@@ -337,7 +346,7 @@ pub fn bench_matmul(
                             && (c.mode != CoopMode::Direct || c.unroll)
                             && c.shape.is_none_or(|s| Some(s) == coop_rule(&c))
                     });
-                let mark = if v == choice.variant && default { " (chosen)" } else { "" };
+                let mark = if v == chosen && default { " (chosen)" } else { "" };
                 let mut split = if splits > 1 { format!(" split {splits}") } else { String::new() };
                 if depth == Some(16) {
                     split.push_str(" bk 16");

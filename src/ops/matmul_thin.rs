@@ -5,6 +5,7 @@
 
 use glam::UVec2;
 
+use super::matmul_desc::Layout;
 use super::matmul_tiles::Blocks;
 use crate::device::variant::Variant;
 use crate::error::{Error, Result};
@@ -44,10 +45,16 @@ pub fn thin_blocks(m: u32, n: u32) -> Result<Blocks> {
 /// to 150, or a long side of 25 to 150), which keep their tiles. Not for
 /// CPU adapters, whose `regtile` narrows its tile to N already and whose
 /// cores run each workgroup's barriers one lane at a time.
-pub fn thin_rule(ty: wgpu::DeviceType, variant: Variant, (m, n, k): (u32, u32, u32)) -> bool {
+///
+/// The long operand must lie along what the kernel reads as vec4: A along
+/// K for N thin (A·B, A·Bᵀ: the forward product), B along N for M thin
+/// (A·B, Aᵀ·B: the weight gradient); the other way it would read the
+/// operand it exists to stream one strided element at a time.
+pub fn thin_rule(ty: wgpu::DeviceType, variant: Variant, layout: Layout, (m, n, k): (u32, u32, u32)) -> bool {
     let tile_variant = matches!(variant, Variant::Shared | Variant::Wide);
-    let thin = m.min(n) <= THIN_MAX && m.max(n) >= 256 && k >= 1024;
-    ty != wgpu::DeviceType::Cpu && tile_variant && thin
+    let long = m.max(n) >= 256 && k >= 1024;
+    let along = if n <= THIN_MAX { !layout.trans_a() } else { m <= THIN_MAX && !layout.trans_b() };
+    ty != wgpu::DeviceType::Cpu && tile_variant && long && along
 }
 
 /// `matmul_thin`'s splits of K on GPUs: about 512 workgroups of 256
@@ -72,16 +79,21 @@ mod tests {
         use wgpu::DeviceType::{Cpu, DiscreteGpu, IntegratedGpu};
         // The 784-8192-8192-10 MLP's output layer at batch 2048: forward
         // and weight gradient; its input gradient (K = 10) is not thin.
-        assert!(thin_rule(DiscreteGpu, Variant::Shared, (2048, 10, 8192)));
-        assert!(thin_rule(IntegratedGpu, Variant::Wide, (10, 8192, 2048)));
-        assert!(!thin_rule(DiscreteGpu, Variant::Wide, (2048, 8192, 10)));
+        assert!(thin_rule(DiscreteGpu, Variant::Shared, Layout::NT, (2048, 10, 8192)));
+        assert!(thin_rule(IntegratedGpu, Variant::Wide, Layout::TN, (10, 8192, 2048)));
+        assert!(!thin_rule(DiscreteGpu, Variant::Wide, Layout::NN, (2048, 8192, 10)));
         // CPU adapters, other variants, short K, short long sides.
-        assert!(!thin_rule(Cpu, Variant::Shared, (2048, 10, 8192)));
-        assert!(!thin_rule(DiscreteGpu, Variant::RegTile, (2048, 10, 8192)));
-        assert!(!thin_rule(DiscreteGpu, Variant::Coop, (2048, 10, 8192)));
-        assert!(!thin_rule(DiscreteGpu, Variant::Shared, (131072, 16, 144)));
-        assert!(!thin_rule(DiscreteGpu, Variant::Shared, (16, 144, 131072)));
-        assert!(!thin_rule(DiscreteGpu, Variant::Shared, (2048, 17, 8192)));
+        assert!(!thin_rule(Cpu, Variant::Shared, Layout::NT, (2048, 10, 8192)));
+        assert!(!thin_rule(DiscreteGpu, Variant::RegTile, Layout::NT, (2048, 10, 8192)));
+        assert!(!thin_rule(DiscreteGpu, Variant::Coop, Layout::NT, (2048, 10, 8192)));
+        assert!(!thin_rule(DiscreteGpu, Variant::Shared, Layout::NN, (131072, 16, 144)));
+        assert!(!thin_rule(DiscreteGpu, Variant::Shared, Layout::TN, (16, 144, 131072)));
+        assert!(!thin_rule(DiscreteGpu, Variant::Shared, Layout::NT, (2048, 17, 8192)));
+        // The long operand across what the kernel reads as vec4: A stored
+        // [K, M] for N thin, B stored [N, K] for M thin.
+        assert!(!thin_rule(DiscreteGpu, Variant::Shared, Layout::TN, (2048, 10, 8192)));
+        assert!(!thin_rule(DiscreteGpu, Variant::Shared, Layout::NT, (10, 8192, 2048)));
+        assert!(thin_rule(DiscreteGpu, Variant::Shared, Layout::NN, (10, 8192, 2048)));
         // N thin on 64 lanes × 4 row groups, else M thin on 32 column
         // quads × 8 groups along K; neither side thin is refused.
         assert_eq!(thin_blocks(2048, 10).unwrap().tile, UVec2::new(16, 16));

@@ -16,8 +16,9 @@ use crate::matmul::shapes_of;
 use crate::matmul_epilogue::check_epilogues;
 
 // (m, n, k): N thin, then M thin; the last is thin both ways (N is taken).
-const SHAPES: [(usize, usize, usize); 11] = [
+const SHAPES: [(usize, usize, usize); 12] = [
     (67, 10, 300),
+    (129, 12, 1024),
     (300, 1, 7),
     (5, 16, 1029),
     (130, 3, 0),
