@@ -104,5 +104,8 @@ KERNELS=$(echo "$BUILT" | sed -n 's/.*Executable .*(\(.*deps\/kernels-[^)]*\)).*
 SPARSE=$(echo "$BUILT" | sed -n 's/.*Executable .*(\(.*deps\/sparse-[^)]*\)).*/\1/p' | head -1)
 [ -n "$KERNELS" ] && [ -n "$SPARSE" ] || { echo "no kernel or sparse test binary in: $BUILT" >&2; exit 1; }
 SPARSETRAIN_REQUIRE_GPU=1 SPARSETRAIN_REQUIRE_COOP=1 run "$KERNELS" matmul
-# A mixed-precision sparse step with pairs against one without, bit for bit.
+# A mixed-precision sparse step with pairs against one without, bit for bit;
+# again with its output layer's thin products on `matmul_thin`, as GPUs
+# run them in mixed precision (`thin_rule`; lavapipe never by the rule).
 SPARSETRAIN_REQUIRE_GPU=1 SPARSETRAIN_REQUIRE_COOP=1 run "$SPARSE" paired_products
+SPARSETRAIN_THIN=on SPARSETRAIN_REQUIRE_GPU=1 SPARSETRAIN_REQUIRE_COOP=1 run "$SPARSE" paired_products

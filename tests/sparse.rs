@@ -497,6 +497,12 @@ fn paired_products_launch_once_and_change_no_bit() {
         let [on, off] = &runs[..] else { continue };
         let tag = format!("{precision:?}");
         let fewer = per_pair * (2 * layers - 1);
+        // SPARSETRAIN_THIN=on (scripts/lavapipe-coop.sh) runs the output
+        // layer's forward pair in mixed precision on `matmul_thin`, one
+        // launch with no packs: one fewer saved. The bits must agree all
+        // the same.
+        let thin_on = std::env::var("SPARSETRAIN_THIN").is_ok_and(|v| v.trim() == "on");
+        let fewer = if thin_on && precision == sparsetrain::Precision::Mixed { fewer - 1 } else { fewer };
         assert_eq!(off.0 - on.0, fewer, "{tag}: launches per step: {} paired, {} one by one", on.0, off.0);
         for (what, (a, b)) in ["weights", "scores", "losses"].iter().zip(on.1.iter().zip(&off.1)) {
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();

@@ -276,8 +276,8 @@ pub(crate) fn auto_or_off(var: &'static str) -> Result<bool> {
 
 /// `SPARSETRAIN_THIN`: which products the launcher runs on `matmul_thin`:
 /// by its rule (`auto`, the default, None; see `thin_rule`), none (`off`,
-/// for comparison), or every f32 product with a side of at most
-/// `THIN_MAX` on any adapter (`on`: the test suite's pass that runs the
+/// for comparison), or every product of the f32 tile variants or `coop`
+/// with a side of at most `THIN_MAX`, on any adapter (`on`: the test suite's pass that runs the
 /// models' steps as GPUs run their output layers); checked when a device
 /// opens too.
 pub fn thin_env() -> Result<Option<bool>> {

@@ -315,15 +315,18 @@ impl<'a> Matmul<'a> {
             gpu.matmul_variant_for(m, n)
         });
         // Products with a thin side on GPUs (`thin_rule`), where no variant
-        // was asked for (nor named by SPARSETRAIN_MATMUL); SPARSETRAIN_THIN
-        // may turn it off, or on for every f32 product with such a side.
+        // was asked for (nor named by SPARSETRAIN_MATMUL), mixed precision
+        // included; SPARSETRAIN_THIN may turn it off, or on for every
+        // product with such a side.
         let env_variant = gpu.matmul_choice().source == crate::device::shader::ChoiceSource::Env;
         let asked = self.variant.is_some() || kept_variant.is_some() || self.implicit.is_some() || env_variant;
         let thin = !asked
             && match thin_env()? {
                 Some(false) => false,
                 Some(true) => {
-                    matches!(variant, Variant::RegTile | Variant::Shared | Variant::Wide) && m.min(n) <= THIN_MAX
+                    let f32_or_coop =
+                        matches!(variant, Variant::RegTile | Variant::Shared | Variant::Wide | Variant::Coop);
+                    f32_or_coop && m.min(n) <= THIN_MAX
                 }
                 None => thin_rule(gpu.report().device_type, variant, self.layout, (m, n, k)),
             };
