@@ -6,7 +6,6 @@
 use glam::UVec2;
 
 use super::matmul_desc::Layout;
-use super::matmul_tiles::Blocks;
 use crate::device::variant::Variant;
 use crate::error::{Error, Result};
 
@@ -14,13 +13,13 @@ use crate::error::{Error, Result};
 /// THIN_MAX).
 pub const THIN_MAX: u32 = 16;
 
-/// `matmul_thin`'s workgroup and tile for an m × n product: N thin (at
+/// `matmul_thin`'s workgroup and tile (x along N) for an m × n product: N thin (at
 /// most THIN_MAX columns) on 64 lanes along K × 4 groups of 4 rows (tiles
 /// of 16 rows × THIN_MAX columns), else M thin on 32 column quads × 8
 /// groups along K (tiles of THIN_MAX rows × 128 columns); an error where
 /// neither side is thin. The thin side is the whole tile edge, so the
 /// grid runs along the other side alone.
-pub fn thin_blocks(m: u32, n: u32) -> Result<Blocks> {
+pub fn thin_blocks(m: u32, n: u32) -> Result<(UVec2, UVec2)> {
     let (wg, tile) = if n <= THIN_MAX {
         (UVec2::new(64, 4), UVec2::new(THIN_MAX, 16))
     } else if m <= THIN_MAX {
@@ -30,7 +29,7 @@ pub fn thin_blocks(m: u32, n: u32) -> Result<Blocks> {
             "the thin matmul needs M or N of at most {THIN_MAX}, not {m} × {n}"
         )));
     };
-    Ok(Blocks { wg, tile, coop: None, coop_direct: false })
+    Ok((wg, tile))
 }
 
 /// Whether the launcher runs a product of static sizes m × n × k (the
@@ -69,7 +68,10 @@ pub fn thin_rule(ty: wgpu::DeviceType, variant: Variant, layout: Layout, (m, n, 
 /// threads (four per multiprocessor of a 132-multiprocessor GPU, enough
 /// loads in flight to stream the long operand), in splits of at least
 /// 256, at most 32. Where a kept count sets the long side, `tiles` counts
-/// its capacity.
+/// its capacity. Where one sets K (a sparse forward product over a layer's
+/// kept inputs), `auto_splits` does not split: at 10% of 8192 inputs each
+/// lane of an unsplit workgroup walks about three quads, and splits would
+/// only add their partials and two reduce launches per pair.
 pub(super) fn thin_splits(tiles: u32, k: u32) -> u32 {
     const TARGET: u32 = 512;
     if tiles >= TARGET / 2 || k < 512 {
@@ -105,17 +107,13 @@ mod tests {
         assert!(thin_rule(DiscreteGpu, Variant::Shared, Layout::NN, (10, 8192, 2048)));
         // N thin on 64 lanes × 4 row groups, else M thin on 32 column
         // quads × 8 groups along K; neither side thin is refused.
-        assert_eq!(thin_blocks(2048, 10).unwrap().tile, UVec2::new(16, 16));
-        assert_eq!(thin_blocks(2048, 10).unwrap().wg, UVec2::new(64, 4));
-        assert_eq!(thin_blocks(10, 8192).unwrap().tile, UVec2::new(128, 16));
-        assert_eq!(thin_blocks(10, 8192).unwrap().wg, UVec2::new(32, 8));
+        assert_eq!(thin_blocks(2048, 10).unwrap(), (UVec2::new(64, 4), UVec2::new(16, 16)));
+        assert_eq!(thin_blocks(10, 8192).unwrap(), (UVec2::new(32, 8), UVec2::new(128, 16)));
         assert!(thin_blocks(17, 17).is_err());
-        // About 512 workgroups on GPUs (splits of at least 256 rows of K),
-        // none on CPU adapters.
-        assert_eq!(crate::ops::matmul_tiles::auto_splits(DiscreteGpu, Variant::Thin, 128, 8192, false, false), 4);
-        assert_eq!(crate::ops::matmul_tiles::auto_splits(DiscreteGpu, Variant::Thin, 64, 2048, false, false), 8);
-        assert_eq!(crate::ops::matmul_tiles::auto_splits(DiscreteGpu, Variant::Thin, 1, 1 << 20, false, false), 32);
-        assert_eq!(crate::ops::matmul_tiles::auto_splits(DiscreteGpu, Variant::Thin, 300, 8192, false, false), 1);
-        assert_eq!(crate::ops::matmul_tiles::auto_splits(Cpu, Variant::Thin, 1, 1 << 20, false, false), 1);
+        // About 512 workgroups (splits of at least 256 rows of K, at most 32).
+        assert_eq!(thin_splits(128, 8192), 4);
+        assert_eq!(thin_splits(64, 2048), 8);
+        assert_eq!(thin_splits(1, 1 << 20), 32);
+        assert_eq!(thin_splits(300, 8192), 1);
     }
 }

@@ -84,7 +84,10 @@ pub fn block_shape(gpu: &Gpu, variant: Variant, m: u32, n: u32, fit: TileFit) ->
             let wg = shared_workgroup(m, n);
             Ok(Blocks { wg, tile: wg * per_thread, coop: None, coop_direct: false })
         }
-        Variant::Thin => thin_blocks(m, n),
+        Variant::Thin => {
+            let (wg, tile) = thin_blocks(m, n)?;
+            Ok(Blocks { wg, tile, coop: None, coop_direct: false })
+        }
         _ => Ok(Blocks { wg, tile: wg * per_thread, coop: None, coop_direct: false }),
     }
 }
@@ -375,7 +378,7 @@ pub fn regtile_tile(wg: UVec2, m: u32, n: u32) -> UVec2 {
 pub fn auto_splits(ty: wgpu::DeviceType, variant: Variant, tiles: u32, k: u32, kept_tiles: bool, kept_k: bool) -> u32 {
     let cpu = ty == wgpu::DeviceType::Cpu;
     if variant == Variant::Thin {
-        return if cpu { 1 } else { thin_splits(tiles, k) };
+        return if cpu || kept_k { 1 } else { thin_splits(tiles, k) };
     }
     if !variant.splits_k() || cpu != (variant == Variant::RegTile) {
         return 1;
@@ -442,6 +445,16 @@ mod tests {
         // than 8 each at CBK = 32, 256 (8 each) at 16.
         assert_eq!(coop_tiled_depth((4, 4, 1), cpu, 1 << 20), Some(16));
         assert_eq!(coop_tiled_depth((4, 4, 1), CoopSupport { subgroup: 4, frag: 8 }, 1 << 20), None);
+    }
+
+    #[test]
+    fn thin_products_split_on_gpus_only_over_a_static_k() {
+        use wgpu::DeviceType::{Cpu, DiscreteGpu};
+        assert_eq!(auto_splits(DiscreteGpu, Variant::Thin, 128, 8192, false, false), 4);
+        assert_eq!(auto_splits(DiscreteGpu, Variant::Thin, 64, 2048, true, false), 8);
+        // K a kept count (a sparse forward product), or a CPU adapter: unsplit.
+        assert_eq!(auto_splits(DiscreteGpu, Variant::Thin, 128, 8192, false, true), 1);
+        assert_eq!(auto_splits(Cpu, Variant::Thin, 1, 1 << 20, false, false), 1);
     }
 
     #[test]
