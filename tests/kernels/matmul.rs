@@ -129,6 +129,24 @@ pub(crate) struct Run {
 }
 
 impl Run {
+    /// `variant` in `split` splits of K with every other knob at its
+    /// default: slices of 8, the launcher's tile, `coop` direct, padded,
+    /// no unrolling, the rule's shape, no K-major packs.
+    pub(crate) fn plain(variant: Variant, split: u32) -> Run {
+        Run {
+            variant,
+            split,
+            bk: 8,
+            tile: None,
+            within: None,
+            coop: CoopMode::Direct,
+            pad: true,
+            unroll: false,
+            coop_shape: None,
+            kpack: false,
+        }
+    }
+
     /// A matmul of `layout` in this configuration.
     pub(crate) fn matmul<'a>(&self, layout: Layout) -> Matmul<'a> {
         let mm = Matmul::new(layout).variant(self.variant).wide_depth(self.bk).coop_mode(self.coop);
@@ -207,18 +225,7 @@ pub(crate) fn matmul_runs(gpu: &sparsetrain::Gpu, test: &str) -> Vec<Run> {
     };
     let mut runs = Vec::new();
     for (variant, split) in matmul_variants(gpu, test) {
-        let run = Run {
-            variant,
-            split,
-            bk: 8,
-            tile: None,
-            within: None,
-            coop: CoopMode::Direct,
-            pad: true,
-            unroll: false,
-            coop_shape: None,
-            kpack: false,
-        };
+        let run = Run::plain(variant, split);
         if variant == Variant::Coop {
             // From packs, unrolling (every split), and in shapes other
             // than the rule's (unsplit: the shape changes no split's bounds).

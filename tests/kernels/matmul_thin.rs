@@ -191,23 +191,11 @@ const THIN_PAIRS: [(PairSizes, Dims); 4] = [
 fn thin_pairs_match_reference_and_single_products() {
     use crate::matmul::Run;
     use crate::matmul_pair::pair_case;
-    use sparsetrain::ops::matmul::CoopMode;
     let test = "thin_pairs_match_reference_and_single_products";
     let Some(gpu) = gpu(test) else { return };
     let mut case = 0u64;
     for split in [1, 3] {
-        let run = Run {
-            variant: Variant::Thin,
-            split,
-            bk: 8,
-            tile: None,
-            within: None,
-            coop: CoopMode::Direct,
-            pad: true,
-            unroll: false,
-            coop_shape: None,
-            kpack: false,
-        };
+        let run = Run::plain(Variant::Thin, split);
         // Launches per pair of products, and per pair of scatters (one by
         // one unsplit).
         let per_pair = Some(if split == 1 { (1, Some(2)) } else { (3, Some(3)) });
