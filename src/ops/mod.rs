@@ -16,6 +16,7 @@ pub mod gather;
 pub mod lazy;
 pub mod mask;
 pub mod matmul;
+pub mod matmul_coop_shape;
 mod matmul_desc;
 mod matmul_kpack;
 mod matmul_pack;
