@@ -24,6 +24,12 @@ if [ "$#" -eq 0 ]; then
     # `matmul_thin` (`thin_rule`); lavapipe never does by the rule.
     echo "== the models' steps with every thin product on matmul_thin (SPARSETRAIN_THIN=on)"
     SPARSETRAIN_THIN=on cargo test --release --test graph --test sparse --test resume
+    # GPUs' convolutions as SPARSETRAIN_IMPLICIT=on runs them: `shared`
+    # reading X in place (its element loaders), the sparse step's
+    # convolutions in pairs; lavapipe's `regtile` is the default's only
+    # implicit reader.
+    echo "== the CNN layers and sparse steps on shared with implicit convolutions (SPARSETRAIN_IMPLICIT=on)"
+    SPARSETRAIN_MATMUL=shared SPARSETRAIN_IMPLICIT=on cargo test --release --test layers --test sparse
     # With naga's bounds checks in the matmuls, as on Metal, DX12 and GL: on
     # Vulkan they run without them by default (`runtime_checks`).
     echo "== the matmul kernel tests with naga's bounds checks (SPARSETRAIN_SHADER_CHECKS=checked)"

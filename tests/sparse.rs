@@ -480,19 +480,7 @@ fn paired_products_launch_once_and_change_no_bit() {
                 break;
             }
             let net = Net::new(&gpu, Graph::mlp(dim, &hidden, 5).unwrap(), 3).unwrap();
-            let sgd = Sgd { lr: 0.05, momentum: 0.9, weight_decay: 1e-4 };
-            let sparse = Some(SparseConfig { keep: 0.4, ..Default::default() });
-            let mut tr = Trainer::new(&gpu, net, batch, sgd, sparse).unwrap();
-            let dispatches = tr.plan(&gpu, Phase::Train).unwrap().dispatches();
-            for step in 0..4 {
-                tr.set_batch(&gpu, &x, &y).unwrap();
-                tr.run(&gpu, Phase::Train, batch, 0.05, 0.01, step).unwrap();
-            }
-            tr.settle(&gpu).unwrap();
-            let params = tr.net.download_params(&gpu).unwrap();
-            let scores = tr.sparse.as_ref().unwrap().scores.download_f32(&gpu).unwrap();
-            let loss = tr.loss.download_f32(&gpu).unwrap();
-            runs.push((dispatches, [params, scores, loss]));
+            runs.push(sparse_steps(&gpu, net, (&x, &y), 0.4, 4));
         }
         let [on, off] = &runs[..] else { continue };
         let tag = format!("{precision:?}");
@@ -510,4 +498,75 @@ fn paired_products_launch_once_and_change_no_bit() {
             assert_eq!(bits(a), bits(b), "{tag}: {what}: paired vs one by one");
         }
     }
+}
+
+/// Convolutions pair too (`Conv2d::forward_pair`, `backward_pair`): sparse
+/// steps of a ResNet-8 of width 4 (implicit products by default on CPU
+/// adapters; a stem on 3 channels whose explicit columns both samples
+/// share) launch each implicit convolution's forward product (else the
+/// stem's) at least once less per step, and
+/// train to the same weights, scores and losses bit for bit as with pairs
+/// off.
+#[test]
+fn paired_convolutions_launch_once_and_change_no_bit() {
+    const TEST: &str = "paired_convolutions_launch_once_and_change_no_bit";
+    use sparsetrain::nn::{Shape, models};
+    let (batch, classes) = (6, 4);
+    let input = Shape { c: 3, h: 8, w: 8 };
+    let mut r = rng(2400);
+    let x = rand_f32(&mut r, batch * input.len(), -1.0, 1.0);
+    let y: Vec<u32> = (0..batch as u32).map(|i| (i * 3) % classes as u32).collect();
+    let mut runs = Vec::new();
+    for pairs in [true, false] {
+        let opts = sparsetrain::GpuOptions { pairs: Some(pairs), ..Default::default() };
+        let Some(gpu) = gpu_with(TEST, opts) else { return };
+        let graph = Graph::from_spec(models::resnet(8, 4, input, classes).unwrap()).unwrap();
+        // Each convolution's forward pairs where it reads X in place; with
+        // im2col's columns (SPARSETRAIN_IMPLICIT=off) only the stem's, whose
+        // columns both samples share.
+        let convs = graph.nodes.iter().filter(|n| n.layer.kind() == "conv2d").count();
+        let convs = if gpu.implicit_convs() { convs } else { 1 };
+        let net = Net::new(&gpu, graph, 5).unwrap();
+        let (dispatches, values) = sparse_steps(&gpu, net, (&x, &y), 0.5, 3);
+        runs.push((dispatches, convs, values));
+    }
+    let [on, off] = &runs[..] else { unreachable!("two runs") };
+    assert!(
+        off.0 >= on.0 + on.1,
+        "launches per step: {} paired, {} one by one, for {} convolutions that pair",
+        on.0,
+        off.0,
+        on.1
+    );
+    for (what, (a, b)) in ["weights", "scores", "losses"].iter().zip(on.2.iter().zip(&off.2)) {
+        assert!(a.iter().all(|v| v.is_finite()), "{what} not finite");
+        let diff = a.iter().zip(b).filter(|(p, q)| p.to_bits() != q.to_bits()).count();
+        assert_eq!(diff, 0, "{what}: {diff} of {} values differ paired vs one by one", a.len());
+    }
+}
+
+/// `steps` sparse steps at `keep` of `net` on one batch (x, y) with pairs
+/// as `gpu` was opened: the step's launches, then the weights, scores and
+/// losses after them.
+fn sparse_steps(
+    gpu: &sparsetrain::Gpu,
+    net: Net,
+    (x, y): (&[f32], &[u32]),
+    keep: f32,
+    steps: u64,
+) -> (usize, [Vec<f32>; 3]) {
+    let batch = y.len();
+    let sgd = Sgd { lr: 0.05, momentum: 0.9, weight_decay: 1e-4 };
+    let sparse = Some(SparseConfig { keep, ..Default::default() });
+    let mut tr = Trainer::new(gpu, net, batch, sgd, sparse).unwrap();
+    let dispatches = tr.plan(gpu, Phase::Train).unwrap().dispatches();
+    for step in 0..steps {
+        tr.set_batch(gpu, x, y).unwrap();
+        tr.run(gpu, Phase::Train, batch, 0.05, 0.01, step).unwrap();
+    }
+    tr.settle(gpu).unwrap();
+    let params = tr.net.download_params(gpu).unwrap();
+    let scores = tr.sparse.as_ref().unwrap().scores.download_f32(gpu).unwrap();
+    let loss = tr.loss.download_f32(gpu).unwrap();
+    (dispatches, [params, scores, loss])
 }

@@ -230,8 +230,9 @@ fn samples() -> u32 {
 // once. The grid runs over the tiles of sample 0, then of sample 1
 // (`sample_run`); with f16 packs, each sample's at its own offset in the
 // packs; split along K, each sample's partials in its part of the scratch
-// (each sample's reduce is a launch of its own). Not with implicit
-// operands, K-major packs, or `coop` staged, tiled or split, nor a scatter
+// (each sample's reduce is a launch of its own). Implicit operands read X
+// (or dY) at the sample's offset; their geometry is the same for both.
+// Not with K-major packs, or `coop` staged, tiled or split, nor a scatter
 // unsplit (the launcher runs those one by one). Sets this dispatch's sizes
 // and offsets to sample s's.
 fn load_sample(s: u32) {
@@ -326,7 +327,8 @@ fn a_at(row: u32, col: u32) -> f32 {
         if i == NONE {
             return 0.0;
         }
-        return a[i >> 2u][i & 3u];
+        // A pair's offsets are multiples of 4 (`load_sample`).
+        return a[(i + OFF_A) >> 2u][i & 3u];
     }
     var idx: u32;
     if TRANS_A {
@@ -348,7 +350,7 @@ fn b_at(row: u32, col: u32) -> f32 {
         if i == NONE {
             return 0.0;
         }
-        return b[i >> 2u][i & 3u];
+        return b[(i + OFF_B) >> 2u][i & 3u];
     }
     if IMPLICIT == 3u {
         // Row (position, output channel) of W [out, positions, N].
@@ -356,7 +358,7 @@ fn b_at(row: u32, col: u32) -> f32 {
         let cout = K / taps;
         let tap = row / cout;
         let i = ((row - tap * cout) * taps + tap) * N + col;
-        return b[i >> 2u][i & 3u];
+        return b[(i + OFF_B) >> 2u][i & 3u];
     }
     var idx: u32;
     if TRANS_B {

@@ -1,6 +1,7 @@
 // Implicit convolution operands of matmul.wgsl (its IMPLICIT constant):
 // im2col's columns read from X, and the input gradient's gather of dY,
-// without materialised columns. Included by matmul.wgsl only; uses its
+// without materialised columns; a pair's sample reads its own X or dY (and
+// W) at its offsets (OFF_A, OFF_B). Included by matmul.wgsl only; uses its
 // bindings, sizes (M, N, K), params `p` and block loaders.
 
 // Where column q of im2col row `row` reads X, with c stored channels per
@@ -113,7 +114,7 @@ fn regtile_implicit_a(r0: u32, c0: u32) -> mat4x4<f32> {
                 var blk: mat4x4<f32>;
                 for (var i = 0u; i < 4u; i++) {
                     if at[i] != NONE {
-                        blk[i] = a[at[i] + q];
+                        blk[i] = a[at[i] + q + (OFF_A >> 2u)];
                     }
                 }
                 acc += b_block(base + 4u * q, c0) * blk;
@@ -141,7 +142,7 @@ fn regtile_implicit_b(r0: u32, c0: u32) -> mat4x4<f32> {
             let ih = i32(q.y * p.im_stride + ky) - i32(p.im_pad);
             let iw = i32(q.x * p.im_stride + kx) - i32(p.im_pad);
             if k0 + kk < K && ih >= 0 && iw >= 0 && u32(ih) < p.im_h && u32(iw) < p.im_w {
-                blk[kk] = b[((q.n * p.im_h + u32(ih)) * p.im_w + u32(iw)) * (c / 4u) + ch4];
+                blk[kk] = b[((q.n * p.im_h + u32(ih)) * p.im_w + u32(iw)) * (c / 4u) + ch4 + (OFF_B >> 2u)];
             }
             next_pixel(&q, p.im_oh, p.im_ow);
         }
@@ -196,13 +197,13 @@ fn regtile_implicit_dx(r0: u32, c0: u32) -> mat4x4<f32> {
                 var ablk: mat4x4<f32>;
                 for (var i = 0u; i < 4u; i++) {
                     if at[i] != NONE {
-                        ablk[i] = a[at[i] + q];
+                        ablk[i] = a[at[i] + q + (OFF_A >> 2u)];
                     }
                 }
                 // Rows (tap, 4q + kk) of B: W[4q + kk, tap, c0..c0+4].
                 var bblk: mat4x4<f32>;
                 for (var kk = 0u; kk < 4u; kk++) {
-                    bblk[kk] = b[(((4u * q + kk) * taps + tap) * N + c0) >> 2u];
+                    bblk[kk] = b[((((4u * q + kk) * taps + tap) * N + c0) + OFF_B) >> 2u];
                 }
                 acc += bblk * ablk;
             }

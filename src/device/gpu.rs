@@ -90,6 +90,8 @@ pub struct Gpu {
     pub(crate) autotune: bool,
     grid_cap: u32,
     pairs: bool,
+    /// SPARSETRAIN_IMPLICIT (None: auto; see `implicit_convs`).
+    implicit_convs: Option<bool>,
     /// `Precision` of the matmuls recorded from now on (0 f32, 1 mixed).
     precision: AtomicU8,
     /// The partial products of split-K matmuls (`Tensor::split_scratch`).
@@ -351,6 +353,7 @@ impl Gpu {
                 Some(on) => on,
                 None => crate::device::variant::auto_on_off("SPARSETRAIN_PAIRS")?.unwrap_or(true),
             },
+            implicit_convs: crate::device::variant::auto_on_off("SPARSETRAIN_IMPLICIT")?,
             precision: AtomicU8::new(0),
             split_scratch: Mutex::new(None),
             coop_packs: [Mutex::new(None), Mutex::new(None)],
@@ -415,6 +418,17 @@ impl Gpu {
     /// Whether pairs of products launch once (`GpuOptions::pairs`).
     pub fn pairs(&self) -> bool {
         self.pairs
+    }
+
+    /// Whether convolutions read their input in place (implicit operands:
+    /// no im2col columns, no col2im, and a sparse step's two mask samples'
+    /// products as pairs): `SPARSETRAIN_IMPLICIT` on or off, else (auto)
+    /// where the matmul variant is `regtile` (CPU adapters). GPUs keep the
+    /// columns by default: `shared` and `wide` read an implicit operand
+    /// element by element, and that has not been timed against the columns
+    /// on a GPU yet (`on` is the experiment).
+    pub fn implicit_convs(&self) -> bool {
+        self.implicit_convs.unwrap_or_else(|| self.matmul_variant() == Variant::RegTile)
     }
 
     /// The matmul variant in use and why it was chosen: set by

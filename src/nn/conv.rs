@@ -18,13 +18,16 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::layer::{Channels, CpuIo, Ctx, Init, Layer, ParamSets, ParamSpec, ScratchSpec, Shape, expect_inputs};
+use super::layer::{
+    Act, Channels, CpuIo, Ctx, Init, Layer, ParamSets, ParamSpec, ScratchSpec, Second, Shape, expect_inputs,
+};
 use crate::cpu;
 use crate::device::gpu::Gpu;
+use crate::device::tensor::Tensor;
 use crate::error::{Error, Result};
 use crate::ops::conv::{ConvGeom, Stored, col2im, im2col};
-use crate::ops::gather::{Side, bias_grad_of, bias_partials_len, gather_weight_blocks};
-use crate::ops::matmul::{Dims, Implicit, Layout, Matmul, Scatter, Size, Variant};
+use crate::ops::gather::{KeptSet, Side, bias_grad_of, bias_partials_len, gather_weight_blocks};
+use crate::ops::matmul::{Dims, Implicit, Layout, Matmul, Scatter, Size};
 
 fn one() -> usize {
     1
@@ -76,14 +79,13 @@ impl Conv2d {
 
     /// Whether the products read X as their im2col operand directly (an
     /// implicit convolution) rather than through materialised columns:
-    /// where the matmul variant walks kernel positions itself (`regtile`,
-    /// chosen on CPU adapters, where writing and re-reading the columns cost
-    /// a quarter of a sparse ResNet step) and the stored channels come in
-    /// fours (every kept count does; all channels where their count does).
+    /// where the device reads convolutions in place (`Gpu::implicit_convs`:
+    /// by default where the matmul variant is `regtile`, chosen on CPU
+    /// adapters, where writing and re-reading the columns cost a quarter of
+    /// a sparse ResNet step) and the stored channels come in fours (every
+    /// kept count does; all channels where their count does).
     fn implicit(&self, cx: &Ctx, in_side: Side, ci: usize) -> bool {
-        !self.identity()
-            && (in_side != Side::Full || ci.is_multiple_of(4))
-            && cx.rec.gpu().matmul_variant() == Variant::RegTile
+        !self.identity() && (in_side != Side::Full || ci.is_multiple_of(4)) && cx.rec.gpu().implicit_convs()
     }
 
     /// Whether it needs im2col's columns on `gpu`: not where X is its own
@@ -91,8 +93,7 @@ impl Conv2d {
     /// (channels in fours on both sides; kept counts always are). Then a
     /// VGG's first stage at batch 128 needs no 300 MB of columns.
     fn has_columns(&self, gpu: &Gpu, ci: usize) -> bool {
-        let all_implicit =
-            gpu.matmul_variant() == Variant::RegTile && ci.is_multiple_of(4) && self.out.is_multiple_of(4);
+        let all_implicit = gpu.implicit_convs() && ci.is_multiple_of(4) && self.out.is_multiple_of(4);
         !self.identity() && !all_implicit
     }
 
@@ -102,6 +103,217 @@ impl Conv2d {
         let compacted = cx.inputs[0].side != Side::Full || cx.output.side != Side::Full;
         if compacted { 2 } else { 0 }
     }
+
+    /// Whether a pass's products read im2col's columns (else X itself).
+    fn reads_columns(&self, cx: &Ctx) -> bool {
+        let x = cx.inputs[0];
+        !self.identity() && !self.implicit(cx, x.side, x.shape.c)
+    }
+
+    /// Whether both mask samples' products may run as pairs: they read no
+    /// columns, or the same ones (a layer reading the graph's input, whose
+    /// columns sample 0's pass left for sample 1's: `input_ready`). Other
+    /// columns are transient scratch the two samples share.
+    fn pairs_columns(&self, cx: &Ctx, second: &Second) -> bool {
+        !self.reads_columns(cx) || second.input_ready
+    }
+
+    /// The columns of a pass that reads them and has not got them yet.
+    fn columns<'a>(&self, cx: &Ctx<'a, '_>) -> Option<&'a Tensor> {
+        self.reads_columns(cx).then(|| &cx.scratch[self.columns_slot(cx)])
+    }
+
+    /// What a pass's products are sized by and multiply (see `Pass`).
+    fn pass<'a>(&self, cx: &Ctx<'a, '_>) -> Pass<'a> {
+        let x = cx.inputs[0];
+        let (in_side, out_side) = (x.side, cx.output.side);
+        let (ci, kk) = (x.shape.c, self.positions());
+        let dense = in_side == Side::Full && out_side == Side::Full;
+        let (w, b) =
+            if dense { (&cx.params[0], cx.params.get(1)) } else { (&cx.scratch[0], self.bias.then(|| &cx.scratch[1])) };
+        Pass {
+            x,
+            sides: (in_side, out_side),
+            stored: (out_side.max_len(self.out), kk * in_side.max_len(ci)),
+            pixels: cx.output.shape.plane(),
+            cap: cx.rows.max(),
+            kept: cx.kept_or_unused(),
+            dense,
+            w,
+            b,
+            implicit: self.implicit(cx, in_side, ci),
+        }
+    }
+
+    /// What the forward product needs first: the columns (where read and
+    /// not ready) and the kept rows and columns of the weight and bias
+    /// (where compacted; under lazy SGD brought up to date).
+    fn forward_prep(&self, cx: &mut Ctx) -> Result<()> {
+        self.backward_prep(cx)?;
+        let p = self.pass(cx);
+        if p.dense {
+            return Ok(());
+        }
+        let (wc, bc) = (&cx.scratch[0], &cx.scratch[1]);
+        match cx.lazy {
+            Some(lz) => lz.gather(cx.rec, 0, self.bias.then_some(1), wc, bc),
+            None => {
+                let bias = self.bias.then(|| (bc, &cx.params[1]));
+                let (sides, full) = ((p.sides.1, p.sides.0), (self.out, p.x.shape.c));
+                gather_weight_blocks(cx.rec, (wc, &cx.params[0]), bias, p.kept, sides, full, self.positions())
+            }
+        }
+    }
+
+    /// im2col's columns, where the products read them and this pass has
+    /// not got them yet.
+    fn backward_prep(&self, cx: &mut Ctx) -> Result<()> {
+        let Some(cols) = self.columns(cx).filter(|_| !cx.input_ready) else { return Ok(()) };
+        let x = cx.inputs[0];
+        let g = self.geom(x.shape);
+        let stored = Stored { side: x.side, full: x.shape.c };
+        im2col(cx.rec, cols, x.t, cx.kept_or_unused().dims, g, stored, cx.rows)
+    }
+
+    /// Y = cols·Wᵀ (+ bias, + ReLU where fused), on the compact weight
+    /// where a side is kept.
+    fn forward_product<'a>(&self, cx: &Ctx<'a, '_>) -> Result<Product<'a>> {
+        let p = self.pass(cx);
+        let ((in_side, out_side), (pr, pk)) = (p.sides, p.stored);
+        let cols = self.columns(cx).unwrap_or(p.x.t);
+        let rows = Size::Batch { per: p.pixels };
+        let sizes = (size(out_side, 1), size(in_side, self.positions()));
+        let mut mm = Matmul::new(Layout::NT).sizes(Some(p.kept.dims), rows, sizes.0, sizes.1);
+        if p.implicit {
+            mm = mm.implicit(Implicit::A(self.geom(p.x.shape)));
+        }
+        if let Some(b) = p.b {
+            mm = mm.bias(b);
+        }
+        if cx.relu {
+            mm = mm.relu();
+        }
+        Ok((mm, (cx.output.t, cols, p.w), Dims { m: p.cap * p.pixels, n: pr, k: pk }))
+    }
+
+    /// dW (+)= dYᵀ·cols into the full-size gradient, through the kept
+    /// lists where compacted.
+    fn weight_grad_product<'a>(&self, cx: &Ctx<'a, '_>) -> Result<Product<'a>> {
+        let p = self.pass(cx);
+        let ((in_side, out_side), (pr, pk), kk) = (p.sides, p.stored, self.positions());
+        let cols = self.columns(cx).unwrap_or(p.x.t);
+        let rows = Size::Batch { per: p.pixels };
+        let mut mm =
+            Matmul::new(Layout::TN).accumulate().sizes(Some(p.kept.dims), size(out_side, 1), size(in_side, kk), rows);
+        if p.implicit {
+            mm = mm.implicit(Implicit::B(self.geom(p.x.shape)));
+        }
+        if !p.dense {
+            let ci = p.x.shape.c;
+            let (rows, cols) = (map_offset(out_side), map_offset(in_side));
+            let scatter = Scatter { maps: p.kept.maps, rows, cols, ldc: kk * ci, col_blocks: kk, col_block_full: ci };
+            mm = mm.scatter(scatter);
+        }
+        Ok((mm, (&cx.grads[0], d_output(cx)?, cols), Dims { m: pr, n: pk, k: p.cap * p.pixels }))
+    }
+
+    /// The bias gradient, added into the full-size one.
+    fn bias_grad(&self, cx: &mut Ctx) -> Result<()> {
+        if !self.bias {
+            return Ok(());
+        }
+        let p = self.pass(cx);
+        let out_rows = cx.rows.per_sample(p.pixels);
+        // The partial sums come after the columns in `scratch`.
+        let has_columns = self.has_columns(cx.rec.gpu(), p.x.shape.c);
+        let partials = cx.scratch.get(self.columns_slot(cx) + usize::from(has_columns));
+        bias_grad_of(cx.rec, (&cx.grads[1], true), d_output(cx)?, p.kept, p.sides.1, self.out, out_rows, partials)
+    }
+
+    /// dcols = dY·W: the input gradient's columns, or a 1×1 convolution's
+    /// input gradient itself.
+    fn dcols_product<'a>(&self, p: &Pass<'a>) -> (Matmul<'a>, Dims) {
+        let ((in_side, out_side), (pr, pk)) = (p.sides, p.stored);
+        let rows = Size::Batch { per: p.pixels };
+        let mm =
+            Matmul::new(Layout::NN).sizes(Some(p.kept.dims), rows, size(in_side, self.positions()), size(out_side, 1));
+        (mm, Dims { m: p.cap * p.pixels, n: pk, k: pr })
+    }
+
+    /// The input gradient as one product, dX (+)= dY·W for a 1×1
+    /// convolution or gathering dY (implicit), gated where X is a ReLU
+    /// output; None where there is none, or it goes through columns
+    /// (`input_grad_columns`).
+    fn input_grad_product<'a>(&self, cx: &Ctx<'a, '_>) -> Result<Option<Product<'a>>> {
+        let Some(dx) = cx.d_inputs[0] else { return Ok(None) };
+        let p = self.pass(cx);
+        let ((in_side, out_side), pr) = (p.sides, p.stored.0);
+        let g = self.geom(p.x.shape);
+        let (mm, d) = if self.identity() {
+            self.dcols_product(&p)
+        } else if self.dx_implicit(cx) {
+            // dX as one product gathering dY: no columns, no col2im.
+            let (n, k) = (size(in_side, 1), size(out_side, self.positions()));
+            let mm = Matmul::new(Layout::NN)
+                .sizes(Some(p.kept.dims), Size::Batch { per: g.h * g.w }, n, k)
+                .implicit(Implicit::Dx(g));
+            (mm, Dims { m: p.cap * g.h * g.w, n: in_side.max_len(p.x.shape.c), k: self.positions() * pr })
+        } else {
+            return Ok(None);
+        };
+        let mm = if dx.accumulate { mm.accumulate() } else { mm };
+        let mm = if dx.gate { mm.gate(p.x.t) } else { mm };
+        Ok(Some((mm, (dx.t, d_output(cx)?, p.w), d)))
+    }
+
+    /// Whether the input gradient is one implicit product.
+    fn dx_implicit(&self, cx: &Ctx) -> bool {
+        let x = cx.inputs[0];
+        self.implicit(cx, x.side, x.shape.c) && (cx.output.side != Side::Full || self.out.is_multiple_of(4))
+    }
+
+    /// The input gradient through columns, where it is not one product:
+    /// dcols = dY·W into the (spent) columns, then dX (+)= col2im(dcols).
+    fn input_grad_columns(&self, cx: &mut Ctx) -> Result<()> {
+        let Some(dx) = cx.d_inputs[0] else { return Ok(()) };
+        if self.identity() || self.dx_implicit(cx) {
+            return Err(Error::InvalidArgument("conv2d: this input gradient is one product".into()));
+        }
+        let p = self.pass(cx);
+        // The columns (spent, or never written by an implicit product) take
+        // the input gradient's columns.
+        let dcols = &cx.scratch[self.columns_slot(cx)];
+        let (nn, d) = self.dcols_product(&p);
+        nn.record(cx.rec, dcols, d_output(cx)?, p.w, d)?;
+        let (g, stored) = (self.geom(p.x.shape), Stored { side: p.sides.0, full: p.x.shape.c });
+        col2im(cx.rec, dx.t, dcols, dx.gate.then_some(p.x.t), p.kept.dims, g, stored, cx.rows, dx.accumulate)
+    }
+}
+
+/// What every product of a convolution's pass starts from: X, the sides of
+/// its input and output channels, W's stored rows and columns (output
+/// channels; kernel positions × input channels) at the capacities, the
+/// output pixels per sample and the rows' capacity, the kept sets, and the
+/// weight and bias multiplied: the parameters on a dense pass, else their
+/// compact copies in `scratch`.
+struct Pass<'a> {
+    x: Act<'a>,
+    sides: (Side, Side),
+    stored: (usize, usize),
+    pixels: usize,
+    cap: usize,
+    kept: KeptSet<'a>,
+    dense: bool,
+    w: &'a Tensor,
+    b: Option<&'a Tensor>,
+    implicit: bool,
+}
+
+/// A product ready to record: the matmul, its (C, A, B) and static sizes.
+type Product<'a> = (Matmul<'a>, (&'a Tensor, &'a Tensor, &'a Tensor), Dims);
+
+fn d_output<'a>(cx: &Ctx<'a, '_>) -> Result<&'a Tensor> {
+    cx.d_output.ok_or_else(|| Error::InvalidArgument("conv2d backward without d_output".into()))
 }
 
 impl Layer for Conv2d {
@@ -194,131 +406,52 @@ impl Layer for Conv2d {
     }
 
     fn forward(&self, cx: &mut Ctx) -> Result<()> {
-        let x = cx.inputs[0];
-        let (in_side, out_side) = (x.side, cx.output.side);
-        let (ci, co, kk) = (x.shape.c, self.out, self.positions());
-        let g = self.geom(x.shape);
-        let pixels = cx.output.shape.plane();
-        let cap = cx.rows.max();
-        let kept = cx.kept_or_unused();
-        let dense = in_side == Side::Full && out_side == Side::Full;
-        let implicit = self.implicit(cx, in_side, ci);
-        let cols = if self.identity() || implicit {
-            x.t
-        } else {
-            let cols = &cx.scratch[self.columns_slot(cx)];
-            if !cx.input_ready {
-                im2col(cx.rec, cols, x.t, kept.dims, g, Stored { side: in_side, full: ci }, cx.rows)?;
-            }
-            cols
-        };
-        let rows = Size::Batch { per: pixels };
-        let dims = Dims { m: cap * pixels, n: out_side.max_len(co), k: kk * in_side.max_len(ci) };
-        let (w, b) = if dense {
-            (&cx.params[0], cx.params.get(1))
-        } else {
-            let (wc, bc) = (&cx.scratch[0], &cx.scratch[1]);
-            match cx.lazy {
-                Some(lz) => lz.gather(cx.rec, 0, self.bias.then_some(1), wc, bc)?,
-                None => {
-                    let bias = self.bias.then(|| (bc, &cx.params[1]));
-                    gather_weight_blocks(cx.rec, (wc, &cx.params[0]), bias, kept, (out_side, in_side), (co, ci), kk)?
-                }
-            }
-            (wc, self.bias.then_some(bc))
-        };
-        let mut mm = Matmul::new(Layout::NT).sizes(Some(kept.dims), rows, size(out_side, 1), size(in_side, kk));
-        if implicit {
-            mm = mm.implicit(Implicit::A(g));
-        }
-        if let Some(b) = b {
-            mm = mm.bias(b);
-        }
-        if cx.relu {
-            mm = mm.relu();
-        }
-        mm.record(cx.rec, cx.output.t, cols, w, dims)
+        self.forward_prep(cx)?;
+        let (mm, (c, a, b), d) = self.forward_product(cx)?;
+        mm.record(cx.rec, c, a, b, d)
     }
 
     fn backward(&self, cx: &mut Ctx) -> Result<()> {
-        let x = cx.inputs[0];
-        let (in_side, out_side) = (x.side, cx.output.side);
-        let (ci, co, kk) = (x.shape.c, self.out, self.positions());
-        let g = self.geom(x.shape);
-        let pixels = cx.output.shape.plane();
-        let cap = cx.rows.max();
-        let kept = cx.kept_or_unused();
-        let dense = in_side == Side::Full && out_side == Side::Full;
-        let dy = cx.d_output.ok_or_else(|| Error::InvalidArgument("conv2d backward without d_output".into()))?;
-        let stored = Stored { side: in_side, full: ci };
-        let implicit = self.implicit(cx, in_side, ci);
-        let cols = if self.identity() || implicit {
-            x.t
-        } else {
-            let cols = &cx.scratch[self.columns_slot(cx)];
-            if !cx.input_ready {
-                im2col(cx.rec, cols, x.t, kept.dims, g, stored, cx.rows)?;
-            }
-            cols
-        };
-        let rows = Size::Batch { per: pixels };
-        let (pr, pk) = (out_side.max_len(co), kk * in_side.max_len(ci));
-        let out_rows = cx.rows.per_sample(pixels);
-        // dW (+)= dYᵀ·cols, and the bias gradient: into the full-size
-        // gradients, through the kept lists where compacted.
-        let mut mm =
-            Matmul::new(Layout::TN).accumulate().sizes(Some(kept.dims), size(out_side, 1), size(in_side, kk), rows);
-        if implicit {
-            mm = mm.implicit(Implicit::B(g));
+        self.backward_prep(cx)?;
+        let (mm, (c, a, b), d) = self.weight_grad_product(cx)?;
+        mm.record(cx.rec, c, a, b, d)?;
+        self.bias_grad(cx)?;
+        match self.input_grad_product(cx)? {
+            Some((mm, (c, a, b), d)) => mm.record(cx.rec, c, a, b, d),
+            None => self.input_grad_columns(cx),
         }
-        if !dense {
-            mm = mm.scatter(Scatter {
-                maps: kept.maps,
-                rows: map_offset(out_side),
-                cols: map_offset(in_side),
-                ldc: kk * ci,
-                col_blocks: kk,
-                col_block_full: ci,
-            });
+    }
+
+    /// Both samples' gathers (and columns), then their forward products as
+    /// a pair: one launch where the two fit one (`Matmul::record_pair`).
+    /// One after the other where the products read im2col columns that the
+    /// two samples' passes share (`pairs_columns`).
+    fn forward_pair<'a>(&self, cx: &mut Ctx<'a, '_>, second: &mut Second<'a>) -> Result<()> {
+        if !self.pairs_columns(cx, second) {
+            return cx.each_sample(second, |c| self.forward(c));
         }
-        mm.record(cx.rec, &cx.grads[0], dy, cols, Dims { m: pr, n: pk, k: cap * pixels })?;
-        if self.bias {
-            // The partial sums come after the columns in `scratch`.
-            let partials = cx.scratch.get(self.columns_slot(cx) + usize::from(self.has_columns(cx.rec.gpu(), ci)));
-            bias_grad_of(cx.rec, (&cx.grads[1], true), dy, kept, out_side, co, out_rows, partials)?;
+        cx.each_sample(second, |c| self.forward_prep(c))?;
+        let ((mm0, ops0, d), (mm1, ops1, _)) = cx.both(second, |c| self.forward_product(c))?;
+        mm0.record_pair(cx.rec, ops0, &mm1, ops1, d)
+    }
+
+    /// Both samples' weight gradients as a pair (sample 0's part first),
+    /// their bias gradients, then their input gradients as a pair where
+    /// each is one product; one after the other where shared columns stand
+    /// in the way, as in `forward_pair`.
+    fn backward_pair<'a>(&self, cx: &mut Ctx<'a, '_>, second: &mut Second<'a>) -> Result<()> {
+        if !self.pairs_columns(cx, second) {
+            return cx.each_sample(second, |c| self.backward(c));
         }
-        let Some(dx) = cx.d_inputs[0] else { return Ok(()) };
-        let w = if dense { &cx.params[0] } else { &cx.scratch[0] };
-        let nn = Matmul::new(Layout::NN).sizes(Some(kept.dims), rows, size(in_side, kk), size(out_side, 1));
-        if self.identity() {
-            let mut nn = nn;
-            if dx.accumulate {
-                nn = nn.accumulate();
-            }
-            if dx.gate {
-                nn = nn.gate(x.t);
-            }
-            return nn.record(cx.rec, dx.t, dy, w, Dims { m: cap * pixels, n: pk, k: pr });
+        cx.each_sample(second, |c| self.backward_prep(c))?;
+        let ((mm0, ops0, d), (mm1, ops1, _)) = cx.both(second, |c| self.weight_grad_product(c))?;
+        mm0.record_pair(cx.rec, ops0, &mm1, ops1, d)?;
+        cx.each_sample(second, |c| self.bias_grad(c))?;
+        match cx.both(second, |c| self.input_grad_product(c))? {
+            (Some((mm0, ops0, d)), Some((mm1, ops1, _))) => mm0.record_pair(cx.rec, ops0, &mm1, ops1, d),
+            (None, None) => cx.each_sample(second, |c| self.input_grad_columns(c)),
+            _ => Err(Error::InvalidArgument("conv2d: an input gradient for one mask sample only".into())),
         }
-        if implicit && (out_side != Side::Full || co.is_multiple_of(4)) {
-            // dX as one product gathering dY: no columns, no col2im.
-            let mut nn = Matmul::new(Layout::NN)
-                .sizes(Some(kept.dims), Size::Batch { per: g.h * g.w }, size(in_side, 1), size(out_side, kk))
-                .implicit(Implicit::Dx(g));
-            if dx.accumulate {
-                nn = nn.accumulate();
-            }
-            if dx.gate {
-                nn = nn.gate(x.t);
-            }
-            let d = Dims { m: cap * g.h * g.w, n: in_side.max_len(ci), k: kk * pr };
-            return nn.record(cx.rec, dx.t, dy, w, d);
-        }
-        // The columns (spent, or never written by an implicit product) take
-        // the input gradient's columns.
-        let dcols = &cx.scratch[self.columns_slot(cx)];
-        nn.record(cx.rec, dcols, dy, w, Dims { m: cap * pixels, n: pk, k: pr })?;
-        col2im(cx.rec, dx.t, dcols, dx.gate.then_some(x.t), kept.dims, g, stored, cx.rows, dx.accumulate)
     }
 
     fn flops(&self, inputs: &[Shape], out: Shape, rho_in: f64, rho_out: f64) -> f64 {

@@ -331,14 +331,9 @@ impl<'a> Matmul<'a> {
                 None => thin_rule(gpu.report().device_type, variant, self.layout, (m, n, k)),
             };
         let variant = if thin { Variant::Thin } else { variant };
-        // A pair runs in one launch only from its operands as stored or
-        // from f16 packs (`coop` direct, checked below); a scattering pair
-        // only where K splits (below).
-        let pairable = self.implicit.is_none();
-        let pair = match pair {
-            Some(pr) if !pairable => return pr.one_by_one(rec, self, (c, a, b), d),
-            other => other,
-        };
+        // A pair runs in one launch only from its operands as stored
+        // (implicit operands included) or from f16 packs (`coop` direct,
+        // checked below); a scattering pair only where K splits (below).
         let mut fit = self.tile_fit()?;
         // `coop` multiplies f16 packs of the operands unless asked to stage
         // them, or a pack would not fit one binding; from the packs directly

@@ -142,3 +142,221 @@ fn implicit_cases(gpu: &sparsetrain::Gpu, label: &str) {
         .to_string();
     assert!(e.contains("transposed"), "{e}");
 }
+
+/// Pairs of implicit convolution products (`Matmul::record_pair` with
+/// `Implicit`): both mask samples' forward, weight-gradient and
+/// input-gradient products, each sample with its own kept input and output
+/// channels (counts read on the device; one sample may keep none) and its
+/// own X, W and dY at their offsets in shared buffers, in every variant
+/// and split, against the f64 product of the explicit im2col and col2im
+/// per sample and, bit for bit, against the same products one by one, in
+/// fewer launches (f32 variants).
+#[test]
+fn implicit_pairs_match_reference_and_single_products() {
+    with_single_workgroup("implicit_pairs_match_reference_and_single_products", implicit_pair_cases);
+}
+
+fn implicit_pair_cases(gpu: &sparsetrain::Gpu, label: &str) {
+    use sparsetrain::ops::matmul::{Implicit, Size, Variant};
+    const TEST: &str = "implicit_pairs_match_reference_and_single_products";
+    // Kept (input, output) channels of sample 0 and sample 1, of at most 12 each.
+    const KEPT: [[(usize, usize); 2]; 3] = [[(5, 7), (12, 3)], [(4, 0), (9, 12)], [(1, 1), (8, 8)]];
+    const CMAX: usize = 12;
+    let geoms = conv_geoms();
+    let mut case = 0u64;
+    for g in [geoms[0], geoms[1], geoms[3], geoms[5]] {
+        for kept in KEPT {
+            for (variant, split) in crate::matmul::matmul_variants(gpu, TEST) {
+                let run = crate::matmul::Run::plain(variant, split);
+                case += 1;
+                let mut r = rng(3900 + case);
+                let (cap, n) = (3usize, 2usize);
+                let (oh, ow) = g.out().unwrap();
+                let (pixels, plane, taps) = (oh * ow, g.h * g.w, g.kh * g.kw);
+                let (rows_cap, rows) = (cap * pixels, n * pixels);
+                let pad = |c: usize| c.div_ceil(4) * 4;
+                // Each sample's operands, stored at its padded kept counts
+                // with zero padding channels (as a compacted pass stores them).
+                let chans = |count: usize, stored: usize, len: usize, r: &mut rand::rngs::StdRng| -> Vec<f32> {
+                    let v = rand_f32(r, len, -1.0, 1.0);
+                    let v = v.iter().enumerate().map(|(i, &x)| if i % stored < count { x } else { 0.0 }).collect();
+                    f16_for(variant, v)
+                };
+                let mut ops = Vec::new();
+                for &(kin, kout) in &kept {
+                    let (ci, co) = (pad(kin), pad(kout));
+                    let x = chans(kin, ci.max(1), cap * plane * ci, &mut r);
+                    // W [co, taps, ci]: rows past kout zero too.
+                    let w: Vec<f32> = chans(kin, ci.max(1), co * taps * ci, &mut r)
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, v)| if i / (taps * ci) < kout { v } else { 0.0 })
+                        .collect();
+                    let dy = chans(kout, co.max(1), rows_cap * co, &mut r);
+                    ops.push((x, w, dy));
+                }
+                let dims: Vec<u32> = kept.iter().flat_map(|&(i, o)| [i as u32, o as u32]).collect();
+                let tdims = Tensor::from_u32(gpu, "dims", &[4], &dims).unwrap();
+                let joint = |name: &str, len: usize, data: [&[f32]; 2]| -> [Tensor; 2] {
+                    let gap = len.div_ceil(64) * 64 + 64;
+                    let t = Tensor::zeros(gpu, name, &[gap + len], DType::F32).unwrap();
+                    let views = [t.view(0, &[len]).unwrap(), t.view(gap, &[len]).unwrap()];
+                    for (v, d) in views.iter().zip(data) {
+                        let mut full = d.to_vec();
+                        full.resize(len, 0.0);
+                        v.upload(gpu, &full).unwrap();
+                    }
+                    views
+                };
+                let (len_x, len_w, len_dy) = (cap * plane * CMAX, CMAX * taps * CMAX, rows_cap * CMAX);
+                let tx = joint("x", len_x, [&ops[0].0, &ops[1].0]);
+                let tw = joint("w", len_w, [&ops[0].1, &ops[1].1]);
+                let tdy = joint("dy", len_dy, [&ops[0].2, &ops[1].2]);
+                let nan = vec![f32::NAN; rows_cap * CMAX];
+                let dw0 = rand_f32(&mut r, len_w, -1.0, 1.0);
+                let dx0 = rand_f32(&mut r, len_x, -1.0, 1.0);
+                // Paired into (y, dw, dx), one by one into the primed copies.
+                let outs = || {
+                    [
+                        joint("y", rows_cap * CMAX, [&nan, &nan]),
+                        joint("dw", len_w, [&dw0, &dw0]),
+                        joint("dx", len_x, [&dx0, &dx0]),
+                    ]
+                };
+                let (paired, single) = (outs(), outs());
+                let kin = |j: usize| Size::Kept { count: 2 * j, blocks: 1 };
+                let kout = |j: usize| Size::Kept { count: 2 * j + 1, blocks: 1 };
+                let fwd = |j: usize| {
+                    let k = Size::Kept { count: 2 * j, blocks: taps };
+                    run.matmul(Layout::NT).implicit(Implicit::A(g)).sizes(
+                        Some(&tdims),
+                        Size::Batch { per: pixels },
+                        kout(j),
+                        k,
+                    )
+                };
+                let wgrad = |j: usize| {
+                    let n = Size::Kept { count: 2 * j, blocks: taps };
+                    run.matmul(Layout::TN).accumulate().implicit(Implicit::B(g)).sizes(
+                        Some(&tdims),
+                        kout(j),
+                        n,
+                        Size::Batch { per: pixels },
+                    )
+                };
+                let dgrad = |j: usize| {
+                    let k = Size::Kept { count: 2 * j + 1, blocks: taps };
+                    run.matmul(Layout::NN).accumulate().gate(&tx[j]).implicit(Implicit::Dx(g)).sizes(
+                        Some(&tdims),
+                        Size::Batch { per: plane },
+                        kin(j),
+                        k,
+                    )
+                };
+                let d_fwd = Dims { m: rows_cap, n: CMAX, k: taps * CMAX };
+                let d_w = Dims { m: CMAX, n: taps * CMAX, k: rows_cap };
+                let d_x = Dims { m: cap * plane, n: CMAX, k: taps * CMAX };
+                let mut launches = [0usize; 2];
+                run_with_batch(gpu, n, |rec| {
+                    let [y, dw, dx] = &paired;
+                    fwd(0).record_pair(rec, (&y[0], &tx[0], &tw[0]), &fwd(1), (&y[1], &tx[1], &tw[1]), d_fwd).unwrap();
+                    let ops1 = (&dw[1], &tdy[1], &tx[1]);
+                    wgrad(0).record_pair(rec, (&dw[0], &tdy[0], &tx[0]), &wgrad(1), ops1, d_w).unwrap();
+                    dgrad(0)
+                        .record_pair(rec, (&dx[0], &tdy[0], &tw[0]), &dgrad(1), (&dx[1], &tdy[1], &tw[1]), d_x)
+                        .unwrap();
+                    launches[0] = rec.dispatches();
+                    let [y, dw, dx] = &single;
+                    for j in 0..2 {
+                        fwd(j).record(rec, &y[j], &tx[j], &tw[j], d_fwd).unwrap();
+                        wgrad(j).record(rec, &dw[j], &tdy[j], &tx[j], d_w).unwrap();
+                        dgrad(j).record(rec, &dx[j], &tdy[j], &tw[j], d_x).unwrap();
+                    }
+                    launches[1] = rec.dispatches() - launches[0];
+                });
+                let tag = format!("{} {g:?} kept {kept:?}{label} (case {case})", run.label());
+                if variant != Variant::Coop {
+                    assert!(launches[0] < launches[1], "{tag}: {launches:?} launches paired and one by one");
+                }
+                // The first differing bits, not two whole buffers.
+                let same = |what: &str, j: usize, p: &Tensor, s: &Tensor| {
+                    let (p, s) = (p.download_f32(gpu).unwrap(), s.download_f32(gpu).unwrap());
+                    let diff: Vec<usize> = (0..p.len()).filter(|&i| p[i].to_bits() != s[i].to_bits()).collect();
+                    let first: Vec<(usize, f32, f32)> = diff.iter().take(4).map(|&i| (i, p[i], s[i])).collect();
+                    assert!(
+                        diff.is_empty(),
+                        "{tag}: sample {j} {what} paired vs one by one: {} of {} values differ, first (index, paired, alone) {first:?}",
+                        diff.len(),
+                        p.len()
+                    );
+                };
+                for (j, &(kin, kout)) in kept.iter().enumerate() {
+                    for (what, (p, s)) in ["Y", "dW", "dX"].iter().zip(paired.iter().zip(&single)) {
+                        same(what, j, &p[j], &s[j]);
+                    }
+                    let (ci, co) = (pad(kin), pad(kout));
+                    let (x, w, dy) = (&ops[j].0, &ops[j].1, &ops[j].2);
+                    let cols = cpu::conv::im2col(&to_f64(&x[..n * plane * ci]), n, ci, g);
+                    let (w64, dy64) = (to_f64(w), to_f64(&dy[..rows * co]));
+                    let mut want = vec![0.0; rows * co];
+                    cpu::matmul::matmul(
+                        &mut want,
+                        &cols,
+                        &w64,
+                        Layout::NT,
+                        1.0,
+                        0.0,
+                        Dims { m: rows, n: co, k: taps * ci },
+                    );
+                    let got = paired[0][j].download_f32(gpu).unwrap();
+                    assert_close(
+                        &format!("paired forward {tag} sample {j}"),
+                        &got[..want.len()],
+                        &want,
+                        tol(variant, 1e-5),
+                        1e-5,
+                    );
+                    assert!(got[want.len()..].iter().all(|v| v.is_nan()), "{tag}: sample {j} wrote past its forward");
+                    let mut want = to_f64(&dw0[..co * taps * ci]);
+                    let d = Dims { m: co, n: taps * ci, k: rows };
+                    cpu::matmul::matmul(&mut want, &dy64, &cols, Layout::TN, 1.0, 1.0, d);
+                    let got = paired[1][j].download_f32(gpu).unwrap();
+                    assert_close(
+                        &format!("paired weight gradient {tag} sample {j}"),
+                        &got[..want.len()],
+                        &want,
+                        tol(variant, 1e-4),
+                        1e-5,
+                    );
+                    assert_eq!(
+                        got[want.len()..],
+                        dw0[want.len()..],
+                        "{tag}: sample {j} wrote past its weight gradient"
+                    );
+                    let mut dcols = vec![0.0; rows * taps * ci];
+                    cpu::matmul::matmul(
+                        &mut dcols,
+                        &dy64,
+                        &w64,
+                        Layout::NN,
+                        1.0,
+                        0.0,
+                        Dims { m: rows, n: taps * ci, k: co },
+                    );
+                    let dx = cpu::conv::col2im(&dcols, n, ci, g);
+                    let want: Vec<f64> =
+                        dx.iter().enumerate().map(|(i, &v)| dx0[i] as f64 + if x[i] > 0.0 { v } else { 0.0 }).collect();
+                    let got = paired[2][j].download_f32(gpu).unwrap();
+                    assert_close(
+                        &format!("paired input gradient {tag} sample {j}"),
+                        &got[..want.len()],
+                        &want,
+                        tol(variant, 1e-5),
+                        1e-5,
+                    );
+                    assert_eq!(got[want.len()..], dx0[want.len()..], "{tag}: sample {j} wrote past its input gradient");
+                }
+            }
+        }
+    }
+}

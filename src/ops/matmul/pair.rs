@@ -8,10 +8,12 @@
 //! of the device's packs) and multiplies them in another. A product split
 //! along K computes both samples' partials in one launch and reduces each
 //! sample's in its own, sample 0's first: so a pair of weight gradients,
-//! which both scatter-add into one gradient, pairs where it splits. Where a
-//! launch cannot take both (an unsplit scatter, implicit operands, `coop`
-//! staged, tiled or split, operands in different buffers), the two run one
-//! after the other. The results are the same bit for bit either way.
+//! which both scatter-add into one gradient, pairs where it splits.
+//! Implicit convolution operands pair too (each sample reads its own X or
+//! dY; the geometry is one). Where a launch cannot take both (an unsplit
+//! scatter, `coop` staged, tiled or split, operands in different buffers),
+//! the two run one after the other. The results are the same bit for bit
+//! either way.
 
 use glam::UVec3;
 
@@ -40,9 +42,10 @@ impl<'a> Matmul<'a> {
     /// tensor); each operand of sample 1 must lie in the same buffer as
     /// sample 0's, at or after it (`Tensor::span_to`); a scatter may start
     /// its maps elsewhere. Otherwise, and where the product scatters
-    /// unsplit, reads implicit operands, runs `coop` staged, tiled or split,
+    /// unsplit, runs `coop` staged, tiled or split,
     /// or the device was opened without pairs (`GpuOptions::pairs`), the two
-    /// are recorded one after the other, with the same results.
+    /// are recorded one after the other, with the same results. Implicit
+    /// operands pair where both products read the same geometry.
     pub fn record_pair(
         &self,
         rec: &mut Recorder,
@@ -70,8 +73,7 @@ impl<'a> Matmul<'a> {
             && self.relu == o.relu
             && self.gate.is_some() == o.gate.is_some()
             && same_scatter(self.scatter.as_ref(), o.scatter.as_ref())
-            && self.implicit.is_none()
-            && o.implicit.is_none()
+            && self.implicit == o.implicit
             && self.split == o.split
             && self.split_within == o.split_within
             && self.wide_bk == o.wide_bk
