@@ -3,7 +3,9 @@
 //! passes through convolutions (3×3, 5×5 with stride, 1×1), BatchNorm,
 //! pooling, residual sums, LeNet-5, ResNet and VGG; and a residual network
 //! on kept channels, where kept channels match the dense-masked reference
-//! and removed channels are exactly zero in activations and gradients.
+//! and removed channels are exactly zero in activations and gradients;
+//! and a sparse step's two mask samples' passes in pairs, bit for bit
+//! those of each sample one after the other.
 
 #[path = "kernels/common.rs"]
 mod common;
@@ -390,4 +392,76 @@ fn gradients_stay_inside_the_kept_rectangles() {
         }
         assert!(inside > 0, "{tag}: some gradient inside the rectangles");
     }
+}
+
+/// A sparse step's layer-by-layer passes of both mask samples
+/// (`Net::forward_samples`, `backward_samples`: convolutions and linear
+/// layers in pairs) against each sample's passes one after the other
+/// (`forward_sparse`, `backward_layers`: every layer's own forward and
+/// backward, which the test above holds to the f64 reference): the same
+/// values and gradients of both samples, parameter gradients and running
+/// statistics, bit for bit. A masked ResNet-8 whose two samples keep
+/// different channels (one layer nothing in sample 1, everything in
+/// sample 0).
+#[test]
+fn paired_passes_match_passes_one_by_one() {
+    let Some(gpu) = gpu("paired_passes_match_passes_one_by_one") else { return };
+    let spec = models::resnet(8, 6, Shape { c: 3, h: 8, w: 8 }, 4).unwrap();
+    let g = Graph::from_spec(spec.clone()).unwrap();
+    let batch = 3;
+    let (x, labels, flat, state) = setup(&g, batch, 3300);
+    let mut r = rng(3301);
+    let units = g.units();
+    let mut mask: Vec<u32> = (0..2 * units).map(|_| u32::from(r.random_bool(0.5))).collect();
+    let (off, w) = (g.unit_off[1], g.unit_widths()[1]);
+    mask[off..off + w].fill(1);
+    mask[units + off..units + off + w].fill(0);
+    let ms = MaskSet::new(&gpu, &g, 2, "test").unwrap();
+    ms.mask.upload(&gpu, &mask).unwrap();
+    let nets = [0, 1].map(|_| Net::from_flat(&gpu, Graph::from_spec(spec.clone()).unwrap(), &flat, &state).unwrap());
+    let wss = nets.each_ref().map(|net| net.workspace(&gpu, batch + 1, true).unwrap());
+    // Gradients that already hold something: the order of the two
+    // samples' additions then shows in the bits.
+    let g0 = rand_f32(&mut r, g.param_total, -1.0, 1.0);
+    for net in &nets {
+        net.grads.upload(&gpu, &g0).unwrap();
+    }
+    for ws in &wss {
+        ws.x.view(0, &[x.len()]).unwrap().upload(&gpu, &x).unwrap();
+        ws.y.view(0, &[batch]).unwrap().upload(&gpu, &labels).unwrap();
+    }
+    let step = StepBuffer::new(&gpu);
+    let mut rec = Recorder::with_step(&gpu, &step);
+    ms.compact(&mut rec).unwrap();
+    let masks = [ms.sample(0), ms.sample(1)];
+    // Both samples layer by layer (the trainer's sparse step)...
+    let (net, ws) = (&nets[0], &wss[0]);
+    net.forward_samples(&mut rec, ws, masks, [None, None]).unwrap();
+    for j in 0..2 {
+        net.train_head(&mut rec, ws, (0.5, j), None).unwrap();
+    }
+    net.backward_samples(&mut rec, ws, masks).unwrap();
+    // ...and each sample's passes whole, one after the other.
+    let (net, ws) = (&nets[1], &wss[1]);
+    for (j, &m) in masks.iter().enumerate() {
+        net.forward_sparse(&mut rec, ws, m, j == 1, None).unwrap();
+        net.train_head(&mut rec, ws, (0.5, j), None).unwrap();
+        net.backward_layers(&mut rec, ws, Some(m)).unwrap();
+    }
+    rec.into_plan().run(&gpu, Some(&StepBlock { batch: batch as u32, ..Default::default() })).unwrap();
+    gpu.wait().unwrap();
+    let same = |what: &str, a: &Tensor, b: &Tensor| {
+        assert_same_bits(what, &a.download_f32(&gpu).unwrap(), &b.download_f32(&gpu).unwrap());
+    };
+    for j in 0..2 {
+        for v in 1..g.values.len() {
+            let tag = format!("sample {j} value {v} ({:?})", g.values[v].set);
+            same(&tag, nets[0].act_of(&wss[0], j, v), nets[1].act_of(&wss[1], j, v));
+            same(&format!("{tag} gradient"), nets[0].grad_of(&wss[0], j, v), nets[1].grad_of(&wss[1], j, v));
+        }
+    }
+    same("parameter gradients", &nets[0].grads, &nets[1].grads);
+    let (s0, s1) = (nets[0].download_state(&gpu).unwrap(), nets[1].download_state(&gpu).unwrap());
+    assert!(s0.iter().zip(&s1).all(|(a, b)| a.to_bits() == b.to_bits()), "running statistics differ");
+    assert!(s0.iter().zip(&state).any(|(a, b)| a != b), "the passes left the running statistics alone");
 }

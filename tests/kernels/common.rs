@@ -67,6 +67,20 @@ pub fn to_f64(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
 }
 
+/// Fails unless `got` and `want` hold the same bits, naming how many
+/// values differ and the first few (index, got, want).
+pub fn assert_same_bits(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    let diff: Vec<usize> = (0..got.len()).filter(|&i| got[i].to_bits() != want[i].to_bits()).collect();
+    let first: Vec<(usize, f32, f32)> = diff.iter().take(4).map(|&i| (i, got[i], want[i])).collect();
+    assert!(
+        diff.is_empty(),
+        "{what}: {} of {} values differ, first (index, got, want) {first:?}",
+        diff.len(),
+        got.len()
+    );
+}
+
 /// Panics, listing the max error and the first mismatches, unless every
 /// |got - want| <= abs + rel·|want| (NaN never passes).
 pub fn assert_close(what: &str, got: &[f32], want: &[f64], abs: f64, rel: f64) {
