@@ -49,6 +49,17 @@ struct BnParams {
     gate: u32,
     // Row chunks of the reductions (1: one workgroup per channel).
     splits: u32,
+    // A pair (the grid's z: both mask samples of a sparse step, see
+    // `sample`): where sample 1's x, y, dy and statistics start after
+    // sample 0's (floats), and its kept count and list (entries).
+    stride_x: u32,
+    stride_y: u32,
+    stride_dy: u32,
+    stride_stats: u32,
+    stride_dims: u32,
+    stride_map: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 override WG: u32 = 256u;
@@ -69,6 +80,30 @@ override WG: u32 = 256u;
 @group(0) @binding(10) var<storage, read_write> dgamma: array<f32>;
 @group(0) @binding(11) var<storage, read_write> dbeta: array<f32>;
 
+// Pairs: one launch over both mask samples of a sparse step, the grid's z
+// the sample (strides zero and z = 0 for one). Each kernel calls
+// `sample(wid.z)` first; every read and write of x, y, dy, stats, the kept
+// count and the kept list goes through these offsets. The parameters,
+// running averages and their gradients are per unit and shared: only
+// kernels that write none of them (the split first levels, the two applies)
+// run as pairs; the launcher runs the others a sample at a time, sample
+// 0's first.
+var<private> OX: u32;
+var<private> OY: u32;
+var<private> ODY: u32;
+var<private> OST: u32;
+var<private> ODIMS: u32;
+var<private> OMAP: u32;
+
+fn sample(s: u32) {
+    OX = s * p.stride_x;
+    OY = s * p.stride_y;
+    ODY = s * p.stride_dy;
+    OST = s * p.stride_stats;
+    ODIMS = s * p.stride_dims;
+    OMAP = s * p.stride_map;
+}
+
 var<workgroup> red: array<f32, WG>;
 var<workgroup> red2: array<f32, WG>;
 var<workgroup> stored: u32;
@@ -78,7 +113,7 @@ fn channels() -> vec2<u32> {
     if p.c_code == NONE {
         return vec2(p.c_full, p.c_full);
     }
-    let k = dims[p.c_code];
+    let k = dims[p.c_code + ODIMS];
     return vec2((k + 3u) & ~3u, k);
 }
 
@@ -86,7 +121,7 @@ fn unit(j: u32) -> u32 {
     if p.map == NONE {
         return j;
     }
-    return maps[p.map + j];
+    return maps[p.map + OMAP + j];
 }
 
 // Whether workgroup j has a stored channel, made uniform across the
@@ -119,15 +154,15 @@ fn workgroup_sums(lidx: u32) -> vec2<f32> {
 fn finish_stats(j: u32, mean: f32, var_b: f32, live: bool, rows: u32) {
     let c = channels().x;
     if live {
-        stats[j] = mean;
-        stats[c + j] = 1.0 / sqrt(var_b + p.eps);
+        stats[OST + j] = mean;
+        stats[OST + c + j] = 1.0 / sqrt(var_b + p.eps);
         let u = unit(j);
         let unbiased = var_b * f32(rows) / f32(max(rows, 2u) - 1u);
         running[u] = (1.0 - p.momentum) * running[u] + p.momentum * mean;
         running[p.c_full + u] = (1.0 - p.momentum) * running[p.c_full + u] + p.momentum * unbiased;
     } else {
-        stats[j] = 0.0;
-        stats[c + j] = 0.0;
+        stats[OST + j] = 0.0;
+        stats[OST + c + j] = 0.0;
     }
 }
 
@@ -146,6 +181,7 @@ fn split_rows(s: u32, rows: u32) -> vec2<u32> {
 
 @compute @workgroup_size(WG)
 fn bn_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
+    sample(wid.z);
     if p.splits > 1u {
         split_partial(wid.x, wid.y, lidx, false);
         return;
@@ -161,7 +197,7 @@ fn bn_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
     var s = 0.0;
     if live {
         for (var r = lidx; r < rows; r += WG) {
-            s += x[r * ch.x + j];
+            s += x[OX + r * ch.x + j];
         }
     }
     red[lidx] = s;
@@ -170,7 +206,7 @@ fn bn_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
     var d = 0.0;
     if live {
         for (var r = lidx; r < rows; r += WG) {
-            let v = x[r * ch.x + j] - mean;
+            let v = x[OX + r * ch.x + j] - mean;
             d += v * v;
         }
     }
@@ -237,8 +273,8 @@ fn store_partials(ln: Lanes, shape: vec2<u32>, s: u32, lidx: u32) {
     }
     if ln.busy && ln.row0 == 0u {
         let at = partial_at(s, ln.c);
-        stats[at] = red[lidx];
-        stats[at + 1u] = red2[lidx];
+        stats[OST + at] = red[lidx];
+        stats[OST + at + 1u] = red2[lidx];
     }
 }
 
@@ -256,17 +292,17 @@ fn split_partial(g: u32, s: u32, lidx: u32, grad: bool) {
     var s2 = 0.0;
     if ln.busy && ln.c < ln.ch.y {
         // The shift, or the batch mean and 1/σ.
-        let k = x[ln.c];
-        let mean = stats[ln.c];
-        let inv = stats[ln.ch.x + ln.c];
+        let k = x[OX + ln.c];
+        let mean = stats[OST + ln.c];
+        let inv = stats[OST + ln.ch.x + ln.c];
         for (var r = ln.range.x + ln.row0; r < ln.range.y; r += shape.y) {
             let at = r * ln.ch.x + ln.c;
             if grad {
-                let d = dy[at];
+                let d = dy[ODY + at];
                 s1 += d;
-                s2 += d * ((x[at] - mean) * inv);
+                s2 += d * ((x[OX + at] - mean) * inv);
             } else {
-                let d = x[at] - k;
+                let d = x[OX + at] - k;
                 s1 += d;
                 s2 += d * d;
             }
@@ -284,6 +320,7 @@ fn bn_stats_final(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lidx: u32,
 ) {
+    sample(wid.z);
     let ch = channels();
     let rows = rows_of(p.rows, p.rows_code);
     for (var j = flat_id(wid, nwg, lidx, WG); j < ch.x; j += nwg.x * nwg.y * WG) {
@@ -292,14 +329,14 @@ fn bn_stats_final(
         var s2 = 0.0;
         for (var s = 0u; s < p.splits; s++) {
             let at = partial_at(s, j);
-            s1 += stats[at];
-            s2 += stats[at + 1u];
+            s1 += stats[OST + at];
+            s2 += stats[OST + at + 1u];
         }
         let n = f32(max(rows, 1u));
         let m1 = s1 / n;
         var mean = m1;
         if live {
-            mean += x[j];
+            mean += x[OX + j];
         }
         finish_stats(j, mean, max(s2 / n - m1 * m1, 0.0), live, rows);
     }
@@ -321,7 +358,7 @@ fn apply_ch(j: u32, ch: vec2<u32>) -> ApplyCh {
     }
     let u = unit(j);
     if p.train != 0u {
-        return ApplyCh(true, stats[j], stats[ch.x + j], gamma[u], beta[u]);
+        return ApplyCh(true, stats[OST + j], stats[OST + ch.x + j], gamma[u], beta[u]);
     }
     return ApplyCh(true, running[u], 1.0 / sqrt(running[p.c_full + u] + p.eps), gamma[u], beta[u]);
 }
@@ -329,12 +366,12 @@ fn apply_ch(j: u32, ch: vec2<u32>) -> ApplyCh {
 fn apply_one(k: ApplyCh, t: u32) {
     var out = 0.0;
     if k.live {
-        out = k.gamma * ((x[t] - k.mean) * k.inv) + k.beta;
+        out = k.gamma * ((x[OX + t] - k.mean) * k.inv) + k.beta;
         if p.relu != 0u {
             out = max(out, 0.0);
         }
     }
-    y[t] = out;
+    y[OY + t] = out;
 }
 
 @compute @workgroup_size(WG)
@@ -343,6 +380,7 @@ fn bn_apply(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lidx: u32,
 ) {
+    sample(wid.z);
     let ch = channels();
     let rows = rows_of(p.rows, p.rows_code);
     let id = flat_id(wid, nwg, lidx, WG);
@@ -364,6 +402,7 @@ fn bn_apply(
 
 @compute @workgroup_size(WG)
 fn bn_grad_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {
+    sample(wid.z);
     if p.splits > 1u {
         split_partial(wid.x, wid.y, lidx, true);
         return;
@@ -378,20 +417,20 @@ fn bn_grad_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     var sd = 0.0;
     var sdx = 0.0;
     if live {
-        let mean = stats[j];
-        let inv = stats[ch.x + j];
+        let mean = stats[OST + j];
+        let inv = stats[OST + ch.x + j];
         for (var r = lidx; r < rows; r += WG) {
-            let g = dy[r * ch.x + j];
+            let g = dy[ODY + r * ch.x + j];
             sd += g;
-            sdx += g * ((x[r * ch.x + j] - mean) * inv);
+            sdx += g * ((x[OX + r * ch.x + j] - mean) * inv);
         }
     }
     red[lidx] = sd;
     red2[lidx] = sdx;
     let sums = workgroup_sums(lidx);
     if lidx == 0u && j < ch.x {
-        stats[2u * ch.x + j] = sums.x;
-        stats[3u * ch.x + j] = sums.y;
+        stats[OST + 2u * ch.x + j] = sums.x;
+        stats[OST + 3u * ch.x + j] = sums.y;
         if live {
             let u = unit(j);
             dbeta[u] += sums.x;
@@ -407,17 +446,18 @@ fn bn_grad_final(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lidx: u32,
 ) {
+    sample(wid.z);
     let ch = channels();
     for (var j = flat_id(wid, nwg, lidx, WG); j < ch.x; j += nwg.x * nwg.y * WG) {
         var sd = 0.0;
         var sdx = 0.0;
         for (var s = 0u; s < p.splits; s++) {
             let at = partial_at(s, j);
-            sd += stats[at];
-            sdx += stats[at + 1u];
+            sd += stats[OST + at];
+            sdx += stats[OST + at + 1u];
         }
-        stats[2u * ch.x + j] = sd;
-        stats[3u * ch.x + j] = sdx;
+        stats[OST + 2u * ch.x + j] = sd;
+        stats[OST + 3u * ch.x + j] = sdx;
         if j < ch.y {
             let u = unit(j);
             dbeta[u] += sd;
@@ -441,30 +481,30 @@ fn grad_ch(j: u32, ch: vec2<u32>, inv_rows: f32) -> GradCh {
     if j >= ch.y {
         return GradCh(false, 0.0, 0.0, 0.0, 0.0, 0.0);
     }
-    let inv = stats[ch.x + j];
+    let inv = stats[OST + ch.x + j];
     return GradCh(
         true,
         gamma[unit(j)] * inv,
-        stats[j],
+        stats[OST + j],
         inv,
-        stats[2u * ch.x + j] * inv_rows,
-        stats[3u * ch.x + j] * inv_rows,
+        stats[OST + 2u * ch.x + j] * inv_rows,
+        stats[OST + 3u * ch.x + j] * inv_rows,
     );
 }
 
 fn grad_one(k: GradCh, t: u32) {
     var g = 0.0;
     if k.live {
-        let xhat = (x[t] - k.mean) * k.inv;
-        g = k.scale * (dy[t] - k.sd - xhat * k.sdx);
+        let xhat = (x[OX + t] - k.mean) * k.inv;
+        g = k.scale * (dy[ODY + t] - k.sd - xhat * k.sdx);
     }
-    if p.gate != 0u && x[t] <= 0.0 {
+    if p.gate != 0u && x[OX + t] <= 0.0 {
         g = 0.0;
     }
     if p.accumulate != 0u {
-        g += y[t];
+        g += y[OY + t];
     }
-    y[t] = g;
+    y[OY + t] = g;
 }
 
 @compute @workgroup_size(WG)
@@ -473,6 +513,7 @@ fn bn_grad_apply(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lidx: u32,
 ) {
+    sample(wid.z);
     let ch = channels();
     let rows = rows_of(p.rows, p.rows_code);
     let inv_rows = 1.0 / f32(max(rows, 1u));

@@ -8,11 +8,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::layer::{CpuIo, Ctx, Init, Layer, ParamSets, ParamSpec, ScratchSpec, Shape, expect_inputs};
+use super::layer::{CpuIo, Ctx, GradOut, Init, Layer, ParamSets, ParamSpec, ScratchSpec, Second, Shape, expect_inputs};
 use crate::cpu;
 use crate::device::gpu::Gpu;
+use crate::device::tensor::Tensor;
 use crate::error::{Error, Result};
+use crate::ops::Rows;
 use crate::ops::batchnorm::{BnConfig, BnTensors, backward, forward};
+use crate::ops::batchnorm_pair::{backward_pair, forward_pair};
 use crate::ops::conv::Stored;
 use crate::ops::gather::Side;
 
@@ -55,6 +58,31 @@ impl BatchNorm2d {
             kept.iter().map(|&j| run[c + j]).collect(),
         ]
     }
+}
+
+impl BatchNorm2d {
+    /// The tensors of a pass, its rows per sample and its stored channels.
+    fn tensors<'a>(&self, cx: &Ctx<'a, '_>) -> (BnTensors<'a>, Rows, Stored) {
+        let x = cx.inputs[0];
+        let kept = cx.kept_or_unused();
+        let t = BnTensors {
+            x: x.t,
+            dims: kept.dims,
+            maps: kept.maps,
+            stats: &cx.scratch[0],
+            running: &cx.state[0],
+            gamma: &cx.params[0],
+            beta: &cx.params[1],
+        };
+        (t, cx.rows.per_sample(x.shape.plane()), Stored { side: x.side, full: x.shape.c })
+    }
+}
+
+/// A backward pass's input gradient and output gradient.
+fn grads<'a>(cx: &Ctx<'a, '_>) -> Result<(GradOut<'a>, &'a Tensor)> {
+    let dy = cx.d_output.ok_or_else(|| Error::InvalidArgument("batchnorm2d backward without d_output".into()))?;
+    let dx = cx.d_inputs[0].ok_or_else(|| Error::InvalidArgument("batchnorm2d on the graph's input".into()))?;
+    Ok((dx, dy))
 }
 
 impl Layer for BatchNorm2d {
@@ -117,38 +145,38 @@ impl Layer for BatchNorm2d {
     }
 
     fn forward(&self, cx: &mut Ctx) -> Result<()> {
-        let x = cx.inputs[0];
-        let kept = cx.kept_or_unused();
-        let t = BnTensors {
-            x: x.t,
-            dims: kept.dims,
-            maps: kept.maps,
-            stats: &cx.scratch[0],
-            running: &cx.state[0],
-            gamma: &cx.params[0],
-            beta: &cx.params[1],
-        };
-        let rows = cx.rows.per_sample(x.shape.plane());
-        forward(cx.rec, cx.output.t, t, rows, Stored { side: x.side, full: x.shape.c }, self.cfg(), cx.train, cx.relu)
+        let (t, rows, stored) = self.tensors(cx);
+        forward(cx.rec, cx.output.t, t, rows, stored, self.cfg(), cx.train, cx.relu)
     }
 
     fn backward(&self, cx: &mut Ctx) -> Result<()> {
-        let x = cx.inputs[0];
-        let kept = cx.kept_or_unused();
-        let dy = cx.d_output.ok_or_else(|| Error::InvalidArgument("batchnorm2d backward without d_output".into()))?;
-        let dx = cx.d_inputs[0].ok_or_else(|| Error::InvalidArgument("batchnorm2d on the graph's input".into()))?;
-        let t = BnTensors {
-            x: x.t,
-            dims: kept.dims,
-            maps: kept.maps,
-            stats: &cx.scratch[0],
-            running: &cx.state[0],
-            gamma: &cx.params[0],
-            beta: &cx.params[1],
-        };
-        let rows = cx.rows.per_sample(x.shape.plane());
-        let stored = Stored { side: x.side, full: x.shape.c };
-        backward(cx.rec, dx.t, dy, (&cx.grads[0], &cx.grads[1]), t, rows, stored, self.cfg(), (dx.accumulate, dx.gate))
+        let (t, rows, stored) = self.tensors(cx);
+        let (dx, dy) = grads(cx)?;
+        let flags = (dx.accumulate, dx.gate);
+        backward(cx.rec, dx.t, dy, (&cx.grads[0], &cx.grads[1]), t, rows, stored, self.cfg(), flags)
+    }
+
+    /// Both mask samples' training forwards, the launches that write
+    /// nothing per unit once for both (`ops::batchnorm_pair`).
+    fn forward_pair<'a>(&self, cx: &mut Ctx<'a, '_>, second: &mut Second<'a>) -> Result<()> {
+        if !cx.train {
+            return cx.each_sample(second, |c| self.forward(c));
+        }
+        let ((t0, rows, s0), (t1, _, s1)) = cx.both(second, |c| Ok(self.tensors(c)))?;
+        let (y0, y1) = cx.both(second, |c| Ok(c.output.t))?;
+        forward_pair(cx.rec, [y0, y1], [t0, t1], rows, [s0, s1], self.cfg(), cx.relu)
+    }
+
+    /// Both samples' backwards likewise, sample 0's part of dγ and dβ first.
+    fn backward_pair<'a>(&self, cx: &mut Ctx<'a, '_>, second: &mut Second<'a>) -> Result<()> {
+        let ((t0, rows, s0), (t1, _, s1)) = cx.both(second, |c| Ok(self.tensors(c)))?;
+        let ((dx0, dy0), (dx1, dy1)) = cx.both(second, grads)?;
+        if (dx0.accumulate, dx0.gate) != (dx1.accumulate, dx1.gate) {
+            return cx.each_sample(second, |c| self.backward(c));
+        }
+        let (dg, flags) = ((&cx.grads[0], &cx.grads[1]), (dx0.accumulate, dx0.gate));
+        let (ts, chs) = ([t0, t1], [s0, s1]);
+        backward_pair(cx.rec, ([dx0.t, dx1.t], [dy0, dy1]), dg, ts, rows, chs, self.cfg(), flags)
     }
 
     fn cpu_forward(&self, io: &CpuIo, x: &[&[f64]]) -> Vec<f64> {

@@ -26,6 +26,14 @@ pub struct BnParams {
     pub accumulate: u32,
     pub gate: u32,
     pub splits: u32,
+    /// A pair (`forward_pair`, `backward_pair`): sample 1's offsets.
+    pub stride_x: u32,
+    pub stride_y: u32,
+    pub stride_dy: u32,
+    pub stride_stats: u32,
+    pub stride_dims: u32,
+    pub stride_map: u32,
+    pub _pad: [u32; 2],
 }
 
 impl KernelParams for BnParams {
@@ -33,7 +41,7 @@ impl KernelParams for BnParams {
     const WGSL_NAME: &'static str = "BnParams";
 }
 
-const WG: u32 = 256;
+pub(super) const WG: u32 = 256;
 
 /// BatchNorm's constants (PyTorch's defaults), and how its reductions
 /// split their rows.
@@ -94,7 +102,7 @@ pub struct BnTensors<'a> {
     pub beta: &'a Tensor,
 }
 
-fn params(rows: Rows, ch: Stored, cfg: BnConfig, splits: usize) -> Result<BnParams> {
+pub(super) fn params(rows: Rows, ch: Stored, cfg: BnConfig, splits: usize) -> Result<BnParams> {
     let (c_code, map) = ch.side.indices()?;
     Ok(BnParams {
         rows: u32_of("batchnorm", "rows", rows.max())?,
@@ -109,10 +117,17 @@ fn params(rows: Rows, ch: Stored, cfg: BnConfig, splits: usize) -> Result<BnPara
         accumulate: 0,
         gate: 0,
         splits: u32_of("batchnorm", "splits", splits)?,
+        stride_x: 0,
+        stride_y: 0,
+        stride_dy: 0,
+        stride_stats: 0,
+        stride_dims: 0,
+        stride_map: 0,
+        _pad: [0; 2],
     })
 }
 
-fn check(t: &BnTensors, rows: Rows, ch: Stored, splits: usize) -> Result<()> {
+pub(super) fn check(t: &BnTensors, rows: Rows, ch: Stored, splits: usize) -> Result<()> {
     const OP: &str = "batchnorm";
     need(OP, "x", t.x, rows.max() * ch.max(), DType::F32)?;
     need(OP, "stats", t.stats, (4 + 2 * splits) * ch.max(), DType::F32)?;
@@ -125,14 +140,14 @@ fn check(t: &BnTensors, rows: Rows, ch: Stored, splits: usize) -> Result<()> {
 
 /// The grid of an elementwise pass over stored channels (a capacity: the
 /// kernels loop over the rest).
-fn elementwise(rec: &Recorder, threads: usize) -> Result<glam::UVec3> {
+pub(super) fn elementwise(rec: &Recorder, threads: usize) -> Result<glam::UVec3> {
     let t = u32_of("batchnorm", "threads", threads)?.max(1);
     Ok(super::grid_for_capacity(rec.gpu(), t, WG))
 }
 
 /// The grid of a reduction: a workgroup per channel, or with splits, per
 /// (group of up to WG channels, split) (see `lanes` in batchnorm.wgsl).
-fn per_channel(ch: Stored, splits: usize) -> Result<glam::UVec3> {
+pub(super) fn per_channel(ch: Stored, splits: usize) -> Result<glam::UVec3> {
     let c = u32_of("batchnorm", "channels", ch.max())?.max(1);
     if splits <= 1 {
         return Ok(glam::UVec3::new(c, 1, 1));

@@ -7,6 +7,7 @@ pub mod accuracy;
 pub mod add;
 pub mod autotune;
 pub mod batchnorm;
+pub mod batchnorm_pair;
 pub mod bias;
 pub mod compact;
 pub mod conv;

@@ -153,3 +153,149 @@ fn run_split_cases(gpu: &sparsetrain::Gpu, label: &str, split_rows: usize) {
 fn dense_f32(v: &[f32], rows: usize, c: usize, count: usize) -> Vec<f32> {
     (0..rows).flat_map(|r| (0..count).map(move |j| (r, j))).map(|(r, j)| v[r * c + j]).collect()
 }
+
+/// Both mask samples' BatchNorm in pairs (`ops::batchnorm_pair`): the
+/// training forward and the backward of two samples that keep different
+/// channels of one layer (one none, one all; or all channels stored), their
+/// x, y, dy, dx and statistics in shared buffers, against `forward` and
+/// `backward` of sample 0 then sample 1 on copies: the same bits in every
+/// output, running statistic and dγ, dβ (units both samples keep get both
+/// parts, sample 0's first), in fewer launches; unsplit and split.
+#[test]
+fn batchnorm_pairs_match_one_by_one() {
+    let Some(gpu) = gpu("batchnorm_pairs_match_one_by_one") else { return };
+    use sparsetrain::ops::batchnorm_pair::{backward_pair, forward_pair};
+    // (channels, each sample's kept units or all stored, pixels, capacity, batch).
+    let cases: [PairCase; 4] = [
+        (9, Some([vec![0, 3, 4, 7, 8], vec![1, 3, 8]]), 6, 4, 3),
+        (6, Some([vec![], (0..6).collect()]), 9, 3, 2),
+        (7, None, 23, 9, 7),
+        (300, Some([(0..300).filter(|u| u % 3 != 0).collect(), (0..300).filter(|u| u % 5 != 1).collect()]), 3, 3, 2),
+    ];
+    for split_rows in [0usize, 16] {
+        let cfg = BnConfig { split_rows, ..BnConfig::default() };
+        for (case, (full, kept, per, cap, n)) in cases.iter().cloned().enumerate() {
+            let mut r = rng(2600 + case as u64 + 10 * split_rows as u64);
+            let sts: [Stored; 2] = match &kept {
+                None => [Stored { side: Side::Full, full }; 2],
+                Some(k) => [
+                    Stored { side: Side::Kept { count: 0, map: 0 }, full },
+                    Stored { side: Side::Kept { count: 1, map: k[0].len() }, full },
+                ],
+            };
+            let max = sts[0].max();
+            let rows_cap = cap * per;
+            let splits = sparsetrain::ops::batchnorm::splits(&gpu, rows_cap, max, cfg);
+            let (counts, maps) = match &kept {
+                None => (vec![0u32, 0], vec![0u32]),
+                Some(k) => (
+                    k.iter().map(|v| v.len() as u32).collect(),
+                    k.iter().flatten().map(|&u| u as u32).chain([0]).collect::<Vec<u32>>(),
+                ),
+            };
+            let tdims = Tensor::from_u32(&gpu, "dims", &[2], &counts).unwrap();
+            let tmaps = Tensor::from_u32(&gpu, "maps", &[maps.len()], &maps).unwrap();
+            // Each sample's values: its stored channels, padding zero.
+            let stored = |j: usize| match &kept {
+                None => (full, full),
+                Some(k) => (k[j].len(), k[j].len().div_ceil(4) * 4),
+            };
+            let values = |r: &mut rand::rngs::StdRng, j: usize, lo: f32, hi: f32| -> Vec<f32> {
+                let (count, c) = stored(j);
+                let v = rand_f32(r, rows_cap * max, lo, hi);
+                v.iter()
+                    .enumerate()
+                    .map(|(i, &x)| if c > 0 && i < rows_cap * c && i % c < count { x } else { 0.0 })
+                    .collect()
+            };
+            let (x, dy, dx0) = (
+                [values(&mut r, 0, -2.0, 3.0), values(&mut r, 1, -2.0, 3.0)],
+                [values(&mut r, 0, -1.0, 1.0), values(&mut r, 1, -1.0, 1.0)],
+                [rand_f32(&mut r, rows_cap * max, -1.0, 1.0), rand_f32(&mut r, rows_cap * max, -1.0, 1.0)],
+            );
+            let gamma = rand_f32(&mut r, full, 0.5, 1.5);
+            let beta = rand_f32(&mut r, full, -0.5, 0.5);
+            let running: Vec<f32> =
+                (0..2 * full).map(|i| if i < full { 0.1 } else { 1.0 } + r.random_range(-0.1..0.1)).collect();
+            let prior = rand_f32(&mut r, full, -1.0, 1.0);
+            let joint = |name: &str, len: usize, data: [&[f32]; 2]| -> [Tensor; 2] {
+                let gap = len.div_ceil(64) * 64 + 64;
+                let t = Tensor::zeros(&gpu, name, &[gap + len], sparsetrain::DType::F32).unwrap();
+                let views = [t.view(0, &[len]).unwrap(), t.view(gap, &[len]).unwrap()];
+                for (v, d) in views.iter().zip(data) {
+                    v.upload(&gpu, d).unwrap();
+                }
+                views
+            };
+            let t = |name: &str, v: &[f32]| Tensor::from_f32(&gpu, name, &[v.len()], v).unwrap();
+            let (tg, tb) = (t("gamma", &gamma), t("beta", &beta));
+            let len = rows_cap * max;
+            let nine = vec![9.0; len];
+            let zeros = vec![0.0; (4 + 2 * splits) * max];
+            // Paired and one by one, each on its own copies.
+            let setup = || {
+                let x = joint("x", len, [&x[0], &x[1]]);
+                let dy = joint("dy", len, [&dy[0], &dy[1]]);
+                let y = joint("y", len, [&nine, &nine]);
+                let dx = joint("dx", len, [&dx0[0], &dx0[1]]);
+                let stats = joint("stats", zeros.len(), [&zeros, &zeros]);
+                (x, dy, y, dx, stats, t("running", &running), t("dgamma", &prior), t("dbeta", &prior))
+            };
+            let (a, b) = (setup(), setup());
+            let rows = Rows::BatchOf { cap, per };
+            let mut launches = [0usize; 2];
+            run_with_batch(&gpu, n, |rec| {
+                let ts = pair_tensors(&a.0, &a.4, &a.5, (&tdims, &tmaps), (&tg, &tb));
+                forward_pair(rec, [&a.2[0], &a.2[1]], ts, rows, sts, cfg, true).unwrap();
+                backward_pair(
+                    rec,
+                    ([&a.3[0], &a.3[1]], [&a.1[0], &a.1[1]]),
+                    (&a.6, &a.7),
+                    ts,
+                    rows,
+                    sts,
+                    cfg,
+                    (true, true),
+                )
+                .unwrap();
+                launches[0] = rec.dispatches();
+                let ts = pair_tensors(&b.0, &b.4, &b.5, (&tdims, &tmaps), (&tg, &tb));
+                for j in 0..2 {
+                    forward(rec, &b.2[j], ts[j], rows, sts[j], cfg, true, true).unwrap();
+                }
+                for j in 0..2 {
+                    backward(rec, &b.3[j], &b.1[j], (&b.6, &b.7), ts[j], rows, sts[j], cfg, (true, true)).unwrap();
+                }
+                launches[1] = rec.dispatches() - launches[0];
+            });
+            let tag = format!("case {case}, {splits} splits, {n} of {cap} samples");
+            assert!(launches[0] < launches[1], "{tag}: {launches:?} launches paired and one by one");
+            let down = |t: &Tensor| t.download_f32(&gpu).unwrap();
+            for j in 0..2 {
+                assert_same_bits(&format!("{tag}: sample {j} y"), &down(&a.2[j]), &down(&b.2[j]));
+                assert_same_bits(&format!("{tag}: sample {j} dx"), &down(&a.3[j]), &down(&b.3[j]));
+                assert_same_bits(&format!("{tag}: sample {j} statistics"), &down(&a.4[j]), &down(&b.4[j]));
+            }
+            assert_same_bits(&format!("{tag}: running statistics"), &down(&a.5), &down(&b.5));
+            assert_same_bits(&format!("{tag}: dgamma"), &down(&a.6), &down(&b.6));
+            assert_same_bits(&format!("{tag}: dbeta"), &down(&a.7), &down(&b.7));
+            assert!(down(&a.5) != running, "{tag}: the running statistics did not move");
+        }
+    }
+}
+
+/// A pair test's layer: channels, each sample's kept units (None: all
+/// stored), pixels per sample, capacity and batch.
+type PairCase = (usize, Option<[Vec<usize>; 2]>, usize, usize, usize);
+
+/// Both samples' BatchNorm tensors: their own x and statistics, one running
+/// state, kept set, γ and β.
+fn pair_tensors<'a>(
+    xs: &'a [Tensor; 2],
+    stats: &'a [Tensor; 2],
+    running: &'a Tensor,
+    (dims, maps): (&'a Tensor, &'a Tensor),
+    (gamma, beta): (&'a Tensor, &'a Tensor),
+) -> [BnTensors<'a>; 2] {
+    [0, 1].map(|j| BnTensors { x: &xs[j], dims, maps, stats: &stats[j], running, gamma, beta })
+}
