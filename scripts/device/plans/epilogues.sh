@@ -12,8 +12,8 @@
 # kit.sh), each step with its per-dispatch profile, then the kernel tests
 # one process each (kernels-each.sh) with what is left: the twentieth
 # session's run of that binary stalled, and this session adds a test to
-# it. Then (twenty-second session) ResNet-20 with implicit convolutions
-# on the GPU. Sourced by run.sh; `kit.sh --tests matmul`, BUDGET=540.
+# it. Then (twenty-second session) ResNet-20 with BatchNorm pairs and
+# implicit convolutions on the GPU. Sourced by run.sh; `kit.sh --tests matmul`, BUDGET=540.
 rm -f "${SPARSETRAIN_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sparsetrain}/matmul-variant.tsv"
 OLD="$BIN/sparsetrain-old"
 T="bench train --model 8192-8192 --batch 2048 --keeps 0.1 --warmup 2 --runs 5"
@@ -32,13 +32,15 @@ step 04b-matmul-thin 60 "$ST" bench matmul --sizes 16 --shapes 2048x10x8192,10x8
 step 03-f32-tile128x128 30 env SPARSETRAIN_WIDE_TILE=128x128 SPARSETRAIN_PROFILE=dispatches "$ST" $T
 step 03b-f32-tile128x64 30 env SPARSETRAIN_WIDE_TILE=128x64 SPARSETRAIN_PROFILE=dispatches "$ST" $T
 step 03c-f32-tile64x128 30 env SPARSETRAIN_WIDE_TILE=64x128 SPARSETRAIN_PROFILE=dispatches "$ST" $T
-# Twenty-second session: convolutions reading X in place on GPUs
-# (SPARSETRAIN_IMPLICIT=on: `shared`/`wide` element loaders, no im2col or
-# col2im, and the sparse step's convolutions in pairs) against im2col's
-# columns (the default on GPUs), ResNet-20 dense and keep 0.1, with the
-# per-kernel profile of each.
+# Twenty-second session: BatchNorm in pairs (the default), and
+# convolutions reading X in place on GPUs (SPARSETRAIN_IMPLICIT=on:
+# `shared`/`wide` element loaders, no im2col or col2im, and the sparse
+# step's convolutions in pairs) against im2col's columns (the default on
+# GPUs); ResNet-20 dense and keep 0.1, with the per-kernel profile of
+# each, and each way with pairs off.
 C="bench train --model resnet20 --batch 128 --keeps 0.1 --warmup 1 --runs 3"
 step 05-resnet20-columns 45 env SPARSETRAIN_PROFILE=kernels "$ST" $C
+step 05a-resnet20-columns-unpaired 45 env SPARSETRAIN_PAIRS=off "$ST" $C
 step 05b-resnet20-implicit 45 env SPARSETRAIN_IMPLICIT=on SPARSETRAIN_PROFILE=kernels "$ST" $C
 step 05c-resnet20-implicit-unpaired 45 env SPARSETRAIN_IMPLICIT=on SPARSETRAIN_PAIRS=off "$ST" $C
 step 01c-f32-again 30 "$ST" $T
