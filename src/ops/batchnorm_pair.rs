@@ -104,8 +104,9 @@ pub fn forward_pair(
     relu: bool,
 ) -> Result<()> {
     let splits = splits(rec.gpu(), rows.max(), chs[0].max(), cfg);
-    for (t, ch) in ts.iter().zip(chs) {
+    for ((t, ch), y) in ts.iter().zip(chs).zip(ys) {
         check(t, rows, ch, splits)?;
+        super::need("batchnorm", "y", y, rows.max() * ch.max(), crate::device::tensor::DType::F32)?;
     }
     let p0 = BnParams { train: 1, ..params(rows, chs[0], cfg, splits)? };
     let Some(sp) = rec.gpu().pairs().then(|| spans(rec, ts, ys, None, chs, p0)).flatten() else {

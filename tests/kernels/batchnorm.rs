@@ -163,14 +163,26 @@ fn dense_f32(v: &[f32], rows: usize, c: usize, count: usize) -> Vec<f32> {
 /// parts, sample 0's first), in fewer launches; unsplit and split.
 #[test]
 fn batchnorm_pairs_match_one_by_one() {
-    let Some(gpu) = gpu("batchnorm_pairs_match_one_by_one") else { return };
+    const TEST: &str = "batchnorm_pairs_match_one_by_one";
+    // Pairs on whatever SPARSETRAIN_PAIRS says; also one workgroup striding
+    // over every row and channel (the applies' row walk).
+    for grid_cap in [None, Some(1)] {
+        let opts = sparsetrain::GpuOptions { pairs: Some(true), grid_cap, ..Default::default() };
+        let Some(gpu) = gpu_with(TEST, opts) else { return };
+        bn_pair_cases(&gpu, if grid_cap.is_some() { " (one workgroup)" } else { "" });
+    }
+}
+
+fn bn_pair_cases(gpu: &sparsetrain::Gpu, label: &str) {
     use sparsetrain::ops::batchnorm_pair::{backward_pair, forward_pair};
     // (channels, each sample's kept units or all stored, pixels, capacity, batch).
-    let cases: [PairCase; 4] = [
+    let cases: [PairCase; 5] = [
         (9, Some([vec![0, 3, 4, 7, 8], vec![1, 3, 8]]), 6, 4, 3),
         (6, Some([vec![], (0..6).collect()]), 9, 3, 2),
         (7, None, 23, 9, 7),
         (300, Some([(0..300).filter(|u| u % 3 != 0).collect(), (0..300).filter(|u| u % 5 != 1).collect()]), 3, 3, 2),
+        // Two channel groups over several chunks of rows.
+        (300, None, 7, 4, 3),
     ];
     for split_rows in [0usize, 16] {
         let cfg = BnConfig { split_rows, ..BnConfig::default() };
@@ -185,7 +197,7 @@ fn batchnorm_pairs_match_one_by_one() {
             };
             let max = sts[0].max();
             let rows_cap = cap * per;
-            let splits = sparsetrain::ops::batchnorm::splits(&gpu, rows_cap, max, cfg);
+            let splits = sparsetrain::ops::batchnorm::splits(gpu, rows_cap, max, cfg);
             let (counts, maps) = match &kept {
                 None => (vec![0u32, 0], vec![0u32]),
                 Some(k) => (
@@ -193,8 +205,8 @@ fn batchnorm_pairs_match_one_by_one() {
                     k.iter().flatten().map(|&u| u as u32).chain([0]).collect::<Vec<u32>>(),
                 ),
             };
-            let tdims = Tensor::from_u32(&gpu, "dims", &[2], &counts).unwrap();
-            let tmaps = Tensor::from_u32(&gpu, "maps", &[maps.len()], &maps).unwrap();
+            let tdims = Tensor::from_u32(gpu, "dims", &[2], &counts).unwrap();
+            let tmaps = Tensor::from_u32(gpu, "maps", &[maps.len()], &maps).unwrap();
             // Each sample's values: its stored channels, padding zero.
             let stored = |j: usize| match &kept {
                 None => (full, full),
@@ -220,14 +232,14 @@ fn batchnorm_pairs_match_one_by_one() {
             let prior = rand_f32(&mut r, full, -1.0, 1.0);
             let joint = |name: &str, len: usize, data: [&[f32]; 2]| -> [Tensor; 2] {
                 let gap = len.div_ceil(64) * 64 + 64;
-                let t = Tensor::zeros(&gpu, name, &[gap + len], sparsetrain::DType::F32).unwrap();
+                let t = Tensor::zeros(gpu, name, &[gap + len], sparsetrain::DType::F32).unwrap();
                 let views = [t.view(0, &[len]).unwrap(), t.view(gap, &[len]).unwrap()];
                 for (v, d) in views.iter().zip(data) {
-                    v.upload(&gpu, d).unwrap();
+                    v.upload(gpu, d).unwrap();
                 }
                 views
             };
-            let t = |name: &str, v: &[f32]| Tensor::from_f32(&gpu, name, &[v.len()], v).unwrap();
+            let t = |name: &str, v: &[f32]| Tensor::from_f32(gpu, name, &[v.len()], v).unwrap();
             let (tg, tb) = (t("gamma", &gamma), t("beta", &beta));
             let len = rows_cap * max;
             let nine = vec![9.0; len];
@@ -243,34 +255,27 @@ fn batchnorm_pairs_match_one_by_one() {
             };
             let (a, b) = (setup(), setup());
             let rows = Rows::BatchOf { cap, per };
+            // dx accumulated and gated, or neither.
+            let flags = (case % 2 == 0, case % 2 == 0);
             let mut launches = [0usize; 2];
-            run_with_batch(&gpu, n, |rec| {
+            run_with_batch(gpu, n, |rec| {
                 let ts = pair_tensors(&a.0, &a.4, &a.5, (&tdims, &tmaps), (&tg, &tb));
                 forward_pair(rec, [&a.2[0], &a.2[1]], ts, rows, sts, cfg, true).unwrap();
-                backward_pair(
-                    rec,
-                    ([&a.3[0], &a.3[1]], [&a.1[0], &a.1[1]]),
-                    (&a.6, &a.7),
-                    ts,
-                    rows,
-                    sts,
-                    cfg,
-                    (true, true),
-                )
-                .unwrap();
+                backward_pair(rec, ([&a.3[0], &a.3[1]], [&a.1[0], &a.1[1]]), (&a.6, &a.7), ts, rows, sts, cfg, flags)
+                    .unwrap();
                 launches[0] = rec.dispatches();
                 let ts = pair_tensors(&b.0, &b.4, &b.5, (&tdims, &tmaps), (&tg, &tb));
                 for j in 0..2 {
                     forward(rec, &b.2[j], ts[j], rows, sts[j], cfg, true, true).unwrap();
                 }
                 for j in 0..2 {
-                    backward(rec, &b.3[j], &b.1[j], (&b.6, &b.7), ts[j], rows, sts[j], cfg, (true, true)).unwrap();
+                    backward(rec, &b.3[j], &b.1[j], (&b.6, &b.7), ts[j], rows, sts[j], cfg, flags).unwrap();
                 }
                 launches[1] = rec.dispatches() - launches[0];
             });
-            let tag = format!("case {case}, {splits} splits, {n} of {cap} samples");
+            let tag = format!("case {case}{label}, {splits} splits, {n} of {cap} samples, flags {flags:?}");
             assert!(launches[0] < launches[1], "{tag}: {launches:?} launches paired and one by one");
-            let down = |t: &Tensor| t.download_f32(&gpu).unwrap();
+            let down = |t: &Tensor| t.download_f32(gpu).unwrap();
             for j in 0..2 {
                 assert_same_bits(&format!("{tag}: sample {j} y"), &down(&a.2[j]), &down(&b.2[j]));
                 assert_same_bits(&format!("{tag}: sample {j} dx"), &down(&a.3[j]), &down(&b.3[j]));
