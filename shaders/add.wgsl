@@ -33,9 +33,16 @@ struct AddParams {
     accumulate: u32,
     gate: u32,
     exact: u32,
+    // A pair (the grid's z: both mask samples of a sparse step, see
+    // `sample`): where sample 1's a, b and out start after sample 0's
+    // (floats), and its kept counts, lists and ranks (entries).
+    stride_a: u32,
+    stride_b: u32,
+    stride_out: u32,
+    stride_dims: u32,
+    stride_map: u32,
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
 override WG: u32 = 256u;
@@ -48,12 +55,30 @@ override WG: u32 = 256u;
 @group(0) @binding(5) var<storage, read> b: array<f32>;
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
 
+// Pairs: one launch over both mask samples of a sparse step, the grid's z
+// the sample (strides zero and z = 0 for one). Each kernel calls
+// `sample(wid.z)` first; a, b, out and the kept sets are read at these
+// offsets. Every write is to the sample's own out.
+var<private> OA: u32;
+var<private> OB: u32;
+var<private> OOUT: u32;
+var<private> ODIMS: u32;
+var<private> OMAP: u32;
+
+fn sample(s: u32) {
+    OA = s * p.stride_a;
+    OB = s * p.stride_b;
+    OOUT = s * p.stride_out;
+    ODIMS = s * p.stride_dims;
+    OMAP = s * p.stride_map;
+}
+
 // (stored columns, kept channels) of a side.
 fn side(count: u32) -> vec2<u32> {
     if count == NONE {
         return vec2(p.c_full, p.c_full);
     }
-    let k = dims[count];
+    let k = dims[count + ODIMS];
     if p.exact != 0u {
         return vec2(k, k);
     }
@@ -65,7 +90,7 @@ fn channel(map: u32, j: u32) -> u32 {
     if map == NONE {
         return j;
     }
-    return maps[map + j];
+    return maps[map + OMAP + j];
 }
 
 // The column of channel c in a side, or NONE where it lacks c.
@@ -73,7 +98,7 @@ fn column(map: u32, c: u32) -> u32 {
     if map == NONE {
         return c;
     }
-    return ranks[map + c];
+    return ranks[map + OMAP + c];
 }
 
 // Where output column j of the sum reads A and B (NONE: that input lacks
@@ -89,15 +114,15 @@ fn sources(j: u32, so: vec2<u32>) -> vec2<u32> {
 fn forward_one(src: vec2<u32>, r: u32, t: u32, sa: u32, sb: u32) {
     var v = 0.0;
     if src.x != NONE {
-        v += a[r * sa + src.x];
+        v += a[OA + r * sa + src.x];
     }
     if src.y != NONE {
-        v += b[r * sb + src.y];
+        v += b[OB + r * sb + src.y];
     }
     if p.relu != 0u {
         v = max(v, 0.0);
     }
-    out[t] = v;
+    out[OOUT + t] = v;
 }
 
 // A thread stays on one column where the threads cover the columns
@@ -108,6 +133,7 @@ fn add_forward(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lidx: u32,
 ) {
+    sample(wid.z);
     let so = side(p.out_count);
     let sa = side(p.a_count).x;
     let sb = side(p.b_count).x;
@@ -132,15 +158,15 @@ fn add_forward(
 fn backward_one(jo: u32, r: u32, t: u32, so: u32) {
     var g = 0.0;
     if jo != NONE {
-        g = a[r * so + jo];
+        g = a[OA + r * so + jo];
     }
-    if p.gate != 0u && b[t] <= 0.0 {
+    if p.gate != 0u && b[OB + t] <= 0.0 {
         g = 0.0;
     }
     if p.accumulate != 0u {
-        g += out[t];
+        g += out[OOUT + t];
     }
-    out[t] = g;
+    out[OOUT + t] = g;
 }
 
 // Where column i of the input reads dOut (NONE past the input's count).
@@ -159,6 +185,7 @@ fn add_backward(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lidx: u32,
 ) {
+    sample(wid.z);
     let so = side(p.out_count).x;
     let sx = side(p.a_count);
     let rows = rows_of(p.rows, p.rows_code);

@@ -8,9 +8,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::layer::{Channels, CpuIo, Ctx, Layer, Shape, expect_inputs};
+use super::layer::{Channels, CpuIo, Ctx, Layer, Second, Shape, expect_inputs};
 use crate::error::{Error, Result};
-use crate::ops::add::{backward, forward};
+use crate::ops::add::{backward, backward_pair, forward, forward_pair};
 use crate::ops::gather::Side;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -131,6 +131,50 @@ impl Layer for Add {
             let rows = cx.rows.per_sample(x.shape.plane());
             let flags = (dx.accumulate, dx.gate, exact);
             backward(cx.rec, dx.t, dy, x.t, kept, (sides[0], sides[1 + i]), rows, c, flags)?;
+        }
+        Ok(())
+    }
+
+    /// Both mask samples' sums in one launch (`ops::add::forward_pair`); a
+    /// compacted network's (fixed sets, no masks) one by one.
+    fn forward_pair<'a>(&self, cx: &mut Ctx<'a, '_>, second: &mut Second<'a>) -> Result<()> {
+        if self.channels.is_some() {
+            return cx.each_sample(second, |c| self.forward(c));
+        }
+        let part = |c: &Ctx<'a, '_>| -> Result<_> {
+            let (a, b) = (c.inputs[0], c.inputs[1]);
+            Ok((c.output.t, (a.t, b.t), c.kept_or_unused(), [c.output.side, a.side, b.side]))
+        };
+        let ((y0, in0, k0, s0), (y1, in1, k1, s1)) = cx.both(second, part)?;
+        let a = cx.inputs[0];
+        let rows = cx.rows.per_sample(a.shape.plane());
+        forward_pair(cx.rec, [y0, y1], [in0, in1], [k0, k1], [s0, s1], rows, a.shape.c, cx.relu)
+    }
+
+    /// Both samples' gradients into each input in one launch
+    /// (`ops::add::backward_pair`), input 0's first as one by one.
+    fn backward_pair<'a>(&self, cx: &mut Ctx<'a, '_>, second: &mut Second<'a>) -> Result<()> {
+        if self.channels.is_some() {
+            return cx.each_sample(second, |c| self.backward(c));
+        }
+        for i in 0..2 {
+            let part = |c: &Ctx<'a, '_>| -> Result<_> {
+                let dy = c.d_output.ok_or_else(|| Error::InvalidArgument("add backward without d_output".into()))?;
+                let x = c.inputs[i];
+                Ok((c.d_inputs[i], dy, x.t, c.kept_or_unused(), (c.output.side, x.side)))
+            };
+            let ((dx0, dy0, x0, k0, s0), (dx1, dy1, x1, k1, s1)) = cx.both(second, part)?;
+            let (Some(dx0), Some(dx1)) = (dx0, dx1) else { continue };
+            let x = cx.inputs[i];
+            let rows = cx.rows.per_sample(x.shape.plane());
+            let (c, flags) = (cx.inputs[0].shape.c, (dx0.accumulate, dx0.gate));
+            if flags != (dx1.accumulate, dx1.gate) {
+                for (dx, dy, xt, k, s) in [(dx0, dy0, x0, k0, s0), (dx1, dy1, x1, k1, s1)] {
+                    backward(cx.rec, dx.t, dy, xt, k, s, rows, c, (dx.accumulate, dx.gate, false))?;
+                }
+                continue;
+            }
+            backward_pair(cx.rec, ([dx0.t, dx1.t], [dy0, dy1], [x0, x1]), [k0, k1], [s0, s1], rows, c, flags)?;
         }
         Ok(())
     }

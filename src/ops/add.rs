@@ -1,6 +1,7 @@
 //! Launcher of shaders/add.wgsl: the residual sum of two NHWC activations
 //! whose stored channels may be different kept sets, into their union, and
-//! the gradient back to each input.
+//! the gradient back to each input; both mask samples of a sparse step in
+//! one launch where their tensors allow (`forward_pair`, `backward_pair`).
 
 use super::gather::Side;
 use super::{KernelParams, Rows, launch_1d, need, u32_of};
@@ -29,7 +30,13 @@ pub struct AddParams {
     /// Kept sides store exactly their count (fixed sets of a compacted
     /// network), not a multiple of 4.
     pub exact: u32,
-    pub _pad: [u32; 3],
+    /// A pair (`forward_pair`, `backward_pair`): sample 1's offsets.
+    pub stride_a: u32,
+    pub stride_b: u32,
+    pub stride_out: u32,
+    pub stride_dims: u32,
+    pub stride_map: u32,
+    pub _pad: [u32; 2],
 }
 
 impl KernelParams for AddParams {
@@ -59,7 +66,12 @@ fn params(rows: Rows, c_full: usize, sides: [Side; 3]) -> Result<AddParams> {
         accumulate: 0,
         gate: 0,
         exact: 0,
-        _pad: [0; 3],
+        stride_a: 0,
+        stride_b: 0,
+        stride_out: 0,
+        stride_dims: 0,
+        stride_map: 0,
+        _pad: [0; 2],
     })
 }
 
@@ -122,4 +134,130 @@ pub fn backward(
     let bind = [(1, kept.dims), (2, kept.maps), (3, kept.ranks), (4, d_out), (5, x), (6, dx)];
     // An exact side has at most the sum's channels.
     launch(rec, Kernel::AddBackward, &p, &bind, rows.max() * x_side.max_len(c_full))
+}
+
+/// Sample 1's offsets after sample 0's into `p`: every operand pair
+/// (`ops`: sample 0's and sample 1's a, b, out) as one binding each, the
+/// kept sets one tensor, and each side kept in both samples at one distance
+/// of counts and of lists (or full in both); None otherwise.
+fn pair_params(
+    rec: &Recorder,
+    p: AddParams,
+    ops: [[&Tensor; 2]; 3],
+    kept: [KeptSet; 2],
+    sides: [[Side; 3]; 2],
+) -> Option<(AddParams, [Tensor; 3])> {
+    let gpu = rec.gpu();
+    let same = kept[0].dims.same_as(kept[1].dims)
+        && kept[0].maps.same_as(kept[1].maps)
+        && kept[0].ranks.same_as(kept[1].ranks);
+    if !same {
+        return None;
+    }
+    let mut stride: Option<(u32, u32)> = None;
+    for (s0, s1) in sides[0].iter().zip(&sides[1]) {
+        match (s0, s1) {
+            (Side::Full, Side::Full) => {}
+            (Side::Kept { count: c0, map: m0 }, Side::Kept { count: c1, map: m1 }) => {
+                let d = (u32::try_from(c1.checked_sub(*c0)?).ok()?, u32::try_from(m1.checked_sub(*m0)?).ok()?);
+                if stride.is_some_and(|s| s != d) {
+                    return None;
+                }
+                stride = Some(d);
+            }
+            _ => return None,
+        }
+    }
+    let [(a, sa), (b, sb), (out, so)] =
+        [ops[0][0].span_to(ops[0][1], gpu)?, ops[1][0].span_to(ops[1][1], gpu)?, ops[2][0].span_to(ops[2][1], gpu)?];
+    // Each sample writes its own out.
+    if so < ops[2][0].len() {
+        return None;
+    }
+    let u = |v: usize| u32::try_from(v).ok();
+    let (stride_dims, stride_map) = stride.unwrap_or((0, 0));
+    let p = AddParams { stride_a: u(sa)?, stride_b: u(sb)?, stride_out: u(so)?, stride_dims, stride_map, ..p };
+    Some((p, [a, b, out]))
+}
+
+/// A pair's launch of `kernel`: `threads` for each sample, over the grid's z.
+fn launch_pair(
+    rec: &mut Recorder,
+    kernel: Kernel,
+    p: &AddParams,
+    bind: &[(u32, &Tensor)],
+    threads: usize,
+) -> Result<()> {
+    let t = u32_of("add", "threads", threads)?;
+    if t == 0 {
+        return Ok(());
+    }
+    let g = super::grid_for_capacity(rec.gpu(), t, WG);
+    rec.dispatch(kernel, &vec![("WG", f64::from(WG))], (0, p), bind, glam::UVec3::new(g.x, g.y, 2))
+}
+
+/// `forward` of sample 0 then of sample 1 (each its out, inputs, kept sets
+/// and sides), in one launch where `pair_params` allows.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_pair(
+    rec: &mut Recorder,
+    outs: [&Tensor; 2],
+    ins: [(&Tensor, &Tensor); 2],
+    kept: [KeptSet; 2],
+    sides: [[Side; 3]; 2],
+    rows: Rows,
+    c_full: usize,
+    relu: bool,
+) -> Result<()> {
+    let ops = [[ins[0].0, ins[1].0], [ins[0].1, ins[1].1], outs];
+    let p = AddParams { relu: relu.into(), ..params(rows, c_full, sides[0])? };
+    let pair = rec.gpu().pairs().then(|| pair_params(rec, p, ops, kept, sides)).flatten();
+    let Some((p, [a, b, out])) = pair else {
+        for j in 0..2 {
+            forward(rec, outs[j], ins[j], kept[j], sides[j], rows, c_full, (relu, false))?;
+        }
+        return Ok(());
+    };
+    for j in 0..2 {
+        need("add", "out", outs[j], rows.max() * stored(sides[j][0], c_full, false), DType::F32)?;
+        need("add", "a", ins[j].0, rows.max() * stored(sides[j][1], c_full, false), DType::F32)?;
+        need("add", "b", ins[j].1, rows.max() * stored(sides[j][2], c_full, false), DType::F32)?;
+    }
+    let k = kept[0];
+    let bind = [(1, k.dims), (2, k.maps), (3, k.ranks), (4, &a), (5, &b), (6, &out)];
+    launch_pair(rec, Kernel::AddForward, &p, &bind, rows.max() * stored(sides[0][0], c_full, false))
+}
+
+/// `backward` into one input of sample 0 then of sample 1 (each its dx,
+/// d_out, activation x, kept sets and (out, x) sides), in one launch where
+/// `pair_params` allows.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_pair(
+    rec: &mut Recorder,
+    (dxs, d_outs, xs): ([&Tensor; 2], [&Tensor; 2], [&Tensor; 2]),
+    kept: [KeptSet; 2],
+    sides: [(Side, Side); 2],
+    rows: Rows,
+    c_full: usize,
+    (accumulate, gate): (bool, bool),
+) -> Result<()> {
+    let three = |(o, x): (Side, Side)| [o, x, Side::Full];
+    let p = AddParams { accumulate: accumulate.into(), gate: gate.into(), ..params(rows, c_full, three(sides[0]))? };
+    let pair = rec.gpu().pairs().then(|| pair_params(rec, p, [d_outs, xs, dxs], kept, sides.map(three))).flatten();
+    let Some((p, [d_out, x, dx])) = pair else {
+        for j in 0..2 {
+            let flags = (accumulate, gate, false);
+            backward(rec, dxs[j], d_outs[j], xs[j], kept[j], sides[j], rows, c_full, flags)?;
+        }
+        return Ok(());
+    };
+    for j in 0..2 {
+        let max = rows.max() * stored(sides[j].1, c_full, false);
+        need("add", "dx", dxs[j], max, DType::F32)?;
+        need("add", "x", xs[j], max, DType::F32)?;
+        need("add", "d_out", d_outs[j], rows.max() * stored(sides[j].0, c_full, false), DType::F32)?;
+    }
+    let k = kept[0];
+    let bind = [(1, k.dims), (2, k.maps), (3, k.ranks), (4, &d_out), (5, &x), (6, &dx)];
+    launch_pair(rec, Kernel::AddBackward, &p, &bind, rows.max() * sides[0].1.max_len(c_full))
 }

@@ -106,3 +106,117 @@ fn run_cases(gpu: &sparsetrain::Gpu, label: &str) {
         }
     }
 }
+
+/// Both mask samples' residual sums and their gradients in pairs
+/// (`forward_pair`, `backward_pair`): two samples keeping different
+/// channels of each input (compacted on the device, each sample's sets at
+/// its own offsets; one sample keeps nothing of B), and all channels, each
+/// sample's tensors in shared buffers, against `forward` and `backward` of
+/// sample 0 then sample 1 on copies: the same bits, in fewer launches; also
+/// with one workgroup striding over everything.
+#[test]
+fn residual_sum_pairs_match_one_by_one() {
+    const TEST: &str = "residual_sum_pairs_match_one_by_one";
+    for grid_cap in [None, Some(1)] {
+        let opts = sparsetrain::GpuOptions { pairs: Some(true), grid_cap, ..Default::default() };
+        let Some(gpu) = gpu_with(TEST, opts) else { return };
+        add_pair_cases(&gpu, if grid_cap.is_some() { " (one workgroup)" } else { "" });
+    }
+}
+
+fn add_pair_cases(gpu: &sparsetrain::Gpu, label: &str) {
+    use sparsetrain::ops::add::{backward_pair, forward_pair};
+    let (c, cap, n) = (13usize, 5usize, 4usize);
+    let mut r = rng(2500);
+    // Sample s: units 0..c are A's layer, c..2c B's; its sets at 3s..3s+3.
+    // Sample 1 keeps nothing of B (units 3c..4c).
+    let keep = |u: usize| if u % (2 * c) < c { 0.5 } else { 0.3 };
+    let mask: Vec<u32> =
+        (0..4 * c).map(|u| if (3 * c..4 * c).contains(&u) { 0 } else { u32::from(r.random_bool(keep(u))) }).collect();
+    let sets = vec![
+        SetDesc { slot: 0, len: c, members: vec![] },
+        SetDesc { slot: c, len: c, members: vec![] },
+        SetDesc { slot: 2 * c, len: c, members: vec![0, c] },
+    ];
+    let table = set_table(&sets).unwrap();
+    let tm = Tensor::from_u32(gpu, "mask", &[4 * c], &mask).unwrap();
+    let tt = Tensor::from_u32(gpu, "table", &[table.len()], &table).unwrap();
+    let kept = Tensor::zeros(gpu, "kept", &[6 * c], DType::U32).unwrap();
+    let ranks = Tensor::zeros(gpu, "ranks", &[6 * c], DType::U32).unwrap();
+    let counts = Tensor::zeros(gpu, "counts", &[6], DType::U32).unwrap();
+    let mut rec = Recorder::new(gpu);
+    let out = Compacted { kept: &kept, counts: &counts, ranks: &ranks };
+    compact_sets(&mut rec, out, &tm, &tt, 3, (2 * c, 3 * c), 2).unwrap();
+    rec.finish().unwrap();
+    let ks = KeptSet { dims: &counts, maps: &kept, ranks: &ranks };
+    let kept_sides = |s: usize| [2, 0, 1].map(|k| Side::Kept { count: 3 * s + k, map: (3 * s + k) * c });
+    for (li, sides) in [[kept_sides(0), kept_sides(1)], [[Side::Full; 3]; 2]].into_iter().enumerate() {
+        let big = cap * c.div_ceil(4) * 4;
+        let gap = big.div_ceil(64) * 64 + 64;
+        let joint = |name: &str, v: &[f32]| -> [Tensor; 2] {
+            let t = Tensor::zeros(gpu, name, &[gap + big], DType::F32).unwrap();
+            let views = [t.view(0, &[big]).unwrap(), t.view(gap, &[big]).unwrap()];
+            views[0].upload(gpu, &v[..big]).unwrap();
+            views[1].upload(gpu, &v[big..]).unwrap();
+            views
+        };
+        let (va, vb, vd, prior) = (
+            rand_f32(&mut r, 2 * big, -1.0, 1.0),
+            rand_f32(&mut r, 2 * big, -1.0, 1.0),
+            rand_f32(&mut r, 2 * big, -1.0, 1.0),
+            rand_f32(&mut r, 2 * big, -1.0, 1.0),
+        );
+        let nine = vec![9.0; 2 * big];
+        let setup = || {
+            (
+                joint("a", &va),
+                joint("b", &vb),
+                joint("dout", &vd),
+                joint("out", &nine),
+                joint("da", &prior),
+                joint("db", &prior),
+            )
+        };
+        let (p, q) = (setup(), setup());
+        let rows = Rows::Batch(cap);
+        let mut launches = [0usize; 2];
+        run_with_batch(gpu, n, |rec| {
+            let (a, b, d, o, da, db) = &p;
+            forward_pair(rec, [&o[0], &o[1]], [(&a[0], &b[0]), (&a[1], &b[1])], [ks; 2], sides, rows, c, true).unwrap();
+            for (i, (x, dx)) in [(a, da), (b, db)].into_iter().enumerate() {
+                let s = sides.map(|s| (s[0], s[1 + i]));
+                backward_pair(
+                    rec,
+                    ([&dx[0], &dx[1]], [&d[0], &d[1]], [&x[0], &x[1]]),
+                    [ks; 2],
+                    s,
+                    rows,
+                    c,
+                    (true, true),
+                )
+                .unwrap();
+            }
+            launches[0] = rec.dispatches();
+            let (a, b, d, o, da, db) = &q;
+            for j in 0..2 {
+                forward(rec, &o[j], (&a[j], &b[j]), ks, sides[j], rows, c, (true, false)).unwrap();
+            }
+            for (i, (x, dx)) in [(a, da), (b, db)].into_iter().enumerate() {
+                for j in 0..2 {
+                    let s = (sides[j][0], sides[j][1 + i]);
+                    backward(rec, &dx[j], &d[j], &x[j], ks, s, rows, c, (true, true, false)).unwrap();
+                }
+            }
+            launches[1] = rec.dispatches() - launches[0];
+        });
+        let tag = format!("layout {li}{label}");
+        assert!(launches[0] < launches[1], "{tag}: {launches:?} launches paired and one by one");
+        let down = |t: &Tensor| t.download_f32(gpu).unwrap();
+        for j in 0..2 {
+            assert_same_bits(&format!("{tag}: sample {j} sum"), &down(&p.3[j]), &down(&q.3[j]));
+            assert_same_bits(&format!("{tag}: sample {j} dA"), &down(&p.4[j]), &down(&q.4[j]));
+            assert_same_bits(&format!("{tag}: sample {j} dB"), &down(&p.5[j]), &down(&q.5[j]));
+        }
+        assert!(down(&p.3[1]).iter().any(|&v| v != 9.0), "{tag}: sample 1's sum was not written");
+    }
+}
