@@ -32,7 +32,7 @@ step 04b-matmul-thin 60 "$ST" bench matmul --sizes 16 --shapes 2048x10x8192,10x8
 step 03-f32-tile128x128 30 env SPARSETRAIN_WIDE_TILE=128x128 SPARSETRAIN_PROFILE=dispatches "$ST" $T
 step 03b-f32-tile128x64 30 env SPARSETRAIN_WIDE_TILE=128x64 SPARSETRAIN_PROFILE=dispatches "$ST" $T
 step 03c-f32-tile64x128 30 env SPARSETRAIN_WIDE_TILE=64x128 SPARSETRAIN_PROFILE=dispatches "$ST" $T
-# Twenty-second session: BatchNorm in pairs (the default), and
+# Twenty-second session: BatchNorm and residual sums in pairs (the default), and
 # convolutions reading X in place on GPUs (SPARSETRAIN_IMPLICIT=on:
 # `shared`/`wide` element loaders, no im2col or col2im, and the sparse
 # step's convolutions in pairs) against im2col's columns (the default on
