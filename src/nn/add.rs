@@ -164,17 +164,23 @@ impl Layer for Add {
                 Ok((c.d_inputs[i], dy, x.t, c.kept_or_unused(), (c.output.side, x.side)))
             };
             let ((dx0, dy0, x0, k0, s0), (dx1, dy1, x1, k1, s1)) = cx.both(second, part)?;
-            let (Some(dx0), Some(dx1)) = (dx0, dx1) else { continue };
             let x = cx.inputs[i];
             let rows = cx.rows.per_sample(x.shape.plane());
-            let (c, flags) = (cx.inputs[0].shape.c, (dx0.accumulate, dx0.gate));
-            if flags != (dx1.accumulate, dx1.gate) {
-                for (dx, dy, xt, k, s) in [(dx0, dy0, x0, k0, s0), (dx1, dy1, x1, k1, s1)] {
-                    backward(cx.rec, dx.t, dy, xt, k, s, rows, c, (dx.accumulate, dx.gate, false))?;
+            let c = cx.inputs[0].shape.c;
+            match (dx0, dx1) {
+                (Some(d0), Some(d1)) if (d0.accumulate, d0.gate) == (d1.accumulate, d1.gate) => {
+                    let (dxs, flags) = ([d0.t, d1.t], (d0.accumulate, d0.gate));
+                    backward_pair(cx.rec, (dxs, [dy0, dy1], [x0, x1]), [k0, k1], [s0, s1], rows, c, flags)?;
                 }
-                continue;
+                // Otherwise each sample on its own, sample 0's first.
+                _ => {
+                    for (dx, dy, xt, k, s) in [(dx0, dy0, x0, k0, s0), (dx1, dy1, x1, k1, s1)] {
+                        if let Some(dx) = dx {
+                            backward(cx.rec, dx.t, dy, xt, k, s, rows, c, (dx.accumulate, dx.gate, false))?;
+                        }
+                    }
+                }
             }
-            backward_pair(cx.rec, ([dx0.t, dx1.t], [dy0, dy1], [x0, x1]), [k0, k1], [s0, s1], rows, c, flags)?;
         }
         Ok(())
     }
