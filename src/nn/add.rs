@@ -4,7 +4,8 @@
 //! makes the union a channel set of its own, compacted with the others).
 //! In a compacted network (export) the inputs hold different channels, so
 //! the sum carries where each input's channels go in it: fixed channel sets
-//! the network uploads once. A following ReLU fuses into it.
+//! the network uploads once. A following ReLU fuses into it. A sparse
+//! step's two mask samples run each launch once (`ops::add::forward_pair`).
 
 use serde::{Deserialize, Serialize};
 

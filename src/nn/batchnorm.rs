@@ -4,7 +4,8 @@
 //! channels only, and a removed channel stays exactly 0 after it (and after
 //! the ReLU fused into it) — a deliberate difference from the reference
 //! code, where BatchNorm runs after the masked convolution and a removed
-//! channel still passes its shift β.
+//! channel still passes its shift β. A sparse step's two mask samples share
+//! the launches that write nothing per unit (`ops::batchnorm_pair`).
 
 use serde::{Deserialize, Serialize};
 

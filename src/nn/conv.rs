@@ -9,12 +9,15 @@
 //!   weight grad  dW += dYᵀ·cols     (scattered into the full-size gradient)
 //!   input grad   dcols = dY·W;  dX = col2im(dcols)  (gated by a ReLU'd X)
 //! A 1×1 convolution with stride 1 and no padding reads X as its columns.
-//! Where the matmul variant supports it (see `Conv2d::implicit`), the
-//! forward and weight-gradient products read cols from X themselves and
-//! the input gradient gathers dY inside its product (an implicit
-//! convolution, matmul.wgsl's IMPLICIT): no im2col or col2im pass.
-//! On kept channels, W's kept rows and, within each kernel position, kept
-//! input channels are gathered first (gather.wgsl), as a linear layer does.
+//! Where the device reads convolutions in place (`Gpu::implicit_convs`,
+//! see `Conv2d::implicit`), the forward and weight-gradient products read
+//! cols from X themselves and the input gradient gathers dY inside its
+//! product (an implicit convolution, matmul.wgsl's IMPLICIT): no im2col or
+//! col2im pass. On kept channels, W's kept rows and, within each kernel
+//! position, kept input channels are gathered first (gather.wgsl), as a
+//! linear layer does. A sparse step's two mask samples run each product as
+//! a pair (one launch) where no transient columns stand in the way
+//! (`Conv2d::pairs_columns`).
 
 use serde::{Deserialize, Serialize};
 
