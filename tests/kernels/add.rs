@@ -154,14 +154,6 @@ fn add_pair_cases(gpu: &sparsetrain::Gpu, label: &str, c: usize) {
     let kept_sides = |s: usize| [2, 0, 1].map(|k| Side::Kept { count: 3 * s + k, map: (3 * s + k) * c });
     for (li, sides) in [[kept_sides(0), kept_sides(1)], [[Side::Full; 3]; 2]].into_iter().enumerate() {
         let big = cap * c.div_ceil(4) * 4;
-        let gap = big.div_ceil(64) * 64 + 64;
-        let joint = |name: &str, v: &[f32]| -> [Tensor; 2] {
-            let t = Tensor::zeros(gpu, name, &[gap + big], DType::F32).unwrap();
-            let views = [t.view(0, &[big]).unwrap(), t.view(gap, &[big]).unwrap()];
-            views[0].upload(gpu, &v[..big]).unwrap();
-            views[1].upload(gpu, &v[big..]).unwrap();
-            views
-        };
         let (va, vb, vd, prior) = (
             rand_f32(&mut r, 2 * big, -1.0, 1.0),
             rand_f32(&mut r, 2 * big, -1.0, 1.0),
@@ -171,12 +163,12 @@ fn add_pair_cases(gpu: &sparsetrain::Gpu, label: &str, c: usize) {
         let nine = vec![9.0; 2 * big];
         let setup = || {
             (
-                joint("a", &va),
-                joint("b", &vb),
-                joint("dout", &vd),
-                joint("out", &nine),
-                joint("da", &prior),
-                joint("db", &prior),
+                joint(gpu, "a", big, [&va[..big], &va[big..]]),
+                joint(gpu, "b", big, [&vb[..big], &vb[big..]]),
+                joint(gpu, "dout", big, [&vd[..big], &vd[big..]]),
+                joint(gpu, "out", big, [&nine[..big], &nine[big..]]),
+                joint(gpu, "da", big, [&prior[..big], &prior[big..]]),
+                joint(gpu, "db", big, [&prior[..big], &prior[big..]]),
             )
         };
         let (p, q) = (setup(), setup());

@@ -230,15 +230,6 @@ fn bn_pair_cases(gpu: &sparsetrain::Gpu, label: &str) {
             let running: Vec<f32> =
                 (0..2 * full).map(|i| if i < full { 0.1 } else { 1.0 } + r.random_range(-0.1..0.1)).collect();
             let prior = rand_f32(&mut r, full, -1.0, 1.0);
-            let joint = |name: &str, len: usize, data: [&[f32]; 2]| -> [Tensor; 2] {
-                let gap = len.div_ceil(64) * 64 + 64;
-                let t = Tensor::zeros(gpu, name, &[gap + len], sparsetrain::DType::F32).unwrap();
-                let views = [t.view(0, &[len]).unwrap(), t.view(gap, &[len]).unwrap()];
-                for (v, d) in views.iter().zip(data) {
-                    v.upload(gpu, d).unwrap();
-                }
-                views
-            };
             let t = |name: &str, v: &[f32]| Tensor::from_f32(gpu, name, &[v.len()], v).unwrap();
             let (tg, tb) = (t("gamma", &gamma), t("beta", &beta));
             let len = rows_cap * max;
@@ -246,11 +237,11 @@ fn bn_pair_cases(gpu: &sparsetrain::Gpu, label: &str) {
             let zeros = vec![0.0; (4 + 2 * splits) * max];
             // Paired and one by one, each on its own copies.
             let setup = || {
-                let x = joint("x", len, [&x[0], &x[1]]);
-                let dy = joint("dy", len, [&dy[0], &dy[1]]);
-                let y = joint("y", len, [&nine, &nine]);
-                let dx = joint("dx", len, [&dx0[0], &dx0[1]]);
-                let stats = joint("stats", zeros.len(), [&zeros, &zeros]);
+                let x = joint(gpu, "x", len, [&x[0], &x[1]]);
+                let dy = joint(gpu, "dy", len, [&dy[0], &dy[1]]);
+                let y = joint(gpu, "y", len, [&nine, &nine]);
+                let dx = joint(gpu, "dx", len, [&dx0[0], &dx0[1]]);
+                let stats = joint(gpu, "stats", zeros.len(), [&zeros, &zeros]);
                 (x, dy, y, dx, stats, t("running", &running), t("dgamma", &prior), t("dbeta", &prior))
             };
             let (a, b) = (setup(), setup());

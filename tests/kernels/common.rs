@@ -67,6 +67,21 @@ pub fn to_f64(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
 }
 
+/// Two views of `len` floats in one buffer, their starts a multiple of 64
+/// floats apart with a gap between (both mask samples' operands of a
+/// pair), holding `data[0]` and `data[1]`, zeros past a shorter one.
+pub fn joint(gpu: &Gpu, label: &str, len: usize, data: [&[f32]; 2]) -> [sparsetrain::Tensor; 2] {
+    let gap = len.div_ceil(64) * 64 + 64;
+    let t = sparsetrain::Tensor::zeros(gpu, label, &[gap + len], sparsetrain::DType::F32).unwrap();
+    let views = [t.view(0, &[len]).unwrap(), t.view(gap, &[len]).unwrap()];
+    for (v, d) in views.iter().zip(data) {
+        let mut full = d.to_vec();
+        full.resize(len, 0.0);
+        v.upload(gpu, &full).unwrap();
+    }
+    views
+}
+
 /// Fails unless `got` and `want` hold the same bits, naming how many
 /// values differ and the first few (index, got, want).
 pub fn assert_same_bits(what: &str, got: &[f32], want: &[f32]) {

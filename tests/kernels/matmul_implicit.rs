@@ -197,30 +197,19 @@ fn implicit_pair_cases(gpu: &sparsetrain::Gpu, label: &str) {
                 }
                 let dims: Vec<u32> = kept.iter().flat_map(|&(i, o)| [i as u32, o as u32]).collect();
                 let tdims = Tensor::from_u32(gpu, "dims", &[4], &dims).unwrap();
-                let joint = |name: &str, len: usize, data: [&[f32]; 2]| -> [Tensor; 2] {
-                    let gap = len.div_ceil(64) * 64 + 64;
-                    let t = Tensor::zeros(gpu, name, &[gap + len], DType::F32).unwrap();
-                    let views = [t.view(0, &[len]).unwrap(), t.view(gap, &[len]).unwrap()];
-                    for (v, d) in views.iter().zip(data) {
-                        let mut full = d.to_vec();
-                        full.resize(len, 0.0);
-                        v.upload(gpu, &full).unwrap();
-                    }
-                    views
-                };
                 let (len_x, len_w, len_dy) = (cap * plane * CMAX, CMAX * taps * CMAX, rows_cap * CMAX);
-                let tx = joint("x", len_x, [&ops[0].0, &ops[1].0]);
-                let tw = joint("w", len_w, [&ops[0].1, &ops[1].1]);
-                let tdy = joint("dy", len_dy, [&ops[0].2, &ops[1].2]);
+                let tx = joint(gpu, "x", len_x, [&ops[0].0, &ops[1].0]);
+                let tw = joint(gpu, "w", len_w, [&ops[0].1, &ops[1].1]);
+                let tdy = joint(gpu, "dy", len_dy, [&ops[0].2, &ops[1].2]);
                 let nan = vec![f32::NAN; rows_cap * CMAX];
                 let dw0 = rand_f32(&mut r, len_w, -1.0, 1.0);
                 let dx0 = rand_f32(&mut r, len_x, -1.0, 1.0);
                 // Paired into (y, dw, dx), one by one into the primed copies.
                 let outs = || {
                     [
-                        joint("y", rows_cap * CMAX, [&nan, &nan]),
-                        joint("dw", len_w, [&dw0, &dw0]),
-                        joint("dx", len_x, [&dx0, &dx0]),
+                        joint(gpu, "y", rows_cap * CMAX, [&nan, &nan]),
+                        joint(gpu, "dw", len_w, [&dw0, &dw0]),
+                        joint(gpu, "dx", len_x, [&dx0, &dx0]),
                     ]
                 };
                 let (paired, single) = (outs(), outs());

@@ -46,18 +46,6 @@ fn block(r: &mut impl Rng, (rows, cols): (usize, usize), (rows_p, cols_p): (usiz
     v
 }
 
-/// Two views of `len` floats in one buffer (`gap` floats between their
-/// starts, a multiple of 64), holding `data[0]` and `data[1]`.
-fn joint(gpu: &sparsetrain::Gpu, label: &str, len: usize, data: [&[f32]; 2]) -> [Tensor; 2] {
-    let gap = len.div_ceil(64) * 64 + 64;
-    let t = Tensor::zeros(gpu, label, &[gap + len], sparsetrain::DType::F32).unwrap();
-    let views = [t.view(0, &[len]).unwrap(), t.view(gap, &[len]).unwrap()];
-    for (v, d) in views.iter().zip(data) {
-        v.upload(gpu, d).unwrap();
-    }
-    views
-}
-
 fn pair_cases(gpu: &sparsetrain::Gpu, test: &str) {
     // Unpadded, default depth: the runs whose launches differ for pairs
     // (K-major packs and the depths change nothing a pair does).
