@@ -152,7 +152,7 @@ impl Conv2d {
     /// not ready) and the kept rows and columns of the weight and bias
     /// (where compacted; under lazy SGD brought up to date).
     fn forward_prep(&self, cx: &mut Ctx) -> Result<()> {
-        self.backward_prep(cx)?;
+        self.columns_prep(cx)?;
         let p = self.pass(cx);
         if p.dense {
             return Ok(());
@@ -169,8 +169,8 @@ impl Conv2d {
     }
 
     /// im2col's columns, where the products read them and this pass has
-    /// not got them yet.
-    fn backward_prep(&self, cx: &mut Ctx) -> Result<()> {
+    /// not got them yet (before the forward's products and the backward's).
+    fn columns_prep(&self, cx: &mut Ctx) -> Result<()> {
         let Some(cols) = self.columns(cx).filter(|_| !cx.input_ready) else { return Ok(()) };
         let x = cx.inputs[0];
         let g = self.geom(x.shape);
@@ -415,7 +415,7 @@ impl Layer for Conv2d {
     }
 
     fn backward(&self, cx: &mut Ctx) -> Result<()> {
-        self.backward_prep(cx)?;
+        self.columns_prep(cx)?;
         let (mm, (c, a, b), d) = self.weight_grad_product(cx)?;
         mm.record(cx.rec, c, a, b, d)?;
         self.bias_grad(cx)?;
@@ -446,7 +446,7 @@ impl Layer for Conv2d {
         if !self.pairs_columns(cx, second) {
             return cx.each_sample(second, |c| self.backward(c));
         }
-        cx.each_sample(second, |c| self.backward_prep(c))?;
+        cx.each_sample(second, |c| self.columns_prep(c))?;
         let ((mm0, ops0, d), (mm1, ops1, _)) = cx.both(second, |c| self.weight_grad_product(c))?;
         mm0.record_pair(cx.rec, ops0, &mm1, ops1, d)?;
         cx.each_sample(second, |c| self.bias_grad(c))?;

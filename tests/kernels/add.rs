@@ -26,31 +26,7 @@ fn run_cases(gpu: &sparsetrain::Gpu, label: &str) {
         let mut r = rng(2400 + case as u64);
         // Units 0..c are A's layer, c..2c are B's; set 2 is their union.
         let mask: Vec<u32> = (0..2 * c).map(|u| u32::from(r.random_bool(if u < c { pa } else { pb }))).collect();
-        let sets = vec![
-            SetDesc { slot: 0, len: c, members: vec![] },
-            SetDesc { slot: c, len: c, members: vec![] },
-            SetDesc { slot: 2 * c, len: c, members: vec![0, c] },
-        ];
-        let table = set_table(&sets).unwrap();
-        let tm = Tensor::from_u32(gpu, "mask", &[2 * c], &mask).unwrap();
-        let tt = Tensor::from_u32(gpu, "table", &[table.len()], &table).unwrap();
-        let (kept, ranks) = (
-            Tensor::zeros(gpu, "kept", &[3 * c], DType::U32).unwrap(),
-            Tensor::zeros(gpu, "ranks", &[3 * c], DType::U32).unwrap(),
-        );
-        let counts = Tensor::zeros(gpu, "counts", &[3], DType::U32).unwrap();
-        let mut rec = Recorder::new(gpu);
-        compact_sets(
-            &mut rec,
-            Compacted { kept: &kept, counts: &counts, ranks: &ranks },
-            &tm,
-            &tt,
-            3,
-            (2 * c, 3 * c),
-            1,
-        )
-        .unwrap();
-        rec.finish().unwrap();
+        let (kept, ranks, counts) = union_sets(gpu, c, &mask, 1);
         let ks = KeptSet { dims: &counts, maps: &kept, ranks: &ranks };
         let (sa, sb, su) =
             (Side::Kept { count: 0, map: 0 }, Side::Kept { count: 1, map: c }, Side::Kept { count: 2, map: 2 * c });
@@ -116,14 +92,10 @@ fn run_cases(gpu: &sparsetrain::Gpu, label: &str) {
 /// with one workgroup striding over everything.
 #[test]
 fn residual_sum_pairs_match_one_by_one() {
-    const TEST: &str = "residual_sum_pairs_match_one_by_one";
-    for grid_cap in [None, Some(1)] {
-        let opts = sparsetrain::GpuOptions { pairs: Some(true), grid_cap, ..Default::default() };
-        let Some(gpu) = gpu_with(TEST, opts) else { return };
-        // On one workgroup more columns than its 256 threads (the row walk).
-        let (label, c) = if grid_cap.is_some() { (" (one workgroup)", 263) } else { ("", 13) };
-        add_pair_cases(&gpu, label, c);
-    }
+    // On one workgroup more columns than its 256 threads (the row walk).
+    pairs_on_each_grid("residual_sum_pairs_match_one_by_one", |gpu, label| {
+        add_pair_cases(gpu, label, if label.is_empty() { 13 } else { 263 })
+    });
 }
 
 fn add_pair_cases(gpu: &sparsetrain::Gpu, label: &str, c: usize) {
@@ -135,21 +107,7 @@ fn add_pair_cases(gpu: &sparsetrain::Gpu, label: &str, c: usize) {
     let keep = |u: usize| if u % (2 * c) < c { 0.5 } else { 0.3 };
     let mask: Vec<u32> =
         (0..4 * c).map(|u| if (3 * c..4 * c).contains(&u) { 0 } else { u32::from(r.random_bool(keep(u))) }).collect();
-    let sets = vec![
-        SetDesc { slot: 0, len: c, members: vec![] },
-        SetDesc { slot: c, len: c, members: vec![] },
-        SetDesc { slot: 2 * c, len: c, members: vec![0, c] },
-    ];
-    let table = set_table(&sets).unwrap();
-    let tm = Tensor::from_u32(gpu, "mask", &[4 * c], &mask).unwrap();
-    let tt = Tensor::from_u32(gpu, "table", &[table.len()], &table).unwrap();
-    let kept = Tensor::zeros(gpu, "kept", &[6 * c], DType::U32).unwrap();
-    let ranks = Tensor::zeros(gpu, "ranks", &[6 * c], DType::U32).unwrap();
-    let counts = Tensor::zeros(gpu, "counts", &[6], DType::U32).unwrap();
-    let mut rec = Recorder::new(gpu);
-    let out = Compacted { kept: &kept, counts: &counts, ranks: &ranks };
-    compact_sets(&mut rec, out, &tm, &tt, 3, (2 * c, 3 * c), 2).unwrap();
-    rec.finish().unwrap();
+    let (kept, ranks, counts) = union_sets(gpu, c, &mask, 2);
     let ks = KeptSet { dims: &counts, maps: &kept, ranks: &ranks };
     let kept_sides = |s: usize| [2, 0, 1].map(|k| Side::Kept { count: 3 * s + k, map: (3 * s + k) * c });
     for (li, sides) in [[kept_sides(0), kept_sides(1)], [[Side::Full; 3]; 2]].into_iter().enumerate() {
@@ -207,4 +165,27 @@ fn add_pair_cases(gpu: &sparsetrain::Gpu, label: &str, c: usize) {
         }
         assert!(down(&p.3[1]).iter().any(|&v| v != 9.0), "{tag}: sample 1's sum was not written");
     }
+}
+
+/// The kept lists, ranks and counts of `samples` masks (each 2c units: c
+/// of A's layer, then c of B's) over three sets, A's, B's and their union
+/// (each sample's at its own offsets), compacted on the device as training
+/// does.
+fn union_sets(gpu: &sparsetrain::Gpu, c: usize, mask: &[u32], samples: usize) -> (Tensor, Tensor, Tensor) {
+    let sets = vec![
+        SetDesc { slot: 0, len: c, members: vec![] },
+        SetDesc { slot: c, len: c, members: vec![] },
+        SetDesc { slot: 2 * c, len: c, members: vec![0, c] },
+    ];
+    let table = set_table(&sets).unwrap();
+    let tm = Tensor::from_u32(gpu, "mask", &[mask.len()], mask).unwrap();
+    let tt = Tensor::from_u32(gpu, "table", &[table.len()], &table).unwrap();
+    let kept = Tensor::zeros(gpu, "kept", &[3 * c * samples], DType::U32).unwrap();
+    let ranks = Tensor::zeros(gpu, "ranks", &[3 * c * samples], DType::U32).unwrap();
+    let counts = Tensor::zeros(gpu, "counts", &[3 * samples], DType::U32).unwrap();
+    let mut rec = Recorder::new(gpu);
+    let out = Compacted { kept: &kept, counts: &counts, ranks: &ranks };
+    compact_sets(&mut rec, out, &tm, &tt, 3, (2 * c, 3 * c), samples).unwrap();
+    rec.finish().unwrap();
+    (kept, ranks, counts)
 }

@@ -163,14 +163,9 @@ fn dense_f32(v: &[f32], rows: usize, c: usize, count: usize) -> Vec<f32> {
 /// parts, sample 0's first), in fewer launches; unsplit and split.
 #[test]
 fn batchnorm_pairs_match_one_by_one() {
-    const TEST: &str = "batchnorm_pairs_match_one_by_one";
-    // Pairs on whatever SPARSETRAIN_PAIRS says; also one workgroup striding
-    // over every row and channel (the applies' row walk).
-    for grid_cap in [None, Some(1)] {
-        let opts = sparsetrain::GpuOptions { pairs: Some(true), grid_cap, ..Default::default() };
-        let Some(gpu) = gpu_with(TEST, opts) else { return };
-        bn_pair_cases(&gpu, if grid_cap.is_some() { " (one workgroup)" } else { "" });
-    }
+    // Also on one workgroup striding over every row and channel (the
+    // applies' row walk).
+    pairs_on_each_grid("batchnorm_pairs_match_one_by_one", bn_pair_cases);
 }
 
 fn bn_pair_cases(gpu: &sparsetrain::Gpu, label: &str) {

@@ -27,6 +27,17 @@ pub fn with_single_workgroup(test: &str, mut case: impl FnMut(&Gpu, &str)) {
     case(&g, " (one workgroup)");
 }
 
+/// `with_single_workgroup` for pair tests: the device opened with pairs on
+/// whatever SPARSETRAIN_PAIRS says, then one whose grids are one workgroup
+/// (the label says which).
+pub fn pairs_on_each_grid(test: &str, mut case: impl FnMut(&Gpu, &str)) {
+    for (grid_cap, label) in [(None, ""), (Some(1), " (one workgroup)")] {
+        let opts = GpuOptions { pairs: Some(true), grid_cap, ..Default::default() };
+        let Some(g) = gpu_with(test, opts) else { return };
+        case(&g, label);
+    }
+}
+
 /// `gpu` with options (the autotune is always off in tests: the matmul
 /// variant is forced explicitly where it matters, and elsewhere the cached or
 /// device-type choice avoids timing work in every test).
