@@ -58,8 +58,11 @@ struct BnParams {
     stride_stats: u32,
     stride_dims: u32,
     stride_map: u32,
+    // bn_stats_final, bn_grad_final: 2 runs both samples of a pair in one
+    // workgroup, sample 0's channels, a barrier, then sample 1's (see
+    // `final_samples`); else the sample is the grid's z.
+    seq: u32,
     _pad0: u32,
-    _pad1: u32,
 }
 
 override WG: u32 = 256u;
@@ -84,10 +87,12 @@ override WG: u32 = 256u;
 // the sample (strides zero and z = 0 for one). Each kernel calls
 // `sample(wid.z)` first; every read and write of x, y, dy, stats, the kept
 // count and the kept list goes through these offsets. The parameters,
-// running averages and their gradients are per unit and shared: only
-// kernels that write none of them (the split first levels, the two applies)
-// run as pairs; the launcher runs the others a sample at a time, sample
-// 0's first.
+// running averages and their gradients are per unit and shared, and a unit
+// both samples keep gets sample 0's update first: kernels that write none
+// of them (the split first levels, the two applies) run as pairs over z;
+// the split finals run both samples in one workgroup, one after the other
+// (`seq`, `final_samples`); the launcher runs the unsplit reductions a
+// sample at a time, sample 0's first.
 var<private> OX: u32;
 var<private> OY: u32;
 var<private> ODY: u32;
@@ -320,10 +325,19 @@ fn bn_stats_final(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lidx: u32,
 ) {
-    sample(wid.z);
+    let run = final_samples(wid);
+    for (var s = run.x; s < run.y; s++) {
+        stats_final(s, final_threads(wid, nwg, lidx));
+        storageBarrier();
+    }
+}
+
+// Sample z's finals, thread t's channels (first, stride).
+fn stats_final(z: u32, t: vec2<u32>) {
+    sample(z);
     let ch = channels();
     let rows = rows_of(p.rows, p.rows_code);
-    for (var j = flat_id(wid, nwg, lidx, WG); j < ch.x; j += nwg.x * nwg.y * WG) {
+    for (var j = t.x; j < ch.x; j += t.y) {
         let live = j < ch.y && rows > 0u;
         var s1 = 0.0;
         var s2 = 0.0;
@@ -340,6 +354,29 @@ fn bn_stats_final(
         }
         finish_stats(j, mean, max(s2 / n - m1 * m1, 0.0), live, rows);
     }
+}
+
+// The samples [x, y) whose split finals a workgroup runs: the grid's z
+// alone, or a pair's both (seq 2, a grid of one workgroup) in turn, with a
+// storage barrier after each (the callers'), so that a unit both keep gets
+// sample 0's update of its running averages (or addition into dγ, dβ)
+// before sample 1's, as one launch after the other would give. From the
+// uniform parameters and the workgroup id alone: the barriers stay in
+// uniform control flow.
+fn final_samples(wid: vec3<u32>) -> vec2<u32> {
+    if p.seq > 1u {
+        return vec2(0u, p.seq);
+    }
+    return vec2(wid.z, wid.z + 1u);
+}
+
+// A final's thread: its first channel and stride (a thread per channel over
+// the grid, or over the one workgroup of a pair).
+fn final_threads(wid: vec3<u32>, nwg: vec3<u32>, lidx: u32) -> vec2<u32> {
+    if p.seq > 1u {
+        return vec2(lidx, WG);
+    }
+    return vec2(flat_id(wid, nwg, lidx, WG), nwg.x * nwg.y * WG);
 }
 
 // What bn_apply needs of stored channel j: the statistics it normalises
@@ -446,9 +483,18 @@ fn bn_grad_final(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lidx: u32,
 ) {
-    sample(wid.z);
+    let run = final_samples(wid);
+    for (var s = run.x; s < run.y; s++) {
+        grad_final(s, final_threads(wid, nwg, lidx));
+        storageBarrier();
+    }
+}
+
+// Sample z's finals, thread t's channels (first, stride).
+fn grad_final(z: u32, t: vec2<u32>) {
+    sample(z);
     let ch = channels();
-    for (var j = flat_id(wid, nwg, lidx, WG); j < ch.x; j += nwg.x * nwg.y * WG) {
+    for (var j = t.x; j < ch.x; j += t.y) {
         var sd = 0.0;
         var sdx = 0.0;
         for (var s = 0u; s < p.splits; s++) {

@@ -33,7 +33,10 @@ pub struct BnParams {
     pub stride_stats: u32,
     pub stride_dims: u32,
     pub stride_map: u32,
-    pub _pad: [u32; 2],
+    /// The split finals: 2 runs a pair's both samples in one workgroup, one
+    /// after the other (`batchnorm_pair`); else the sample is the grid's z.
+    pub seq: u32,
+    pub _pad: u32,
 }
 
 impl KernelParams for BnParams {
@@ -123,7 +126,8 @@ pub(super) fn params(rows: Rows, ch: Stored, cfg: BnConfig, splits: usize) -> Re
         stride_stats: 0,
         stride_dims: 0,
         stride_map: 0,
-        _pad: [0; 2],
+        seq: 0,
+        _pad: 0,
     })
 }
 

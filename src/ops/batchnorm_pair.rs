@@ -4,7 +4,10 @@
 //! (shaders/batchnorm.wgsl's `sample`). These are the normalisation, the
 //! input gradient and the split reductions' first level. The launches that
 //! update running averages or add into dγ and dβ (a unit both samples keep
-//! gets both) run a sample at a time, sample 0's first. The results are
+//! gets both) must give sample 0's update first: the split finals run both
+//! samples in one workgroup, one after the other (`seq`), where the stored
+//! channels are few enough (`SEQ_FINAL_MAX`); the unsplit reductions, and
+//! finals over more channels, run a launch per sample. The results are
 //! those of `forward` and `backward` of sample 0 then of sample 1, bit for
 //! bit. Where the two samples' tensors do not lie in one buffer each, or
 //! their channel layouts differ, the two run one after the other.
@@ -18,6 +21,12 @@ use crate::device::record::Recorder;
 use crate::device::shader::Kernel;
 use crate::device::tensor::Tensor;
 use crate::error::Result;
+
+/// The most stored channels whose split finals run both samples in one
+/// workgroup (`seq`): four per thread. Past them one workgroup would
+/// serialise too much of a wide layer's sums; each sample then takes a
+/// launch over the channels' grid.
+pub const SEQ_FINAL_MAX: usize = 4 * super::batchnorm::WG as usize;
 
 /// The two samples' operands as single bindings and sample 1's offsets.
 struct Spans {
@@ -117,11 +126,18 @@ pub fn forward_pair(
     // Statistics: the split first level of both samples at once, then each
     // sample's sums (and running averages) in turn; unsplit, each in turn.
     let alone = |j: usize| -> Result<BnParams> { Ok(BnParams { train: 1, ..params(rows, chs[j], cfg, splits)? }) };
+    let seq = splits > 1 && chs[0].max() <= SEQ_FINAL_MAX;
     if splits > 1 {
-        let b = [(1, ts[0].dims), (2, ts[0].maps), (3, &sp.x), (4, &sp.stats), (5, ts[0].running), (9, &sp.x)];
+        let t = ts[0];
+        let b = [(1, t.dims), (2, t.maps), (3, &sp.x), (4, &sp.stats), (5, t.running), (9, &sp.x)];
         rec.dispatch(Kernel::BnStats, &wg, (0, &sp.strides), &b, both(per_channel(chs[0], splits)?))?;
+        if seq {
+            let p = BnParams { seq: 2, ..sp.strides };
+            let b = [b[0], b[1], b[2], b[3], b[4], (6, t.gamma), (7, t.beta), (8, &sp.out)];
+            rec.dispatch(Kernel::BnStatsFinal, &wg, (0, &p), &b, glam::UVec3::ONE)?;
+        }
     }
-    for (j, t) in ts.iter().enumerate() {
+    for (j, t) in ts.iter().enumerate().filter(|_| !seq) {
         let p = alone(j)?;
         let b = [(1, t.dims), (2, t.maps), (3, t.x), (4, t.stats), (5, t.running), (9, t.x)];
         if splits > 1 {
@@ -172,12 +188,17 @@ pub fn backward_pair(
     super::need("batchnorm", "dbeta", dbeta, chs[0].full, crate::device::tensor::DType::F32)?;
     let wg = vec![("WG", f64::from(super::batchnorm::WG))];
     let dy = sp.dy.as_ref().expect("spans of dy asked for");
+    let seq = splits > 1 && chs[0].max() <= SEQ_FINAL_MAX;
     if splits > 1 {
         let t = ts[0];
         let b = [(1, t.dims), (2, t.maps), (3, &sp.x), (4, &sp.stats), (9, dy), (10, dgamma), (11, dbeta)];
         rec.dispatch(Kernel::BnGradReduce, &wg, (0, &sp.strides), &b, both(per_channel(chs[0], splits)?))?;
+        if seq {
+            let p = BnParams { seq: 2, ..sp.strides };
+            rec.dispatch(Kernel::BnGradFinal, &wg, (0, &p), &b, glam::UVec3::ONE)?;
+        }
     }
-    for (j, t) in ts.iter().enumerate() {
+    for (j, t) in ts.iter().enumerate().filter(|_| !seq) {
         // Sample j alone: its own kept set, no offsets.
         let p =
             BnParams { train: 1, accumulate: flags.accumulate, gate: flags.gate, ..params(rows, chs[j], cfg, splits)? };

@@ -171,13 +171,17 @@ fn batchnorm_pairs_match_one_by_one() {
 fn bn_pair_cases(gpu: &sparsetrain::Gpu, label: &str) {
     use sparsetrain::ops::batchnorm_pair::{backward_pair, forward_pair};
     // (channels, each sample's kept units or all stored, pixels, capacity, batch).
-    let cases: [PairCase; 5] = [
+    let cases: [PairCase; 7] = [
         (9, Some([vec![0, 3, 4, 7, 8], vec![1, 3, 8]]), 6, 4, 3),
         (6, Some([vec![], (0..6).collect()]), 9, 3, 2),
         (7, None, 23, 9, 7),
         (300, Some([(0..300).filter(|u| u % 3 != 0).collect(), (0..300).filter(|u| u % 5 != 1).collect()]), 3, 3, 2),
         // Two channel groups over several chunks of rows.
         (300, None, 7, 4, 3),
+        // Split finals of a pair in one workgroup, four channels a thread
+        // (the most, SEQ_FINAL_MAX); then past it, a launch per sample.
+        (1024, Some([(0..1024).filter(|u| u % 7 != 2).collect(), (0..1024).collect()]), 9, 4, 3),
+        (1030, Some([(0..1030).collect(), (0..1030).filter(|u| u % 2 == 0).collect()]), 9, 4, 3),
     ];
     for split_rows in [0usize, 16] {
         let cfg = BnConfig { split_rows, ..BnConfig::default() };
@@ -260,7 +264,14 @@ fn bn_pair_cases(gpu: &sparsetrain::Gpu, label: &str) {
                 launches[1] = rec.dispatches() - launches[0];
             });
             let tag = format!("case {case}{label}, {splits} splits, {n} of {cap} samples, flags {flags:?}");
-            assert!(launches[0] < launches[1], "{tag}: {launches:?} launches paired and one by one");
+            // Per pass: the reduction (a first level and a final where
+            // split) and the apply. Paired, the first level and the apply
+            // take both samples, and so do the finals up to SEQ_FINAL_MAX.
+            let split = usize::from(splits > 1);
+            let seq = split == 1 && max <= sparsetrain::ops::batchnorm_pair::SEQ_FINAL_MAX;
+            let reduction = if seq { 2 } else { split + 2 };
+            let want = [2 * (reduction + 1), 4 * (split + 2)];
+            assert_eq!(launches, want, "{tag}: launches paired and one by one");
             let down = |t: &Tensor| t.download_f32(gpu).unwrap();
             for j in 0..2 {
                 assert_same_bits(&format!("{tag}: sample {j} y"), &down(&a.2[j]), &down(&b.2[j]));
