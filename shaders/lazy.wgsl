@@ -28,6 +28,9 @@
 // lazy_gather:   a layer's gather of its kept weights and bias for one mask
 //                sample (gather.wgsl's gather_weights), each weight brought
 //                up to date as it is read: one pass over them, not two.
+//                A pair (p.pair): both samples' gathers in one launch; a
+//                weight both read is brought up to date once, by sample
+//                0's thread, which writes it into both outputs.
 // lazy_norm:     partials[y·X·WG + x·WG + lidx] = Σ g² over the thread's share
 // lazy_sgd:      v = μ·v + (s·g + wd·w); w −= lr·v; g = 0 (after the
 //                weights were brought up to date). A factor s of 0 (a
@@ -97,6 +100,12 @@ struct LazyParams {
     defer: u32,
     ring_at: u32,
     ring_len: u32,
+    // lazy_gather of a pair: 1, and where sample 1's Wc and bc start after
+    // sample 0's in the bound wc and bc (floats); else 0.
+    pair: u32,
+    stride_wc: u32,
+    stride_bc: u32,
+    _pad: u32,
 }
 
 // A weight's clock with this bit: its last update waits in g (see above).
@@ -153,6 +162,14 @@ fn kept_at(kset: u32, slot: u32, s: u32, j: u32) -> u32 {
         return j;
     }
     return sets[p.kept_at + s * p.entries + slot + j];
+}
+
+// The position of element i of a side in sample s's kept list, or NONE.
+fn rank_in(kset: u32, slot: u32, s: u32, i: u32) -> u32 {
+    if kset == NONE {
+        return i;
+    }
+    return sets[p.ranks_at + s * p.entries + slot + i];
 }
 
 // Whether sample 0 keeps element i of a side.
@@ -308,51 +325,146 @@ fn lazy_refresh(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     }
 }
 
-// One thread per element of Wc, then of bc, with a stride of the launched
-// threads (the grid is sized on the host).
+// Sample s's gather of a slot: kept rows and columns, padded columns, a
+// row's floats (blocks of padded columns) and all its floats in Wc.
+struct Kept {
+    kr: u32,
+    kc: u32,
+    pc: u32,
+    row_len: u32,
+    n: u32,
+}
+
+fn kept_shape(sl: Slot, s: u32) -> Kept {
+    let kr = kept_count(sl.rows, sl.row_set, s);
+    let kc = kept_count(sl.cols, sl.col_set, s);
+    let pc = side_len(kc, sl.col_set);
+    let row_len = pc * sl.blocks;
+    return Kept(kr, kc, pc, row_len, side_len(kr, sl.row_set) * row_len);
+}
+
+// Float t of a gathered Wc: its weight's index in w, or NONE for padding,
+// and its block (y).
+fn gathered_at(sl: Slot, k: Kept, s: u32, t: u32) -> vec2<u32> {
+    let j = t / k.row_len;
+    var b = 0u;
+    var q = t - j * k.row_len;
+    if sl.blocks > 1u {
+        b = q / k.pc;
+        q -= b * k.pc;
+    }
+    if j >= k.kr || q >= k.kc {
+        return vec2(NONE, b);
+    }
+    let row = kept_at(sl.row_set, sl.row_slot, s, j);
+    let col = kept_at(sl.col_set, sl.col_slot, s, q);
+    return vec2(sl.offset + (row * sl.blocks + b) * sl.cols + col, b);
+}
+
+// Where a pair's sample 1 holds weight i of slot sl (block b) in its Wc,
+// or NONE where it does not keep both its row and its column.
+fn second_place(sl: Slot, k1: Kept, i: u32, b: u32) -> u32 {
+    let e = i - sl.offset;
+    let row = e / (sl.blocks * sl.cols);
+    let col = e % sl.cols;
+    let r1 = rank_in(sl.row_set, sl.row_slot, 1u, row);
+    let c1 = rank_in(sl.col_set, sl.col_slot, 1u, col);
+    if r1 == NONE || c1 == NONE {
+        return NONE;
+    }
+    return p.stride_wc + r1 * k1.row_len + b * k1.pc + c1;
+}
+
+// Whether sample 0 keeps the row and the column of weight i of slot sl:
+// then a pair's sample 0 thread gathers it for both samples.
+fn first_keeps(sl: Slot, i: u32) -> bool {
+    let e = i - sl.offset;
+    let row = e / (sl.blocks * sl.cols);
+    return kept_in_first(sl.row_set, sl.row_slot, row) && kept_in_first(sl.col_set, sl.col_slot, e % sl.cols);
+}
+
+// One thread per float of Wc, then of bc, with a stride of the launched
+// threads (the grid is sized on the host). A pair's threads run over
+// sample 0's floats, then sample 1's; sample 0's also write what sample 1
+// keeps of their weight, and sample 1's skip those.
 @compute @workgroup_size(WG)
 fn lazy_gather(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lidx: u32,
 ) {
-    let s = p.sample;
     let clock = bitcast<u32>(clip[3]);
     let stride = nwg.x * nwg.y * WG;
+    let id = flat_id(wid, nwg, lidx, WG);
     let sl = slot_at(p.gather_slot);
-    let kr = kept_count(sl.rows, sl.row_set, s);
-    let kc = kept_count(sl.cols, sl.col_set, s);
-    let pc = side_len(kc, sl.col_set);
-    let row_len = pc * sl.blocks;
-    let n = side_len(kr, sl.row_set) * row_len;
-    for (var t = flat_id(wid, nwg, lidx, WG); t < n; t += stride) {
-        let j = t / row_len;
-        var b = 0u;
-        var q = t - j * row_len;
-        if sl.blocks > 1u {
-            b = q / pc;
-            q -= b * pc;
+    // Sample 0's gather (or the one sample's), then sample 1's of a pair.
+    let s0 = p.sample * (1u - p.pair);
+    let k0 = kept_shape(sl, s0);
+    var k1 = Kept(0u, 0u, 0u, 0u, 0u);
+    if p.pair != 0u {
+        k1 = kept_shape(sl, 1u);
+    }
+    for (var t = id; t < k0.n + k1.n; t += stride) {
+        if t < k0.n {
+            let at = gathered_at(sl, k0, s0, t);
+            var v = 0.0;
+            if at.x != NONE {
+                v = fresh(at.x, clock);
+                if p.pair != 0u {
+                    let o = second_place(sl, k1, at.x, at.y);
+                    if o != NONE {
+                        wc[o] = v;
+                    }
+                }
+            }
+            wc[t] = v;
+        } else {
+            let at = gathered_at(sl, k1, 1u, t - k0.n);
+            if at.x == NONE {
+                wc[p.stride_wc + t - k0.n] = 0.0;
+            } else if !first_keeps(sl, at.x) {
+                wc[p.stride_wc + t - k0.n] = fresh(at.x, clock);
+            }
         }
-        var v = 0.0;
-        if j < kr && q < kc {
-            let row = kept_at(sl.row_set, sl.row_slot, s, j);
-            let col = kept_at(sl.col_set, sl.col_slot, s, q);
-            v = fresh(sl.offset + (row * sl.blocks + b) * sl.cols + col, clock);
-        }
-        wc[t] = v;
     }
     if p.gather_bias == NONE {
         return;
     }
+    // The bias follows the weight's rows.
     let bs = slot_at(p.gather_bias);
-    let kb = kept_count(bs.rows, bs.row_set, s);
-    let nb = side_len(kb, bs.row_set);
-    for (var j = flat_id(wid, nwg, lidx, WG); j < nb; j += stride) {
-        var v = 0.0;
-        if j < kb {
-            v = fresh(bs.offset + kept_at(bs.row_set, bs.row_slot, s, j), clock);
+    let kb0 = kept_count(bs.rows, bs.row_set, s0);
+    let nb0 = side_len(kb0, bs.row_set);
+    var kb1 = 0u;
+    var nb1 = 0u;
+    if p.pair != 0u {
+        kb1 = kept_count(bs.rows, bs.row_set, 1u);
+        nb1 = side_len(kb1, bs.row_set);
+    }
+    for (var j = id; j < nb0 + nb1; j += stride) {
+        if j < nb0 {
+            var v = 0.0;
+            if j < kb0 {
+                let row = kept_at(bs.row_set, bs.row_slot, s0, j);
+                v = fresh(bs.offset + row, clock);
+                if p.pair != 0u {
+                    let r1 = rank_in(bs.row_set, bs.row_slot, 1u, row);
+                    if r1 != NONE {
+                        bc[p.stride_bc + r1] = v;
+                    }
+                }
+            }
+            bc[j] = v;
+        } else {
+            let j1 = j - nb0;
+            if j1 >= kb1 {
+                bc[p.stride_bc + j1] = 0.0;
+            } else {
+                let row = kept_at(bs.row_set, bs.row_slot, 1u, j1);
+                if !kept_in_first(bs.row_set, bs.row_slot, row) {
+                    bc[p.stride_bc + j1] = fresh(bs.offset + row, clock);
+                }
+            }
         }
-        bc[j] = v;
     }
 }
 

@@ -453,9 +453,10 @@ fn runs_are_single_steps_without_dynamic_offsets() {
 /// launches fewer for an MLP of L linear layers (the first has no input
 /// gradient), twice that in mixed precision (the f16 packs too), and the
 /// same weights, scores and losses bit for bit as the two samples launched
-/// one by one. Mixed precision runs where the device has cooperative
-/// matrices (it says NOT RUN elsewhere, and fails where
-/// SPARSETRAIN_REQUIRE_COOP is set).
+/// one by one. Under lazy SGD each layer's gathers of its kept weights pair
+/// too (`LazyPass::gather_pair`): L fewer again. Mixed precision runs where
+/// the device has cooperative matrices (it says NOT RUN elsewhere, and
+/// fails where SPARSETRAIN_REQUIRE_COOP is set).
 #[test]
 fn paired_products_launch_once_and_change_no_bit() {
     const TEST: &str = "paired_products_launch_once_and_change_no_bit";
@@ -464,7 +465,8 @@ fn paired_products_launch_once_and_change_no_bit() {
     let mut r = rng(2300);
     let x = rand_f32(&mut r, batch * dim, -1.0, 1.0);
     let y: Vec<u32> = (0..batch as u32).map(|i| (i * 7) % 5).collect();
-    for (precision, per_pair) in [(sparsetrain::Precision::F32, 1), (sparsetrain::Precision::Mixed, 2)] {
+    let modes = [(sparsetrain::Precision::F32, 1), (sparsetrain::Precision::Mixed, 2)];
+    for ((precision, per_pair), updates) in modes.into_iter().flat_map(|m| [(m, Updates::Eager), (m, Updates::Lazy)]) {
         let mut runs = Vec::new();
         for pairs in [true, false] {
             let opts = sparsetrain::GpuOptions { pairs: Some(pairs), ..Default::default() };
@@ -480,11 +482,12 @@ fn paired_products_launch_once_and_change_no_bit() {
                 break;
             }
             let net = Net::new(&gpu, Graph::mlp(dim, &hidden, 5).unwrap(), 3).unwrap();
-            runs.push(sparse_steps(&gpu, net, (&x, &y), 0.4, 4));
+            runs.push(sparse_steps(&gpu, net, (&x, &y), (0.4, updates), 4));
         }
         let [on, off] = &runs[..] else { continue };
-        let tag = format!("{precision:?}");
-        let fewer = per_pair * (2 * layers - 1);
+        let tag = format!("{precision:?}, {updates:?} updates");
+        let gathers = if updates == Updates::Lazy { layers } else { 0 };
+        let fewer = per_pair * (2 * layers - 1) + gathers;
         // SPARSETRAIN_THIN=on (scripts/lavapipe-coop.sh) runs the output
         // layer's forward pair in mixed precision on `matmul_thin`, one
         // launch with no packs: one fewer saved. The bits must agree all
@@ -504,9 +507,9 @@ fn paired_products_launch_once_and_change_no_bit() {
 /// steps of a ResNet-8 of width 4 (implicit products by default on CPU
 /// adapters; a stem on 3 channels whose explicit columns both samples
 /// share) launch each implicit convolution's forward product (else the
-/// stem's) at least once less per step, and
-/// train to the same weights, scores and losses bit for bit as with pairs
-/// off.
+/// stem's) at least once less per step, under lazy SGD each layer's gather
+/// of its kept weights too (with columns or without), and train to the
+/// same weights, scores and losses bit for bit as with pairs off.
 #[test]
 fn paired_convolutions_launch_once_and_change_no_bit() {
     const TEST: &str = "paired_convolutions_launch_once_and_change_no_bit";
@@ -516,48 +519,57 @@ fn paired_convolutions_launch_once_and_change_no_bit() {
     let mut r = rng(2400);
     let x = rand_f32(&mut r, batch * input.len(), -1.0, 1.0);
     let y: Vec<u32> = (0..batch as u32).map(|i| (i * 3) % classes as u32).collect();
-    let mut runs = Vec::new();
-    for pairs in [true, false] {
-        let opts = sparsetrain::GpuOptions { pairs: Some(pairs), ..Default::default() };
-        let Some(gpu) = gpu_with(TEST, opts) else { return };
-        let graph = Graph::from_spec(models::resnet(8, 4, input, classes).unwrap()).unwrap();
-        // Each convolution's forward pairs where it reads X in place; with
-        // im2col's columns (SPARSETRAIN_IMPLICIT=off) only the stem's, whose
-        // columns both samples share.
-        let convs = graph.nodes.iter().filter(|n| n.layer.kind() == "conv2d").count();
-        let convs = if gpu.implicit_convs() { convs } else { 1 };
-        let net = Net::new(&gpu, graph, 5).unwrap();
-        let (dispatches, values) = sparse_steps(&gpu, net, (&x, &y), 0.5, 3);
-        runs.push((dispatches, convs, values));
-    }
-    let [on, off] = &runs[..] else { unreachable!("two runs") };
-    assert!(
-        off.0 >= on.0 + on.1,
-        "launches per step: {} paired, {} one by one, for {} convolutions that pair",
-        on.0,
-        off.0,
-        on.1
-    );
-    for (what, (a, b)) in ["weights", "scores", "losses"].iter().zip(on.2.iter().zip(&off.2)) {
-        assert!(a.iter().all(|v| v.is_finite()), "{what} not finite");
-        let diff = a.iter().zip(b).filter(|(p, q)| p.to_bits() != q.to_bits()).count();
-        assert_eq!(diff, 0, "{what}: {diff} of {} values differ paired vs one by one", a.len());
+    for updates in [Updates::Eager, Updates::Lazy] {
+        let mut runs = Vec::new();
+        for pairs in [true, false] {
+            let opts = sparsetrain::GpuOptions { pairs: Some(pairs), ..Default::default() };
+            let Some(gpu) = gpu_with(TEST, opts) else { return };
+            let graph = Graph::from_spec(models::resnet(8, 4, input, classes).unwrap()).unwrap();
+            // Each convolution's forward pairs where it reads X in place;
+            // with im2col's columns (SPARSETRAIN_IMPLICIT=off) only the
+            // stem's, whose columns both samples share. Lazy SGD's gathers
+            // pair either way: one per convolution and the classifier.
+            let kind = |k: &str| graph.nodes.iter().filter(|n| n.layer.kind() == k).count();
+            let convs = if gpu.implicit_convs() { kind("conv2d") } else { 1 };
+            let gathers = if updates == Updates::Lazy { kind("conv2d") + kind("linear") } else { 0 };
+            let net = Net::new(&gpu, graph, 5).unwrap();
+            let (dispatches, values) = sparse_steps(&gpu, net, (&x, &y), (0.5, updates), 3);
+            runs.push((dispatches, convs + gathers, values));
+        }
+        let [on, off] = &runs[..] else { unreachable!("two runs") };
+        assert!(
+            off.0 >= on.0 + on.1,
+            "{updates:?} updates: launches per step: {} paired, {} one by one, for {} launches that pair",
+            on.0,
+            off.0,
+            on.1
+        );
+        for (what, (a, b)) in ["weights", "scores", "losses"].iter().zip(on.2.iter().zip(&off.2)) {
+            assert!(a.iter().all(|v| v.is_finite()), "{updates:?} updates: {what} not finite");
+            let diff = a.iter().zip(b).filter(|(p, q)| p.to_bits() != q.to_bits()).count();
+            assert_eq!(
+                diff,
+                0,
+                "{updates:?} updates: {what}: {diff} of {} values differ paired vs one by one",
+                a.len()
+            );
+        }
     }
 }
 
-/// `steps` sparse steps at `keep` of `net` on one batch (x, y) with pairs
+/// `steps` sparse steps at `keep` (SGD `updates`) of `net` on one batch (x, y) with pairs
 /// as `gpu` was opened: the step's launches, then the weights, scores and
 /// losses after them.
 fn sparse_steps(
     gpu: &sparsetrain::Gpu,
     net: Net,
     (x, y): (&[f32], &[u32]),
-    keep: f32,
+    (keep, updates): (f32, Updates),
     steps: u64,
 ) -> (usize, [Vec<f32>; 3]) {
     let batch = y.len();
     let sgd = Sgd { lr: 0.05, momentum: 0.9, weight_decay: 1e-4 };
-    let sparse = Some(SparseConfig { keep, ..Default::default() });
+    let sparse = Some(SparseConfig { keep, updates, ..Default::default() });
     let mut tr = Trainer::new(gpu, net, batch, sgd, sparse).unwrap();
     let dispatches = tr.plan(gpu, Phase::Train).unwrap().dispatches();
     for step in 0..steps {

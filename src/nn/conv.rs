@@ -168,6 +168,18 @@ impl Conv2d {
         }
     }
 
+    /// A forward pass whose compact weight is (`gathered`) or is not yet
+    /// gathered.
+    fn forward_after(&self, cx: &mut Ctx, gathered: bool) -> Result<()> {
+        if gathered {
+            self.columns_prep(cx)?;
+        } else {
+            self.forward_prep(cx)?;
+        }
+        let (mm, (c, a, b), d) = self.forward_product(cx)?;
+        mm.record(cx.rec, c, a, b, d)
+    }
+
     /// im2col's columns, where the products read them and this pass has
     /// not got them yet (before the forward's products and the backward's).
     fn columns_prep(&self, cx: &mut Ctx) -> Result<()> {
@@ -409,9 +421,7 @@ impl Layer for Conv2d {
     }
 
     fn forward(&self, cx: &mut Ctx) -> Result<()> {
-        self.forward_prep(cx)?;
-        let (mm, (c, a, b), d) = self.forward_product(cx)?;
-        mm.record(cx.rec, c, a, b, d)
+        self.forward_after(cx, false)
     }
 
     fn backward(&self, cx: &mut Ctx) -> Result<()> {
@@ -427,13 +437,23 @@ impl Layer for Conv2d {
 
     /// Both samples' gathers (and columns), then their forward products as
     /// a pair: one launch where the two fit one (`Matmul::record_pair`).
-    /// One after the other where the products read im2col columns that the
-    /// two samples' passes share (`pairs_columns`).
+    /// Under lazy SGD the gathers take one launch too where they can
+    /// (`LazyPass::gather_pair`). The products run one after the other
+    /// where they read im2col columns that the two samples' passes share
+    /// (`pairs_columns`).
     fn forward_pair<'a>(&self, cx: &mut Ctx<'a, '_>, second: &mut Second<'a>) -> Result<()> {
+        let gathered = match (cx.lazy, second.lazy) {
+            (Some(l0), Some(l1)) if !self.pass(cx).dense => {
+                let (wc, bc) = ([&cx.scratch[0], &second.scratch[0]], [&cx.scratch[1], &second.scratch[1]]);
+                l0.gather_pair(cx.rec, &l1, (0, self.bias.then_some(1)), wc, bc)?;
+                true
+            }
+            _ => false,
+        };
         if !self.pairs_columns(cx, second) {
-            return cx.each_sample(second, |c| self.forward(c));
+            return cx.each_sample(second, |c| self.forward_after(c, gathered));
         }
-        cx.each_sample(second, |c| self.forward_prep(c))?;
+        cx.each_sample(second, |c| if gathered { self.columns_prep(c) } else { self.forward_prep(c) })?;
         let ((mm0, ops0, d), (mm1, ops1, _)) = cx.both(second, |c| self.forward_product(c))?;
         mm0.record_pair(cx.rec, ops0, &mm1, ops1, d)
     }

@@ -43,15 +43,21 @@ impl Linear {
 type Product<'a> = (Matmul<'a>, (&'a Tensor, &'a Tensor, &'a Tensor), Dims);
 
 impl Linear {
+    /// Whether a side of the weight is a kept set (its products read the
+    /// compact copy `gather` writes).
+    fn compacts(&self, cx: &Ctx) -> bool {
+        columns(&cx.inputs[0]).0 != Side::Full || cx.output.side != Side::Full
+    }
+
     /// The kept rows and columns of the weight and bias into the compact
     /// scratch (where a side is compacted), brought up to date under lazy
     /// SGD.
     fn gather(&self, cx: &mut Ctx) -> Result<()> {
-        let x = cx.inputs[0];
-        let ((cols, plane, c), rows) = (columns(&x), cx.output.side);
-        if cols == Side::Full && rows == Side::Full {
+        if !self.compacts(cx) {
             return Ok(());
         }
+        let x = cx.inputs[0];
+        let ((cols, plane, c), rows) = (columns(&x), cx.output.side);
         let kept = cx.kept("linear")?;
         let (wc, bc) = (&cx.scratch[0], &cx.scratch[1]);
         match cx.lazy {
@@ -296,7 +302,14 @@ impl Layer for Linear {
     /// Both samples' gathers, then their forward products as a pair: one
     /// launch where the two fit one (`Matmul::record_pair`).
     fn forward_pair<'a>(&self, cx: &mut Ctx<'a, '_>, second: &mut Second<'a>) -> Result<()> {
-        cx.each_sample(second, |c| self.gather(c))?;
+        match (cx.lazy, second.lazy) {
+            // Under lazy SGD both samples' gathers in one launch where they can.
+            (Some(l0), Some(l1)) if self.compacts(cx) => {
+                let (wc, bc) = ([&cx.scratch[0], &second.scratch[0]], [&cx.scratch[1], &second.scratch[1]]);
+                l0.gather_pair(cx.rec, &l1, (0, Some(1)), wc, bc)?
+            }
+            _ => cx.each_sample(second, |c| self.gather(c))?,
+        }
         let ((mm0, ops0, d), (mm1, ops1, _)) = cx.both(second, |c| self.forward_product(c))?;
         mm0.record_pair(cx.rec, ops0, &mm1, ops1, d)
     }

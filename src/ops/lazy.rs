@@ -40,6 +40,12 @@ pub struct LazyParams {
     pub defer: u32,
     pub ring_at: u32,
     pub ring_len: u32,
+    /// lazy_gather of both samples (`LazyPass::gather_pair`): 1, and sample
+    /// 1's offsets in the bound Wc and bc.
+    pub pair: u32,
+    pub stride_wc: u32,
+    pub stride_bc: u32,
+    pub _pad: u32,
 }
 
 impl KernelParams for LazyParams {
@@ -174,6 +180,33 @@ impl LazyPass<'_> {
     ) -> Result<()> {
         self.op.gather(rec, *self, self.first_slot + param, bias.map(|b| self.first_slot + b), (wc, bc))
     }
+
+    /// `gather` of this pass (sample 0's) into `wc[0]`, `bc[0]` and of
+    /// `second` (sample 1's pass of the same step) into `wc[1]`, `bc[1]`:
+    /// one launch where each pair of outputs lies in one buffer, sample 1's
+    /// after sample 0's (a weight both samples read is brought up to date
+    /// once and written into both); else one after the other. The same
+    /// bits either way.
+    pub fn gather_pair(
+        &self,
+        rec: &mut Recorder,
+        second: &LazyPass,
+        (param, bias): (usize, Option<usize>),
+        wc: [&Tensor; 2],
+        bc: [&Tensor; 2],
+    ) -> Result<()> {
+        let same = std::ptr::eq(self.op, second.op)
+            && self.first_slot == second.first_slot
+            && (self.sample, second.sample) == (0, 1)
+            && self.sets.all.same_as(second.sets.all)
+            && self.sets.offsets == second.sets.offsets;
+        let slots = (self.first_slot + param, bias.map(|b| self.first_slot + b));
+        if same && rec.gpu().pairs() && self.op.gather_pair(rec, *self, slots, wc, bc)? {
+            return Ok(());
+        }
+        self.gather(rec, param, bias, wc[0], bc[0])?;
+        second.gather(rec, param, bias, wc[1], bc[1])
+    }
 }
 
 impl Lazy {
@@ -248,6 +281,10 @@ impl Lazy {
             defer: if self.defer { PEND } else { 0 },
             ring_at: RING_AT as u32,
             ring_len: RING as u32,
+            pair: 0,
+            stride_wc: 0,
+            stride_bc: 0,
+            _pad: 0,
         })
     }
 
@@ -280,14 +317,15 @@ impl Lazy {
         rec.dispatch(Kernel::LazyRefresh, &vec![("WG", WG.into())], (0, &p), &bind, grid)
     }
 
-    fn gather(
+    /// The checks of a gather of `pass`'s sample into (wc, bc), its
+    /// parameters and its threads; notes the slots as gathered.
+    fn gather_params(
         &self,
-        rec: &mut Recorder,
         pass: LazyPass,
         slot: usize,
         bias: Option<usize>,
         (wc, bc): (&Tensor, &Tensor),
-    ) -> Result<()> {
+    ) -> Result<(LazyParams, usize)> {
         const OP: &str = "lazy_gather";
         self.check(pass.st, pass.hp)?;
         if pass.sample > 1 {
@@ -320,13 +358,59 @@ impl Lazy {
             threads = threads.max(stored(bs.rows));
             p.gather_bias = u32_of(OP, "slot", b)?;
         }
-        {
-            let mut seen = self.seen_flags();
-            for i in std::iter::once(slot).chain(bias) {
-                seen[i][pass.sample] = true;
-            }
+        let mut seen = self.seen_flags();
+        for i in std::iter::once(slot).chain(bias) {
+            seen[i][pass.sample] = true;
         }
+        Ok((p, threads))
+    }
+
+    fn gather(
+        &self,
+        rec: &mut Recorder,
+        pass: LazyPass,
+        slot: usize,
+        bias: Option<usize>,
+        (wc, bc): (&Tensor, &Tensor),
+    ) -> Result<()> {
+        let (p, threads) = self.gather_params(pass, slot, bias, (wc, bc))?;
         let bc = if bias.is_some() { bc } else { wc };
+        self.launch_gather(rec, pass, &p, (wc, bc), threads)
+    }
+
+    /// Both samples' gathers in one launch (`pass` sample 0's): false,
+    /// recording nothing, where an output pair does not lie in one buffer
+    /// with sample 1's after sample 0's.
+    fn gather_pair(
+        &self,
+        rec: &mut Recorder,
+        pass: LazyPass,
+        (slot, bias): (usize, Option<usize>),
+        wc: [&Tensor; 2],
+        bc: [&Tensor; 2],
+    ) -> Result<bool> {
+        let gpu = rec.gpu();
+        let span = |t: [&Tensor; 2]| t[0].span_to(t[1], gpu).filter(|&(_, s)| s >= t[0].len());
+        let (Some((wcs, swc)), Some((bcs, sbc))) = (span(wc), if bias.is_some() { span(bc) } else { span(wc) }) else {
+            return Ok(false);
+        };
+        let (mut p, threads) = self.gather_params(pass, slot, bias, (wc[0], bc[0]))?;
+        self.gather_params(LazyPass { sample: 1, ..pass }, slot, bias, (wc[1], bc[1]))?;
+        p.pair = 1;
+        p.stride_wc = u32_of("lazy_gather", "stride", swc)?;
+        p.stride_bc = u32_of("lazy_gather", "stride", sbc)?;
+        self.launch_gather(rec, pass, &p, (&wcs, &bcs), 2 * threads)?;
+        Ok(true)
+    }
+
+    fn launch_gather(
+        &self,
+        rec: &mut Recorder,
+        pass: LazyPass,
+        p: &LazyParams,
+        (wc, bc): (&Tensor, &Tensor),
+        threads: usize,
+    ) -> Result<()> {
         let st = pass.st;
         let bind = [
             (1, &self.table),
@@ -339,7 +423,7 @@ impl Lazy {
             (9, wc),
             (10, bc),
         ];
-        launch_1d(rec, Kernel::LazyGather, (OP, WG), &p, &bind, threads)
+        launch_1d(rec, Kernel::LazyGather, ("lazy_gather", WG), p, &bind, threads)
     }
 
     /// Whether some slot is left to the layers' gathers (`LazyPass::gather`).

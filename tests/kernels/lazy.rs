@@ -29,8 +29,10 @@ const NONE: u32 = u32::MAX;
 #[test]
 fn lazy_sgd_equals_eager_steps() {
     let Some(gpu) = gpu("lazy_sgd_equals_eager_steps") else { return };
-    let cases = [(None, false), (Some(1), false), (None, true), (Some(1), true)];
-    for ((grid_cap, gathered), defer) in cases.into_iter().flat_map(|c| [(c, false), (c, true)]) {
+    // (grid cap, gathered, both samples' gathers in one launch).
+    let cases = [(None, false, false), (Some(1), false, false), (None, true, false), (Some(1), true, false)];
+    let cases = cases.into_iter().chain([(None, true, true), (Some(1), true, true)]);
+    for ((grid_cap, gathered, paired), defer) in cases.flat_map(|c| [(c, false), (c, true)]) {
         let gpu_c;
         let gpu = match grid_cap {
             None => &gpu,
@@ -41,11 +43,11 @@ fn lazy_sgd_equals_eager_steps() {
                 &gpu_c
             }
         };
-        run_case(gpu, grid_cap, gathered, defer);
+        run_case(gpu, grid_cap, (gathered, paired), defer);
     }
 }
 
-fn run_case(gpu: &sparsetrain::Gpu, grid_cap: Option<u32>, gathered: bool, defer: bool) {
+fn run_case(gpu: &sparsetrain::Gpu, grid_cap: Option<u32>, (gathered, paired): (bool, bool), defer: bool) {
     // Set 0: 7 channels at list slot 0; set 1: 5 channels at slot 7.
     let (c0, c1, entries, sets) = (7usize, 5usize, 12usize, 2usize);
     let s0 = Some((0, 0));
@@ -69,11 +71,14 @@ fn run_case(gpu: &sparsetrain::Gpu, grid_cap: Option<u32>, gathered: bool, defer
     // slot 5].
     let padded = |n: usize| n.div_ceil(4) * 4;
     let sizes = [padded(c0) * 3 * padded(c1), padded(c0), 4 * padded(c0), 4, 6, padded(c0) * 40];
-    let outs: Vec<[Tensor; 6]> =
-        (0..2).map(|_| sizes.map(|n| Tensor::zeros(gpu, "wc", &[n], DType::F32).unwrap())).collect();
+    // Each output's two samples in one buffer, as a pair's gathers need.
+    let joints = sizes.map(|n| joint(gpu, "wc", n, [&[], &[]]));
+    let outs: Vec<[Tensor; 6]> = (0..2).map(|s| std::array::from_fn(|k| joints[k][s].clone())).collect();
     let total = 430;
     let hp = Sgd { lr: 0.07, momentum: 0.9, weight_decay: 0.01 };
-    let mut r = rng(4100 + grid_cap.unwrap_or(0) as u64 + 10 * u64::from(gathered) + 100 * u64::from(defer));
+    let seed =
+        grid_cap.unwrap_or(0) as u64 + 10 * u64::from(gathered) + 100 * u64::from(defer) + 1000 * u64::from(paired);
+    let mut r = rng(4100 + seed);
     let lazy = Lazy::new(gpu, slots.clone(), total, defer).unwrap();
     assert_eq!(lazy.defers(), defer);
     let w0 = rand_f32(&mut r, total, -1.0, 1.0);
@@ -142,16 +147,27 @@ fn run_case(gpu: &sparsetrain::Gpu, grid_cap: Option<u32>, gathered: bool, defer
         let mut rec = Recorder::with_step(gpu, &step_buf);
         lazy.refresh(&mut rec, st, sref, hp).unwrap();
         if gathered {
-            for (s, out) in outs.iter().enumerate() {
+            for out in &outs {
                 for (t, n) in out.iter().zip(sizes) {
                     t.upload(gpu, &vec![f32::NAN; n]).unwrap();
                 }
-                let pass = LazyPass { op: &lazy, st, sets: sref, hp, sample: s, first_slot: 0 };
-                pass.gather(&mut rec, 0, Some(1), &out[0], &out[1]).unwrap();
-                pass.gather(&mut rec, 2, Some(4), &out[2], &out[3]).unwrap();
-                pass.gather(&mut rec, 3, None, &out[4], &out[4]).unwrap();
-                pass.gather(&mut rec, 5, None, &out[5], &out[5]).unwrap();
             }
+            let before = rec.dispatches();
+            let passes = [0, 1].map(|s| LazyPass { op: &lazy, st, sets: sref, hp, sample: s, first_slot: 0 });
+            // (weight, bias) slots and outputs.
+            let gathers = [((0, Some(1)), (0, 1)), ((2, Some(4)), (2, 3)), ((3, None), (4, 4)), ((5, None), (5, 5))];
+            for (slots, (a, b)) in gathers {
+                if paired {
+                    let (wc, bc) = ([&outs[0][a], &outs[1][a]], [&outs[0][b], &outs[1][b]]);
+                    passes[0].gather_pair(&mut rec, &passes[1], slots, wc, bc).unwrap();
+                } else {
+                    for (pass, out) in passes.iter().zip(&outs) {
+                        pass.gather(&mut rec, slots.0, slots.1, &out[a], &out[b]).unwrap();
+                    }
+                }
+            }
+            let launches = rec.dispatches() - before;
+            assert_eq!(launches, if paired { 4 } else { 8 }, "grid cap {grid_cap:?}: gathers launched");
             lazy.check_gathered().unwrap();
         }
         rec.into_plan().run(gpu, Some(&block)).unwrap();
@@ -173,7 +189,7 @@ fn run_case(gpu: &sparsetrain::Gpu, grid_cap: Option<u32>, gathered: bool, defer
                 ];
                 let names = ["Wc", "bc", "classifier Wc", "classifier bc", "refreshed slot", "first layer's Wc"];
                 for (name, (t, want)) in names.iter().zip(out.iter().zip(&want)) {
-                    let tag = format!("grid cap {grid_cap:?} step {step} sample {s}: gathered {name}");
+                    let tag = format!("grid cap {grid_cap:?} paired {paired} step {step} sample {s}: gathered {name}");
                     // The kept part, padded: the buffer holds the most units.
                     assert_close(&tag, &t.download_f32(gpu).unwrap()[..want.len()], want, 1e-6, 1e-5);
                 }
