@@ -24,8 +24,9 @@
 // groups (of up to WG channels) × splits, workgroup (g, s) sums its chunk
 // of rows for each channel of its group into partials (after the four
 // statistics in `stats`), reading whole rows at a time (`lanes`), and
-// bn_stats_final / bn_grad_final add each channel's partials, a thread per
-// channel. Split statistics are one pass of shifted sums: Σ(x − K) and
+// bn_stats_final / bn_grad_final add each channel's partials, several
+// threads per channel and a tree (`finals`: up to 256 splits, which one
+// thread would add one by one). Split statistics are one pass of shifted sums: Σ(x − K) and
 // Σ(x − K)² with K = x[row 0, j], a value near the channel's mean, so that
 // the variance does not cancel.
 
@@ -60,7 +61,7 @@ struct BnParams {
     stride_map: u32,
     // bn_stats_final, bn_grad_final: 2 runs both samples of a pair in one
     // workgroup, sample 0's channels, a barrier, then sample 1's (see
-    // `final_samples`); else the sample is the grid's z.
+    // `finals`); else the sample is the grid's z.
     seq: u32,
     _pad0: u32,
 }
@@ -91,7 +92,7 @@ override WG: u32 = 256u;
 // both samples keep gets sample 0's update first: kernels that write none
 // of them (the split first levels, the two applies) run as pairs over z;
 // the split finals run both samples in one workgroup, one after the other
-// (`seq`, `final_samples`); the launcher runs the unsplit reductions a
+// (`seq`, `finals`); the launcher runs the unsplit reductions a
 // sample at a time, sample 0's first.
 var<private> OX: u32;
 var<private> OY: u32;
@@ -244,12 +245,23 @@ struct Lanes {
 // workgroupUniformLoad and the workgroup id alone): the barriers below
 // depend on nothing else.
 fn group_shape(g: u32, lidx: u32) -> vec2<u32> {
+    return lane_shape(g, WG, uniform_stored(lidx));
+}
+
+// The stored channels, made uniform across the workgroup (read from a
+// buffer): the barriers that depend on them stay in uniform control flow.
+fn uniform_stored(lidx: u32) -> u32 {
     if lidx == 0u {
         stored = channels().x;
     }
-    let all = workgroupUniformLoad(&stored);
-    let first = g * WG;
-    let width = min(all - min(first, all), WG);
+    return workgroupUniformLoad(&stored);
+}
+
+// (width, per) of group g of up to `w` of the `all` stored channels: per,
+// a power of two, lanes of each channel such that width·per ≤ WG.
+fn lane_shape(g: u32, w: u32, all: u32) -> vec2<u32> {
+    let first = g * w;
+    let width = min(all - min(first, all), w);
     var per = 1u;
     if width > 0u {
         while per * 2u * width <= WG {
@@ -269,17 +281,24 @@ fn lanes(g: u32, s: u32, lidx: u32, shape: vec2<u32>) -> Lanes {
 // threads of row0 0, which store them as split s's partials of their
 // channel; `shape` is the group's (width, per).
 fn store_partials(ln: Lanes, shape: vec2<u32>, s: u32, lidx: u32) {
-    for (var h = shape.y / 2u; h > 0u; h /= 2u) {
-        workgroupBarrier();
-        if ln.busy && ln.row0 < h {
-            red[lidx] += red[lidx + h * shape.x];
-            red2[lidx] += red2[lidx + h * shape.x];
-        }
-    }
+    fold_lanes(ln.busy, ln.row0, shape, lidx);
     if ln.busy && ln.row0 == 0u {
         let at = partial_at(s, ln.c);
         stats[OST + at] = red[lidx];
         stats[OST + at + 1u] = red2[lidx];
+    }
+}
+
+// Adds the `per` (shape.y) lanes' values of each of the `width` (shape.x)
+// channels in `red` and `red2` down to lane 0 (the thread of lane l and
+// channel c at c + l·width), in a tree whose order is fixed.
+fn fold_lanes(busy: bool, lane: u32, shape: vec2<u32>, lidx: u32) {
+    for (var h = shape.y / 2u; h > 0u; h /= 2u) {
+        workgroupBarrier();
+        if busy && lane < h {
+            red[lidx] += red[lidx + h * shape.x];
+            red2[lidx] += red2[lidx + h * shape.x];
+        }
     }
 }
 
@@ -318,65 +337,88 @@ fn split_partial(g: u32, s: u32, lidx: u32, grad: bool) {
     store_partials(ln, shape, s, lidx);
 }
 
-// Split statistics, second level: a thread per stored channel.
+// Split statistics, second level (see `finals`).
 @compute @workgroup_size(WG)
 fn bn_stats_final(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lidx: u32,
 ) {
-    let run = final_samples(wid);
-    for (var s = run.x; s < run.y; s++) {
-        stats_final(s, final_threads(wid, nwg, lidx));
-        storageBarrier();
-    }
+    finals(wid, nwg, lidx, false);
 }
 
-// Sample z's finals, thread t's channels (first, stride).
-fn stats_final(z: u32, t: vec2<u32>) {
-    sample(z);
+// The mean, 1/σ and running averages of stored channel j from its sums
+// over the splits: Σ(x − K) and Σ(x − K)² with K = x[row 0, j].
+fn stats_final(j: u32, sums: vec2<f32>) {
     let ch = channels();
     let rows = rows_of(p.rows, p.rows_code);
-    for (var j = t.x; j < ch.x; j += t.y) {
-        let live = j < ch.y && rows > 0u;
-        var s1 = 0.0;
-        var s2 = 0.0;
-        for (var s = 0u; s < p.splits; s++) {
-            let at = partial_at(s, j);
-            s1 += stats[OST + at];
-            s2 += stats[OST + at + 1u];
-        }
-        let n = f32(max(rows, 1u));
-        let m1 = s1 / n;
-        var mean = m1;
-        if live {
-            mean += x[OX + j];
-        }
-        finish_stats(j, mean, max(s2 / n - m1 * m1, 0.0), live, rows);
+    let live = j < ch.y && rows > 0u;
+    let n = f32(max(rows, 1u));
+    let m1 = sums.x / n;
+    var mean = m1;
+    if live {
+        mean += x[OX + j];
     }
+    finish_stats(j, mean, max(sums.y / n - m1 * m1, 0.0), live, rows);
 }
 
-// The samples [x, y) whose split finals a workgroup runs: the grid's z
-// alone, or a pair's both (seq 2, a grid of one workgroup) in turn, with a
-// storage barrier after each (the callers'), so that a unit both keep gets
-// sample 0's update of its running averages (or addition into dγ, dβ)
-// before sample 1's, as one launch after the other would give. From the
-// uniform parameters and the workgroup id alone: the barriers stay in
-// uniform control flow.
-fn final_samples(wid: vec3<u32>) -> vec2<u32> {
-    if p.seq > 1u {
-        return vec2(0u, p.seq);
-    }
-    return vec2(wid.z, wid.z + 1u);
-}
+// Channels per group of the finals: few, so that each has several lanes
+// summing its splits (up to 256 of them on GPUs).
+const FINAL_W: u32 = 32u;
 
-// A final's thread: its first channel and stride (a thread per channel over
-// the grid, or over the one workgroup of a pair).
-fn final_threads(wid: vec3<u32>, nwg: vec3<u32>, lidx: u32) -> vec2<u32> {
+// The split finals: each channel's sums of its splits' two partials, then
+// (`grad`) the backward sums into stats and dγ, dβ, or the statistics and
+// running averages. Channel groups of up to FINAL_W channels, `per` lanes
+// of each summing every per-th split, the lanes added in a tree
+// (`fold_lanes`); the grid runs over the groups of one sample (the grid's
+// z). A pair (seq 2, a grid of one workgroup) runs every group of sample 0,
+// a storage barrier, then sample 1's, so that a unit both keep gets sample
+// 0's update before sample 1's, as one launch after the other would give.
+// The loops' bounds come from the uniform parameters, the workgroup id and
+// workgroupUniformLoad: the barriers stay in uniform control flow.
+fn finals(wid: vec3<u32>, nwg: vec3<u32>, lidx: u32, grad: bool) {
+    var run = vec2(wid.z, wid.z + 1u);
+    var first = wid.y * nwg.x + wid.x;
+    var stride = nwg.x * nwg.y;
     if p.seq > 1u {
-        return vec2(lidx, WG);
+        run = vec2(0u, p.seq);
+        first = 0u;
+        stride = 1u;
     }
-    return vec2(flat_id(wid, nwg, lidx, WG), nwg.x * nwg.y * WG);
+    for (var z = run.x; z < run.y; z++) {
+        sample(z);
+        let all = uniform_stored(lidx);
+        for (var g = first; g * FINAL_W < all; g += stride) {
+            let shape = lane_shape(g, FINAL_W, all);
+            let w = max(shape.x, 1u);
+            let c = g * FINAL_W + lidx % w;
+            let lane = lidx / w;
+            let busy = lidx < shape.x * shape.y;
+            var s1 = 0.0;
+            var s2 = 0.0;
+            if busy {
+                for (var sp = lane; sp < p.splits; sp += shape.y) {
+                    let at = partial_at(sp, c);
+                    s1 += stats[OST + at];
+                    s2 += stats[OST + at + 1u];
+                }
+            }
+            // The previous group's tree is done with `red`.
+            workgroupBarrier();
+            red[lidx] = s1;
+            red2[lidx] = s2;
+            fold_lanes(busy, lane, shape, lidx);
+            if busy && lane == 0u {
+                let sums = vec2(red[lidx], red2[lidx]);
+                if grad {
+                    grad_final(c, sums);
+                } else {
+                    stats_final(c, sums);
+                }
+            }
+        }
+        storageBarrier();
+    }
 }
 
 // What bn_apply needs of stored channel j: the statistics it normalises
@@ -476,39 +518,26 @@ fn bn_grad_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     }
 }
 
-// Split backward sums, second level: a thread per stored channel.
+// Split backward sums, second level (see `finals`).
 @compute @workgroup_size(WG)
 fn bn_grad_final(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lidx: u32,
 ) {
-    let run = final_samples(wid);
-    for (var s = run.x; s < run.y; s++) {
-        grad_final(s, final_threads(wid, nwg, lidx));
-        storageBarrier();
-    }
+    finals(wid, nwg, lidx, true);
 }
 
-// Sample z's finals, thread t's channels (first, stride).
-fn grad_final(z: u32, t: vec2<u32>) {
-    sample(z);
+// Stored channel j's backward sums over the splits into stats, and added
+// into dβ, dγ of its unit.
+fn grad_final(j: u32, sums: vec2<f32>) {
     let ch = channels();
-    for (var j = t.x; j < ch.x; j += t.y) {
-        var sd = 0.0;
-        var sdx = 0.0;
-        for (var s = 0u; s < p.splits; s++) {
-            let at = partial_at(s, j);
-            sd += stats[OST + at];
-            sdx += stats[OST + at + 1u];
-        }
-        stats[OST + 2u * ch.x + j] = sd;
-        stats[OST + 3u * ch.x + j] = sdx;
-        if j < ch.y {
-            let u = unit(j);
-            dbeta[u] += sd;
-            dgamma[u] += sdx;
-        }
+    stats[OST + 2u * ch.x + j] = sums.x;
+    stats[OST + 3u * ch.x + j] = sums.y;
+    if j < ch.y {
+        let u = unit(j);
+        dbeta[u] += sums.x;
+        dgamma[u] += sums.y;
     }
 }
 

@@ -6,7 +6,7 @@
 use super::conv::Stored;
 use super::{KernelParams, Rows, need, u32_of};
 use crate::device::record::Recorder;
-use crate::device::shader::{Kernel, Shader};
+use crate::device::shader::{Kernel, Shader, capped_grid};
 use crate::device::tensor::{DType, Tensor};
 use crate::error::Result;
 
@@ -159,6 +159,39 @@ pub(super) fn per_channel(ch: Stored, splits: usize) -> Result<glam::UVec3> {
     Ok(glam::UVec3::new(c.div_ceil(WG), u32_of("batchnorm", "splits", splits)?, 1))
 }
 
+/// Channels per workgroup of the split finals (batchnorm.wgsl's FINAL_W).
+const FINAL_W: usize = 32;
+
+/// The grid of one sample's split finals: a workgroup per group of up to
+/// FINAL_W stored channels (capped: the kernel loops over the rest).
+pub(super) fn final_grid(rec: &Recorder, ch: Stored) -> Result<glam::UVec3> {
+    let groups = u32_of("batchnorm", "channel groups", ch.max().div_ceil(FINAL_W).max(1))?;
+    let gpu = rec.gpu();
+    Ok(capped_grid(groups, gpu.grid_cap(), gpu.limits().max_compute_workgroups_per_dimension))
+}
+
+/// What the split finals bind: the layer's tensors, and dγ, dβ (the
+/// backward's) or a stand-in for both (the forward's y, which the
+/// statistics' final never touches). The two kernels share the shader's
+/// `finals`, so each binds what only the other reads or writes.
+pub(super) struct FinalBinds<'a> {
+    pub t: BnTensors<'a>,
+    pub grads: (&'a Tensor, &'a Tensor),
+}
+
+/// A split final (`bn_stats_final` or `bn_grad_final`) over `grid`.
+pub(super) fn record_final(
+    rec: &mut Recorder,
+    kernel: Kernel,
+    p: &BnParams,
+    f: FinalBinds,
+    grid: glam::UVec3,
+) -> Result<()> {
+    let t = f.t;
+    let b = [(1, t.dims), (2, t.maps), (3, t.x), (4, t.stats), (5, t.running), (10, f.grads.0), (11, f.grads.1)];
+    rec.dispatch(kernel, &vec![("WG", f64::from(WG))], (0, p), &b, grid)
+}
+
 /// Forward: in training, batch statistics into `stats` and the running
 /// averages updated; then y = normalised x (ReLU'd when `relu`).
 #[allow(clippy::too_many_arguments)]
@@ -185,7 +218,8 @@ pub fn forward(
         let stats = [(1, t.dims), (2, t.maps), (3, t.x), (4, t.stats), (5, t.running), (9, t.x)];
         rec.dispatch(Kernel::BnStats, &wg, (0, &p), &stats, per_channel(ch, splits)?)?;
         if splits > 1 {
-            rec.dispatch(Kernel::BnStatsFinal, &wg, (0, &p), &base, elementwise(rec, ch.max())?)?;
+            let f = FinalBinds { t, grads: (y, y) };
+            record_final(rec, Kernel::BnStatsFinal, &p, f, final_grid(rec, ch)?)?;
         }
     }
     p.relu = relu.into();
@@ -221,7 +255,8 @@ pub fn backward(
     let sums = [(1, t.dims), (2, t.maps), (3, t.x), (4, t.stats), (9, dy), (10, dgamma), (11, dbeta)];
     rec.dispatch(Kernel::BnGradReduce, &wg, (0, &p), &sums, per_channel(ch, splits)?)?;
     if splits > 1 {
-        rec.dispatch(Kernel::BnGradFinal, &wg, (0, &p), &sums, elementwise(rec, ch.max())?)?;
+        let f = FinalBinds { t, grads: (dgamma, dbeta) };
+        record_final(rec, Kernel::BnGradFinal, &p, f, final_grid(rec, ch)?)?;
     }
     rec.dispatch(
         Kernel::BnGradApply,

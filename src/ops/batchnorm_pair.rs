@@ -14,7 +14,8 @@
 
 use super::Rows;
 use super::batchnorm::{
-    BnConfig, BnParams, BnTensors, backward, check, elementwise, forward, params, per_channel, splits,
+    BnConfig, BnParams, BnTensors, FinalBinds, backward, check, elementwise, final_grid, forward, params, per_channel,
+    record_final, splits,
 };
 use super::conv::Stored;
 use crate::device::record::Recorder;
@@ -23,10 +24,10 @@ use crate::device::tensor::Tensor;
 use crate::error::Result;
 
 /// The most stored channels whose split finals run both samples in one
-/// workgroup (`seq`): four per thread. Past them one workgroup would
-/// serialise too much of a wide layer's sums; each sample then takes a
-/// launch over the channels' grid.
-pub const SEQ_FINAL_MAX: usize = 4 * super::batchnorm::WG as usize;
+/// workgroup (`seq`): four of the finals' channel groups per sample, which
+/// the workgroup takes one after another. Past them each sample takes a
+/// launch whose groups run side by side.
+pub const SEQ_FINAL_MAX: usize = 128;
 
 /// The two samples' operands as single bindings and sample 1's offsets.
 struct Spans {
@@ -133,17 +134,17 @@ pub fn forward_pair(
         rec.dispatch(Kernel::BnStats, &wg, (0, &sp.strides), &b, both(per_channel(chs[0], splits)?))?;
         if seq {
             let p = BnParams { seq: 2, ..sp.strides };
-            let b = [b[0], b[1], b[2], b[3], b[4], (6, t.gamma), (7, t.beta), (8, &sp.out)];
-            rec.dispatch(Kernel::BnStatsFinal, &wg, (0, &p), &b, glam::UVec3::ONE)?;
+            let f = FinalBinds { t: BnTensors { x: &sp.x, stats: &sp.stats, ..t }, grads: (&sp.out, &sp.out) };
+            record_final(rec, Kernel::BnStatsFinal, &p, f, glam::UVec3::ONE)?;
         }
     }
     for (j, t) in ts.iter().enumerate().filter(|_| !seq) {
         let p = alone(j)?;
-        let b = [(1, t.dims), (2, t.maps), (3, t.x), (4, t.stats), (5, t.running), (9, t.x)];
         if splits > 1 {
-            let b = [b[0], b[1], b[2], b[3], b[4], (6, t.gamma), (7, t.beta), (8, ys[j])];
-            rec.dispatch(Kernel::BnStatsFinal, &wg, (0, &p), &b, elementwise(rec, chs[j].max())?)?;
+            let f = FinalBinds { t: *t, grads: (ys[j], ys[j]) };
+            record_final(rec, Kernel::BnStatsFinal, &p, f, final_grid(rec, chs[j])?)?;
         } else {
+            let b = [(1, t.dims), (2, t.maps), (3, t.x), (4, t.stats), (5, t.running), (9, t.x)];
             rec.dispatch(Kernel::BnStats, &wg, (0, &p), &b, per_channel(chs[j], splits)?)?;
         }
     }
@@ -195,17 +196,19 @@ pub fn backward_pair(
         rec.dispatch(Kernel::BnGradReduce, &wg, (0, &sp.strides), &b, both(per_channel(chs[0], splits)?))?;
         if seq {
             let p = BnParams { seq: 2, ..sp.strides };
-            rec.dispatch(Kernel::BnGradFinal, &wg, (0, &p), &b, glam::UVec3::ONE)?;
+            let f = FinalBinds { t: BnTensors { x: &sp.x, stats: &sp.stats, ..t }, grads: (dgamma, dbeta) };
+            record_final(rec, Kernel::BnGradFinal, &p, f, glam::UVec3::ONE)?;
         }
     }
     for (j, t) in ts.iter().enumerate().filter(|_| !seq) {
         // Sample j alone: its own kept set, no offsets.
         let p =
             BnParams { train: 1, accumulate: flags.accumulate, gate: flags.gate, ..params(rows, chs[j], cfg, splits)? };
-        let b = [(1, t.dims), (2, t.maps), (3, t.x), (4, t.stats), (9, dys[j]), (10, dgamma), (11, dbeta)];
         if splits > 1 {
-            rec.dispatch(Kernel::BnGradFinal, &wg, (0, &p), &b, elementwise(rec, chs[j].max())?)?;
+            let f = FinalBinds { t: *t, grads: (dgamma, dbeta) };
+            record_final(rec, Kernel::BnGradFinal, &p, f, final_grid(rec, chs[j])?)?;
         } else {
+            let b = [(1, t.dims), (2, t.maps), (3, t.x), (4, t.stats), (9, dys[j]), (10, dgamma), (11, dbeta)];
             rec.dispatch(Kernel::BnGradReduce, &wg, (0, &p), &b, per_channel(chs[j], splits)?)?;
         }
     }

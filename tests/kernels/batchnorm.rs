@@ -22,6 +22,9 @@ fn run_cases(gpu: &sparsetrain::Gpu, label: &str) {
     // reductions split into chunks of 16 rows (GPUs split by 4096).
     run_split_cases(gpu, label, 0);
     run_split_cases(gpu, &format!("{label} (rows split by 16)"), 16);
+    // A chunk per row, up to 256: more chunks than a final's lanes per
+    // channel, in groups of FINAL_W channels.
+    run_split_cases(gpu, &format!("{label} (a chunk per row)"), 1);
 }
 
 fn run_split_cases(gpu: &sparsetrain::Gpu, label: &str, split_rows: usize) {
@@ -178,12 +181,12 @@ fn bn_pair_cases(gpu: &sparsetrain::Gpu, label: &str) {
         (300, Some([(0..300).filter(|u| u % 3 != 0).collect(), (0..300).filter(|u| u % 5 != 1).collect()]), 3, 3, 2),
         // Two channel groups over several chunks of rows.
         (300, None, 7, 4, 3),
-        // Split finals of a pair in one workgroup, four channels a thread
-        // (the most, SEQ_FINAL_MAX); then past it, a launch per sample.
-        (1024, Some([(0..1024).filter(|u| u % 7 != 2).collect(), (0..1024).collect()]), 9, 4, 3),
-        (1030, Some([(0..1030).collect(), (0..1030).filter(|u| u % 2 == 0).collect()]), 9, 4, 3),
+        // Split finals of a pair in one workgroup, four channel groups a
+        // sample (the most, SEQ_FINAL_MAX); then past it, a launch per sample.
+        (128, Some([(0..128).filter(|u| u % 7 != 2).collect(), (0..128).collect()]), 9, 4, 3),
+        (132, Some([(0..132).collect(), (0..132).filter(|u| u % 2 == 0).collect()]), 9, 4, 3),
     ];
-    for split_rows in [0usize, 16] {
+    for split_rows in [0usize, 16, 1] {
         let cfg = BnConfig { split_rows, ..BnConfig::default() };
         for (case, (full, kept, per, cap, n)) in cases.iter().cloned().enumerate() {
             let mut r = rng(2600 + case as u64 + 10 * split_rows as u64);
