@@ -169,6 +169,27 @@ fn regtile_run(run: vec2<u32>, tiles: vec2<u32>, threads: vec2<u32>, l: vec2<u32
     }
 }
 
+// `shared` loads an implicit convolution operand four values at a time
+// (`a_quad_k`, `b_quad_n`: a quarter of the index arithmetic, vec4 loads;
+// A where stored along K and the slice depth allows).
+// Element e of a `len` × BK slice (rows of A, or columns of B, by BK
+// values of K) as (index along len, k): consecutive e along K, or along
+// `len` where the operand is stored k-major, so that global reads coalesce.
+fn slice_at(e: u32, len: u32, k_major: bool) -> vec2<u32> {
+    if k_major {
+        return vec2(e % len, e / len);
+    }
+    return vec2(e / BK, e % BK);
+}
+
+fn implicit_quads_a() -> bool {
+    return IM_QUADS_A && (IMPLICIT == 1u || IMPLICIT == 3u) && !TRANS_A && BK % 4u == 0u;
+}
+
+fn implicit_quads_b() -> bool {
+    return IM_QUADS_B && (IMPLICIT == 2u || IMPLICIT == 3u);
+}
+
 // Workgroup tiles, k-major: tile_a[kk][m] and tile_b[kk][n], as vec4 over m / n.
 var<workgroup> tile_a: array<vec4<f32>, BK * WG_Y>;
 var<workgroup> tile_b: array<vec4<f32>, BK * WG_X>;
@@ -202,31 +223,36 @@ fn matmul_shared(
             for (var k0 = KB; k0 < KE; k0 += BK) {
                 // Cooperative loads. Consecutive threads walk the contiguous
                 // dimension of each operand so that global reads coalesce.
-                for (var e = lidx; e < bm * BK; e += threads) {
-                    var mm: u32;
-                    var kk: u32;
-                    if TRANS_A {
-                        kk = e / bm;
-                        mm = e % bm;
-                    } else {
-                        mm = e / BK;
-                        kk = e % BK;
+                if implicit_quads_a() {
+                    // Four k of one row at a time (`a_quad_k`).
+                    for (var e = lidx; e < bm * BK / 4u; e += threads) {
+                        let mm = e / (BK / 4u);
+                        let kq = 4u * (e % (BK / 4u));
+                        let v = a_quad_k(row_base + mm, k0 + kq);
+                        for (var i = 0u; i < 4u; i++) {
+                            let slot = (kq + i) * bm + mm;
+                            tile_a[slot >> 2u][slot & 3u] = v[i];
+                        }
                     }
-                    let slot = kk * bm + mm;
-                    tile_a[slot >> 2u][slot & 3u] = a_at(row_base + mm, k0 + kk);
+                } else {
+                    for (var e = lidx; e < bm * BK; e += threads) {
+                        let at = slice_at(e, bm, TRANS_A);
+                        let slot = at.y * bm + at.x;
+                        tile_a[slot >> 2u][slot & 3u] = a_at(row_base + at.x, k0 + at.y);
+                    }
                 }
-                for (var e = lidx; e < bn * BK; e += threads) {
-                    var nn: u32;
-                    var kk: u32;
-                    if TRANS_B {
-                        nn = e / BK;
-                        kk = e % BK;
-                    } else {
-                        kk = e / bn;
-                        nn = e % bn;
+                if implicit_quads_b() {
+                    // Four columns of one k at a time (`b_quad_n`): one slot.
+                    for (var e = lidx; e < bn * BK / 4u; e += threads) {
+                        let kk = e / (bn / 4u);
+                        let nq = 4u * (e % (bn / 4u));
+                        tile_b[(kk * bn + nq) >> 2u] = b_quad_n(k0 + kk, col_base + nq);
                     }
-                    let slot = kk * bn + nn;
-                    tile_b[slot >> 2u][slot & 3u] = b_at(k0 + kk, col_base + nn);
+                }
+                for (var e = lidx; e < bn * BK && !implicit_quads_b(); e += threads) {
+                    let at = slice_at(e, bn, !TRANS_B);
+                    let slot = at.y * bn + at.x;
+                    tile_b[slot >> 2u][slot & 3u] = b_at(k0 + at.y, col_base + at.x);
                 }
                 workgroupBarrier();
                 for (var kk = 0u; kk < BK; kk++) {
@@ -347,7 +373,7 @@ fn pack_a_quad(o: u32, i: u32) -> vec4<f32> {
     if VEC4_A && IMPLICIT == 0u && o < M && i < K {
         return a[(o * K + i + OFF_A) >> 2u];
     }
-    return vec4(a_at(o, i), a_at(o, i + 1u), a_at(o, i + 2u), a_at(o, i + 3u));
+    return a_quad_k(o, i);
 }
 
 // B's values at (o, i..i+4) of its pack: (k, col) or with TRANS_B (col, k).
@@ -361,7 +387,7 @@ fn pack_b_quad(o: u32, i: u32) -> vec4<f32> {
     if VEC4_B && IMPLICIT == 0u && o < K && i < N {
         return b[(o * N + i + OFF_B) >> 2u];
     }
-    return vec4(b_at(o, i), b_at(o, i + 1u), b_at(o, i + 2u), b_at(o, i + 3u));
+    return b_quad_n(o, i);
 }
 
 @compute @workgroup_size(WG_X)

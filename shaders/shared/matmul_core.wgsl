@@ -89,6 +89,9 @@ override IMPLICIT: u32 = 0u;
 // Whether an implicit convolution's stride is a power of two (shifts, not
 // divisions, in the input gradient's lookup).
 override IM_POW2: bool = true;
+// The implicit operands' values four at a time (`a_quad_k`, `b_quad_n`).
+override IM_QUADS_A: bool = false;
+override IM_QUADS_B: bool = false;
 // Epilogues (see the header).
 override BIAS: bool = false;
 override RELU: bool = false;
@@ -310,20 +313,23 @@ fn tile_run(wid: vec3<u32>, nwg: vec3<u32>, total: u32) -> vec2<u32> {
     return vec2(min(first, total), min(first + per, total));
 }
 
+// Where an implicit A's [row, col] is read: im2col(X) (IMPLICIT 1, the
+// forward) or the gather of dY (3, the input gradient); NONE in padding.
+fn implicit_a_index(row: u32, col: u32) -> u32 {
+    let c = K / (p.im_kh * p.im_kw);
+    if IMPLICIT == 1u {
+        return im_index(row, col, c);
+    }
+    return im_back_index(row, col, c);
+}
+
 // Logical A[row, col] (row < M, col < K), zero outside.
 fn a_at(row: u32, col: u32) -> f32 {
     if row >= M || col >= K {
         return 0.0;
     }
     if IMPLICIT == 1u || IMPLICIT == 3u {
-        // im2col(X) (forward) or the gather of dY (input gradient).
-        let c = K / (p.im_kh * p.im_kw);
-        var i: u32;
-        if IMPLICIT == 1u {
-            i = im_index(row, col, c);
-        } else {
-            i = im_back_index(row, col, c);
-        }
+        let i = implicit_a_index(row, col);
         if i == NONE {
             return 0.0;
         }
@@ -368,6 +374,54 @@ fn b_at(row: u32, col: u32) -> f32 {
     }
     idx += OFF_B;
     return b[idx >> 2u][idx & 3u];
+}
+
+// A[row, k..k+4] (k a multiple of 4), zero outside. Where A is a
+// convolution's implicit operand (IMPLICIT 1: im2col(X); 3: the gather of
+// dY) whose channels per kernel position are a multiple of 4 (IM_QUADS_A,
+// set by the launcher), the four are consecutive channels of one position
+// and pixel: one index (its integer divisions) and one vec4 load, not four
+// of each. A compile-time choice, so that CPU adapters, which run both
+// sides of a branch their lanes may disagree on, do not pay for both.
+fn a_quad_k(row: u32, k: u32) -> vec4<f32> {
+    if IM_QUADS_A && (IMPLICIT == 1u || IMPLICIT == 3u) {
+        if row >= M || k >= K {
+            return vec4(0.0);
+        }
+        let i = implicit_a_index(row, k);
+        if i == NONE {
+            return vec4(0.0);
+        }
+        // i and a pair's offset are multiples of 4.
+        return a[(i + OFF_A) >> 2u];
+    }
+    return vec4(a_at(row, k), a_at(row, k + 1u), a_at(row, k + 2u), a_at(row, k + 3u));
+}
+
+// B[k, col..col+4] (col a multiple of 4), zero outside; one index and one
+// vec4 load where B is implicit (IMPLICIT 2: im2col(X); 3: W read by kernel
+// position) and the four are consecutive in memory (IM_QUADS_B: the
+// channels per position, or N, a multiple of 4; as `a_quad_k`).
+fn b_quad_n(k: u32, col: u32) -> vec4<f32> {
+    if IM_QUADS_B && (IMPLICIT == 2u || IMPLICIT == 3u) {
+        if k >= K || col >= N {
+            return vec4(0.0);
+        }
+        var i: u32;
+        if IMPLICIT == 2u {
+            i = im_index(k, col, N / (p.im_kh * p.im_kw));
+            if i == NONE {
+                return vec4(0.0);
+            }
+        } else {
+            let taps = p.im_kh * p.im_kw;
+            let cout = K / taps;
+            let tap = k / cout;
+            i = ((k - tap * cout) * taps + tap) * N + col;
+        }
+        return b[(i + OFF_B) >> 2u];
+    }
+    return vec4(b_at(k, col), b_at(k, col + 1u), b_at(k, col + 2u), b_at(k, col + 3u));
 }
 
 // A[r0..r0+4, k0..k0+4] as four rows (result[i][kk] = A[r0+i, k0+kk]).
@@ -577,7 +631,7 @@ fn fetch_a_vec4(row_base: u32, k0: u32, e: u32, bm: u32, bk: u32, interior: bool
     if interior && VEC4_A && IMPLICIT == 0u {
         return a[(row * K + k + OFF_A) >> 2u];
     }
-    return vec4(a_at(row, k), a_at(row, k + 1u), a_at(row, k + 2u), a_at(row, k + 3u));
+    return a_quad_k(row, k);
 }
 
 // The e-th vec4 of a bk × bn slice of B at (k0, col_base), along B's
@@ -596,5 +650,5 @@ fn fetch_b_vec4(k0: u32, col_base: u32, e: u32, bn: u32, bk: u32, interior: bool
     if interior && VEC4_B && IMPLICIT == 0u {
         return b[((k0 + kk) * N + col + OFF_B) >> 2u];
     }
-    return vec4(b_at(k0 + kk, col), b_at(k0 + kk, col + 1u), b_at(k0 + kk, col + 2u), b_at(k0 + kk, col + 3u));
+    return b_quad_n(k0 + kk, col);
 }

@@ -323,6 +323,7 @@ impl Gpu {
         crate::device::variant::kept_splits_env()?;
         crate::device::variant::coop_mode_env()?;
         crate::device::variant::wide_pad_env()?;
+        crate::device::variant::implicit_quads_env()?;
         crate::device::variant::thin_env()?;
         crate::device::variant::wide_kpack_env()?;
         crate::device::variant::kept_matmul_env()?;

@@ -291,6 +291,15 @@ pub fn wide_pad_env() -> Result<bool> {
     auto_or_off("SPARSETRAIN_WIDE_PAD")
 }
 
+/// `SPARSETRAIN_IMPLICIT_QUADS`: whether the matmuls' loaders read an
+/// implicit convolution operand four values at a time where its channels
+/// per kernel position come in fours (`auto`, the default) or one at a
+/// time (`off`, for comparison; `a_quad_k` in matmul_core.wgsl); checked
+/// when a device opens too.
+pub fn implicit_quads_env() -> Result<bool> {
+    auto_or_off("SPARSETRAIN_IMPLICIT_QUADS")
+}
+
 /// `SPARSETRAIN_WIDE_KPACK`: whether `wide` reads operands stored along K
 /// from K-major packs (`matmul_kpack`): `on` for every such product, `off`
 /// for none, `auto` (the default, None) by `kpack_rule`; checked when a

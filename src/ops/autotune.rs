@@ -30,7 +30,7 @@ fn cache_file() -> Option<PathBuf> {
 /// The adapter, the matmul kernels' source, and the experiments that change
 /// what the variants run (`SPARSETRAIN_WIDE_BK`, `SPARSETRAIN_WIDE_TILE`,
 /// `SPARSETRAIN_WIDE_PAD`, `SPARSETRAIN_WIDE_KPACK`,
-/// `SPARSETRAIN_SHADER_CHECKS`), so that a choice
+/// `SPARSETRAIN_IMPLICIT_QUADS`, `SPARSETRAIN_SHADER_CHECKS`), so that a choice
 /// timed under one is not taken for the defaults, nor one an older build
 /// timed for this build's kernels (an H100's cache kept `regtile` from an
 /// earlier engine, where this build's autotune picks `shared`).
@@ -48,6 +48,7 @@ fn cache_key(gpu: &Gpu) -> String {
         "SPARSETRAIN_WIDE_TILE",
         "SPARSETRAIN_WIDE_PAD",
         "SPARSETRAIN_WIDE_KPACK",
+        "SPARSETRAIN_IMPLICIT_QUADS",
         "SPARSETRAIN_SHADER_CHECKS",
     ] {
         if let Ok(v) = std::env::var(var).map(|v| v.trim().to_string())

@@ -64,7 +64,17 @@ pub(super) fn record_pack_into<P: Pod>(
         .filter(|(name, _)| {
             matches!(
                 *name,
-                "TRANS_A" | "TRANS_B" | "VEC4_A" | "VEC4_B" | "IMPLICIT" | "IM_POW2" | "PACK_BM" | "PACK_BN" | "PAIR"
+                "TRANS_A"
+                    | "TRANS_B"
+                    | "VEC4_A"
+                    | "VEC4_B"
+                    | "IMPLICIT"
+                    | "IM_POW2"
+                    | "IM_QUADS_A"
+                    | "IM_QUADS_B"
+                    | "PACK_BM"
+                    | "PACK_BN"
+                    | "PAIR"
             )
         })
         .collect();

@@ -6,6 +6,7 @@
 use super::{Dims, Implicit, Layout, Matmul, MatmulParams, NONE, Size, need, opt_index, u32_of};
 use crate::device::shader::Constants;
 use crate::device::tensor::{DType, Tensor};
+use crate::device::variant::implicit_quads_env;
 use crate::error::{Error, Result};
 use crate::ops::conv::ConvGeom;
 
@@ -40,8 +41,24 @@ impl Matmul<'_> {
                 },
             ),
         ];
-        if let Some(Implicit::A(g) | Implicit::B(g) | Implicit::Dx(g)) = self.implicit {
+        if let Some(imp @ (Implicit::A(g) | Implicit::B(g) | Implicit::Dx(g))) = self.implicit {
             constants.push(("IM_POW2", flag(g.stride.is_power_of_two())));
+            // Whether the implicit operand's channels per kernel position
+            // (kept counts are padded to 4), or W's rows, come in fours:
+            // the loaders then read four values at once.
+            let taps = u32::try_from(g.kh * g.kw).unwrap_or(u32::MAX).max(1);
+            let fours = |size: Size, fixed: u32| match size {
+                Size::Kept { .. } => true,
+                _ => fixed.is_multiple_of(taps) && (fixed / taps).is_multiple_of(4),
+            };
+            let (quads_a, quads_b) = match imp {
+                Implicit::A(_) => (fours(sk, k), false),
+                Implicit::B(_) => (false, fours(sn, n)),
+                Implicit::Dx(_) => (fours(sk, k), sn.aligned(n)),
+            };
+            let on = implicit_quads_env()?;
+            constants.push(("IM_QUADS_A", flag(quads_a && on)));
+            constants.push(("IM_QUADS_B", flag(quads_b && on)));
         }
         let mut params = MatmulParams {
             m,
