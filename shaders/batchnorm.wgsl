@@ -86,7 +86,8 @@ override WG: u32 = 256u;
 
 // Pairs: one launch over both mask samples of a sparse step, the grid's z
 // the sample (strides zero and z = 0 for one). Each kernel calls
-// `sample(wid.z)` first; every read and write of x, y, dy, stats, the kept
+// `sample(wid.z)` first (the finals `sample(z)` for each sample they run);
+// every read and write of x, y, dy, stats, the kept
 // count and the kept list goes through these offsets. The parameters,
 // running averages and their gradients are per unit and shared, and a unit
 // both samples keep gets sample 0's update first: kernels that write none

@@ -443,7 +443,7 @@ impl Layer for Conv2d {
     /// (`pairs_columns`).
     fn forward_pair<'a>(&self, cx: &mut Ctx<'a, '_>, second: &mut Second<'a>) -> Result<()> {
         let gathered = match (cx.lazy, second.lazy) {
-            (Some(l0), Some(l1)) if !self.pass(cx).dense => {
+            (Some(l0), Some(l1)) if cx.both(second, |c| Ok(self.pass(c).dense))? == (false, false) => {
                 let (wc, bc) = ([&cx.scratch[0], &second.scratch[0]], [&cx.scratch[1], &second.scratch[1]]);
                 l0.gather_pair(cx.rec, &l1, (0, self.bias.then_some(1)), wc, bc)?;
                 true

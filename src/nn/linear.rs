@@ -304,7 +304,7 @@ impl Layer for Linear {
     fn forward_pair<'a>(&self, cx: &mut Ctx<'a, '_>, second: &mut Second<'a>) -> Result<()> {
         match (cx.lazy, second.lazy) {
             // Under lazy SGD both samples' gathers in one launch where they can.
-            (Some(l0), Some(l1)) if self.compacts(cx) => {
+            (Some(l0), Some(l1)) if cx.both(second, |c| Ok(self.compacts(c)))? == (true, true) => {
                 let (wc, bc) = ([&cx.scratch[0], &second.scratch[0]], [&cx.scratch[1], &second.scratch[1]]);
                 l0.gather_pair(cx.rec, &l1, (0, Some(1)), wc, bc)?
             }

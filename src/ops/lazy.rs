@@ -195,7 +195,12 @@ impl LazyPass<'_> {
         wc: [&Tensor; 2],
         bc: [&Tensor; 2],
     ) -> Result<()> {
+        // One step's two passes: the same lazy SGD, state and rate; one
+        // launch uses sample 0's.
         let same = std::ptr::eq(self.op, second.op)
+            && self.st.w.same_as(second.st.w)
+            && self.st.last.same_as(second.st.last)
+            && self.hp == second.hp
             && self.first_slot == second.first_slot
             && (self.sample, second.sample) == (0, 1)
             && self.sets.all.same_as(second.sets.all)
