@@ -13,7 +13,8 @@
 # one process each (kernels-each.sh) with what is left: the twentieth
 # session's run of that binary stalled, and this session adds a test to
 # it. Then (twenty-second session) ResNet-20 with BatchNorm pairs and
-# implicit convolutions on the GPU. Sourced by run.sh; `kit.sh --tests matmul`, BUDGET=540.
+# implicit convolutions on the GPU; (twenty-third) BatchNorm finals in a
+# tree, implicit operands in fours. Sourced by run.sh; `kit.sh --tests matmul`, BUDGET=540.
 rm -f "${SPARSETRAIN_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sparsetrain}/matmul-variant.tsv"
 OLD="$BIN/sparsetrain-old"
 T="bench train --model 8192-8192 --batch 2048 --keeps 0.1 --warmup 2 --runs 5"
@@ -43,6 +44,11 @@ step 05-resnet20-columns 45 env SPARSETRAIN_PROFILE=kernels "$ST" $C
 step 05a-resnet20-columns-unpaired 45 env SPARSETRAIN_PAIRS=off "$ST" $C
 step 05b-resnet20-implicit 45 env SPARSETRAIN_IMPLICIT=on SPARSETRAIN_PROFILE=kernels "$ST" $C
 step 05c-resnet20-implicit-unpaired 45 env SPARSETRAIN_IMPLICIT=on SPARSETRAIN_PAIRS=off "$ST" $C
+# Twenty-third session: implicit operands read in fours (the default) against
+# one by one, and the ResNet-20 step of the old build (BatchNorm finals one
+# thread per channel, no pairs of finals or gathers) for the finals' tree.
+step 05d-resnet20-implicit-quads-off 45 env SPARSETRAIN_IMPLICIT=on SPARSETRAIN_IMPLICIT_QUADS=off "$ST" $C
+[ -x "$OLD" ] && step 05e-resnet20-columns-old 45 env SPARSETRAIN_PROFILE=kernels "$OLD" $C
 step 01c-f32-again 30 "$ST" $T
 [ -x "$OLD" ] && step 01d-f32-old-again 30 "$OLD" $T
 . "$(dirname "${BASH_SOURCE[0]}")/kernels-each.sh"
