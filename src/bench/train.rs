@@ -130,11 +130,12 @@ pub fn bench_train(
     };
     writeln!(
         out,
-        "device: {} ({:?}, {:?}); matmul variant {}{how}; precision {}",
+        "device: {} ({:?}, {:?}); matmul variant {}{how}; convolutions {}; precision {}",
         r.name,
         r.backend,
         r.device_type,
         variant.name(),
+        if gpu.implicit_convs() { "in place" } else { "through im2col columns" },
         gpu.precision().name()
     )
     .map_err(io_err)?;

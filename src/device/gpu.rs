@@ -92,6 +92,8 @@ pub struct Gpu {
     pairs: bool,
     /// SPARSETRAIN_IMPLICIT (None: auto; see `implicit_convs`).
     implicit_convs: Option<bool>,
+    /// Auto's choice timed on this adapter (`ops::autotune_conv::ensure`).
+    pub(crate) convs_tuned: OnceLock<bool>,
     /// `Precision` of the matmuls recorded from now on (0 f32, 1 mixed).
     precision: AtomicU8,
     /// The partial products of split-K matmuls (`Tensor::split_scratch`).
@@ -355,6 +357,7 @@ impl Gpu {
                 None => crate::device::variant::auto_on_off("SPARSETRAIN_PAIRS")?.unwrap_or(true),
             },
             implicit_convs: crate::device::variant::auto_on_off("SPARSETRAIN_IMPLICIT")?,
+            convs_tuned: OnceLock::new(),
             precision: AtomicU8::new(0),
             split_scratch: Mutex::new(None),
             coop_packs: [Mutex::new(None), Mutex::new(None)],
@@ -422,14 +425,21 @@ impl Gpu {
     }
 
     /// Whether convolutions read their input in place (implicit operands:
-    /// no im2col columns, no col2im, and a sparse step's two mask samples'
-    /// products as pairs): `SPARSETRAIN_IMPLICIT` on or off, else (auto)
-    /// where the matmul variant is `regtile` (CPU adapters). GPUs keep the
-    /// columns by default: `shared` and `wide` read an implicit operand
-    /// element by element, and that has not been timed against the columns
-    /// on a GPU yet (`on` is the experiment).
+    /// no im2col columns or col2im, and a sparse step's convolutions as
+    /// pairs): `SPARSETRAIN_IMPLICIT` on or off; else (auto) the faster way
+    /// on this adapter where `ops::autotune::ensure` timed both (GPUs that
+    /// autotune, cached per adapter: `ops::autotune_conv`); else where the
+    /// matmul variant is `regtile`, which has implicit kernels of its own
+    /// (CPU adapters).
     pub fn implicit_convs(&self) -> bool {
-        self.implicit_convs.unwrap_or_else(|| self.matmul_variant() == Variant::RegTile)
+        self.implicit_convs
+            .or_else(|| self.convs_tuned.get().copied())
+            .unwrap_or_else(|| self.matmul_variant() == Variant::RegTile)
+    }
+
+    /// Whether `SPARSETRAIN_IMPLICIT` leaves the choice to the device (auto).
+    pub(crate) fn implicit_convs_auto(&self) -> bool {
+        self.implicit_convs.is_none()
     }
 
     /// The matmul variant in use and why it was chosen: set by

@@ -5,16 +5,15 @@
 //! device type when timing is off. `SPARSETRAIN_MATMUL` overrides all of it.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 
 use crate::device::gpu::Gpu;
-use crate::device::record::Recorder;
 pub use crate::device::shader::{ChoiceSource, MatmulChoice};
 use crate::device::tensor::Tensor;
 use crate::error::{Error, Result};
 use crate::ops::matmul::{Dims, Layout, Matmul, Variant};
+pub use crate::ops::timing::{Runs, median, time_recorded};
 
 fn cache_file() -> Option<PathBuf> {
     let dir = if let Some(d) = std::env::var_os("SPARSETRAIN_CACHE_DIR") {
@@ -73,16 +72,22 @@ fn keep_entry(old: &str, new: &str) -> bool {
 }
 
 fn cache_lookup(key: &str) -> Option<Variant> {
+    cache_get(key, |v| Variant::parse(v).filter(|v| !matches!(v, Variant::Naive | Variant::Thin | Variant::Coop)))
+}
+
+/// The last value cached under `key` that `parse` accepts.
+fn cache_get<T>(key: &str, parse: impl Fn(&str) -> Option<T>) -> Option<T> {
     let text = std::fs::read_to_string(cache_file()?).ok()?;
-    text.lines()
-        .filter_map(|l| l.split_once('\t'))
-        .filter(|(k, _)| *k == key)
-        .filter_map(|(_, v)| Variant::parse(v))
-        .rfind(|v| !matches!(v, Variant::Naive | Variant::Thin | Variant::Coop))
+    text.lines().filter_map(|l| l.split_once('\t')).filter(|(k, _)| *k == key).filter_map(|(_, v)| parse(v)).last()
 }
 
 /// Best effort: a failed write only costs a re-tune next time.
 fn cache_store(key: &str, v: Variant) {
+    cache_put(key, v.name());
+}
+
+/// `value` cached under `key` (best effort, as `cache_store`).
+fn cache_put(key: &str, value: &str) {
     let Some(path) = cache_file() else { return };
     let Some(dir) = path.parent() else { return };
     if std::fs::create_dir_all(dir).is_err() {
@@ -94,7 +99,7 @@ fn cache_store(key: &str, v: Variant) {
         .filter(|l| l.split_once('\t').is_some_and(|(k, _)| keep_entry(k, key)))
         .map(|l| format!("{l}\n"))
         .collect();
-    text.push_str(&format!("{key}\t{}\n", v.name()));
+    text.push_str(&format!("{key}\t{value}\n"));
     // Write-then-rename: parallel processes never see a torn file.
     let tmp = dir.join(format!(".matmul-variant.{}.tmp", std::process::id()));
     if std::fs::write(&tmp, text).is_ok() && std::fs::rename(&tmp, &path).is_err() {
@@ -114,6 +119,8 @@ pub fn ensure(gpu: &Gpu) -> Result<MatmulChoice> {
     let choice = choose(gpu, gpu.autotune)?;
     // A concurrent caller may have won; either choice is valid.
     let _ = gpu.matmul.set(choice);
+    // Then how convolutions run with that variant (GPUs that autotune).
+    ensure_convs(gpu)?;
     Ok(gpu.matmul_choice())
 }
 
@@ -165,29 +172,6 @@ fn choose(gpu: &Gpu, autotune: bool) -> Result<MatmulChoice> {
     Ok(MatmulChoice { variant, source: ChoiceSource::Autotune, timings })
 }
 
-/// Median of a non-empty sample (NaN for an empty one).
-pub fn median(xs: &[f64]) -> f64 {
-    if xs.is_empty() {
-        return f64::NAN;
-    }
-    let mut v = xs.to_vec();
-    v.sort_by(f64::total_cmp);
-    let mid = v.len() / 2;
-    if v.len() % 2 == 1 { v[mid] } else { 0.5 * (v[mid - 1] + v[mid]) }
-}
-
-/// How many times to run a timed measurement.
-#[derive(Clone, Copy, Debug)]
-pub struct Runs {
-    pub min: usize,
-    pub max: usize,
-    /// Stop adding runs (beyond `min`) once this many seconds are spent.
-    pub budget_s: f64,
-    /// Matmuls recorded into one submission per run; raises the work per
-    /// submission on fast devices so that launch overhead does not dominate.
-    pub inner: usize,
-}
-
 /// A, B and C of a timed product in `layout`, holding seeded random values.
 pub fn bench_operands(gpu: &Gpu, layout: Layout, d: Dims) -> Result<(Tensor, Tensor, Tensor)> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
@@ -208,23 +192,40 @@ pub fn bench_operands(gpu: &Gpu, layout: Layout, d: Dims) -> Result<(Tensor, Ten
 /// can hide bugs and time differently.
 pub fn time_matmul(gpu: &Gpu, mm: Matmul, d: Dims, runs: Runs) -> Result<Vec<f64>> {
     let (a, b, c) = bench_operands(gpu, mm.layout, d)?;
-    let inner = runs.inner.max(1);
-    let run = |count: usize| -> Result<f64> {
-        let t0 = Instant::now();
-        let mut rec = Recorder::new(gpu);
-        for _ in 0..count {
-            mm.record(&mut rec, &c, &a, &b, d)?;
-        }
-        rec.finish()?;
-        Ok(t0.elapsed().as_secs_f64() / count as f64)
-    };
-    run(1)?;
-    let start = Instant::now();
-    let mut out = Vec::new();
-    while out.len() < runs.min.max(1) || (out.len() < runs.max && start.elapsed().as_secs_f64() < runs.budget_s) {
-        out.push(run(inner)?);
+    time_recorded(gpu, runs, |rec| mm.record(rec, &c, &a, &b, d))
+}
+
+/// How convolutions run (`ops::autotune_conv`), on GPUs that autotune and
+/// leave `SPARSETRAIN_IMPLICIT` at auto: the cached choice for this adapter
+/// and build, else the probe's (then cached).
+/// A probe the adapter cannot run (a pipeline that fails to build) leaves
+/// the rule of `Gpu::implicit_convs`.
+fn ensure_convs(gpu: &Gpu) -> Result<()> {
+    let ty = gpu.report().device_type;
+    if !gpu.autotune || ty == wgpu::DeviceType::Cpu || !gpu.implicit_convs_auto() || gpu.convs_tuned.get().is_some() {
+        return Ok(());
     }
-    Ok(out)
+    let key = format!("{}|convs", cache_key(gpu));
+    let parse = |v: &str| match v {
+        "implicit" => Some(true),
+        "columns" => Some(false),
+        _ => None,
+    };
+    if let Some(implicit) = cache_get(&key, parse) {
+        let _ = gpu.convs_tuned.set(implicit);
+        return Ok(());
+    }
+    let runs = Runs { min: 3, max: 3, budget_s: 0.0, inner: 5 };
+    match super::autotune_conv::probe(gpu, runs) {
+        Ok(t) => {
+            let implicit = t.prefers_implicit();
+            let _ = gpu.convs_tuned.set(implicit);
+            cache_put(&key, if implicit { "implicit" } else { "columns" });
+            Ok(())
+        }
+        Err(Error::Shader { .. } | Error::Device(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 pub mod accuracy;
 pub mod add;
 pub mod autotune;
+pub mod autotune_conv;
 pub mod batchnorm;
 pub mod batchnorm_pair;
 pub mod bias;
@@ -30,6 +31,7 @@ pub mod project;
 pub mod reduce;
 pub mod relu;
 pub mod softmax_xent;
+pub mod timing;
 pub mod vrpge;
 
 use crate::device::shader::Shader;

@@ -341,3 +341,26 @@ fn implicit_pair_cases(gpu: &sparsetrain::Gpu, label: &str) {
         }
     }
 }
+
+/// The probe behind the per-adapter choice of how convolutions run
+/// (`ops::autotune_conv`): both ways (im2col's columns, implicit operands)
+/// build, compute the same products, and time positive and finite with
+/// the device's matmul variant. With the autotune off (as in every test)
+/// or on a CPU adapter nothing is probed: the rule stands.
+#[test]
+fn convolution_paths_probe_both_ways() {
+    use sparsetrain::ops::autotune::Runs;
+    use sparsetrain::ops::autotune_conv::{paths_disagree, probe};
+    let Some(gpu) = gpu("convolution_paths_probe_both_ways") else { return };
+    let diff = paths_disagree(&gpu).unwrap();
+    assert!(diff < 1e-4, "columns and implicit operands differ by {diff} (relative to the largest value)");
+    let t = probe(&gpu, Runs { min: 1, max: 1, budget_s: 0.0, inner: 1 }).unwrap();
+    for (way, s) in [("columns", t.columns_s), ("implicit", t.implicit_s)] {
+        assert!(s.is_finite() && s > 0.0, "{way}: {s} s per step");
+    }
+    sparsetrain::ops::autotune::ensure(&gpu).unwrap();
+    let rule = gpu.matmul_variant() == sparsetrain::ops::matmul::Variant::RegTile;
+    if std::env::var("SPARSETRAIN_IMPLICIT").is_err() {
+        assert_eq!(gpu.implicit_convs(), rule, "the rule, with the autotune off");
+    }
+}
