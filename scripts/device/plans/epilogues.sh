@@ -40,8 +40,8 @@ step 03c-f32-tile64x128 30 env SPARSETRAIN_WIDE_TILE=64x128 SPARSETRAIN_PROFILE=
 # GPUs); ResNet-20 dense and keep 0.1, with the per-kernel profile of
 # each, and each way with pairs off.
 C="bench train --model resnet20 --batch 128 --keeps 0.1 --warmup 1 --runs 3"
-step 05-resnet20-columns 45 env SPARSETRAIN_PROFILE=kernels "$ST" $C
-step 05a-resnet20-columns-unpaired 45 env SPARSETRAIN_PAIRS=off "$ST" $C
+step 05-resnet20-columns 45 env SPARSETRAIN_IMPLICIT=off SPARSETRAIN_PROFILE=kernels "$ST" $C
+step 05a-resnet20-columns-unpaired 45 env SPARSETRAIN_IMPLICIT=off SPARSETRAIN_PAIRS=off "$ST" $C
 step 05b-resnet20-implicit 45 env SPARSETRAIN_IMPLICIT=on SPARSETRAIN_PROFILE=kernels "$ST" $C
 step 05c-resnet20-implicit-unpaired 45 env SPARSETRAIN_IMPLICIT=on SPARSETRAIN_PAIRS=off "$ST" $C
 # Twenty-third session: implicit operands read in fours (the default) against
@@ -49,6 +49,9 @@ step 05c-resnet20-implicit-unpaired 45 env SPARSETRAIN_IMPLICIT=on SPARSETRAIN_P
 # thread per channel, no pairs of finals or gathers) for the finals' tree.
 step 05d-resnet20-implicit-quads-off 45 env SPARSETRAIN_IMPLICIT=on SPARSETRAIN_IMPLICIT_QUADS=off "$ST" $C
 [ -x "$OLD" ] && step 05e-resnet20-columns-old 45 env SPARSETRAIN_PROFILE=kernels "$OLD" $C
+# The default: the path the adapter's probe chose (ops::autotune_conv; the
+# variant cache removed above, so it probes; the device line says which).
+step 05f-resnet20-auto 45 "$ST" $C
 step 01c-f32-again 30 "$ST" $T
 [ -x "$OLD" ] && step 01d-f32-old-again 30 "$OLD" $T
 . "$(dirname "${BASH_SOURCE[0]}")/kernels-each.sh"
