@@ -114,6 +114,10 @@ fn cache_put(key: &str, value: &str) {
 /// it use the device-type rule.
 pub fn ensure(gpu: &Gpu) -> Result<MatmulChoice> {
     if let Some(c) = gpu.matmul.get() {
+        // Another caller may still be probing the convolutions: settle
+        // them too before a workspace is sized by them (a second probe at
+        // worst; the first answer stands).
+        ensure_convs(gpu)?;
         return Ok(c.clone());
     }
     let choice = choose(gpu, gpu.autotune)?;
@@ -205,7 +209,9 @@ fn ensure_convs(gpu: &Gpu) -> Result<()> {
     if !gpu.autotune || ty == wgpu::DeviceType::Cpu || !gpu.implicit_convs_auto() || gpu.convs_tuned.get().is_some() {
         return Ok(());
     }
-    let key = format!("{}|convs", cache_key(gpu));
+    // The probe times the variant products now run on (`coop` under mixed
+    // precision, a forced SPARSETRAIN_MATMUL): part of the key.
+    let key = format!("{}|convs {}", cache_key(gpu), gpu.matmul_variant().name());
     let parse = |v: &str| match v {
         "implicit" => Some(true),
         "columns" => Some(false),
