@@ -202,8 +202,8 @@ pub fn time_matmul(gpu: &Gpu, mm: Matmul, d: Dims, runs: Runs) -> Result<Vec<f64
 /// How convolutions run (`ops::autotune_conv`), on GPUs that autotune and
 /// leave `SPARSETRAIN_IMPLICIT` at auto: the cached choice for this adapter
 /// and build, else the probe's (then cached).
-/// A probe the adapter cannot run (a pipeline that fails to build) leaves
-/// the rule of `Gpu::implicit_convs`.
+/// A probe the adapter cannot run (a pipeline that fails to build, sizes
+/// past its limits) leaves the rule of `Gpu::implicit_convs`.
 fn ensure_convs(gpu: &Gpu) -> Result<()> {
     let ty = gpu.report().device_type;
     if !gpu.autotune || ty == wgpu::DeviceType::Cpu || !gpu.implicit_convs_auto() || gpu.convs_tuned.get().is_some() {
@@ -229,8 +229,10 @@ fn ensure_convs(gpu: &Gpu) -> Result<()> {
             cache_put(&key, if implicit { "implicit" } else { "columns" });
             Ok(())
         }
-        Err(Error::Shader { .. } | Error::Device(_)) => Ok(()),
-        Err(e) => Err(e),
+        // A probe this adapter cannot run (a pipeline that does not build,
+        // operands past its limits) leaves the rule; a lost device stops.
+        Err(Error::DeviceLost(why)) => Err(Error::DeviceLost(why)),
+        Err(_) => Ok(()),
     }
 }
 
