@@ -8,7 +8,8 @@
 //                    convolution's kernel positions × input channels) and each
 //                    block of Wc keeps the kept columns of that block
 //                    and, with `bias`, in the same launch
-//                    bc[j]    = b[rows[j]]  (one launch per layer, not two)
+//                    bc[j]    = b[rows[j]]  (one launch per layer, not two);
+//                    a pair's two mask samples in one launch (the grid's z)
 // scatter_bias_grad: db[rows[j]] += Σ_r dy[r, j]      (dy compacted, [batch, ·])
 // column_partials:   P[c, j] = Σ_{r in chunk c} dy[r, j], chunks of `chunk`
 //                    rows, `chunks` of them (zero past the batch): the first
@@ -44,6 +45,13 @@ struct GatherParams {
     chunks: u32,
     // gather_weights: 1 also gathers the bias (bias_src into bias_dst).
     bias: u32,
+    // gather_weights of a pair (the grid's z: both mask samples of a sparse
+    // step): where sample 1's Wc and bc start after sample 0's (floats),
+    // and its kept counts and lists after sample 0's (entries); 0 for one.
+    stride_dst: u32,
+    stride_bias: u32,
+    stride_dims: u32,
+    stride_maps: u32,
 }
 
 
@@ -73,6 +81,14 @@ fn map(off: u32, j: u32) -> u32 {
     return maps[off + j];
 }
 
+// Index i (NONE: none) of sample z of a pair, `by` apart per sample.
+fn of_sample(i: u32, z: u32, by: u32) -> u32 {
+    if i == NONE {
+        return NONE;
+    }
+    return i + z * by;
+}
+
 fn stride(nwg: vec3<u32>) -> u32 {
     return nwg.x * nwg.y * WG;
 }
@@ -83,12 +99,18 @@ fn gather_weights(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lidx: u32,
 ) {
-    let kr = real_count(p.rows_full, p.dyn_rows);
-    let kc = real_count(p.cols_full, p.dyn_cols);
+    // A pair's sample z reads its own kept sets and writes its own Wc, bc.
+    let z = wid.z;
+    let dyn_rows = of_sample(p.dyn_rows, z, p.stride_dims);
+    let dyn_cols = of_sample(p.dyn_cols, z, p.stride_dims);
+    let rows_map = of_sample(p.rows_map, z, p.stride_maps);
+    let cols_map = of_sample(p.cols_map, z, p.stride_maps);
+    let kr = real_count(p.rows_full, dyn_rows);
+    let kc = real_count(p.cols_full, dyn_cols);
     // The static side keeps its own size (padding it would misalign the
     // classifier's 10 outputs); compacted sides are padded to 4.
-    let pr = side_len(kr, p.dyn_rows);
-    let pc = side_len(kc, p.dyn_cols);
+    let pr = side_len(kr, dyn_rows);
+    let pc = side_len(kc, dyn_cols);
     let blocks = max(p.col_blocks, 1u);
     let row_len = pc * blocks;
     for (var t = flat_id(wid, nwg, lidx, WG); t < pr * row_len; t += stride(nwg)) {
@@ -97,9 +119,9 @@ fn gather_weights(
         let q = t % pc;
         var v = 0.0;
         if j < kr && q < kc {
-            v = src[(map(p.rows_map, j) * blocks + b) * p.cols_full + map(p.cols_map, q)];
+            v = src[(map(rows_map, j) * blocks + b) * p.cols_full + map(cols_map, q)];
         }
-        dst[t] = v;
+        dst[z * p.stride_dst + t] = v;
     }
     if p.bias == 0u {
         return;
@@ -107,9 +129,9 @@ fn gather_weights(
     for (var j = flat_id(wid, nwg, lidx, WG); j < pr; j += stride(nwg)) {
         var v = 0.0;
         if j < kr {
-            v = bias_src[map(p.rows_map, j)];
+            v = bias_src[map(rows_map, j)];
         }
-        bias_dst[j] = v;
+        bias_dst[z * p.stride_bias + j] = v;
     }
 }
 

@@ -453,8 +453,9 @@ fn runs_are_single_steps_without_dynamic_offsets() {
 /// launches fewer for an MLP of L linear layers (the first has no input
 /// gradient), twice that in mixed precision (the f16 packs too), and the
 /// same weights, scores and losses bit for bit as the two samples launched
-/// one by one. Under lazy SGD each layer's gathers of its kept weights pair
-/// too (`LazyPass::gather_pair`): L fewer again. Mixed precision runs where
+/// one by one. Each layer's gathers of its kept weights pair too
+/// (`LazyPass::gather_pair` under lazy SGD, else
+/// `gather_weight_blocks_pair`): L fewer again. Mixed precision runs where
 /// the device has cooperative matrices (it says NOT RUN elsewhere, and
 /// fails where SPARSETRAIN_REQUIRE_COOP is set).
 #[test]
@@ -486,7 +487,9 @@ fn paired_products_launch_once_and_change_no_bit() {
         }
         let [on, off] = &runs[..] else { continue };
         let tag = format!("{precision:?}, {updates:?} updates");
-        let gathers = if updates == Updates::Lazy { layers } else { 0 };
+        // Each layer's gathers of its kept weights: one launch for both
+        // samples, lazy or plain.
+        let gathers = layers;
         let fewer = per_pair * (2 * layers - 1) + gathers;
         // SPARSETRAIN_THIN=on (scripts/lavapipe-coop.sh) runs the output
         // layer's forward pair in mixed precision on `matmul_thin`, one
@@ -507,8 +510,8 @@ fn paired_products_launch_once_and_change_no_bit() {
 /// steps of a ResNet-8 of width 4 (implicit products by default on CPU
 /// adapters; a stem on 3 channels whose explicit columns both samples
 /// share) launch each implicit convolution's forward product (else the
-/// stem's) at least once less per step, under lazy SGD each layer's gather
-/// of its kept weights too (with columns or without), and train to the
+/// stem's) at least once less per step, each layer's gather of its kept
+/// weights too (lazy or plain, with columns or without), and train to the
 /// same weights, scores and losses bit for bit as with pairs off.
 #[test]
 fn paired_convolutions_launch_once_and_change_no_bit() {
@@ -527,11 +530,11 @@ fn paired_convolutions_launch_once_and_change_no_bit() {
             let graph = Graph::from_spec(models::resnet(8, 4, input, classes).unwrap()).unwrap();
             // Each convolution's forward pairs where it reads X in place;
             // with im2col's columns (SPARSETRAIN_IMPLICIT=off) only the
-            // stem's, whose columns both samples share. Lazy SGD's gathers
-            // pair either way: one per convolution and the classifier.
+            // stem's, whose columns both samples share. The gathers of kept
+            // weights pair either way: one per convolution and the classifier.
             let kind = |k: &str| graph.nodes.iter().filter(|n| n.layer.kind() == k).count();
             let convs = if gpu.implicit_convs() { kind("conv2d") } else { 1 };
-            let gathers = if updates == Updates::Lazy { kind("conv2d") + kind("linear") } else { 0 };
+            let gathers = kind("conv2d") + kind("linear");
             let net = Net::new(&gpu, graph, 5).unwrap();
             let (dispatches, values) = sparse_steps(&gpu, net, (&x, &y), (0.5, updates), 3);
             runs.push((dispatches, convs + gathers, values));

@@ -29,7 +29,9 @@ use crate::device::gpu::Gpu;
 use crate::device::tensor::Tensor;
 use crate::error::{Error, Result};
 use crate::ops::conv::{ConvGeom, Stored, col2im, im2col};
-use crate::ops::gather::{KeptSet, Side, bias_grad_of, bias_partials_len, gather_weight_blocks};
+use crate::ops::gather::{
+    KeptSet, Side, bias_grad_of, bias_partials_len, gather_weight_blocks, gather_weight_blocks_pair,
+};
 use crate::ops::matmul::{Dims, Implicit, Layout, Matmul, Scatter, Size};
 
 fn one() -> usize {
@@ -442,11 +444,32 @@ impl Layer for Conv2d {
     /// where they read im2col columns that the two samples' passes share
     /// (`pairs_columns`).
     fn forward_pair<'a>(&self, cx: &mut Ctx<'a, '_>, second: &mut Second<'a>) -> Result<()> {
+        let compacts = cx.both(second, |c| Ok(self.pass(c).dense))? == (false, false);
+        let (wc, bc) = ([&cx.scratch[0], &second.scratch[0]], [&cx.scratch[1], &second.scratch[1]]);
         let gathered = match (cx.lazy, second.lazy) {
-            (Some(l0), Some(l1)) if cx.both(second, |c| Ok(self.pass(c).dense))? == (false, false) => {
-                let (wc, bc) = ([&cx.scratch[0], &second.scratch[0]], [&cx.scratch[1], &second.scratch[1]]);
+            (Some(l0), Some(l1)) if compacts => {
                 l0.gather_pair(cx.rec, &l1, (0, self.bias.then_some(1)), wc, bc)?;
                 true
+            }
+            (None, None) if compacts && cx.rec.gpu().pairs() => {
+                let (p0, p1) = cx.both(second, |c| Ok(self.pass(c)))?;
+                if !(p1.kept.dims.same_as(p0.kept.dims) && p1.kept.maps.same_as(p0.kept.maps)) {
+                    false
+                } else {
+                    let bias = self.bias.then(|| (bc, &cx.params[1]));
+                    let sides = [(p0.sides.1, p0.sides.0), (p1.sides.1, p1.sides.0)];
+                    let full = (self.out, p0.x.shape.c);
+                    gather_weight_blocks_pair(
+                        cx.rec,
+                        (wc, &cx.params[0]),
+                        bias,
+                        p0.kept,
+                        sides,
+                        full,
+                        self.positions(),
+                    )?;
+                    true
+                }
             }
             _ => false,
         };

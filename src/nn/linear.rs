@@ -20,7 +20,7 @@ use crate::device::gpu::Gpu;
 use crate::device::tensor::Tensor;
 use crate::error::{Error, Result};
 use crate::ops::Rows;
-use crate::ops::gather::{Side, bias_grad_of, bias_partials_len, gather_weight_blocks};
+use crate::ops::gather::{Side, bias_grad_of, bias_partials_len, gather_weight_blocks, gather_weight_blocks_pair};
 use crate::ops::matmul::{Dims, Layout, Matmul, Scatter, Size};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -49,6 +49,26 @@ impl Linear {
         columns(&cx.inputs[0]).0 != Side::Full || cx.output.side != Side::Full
     }
 
+    /// The weight's (rows, columns) sides, its column blocks (pixels of a
+    /// flattened input) and the input's channels.
+    fn gather_shape(&self, cx: &Ctx) -> ((Side, Side), usize, usize) {
+        let (cols, plane, c) = columns(&cx.inputs[0]);
+        ((cx.output.side, cols), plane, c)
+    }
+
+    /// Both samples' `gather` without lazy SGD: one launch where it can
+    /// (`gather_weight_blocks_pair`).
+    fn gather_both<'a>(&self, cx: &mut Ctx<'a, '_>, second: &mut Second<'a>) -> Result<()> {
+        let k0 = cx.kept("linear")?;
+        if !second.kept.is_some_and(|k| k.dims.same_as(k0.dims) && k.maps.same_as(k0.maps)) {
+            return cx.each_sample(second, |c| self.gather(c));
+        }
+        let ((s0, plane, c), (s1, _, _)) = cx.both(second, |c| Ok(self.gather_shape(c)))?;
+        let (wc, bc) = ([&cx.scratch[0], &second.scratch[0]], [&cx.scratch[1], &second.scratch[1]]);
+        let (w, b) = (&cx.params[0], &cx.params[1]);
+        gather_weight_blocks_pair(cx.rec, (wc, w), Some((bc, b)), k0, [s0, s1], (self.out, c), plane)
+    }
+
     /// The kept rows and columns of the weight and bias into the compact
     /// scratch (where a side is compacted), brought up to date under lazy
     /// SGD.
@@ -56,8 +76,7 @@ impl Linear {
         if !self.compacts(cx) {
             return Ok(());
         }
-        let x = cx.inputs[0];
-        let ((cols, plane, c), rows) = (columns(&x), cx.output.side);
+        let ((rows, cols), plane, c) = self.gather_shape(cx);
         let kept = cx.kept("linear")?;
         let (wc, bc) = (&cx.scratch[0], &cx.scratch[1]);
         match cx.lazy {
@@ -302,12 +321,14 @@ impl Layer for Linear {
     /// Both samples' gathers, then their forward products as a pair: one
     /// launch where the two fit one (`Matmul::record_pair`).
     fn forward_pair<'a>(&self, cx: &mut Ctx<'a, '_>, second: &mut Second<'a>) -> Result<()> {
+        // Both samples' gathers in one launch where they can.
+        let compacts = cx.both(second, |c| Ok(self.compacts(c)))? == (true, true);
         match (cx.lazy, second.lazy) {
-            // Under lazy SGD both samples' gathers in one launch where they can.
-            (Some(l0), Some(l1)) if cx.both(second, |c| Ok(self.compacts(c)))? == (true, true) => {
+            (Some(l0), Some(l1)) if compacts => {
                 let (wc, bc) = ([&cx.scratch[0], &second.scratch[0]], [&cx.scratch[1], &second.scratch[1]]);
                 l0.gather_pair(cx.rec, &l1, (0, Some(1)), wc, bc)?
             }
+            (None, None) if compacts && cx.rec.gpu().pairs() => self.gather_both(cx, second)?,
             _ => cx.each_sample(second, |c| self.gather(c))?,
         }
         let ((mm0, ops0, d), (mm1, ops1, _)) = cx.both(second, |c| self.forward_product(c))?;

@@ -23,6 +23,11 @@ pub struct GatherParams {
     pub chunk: u32,
     pub chunks: u32,
     pub bias: u32,
+    /// A pair (`gather_weight_blocks_pair`): sample 1's offsets.
+    pub stride_dst: u32,
+    pub stride_bias: u32,
+    pub stride_dims: u32,
+    pub stride_maps: u32,
 }
 
 impl KernelParams for GatherParams {
@@ -87,6 +92,10 @@ fn params(rows: Side, cols: Side, rows_full: usize, cols_full: usize, batch: Row
         chunk: 0,
         chunks: 0,
         bias: 0,
+        stride_dst: 0,
+        stride_bias: 0,
+        stride_dims: 0,
+        stride_maps: 0,
     })
 }
 
@@ -156,6 +165,87 @@ pub fn gather_weight_blocks(
     // Every padded bias row has a thread too (a weightless layer, 0 columns).
     let threads = max.max(if bias.is_some() { rows.max_len(full.0) } else { 0 });
     launch_1d(rec, Kernel::GatherWeights, ("gather", WG), &p, &bind, threads)
+}
+
+/// `gather_weight_blocks` of both mask samples of a sparse step into
+/// `wc[0]`, `wc[1]` (and `bc`), each with its own sides: one launch, the
+/// grid's z the sample, where each pair of outputs lies in one buffer
+/// (sample 1's after sample 0's) and sample 1's kept sets sit the same
+/// distance after sample 0's on both sides; else one launch per sample.
+/// The same values either way (the launches only read W and b).
+#[allow(clippy::too_many_arguments)]
+pub fn gather_weight_blocks_pair(
+    rec: &mut Recorder,
+    (wc, w): ([&Tensor; 2], &Tensor),
+    bias: Option<([&Tensor; 2], &Tensor)>,
+    kept: KeptSet,
+    sides: [(Side, Side); 2],
+    full: (usize, usize),
+    blocks: usize,
+) -> Result<()> {
+    let one_by_one = |rec: &mut Recorder| -> Result<()> {
+        for j in 0..2 {
+            gather_weight_blocks(rec, (wc[j], w), bias.map(|(bc, b)| (bc[j], b)), kept, sides[j], full, blocks)?;
+        }
+        Ok(())
+    };
+    let gpu = rec.gpu();
+    let span = |t: [&Tensor; 2]| t[0].span_to(t[1], gpu).filter(|&(_, s)| s >= t[0].len());
+    // Sample 1's (count, list) index minus sample 0's, the same on both
+    // sides (None: a side that follows no set).
+    let shift = |a: Side, b: Side| -> Option<Option<(u32, u32)>> {
+        let ((c0, m0), (c1, m1)) = (a.indices().ok()?, b.indices().ok()?);
+        match (c0 == NONE, c1 == NONE) {
+            (true, true) => Some(None),
+            (false, false) => Some(Some((c1.checked_sub(c0)?, m1.checked_sub(m0)?))),
+            _ => None,
+        }
+    };
+    let shifts = (shift(sides[0].0, sides[1].0), shift(sides[0].1, sides[1].1));
+    let strides = match shifts {
+        (Some(r), Some(c)) if r.is_none() || c.is_none() || r == c => r.or(c).unwrap_or((0, 0)),
+        _ => return one_by_one(rec),
+    };
+    let Some((wcs, swc)) = span(wc) else { return one_by_one(rec) };
+    let bcs = match bias {
+        Some((bc, _)) => match span(bc) {
+            Some(b) => Some(b),
+            None => return one_by_one(rec),
+        },
+        None => None,
+    };
+    // The checks of each sample's launch, then one launch with both.
+    const OP: &str = "gather_weights";
+    let (rows, cols) = sides[0];
+    let max = rows.max_len(full.0) * cols.max_len(full.1) * blocks;
+    for (j, (r, c)) in sides.iter().enumerate() {
+        need(OP, "wc", wc[j], r.max_len(full.0) * c.max_len(full.1) * blocks, DType::F32)?;
+        if let Some((bc, _)) = bias {
+            need(OP, "bc", bc[j], r.max_len(full.0), DType::F32)?;
+        }
+    }
+    need(OP, "w", w, full.0 * full.1 * blocks, DType::F32)?;
+    let mut p = params(rows, cols, full.0, full.1, Rows::Fixed(0))?;
+    p.col_blocks = u32_of("gather", "blocks", blocks.max(1))?;
+    (p.stride_dims, p.stride_maps) = strides;
+    p.stride_dst = u32_of(OP, "stride", swc)?;
+    let (bc, b) = match (bias, &bcs) {
+        (Some((_, b)), Some((bc, s))) => {
+            need(OP, "b", b, full.0, DType::F32)?;
+            p.bias = 1;
+            p.stride_bias = u32_of(OP, "stride", *s)?;
+            (bc, b)
+        }
+        _ => (&wcs, w),
+    };
+    need("gather", "dims", kept.dims, 1, DType::U32)?;
+    need("gather", "maps", kept.maps, 1, DType::U32)?;
+    let bind = [(1, kept.dims), (2, kept.maps), (3, w), (4, &wcs), (5, b), (6, bc)];
+    let threads = max.max(if bias.is_some() { rows.max_len(full.0) } else { 0 });
+    let t = u32_of(OP, "threads", threads)?.max(1);
+    let grid = super::grid_for_capacity(gpu, t, WG);
+    let wg = vec![("WG", f64::from(WG))];
+    rec.dispatch(Kernel::GatherWeights, &wg, (0, &p), &bind, glam::UVec3::new(grid.x, grid.y, 2))
 }
 
 /// db[kept rows[j]] += Σ_r dy[r, j]; dy: [batch, padded kept rows].

@@ -165,3 +165,106 @@ fn bias_grad_in_two_levels_matches_reference() {
         }
     }
 }
+
+/// Both mask samples' gathers in one launch (`gather_weight_blocks_pair`):
+/// each sample's kept rows and columns (sample 1's lists after sample
+/// 0's), a weight in column blocks, with and without a bias, a side that
+/// follows no set, a sample keeping none or all, on both grids; the same
+/// values as each sample's gather alone and as the f64 gather, and one
+/// launch. Outputs in two buffers fall back to a launch per sample.
+#[test]
+fn paired_gathers_match_each_sample_alone() {
+    pairs_on_each_grid("paired_gathers_match_each_sample_alone", paired_gather_cases);
+}
+
+fn paired_gather_cases(gpu: &sparsetrain::Gpu, label: &str) {
+    use sparsetrain::ops::gather::{gather_weight_blocks, gather_weight_blocks_pair};
+    let (rows_full, cols_full) = (19usize, 13usize);
+    // Sets per sample (rows, cols) and list entries per sample.
+    let (sets, entries) = (2usize, 40usize);
+    let mut case = 0u64;
+    for blocks in [1usize, 3] {
+        for (keep_rows, keep_cols) in
+            [(Some([0.5, 0.3]), Some([0.6, 1.0])), (Some([0.0, 1.0]), None), (None, Some([0.4, 0.0]))]
+        {
+            for (with_bias, joint_out) in [(true, true), (false, true), (true, false)] {
+                case += 1;
+                let mut r = rng(1500 + case);
+                let pick = |r: &mut rand::rngs::StdRng, n: usize, k: Option<[f64; 2]>| {
+                    k.map(|k| [subset(r, n, k[0]), subset(r, n, k[1])])
+                };
+                let (rows, cols) = (pick(&mut r, rows_full, keep_rows), pick(&mut r, cols_full, keep_cols));
+                // dims [s·2 + set]; maps: sample s's rows list at s·40, its cols at s·40 + 20.
+                let mut dims = vec![0u32; 2 * sets];
+                let mut maps = vec![u32::MAX; 2 * entries];
+                for s in 0..2 {
+                    for (k, (list, at)) in [(&rows, 0usize), (&cols, 20)].into_iter().enumerate() {
+                        if let Some(l) = list {
+                            dims[s * sets + k] = l[s].len() as u32;
+                            maps[s * entries + at..s * entries + at + l[s].len()].copy_from_slice(&l[s]);
+                        }
+                    }
+                }
+                let side = |kept: bool, s: usize, k: usize, at: usize| {
+                    if kept { Side::Kept { count: s * sets + k, map: s * entries + at } } else { Side::Full }
+                };
+                let sides = [0, 1].map(|s| (side(rows.is_some(), s, 0, 0), side(cols.is_some(), s, 1, 20)));
+                let (rs, cs) = sides[0];
+                let (max, pr) = (rs.max_len(rows_full) * cs.max_len(cols_full) * blocks, rs.max_len(rows_full));
+                let w = rand_f32(&mut r, rows_full * blocks * cols_full, -1.0, 1.0);
+                let b = rand_f32(&mut r, rows_full, -1.0, 1.0);
+                let tdims = Tensor::from_u32(gpu, "dims", &[dims.len()], &dims).unwrap();
+                let tmaps = Tensor::from_u32(gpu, "maps", &[maps.len()], &maps).unwrap();
+                let kept = KeptSet { dims: &tdims, maps: &tmaps, ranks: &tmaps };
+                let (tw, tb) = (
+                    Tensor::from_f32(gpu, "w", &[w.len()], &w).unwrap(),
+                    Tensor::from_f32(gpu, "b", &[b.len()], &b).unwrap(),
+                );
+                let nans = |n: usize| vec![f32::NAN; n];
+                let outs = |n: usize| -> [Tensor; 2] {
+                    if joint_out {
+                        joint(gpu, "out", n, [&nans(n), &nans(n)])
+                    } else {
+                        [0, 1].map(|_| Tensor::from_f32(gpu, "out", &[n], &nans(n)).unwrap())
+                    }
+                };
+                let (wc, bc, wc1, bc1) = (outs(max), outs(pr), outs(max), outs(pr));
+                let mut launches = [0usize; 2];
+                run_with_batch(gpu, 1, |rec| {
+                    let bias = with_bias.then_some(([&bc[0], &bc[1]], &tb));
+                    let full = (rows_full, cols_full);
+                    gather_weight_blocks_pair(rec, ([&wc[0], &wc[1]], &tw), bias, kept, sides, full, blocks).unwrap();
+                    launches[0] = rec.dispatches();
+                    for s in 0..2 {
+                        let bias = with_bias.then_some((&bc1[s], &tb));
+                        gather_weight_blocks(rec, (&wc1[s], &tw), bias, kept, sides[s], full, blocks).unwrap();
+                    }
+                    launches[1] = rec.dispatches() - launches[0];
+                });
+                let tag = format!(
+                    "case {case}{label}: blocks {blocks}, rows {keep_rows:?}, cols {keep_cols:?}, bias {with_bias}, one buffer {joint_out}"
+                );
+                assert_eq!(launches, [if joint_out { 1 } else { 2 }, 2], "{tag}: launches paired and one by one");
+                let down = |t: &Tensor| t.download_f32(gpu).unwrap();
+                for s in 0..2 {
+                    assert_same_bits(&format!("{tag}: sample {s} Wc"), &down(&wc[s]), &down(&wc1[s]));
+                    assert_same_bits(&format!("{tag}: sample {s} bc"), &down(&bc[s]), &down(&bc1[s]));
+                    let (rl, cl) = (rows.as_ref().map(|l| &l[s][..]), cols.as_ref().map(|l| &l[s][..]));
+                    let want = cpu::gather::gather_weight_blocks(&to_f64(&w), (rows_full, cols_full), blocks, rl, cl);
+                    let got = down(&wc[s]);
+                    assert_close(&format!("{tag}: sample {s} Wc against f64"), &got[..want.len()], &want, 0.0, 0.0);
+                    if with_bias {
+                        let want = cpu::gather::gather_bias(&to_f64(&b), rl);
+                        assert_close(
+                            &format!("{tag}: sample {s} bc against f64"),
+                            &down(&bc[s])[..want.len()],
+                            &want,
+                            0.0,
+                            0.0,
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
