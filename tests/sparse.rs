@@ -522,19 +522,25 @@ fn paired_convolutions_launch_once_and_change_no_bit() {
     let mut r = rng(2400);
     let x = rand_f32(&mut r, batch * input.len(), -1.0, 1.0);
     let y: Vec<u32> = (0..batch as u32).map(|i| (i * 3) % classes as u32).collect();
-    for updates in [Updates::Eager, Updates::Lazy] {
+    // The last run keeps the stem dense (not prunable): a convolution whose
+    // sides are both full in a sparse step, with no compact weight.
+    for (updates, dense_stem) in [(Updates::Eager, false), (Updates::Lazy, false), (Updates::Eager, true)] {
         let mut runs = Vec::new();
         for pairs in [true, false] {
             let opts = sparsetrain::GpuOptions { pairs: Some(pairs), ..Default::default() };
             let Some(gpu) = gpu_with(TEST, opts) else { return };
-            let graph = Graph::from_spec(models::resnet(8, 4, input, classes).unwrap()).unwrap();
+            let mut spec = models::resnet(8, 4, input, classes).unwrap();
+            if dense_stem {
+                spec.nodes[0].settings["prunable"] = serde_json::json!(false);
+            }
+            let graph = Graph::from_spec(spec).unwrap();
             // Each convolution's forward pairs where it reads X in place;
             // with im2col's columns (SPARSETRAIN_IMPLICIT=off) only the
             // stem's, whose columns both samples share. The gathers of kept
             // weights pair either way: one per convolution and the classifier.
             let kind = |k: &str| graph.nodes.iter().filter(|n| n.layer.kind() == k).count();
             let convs = if gpu.implicit_convs() { kind("conv2d") } else { 1 };
-            let gathers = kind("conv2d") + kind("linear");
+            let gathers = kind("conv2d") + kind("linear") - usize::from(dense_stem);
             let net = Net::new(&gpu, graph, 5).unwrap();
             let (dispatches, values) = sparse_steps(&gpu, net, (&x, &y), (0.5, updates), 3);
             runs.push((dispatches, convs + gathers, values));

@@ -445,13 +445,18 @@ impl Layer for Conv2d {
     /// (`pairs_columns`).
     fn forward_pair<'a>(&self, cx: &mut Ctx<'a, '_>, second: &mut Second<'a>) -> Result<()> {
         let compacts = cx.both(second, |c| Ok(self.pass(c).dense))? == (false, false);
-        let (wc, bc) = ([&cx.scratch[0], &second.scratch[0]], [&cx.scratch[1], &second.scratch[1]]);
+        // The compact weight and bias: scratch 0 and 1 where a side is kept
+        // (a dense pass's scratch may hold fewer).
+        let compact =
+            |c: &Ctx<'a, '_>, s: &Second<'a>| ([&c.scratch[0], &s.scratch[0]], [&c.scratch[1], &s.scratch[1]]);
         let gathered = match (cx.lazy, second.lazy) {
             (Some(l0), Some(l1)) if compacts => {
+                let (wc, bc) = compact(cx, second);
                 l0.gather_pair(cx.rec, &l1, (0, self.bias.then_some(1)), wc, bc)?;
                 true
             }
             (None, None) if compacts && cx.rec.gpu().pairs() => {
+                let (wc, bc) = compact(cx, second);
                 let (p0, p1) = cx.both(second, |c| Ok(self.pass(c)))?;
                 if !(p1.kept.dims.same_as(p0.kept.dims) && p1.kept.maps.same_as(p0.kept.maps)) {
                     false

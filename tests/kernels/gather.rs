@@ -268,3 +268,44 @@ fn paired_gather_cases(gpu: &sparsetrain::Gpu, label: &str) {
         }
     }
 }
+
+/// Where both samples cannot share one launch, each takes its own: a side
+/// kept for one sample and full for the other, sets not evenly apart, or
+/// one output tensor for both.
+#[test]
+fn paired_gathers_fall_back_one_by_one() {
+    use sparsetrain::ops::gather::gather_weight_blocks_pair;
+    let Some(gpu) = gpu("paired_gathers_fall_back_one_by_one") else { return };
+    let (rows_full, cols_full) = (9usize, 7usize);
+    let tdims = Tensor::from_u32(&gpu, "dims", &[8], &[3, 2, 0, 0, 4, 5, 0, 0]).unwrap();
+    let maps: Vec<u32> = (0..64).map(|i| i % 5).collect();
+    let tmaps = Tensor::from_u32(&gpu, "maps", &[64], &maps).unwrap();
+    let kept = KeptSet { dims: &tdims, maps: &tmaps, ranks: &tmaps };
+    let tw = Tensor::from_f32(&gpu, "w", &[rows_full * cols_full], &vec![1.0; rows_full * cols_full]).unwrap();
+    let n = 12 * 8;
+    let out = joint(&gpu, "wc", n, [&[], &[]]);
+    let k = |count: usize, map: usize| Side::Kept { count, map };
+    let cases = [
+        ("rows kept for one sample only", [(k(0, 0), k(1, 20)), (Side::Full, k(5, 52))]),
+        ("sets not evenly apart", [(k(0, 0), k(1, 20)), (k(4, 32), k(5, 50))]),
+    ];
+    for (what, sides) in cases {
+        let mut rec = Recorder::new(&gpu);
+        gather_weight_blocks_pair(&mut rec, ([&out[0], &out[1]], &tw), None, kept, sides, (rows_full, cols_full), 1)
+            .unwrap();
+        assert_eq!(rec.dispatches(), 2, "{what}: a launch per sample");
+        rec.finish().unwrap();
+    }
+    // Even sets, but one tensor for both outputs.
+    let sides = [(k(0, 0), k(1, 20)), (k(4, 32), k(5, 52))];
+    let mut rec = Recorder::new(&gpu);
+    gather_weight_blocks_pair(&mut rec, ([&out[0], &out[0]], &tw), None, kept, sides, (rows_full, cols_full), 1)
+        .unwrap();
+    assert_eq!(rec.dispatches(), 2, "one output tensor: a launch per sample");
+    rec.finish().unwrap();
+    let mut rec = Recorder::new(&gpu);
+    gather_weight_blocks_pair(&mut rec, ([&out[0], &out[1]], &tw), None, kept, sides, (rows_full, cols_full), 1)
+        .unwrap();
+    assert_eq!(rec.dispatches(), 1, "even sets, two outputs in one buffer: one launch");
+    rec.finish().unwrap();
+}
